@@ -1,0 +1,74 @@
+"""Train three scikit-learn MLPs of different sizes on the digits data set, measured with
+``mlflow_green.track()`` and logged to MLflow, then print accuracy per kWh.
+
+Runs offline on data shipped with scikit-learn. Usage::
+
+    python examples/track_digits.py            # logs to sqlite:///mlflow.db
+    mlflow ui --backend-store-uri sqlite:///mlflow.db
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import mlflow
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+
+import mlflow_green
+
+EXPERIMENT = "green-digits-sklearn"
+EPOCHS = 15
+SIZES = {"mlp-small": (16,), "mlp-medium": (64,), "mlp-large": (256, 128)}
+
+
+def train(name: str, hidden: tuple[int, ...], data: tuple[np.ndarray, ...]) -> None:
+    x_train, x_val, y_train, y_val = data
+    classes = np.unique(y_train)
+    model = MLPClassifier(hidden_layer_sizes=hidden, random_state=0, learning_rate_init=1e-3)
+    with mlflow.start_run(run_name=name), mlflow_green.track() as tracked:
+        mlflow.log_params({"hidden_layers": str(hidden), "epochs": EPOCHS})
+        for epoch in range(EPOCHS):
+            for start in range(0, len(x_train), 32):
+                model.partial_fit(x_train[start : start + 32], y_train[start : start + 32], classes=classes)
+            accuracy = float(model.score(x_val, y_val))
+            mlflow.log_metric("val_accuracy", accuracy, step=epoch)
+            tracked.log_step(epoch, samples=len(x_train))
+        mlflow.set_tag("green.quality_metric", "val_accuracy")
+    energy_kwh = tracked.measurement.energy_j / 3.6e6 if tracked.measurement else float("nan")
+    print(f"{name:<11} val_accuracy={accuracy:.3f}  energy={energy_kwh * 1000:.3f} Wh")
+
+
+def leaderboard() -> None:
+    runs = mlflow.search_runs(experiment_names=[EXPERIMENT], order_by=["attributes.start_time DESC"])
+    rows = []
+    for _, run in runs.iterrows():
+        energy = run.get("metrics.green/energy_kwh")
+        accuracy = run.get("metrics.val_accuracy")
+        if energy and energy > 0:
+            rows.append((accuracy / energy, run["tags.mlflow.runName"], accuracy, energy, run["tags.green.meters"]))
+    print("\nLeaderboard (accuracy per kWh):")
+    print(f"  {'run':<11} {'val_acc':>7} {'energy Wh':>10} {'acc/kWh':>10}  meters")
+    for per_kwh, name, accuracy, energy, meters in sorted(rows, reverse=True):
+        print(f"  {name:<11} {accuracy:>7.3f} {energy * 1000:>10.3f} {per_kwh:>10.0f}  {meters}")
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    mlflow.set_experiment(EXPERIMENT)
+    digits = load_digits()
+    data = train_test_split(digits.data / 16.0, digits.target, test_size=0.25, random_state=0)
+    for name, hidden in SIZES.items():
+        train(name, hidden, data)
+    leaderboard()
+    uri = mlflow.get_tracking_uri()
+    print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""mlflow-green: energy and carbon accounting for deep learning, inside MLflow.
+
+Importing this package is cheap: it imports no deep-learning framework, no NVML binding and
+not CodeCarbon; public names are loaded on first use.
+
+Example:
+    >>> import mlflow_green
+    >>> with mlflow_green.track() as t:   # doctest: +SKIP
+    ...     train()
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mlflow_green._version import __version__
+
+if TYPE_CHECKING:
+    from mlflow_green.carbon import CarbonIntensity
+    from mlflow_green.config import GreenConfig
+    from mlflow_green.errors import ConfigError, GreenError, MeterError
+    from mlflow_green.readings import DeviceEnergy, Measurement
+    from mlflow_green.tracked_run import TrackedRun, track
+    from mlflow_green.tracker import EnergyTracker
+
+_LAZY = {
+    "EnergyTracker": "mlflow_green.tracker",
+    "track": "mlflow_green.tracked_run",
+    "TrackedRun": "mlflow_green.tracked_run",
+    "Measurement": "mlflow_green.readings",
+    "DeviceEnergy": "mlflow_green.readings",
+    "GreenConfig": "mlflow_green.config",
+    "CarbonIntensity": "mlflow_green.carbon",
+    "GreenError": "mlflow_green.errors",
+    "ConfigError": "mlflow_green.errors",
+    "MeterError": "mlflow_green.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlflow_green' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

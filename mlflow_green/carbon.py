@@ -1,0 +1,502 @@
+"""Carbon intensity: grams of CO2e per kWh of electricity, by region, offline by default.
+
+The offline table is the data CodeCarbon ships (read as JSON files, without importing
+CodeCarbon, so looking up a region costs a few milliseconds and never touches the network):
+
+- countries by ISO 3166 code (``"FRA"`` or ``"FR"``): ``global_energy_mix.json``
+  (Our World in Data);
+- US states (``"US-CA"``, ``"USA-CA"``, ``"California"``): ``usa_emissions.json`` (EPA eGRID);
+- Canadian provinces (``"CA-QC"``, ``"CAN-QC"``, ``"Quebec"``): the provincial generation mix
+  in ``canada_energy_mix.json`` weighted by the lifecycle factors per source in
+  ``carbon_intensity_per_source.json``;
+- ``"WORLD"`` (also ``None`` or ``""``): the world average from
+  ``carbon_intensity_per_source.json``. mlflow-green never guesses a country.
+
+Live providers (Electricity Maps, WattTime, ...) are third-party plugins registered through
+the ``register_intensity_providers`` hook; they are used only when named explicitly.
+
+Example:
+    >>> ci = offline_intensity("fr")
+    >>> ci.region, ci.method
+    ('FRA', 'offline')
+    >>> offline_intensity(None).region
+    'WORLD'
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import json
+import logging
+import math
+import os
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mlflow_green.errors import ConfigError, GreenError, UnknownRegionError
+from mlflow_green.units import G_PER_KG, joules_to_kwh
+
+logger = logging.getLogger(__name__)
+
+WORLD = "WORLD"
+"""The region code of the world average, used when no region is configured."""
+
+ENV_REGION = "MLFLOW_GREEN_REGION"
+"""The environment variable that sets the region."""
+
+REGIONS_COMMAND = "mlflow-green regions"
+"""The CLI command that lists every known region."""
+
+_LBS_PER_MWH_TO_G_PER_KWH = 0.45359237
+"""1 lb/MWh = 453.59237 g / 1000 kWh."""
+
+_CANADA_PROVINCE_CODES: dict[str, str] = {
+    "alberta": "AB",
+    "british columbia": "BC",
+    "manitoba": "MB",
+    "new brunswick": "NB",
+    "newfoundland and labrador": "NL",
+    "northwest territories": "NT",
+    "nova scotia": "NS",
+    "nunavut": "NU",
+    "ontario": "ON",
+    "prince edward island": "PE",
+    "quebec": "QC",
+    "saskatchewan": "SK",
+    "yukon": "YT",
+}
+"""ISO 3166-2:CA subdivision codes of the provinces and territories in CodeCarbon's data."""
+
+_CANADA_SOURCE_FACTORS: dict[str, str] = {
+    "naturalGas": "natural_gas",
+    "petroleum": "petroleum",
+    "coal": "coal",
+    "nuclear": "nuclear",
+    "hydro": "hydroelectricity",
+    "wind": "wind",
+    "solar": "solar",
+    "biomass": "biomass",
+}
+"""Generation source in ``canada_energy_mix.json`` -> key in ``carbon_intensity_per_source.json``.
+
+Sources without a factor (``tidal``, ``other``) are counted at the world average.
+"""
+
+_US_PREFIXES = ("US", "USA")
+_CA_PREFIXES = ("CA", "CAN")
+
+
+@dataclass(frozen=True)
+class CarbonIntensity:
+    """The carbon intensity of the electricity in one region, with where it came from.
+
+    Attributes:
+        region: Canonical region code: ISO 3166 alpha-3 country (``"FRA"``), US state
+            (``"US-CA"``), Canadian province (``"CA-QC"``) or ``"WORLD"``.
+        region_name: Human-readable name, e.g. ``"France"``.
+        intensity_g_per_kwh: Grams of CO2-equivalent per kWh.
+        source: Dataset and version, for the ``green.intensity_source`` tag.
+        method: ``"offline"`` or the name of the live provider that answered.
+
+    Example:
+        >>> ci = CarbonIntensity("FRA", "France", 50.0, "example data")
+        >>> ci.emissions_kg(3.6e6, pue=1.2)  # 1 kWh at the plug, 1.2 kWh with cooling
+        0.06
+    """
+
+    region: str
+    region_name: str
+    intensity_g_per_kwh: float
+    source: str
+    method: str = "offline"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.region, str) or not self.region:
+            raise ConfigError(f"CarbonIntensity.region must be a non-empty string, got {self.region!r}")
+        value = self.intensity_g_per_kwh
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(
+                f"CarbonIntensity.intensity_g_per_kwh must be a finite number >= 0, got {value!r}"
+            )
+
+    def emissions_kg(self, energy_j: float, pue: float = 1.0) -> float:
+        """Emissions in kgCO2e of ``energy_j`` joules of IT energy in a facility of this PUE.
+
+        Args:
+            energy_j: IT energy (what the meters measured), in joules.
+            pue: Power usage effectiveness of the facility (1.0 = no overhead).
+
+        Returns:
+            ``energy_kwh * pue * intensity_g_per_kwh / 1000``.
+
+        Example:
+            >>> CarbonIntensity("WORLD", "World", 475.0, "x").emissions_kg(7.2e6)
+            0.95
+        """
+        return joules_to_kwh(energy_j) * pue * self.intensity_g_per_kwh / G_PER_KG
+
+
+class IntensityProvider(abc.ABC):
+    """A live carbon-intensity provider, registered by a plugin and used only when named.
+
+    Implementations may go online; mlflow-green calls them only when the user sets
+    ``intensity_provider=`` or ``MLFLOW_GREEN_INTENSITY_PROVIDER``. If one raises, the offline
+    table is used instead and the source says so.
+
+    Example:
+        >>> class Constant(IntensityProvider):
+        ...     name = "constant"
+        ...     def intensity(self, region):
+        ...         return CarbonIntensity(region or WORLD, "anywhere", 100.0, "constant 1.0", self.name)
+        >>> Constant().intensity("FRA").method
+        'constant'
+    """
+
+    name: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def intensity(self, region: str | None) -> CarbonIntensity:
+        """The current carbon intensity of ``region`` (a canonical code when mlflow-green knows it)."""
+
+
+# --- the offline table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    region: str
+    region_name: str
+    intensity_g_per_kwh: float
+    source: str
+
+
+@functools.cache
+def _data_dir() -> str:
+    """CodeCarbon's ``data/private_infra`` folder, found without importing CodeCarbon."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("codecarbon")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = os.path.join(location, "data", "private_infra")
+        if os.path.isdir(path):
+            return path
+    raise GreenError(
+        "CodeCarbon's bundled carbon-intensity data was not found; mlflow-green depends on it. "
+        "Reinstall it with: pip install --force-reinstall 'codecarbon>=3.0'"
+    )
+
+
+@functools.cache
+def _codecarbon_version() -> str:
+    """CodeCarbon's version, read from its ``_version.py`` (importing importlib.metadata is slow)."""
+    package_dir = os.path.dirname(os.path.dirname(_data_dir()))
+    try:
+        with open(os.path.join(package_dir, "_version.py"), encoding="utf-8") as f:
+            for line in f:
+                name, sep, value = line.partition("=")
+                if sep and name.strip() == "__version__":
+                    return value.strip().strip("'\"")
+    except OSError:
+        pass
+    import importlib.metadata
+
+    return importlib.metadata.version("codecarbon")
+
+
+def _load_json(*parts: str) -> Any:
+    path = os.path.join(_data_dir(), *parts)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        raise GreenError(f"Could not read CodeCarbon's carbon-intensity data {path}: {exc}") from exc
+
+
+def _latest_year_dir(filename: str) -> str:
+    """The newest ``<year>/`` folder holding ``filename`` (``2023`` in CodeCarbon 3.3)."""
+    years = sorted((d for d in os.listdir(_data_dir()) if d.isdigit()), reverse=True)
+    for year in years:
+        if os.path.isfile(os.path.join(_data_dir(), year, filename)):
+            return year
+    raise GreenError(f"CodeCarbon's data has no {filename} under {_data_dir()}")
+
+
+def _title(name: str) -> str:
+    small = {"and", "of", "the"}
+    return " ".join(w if w in small else w.capitalize() for w in name.split())
+
+
+@functools.cache
+def _per_source() -> Mapping[str, Any]:
+    data: Mapping[str, Any] = _load_json("carbon_intensity_per_source.json")
+    return data
+
+
+@functools.cache
+def _world() -> _Entry:
+    data = _per_source()
+    return _Entry(
+        WORLD,
+        "World average",
+        float(data["world_average"]),
+        f"codecarbon {_codecarbon_version()} carbon_intensity_per_source.json world_average "
+        f"({data.get('world_average_source', 'IEA')})",
+    )
+
+
+@functools.cache
+def _countries() -> dict[str, _Entry]:
+    version = _codecarbon_version()
+    entries: dict[str, _Entry] = {}
+    for code, row in _load_json("global_energy_mix.json").items():
+        if row.get("carbon_intensity") is None:
+            continue
+        source = f"codecarbon {version} global_energy_mix.json (Our World in Data, {row.get('year', 'n.d.')})"
+        entries[code.upper()] = _Entry(code.upper(), row.get("country_name", code), float(row["carbon_intensity"]), source)
+    return entries
+
+
+@functools.cache
+def _us_states() -> dict[str, _Entry]:
+    year = _latest_year_dir("usa_emissions.json")
+    data = _load_json(year, "usa_emissions.json")
+    about = data.get("_source", {})
+    source = (
+        f"codecarbon {_codecarbon_version()} {year}/usa_emissions.json "
+        f"({about.get('name', 'EPA eGRID')}, {about.get('year', year)}; lbs/MWh converted to g/kWh)"
+    )
+    entries: dict[str, _Entry] = {}
+    for name, row in data.items():
+        code = str(row.get("regionCode", "")) if isinstance(row, dict) else ""
+        if name.startswith("_") or len(code) != 2 or "emissions" not in row:
+            continue  # metadata, or the national "usa" row (USA comes from the country table)
+        region = f"US-{code.upper()}"
+        intensity = float(row["emissions"]) * _LBS_PER_MWH_TO_G_PER_KWH
+        entries[region] = _Entry(region, f"{_title(name)}, United States", intensity, source)
+    return entries
+
+
+@functools.cache
+def _ca_provinces() -> dict[str, _Entry]:
+    year = _latest_year_dir("canada_energy_mix.json")
+    factors = _per_source()
+    world_g_per_kwh = float(factors["world_average"])
+    source = (
+        f"codecarbon {_codecarbon_version()} {year}/canada_energy_mix.json provincial generation mix "
+        f"x carbon_intensity_per_source.json lifecycle factors"
+    )
+    entries: dict[str, _Entry] = {}
+    for name, mix in _load_json(year, "canada_energy_mix.json").items():
+        code = _CANADA_PROVINCE_CODES.get(name.casefold())
+        if code is None:
+            logger.debug("Skipping Canadian region %r: no ISO 3166-2 code known", name)
+            continue
+        shares = {k: float(v) for k, v in mix.items() if k != "total"}
+        total = sum(shares.values())
+        if total <= 0:
+            continue
+        weighted = sum(
+            share * float(factors.get(_CANADA_SOURCE_FACTORS.get(kind, ""), world_g_per_kwh))
+            for kind, share in shares.items()
+        )
+        region = f"CA-{code}"
+        entries[region] = _Entry(region, f"{_title(name)}, Canada", weighted / total, source)
+    return entries
+
+
+def _normalize_name(text: str) -> str:
+    """Case-, accent- and spacing-insensitive form of a region name (``"Québec"`` -> ``"quebec"``)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(plain.replace("_", " ").casefold().split())
+
+
+@functools.cache
+def _names() -> dict[str, tuple[str, ...]]:
+    """Normalized region name -> region codes (more than one when ambiguous, e.g. Georgia)."""
+    names: dict[str, list[str]] = {}
+    for table in (_countries(), _us_states(), _ca_provinces()):
+        for code, entry in table.items():
+            short = entry.region_name.rsplit(", ", 1)[0] if code[2:3] == "-" else entry.region_name
+            names.setdefault(_normalize_name(short), []).append(code)
+    names.setdefault(_normalize_name("World"), []).append(WORLD)
+    return {name: tuple(codes) for name, codes in names.items()}
+
+
+def _alpha2_to_alpha3(code: str) -> str | None:
+    """ISO 3166 alpha-2 -> alpha-3 via pycountry (a CodeCarbon dependency), imported only here."""
+    try:
+        import pycountry
+    except ImportError:  # pragma: no cover - pycountry comes with codecarbon
+        logger.debug("pycountry is not installed; 2-letter country codes are not understood")
+        return None
+    country = pycountry.countries.get(alpha_2=code)
+    return getattr(country, "alpha_3", None)
+
+
+def _subregion(text: str, prefixes: tuple[str, ...], table: Mapping[str, _Entry], country: str) -> _Entry | None:
+    """Parse ``"US-CA"``, ``"USA_CA"``, ``"US California"`` style codes against ``table``."""
+    for sep in "-_ ":
+        prefix, found, rest = text.partition(sep)
+        if found and prefix.upper() in prefixes:
+            rest = rest.strip()
+            entry = table.get(f"{country}-{rest.upper()}")
+            if entry is None:
+                codes = _names().get(_normalize_name(rest), ())
+                entry = next((table[c] for c in codes if c in table), None)
+            return entry
+    return None
+
+
+def _lookup(region: str) -> _Entry | None:
+    """The offline entry for a stripped, non-empty region string, or None if unknown."""
+    upper = region.upper()
+    if upper == WORLD:
+        return _world()
+    if region.isascii() and region.isalpha():
+        if len(region) == 3 and upper in _countries():
+            return _countries()[upper]
+        if len(region) == 2:
+            alpha3 = _alpha2_to_alpha3(upper)
+            if alpha3 is not None and alpha3 in _countries():
+                return _countries()[alpha3]
+    entry = _subregion(region, _US_PREFIXES, _us_states(), "US") or _subregion(
+        region, _CA_PREFIXES, _ca_provinces(), "CA"
+    )
+    if entry is not None:
+        return entry
+    codes = _names().get(_normalize_name(region), ())
+    if len(codes) == 1:
+        return _world() if codes[0] == WORLD else _all_entries()[codes[0]]
+    if len(codes) > 1:
+        choices = ", ".join(f"{c} ({_all_entries()[c].region_name})" for c in codes)
+        raise UnknownRegionError(
+            f"Region {region!r} is ambiguous: use one of {choices} (as region=... or {ENV_REGION})."
+        )
+    return None
+
+
+@functools.cache
+def _all_entries() -> dict[str, _Entry]:
+    return {WORLD: _world(), **_countries(), **_us_states(), **_ca_provinces()}
+
+
+def _unknown_region(region: str) -> UnknownRegionError:
+    import difflib
+
+    shown = region if len(region) <= 60 else region[:57] + "..."
+    names = _names()
+    entries = _all_entries()
+    candidates = {code.casefold(): code for code in entries}
+    candidates.update({name: codes[0] for name, codes in names.items()})
+    matches = difflib.get_close_matches(_normalize_name(shown), list(candidates), n=6, cutoff=0.6)
+    suggested = list(dict.fromkeys(candidates[m] for m in matches))[:3]
+    hint = ""
+    if suggested:
+        hint = " Did you mean " + " or ".join(f"{c} ({entries[c].region_name})" for c in suggested) + "?"
+    return UnknownRegionError(
+        f"Unknown carbon-intensity region {shown!r}.{hint} Use an ISO 3166 country code "
+        f"('FRA' or 'FR'), a US state ('US-CA'), a Canadian province ('CA-QC') or 'WORLD'; "
+        f"list them all with `{REGIONS_COMMAND}`. Set the region with region=... or the "
+        f"{ENV_REGION} environment variable (unset means the world average)."
+    )
+
+
+def offline_intensity(region: str | None) -> CarbonIntensity:
+    """The carbon intensity of a region from CodeCarbon's bundled data. Never goes online.
+
+    Args:
+        region: A country (``"FRA"``, ``"fr"``, ``"France"``), a US state (``"US-CA"``,
+            ``"USA-CA"``, ``"California"``), a Canadian province (``"CA-QC"``, ``"CAN-QC"``,
+            ``"Quebec"``) or ``"WORLD"``. Case and surrounding whitespace are ignored.
+            ``None`` or ``""`` means the world average. A bare 2-letter code is a country
+            (``"CA"`` is Canada, not California).
+
+    Returns:
+        The intensity, with the canonical region code and the dataset version in ``source``.
+
+    Raises:
+        UnknownRegionError: The region is not in the data (the message suggests close matches).
+        ConfigError: ``region`` is not a string.
+
+    Example:
+        >>> offline_intensity(" us-ca ").region
+        'US-CA'
+    """
+    if region is not None and not isinstance(region, str):
+        raise ConfigError(f"region must be a string such as 'FRA' or None, got {type(region).__name__} {region!r}")
+    text = (region or "").strip()
+    entry = _world() if not text else _lookup(text)
+    if entry is None:
+        raise _unknown_region(text)
+    return CarbonIntensity(entry.region, entry.region_name, entry.intensity_g_per_kwh, entry.source)
+
+
+def known_regions() -> dict[str, str]:
+    """Every region the offline table knows: canonical code -> name (``WORLD`` first).
+
+    Example:
+        >>> known_regions()["DEU"]
+        'Germany'
+    """
+    return {code: entry.region_name for code, entry in _all_entries().items()}
+
+
+def resolve_intensity(region: str | None, provider: str | None = None) -> CarbonIntensity:
+    """The carbon intensity to use: offline, unless a live provider is named.
+
+    A provider that fails (raises, or returns something that is not a
+    :class:`CarbonIntensity`) is replaced by the offline value, with a warning, and the
+    returned ``source`` starts with ``"offline fallback: <reason>"``.
+
+    Args:
+        region: As for :func:`offline_intensity`; providers receive the canonical code when
+            the offline table knows the region, otherwise the stripped string.
+        provider: Name of a provider registered through ``register_intensity_providers``.
+
+    Raises:
+        ConfigError: ``provider`` is not registered (the message lists the registered ones).
+        UnknownRegionError: Offline (or after a fallback) and the region is unknown.
+
+    Example:
+        >>> resolve_intensity("DE").region
+        'DEU'
+    """
+    if provider is None:
+        return offline_intensity(region)
+    from mlflow_green.plugins import intensity_provider_factories
+
+    factories = intensity_provider_factories()
+    if provider not in factories:
+        registered = ", ".join(sorted(factories)) or "none (install a plugin that provides one)"
+        raise ConfigError(
+            f"Unknown carbon-intensity provider {provider!r}. Registered providers: {registered}. "
+            f"Leave it unset to use the offline table."
+        )
+    query = region.strip() if isinstance(region, str) and region.strip() else None
+    if query is not None:
+        try:
+            query = offline_intensity(query).region
+        except UnknownRegionError:
+            pass  # the provider may know zones the offline table does not
+    try:
+        result = factories[provider]().intensity(query)
+        if not isinstance(result, CarbonIntensity):
+            raise TypeError(f"returned {type(result).__name__}, not CarbonIntensity")
+        return result
+    except Exception as exc:  # a plugin must never break training
+        reason = f"provider {provider!r} failed ({type(exc).__name__}: {exc})"
+        if len(reason) > 300:
+            reason = reason[:297] + "..."
+        logger.warning("Carbon-intensity %s; using the offline table instead", reason)
+        offline = offline_intensity(region)
+        return CarbonIntensity(
+            offline.region,
+            offline.region_name,
+            offline.intensity_g_per_kwh,
+            f"offline fallback: {reason}; {offline.source}",
+        )

@@ -1,0 +1,25 @@
+"""The ``mlflow-green`` command line: one small module per command.
+
+Example:
+    $ mlflow-green doctor
+    $ mlflow-green doctor --json
+    $ mlflow-green regions
+"""
+
+from __future__ import annotations
+
+import click
+
+from mlflow_green._version import __version__
+from mlflow_green.cli.doctor import doctor
+from mlflow_green.cli.regions import regions
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlflow-green")
+def main() -> None:
+    """Energy and carbon accounting for deep learning in MLflow."""
+
+
+main.add_command(doctor)
+main.add_command(regions)

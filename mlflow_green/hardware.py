@@ -1,0 +1,228 @@
+"""What hardware this host has: CPU model, sockets, TDP, RAM and GPU names.
+
+Every function is offline, cached where it is pure, and never raises: a value it cannot find
+falls back to something safe (``"unknown CPU"``, one socket, CodeCarbon's default TDP) and
+says so. The CPU TDP comes from the table CodeCarbon bundles
+(``codecarbon/data/hardware/cpu_power.csv``), read as a plain CSV without importing
+codecarbon, so this module stays cheap to import.
+
+Example:
+    >>> tdp_w, note = cpu_tdp_w("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz")
+    >>> tdp_w
+    65.0
+    >>> cpu_tdp_w("Imaginary CPU 9000")[0] == DEFAULT_CPU_TDP_W
+    True
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import glob
+import importlib.metadata
+import importlib.util
+import logging
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CPU_TDP_W = 85.0
+"""TDP assumed for a CPU missing from the table (CodeCarbon's own ``POWER_CONSTANT``)."""
+
+CPUINFO_PATH = "/proc/cpuinfo"
+_TDP_TABLE_PARTS = ("data", "hardware", "cpu_power.csv")
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:[-.+][a-z0-9]+)*")
+# Trademark marks and filler words that CPU model strings carry but the table does not.
+_NOISE_RE = re.compile(r"\((?:r|tm|c)\)|®|™")
+_FILLER = frozenset({"cpu", "processor", "with", "radeon", "graphics"})
+
+
+def _read_cpuinfo() -> str:
+    try:
+        return Path(CPUINFO_PATH).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU model name, e.g. ``"Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz"``.
+
+    Read from ``/proc/cpuinfo`` (``model name``); falls back to ``platform.processor()``
+    and finally to ``"unknown CPU"``.
+    """
+    for line in _read_cpuinfo().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "model name" and value.strip():
+            return value.strip()
+    try:
+        return platform.processor().strip() or "unknown CPU"
+    except Exception:  # platform probing may shell out on some systems
+        return "unknown CPU"
+
+
+@functools.cache
+def cpu_sockets() -> int:
+    """The number of physical CPU packages (sockets); 1 when it cannot be told."""
+    ids = {
+        value.strip()
+        for key, _, value in (line.partition(":") for line in _read_cpuinfo().splitlines())
+        if key.strip().lower() == "physical id"
+    }
+    if not ids:
+        for path in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/topology/physical_package_id"):
+            try:
+                ids.add(Path(path).read_text().strip())
+            except OSError:
+                continue
+    return max(len(ids), 1)
+
+
+def _tokens(name: str) -> tuple[str, ...]:
+    """Normalised tokens of a CPU name: lower case, no trademarks, no clock speed, no filler."""
+    text = _NOISE_RE.sub(" ", name.lower())
+    text = text.split("@", 1)[0]  # "... CPU @ 2.10GHz": the clock is not part of the model
+    return tuple(t for t in _TOKEN_RE.findall(text) if t not in _FILLER)
+
+
+def _codecarbon_dir() -> Path | None:
+    try:
+        spec = importlib.util.find_spec("codecarbon")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _codecarbon_version() -> str:
+    try:
+        return importlib.metadata.version("codecarbon")
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+@functools.cache
+def _tdp_table() -> tuple[tuple[tuple[str, ...], str, float], ...]:
+    """CodeCarbon's CPU TDP table as (tokens, name, tdp_w) rows; empty if it cannot be read."""
+    base = _codecarbon_dir()
+    if base is None:
+        return ()
+    path = base.joinpath(*_TDP_TABLE_PARTS)
+    rows: list[tuple[tuple[str, ...], str, float]] = []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                try:
+                    name, tdp_w = row["Name"].strip(), float(row["TDP"])
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    continue
+                tokens = _tokens(name)
+                if tokens and tdp_w > 0:
+                    rows.append((tokens, name, tdp_w))
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        logger.debug("cannot read CodeCarbon's TDP table %s: %s", path, exc)
+        return ()
+    return tuple(rows)
+
+
+def _match(model_tokens: frozenset[str], table: tuple[tuple[tuple[str, ...], str, float], ...]) -> tuple[str, float] | None:
+    """The longest table entry whose every token appears in the model string."""
+    best: tuple[tuple[int, int], str, float] | None = None
+    for tokens, name, tdp_w in table:
+        # A bare number ("6140") is an old AMD part; never let it match another vendor's CPU.
+        if len(tokens) == 1 and "amd" not in model_tokens:
+            continue
+        if not model_tokens.issuperset(tokens):
+            continue
+        score = (len(tokens), len(name))
+        if best is None or score > best[0]:
+            best = (score, name, tdp_w)
+    return None if best is None else (best[1], best[2])
+
+
+@functools.cache
+def cpu_tdp_w(model: str | None = None) -> tuple[float, str]:
+    """The TDP of one CPU package in watts, and a one-line note of where it came from.
+
+    Args:
+        model: A CPU model string; None means this host's :func:`cpu_model`.
+
+    Returns:
+        ``(tdp_w, note)``, e.g. ``(85.0, "AMD EPYC not in CodeCarbon's TDP table — assuming
+        85 W (CodeCarbon's default)")``.
+    """
+    model = (cpu_model() if model is None else model).strip() or "unknown CPU"
+    try:
+        table = _tdp_table()
+        if not table:
+            return DEFAULT_CPU_TDP_W, (
+                f"{model}: CodeCarbon's TDP table not found — assuming {DEFAULT_CPU_TDP_W:g} W (CodeCarbon's default)"
+            )
+        found = _match(frozenset(_tokens(model)), table)
+    except Exception as exc:  # never raise: this only feeds an estimate
+        logger.debug("TDP lookup failed for %r: %s", model, exc)
+        found = None
+    if found is None:
+        return DEFAULT_CPU_TDP_W, (
+            f"{model} not in CodeCarbon's TDP table — assuming {DEFAULT_CPU_TDP_W:g} W (CodeCarbon's default)"
+        )
+    name, tdp_w = found
+    return tdp_w, f"{model} → {tdp_w:g} W TDP (CodeCarbon {_codecarbon_version()} table: {name!r})"
+
+
+@functools.cache
+def total_ram_bytes() -> int:
+    """Installed RAM in bytes (0 if it cannot be read)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:
+        return 0
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def gpu_names(nvml: Any | None = None) -> list[str]:
+    """Names of the NVIDIA GPUs on this host, best effort; ``[]`` on any failure.
+
+    Args:
+        nvml: A ``pynvml``-compatible module (injected in tests); None imports ``pynvml``.
+    """
+    if nvml is None:
+        return list(_default_gpu_names())
+    return _gpu_names(nvml)
+
+
+@functools.cache
+def _default_gpu_names() -> tuple[str, ...]:
+    try:
+        import pynvml
+    except Exception:
+        return ()
+    return tuple(_gpu_names(pynvml))
+
+
+def _gpu_names(nvml: Any) -> list[str]:
+    try:
+        nvml.nvmlInit()
+    except Exception:
+        return []
+    try:
+        return [
+            _text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)))
+            for i in range(int(nvml.nvmlDeviceGetCount()))
+        ]
+    except Exception:
+        return []
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except Exception:
+            pass

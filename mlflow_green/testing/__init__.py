@@ -1,0 +1,17 @@
+"""Fakes for testing code that uses mlflow-green, shipped for users' own test suites.
+
+- :class:`FakeMeter`: a meter with a scripted power draw; :func:`registered_meters` registers
+  meters as a plugin for a ``with`` block.
+- :class:`FakePowercapTree`: a ``/sys/class/powercap`` tree in a temporary folder for
+  :class:`~mlflow_green.meters.rapl.RaplMeter` (sockets, DRAM, wraparound, permissions).
+- :class:`FakeNVML`: an object with the ``pynvml`` functions
+  :class:`~mlflow_green.meters.nvml.NvmlMeter` uses (counter GPUs, power-only GPUs, failures).
+- :class:`FakeIntensityProvider`: a live carbon-intensity provider answering fixed values.
+"""
+
+from __future__ import annotations
+
+from mlflow_green.testing.fake_intensity import FakeIntensityProvider, registered_intensity_providers
+from mlflow_green.testing.fake_meter import FakeMeter, registered_meters
+
+__all__ = ["FakeIntensityProvider", "FakeMeter", "registered_intensity_providers", "registered_meters"]

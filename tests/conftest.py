@@ -1,0 +1,38 @@
+"""Shared fixtures: a clean environment and a real MLflow sqlite store per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _clean_green_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MLFLOW_GREEN_* setting of the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("MLFLOW_GREEN_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One real sqlite tracking store for the session (creating one costs about a second)."""
+    db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    return f"sqlite:///{db}"
+
+
+@pytest.fixture()
+def mlflow_experiment(tracking_uri: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh experiment in the session's sqlite store, set as the active one; yields its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    name = f"{request.node.name}-{os.getpid()}-{id(tmp_path)}"
+    experiment_id = mlflow.create_experiment(name, artifact_location=(tmp_path / "artifacts").as_uri())
+    mlflow.set_experiment(experiment_id=experiment_id)
+    yield experiment_id
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
