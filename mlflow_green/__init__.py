@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mlflow_green._version import __version__
-
 if TYPE_CHECKING:
     from mlflow_green.carbon import CarbonIntensity
     from mlflow_green.config import GreenConfig
@@ -25,6 +23,7 @@ if TYPE_CHECKING:
     from mlflow_green.tracker import EnergyTracker
 
 _LAZY = {
+    "__version__": "mlflow_green._version",
     "EnergyTracker": "mlflow_green.tracker",
     "track": "mlflow_green.tracked_run",
     "TrackedRun": "mlflow_green.tracked_run",
@@ -37,7 +36,7 @@ _LAZY = {
     "MeterError": "mlflow_green.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mlflow_green import codecarbon_data
 from mlflow_green.errors import ConfigError, GreenError, UnknownRegionError
 from mlflow_green.units import G_PER_KG, joules_to_kwh
 
@@ -176,35 +177,18 @@ class _Entry:
 @functools.cache
 def _data_dir() -> str:
     """CodeCarbon's ``data/private_infra`` folder, found without importing CodeCarbon."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("codecarbon")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        path = os.path.join(location, "data", "private_infra")
-        if os.path.isdir(path):
-            return path
+    base = codecarbon_data.package_dir()
+    if base is not None and (base / "data" / "private_infra").is_dir():
+        return str(base / "data" / "private_infra")
     raise GreenError(
         "CodeCarbon's bundled carbon-intensity data was not found; mlflow-green depends on it. "
         "Reinstall it with: pip install --force-reinstall 'codecarbon>=3.0'"
     )
 
 
-@functools.cache
 def _codecarbon_version() -> str:
-    """CodeCarbon's version, read from its ``_version.py`` (importing importlib.metadata is slow)."""
-    package_dir = os.path.dirname(os.path.dirname(_data_dir()))
-    try:
-        with open(os.path.join(package_dir, "_version.py"), encoding="utf-8") as f:
-            for line in f:
-                name, sep, value = line.partition("=")
-                if sep and name.strip() == "__version__":
-                    return value.strip().strip("'\"")
-    except OSError:
-        pass
-    import importlib.metadata
-
-    return importlib.metadata.version("codecarbon")
+    _data_dir()  # raises the helpful error when CodeCarbon is missing
+    return codecarbon_data.version() or "?"
 
 
 def _load_json(*parts: str) -> Any:
@@ -255,8 +239,10 @@ def _countries() -> dict[str, _Entry]:
     for code, row in _load_json("global_energy_mix.json").items():
         if row.get("carbon_intensity") is None:
             continue
-        source = f"codecarbon {version} global_energy_mix.json (Our World in Data, {row.get('year', 'n.d.')})"
-        entries[code.upper()] = _Entry(code.upper(), row.get("country_name", code), float(row["carbon_intensity"]), source)
+        year = row.get("year", "n.d.")
+        source = f"codecarbon {version} global_energy_mix.json (Our World in Data, {year})"
+        name = row.get("country_name", code)
+        entries[code.upper()] = _Entry(code.upper(), name, float(row["carbon_intensity"]), source)
     return entries
 
 
@@ -327,15 +313,30 @@ def _names() -> dict[str, tuple[str, ...]]:
     return {name: tuple(codes) for name, codes in names.items()}
 
 
-def _alpha2_to_alpha3(code: str) -> str | None:
-    """ISO 3166 alpha-2 -> alpha-3 via pycountry (a CodeCarbon dependency), imported only here."""
+@functools.cache
+def _alpha2_table() -> dict[str, str]:
+    """ISO 3166 alpha-2 -> alpha-3, from pycountry's bundled database (a CodeCarbon dependency).
+
+    The JSON file is read directly: importing pycountry costs about 30 ms cold.
+    """
+    import importlib.util
+
     try:
-        import pycountry
-    except ImportError:  # pragma: no cover - pycountry comes with codecarbon
-        logger.debug("pycountry is not installed; 2-letter country codes are not understood")
-        return None
-    country = pycountry.countries.get(alpha_2=code)
-    return getattr(country, "alpha_3", None)
+        spec = importlib.util.find_spec("pycountry")
+        base = next(iter(spec.submodule_search_locations or [])) if spec is not None else None
+        if base is None:
+            return {}
+        with open(os.path.join(base, "databases", "iso3166-1.json"), encoding="utf-8") as f:
+            rows = json.load(f)["3166-1"]
+    except (ImportError, ValueError, OSError, KeyError, StopIteration) as exc:
+        logger.debug("pycountry's ISO 3166 table is unavailable (%s); 2-letter codes are not understood", exc)
+        return {}
+    return {row["alpha_2"]: row["alpha_3"] for row in rows if "alpha_2" in row and "alpha_3" in row}
+
+
+def _alpha2_to_alpha3(code: str) -> str | None:
+    """ISO 3166 alpha-2 -> alpha-3 (None if unknown)."""
+    return _alpha2_table().get(code.upper())
 
 
 def _subregion(text: str, prefixes: tuple[str, ...], table: Mapping[str, _Entry], country: str) -> _Entry | None:

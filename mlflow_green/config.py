@@ -4,15 +4,12 @@ Everything is validated, and the carbon intensity resolved, when a :class:`Green
 built, so an unknown region or a PUE below 1 fails before any training starts. Every error
 says what was wrong, where the value came from and what would be accepted.
 
-============================== ========================================== ==============
-environment variable           meaning                                    default
-============================== ========================================== ==============
-``MLFLOW_GREEN_REGION``        carbon-intensity region (``FRA``, ``US-CA``) world average
-``MLFLOW_GREEN_PUE``           power usage effectiveness, >= 1            1.0
-``MLFLOW_GREEN_METERS``        comma-separated meter names                automatic
-``MLFLOW_GREEN_SAMPLE_INTERVAL_S`` power sampling interval, seconds       0.1
-``MLFLOW_GREEN_INTENSITY_PROVIDER`` live carbon-intensity provider        offline table
-============================== ========================================== ==============
+- ``MLFLOW_GREEN_REGION``: carbon-intensity region (``FRA``, ``FR``, ``US-CA``, ``CA-QC``);
+  default: the world average, tagged ``green.region=WORLD``.
+- ``MLFLOW_GREEN_PUE``: power usage effectiveness, a number >= 1.0; default 1.0.
+- ``MLFLOW_GREEN_METERS``: comma-separated meter names in priority order; default automatic.
+- ``MLFLOW_GREEN_SAMPLE_INTERVAL_S``: power sampling interval in (0, 60] seconds; default 0.1.
+- ``MLFLOW_GREEN_INTENSITY_PROVIDER``: a live carbon-intensity provider plugin; default offline.
 
 An environment variable set to an empty string counts as unset.
 
@@ -29,17 +26,16 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from mlflow_green.carbon import WORLD, CarbonIntensity, resolve_intensity
+from mlflow_green.carbon import ENV_REGION, WORLD, CarbonIntensity, resolve_intensity
 from mlflow_green.errors import ConfigError, UnknownMeterError, UnknownRegionError
 
 logger = logging.getLogger(__name__)
 
-ENV_REGION = "MLFLOW_GREEN_REGION"
 ENV_PUE = "MLFLOW_GREEN_PUE"
 ENV_METERS = "MLFLOW_GREEN_METERS"
 ENV_SAMPLE_INTERVAL_S = "MLFLOW_GREEN_SAMPLE_INTERVAL_S"
@@ -83,11 +79,24 @@ def _origin(sources: Mapping[str, str], name: str) -> str:
     return source
 
 
-def _is_default(value: object, default: object) -> bool:
-    """Whether a constructor argument is the field's default (without ``==`` on odd types)."""
+_DEFAULTS: Mapping[str, object] = MappingProxyType(
+    {
+        "region": None,
+        "pue": DEFAULT_PUE,
+        "meters": None,
+        "sample_interval_s": DEFAULT_SAMPLE_INTERVAL_S,
+        "intensity_provider": None,
+    }
+)
+
+
+def _implicit_source(value: object, default: object) -> str:
+    """The source of a field not listed in ``sources``: ``default`` if it has the default value."""
     if value is None or default is None:
-        return value is default
-    return type(value) in (int, float) and value == default
+        same = value is default
+    else:
+        same = type(value) in (int, float) and value == default
+    return _FROM_DEFAULT if same else _FROM_ARGUMENT
 
 
 def _number(value: object, name: str, sources: Mapping[str, str], rule: str) -> float:
@@ -103,23 +112,35 @@ def _number(value: object, name: str, sources: Mapping[str, str], rule: str) -> 
         raise ConfigError(f"Invalid {name}={value!r} (from {_origin(sources, name)}): {rule}.") from None
 
 
-def _parse_env_number(raw: str, var: str, rule: str) -> float:
+def _pue_ok(pue: float) -> bool:
+    return math.isfinite(pue) and pue >= 1.0
+
+
+def _interval_ok(interval_s: float) -> bool:
+    return math.isfinite(interval_s) and 0.0 < interval_s <= MAX_SAMPLE_INTERVAL_S
+
+
+def _parse_env_number(raw: str, var: str, rule: str, valid: Callable[[float], bool]) -> float:
+    """Parse a number from an environment variable; errors quote the variable and its text."""
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(f"Environment variable {var}={raw!r} is not a number; {rule}.") from None
+    if not valid(value):
+        raise ConfigError(f"Environment variable {var}={raw!r} is out of range; {rule}.")
+    return value
 
 
 def _check_pue(value: object, sources: Mapping[str, str]) -> float:
     pue = _number(value, "pue", sources, _PUE_RULE)
-    if not math.isfinite(pue) or pue < 1.0:
+    if not _pue_ok(pue):
         raise ConfigError(f"Invalid pue={value!r} (from {_origin(sources, 'pue')}): {_PUE_RULE}.")
     return pue
 
 
 def _check_interval(value: object, sources: Mapping[str, str]) -> float:
     interval_s = _number(value, "sample_interval_s", sources, _INTERVAL_RULE)
-    if not math.isfinite(interval_s) or not 0.0 < interval_s <= MAX_SAMPLE_INTERVAL_S:
+    if not _interval_ok(interval_s):
         raise ConfigError(
             f"Invalid sample_interval_s={value!r} (from {_origin(sources, 'sample_interval_s')}): {_INTERVAL_RULE}."
         )
@@ -227,13 +248,11 @@ class GreenConfig:
     carbon: CarbonIntensity = field(default=None)  # type: ignore[assignment]  # set in __post_init__
 
     def __post_init__(self) -> None:
-        defaults = {"region": None, "pue": DEFAULT_PUE, "meters": None,
-                    "sample_interval_s": DEFAULT_SAMPLE_INTERVAL_S, "intensity_provider": None}  # fmt: skip
         if not isinstance(self.sources, Mapping):
             raise ConfigError(f"sources must be a mapping of field -> origin, got {self.sources!r}")
         sources = {
-            name: str(self.sources.get(name, _FROM_DEFAULT if _is_default(getattr(self, name), default) else _FROM_ARGUMENT))
-            for name, default in defaults.items()
+            name: str(self.sources.get(name) or _implicit_source(getattr(self, name), default))
+            for name, default in _DEFAULTS.items()
         }
         set_ = object.__setattr__
         set_(self, "sources", MappingProxyType(sources))
@@ -248,18 +267,24 @@ class GreenConfig:
                 f"Invalid region={self.region!r} (from {_origin(sources, 'region')}): expected a string "
                 f"such as 'FRA', 'FR', 'US-CA' or 'WORLD'."
             )
-        carbon = self.carbon
-        expected = self.region if self.region is not None else WORLD
-        if carbon is None or carbon.region != expected or (self.region is None and self.intensity_provider):
-            if carbon is not None and not isinstance(carbon, CarbonIntensity):
-                raise ConfigError(f"carbon must be a CarbonIntensity, got {type(carbon).__name__}")
-            try:
-                carbon = resolve_intensity(self.region, self.intensity_provider)
-            except UnknownRegionError as exc:
-                raise UnknownRegionError(f"Invalid region (from {_origin(sources, 'region')}): {exc}") from None
+        carbon = self._carbon(sources)
         set_(self, "carbon", carbon)
         if self.region is not None:
             set_(self, "region", carbon.region)
+
+    def _carbon(self, sources: Mapping[str, str]) -> CarbonIntensity:
+        """The given carbon intensity if it matches the region, else a freshly resolved one."""
+        carbon: object = self.carbon
+        if carbon is not None and not isinstance(carbon, CarbonIntensity):
+            raise ConfigError(f"carbon must be a CarbonIntensity or None, got {type(carbon).__name__}")
+        expected = self.region if self.region is not None else WORLD
+        stale = self.region is None and self.intensity_provider is not None
+        if isinstance(carbon, CarbonIntensity) and carbon.region == expected and not stale:
+            return carbon
+        try:
+            return resolve_intensity(self.region, self.intensity_provider)
+        except UnknownRegionError as exc:
+            raise UnknownRegionError(f"Invalid region (from {_origin(sources, 'region')}): {exc}") from None
 
     @classmethod
     def resolve(
@@ -310,10 +335,10 @@ class GreenConfig:
             else:
                 sources[name] = _FROM_DEFAULT
         if sources["pue"] != _FROM_ARGUMENT and "pue" in values:
-            values["pue"] = _parse_env_number(values["pue"], ENV_PUE, _PUE_RULE)
+            values["pue"] = _parse_env_number(values["pue"], ENV_PUE, _PUE_RULE, _pue_ok)
         if sources["sample_interval_s"] != _FROM_ARGUMENT and "sample_interval_s" in values:
             values["sample_interval_s"] = _parse_env_number(
-                values["sample_interval_s"], ENV_SAMPLE_INTERVAL_S, _INTERVAL_RULE
+                values["sample_interval_s"], ENV_SAMPLE_INTERVAL_S, _INTERVAL_RULE, _interval_ok
             )
         config = cls(**values, sources=MappingProxyType(sources))
         logger.debug("mlflow-green config: %s", config.describe())

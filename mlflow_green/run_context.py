@@ -3,14 +3,16 @@
 Registered under the ``mlflow.run_context_provider`` entry point, so every ``mlflow.start_run``
 gets ``green.hardware.cpu``, ``green.hardware.gpu`` and ``green.region``. The values are
 computed once per process, offline, and the provider never raises.
+
+The class implements MLflow's ``RunContextProvider`` interface (``in_context`` and ``tags``)
+without importing MLflow: MLflow loads this entry point while it is itself being imported,
+and importing MLflow here would be circular.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-
-from mlflow.tracking.context.abstract_context import RunContextProvider
 
 from mlflow_green import schema
 
@@ -54,7 +56,7 @@ def _region() -> str:
         return "invalid"
 
 
-class GreenRunContextProvider(RunContextProvider):
+class GreenRunContextProvider:
     """Adds ``green.hardware.cpu``, ``green.hardware.gpu`` and ``green.region`` to every run.
 
     Example:

@@ -1,7 +1,8 @@
 """Choosing one meter per component (gpu, cpu, ram) by explicit priority.
 
 Automatic selection takes, for each component, the available meter with the highest
-``priority`` (ties broken by name, never by plugin load order). When the user names meters,
+``priority`` (ties broken by name, never by plugin load order); meters with a negative
+priority, such as the CodeCarbon wrapper, are used only when named. When the user names meters,
 their order is the priority and only they are considered, except that CPU and RAM always fall
 back to the ``estimate`` meter so that a device that ran is never reported as 0 J.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mlflow_green.meters import builtin as _builtin  # noqa: F401 - eager: keeps its import out of start()
 from mlflow_green.meters.base import Availability, Meter
 from mlflow_green.plugins import meter_factories
 from mlflow_green.readings import COMPONENTS, Component
@@ -87,13 +89,16 @@ def select_meters(candidates: Sequence[Meter], *, explicit_order: bool = False) 
     availability = {id(m): _safe_availability(m) for m in candidates}
     if explicit_order:
         ranked = list(candidates)
-    else:
-        ranked = sorted(candidates, key=lambda m: (-m.priority, m.name))
+    else:  # a negative priority means "only when named in meters="
+        ranked = sorted((m for m in candidates if m.priority >= 0), key=lambda m: (-m.priority, m.name))
+        ranked += sorted((m for m in candidates if m.priority < 0), key=lambda m: m.name)
     assignments: dict[Component, Meter] = {}
     notes: list[str] = []
     for component in COMPONENTS:
         for meter in ranked:
             avail = availability[id(meter)]
+            if not explicit_order and meter.priority < 0:
+                continue
             if avail.available and component in avail.components:
                 assignments[component] = meter
                 break

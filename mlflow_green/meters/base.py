@@ -56,7 +56,8 @@ class Meter(abc.ABC):
     Class attributes:
         name: Short unique name used in configuration and in the ``green.meters`` tag.
         priority: Higher is preferred when several meters can measure a component
-            (counters 100, sampled 50, third-party wrappers 10, estimates 0).
+            (counters 100, sampled 50, the always-available estimate 0; a negative priority,
+            like the CodeCarbon wrapper's, means "only when named in ``meters=``").
         description: One line for ``mlflow-green doctor``.
 
     Example:

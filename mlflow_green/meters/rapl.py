@@ -120,7 +120,7 @@ class RaplMeter(Meter):
         self._lock = threading.Lock()
         self._zones: list[_Zone] = []
         self._opened_at_s: float | None = None
-        self.poll_interval_s: float | None = MAX_POLL_INTERVAL_S
+        self.poll_interval_s = MAX_POLL_INTERVAL_S
 
     # -- discovery -------------------------------------------------------------------------
 

@@ -13,5 +13,16 @@ from __future__ import annotations
 
 from mlflow_green.testing.fake_intensity import FakeIntensityProvider, registered_intensity_providers
 from mlflow_green.testing.fake_meter import FakeMeter, registered_meters
+from mlflow_green.testing.fake_nvml import FakeGPU, FakeNVML, ManualClock
+from mlflow_green.testing.fake_powercap import FakePowercapTree
 
-__all__ = ["FakeIntensityProvider", "FakeMeter", "registered_intensity_providers", "registered_meters"]
+__all__ = [
+    "FakeGPU",
+    "FakeIntensityProvider",
+    "FakeMeter",
+    "FakeNVML",
+    "FakePowercapTree",
+    "ManualClock",
+    "registered_intensity_providers",
+    "registered_meters",
+]

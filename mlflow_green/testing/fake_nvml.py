@@ -92,6 +92,7 @@ class FakeGPU:
         name: Its product name.
         power_w: Watts, constant or a function of seconds since the :class:`FakeNVML` was created.
         has_energy_counter: Whether ``nvmlDeviceGetTotalEnergyConsumption`` works (Volta and later).
+        has_power_reading: Whether ``nvmlDeviceGetPowerUsage`` works.
         fail_after_s: Every query of this device raises ``NVMLError_GpuIsLost`` from this many
             seconds after the fake was created.
         energy_offset_mj: The counter's value when the fake was created (counters start at
@@ -102,6 +103,7 @@ class FakeGPU:
     name: str = "NVIDIA Fake GPU"
     power_w: PowerTrace = 100.0
     has_energy_counter: bool = True
+    has_power_reading: bool = True
     fail_after_s: float | None = None
     energy_offset_mj: int = 1_234_567
 
@@ -221,4 +223,6 @@ class FakeNVML:
         """Milliwatts, now."""
         self.calls["nvmlDeviceGetPowerUsage"] += 1
         gpu = self._gpu(handle)
+        if not gpu.has_power_reading:
+            raise NVMLError_NotSupported("Not Supported")
         return round(gpu.power_at(self._elapsed_s()) * 1000)
