@@ -10,7 +10,9 @@ Runs offline on data shipped with scikit-learn. Usage::
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -67,7 +69,8 @@ def main() -> None:
         train(name, hidden, data)
     leaderboard()
     uri = mlflow.get_tracking_uri()
-    print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
+    mlflow_bin = os.path.relpath(Path(sys.executable).with_name("mlflow"))
+    print(f"\nOpen the MLflow UI:  {mlflow_bin} ui --backend-store-uri {uri}   (then http://127.0.0.1:5000)")
 
 
 if __name__ == "__main__":
