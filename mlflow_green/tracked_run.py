@@ -169,26 +169,6 @@ class TrackedRun(contextlib.ContextDecorator):
             self._recorder.log_report(build_report(self.tracker, total, extra={"samples": self._samples}))
 
 
-def track(
-    *,
-    run_name: str | None = None,
-    log_report: bool = True,
-    region: str | None = None,
-    pue: float | None = None,
-    meters: str | Sequence[MeterSpec] | None = None,
-    sample_interval_s: float | None = None,
-    intensity_provider: str | None = None,
-) -> TrackedRun:
-    """Measure a block of code (``with`` statement or decorator) and log it into MLflow.
-
-    See :class:`TrackedRun` for the arguments.
-    """
-    return TrackedRun(
-        run_name=run_name,
-        log_report=log_report,
-        region=region,
-        pue=pue,
-        meters=meters,
-        sample_interval_s=sample_interval_s,
-        intensity_provider=intensity_provider,
-    )
+track = TrackedRun
+"""``mlflow_green.track(...)``: measure a block of code (``with`` statement or decorator) and log
+it into MLflow. An alias of :class:`TrackedRun`; see there for the arguments."""

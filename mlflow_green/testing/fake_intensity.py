@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from mlflow_green.carbon import WORLD, CarbonIntensity, IntensityProvider
 from mlflow_green.errors import GreenError, UnknownRegionError
-from mlflow_green.plugins import get_plugin_manager, hookimpl
+from mlflow_green.testing.plugin import registered_plugin
 
 
 class FakeIntensityProvider(IntensityProvider):
@@ -69,16 +69,6 @@ class FakeIntensityProvider(IntensityProvider):
         return CarbonIntensity(code, f"{code} ({self.name})", float(value), self._source, self.name)
 
 
-class _ProviderPlugin:
-    def __init__(self, factories: tuple[Callable[[], IntensityProvider], ...]) -> None:
-        self._factories = factories
-
-    @hookimpl
-    def register_intensity_providers(self, register: Callable[[Callable[[], IntensityProvider]], None]) -> None:
-        for factory in self._factories:
-            register(factory)
-
-
 @contextlib.contextmanager
 def registered_intensity_providers(*factories: Callable[[], IntensityProvider]) -> Iterator[Any]:
     """Register carbon-intensity provider factories as a plugin for a ``with`` block.
@@ -93,10 +83,5 @@ def registered_intensity_providers(*factories: Callable[[], IntensityProvider]) 
         ...     "grid" in intensity_provider_factories()
         True
     """
-    plugin = _ProviderPlugin(tuple(factories))
-    pm = get_plugin_manager()
-    pm.register(plugin)
-    try:
+    with registered_plugin("register_intensity_providers", *factories) as plugin:
         yield plugin
-    finally:
-        pm.unregister(plugin)

@@ -16,7 +16,7 @@ from typing import Any
 
 from mlflow_green.errors import MeterError
 from mlflow_green.meters.base import Availability, Meter
-from mlflow_green.plugins import get_plugin_manager, hookimpl
+from mlflow_green.testing.plugin import registered_plugin
 from mlflow_green.readings import Component, DeviceCounter, Provenance
 
 PowerSpec = float | Callable[[float], float]
@@ -101,16 +101,6 @@ class FakeMeter(Meter):
         self.closed = True
 
 
-class _FactoryPlugin:
-    def __init__(self, factories: tuple[Callable[[], Meter], ...]) -> None:
-        self._factories = factories
-
-    @hookimpl
-    def register_meters(self, register: Callable[[Callable[[], Meter]], None]) -> None:
-        for factory in self._factories:
-            register(factory)
-
-
 @contextlib.contextmanager
 def registered_meters(*factories: Callable[[], Meter]) -> Iterator[Any]:
     """Register meter factories as a plugin for the duration of a ``with`` block.
@@ -124,10 +114,5 @@ def registered_meters(*factories: Callable[[], Meter]) -> Iterator[Any]:
         ...     "bench" in meter_factories()
         True
     """
-    plugin = _FactoryPlugin(tuple(factories))
-    pm = get_plugin_manager()
-    pm.register(plugin)
-    try:
+    with registered_plugin("register_meters", *factories) as plugin:
         yield plugin
-    finally:
-        pm.unregister(plugin)
