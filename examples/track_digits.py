@@ -22,6 +22,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
 import mlflow_green
+from mlflow_green import schema
+from mlflow_green.units import joules_to_kwh
 
 EXPERIMENT = "green-digits-sklearn"
 EPOCHS = 15
@@ -40,8 +42,8 @@ def train(name: str, hidden: tuple[int, ...], data: tuple[np.ndarray, ...]) -> N
             accuracy = float(model.score(x_val, y_val))
             mlflow.log_metric("val_accuracy", accuracy, step=epoch)
             tracked.log_step(epoch, samples=len(x_train))
-        mlflow.set_tag("green.quality_metric", "val_accuracy")
-    energy_kwh = tracked.measurement.energy_j / 3.6e6 if tracked.measurement else float("nan")
+        mlflow.set_tag(schema.TAG_QUALITY_METRIC, "val_accuracy")
+    energy_kwh = joules_to_kwh(tracked.measurement.energy_j) if tracked.measurement else float("nan")
     print(f"{name:<11} val_accuracy={accuracy:.3f}  energy={energy_kwh * 1000:.3f} Wh")
 
 
@@ -49,10 +51,10 @@ def leaderboard() -> None:
     runs = mlflow.search_runs(experiment_names=[EXPERIMENT], order_by=["attributes.start_time DESC"])
     rows = []
     for _, run in runs.iterrows():
-        energy = run.get("metrics.green/energy_kwh")
+        energy = run.get(f"metrics.{schema.ENERGY_KWH}")
         accuracy = run.get("metrics.val_accuracy")
         if energy and energy > 0:
-            rows.append((accuracy / energy, run["tags.mlflow.runName"], accuracy, energy, run["tags.green.meters"]))
+            rows.append((accuracy / energy, run["tags.mlflow.runName"], accuracy, energy, run[f"tags.{schema.TAG_METERS}"]))
     print("\nLeaderboard (accuracy per kWh):")
     print(f"  {'run':<11} {'val_acc':>7} {'energy Wh':>10} {'acc/kWh':>10}  meters")
     for per_kwh, name, accuracy, energy, meters in sorted(rows, reverse=True):

@@ -182,7 +182,8 @@ def total_ram_bytes() -> int:
         return 0
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """NVML strings are ``bytes`` in old pynvml releases and ``str`` in new ones."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
@@ -237,7 +238,7 @@ def _gpu_names(nvml: Any) -> list[str]:
         return []
     try:
         return [
-            _text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)))
+            text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)))
             for i in range(int(nvml.nvmlDeviceGetCount()))
         ]
     except Exception:
@@ -247,3 +248,16 @@ def _gpu_names(nvml: Any) -> list[str]:
             nvml.nvmlShutdown()
         except Exception:
             pass
+
+
+def summarise_names(names: list[str]) -> str:
+    """``2x NVIDIA H100, NVIDIA A10`` from a list of device names (empty for none).
+
+    Example:
+        >>> summarise_names(["H100", "H100", "A10"])
+        '2x H100, A10'
+    """
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n}x {name}" if n > 1 else name for name, n in counts.items())

@@ -34,18 +34,19 @@ def energy_metrics(
         carbon: The carbon intensity in force.
         pue: Power usage effectiveness applied to emissions (energy stays IT energy).
         window: The latest window (an epoch); its mean power is ``green/power_w`` and its
-            energy ``green/epoch_energy_kwh``. Defaults to ``total``.
+            energy ``green/epoch_energy_kwh``. Without it those two keys are left out, so a
+            final log of totals does not overwrite the last epoch's figures.
         samples: Samples processed since the start, for ``green/energy_per_sample_j``.
     """
-    window = window if window is not None else total
     metrics: dict[str, float] = {
         schema.ENERGY_KWH: joules_to_kwh(total.energy_j),
-        schema.EPOCH_ENERGY_KWH: joules_to_kwh(window.energy_j),
-        schema.POWER_W: window.power_w,
         schema.EMISSIONS_KG: carbon.emissions_kg(total.energy_j, pue),
         schema.CARBON_INTENSITY_G_PER_KWH: carbon.intensity_g_per_kwh,
         schema.DURATION_S: total.duration_s,
     }
+    if window is not None:
+        metrics[schema.EPOCH_ENERGY_KWH] = joules_to_kwh(window.energy_j)
+        metrics[schema.POWER_W] = window.power_w
     for component in total.components:
         metrics[schema.component_energy_key(component)] = joules_to_kwh(total.component_energy_j(component))
     if samples:
@@ -66,12 +67,12 @@ def run_tags(
     carbon: CarbonIntensity,
     pue: float,
     cpu: str,
-    gpu: str,
+    gpu: str | None = None,
     hosts: int = 1,
     world_size: int = 1,
 ) -> dict[str, str]:
-    """The ``green.*`` run tags."""
-    return {
+    """The ``green.*`` run tags. ``gpu`` None leaves ``green.hardware.gpu`` as the run context set it."""
+    tags = {
         schema.TAG_VERSION: version,
         schema.TAG_METERS: meters,
         schema.TAG_ESTIMATED: "true" if estimated else "false",
@@ -79,7 +80,17 @@ def run_tags(
         schema.TAG_INTENSITY_SOURCE: carbon.source,
         schema.TAG_PUE: f"{pue:g}",
         schema.TAG_HARDWARE_CPU: cpu,
-        schema.TAG_HARDWARE_GPU: gpu or "none",
         schema.TAG_HOSTS: str(hosts),
         schema.TAG_WORLD_SIZE: str(world_size),
     }
+    if gpu:
+        tags[schema.TAG_HARDWARE_GPU] = gpu
+    return tags
+
+
+def measured_gpus(total: Measurement) -> str | None:
+    """``2x NVIDIA H100 80GB HBM3`` from the GPU devices measured; None when there were none."""
+    from mlflow_green.hardware import summarise_names
+
+    labels = [d.label or d.device_id for d in total.devices if d.component == "gpu"]
+    return summarise_names(labels) or None

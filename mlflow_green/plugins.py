@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 PROJECT_NAME = "mlflow_green"
 ENTRY_POINT_GROUP = "mlflow_green"
+
+logger = logging.getLogger(__name__)
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
@@ -73,9 +76,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager: built-ins first, then entry-point plugins."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(GreenHookSpecs)
-    from mlflow_green.meters import builtin
+    from mlflow_green import builtin_plugin
 
-    pm.register(builtin, name="mlflow_green.builtin")
+    pm.register(builtin_plugin, name="mlflow_green.builtin")
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     return pm
 
@@ -88,11 +91,20 @@ def _collect(hook_name: str) -> dict[str, Callable[[], Any]]:
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
         is_builtin = impl.plugin is builtin
         registered: list[Callable[[], Any]] = []
-        impl.function(register=registered.append)
+        try:
+            impl.function(register=registered.append)
+        except Exception as exc:  # a broken plugin is skipped, it never breaks measurement
+            logger.warning("mlflow-green: plugin %r failed in %s: %s", impl.plugin_name, hook_name, exc)
+            continue
         for factory in registered:
-            name = getattr(factory, "name", "") or getattr(factory(), "name", "")
-            if not name:
-                raise TypeError(f"plugin {impl.plugin_name!r} registered {factory!r} without a name")
+            try:
+                name = getattr(factory, "name", "") or getattr(factory(), "name", "")
+            except Exception as exc:
+                logger.warning("mlflow-green: plugin %r: factory %r failed: %s", impl.plugin_name, factory, exc)
+                continue
+            if not name or not isinstance(name, str):
+                logger.warning("mlflow-green: plugin %r registered %r without a name", impl.plugin_name, factory)
+                continue
             if name in found and not found[name][0] and is_builtin:
                 continue  # a third-party plugin already replaced this built-in
             found[name] = (is_builtin, factory)

@@ -35,8 +35,8 @@ def weakest_provenance(values: Iterable[Provenance]) -> Provenance:
         'sampled'
     """
     values = list(values)
-    if not values:
-        return "counter"
+    if not values:  # nothing measured is not a measurement
+        return "estimate"
     return min(values, key=lambda p: _PROVENANCE_RANK[p])
 
 
@@ -143,8 +143,8 @@ class Snapshot:
 class Measurement:
     """Energy of every device over one window (an epoch, a phase, a whole run).
 
-    Measurements of consecutive windows add up with ``+``; devices are matched by host and
-    device id. Conversion to kWh happens only at the MLflow boundary.
+    Measurements of consecutive windows add up with ``+``; a sub-window is taken out with ``-``;
+    devices are matched by host and device id. Conversion to kWh happens only at the MLflow boundary.
 
     Example:
         >>> cpu = DeviceEnergy("cpu:0", "cpu", "estimate", "estimate", 30.0, 1.0)
@@ -178,13 +178,13 @@ class Measurement:
 
     @property
     def provenance(self) -> Provenance:
-        """The weakest provenance of any device (``counter`` if there are none)."""
+        """The weakest provenance of any device (``estimate`` if there are none)."""
         return weakest_provenance(d.provenance for d in self.devices)
 
     @property
     def estimated(self) -> bool:
-        """True if any device's energy is an estimate."""
-        return any(d.provenance == "estimate" for d in self.devices)
+        """True if any device's energy is an estimate, or nothing was measured at all."""
+        return not self.devices or any(d.provenance == "estimate" for d in self.devices)
 
     def with_host(self, host: str) -> Measurement:
         """The same measurement with every device attributed to ``host``."""
@@ -196,6 +196,28 @@ class Measurement:
             return NotImplemented
         return _combine(self, other, duration_s=self.duration_s + other.duration_s)
 
+    def __sub__(self, other: Measurement) -> Measurement:
+        """This window minus a sub-window of it (e.g. an epoch minus its validation)."""
+        if not isinstance(other, Measurement):
+            return NotImplemented
+        taken = {(d.host, d.device_id): d.energy_j for d in other.devices}
+        duration_s = max(self.duration_s - other.duration_s, 0.0)
+        return Measurement(
+            duration_s,
+            tuple(
+                replace(d, energy_j=max(d.energy_j - taken.get((d.host, d.device_id), 0.0), 0.0), duration_s=duration_s)
+                for d in self.devices
+            ),
+        )
+
+    def scaled(self, fraction: float) -> Measurement:
+        """A share of this window (energy and duration times ``fraction``), for time-apportioned phases."""
+        duration_s = self.duration_s * fraction
+        return Measurement(
+            duration_s,
+            tuple(replace(d, energy_j=d.energy_j * fraction, duration_s=duration_s) for d in self.devices),
+        )
+
     def merge_parallel(self, other: Measurement) -> Measurement:
         """Union of two measurements of the same window on different devices or hosts.
 
@@ -203,11 +225,11 @@ class Measurement:
         is counted once; the longer duration wins.
         """
         mine = {(d.host, d.device_id) for d in self.devices}
-        gpus = {d.device_id for d in self.devices if d.component == "gpu"}
+        gpus = {d.device_id for d in self.devices if _is_gpu_uuid(d.device_id)}
         extra = tuple(
             d
             for d in other.devices
-            if (d.host, d.device_id) not in mine and not (d.component == "gpu" and d.device_id in gpus)
+            if (d.host, d.device_id) not in mine and not (_is_gpu_uuid(d.device_id) and d.device_id in gpus)
         )
         return Measurement(max(self.duration_s, other.duration_s), self.devices + extra)
 
@@ -241,6 +263,11 @@ class Measurement:
             for d in data.get("devices", ())
         )
         return cls(float(data["duration_s"]), devices)
+
+
+def _is_gpu_uuid(device_id: str) -> bool:
+    """GPUs keyed by their globally unique UUID (``gpu:GPU-…``) are the same device on any host."""
+    return device_id.startswith("gpu:GPU-")
 
 
 def _combine(a: Measurement, b: Measurement, duration_s: float) -> Measurement:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 from mlflow_green import schema
 
@@ -21,39 +22,28 @@ logger = logging.getLogger(__name__)
 
 @functools.cache
 def green_context_tags() -> dict[str, str]:
-    """The hardware and region tags of this process (cached; never raises)."""
+    """The hardware and region tags of this process (cached, offline; never raises)."""
     from mlflow_green import hardware
 
-    tags: dict[str, str] = {}
-    try:
-        tags[schema.TAG_HARDWARE_CPU] = hardware.cpu_model()
-    except Exception as exc:  # pragma: no cover - hardware.cpu_model never raises
-        logger.debug("cpu model unavailable: %s", exc)
-    try:
-        gpus = hardware.gpu_names()
-        tags[schema.TAG_HARDWARE_GPU] = _summarise(gpus) if gpus else "none"
-    except Exception as exc:  # pragma: no cover
-        logger.debug("gpu names unavailable: %s", exc)
-    tags[schema.TAG_REGION] = _region()
+    tags: dict[str, str] = {schema.TAG_HARDWARE_CPU: hardware.cpu_model()}
+    gpus = hardware.gpu_names()
+    tags[schema.TAG_HARDWARE_GPU] = hardware.summarise_names(gpus) if gpus else "none"
+    region = _region()
+    if region:
+        tags[schema.TAG_REGION] = region
     return tags
 
 
-def _summarise(names: list[str]) -> str:
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    return ", ".join(f"{n}x {name}" if n > 1 else name for name, n in counts.items())
-
-
-def _region() -> str:
-    from mlflow_green.config import GreenConfig
+def _region() -> str | None:
+    """The configured region's canonical code, from the offline table only (no provider call)."""
+    from mlflow_green.carbon import ENV_REGION, offline_intensity
     from mlflow_green.errors import ConfigError
 
     try:
-        return GreenConfig.resolve().carbon.region
+        return offline_intensity(os.environ.get(ENV_REGION) or None).region
     except ConfigError as exc:
         logger.warning("mlflow-green: %s", exc)
-        return "invalid"
+        return None
 
 
 class GreenRunContextProvider:

@@ -60,7 +60,10 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-            self._thread = None
+            if not self._thread.is_alive():
+                self._thread = None
+            else:  # a meter's poll() is stuck; the daemon thread dies with the process
+                logger.warning("mlflow-green: the sampler thread did not stop within 5 s")
 
     def _run(self) -> None:
         now_s = self._clock()

@@ -15,13 +15,16 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mlflow_green.meters import builtin as _builtin  # noqa: F401 - eager: keeps its import out of start()
+from mlflow_green import builtin_plugin as _builtin  # noqa: F401 - eager: keeps its import out of start()
 from mlflow_green.meters.base import Availability, Meter
 from mlflow_green.plugins import meter_factories
 from mlflow_green.readings import COMPONENTS, Component
+
+logger = logging.getLogger(__name__)
 
 FALLBACK_METER = "estimate"
 
@@ -75,7 +78,13 @@ def instantiate(names: Sequence[str] | None) -> list[Meter]:
     wanted = list(factories) if names is None else list(names)
     if names is not None and FALLBACK_METER not in wanted and FALLBACK_METER in factories:
         wanted.append(FALLBACK_METER)
-    return [factories[name]() for name in wanted]
+    meters = []
+    for name in wanted:
+        try:
+            meters.append(factories[name]())
+        except Exception as exc:  # a broken plugin is skipped, with the reason
+            logger.warning("mlflow-green: meter %r could not be created: %s", name, exc)
+    return meters
 
 
 def select_meters(candidates: Sequence[Meter], *, explicit_order: bool = False) -> MeterSelection:

@@ -18,35 +18,31 @@ from typing import Any
 
 from mlflow_green import hardware
 from mlflow_green._version import __version__
-from mlflow_green.metrics import energy_metrics, run_tags
+from mlflow_green.metrics import energy_metrics, measured_gpus, run_tags
 from mlflow_green.readings import Measurement, Snapshot
 from mlflow_green.report import build_report
+from mlflow_green.runs import RunHandle
 from mlflow_green.tracker import EnergyTracker, MeterSpec
 
 logger = logging.getLogger(__name__)
-
-
-def gpu_summary(total: Measurement) -> str:
-    """``2x NVIDIA H100 80GB HBM3`` from the GPU devices measured; empty when there were none."""
-    labels = [d.label or d.device_id for d in total.devices if d.component == "gpu"]
-    counts: dict[str, int] = {}
-    for label in labels:
-        counts[label] = counts.get(label, 0) + 1
-    return ", ".join(f"{n}x {label}" if n > 1 else label for label, n in counts.items())
 
 
 class TrackedRun(contextlib.ContextDecorator):
     """Measures a block of code and logs energy, emissions, tags and ``green/report.json``.
 
     It logs into the active MLflow run, or starts its own run and ends it (``FAILED`` if the
-    block raised, with the energy measured so far logged). Configuration errors are raised at
-    construction, before the block runs. Writing to MLflow never raises into the block.
+    block raised, ``KILLED`` on Ctrl-C, with the energy measured so far logged). Configuration
+    errors are raised at construction, before the block runs. Measuring and writing to MLflow
+    never raise into the block.
 
     Args:
         run_name: Name of the run started when none is active.
         log_report: Write ``green/report.json`` at the end.
-        region, pue, meters, sample_interval_s, intensity_provider: see
-            :class:`~mlflow_green.tracker.EnergyTracker`.
+        region: Carbon-intensity region; see :class:`~mlflow_green.tracker.EnergyTracker`.
+        pue: Power usage effectiveness (≥ 1).
+        meters: Meter names or instances, in priority order.
+        sample_interval_s: Power sampling interval for meters without a counter.
+        intensity_provider: Name of a live carbon-intensity provider plugin.
 
     Example:
         >>> import mlflow_green
@@ -66,15 +62,6 @@ class TrackedRun(contextlib.ContextDecorator):
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
     ) -> None:
-        self._kwargs: dict[str, Any] = dict(
-            run_name=run_name,
-            log_report=log_report,
-            region=region,
-            pue=pue,
-            meters=meters,
-            sample_interval_s=sample_interval_s,
-            intensity_provider=intensity_provider,
-        )
         self.run_name = run_name
         self.log_report = log_report
         self.tracker = EnergyTracker(
@@ -86,42 +73,46 @@ class TrackedRun(contextlib.ContextDecorator):
         )
         self.run_id: str | None = None
         self.measurement: Measurement | None = None
-        self._own_run = False
+        self._run: RunHandle | None = None
         self._recorder: Any = None
         self._last_step: int | None = None
         self._last_snapshot: Snapshot | None = None
         self._samples = 0
 
-    def _recreate_cm(self) -> TrackedRun:  # each decorated call measures afresh
-        return TrackedRun(**self._kwargs)
+    def _recreate_cm(self) -> TrackedRun:  # each decorated call measures afresh, in its own run
+        fresh = TrackedRun.__new__(TrackedRun)
+        fresh.__init__(run_name=self.run_name, log_report=self.log_report)  # type: ignore[misc]
+        fresh.tracker = self.tracker.fresh()
+        return fresh
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> TrackedRun:
-        import mlflow
-
         from mlflow_green.recorder import RunRecorder
+        from mlflow_green.runs import resolve_run
 
-        run = mlflow.active_run()
-        if run is None:
-            run = mlflow.start_run(run_name=self.run_name)
-            self._own_run = True
-        self.run_id = run.info.run_id
-        self._recorder = RunRecorder(mlflow.MlflowClient(), self.run_id)
-        self.tracker.start()
-        self._last_snapshot = self.tracker.start_snapshot
+        self.tracker.start()  # meters first: a failure here is handled inside, before any run exists
+        try:
+            self._run = resolve_run(run_name=self.run_name)
+        except Exception as exc:  # an unreachable server never stops the training
+            logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
+            return self
+        self.run_id = self._run.run_id
+        self._recorder = RunRecorder(self._run.client, self.run_id)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
         try:
             self.measurement = self.tracker.stop()
-            self._log_totals()
+            if self._recorder is not None:
+                self._log_totals()
         except Exception as error:  # measurement never crashes training
             logger.warning("mlflow-green: could not finish measuring: %s", error)
         finally:
-            if self._own_run:
-                import mlflow
-
-                mlflow.end_run(status="FAILED" if exc_type is not None else "FINISHED")
+            if self._run is not None:
+                status = "FINISHED"
+                if exc_type is not None:
+                    status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+                self._run.end(status)
         return False
 
     # -- progress ----------------------------------------------------------------------------
@@ -138,22 +129,22 @@ class TrackedRun(contextlib.ContextDecorator):
         total = now - self.tracker.start_snapshot
         self._last_snapshot = now
         self._last_step = int(step)
-        cfg = self.tracker.config
-        self._recorder.log_metrics(
-            energy_metrics(total, cfg.carbon, cfg.pue, window=window, samples=self._samples), step=step
-        )
+        if self._recorder is not None:
+            cfg = self.tracker.config
+            metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=window, samples=self._samples)
+            self._recorder.log_metrics(metrics, step=step)
         return window
 
     def _log_totals(self) -> None:
         assert self.measurement is not None
         cfg = self.tracker.config
         total = self.measurement
-        step = self._last_step if self._last_step is not None else 0
-        last = self._last_snapshot or self.tracker.start_snapshot
-        window = self.tracker.end_snapshot - last
-        self._recorder.log_metrics(
-            energy_metrics(total, cfg.carbon, cfg.pue, window=window, samples=self._samples), step=step
-        )
+        if self._last_step is None:  # one point: the whole block is the window
+            metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=total, samples=self._samples)
+            self._recorder.log_metrics(metrics, step=0)
+        else:  # totals at the last step; the last step's own window figures stay as logged
+            metrics = energy_metrics(total, cfg.carbon, cfg.pue, samples=self._samples)
+            self._recorder.log_metrics(metrics, step=self._last_step)
         self._recorder.log_tags(
             run_tags(
                 version=__version__,
@@ -162,7 +153,7 @@ class TrackedRun(contextlib.ContextDecorator):
                 carbon=cfg.carbon,
                 pue=cfg.pue,
                 cpu=hardware.cpu_model(),
-                gpu=gpu_summary(total),
+                gpu=measured_gpus(total),
             )
         )
         if self.log_report:

@@ -11,14 +11,22 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mlflow_green.config import GreenConfig
 from mlflow_green.errors import ConfigError, TrackerStateError
-from mlflow_green.meters.base import Meter
-from mlflow_green.readings import COMPONENTS, DeviceCounter, Measurement, Snapshot, weakest_provenance
+from mlflow_green.meters.base import Availability, Meter
+from mlflow_green.readings import (
+    COMPONENTS,
+    Component,
+    DeviceCounter,
+    Measurement,
+    Provenance,
+    Snapshot,
+    weakest_provenance,
+)
 from mlflow_green.sampler import Sampler
 from mlflow_green.selection import MeterSelection, instantiate, select_meters
 
@@ -89,7 +97,7 @@ class EnergyTracker:
             config = GreenConfig.resolve(
                 region=region,
                 pue=pue,
-                meters=names if names else None,
+                meters=names if names or (meters is not None and not injected) else None,
                 sample_interval_s=sample_interval_s,
                 intensity_provider=intensity_provider,
             )
@@ -104,12 +112,23 @@ class EnergyTracker:
         self._sampler: Sampler | None = None
         self._start: Snapshot | None = None
         self._end: Snapshot | None = None
-        self._last_good: dict[str, DeviceCounter] = {}
+        self._last_good: dict[str, tuple[float, DeviceCounter]] = {}
+        self._carry: dict[str, DeviceCounter] = {}
+        self._assign: dict[Component, Meter] = {}
+        self._history: dict[Component, list[str]] = {}
+        self._opened: dict[int, Meter] = {}
+        self._failed: set[int] = set()
+        self._explicit = False
+        self._start_s = 0.0
         self._open_windows: dict[str, Snapshot] = {}
         self.windows: list[WindowRecord] = []
         self.faults: list[str] = []
         self.started_at_unix_s: float | None = None
         self.total: Measurement | None = None
+
+    def fresh(self) -> EnergyTracker:
+        """A new, unstarted tracker with the same configuration and injected meters (one per fit)."""
+        return EnergyTracker(config=self.config, meters=list(self._injected), clock=self._clock)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -121,24 +140,20 @@ class EnergyTracker:
         """Select and open the meters, start the sampler if needed, read the start counters."""
         if self._start is not None:
             raise TrackerStateError("this EnergyTracker was already started; create a new one per run")
-        explicit = bool(self._injected or self.config.meters)
-        if explicit:  # the user's order is the priority; estimate stays as the CPU/RAM fallback
+        self._explicit = bool(self._injected or self.config.meters)
+        if self._explicit:  # the user's order is the priority; estimate stays as the CPU/RAM fallback
             candidates = list(self._injected) + instantiate(self.config.meters or ())
         else:
             candidates = instantiate(None)
-        self.selection = select_meters(candidates, explicit_order=explicit)
+        self.selection = select_meters(candidates, explicit_order=self._explicit)
+        self._assign = dict(self.selection.assignments)
         now_s = self._clock()
+        self._start_s = now_s
+        self._history = {c: [m.label(c, self._availability(m).provenance)] for c, m in self._assign.items()}
         for meter in self.selection.meters:
-            configure = getattr(meter, "configure", None)
-            if callable(configure):
-                with contextlib.suppress(Exception):
-                    configure(sample_interval_s=self.config.sample_interval_s)
-            try:
-                meter.open(now_s)
-            except Exception as exc:  # measurement never crashes training
-                self._fault(meter, f"open() failed: {exc}")
-        self._sampler = Sampler(self.selection.meters, clock=self._clock)
-        self._sampler.start()
+            if not self._open(meter, now_s):
+                self._fail_over(meter, now_s, "open() failed")
+        self._restart_sampler()
         self.started_at_unix_s = time.time()
         self._start = self.snapshot()
 
@@ -151,7 +166,7 @@ class EnergyTracker:
         end = self.snapshot()
         if self._sampler is not None:
             self._sampler.stop()
-        for meter in self.selection.meters if self.selection else ():
+        for meter in self._opened.values():
             try:
                 meter.close()
             except Exception as exc:
@@ -169,23 +184,127 @@ class EnergyTracker:
 
     # -- reading -----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """Every selected device's cumulative counter now. Never raises for a meter failure."""
+        """Every device's cumulative counter now. Never raises for a meter failure.
+
+        A meter whose ``read()`` raises is quarantined: its components pass to the next
+        available meter by priority (opened now), its devices keep the energy counted so far,
+        and the switch shows in ``green.meters`` (``cpu:rapl>estimate``) and in ``faults``.
+        """
         if self.selection is None:
             raise TrackerStateError("snapshot() called before start()")
-        now_s = self._clock()
-        devices: list[DeviceCounter] = []
         with self._lock:
-            for meter in self.selection.meters:
-                wanted = self.selection.components_of(meter)
+            now_s = self._clock()
+            fresh: dict[str, DeviceCounter] = {}
+            pending = _distinct(self._assign.values())
+            while pending:
+                meter = pending.pop(0)
+                wanted = {c for c, m in self._assign.items() if m is meter}
                 try:
                     readings = [d for d in meter.read(now_s) if d.component in wanted]
                 except Exception as exc:  # measurement never crashes training
-                    self._fault(meter, f"read() failed: {exc}")
-                    readings = [d for d in self._last_good.values() if d.meter == meter.name]
+                    pending.extend(m for m in self._fail_over(meter, now_s, f"read() failed: {exc}") if m not in pending)
+                    continue
                 for reading in readings:
-                    self._last_good[reading.device_id] = reading
-                devices.extend(readings)
-        return Snapshot(now_s, tuple(devices), host=self.host)
+                    fresh[reading.device_id] = self._with_carry(reading)
+            for device_id, carried in self._carry.items():
+                if device_id not in fresh:
+                    fresh[device_id] = self._carried_now(carried, now_s)
+            for device in fresh.values():
+                self._last_good[device.device_id] = (now_s, device)
+        return Snapshot(now_s, tuple(fresh.values()), host=self.host)
+
+    # -- failover ----------------------------------------------------------------------------
+    def _availability(self, meter: Meter) -> Availability:
+        assert self.selection is not None
+        for choice in self.selection.choices:
+            if choice.meter is meter:
+                return choice.availability
+        return Availability.no("not considered")
+
+    def _open(self, meter: Meter, now_s: float) -> bool:
+        configure = getattr(meter, "configure", None)
+        if callable(configure):
+            with contextlib.suppress(Exception):
+                configure(sample_interval_s=self.config.sample_interval_s)
+        try:
+            meter.open(now_s)
+        except Exception as exc:  # measurement never crashes training
+            self._fault(meter, f"open() failed: {exc}")
+            return False
+        self._opened[id(meter)] = meter
+        return True
+
+    def _fail_over(self, meter: Meter, now_s: float, reason: str) -> list[Meter]:
+        """Quarantine ``meter``; hand its components to the next meters by priority; return those."""
+        assert self.selection is not None
+        self._fault(meter, reason)
+        self._failed.add(id(meter))
+        for device_id, (seen_s, counter) in list(self._last_good.items()):
+            if counter.meter == meter.name and device_id not in self._carry:
+                self._carry[device_id] = self._extrapolated(counter, seen_s, now_s, f"{meter.name} failed: {reason}")
+        replacements: list[Meter] = []
+        for component in [c for c, m in self._assign.items() if m is meter]:
+            del self._assign[component]
+            for candidate in (c.meter for c in self.selection.choices):
+                avail = self._availability(candidate)
+                if (
+                    id(candidate) in self._failed
+                    or not avail.available
+                    or component not in avail.components
+                    or (not self._explicit and candidate.priority < 0)
+                ):
+                    continue
+                if id(candidate) not in self._opened and not self._open(candidate, now_s):
+                    self._failed.add(id(candidate))
+                    continue
+                self._assign[component] = candidate
+                self._history.setdefault(component, []).append(candidate.label(component, avail.provenance))
+                if candidate not in replacements:
+                    replacements.append(candidate)
+                break
+            else:  # nothing else measures it: its devices are extrapolated at their mean power
+                self._history.setdefault(component, []).append("extrapolated")
+        if self._sampler is not None:  # already running: include the replacements
+            self._restart_sampler()
+        return replacements
+
+    def _extrapolated(self, counter: DeviceCounter, seen_s: float, now_s: float, note: str) -> DeviceCounter:
+        """``counter`` carried forward from ``seen_s`` to ``now_s`` at its mean power so far."""
+        elapsed_s = seen_s - self._start_s
+        power_w = counter.energy_j / elapsed_s if elapsed_s > 0 else 0.0
+        gap_s = max(now_s - seen_s, 0.0)
+        if gap_s <= 0:
+            return counter
+        return replace(
+            counter,
+            energy_j=counter.energy_j + power_w * gap_s,
+            provenance="estimate",
+            note=counter.note or f"{note}; extrapolated at its mean power of {power_w:.1f} W",
+        )
+
+    def _with_carry(self, reading: DeviceCounter) -> DeviceCounter:
+        carried = self._carry.get(reading.device_id)
+        if carried is None:
+            return reading
+        return replace(
+            reading,
+            energy_j=carried.energy_j + reading.energy_j,
+            provenance=weakest_provenance((carried.provenance, reading.provenance)),
+            note=carried.note or reading.note,
+        )
+
+    def _carried_now(self, carried: DeviceCounter, now_s: float) -> DeviceCounter:
+        """A failed meter's device: frozen if another meter now covers its component, else extrapolated."""
+        if carried.component in self._assign:
+            return carried
+        seen_s, last = self._last_good.get(carried.device_id, (now_s, carried))
+        return self._extrapolated(last, seen_s, now_s, carried.note or "meter failed")
+
+    def _restart_sampler(self) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
+        self._sampler = Sampler(_distinct(self._assign.values()), clock=self._clock)
+        self._sampler.start()
 
     @property
     def start_snapshot(self) -> Snapshot:
@@ -240,19 +359,24 @@ class EnergyTracker:
 
     # -- descriptions ------------------------------------------------------------------------
     def meters_tag(self) -> str:
-        """The ``green.meters`` tag: which meter measured each component, e.g. ``cpu:rapl,ram:estimate``."""
+        """The ``green.meters`` tag: which meter measured each component, e.g. ``cpu:rapl,ram:estimate``.
+
+        A component whose meter failed mid-run lists the meters in order: ``gpu:nvml-counter>estimate``.
+        """
         if self.selection is None:
             return ""
-        provenance = {}
-        for device in self._last_good.values():
-            provenance.setdefault(device.component, []).append(device.provenance)
+        provenance: dict[str, list[Provenance]] = {}
+        for _, device in self._last_good.values():
+            if device.device_id not in self._carry:
+                provenance.setdefault(device.component, []).append(device.provenance)
         parts = []
         for component in COMPONENTS:
-            meter = self.selection.assignments.get(component)
-            if meter is None:
-                continue
-            prov = weakest_provenance(provenance.get(component, [])) if component in provenance else "estimate"
-            parts.append(f"{component}:{meter.label(component, prov)}")
+            labels = list(self._history.get(component, []))
+            meter = self._assign.get(component)
+            if meter is not None and component in provenance and labels:
+                labels[-1] = meter.label(component, weakest_provenance(provenance[component]))
+            if labels:
+                parts.append(f"{component}:{'>'.join(labels)}")
         return ",".join(parts)
 
     def _fault(self, meter: Meter, message: str) -> None:
@@ -268,6 +392,13 @@ class WindowResult:
     def __init__(self, name: str) -> None:
         self.name = name
         self.measurement: Measurement | None = None
+
+
+def _distinct(meters: Iterable[Meter]) -> list[Meter]:
+    seen: dict[int, Meter] = {}
+    for meter in meters:
+        seen.setdefault(id(meter), meter)
+    return list(seen.values())
 
 
 def _split_meters(meters: str | Sequence[MeterSpec] | None) -> tuple[list[Meter], list[str]]:

@@ -67,3 +67,7 @@ def test_doctor_reports_bad_configuration_with_exit_2() -> None:
     result = CliRunner().invoke(main, ["doctor", "--region", "Narnia"])
     assert result.exit_code == 2
     assert "Narnia" in result.output
+    as_json = CliRunner().invoke(main, ["doctor", "--json"], env={"MLFLOW_GREEN_PUE": "0.7"})
+    assert as_json.exit_code == 2
+    error = json.loads(as_json.output)
+    assert error["type"] == "ConfigError" and "MLFLOW_GREEN_PUE" in error["error"]

@@ -57,3 +57,13 @@ def test_parallel_merge_deduplicates_gpus_by_uuid_and_cpus_by_host() -> None:
 def test_round_trip_through_dict() -> None:
     m = Measurement(2.0, (DeviceEnergy("cpu:0", "cpu", "rapl", "counter", 5.0, 2.0, "AMD", "h", "n"),))
     assert Measurement.from_dict(m.to_dict()) == m
+
+
+def test_taking_a_sub_window_out_and_scaling_a_window() -> None:
+    epoch = Measurement(10.0, (DeviceEnergy("cpu:0", "cpu", "rapl", "counter", 100.0, 10.0),))
+    validation = Measurement(2.0, (DeviceEnergy("cpu:0", "cpu", "rapl", "counter", 30.0, 2.0),))
+    rest = epoch - validation
+    assert (rest.energy_j, rest.duration_s) == (70.0, 8.0)
+    share = rest.scaled(0.25)
+    assert (share.energy_j, share.duration_s) == (17.5, 2.0)
+    assert share.devices[0].provenance == "counter"

@@ -105,3 +105,37 @@ def test_bad_configuration_fails_before_the_block_runs(mlflow_experiment: str) -
             ran.append(True)
     assert not ran
     assert mlflow.active_run() is None
+
+
+def test_the_final_log_keeps_each_steps_own_window_figures(mlflow_experiment: str) -> None:
+    with mlflow_green.track(meters=[_meter()]) as t:
+        t.log_step(0)
+        t.log_step(1)
+    client = MlflowClient()
+    for key in (schema.EPOCH_ENERGY_KWH, schema.POWER_W):
+        history = client.get_metric_history(t.run_id, key)
+        assert sorted(m.step for m in history) == [0, 1], f"{key} was logged again at the end"
+    totals = client.get_metric_history(t.run_id, schema.ENERGY_KWH)
+    latest = max(totals, key=lambda m: (m.step, m.timestamp))
+    assert latest.value == pytest.approx(t.measurement.energy_j / 3.6e6)
+
+
+def test_a_broken_meter_plugin_never_breaks_the_tracked_block(mlflow_experiment: str) -> None:
+    from mlflow_green.testing import registered_meters
+
+    def explode() -> FakeMeter:
+        raise RuntimeError("vendor SDK crashed")
+
+    with registered_meters(explode):
+        with mlflow_green.track() as t:
+            pass
+    run = MlflowClient().get_run(t.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[schema.TAG_METERS].startswith(("cpu:estimate", "cpu:rapl"))
+
+
+def test_ctrl_c_marks_its_own_run_killed(mlflow_experiment: str) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with mlflow_green.track(meters=[_meter()]) as t:
+            raise KeyboardInterrupt
+    assert MlflowClient().get_run(t.run_id).info.status == "KILLED"

@@ -71,18 +71,51 @@ def test_elapsed_gives_running_totals_without_stopping() -> None:
     assert tracker.stop().energy_j == pytest.approx(775.0)
 
 
-def test_a_meter_failing_mid_run_never_raises_and_keeps_the_last_good_values() -> None:
+def test_a_meter_failing_mid_run_is_replaced_by_the_next_meter_and_the_energy_so_far_is_kept() -> None:
     clock = FakeClock()
     meter = FakeMeter({"cpu:0": 10.0, "ram:0": 1.0}, fail_after_reads=2)
     tracker = EnergyTracker(meters=[meter], clock=clock)
     tracker.start()  # read 1
     clock.advance(1.0)
-    tracker.elapsed()  # read 2
+    assert tracker.elapsed().energy_j == pytest.approx(11.0)  # read 2
     clock.advance(1.0)
-    total = tracker.stop()  # read 3 fails
-    assert total.energy_j == pytest.approx(11.0)
+    at_failure = tracker.elapsed()  # read 3 fails: extrapolated to now at 11 W, estimate takes over
+    assert at_failure.energy_j == pytest.approx(22.0, rel=1e-6)
+    assert at_failure.estimated
+    clock.advance(10.0)
+    total = tracker.stop()
+    # The estimate meter now measures CPU and RAM: energy keeps growing, never frozen at 0 W.
+    assert total.energy_j > 22.0 + 10.0 * 1.0
+    assert tracker.meters_tag() == "cpu:fake>estimate,ram:fake>estimate"
     assert any("scripted failure" in f for f in tracker.faults)
     assert meter.closed
+
+
+def test_a_meter_failing_to_open_falls_back_at_start() -> None:
+    class CannotOpen(FakeMeter):
+        def open(self, now_s: float) -> None:
+            raise OSError("device busy")
+
+    tracker = EnergyTracker(meters=[CannotOpen({"cpu:0": 10.0, "ram:0": 1.0}, name="flaky")])
+    tracker.start()
+    total = tracker.stop()
+    assert tracker.meters_tag() == "cpu:flaky>estimate,ram:flaky>estimate"
+    assert total.estimated and total.energy_j > 0
+    assert any("device busy" in f for f in tracker.faults)
+
+
+def test_a_gpu_whose_meter_fails_with_no_replacement_is_extrapolated_not_zeroed() -> None:
+    clock = FakeClock()
+    tracker = EnergyTracker(meters=[FakeMeter({"gpu:GPU-a": 200.0}, fail_after_reads=2, name="gpu-fake")], clock=clock)
+    tracker.start()
+    clock.advance(1.0)
+    tracker.elapsed()
+    clock.advance(4.0)
+    total = tracker.stop()
+    assert total.component_energy_j("gpu") == pytest.approx(1000.0)
+    gpu = next(d for d in total.devices if d.component == "gpu")
+    assert gpu.provenance == "estimate" and "extrapolated" in gpu.note
+    assert tracker.meters_tag().startswith("gpu:gpu-fake>extrapolated,")
 
 
 def test_explicit_meter_order_is_the_priority() -> None:

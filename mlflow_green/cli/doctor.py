@@ -13,7 +13,7 @@ import click
 from mlflow_green import hardware
 from mlflow_green._version import __version__
 from mlflow_green.config import GreenConfig
-from mlflow_green.errors import ConfigError
+from mlflow_green.errors import GreenError
 from mlflow_green.readings import COMPONENTS
 from mlflow_green.selection import instantiate, select_meters
 
@@ -99,11 +99,17 @@ def _render(report: dict[str, Any]) -> str:
 @click.option("--pue", type=float, default=None, help="Check this PUE instead of MLFLOW_GREEN_PUE.")
 @click.option("--meters", default=None, help="Check these meters (comma-separated, in priority order).")
 def doctor(as_json: bool, region: str | None, pue: float | None, meters: str | None) -> None:
-    """Which meters work here, and why not; the region, intensity and PUE in force."""
+    """Which meters work here, and why not; the region, intensity and PUE in force.
+
+    Exits 0, or 2 when the configuration (arguments or MLFLOW_GREEN_* variables) is invalid.
+    """
     try:
         config = GreenConfig.resolve(region=region, pue=pue, meters=meters)
-    except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        report = diagnose(config)
+    except GreenError as exc:  # bad configuration: say what and how to fix it, exit 2
+        if as_json:
+            click.echo(json.dumps({"error": str(exc), "type": type(exc).__name__}, indent=2))
+        else:
+            click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
-    report = diagnose(config)
     click.echo(json.dumps(report, indent=2) if as_json else _render(report))

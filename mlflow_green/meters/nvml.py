@@ -49,11 +49,6 @@ MISSING_PACKAGE_REASON = "NVML: the nvidia-ml-py package is not installed — pi
 NO_GPU_REASON = "NVML: no NVIDIA GPU visible"
 
 
-def _text(value: Any) -> str:
-    """NVML strings are ``bytes`` in old pynvml releases and ``str`` in new ones."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -211,7 +206,7 @@ class NvmlMeter(Meter):
         for index in range(int(nvml.nvmlDeviceGetCount())):
             try:
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+                uuid = hardware.text(nvml.nvmlDeviceGetUUID(handle))
             except Exception as exc:
                 logger.warning("NVML: skipping GPU %d, which does not answer (%s)", index, _describe(exc))
                 handle, uuid = None, ""
@@ -222,7 +217,7 @@ class NvmlMeter(Meter):
             if handles[index] is None:
                 continue
             try:
-                name = _text(nvml.nvmlDeviceGetName(handles[index]))
+                name = hardware.text(nvml.nvmlDeviceGetName(handles[index]))
             except Exception:
                 name = "NVIDIA GPU"
             found.append((handles[index], uuids[index], name))
@@ -315,7 +310,7 @@ class NvmlMeter(Meter):
         else:
             gpu.integrator = PowerIntegrator()
             if power_w is None:
-                gpu.note = f"NVML: GPU {uuid} reports neither an energy counter nor its power; energy unknown (0 J)"
+                gpu.note = f"NVML: GPU {uuid} reports neither an energy counter nor its power; it is left out of the measurement"
                 logger.warning(gpu.note)
             else:
                 gpu.integrator.add(now_s, power_w)
@@ -376,6 +371,7 @@ class NvmlMeter(Meter):
                     note=g.note,
                 )
                 for g in self._gpus
+                if g.has_counter or g.power_w is not None  # unreadable GPUs are left out, never 0 J
             )
 
     def label(self, component: Component, provenance: Provenance) -> str:
