@@ -15,7 +15,7 @@ def test_provider_tags_hardware_and_region() -> None:
     assert tags[schema.TAG_HARDWARE_CPU]
     from mlflow_green import hardware
 
-    assert tags[schema.TAG_HARDWARE_GPU] == (", ".join(hardware.gpu_names()) or "none")
+    assert tags[schema.TAG_HARDWARE_GPU] == (hardware.summarise_names(hardware.gpu_names()) or "none")
     assert tags[schema.TAG_REGION]
 
 
@@ -36,4 +36,4 @@ print(tags["{schema.TAG_REGION}"], "|", tags["{schema.TAG_HARDWARE_CPU}"], "|", 
     assert cpu
     from mlflow_green import hardware
 
-    assert gpu == (", ".join(hardware.gpu_names()) or "none")
+    assert gpu == (hardware.summarise_names(hardware.gpu_names()) or "none")
