@@ -69,6 +69,8 @@ TAG_WORLD_SIZE: Final = "green.world_size"
 TAG_HOSTS: Final = "green.hosts"
 TAG_COMPRESSION: Final = "green.compression"
 TAG_QUALITY_METRIC: Final = "green.quality_metric"
+TAG_BUDGET_STOP: Final = "green.budget_stop"
+"""Why an energy or emissions budget stopped the training (absent when it did not)."""
 
 # --- artifacts -------------------------------------------------------------------------------
 REPORT_ARTIFACT: Final = "green/report.json"

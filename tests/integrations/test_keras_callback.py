@@ -1,0 +1,188 @@
+"""GreenCallback with real TensorFlow-backed Keras 3 on sklearn's digits, logged to a real sqlite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+keras = pytest.importorskip("keras")
+
+from mlflow_green import schema  # noqa: E402
+from mlflow_green.errors import ConfigError  # noqa: E402
+from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
+from mlflow_green.readings import DeviceCounter  # noqa: E402
+from mlflow_green.testing import FakeMeter  # noqa: E402
+
+
+class PerReadMeter(FakeMeter):
+    """Every counter read adds ``step_j`` joules: energy that depends only on how often it is read."""
+
+    def __init__(self, step_j: float) -> None:
+        super().__init__({"cpu:0": 0.0, "ram:0": 0.0}, name="per-read")
+        self.step_j = step_j
+
+    def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
+        self.reads += 1
+        return (DeviceCounter("cpu:0", "cpu", self.step_j * self.reads, "counter", self.name),
+                DeviceCounter("ram:0", "ram", 0.0, "counter", self.name))
+
+
+def _mlp() -> keras.Model:
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _history(run_id: str, key: str) -> list:
+    return sorted(MlflowClient().get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+
+
+def test_one_line_fit_logs_the_schema_per_epoch_into_its_own_run(mlflow_experiment: str, digits, tmp_path: Path) -> None:
+    x, y, xv, yv = digits
+    cb = GreenCallback()
+    history = _mlp().fit(x, y, validation_data=(xv, yv), epochs=3, batch_size=64, callbacks=[cb], verbose=0)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FINISHED"
+    assert mlflow.active_run() is None
+    metrics = run.data.metrics
+    for key in (
+        schema.ENERGY_KWH, schema.ENERGY_CPU_KWH, schema.ENERGY_RAM_KWH, schema.EPOCH_ENERGY_KWH, schema.POWER_W,
+        schema.EMISSIONS_KG, schema.CARBON_INTENSITY_G_PER_KWH, schema.DURATION_S, schema.ENERGY_PER_SAMPLE_J,
+        schema.ENERGY_TRAIN_KWH, schema.ENERGY_VALIDATION_KWH, schema.ENERGY_DATA_KWH,
+        schema.PROJECTED_ENERGY_KWH, schema.PROJECTED_EMISSIONS_KG, schema.ACCURACY_PER_KWH,
+    ):
+        assert key in metrics, key
+    for key in (schema.ENERGY_KWH, schema.EPOCH_ENERGY_KWH, schema.POWER_W, schema.ENERGY_VALIDATION_KWH):
+        assert {m.step for m in _history(run.info.run_id, key)} == {0, 1, 2}, key
+    energy = [m.value for m in _history(run.info.run_id, schema.ENERGY_KWH)]
+    assert energy == sorted(energy) and energy[-1] > 0
+    # Phases are a split of the epochs: they add up to at most the total.
+    phases = sum(metrics[k] for k in (schema.ENERGY_TRAIN_KWH, schema.ENERGY_VALIDATION_KWH, schema.ENERGY_DATA_KWH))
+    assert 0 < phases <= metrics[schema.ENERGY_KWH] * (1 + 1e-9)
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / (3 * 1400), rel=0.05)
+    final_accuracy = history.history["val_accuracy"][-1]
+    assert metrics[schema.ACCURACY_PER_KWH] == pytest.approx(final_accuracy / metrics[schema.ENERGY_KWH], rel=1e-6)
+    assert run.data.tags[schema.TAG_QUALITY_METRIC] == "val_accuracy"
+    assert run.data.tags[schema.TAG_METERS]
+    # Live feedback: the figures are in History (and so in the progress bar).
+    assert len(history.history[schema.ENERGY_KWH]) == 3
+    report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["framework"] == "keras" and report["status"] == "FINISHED"
+    assert len(report["epochs"]) == 3 and report["samples"]["train"] == 3 * 1400
+    assert set(report["phases"]) >= {"train", "validation", "data"}
+
+
+def test_logs_into_the_users_active_run_and_continues_totals_in_a_second_fit(mlflow_experiment: str, digits) -> None:
+    x, y, xv, yv = digits
+    cb = GreenCallback(live_metrics=False)
+    model = _mlp()
+    with mlflow.start_run() as run:
+        history = model.fit(x, y, epochs=2, batch_size=128, callbacks=[cb], verbose=0)
+        first_total = MlflowClient().get_run(run.info.run_id).data.metrics[schema.ENERGY_KWH]
+        model.fit(x, y, epochs=2, batch_size=128, callbacks=[cb], verbose=0)
+        assert mlflow.active_run().info.run_id == run.info.run_id  # not ended by the callback
+    assert schema.ENERGY_KWH not in history.history
+    steps = {m.step for m in _history(run.info.run_id, schema.EPOCH_ENERGY_KWH)}
+    assert steps == {0, 1, 2, 3}, "the second fit continues after the last step"
+    assert MlflowClient().get_run(run.info.run_id).data.metrics[schema.ENERGY_KWH] > first_total
+
+
+def test_autolog_in_the_same_fit_gives_one_run_and_no_key_clash(mlflow_experiment: str, digits) -> None:
+    x, y, xv, yv = digits
+    mlflow.keras.autolog(log_models=False, log_datasets=False)
+    try:
+        cb = GreenCallback()
+        _mlp().fit(x, y, validation_data=(xv, yv), epochs=2, batch_size=128, callbacks=[cb], verbose=0)
+    finally:
+        mlflow.keras.autolog(disable=True)
+    runs = MlflowClient().search_runs([mlflow_experiment])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.run_id == cb.session.run_id
+    assert "val_accuracy" in run.data.metrics and schema.ENERGY_KWH in run.data.metrics
+    # Autolog's callback logs whatever is in `logs`; with autolog on we don't add ours there.
+    assert [m.step for m in _history(run.info.run_id, schema.EPOCH_ENERGY_KWH)] == [0, 1]
+    assert not any(k.startswith("green") and k not in vars(schema).values() for k in run.data.metrics)
+
+
+def test_evaluate_and_predict_log_test_and_inference_energy(mlflow_experiment: str, digits) -> None:
+    x, y, xv, yv = digits
+    cb = GreenCallback()
+    model = _mlp()
+    model.fit(x, y, epochs=1, batch_size=128, callbacks=[cb], verbose=0)
+    model.evaluate(xv, yv, batch_size=100, callbacks=[cb], verbose=0)
+    model.predict(xv[:250], batch_size=50, callbacks=[cb], verbose=0)
+    metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
+    assert metrics[schema.ENERGY_TEST_KWH] > 0 and metrics[schema.ENERGY_PREDICT_KWH] > 0
+    assert metrics[schema.phase_energy_per_sample_key("test")] == pytest.approx(
+        metrics[schema.ENERGY_TEST_KWH] * 3.6e6 / len(xv), rel=1e-6
+    )
+    assert metrics[schema.phase_energy_per_sample_key("predict")] == pytest.approx(
+        metrics[schema.ENERGY_PREDICT_KWH] * 3.6e6 / 250, rel=1e-6
+    )
+
+
+def test_energy_budget_stops_training_cleanly_and_tags_the_reason(mlflow_experiment: str, digits) -> None:
+    x, y, _, _ = digits
+    # Each counter read adds 1 kJ. Reads: fit start, then begin/end of each epoch. After epoch 1
+    # 2 kJ are used and an epoch costs ~1 kJ; a 2.5 kJ budget cannot afford another epoch.
+    budget_kwh = 2500 / 3.6e6
+    cb = GreenCallback(meters=[PerReadMeter(1000.0)], max_energy_kwh=budget_kwh)
+    history = _mlp().fit(x, y, epochs=5, batch_size=256, callbacks=[cb], verbose=0)
+    assert len(history.history["loss"]) == 1
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FINISHED"
+    assert "energy budget" in run.data.tags[schema.TAG_BUDGET_STOP]
+    assert "next epoch" in run.data.tags[schema.TAG_BUDGET_STOP]
+    at_stop = _history(run.info.run_id, schema.ENERGY_KWH)[0]
+    assert at_stop.step == 0 and at_stop.value <= budget_kwh
+
+
+def test_an_exhausted_budget_stops_after_the_epoch(mlflow_experiment: str, digits) -> None:
+    x, y, _, _ = digits
+    cb = GreenCallback(meters=[PerReadMeter(1000.0)], max_emissions_kg=1e-9)
+    history = _mlp().fit(x, y, epochs=5, batch_size=256, callbacks=[cb], verbose=0)
+    assert len(history.history["loss"]) == 1
+    assert "budget exhausted" in MlflowClient().get_run(cb.session.run_id).data.tags[schema.TAG_BUDGET_STOP]
+
+
+class _FailingData(keras.utils.PyDataset):
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        super().__init__()
+        self.x, self.y, self.batches = x, y, 0
+
+    def __len__(self) -> int:
+        return 5
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        self.batches += 1
+        if self.batches > 7:  # fails during the second epoch
+            raise RuntimeError("corrupt shard")
+        return self.x[index * 64 : (index + 1) * 64], self.y[index * 64 : (index + 1) * 64]
+
+
+def test_an_exception_inside_fit_leaves_the_run_failed_with_the_energy_so_far(mlflow_experiment: str, digits) -> None:
+    x, y, _, _ = digits
+    cb = GreenCallback()
+    with pytest.raises(Exception, match="corrupt shard"):
+        _mlp().fit(_FailingData(x, y), epochs=3, callbacks=[cb], verbose=0)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+    assert mlflow.active_run() is None
+
+
+def test_bad_options_fail_at_construction() -> None:
+    with pytest.raises(ConfigError, match="max_energy_kwh"):
+        GreenCallback(max_energy_kwh=-1)
+    with pytest.raises(ConfigError, match="samples_per_epoch"):
+        GreenCallback(samples_per_epoch=0)
+    with pytest.raises(ConfigError, match="PUE"):
+        GreenCallback(pue=0.2)
