@@ -1,19 +1,27 @@
-# The two commands of the README. Each creates .venv if needed and installs what it needs.
+# The two commands of the README. Each creates .venv if needed and installs what it needs:
+# torch's CPU build first (so that lightning does not pull a CUDA build), then mlflow-green
+# with its extras.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mlflow-green-installed
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: demo test
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/mlflow-green doctor
 	$(PY) examples/track_digits.py
+	$(PY) examples/keras_digits.py
+	@echo "\nLeaderboard (accuracy per kWh), sqlite:///mlflow.db:"
+	$(PY) examples/leaderboard.py green-digits-keras green-digits-sklearn
+	@echo "\nOpen the MLflow UI:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (then http://127.0.0.1:5000)"
 
 test: $(STAMP)
 	$(PY) -m pytest

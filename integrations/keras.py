@@ -3,9 +3,10 @@
 One line, and the MLflow run holds the energy, emissions and compression story of the model.
 The callback is a thin adapter over :class:`mlflow_green.session.TrainingSession`.
 
-Example:
-    >>> from mlflow_green.integrations.keras import GreenCallback   # doctest: +SKIP
-    >>> model.fit(x, y, validation_data=(xv, yv), epochs=5, callbacks=[GreenCallback()])  # doctest: +SKIP
+Example::
+
+    from mlflow_green.integrations.keras import GreenCallback
+    model.fit(x, y, validation_data=(xv, yv), epochs=5, callbacks=[GreenCallback()])
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ class GreenCallback(keras.callbacks.Callback):
         ConfigError: at construction, for any invalid option.
 
     Example:
-        >>> cb = GreenCallback(region="FR", max_energy_kwh=0.5)   # doctest: +SKIP
-        >>> model.fit(x, y, epochs=5, callbacks=[cb])             # doctest: +SKIP
+        >>> cb = GreenCallback(region="FR", max_energy_kwh=0.5)
+        >>> cb.session.budget.max_energy_kwh, cb.session.config.carbon.region
+        (0.5, 'FRA')
     """
 
     def __init__(
@@ -183,6 +185,19 @@ class GreenCallback(keras.callbacks.Callback):
 
     def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
         self.session.end_eval("predict", samples=_samples_of_caller("predict"))
+
+    def log_model(self, model: keras.Model | None = None) -> ModelProfile | None:
+        """Inspect ``model`` (default: the last trained one) again and log its compression metadata.
+
+        For compression applied after ``fit``: ``model.quantize("int8")`` or one-shot pruning,
+        then ``callback.log_model()`` updates ``green/model_*`` and ``green.compression`` in the
+        same run.
+        """
+        model = model if model is not None else self.model
+        profile = inspect_model(model) if model is not None else None
+        if profile is not None:
+            self.session.log_profile(profile)
+        return profile
 
     # -- internals ---------------------------------------------------------------------------
     def _profile(self) -> ModelProfile | None:

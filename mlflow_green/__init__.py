@@ -3,10 +3,11 @@
 Importing this package is cheap: it imports no deep-learning framework, no NVML binding and
 not CodeCarbon; public names are loaded on first use.
 
-Example:
-    >>> import mlflow_green
-    >>> with mlflow_green.track() as t:   # doctest: +SKIP
-    ...     train()
+Example::
+
+    import mlflow_green
+    with mlflow_green.track() as t:
+        train()
 """
 
 from __future__ import annotations

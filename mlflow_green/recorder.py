@@ -3,11 +3,11 @@
 Writing never raises into training: a failure is logged as a warning and reported by the
 return value (spooling for replay is the job of the reliability layer).
 
-Example:
-    >>> from mlflow import MlflowClient
-    >>> recorder = RunRecorder(MlflowClient(), run_id="0123")  # doctest: +SKIP
-    >>> recorder.log_metrics({"green/energy_kwh": 0.1}, step=0)  # doctest: +SKIP
-    True
+Example::
+
+    from mlflow import MlflowClient
+    recorder = RunRecorder(MlflowClient(), run_id=run.info.run_id)
+    recorder.log_metrics({"green/energy_kwh": 0.1}, step=0)   # True when written
 """
 
 from __future__ import annotations
@@ -41,9 +41,16 @@ class RunRecorder:
         self.client = client
         self.run_id = run_id
         self.failures: list[str] = []
+        self._pending: list[Any] = []
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int, timestamp_ms: int | None = None) -> bool:
-        """Log metrics at ``step`` in batches; non-finite values are dropped with a warning."""
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int, timestamp_ms: int | None = None, *, wait: bool = True
+    ) -> bool:
+        """Log metrics at ``step`` in batches; non-finite values are dropped with a warning.
+
+        With ``wait=False`` the batch is queued on MLflow's asynchronous logging (about 0.1 ms
+        instead of several on the training thread); :meth:`flush` waits for it.
+        """
         from mlflow.entities import Metric
 
         timestamp_ms = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
@@ -55,7 +62,23 @@ class RunRecorder:
             entries.append(Metric(key, float(value), timestamp_ms, int(step)))
         ok = True
         for start in range(0, len(entries), _MAX_METRICS_PER_BATCH):
-            ok &= self._call("log_batch", metrics=entries[start : start + _MAX_METRICS_PER_BATCH])
+            chunk = entries[start : start + _MAX_METRICS_PER_BATCH]
+            if wait:
+                ok &= self._call("log_batch", metrics=chunk)
+            else:
+                ok &= self._call_raw(
+                    lambda chunk=chunk: self._pending.append(
+                        self.client.log_batch(self.run_id, metrics=chunk, synchronous=False)
+                    )
+                )
+        return ok
+
+    def flush(self) -> bool:
+        """Wait for every queued asynchronous write; True if all of them succeeded."""
+        pending, self._pending = self._pending, []
+        ok = True
+        for operation in pending:
+            ok &= self._call_raw(operation.wait)
         return ok
 
     def log_tags(self, tags: Mapping[str, str]) -> bool:

@@ -253,7 +253,7 @@ class TrainingSession:
         self._update_quality(logs or {})
         metrics = self._running_metrics(total, window=epoch_m)
         metrics.update(self._projection(total))
-        self._log(metrics, step)
+        self._log(metrics, step, wait=False)  # queued: off the training thread
         self.epochs.append(
             {
                 "epoch": int(epoch),
@@ -312,6 +312,13 @@ class TrainingSession:
         finally:
             if self.run is not None and self.run.owned:
                 self.run.end(status)
+
+    def log_profile(self, profile: ModelProfile) -> None:
+        """Log a model profile taken after training (post-training quantization or pruning)."""
+        self.profile = profile
+        self._log(profile.metrics(), self.last_step if self.last_step is not None else 0)
+        if self._recorder is not None and self.is_logging_rank:
+            self._recorder.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()})
 
     # -- test / predict outside a fit --------------------------------------------------------
     def begin_eval(self, kind: str) -> None:
@@ -436,9 +443,11 @@ class TrainingSession:
             next_epoch_kg=cfg.carbon.emissions_kg(next_epoch_j, cfg.pue) if next_epoch_j is not None else None,
         )
 
-    def _log(self, metrics: Mapping[str, float], step: int) -> None:
+    def _log(self, metrics: Mapping[str, float], step: int, *, wait: bool = True) -> None:
         if self._recorder is not None and self.is_logging_rank and metrics:
-            self._recorder.log_metrics(metrics, step=step)
+            if wait:
+                self._recorder.flush()  # keep the order: queued epoch points first
+            self._recorder.log_metrics(metrics, step=step, wait=wait)
 
     def _log_tags(self, tracker: EnergyTracker | None = None, total: Measurement | None = None) -> None:
         if self._recorder is None or not self.is_logging_rank:

@@ -1,12 +1,13 @@
 """``mlflow_green.track()``: measure any block of training code and log it into an MLflow run.
 
-Example:
-    >>> import mlflow_green
-    >>> with mlflow_green.track() as t:          # doctest: +SKIP
-    ...     for epoch in range(3):
-    ...         train_one_epoch()
-    ...         t.log_step(epoch, samples=60_000)
-    >>> t.measurement.energy_j                   # doctest: +SKIP
+Example::
+
+    import mlflow_green
+    with mlflow_green.track() as t:
+        for epoch in range(3):
+            train_one_epoch()
+            t.log_step(epoch, samples=60_000)
+    t.measurement.energy_j
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ class TrackedRun(contextlib.ContextDecorator):
         sample_interval_s: Power sampling interval for meters without a counter.
         intensity_provider: Name of a live carbon-intensity provider plugin.
 
-    Example:
-        >>> import mlflow_green
-        >>> @mlflow_green.track(region="FR")       # doctest: +SKIP
-        ... def train():
-        ...     ...
+    Example::
+
+        import mlflow_green
+
+        @mlflow_green.track(region="FR")
+        def train():
+            ...
     """
 
     def __init__(
