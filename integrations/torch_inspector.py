@@ -78,6 +78,7 @@ __all__ = ["PRUNED_SPARSITY_THRESHOLD", "TensorInfo", "TorchInspector"]
 PRUNED_SPARSITY_THRESHOLD: Final = 0.10
 """A model counts as pruned when at least this share of its prunable weights is exactly zero."""
 
+_dtype_name = lambda dtype: str(dtype).removeprefix("torch.")  # noqa: E731
 _QUANT_BITS: Final = {torch.qint8: 8, torch.quint8: 8, torch.qint32: 32, torch.quint4x2: 4, torch.quint2x4: 2}
 _PER_CHANNEL: Final = {torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams}
 _CONV_T: Final = (nn.modules.conv._ConvTransposeNd, *_Q_CONV_T)
@@ -100,7 +101,7 @@ class TensorInfo:
         quantization: ``int8``, ``float16`` ... for quantized storage, else None.
         units: Output units (rows / filters) of a Linear or Conv weight, 0 for other tensors.
         zero_units: Output units whose weights are all zero.
-        ndim: Number of dimensions.
+        ndim: Number of dimensions (2+: a prunable weight matrix or kernel).
     """
 
     name: str
@@ -115,11 +116,6 @@ class TensorInfo:
     units: int = 0
     zero_units: int = 0
     ndim: int = 0
-
-    @property
-    def prunable(self) -> bool:
-        """Weight matrices and kernels (2+ dimensions), not biases or norm scales."""
-        return self.kind == "param" and self.ndim >= 2
 
     @property
     def compressed_bytes(self) -> int:
@@ -173,7 +169,7 @@ class TorchInspector(ModelInspector):
         calls, flops = _count_flops(model, example_input, notes)
         infos, params = _tensors(model, calls, notes)
         weights = [t for t in infos if t.kind == "param"]
-        prunable = [t for t in weights if t.prunable]
+        prunable = [t for t in weights if t.ndim >= 2]
         total_p = sum(t.count for t in prunable)
         sparsity = 1.0 - sum(t.nonzero for t in prunable) / total_p if total_p else 0.0
         n_unique = sum(t.count for t in weights)
@@ -207,10 +203,6 @@ class TorchInspector(ModelInspector):
 
 
 # --- tensors ------------------------------------------------------------------------------
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 def _pruned_names(module: nn.Module) -> set[str]:
@@ -264,12 +256,6 @@ def _unit_rows(module: nn.Module, name: str, dense: torch.Tensor) -> torch.Tenso
     return dense.reshape(dense.shape[0], -1)
 
 
-def _qparams_bytes(values: torch.Tensor) -> int:
-    if not values.is_quantized:
-        return 0
-    return 8 * values.q_per_channel_scales().numel() if values.qscheme() in _PER_CHANNEL else 8
-
-
 def _info(module: nn.Module, slot: _Slot, path: str) -> TensorInfo:
     name, values, stored = slot.name, slot.values, slot.stored
     dense = values.dequantize() if values.is_quantized else values
@@ -281,6 +267,8 @@ def _info(module: nn.Module, slot: _Slot, path: str) -> TensorInfo:
     elif stored.is_floating_point and bits == 8:
         quantization = "float8"
     rows = _unit_rows(module, name, dense)
+    per_channel = values.is_quantized and values.qscheme() in _PER_CHANNEL
+    scales = (values.q_per_channel_scales().numel() if per_channel else 1) if values.is_quantized else 0
     return TensorInfo(
         name=f"{path}.{name}" if path else name,
         kind=slot.kind,
@@ -288,7 +276,7 @@ def _info(module: nn.Module, slot: _Slot, path: str) -> TensorInfo:
         bits=float(bits),
         count=count,
         nonzero=int(torch.count_nonzero(dense)),
-        stored_bytes=math.ceil(count * bits / 8) + _qparams_bytes(values),
+        stored_bytes=math.ceil(count * bits / 8) + 8 * scales,  # float32 scale + int32 zero point
         trainable=slot.trainable,
         quantization=quantization,
         units=rows.shape[0] if rows is not None else 0,

@@ -186,3 +186,53 @@ def test_bad_options_fail_at_construction() -> None:
         GreenCallback(samples_per_epoch=0)
     with pytest.raises(ConfigError, match="PUE"):
         GreenCallback(pue=0.2)
+
+
+class _ZeroHalfAtEpochEnd(keras.callbacks.Callback):
+    """Prunes during training: zeroes the first half of every Dense kernel's columns after epoch 0."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for layer in self.model.layers:
+            if isinstance(layer, keras.layers.Dense):
+                kernel = keras.ops.convert_to_numpy(layer.kernel).copy()
+                kernel[:, : kernel.shape[1] // 2] = 0.0
+                layer.kernel.assign(kernel)
+
+
+def test_model_metadata_is_logged_at_begin_and_again_when_training_pruned_it(mlflow_experiment: str, digits) -> None:
+    x, y, xv, yv = digits
+    cb = GreenCallback()
+    model = _mlp()
+    # Run the pruning callback after GreenCallback's epoch end: GreenCallback sees the change at train end.
+    model.fit(x, y, validation_data=(xv, yv), epochs=2, batch_size=128, callbacks=[cb, _ZeroHalfAtEpochEnd()], verbose=0)
+    run_id = cb.session.run_id
+    params = 64 * 32 + 32 + 32 * 10 + 10
+    run = MlflowClient().get_run(run_id)
+    assert run.data.metrics[schema.MODEL_PARAMS] == params
+    sparsity = _history(run_id, schema.MODEL_SPARSITY)
+    assert [round(m.value, 2) for m in sparsity] == [0.0, 0.5]
+    assert [m.step for m in sparsity] == [0, 1]
+    assert run.data.metrics[schema.MODEL_STRUCTURED_SPARSITY] == pytest.approx(0.5, abs=0.01)
+    assert run.data.tags[schema.TAG_COMPRESSION] == "pruned"
+    # Achieved FLOP/J from the inspected forward FLOPs and the samples trained and validated.
+    flops = run.data.metrics[schema.MODEL_FLOPS_PER_SAMPLE]
+    expected = (3 * flops * 2 * len(x) + flops * 2 * len(xv)) / (run.data.metrics[schema.ENERGY_KWH] * 3.6e6)
+    assert run.data.metrics[schema.FLOP_PER_J] == pytest.approx(expected, rel=1e-6)
+
+
+def test_post_training_quantization_is_logged_into_the_same_run(mlflow_experiment: str, digits) -> None:
+    import warnings
+
+    x, y, _, _ = digits
+    cb = GreenCallback()
+    model = _mlp()
+    model.fit(x, y, epochs=1, batch_size=128, callbacks=[cb], verbose=0)
+    size_before = MlflowClient().get_run(cb.session.run_id).data.metrics[schema.MODEL_SIZE_BYTES]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.quantize("int8")
+    profile = cb.log_model()
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert profile is not None and profile.quantization == "int8"
+    assert run.data.tags[schema.TAG_COMPRESSION] == "int8"
+    assert run.data.metrics[schema.MODEL_SIZE_BYTES] < size_before / 3
