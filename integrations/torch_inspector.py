@@ -39,7 +39,8 @@ What is counted (see :class:`mlflow_green.inspection.ModelProfile` for the field
   BatchNorm updates, no dropout); every module's train/eval flag and pruned weight attribute
   are restored. A tuple or list input is positional arguments, a dict keyword arguments
   (Lightning's convention); tensors are moved to the model's device (the model never moves)
-  and cast to its floating dtype when all parameters share one.
+  and cast to its floating dtype when all parameters share one. The fused attention fast path
+  is switched off for the pass (it hides its matmuls) and restored.
 * ``precision``: the ``precision`` context (e.g. ``16-mixed``), else the precision of the
   Trainer a LightningModule is attached to, else the dominant floating parameter dtype.
 """
@@ -78,7 +79,6 @@ __all__ = ["PRUNED_SPARSITY_THRESHOLD", "TensorInfo", "TorchInspector"]
 PRUNED_SPARSITY_THRESHOLD: Final = 0.10
 """A model counts as pruned when at least this share of its prunable weights is exactly zero."""
 
-_dtype_name = lambda dtype: str(dtype).removeprefix("torch.")  # noqa: E731
 _QUANT_BITS: Final = {torch.qint8: 8, torch.quint8: 8, torch.qint32: 32, torch.quint4x2: 4, torch.quint2x4: 2}
 _PER_CHANNEL: Final = {torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams}
 _CONV_T: Final = (nn.modules.conv._ConvTransposeNd, *_Q_CONV_T)
@@ -192,7 +192,7 @@ class TorchInspector(ModelInspector):
             flops_per_sample=flops,
             pruned=prune.is_pruned(model) or sparsity >= PRUNED_SPARSITY_THRESHOLD,
             quantization="+".join(modes) or None,
-            precision=precision or _precision(model, notes),
+            precision=str(precision) if precision else _precision(model, notes),
             shared_weights=params > n_unique,
             notes=tuple(notes),
         )
@@ -202,7 +202,8 @@ class TorchInspector(ModelInspector):
         return _tensors(model, None, [])[0]
 
 
-# --- tensors ------------------------------------------------------------------------------
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _pruned_names(module: nn.Module) -> set[str]:
@@ -315,9 +316,6 @@ def _tensors(model: nn.Module, calls: dict[int, int] | None, notes: list[str]) -
     return list(infos.values()), params
 
 
-# --- FLOPs --------------------------------------------------------------------------------
-
-
 def _first_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value
@@ -337,10 +335,7 @@ def _map_tensors(value: Any, fn: Any) -> Any:
 
 
 def _call_arguments(model: nn.Module, example_input: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """(args, kwargs) of ``model``: on its device, in its floating dtype if it has one.
-
-    Lightning's convention: a tuple or list is positional arguments, a dict keyword ones.
-    """
+    """(args, kwargs) on the model's device and floating dtype; tuple/list/dict as in Lightning."""
     first = next(iter(model.parameters()), None)
     first = next(iter(model.buffers()), None) if first is None else first
     floats = {p.dtype for p in model.parameters() if p.is_floating_point()}
@@ -361,7 +356,9 @@ def _cpu_attention_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs:
     return sdpa_flop_count(query, key, value)
 
 
-_FLOP_FORMULAS: Final = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+_CPU_SDPA = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+_FLOP_FORMULAS: Final = {_CPU_SDPA: _cpu_attention_flops} if _CPU_SDPA is not None else {}
+_MHA = getattr(torch.backends, "mha", None)  # torch >= 2.3: switch of the fused attention fast path
 
 
 def _extra_flops(module: nn.Module, args: tuple[Any, ...], output: Any) -> float:
@@ -378,9 +375,8 @@ def _extra_flops(module: nn.Module, args: tuple[Any, ...], output: Any) -> float
         return 2.0 * out.numel() * module.in_features + bias
     k = math.prod(module.kernel_size)
     if isinstance(module, _Q_CONV_T):
-        x = _first_tensor(args)
-        per_in = module.out_channels // module.groups
-        return 2.0 * (x.numel() if x is not None else 0) * per_in * k + bias
+        x = _first_tensor(args)  # every input value meets out_channels / groups kernels
+        return 2.0 * (x.numel() if x is not None else 0) * (module.out_channels // module.groups) * k + bias
     return 2.0 * out.numel() * (module.in_channels // module.groups) * k + bias
 
 
@@ -399,11 +395,12 @@ def _count_flops(model: nn.Module, example_input: Any, notes: list[str]) -> tupl
     modules = list(model.modules())
     training = [m.training for m in modules]
     pruned = [(m, n, m.__dict__.get(n)) for m in modules for n in _pruned_names(m)]
-    handles, fastpath = [], torch.backends.mha.get_fastpath_enabled()
+    handles, fastpath = [], _MHA.get_fastpath_enabled() if _MHA is not None else None
     try:
         handles = [m.register_forward_hook(hook) for m in modules]
         model.eval()
-        torch.backends.mha.set_fastpath_enabled(False)  # fused attention fast paths hide their FLOPs
+        if _MHA is not None:
+            _MHA.set_fastpath_enabled(False)  # the fused fast paths hide their FLOPs
         args, kwargs = _call_arguments(model, example_input)
         with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS) as counter:
             model(*args, **kwargs)
@@ -412,7 +409,8 @@ def _count_flops(model: nn.Module, example_input: Any, notes: list[str]) -> tupl
         notes.append(f"forward pass on example_input failed ({type(exc).__name__}: {exc}): FLOPs unknown")
         return None, None
     finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
+        if _MHA is not None:
+            _MHA.set_fastpath_enabled(fastpath)
         for handle in handles:
             handle.remove()
         for module, flag in zip(modules, training):

@@ -122,7 +122,7 @@ class TrainingSession:
         self.log_report = log_report
         self.run_name = run_name
         # distributed: the adapter sets these (all ranks call the session at the same points)
-        self.reduce: Callable[[Measurement], Measurement] = lambda m: m
+        self.gather: Callable[[Measurement], list[Measurement]] | None = None
         self.is_logging_rank = True
         self.world_size = 1
         self.hosts = 1
@@ -151,10 +151,21 @@ class TrainingSession:
         self._data_wait_s = 0.0
         self._last_epoch_end: Snapshot | None = None
         self.fit_total: Measurement | None = None
+        self._last_total: Measurement | None = None
         self._step_offset = 0
         self._first_epoch: int | None = None
         self._eval_tracker: EnergyTracker | None = None
         self.resumed_run_id: str | None = None
+
+    def reduce(self, measurement: Measurement) -> Measurement:
+        """This rank's measurement combined with every other rank's (a collective call)."""
+        if self.gather is None:
+            return measurement
+        parts = self.gather(measurement)
+        combined = parts[0] if parts else measurement
+        for part in parts[1:]:
+            combined = combined.merge_parallel(part)
+        return combined
 
     # -- run --------------------------------------------------------------------------------
     def bind_run(self, run: RunHandle | None = None, **resolve: Any) -> None:
@@ -249,6 +260,7 @@ class TrainingSession:
         self._last_epoch_end = now
         self._epoch_start = None
         total = self.carried + self.reduce(now - self.tracker.start_snapshot)
+        self._last_total = total
         step = self._step_for(epoch)
         self._update_quality(logs or {})
         metrics = self._running_metrics(total, window=epoch_m)
@@ -287,7 +299,18 @@ class TrainingSession:
         tracker, self.tracker = self.tracker, None
         try:
             local = tracker.stop()
-            fit_total = self.reduce(local)
+            if self.gather is not None:
+                parts = self.gather(local)
+                self.rank_totals = [
+                    {"rank": rank, "energy_j": part.energy_j, "duration_s": part.duration_s,
+                     "devices": [d.to_dict() for d in part.devices]}
+                    for rank, part in enumerate(parts)
+                ]
+                fit_total = parts[0]
+                for part in parts[1:]:
+                    fit_total = fit_total.merge_parallel(part)
+            else:
+                fit_total = local
             self.fit_total = fit_total
             total = self.carried + fit_total
             self._update_quality(logs or {})
@@ -352,7 +375,12 @@ class TrainingSession:
     # -- resume ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint must hold so that a resumed training continues the totals."""
-        total = self.carried if self.tracker is None else self.carried + self.reduce(self.tracker.elapsed())
+        if self.tracker is None:
+            total = self.carried
+        elif self.gather is None:  # exact: up to now
+            total = self.carried + self.tracker.elapsed()
+        else:  # no collective here (only some ranks save checkpoints): as of the last epoch end
+            total = self._last_total if self._last_total is not None else self.carried
         phases = dict(self.carried_phases)
         for phase, measurement in self.phases.items():
             phases[phase] = phases.get(phase, _EMPTY) + measurement

@@ -66,6 +66,8 @@ class EnergyTracker:
         intensity_provider: Name of a live carbon-intensity provider plugin (default: offline).
         config: A ready :class:`~mlflow_green.config.GreenConfig` instead of the above.
         clock: Monotonic clock in seconds (injectable for tests).
+        device_filter: Keep only the devices this process owns (in distributed training, one
+            rank per host measures the CPU and RAM, each rank its own GPU).
 
     Example:
         >>> from mlflow_green import EnergyTracker
@@ -91,6 +93,7 @@ class EnergyTracker:
         intensity_provider: str | None = None,
         config: GreenConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        device_filter: Callable[[DeviceCounter], bool] | None = None,
     ) -> None:
         injected, names = _split_meters(meters)
         if config is None:
@@ -104,6 +107,7 @@ class EnergyTracker:
         elif any(v is not None for v in (region, pue, sample_interval_s, intensity_provider)) or names:
             raise ConfigError("pass either config= or individual settings (region, pue, meters, ...), not both")
         self.config = config
+        self.device_filter = device_filter
         self._injected = injected
         self._clock = clock
         self._lock = threading.Lock()
@@ -128,7 +132,9 @@ class EnergyTracker:
 
     def fresh(self) -> EnergyTracker:
         """A new, unstarted tracker with the same configuration and injected meters (one per fit)."""
-        return EnergyTracker(config=self.config, meters=list(self._injected), clock=self._clock)
+        return EnergyTracker(
+            config=self.config, meters=list(self._injected), clock=self._clock, device_filter=self.device_filter
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -211,7 +217,8 @@ class EnergyTracker:
                     fresh[device_id] = self._carried_now(carried, now_s)
             for device in fresh.values():
                 self._last_good[device.device_id] = (now_s, device)
-        return Snapshot(now_s, tuple(fresh.values()), host=self.host)
+        devices = tuple(d for d in fresh.values() if self.device_filter is None or self.device_filter(d))
+        return Snapshot(now_s, devices, host=self.host)
 
     # -- failover ----------------------------------------------------------------------------
     def _availability(self, meter: Meter) -> Availability:

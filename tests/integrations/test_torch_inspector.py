@@ -14,6 +14,12 @@ nn = torch.nn
 from mlflow_green.inspection import inspect_model  # noqa: E402
 from mlflow_green.integrations.torch_inspector import TorchInspector  # noqa: E402
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*torch.ao.quantization is deprecated"),
+    pytest.mark.filterwarnings("ignore:.*quantize_per_tensor"),
+    pytest.mark.filterwarnings("ignore:Please use quant_min and quant_max"),
+]
+
 MLP_PARAMS = (10 * 20 + 20) + (20 * 5 + 5)  # 220 + 105 = 325
 MLP_FLOPS = 2 * 10 * 20 + 20 + 2 * 20 * 5 + 5  # multiply-adds x2 + bias adds = 525
 CNN_PARAMS = (8 * 3 * 3 * 3 + 8) + 2 * 8 + 16 * 8 * 3 * 3 + (16 * 10 + 10)  # 224 + 16 + 1152 + 170 = 1562
@@ -21,12 +27,6 @@ CNN_PARAMS = (8 * 3 * 3 * 3 + 8) + 2 * 8 + 16 * 8 * 3 * 3 + (16 * 10 + 10)  # 22
 # conv2 8->16 k3 no bias on 6x6 -> 4x4: 2*(16*16)*(8*9) = 36864; pool, linear 16->10: 2*16*10 + 10
 CNN_FLOPS = 15552 + 288 + 36864 + 330
 
-
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*torch.ao.quantization is deprecated"),
-    pytest.mark.filterwarnings("ignore:.*quantize_per_tensor"),
-    pytest.mark.filterwarnings("ignore:Please use quant_min and quant_max"),
-]
 
 
 def mlp() -> nn.Sequential:
@@ -68,8 +68,8 @@ class Twice(nn.Module):
 
 def test_mlp_and_cnn_counts_match_hand_counts() -> None:
     m, c = inspect(mlp()), inspect(cnn())
-    assert (m.framework, m.params, m.params_unique, m.params_trainable) == ("torch", 325, 325, 325)
-    assert m.size_bytes == m.compressed_size_bytes == 325 * 4
+    assert (m.framework, m.params, m.params_unique, m.params_trainable) == ("torch", MLP_PARAMS, MLP_PARAMS, MLP_PARAMS)
+    assert m.size_bytes == m.compressed_size_bytes == MLP_PARAMS * 4
     assert (m.weight_bits, m.quantization, m.precision) == (32.0, None, "float32")
     assert not m.pruned and not m.shared_weights
     assert c.params == c.params_unique == CNN_PARAMS
@@ -81,6 +81,15 @@ def test_mlp_and_cnn_counts_match_hand_counts() -> None:
 def test_flops_of_a_linear_and_conv_stack_equal_hand_count() -> None:
     assert inspect(mlp(), example_input=torch.randn(3, 10)).flops_per_sample == MLP_FLOPS
     assert inspect(cnn(), example_input=torch.randn(2, 3, 8, 8)).flops_per_sample == CNN_FLOPS
+
+
+def test_flops_of_a_transformer_layer_in_eval_mode_include_attention() -> None:
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True).eval()  # eval: the fused fast path
+    p = inspect(layer, example_input=torch.randn(2, 5, 16))
+    # per token: QKV 2*16*48 + out 2*16*16 + FF 2*16*32 + 2*32*16 = 4096; 5 tokens = 20480
+    # QK^T and AV: 2 * 2 * (5*5*16) = 1600; FF bias adds 5 * (32 + 16) = 240 (MHA projection biases not counted)
+    assert p.flops_per_sample == 20480 + 1600 + 240
+    assert torch.backends.mha.get_fastpath_enabled() and not layer.training
 
 
 def test_tied_weights_count_per_module_in_params_and_once_unique() -> None:
@@ -107,9 +116,9 @@ def test_unstructured_pruning_gives_sparsity_and_smaller_compressed_size() -> No
     p = inspect(model, example_input=torch.randn(2, 10))
     assert p.sparsity == pytest.approx(0.50, abs=0.01)
     assert p.pruned and p.compression_tag() == "pruned"
-    assert p.params == p.params_unique == 325  # weight_orig + weight_mask read as one weight
-    assert p.params_nonzero == 325 - 150
-    assert p.size_bytes == 325 * 4  # masks are not counted
+    assert p.params == p.params_unique == MLP_PARAMS  # weight_orig + weight_mask read as one weight
+    assert p.params_nonzero == MLP_PARAMS - 150
+    assert p.size_bytes == MLP_PARAMS * 4  # masks are not counted
     assert p.compressed_size_bytes < p.size_bytes
     # 100 / 50 nonzero float32 weights + 1-bit bitmaps, biases dense
     assert p.compressed_size_bytes == math.ceil(100 * 4 + 200 / 8) + math.ceil(50 * 4 + 100 / 8) + 25 * 4
@@ -187,7 +196,7 @@ def test_static_quantization_counts_flops_by_hand() -> None:
 def test_half_and_bfloat16_are_low_precision_not_quantization() -> None:
     half = inspect(mlp().half(), example_input=torch.randn(2, 10))
     assert (half.weight_bits, half.quantization, half.precision) == (16.0, None, "float16")
-    assert half.size_bytes == 325 * 2 and half.flops_per_sample == MLP_FLOPS
+    assert half.size_bytes == MLP_PARAMS * 2 and half.flops_per_sample == MLP_FLOPS
     bf16 = inspect(mlp().to(torch.bfloat16))
     assert (bf16.weight_bits, bf16.precision, bf16.compression_tag()) == (16.0, "bfloat16", "bfloat16")
 
@@ -212,9 +221,11 @@ def test_lightning_module_uses_example_input_array() -> None:
     model = Lit()
     assert TorchInspector().supports(model)
     p = inspect(model)
-    assert p.params == 325 and p.flops_per_sample == MLP_FLOPS
+    assert p.params == MLP_PARAMS and p.flops_per_sample == MLP_FLOPS
     assert p.precision == "float32"
-    model.trainer = lightning.Trainer(precision="bf16-mixed", accelerator="cpu", logger=False, enable_progress_bar=False)  # noqa: E501
+    model.trainer = lightning.Trainer(
+        precision="bf16-mixed", accelerator="cpu", logger=False, enable_progress_bar=False
+    )
     assert inspect(model).precision == "bf16-mixed"  # the attached Trainer's precision
 
 
@@ -235,7 +246,7 @@ def test_inspect_leaves_modes_grads_and_statistics_unchanged() -> None:
 def test_failing_forward_leaves_flops_unknown_with_a_note() -> None:
     p = inspect(mlp(), example_input=torch.randn(2, 7))
     assert p.flops_per_sample is None and any("failed" in n for n in p.notes)
-    assert p.params == 325
+    assert p.params == MLP_PARAMS
 
 
 def test_supports_only_torch_modules() -> None:

@@ -1,0 +1,316 @@
+"""The Lightning callback's implementation, shared by ``lightning.pytorch`` and ``pytorch_lightning``.
+
+Lightning checks callbacks with ``isinstance`` against its own package's ``Callback``, so each
+package gets its own class built from :class:`GreenCallbackMixin` by :func:`make_callback_class`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from mlflow_green.budget import EnergyBudget
+from mlflow_green.errors import ConfigError
+from mlflow_green.inspection import ModelProfile, inspect_model
+from mlflow_green.readings import DeviceCounter, Measurement
+from mlflow_green.runs import RunHandle
+from mlflow_green.session import TrainingSession
+from mlflow_green.tracker import EnergyTracker, MeterSpec
+
+logger = logging.getLogger(__name__)
+
+BUDGET_CHECK_INTERVAL_S = 2.0
+"""How often, within an epoch, the energy used so far is compared with the budget (single process)."""
+
+
+class GreenCallbackMixin:
+    """Logs energy, emissions and compression metadata of a Lightning training into MLflow.
+
+    See :class:`mlflow_green.integrations.lightning.GreenCallback` for the behaviour and options.
+    """
+
+    def __init__(
+        self,
+        *,
+        quality_metric: str | None = None,
+        max_energy_kwh: float | None = None,
+        max_emissions_kg: float | None = None,
+        live_metrics: bool | None = None,
+        inspect_model: bool = True,
+        log_report: bool = True,
+        run_name: str | None = None,
+        region: str | None = None,
+        pue: float | None = None,
+        meters: str | Sequence[MeterSpec] | None = None,
+        sample_interval_s: float | None = None,
+        intensity_provider: str | None = None,
+    ) -> None:
+        super().__init__()
+        if quality_metric is not None and (not isinstance(quality_metric, str) or not quality_metric.strip()):
+            raise ConfigError(f"quality_metric must be a metric name such as 'val_acc', got {quality_metric!r}")
+        tracker = EnergyTracker(
+            region=region, pue=pue, meters=meters, sample_interval_s=sample_interval_s, intensity_provider=intensity_provider
+        )
+        self.session = TrainingSession(
+            framework="lightning",
+            tracker=tracker,
+            quality_metric=quality_metric,
+            budget=EnergyBudget(max_energy_kwh, max_emissions_kg),
+            log_report=log_report,
+            run_name=run_name,
+        )
+        self.live_metrics = live_metrics
+        self.inspect_model = inspect_model
+        self._live = True
+        self._fitting = False
+        self._pending_state: Mapping[str, Any] | None = None
+        self._needs_profile = False
+        self._last_batch_end_s = 0.0
+        self._last_budget_check_s = 0.0
+        self._epoch_samples = 0
+        self._eval_samples = 0
+
+    # -- fit ---------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self._setup_distributed(trainer)
+        if self._pending_state is not None:
+            self.session.load_state_dict(self._pending_state)
+            self._pending_state = None
+        self._bind(trainer)
+        self._live = self.live_metrics if self.live_metrics is not None else not _pytorch_autolog_enabled()
+        profile = None
+        if self.inspect_model:
+            example = getattr(pl_module, "example_input_array", None)
+            if example is not None:
+                profile = self._inspect(trainer, pl_module, example)
+            else:
+                self._needs_profile = True  # inspected on the first batch
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
+        self.session.begin_fit(planned_epochs=max_epochs, profile=profile)
+        self._fitting = True
+        self._last_budget_check_s = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.session.begin_epoch(trainer.current_epoch)
+        self._epoch_samples = 0
+        self._last_batch_end_s = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        now_s = time.perf_counter()
+        self.session.add_data_wait(now_s - self._last_batch_end_s)  # the loop was fetching this batch
+        if self._needs_profile:
+            self._needs_profile = False
+            profile = self._inspect(trainer, pl_module, _inputs_of(batch))
+            if profile is not None:
+                self.session.log_profile(profile)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._epoch_samples += _batch_size(batch)
+        end_s = time.perf_counter()
+        self._last_batch_end_s = end_s
+        if (
+            self.session.budget.active
+            and self.session.world_size == 1  # ranks must agree: in DDP budgets are checked at epoch end
+            and end_s - self._last_budget_check_s >= BUDGET_CHECK_INTERVAL_S
+        ):
+            self._last_budget_check_s = end_s
+            if self.session.check_budget():
+                trainer.should_stop = True
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        self._eval_samples = 0
+        if self._fitting and not trainer.sanity_checking:
+            self.session.begin_phase("validation")
+
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_samples += _batch_size(batch)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._fitting and not trainer.sanity_checking:
+            self.session.end_phase("validation", samples=self._eval_samples)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        logs = _floats(trainer.callback_metrics)
+        result = self.session.end_epoch(trainer.current_epoch, logs=logs, train_samples=self._epoch_samples)
+        if self._live:
+            for key, value in result.live.items():
+                pl_module.log(key, value, prog_bar=True, logger=False, on_epoch=True, sync_dist=False)
+        if result.stop_reason:
+            logger.warning("mlflow-green: stopping training: %s", result.stop_reason)
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if not self._fitting:
+            return
+        self._fitting = False
+        profile = self._inspect(trainer, pl_module, getattr(pl_module, "example_input_array", None)) if self.inspect_model else None
+        self.session.end_fit("FINISHED", logs=_floats(trainer.callback_metrics), profile=profile)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if self._fitting:
+            self._fitting = False
+            status = "KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED"
+            self.session.end_fit(status, logs=_floats(trainer.callback_metrics))
+        elif self.session._eval_tracker is not None:
+            self.session.end_eval("test")
+
+    # -- test / predict ------------------------------------------------------------------------
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        self._setup_distributed(trainer)
+        self._eval_samples = 0
+        self._bind(trainer, keep=True)
+        self.session.begin_eval("test")
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_samples += _batch_size(batch)
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.end_eval("test", samples=self._eval_samples)
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        self._setup_distributed(trainer)
+        self._eval_samples = 0
+        self._bind(trainer, keep=True)
+        self.session.begin_eval("predict")
+
+    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_samples += _batch_size(batch)
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.end_eval("predict", samples=self._eval_samples)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return self.session.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning restores callbacks before on_fit_start: apply it there, with the run known.
+        self._pending_state = dict(state_dict)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _bind(self, trainer: Any, *, keep: bool = False) -> None:
+        """Lightning's MLFlowLogger's run, else the active run, else a new one (rank zero only)."""
+        if not trainer.is_global_zero:
+            return
+        if keep and self.session.run_id is not None:
+            return
+        for candidate in getattr(trainer, "loggers", None) or []:
+            if type(candidate).__name__ == "MLFlowLogger":
+                try:
+                    run = RunHandle(candidate.experiment, candidate.run_id)
+                except Exception as exc:
+                    logger.warning("mlflow-green: MLFlowLogger has no usable run (%s)", exc)
+                    break
+                self.session.bind_run(run)
+                return
+        self.session.bind_run()
+
+    def _setup_distributed(self, trainer: Any) -> None:
+        world_size = int(getattr(trainer, "world_size", 1) or 1)
+        self.session.is_logging_rank = bool(trainer.is_global_zero)
+        self.session.world_size = world_size
+        if world_size <= 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            self.session.gather = None
+            self.session.hosts = 1
+            return
+        hosts: list[Any] = [None] * world_size
+        torch.distributed.all_gather_object(hosts, socket.gethostname())
+        self.session.hosts = len(set(hosts))
+        self.session.gather = _gather_measurements
+        local_rank = int(getattr(trainer, "local_rank", 0) or 0)
+        own_gpu = _own_gpu_uuid(trainer)
+        self.session._template.device_filter = _ownership_filter(local_rank, own_gpu)
+
+    def _inspect(self, trainer: Any, pl_module: Any, example: Any) -> ModelProfile | None:
+        precision = str(getattr(trainer, "precision", "") or "") or None
+        context: dict[str, Any] = {"precision": precision}
+        if example is not None:
+            context["example_input"] = example
+        return inspect_model(pl_module, **context)
+
+
+def make_callback_class(callback_base: type, module: str) -> type:
+    """The GreenCallback class for one Lightning package (its ``Callback`` as base)."""
+    cls = type("GreenCallback", (GreenCallbackMixin, callback_base), {"__module__": module})
+    cls.__doc__ = GreenCallbackMixin.__doc__
+    return cls
+
+
+def _gather_measurements(measurement: Measurement) -> list[Measurement]:
+    parts: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, measurement.to_dict())
+    return [Measurement.from_dict(part) for part in parts]
+
+
+def _ownership_filter(local_rank: int, own_gpu: str | None) -> Any:
+    """Each rank measures only what it owns: its GPU; CPU and RAM once per host (local rank 0)."""
+
+    def owned(device: DeviceCounter) -> bool:
+        if device.component == "gpu":
+            if own_gpu is None:  # unknown (CPU training): the host's first rank takes them
+                return local_rank == 0
+            return device.device_id == own_gpu
+        return local_rank == 0
+
+    return owned
+
+
+def _own_gpu_uuid(trainer: Any) -> str | None:
+    try:
+        device = trainer.strategy.root_device
+        if device.type != "cuda":
+            return None
+        uuid = str(torch.cuda.get_device_properties(device).uuid)
+        return f"gpu:{uuid if uuid.startswith('GPU-') else 'GPU-' + uuid}"
+    except Exception:
+        return None
+
+
+def _pytorch_autolog_enabled() -> bool:
+    """True if ``mlflow.pytorch.autolog()`` is on (its callback logs ``callback_metrics``)."""
+    try:
+        from mlflow.utils.autologging_utils import autologging_is_disabled
+
+        return not autologging_is_disabled("pytorch")
+    except Exception:
+        return False
+
+
+def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in dict(metrics).items():
+        try:
+            number = float(value.item() if hasattr(value, "item") else value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        if math.isfinite(number):
+            out[str(key)] = number
+    return out
+
+
+def _inputs_of(batch: Any) -> Any:
+    """The model inputs of a batch: ``x`` of ``(x, y)``, a tensor, or the first value of a dict."""
+    if isinstance(batch, (list, tuple)) and batch:
+        return batch[0]
+    if isinstance(batch, Mapping) and batch:
+        return next(iter(batch.values()))
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    inputs = _inputs_of(batch)
+    shape = getattr(inputs, "shape", None)
+    if shape is not None and len(shape) > 0 and isinstance(shape[0], numbers.Integral):
+        return int(shape[0])
+    try:
+        return len(inputs)
+    except TypeError:
+        return 0
+

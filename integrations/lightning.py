@@ -1,0 +1,51 @@
+"""PyTorch Lightning integration: ``Trainer(callbacks=[GreenCallback()])``.
+
+For ``lightning.pytorch`` (``import lightning``); the same callback for the standalone
+``pytorch_lightning`` package is :mod:`mlflow_green.integrations.pytorch_lightning` (Lightning
+accepts only callbacks derived from its own package's ``Callback``).
+
+Per epoch (``step`` = epoch): running totals ``green/energy_kwh`` (and per component),
+``green/power_w``, ``green/emissions_kg``, ``green/duration_s``, ``green/energy_per_sample_j``; the
+phase split ``green/energy_{train,validation,data}_kwh`` (data = time spent fetching batches);
+``green/projected_*`` after the first epoch; ``green/accuracy_per_kwh`` from
+``trainer.callback_metrics``. At the end: totals, ``green/flop_per_j``, ``green/model_*``, the
+``green.*`` tags and ``green/report.json``. ``trainer.test`` / ``trainer.predict`` log
+``green/energy_test_kwh`` / ``green/energy_predict_kwh`` and joules per sample.
+
+Runs: Lightning's ``MLFlowLogger`` run (and its tracking URI) if the Trainer has one, else the
+active MLflow run (e.g. ``mlflow.pytorch.autolog()``'s), else a new run ended with the fit
+(``FAILED`` / ``KILLED`` if the fit raised, with the energy so far). In distributed training
+each rank measures only its own devices (its GPU by UUID; CPU and RAM once per host), totals
+are gathered, and only rank zero logs. ``state_dict`` / ``load_state_dict`` carry the totals
+through checkpoints, so a resumed training continues them.
+
+Example::
+
+    import lightning
+    from mlflow_green.integrations.lightning import GreenCallback
+
+    trainer = lightning.Trainer(max_epochs=5, callbacks=[GreenCallback()])
+    trainer.fit(model, train_loader, val_loader)
+
+Options (validated at construction, ``ConfigError``): ``quality_metric`` (default
+``val_accuracy``/``val_acc``, then another ``val_*acc*``, then ``accuracy``), ``max_energy_kwh``,
+``max_emissions_kg`` (stop via ``trainer.should_stop``, reason tagged ``green.budget_stop``),
+``live_metrics`` (progress bar; default on unless PyTorch autologging is on),
+``inspect_model``, ``log_report``, ``run_name``, and the tracker's ``region``, ``pue``,
+``meters``, ``sample_interval_s``, ``intensity_provider``.
+"""
+
+from __future__ import annotations
+
+from mlflow_green.errors import MissingExtraError
+
+try:
+    import lightning.pytorch as _pl
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise MissingExtraError("lightning", "lightning", "mlflow_green.integrations.lightning") from exc
+
+from mlflow_green.integrations._lightning_impl import GreenCallbackMixin, make_callback_class
+
+GreenCallback = make_callback_class(_pl.Callback, __name__)
+
+__all__ = ["GreenCallback", "GreenCallbackMixin"]

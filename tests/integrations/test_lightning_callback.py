@@ -1,0 +1,221 @@
+"""GreenCallback with real Lightning on sklearn's digits, logged to real sqlite stores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+pytest.importorskip("lightning")
+
+from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
+
+import lightning  # noqa: E402
+from mlflow_green import schema  # noqa: E402
+from mlflow_green.errors import ConfigError  # noqa: E402
+from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
+from mlflow_green.readings import DeviceCounter  # noqa: E402
+from mlflow_green.testing import FakeMeter  # noqa: E402
+
+
+class PerReadMeter(FakeMeter):
+    """Every counter read adds ``step_j`` joules."""
+
+    def __init__(self, step_j: float) -> None:
+        super().__init__({"cpu:0": 0.0, "ram:0": 0.0}, name="per-read")
+        self.step_j = step_j
+
+    def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
+        self.reads += 1
+        return (DeviceCounter("cpu:0", "cpu", self.step_j * self.reads, "counter", self.name),
+                DeviceCounter("ram:0", "ram", 0.0, "counter", self.name))
+
+
+def _history(run_id: str, key: str, client: MlflowClient | None = None) -> list:
+    return sorted((client or MlflowClient()).get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+
+
+def test_fit_and_test_log_the_schema_into_a_new_run(mlflow_experiment: str, tmp_path: Path) -> None:
+    train, val = loaders()
+    cb = GreenCallback()
+    model = digits_classifier()
+    trainer = lightning.Trainer(max_epochs=3, callbacks=[cb], **quiet_trainer_kwargs())
+    trainer.fit(model, train, val)
+    val_acc = float(trainer.callback_metrics["val_acc"])
+    trainer.test(model, val, verbose=False)
+    trainer.predict(model, val)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FINISHED"
+    metrics, tags = run.data.metrics, run.data.tags
+    for key in (
+        schema.ENERGY_KWH, schema.POWER_W, schema.EMISSIONS_KG, schema.ENERGY_PER_SAMPLE_J,
+        schema.ENERGY_TRAIN_KWH, schema.ENERGY_VALIDATION_KWH, schema.ENERGY_DATA_KWH,
+        schema.PROJECTED_ENERGY_KWH, schema.ACCURACY_PER_KWH, schema.FLOP_PER_J,
+        schema.ENERGY_TEST_KWH, schema.ENERGY_PREDICT_KWH, schema.MODEL_PARAMS, schema.MODEL_FLOPS_PER_SAMPLE,
+    ):
+        assert key in metrics, key
+    assert {m.step for m in _history(run.info.run_id, schema.EPOCH_ENERGY_KWH)} == {0, 1, 2}
+    assert metrics[schema.MODEL_PARAMS] == 64 * 32 + 32 + 32 * 10 + 10
+    assert metrics[schema.MODEL_FLOPS_PER_SAMPLE] == 2 * (64 * 32 + 32 * 10) + 32 + 10  # multiply-adds + bias adds
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / (3 * 1400), rel=1e-6)
+    assert metrics[schema.phase_energy_per_sample_key("test")] == pytest.approx(
+        metrics[schema.ENERGY_TEST_KWH] * 3.6e6 / 397, rel=1e-6
+    )
+    assert tags[schema.TAG_QUALITY_METRIC] == "val_acc"
+    assert metrics[schema.ACCURACY_PER_KWH] == pytest.approx(val_acc / metrics[schema.ENERGY_KWH], rel=1e-6)
+    assert tags[schema.TAG_COMPRESSION] == "none"
+    report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["framework"] == "lightning" and report["samples"]["train"] == 3 * 1400
+    assert report["model"]["precision"] == "32-true"
+
+
+def test_logs_into_the_mlflow_loggers_run_and_tracking_uri(mlflow_experiment: str, tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    other_uri = f"sqlite:///{tmp_path / 'logger.db'}"
+    mlf_logger = MLFlowLogger(experiment_name="via-logger", tracking_uri=other_uri,
+                              artifact_location=(tmp_path / "art").as_uri())
+    train, val = loaders()
+    cb = GreenCallback()
+    kwargs = {**quiet_trainer_kwargs(), "logger": mlf_logger}
+    lightning.Trainer(max_epochs=2, callbacks=[cb], **kwargs).fit(digits_classifier(), train, val)
+    assert cb.session.run_id == mlf_logger.run_id
+    client = MlflowClient(other_uri)
+    run = client.get_run(mlf_logger.run_id)
+    assert schema.ENERGY_KWH in run.data.metrics and "val_acc" in run.data.metrics
+    assert {m.step for m in _history(run.info.run_id, schema.EPOCH_ENERGY_KWH, client)} == {0, 1}
+    assert not MlflowClient().search_runs([mlflow_experiment]), "nothing went to the default store"
+
+
+def test_pytorch_autolog_in_the_same_fit_gives_one_run(mlflow_experiment: str) -> None:
+    train, val = loaders()
+    mlflow.pytorch.autolog(log_models=False, log_datasets=False)
+    try:
+        cb = GreenCallback()
+        lightning.Trainer(max_epochs=2, callbacks=[cb], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
+    finally:
+        mlflow.pytorch.autolog(disable=True)
+    runs = MlflowClient().search_runs([mlflow_experiment])
+    assert len(runs) == 1 and runs[0].info.run_id == cb.session.run_id
+    assert schema.ENERGY_KWH in runs[0].data.metrics and "val_acc" in runs[0].data.metrics
+    assert [m.step for m in _history(runs[0].info.run_id, schema.EPOCH_ENERGY_KWH)] == [0, 1]
+
+
+def test_the_active_run_is_used_and_left_open(mlflow_experiment: str) -> None:
+    train, val = loaders()
+    cb = GreenCallback()
+    with mlflow.start_run() as run:
+        lightning.Trainer(max_epochs=1, callbacks=[cb], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
+        assert mlflow.active_run().info.run_id == run.info.run_id
+    assert cb.session.run_id == run.info.run_id
+
+
+def test_energy_budget_stops_through_should_stop_with_the_reason_tagged(mlflow_experiment: str) -> None:
+    train, val = loaders(batch_size=256)
+    # 1 kJ per counter read; per epoch: begin, validation begin/end, end -> the next epoch cannot fit in 4.5 kJ.
+    cb = GreenCallback(meters=[PerReadMeter(1000.0)], max_energy_kwh=4500 / 3.6e6)
+    trainer = lightning.Trainer(max_epochs=6, callbacks=[cb], num_sanity_val_steps=0, **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier(), train, val)
+    assert trainer.current_epoch < 6
+    tag = MlflowClient().get_run(cb.session.run_id).data.tags[schema.TAG_BUDGET_STOP]
+    assert tag.startswith("energy budget") and "next epoch" in tag
+
+
+def test_an_exception_during_fit_leaves_the_run_failed_with_the_energy_so_far(mlflow_experiment: str) -> None:
+    train, val = loaders()
+    cb = GreenCallback()
+    with pytest.raises(RuntimeError, match="loss exploded"):
+        lightning.Trainer(max_epochs=3, callbacks=[cb], **quiet_trainer_kwargs()).fit(
+            digits_classifier(fail_at_epoch=1), train, val
+        )
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+    assert [m.step for m in _history(run.info.run_id, schema.EPOCH_ENERGY_KWH)] == [0]
+
+
+def test_resume_from_a_checkpoint_continues_the_totals_and_the_loggers_run(mlflow_experiment: str, tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    uri = mlflow.get_tracking_uri()
+    train, val = loaders()
+    first = GreenCallback()
+    logger1 = MLFlowLogger(experiment_name="resume", tracking_uri=uri, artifact_location=(tmp_path / "a").as_uri())
+    kwargs = {**quiet_trainer_kwargs(), "logger": logger1}
+    trainer1 = lightning.Trainer(max_epochs=2, callbacks=[first], **kwargs)
+    model = digits_classifier()
+    trainer1.fit(model, train, val)
+    checkpoint = tmp_path / "two-epochs.ckpt"
+    trainer1.save_checkpoint(checkpoint)
+    part1_j = first.session.carried.energy_j
+
+    second = GreenCallback()
+    logger2 = MLFlowLogger(experiment_name="resume", tracking_uri=uri, run_id=logger1.run_id)
+    trainer2 = lightning.Trainer(max_epochs=4, callbacks=[second], **{**quiet_trainer_kwargs(), "logger": logger2})
+    trainer2.fit(digits_classifier(), train, val, ckpt_path=str(checkpoint))
+    part2_j = second.session.fit_total.energy_j
+    run = MlflowClient().get_run(logger1.run_id)
+    assert run.data.metrics[schema.ENERGY_KWH] == pytest.approx((part1_j + part2_j) / 3.6e6, rel=1e-9)
+    assert {m.step for m in _history(run.info.run_id, schema.EPOCH_ENERGY_KWH)} == {0, 1, 2, 3}
+
+
+def test_the_pytorch_lightning_package_gets_its_own_callback_class(mlflow_experiment: str) -> None:
+    pytorch_lightning = pytest.importorskip("pytorch_lightning")
+    from mlflow_green.integrations.pytorch_lightning import GreenCallback as PLGreenCallback
+
+    train, val = loaders()
+    cb = PLGreenCallback()
+    assert isinstance(cb, pytorch_lightning.Callback)
+    trainer = pytorch_lightning.Trainer(max_epochs=1, callbacks=[cb], **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier("pytorch_lightning"), train, val)
+    assert schema.ENERGY_KWH in MlflowClient().get_run(cb.session.run_id).data.metrics
+
+
+def test_pruning_and_mixed_precision_show_in_the_compression_metadata(mlflow_experiment: str) -> None:
+    import torch
+
+    train, val = loaders()
+    model = digits_classifier(hidden=64)
+    torch.nn.utils.prune.l1_unstructured(model.net[0], "weight", amount=0.5)
+    cb = GreenCallback()
+    lightning.Trainer(max_epochs=1, precision="bf16-mixed", callbacks=[cb], **quiet_trainer_kwargs()).fit(model, train, val)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.data.tags[schema.TAG_COMPRESSION] == "pruned,bf16-mixed"
+    assert 0.3 < run.data.metrics[schema.MODEL_SPARSITY] < 0.5
+
+
+def test_bad_options_fail_at_construction() -> None:
+    with pytest.raises(ConfigError, match="max_emissions_kg"):
+        GreenCallback(max_emissions_kg=float("nan"))
+    with pytest.raises(ConfigError, match="region"):
+        GreenCallback(region="Mordor")
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_log_one_set_of_totals_from_rank_zero(tmp_path: Path) -> None:
+    script = Path(__file__).with_name("ddp_train.py")
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    client = MlflowClient(result["tracking_uri"])
+    runs = client.search_runs([result["experiment_id"]])
+    assert len(runs) == 1, "only rank zero starts and logs a run"
+    run = runs[0]
+    assert run.data.tags[schema.TAG_WORLD_SIZE] == "2"
+    assert run.data.tags[schema.TAG_HOSTS] == "1"
+    # One point per epoch: no rank logged twice.
+    assert [m.step for m in _history(run.info.run_id, schema.EPOCH_ENERGY_KWH, client)] == [0, 1]
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    ranks = report["distributed"]["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    own = [sum(d["energy_j"] for d in r["devices"]) for r in ranks]
+    assert own[1] == 0.0, "rank 1 shares rank 0's host: the host's CPU and RAM are measured once, by local rank 0"
+    assert run.data.metrics[schema.ENERGY_KWH] * 3.6e6 == pytest.approx(sum(own), rel=1e-9)
+    assert result["rank_logged"] == {"0": True, "1": False}
