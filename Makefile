@@ -19,8 +19,9 @@ demo: $(STAMP)
 	$(VENV)/bin/mlflow-green doctor
 	$(PY) examples/track_digits.py
 	$(PY) examples/keras_digits.py
+	$(PY) examples/lightning_digits.py
 	@echo "\nLeaderboard (accuracy per kWh), sqlite:///mlflow.db:"
-	$(PY) examples/leaderboard.py green-digits-keras green-digits-sklearn
+	$(PY) examples/leaderboard.py green-digits-keras green-digits-lightning --metric test_accuracy
 	@echo "\nOpen the MLflow UI:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (then http://127.0.0.1:5000)"
 
 test: $(STAMP)

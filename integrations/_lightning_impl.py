@@ -139,7 +139,8 @@ class GreenCallbackMixin:
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         logs = _floats(trainer.callback_metrics)
         result = self.session.end_epoch(trainer.current_epoch, logs=logs, train_samples=self._epoch_samples)
-        if self._live:
+        if self._live and getattr(trainer, "progress_bar_callback", None) is not None:
+            # pl_module.log costs ~3 ms a call: only when there is a progress bar to show them
             for key, value in result.live.items():
                 pl_module.log(key, value, prog_bar=True, logger=False, on_epoch=True, sync_dist=False)
         if result.stop_reason:
@@ -193,6 +194,21 @@ class GreenCallbackMixin:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning restores callbacks before on_fit_start: apply it there, with the run known.
         self._pending_state = dict(state_dict)
+
+    def log_model(self, model: Any, *, example_input: Any = None, precision: str | None = None) -> ModelProfile | None:
+        """Inspect ``model`` again and log its compression metadata into the run of the last fit.
+
+        For compression applied after ``fit`` (e.g. ``torch.ao.quantization.quantize_dynamic``
+        or one-shot pruning): updates ``green/model_*`` and ``green.compression``.
+        """
+        example = example_input if example_input is not None else getattr(model, "example_input_array", None)
+        context: dict[str, Any] = {"precision": precision}
+        if example is not None:
+            context["example_input"] = example
+        profile = inspect_model(model, **context)
+        if profile is not None:
+            self.session.log_profile(profile)
+        return profile
 
     # -- internals ---------------------------------------------------------------------------
     def _bind(self, trainer: Any, *, keep: bool = False) -> None:

@@ -32,10 +32,7 @@ def main() -> None:
     trainer.fit(digits_classifier(), train, val)
     logged = {str(trainer.global_rank): cb.session.run_id is not None}
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(logged))
-    if trainer.global_rank == 0:
-        trainer.strategy.barrier()
-    else:
-        trainer.strategy.barrier()
+    trainer.strategy.barrier()  # both ranks' files are written
     if trainer.global_rank == 0:
         ranks = {}
         for path in sorted(out.glob("rank*.json")):

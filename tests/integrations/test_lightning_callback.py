@@ -219,3 +219,22 @@ def test_ddp_two_cpu_processes_log_one_set_of_totals_from_rank_zero(tmp_path: Pa
     assert own[1] == 0.0, "rank 1 shares rank 0's host: the host's CPU and RAM are measured once, by local rank 0"
     assert run.data.metrics[schema.ENERGY_KWH] * 3.6e6 == pytest.approx(sum(own), rel=1e-9)
     assert result["rank_logged"] == {"0": True, "1": False}
+
+
+def test_post_training_quantization_is_logged_with_log_model(mlflow_experiment: str) -> None:
+    import warnings
+
+    import torch
+
+    train, val = loaders()
+    cb = GreenCallback()
+    model = digits_classifier(hidden=64)
+    lightning.Trainer(max_epochs=1, callbacks=[cb], **quiet_trainer_kwargs()).fit(model, train, val)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.net = torch.ao.quantization.quantize_dynamic(model.net, {torch.nn.Linear}, dtype=torch.qint8)
+    profile = cb.log_model(model)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert profile is not None and profile.quantization == "int8"
+    assert run.data.tags[schema.TAG_COMPRESSION] == "int8"
+    assert run.data.metrics[schema.MODEL_WEIGHT_BITS] < 9
