@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,21 +35,28 @@ class RunHandle:
     owned: bool = False
     fluent: bool = False
 
-    def end(self, status: str = "FINISHED") -> None:
-        """End the run if we own it (``FINISHED``, ``FAILED`` or ``KILLED``). Never raises."""
+    def end(self, status: str = "FINISHED", recorder: Any = None) -> None:
+        """End the run if we own it (``FINISHED``, ``FAILED`` or ``KILLED``). Never raises.
+
+        If the server cannot be told now, the end is queued on ``recorder`` (a
+        :class:`~mlflow_green.recorder.RunRecorder`) and sent, or spooled, with its other writes.
+        """
         if not self.owned:
             return
+        self.owned = False
         try:
             import mlflow
 
             active = mlflow.active_run()
             if self.fluent and active is not None and active.info.run_id == self.run_id:
-                mlflow.end_run(status=status)
+                mlflow.end_run(status=status)  # pops the active run first, then tells the server
             else:
                 self.client.set_terminated(self.run_id, status=status)
         except Exception as exc:  # measurement never crashes training
-            logger.warning("mlflow-green: could not end run %s: %s", self.run_id, exc)
-        self.owned = False
+            if recorder is not None:
+                recorder.terminate(status)
+                recorder.close()
+            logger.warning("mlflow-green: could not end run %s now (%s); its end is spooled", self.run_id, exc)
 
 
 def resolve_run(

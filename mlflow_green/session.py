@@ -265,7 +265,7 @@ class TrainingSession:
         self._update_quality(logs or {})
         metrics = self._running_metrics(total, window=epoch_m)
         metrics.update(self._projection(total))
-        self._log(metrics, step, wait=False)  # queued: off the training thread
+        self._log(metrics, step)
         self.epochs.append(
             {
                 "epoch": int(epoch),
@@ -333,8 +333,7 @@ class TrainingSession:
             logger.warning("mlflow-green: could not finish measuring the fit: %s", exc)
             return self.carried
         finally:
-            if self.run is not None and self.run.owned:
-                self.run.end(status)
+            self._close_run(status)
 
     def log_profile(self, profile: ModelProfile) -> None:
         """Log a model profile taken after training (post-training quantization or pruning)."""
@@ -342,6 +341,8 @@ class TrainingSession:
         self._log(profile.metrics(), self.last_step if self.last_step is not None else 0)
         if self._recorder is not None and self.is_logging_rank:
             self._recorder.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()})
+            if self.tracker is None:  # outside a fit: the caller expects it in MLflow on return
+                self._recorder.flush()
 
     # -- test / predict outside a fit --------------------------------------------------------
     def begin_eval(self, kind: str) -> None:
@@ -368,8 +369,7 @@ class TrainingSession:
         if self._recorder is None and self.is_logging_rank:
             self.bind_run()
         self._log(metrics, self.last_step if self.last_step is not None else 0)
-        if self.run is not None and self.run.owned:
-            self.run.end("FINISHED")
+        self._close_run("FINISHED")
         return measurement
 
     # -- resume ------------------------------------------------------------------------------
@@ -471,11 +471,17 @@ class TrainingSession:
             next_epoch_kg=cfg.carbon.emissions_kg(next_epoch_j, cfg.pue) if next_epoch_j is not None else None,
         )
 
-    def _log(self, metrics: Mapping[str, float], step: int, *, wait: bool = True) -> None:
+    def _log(self, metrics: Mapping[str, float], step: int) -> None:
+        """Queue metrics (the recorder's writer sends them in order; training never waits)."""
         if self._recorder is not None and self.is_logging_rank and metrics:
-            if wait:
-                self._recorder.flush()  # keep the order: queued epoch points first
-            self._recorder.log_metrics(metrics, step=step, wait=wait)
+            self._recorder.log_metrics(metrics, step=step)
+
+    def _close_run(self, status: str) -> None:
+        """Send (or spool) everything written, then end the run if we started it."""
+        if self._recorder is not None:
+            self._recorder.close()
+        if self.run is not None and self.run.owned:
+            self.run.end(status, recorder=self._recorder)
 
     def _log_tags(self, tracker: EnergyTracker | None = None, total: Measurement | None = None) -> None:
         if self._recorder is None or not self.is_logging_rank:

@@ -111,11 +111,13 @@ class TrackedRun(contextlib.ContextDecorator):
         except Exception as error:  # measurement never crashes training
             logger.warning("mlflow-green: could not finish measuring: %s", error)
         finally:
+            if self._recorder is not None:
+                self._recorder.close()
             if self._run is not None:
                 status = "FINISHED"
                 if exc_type is not None:
                     status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
-                self._run.end(status)
+                self._run.end(status, recorder=self._recorder)
         return False
 
     # -- progress ----------------------------------------------------------------------------

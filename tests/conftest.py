@@ -10,11 +10,12 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _clean_green_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No MLFLOW_GREEN_* setting of the developer's shell leaks into a test."""
+def _clean_green_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No MLFLOW_GREEN_* setting of the developer's shell leaks into a test; spools stay in tmp."""
     for key in list(os.environ):
         if key.startswith("MLFLOW_GREEN_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("MLFLOW_GREEN_SPOOL_DIR", str(tmp_path / "green-spool"))
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import click
 from mlflow_green._version import __version__
 from mlflow_green.cli.doctor import doctor
 from mlflow_green.cli.regions import regions
+from mlflow_green.cli.sync import sync
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,3 +24,4 @@ def main() -> None:
 
 main.add_command(doctor)
 main.add_command(regions)
+main.add_command(sync)
