@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mlflow_green.config import GreenConfig
-from mlflow_green.errors import ConfigError, TrackerStateError
+from mlflow_green.errors import ConfigError, MeterError, TrackerStateError
 from mlflow_green.meters.base import Availability, Meter
 from mlflow_green.readings import (
     COMPONENTS,
@@ -33,6 +34,10 @@ from mlflow_green.selection import MeterSelection, instantiate, select_meters
 logger = logging.getLogger(__name__)
 
 MeterSpec = str | Meter
+
+MAX_PLAUSIBLE_POWER_W = 5000.0
+"""No single device (a GPU, a CPU socket, a host's RAM) draws more: readings implying more are
+nonsense and quarantine their meter."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,7 @@ class EnergyTracker:
                 wanted = {c for c, m in self._assign.items() if m is meter}
                 try:
                     readings = [d for d in meter.read(now_s) if d.component in wanted]
+                    self._check_plausible(readings, now_s)
                 except Exception as exc:  # measurement never crashes training
                     pending.extend(m for m in self._fail_over(meter, now_s, f"read() failed: {exc}") if m not in pending)
                     continue
@@ -221,6 +227,29 @@ class EnergyTracker:
         return Snapshot(now_s, devices, host=self.host)
 
     # -- failover ----------------------------------------------------------------------------
+    def _check_plausible(self, readings: Sequence[DeviceCounter], now_s: float) -> None:
+        """Raise MeterError for nonsense: a counter going backwards, NaN, or an absurd power."""
+        for reading in readings:
+            energy_j = reading.energy_j
+            if not isinstance(energy_j, (int, float)) or math.isnan(energy_j) or math.isinf(energy_j) or energy_j < 0:
+                raise MeterError(f"{reading.device_id}: energy {energy_j!r} J is not a number of joules")
+            seen = self._last_good.get(reading.device_id)
+            if seen is None or reading.device_id in self._carry:
+                continue
+            seen_s, last = seen
+            delta_j = energy_j - last.energy_j
+            if delta_j < -1e-6:
+                raise MeterError(
+                    f"{reading.device_id}: cumulative energy went backwards by {-delta_j:.3g} J (counter reset?)"
+                )
+            elapsed_s = now_s - seen_s
+            if elapsed_s > 0 and delta_j / elapsed_s > MAX_PLAUSIBLE_POWER_W:
+                raise MeterError(
+                    f"{reading.device_id}: {delta_j / elapsed_s:.3g} W is not plausible (more than "
+                    f"{MAX_PLAUSIBLE_POWER_W:g} W for one device)"
+                )
+
+
     def _availability(self, meter: Meter) -> Availability:
         assert self.selection is not None
         for choice in self.selection.choices:

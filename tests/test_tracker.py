@@ -250,3 +250,39 @@ def test_lifecycle_errors_are_clear() -> None:
     with pytest.raises(TrackerStateError, match="without a matching begin"):
         tracker.end("epoch")
     tracker.stop()
+
+
+class _ScriptedCounter(FakeMeter):
+    """A counter meter whose successive reads return the given cumulative joules."""
+
+    def __init__(self, values_j: list[float], name: str = "scripted") -> None:
+        super().__init__({"cpu:0": 0.0, "ram:0": 0.0}, name=name)
+        self.values_j = values_j
+
+    def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
+        value = self.values_j[min(self.reads, len(self.values_j) - 1)]
+        self.reads += 1
+        return (DeviceCounter("cpu:0", "cpu", value, "counter", self.name), DeviceCounter("ram:0", "ram", 0.0, "counter", self.name))
+
+
+@pytest.mark.parametrize(
+    ("values_j", "fault"),
+    [
+        ([0.0, 100.0, 50.0], "went backwards"),  # a counter reset
+        ([0.0, 100.0, 1e9], "not plausible"),  # 1 GJ in a second
+        ([0.0, 100.0, float("nan")], "not a number"),
+    ],
+)
+def test_a_meter_returning_nonsense_is_quarantined_and_the_next_meter_takes_over(values_j: list[float], fault: str) -> None:
+    clock = FakeClock()
+    tracker = EnergyTracker(meters=[_ScriptedCounter(values_j)], clock=clock)
+    tracker.start()
+    clock.advance(1.0)
+    assert tracker.elapsed().component_energy_j("cpu") == pytest.approx(100.0)
+    clock.advance(1.0)
+    total = tracker.stop()
+    assert any(fault in f for f in tracker.faults)
+    assert tracker.meters_tag() == "cpu:scripted>estimate,ram:scripted>estimate"
+    # The 100 J counted before the fault are kept (extrapolated to the switch), then the estimate adds on.
+    assert 200.0 <= total.component_energy_j("cpu") < 1000.0
+    assert total.estimated
