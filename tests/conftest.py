@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
 
 @pytest.fixture(autouse=True)
 def _clean_green_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -37,3 +40,14 @@ def mlflow_experiment(tracking_uri: str, tmp_path: Path, request: pytest.Fixture
     yield experiment_id
     while mlflow.active_run() is not None:
         mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple:
+    """(x_train, y_train, x_val, y_val): 1 400 / 397 images of 8×8 digits from scikit-learn, in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.data / 16.0).astype("float32")
+    y = data.target.astype("int64")
+    return x[:1400], y[:1400], x[1400:], y[1400:]

@@ -1,0 +1,103 @@
+"""The team setup, for real: PostgreSQL, `mlflow server --app-name green`, trainings over HTTP,
+a server outage in the middle of a training, ranking and gating."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_green import schema
+from mlflow_green.testing.server import GreenServer
+
+pytestmark = pytest.mark.slow
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "integrations"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="module")
+def server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GreenServer]:
+    workdir = tmp_path_factory.mktemp("team")
+    with GreenServer(workdir, backend_store_uri=postgres_uri) as running:
+        yield running
+
+
+@pytest.fixture()
+def remote(server: GreenServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The tracking URI is the server; the client gives up on a dead server after a few quick tries."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(server.url)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    monkeypatch.setenv("MLFLOW_GREEN_FLUSH_TIMEOUT_S", "120")
+    yield server.url
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
+
+
+def _exactly_once(client: MlflowClient, run_id: str, key: str, steps: int) -> None:
+    """One point per epoch; a running total also gets its final value at the last step (later timestamp)."""
+    history = client.get_metric_history(run_id, key)
+    counts = {step: sum(1 for m in history if m.step == step) for step in range(steps)}
+    final = 2 if key in RUNNING_TOTALS else 1
+    assert counts == {**{step: 1 for step in range(steps - 1)}, steps - 1: final}, f"{key}: {counts}"
+    assert len(history) == steps - 1 + final
+
+
+RUNNING_TOTALS = {schema.ENERGY_KWH, schema.ENERGY_VALIDATION_KWH, schema.ENERGY_TRAIN_KWH, schema.EMISSIONS_KG}
+
+
+def test_keras_training_survives_a_server_restart_and_every_point_arrives_once(
+    remote: str, server: GreenServer, digits: tuple
+) -> None:
+    import keras
+
+    from mlflow_green.integrations.keras import GreenCallback
+
+    class Outage(keras.callbacks.Callback):
+        """Stops the tracking server after epoch 1 and brings it back after epoch 3."""
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == 1:
+                server.stop()
+            elif epoch == 3:
+                server.start()
+
+    x, y, xv, yv = digits
+    mlflow.set_experiment("team-keras")
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    green = GreenCallback(live_metrics=False)
+    history = model.fit(x, y, validation_data=(xv, yv), epochs=6, batch_size=128, callbacks=[green, Outage()], verbose=0)
+    assert len(history.history["loss"]) == 6, "training went on while the server was down"
+    client = MlflowClient(remote)
+    run = client.get_run(green.session.run_id)
+    assert run.info.status == "FINISHED"
+    for key in (schema.EPOCH_ENERGY_KWH, schema.POWER_W, schema.ENERGY_KWH, schema.ENERGY_VALIDATION_KWH):
+        _exactly_once(client, run.info.run_id, key, 6)
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+    assert run.data.tags[schema.TAG_QUALITY_METRIC] == "val_accuracy"
+
+
+def test_lightning_training_logs_over_http_into_postgres(remote: str, digits: tuple) -> None:
+    import lightning
+    from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs
+
+    from mlflow_green.integrations.lightning import GreenCallback
+
+    mlflow.set_experiment("team-lightning")
+    train, val = loaders()
+    green = GreenCallback()
+    lightning.Trainer(max_epochs=3, callbacks=[green], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
+    client = MlflowClient(remote)
+    run = client.get_run(green.session.run_id)
+    assert run.info.status == "FINISHED"
+    _exactly_once(client, run.info.run_id, schema.EPOCH_ENERGY_KWH, 3)
+    assert schema.MODEL_FLOPS_PER_SAMPLE in run.data.metrics
