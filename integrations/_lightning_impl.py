@@ -17,12 +17,12 @@ from typing import Any
 import torch
 
 from mlflow_green.budget import EnergyBudget
-from mlflow_green.errors import ConfigError
 from mlflow_green.inspection import ModelProfile, inspect_model
 from mlflow_green.readings import DeviceCounter, Measurement
 from mlflow_green.runs import RunHandle
 from mlflow_green.session import TrainingSession
 from mlflow_green.tracker import EnergyTracker, MeterSpec
+from mlflow_green.validation import check_bool, check_name
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,11 @@ class GreenCallbackMixin:
         intensity_provider: str | None = None,
     ) -> None:
         super().__init__()
-        if quality_metric is not None and (not isinstance(quality_metric, str) or not quality_metric.strip()):
-            raise ConfigError(f"quality_metric must be a metric name such as 'val_acc', got {quality_metric!r}")
+        check_name("quality_metric", quality_metric, example="val_acc")
+        check_name("run_name", run_name, example="baseline-cnn")
+        check_bool("live_metrics", live_metrics, optional=True)
+        check_bool("inspect_model", inspect_model)
+        check_bool("log_report", log_report)
         tracker = EnergyTracker(
             region=region, pue=pue, meters=meters, sample_interval_s=sample_interval_s, intensity_provider=intensity_provider
         )

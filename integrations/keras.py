@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import atexit
 import logging
-import numbers
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from mlflow_green.errors import ConfigError, MissingExtraError
+from mlflow_green.errors import MissingExtraError
 
 try:
     import keras
@@ -30,6 +29,7 @@ from mlflow_green.budget import EnergyBudget
 from mlflow_green.inspection import ModelProfile, inspect_model
 from mlflow_green.session import TrainingSession
 from mlflow_green.tracker import EnergyTracker, MeterSpec
+from mlflow_green.validation import check_bool, check_name, check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +106,12 @@ class GreenCallback(keras.callbacks.Callback):
         intensity_provider: str | None = None,
     ) -> None:
         super().__init__()
-        if samples_per_epoch is not None and (
-            isinstance(samples_per_epoch, bool) or not isinstance(samples_per_epoch, numbers.Integral) or samples_per_epoch <= 0
-        ):
-            raise ConfigError(f"samples_per_epoch must be a positive integer or None, got {samples_per_epoch!r}")
-        if quality_metric is not None and (not isinstance(quality_metric, str) or not quality_metric.strip()):
-            raise ConfigError(f"quality_metric must be a metric name such as 'val_accuracy', got {quality_metric!r}")
+        check_positive_int("samples_per_epoch", samples_per_epoch)
+        check_name("quality_metric", quality_metric, example="val_accuracy")
+        check_name("run_name", run_name, example="baseline-cnn")
+        check_bool("live_metrics", live_metrics, optional=True)
+        check_bool("inspect_model", inspect_model)
+        check_bool("log_report", log_report)
         tracker = EnergyTracker(
             region=region, pue=pue, meters=meters, sample_interval_s=sample_interval_s, intensity_provider=intensity_provider
         )

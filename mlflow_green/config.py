@@ -60,7 +60,7 @@ _FROM_ARGUMENT = "argument"
 _FROM_DEFAULT = "default"
 
 _PUE_RULE = (
-    "PUE (power usage effectiveness) must be a finite number >= 1.0: 1.0 means no facility "
+    "PUE (power usage effectiveness) must be a number from 1.0 to 10: 1.0 means no facility "
     "overhead, typical data centres are 1.1-1.6"
 )
 _INTERVAL_RULE = (
@@ -112,8 +112,12 @@ def _number(value: object, name: str, sources: Mapping[str, str], rule: str) -> 
         raise ConfigError(f"Invalid {name}={value!r} (from {_origin(sources, name)}): {rule}.") from None
 
 
+MAX_PUE = 10.0
+"""Far above any real facility (the worst on record are about 3): larger is a typo."""
+
+
 def _pue_ok(pue: float) -> bool:
-    return math.isfinite(pue) and pue >= 1.0
+    return math.isfinite(pue) and 1.0 <= pue <= MAX_PUE
 
 
 def _interval_ok(interval_s: float) -> bool:

@@ -24,6 +24,7 @@ from mlflow_green.readings import Measurement, Snapshot
 from mlflow_green.report import build_report
 from mlflow_green.runs import RunHandle
 from mlflow_green.tracker import EnergyTracker, MeterSpec
+from mlflow_green.validation import check_bool, check_name
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class TrackedRun(contextlib.ContextDecorator):
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
     ) -> None:
+        check_name("run_name", run_name, example="baseline")
+        check_bool("log_report", log_report)
         self.run_name = run_name
         self.log_report = log_report
         self.tracker = EnergyTracker(

@@ -442,6 +442,12 @@ def _split_meters(meters: str | Sequence[MeterSpec] | None) -> tuple[list[Meter]
         return [], []
     if isinstance(meters, str):
         return [], [m.strip() for m in meters.split(",") if m.strip()]
+    if isinstance(meters, Meter):
+        return [meters], []
+    if not isinstance(meters, Sequence):
+        raise ConfigError(
+            f"meters= takes meter names ('rapl,estimate' or a list) or Meter instances, got {type(meters).__name__}: {meters!r}"
+        )
     injected: list[Meter] = []
     names: list[str] = []
     for item in meters:
