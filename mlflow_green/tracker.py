@@ -242,10 +242,11 @@ class EnergyTracker:
                 raise MeterError(
                     f"{reading.device_id}: cumulative energy went backwards by {-delta_j:.3g} J (counter reset?)"
                 )
-            elapsed_s = now_s - seen_s
-            if elapsed_s > 0 and delta_j / elapsed_s > MAX_PLAUSIBLE_POWER_W:
+            # Counters tick coarsely (NVML every ~20-100 ms): judge power over at least one second.
+            window_s = max(now_s - seen_s, 1.0)
+            if delta_j / window_s > MAX_PLAUSIBLE_POWER_W:
                 raise MeterError(
-                    f"{reading.device_id}: {delta_j / elapsed_s:.3g} W is not plausible (more than "
+                    f"{reading.device_id}: {delta_j / window_s:.3g} W is not plausible (more than "
                     f"{MAX_PLAUSIBLE_POWER_W:g} W for one device)"
                 )
 
