@@ -40,7 +40,7 @@ def compare(
     print(f"    without callback   {plain_epoch_s * 1000:8.1f} ms")
     print(f"    with GreenCallback {green_epoch_s * 1000:8.1f} ms")
     print(f"    A/B overhead       {overhead:+8.2f} %   (budget ≤ {BUDGET_PERCENT} %)")
-    print(f"  direct cost: hooks {hooks_ms_per_epoch():.2f} ms/epoch + {wrapper_us_per_step:.2f} µs/step"
+    print(f"  direct cost: epoch hooks {hooks_ms_per_epoch():.2f} ms/epoch + per-step {wrapper_us_per_step:.2f} µs"
           f" = {direct:.3f} % of an epoch")
     print(f"  whole fit (median): {plain_fit_s:.3f} s without, {green_fit_s:.3f} s with;"
           f" begin + end of fit in the callback: {per_fit_ms():.0f} ms per fit (inspection, start, totals, report)")
