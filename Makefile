@@ -6,7 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mlflow-green-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: demo test
+.PHONY: demo test system-deps
+
+# Debian packages the end-to-end tests use: Chromium for the view, PostgreSQL for the team setup.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@if command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; else \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			chromium chromium-driver postgresql >/dev/null; fi
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,5 +31,5 @@ demo: $(STAMP)
 	$(PY) examples/leaderboard.py green-digits-keras green-digits-lightning --metric test_accuracy
 	@echo "\nOpen the MLflow UI:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (then http://127.0.0.1:5000)"
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest
