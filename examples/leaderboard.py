@@ -1,8 +1,9 @@
-"""Print a leaderboard of an experiment's runs by accuracy per kWh (a stand-in until `mlflow-green rank`).
+"""Print a leaderboard of experiments' runs by accuracy per kWh, with ``mlflow_green.rank``.
 
-Usage::
+The same leaderboard as ``mlflow-green rank -e green-digits-keras -e green-digits-lightning
+--metric test_accuracy``, written with the Python API. Usage::
 
-    python examples/leaderboard.py green-digits-keras [--metric test_accuracy]
+    python examples/leaderboard.py green-digits-keras green-digits-lightning [--metric test_accuracy]
 """
 
 from __future__ import annotations
@@ -10,30 +11,32 @@ from __future__ import annotations
 import argparse
 import os
 
-import mlflow
-
-from mlflow_green import schema
+import mlflow_green
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiments", nargs="+")
+    parser.add_argument("experiments", nargs="+", help="experiment names or ids")
     parser.add_argument("--metric", default=None, help="quality metric (default: each run's green.quality_metric)")
+    parser.add_argument("--measured-only", action="store_true", help="leave out estimated energy")
     args = parser.parse_args()
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
-    runs = mlflow.search_runs(experiment_names=args.experiments, output_format="list")
-    rows = []
-    for run in runs:
-        metrics, tags = run.data.metrics, run.data.tags
-        metric = args.metric or tags.get(schema.TAG_QUALITY_METRIC, "val_accuracy")
-        energy_kwh, quality = metrics.get(schema.ENERGY_KWH), metrics.get(metric)
-        if not energy_kwh or quality is None:
-            continue
-        rows.append((quality / energy_kwh, tags.get("mlflow.runName", run.info.run_id[:8]), metric, quality, energy_kwh,
-                     tags.get(schema.TAG_COMPRESSION, "-"), tags.get(schema.TAG_METERS, "?")))
-    print(f"{'run':<11} {'quality':>16} {'energy Wh':>10} {'per kWh':>10}  {'compression':<14} meters")
-    for per_kwh, name, metric, quality, energy_kwh, compression, meters in sorted(rows, reverse=True):
-        print(f"{name:<11} {metric[:9]:>9}={quality:.3f} {energy_kwh * 1000:>10.3f} {per_kwh:>10.0f}  {compression:<14} {meters}")
+    ranking = mlflow_green.rank(
+        args.experiments,
+        metric=args.metric,
+        measured_only=args.measured_only,
+        tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+    )
+    names = dict(ranking.experiments)
+    print(f"{'rank':>4}  {'run':<10} {'experiment':<24} {'quality':>8} {'energy Wh':>10} {'per kWh':>9}  "
+          f"{'':1} {'compression':<40}")
+    for row in ranking.ranked:
+        assert row.quality is not None and row.energy_kwh is not None and row.accuracy_per_kwh is not None
+        print(f"{row.rank:>4}  {row.run_name:<10} {names[row.experiment_id]:<24} {row.quality:>8.3f} "
+              f"{row.energy_kwh * 1000:>10.4f} {row.accuracy_per_kwh:>9,.0f}  {'*' if row.pareto else ' '} "
+              f"{row.compression.summary:<40}{'  (estimated)' if row.estimated else ''}")
+    for row in ranking.unranked:
+        print(f"{'-':>4}  {row.run_name:<10} {names.get(row.experiment_id, ''):<24} not ranked: {row.reason}")
+    print("* = on the accuracy-versus-energy Pareto frontier; ties share a rank")
 
 
 if __name__ == "__main__":

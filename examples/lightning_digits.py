@@ -105,6 +105,7 @@ def run(name: str, net: nn.Module, loaders: tuple[DataLoader, DataLoader, DataLo
                 model.net = torch.ao.quantization.quantize_dynamic(model.net, {nn.Linear}, dtype=torch.qint8)
             green.log_model(model)
         result = trainer.test(model, test, verbose=False)[0]
+        mlflow.log_metric("test_accuracy", result["test_accuracy"])
     profile = green.session.profile
     print(f"  {name:<9} test_accuracy={result['test_accuracy']:.3f}  params={profile.params if profile else '?':>7}"
           f"  compression={profile.compression_tag() if profile else '?'}")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mlflow_green.carbon import CarbonIntensity
     from mlflow_green.config import GreenConfig
     from mlflow_green.errors import ConfigError, GreenError, MeterError
+    from mlflow_green.ranking import Compression, RankedRow, Ranking, rank
     from mlflow_green.readings import DeviceEnergy, Measurement
     from mlflow_green.tracked_run import TrackedRun, track
     from mlflow_green.tracker import EnergyTracker
@@ -32,9 +33,17 @@ _LAZY = {
     "DeviceEnergy": "mlflow_green.readings",
     "GreenConfig": "mlflow_green.config",
     "CarbonIntensity": "mlflow_green.carbon",
+    "rank": "mlflow_green.ranking",
+    "Ranking": "mlflow_green.ranking",
+    "RankedRow": "mlflow_green.ranking",
+    "Compression": "mlflow_green.ranking",
     "GreenError": "mlflow_green.errors",
     "ConfigError": "mlflow_green.errors",
     "MeterError": "mlflow_green.errors",
+    "PolicyError": "mlflow_green.errors",
+    "GateResult": "mlflow_green.gates",
+    "Policy": "mlflow_green.gates",
+    "load_policy": "mlflow_green.gates",
 }
 
 __all__ = list(_LAZY)

@@ -46,3 +46,58 @@ class MissingExtraError(GreenError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+class PolicyError(ConfigError):
+    """A malformed gate policy: the message names the table, the key, the problem and the valid keys.
+
+    Example:
+        >>> err = PolicyError("max_energy_kwh", "aliases.champion", "must be a number >= 0, got -1",
+        ...                   valid_keys=("max_energy_kwh", "measured_only"), source="policy.toml")
+        >>> print(err)
+        policy.toml: [aliases.champion] max_energy_kwh: must be a number >= 0, got -1. Valid keys in [aliases.champion]: max_energy_kwh, measured_only
+        >>> isinstance(err, ConfigError)
+        True
+    """
+
+    def __init__(
+        self,
+        key: str | None,
+        table: str | None,
+        problem: str,
+        *,
+        valid_keys: tuple[str, ...] = (),
+        source: str | None = None,
+    ) -> None:
+        where = " ".join(part for part in (f"[{table}]" if table else None, key) if part)
+        message = f"{source}: " if source else ""
+        message += f"{where}: {problem}" if where else problem
+        if valid_keys:
+            scope = f"in [{table}]" if table else "at the top level"
+            message += f". Valid keys {scope}: {', '.join(valid_keys)}"
+        super().__init__(message)
+        self.key = key
+        self.table = table
+        self.problem = problem
+        self.valid_keys = valid_keys
+        self.source = source
+
+
+class NotFoundError(GreenError, LookupError):
+    """An experiment or registered model that the tracking server does not have.
+
+    Attributes:
+        kind: ``"experiment"`` or ``"model"``.
+        name: The name (or id) asked for.
+        suggestions: Close matches that do exist (also in the message).
+    """
+
+    def __init__(self, message: str, *, kind: str = "", name: str = "", suggestions: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+        self.suggestions = list(suggestions or [])
+
+
+class RankRequestError(GreenError, ValueError):
+    """A ranking request that cannot be answered as asked (nothing to rank, an invalid filter)."""

@@ -43,6 +43,8 @@ ENERGY_PREDICT_KWH: Final = "green/energy_predict_kwh"
 PROJECTED_ENERGY_KWH: Final = "green/projected_energy_kwh"
 PROJECTED_EMISSIONS_KG: Final = "green/projected_emissions_kg"
 ACCURACY_PER_KWH: Final = "green/accuracy_per_kwh"
+QUALITY: Final = "green/quality"
+"""The value of the quality metric (named by ``green.quality_metric``) behind accuracy_per_kwh."""
 FLOP_PER_J: Final = "green/flop_per_j"
 
 # --- compression metadata --------------------------------------------------------------------

@@ -438,6 +438,7 @@ class TrainingSession:
         metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=window, samples=self.samples.get("train"))
         metrics.update(phase_metrics({p: m for p, m in self._all_phases().items() if p in _FIT_PHASES}))
         if self.quality is not None and total.energy_j > 0:
+            metrics[schema.QUALITY] = self.quality[1]
             metrics[schema.ACCURACY_PER_KWH] = self.quality[1] / joules_to_kwh(total.energy_j)
         return metrics
 

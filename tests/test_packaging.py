@@ -34,6 +34,9 @@ def test_wheel_contents(wheel: Path) -> None:
         "mlflow_green/meters/builtin.py",
         "mlflow_green/testing/fake_nvml.py",
         "mlflow_green/cli/doctor.py",
+        "mlflow_green/server/static/index.html",
+        "mlflow_green/server/static/green.js",
+        "mlflow_green/gates/policy.py",
     ):
         assert required in names
     assert not any(name.startswith(("integrations/", "tests/")) for name in names)
@@ -41,6 +44,7 @@ def test_wheel_contents(wheel: Path) -> None:
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "mlflow-green = mlflow_green.cli:main" in text
     assert "[mlflow.run_context_provider]" in text
+    assert "green = mlflow_green.server.app:create_app" in text
 
 
 @pytest.mark.slow

@@ -4,6 +4,8 @@ Example:
     $ mlflow-green doctor
     $ mlflow-green doctor --json
     $ mlflow-green regions
+    $ mlflow-green gate -m digits -v 3 --policy green-policy.toml --alias champion
+    $ mlflow-green rank -e my-experiment
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import click
 
 from mlflow_green._version import __version__
 from mlflow_green.cli.doctor import doctor
+from mlflow_green.cli.gate import gate
+from mlflow_green.cli.rank import rank_command
 from mlflow_green.cli.regions import regions
 from mlflow_green.cli.sync import sync
 
@@ -23,5 +27,7 @@ def main() -> None:
 
 
 main.add_command(doctor)
+main.add_command(gate)
 main.add_command(regions)
+main.add_command(rank_command)
 main.add_command(sync)

@@ -1,9 +1,310 @@
-"""Placeholder: server-side registry gates are installed here (issue: energy gates)."""
+"""Server-side registry gates: alias and stage requests are checked before MLflow applies them.
+
+With ``MLFLOW_GREEN_GATE_POLICY=/path/green-policy.toml`` in the environment of
+``mlflow server --app-name green``, the policy is loaded and validated when the app starts (a
+malformed policy stops the server with an error naming the key) and kept for the server's life.
+A Flask ``before_request`` hook on MLflow's app then intercepts
+
+* ``POST <prefix>/api/2.0/mlflow/registered-models/alias`` and its ``/ajax-api/`` twin (the UI),
+  i.e. ``MlflowClient.set_registered_model_alias``, and
+* ``POST <prefix>/api/2.0/mlflow/model-versions/transition-stage`` and its ``/ajax-api/`` twin,
+  i.e. ``MlflowClient.transition_model_version_stage``,
+
+matched by MLflow's own endpoint names, so every ``--static-prefix`` is covered. When the policy
+covers the alias (or stage), the version is checked against the server's stores directly (reads
+only), and a failing request is refused with **HTTP 403** and MLflow's error body, so
+``MlflowClient`` raises ``MlflowException`` with the message::
+
+    {"error_code": "PERMISSION_DENIED",
+     "message": "mlflow-green gate refused ...: max_energy_kwh: 0.8 kWh > limit 0.5 kWh",
+     "gate": {"passed": false, "failed_rules": ["max_energy_kwh"], "rules": [...], ...}}
+
+The ``green.gate``, ``green.gate.reasons`` and ``green.gate.policy`` tags are written on the
+version by a background thread once MLflow has handled the request, off the request path (each
+sqlite write costs 10-30 ms here; three of them would blow the 50 ms budget). Aliases and stages the policy
+does not cover, prompt versions, and malformed requests (which MLflow itself rejects) pass
+through untouched. If the check itself cannot run, the request is refused (gates fail closed).
+
+Example::
+
+    MLFLOW_GREEN_GATE_POLICY=green-policy.toml mlflow server --app-name green
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import atexit
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, g, request
+
+from mlflow_green.gates.check import check_version
+from mlflow_green.gates.policy import ENV_GATE_POLICY, Policy, load_policy
+from mlflow_green.gates.registry import Registry, StoreRegistry
+from mlflow_green.gates.result import GateResult
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+REFUSED_STATUS = 403
+"""HTTP status of a refused alias or stage request (MLflow's ``PERMISSION_DENIED``)."""
+
+GATE_HEADER = "X-MLflow-Green-Gate"
+"""Response header on a checked request: ``passed``, ``failed``, ``skipped (prompt)`` or ``error``."""
+GATE_MS_HEADER = "X-MLflow-Green-Gate-Ms"
+"""Response header on a checked request: milliseconds the check took inside the server."""
 
 
-def register(app: Flask) -> None:
-    """Check alias and stage requests against the configured policy before they apply."""
+@dataclass(frozen=True)
+class _Gated:
+    """An MLflow endpoint the gates intercept, and the request field naming the target."""
+
+    kind: str  # "alias" or "stage"
+    field: str
+
+
+_GATED_ENDPOINTS = {
+    "_set_registered_model_alias": _Gated("alias", "alias"),
+    "_transition_stage": _Gated("stage", "stage"),
+}
+"""MLflow's Flask endpoint names (its handler functions) for ``POST .../registered-models/alias``
+and ``POST .../model-versions/transition-stage``, under both ``/api/`` and ``/ajax-api/``."""
+
+
+class TagWriter:
+    """Runs tag writes on one background thread, in submission order, off the request path.
+
+    Example:
+        >>> writer = TagWriter()
+        >>> done = []
+        >>> writer.submit(lambda: done.append("tags"))
+        >>> writer.flush(timeout_s=5.0), done
+        (True, ['tags'])
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, write: Callable[[], None]) -> None:
+        """Queue a write (the thread starts on first use, so after any worker fork)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="mlflow-green-gate-tags", daemon=True)
+                self._thread.start()
+        self._queue.put(write)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every write queued so far is done; False on timeout."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self.submit(done.set)
+        return done.wait(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            write = self._queue.get()
+            try:
+                write()
+            except Exception:  # a failed write is logged; the decision was already made
+                logger.exception("mlflow-green: could not write gate tags")
+            finally:
+                self._queue.task_done()
+
+
+class DeferredTagRegistry:
+    """A :class:`~mlflow_green.gates.registry.Registry` that holds its tag writes back.
+
+    The writes are kept in :attr:`pending` until :meth:`GateEnforcer.after_request` hands them
+    to the :class:`TagWriter` — after MLflow's handler has applied (and committed) the alias, so
+    the two never wait on each other's sqlite write lock.
+
+    Args:
+        registry: Where to read and, later, write.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.pending: list[Callable[[], None]] = []
+
+    def model_version(self, name: str, version: str) -> ModelVersion:
+        return self.registry.model_version(name, version)
+
+    def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        return self.registry.version_by_alias(name, alias)
+
+    def run(self, run_id: str) -> Run:
+        return self.registry.run(run_id)
+
+    def latest_in_stage(self, name: str, stage: str) -> ModelVersion | None:
+        return self.registry.latest_in_stage(name, stage)
+
+    def set_version_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        tags = dict(tags)
+        self.pending.append(lambda: self.registry.set_version_tags(name, version, tags))
+
+
+class GateEnforcer:
+    """The ``before_request`` hook that checks alias and stage requests against a policy.
+
+    Args:
+        policy: The validated policy to enforce.
+        registry_factory: Builds the :class:`~mlflow_green.gates.registry.Registry` to read and
+            write (default: the server's own tracking and model-registry stores).
+
+    Example::
+
+        enforcer = GateEnforcer(load_policy("green-policy.toml"))
+        app.before_request(enforcer.before_request)
+        app.after_request(enforcer.after_request)
+    """
+
+    def __init__(self, policy: Policy, registry_factory: Callable[[], Registry] | None = None) -> None:
+        self.policy = policy
+        self.registry_factory = registry_factory or _server_registry
+        self.tag_writer = TagWriter()
+
+    def before_request(self) -> Response | None:
+        """Return a refusal for a failing alias/stage request; None lets the request through."""
+        gated = _GATED_ENDPOINTS.get(request.endpoint or "")
+        if gated is None or request.method != "POST":
+            return None
+        body = _request_json()
+        name, version, target = body.get("name"), body.get("version"), body.get(gated.field)
+        if not isinstance(name, str) or not isinstance(target, str) or not isinstance(version, str):
+            return None  # malformed: MLflow's handler rejects it with its own error
+        if not (self.policy.covers(alias=target) if gated.kind == "alias" else self.policy.covers(stage=target)):
+            return None
+        started = time.perf_counter()
+        try:
+            registry = DeferredTagRegistry(self.registry_factory())
+            g.mlflow_green_gate_writes = registry.pending
+            alias, stage = (target, None) if gated.kind == "alias" else (None, target)
+            result = check_version(registry, name, version, self.policy, alias=alias, stage=stage)
+        except Exception as exc:  # noqa: BLE001 - any failure to check refuses (fail closed)
+            return _check_error(exc, name, version, gated.kind, target)
+        finally:
+            g.mlflow_green_gate_ms = (time.perf_counter() - started) * 1000.0
+        if result.prompt:  # MLflow's prompt registry shares the alias endpoint: prompts are not gated
+            g.mlflow_green_gate = "skipped (prompt)"
+            return None
+        g.mlflow_green_gate = result.status
+        if result.passed:
+            logger.info("mlflow-green gate passed: %s", result.summary())
+            return None
+        logger.warning("mlflow-green gate refused: %s", result.summary())
+        return refusal(result)
+
+    def after_request(self, response: Response) -> Response:
+        """Queue the gate tags for writing; say on the response what the gate decided and how long it took.
+
+        Headers ``X-MLflow-Green-Gate`` (``passed``/``failed``/``error``) and
+        ``X-MLflow-Green-Gate-Ms`` (server-side time of the check, for the latency benchmark).
+        """
+        for write in g.pop("mlflow_green_gate_writes", ()):
+            self.tag_writer.submit(write)
+        elapsed_ms = g.get("mlflow_green_gate_ms")
+        if elapsed_ms is not None:
+            response.headers[GATE_HEADER] = g.get("mlflow_green_gate", "error")
+            response.headers[GATE_MS_HEADER] = f"{elapsed_ms:.3f}"
+        return response
+
+
+def refusal(result: GateResult) -> Response:
+    """The HTTP 403 response, in MLflow's error format, for a failed check."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    action = f"setting alias {result.alias!r}" if result.alias is not None else f"transition to stage {result.stage!r}"
+    message = (
+        f"mlflow-green gate refused {action} for model {result.model!r} version {result.version} "
+        f"(policy {result.policy}): {result.reasons}"
+    )
+    body = json.loads(MlflowException(message, error_code=PERMISSION_DENIED).serialize_as_json())
+    body["gate"] = result.to_dict()
+    return Response(json.dumps(body), status=REFUSED_STATUS, mimetype="application/json")
+
+
+def register(app: Flask, environ: Mapping[str, str] | None = None) -> GateEnforcer | None:
+    """Check alias and stage requests against the configured policy before they apply.
+
+    Reads ``MLFLOW_GREEN_GATE_POLICY``; without it the server enforces nothing.
+
+    Args:
+        app: MLflow's Flask app.
+        environ: Environment to read (default: ``os.environ``).
+
+    Returns:
+        The installed enforcer, or None when no policy is configured.
+
+    Raises:
+        PolicyError: The policy file is missing or malformed (the server does not start).
+    """
+    environ = os.environ if environ is None else environ
+    path = environ.get(ENV_GATE_POLICY, "").strip()
+    if not path:
+        logger.info("mlflow-green: %s is not set; registry gates are off", ENV_GATE_POLICY)
+        return None
+    policy = load_policy(path)
+    enforcer = GateEnforcer(policy)
+    app.before_request(enforcer.before_request)
+    app.after_request(enforcer.after_request)
+    app.extensions["mlflow_green_gates"] = enforcer
+    atexit.register(enforcer.tag_writer.flush, 5.0)
+    covered = [f"alias {a}" for a in policy.aliases] + [f"stage {s}" for s in policy.stages]
+    logger.info(
+        "mlflow-green: enforcing gate policy %s (sha256:%s) on %s",
+        policy.source,
+        policy.digest[:12],
+        ", ".join(covered) or "nothing (no [aliases] or [stages] tables)",
+    )
+    return enforcer
+
+
+def _server_registry() -> StoreRegistry:
+    from mlflow.server import handlers
+
+    return StoreRegistry(handlers._get_tracking_store(), handlers._get_model_registry_store())
+
+
+def _request_json() -> dict[str, Any]:
+    # The same parse as MLflow's handlers (force, silent, double-encoded strings), so the gate
+    # sees exactly the fields MLflow will apply.
+    body = request.get_json(force=True, silent=True)
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _check_error(exc: Exception, name: str, version: Any, kind: str, target: str) -> Response:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    if isinstance(exc, MlflowException) and exc.get_http_status_code() < 500:
+        # e.g. the model or version does not exist: MLflow's own answer, as its handler would give
+        return Response(exc.serialize_as_json(), status=exc.get_http_status_code(), mimetype="application/json")
+    logger.exception("mlflow-green gate could not check %s version %s for %s %s", name, version, kind, target)
+    message = (
+        f"mlflow-green gate could not check model {name!r} version {version} for {kind} {target!r}, "
+        f"so the request is refused: {type(exc).__name__}: {exc}"
+    )
+    return Response(
+        MlflowException(message, error_code=PERMISSION_DENIED).serialize_as_json(),
+        status=REFUSED_STATUS,
+        mimetype="application/json",
+    )

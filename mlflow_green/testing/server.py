@@ -85,7 +85,14 @@ class GreenServer:
         ]
         if self.app_name:
             command += ["--app-name", self.app_name]
-        env = {**os.environ, **self.env, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+        env = {
+            **os.environ,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            # MLflow's job runner starts ~7 worker processes: noise on a 2-core test machine
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            **self.env,
+        }
         self.log_file = self.log_path.open("wb")
         self.process = subprocess.Popen(command, stdout=self.log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + self.startup_timeout_s

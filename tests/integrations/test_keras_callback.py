@@ -236,3 +236,16 @@ def test_post_training_quantization_is_logged_into_the_same_run(mlflow_experimen
     assert profile is not None and profile.quantization == "int8"
     assert run.data.tags[schema.TAG_COMPRESSION] == "int8"
     assert run.data.metrics[schema.MODEL_SIZE_BYTES] < size_before / 3
+
+
+def test_runs_logged_only_by_the_callback_rank_by_their_quality_metric(mlflow_experiment: str, digits) -> None:
+    import mlflow_green
+
+    x, y, xv, yv = digits
+    cb = GreenCallback()
+    history = _mlp().fit(x, y, validation_data=(xv, yv), epochs=2, batch_size=128, callbacks=[cb], verbose=0)
+    metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
+    assert metrics[schema.QUALITY] == pytest.approx(history.history["val_accuracy"][-1])
+    [row] = mlflow_green.rank([mlflow_experiment]).rows
+    assert row.rank == 1 and row.quality_metric == "val_accuracy"
+    assert row.accuracy_per_kwh == pytest.approx(metrics[schema.ACCURACY_PER_KWH], rel=1e-6)

@@ -1,0 +1,327 @@
+"""Gate policies: a TOML file of rules, per alias and per stage, parsed and validated up front.
+
+Format (every table optional; all limits in the unit of the key)::
+
+    [default]                      # inherited by every [aliases.*] and [stages.*] table
+    measured_only = true           # reject estimated energy (green.estimated = true)
+    max_energy_kwh = 2.0
+
+    [aliases.champion]             # checked when the alias `champion` is set; overrides [default]
+    max_energy_kwh = 0.5
+    min_accuracy_per_kwh = 1500
+    beat_current_by_percent = 5    # accuracy/kWh at least 5 % above the current champion
+
+    [aliases.staging]
+    measured_only = false          # estimates are fine for staging
+
+    [aliases."*"]                  # any other alias (without it, other aliases are not gated)
+
+    [stages.Production]            # checked on a transition to Production (case-insensitive)
+    max_energy_kwh = 0.5
+
+Keys: see :data:`mlflow_green.gates.rules.RULE_SPECS`. Unknown keys, wrong types, negative or
+non-finite numbers and a ``min_sparsity`` outside 0..1 raise :class:`~mlflow_green.errors.PolicyError`
+naming the file, the table, the key, the problem and the valid keys.
+
+Example:
+    >>> policy = loads_policy('''
+    ... [default]
+    ... measured_only = true
+    ... [aliases.champion]
+    ... max_energy_kwh = 0.5
+    ... ''', source="green-policy.toml")
+    >>> rules = policy.for_alias("champion")
+    >>> rules.section, rules.measured_only, rules.max_energy_kwh
+    ('aliases.champion', True, 0.5)
+    >>> policy.for_alias("canary") is None     # not covered: not gated
+    True
+    >>> try:
+    ...     loads_policy("[default]\\nmax_energy_kwh = -1", source="p.toml")
+    ... except PolicyError as err:
+    ...     print(str(err)[:76])
+    p.toml: [default] max_energy_kwh: must be a finite number >= 0 (kWh), got -1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from mlflow_green.errors import PolicyError
+from mlflow_green.gates.rules import RULE_SPECS, Rules
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    try:
+        import tomli as tomllib
+    except ImportError:  # pragma: no cover
+        tomllib = None  # type: ignore[assignment]
+
+ENV_GATE_POLICY = "MLFLOW_GREEN_GATE_POLICY"
+"""Environment variable of the server: path of the policy file that ``mlflow server --app-name green`` enforces."""
+
+WILDCARD = "*"
+"""An ``[aliases."*"]`` / ``[stages."*"]`` table covers every alias / stage not listed by name."""
+
+TOP_LEVEL_KEYS = ("default", "aliases", "stages")
+RULE_KEYS = tuple(RULE_SPECS)
+_STAGES = ("None", "Staging", "Production", "Archived")  # MLflow's model-version stages
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated gate policy: ``[default]`` rules, and effective rules per alias and per stage.
+
+    Alias and stage rules already include the ``[default]`` ones they inherit.
+
+    Attributes:
+        default: The ``[default]`` rules; None when the file has no ``[default]`` table.
+        aliases: Alias -> effective rules (``"*"`` covers the aliases not listed).
+        stages: Canonical stage (``Production``) -> effective rules (``"*"`` covers the others).
+        source: Where the policy came from (a file path, or ``<string>``).
+        digest: SHA-256 of the policy's bytes, to tell which policy checked a version.
+
+    Example:
+        >>> policy = parse_policy({"default": {"max_energy_kwh": 1}, "stages": {"production": {}}})
+        >>> policy.for_stage("PRODUCTION").section, policy.for_stage("PRODUCTION").max_energy_kwh
+        ('stages.Production', 1.0)
+        >>> policy.covers(alias="champion"), policy.covers(stage="Production")
+        (False, True)
+    """
+
+    default: Rules | None
+    aliases: Mapping[str, Rules] = field(default_factory=dict)
+    stages: Mapping[str, Rules] = field(default_factory=dict)
+    source: str = "<policy>"
+    digest: str = ""
+
+    @property
+    def name(self) -> str:
+        """The policy file's name (``green-policy.toml``), or its source when not a file."""
+        return Path(self.source).name if not self.source.startswith("<") else self.source
+
+    def for_alias(self, alias: str) -> Rules | None:
+        """The rules for setting ``alias``; None when the policy does not cover it."""
+        return self.aliases.get(alias) or self.aliases.get(WILDCARD)
+
+    def for_stage(self, stage: str) -> Rules | None:
+        """The rules for a transition to ``stage`` (any case); None when not covered."""
+        canonical = canonical_stage(stage)
+        if canonical is None:
+            return None
+        return self.stages.get(canonical) or self.stages.get(WILDCARD)
+
+    def covers(self, *, alias: str | None = None, stage: str | None = None) -> bool:
+        """Whether setting ``alias`` (or moving to ``stage``) is gated by this policy."""
+        if alias is not None:
+            return self.for_alias(alias) is not None
+        if stage is not None:
+            return self.for_stage(stage) is not None
+        return self.default is not None
+
+    def rules(self, *, alias: str | None = None, stage: str | None = None) -> Rules:
+        """The rules that apply: an alias's, a stage's, or ``[default]`` when neither is given.
+
+        Raises:
+            PolicyError: Both given, or the policy has no rules for it (an uncovered alias or
+                stage, or no ``[default]`` table when neither is given).
+        """
+        if alias is not None and stage is not None:
+            raise PolicyError(None, None, "give an alias or a stage, not both", source=self.source)
+        if alias is not None:
+            rules = self.for_alias(alias)
+            what, covered = f"alias {alias!r}", sorted(self.aliases)
+            table = "aliases"
+        elif stage is not None:
+            rules = self.for_stage(stage)
+            what, covered = f"stage {stage!r}", sorted(self.stages)
+            table = "stages"
+        else:
+            if self.default is None:
+                raise PolicyError(
+                    None, None, "the policy has no [default] table; give an alias or a stage to check", source=self.source
+                )
+            return self.default
+        if rules is None:
+            listed = ", ".join(covered) or "none"
+            raise PolicyError(None, table, f"the policy has no rules for {what} (covered: {listed})", source=self.source)
+        return rules
+
+    def label(self, rules: Rules) -> str:
+        """What the ``green.gate.policy`` tag says: file, section and digest, e.g.
+        ``green-policy.toml [aliases.champion] sha256:3f2a9c1b04de``."""
+        digest = f" sha256:{self.digest[:12]}" if self.digest else ""
+        return f"{self.name} [{rules.section}]{digest}"
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and validate a policy file.
+
+    Raises:
+        PolicyError: The file is missing, unreadable, not TOML, or has a malformed rule.
+    """
+    source = os.fspath(path)
+    try:
+        data = Path(source).read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(None, None, f"policy file not found: {source}") from None
+    except OSError as exc:
+        raise PolicyError(None, None, f"cannot read policy file {source}: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(None, None, f"not UTF-8 text: {exc}", source=source) from None
+    return loads_policy(text, source=source)
+
+
+def loads_policy(text: str, *, source: str = "<string>") -> Policy:
+    """Parse and validate a policy from TOML text."""
+    if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
+        raise PolicyError(None, None, "reading TOML on Python 3.10 needs 'tomli': pip install tomli", source=source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(None, None, f"not valid TOML: {exc}", source=source) from None
+    return parse_policy(data, source=source, digest=hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def parse_policy(data: Mapping[str, Any], *, source: str = "<dict>", digest: str | None = None) -> Policy:
+    """Validate an already-parsed policy (the dict ``tomllib`` returns).
+
+    Raises:
+        PolicyError: On anything but a well-formed policy; never another exception.
+    """
+    if not isinstance(data, Mapping):
+        raise PolicyError(None, None, f"a policy must be a table, got {_describe(data)}", source=source)
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise PolicyError(_key_name(key), None, "unknown table", valid_keys=TOP_LEVEL_KEYS, source=source)
+    default = None
+    if "default" in data:
+        default = _parse_rules(data["default"], "default", source)
+    base = default or Rules()
+    aliases = {
+        name: base.merged(rules)
+        for name, rules in _parse_named_tables(data.get("aliases"), "aliases", source).items()
+    }
+    stages: dict[str, Rules] = {}
+    for name, rules in _parse_named_tables(data.get("stages"), "stages", source).items():
+        canonical = name if name == WILDCARD else canonical_stage(name)
+        if canonical is None:
+            raise PolicyError(
+                name, "stages", f"unknown stage; stages are {', '.join(_STAGES)} (any case) or \"*\"", source=source
+            )
+        if canonical in stages:
+            raise PolicyError(name, "stages", f"stage {canonical} is listed twice", source=source)
+        section = f"stages.{canonical}"
+        stages[canonical] = base.merged(Rules(**{**_fields(rules), "section": section}))
+    for section_rules in (default, *aliases.values(), *stages.values()):
+        if section_rules is not None:
+            _check_consistent(section_rules, source)
+    if digest is None:
+        try:
+            canonical = json.dumps(data, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            canonical = repr(data)
+        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return Policy(default, MappingProxyType(aliases), MappingProxyType(stages), source, digest)
+
+
+def _fields(rules: Rules) -> dict[str, Any]:
+    return {key: rules.value(key) for key in RULE_KEYS}
+
+
+def _parse_named_tables(value: Any, table: str, source: str) -> dict[str, Rules]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise PolicyError(
+            None, table, f"must be a table of tables ([{table}.NAME]), got {_describe(value)}", source=source
+        )
+    parsed = {}
+    for name, rules in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise PolicyError(_key_name(name), table, "a name must be a non-empty string", source=source)
+        if not isinstance(rules, Mapping):
+            raise PolicyError(
+                name, table, f"must be a table ([{table}.{name}]) of rules, got {_describe(rules)}",
+                valid_keys=RULE_KEYS, source=source,
+            )
+        parsed[name] = _parse_rules(rules, f"{table}.{name}", source)
+    return parsed
+
+
+def _parse_rules(value: Any, table: str, source: str) -> Rules:
+    if not isinstance(value, Mapping):
+        raise PolicyError(None, table, f"must be a table of rules, got {_describe(value)}", valid_keys=RULE_KEYS, source=source)
+    settings: dict[str, Any] = {}
+    for key, setting in value.items():
+        spec = RULE_SPECS.get(key) if isinstance(key, str) else None
+        if spec is None:
+            raise PolicyError(_key_name(key), table, "unknown key", valid_keys=RULE_KEYS, source=source)
+        settings[key] = _validate(spec.kind, spec.unit, key, setting, table, source)
+    return Rules(section=table, **settings)
+
+
+def _validate(kind: str, unit: str, key: str, value: Any, table: str, source: str) -> Any:
+    def fail(expected: str) -> PolicyError:
+        return PolicyError(key, table, f"must be {expected}, got {_describe(value)}", valid_keys=RULE_KEYS, source=source)
+
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    unit_note = f" ({unit})" if unit else ""
+    expected = "a number from 0 to 1" if kind == "fraction" else f"a finite number >= 0{unit_note}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail(expected)
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        raise fail(expected) from None
+    if not math.isfinite(number) or number < 0 or (kind == "fraction" and number > 1):
+        raise fail(expected)
+    return number
+
+
+def _check_consistent(rules: Rules, source: str) -> None:
+    if rules.require_inference_energy and rules.max_energy_per_sample_predict_j is None:
+        raise PolicyError(
+            "require_inference_energy",
+            rules.section,
+            "needs max_energy_per_sample_predict_j in the same table or in [default]",
+            valid_keys=RULE_KEYS,
+            source=source,
+        )
+
+
+def canonical_stage(stage: str) -> str | None:
+    """MLflow's spelling of a stage given in any case (``production`` -> ``Production``); None if unknown.
+
+    Example:
+        >>> canonical_stage("production"), canonical_stage("prod")
+        ('Production', None)
+    """
+    if not isinstance(stage, str):
+        return None
+    return next((s for s in _STAGES if s.lower() == stage.strip().lower()), None)
+
+
+def _key_name(key: Any) -> str:
+    return key if isinstance(key, str) else repr(key)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"

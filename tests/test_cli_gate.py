@@ -1,0 +1,183 @@
+"""`mlflow-green gate`: exit 0 on a pass, 1 on a failure with a readable report, 2 on a usage or config error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunTag
+
+from mlflow_green import schema
+from mlflow_green.cli import main
+
+POLICY = """
+[default]
+measured_only = true
+
+[aliases.champion]
+max_energy_kwh = 0.5
+min_accuracy_per_kwh = 1000
+
+[aliases.staging]
+max_energy_kwh = 5.0
+
+[stages.Production]
+max_energy_kwh = 0.5
+"""
+
+GOOD = {schema.ENERGY_KWH: 0.2, schema.ACCURACY_PER_KWH: 4500.0}
+WASTEFUL = {schema.ENERGY_KWH: 2.0, schema.ACCURACY_PER_KWH: 450.0}
+MEASURED = {schema.TAG_ESTIMATED: "false"}
+
+
+@pytest.fixture()
+def policy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "green-policy.toml"
+    path.write_text(POLICY)
+    return path
+
+
+@pytest.fixture()
+def model(mlflow_experiment: str, tracking_uri: str) -> tuple[MlflowClient, str, str, str]:
+    """A registered model with a good version (1) and a wasteful one (2)."""
+    client = MlflowClient(tracking_uri)
+    name = f"cli-gate-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    good, wasteful = (_version(client, mlflow_experiment, name, metrics, MEASURED) for metrics in (GOOD, WASTEFUL))
+    return client, name, good, wasteful
+
+
+def _version(client: MlflowClient, experiment_id: str, name: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> str:
+    run_id = client.create_run(experiment_id).info.run_id
+    now_ms = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now_ms, 0) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+    return str(client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id).version)
+
+
+def _gate(tracking_uri: str, *args: str) -> Result:
+    return CliRunner().invoke(main, ["gate", "--tracking-uri", tracking_uri, *args])
+
+
+def test_a_passing_version_exits_0_and_is_tagged(model, policy_file: Path, tracking_uri: str) -> None:
+    client, name, good, _ = model
+    result = _gate(tracking_uri, "-m", name, "-v", good, "--policy", str(policy_file), "--alias", "champion")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == f"Gate PASSED: model '{name}' version {good} for alias champion"
+    assert "PASS  max_energy_kwh" in result.output
+    tags = client.get_model_version(name, good).tags
+    assert tags[schema.TAG_GATE] == "passed"
+    assert tags[schema.TAG_GATE_POLICY].startswith("green-policy.toml [aliases.champion] sha256:")
+    assert not client.get_registered_model(name).aliases  # no --promote: nothing set
+
+
+def test_a_failing_version_exits_1_with_a_readable_report(model, policy_file: Path, tracking_uri: str) -> None:
+    client, name, _, wasteful = model
+    result = _gate(tracking_uri, "-m", name, "-v", wasteful, "--policy", str(policy_file), "--alias", "champion")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"Gate FAILED: model '{name}' version {wasteful} for alias champion"
+    assert "  FAIL  max_energy_kwh        2 kWh > limit 0.5 kWh" in lines
+    assert "  FAIL  min_accuracy_per_kwh  450 1/kWh < minimum 1000 1/kWh" in lines
+    assert lines[-1] == "2 of 3 rules failed: max_energy_kwh, min_accuracy_per_kwh"
+    assert client.get_model_version(name, wasteful).tags[schema.TAG_GATE] == "failed"
+
+
+def test_promote_sets_the_alias_only_on_a_pass(model, policy_file: Path, tracking_uri: str) -> None:
+    client, name, good, wasteful = model
+    refused = _gate(tracking_uri, "-m", name, "-v", wasteful, "--policy", str(policy_file), "--alias", "champion", "--promote")
+    assert refused.exit_code == 1
+    assert "Not promoted: the gate failed." in refused.output
+    assert "champion" not in client.get_registered_model(name).aliases
+
+    promoted = _gate(tracking_uri, "-m", name, "-v", good, "--policy", str(policy_file), "--alias", "champion", "--promote")
+    assert promoted.exit_code == 0, promoted.output
+    assert f"Promoted: alias 'champion' now points to version {good} of '{name}'" in promoted.output
+    assert str(client.get_registered_model(name).aliases["champion"]) == good
+
+
+def test_promote_to_a_stage(model, policy_file: Path, tracking_uri: str) -> None:
+    client, name, good, wasteful = model
+    assert _gate(tracking_uri, "-m", name, "-v", wasteful, "--policy", str(policy_file), "--stage", "production", "--promote").exit_code == 1
+    assert client.get_model_version(name, wasteful).current_stage == "None"
+    result = _gate(tracking_uri, "-m", name, "-v", good, "--policy", str(policy_file), "--stage", "production", "--promote")
+    assert result.exit_code == 0, result.output
+    assert client.get_model_version(name, good).current_stage == "Production"
+
+
+def test_json_output(model, policy_file: Path, tracking_uri: str) -> None:
+    _, name, _, wasteful = model
+    result = _gate(tracking_uri, "-m", name, "-v", wasteful, "--policy", str(policy_file), "--alias", "staging", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["passed"] is True and report["alias"] == "staging" and report["promoted"] is None
+    assert [r["rule"] for r in report["rules"]] == ["max_energy_kwh", "measured_only"]
+
+
+def test_the_policy_comes_from_the_environment_too(model, policy_file: Path, tracking_uri: str) -> None:
+    _, name, good, _ = model
+    result = CliRunner().invoke(
+        main,
+        ["gate", "-m", name, "-v", good, "--alias", "champion"],
+        env={"MLFLOW_GREEN_GATE_POLICY": str(policy_file), "MLFLOW_TRACKING_URI": tracking_uri},
+    )
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--alias", "canary"], "no rules for alias 'canary' (covered: champion, staging)"),
+        (["--promote"], "--promote needs --alias or --stage"),
+        (["--alias", "champion", "--stage", "Production"], "give --alias or --stage, not both"),
+        (["-v", "99", "--alias", "champion"], "not found"),
+        ([], "no [default] table"),
+    ],
+    ids=["uncovered-alias", "promote-without-target", "alias-and-stage", "unknown-version", "no-default"],
+)
+def test_usage_and_configuration_errors_exit_2(model, tracking_uri: str, tmp_path: Path, args: list[str], words: str) -> None:
+    _, name, good, _ = model
+    policy = tmp_path / "aliases-only.toml"
+    policy.write_text("[aliases.champion]\nmax_energy_kwh = 1\n[aliases.staging]\n")
+    result = _gate(tracking_uri, "-m", name, "-v", good, "--policy", str(policy), *args)
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+
+
+def test_a_malformed_policy_exits_2_naming_the_key(model, tracking_uri: str, tmp_path: Path) -> None:
+    _, name, good, _ = model
+    policy = tmp_path / "bad.toml"
+    policy.write_text("[aliases.champion]\nmax_energy_kwh = -1\n")
+    result = _gate(tracking_uri, "-m", name, "-v", good, "--policy", str(policy), "--alias", "champion")
+    assert result.exit_code == 2
+    assert "bad.toml: [aliases.champion] max_energy_kwh: must be a finite number >= 0 (kWh), got -1" in result.output
+    as_json = _gate(tracking_uri, "-m", name, "-v", good, "--policy", str(policy), "--format", "json")
+    assert as_json.exit_code == 2 and json.loads(as_json.output)["type"] == "PolicyError"
+
+
+def test_missing_required_options_exit_2(tracking_uri: str) -> None:
+    assert _gate(tracking_uri, "-m", "x").exit_code == 2
+
+
+def test_the_installed_console_script_exits_1_on_a_failure(model, policy_file: Path, tracking_uri: str) -> None:
+    _, name, _, wasteful = model
+    exe = Path(sys.executable).with_name("mlflow-green")
+    out = subprocess.run(
+        [str(exe), "gate", "-m", name, "-v", wasteful, "--policy", str(policy_file), "--alias", "champion", "--tracking-uri", tracking_uri],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "Gate FAILED" in out.stdout
