@@ -21,10 +21,22 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "integrations"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+POLICY = """
+[aliases.staging]
+max_energy_kwh = 1.0
+
+[aliases.champion]
+measured_only = true          # no RAPL, no GPU here: estimated energy must not become champion
+"""
+
+
 @pytest.fixture(scope="module")
 def server(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GreenServer]:
     workdir = tmp_path_factory.mktemp("team")
-    with GreenServer(workdir, backend_store_uri=postgres_uri) as running:
+    policy = workdir / "green-policy.toml"
+    policy.write_text(POLICY)
+    with GreenServer(workdir, backend_store_uri=postgres_uri, env={"MLFLOW_GREEN_GATE_POLICY": str(policy)}) as running:
+        running.policy_path = policy  # type: ignore[attr-defined]
         yield running
 
 
@@ -101,3 +113,38 @@ def test_lightning_training_logs_over_http_into_postgres(remote: str, digits: tu
     assert run.info.status == "FINISHED"
     _exactly_once(client, run.info.run_id, schema.EPOCH_ENERGY_KWH, 3)
     assert schema.MODEL_FLOPS_PER_SAMPLE in run.data.metrics
+
+
+def test_rank_and_gate_the_team_runs_on_the_server(remote: str, server: GreenServer) -> None:
+    """Runs from the two trainings above: ranked through /green/api; gated on promotion."""
+    from click.testing import CliRunner
+    from mlflow.exceptions import MlflowException
+
+    import mlflow_green
+    from mlflow_green.cli import main
+
+    ranking = mlflow_green.rank(["team-keras", "team-lightning"], tracking_uri=remote)
+    ranked = [row for row in ranking.rows if row.rank is not None]
+    assert len(ranked) == 2, [(row.run_name, row.reason) for row in ranking.rows]
+    assert all(row.energy_kwh > 0 and row.estimated for row in ranked)
+    assert ranked[0].accuracy_per_kwh >= ranked[1].accuracy_per_kwh
+
+    client = MlflowClient(remote)
+    best = ranked[0]
+    client.create_registered_model("team-digits")
+    version = client.create_model_version("team-digits", f"runs:/{best.run_id}/model", run_id=best.run_id).version
+    # Staging only caps the energy: the server lets it through.
+    client.set_registered_model_alias("team-digits", "staging", version)
+    assert client.get_model_version_by_alias("team-digits", "staging").version == version
+    # Champion requires measured energy: refused server-side, the alias stays unset.
+    with pytest.raises(MlflowException, match="measured_only"):
+        client.set_registered_model_alias("team-digits", "champion", version)
+    assert "champion" not in client.get_registered_model("team-digits").aliases
+    # The same policy from CI: exit 1 with a readable report.
+    result = CliRunner().invoke(
+        main,
+        ["gate", "-m", "team-digits", "-v", str(version), "--policy", str(server.policy_path),
+         "--alias", "champion", "--tracking-uri", remote],
+    )
+    assert result.exit_code == 1, result.output
+    assert "measured_only" in result.output
