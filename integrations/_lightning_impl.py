@@ -16,13 +16,11 @@ from typing import Any
 
 import torch
 
-from mlflow_green.budget import EnergyBudget
 from mlflow_green.inspection import ModelProfile, inspect_model
 from mlflow_green.readings import DeviceCounter, Measurement
 from mlflow_green.runs import RunHandle
 from mlflow_green.session import TrainingSession
-from mlflow_green.tracker import EnergyTracker, MeterSpec
-from mlflow_green.validation import check_bool, check_name
+from mlflow_green.tracker import MeterSpec
 
 logger = logging.getLogger(__name__)
 
@@ -53,21 +51,20 @@ class GreenCallbackMixin:
         intensity_provider: str | None = None,
     ) -> None:
         super().__init__()
-        check_name("quality_metric", quality_metric, example="val_acc")
-        check_name("run_name", run_name, example="baseline-cnn")
-        check_bool("live_metrics", live_metrics, optional=True)
-        check_bool("inspect_model", inspect_model)
-        check_bool("log_report", log_report)
-        tracker = EnergyTracker(
-            region=region, pue=pue, meters=meters, sample_interval_s=sample_interval_s, intensity_provider=intensity_provider
-        )
-        self.session = TrainingSession(
-            framework="lightning",
-            tracker=tracker,
+        self.session = TrainingSession.for_callback(
+            "lightning",
             quality_metric=quality_metric,
-            budget=EnergyBudget(max_energy_kwh, max_emissions_kg),
+            max_energy_kwh=max_energy_kwh,
+            max_emissions_kg=max_emissions_kg,
+            live_metrics=live_metrics,
+            inspect_model=inspect_model,
             log_report=log_report,
             run_name=run_name,
+            region=region,
+            pue=pue,
+            meters=meters,
+            sample_interval_s=sample_interval_s,
+            intensity_provider=intensity_provider,
         )
         self.live_metrics = live_metrics
         self.inspect_model = inspect_model

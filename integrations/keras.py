@@ -25,11 +25,10 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise MissingExtraError("keras", "keras", "mlflow_green.integrations.keras") from exc
 
-from mlflow_green.budget import EnergyBudget
 from mlflow_green.inspection import ModelProfile, inspect_model
 from mlflow_green.session import TrainingSession
-from mlflow_green.tracker import EnergyTracker, MeterSpec
-from mlflow_green.validation import check_bool, check_name, check_positive_int
+from mlflow_green.tracker import MeterSpec
+from mlflow_green.validation import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -107,21 +106,20 @@ class GreenCallback(keras.callbacks.Callback):
     ) -> None:
         super().__init__()
         check_positive_int("samples_per_epoch", samples_per_epoch)
-        check_name("quality_metric", quality_metric, example="val_accuracy")
-        check_name("run_name", run_name, example="baseline-cnn")
-        check_bool("live_metrics", live_metrics, optional=True)
-        check_bool("inspect_model", inspect_model)
-        check_bool("log_report", log_report)
-        tracker = EnergyTracker(
-            region=region, pue=pue, meters=meters, sample_interval_s=sample_interval_s, intensity_provider=intensity_provider
-        )
-        self.session = TrainingSession(
-            framework="keras",
-            tracker=tracker,
+        self.session = TrainingSession.for_callback(
+            "keras",
             quality_metric=quality_metric,
-            budget=EnergyBudget(max_energy_kwh, max_emissions_kg),
+            max_energy_kwh=max_energy_kwh,
+            max_emissions_kg=max_emissions_kg,
+            live_metrics=live_metrics,
+            inspect_model=inspect_model,
             log_report=log_report,
             run_name=run_name,
+            region=region,
+            pue=pue,
+            meters=meters,
+            sample_interval_s=sample_interval_s,
+            intensity_provider=intensity_provider,
         )
         self.live_metrics = live_metrics
         self.samples_per_epoch = samples_per_epoch

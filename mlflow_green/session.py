@@ -157,6 +157,41 @@ class TrainingSession:
         self._eval_tracker: EnergyTracker | None = None
         self.resumed_run_id: str | None = None
 
+    @classmethod
+    def for_callback(
+        cls,
+        framework: str,
+        *,
+        quality_metric: str | None,
+        max_energy_kwh: float | None,
+        max_emissions_kg: float | None,
+        live_metrics: bool | None,
+        inspect_model: bool,
+        log_report: bool,
+        run_name: str | None,
+        **tracker_options: Any,
+    ) -> TrainingSession:
+        """Validate a callback's options (``ConfigError`` at construction) and build its session.
+
+        ``tracker_options`` are :class:`~mlflow_green.tracker.EnergyTracker`'s: ``region``,
+        ``pue``, ``meters``, ``sample_interval_s``, ``intensity_provider``.
+        """
+        from mlflow_green.validation import check_bool, check_name
+
+        check_name("quality_metric", quality_metric, example="val_accuracy")
+        check_name("run_name", run_name, example="baseline-cnn")
+        check_bool("live_metrics", live_metrics, optional=True)
+        check_bool("inspect_model", inspect_model)
+        check_bool("log_report", log_report)
+        return cls(
+            framework=framework,
+            tracker=EnergyTracker(**tracker_options),
+            quality_metric=quality_metric,
+            budget=EnergyBudget(max_energy_kwh, max_emissions_kg),
+            log_report=log_report,
+            run_name=run_name,
+        )
+
     def reduce(self, measurement: Measurement) -> Measurement:
         """This rank's measurement combined with every other rank's (a collective call)."""
         if self.gather is None:

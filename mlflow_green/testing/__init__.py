@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from mlflow_green.testing.fake_intensity import FakeIntensityProvider, registered_intensity_providers
-from mlflow_green.testing.fake_meter import FakeMeter, registered_meters
+from mlflow_green.testing.fake_meter import FakeMeter, PerReadMeter, registered_meters
 from mlflow_green.testing.fake_nvml import FakeGPU, FakeNVML, ManualClock
 from mlflow_green.testing.fake_powercap import FakePowercapTree
 
@@ -20,6 +20,7 @@ __all__ = [
     "FakeGPU",
     "FakeIntensityProvider",
     "FakeMeter",
+    "PerReadMeter",
     "FakeNVML",
     "FakePowercapTree",
     "ManualClock",

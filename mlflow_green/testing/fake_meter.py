@@ -101,6 +101,29 @@ class FakeMeter(Meter):
         self.closed = True
 
 
+class PerReadMeter(FakeMeter):
+    """Each counter read adds ``step_j`` joules to the CPU: energy that depends only on how
+    often the tracker reads, not on time — deterministic budgets and projections in tests.
+
+    Example:
+        >>> m = PerReadMeter(10.0)
+        >>> m.open(0.0)
+        >>> [m.read(0.0)[0].energy_j, m.read(0.0)[0].energy_j]
+        [10.0, 20.0]
+    """
+
+    def __init__(self, step_j: float, *, name: str = "per-read") -> None:
+        super().__init__({"cpu:0": 0.0, "ram:0": 0.0}, name=name)
+        self.step_j = step_j
+
+    def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
+        self.reads += 1
+        return (
+            DeviceCounter("cpu:0", "cpu", self.step_j * self.reads, "counter", self.name),
+            DeviceCounter("ram:0", "ram", 0.0, "counter", self.name),
+        )
+
+
 @contextlib.contextmanager
 def registered_meters(*factories: Callable[[], Meter]) -> Iterator[Any]:
     """Register meter factories as a plugin for the duration of a ``with`` block.

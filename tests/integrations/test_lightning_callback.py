@@ -19,21 +19,7 @@ import lightning  # noqa: E402
 from mlflow_green import schema  # noqa: E402
 from mlflow_green.errors import ConfigError  # noqa: E402
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
-from mlflow_green.readings import DeviceCounter  # noqa: E402
-from mlflow_green.testing import FakeMeter  # noqa: E402
-
-
-class PerReadMeter(FakeMeter):
-    """Every counter read adds ``step_j`` joules."""
-
-    def __init__(self, step_j: float) -> None:
-        super().__init__({"cpu:0": 0.0, "ram:0": 0.0}, name="per-read")
-        self.step_j = step_j
-
-    def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
-        self.reads += 1
-        return (DeviceCounter("cpu:0", "cpu", self.step_j * self.reads, "counter", self.name),
-                DeviceCounter("ram:0", "ram", 0.0, "counter", self.name))
+from mlflow_green.testing import PerReadMeter  # noqa: E402
 
 
 def _history(run_id: str, key: str, client: MlflowClient | None = None) -> list:
