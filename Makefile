@@ -27,9 +27,10 @@ demo: $(STAMP)
 	$(PY) examples/track_digits.py
 	$(PY) examples/keras_digits.py
 	$(PY) examples/lightning_digits.py
-	@echo "\nLeaderboard (accuracy per kWh), sqlite:///mlflow.db:"
-	$(PY) examples/leaderboard.py green-digits-keras green-digits-lightning --metric test_accuracy
-	@echo "\nOpen the MLflow UI:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (then http://127.0.0.1:5000)"
+	@echo "\nLeaderboard (test accuracy per kWh), sqlite:///mlflow.db:"
+	$(VENV)/bin/mlflow-green rank -e green-digits-keras -e green-digits-lightning --metric test_accuracy
+	@echo "\nOpen the view:  $(VENV)/bin/mlflow server --app-name green --backend-store-uri sqlite:///mlflow.db"
+	@echo "               then http://127.0.0.1:5000/green/  (the MLflow UI is at http://127.0.0.1:5000/)"
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest
