@@ -48,17 +48,15 @@ def train(name: str, hidden: tuple[int, ...], data: tuple[np.ndarray, ...]) -> N
 
 
 def leaderboard() -> None:
-    runs = mlflow.search_runs(experiment_names=[EXPERIMENT], order_by=["attributes.start_time DESC"])
-    rows = []
-    for _, run in runs.iterrows():
-        energy = run.get(f"metrics.{schema.ENERGY_KWH}")
-        accuracy = run.get("metrics.val_accuracy")
-        if energy and energy > 0:
-            rows.append((accuracy / energy, run["tags.mlflow.runName"], accuracy, energy, run[f"tags.{schema.TAG_METERS}"]))
+    ranking = mlflow_green.rank(EXPERIMENT, metric="val_accuracy")
     print("\nLeaderboard (accuracy per kWh):")
-    print(f"  {'run':<11} {'val_acc':>7} {'energy Wh':>10} {'acc/kWh':>10}  meters")
-    for per_kwh, name, accuracy, energy, meters in sorted(rows, reverse=True):
-        print(f"  {name:<11} {accuracy:>7.3f} {energy * 1000:>10.3f} {per_kwh:>10.0f}  {meters}")
+    print(f"  {'rank':>4} {'run':<11} {'val_acc':>7} {'energy Wh':>10} {'acc/kWh':>10}  pareto")
+    for row in ranking.rows:
+        if row.rank is None:
+            print(f"  {'-':>4} {row.run_name:<11} not ranked: {row.reason}")
+            continue
+        print(f"  {row.rank:>4} {row.run_name:<11} {row.quality:>7.3f} {row.energy_kwh * 1000:>10.3f}"
+              f" {row.accuracy_per_kwh:>10.0f}  {'yes' if row.pareto else ''}")
 
 
 def main() -> None:
