@@ -46,7 +46,12 @@ from typing import Any, Final
 import numpy as np
 
 from mlflow_green.errors import MissingExtraError
-from mlflow_green.inspection import ModelInspector, ModelProfile
+from mlflow_green.inspection import (
+    PRUNED_SPARSITY_THRESHOLD,
+    ModelInspector,
+    ModelProfile,
+    tensor_totals,
+)
 
 try:
     import keras
@@ -56,8 +61,6 @@ except ImportError as exc:  # pragma: no cover - only without the extra
 
 __all__ = ["PRUNABLE_NAMES", "PRUNED_SPARSITY_THRESHOLD", "KerasInspector", "WeightInfo"]
 
-PRUNED_SPARSITY_THRESHOLD: Final = 0.10
-"""A model counts as pruned when at least this share of its prunable weights is exactly zero."""
 PRUNABLE_NAMES: Final = frozenset({"kernel", "embeddings", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel"})
 _AUX_SUFFIXES: Final = ("_scale", "_scales", "_zero", "_amax_history", "g_idx")
 
@@ -149,9 +152,8 @@ class KerasInspector(ModelInspector):
         flops = _flops(model, calls, example_input, notes) if shapes_read else None
         params = [w for w in weights if w.role != "quant_aux"]
         prunable = [w for w in params if w.role == "prunable"]
-        total_p, units = sum(w.count for w in prunable), sum(w.units for w in prunable)
-        sparsity = 1.0 - sum(w.nonzero for w in prunable) / total_p if total_p else 0.0
-        n_params, n_unique = sum(w.count * w.uses for w in params), sum(w.count for w in params)
+        totals = tensor_totals(params, prunable, weights)
+        n_params = sum(w.count * w.uses for w in params)
         modes = _quantization_modes(model, prunable, notes)
         aux = [w for w in weights if w.role == "quant_aux"]
         if aux:
@@ -160,19 +162,12 @@ class KerasInspector(ModelInspector):
         return ModelProfile(
             framework="keras",
             params=n_params,
-            params_unique=n_unique,
-            params_trainable=sum(w.count for w in params if w.trainable),
-            params_nonzero=sum(w.nonzero for w in params),
-            sparsity=sparsity,
-            structured_sparsity=sum(w.zero_units for w in prunable) / units if units else 0.0,
-            weight_bits=sum(w.bits * w.count for w in params) / n_unique if n_unique else 32.0,
-            size_bytes=sum(w.stored_bytes for w in weights),
-            compressed_size_bytes=sum(_compressed_bytes(w) for w in weights),
+            **totals,
             flops_per_sample=flops,
-            pruned=sparsity >= PRUNED_SPARSITY_THRESHOLD,
+            pruned=totals["sparsity"] >= PRUNED_SPARSITY_THRESHOLD,
             quantization="+".join(modes) or None,
             precision=context.get("precision") or _precision(model, notes),
-            shared_weights=n_params > n_unique,
+            shared_weights=n_params > totals["params_unique"],
             notes=tuple(notes),
         )
 
@@ -504,11 +499,6 @@ def _weight_info(var: Any, layer: Any, uses: int, trainable: bool) -> WeightInfo
         units=units,
         zero_units=zero_units,
     )
-
-
-def _compressed_bytes(w: WeightInfo) -> int:
-    dense = math.ceil(w.count * w.bits / 8)
-    return dense if w.nonzero == w.count else min(dense, math.ceil(w.nonzero * w.bits / 8 + w.count / 8))
 
 
 # --- quantization and precision -----------------------------------------------------------

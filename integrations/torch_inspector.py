@@ -54,7 +54,13 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from mlflow_green.errors import MissingExtraError
-from mlflow_green.inspection import ModelInspector, ModelProfile
+from mlflow_green.inspection import (
+    PRUNED_SPARSITY_THRESHOLD,
+    ModelInspector,
+    ModelProfile,
+    compressed_bytes,
+    tensor_totals,
+)
 
 try:
     import torch
@@ -76,8 +82,6 @@ except (ImportError, AttributeError):  # pragma: no cover - eager quantization r
 
 __all__ = ["PRUNED_SPARSITY_THRESHOLD", "TensorInfo", "TorchInspector"]
 
-PRUNED_SPARSITY_THRESHOLD: Final = 0.10
-"""A model counts as pruned when at least this share of its prunable weights is exactly zero."""
 
 _QUANT_BITS: Final = {torch.qint8: 8, torch.quint8: 8, torch.qint32: 32, torch.quint4x2: 4, torch.quint2x4: 2}
 _PER_CHANNEL: Final = {torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams}
@@ -120,10 +124,7 @@ class TensorInfo:
     @property
     def compressed_bytes(self) -> int:
         """Bytes with sparse storage: non-zero values plus a bitmap, capped at dense."""
-        if self.nonzero >= self.count:
-            return self.stored_bytes
-        aux = self.stored_bytes - math.ceil(self.count * self.bits / 8)
-        return min(self.stored_bytes, math.ceil(self.nonzero * self.bits / 8 + self.count / 8) + aux)
+        return compressed_bytes(self.count, self.nonzero, self.bits, self.stored_bytes)
 
 
 class TorchInspector(ModelInspector):
@@ -170,10 +171,7 @@ class TorchInspector(ModelInspector):
         infos, params = _tensors(model, calls, notes)
         weights = [t for t in infos if t.kind == "param"]
         prunable = [t for t in weights if t.ndim >= 2]
-        total_p = sum(t.count for t in prunable)
-        sparsity = 1.0 - sum(t.nonzero for t in prunable) / total_p if total_p else 0.0
-        n_unique = sum(t.count for t in weights)
-        units = sum(t.units for t in weights)
+        totals = tensor_totals(weights, prunable, infos)
         modes = sorted({t.quantization for t in weights if t.quantization})
         if modes:
             n_quantized = sum(t.count for t in weights if t.quantization)
@@ -181,19 +179,12 @@ class TorchInspector(ModelInspector):
         return ModelProfile(
             framework="torch",
             params=params,
-            params_unique=n_unique,
-            params_trainable=sum(t.count for t in weights if t.trainable),
-            params_nonzero=sum(t.nonzero for t in weights),
-            sparsity=sparsity,
-            structured_sparsity=sum(t.zero_units for t in weights) / units if units else 0.0,
-            weight_bits=sum(t.bits * t.count for t in weights) / n_unique if n_unique else 32.0,
-            size_bytes=sum(t.stored_bytes for t in infos),
-            compressed_size_bytes=sum(t.compressed_bytes for t in infos),
+            **totals,
             flops_per_sample=flops,
-            pruned=prune.is_pruned(model) or sparsity >= PRUNED_SPARSITY_THRESHOLD,
+            pruned=prune.is_pruned(model) or totals["sparsity"] >= PRUNED_SPARSITY_THRESHOLD,
             quantization="+".join(modes) or None,
             precision=str(precision) if precision else _precision(model, notes),
-            shared_weights=params > n_unique,
+            shared_weights=params > totals["params_unique"],
             notes=tuple(notes),
         )
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import abc
 import importlib
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from mlflow_green import schema
 
@@ -106,6 +107,69 @@ class ModelProfile:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view for ``report.json``."""
         return {**asdict(self), "notes": list(self.notes), "compression": self.compression_tag()}
+
+
+PRUNED_SPARSITY_THRESHOLD = 0.10
+"""A model counts as pruned when at least this share of its prunable weights is exactly zero."""
+
+
+class TensorStats(Protocol):
+    """What an inspector knows about one stored tensor (weights, buffers, quantization scales)."""
+
+    count: int  # values (unpacked: an int4 tensor of 8 values stored in 4 bytes has count 8)
+    nonzero: int
+    bits: float  # bits per stored value
+    trainable: bool
+    units: int  # output units / filters, for structured sparsity (0 when not a unit-bearing weight)
+    zero_units: int
+
+    @property
+    def stored_bytes(self) -> int: ...
+
+
+def compressed_bytes(count: int, nonzero: int, bits: float, stored_bytes: int) -> int:
+    """Bytes of a tensor stored sparse: non-zero values at ``bits`` each plus a one-bit-per-value
+    bitmap, capped at its stored size; stored bytes beyond the values (scales) are kept.
+
+    Example:
+        >>> compressed_bytes(count=1000, nonzero=100, bits=32, stored_bytes=4000)
+        525
+    """
+    if nonzero >= count:
+        return stored_bytes
+    extra_bytes = max(stored_bytes - math.ceil(count * bits / 8), 0)
+    return min(stored_bytes, math.ceil(nonzero * bits / 8 + count / 8) + extra_bytes)
+
+
+def tensor_totals(
+    params: Sequence[TensorStats], prunable: Sequence[TensorStats], stored: Sequence[TensorStats]
+) -> dict[str, Any]:
+    """The :class:`ModelProfile` fields both inspectors compute the same way from their tensors.
+
+    Args:
+        params: Unique parameters (what ``params_unique`` counts).
+        prunable: The prunable ones among them (kernels, embeddings): sparsity is over these.
+        stored: Every stored tensor (parameters, buffers, quantization scales): the sizes.
+
+    Example:
+        >>> from types import SimpleNamespace as T
+        >>> w = T(count=8, nonzero=4, bits=32.0, trainable=True, units=2, zero_units=1, stored_bytes=32)
+        >>> tensor_totals([w], [w], [w])["sparsity"]
+        0.5
+    """
+    n_unique = sum(t.count for t in params)
+    n_prunable = sum(t.count for t in prunable)
+    units = sum(t.units for t in prunable)
+    return {
+        "params_unique": n_unique,
+        "params_trainable": sum(t.count for t in params if t.trainable),
+        "params_nonzero": sum(t.nonzero for t in params),
+        "sparsity": 1.0 - sum(t.nonzero for t in prunable) / n_prunable if n_prunable else 0.0,
+        "structured_sparsity": sum(t.zero_units for t in prunable) / units if units else 0.0,
+        "weight_bits": sum(t.bits * t.count for t in params) / n_unique if n_unique else 32.0,
+        "size_bytes": sum(t.stored_bytes for t in stored),
+        "compressed_size_bytes": sum(compressed_bytes(t.count, t.nonzero, t.bits, t.stored_bytes) for t in stored),
+    }
 
 
 class ModelInspector(abc.ABC):
