@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from mlflow import MlflowClient
-from mlflow.entities import Metric, RunTag
 
 from mlflow_green import schema
 from mlflow_green.cli import main
+from mlflow_green.testing.registry import register_version
 
 POLICY = """
 [default]
@@ -56,14 +55,7 @@ def model(mlflow_experiment: str, tracking_uri: str) -> tuple[MlflowClient, str,
 
 
 def _version(client: MlflowClient, experiment_id: str, name: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> str:
-    run_id = client.create_run(experiment_id).info.run_id
-    now_ms = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, v, now_ms, 0) for k, v in metrics.items()],
-        tags=[RunTag(k, v) for k, v in tags.items()],
-    )
-    return str(client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id).version)
+    return register_version(client, experiment_id, name, metrics, tags)
 
 
 def _gate(tracking_uri: str, *args: str) -> Result:

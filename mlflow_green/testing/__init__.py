@@ -7,6 +7,12 @@
 - :class:`FakeNVML`: an object with the ``pynvml`` functions
   :class:`~mlflow_green.meters.nvml.NvmlMeter` uses (counter GPUs, power-only GPUs, failures).
 - :class:`FakeIntensityProvider`: a live carbon-intensity provider answering fixed values.
+- :class:`PerReadMeter`: energy per counter read, for deterministic budget tests.
+
+Submodules that import MLflow (not loaded by this package):
+:mod:`mlflow_green.testing.server` (``GreenServer``: a real ``mlflow server --app-name green``)
+and :mod:`mlflow_green.testing.registry` (``register_version``: a model version with green
+metrics, for testing gate policies).
 """
 
 from __future__ import annotations

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 
 from mlflow_green import schema
 from mlflow_green.errors import GreenError
 from mlflow_green.testing.server import GreenServer
+from mlflow_green.testing.registry import register_version
 
 pytestmark = pytest.mark.slow
 
@@ -77,15 +77,7 @@ def model(client: MlflowClient) -> str:
 
 
 def _version(client: MlflowClient, experiment_id: str, model: str, logged: tuple[Mapping[str, float], Mapping[str, str]]) -> str:
-    metrics, tags = logged
-    run_id = client.create_run(experiment_id).info.run_id
-    now_ms = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, v, now_ms, 0) for k, v in metrics.items()],
-        tags=[RunTag(k, v) for k, v in tags.items()],
-    )
-    return str(client.create_model_version(model, f"runs:/{run_id}/model", run_id=run_id).version)
+    return register_version(client, experiment_id, model, *logged)
 
 
 def _gate_tags(client: MlflowClient, model: str, version: str, timeout_s: float = 10.0) -> dict[str, str]:
