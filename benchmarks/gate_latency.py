@@ -35,7 +35,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
-from mlflow_green import schema
+from mlflow_green.record import schema
 from mlflow_green.testing.server import GreenServer
 
 BUDGET_MS = 50.0

@@ -1,7 +1,7 @@
 """Energy integration error of the sampled-power path on synthetic stepped power traces.
 
 A GPU without an energy counter is sampled (``nvmlDeviceGetPowerUsage``) and integrated with
-the trapezoidal rule by :class:`~mlflow_green.meters.nvml.NvmlMeter`. Here the GPU is a
+the trapezoidal rule by :class:`~mlflow_green.measure.meters.nvml.NvmlMeter`. Here the GPU is a
 :class:`~mlflow_green.testing.FakeNVML` device whose power follows a random stepped trace
 (levels 50–400 W, steps every 0.2–5 s), on a manual clock so a 60 s trace runs in
 milliseconds. The meter is polled at each sampling interval, each sample late by a random
@@ -19,7 +19,7 @@ import bisect
 import random
 import statistics
 
-from mlflow_green.meters.nvml import NvmlMeter
+from mlflow_green.measure.meters.nvml import NvmlMeter
 from mlflow_green.testing import FakeGPU, FakeNVML, ManualClock
 
 INTERVALS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlflow_green import schema
+from mlflow_green.record import schema
 
 BUDGET_S = 1.0
 EPOCHS = 5

@@ -20,7 +20,7 @@ import time
 import psutil
 
 from mlflow_green import EnergyTracker
-from mlflow_green.meters.nvml import NvmlMeter
+from mlflow_green.measure.meters.nvml import NvmlMeter
 from mlflow_green.testing import FakeGPU, FakeNVML
 
 BUDGET_PERCENT = 0.5

@@ -22,7 +22,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
 import mlflow_green
-from mlflow_green import schema
+from mlflow_green.record import schema
 from mlflow_green.units import joules_to_kwh
 
 EXPERIMENT = "green-digits-sklearn"

@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 
-from mlflow_green.inspection import ModelProfile, inspect_model
-from mlflow_green.readings import DeviceCounter, Measurement
-from mlflow_green.runs import RunHandle
-from mlflow_green.session import TrainingSession
-from mlflow_green.tracker import MeterSpec
+from mlflow_green.measure.readings import DeviceCounter, Measurement
+from mlflow_green.measure.tracker import MeterSpec
+from mlflow_green.record.runs import RunHandle
+from mlflow_green.training.inspection import ModelProfile
+from mlflow_green.training.inspectors import inspect_model
+from mlflow_green.training.session import TrainingSession
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Keras 3 integration: ``model.fit(..., callbacks=[GreenCallback()])``.
 
 One line, and the MLflow run holds the energy, emissions and compression story of the model.
-The callback is a thin adapter over :class:`mlflow_green.session.TrainingSession`.
+The callback is a thin adapter over :class:`mlflow_green.training.session.TrainingSession`.
 
 Example::
 
@@ -25,9 +25,10 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise MissingExtraError("keras", "keras", "mlflow_green.integrations.keras") from exc
 
-from mlflow_green.inspection import ModelProfile, inspect_model
-from mlflow_green.session import TrainingSession
-from mlflow_green.tracker import MeterSpec
+from mlflow_green.measure.tracker import MeterSpec
+from mlflow_green.training.inspection import ModelProfile
+from mlflow_green.training.inspectors import inspect_model
+from mlflow_green.training.session import TrainingSession
 from mlflow_green.validation import check_positive_int
 
 logger = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ from typing import Any, Final
 import numpy as np
 
 from mlflow_green.errors import MissingExtraError
-from mlflow_green.inspection import (
+from mlflow_green.training.inspection import (
     PRUNED_SPARSITY_THRESHOLD,
     ModelInspector,
     ModelProfile,
@@ -122,7 +122,7 @@ class _Call:
 
 
 class KerasInspector(ModelInspector):
-    """Reads a :class:`~mlflow_green.inspection.ModelProfile` from Keras 3 models and layers.
+    """Reads a :class:`~mlflow_green.training.inspection.ModelProfile` from Keras 3 models and layers.
 
     Example:
         >>> import keras

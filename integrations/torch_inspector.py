@@ -1,6 +1,6 @@
 """Compression metadata of PyTorch models: parameters, sparsity, quantization, size, FLOPs.
 
-What is counted (see :class:`mlflow_green.inspection.ModelProfile` for the fields):
+What is counted (see :class:`mlflow_green.training.inspection.ModelProfile` for the fields):
 
 * **Tensors** are the parameters and persistent buffers of every module, plus the packed
   weights and biases of quantized modules (``module.weight()`` / ``module.bias()``),
@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from mlflow_green.errors import MissingExtraError
-from mlflow_green.inspection import (
+from mlflow_green.training.inspection import (
     PRUNED_SPARSITY_THRESHOLD,
     ModelInspector,
     ModelProfile,
@@ -128,7 +128,7 @@ class TensorInfo:
 
 
 class TorchInspector(ModelInspector):
-    """Reads a :class:`~mlflow_green.inspection.ModelProfile` from ``torch.nn.Module`` models.
+    """Reads a :class:`~mlflow_green.training.inspection.ModelProfile` from ``torch.nn.Module`` models.
 
     LightningModules are modules too; their ``example_input_array`` is used for FLOPs when no
     ``example_input`` is passed.

@@ -19,18 +19,18 @@ if TYPE_CHECKING:
     from mlflow_green.carbon import CarbonIntensity
     from mlflow_green.config import GreenConfig
     from mlflow_green.errors import ConfigError, GreenError, MeterError
+    from mlflow_green.measure.readings import DeviceEnergy, Measurement
+    from mlflow_green.measure.tracker import EnergyTracker
     from mlflow_green.ranking import Compression, RankedRow, Ranking, rank
-    from mlflow_green.readings import DeviceEnergy, Measurement
-    from mlflow_green.tracked_run import TrackedRun, track
-    from mlflow_green.tracker import EnergyTracker
+    from mlflow_green.training.tracked_run import TrackedRun, track
 
 _LAZY = {
     "__version__": "mlflow_green._version",
-    "EnergyTracker": "mlflow_green.tracker",
-    "track": "mlflow_green.tracked_run",
-    "TrackedRun": "mlflow_green.tracked_run",
-    "Measurement": "mlflow_green.readings",
-    "DeviceEnergy": "mlflow_green.readings",
+    "EnergyTracker": "mlflow_green.measure.tracker",
+    "track": "mlflow_green.training.tracked_run",
+    "TrackedRun": "mlflow_green.training.tracked_run",
+    "Measurement": "mlflow_green.measure.readings",
+    "DeviceEnergy": "mlflow_green.measure.readings",
     "GreenConfig": "mlflow_green.config",
     "CarbonIntensity": "mlflow_green.carbon",
     "rank": "mlflow_green.ranking",

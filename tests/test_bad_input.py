@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from mlflow import MlflowClient
 
 import mlflow_green
-from mlflow_green import EnergyTracker, schema
+from mlflow_green import EnergyTracker
 from mlflow_green.errors import ConfigError
+from mlflow_green.record import schema
 from mlflow_green.testing import FakeMeter
 
 BAD_TRACKER_ARGUMENTS = [

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 from mlflow import MlflowClient
 
-from mlflow_green import schema
 from mlflow_green.cli import main
+from mlflow_green.record import schema
 from mlflow_green.testing.registry import register_version
 
 POLICY = """

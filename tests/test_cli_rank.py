@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mlflow_green import schema
 from mlflow_green.cli import main
 from mlflow_green.cli.rank import CSV_COLUMNS, format_energy, format_mass, format_per_kwh
 from mlflow_green.ranking import rank
+from mlflow_green.record import schema
 
 ACC = "val_accuracy"
 ODD = "a|b <i>x</i> *y*"

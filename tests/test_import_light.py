@@ -22,7 +22,7 @@ def test_building_a_tracker_and_the_cli_leave_heavy_modules_out() -> None:
     code = (
         "import mlflow_green\n"
         "from mlflow_green.cli import main\n"
-        "from mlflow_green.selection import instantiate, select_meters\n"
+        "from mlflow_green.measure.selection import instantiate, select_meters\n"
         "t = mlflow_green.EnergyTracker(region='DE')\n"
         "select_meters(instantiate(None))\n"
     )

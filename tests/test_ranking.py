@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from mlflow import MlflowClient
 
 import mlflow_green
-from mlflow_green import schema
 from mlflow_green.errors import GreenError, NotFoundError, RankRequestError
 from mlflow_green.ranking import (
     Compression,
@@ -32,6 +31,7 @@ from mlflow_green.ranking import (
     rank_client,
     rank_records,
 )
+from mlflow_green.record import schema
 
 ACC = "val_accuracy"
 

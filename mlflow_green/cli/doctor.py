@@ -10,12 +10,12 @@ from typing import Any
 
 import click
 
-from mlflow_green import hardware
 from mlflow_green._version import __version__
 from mlflow_green.config import GreenConfig
 from mlflow_green.errors import GreenError
-from mlflow_green.readings import COMPONENTS
-from mlflow_green.selection import instantiate, select_meters
+from mlflow_green.measure import hardware
+from mlflow_green.measure.readings import COMPONENTS
+from mlflow_green.measure.selection import instantiate, select_meters
 
 _COMPONENT_NAMES = {"gpu": "GPU", "cpu": "CPU", "ram": "RAM"}
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from mlflow_green.spool import ENV_SPOOL_DIR, default_spool_dir, spools
+from mlflow_green.record.spool import ENV_SPOOL_DIR, default_spool_dir, spools
 
 
 @click.command()
@@ -23,7 +23,7 @@ def sync(spool_dir: str | None, tracking_uri: str | None, dry_run: bool) -> None
     """
     from mlflow import MlflowClient
 
-    from mlflow_green.recorder import replay
+    from mlflow_green.record.recorder import replay
 
     folder = spool_dir or str(default_spool_dir())
     found = list(spools(folder))

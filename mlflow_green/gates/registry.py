@@ -17,8 +17,8 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlflow_green import schema
 from mlflow_green.gates.rules import Evidence, Incumbent
+from mlflow_green.record import schema
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow_green import schema
 from mlflow_green.gates.rules import RuleResult
+from mlflow_green.record import schema
 
 PASSED = "passed"
 FAILED = "failed"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
-from mlflow_green import schema
+from mlflow_green.record import schema
 
 RuleKind = Literal["number", "fraction", "bool"]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from mlflow_green import schema
+from mlflow_green.record import schema
 
 if TYPE_CHECKING:
     import pandas

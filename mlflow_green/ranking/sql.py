@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from mlflow_green import schema
 from mlflow_green.errors import RankRequestError
 from mlflow_green.ranking.core import RunRecord, _is_instance, gc_paused
+from mlflow_green.record import schema
 
 _ENERGY_KEYS = (schema.ENERGY_KWH, schema.EMISSIONS_KG, schema.QUALITY)
 _COMPRESSION_KEYS = (

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from mlflow_green import schema
 from mlflow_green.errors import NotFoundError, RankRequestError
 from mlflow_green.ranking.core import Ranking, RunRecord, _metric_key, gc_paused, rank_records
 from mlflow_green.ranking.sql import (
@@ -25,6 +24,7 @@ from mlflow_green.ranking.sql import (
     _sql_records,
     _SqlPathUnavailable,
 )
+from mlflow_green.record import schema
 
 logger = logging.getLogger("mlflow_green.ranking")
 

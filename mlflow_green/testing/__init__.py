@@ -3,9 +3,9 @@
 - :class:`FakeMeter`: a meter with a scripted power draw; :func:`registered_meters` registers
   meters as a plugin for a ``with`` block.
 - :class:`FakePowercapTree`: a ``/sys/class/powercap`` tree in a temporary folder for
-  :class:`~mlflow_green.meters.rapl.RaplMeter` (sockets, DRAM, wraparound, permissions).
+  :class:`~mlflow_green.measure.meters.rapl.RaplMeter` (sockets, DRAM, wraparound, permissions).
 - :class:`FakeNVML`: an object with the ``pynvml`` functions
-  :class:`~mlflow_green.meters.nvml.NvmlMeter` uses (counter GPUs, power-only GPUs, failures).
+  :class:`~mlflow_green.measure.meters.nvml.NvmlMeter` uses (counter GPUs, power-only GPUs, failures).
 - :class:`FakeIntensityProvider`: a live carbon-intensity provider answering fixed values.
 - :class:`PerReadMeter`: energy per counter read, for deterministic budget tests.
 

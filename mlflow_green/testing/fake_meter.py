@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from mlflow_green.errors import MeterError
-from mlflow_green.meters.base import Availability, Meter
+from mlflow_green.measure.meters.base import Availability, Meter
+from mlflow_green.measure.readings import Component, DeviceCounter, Provenance
 from mlflow_green.testing.plugin import registered_plugin
-from mlflow_green.readings import Component, DeviceCounter, Provenance
 
 PowerSpec = float | Callable[[float], float]
 

@@ -5,7 +5,7 @@ Pass a :class:`FakeNVML` wherever a ``pynvml``-compatible module is accepted (``
 or a function of seconds since the fake was created.
 
 Example:
-    >>> from mlflow_green.meters.nvml import NvmlMeter
+    >>> from mlflow_green.measure.meters.nvml import NvmlMeter
     >>> clock = ManualClock()
     >>> nvml = FakeNVML([FakeGPU("GPU-aaaa", power_w=200.0)], clock=clock)
     >>> meter = NvmlMeter(nvml=nvml, environ={})

@@ -3,7 +3,7 @@
 Example:
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from mlflow_green.meters.rapl import RaplMeter
+    >>> from mlflow_green.measure.meters.rapl import RaplMeter
     >>> tree = FakePowercapTree(Path(tempfile.mkdtemp()))
     >>> tree.add_socket(0, max_energy_range_uj=1_000_000_000)
     >>> meter = RaplMeter(tree.root, read_text=tree.read_text)

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_green import schema
+from mlflow_green.record import schema
 from mlflow_green.testing.server import GreenServer
 
 pytestmark = pytest.mark.slow

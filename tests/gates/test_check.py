@@ -9,10 +9,10 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import mlflow_green
-from mlflow_green import schema
 from mlflow_green.errors import PolicyError
 from mlflow_green.gates import GateResult, check, loads_policy
-from mlflow_green.readings import Provenance
+from mlflow_green.measure.readings import Provenance
+from mlflow_green.record import schema
 from mlflow_green.testing import FakeMeter
 
 PREDICT_J = schema.phase_energy_per_sample_key("predict")

@@ -12,9 +12,9 @@ from mlflow import MlflowClient
 
 keras = pytest.importorskip("keras")
 
-from mlflow_green import schema  # noqa: E402
 from mlflow_green.errors import ConfigError  # noqa: E402
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
+from mlflow_green.record import schema  # noqa: E402
 from mlflow_green.testing import PerReadMeter  # noqa: E402
 
 

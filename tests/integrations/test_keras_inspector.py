@@ -10,8 +10,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from mlflow_green.inspection import LazyInspector, ModelProfile  # noqa: E402
 from mlflow_green.integrations.keras_inspector import PRUNED_SPARSITY_THRESHOLD, KerasInspector  # noqa: E402
+from mlflow_green.training.inspection import LazyInspector, ModelProfile  # noqa: E402
 
 L = keras.layers
 INSPECTOR = KerasInspector()

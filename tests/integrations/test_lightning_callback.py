@@ -13,12 +13,12 @@ from mlflow import MlflowClient
 
 pytest.importorskip("lightning")
 
+import lightning  # noqa: E402
 from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
 
-import lightning  # noqa: E402
-from mlflow_green import schema  # noqa: E402
 from mlflow_green.errors import ConfigError  # noqa: E402
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
+from mlflow_green.record import schema  # noqa: E402
 from mlflow_green.testing import PerReadMeter  # noqa: E402
 
 

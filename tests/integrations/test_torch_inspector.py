@@ -11,8 +11,8 @@ prune = pytest.importorskip("torch.nn.utils.prune")
 tq = pytest.importorskip("torch.ao.quantization")
 nn = torch.nn
 
-from mlflow_green.inspection import inspect_model  # noqa: E402
 from mlflow_green.integrations.torch_inspector import TorchInspector  # noqa: E402
+from mlflow_green.training.inspectors import inspect_model  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*torch.ao.quantization is deprecated"),

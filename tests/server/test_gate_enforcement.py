@@ -17,10 +17,10 @@ from flask.typing import ResponseReturnValue
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
-from mlflow_green import schema
 from mlflow_green.errors import PolicyError
 from mlflow_green.gates import StoreRegistry, loads_policy
 from mlflow_green.gates.registry import Registry
+from mlflow_green.record import schema
 from mlflow_green.server import gate_enforcement
 from mlflow_green.server.gate_enforcement import GATE_HEADER, GATE_MS_HEADER, GateEnforcer
 

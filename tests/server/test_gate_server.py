@@ -21,10 +21,10 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_green import schema
 from mlflow_green.errors import GreenError
-from mlflow_green.testing.server import GreenServer
+from mlflow_green.record import schema
 from mlflow_green.testing.registry import register_version
+from mlflow_green.testing.server import GreenServer
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from mlflow import MlflowClient
 
-from mlflow_green import schema
 from mlflow_green.errors import NotFoundError, RankRequestError
 from mlflow_green.ranking import list_metric_keys, rank, rank_client
+from mlflow_green.record import schema
 from mlflow_green.server import view
 from mlflow_green.testing.server import GreenServer
 

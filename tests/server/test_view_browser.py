@@ -26,7 +26,7 @@ from urllib.parse import urljoin
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_green import schema
+from mlflow_green.record import schema
 from mlflow_green.testing.server import GreenServer
 
 try:

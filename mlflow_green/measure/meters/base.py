@@ -1,0 +1,101 @@
+"""The meter interface every energy source implements, built-in or third-party.
+
+A meter is cheap to construct (no I/O in ``__init__``). ``is_available()`` never raises and
+says why not. ``open()`` starts measuring; ``read()`` returns each device's cumulative energy
+since ``open()``; ``poll()`` is called from the tracker's background thread every
+``poll_interval_s`` seconds, and only for meters that set it (power sampling, or guarding a
+counter against wraparound). Meters are registered through the ``register_meters`` hook.
+
+Example:
+    >>> from mlflow_green.measure.meters.base import Availability
+    >>> Availability.no("RAPL: /sys/class/powercap not present").available
+    False
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from mlflow_green.measure.readings import Component, DeviceCounter, Provenance
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a meter works here, which components it can measure, and why (not).
+
+    Attributes:
+        available: True if the meter can measure at least one component here.
+        reason: One line a user can act on, e.g. ``"/sys/class/powercap not present (VM or
+            container) — CPU energy will be estimated"``.
+        components: The components it measures here (empty when unavailable).
+        provenance: How it measures them here (``counter``, ``sampled`` or ``estimate``).
+    """
+
+    available: bool
+    reason: str
+    components: frozenset[Component] = frozenset()
+    provenance: Provenance = "estimate"
+
+    @classmethod
+    def yes(cls, reason: str, components: Iterable[Component], provenance: Provenance) -> Availability:
+        """An available meter."""
+        return cls(True, reason, frozenset(components), provenance)
+
+    @classmethod
+    def no(cls, reason: str) -> Availability:
+        """An unavailable meter, with the reason."""
+        return cls(False, reason)
+
+
+class Meter(abc.ABC):
+    """Base class of energy meters.
+
+    Class attributes:
+        name: Short unique name used in configuration and in the ``green.meters`` tag.
+        priority: Higher is preferred when several meters can measure a component
+            (counters 100, sampled 50, the always-available estimate 0; a negative priority,
+            like the CodeCarbon wrapper's, means "only when named in ``meters=``").
+        description: One line for ``mlflow-green doctor``.
+
+    Example:
+        >>> from mlflow_green.testing import FakeMeter
+        >>> meter = FakeMeter(power_w={"gpu:GPU-0": 100.0})
+        >>> meter.is_available().available
+        True
+    """
+
+    name: ClassVar[str] = ""
+    priority: ClassVar[int] = 0
+    description: ClassVar[str] = ""
+
+    #: Seconds between ``poll()`` calls, or None when the meter needs no background thread.
+    poll_interval_s: float | None = None
+
+    @abc.abstractmethod
+    def is_available(self) -> Availability:
+        """Whether this meter works here. Must never raise."""
+
+    @abc.abstractmethod
+    def open(self, now_s: float) -> None:
+        """Start measuring at monotonic time ``now_s`` (initialise libraries, read baselines)."""
+
+    @abc.abstractmethod
+    def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
+        """Cumulative energy of every device since ``open()``, at monotonic time ``now_s``.
+
+        Raises:
+            MeterError: when nothing could be read; the tracker then keeps the last good values.
+        """
+
+    def poll(self, now_s: float) -> None:  # noqa: B027 - optional hook
+        """Called from the background thread every ``poll_interval_s`` seconds."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources. Called once; must not raise."""
+
+    def label(self, component: Component, provenance: Provenance) -> str:
+        """How this meter appears in the ``green.meters`` tag for one component."""
+        return self.name

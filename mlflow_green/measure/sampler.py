@@ -1,0 +1,87 @@
+"""The one background thread that polls meters needing it (power sampling, wraparound guards).
+
+It runs only when a selected meter sets ``poll_interval_s``; it is a daemon thread, stops on
+``stop()`` within one interval, and never lets a meter's exception escape.
+
+Example:
+    >>> from mlflow_green.testing import FakeMeter
+    >>> s = Sampler([FakeMeter({"cpu:0": 1.0})])
+    >>> s.needed
+    False
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from mlflow_green.measure.meters.base import Meter
+
+logger = logging.getLogger(__name__)
+
+
+class Sampler:
+    """Calls ``meter.poll(now_s)`` every ``meter.poll_interval_s`` seconds in a daemon thread.
+
+    Args:
+        meters: The opened meters; those with ``poll_interval_s`` None are ignored.
+        clock: Monotonic clock in seconds.
+    """
+
+    def __init__(self, meters: Sequence[Meter], clock: Callable[[], float] = time.monotonic) -> None:
+        self._meters = [m for m in meters if m.poll_interval_s]
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed: set[str] = set()
+
+    @property
+    def needed(self) -> bool:
+        """True if any meter asked to be polled."""
+        return bool(self._meters)
+
+    @property
+    def running(self) -> bool:
+        """True while the thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread, if any meter needs polling."""
+        if not self.needed or self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="mlflow-green-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (at most about one interval)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            if not self._thread.is_alive():
+                self._thread = None
+            else:  # a meter's poll() is stuck; the daemon thread dies with the process
+                logger.warning("mlflow-green: the sampler thread did not stop within 5 s")
+
+    def _run(self) -> None:
+        now_s = self._clock()
+        due_s = {id(m): now_s + float(m.poll_interval_s or 0.0) for m in self._meters}
+        while not self._stop.is_set():
+            wait_s = max(min(due_s.values()) - self._clock(), 0.0)
+            if self._stop.wait(wait_s):
+                return
+            now_s = self._clock()
+            for meter in self._meters:
+                if due_s[id(meter)] > now_s:
+                    continue
+                due_s[id(meter)] += float(meter.poll_interval_s or 0.0)
+                if due_s[id(meter)] < now_s:  # fell behind (suspended process): don't burst
+                    due_s[id(meter)] = now_s + float(meter.poll_interval_s or 0.0)
+                try:
+                    meter.poll(now_s)
+                except Exception as exc:  # measurement never crashes training
+                    if meter.name not in self._failed:
+                        self._failed.add(meter.name)
+                        logger.warning("mlflow-green: polling meter %r failed: %s", meter.name, exc)

@@ -1,0 +1,82 @@
+"""Builds the ``green/report.json`` artifact: the full breakdown with provenance (pure, no I/O).
+
+The report holds the schema version, the configuration in force, the carbon intensity and
+its source, every meter considered and why it was (not) chosen, faults, totals, and the
+breakdown per host, device, phase and window.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from typing import Any
+
+from mlflow_green._version import __version__
+from mlflow_green.config import GreenConfig
+from mlflow_green.measure.readings import Measurement
+from mlflow_green.measure.tracker import EnergyTracker
+from mlflow_green.record import schema
+from mlflow_green.units import joules_to_kwh
+
+
+def totals_dict(total: Measurement, config: GreenConfig) -> dict[str, Any]:
+    """Run totals in the units users read (kWh, kg) next to SI values."""
+    return {
+        "energy_j": total.energy_j,
+        "energy_kwh": joules_to_kwh(total.energy_j),
+        "emissions_kg": config.carbon.emissions_kg(total.energy_j, config.pue),
+        "duration_s": total.duration_s,
+        "power_w": total.power_w,
+        "estimated": total.estimated,
+        "provenance": total.provenance,
+        "energy_kwh_by_component": {c: joules_to_kwh(total.component_energy_j(c)) for c in total.components},
+    }
+
+
+def hosts_dict(total: Measurement) -> dict[str, Any]:
+    """Per-host device breakdown."""
+    hosts: dict[str, Any] = {}
+    for device in total.devices:
+        entry = hosts.setdefault(device.host or "unknown", {"energy_j": 0.0, "devices": []})
+        entry["energy_j"] += device.energy_j
+        entry["devices"].append(device.to_dict())
+    return hosts
+
+
+def build_report(
+    tracker: EnergyTracker,
+    total: Measurement,
+    *,
+    phases: Mapping[str, Measurement] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report of one tracked run.
+
+    Args:
+        tracker: The (stopped) tracker, for configuration, meter selection, faults and windows.
+        total: The run total (on rank zero, the sum over every rank).
+        phases: Energy per phase (train, validation, data, test, predict), if split.
+        extra: Anything the integration adds (model inspection, ranks, budget stop).
+    """
+    selection = tracker.selection
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "mlflow_green_version": __version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": (
+            _dt.datetime.fromtimestamp(tracker.started_at_unix_s, _dt.timezone.utc).isoformat(timespec="seconds")
+            if tracker.started_at_unix_s
+            else None
+        ),
+        "config": tracker.config.describe(),
+        "meters": {
+            "tag": tracker.meters_tag(),
+            "considered": [c.to_dict() for c in selection.choices] if selection else [],
+            "faults": list(tracker.faults),
+        },
+        "totals": totals_dict(total, tracker.config),
+        "hosts": hosts_dict(total),
+        "phases": {name: m.to_dict() for name, m in (phases or {}).items()},
+        "windows": [w.to_dict() for w in tracker.windows],
+        **dict(extra or {}),
+    }

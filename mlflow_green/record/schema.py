@@ -1,0 +1,112 @@
+"""Every MLflow metric, tag and artifact name mlflow-green writes or reads. Nothing else spells a key.
+
+Metrics live under the ``green/`` prefix (as MLflow uses ``system/``), tags under ``green.``
+(as MLflow uses ``mlflow.``); units are in every name. Energy, emissions and duration are
+running totals logged with ``step`` = epoch, so the latest value is the run's total.
+
+Example:
+    >>> ENERGY_KWH
+    'green/energy_kwh'
+    >>> component_energy_key("gpu")
+    'green/energy_gpu_kwh'
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+
+METRIC_PREFIX: Final = "green/"
+TAG_PREFIX: Final = "green."
+
+# --- energy, power, emissions: running totals, step = epoch ---------------------------------
+ENERGY_KWH: Final = "green/energy_kwh"
+ENERGY_GPU_KWH: Final = "green/energy_gpu_kwh"
+ENERGY_CPU_KWH: Final = "green/energy_cpu_kwh"
+ENERGY_RAM_KWH: Final = "green/energy_ram_kwh"
+EPOCH_ENERGY_KWH: Final = "green/epoch_energy_kwh"
+POWER_W: Final = "green/power_w"
+EMISSIONS_KG: Final = "green/emissions_kg"
+CARBON_INTENSITY_G_PER_KWH: Final = "green/carbon_intensity_g_per_kwh"
+DURATION_S: Final = "green/duration_s"
+ENERGY_PER_SAMPLE_J: Final = "green/energy_per_sample_j"
+
+# --- phase split -----------------------------------------------------------------------------
+ENERGY_TRAIN_KWH: Final = "green/energy_train_kwh"
+ENERGY_VALIDATION_KWH: Final = "green/energy_validation_kwh"
+ENERGY_DATA_KWH: Final = "green/energy_data_kwh"
+ENERGY_TEST_KWH: Final = "green/energy_test_kwh"
+ENERGY_PREDICT_KWH: Final = "green/energy_predict_kwh"
+
+# --- projections and efficiency --------------------------------------------------------------
+PROJECTED_ENERGY_KWH: Final = "green/projected_energy_kwh"
+PROJECTED_EMISSIONS_KG: Final = "green/projected_emissions_kg"
+ACCURACY_PER_KWH: Final = "green/accuracy_per_kwh"
+QUALITY: Final = "green/quality"
+"""The value of the quality metric (named by ``green.quality_metric``) behind accuracy_per_kwh."""
+FLOP_PER_J: Final = "green/flop_per_j"
+
+# --- compression metadata --------------------------------------------------------------------
+MODEL_PARAMS: Final = "green/model_params"
+MODEL_PARAMS_UNIQUE: Final = "green/model_params_unique"
+MODEL_PARAMS_NONZERO: Final = "green/model_params_nonzero"
+MODEL_SPARSITY: Final = "green/model_sparsity"
+MODEL_STRUCTURED_SPARSITY: Final = "green/model_structured_sparsity"
+MODEL_WEIGHT_BITS: Final = "green/model_weight_bits"
+MODEL_SIZE_BYTES: Final = "green/model_size_bytes"
+MODEL_COMPRESSED_SIZE_BYTES: Final = "green/model_compressed_size_bytes"
+MODEL_FLOPS_PER_SAMPLE: Final = "green/model_flops_per_sample"
+
+# --- run tags --------------------------------------------------------------------------------
+TAG_VERSION: Final = "green.version"
+TAG_METERS: Final = "green.meters"
+TAG_SCOPE: Final = "green.scope"
+"""Whose share each component is: ``gpu:process,cpu:process,ram:process`` (or ``machine``)."""
+TAG_ESTIMATED: Final = "green.estimated"
+TAG_REGION: Final = "green.region"
+TAG_INTENSITY_SOURCE: Final = "green.intensity_source"
+TAG_PUE: Final = "green.pue"
+TAG_HARDWARE_CPU: Final = "green.hardware.cpu"
+TAG_HARDWARE_GPU: Final = "green.hardware.gpu"
+TAG_WORLD_SIZE: Final = "green.world_size"
+TAG_HOSTS: Final = "green.hosts"
+TAG_COMPRESSION: Final = "green.compression"
+TAG_QUALITY_METRIC: Final = "green.quality_metric"
+TAG_BUDGET_STOP: Final = "green.budget_stop"
+"""Why an energy or emissions budget stopped the training (absent when it did not)."""
+
+# --- artifacts -------------------------------------------------------------------------------
+REPORT_ARTIFACT: Final = "green/report.json"
+
+# --- model-registry tags ---------------------------------------------------------------------
+TAG_GATE: Final = "green.gate"
+TAG_GATE_REASONS: Final = "green.gate.reasons"
+TAG_GATE_POLICY: Final = "green.gate.policy"
+
+_COMPONENT_ENERGY: Final = {"gpu": ENERGY_GPU_KWH, "cpu": ENERGY_CPU_KWH, "ram": ENERGY_RAM_KWH}
+_PHASE_ENERGY: Final = {
+    "train": ENERGY_TRAIN_KWH,
+    "validation": ENERGY_VALIDATION_KWH,
+    "data": ENERGY_DATA_KWH,
+    "test": ENERGY_TEST_KWH,
+    "predict": ENERGY_PREDICT_KWH,
+}
+PHASES: Final = tuple(_PHASE_ENERGY)
+
+
+def component_energy_key(component: str) -> str:
+    """The metric key of one component's energy (``gpu``, ``cpu`` or ``ram``)."""
+    return _COMPONENT_ENERGY[component]
+
+
+def phase_energy_key(phase: str) -> str:
+    """The metric key of one phase's energy (``train``, ``validation``, ``data``, ``test``, ``predict``)."""
+    return _PHASE_ENERGY[phase]
+
+
+def phase_energy_per_sample_key(phase: str) -> str:
+    """Joules per sample of one phase, e.g. ``green/energy_per_sample_predict_j``."""
+    if phase not in _PHASE_ENERGY:
+        raise KeyError(phase)
+    return f"green/energy_per_sample_{phase}_j"

@@ -1,0 +1,173 @@
+"""``mlflow_green.track()``: measure any block of training code and log it into an MLflow run.
+
+Example::
+
+    import mlflow_green
+    with mlflow_green.track() as t:
+        for epoch in range(3):
+            train_one_epoch()
+            t.log_step(epoch, samples=60_000)
+    t.measurement.energy_j
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from mlflow_green._version import __version__
+from mlflow_green.measure import hardware
+from mlflow_green.measure.readings import Measurement, Snapshot
+from mlflow_green.measure.tracker import EnergyTracker, MeterSpec
+from mlflow_green.record.metrics import energy_metrics, measured_gpus, run_tags
+from mlflow_green.record.report import build_report
+from mlflow_green.record.runs import RunHandle
+from mlflow_green.validation import check_bool, check_name
+
+logger = logging.getLogger(__name__)
+
+
+class TrackedRun(contextlib.ContextDecorator):
+    """Measures a block of code and logs energy, emissions, tags and ``green/report.json``.
+
+    It logs into the active MLflow run, or starts its own run and ends it (``FAILED`` if the
+    block raised, ``KILLED`` on Ctrl-C, with the energy measured so far logged). Configuration
+    errors are raised at construction, before the block runs. Measuring and writing to MLflow
+    never raise into the block.
+
+    Args:
+        run_name: Name of the run started when none is active.
+        log_report: Write ``green/report.json`` at the end.
+        region: Carbon-intensity region; see :class:`~mlflow_green.measure.tracker.EnergyTracker`.
+        pue: Power usage effectiveness (≥ 1).
+        meters: Meter names or instances, in priority order.
+        sample_interval_s: Power sampling interval for meters without a counter.
+        intensity_provider: Name of a live carbon-intensity provider plugin.
+
+    Example::
+
+        import mlflow_green
+
+        @mlflow_green.track(region="FR")
+        def train():
+            ...
+    """
+
+    def __init__(
+        self,
+        *,
+        run_name: str | None = None,
+        log_report: bool = True,
+        region: str | None = None,
+        pue: float | None = None,
+        meters: str | Sequence[MeterSpec] | None = None,
+        sample_interval_s: float | None = None,
+        intensity_provider: str | None = None,
+    ) -> None:
+        check_name("run_name", run_name, example="baseline")
+        check_bool("log_report", log_report)
+        self.run_name = run_name
+        self.log_report = log_report
+        self.tracker = EnergyTracker(
+            region=region,
+            pue=pue,
+            meters=meters,
+            sample_interval_s=sample_interval_s,
+            intensity_provider=intensity_provider,
+        )
+        self.run_id: str | None = None
+        self.measurement: Measurement | None = None
+        self._run: RunHandle | None = None
+        self._recorder: Any = None
+        self._last_step: int | None = None
+        self._last_snapshot: Snapshot | None = None
+        self._samples = 0
+
+    def _recreate_cm(self) -> TrackedRun:  # each decorated call measures afresh, in its own run
+        fresh = TrackedRun.__new__(TrackedRun)
+        fresh.__init__(run_name=self.run_name, log_report=self.log_report)  # type: ignore[misc]
+        fresh.tracker = self.tracker.fresh()
+        return fresh
+
+    # -- context manager ---------------------------------------------------------------------
+    def __enter__(self) -> TrackedRun:
+        from mlflow_green.record.recorder import RunRecorder
+        from mlflow_green.record.runs import resolve_run
+
+        self.tracker.start()  # meters first: a failure here is handled inside, before any run exists
+        try:
+            self._run = resolve_run(run_name=self.run_name)
+        except Exception as exc:  # an unreachable server never stops the training
+            logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
+            return self
+        self.run_id = self._run.run_id
+        self._recorder = RunRecorder(self._run.client, self.run_id)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            self.measurement = self.tracker.stop()
+            if self._recorder is not None:
+                self._log_totals()
+        except Exception as error:  # measurement never crashes training
+            logger.warning("mlflow-green: could not finish measuring: %s", error)
+        finally:
+            if self._recorder is not None:
+                self._recorder.close()
+            if self._run is not None:
+                status = "FINISHED"
+                if exc_type is not None:
+                    status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+                self._run.end(status, recorder=self._recorder)
+        return False
+
+    # -- progress ----------------------------------------------------------------------------
+    def add_samples(self, samples: int) -> None:
+        """Count processed samples, for ``green/energy_per_sample_j``."""
+        self._samples += int(samples)
+
+    def log_step(self, step: int, *, samples: int | None = None) -> Measurement:
+        """Log running totals at ``step`` (e.g. the epoch) and return the energy since the last step."""
+        if samples:
+            self.add_samples(samples)
+        now = self.tracker.snapshot()
+        window = now - (self._last_snapshot or self.tracker.start_snapshot)
+        total = now - self.tracker.start_snapshot
+        self._last_snapshot = now
+        self._last_step = int(step)
+        if self._recorder is not None:
+            cfg = self.tracker.config
+            metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=window, samples=self._samples)
+            self._recorder.log_metrics(metrics, step=step)
+        return window
+
+    def _log_totals(self) -> None:
+        assert self.measurement is not None
+        cfg = self.tracker.config
+        total = self.measurement
+        if self._last_step is None:  # one point: the whole block is the window
+            metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=total, samples=self._samples)
+            self._recorder.log_metrics(metrics, step=0)
+        else:  # totals at the last step; the last step's own window figures stay as logged
+            metrics = energy_metrics(total, cfg.carbon, cfg.pue, samples=self._samples)
+            self._recorder.log_metrics(metrics, step=self._last_step)
+        self._recorder.log_tags(
+            run_tags(
+                version=__version__,
+                meters=self.tracker.meters_tag(),
+                estimated=total.estimated,
+                carbon=cfg.carbon,
+                pue=cfg.pue,
+                cpu=hardware.cpu_model(),
+                gpu=measured_gpus(total),
+            )
+        )
+        if self.log_report:
+            self._recorder.log_report(build_report(self.tracker, total, extra={"samples": self._samples}))
+
+
+track = TrackedRun
+"""``mlflow_green.track(...)``: measure a block of code (``with`` statement or decorator) and log
+it into MLflow. An alias of :class:`TrackedRun`; see there for the arguments."""

@@ -1,0 +1,141 @@
+"""track() against a real MLflow sqlite store: metrics, tags, report.json and run status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+import mlflow_green
+from mlflow_green.record import schema
+from mlflow_green.testing import FakeMeter
+
+
+def _meter() -> FakeMeter:
+    return FakeMeter({"cpu:0": 40.0, "ram:0": 5.0}, name="fake")
+
+
+def _report(client: MlflowClient, run_id: str, tmp_path: Path) -> dict:
+    path = client.download_artifacts(run_id, schema.REPORT_ARTIFACT, str(tmp_path))
+    return json.loads(Path(path).read_text())
+
+
+def test_track_starts_and_ends_its_own_run_with_metrics_tags_and_report(
+    mlflow_experiment: str, tmp_path: Path
+) -> None:
+    with mlflow_green.track(meters=[_meter()], region="FR", pue=1.2) as t:
+        for epoch in range(3):
+            t.log_step(epoch, samples=100)
+    client = MlflowClient()
+    run = client.get_run(t.run_id)
+    assert run.info.status == "FINISHED"
+    assert mlflow.active_run() is None
+    metrics = run.data.metrics
+    total_kwh = t.measurement.energy_j / 3.6e6
+    assert metrics[schema.ENERGY_KWH] == pytest.approx(total_kwh)
+    assert metrics[schema.ENERGY_CPU_KWH] + metrics[schema.ENERGY_RAM_KWH] == pytest.approx(total_kwh)
+    intensity = metrics[schema.CARBON_INTENSITY_G_PER_KWH]
+    assert metrics[schema.EMISSIONS_KG] == pytest.approx(total_kwh * 1.2 * intensity / 1000)
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(t.measurement.energy_j / 300)
+    history = client.get_metric_history(t.run_id, schema.ENERGY_KWH)
+    assert sorted({m.step for m in history}) == [0, 1, 2]
+    values = [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
+    assert values == sorted(values), "energy is a running total"
+    assert not any(key.startswith("system/") for key in metrics)
+
+    tags = run.data.tags
+    assert tags[schema.TAG_METERS] == "cpu:fake,ram:fake"
+    assert tags[schema.TAG_ESTIMATED] == "false"
+    assert tags[schema.TAG_REGION] == "FRA"
+    assert tags[schema.TAG_PUE] == "1.2"
+    assert "codecarbon" in tags[schema.TAG_INTENSITY_SOURCE]
+    assert tags[schema.TAG_VERSION] == mlflow_green.__version__
+    assert tags[schema.TAG_HARDWARE_GPU] == "none"
+
+    report = _report(client, t.run_id, tmp_path)
+    assert report["schema_version"] == schema.SCHEMA_VERSION
+    assert report["totals"]["energy_kwh"] == pytest.approx(total_kwh)
+    assert report["config"]["region"] == "FRA"
+    devices = next(iter(report["hosts"].values()))["devices"]
+    assert {d["device_id"]: d["provenance"] for d in devices} == {"cpu:0": "counter", "ram:0": "counter"}
+    assert report["samples"] == 300
+
+
+def test_track_logs_into_the_active_run_and_leaves_it_open(mlflow_experiment: str) -> None:
+    with mlflow.start_run() as run:
+        with mlflow_green.track(meters=[_meter()]) as t:
+            pass
+        assert t.run_id == run.info.run_id
+        assert mlflow.active_run() is not None
+    data = MlflowClient().get_run(run.info.run_id).data
+    assert schema.ENERGY_KWH in data.metrics
+    assert data.tags[schema.TAG_REGION] == "WORLD"
+
+
+def test_an_exception_leaves_the_run_failed_with_the_energy_so_far(mlflow_experiment: str) -> None:
+    with pytest.raises(ZeroDivisionError):
+        with mlflow_green.track(meters=[_meter()]) as t:
+            1 / 0  # noqa: B018
+    run = MlflowClient().get_run(t.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+
+
+def test_track_as_a_decorator_measures_each_call_in_its_own_run(mlflow_experiment: str) -> None:
+    @mlflow_green.track(meters="estimate")
+    def train() -> str:
+        return mlflow.active_run().info.run_id
+
+    first, second = train(), train()
+    assert first != second
+    for run_id in (first, second):
+        run = MlflowClient().get_run(run_id)
+        assert run.data.tags[schema.TAG_METERS] == "cpu:estimate,ram:estimate"
+        assert run.data.tags[schema.TAG_ESTIMATED] == "true"
+        assert run.data.metrics[schema.ENERGY_KWH] > 0
+
+
+def test_bad_configuration_fails_before_the_block_runs(mlflow_experiment: str) -> None:
+    ran = []
+    with pytest.raises(mlflow_green.ConfigError, match="PUE"):
+        with mlflow_green.track(pue=-1):
+            ran.append(True)
+    assert not ran
+    assert mlflow.active_run() is None
+
+
+def test_the_final_log_keeps_each_steps_own_window_figures(mlflow_experiment: str) -> None:
+    with mlflow_green.track(meters=[_meter()]) as t:
+        t.log_step(0)
+        t.log_step(1)
+    client = MlflowClient()
+    for key in (schema.EPOCH_ENERGY_KWH, schema.POWER_W):
+        history = client.get_metric_history(t.run_id, key)
+        assert sorted(m.step for m in history) == [0, 1], f"{key} was logged again at the end"
+    totals = client.get_metric_history(t.run_id, schema.ENERGY_KWH)
+    latest = max(totals, key=lambda m: (m.step, m.timestamp))
+    assert latest.value == pytest.approx(t.measurement.energy_j / 3.6e6)
+
+
+def test_a_broken_meter_plugin_never_breaks_the_tracked_block(mlflow_experiment: str) -> None:
+    from mlflow_green.testing import registered_meters
+
+    def explode() -> FakeMeter:
+        raise RuntimeError("vendor SDK crashed")
+
+    with registered_meters(explode):
+        with mlflow_green.track() as t:
+            pass
+    run = MlflowClient().get_run(t.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[schema.TAG_METERS].startswith(("cpu:estimate", "cpu:rapl"))
+
+
+def test_ctrl_c_marks_its_own_run_killed(mlflow_experiment: str) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with mlflow_green.track(meters=[_meter()]) as t:
+            raise KeyboardInterrupt
+    assert MlflowClient().get_run(t.run_id).info.status == "KILLED"
