@@ -10,6 +10,8 @@ says what was wrong, where the value came from and what would be accepted.
 - ``MLFLOW_GREEN_METERS``: comma-separated meter names in priority order; default automatic.
 - ``MLFLOW_GREEN_SAMPLE_INTERVAL_S``: power sampling interval in (0, 60] seconds; default 0.1.
 - ``MLFLOW_GREEN_INTENSITY_PROVIDER``: a live carbon-intensity provider plugin; default offline.
+- ``MLFLOW_GREEN_SCOPE``: whose energy is billed: ``process`` (default: the GPUs this process
+  tree holds, its share of CPU and RAM) or ``machine`` (whole devices, for dedicated hosts).
 
 An environment variable set to an empty string counts as unset.
 
@@ -40,6 +42,7 @@ ENV_PUE = "MLFLOW_GREEN_PUE"
 ENV_METERS = "MLFLOW_GREEN_METERS"
 ENV_SAMPLE_INTERVAL_S = "MLFLOW_GREEN_SAMPLE_INTERVAL_S"
 ENV_INTENSITY_PROVIDER = "MLFLOW_GREEN_INTENSITY_PROVIDER"
+ENV_SCOPE = "MLFLOW_GREEN_SCOPE"
 
 ENV_VARS: Mapping[str, str] = MappingProxyType(
     {
@@ -48,6 +51,7 @@ ENV_VARS: Mapping[str, str] = MappingProxyType(
         "meters": ENV_METERS,
         "sample_interval_s": ENV_SAMPLE_INTERVAL_S,
         "intensity_provider": ENV_INTENSITY_PROVIDER,
+        "scope": ENV_SCOPE,
     }
 )
 """Config field -> the environment variable that sets it."""
@@ -55,6 +59,8 @@ ENV_VARS: Mapping[str, str] = MappingProxyType(
 DEFAULT_PUE = 1.0
 DEFAULT_SAMPLE_INTERVAL_S = 0.1
 MAX_SAMPLE_INTERVAL_S = 60.0
+DEFAULT_SCOPE = "process"
+SCOPES = ("process", "machine")
 
 _FROM_ARGUMENT = "argument"
 _FROM_DEFAULT = "default"
@@ -86,6 +92,7 @@ _DEFAULTS: Mapping[str, object] = MappingProxyType(
         "meters": None,
         "sample_interval_s": DEFAULT_SAMPLE_INTERVAL_S,
         "intensity_provider": None,
+        "scope": DEFAULT_SCOPE,
     }
 )
 
@@ -200,6 +207,17 @@ def _check_meters(value: object, sources: Mapping[str, str]) -> tuple[str, ...]:
     return names
 
 
+def _check_scope(value: object, sources: Mapping[str, str]) -> str:
+    scope = value.strip().lower() if isinstance(value, str) else value
+    if scope not in SCOPES:
+        raise ConfigError(
+            f"Invalid scope={value!r} (from {_origin(sources, 'scope')}): expected 'process' (bill what this "
+            f"training used: the GPUs its processes hold, its share of CPU and RAM; the default) or 'machine' "
+            f"(whole devices, for a dedicated host)."
+        )
+    return str(scope)
+
+
 def _check_provider(value: object, sources: Mapping[str, str]) -> str:
     from mlflow_green.plugins import intensity_provider_factories
 
@@ -233,6 +251,8 @@ class GreenConfig:
         meters: Meter names in priority order, or None for automatic selection.
         sample_interval_s: Seconds between power samples (devices without a counter only).
         intensity_provider: Name of the live carbon-intensity provider, or None (offline).
+        scope: ``process`` (bill this process tree's GPUs and share of CPU and RAM) or
+            ``machine`` (whole devices).
         sources: Field -> where its value came from: ``"argument"``,
             ``"env MLFLOW_GREEN_..."`` or ``"default"``.
         carbon: The carbon intensity in force (resolved at construction when not given).
@@ -248,6 +268,7 @@ class GreenConfig:
     meters: tuple[str, ...] | None = None
     sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S
     intensity_provider: str | None = None
+    scope: str = DEFAULT_SCOPE
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     carbon: CarbonIntensity = field(default=None)  # type: ignore[assignment]  # set in __post_init__
 
@@ -262,6 +283,7 @@ class GreenConfig:
         set_(self, "sources", MappingProxyType(sources))
         set_(self, "pue", _check_pue(self.pue, sources))
         set_(self, "sample_interval_s", _check_interval(self.sample_interval_s, sources))
+        set_(self, "scope", _check_scope(self.scope, sources))
         if self.meters is not None:
             set_(self, "meters", _check_meters(self.meters, sources))
         if self.intensity_provider is not None:
@@ -299,6 +321,7 @@ class GreenConfig:
         meters: str | Sequence[str] | None = None,
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
+        scope: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> GreenConfig:
         """Build a config from arguments, then ``MLFLOW_GREEN_*`` variables, then defaults.
@@ -309,6 +332,7 @@ class GreenConfig:
             meters: Meter names in priority order, as a list or a comma-separated string.
             sample_interval_s: Seconds between power samples, in (0, 60].
             intensity_provider: Name of a registered live carbon-intensity provider.
+            scope: ``process`` (default) or ``machine``.
             environ: The environment to read (default ``os.environ``).
 
         Raises:
@@ -327,6 +351,7 @@ class GreenConfig:
             "meters": meters,
             "sample_interval_s": sample_interval_s,
             "intensity_provider": intensity_provider,
+            "scope": scope,
         }
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
@@ -365,6 +390,7 @@ class GreenConfig:
             "meters": list(self.meters) if self.meters is not None else None,
             "sample_interval_s": self.sample_interval_s,
             "intensity_provider": self.intensity_provider,
+            "scope": self.scope,
             "sources": dict(self.sources),
         }
 

@@ -28,7 +28,7 @@ from mlflow_green.testing import (
     registered_meters,
 )
 
-FIELDS = ("region", "pue", "meters", "sample_interval_s", "intensity_provider")
+FIELDS = ("region", "pue", "meters", "sample_interval_s", "intensity_provider", "scope")
 
 
 @pytest.fixture()
@@ -110,12 +110,14 @@ def test_describe_is_json_ready() -> None:
         "meters": None,
         "sample_interval_s": 1.0,
         "intensity_provider": None,
+        "scope": "process",
         "sources": {
             "region": "argument",
             "pue": "argument",
             "meters": "default",
             "sample_interval_s": "env MLFLOW_GREEN_SAMPLE_INTERVAL_S",
             "intensity_provider": "default",
+            "scope": "default",
         },
     }
     assert GreenConfig.resolve(environ={}).describe()["region"] == WORLD
@@ -325,3 +327,14 @@ def test_property_env_numbers_never_raise_anything_but_config_error(pue: str, in
         return
     assert math.isfinite(cfg.pue) and 1.0 <= cfg.pue <= 10.0
     assert 0 < cfg.sample_interval_s <= 60
+
+
+def test_scope_defaults_to_process_and_reads_the_environment() -> None:
+    assert GreenConfig.resolve(environ={}).scope == "process"
+    cfg = GreenConfig.resolve(environ={"MLFLOW_GREEN_SCOPE": " Machine "})
+    assert (cfg.scope, cfg.sources["scope"]) == ("machine", "env MLFLOW_GREEN_SCOPE")
+
+
+def test_an_unknown_scope_fails_at_construction_naming_its_origin() -> None:
+    with pytest.raises(ConfigError, match=r"MLFLOW_GREEN_SCOPE.*'process'.*'machine'"):
+        GreenConfig.resolve(environ={"MLFLOW_GREEN_SCOPE": "rank"})

@@ -18,6 +18,7 @@ from typing import Any
 
 from mlflow_green.config import GreenConfig
 from mlflow_green.errors import ConfigError, MeterError, TrackerStateError
+from mlflow_green.measure.attribution import Attribution, ProcessTree
 from mlflow_green.measure.meters.base import Availability, Meter
 from mlflow_green.measure.readings import (
     COMPONENTS,
@@ -69,10 +70,14 @@ class EnergyTracker:
             Default: every registered meter, chosen per component by priority.
         sample_interval_s: Power sampling interval for meters without a counter (default 0.1 s).
         intensity_provider: Name of a live carbon-intensity provider plugin (default: offline).
+        scope: ``process`` (default, else ``MLFLOW_GREEN_SCOPE``): bill the GPUs this process tree
+            holds and its share of CPU and RAM; ``machine``: whole devices (a dedicated host).
         config: A ready :class:`~mlflow_green.config.GreenConfig` instead of the above.
         clock: Monotonic clock in seconds (injectable for tests).
         device_filter: Keep only the devices this process owns (in distributed training, one
             rank per host measures the CPU and RAM, each rank its own GPU).
+        processes: The process tree billed under ``scope="process"`` (default: this process and
+            its children; distributed training excludes the other ranks).
 
     Example:
         >>> from mlflow_green import EnergyTracker
@@ -96,9 +101,11 @@ class EnergyTracker:
         meters: str | Sequence[MeterSpec] | None = None,
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
+        scope: str | None = None,
         config: GreenConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         device_filter: Callable[[DeviceCounter], bool] | None = None,
+        processes: ProcessTree | None = None,
     ) -> None:
         injected, names = _split_meters(meters)
         if config is None:
@@ -108,11 +115,14 @@ class EnergyTracker:
                 meters=names if names or (meters is not None and not injected) else None,
                 sample_interval_s=sample_interval_s,
                 intensity_provider=intensity_provider,
+                scope=scope,
             )
-        elif any(v is not None for v in (region, pue, sample_interval_s, intensity_provider)) or names:
+        elif any(v is not None for v in (region, pue, sample_interval_s, intensity_provider, scope)) or names:
             raise ConfigError("pass either config= or individual settings (region, pue, meters, ...), not both")
         self.config = config
         self.device_filter = device_filter
+        self.processes = processes or ProcessTree()
+        self.attribution = Attribution(config.scope, self.processes)  # type: ignore[arg-type]
         self._injected = injected
         self._clock = clock
         self._lock = threading.Lock()
@@ -138,7 +148,11 @@ class EnergyTracker:
     def fresh(self) -> EnergyTracker:
         """A new, unstarted tracker with the same configuration and injected meters (one per fit)."""
         return EnergyTracker(
-            config=self.config, meters=list(self._injected), clock=self._clock, device_filter=self.device_filter
+            config=self.config,
+            meters=list(self._injected),
+            clock=self._clock,
+            device_filter=self.device_filter,
+            processes=self.processes,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -263,6 +277,10 @@ class EnergyTracker:
         if callable(configure):
             with contextlib.suppress(Exception):
                 configure(sample_interval_s=self.config.sample_interval_s)
+        try:
+            meter.attribute(self.attribution)
+        except Exception as exc:  # a plugin's hook must not break measurement: it bills whole devices
+            self._fault(meter, f"attribute() failed: {exc}")
         try:
             meter.open(now_s)
         except Exception as exc:  # measurement never crashes training

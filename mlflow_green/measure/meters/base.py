@@ -17,9 +17,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from mlflow_green.measure.readings import Component, DeviceCounter, Provenance
+
+if TYPE_CHECKING:
+    from mlflow_green.measure.attribution import Attribution
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,12 @@ class Meter(abc.ABC):
     @abc.abstractmethod
     def is_available(self) -> Availability:
         """Whether this meter works here. Must never raise."""
+
+    def attribute(self, attribution: Attribution) -> None:  # noqa: B027 - optional hook
+        """Called once before ``open()``: whose energy to bill (see :mod:`mlflow_green.measure.attribution`).
+
+        A meter that ignores it reports whole devices and labels its readings ``scope="machine"``.
+        """
 
     @abc.abstractmethod
     def open(self, now_s: float) -> None:
