@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from mlflow_green.cli import main
-from mlflow_green.cli.rank import CSV_COLUMNS, format_energy, format_mass, format_per_kwh
+from mlflow_green.cli.rank import CSV_COLUMNS
 from mlflow_green.ranking import rank
 from mlflow_green.record import schema
 
@@ -64,7 +64,7 @@ def test_table_lists_ranked_runs_then_the_unranked_with_their_reason(experiment:
         ["1", "mobile"], ["1", "twin"], ["3", "cnn"], ["4", "a|b"], ["-", "zero"],
     ]
     assert "900" in body[0] and "*" in body[0]              # 0.9 / 0.001 kWh, on the frontier
-    assert "1 Wh" in body[0] and "400 mg" in body[0]        # energy and CO2e in readable units
+    assert "1 Wh" in body[0] and "400 mg CO2e" in body[0]   # energy and emissions as mlflow_green.formatting writes them
     assert "estimated" in body[2] and "measured" in body[0]
     assert body[4].rstrip().endswith("energy is 0")
 
@@ -154,14 +154,6 @@ def test_unknown_experiment_suggests_close_names(experiment: str, tracking_uri: 
     code, out, err = invoke(tracking_uri, "-e", experiment[:-1])
     assert code == 2
     assert f"No experiment named {experiment[:-1]!r}. Did you mean: {experiment!r}" in err
-
-
-def test_formatting_helpers() -> None:
-    assert [format_energy(x) for x in (2.5e-5, 0.0123, 1.5, 2500.0, 0.0, None)] == [
-        "25 mWh", "12.3 Wh", "1.5 kWh", "2.5 MWh", "0 kWh", "—",
-    ]
-    assert format_mass(0.0004) == "400 mg" and format_mass(3.0) == "3 kg"
-    assert format_per_kwh(35310.6) == "35,311" and format_per_kwh(12.345) == "12.35" and format_per_kwh(None) == "—"
 
 
 def test_terminal_escape_sequences_in_names_are_shown_not_run(tracking_uri: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from mlflow_green import formatting as fmt
 from mlflow_green.errors import GreenError
 from mlflow_green.ranking import RankedRow, Ranking, rank
 
@@ -114,9 +115,9 @@ def _columns(ranking: Ranking) -> list[tuple[str, Callable[[RankedRow], str], bo
         columns.append(("experiment", lambda r: names.get(r.experiment_id, r.experiment_id), False))
     columns += [
         (quality_header, lambda r: _quality(r, len(metrics) > 1), True),
-        ("energy", lambda r: format_energy(r.energy_kwh), True),
-        ("CO2e", lambda r: format_mass(r.emissions_kg), True),
-        ("per kWh", lambda r: format_per_kwh(r.accuracy_per_kwh), True),
+        ("energy", lambda r: fmt.energy_kwh(r.energy_kwh), True),
+        ("emissions", lambda r: fmt.emissions_kg(r.emissions_kg), True),
+        ("per kWh", lambda r: fmt.ratio(r.accuracy_per_kwh), True),
         ("pareto", lambda r: "*" if r.pareto else "", False),
         ("energy source", lambda r: "" if r.energy_kwh is None else "estimated" if r.estimated else "measured", False),
         ("compression", lambda r: r.compression.summary, False),
@@ -130,8 +131,8 @@ def _columns(ranking: Ranking) -> list[tuple[str, Callable[[RankedRow], str], bo
 
 def _quality(row: RankedRow, mixed: bool) -> str:
     if row.quality is None:
-        return "—"
-    value = f"{row.quality:.4g}"
+        return fmt.MISSING
+    value = fmt.number(row.quality)
     return f"{row.quality_metric}={value}" if mixed else value
 
 
@@ -200,41 +201,7 @@ def _csv(ranking: Ranking) -> str:
     return buffer.getvalue()
 
 
-# --- formatting ----------------------------------------------------------------------------------------
-
-
-def format_energy(kwh: float | None) -> str:
-    """kWh in a readable unit: ``'26.9 Wh'``, ``'1.2 kWh'``, ``'850 mWh'``; ``'—'`` when unknown.
-
-    Example:
-        >>> format_energy(2.69e-05), format_energy(1.2), format_energy(None)
-        ('26.9 mWh', '1.2 kWh', '—')
-    """
-    return _scaled(kwh, ((1e3, "MWh"), (1.0, "kWh"), (1e-3, "Wh"), (1e-6, "mWh")), "kWh")
-
-
-def format_mass(kg: float | None) -> str:
-    """kgCO2e in a readable unit (t, kg, g, mg)."""
-    return _scaled(kg, ((1e3, "t"), (1.0, "kg"), (1e-3, "g"), (1e-6, "mg")), "kg")
-
-
-def format_per_kwh(value: float | None) -> str:
-    """Quality per kWh: whole numbers with thousands separators from 100 up."""
-    if value is None:
-        return "—"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
-
-
-def _scaled(value: float | None, units: Sequence[tuple[float, str]], base: str) -> str:
-    if value is None:
-        return "—"
-    if value == 0:
-        return f"0 {base}"
-    for scale, unit in units:
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    scale, unit = units[-1]
-    return f"{value / scale:.3g} {unit}"
+# --- cells ---------------------------------------------------------------------------------------------
 
 
 def _raw(value: float | None) -> Any:

@@ -159,7 +159,7 @@ def test_page_is_served_with_a_strict_content_security_policy(http: FlaskClient)
     assert response.status_code == 200 and response.mimetype == "text/html"
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
-    for asset in ("static/green.js", "static/green.css"):
+    for asset in ("static/format.js", "static/green.js", "static/green.css"):
         assert asset in response.get_data(as_text=True)
         served = http.get(f"/green/{asset}")
         assert served.status_code == 200 and served.headers["Content-Security-Policy"] == csp
@@ -191,7 +191,7 @@ def test_static_files_need_no_inline_code_and_nothing_from_another_origin() -> N
         text = text.replace("http://www.w3.org/2000/svg", "")  # an XML namespace, never fetched
         assert not re.search(r"(https?:)?//[\w.-]+\.[a-z]{2,}/", text), path.name
         assert "@import" not in text and "@font-face" not in text, path.name
-    script = (STATIC / "green.js").read_text()
+    script = (STATIC / "green.js").read_text() + (STATIC / "format.js").read_text()
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "eval(" not in script
 
 

@@ -265,3 +265,42 @@ def test_registered_models_tab_shows_each_versions_energy_and_gate(browser: Any,
         assert page.errors == [] and page.dialogs == []
     finally:
         page.close()
+
+
+VECTORS = ROOT / "tests" / "data" / "format_vectors.json"
+JS_NAMES = {  # mlflow_green.formatting name -> window.GreenFormat name
+    "energy_kwh": "energyKwh", "energy_j": "energyJ", "emissions_kg": "emissionsKg", "power_w": "powerW",
+    "intensity_g_per_kwh": "intensityGPerKwh", "size_bytes": "sizeBytes", "ratio": "ratio", "number": "number",
+    "significant": "significant", "count": "count", "plural": "plural",
+}
+FORMAT_IN_PAGE = """([vectors, names]) => {
+  const special = { NaN: NaN, Infinity: Infinity, "-Infinity": -Infinity };
+  const out = [];
+  for (const [name, cases] of Object.entries(vectors)) {
+    if (name.startsWith("_")) continue;
+    for (const [args, expected] of cases) {
+      const values = args.map((a) => (typeof a === "string" && a in special ? special[a] : a));
+      out.push([name, JSON.stringify(args), window.GreenFormat[names[name]](...values), expected]);
+    }
+  }
+  return out;
+}"""
+
+
+def test_the_page_formats_figures_with_the_shared_vectors(view: Page) -> None:
+    """window.GreenFormat in Chromium writes every shared test vector as mlflow_green.formatting does."""
+    import json
+
+    from mlflow_green import formatting
+
+    vectors = json.loads(VECTORS.read_text(encoding="utf-8"))
+    results = view.page.evaluate(FORMAT_IN_PAGE, [vectors, JS_NAMES])
+    assert len(results) == sum(len(v) for k, v in vectors.items() if not k.startswith("_")) > 50
+    wrong = [(name, args, got, expected) for name, args, got, expected in results if got != expected]
+    assert wrong == []
+    # and the table uses it: the cells are what the CLI prints for the same values
+    cells = view.page.locator("#runs-table tbody td[data-key=energy_kwh]").all_inner_texts()
+    expected_cells = [formatting.energy_kwh(e) for n in RANK_ORDER for name, _, e, _ in RUNS if name == n]
+    assert [c.split(" est.")[0].strip() for c in cells] == expected_cells
+    emissions = view.page.locator("#runs-table tbody td[data-key=emissions_kg]").all_inner_texts()
+    assert emissions[0] == formatting.emissions_kg(0.001 * 0.4) == "400 mg CO2e"

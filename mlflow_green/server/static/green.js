@@ -97,39 +97,16 @@
     return typeof x === "number" && Number.isFinite(x);
   }
 
-  function trim(x, digits) {
-    return String(Number(x.toPrecision(digits)));
-  }
+  // One voice: static/format.js (window.GreenFormat) writes figures as mlflow_green.formatting does.
+  const F = window.GreenFormat;
 
   function fmtNumber(x, digits) {
-    if (!isNum(x)) return "—";
-    if (Math.abs(x) >= 1e5) return Math.round(x).toLocaleString("en-US");
-    return trim(x, digits || 4);
+    return F.number(x, digits || 4);
   }
 
-  function fmtEnergy(kwh) {
-    if (!isNum(kwh)) return "—";
-    const a = Math.abs(kwh);
-    if (a >= 1000) return trim(kwh / 1000, 3) + " MWh";
-    if (a >= 1) return trim(kwh, 3) + " kWh";
-    if (a >= 1e-3 || a === 0) return trim(kwh * 1000, 3) + " Wh";
-    return trim(kwh * 1e6, 3) + " mWh";
-  }
-
-  function fmtMass(kg) {
-    if (!isNum(kg)) return "—";
-    const a = Math.abs(kg);
-    if (a >= 1000) return trim(kg / 1000, 3) + " t";
-    if (a >= 1) return trim(kg, 3) + " kg";
-    if (a >= 1e-3 || a === 0) return trim(kg * 1000, 3) + " g";
-    return trim(kg * 1e6, 3) + " mg";
-  }
-
-  function fmtPerKwh(x) {
-    if (!isNum(x)) return "—";
-    if (Math.abs(x) >= 100) return Math.round(x).toLocaleString("en-US");
-    return trim(x, 4);
-  }
+  const fmtEnergy = F.energyKwh;
+  const fmtMass = F.emissionsKg;
+  const fmtPerKwh = F.ratio;
 
   // --- links into the MLflow UI (relative: ../ is the MLflow UI under the same prefix) ---------
 
@@ -190,7 +167,7 @@
     { key: "experiment", label: "Experiment", show: (rows, data) => data.experiments.length > 1, value: (r) => experimentName(r.experiment_id).toLowerCase(), cell: (r) => experimentName(r.experiment_id) },
     { key: "quality", label: "Quality", numeric: true, first: "descending", value: (r) => r.quality, cell: qualityCell },
     { key: "energy_kwh", label: "Energy", numeric: true, value: (r) => r.energy_kwh, cell: energyCell },
-    { key: "emissions_kg", label: "CO₂e", numeric: true, value: (r) => r.emissions_kg, cell: (r) => fmtMass(r.emissions_kg) },
+    { key: "emissions_kg", label: "Emissions", numeric: true, value: (r) => r.emissions_kg, cell: (r) => fmtMass(r.emissions_kg) },
     { key: "accuracy_per_kwh", label: "Quality per kWh", numeric: true, first: "descending", value: (r) => r.accuracy_per_kwh, cell: (r) => fmtPerKwh(r.accuracy_per_kwh) },
     { key: "pareto", label: "Pareto", first: "descending", value: (r) => (r.rank == null ? null : r.pareto ? 1 : 0), cell: paretoCell },
     { key: "compression", label: "Compression", value: (r) => r.compression.summary || null, cell: (r) => r.compression.summary || "—" },
@@ -204,7 +181,7 @@
     { key: "run_name", label: "Run", value: (r) => r.run_name.toLowerCase(), cell: runLink },
     { key: "quality", label: "Quality", numeric: true, first: "descending", value: (r) => r.quality, cell: qualityCell },
     { key: "energy_kwh", label: "Energy", numeric: true, value: (r) => r.energy_kwh, cell: energyCell },
-    { key: "emissions_kg", label: "CO₂e", numeric: true, value: (r) => r.emissions_kg, cell: (r) => fmtMass(r.emissions_kg) },
+    { key: "emissions_kg", label: "Emissions", numeric: true, value: (r) => r.emissions_kg, cell: (r) => fmtMass(r.emissions_kg) },
     { key: "accuracy_per_kwh", label: "Quality per kWh", numeric: true, first: "descending", value: (r) => r.accuracy_per_kwh, cell: (r) => fmtPerKwh(r.accuracy_per_kwh) },
     { key: "rank", label: "Rank", numeric: true, value: (r) => r.rank, cell: (r) => (r.rank == null ? "—" : String(r.rank)) },
     { key: "pareto", label: "Pareto", first: "descending", value: (r) => (r.rank == null ? null : r.pareto ? 1 : 0), cell: paretoCell },
@@ -356,7 +333,7 @@
     const grid = svgEl("g", { class: "grid" });
     for (const t of linearTicks(qLo, qHi, 5)) {
       grid.append(svgEl("line", { x1: left, x2: left + innerW, y1: y(t), y2: y(t) }));
-      grid.append(svgEl("text", { x: left - 8, y: y(t) + 4, "text-anchor": "end", class: "tick" }, trim(t, 4)));
+      grid.append(svgEl("text", { x: left - 8, y: y(t) + 4, "text-anchor": "end", class: "tick" }, fmtNumber(t, 4)));
     }
     const xTicks = logScale ? logTicks(eLo, eHi) : linearTicks(eLo, eHi, 6);
     for (const t of xTicks) {
@@ -483,7 +460,7 @@
       state.runData = data;
       renderRuns();
       const c = data.counts;
-      setStatus("run-status", c.ranked + " ranked, " + c.unranked + " not ranked, " + c.pareto + " on the Pareto frontier"
+      setStatus("run-status", F.count(c.ranked) + " ranked, " + F.count(c.unranked) + " not ranked, " + F.count(c.pareto) + " on the Pareto frontier"
         + (data.metric ? " · quality metric " + data.metric : " · quality metric: each run's green.quality_metric")
         + (data.measured_only ? " · measured only" : "") + metricHint(data));
     } catch (err) {
@@ -501,7 +478,7 @@
       renderRuns();
     });
     drawPlot($("run-plot"), state.runData ? rows : null, (r) => (r.run_id ? runHref(r) : null), (r) => r.run_name + " (" + experimentName(r.experiment_id) + ")");
-    $("run-more").textContent = total > MAX_ROWS ? "Showing the first " + MAX_ROWS + " of " + total + " rows in this order; narrow them with a filter." : "";
+    $("run-more").textContent = total > MAX_ROWS ? "Showing the first " + F.count(MAX_ROWS) + " of " + F.count(total) + " rows in this order; narrow them with a filter." : "";
   }
 
   // --- models tab ----------------------------------------------------------------------------
@@ -547,7 +524,7 @@
       state.modelData = data;
       renderModel();
       const c = data.counts;
-      setStatus("model-status", c.rows + " versions, " + c.ranked + " ranked, " + c.pareto + " on the Pareto frontier");
+      setStatus("model-status", F.plural(c.rows, "version") + ", " + F.count(c.ranked) + " ranked, " + F.count(c.pareto) + " on the Pareto frontier");
     } catch (err) {
       if (token !== state.modelToken) return;
       state.modelData = null;

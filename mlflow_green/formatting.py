@@ -1,0 +1,224 @@
+"""One way to write a figure for people, shared by every surface: the CLI (``rank``, ``gate``,
+``doctor``, ``regions``), the callbacks' progress-bar lines and the view (whose
+``static/format.js`` implements the same rules, checked against the same test vectors,
+``tests/data/format_vectors.json``, in a real browser).
+
+The rules:
+
+- Energy, emissions, power and joules: three significant digits in the unit that puts the
+  figure between 1 and 1000 (``73.3 mWh``, ``1.2 kWh``, ``27.3 g CO2e``, ``41.6 W``); trailing
+  zeros are dropped (``1.2``, not ``1.20``); zero is ``0 Wh`` / ``0 g CO2e`` / ``0 W`` / ``0 J``.
+- Rounding is decimal and exact, ties away from zero (as JavaScript's ``toPrecision`` does), and
+  the unit is chosen after rounding (``999.96 Wh`` is ``1 kWh``, not ``1000 Wh``).
+- Ratios (quality per kWh): whole numbers with thousands separators from 100 up (``35,311``),
+  three significant digits below (``45.2``).
+- Counts: thousands separators; a noun agrees with its count (``1 rule``, ``2 rules``, ``0 runs``).
+- Unknown, NaN or infinite: ``—``.
+
+Example:
+    >>> energy_kwh(7.331e-05), emissions_kg(0.0273), ratio(35310.6), plural(1, "rule"), plural(2, "rule")
+    ('73.3 mWh', '27.3 g CO2e', '35,311', '1 rule', '2 rules')
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_UP, Context, Decimal
+
+MISSING = "—"
+"""What an unknown (None, NaN, infinite) figure is shown as."""
+
+Units = tuple[tuple[int, str], ...]
+"""(power of ten of the unit in the input's unit, unit name), largest first."""
+ENERGY_UNITS_KWH: Units = ((6, "GWh"), (3, "MWh"), (0, "kWh"), (-3, "Wh"), (-6, "mWh"), (-9, "µWh"))
+MASS_UNITS_KG: Units = ((3, "t"), (0, "kg"), (-3, "g"), (-6, "mg"))
+POWER_UNITS_W: Units = ((6, "MW"), (3, "kW"), (0, "W"), (-3, "mW"))
+ENERGY_UNITS_J: Units = ((9, "GJ"), (6, "MJ"), (3, "kJ"), (0, "J"), (-3, "mJ"), (-6, "µJ"))
+SIZE_UNITS_BYTES: Units = ((12, "TB"), (9, "GB"), (6, "MB"), (3, "kB"), (0, "B"))
+CO2E = "CO2e"
+
+__all__ = [
+    "MISSING", "count", "emissions_kg", "energy_j", "energy_kwh", "intensity_g_per_kwh", "number", "plural",
+    "power_w", "ratio", "scaled", "significant", "size_bytes",
+]
+
+
+def _finite(value: float | int | None) -> bool:
+    return value is not None and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _group(digits: str) -> str:
+    """Thousands separators in the integer part of a plain decimal string (``-12345.6`` → ``-12,345.6``)."""
+    sign = "-" if digits.startswith("-") else ""
+    whole, dot, fraction = digits.lstrip("-").partition(".")
+    groups = []
+    while len(whole) > 3:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    groups.insert(0, whole)
+    return sign + ",".join(groups) + dot + fraction
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal without exponent and without trailing zeros (``1.20E+3`` → ``1200``, ``0.500`` → ``0.5``)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _round_significant(value: float, digits: int) -> Decimal:
+    return Context(prec=digits, rounding=ROUND_HALF_UP).plus(Decimal(value))
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """``value`` rounded to ``digits`` significant digits, plain decimal, with thousands separators.
+
+    Example:
+        >>> significant(0.000123456), significant(1234567.0), significant(2.0), significant(0.125, 2)
+        ('0.000123', '1,230,000', '2', '0.13')
+    """
+    if not _finite(value):
+        return MISSING
+    if value == 0:
+        return "0"
+    return _group(_plain(_round_significant(float(value), digits)))
+
+
+def scaled(value: float | None, units: Units, zero_unit: str, digits: int = 3) -> str:
+    """``value`` rounded to ``digits`` significant digits, in the largest of ``units`` that shows it as at least 1.
+
+    The value is rounded once, exactly, and then only its decimal point moves (no float
+    division, so the unit and the digits are the same in every language that rounds exactly).
+
+    Example:
+        >>> scaled(0.0123, MASS_UNITS_KG, "g"), scaled(0.0, MASS_UNITS_KG, "g"), scaled(None, MASS_UNITS_KG, "g")
+        ('12.3 g', '0 g', '—')
+    """
+    if value is None or not _finite(value):
+        return MISSING
+    value = float(value)
+    if value == 0:
+        return f"0 {zero_unit}"
+    rounded = _round_significant(value, digits)
+    magnitude = rounded.adjusted()  # the power of ten of the first significant digit
+    exponent, unit = next(((e, u) for e, u in units if magnitude >= e), units[-1])
+    return f"{_group(_plain(rounded.scaleb(-exponent)))} {unit}"
+
+
+def energy_kwh(kwh: float | None) -> str:
+    """Energy given in kWh, e.g. ``73.3 mWh``, ``26.9 Wh``, ``1.2 kWh``.
+
+    Example:
+        >>> energy_kwh(7.331e-05), energy_kwh(0.0269), energy_kwh(1.2), energy_kwh(0.0), energy_kwh(None)
+        ('73.3 mWh', '26.9 Wh', '1.2 kWh', '0 Wh', '—')
+    """
+    return scaled(kwh, ENERGY_UNITS_KWH, "Wh")
+
+
+def energy_j(joules: float | None) -> str:
+    """Energy given in joules (per prediction, per sample), e.g. ``4.2 mJ``, ``12.5 J``.
+
+    Example:
+        >>> energy_j(0.0042), energy_j(12.5), energy_j(36000.0)
+        ('4.2 mJ', '12.5 J', '36 kJ')
+    """
+    return scaled(joules, ENERGY_UNITS_J, "J")
+
+
+def emissions_kg(kg: float | None) -> str:
+    """Emissions given in kg CO2e, e.g. ``27.3 g CO2e``.
+
+    Example:
+        >>> emissions_kg(0.0273), emissions_kg(2.5), emissions_kg(4e-07)
+        ('27.3 g CO2e', '2.5 kg CO2e', '0.4 mg CO2e')
+    """
+    text = scaled(kg, MASS_UNITS_KG, "g")
+    return text if text == MISSING else f"{text} {CO2E}"
+
+
+def power_w(watts: float | None) -> str:
+    """Power given in W, e.g. ``41.6 W``, ``1.5 kW``.
+
+    Example:
+        >>> power_w(41.63), power_w(1500.0), power_w(0.25)
+        ('41.6 W', '1.5 kW', '250 mW')
+    """
+    return scaled(watts, POWER_UNITS_W, "W")
+
+
+def intensity_g_per_kwh(grams: float | None) -> str:
+    """Carbon intensity given in g CO2e per kWh, e.g. ``56 g CO2e/kWh``.
+
+    Example:
+        >>> intensity_g_per_kwh(56.04), intensity_g_per_kwh(475.3)
+        ('56 g CO2e/kWh', '475 g CO2e/kWh')
+    """
+    if grams is None or not _finite(grams):
+        return MISSING
+    return f"{significant(grams)} g {CO2E}/kWh"
+
+
+def size_bytes(size: float | None) -> str:
+    """A size in bytes, decimal units (``15.6 kB``, ``1.2 MB``).
+
+    Example:
+        >>> size_bytes(15616), size_bytes(1_200_000), size_bytes(512)
+        ('15.6 kB', '1.2 MB', '512 B')
+    """
+    return scaled(size, SIZE_UNITS_BYTES, "B")
+
+
+def ratio(value: float | None) -> str:
+    """A ratio such as quality per kWh: whole with separators from 100 up, three significant digits below.
+
+    Example:
+        >>> ratio(35310.6), ratio(150.5), ratio(12.345), ratio(None)
+        ('35,311', '151', '12.3', '—')
+    """
+    if value is None or not _finite(value):
+        return MISSING
+    value = float(value)
+    if abs(value) >= 100:
+        return _group(_plain(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP)))
+    return significant(value)
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    """A plain figure (a quality metric such as accuracy) to ``digits`` significant digits.
+
+    Example:
+        >>> number(0.98234), number(123456.0), number(None)
+        ('0.9823', '123,500', '—')
+    """
+    if value is None or not _finite(value):
+        return MISSING
+    return significant(float(value), digits)
+
+
+def count(n: int | None) -> str:
+    """A count with thousands separators.
+
+    Example:
+        >>> count(1234567), count(None)
+        ('1,234,567', '—')
+    """
+    if n is None or isinstance(n, bool) or not math.isfinite(n):
+        return MISSING
+    return _group(str(int(n)))
+
+
+def plural(n: int, singular: str, plural_form: str | None = None) -> str:
+    """``n`` and the noun that agrees with it: ``1 rule``, ``2 rules``, ``0 runs``, ``1,200 runs``.
+
+    Args:
+        n: The count.
+        singular: The noun for one.
+        plural_form: The noun for any other count (default: ``singular + "s"``).
+
+    Example:
+        >>> plural(1, "rule"), plural(0, "run"), plural(3, "process", "processes")
+        ('1 rule', '0 runs', '3 processes')
+    """
+    word = singular if int(n) == 1 else (plural_form if plural_form is not None else singular + "s")
+    return f"{count(n)} {word}"

@@ -1,0 +1,63 @@
+"""Figures for people: the shared test vectors (also run against the view's format.js in a browser)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlflow_green import formatting
+
+VECTORS_PATH = Path(__file__).parent / "data" / "format_vectors.json"
+SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def load_vectors() -> dict[str, list[tuple[list[Any], str]]]:
+    """Every vector, with "NaN" / "Infinity" strings turned into those floats (JSON has no NaN)."""
+    raw = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
+    return {
+        name: [([SPECIAL.get(a, a) if isinstance(a, str) and a in SPECIAL else a for a in args], expected)
+               for args, expected in cases]
+        for name, cases in raw.items()
+        if not name.startswith("_")
+    }
+
+
+VECTORS = load_vectors()
+CASES = [(name, args, expected) for name, cases in VECTORS.items() for args, expected in cases]
+
+
+def test_every_public_function_has_vectors() -> None:
+    public = {name for name in formatting.__all__ if callable(getattr(formatting, name)) and name != "scaled"}
+    assert public == set(VECTORS)
+
+
+@pytest.mark.parametrize(("name", "args", "expected"), CASES, ids=[f"{n}{a}" for n, a, _ in CASES])
+def test_vector(name: str, args: list[Any], expected: str) -> None:
+    assert getattr(formatting, name)(*args) == expected
+
+
+@given(st.floats(min_value=1e-15, max_value=1e15))
+def test_energy_uses_three_significant_digits_and_a_unit_between_1_and_1000(kwh: float) -> None:
+    text = formatting.energy_kwh(kwh)
+    figure, unit = text.split(" ")
+    value = float(figure.replace(",", ""))
+    digits = figure.replace(",", "").replace(".", "").lstrip("0")
+    assert len(digits.rstrip("0")) <= 3
+    assert unit in {u for _, u in formatting.ENERGY_UNITS_KWH}
+    if unit not in ("GWh", "µWh"):
+        assert 1 <= value < 1000
+    scale = dict((u, 10.0**e) for e, u in formatting.ENERGY_UNITS_KWH)[unit]
+    assert value * scale == pytest.approx(kwh, rel=5e-3)
+
+
+@given(st.integers(min_value=-10**9, max_value=10**9))
+def test_plural_agrees_with_its_count(n: int) -> None:
+    text = formatting.plural(n, "rule")
+    assert text.endswith(" rule" if n == 1 else " rules")
+    assert int(text.split(" ")[0].replace(",", "")) == n
