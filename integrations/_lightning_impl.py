@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 
-from mlflow_green.measure.readings import DeviceCounter, Measurement
+from mlflow_green.measure.readings import DeviceCounter
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.record.runs import RunHandle
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
+from mlflow_green.training.distributed import DistributedContext
 from mlflow_green.training.session import TrainingSession
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class GreenCallbackMixin:
         self._last_batch_end_s = end_s
         if (
             self.session.budget.active
-            and self.session.world_size == 1  # ranks must agree: in DDP budgets are checked at epoch end
+            and self.session.dist.world_size == 1  # ranks must agree: in DDP budgets are checked at epoch end
             and end_s - self._last_budget_check_s >= BUDGET_CHECK_INTERVAL_S
         ):
             self._last_budget_check_s = end_s
@@ -160,7 +161,7 @@ class GreenCallbackMixin:
             self._fitting = False
             status = "KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED"
             self.session.end_fit(status, logs=_floats(trainer.callback_metrics))
-        elif self.session._eval_tracker is not None:
+        elif self.session.eval_in_progress:
             self.session.end_eval("test")
 
     # -- test / predict ------------------------------------------------------------------------
@@ -230,20 +231,20 @@ class GreenCallbackMixin:
         self.session.bind_run()
 
     def _setup_distributed(self, trainer: Any) -> None:
+        """Fill the session's :class:`~mlflow_green.training.distributed.DistributedContext` from the trainer."""
         world_size = int(getattr(trainer, "world_size", 1) or 1)
-        self.session.is_logging_rank = bool(trainer.is_global_zero)
-        self.session.world_size = world_size
+        is_zero = bool(trainer.is_global_zero)
         if world_size <= 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
-            self.session.gather = None
-            self.session.hosts = 1
+            self.session.dist = DistributedContext(world_size=world_size, is_logging_rank=is_zero)
             return
         hosts: list[Any] = [None] * world_size
         torch.distributed.all_gather_object(hosts, socket.gethostname())
-        self.session.hosts = len(set(hosts))
-        self.session.gather = _gather_measurements
+        self.session.dist = DistributedContext(
+            world_size=world_size, hosts=len(set(hosts)), is_logging_rank=is_zero, all_gather=_all_gather_objects
+        )
         local_rank = int(getattr(trainer, "local_rank", 0) or 0)
         own_gpu = _own_gpu_uuid(trainer)
-        self.session._template.device_filter = _ownership_filter(local_rank, own_gpu)
+        self.session.template.device_filter = _ownership_filter(local_rank, own_gpu)
 
     def _inspect(self, trainer: Any, pl_module: Any, example: Any) -> ModelProfile | None:
         precision = str(getattr(trainer, "precision", "") or "") or None
@@ -260,10 +261,11 @@ def make_callback_class(callback_base: type, module: str) -> type:
     return cls
 
 
-def _gather_measurements(measurement: Measurement) -> list[Measurement]:
+def _all_gather_objects(value: Any) -> list[Any]:
+    """Every rank's ``value`` (picklable), in rank order: the session's collective."""
     parts: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(parts, measurement.to_dict())
-    return [Measurement.from_dict(part) for part in parts]
+    torch.distributed.all_gather_object(parts, value)
+    return parts
 
 
 def _ownership_filter(local_rank: int, own_gpu: str | None) -> Any:

@@ -1,0 +1,47 @@
+"""The options every training callback shares, validated at construction (``ConfigError``).
+
+Example:
+    >>> options = session_options(quality_metric=None, max_energy_kwh=0.5, max_emissions_kg=None,
+    ...     live_metrics=None, inspect_model=True, log_report=True, run_name=None, region="FR")
+    >>> options["budget"].max_energy_kwh, options["tracker"].config.carbon.region
+    (0.5, 'FRA')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow_green.measure.tracker import EnergyTracker
+from mlflow_green.training.budget import EnergyBudget
+from mlflow_green.validation import check_bool, check_name
+
+
+def session_options(
+    *,
+    quality_metric: str | None,
+    max_energy_kwh: float | None,
+    max_emissions_kg: float | None,
+    live_metrics: bool | None,
+    inspect_model: bool,
+    log_report: bool,
+    run_name: str | None,
+    **tracker_options: Any,
+) -> dict[str, Any]:
+    """The :class:`~mlflow_green.training.session.TrainingSession` arguments for a callback's options.
+
+    ``tracker_options`` are :class:`~mlflow_green.measure.tracker.EnergyTracker`'s: ``region``,
+    ``pue``, ``meters``, ``sample_interval_s``, ``intensity_provider``. ``live_metrics`` and
+    ``inspect_model`` are checked here and used by the callback itself.
+    """
+    check_name("quality_metric", quality_metric, example="val_accuracy")
+    check_name("run_name", run_name, example="baseline-cnn")
+    check_bool("live_metrics", live_metrics, optional=True)
+    check_bool("inspect_model", inspect_model)
+    check_bool("log_report", log_report)
+    return {
+        "tracker": EnergyTracker(**tracker_options),
+        "quality_metric": quality_metric,
+        "budget": EnergyBudget(max_energy_kwh, max_emissions_kg),
+        "log_report": log_report,
+        "run_name": run_name,
+    }

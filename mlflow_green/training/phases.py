@@ -1,0 +1,103 @@
+"""Where the energy of a fit went: the phase split of each epoch, and the running phase totals.
+
+Within an epoch, validation is measured by counters (its own window); the data phase (time the
+loop waited on input, reported by the adapter) is apportioned the energy of the non-validation
+part of the epoch by its share of that time — counters are not read per batch, which would cost
+more than the overhead budget — and labelled so (``share="time"``); train is the rest.
+
+Example:
+    >>> from mlflow_green.measure.readings import DeviceEnergy, Measurement
+    >>> ledger = PhaseLedger()
+    >>> ledger.begin_epoch()
+    >>> ledger.add_data_wait(2.0)
+    >>> epoch = Measurement(10.0, (DeviceEnergy("cpu:0", "cpu", "rapl", "counter", 100.0, 10.0),))
+    >>> split = ledger.end_epoch(epoch, validation=Measurement(0.0))
+    >>> round(split["data"].energy_j, 6), round(split["train"].energy_j, 6)
+    (20.0, 80.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mlflow_green.measure.readings import Measurement
+
+EMPTY = Measurement(0.0, ())
+"""A measurement of nothing (the neutral element of ``+``)."""
+
+FIT_PHASES = ("train", "validation", "data")
+"""The phases a fit's epochs are split into."""
+
+
+class PhaseLedger:
+    """Phase totals of the fits logged into one run, and the bookkeeping of the current epoch.
+
+    Attributes:
+        carried: Phase totals of earlier fits in the same run (and of a resumed checkpoint).
+        current: Phase totals of the fit in progress.
+        data_wait_s: Seconds the loop waited on input in the current epoch.
+    """
+
+    def __init__(self) -> None:
+        self.carried: dict[str, Measurement] = {}
+        self.current: dict[str, Measurement] = {}
+        self.data_wait_s = 0.0
+        self._epoch_validation = EMPTY
+
+    # -- one epoch -----------------------------------------------------------------------------
+    def begin_epoch(self) -> None:
+        """An epoch starts: no validation and no input wait yet."""
+        self._epoch_validation = EMPTY
+        self.data_wait_s = 0.0
+
+    def add_data_wait(self, seconds: float) -> None:
+        """Time the training loop waited for its next batch (hot path: arithmetic only)."""
+        self.data_wait_s += seconds
+
+    def add_validation(self, measurement: Measurement) -> None:
+        """A validation window measured inside the current epoch."""
+        self._epoch_validation = self._epoch_validation + measurement
+
+    @property
+    def epoch_validation(self) -> Measurement:
+        """The validation measured in the current epoch (this rank's)."""
+        return self._epoch_validation
+
+    def end_epoch(self, epoch: Measurement, *, validation: Measurement) -> dict[str, Measurement]:
+        """Split ``epoch`` (all ranks) into validation, data and train; add them to the fit's totals."""
+        rest = epoch - validation
+        data_share = min(self.data_wait_s / rest.duration_s, 1.0) if rest.duration_s > 0 else 0.0
+        split = {
+            "validation": validation,
+            "data": rest.scaled(data_share, share="time"),
+            "train": rest.scaled(1.0 - data_share, share="time"),
+        }
+        for phase, measurement in split.items():
+            self.add(phase, measurement)
+        return split
+
+    # -- totals --------------------------------------------------------------------------------
+    def add(self, phase: str, measurement: Measurement) -> None:
+        """Add ``measurement`` to the current fit's ``phase``."""
+        self.current[phase] = self.current.get(phase, EMPTY) + measurement
+
+    def totals(self) -> dict[str, Measurement]:
+        """Every phase's running total over the run: earlier fits plus the current one."""
+        phases = dict(self.carried)
+        for phase, measurement in self.current.items():
+            phases[phase] = phases.get(phase, EMPTY) + measurement
+        return phases
+
+    def fit_phase_totals(self) -> dict[str, Measurement]:
+        """The running totals of the fit phases only (train, validation, data)."""
+        return {p: m for p, m in self.totals().items() if p in FIT_PHASES}
+
+    def close_fit(self) -> None:
+        """The fit ended: its phases join the carried totals."""
+        self.carried = self.totals()
+        self.current = {}
+
+    def reset(self, carried: Mapping[str, Measurement] | None = None) -> None:
+        """Start over (a new run), optionally from a checkpoint's phase totals."""
+        self.carried = dict(carried or {})
+        self.current = {}

@@ -1,0 +1,70 @@
+"""Quality per kWh and achieved FLOP per joule: the efficiency figures of a training.
+
+Example:
+    >>> resolve_quality_metric(None, {"loss": 0.3, "val_acc": 0.9})
+    'val_acc'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from mlflow_green.record import schema
+
+TRAINING_FLOPS_PER_FORWARD = 3.0
+"""Training FLOPs ≈ 3 × forward FLOPs per sample (forward + backward, the usual estimate)."""
+
+
+def resolve_quality_metric(requested: str | None, logs: Mapping[str, Any]) -> str | None:
+    """The quality metric to use from epoch ``logs``.
+
+    ``requested`` if given (None when absent from ``logs``); otherwise ``val_accuracy``, then
+    the first ``val_*`` metric containing ``acc``, then ``accuracy``, then any metric containing
+    ``acc`` (loss-like metrics are never chosen automatically).
+
+    Example:
+        >>> resolve_quality_metric(None, {"loss": 0.3, "val_acc": 0.9})
+        'val_acc'
+    """
+    if requested:
+        return requested if requested in logs else None
+    names = [str(k) for k in logs if not str(k).startswith(schema.METRIC_PREFIX)]
+    for candidate in ("val_accuracy",):
+        if candidate in names:
+            return candidate
+    for name in names:
+        if name.startswith("val_") and "acc" in name:
+            return name
+    if "accuracy" in names:
+        return "accuracy"
+    return next((name for name in names if "acc" in name), None)
+
+
+def quality_from_logs(requested: str | None, logs: Mapping[str, Any]) -> tuple[str, float] | None:
+    """``(name, value)`` of the quality metric in ``logs``, None if absent or not a finite number.
+
+    Example:
+        >>> quality_from_logs(None, {"val_accuracy": 0.91})
+        ('val_accuracy', 0.91)
+    """
+    name = resolve_quality_metric(requested, logs)
+    if name is None:
+        return None
+    try:
+        value = float(logs[name])
+    except (TypeError, ValueError):
+        return None
+    return (name, value) if math.isfinite(value) else None
+
+
+def training_flops(forward_flops_per_sample: float, samples: Mapping[str, int]) -> float:
+    """FLOPs of a training: 3× forward per training sample, 1× per validation sample.
+
+    Example:
+        >>> training_flops(100.0, {"train": 10, "validation": 5})
+        3500.0
+    """
+    train = TRAINING_FLOPS_PER_FORWARD * forward_flops_per_sample * samples.get("train", 0)
+    return train + forward_flops_per_sample * samples.get("validation", 0)
