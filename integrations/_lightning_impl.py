@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
+from mlflow_green.measure.host import host_id
 from mlflow_green.measure.readings import DeviceCounter
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.record.runs import RunHandle
@@ -238,7 +238,7 @@ class GreenCallbackMixin:
             self.session.dist = DistributedContext(world_size=world_size, is_logging_rank=is_zero)
             return
         hosts: list[Any] = [None] * world_size
-        torch.distributed.all_gather_object(hosts, socket.gethostname())
+        torch.distributed.all_gather_object(hosts, host_id())  # hostname + machine id
         self.session.dist = DistributedContext(
             world_size=world_size, hosts=len(set(hosts)), is_logging_rank=is_zero, all_gather=_all_gather_objects
         )

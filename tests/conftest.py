@@ -12,13 +12,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
+@pytest.fixture(scope="session")
+def green_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder per test session: CodeCarbon's power model is resolved once, never in ~/.cache."""
+    return tmp_path_factory.mktemp("green-cache")
+
+
 @pytest.fixture(autouse=True)
-def _clean_green_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No MLFLOW_GREEN_* setting of the developer's shell leaks into a test; spools stay in tmp."""
+def _clean_green_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, green_cache_dir: Path) -> None:
+    """No MLFLOW_GREEN_* setting of the developer's shell leaks into a test; spools and caches stay in tmp."""
     for key in list(os.environ):
         if key.startswith("MLFLOW_GREEN_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("MLFLOW_GREEN_SPOOL_DIR", str(tmp_path / "green-spool"))
+    monkeypatch.setenv("MLFLOW_GREEN_CACHE_DIR", str(green_cache_dir))
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,12 @@ bills whole devices, for dedicated hosts. Meters learn the attribution through
 :meth:`~mlflow_green.meters.base.Meter.attribute` before ``open()``; a meter that does not
 implement it reports whole devices (``scope="machine"`` on its readings).
 
+The CPU time of a process tree is the user + system time of its live processes plus the time of
+the children they have reaped (the kernel adds a reaped child's time to its parent's
+``children_user`` / ``children_system``), so a worker that starts and exits inside a window is
+billed, and one that exits is not billed twice. The arithmetic that turns these times into a
+share of a device's energy is :mod:`mlflow_green.measure.shares`.
+
 Example:
     >>> tree = ProcessTree()
     >>> os.getpid() in tree.pids()
@@ -17,11 +23,27 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 import psutil
 
 from mlflow_green.measure.readings import Scope
+
+_BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "interrupt", "dpc")
+_NOT_CAPACITY = ("guest", "guest_nice")  # Linux already counts guest time in user and nice
+
+
+class ProcessUsage(Protocol):
+    """What a meter needs to know about the processes it bills (a :class:`ProcessTree` or a fake)."""
+
+    def cpu_seconds(self) -> float:
+        """Cumulative user + system CPU seconds of the processes, reaped children included."""
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the processes now, in bytes."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +60,8 @@ class ProcessTree:
     Example:
         >>> ProcessTree(exclude_pids=frozenset({os.getpid()})).pids()
         frozenset()
+        >>> ProcessTree().cpu_seconds() > 0
+        True
     """
 
     root_pid: int = field(default_factory=os.getpid)
@@ -47,22 +71,58 @@ class ProcessTree:
         """The PIDs of the tree now (the root and its descendants that are not excluded)."""
         if self.root_pid in self.exclude_pids:
             return frozenset()
-        try:
-            root = psutil.Process(self.root_pid)
-            found = {self.root_pid}
-            stack = list(root.children())
-        except (psutil.Error, OSError):
-            return frozenset({self.root_pid})
+        found = {self.root_pid}
+        stack = [self.root_pid]
         while stack:
-            child = stack.pop()
-            if child.pid in self.exclude_pids:
-                continue
-            found.add(child.pid)
+            for child in _children(stack.pop()):
+                if child not in found and child not in self.exclude_pids:
+                    found.add(child)
+                    stack.append(child)
+        return frozenset(found)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the live tree plus the children it reaped, since each started."""
+        total_s = 0.0
+        for pid in self.pids():
             try:
-                stack.extend(child.children())
+                times = psutil.Process(pid).cpu_times()
+            except (psutil.Error, OSError):  # exited between listing and reading: its parent reaps it
+                continue
+            total_s += times.user + times.system
+            total_s += getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+        return total_s
+
+    def rss_bytes(self) -> int:
+        """Resident set size of the live tree, summed over its processes (shared pages counted per process)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                total += int(psutil.Process(pid).memory_info().rss)
             except (psutil.Error, OSError):
                 continue
-        return frozenset(found)
+        return total
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid``: from ``/proc/PID/task/*/children`` when the kernel has it, else psutil."""
+    task_dir = Path(f"/proc/{pid}/task")
+    try:
+        tasks = list(task_dir.iterdir())
+        if tasks and (tasks[0] / "children").exists():
+            return [int(c) for task in tasks for c in _read(task / "children").split()]
+    except (OSError, ValueError):
+        pass
+    try:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except (psutil.Error, OSError):
+        return []
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii")
+    except OSError:  # the thread exited meanwhile
+        return ""
 
 
 @dataclass(frozen=True)
@@ -75,4 +135,88 @@ class Attribution:
     """
 
     scope: Scope = "process"
-    processes: ProcessTree = field(default_factory=ProcessTree)
+    processes: ProcessUsage = field(default_factory=ProcessTree)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Cumulative CPU times and current memory at one instant: the inputs of a share.
+
+    Attributes:
+        tree_cpu_s: The billed processes' user + system CPU seconds (reaped children included).
+        machine_busy_s: CPU seconds the whole machine spent busy (all CPUs; not idle, iowait, steal).
+        machine_capacity_s: CPU seconds the machine had (all CPUs, busy or not).
+        tree_rss_bytes: The billed processes' resident memory now.
+    """
+
+    tree_cpu_s: float
+    machine_busy_s: float
+    machine_capacity_s: float
+    tree_rss_bytes: int = 0
+
+
+def busy_cpu_s(times: Any) -> float:
+    """Machine-wide busy CPU seconds from a ``psutil.cpu_times()`` result (all CPUs summed).
+
+    Busy is user, nice, system, irq and softirq; idle, iowait and steal are not (steal is time a
+    hypervisor gave to another machine), and guest time is already inside user.
+
+    Example:
+        >>> from collections import namedtuple
+        >>> busy_cpu_s(namedtuple("T", "user system idle iowait")(3.0, 1.0, 50.0, 2.0))
+        4.0
+    """
+    return float(sum(getattr(times, name, 0.0) for name in _BUSY_FIELDS))
+
+
+def capacity_cpu_s(times: Any) -> float:
+    """All CPU seconds in a ``psutil.cpu_times()`` result, busy or not (guest time counted once).
+
+    Example:
+        >>> from collections import namedtuple
+        >>> capacity_cpu_s(namedtuple("T", "user system idle guest")(3.0, 1.0, 50.0, 2.0))
+        54.0
+    """
+    fields = getattr(times, "_fields", ())
+    return float(sum(getattr(times, name) for name in fields if name not in _NOT_CAPACITY))
+
+
+class UsageProbe:
+    """Reads :class:`Usage` now: the billed processes' CPU time and memory, and the machine's CPU times.
+
+    Args:
+        processes: Whose usage is billed (a :class:`ProcessTree`; a fake in tests).
+        cpu_times: The machine's cumulative CPU times (``psutil.cpu_times``, injectable).
+        memory: Whether to read resident memory too (only RAM shares need it).
+
+    Example:
+        >>> usage = UsageProbe(ProcessTree()).read()
+        >>> usage.machine_capacity_s >= usage.machine_busy_s > 0
+        True
+    """
+
+    def __init__(
+        self,
+        processes: ProcessUsage | None = None,
+        cpu_times: Callable[[], Any] = psutil.cpu_times,
+        *,
+        memory: bool = True,
+    ) -> None:
+        self.processes: ProcessUsage = processes if processes is not None else ProcessTree()
+        self._cpu_times = cpu_times
+        self._memory = memory
+
+    def machine(self) -> tuple[float, float]:
+        """(busy, capacity) CPU seconds of the machine so far."""
+        times = self._cpu_times()
+        return busy_cpu_s(times), capacity_cpu_s(times)
+
+    def read(self) -> Usage:
+        """Usage now. Raises whatever the operating system raises (the meter turns it into MeterError)."""
+        busy_s, capacity_s = self.machine()
+        return Usage(
+            tree_cpu_s=float(self.processes.cpu_seconds()),
+            machine_busy_s=busy_s,
+            machine_capacity_s=capacity_s,
+            tree_rss_bytes=int(self.processes.rss_bytes()) if self._memory else 0,
+        )

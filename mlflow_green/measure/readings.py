@@ -61,6 +61,19 @@ def basis(provenance: str, share: str = "") -> str:
     """
     return f"{provenance}, apportioned by {share} share" if share else provenance
 
+def share_label(label: str, share: str = "") -> str:
+    """A meter's label in ``green.meters`` with the share its number was apportioned by, if any.
+
+    ``rapl-counter`` is a whole package read from its counter; ``rapl-counter*cpu-time`` is that
+    counter times this process tree's CPU-time share (``*`` reads "times the share of").
+
+    Example:
+        >>> share_label("rapl-counter", "cpu-time"), share_label("rapl-counter")
+        ('rapl-counter*cpu-time', 'rapl-counter')
+    """
+    return f"{label}*{share}" if share else label
+
+
 _PROVENANCE_RANK: dict[str, int] = {"counter": 2, "sampled": 1, "estimate": 0}
 
 

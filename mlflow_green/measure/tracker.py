@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 from mlflow_green.config import GreenConfig
 from mlflow_green.errors import ConfigError, MeterError, TrackerStateError
 from mlflow_green.measure.attribution import Attribution, ProcessTree
+from mlflow_green.measure.host import host_id
 from mlflow_green.measure.meters.base import Availability, Meter
 from mlflow_green.measure.readings import (
     COMPONENTS,
@@ -126,7 +126,7 @@ class EnergyTracker:
         self._injected = injected
         self._clock = clock
         self._lock = threading.Lock()
-        self.host = socket.gethostname()
+        self.host = host_id()  # hostname + machine id: two hosts named alike stay two hosts
         self.selection: MeterSelection | None = None
         self._sampler: Sampler | None = None
         self._start: Snapshot | None = None
@@ -174,6 +174,8 @@ class EnergyTracker:
         self._assign = dict(self.selection.assignments)
         now_s = self._clock()
         self._start_s = now_s
+        for meter in self.selection.meters:  # labels show the scope they bill (rapl-counter*cpu-time)
+            self._attribute(meter)
         self._history = {c: [m.label(c, self._availability(m).provenance)] for c, m in self._assign.items()}
         for meter in self.selection.meters:
             if not self._open(meter, now_s):
@@ -277,10 +279,7 @@ class EnergyTracker:
         if callable(configure):
             with contextlib.suppress(Exception):
                 configure(sample_interval_s=self.config.sample_interval_s)
-        try:
-            meter.attribute(self.attribution)
-        except Exception as exc:  # a plugin's hook must not break measurement: it bills whole devices
-            self._fault(meter, f"attribute() failed: {exc}")
+        self._attribute(meter)
         try:
             meter.open(now_s)
         except Exception as exc:  # measurement never crashes training
@@ -288,6 +287,12 @@ class EnergyTracker:
             return False
         self._opened[id(meter)] = meter
         return True
+
+    def _attribute(self, meter: Meter) -> None:
+        try:
+            meter.attribute(self.attribution)
+        except Exception as exc:  # a plugin's hook must not break measurement: it bills whole devices
+            self._fault(meter, f"attribute() failed: {exc}")
 
     def _fail_over(self, meter: Meter, now_s: float, reason: str) -> list[Meter]:
         """Quarantine ``meter``; hand its components to the next meters by priority; return those."""

@@ -70,8 +70,13 @@ def run_tags(
     gpu: str | None = None,
     hosts: int = 1,
     world_size: int = 1,
+    scope: str = "",
 ) -> dict[str, str]:
-    """The ``green.*`` run tags. ``gpu`` None leaves ``green.hardware.gpu`` as the run context set it."""
+    """The ``green.*`` run tags. ``gpu`` None leaves ``green.hardware.gpu`` as the run context set it.
+
+    ``scope`` is :meth:`~mlflow_green.measure.readings.Measurement.scope_tag` (``cpu:process,ram:process``);
+    empty leaves ``green.scope`` unset until the total is known.
+    """
     tags = {
         schema.TAG_VERSION: version,
         schema.TAG_METERS: meters,
@@ -85,6 +90,8 @@ def run_tags(
     }
     if gpu:
         tags[schema.TAG_HARDWARE_GPU] = gpu
+    if scope:
+        tags[schema.TAG_SCOPE] = scope
     return tags
 
 

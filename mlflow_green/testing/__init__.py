@@ -6,6 +6,8 @@
   :class:`~mlflow_green.measure.meters.rapl.RaplMeter` (sockets, DRAM, wraparound, permissions).
 - :class:`FakeNVML`: an object with the ``pynvml`` functions
   :class:`~mlflow_green.measure.meters.nvml.NvmlMeter` uses (counter GPUs, power-only GPUs, failures).
+- :class:`FakeMachine` / :class:`FakeProcessTree`: scripted CPU times of a machine and of a
+  process tree, for process shares (``scope="process"``).
 - :class:`FakeIntensityProvider`: a live carbon-intensity provider answering fixed values.
 - :class:`PerReadMeter`: energy per counter read, for deterministic budget tests.
 
@@ -21,14 +23,17 @@ from mlflow_green.testing.fake_intensity import FakeIntensityProvider, registere
 from mlflow_green.testing.fake_meter import FakeMeter, PerReadMeter, registered_meters
 from mlflow_green.testing.fake_nvml import FakeGPU, FakeNVML, ManualClock
 from mlflow_green.testing.fake_powercap import FakePowercapTree
+from mlflow_green.testing.fake_processes import FakeMachine, FakeProcessTree
 
 __all__ = [
     "FakeGPU",
     "FakeIntensityProvider",
+    "FakeMachine",
     "FakeMeter",
     "PerReadMeter",
     "FakeNVML",
     "FakePowercapTree",
+    "FakeProcessTree",
     "ManualClock",
     "registered_intensity_providers",
     "registered_meters",

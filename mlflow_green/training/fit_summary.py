@@ -33,6 +33,7 @@ def session_tags(session: TrainingSession, tracker: EnergyTracker, total: Measur
         gpu=measured_gpus(total) if total is not None else None,
         hosts=session.dist.hosts,
         world_size=session.dist.world_size,
+        scope=total.scope_tag() if total is not None else "",
     )
     if session.profile is not None:
         tags[schema.TAG_COMPRESSION] = session.profile.compression_tag()

@@ -162,6 +162,7 @@ class TrackedRun(contextlib.ContextDecorator):
                 pue=cfg.pue,
                 cpu=hardware.cpu_model(),
                 gpu=measured_gpus(total),
+                scope=total.scope_tag(),
             )
         )
         if self.log_report:

@@ -74,7 +74,7 @@ def test_elapsed_gives_running_totals_without_stopping() -> None:
 def test_a_meter_failing_mid_run_is_replaced_by_the_next_meter_and_the_energy_so_far_is_kept() -> None:
     clock = FakeClock()
     meter = FakeMeter({"cpu:0": 10.0, "ram:0": 1.0}, fail_after_reads=2)
-    tracker = EnergyTracker(meters=[meter], clock=clock)
+    tracker = EnergyTracker(meters=[meter], clock=clock, scope="machine")  # the estimate bills the whole machine
     tracker.start()  # read 1
     clock.advance(1.0)
     assert tracker.elapsed().energy_j == pytest.approx(11.0)  # read 2
@@ -99,7 +99,7 @@ def test_a_meter_failing_to_open_falls_back_at_start() -> None:
     tracker = EnergyTracker(meters=[CannotOpen({"cpu:0": 10.0, "ram:0": 1.0}, name="flaky")])
     tracker.start()
     total = tracker.stop()
-    assert tracker.meters_tag() == "cpu:flaky>estimate,ram:flaky>estimate"
+    assert tracker.meters_tag() == "cpu:flaky>estimate*cpu-time,ram:flaky>estimate*rss"
     assert total.estimated and total.energy_j > 0
     assert any("device busy" in f for f in tracker.faults)
 
@@ -282,7 +282,7 @@ def test_a_meter_returning_nonsense_is_quarantined_and_the_next_meter_takes_over
     clock.advance(1.0)
     total = tracker.stop()
     assert any(fault in f for f in tracker.faults)
-    assert tracker.meters_tag() == "cpu:scripted>estimate,ram:scripted>estimate"
+    assert tracker.meters_tag() == "cpu:scripted>estimate*cpu-time,ram:scripted>estimate*rss"
     # The 100 J counted before the fault are kept (extrapolated to the switch), then the estimate adds on.
     assert 200.0 <= total.component_energy_j("cpu") < 1000.0
     assert total.estimated

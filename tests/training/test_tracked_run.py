@@ -93,7 +93,8 @@ def test_track_as_a_decorator_measures_each_call_in_its_own_run(mlflow_experimen
     assert first != second
     for run_id in (first, second):
         run = MlflowClient().get_run(run_id)
-        assert run.data.tags[schema.TAG_METERS] == "cpu:estimate,ram:estimate"
+        assert run.data.tags[schema.TAG_METERS] == "cpu:estimate*cpu-time,ram:estimate*rss"
+        assert run.data.tags[schema.TAG_SCOPE] == "cpu:process,ram:process"
         assert run.data.tags[schema.TAG_ESTIMATED] == "true"
         assert run.data.metrics[schema.ENERGY_KWH] > 0
 

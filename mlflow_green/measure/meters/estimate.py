@@ -1,166 +1,220 @@
-"""The fallback meter: CPU and RAM energy estimated from TDP, CPU time and installed RAM.
+"""The fallback meter: CPU and RAM energy under CodeCarbon's own power model.
 
 Always available, always labelled ``estimate``. It needs no thread: the operating system's
-cumulative CPU times are read at window boundaries, like a counter.
+cumulative CPU times are read at window boundaries, like a counter. The model — TDP, load
+curves, RAM power — is CodeCarbon's, resolved through CodeCarbon once per machine and cached
+(:mod:`mlflow_green.measure.power_model`); every reading names the CodeCarbon version and rule.
 
-Model, over a window of ``Δt`` seconds::
+Over an interval of ``Δt`` seconds (between two reads)::
 
-    cpu_energy_j = TDP_W × (IDLE_FRACTION × Δt + (1 − IDLE_FRACTION) × Δbusy_s / n_logical_cpus)
-    ram_energy_j = installed_RAM_GiB × RAM_W_PER_GB × Δt
+    scope="machine":  cpu_j = TDP × machine_curve(busy / capacity) × Δt      (CodeCarbon, tracking_mode="machine")
+                      ram_j = RAM_W × Δt
+    scope="process":  cpu_j = TDP × process_curve(tree_cpu / capacity) × Δt  (CodeCarbon, tracking_mode="process")
+                      ram_j = RAM_W × (tree_rss / installed RAM) × Δt
 
-``Δbusy_s`` is the system-wide busy CPU time from ``psutil.cpu_times()`` (user, nice, system,
-irq, softirq — i.e. everything except idle, iowait, steal and the guest time Linux already
-counts in user), so ``Δbusy_s / n_logical_cpus`` is the utilised share of ``Δt``. TDP comes
-from CodeCarbon's bundled table (:func:`mlflow_green.measure.hardware.cpu_tdp_w`), times the number
-of sockets.
+``busy`` and ``capacity`` are the machine's busy and total CPU seconds, ``tree_cpu`` the user +
+system seconds of this training's process tree (reaped children included), ``tree_rss`` its
+resident memory (mean of the interval's two ends). With CodeCarbon 3.3 the machine curve is
+``0.1 + 0.9 × load³`` and the process curve is linear (``TDP × tree_cpu / capacity``): a process
+pays for its own CPU time whatever else runs, and a sleeping process pays next to nothing.
 
 Example:
     >>> from collections import namedtuple
     >>> Times = namedtuple("Times", "user system idle")
-    >>> busy = iter([Times(0.0, 0.0, 0.0), Times(2.0, 0.0, 0.0)])
-    >>> meter = EstimateMeter(cpu_times=lambda: next(busy), cpu_count=2, tdp_w=100.0, ram_bytes=8 * 2**30)
+    >>> ticks = iter([Times(0.0, 0.0, 20.0), Times(10.0, 0.0, 30.0)])  # 2 CPUs, 10 s, half busy
+    >>> meter = EstimateMeter(cpu_times=lambda: next(ticks), model=PowerModel.example())
+    >>> meter.attribute(Attribution("machine"))
     >>> meter.open(0.0)
-    >>> [(c.device_id, c.energy_j) for c in meter.read(10.0)]
-    [('cpu:0', 190.0), ('ram:0', 30.0)]
+    >>> [(c.device_id, round(c.energy_j, 2), c.share) for c in meter.read(10.0)]
+    [('cpu:0', 212.5, ''), ('ram:0', 100.0, '')]
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
 import psutil
 
 from mlflow_green.errors import ConfigError, MeterError
-from mlflow_green.measure import hardware
+from mlflow_green.measure.attribution import Attribution, Usage, UsageProbe
 from mlflow_green.measure.meters.base import Availability, Meter
-from mlflow_green.measure.readings import DeviceCounter
+from mlflow_green.measure.model_cache import cache_dir, cached_model, load_power_model
+from mlflow_green.measure.power_model import PowerModel
+from mlflow_green.measure.readings import Component, DeviceCounter, Provenance, share_label
+from mlflow_green.measure.shares import UsageDelta, capacity_share, memory_share
 
 logger = logging.getLogger(__name__)
 
-IDLE_FRACTION = 0.1
-"""Fraction of TDP a CPU package draws when idle; the rest scales with utilisation."""
-
-RAM_W_PER_GB = 0.375
-"""Watts per GB of installed RAM: CodeCarbon's long-standing 3 W per 8 GB. GB here is GiB (2**30 bytes)."""
-
 BYTES_PER_GIB = 2**30
-
-_BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "interrupt", "dpc")
+SHARES: dict[Component, str] = {"cpu": "cpu-time", "ram": "rss"}
+"""The share each component is apportioned by under ``scope="process"``."""
 
 CpuTimes = Callable[[], Any]
 
 
-def busy_cpu_s(times: Any) -> float:
-    """System-wide busy CPU seconds from a ``psutil.cpu_times()`` result (all CPUs summed).
-
-    Example:
-        >>> from collections import namedtuple
-        >>> busy_cpu_s(namedtuple("T", "user system idle iowait")(3.0, 1.0, 50.0, 2.0))
-        4.0
-    """
-    return float(sum(getattr(times, name, 0.0) for name in _BUSY_FIELDS))
-
-
 class EstimateMeter(Meter):
-    """CPU and RAM energy estimated from TDP, system-wide CPU utilisation and installed RAM.
+    """CPU and RAM energy under CodeCarbon's power model, for the whole machine or this process tree.
 
     Args:
-        cpu_times: Returns cumulative system-wide CPU times (``psutil.cpu_times``, injectable).
-        cpu_count: Logical CPUs; None asks psutil.
-        tdp_w: TDP of all the machine's CPU packages together, in watts; None looks the model
-            up in CodeCarbon's table and multiplies by the number of sockets.
-        ram_bytes: Installed RAM; None asks psutil.
+        cpu_times: The machine's cumulative CPU times (``psutil.cpu_times``, injectable).
+        model: A resolved :class:`~mlflow_green.measure.power_model.PowerModel`; None loads this
+            machine's from the cache (resolving it through CodeCarbon on first use).
+        tdp_w: Override the TDP of all CPU packages together, in watts (like CodeCarbon's
+            ``force_cpu_power``).
+        ram_power_w: Override the RAM power, in watts (like CodeCarbon's ``force_ram_power``).
 
     Example:
-        >>> meter = EstimateMeter(tdp_w=65.0, ram_bytes=16 * 2**30)
-        >>> meter.is_available().reason
-        'CPU: TDP 65 W (given), 10% of it at idle, the rest in proportion to utilisation; RAM: 16 GiB × 0.375 W/GiB'
+        >>> meter = EstimateMeter(model=PowerModel.example(), tdp_w=65.0)
+        >>> meter.is_available().reason.split(";")[0]
+        'CPU: 65 W TDP (given), under CodeCarbon 3.3 load curves'
     """
 
     name = "estimate"
     priority = 0
-    description = "CPU and RAM estimated from TDP × utilisation and installed RAM (CodeCarbon's figures)"
+    description = "CPU and RAM estimated under CodeCarbon's power model (TDP table, load curve, per-DIMM RAM)"
 
     def __init__(
         self,
+        *,
         cpu_times: CpuTimes = psutil.cpu_times,
-        cpu_count: int | None = None,
+        model: PowerModel | None = None,
         tdp_w: float | None = None,
-        ram_bytes: int | None = None,
+        ram_power_w: float | None = None,
     ) -> None:
         if tdp_w is not None and not tdp_w > 0:
             raise ConfigError(f"tdp_w must be > 0 watts, got {tdp_w!r}")
-        if ram_bytes is not None and ram_bytes < 0:
-            raise ConfigError(f"ram_bytes must be >= 0, got {ram_bytes!r}")
-        if cpu_count is not None and cpu_count < 1:
-            raise ConfigError(f"cpu_count must be >= 1, got {cpu_count!r}")
+        if ram_power_w is not None and not ram_power_w >= 0:
+            raise ConfigError(f"ram_power_w must be >= 0 watts, got {ram_power_w!r}")
         self._cpu_times = cpu_times
-        self._cpu_count = cpu_count
+        self._given = model
         self._tdp_w = tdp_w
-        self._ram_bytes = ram_bytes
-        self._opened_at_s: float | None = None
-        self._busy0_s = 0.0
-        self._cpu_j = 0.0
-        self._model: tuple[float, str, int, float] | None = None
+        self._ram_power_w = ram_power_w
+        self._model: PowerModel | None = None
+        self.model_source = ""
+        self.attribution = Attribution("machine")
+        self._probe: UsageProbe | None = None
+        self._last: tuple[float, Usage] | None = None
+        self._energy_j: dict[Component, float] = {"cpu": 0.0, "ram": 0.0}
 
-    # -- the model's inputs ------------------------------------------------------------------
+    # -- the model -------------------------------------------------------------------------
 
-    def _resolve(self) -> tuple[float, str, int, float]:
-        """(machine TDP W, where it came from, logical CPUs, RAM GiB), resolved once."""
+    def _overridden(self, model: PowerModel) -> PowerModel:
+        if self._tdp_w is not None:
+            model = model.with_tdp(self._tdp_w)
+        if self._ram_power_w is not None:
+            model = model.with_ram_power(self._ram_power_w)
+        return model
+
+    def model(self) -> PowerModel:
+        """The model in force, resolved through CodeCarbon if it is not cached yet (may take ~0.5 s once)."""
         if self._model is None:
-            if self._tdp_w is not None:
-                tdp_w, note = self._tdp_w, f"TDP {self._tdp_w:g} W (given)"
+            if self._given is not None:
+                model, self.model_source = self._given, "given"
             else:
-                tdp_w, note = hardware.cpu_tdp_w()
-                sockets = hardware.cpu_sockets()
-                if sockets > 1:
-                    tdp_w, note = tdp_w * sockets, f"{note} × {sockets} sockets"
-            cpu_count = self._cpu_count or psutil.cpu_count(logical=True) or os.cpu_count() or 1
-            ram_bytes = hardware.total_ram_bytes() if self._ram_bytes is None else self._ram_bytes
-            self._model = (float(tdp_w), note, int(cpu_count), ram_bytes / BYTES_PER_GIB)
+                model, self.model_source = load_power_model()
+            self._model = self._overridden(model)
         return self._model
+
+    @property
+    def process_scope(self) -> bool:
+        """True when this meter bills this process tree's share (``scope="process"``)."""
+        return self.attribution.scope == "process"
+
+    def attribute(self, attribution: Attribution) -> None:
+        self.attribution = attribution
 
     def is_available(self) -> Availability:
         try:
-            _, note, _, ram_gib = self._resolve()
-            reason = (
-                f"CPU: {note}, {IDLE_FRACTION:.0%} of it at idle, the rest in proportion to utilisation; "
-                f"RAM: {ram_gib:.0f} GiB × {RAM_W_PER_GB:g} W/GiB"
-            )
-        except Exception as exc:  # never raise; the estimate still works with defaults
-            reason = f"CPU and RAM estimated ({exc!r} while reading the hardware)"
+            model = self._model or (self._overridden(self._given) if self._given else None)
+            if model is None:
+                cached = cached_model()
+                model = self._overridden(cached) if cached is not None else None
+            if model is None:  # resolving needs CodeCarbon's import: leave it to open()
+                reason = (
+                    "CPU and RAM under CodeCarbon's power model (resolved through CodeCarbon when first "
+                    f"opened, then cached in {cache_dir()})"
+                )
+            else:
+                curve = f"CodeCarbon {model.codecarbon_version}" if model.codecarbon_version else "fallback"
+                reason = f"CPU: {model.cpu_source}, under {curve} load curves; RAM: {model.ram_source}"
+        except Exception as exc:  # never raise; open() resolves the model or falls back
+            reason = f"CPU and RAM estimated ({exc!r} while reading the model)"
         return Availability.yes(reason, {"cpu", "ram"}, "estimate")
+
+    def label(self, component: Component, provenance: Provenance) -> str:
+        """``estimate``, or ``estimate*cpu-time`` / ``estimate*rss`` when this process tree's share is billed."""
+        return share_label(self.name, SHARES.get(component, "") if self.process_scope else "")
 
     # -- Meter API ---------------------------------------------------------------------------
 
-    def _busy_s(self) -> float:
+    def _usage(self) -> Usage:
+        assert self._probe is not None
         try:
-            return busy_cpu_s(self._cpu_times())
+            return self._probe.read()
         except Exception as exc:
             raise MeterError(f"estimate: cannot read CPU times ({exc!r})") from exc
 
     def open(self, now_s: float) -> None:
-        self._resolve()
-        self._busy0_s = self._busy_s()
-        self._cpu_j = 0.0
-        self._opened_at_s = now_s
+        self.model()
+        processes = self.attribution.processes if self.process_scope else _NoProcesses()
+        self._probe = UsageProbe(processes, self._cpu_times, memory=self.process_scope)
+        self._last = (now_s, self._usage())
+        self._energy_j = {"cpu": 0.0, "ram": 0.0}
 
     def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
-        if self._opened_at_s is None:
+        if self._last is None:
             raise MeterError("estimate: read() before open()")
-        tdp_w, _, cpu_count, ram_gib = self._resolve()
-        elapsed_s = max(now_s - self._opened_at_s, 0.0)
-        utilised_s = min(max((self._busy_s() - self._busy0_s) / cpu_count, 0.0), elapsed_s)
-        cpu_j = tdp_w * (IDLE_FRACTION * elapsed_s + (1.0 - IDLE_FRACTION) * utilised_s)
-        self._cpu_j = max(self._cpu_j, cpu_j)  # cumulative: never let clock jitter lower it
-        ram_j = ram_gib * RAM_W_PER_GB * elapsed_s
-        return (
-            DeviceCounter("cpu:0", "cpu", self._cpu_j, "estimate", self.name, label=hardware.cpu_model()),
-            DeviceCounter("ram:0", "ram", ram_j, "estimate", self.name, label=f"RAM {ram_gib:.1f} GiB"),
+        model = self.model()
+        usage = self._usage()
+        last_s, last = self._last
+        delta = UsageDelta.between(last, usage, now_s - last_s)
+        if self.process_scope:
+            cpu_w = model.cpu_power_w(capacity_share(delta, model.logical_cpus), process=True)
+            ram_w = model.ram_power_w * memory_share(delta.rss_bytes, model.ram_total_bytes)
+        else:
+            cpu_w = model.cpu_power_w(delta.machine_load)
+            ram_w = model.ram_power_w
+        self._energy_j["cpu"] += cpu_w * delta.duration_s
+        self._energy_j["ram"] += ram_w * delta.duration_s
+        if now_s >= last_s:  # a clock that went back is ignored, not subtracted
+            self._last = (now_s, usage)
+        scope = "process" if self.process_scope else "machine"
+        ram_label = f"RAM {model.ram_total_bytes / BYTES_PER_GIB:.1f} GiB"
+        return tuple(
+            DeviceCounter(
+                device_id=f"{component}:0",
+                component=component,
+                energy_j=self._energy_j[component],
+                provenance="estimate",
+                meter=self.name,
+                label=model.cpu_model if component == "cpu" else ram_label,
+                note=self._note(model, component),
+                scope=scope,
+                share=SHARES[component] if self.process_scope else "",
+            )
+            for component in ("cpu", "ram")
         )
 
+    def _note(self, model: PowerModel, component: Component) -> str:
+        """Which CodeCarbon version and rule produced the number (shown in report.json)."""
+        if component == "ram":
+            how = "× this process tree's share of RAM (rss)" if self.process_scope else "for the whole machine"
+            return f"estimate: {model.ram_source}, {how}"
+        curve = "process" if self.process_scope else "machine"
+        return f"estimate: {model.cpu_source}; CodeCarbon's {curve}-tracking load curve"
+
     def close(self) -> None:
-        self._opened_at_s = None
+        self._last = None
+        self._probe = None
+
+
+class _NoProcesses:
+    """Machine scope needs no process usage."""
+
+    def cpu_seconds(self) -> float:
+        return 0.0
+
+    def rss_bytes(self) -> int:
+        return 0
