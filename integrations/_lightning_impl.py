@@ -19,9 +19,9 @@ from mlflow_green.measure.host import host_id
 from mlflow_green.measure.readings import DeviceCounter
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.record.runs import RunHandle
+from mlflow_green.training.distributed import DistributedContext
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
-from mlflow_green.training.distributed import DistributedContext
 from mlflow_green.training.session import TrainingSession
 
 logger = logging.getLogger(__name__)
