@@ -20,6 +20,27 @@ class ConfigError(GreenError, ValueError):
     """Bad configuration, raised at construction before any training starts."""
 
 
+class ArgumentTypeError(ConfigError, TypeError):
+    """An argument of the wrong type given to a public function: the message names the argument,
+    what was given and what is accepted. Also a ``TypeError``, so code that catches that still works.
+
+    Example:
+        >>> err = ArgumentTypeError("model", "a registered model name (str)", 5)
+        >>> print(err)
+        model must be a registered model name (str), got 5 (int)
+        >>> isinstance(err, TypeError) and isinstance(err, GreenError)
+        True
+    """
+
+    def __init__(self, argument: str, expected: str, value: object) -> None:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        super().__init__(f"{argument} must be {expected}, got {shown} ({type(value).__name__})")
+        self.argument = argument
+        self.expected = expected
+
+
 class UnknownRegionError(ConfigError):
     """A carbon-intensity region that the bundled data does not know."""
 
@@ -101,3 +122,12 @@ class NotFoundError(GreenError, LookupError):
 
 class RankRequestError(GreenError, ValueError):
     """A ranking request that cannot be answered as asked (nothing to rank, an invalid filter)."""
+
+
+class SignatureError(ConfigError):
+    """A signing key or a trusted public key that cannot be used (missing, unreadable, not Ed25519).
+
+    Raised when signing is configured (``MLFLOW_GREEN_SIGNING_KEY``, ``MLFLOW_GREEN_TRUSTED_KEYS``),
+    before any training or check starts. A run whose signature does not verify is not an error:
+    it is a failed verification (:class:`mlflow_green.record.signing.Verification`).
+    """

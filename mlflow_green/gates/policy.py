@@ -55,7 +55,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from mlflow_green.errors import PolicyError
+from mlflow_green.errors import ArgumentTypeError, PolicyError
 from mlflow_green.gates.rules import RULE_SPECS, Rules
 
 if sys.version_info >= (3, 11):
@@ -111,10 +111,14 @@ class Policy:
 
     def for_alias(self, alias: str) -> Rules | None:
         """The rules for setting ``alias``; None when the policy does not cover it."""
+        if not isinstance(alias, str):
+            raise ArgumentTypeError("alias", "an alias name (str)", alias)
         return self.aliases.get(alias) or self.aliases.get(WILDCARD)
 
     def for_stage(self, stage: str) -> Rules | None:
         """The rules for a transition to ``stage`` (any case); None when not covered."""
+        if not isinstance(stage, str):
+            raise ArgumentTypeError("stage", "a stage name (str)", stage)
         canonical = canonical_stage(stage)
         if canonical is None:
             return None
@@ -135,6 +139,10 @@ class Policy:
             PolicyError: Both given, or the policy has no rules for it (an uncovered alias or
                 stage, or no ``[default]`` table when neither is given).
         """
+        if alias is not None and not isinstance(alias, str):
+            raise ArgumentTypeError("alias", "an alias name (str) or None", alias)
+        if stage is not None and not isinstance(stage, str):
+            raise ArgumentTypeError("stage", "a stage name (str) or None", stage)
         if alias is not None and stage is not None:
             raise PolicyError(None, None, "give an alias or a stage, not both", source=self.source)
         if alias is not None:
@@ -156,6 +164,10 @@ class Policy:
             raise PolicyError(None, table, f"the policy has no rules for {what} (covered: {listed})", source=self.source)
         return rules
 
+    def sections(self) -> tuple[Rules, ...]:
+        """Every section's effective rules: ``[default]`` (if any), then the aliases', then the stages'."""
+        return (*((self.default,) if self.default is not None else ()), *self.aliases.values(), *self.stages.values())
+
     def label(self, rules: Rules) -> str:
         """What the ``green.gate.policy`` tag says: file, section and digest, e.g.
         ``green-policy.toml [aliases.champion] sha256:3f2a9c1b04de``."""
@@ -167,9 +179,15 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Read and validate a policy file.
 
     Raises:
-        PolicyError: The file is missing, unreadable, not TOML, or has a malformed rule.
+        PolicyError: The file is missing, unreadable, not TOML, has a malformed rule, or has no
+            rules at all (an empty file, or a table that checks nothing).
+        ArgumentTypeError: ``path`` is not a string or path.
     """
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise ArgumentTypeError("path", "the path of a policy TOML file (str or os.PathLike)", path)
     source = os.fspath(path)
+    if not isinstance(source, str):
+        raise ArgumentTypeError("path", "the path of a policy TOML file (str or os.PathLike)", path)
     try:
         data = Path(source).read_bytes()
     except FileNotFoundError:
@@ -184,7 +202,15 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
 
 
 def loads_policy(text: str, *, source: str = "<string>") -> Policy:
-    """Parse and validate a policy from TOML text."""
+    """Parse and validate a policy from TOML text.
+
+    Raises:
+        PolicyError: Not TOML, a malformed rule, or no rules (see :func:`parse_policy`).
+        ArgumentTypeError: ``text`` or ``source`` is not a string.
+    """
+    if not isinstance(text, str):
+        raise ArgumentTypeError("text", "the policy's TOML text (str; decode bytes first)", text)
+    _check_source(source)
     if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
         raise PolicyError(None, None, "reading TOML on Python 3.10 needs 'tomli': pip install tomli", source=source)
     try:
@@ -197,9 +223,17 @@ def loads_policy(text: str, *, source: str = "<string>") -> Policy:
 def parse_policy(data: Mapping[str, Any], *, source: str = "<dict>", digest: str | None = None) -> Policy:
     """Validate an already-parsed policy (the dict ``tomllib`` returns).
 
+    A policy must check something: a policy with no rules at all, or a section whose rules
+    (with what it inherits from ``[default]``) check nothing — an empty table, or only
+    ``measured_only = false`` — is refused, since it would pass every version.
+
     Raises:
         PolicyError: On anything but a well-formed policy; never another exception.
+        ArgumentTypeError: ``source`` or ``digest`` is not a string.
     """
+    _check_source(source)
+    if digest is not None and not isinstance(digest, str):
+        raise ArgumentTypeError("digest", "a hex SHA-256 digest (str) or None", digest)
     if not isinstance(data, Mapping):
         raise PolicyError(None, None, f"a policy must be a table, got {_describe(data)}", source=source)
     for key in data:
@@ -227,6 +261,14 @@ def parse_policy(data: Mapping[str, Any], *, source: str = "<dict>", digest: str
     for section_rules in (default, *aliases.values(), *stages.values()):
         if section_rules is not None:
             _check_consistent(section_rules, source)
+            _check_not_empty(section_rules, source)
+    if default is None and not aliases and not stages:
+        raise PolicyError(
+            None, None,
+            "the policy has no rules, so it would pass every version: add a [default] table, or "
+            "[aliases.NAME] / [stages.NAME] tables, with rules such as max_energy_kwh = 0.5",
+            source=source,
+        )
     if digest is None:
         try:
             canonical = json.dumps(data, sort_keys=True, default=str)
@@ -302,6 +344,25 @@ def _check_consistent(rules: Rules, source: str) -> None:
             valid_keys=RULE_KEYS,
             source=source,
         )
+
+
+def _check_not_empty(rules: Rules, source: str) -> None:
+    if rules.checks():
+        return
+    inherited = "" if rules.section == "default" else " (nor does [default])"
+    raise PolicyError(
+        None,
+        rules.section,
+        f"this section checks nothing{inherited}, so it would pass every version: give it a rule "
+        "such as max_energy_kwh = 0.5, or remove the table",
+        valid_keys=RULE_KEYS,
+        source=source,
+    )
+
+
+def _check_source(source: Any) -> None:
+    if not isinstance(source, str):
+        raise ArgumentTypeError("source", "a description of where the policy came from (str)", source)
 
 
 def canonical_stage(stage: str) -> str | None:

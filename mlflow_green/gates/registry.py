@@ -13,17 +13,25 @@ Example::
 
 from __future__ import annotations
 
+import logging
+import posixpath
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlflow_green.gates.rules import Evidence, Incumbent
+from mlflow_green.gates.artifacts import read_run_artifact
+from mlflow_green.gates.evidence import Evidence, Incumbent
+from mlflow_green.gates.holders import parse_holder
+from mlflow_green.gates.prompts import is_prompt_version, looks_like_prompt
 from mlflow_green.record import schema
+from mlflow_green.record.signing import TrustedKeys, verify
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
-    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+
+logger = logging.getLogger(__name__)
 
 
 class Registry(Protocol):
@@ -32,17 +40,26 @@ class Registry(Protocol):
     def model_version(self, name: str, version: str) -> ModelVersion:
         """The model version (raises MLflow's ``RESOURCE_DOES_NOT_EXIST`` if missing)."""
 
+    def registered_model(self, name: str) -> RegisteredModel:
+        """The registered model (its tags: the prompt flag, the remembered holders)."""
+
     def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
         """The version ``alias`` points to, None if the alias is not set."""
 
     def run(self, run_id: str) -> Run:
         """A run, with its latest metrics and tags."""
 
+    def read_artifact(self, run: Run, path: str) -> bytes | None:
+        """One artifact of a run; None when it has none at ``path``."""
+
     def latest_in_stage(self, name: str, stage: str) -> ModelVersion | None:
         """The newest version in ``stage``, None if none."""
 
     def set_version_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
         """Set model-version tags."""
+
+    def set_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        """Set registered-model tags."""
 
 
 class ClientRegistry:
@@ -59,6 +76,9 @@ class ClientRegistry:
     def model_version(self, name: str, version: str) -> ModelVersion:
         return self.client.get_model_version(name, version)
 
+    def registered_model(self, name: str) -> RegisteredModel:
+        return self.client.get_registered_model(name)
+
     def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
         try:
             return self.client.get_model_version_by_alias(name, alias)
@@ -70,6 +90,17 @@ class ClientRegistry:
     def run(self, run_id: str) -> Run:
         return self.client.get_run(run_id)
 
+    def read_artifact(self, run: Run, path: str) -> bytes | None:
+        import tempfile
+
+        folder = posixpath.dirname(path) or None
+        if path not in {f.path for f in self.client.list_artifacts(run.info.run_id, folder)}:
+            return None
+        with tempfile.TemporaryDirectory(prefix="mlflow-green-") as tmp:
+            local = self.client.download_artifacts(run.info.run_id, path, tmp)
+            with open(local, "rb") as f:
+                return f.read()
+
     def latest_in_stage(self, name: str, stage: str) -> ModelVersion | None:
         with warnings.catch_warnings():  # stages are deprecated in MLflow, still supported
             warnings.simplefilter("ignore", FutureWarning)
@@ -78,7 +109,25 @@ class ClientRegistry:
 
     def set_version_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
-            self.client.set_model_version_tag(name, version, key, value)
+            if not self._write(lambda k=key, v=value: self.client.set_model_version_tag(name, version, k, v)):
+                return
+
+    def set_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            if not self._write(lambda k=key, v=value: self.client.set_registered_model_tag(name, k, v)):
+                return
+
+    @staticmethod
+    def _write(write: Callable[[], None]) -> bool:
+        """Write a gate tag; False when a green server refuses it (its own gate writes these tags)."""
+        try:
+            write()
+        except Exception as exc:
+            if _is_refused_by_green_server(exc):
+                logger.info("mlflow-green: the tracking server writes its own gate tags (%s)", exc)
+                return False
+            raise
+        return True
 
 
 class StoreRegistry:
@@ -97,6 +146,9 @@ class StoreRegistry:
     def model_version(self, name: str, version: str) -> ModelVersion:
         return self.registry_store.get_model_version(name, version)
 
+    def registered_model(self, name: str) -> RegisteredModel:
+        return self.registry_store.get_registered_model(name)
+
     def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
         try:
             return self.registry_store.get_model_version_by_alias(name, alias)
@@ -108,6 +160,9 @@ class StoreRegistry:
     def run(self, run_id: str) -> Run:
         return self.tracking_store.get_run(run_id)
 
+    def read_artifact(self, run: Run, path: str) -> bytes | None:
+        return read_run_artifact(run, path)
+
     def latest_in_stage(self, name: str, stage: str) -> ModelVersion | None:
         versions = self.registry_store.get_latest_versions(name, stages=[stage])
         return versions[0] if versions else None
@@ -118,11 +173,23 @@ class StoreRegistry:
         for key, value in tags.items():
             self.registry_store.set_model_version_tag(name, version, ModelVersionTag(key, value))
 
+    def set_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities.model_registry import RegisteredModelTag
+
+        for key, value in tags.items():
+            self.registry_store.set_registered_model_tag(name, RegisteredModelTag(key, value))
+
 
 def _is_missing(exc: Exception) -> bool:
     from mlflow.exceptions import MlflowException
 
     return isinstance(exc, MlflowException) and exc.get_http_status_code() == 404
+
+
+def _is_refused_by_green_server(exc: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and exc.error_code == "PERMISSION_DENIED" and "mlflow-green" in exc.message
 
 
 def _is_invalid(exc: Exception) -> bool:
@@ -131,17 +198,40 @@ def _is_invalid(exc: Exception) -> bool:
     return isinstance(exc, MlflowException) and exc.get_http_status_code() == 400
 
 
-def _run_facts(registry: Registry, run_id: str | None, source: str | None) -> tuple[dict[str, float], dict[str, str], str | None]:
+def _read_run(registry: Registry, run_id: str | None, source: str | None) -> tuple[Run | None, str | None]:
     if not run_id:
         where = f" (registered from {source})" if source else ""
-        return {}, {}, f"the version has no source run{where}; nothing was measured"
+        return None, f"the version has no source run{where}; nothing was measured"
     try:
-        run = registry.run(run_id)
+        return registry.run(run_id), None
     except Exception as exc:
         if _is_missing(exc):
-            return {}, {}, f"source run {run_id} not found"
+            return None, f"source run {run_id} not found"
         raise
-    return dict(run.data.metrics), dict(run.data.tags), None
+
+
+def _holder_accuracy(registry: Registry, holder: ModelVersion) -> float | None:
+    run, _ = _read_run(registry, holder.run_id, holder.source)
+    return None if run is None else run.data.metrics.get(schema.ACCURACY_PER_KWH)
+
+
+def _incumbent(registry: Registry, name: str, kind: str, target: str, model_tags: Mapping[str, str]) -> Incumbent | None:
+    """The version holding the alias or stage now; else the last one the gate promoted there."""
+    holder = registry.version_by_alias(name, target) if kind == "alias" else registry.latest_in_stage(name, target)
+    memory = parse_holder(model_tags.get(schema.gate_holder_tag(kind, target)))
+    label = f"{kind} {target}"
+    if holder is not None:
+        recorded = memory.accuracy_per_kwh if memory is not None and memory.version == str(holder.version) else None
+        return Incumbent(str(holder.version), _holder_accuracy(registry, holder), target=label, recorded_accuracy_per_kwh=recorded)
+    if memory is None:
+        return None
+    try:
+        live = _holder_accuracy(registry, registry.model_version(name, memory.version))
+    except Exception as exc:  # the remembered version was deleted: its recorded value stands
+        if not _is_missing(exc):
+            raise
+        live = None
+    return Incumbent(memory.version, live, remembered=True, target=label, recorded_accuracy_per_kwh=memory.accuracy_per_kwh)
 
 
 def gather_evidence(
@@ -152,6 +242,7 @@ def gather_evidence(
     target_alias: str | None = None,
     target_stage: str | None = None,
     with_incumbent: bool = False,
+    trusted_keys: TrustedKeys | None = None,
 ) -> Evidence:
     """Everything the rules need about ``name`` version ``version``.
 
@@ -161,25 +252,40 @@ def gather_evidence(
         version: Version to check.
         target_alias: The alias the version is checked for (for ``beat_current_by_percent``).
         target_stage: The canonical stage the version is checked for.
-        with_incumbent: Also read the version that holds the alias or stage now (one or two
-            extra reads; only when the policy has ``beat_current_by_percent``).
+        with_incumbent: Also read the version that holds the alias or stage now, or else the
+            one the gate remembers holding it last (a few extra reads; only when the policy has
+            ``beat_current_by_percent``).
+        trusted_keys: Verify the run's signature against these keys (only when the policy has
+            ``require_signed``; reads two artifacts).
 
     Raises:
         mlflow.exceptions.MlflowException: The model or version does not exist, or the store failed.
     """
     model_version = registry.model_version(name, version)
-    metrics, tags, missing = _run_facts(registry, model_version.run_id, model_version.source)
+    model_tags: dict[str, str] | None = None
+
+    def tags_of_model() -> dict[str, str]:
+        nonlocal model_tags
+        if model_tags is None:
+            model = registry.registered_model(name)
+            # ``RegisteredModel.tags`` hides MLflow's prompt flag; ``_tags`` holds every tag
+            model_tags = dict(getattr(model, "_tags", None) or model.tags or {})
+        return model_tags
+
+    common = {"version": str(model_version.version), "version_tags": dict(model_version.tags or {})}
+    if looks_like_prompt(model_version) and is_prompt_version(model_version, tags_of_model()):
+        return Evidence(run_id=None, prompt=True, **common)
+    run, missing = _read_run(registry, model_version.run_id, model_version.source)
+    metrics = dict(run.data.metrics) if run is not None else {}
+    tags = dict(run.data.tags) if run is not None else {}
     target = f"alias {target_alias}" if target_alias is not None else f"stage {target_stage}" if target_stage else None
     incumbent = None
     if with_incumbent and target is not None:
-        holder: ModelVersion | None = None
-        if target_alias is not None:
-            holder = registry.version_by_alias(name, target_alias)
-        elif target_stage is not None:
-            holder = registry.latest_in_stage(name, target_stage)
-        if holder is not None:
-            held_metrics, _, _ = _run_facts(registry, holder.run_id, holder.source)
-            incumbent = Incumbent(str(holder.version), held_metrics.get(schema.ACCURACY_PER_KWH))
+        kind, which = ("alias", target_alias) if target_alias is not None else ("stage", target_stage)
+        incumbent = _incumbent(registry, name, kind, str(which), tags_of_model())
+    signature = None
+    if trusted_keys is not None and run is not None:
+        signature = verify(run.info.run_id, metrics, tags, lambda path: registry.read_artifact(run, path), trusted_keys)
     return Evidence(
         run_id=model_version.run_id or None,
         metrics=metrics,
@@ -187,6 +293,6 @@ def gather_evidence(
         missing_run=missing,
         target=target,
         incumbent=incumbent,
-        version=str(model_version.version),
-        version_tags=dict(model_version.tags or {}),
+        signature=signature,
+        **common,
     )

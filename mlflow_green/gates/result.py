@@ -1,7 +1,7 @@
 """The outcome of a gate check: passed or not, each rule with its actual value and limit.
 
 Example:
-    >>> from mlflow_green.gates.rules import RuleResult
+    >>> from mlflow_green.gates.outcome import RuleResult
     >>> result = GateResult(
     ...     model="digits", version="3", passed=False, policy="green-policy.toml [aliases.champion]",
     ...     rules=(RuleResult("max_energy_kwh", False, 0.8, 0.5, "kWh", "0.8 kWh > limit 0.5 kWh"),),
@@ -18,13 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow_green.gates.rules import RuleResult
+from mlflow_green.gates.holders import holder_tag_value
+from mlflow_green.gates.outcome import RuleResult
 from mlflow_green.record import schema
 
 PASSED = "passed"
 FAILED = "failed"
-PROMPT_TAG = "mlflow.prompt.is_prompt"
-"""MLflow's tag on prompt versions (``mlflow.prompt.constants.IS_PROMPT_TAG_KEY``): gates are not for prompts."""
 MAX_TAG_VALUE_CHARS = 5000
 """Model-version tag values are cut to this length (MLflow's limit on some stores)."""
 
@@ -43,8 +42,11 @@ class GateResult:
         run_id: The version's source run (None if it has none).
         alias: The alias the version was checked for, if any.
         stage: The stage the version was checked for, if any.
-        prompt: The version is a prompt version (MLflow's prompt registry), not a model: the
-            server lets its alias requests through and no gate tags are written on it.
+        prompt: The version is a prompt version of a prompt, by what the registry says
+            (:mod:`mlflow_green.gates.prompts`), not a model: the server lets its alias requests
+            through and no gate tags are written on it.
+        accuracy_per_kwh: The source run's ``green/accuracy_per_kwh`` (remembered for the next
+            ``beat_current_by_percent`` when this version takes the alias or stage).
 
     Example:
         >>> GateResult(model="m", version="1", passed=True, rules=(), policy="p.toml [default]").reasons
@@ -60,6 +62,7 @@ class GateResult:
     alias: str | None = None
     stage: str | None = None
     prompt: bool = False
+    accuracy_per_kwh: float | None = None
 
     @property
     def status(self) -> str:
@@ -100,6 +103,15 @@ class GateResult:
             schema.TAG_GATE_POLICY: _cut(self.policy),
             schema.TAG_GATE: self.status,
         }
+
+    def holder_tag(self) -> dict[str, str]:
+        """The registered-model tag remembering this version as the alias's (stage's) holder;
+        empty without a target. Written once the promotion succeeded."""
+        if self.prompt or not self.passed or self.target is None:
+            return {}
+        kind, name = ("alias", self.alias) if self.alias is not None else ("stage", self.stage)
+        value = holder_tag_value(version=self.version, run_id=self.run_id, accuracy_per_kwh=self.accuracy_per_kwh)
+        return {schema.gate_holder_tag(kind, str(name)): value}
 
     def summary(self) -> str:
         """One line, e.g. for an HTTP error: what was refused and which rules failed."""

@@ -75,14 +75,35 @@ TAG_COMPRESSION: Final = "green.compression"
 TAG_QUALITY_METRIC: Final = "green.quality_metric"
 TAG_BUDGET_STOP: Final = "green.budget_stop"
 """Why an energy or emissions budget stopped the training (absent when it did not)."""
+TAG_SIGNATURE: Final = "green.signature"
+"""Ed25519 signature of the run's green values (JSON: key id, manifest digest, signature); see record.signing."""
 
 # --- artifacts -------------------------------------------------------------------------------
 REPORT_ARTIFACT: Final = "green/report.json"
+SIGNED_MANIFEST_ARTIFACT: Final = "green/signed_manifest.json"
+"""The exact bytes signed: run id, every green/ metric's latest value, every green. tag, report.json's SHA-256."""
 
 # --- model-registry tags ---------------------------------------------------------------------
 TAG_GATE: Final = "green.gate"
 TAG_GATE_REASONS: Final = "green.gate.reasons"
 TAG_GATE_POLICY: Final = "green.gate.policy"
+TAG_GATE_PREFIX: Final = "green.gate"
+"""Model-version and registered-model tags under this prefix are written by the gate only."""
+TAG_GATE_HOLDER_PREFIX: Final = "green.gate.holder."
+"""Registered-model tags ``green.gate.holder.alias.<alias>`` / ``green.gate.holder.stage.<Stage>``:
+the version the gate last promoted there, and its quality per kWh (JSON)."""
+
+
+def gate_holder_tag(kind: str, name: str) -> str:
+    """The registered-model tag remembering the last holder of an alias or stage.
+
+    Example:
+        >>> gate_holder_tag("alias", "champion")
+        'green.gate.holder.alias.champion'
+    """
+    if kind not in ("alias", "stage"):
+        raise ValueError(f"kind must be 'alias' or 'stage', got {kind!r}")
+    return f"{TAG_GATE_HOLDER_PREFIX}{kind}.{name}"
 
 _COMPONENT_ENERGY: Final = {"gpu": ENERGY_GPU_KWH, "cpu": ENERGY_CPU_KWH, "ram": ENERGY_RAM_KWH}
 _PHASE_ENERGY: Final = {

@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import atexit
+import contextvars
 import json
 import logging
 import os
@@ -45,14 +46,16 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 
-from mlflow_green.gates.check import check_version
+from mlflow_green.gates.check import check_version, remember_holder, require_trusted_keys
 from mlflow_green.gates.policy import ENV_GATE_POLICY, Policy, load_policy
 from mlflow_green.gates.registry import Registry, StoreRegistry
 from mlflow_green.gates.result import GateResult
+from mlflow_green.record.signing import TrustedKeys
+from mlflow_green.server.protected_tags import CREATE_ENDPOINTS, TAG_ENDPOINTS, refusal_reason
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
-    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +101,18 @@ class TagWriter:
         self._lock = threading.Lock()
 
     def submit(self, write: Callable[[], None]) -> None:
-        """Queue a write (the thread starts on first use, so after any worker fork)."""
+        """Queue a write (the thread starts on first use, so after any worker fork).
+
+        The write runs in a copy of the caller's context, so request-scoped state the stores
+        read from context variables (the workspace of ``mlflow server --enable-workspaces``)
+        is the request's.
+        """
+        context = contextvars.copy_context()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="mlflow-green-gate-tags", daemon=True)
                 self._thread.start()
-        self._queue.put(write)
+        self._queue.put(lambda: context.run(write))
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every write queued so far is done; False on timeout."""
@@ -142,11 +151,17 @@ class DeferredTagRegistry:
     def model_version(self, name: str, version: str) -> ModelVersion:
         return self.registry.model_version(name, version)
 
+    def registered_model(self, name: str) -> RegisteredModel:
+        return self.registry.registered_model(name)
+
     def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
         return self.registry.version_by_alias(name, alias)
 
     def run(self, run_id: str) -> Run:
         return self.registry.run(run_id)
+
+    def read_artifact(self, run: Run, path: str) -> bytes | None:
+        return self.registry.read_artifact(run, path)
 
     def latest_in_stage(self, name: str, stage: str) -> ModelVersion | None:
         return self.registry.latest_in_stage(name, stage)
@@ -154,6 +169,10 @@ class DeferredTagRegistry:
     def set_version_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
         tags = dict(tags)
         self.pending.append(lambda: self.registry.set_version_tags(name, version, tags))
+
+    def set_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        tags = dict(tags)
+        self.pending.append(lambda: self.registry.set_model_tags(name, tags))
 
 
 class GateEnforcer:
@@ -171,17 +190,28 @@ class GateEnforcer:
         app.after_request(enforcer.after_request)
     """
 
-    def __init__(self, policy: Policy, registry_factory: Callable[[], Registry] | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        registry_factory: Callable[[], Registry] | None = None,
+        *,
+        trusted_keys: TrustedKeys | None = None,
+    ) -> None:
         self.policy = policy
         self.registry_factory = registry_factory or _server_registry
+        self.trusted_keys = trusted_keys
         self.tag_writer = TagWriter()
 
     def before_request(self) -> Response | None:
-        """Return a refusal for a failing alias/stage request; None lets the request through."""
-        gated = _GATED_ENDPOINTS.get(request.endpoint or "")
+        """Return a refusal for a failing alias/stage request or a write of a protected tag;
+        None lets the request through."""
+        endpoint = request.endpoint or ""
+        if endpoint in TAG_ENDPOINTS or endpoint in CREATE_ENDPOINTS:
+            return _refuse_protected_tag(endpoint, _request_fields())
+        gated = _GATED_ENDPOINTS.get(endpoint)
         if gated is None or request.method != "POST":
             return None
-        body = _request_json()
+        body = _request_fields()
         name, version, target = body.get("name"), body.get("version"), body.get(gated.field)
         if not isinstance(name, str) or not isinstance(target, str) or not isinstance(version, str):
             return None  # malformed: MLflow's handler rejects it with its own error
@@ -192,7 +222,8 @@ class GateEnforcer:
             registry = DeferredTagRegistry(self.registry_factory())
             g.mlflow_green_gate_writes = registry.pending
             alias, stage = (target, None) if gated.kind == "alias" else (None, target)
-            result = check_version(registry, name, version, self.policy, alias=alias, stage=stage)
+            result = check_version(registry, name, version, self.policy, alias=alias, stage=stage,
+                                   trusted_keys=self.trusted_keys)
         except Exception as exc:  # noqa: BLE001 - any failure to check refuses (fail closed)
             return _check_error(exc, name, version, gated.kind, target)
         finally:
@@ -203,6 +234,7 @@ class GateEnforcer:
         g.mlflow_green_gate = result.status
         if result.passed:
             logger.info("mlflow-green gate passed: %s", result.summary())
+            g.mlflow_green_gate_holder = (registry, result)
             return None
         logger.warning("mlflow-green gate refused: %s", result.summary())
         return refusal(result)
@@ -215,6 +247,10 @@ class GateEnforcer:
         """
         for write in g.pop("mlflow_green_gate_writes", ()):
             self.tag_writer.submit(write)
+        promoted = g.pop("mlflow_green_gate_holder", None)
+        if promoted is not None and response.status_code == 200:  # MLflow applied it: remember the holder
+            registry, result = promoted
+            self.tag_writer.submit(lambda: remember_holder(registry.registry, result))
         elapsed_ms = g.get("mlflow_green_gate_ms")
         if elapsed_ms is not None:
             response.headers[GATE_HEADER] = g.get("mlflow_green_gate", "error")
@@ -258,7 +294,12 @@ def register(app: Flask, environ: Mapping[str, str] | None = None) -> GateEnforc
         logger.info("mlflow-green: %s is not set; registry gates are off", ENV_GATE_POLICY)
         return None
     policy = load_policy(path)
-    enforcer = GateEnforcer(policy)
+    trusted_keys = None
+    signed_sections = [rules.section for rules in policy.sections() if rules.require_signed]
+    if signed_sections:
+        trusted_keys = require_trusted_keys(TrustedKeys.from_env(environ), signed_sections[0])
+        logger.info("mlflow-green: trusting %d signing key(s): %s", len(trusted_keys), ", ".join(trusted_keys.ids))
+    enforcer = GateEnforcer(policy, trusted_keys=trusted_keys)
     app.before_request(enforcer.before_request)
     app.after_request(enforcer.after_request)
     app.extensions["mlflow_green_gates"] = enforcer
@@ -279,9 +320,24 @@ def _server_registry() -> StoreRegistry:
     return StoreRegistry(handlers._get_tracking_store(), handlers._get_model_registry_store())
 
 
-def _request_json() -> dict[str, Any]:
-    # The same parse as MLflow's handlers (force, silent, double-encoded strings), so the gate
-    # sees exactly the fields MLflow will apply.
+def _refuse_protected_tag(endpoint: str, body: Mapping[str, Any]) -> Response | None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    reason = refusal_reason(endpoint, body)
+    if reason is None:
+        return None
+    logger.warning("mlflow-green refused a protected tag write (%s): %s", endpoint, reason)
+    message = f"mlflow-green refused the request: {reason}"
+    return Response(MlflowException(message, error_code=PERMISSION_DENIED).serialize_as_json(),
+                    status=REFUSED_STATUS, mimetype="application/json")
+
+
+def _request_fields() -> dict[str, Any]:
+    # The same parse as MLflow's handlers (query args for a GET with args; else the JSON body,
+    # forced, silent, double-encoded strings decoded), so the gate sees the fields MLflow applies.
+    if request.method == "GET" and request.args:
+        return {key: request.args.get(key) for key in request.args}
     body = request.get_json(force=True, silent=True)
     if isinstance(body, str):
         try:

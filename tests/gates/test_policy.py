@@ -78,9 +78,9 @@ def test_what_the_policy_covers() -> None:
 
 
 def test_wildcards_cover_what_is_not_listed() -> None:
-    policy = loads_policy('[aliases."*"]\nmax_energy_kwh = 1\n[aliases.dev]\n[stages."*"]\nmeasured_only = true')
+    policy = loads_policy('[aliases."*"]\nmax_energy_kwh = 1\n[aliases.dev]\nmeasured_only = true\n[stages."*"]\nmeasured_only = true')
     assert policy.rules(alias="anything").max_energy_kwh == 1.0
-    assert policy.rules(alias="dev").max_energy_kwh is None  # listed by name: its own (empty) table
+    assert policy.rules(alias="dev").max_energy_kwh is None  # listed by name: its own table
     assert policy.rules(stage="archived").section == "stages.*"
 
 
@@ -91,10 +91,33 @@ def test_no_default_means_no_rules_without_an_alias() -> None:
         policy.rules()
 
 
-def test_an_empty_policy_covers_nothing() -> None:
-    policy = loads_policy("")
-    assert policy == Policy(None, {}, {}, "<string>", policy.digest)
-    assert not policy.covers(alias="champion")
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", "the policy has no rules, so it would pass every version"),
+        ("# nothing but a comment\n", "the policy has no rules"),
+        ("[aliases]\n[stages]\n", "the policy has no rules"),
+        ("[default]\n", "[default]: this section checks nothing, so it would pass every version"),
+        ("[default]\n[aliases.champion]\nmax_energy_kwh = 1\n", "[default]: this section checks nothing"),
+        ("[aliases.champion]\n", "[aliases.champion]: this section checks nothing (nor does [default])"),
+        ("[aliases.staging]\nmeasured_only = false\n", "[aliases.staging]: this section checks nothing"),
+        ("[default]\nmeasured_only = false\n", "[default]: this section checks nothing"),
+        ("[stages.production]\nrequire_signed = false\n", "[stages.Production]: this section checks nothing"),
+        ('[aliases."*"]\n', "[aliases.*]: this section checks nothing"),
+    ],
+    ids=["empty", "comment", "empty-parents", "empty-default", "empty-default-with-alias", "empty-alias",
+         "only-off-switch", "default-off", "stage-off", "wildcard"],
+)
+def test_a_policy_or_section_that_checks_nothing_is_an_error_naming_it(text: str, words: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        loads_policy(text, source="green-policy.toml")
+    assert str(caught.value).startswith("green-policy.toml: ")
+    assert words in str(caught.value)
+
+
+def test_an_empty_alias_table_inherits_the_default_rules() -> None:
+    policy = loads_policy("[default]\nmax_energy_kwh = 1\n[aliases.staging]\n")
+    assert policy.rules(alias="staging").checks() == ("max_energy_kwh",)
 
 
 @pytest.mark.parametrize(
@@ -217,6 +240,14 @@ _RULE_TABLE = st.fixed_dictionaries(
 @settings(max_examples=200, deadline=None)
 @given(default=_RULE_TABLE, champion=_RULE_TABLE)
 def test_valid_rules_round_trip_and_aliases_override_the_default(default: dict, champion: dict) -> None:
+    def checks(table: dict) -> bool:
+        return any(value is not False for value in table.values())
+
+    if not checks(default) or not checks({**default, **champion}):
+        section = "default" if not checks(default) else "aliases.champion"
+        with pytest.raises(PolicyError, match=rf"\[{section}\]: this section checks nothing"):
+            parse_policy({"default": default, "aliases": {"champion": champion}})
+        return
     policy = parse_policy({"default": default, "aliases": {"champion": champion}})
     assert policy.default is not None
     assert policy.default.to_dict() == {k: (v if isinstance(v, bool) else float(v)) for k, v in default.items()}

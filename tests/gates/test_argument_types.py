@@ -1,0 +1,61 @@
+"""Wrong argument types to the public gate API raise our documented errors, never a bare TypeError/AttributeError."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_green.errors import ArgumentTypeError, ConfigError, GreenError, PolicyError
+from mlflow_green.gates import Evidence, Rules, check, evaluate, load_policy, loads_policy, parse_policy
+
+POLICY = loads_policy("[default]\nmax_energy_kwh = 1\n[aliases.champion]\nmax_energy_kwh = 0.5")
+
+CALLS: list[tuple[str, Callable[[], Any], str]] = [
+    ("load_policy(None)", lambda: load_policy(None), "path must be the path of a policy TOML file"),
+    ("load_policy(5)", lambda: load_policy(5), "got 5 (int)"),
+    ("load_policy(b'p.toml')", lambda: load_policy(b"p.toml"), "got b'p.toml' (bytes)"),
+    ("loads_policy(None)", lambda: loads_policy(None), "text must be the policy's TOML text"),
+    ("loads_policy(bytes)", lambda: loads_policy(b"[default]"), "decode bytes first"),
+    ("loads_policy(source=5)", lambda: loads_policy("[default]\nmax_energy_kwh = 1", source=5), "source must be"),
+    ("parse_policy(digest=5)", lambda: parse_policy({"default": {"max_energy_kwh": 1}}, digest=5), "digest must be"),
+    ("check(model=5)", lambda: check(5, 1, POLICY), "model must be a registered model name"),
+    ("check(model='')", lambda: check("", 1, POLICY), "model must be a registered model name"),
+    ("check(version=None)", lambda: check("m", None, POLICY), "version must be a model version number"),
+    ("check(version=True)", lambda: check("m", True, POLICY), "got True (bool)"),
+    ("check(version=1.5)", lambda: check("m", 1.5, POLICY), "got 1.5 (float)"),
+    ("check(version='latest')", lambda: check("m", "latest", POLICY), "got 'latest' (str)"),
+    ("check(policy=5)", lambda: check("m", 1, 5), "policy must be a Policy or the path"),
+    ("check(policy=dict)", lambda: check("m", 1, {"default": {}}), "policy must be a Policy"),
+    ("check(alias=5)", lambda: check("m", 1, POLICY, alias=5), "alias must be an alias name"),
+    ("check(stage=['Production'])", lambda: check("m", 1, POLICY, stage=["Production"]), "stage must be a stage name"),
+    ("check(client=5)", lambda: check("m", 1, POLICY, client=5), "client must be an mlflow.MlflowClient"),
+    ("check(write_tags='no')", lambda: check("m", 1, POLICY, write_tags="no"), "write_tags must be True or False"),
+    ("policy.rules(alias=5)", lambda: POLICY.rules(alias=5), "alias must be an alias name"),
+    ("policy.for_alias(None)", lambda: POLICY.for_alias(None), "alias must be an alias name"),
+    ("policy.covers(stage=3)", lambda: POLICY.covers(stage=3), "stage must be a stage name"),
+    ("evaluate(None, ...)", lambda: evaluate(None, Evidence(run_id="r")), "rules must be a Rules"),
+    ("evaluate(..., {})", lambda: evaluate(Rules(max_energy_kwh=1.0), {}), "evidence must be an Evidence"),
+]
+
+
+@pytest.mark.parametrize(("call", "words"), [(c[1], c[2]) for c in CALLS], ids=[c[0] for c in CALLS])
+def test_wrong_argument_types_raise_argument_type_error(call: Callable[[], Any], words: str) -> None:
+    with pytest.raises(ArgumentTypeError) as caught:
+        call()
+    assert words in str(caught.value)
+    assert isinstance(caught.value, (GreenError, ConfigError, TypeError))
+
+
+def test_a_missing_policy_file_is_a_policy_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="policy file not found"):
+        load_policy(tmp_path / "nope.toml")
+
+
+def test_trusted_keys_must_be_trusted_keys(client: MlflowClient, model_name: str, make_version) -> None:
+    version = make_version({"green/energy_kwh": 0.1})
+    with pytest.raises(ArgumentTypeError, match="trusted_keys must be a TrustedKeys"):
+        check(model_name, version, loads_policy("[default]\nrequire_signed = true"), client=client, trusted_keys=["k.pub"])
