@@ -32,7 +32,10 @@ class FakePowercapTree:
 
     Each socket gets a package zone ``intel-rapl:N`` (name ``package-N``) with a ``core``
     subzone (which a RAPL reader must ignore) and optionally a ``dram`` subzone, plus the
-    top-level ``intel-rapl:N:M`` links that the real sysfs has.
+    top-level ``intel-rapl:N:M`` links that the real sysfs has. Multi-die CPUs get one zone per
+    die instead (:meth:`add_dies`: ``package-N-die-D``, numbered in order like the kernel does),
+    either independent counters or mirrors of one package counter (as some AMD parts expose);
+    :meth:`add_psys` adds the whole-platform ``psys`` zone.
 
     Args:
         root: An empty folder (e.g. pytest's ``tmp_path``); created if missing.
@@ -54,6 +57,7 @@ class FakePowercapTree:
         control.mkdir(exist_ok=True)
         (control / "enabled").write_text("1\n")
         self.denied: set[Path] = set()
+        self.mirrored_sockets: set[int] = set()
 
     # -- building ----------------------------------------------------------------------------
 
@@ -82,15 +86,63 @@ class FakePowercapTree:
             if not link.exists():
                 link.symlink_to(zone, target_is_directory=True)
 
-    def add_psys(self, index: int, energy_uj: int = 0) -> Path:
+    def add_psys(self, index: int | None = None, energy_uj: int = 0) -> Path:
         """Add a top-level ``psys`` (whole platform) zone, which overlaps the packages."""
+        index = self._next_index() if index is None else index
         return self._zone(self.root / f"{self.prefix}:{index}", "psys", energy_uj, DEFAULT_MAX_ENERGY_RANGE_UJ)
+
+    def add_dies(
+        self,
+        socket: int,
+        dies: int,
+        *,
+        mirrored: bool = False,
+        energy_uj: int = 0,
+        dram: bool = False,
+        max_energy_range_uj: int = DEFAULT_MAX_ENERGY_RANGE_UJ,
+    ) -> list[Path]:
+        """Add one socket as ``dies`` zones named ``package-S-die-D`` at the next free zone indices.
+
+        Args:
+            mirrored: Every die reports the same package-wide counter (so reading all of them
+                would count the package ``dies`` times), instead of its own die's energy.
+            energy_uj: Starting value of every die's counter (mirrors share it; independent dies
+                get ``energy_uj + die`` so they never hold the same value by accident).
+        """
+        zones = []
+        for die in range(dies):
+            start_uj = energy_uj if mirrored else energy_uj + die * 1_000_003
+            zone = self._zone(
+                self.root / f"{self.prefix}:{self._next_index()}", f"package-{socket}-die-{die}", start_uj,
+                max_energy_range_uj,
+            )
+            if dram:
+                self._zone(zone / f"{zone.name}:0", "dram", 0, max_energy_range_uj)
+            zones.append(zone)
+        if mirrored:
+            self.mirrored_sockets.add(socket)
+        return zones
+
+    def _next_index(self) -> int:
+        taken = [int(p.name.rsplit(":", 1)[1]) for p in self.root.glob(f"{self.prefix}:*") if p.name.count(":") == 1]
+        return max(taken, default=-1) + 1
 
     # -- addressing --------------------------------------------------------------------------
 
     def package_zone(self, socket: int) -> Path:
-        """The package zone folder of one socket."""
+        """The package zone folder of one socket (added with :meth:`add_socket`)."""
         return self.root / f"{self.prefix}:{socket}"
+
+    def die_zone(self, socket: int, die: int) -> Path:
+        """The zone folder of one die (added with :meth:`add_dies`)."""
+        return self.zone_named(f"package-{socket}-die-{die}")
+
+    def zone_named(self, name: str) -> Path:
+        """The top-level zone whose ``name`` file says ``name`` (``psys``, ``package-0-die-1``)."""
+        for zone in sorted(self.root.glob(f"{self.prefix}:*")):
+            if zone.name.count(":") == 1 and (zone / "name").read_text().strip() == name:
+                return zone
+        raise KeyError(f"no zone named {name!r}")
 
     def dram_zone(self, socket: int) -> Path:
         """The DRAM subzone folder of one socket (it must have been added with ``dram=True``)."""
@@ -129,6 +181,17 @@ class FakePowercapTree:
         self._add(self.package_zone(socket), package_j)
         if dram_j:
             self._add(self.dram_zone(socket), dram_j)
+
+    def advance_dies(self, socket: int, die_j: list[float]) -> None:
+        """Add energy to each die of a socket (a mirrored socket's dies all add the sum)."""
+        dies = sorted(self.root.glob(f"{self.prefix}:*"), key=lambda p: int(p.name.rsplit(":", 1)[1]))
+        zones = [z for z in dies if (z / "name").read_text().strip().startswith(f"package-{socket}-die-")]
+        for die, zone in enumerate(zones):
+            self._add(zone, sum(die_j) if socket in self.mirrored_sockets else die_j[die])
+
+    def advance_zone(self, zone: Path | str, energy_j: float) -> None:
+        """Add energy to any zone's counter (``psys``, one die), wrapping like the hardware."""
+        self._add(self._path(zone), energy_j)
 
     # -- permissions -------------------------------------------------------------------------
 
