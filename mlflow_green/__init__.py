@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow_green.carbon import CarbonIntensity
     from mlflow_green.config import GreenConfig
-    from mlflow_green.errors import ConfigError, GreenError, MeterError
+    from mlflow_green.errors import ConfigError, GreenError, InferenceError, MeterError
+    from mlflow_green.inference import InferenceReport, InferenceResult, measure_inference
     from mlflow_green.measure.readings import DeviceEnergy, Measurement
     from mlflow_green.measure.tracker import EnergyTracker
     from mlflow_green.ranking import Compression, RankedRow, Ranking, rank
@@ -40,6 +41,10 @@ _LAZY = {
     "GreenError": "mlflow_green.errors",
     "ConfigError": "mlflow_green.errors",
     "MeterError": "mlflow_green.errors",
+    "InferenceError": "mlflow_green.errors",
+    "measure_inference": "mlflow_green.inference",
+    "InferenceReport": "mlflow_green.inference",
+    "InferenceResult": "mlflow_green.inference",
     "PolicyError": "mlflow_green.errors",
     "GateResult": "mlflow_green.gates",
     "Policy": "mlflow_green.gates",

@@ -131,3 +131,15 @@ class SignatureError(ConfigError):
     before any training or check starts. A run whose signature does not verify is not an error:
     it is a failed verification (:class:`mlflow_green.record.signing.Verification`).
     """
+
+
+class InferenceError(GreenError, RuntimeError):
+    """The model failed while its inference energy was being measured (its exception is the cause).
+
+    Nothing is logged to MLflow when this is raised: an evaluation either logs every inference
+    figure or none.
+
+    Example:
+        >>> issubclass(InferenceError, GreenError) and issubclass(InferenceError, RuntimeError)
+        True
+    """

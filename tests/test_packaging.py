@@ -52,6 +52,8 @@ def test_wheel_contents(wheel: Path) -> None:
     assert "mlflow-green = mlflow_green.cli:main" in text
     assert "[mlflow.run_context_provider]" in text
     assert "green = mlflow_green.server.app:create_app" in text
+    assert "[mlflow.model_evaluator]" in text and "green = mlflow_green.inference.evaluator:GreenEvaluator" in text
+    assert "mlflow_green/inference/evaluator.py" in names
 
 
 @pytest.mark.slow

@@ -58,6 +58,16 @@ MODEL_SIZE_BYTES: Final = "green/model_size_bytes"
 MODEL_COMPRESSED_SIZE_BYTES: Final = "green/model_compressed_size_bytes"
 MODEL_FLOPS_PER_SAMPLE: Final = "green/model_flops_per_sample"
 
+# --- inference (evaluation runs): step = batch size, the largest batch size is the latest value ---
+INFERENCE_ENERGY_PER_PREDICTION_J: Final = "green/inference_energy_per_prediction_j"
+INFERENCE_POWER_W: Final = "green/inference_power_w"
+INFERENCE_LATENCY_MS: Final = "green/inference_latency_ms"
+"""Median time of one call (one batch), in milliseconds."""
+INFERENCE_LATENCY_P95_MS: Final = "green/inference_latency_p95_ms"
+INFERENCE_THROUGHPUT_PER_S: Final = "green/inference_throughput_per_s"
+INFERENCE_ENERGY_KWH: Final = "green/inference_energy_kwh"
+"""Energy of the measurement window at that batch size (all devices)."""
+
 # --- run tags --------------------------------------------------------------------------------
 TAG_VERSION: Final = "green.version"
 TAG_METERS: Final = "green.meters"
@@ -78,10 +88,18 @@ TAG_BUDGET_STOP: Final = "green.budget_stop"
 TAG_SIGNATURE: Final = "green.signature"
 """Ed25519 signature of the run's green values (JSON: key id, manifest digest, signature); see record.signing."""
 
+TAG_INFERENCE_METERS: Final = "green.inference_meters"
+"""``green.meters`` of the inference measurement (a training run keeps its own ``green.meters``)."""
+TAG_INFERENCE_SCOPE: Final = "green.inference_scope"
+TAG_INFERENCE_ESTIMATED: Final = "green.inference_estimated"
+TAG_INFERENCE_BATCH_SIZE: Final = "green.inference_batch_size"
+"""The headline batch size: the one whose inference figures are the latest values."""
+
 # --- artifacts -------------------------------------------------------------------------------
 REPORT_ARTIFACT: Final = "green/report.json"
 SIGNED_MANIFEST_ARTIFACT: Final = "green/signed_manifest.json"
 """The exact bytes signed: run id, every green/ metric's latest value, every green. tag, report.json's SHA-256."""
+INFERENCE_REPORT_ARTIFACT: Final = "green/inference_report.json"
 
 # --- model-registry tags ---------------------------------------------------------------------
 TAG_GATE: Final = "green.gate"
@@ -105,6 +123,10 @@ def gate_holder_tag(kind: str, name: str) -> str:
         raise ValueError(f"kind must be 'alias' or 'stage', got {kind!r}")
     return f"{TAG_GATE_HOLDER_PREFIX}{kind}.{name}"
 
+
+TAG_INFERENCE_RUN: Final = "green.inference_run"
+"""On a model version: the run of its latest ``green`` evaluation (inference energy)."""
+
 _COMPONENT_ENERGY: Final = {"gpu": ENERGY_GPU_KWH, "cpu": ENERGY_CPU_KWH, "ram": ENERGY_RAM_KWH}
 _PHASE_ENERGY: Final = {
     "train": ENERGY_TRAIN_KWH,
@@ -114,6 +136,14 @@ _PHASE_ENERGY: Final = {
     "predict": ENERGY_PREDICT_KWH,
 }
 PHASES: Final = tuple(_PHASE_ENERGY)
+INFERENCE_METRICS: Final = (
+    INFERENCE_ENERGY_PER_PREDICTION_J,
+    INFERENCE_POWER_W,
+    INFERENCE_LATENCY_MS,
+    INFERENCE_LATENCY_P95_MS,
+    INFERENCE_THROUGHPUT_PER_S,
+    INFERENCE_ENERGY_KWH,
+)
 
 
 def component_energy_key(component: str) -> str:
