@@ -19,6 +19,7 @@ from mlflow_green.config import GreenConfig
 from mlflow_green.errors import ConfigError, MeterError, TrackerStateError
 from mlflow_green.measure.attribution import Attribution, ProcessTree
 from mlflow_green.measure.host import host_id
+from mlflow_green.measure.idle_floor import IdleFloor
 from mlflow_green.measure.meters.base import Availability, Meter
 from mlflow_green.measure.readings import (
     COMPONENTS,
@@ -142,6 +143,7 @@ class EnergyTracker:
         self._open_windows: dict[str, Snapshot] = {}
         self.windows: list[WindowRecord] = []
         self.faults: list[str] = []
+        self.idle_floor = IdleFloor()  # each device's lowest power between snapshots (report.json)
         self.started_at_unix_s: float | None = None
         self.total: Measurement | None = None
 
@@ -240,7 +242,9 @@ class EnergyTracker:
             for device in fresh.values():
                 self._last_good[device.device_id] = (now_s, device)
         devices = tuple(d for d in fresh.values() if self.device_filter is None or self.device_filter(d))
-        return Snapshot(now_s, devices, host=self.host)
+        snap = Snapshot(now_s, devices, host=self.host)
+        self.idle_floor.observe(snap)
+        return snap
 
     # -- failover ----------------------------------------------------------------------------
     def _check_plausible(self, readings: Sequence[DeviceCounter], now_s: float) -> None:

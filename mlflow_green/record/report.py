@@ -1,8 +1,10 @@
 """Builds the ``green/report.json`` artifact: the full breakdown with provenance (pure, no I/O).
 
 The report holds the schema version, the configuration in force, the carbon intensity and
-its source, every meter considered and why it was (not) chosen, faults, totals, and the
-breakdown per host, device, phase and window.
+its source, every meter considered and why it was (not) chosen, faults, totals, the
+breakdown per host, device, phase and window (each device with its provenance, scope and the
+share it was apportioned by), and each device's idle floor (lowest power seen; gross and
+dynamic energy).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def totals_dict(total: Measurement, config: GreenConfig) -> dict[str, Any]:
         "power_w": total.power_w,
         "estimated": total.estimated,
         "provenance": total.provenance,
+        "apportioned": total.apportioned,
+        "scope": total.scope_tag(),
+        "basis_by_component": {
+            c: sorted({d.basis for d in total.devices if d.component == c}) for c in total.components
+        },
         "energy_kwh_by_component": {c: joules_to_kwh(total.component_energy_j(c)) for c in total.components},
     }
 
@@ -41,6 +48,21 @@ def hosts_dict(total: Measurement) -> dict[str, Any]:
         entry["energy_j"] += device.energy_j
         entry["devices"].append(device.to_dict())
     return hosts
+
+
+def _models(tracker: EnergyTracker) -> dict[str, Any]:
+    """The power models behind estimated numbers (e.g. CodeCarbon's, with its version and rules)."""
+    models: dict[str, Any] = {}
+    for choice in tracker.selection.choices if tracker.selection else ():
+        describe = getattr(choice.meter, "model_description", None)
+        if choice.components and callable(describe):
+            try:
+                found = describe()
+            except Exception:  # a report never fails for a description
+                found = None
+            if found:
+                models[choice.meter.name] = found
+    return models
 
 
 def build_report(
@@ -73,10 +95,12 @@ def build_report(
             "tag": tracker.meters_tag(),
             "considered": [c.to_dict() for c in selection.choices] if selection else [],
             "faults": list(tracker.faults),
+            "models": _models(tracker),
         },
         "totals": totals_dict(total, tracker.config),
         "hosts": hosts_dict(total),
         "phases": {name: m.to_dict() for name, m in (phases or {}).items()},
+        "idle_floor": tracker.idle_floor.report(total),
         "windows": [w.to_dict() for w in tracker.windows],
         **dict(extra or {}),
     }

@@ -117,6 +117,12 @@ class EstimateMeter(Meter):
             self._model = self._overridden(model)
         return self._model
 
+    def model_description(self) -> dict[str, Any] | None:
+        """The model in force and where it came from (for report.json), or None before it is resolved."""
+        if self._model is None:
+            return None
+        return {**self._model.describe(), "resolved_from": self.model_source, "scope": self.attribution.scope}
+
     @property
     def process_scope(self) -> bool:
         """True when this meter bills this process tree's share (``scope="process"``)."""
