@@ -71,3 +71,29 @@ def test_doctor_reports_bad_configuration_with_exit_2() -> None:
     assert as_json.exit_code == 2
     error = json.loads(as_json.output)
     assert error["type"] == "ConfigError" and "MLFLOW_GREEN_PUE" in error["error"]
+
+
+def test_doctor_states_scope_host_identity_and_the_estimate_model_in_force() -> None:
+    from mlflow_green.measure.codecarbon_model import resolve
+    from mlflow_green.measure.host import host_id
+
+    report = json.loads(CliRunner().invoke(main, ["doctor", "--json"]).output)
+    assert report["scope"] == "process" and report["host_id"] == host_id()
+    model = report["estimate_model"]
+    truth = resolve()  # CodeCarbon's own answer for this machine
+    assert model["source"] == f"CodeCarbon {truth.codecarbon_version}"
+    assert (model["cpu"]["tdp_w"], model["cpu"]["rule"]) == (truth.tdp_w, truth.cpu_rule)
+    assert model["ram"]["power_w"] == truth.ram_power_w
+    text = CliRunner().invoke(main, ["doctor"]).output
+    assert f"Estimate model in force: CodeCarbon {truth.codecarbon_version}" in text
+    assert "scope  process (default)" in text and truth.cpu_source in text
+    if report["components"]["cpu"]["meter"] == "estimate":
+        assert report["meters_tag"] == "cpu:estimate*cpu-time,ram:estimate*rss"
+
+
+def test_doctor_scope_machine_and_bad_scope() -> None:
+    report = json.loads(CliRunner().invoke(main, ["doctor", "--json", "--scope", "machine"]).output)
+    assert report["scope"] == "machine"
+    assert "*" not in report["meters_tag"]
+    bad = CliRunner().invoke(main, ["doctor", "--scope", "everything"])
+    assert bad.exit_code == 2 and "everything" in bad.output

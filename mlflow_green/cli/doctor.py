@@ -1,10 +1,10 @@
-"""``mlflow-green doctor``: which meters work here and why not, and the carbon settings in force."""
+"""``mlflow-green doctor``: which meters work here and why not, the scope billed, the estimate model and
+its numbers on this machine (resolving and caching CodeCarbon's model if needed), and the carbon settings."""
 
 from __future__ import annotations
 
 import json
 import platform
-import socket
 import sys
 from typing import Any
 
@@ -14,16 +14,32 @@ from mlflow_green._version import __version__
 from mlflow_green.config import GreenConfig
 from mlflow_green.errors import GreenError
 from mlflow_green.measure import hardware
+from mlflow_green.measure.attribution import Attribution
+from mlflow_green.measure.host import host_id, hostname_of
 from mlflow_green.measure.readings import COMPONENTS
 from mlflow_green.measure.selection import instantiate, select_meters
 
 _COMPONENT_NAMES = {"gpu": "GPU", "cpu": "CPU", "ram": "RAM"}
+_SCOPE_TEXT = {
+    "process": (
+        "process (default): each run is billed for what its own process tree used — the GPUs it holds, "
+        "its share of CPU time and of resident memory. Set MLFLOW_GREEN_SCOPE=machine (or scope='machine') "
+        "on a dedicated host to bill whole devices."
+    ),
+    "machine": "machine: each run is billed for whole devices (a dedicated host).",
+}
 
 
 def diagnose(config: GreenConfig) -> dict[str, Any]:
     """Everything ``doctor`` reports, as a JSON-ready dict (no meter is opened)."""
     explicit = config.meters is not None
     selection = select_meters(instantiate(config.meters), explicit_order=explicit)
+    attribution = Attribution(config.scope)  # type: ignore[arg-type]
+    for meter in selection.meters:  # labels say which share is billed, as in green.meters
+        try:
+            meter.attribute(attribution)
+        except Exception:  # a plugin's hook: it will bill whole devices
+            pass
     components = {}
     for component in COMPONENTS:
         meter = selection.assignments.get(component)
@@ -40,7 +56,10 @@ def diagnose(config: GreenConfig) -> dict[str, Any]:
     estimated = any(c is not None and c["provenance"] == "estimate" for c in components.values())
     return {
         "mlflow_green_version": __version__,
-        "host": socket.gethostname(),
+        "host": hostname_of(host_id()),
+        "host_id": host_id(),
+        "scope": config.scope,
+        "estimate_model": _estimate_model(selection.meters),
         "python": platform.python_version(),
         "hardware": {
             "cpu": hardware.cpu_model(),
@@ -56,8 +75,43 @@ def diagnose(config: GreenConfig) -> dict[str, Any]:
     }
 
 
+def _estimate_model(meters: Any) -> dict[str, Any] | None:
+    """The power model the estimate uses here (resolved through CodeCarbon now if not cached)."""
+    for meter in meters:
+        model = getattr(meter, "model", None)
+        if getattr(meter, "name", "") == "estimate" and callable(model):
+            try:
+                model()
+                return meter.model_description()  # type: ignore[no-any-return]
+            except Exception as exc:  # doctor reports, never crashes
+                return {"error": repr(exc)}
+    return None
+
+
+def _render_model(model: dict[str, Any], scope: str) -> list[str]:
+    if "error" in model:
+        return ["", f"Estimate model: could not be resolved ({model['error']})"]
+    cpu, ram, curve = model["cpu"], model["ram"], model["cpu_load_curve"]
+    machine = ", ".join(f"{k} {v:g} W" for k, v in curve["machine"].items())
+    process = ", ".join(f"{k} {v:g} W" for k, v in curve["process"].items())
+    billed = "process (this tree's share of the CPU capacity)" if scope == "process" else "machine (machine load)"
+    return [
+        "",
+        f"Estimate model in force: {model['source']} ({model['resolved_from']})",
+        f"  CPU  {cpu['detail']}",
+        f"       rule {cpu['rule']}; TDP in force {cpu['tdp_w']:g} W; load curve billed here: {billed}",
+        f"       machine curve: {machine}",
+        f"       process curve: {process}",
+        f"  RAM  {ram['detail']}" + (" × this tree's share of RAM (rss)" if scope == "process" else ""),
+    ]
+
+
 def _render(report: dict[str, Any]) -> str:
-    lines = [f"mlflow-green {report['mlflow_green_version']} on {report['host']} (Python {report['python']})", ""]
+    lines = [
+        f"mlflow-green {report['mlflow_green_version']} on {report['host']} (Python {report['python']})",
+        f"host identity {report['host_id']} (hostname + machine id: how runs tell hosts apart)",
+        "",
+    ]
     lines.append("Meters (one per component, highest priority first):")
     for meter in report["meters"]:
         mark = "ok " if meter["available"] else "no "
@@ -72,9 +126,12 @@ def _render(report: dict[str, Any]) -> str:
             lines.append(f"  {name}: {why}")
         else:
             lines.append(f"  {name}: {chosen['meter']} ({chosen['provenance']})")
-    lines.append(f"  green.meters = {report['meters_tag']}")
+    lines.append(f"  green.meters = {report['meters_tag']}   (*cpu-time, *rss: this process tree's share)")
     if report["estimated"]:
         lines.append("  Some energy here is an ESTIMATE: runs will be tagged green.estimated=true.")
+    lines.append(f"  scope  {_SCOPE_TEXT.get(report['scope'], report['scope'])}")
+    if report.get("estimate_model"):
+        lines.extend(_render_model(report["estimate_model"], report["scope"]))
     cfg = report["config"]
     lines.append("")
     lines.append("Carbon accounting (offline unless a provider is configured):")
@@ -98,13 +155,14 @@ def _render(report: dict[str, Any]) -> str:
 @click.option("--region", default=None, help="Check this region instead of MLFLOW_GREEN_REGION.")
 @click.option("--pue", type=float, default=None, help="Check this PUE instead of MLFLOW_GREEN_PUE.")
 @click.option("--meters", default=None, help="Check these meters (comma-separated, in priority order).")
-def doctor(as_json: bool, region: str | None, pue: float | None, meters: str | None) -> None:
-    """Which meters work here, and why not; the region, intensity and PUE in force.
+@click.option("--scope", default=None, help="Check this scope (process or machine) instead of MLFLOW_GREEN_SCOPE.")
+def doctor(as_json: bool, region: str | None, pue: float | None, meters: str | None, scope: str | None) -> None:
+    """Which meters work here, and why not; the scope, the estimate's model; the region, intensity and PUE.
 
     Exits 0, or 2 when the configuration (arguments or MLFLOW_GREEN_* variables) is invalid.
     """
     try:
-        config = GreenConfig.resolve(region=region, pue=pue, meters=meters)
+        config = GreenConfig.resolve(region=region, pue=pue, meters=meters, scope=scope)
         report = diagnose(config)
     except GreenError as exc:  # bad configuration: say what and how to fix it, exit 2
         if as_json:
