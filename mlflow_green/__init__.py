@@ -8,6 +8,8 @@ Example::
     import mlflow_green
     with mlflow_green.track() as t:
         train()
+
+    mlflow_green.autolog()          # or: every Keras, Lightning and Hugging Face training from now on
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mlflow_green.autologging import autolog
     from mlflow_green.carbon import CarbonIntensity
     from mlflow_green.config import GreenConfig
     from mlflow_green.errors import ConfigError, GreenError, InferenceError, MeterError
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "__version__": "mlflow_green._version",
+    "autolog": "mlflow_green.autologging",
     "EnergyTracker": "mlflow_green.measure.tracker",
     "track": "mlflow_green.training.tracked_run",
     "TrackedRun": "mlflow_green.training.tracked_run",

@@ -39,7 +39,7 @@ CO2E = "CO2e"
 
 __all__ = [
     "MISSING", "count", "emissions_kg", "energy_j", "energy_kwh", "intensity_g_per_kwh", "number", "plural",
-    "power_w", "ratio", "scaled", "significant", "size_bytes",
+    "power_w", "progress_line", "ratio", "scaled", "significant", "size_bytes",
 ]
 
 
@@ -222,3 +222,25 @@ def plural(n: int, singular: str, plural_form: str | None = None) -> str:
     """
     word = singular if int(n) == 1 else (plural_form if plural_form is not None else singular + "s")
     return f"{count(n)} {word}"
+
+
+
+def progress_line(where: str, kwh: float | None, watts: float | None = None, kg: float | None = None) -> str:
+    """The line a callback shows per window next to the framework's progress bar.
+
+    Args:
+        where: The window, e.g. ``epoch 1`` or ``step 500``.
+        kwh: Energy so far (running total, kWh).
+        watts: Mean power of the window (W).
+        kg: Emissions so far (kg CO2e).
+
+    Example:
+        >>> progress_line("epoch 1", 8.6143e-05, 41.63, 3.2e-05)
+        'mlflow-green · epoch 1: 86.1 mWh so far · 41.6 W · 32 mg CO2e'
+    """
+    parts = [f"mlflow-green · {where}: {energy_kwh(kwh)} so far"]
+    if watts is not None:
+        parts.append(power_w(watts))
+    if kg is not None:
+        parts.append(emissions_kg(kg))
+    return " · ".join(parts)
