@@ -6,6 +6,8 @@ Example:
     $ mlflow-green regions
     $ mlflow-green gate -m digits -v 3 --policy green-policy.toml --alias champion
     $ mlflow-green rank -e my-experiment
+    $ mlflow-green keys generate ./green-keys
+    $ mlflow-green verify -r RUN_ID
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import click
 from mlflow_green._version import __version__
 from mlflow_green.cli.doctor import doctor
 from mlflow_green.cli.gate import gate
+from mlflow_green.cli.keys import keys
 from mlflow_green.cli.rank import rank_command
 from mlflow_green.cli.regions import regions
 from mlflow_green.cli.sync import sync
+from mlflow_green.cli.verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +32,8 @@ def main() -> None:
 
 main.add_command(doctor)
 main.add_command(gate)
+main.add_command(keys)
 main.add_command(regions)
 main.add_command(rank_command)
 main.add_command(sync)
+main.add_command(verify)
