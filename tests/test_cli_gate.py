@@ -141,8 +141,33 @@ def test_the_policy_comes_from_the_environment_too(model, policy_file: Path, tra
 def test_usage_and_configuration_errors_exit_2(model, tracking_uri: str, tmp_path: Path, args: list[str], words: str) -> None:
     _, name, good, _ = model
     policy = tmp_path / "aliases-only.toml"
-    policy.write_text("[aliases.champion]\nmax_energy_kwh = 1\n[aliases.staging]\n")
+    policy.write_text("[aliases.champion]\nmax_energy_kwh = 1\n[aliases.staging]\nmax_energy_kwh = 5\n")
     result = _gate(tracking_uri, "-m", name, "-v", good, "--policy", str(policy), *args)
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", "empty.toml: the policy has no rules, so it would pass every version"),
+        ("[default]\n", "empty.toml: [default]: this section checks nothing, so it would pass every version"),
+        ("[default]\nmax_energy_kwh = 1\n[aliases.staging]\nmeasured_only = false\n[stages.production]\n",
+         None),
+        ("[aliases.champion]\nmax_energy_kwh = 1\n[aliases.staging]\n",
+         "empty.toml: [aliases.staging]: this section checks nothing (nor does [default])"),
+    ],
+    ids=["empty-file", "empty-default", "inherits-default", "empty-alias"],
+)
+def test_an_empty_policy_or_section_exits_2_naming_it(model, tracking_uri: str, tmp_path: Path, text: str,
+                                                      words: str | None) -> None:
+    _, name, good, _ = model
+    policy = tmp_path / "empty.toml"
+    policy.write_text(text)
+    result = _gate(tracking_uri, "-m", name, "-v", good, "--policy", str(policy))
+    if words is None:  # empty tables that inherit [default]'s rules are fine
+        assert result.exit_code == 0, result.output
+        return
     assert result.exit_code == 2, result.output
     assert words in result.output
 
