@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
+from mlflow_green.integrations._device_sync import torch_synchronizer
+from mlflow_green.measure.attribution import ProcessTree
 from mlflow_green.measure.host import host_id
 from mlflow_green.measure.readings import DeviceCounter
 from mlflow_green.measure.tracker import MeterSpec
@@ -234,17 +237,25 @@ class GreenCallbackMixin:
         """Fill the session's :class:`~mlflow_green.training.distributed.DistributedContext` from the trainer."""
         world_size = int(getattr(trainer, "world_size", 1) or 1)
         is_zero = bool(trainer.is_global_zero)
+        template = self.session.template
+        template.synchronize = _cuda_synchronizer(trainer)  # a window's GPU work is billed to it
+        template.framework_gpus = lambda: _own_gpu_uuids(trainer)
         if world_size <= 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
             self.session.dist = DistributedContext(world_size=world_size, is_logging_rank=is_zero)
             return
-        hosts: list[Any] = [None] * world_size
-        torch.distributed.all_gather_object(hosts, host_id())  # hostname + machine id
+        ranks: list[Any] = [None] * world_size
+        torch.distributed.all_gather_object(ranks, (host_id(), os.getpid()))  # hostname + machine id
         self.session.dist = DistributedContext(
-            world_size=world_size, hosts=len(set(hosts)), is_logging_rank=is_zero, all_gather=_all_gather_objects
+            world_size=world_size,
+            hosts=len({host for host, _ in ranks}),
+            is_logging_rank=is_zero,
+            all_gather=_all_gather_objects,
         )
-        local_rank = int(getattr(trainer, "local_rank", 0) or 0)
-        own_gpu = _own_gpu_uuid(trainer)
-        self.session.template.device_filter = _ownership_filter(local_rank, own_gpu)
+        # Each rank bills its own process tree: Lightning's ddp launcher makes rank 0 the parent
+        # of the other ranks on its host, which must not be billed twice.
+        siblings = {pid for host, pid in ranks if host == host_id() and pid != os.getpid()}
+        template.processes = ProcessTree(exclude_pids=frozenset(siblings))
+        template.device_filter = _ownership_filter(int(getattr(trainer, "local_rank", 0) or 0))
 
     def _inspect(self, trainer: Any, pl_module: Any, example: Any) -> ModelProfile | None:
         precision = str(getattr(trainer, "precision", "") or "") or None
@@ -268,26 +279,37 @@ def _all_gather_objects(value: Any) -> list[Any]:
     return parts
 
 
-def _ownership_filter(local_rank: int, own_gpu: str | None) -> Any:
-    """Each rank measures only what it owns: its GPU; CPU and RAM once per host (local rank 0)."""
+def _ownership_filter(local_rank: int) -> Any:
+    """Which readings this rank contributes, so that the ranks' sum counts every device once.
+
+    A process-scope reading is this rank's own share (its GPUs, its process tree's CPU time and
+    memory): every rank keeps its own, and shares of one device add up. A whole-device CPU or
+    RAM reading (``scope="machine"``, or a meter that bills whole devices) is kept by the host's
+    local rank 0 only. GPUs are keyed by UUID, so a whole GPU reported by two ranks is counted
+    once when the ranks are merged.
+    """
 
     def owned(device: DeviceCounter) -> bool:
-        if device.component == "gpu":
-            if own_gpu is None:  # unknown (CPU training): the host's first rank takes them
-                return local_rank == 0
-            return device.device_id == own_gpu
-        return local_rank == 0
+        return device.component == "gpu" or device.scope == "process" or local_rank == 0
 
     return owned
 
 
-def _own_gpu_uuid(trainer: Any) -> str | None:
+def _own_gpu_uuids(trainer: Any) -> list[str]:
+    """The UUID of the GPU this rank trains on, as torch spells it (the NVML meter normalises it)."""
     try:
         device = trainer.strategy.root_device
-        if device.type != "cuda":
-            return None
-        uuid = str(torch.cuda.get_device_properties(device).uuid)
-        return f"gpu:{uuid if uuid.startswith('GPU-') else 'GPU-' + uuid}"
+        if device.type != "cuda" or not torch.cuda.is_initialized():
+            return []
+        return [str(torch.cuda.get_device_properties(device).uuid)]
+    except Exception:
+        return []
+
+
+def _cuda_synchronizer(trainer: Any) -> Any:
+    """``torch.cuda.synchronize`` on this rank's device when it trains on CUDA, else None."""
+    try:
+        return torch_synchronizer(trainer.strategy.root_device)
     except Exception:
         return None
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlflow_green.errors import MissingExtraError
+from mlflow_green.integrations._device_sync import keras_synchronizer
 
 try:
     import keras
@@ -141,6 +142,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._live = self.live_metrics if self.live_metrics is not None else not _keras_autolog_enabled()
         self._train_samples = self.samples_per_epoch or _samples_of_caller("fit")
         self.session.bind_run()
+        self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
         profile = self._profile()
         self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0), profile=profile)
         self._last_budget_check_s = time.perf_counter()

@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +44,9 @@ class ProcessUsage(Protocol):
 
     def rss_bytes(self) -> int:
         """Resident memory of the processes now, in bytes."""
+
+    def pids(self) -> frozenset[int]:
+        """Their PIDs now (GPU meters match them against NVML's running-process lists)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,13 @@ def _read(path: Path) -> str:
 class Attribution:
     """What a meter should bill: whole devices (``machine``) or this process tree's part (``process``).
 
+    Attributes:
+        scope: ``process`` or ``machine``.
+        processes: This training's process tree.
+        framework_gpus: Asked lazily, the UUIDs (any spelling: ``GPU-…``, ``MIG-…`` or bare) of
+            the GPUs the framework says this process uses — the fallback when NVML's process
+            lists cannot be matched to this tree's PIDs (containers report host PIDs).
+
     Example:
         >>> Attribution().scope
         'process'
@@ -136,6 +146,7 @@ class Attribution:
 
     scope: Scope = "process"
     processes: ProcessUsage = field(default_factory=ProcessTree)
+    framework_gpus: Callable[[], Iterable[str]] | None = None
 
 
 @dataclass(frozen=True)

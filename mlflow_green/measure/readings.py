@@ -33,6 +33,10 @@ SHARE_BASES: dict[str, str] = {
     "gpu-utilisation": "this process tree's share of the GPU's utilisation, as NVML reports it per process",
     "shared-whole": "a GPU other processes used at the same time, billed whole (no per-process figure)",
     "time": "a share of a window by elapsed time (the data/train phase split)",
+    "framework-device": "a GPU billed whole because the framework reports using it (NVML's process list "
+    "showed no PID of this training, as in many containers)",
+    "unattributed": "a GPU billed whole whose processes' PIDs live outside this PID namespace, with no "
+    "framework to name its device",
 }
 """How a number may have been apportioned (the ``share`` of a reading). A device read whole has
 ``share == ""``; several bases apply in turn and are joined with ``+`` (``cpu-time+time``)."""
@@ -107,6 +111,10 @@ class DeviceCounter:
             process tree's part of it).
         share: How the number was apportioned, if it was (see :data:`SHARE_BASES`); ``""``
             when the device was read whole.
+        estimated_j: The part of ``energy_j`` that is estimated rather than measured (a gap
+            while the device did not answer, a counter reset); a window over which it changes
+            is labelled ``estimate``. It may fall back when a device answers again and its
+            counter replaces the extrapolation.
     """
 
     device_id: str
@@ -118,6 +126,7 @@ class DeviceCounter:
     note: str = ""
     scope: Scope = "machine"
     share: str = ""
+    estimated_j: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,8 @@ class Snapshot:
             then = before.get(now.device_id)
             start_j = then.energy_j if then is not None else 0.0
             provenance = now.provenance if then is None else weakest_provenance((now.provenance, then.provenance))
+            if abs(now.estimated_j - (then.estimated_j if then is not None else 0.0)) > 1e-9:
+                provenance = "estimate"  # the window holds estimated energy, or corrects an estimate
             devices.append(
                 DeviceEnergy(
                     device_id=now.device_id,
@@ -318,19 +329,35 @@ class Measurement:
         )
 
     def merge_parallel(self, other: Measurement) -> Measurement:
-        """Union of two measurements of the same window on different devices or hosts.
+        """Union of two measurements of the same window by different ranks (processes, hosts).
 
-        A device seen in both (the same GPU UUID reported by two ranks, the same host's CPU)
-        is counted once; the longer duration wins.
+        A device seen by both (the same GPU UUID, the same host's CPU) is one device: two
+        *process* shares of it (each rank billed its own process tree's part: CPU time, RSS,
+        GPU utilisation) add up; otherwise it is counted once — the larger reading, since a
+        whole device includes any share of it. The longer duration wins.
+
+        Example:
+            >>> cpu = DeviceEnergy("cpu:0", "cpu", "rapl", "counter", 10.0, 1.0, host="h", scope="process", share="cpu-time")
+            >>> Measurement(1.0, (cpu,)).merge_parallel(Measurement(1.0, (cpu,))).energy_j
+            20.0
         """
-        mine = {(d.host, d.device_id) for d in self.devices}
-        gpus = {d.device_id for d in self.devices if _is_gpu_uuid(d.device_id)}
-        extra = tuple(
-            d
-            for d in other.devices
-            if (d.host, d.device_id) not in mine and not (_is_gpu_uuid(d.device_id) and d.device_id in gpus)
-        )
-        return Measurement(max(self.duration_s, other.duration_s), self.devices + extra)
+        merged = {_merge_key(d): d for d in self.devices}
+        for device in other.devices:
+            key = _merge_key(device)
+            seen = merged.get(key)
+            if seen is None:
+                merged[key] = device
+            elif _process_shares(seen, device):
+                merged[key] = replace(
+                    seen,
+                    energy_j=seen.energy_j + device.energy_j,
+                    provenance=weakest_provenance((seen.provenance, device.provenance)),
+                    share=join_shares(seen.share, device.share),
+                    note=seen.note or device.note,
+                )
+            elif device.energy_j > seen.energy_j:
+                merged[key] = device
+        return Measurement(max(self.duration_s, other.duration_s), tuple(merged.values()))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, as written into ``green/report.json``."""
@@ -369,8 +396,23 @@ class Measurement:
 
 
 def _is_gpu_uuid(device_id: str) -> bool:
-    """GPUs keyed by their globally unique UUID (``gpu:GPU-…``) are the same device on any host."""
-    return device_id.startswith("gpu:GPU-")
+    """GPUs and MIG slices keyed by their globally unique UUID are the same device on any host."""
+    return device_id.startswith(("gpu:GPU-", "gpu:MIG-"))
+
+
+def _merge_key(device: DeviceEnergy) -> tuple[str, str]:
+    return ("", device.device_id) if _is_gpu_uuid(device.device_id) else (device.host, device.device_id)
+
+
+_PROCESS_BASES = frozenset({"cpu-time", "rss", "gpu-utilisation"})
+
+
+def _process_shares(a: DeviceEnergy, b: DeviceEnergy) -> bool:
+    """Two ranks' shares of one device that cover different processes, so they add up."""
+    if a.scope != "process" or b.scope != "process":
+        return False
+    bases_a, bases_b = set(a.share.split("+")), set(b.share.split("+"))
+    return bool(bases_a & _PROCESS_BASES) and bool(bases_b & _PROCESS_BASES)
 
 
 def _combine(a: Measurement, b: Measurement, duration_s: float) -> Measurement:

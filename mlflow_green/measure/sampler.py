@@ -1,7 +1,10 @@
 """The one background thread that polls meters needing it (power sampling, wraparound guards).
 
-It runs only when a selected meter sets ``poll_interval_s``; it is a daemon thread, stops on
-``stop()`` within one interval, and never lets a meter's exception escape.
+It runs only while a selected meter sets ``poll_interval_s``, which may change while the meter
+is open (fast while learning a counter's update period, then only for devices without a
+counter): the thread follows the current value, and ends when no meter needs it any more (the
+tracker starts it again if one does later). It is a daemon thread, stops on ``stop()`` within
+one interval, and never lets a meter's exception escape.
 
 Example:
     >>> from mlflow_green.testing import FakeMeter
@@ -26,12 +29,12 @@ class Sampler:
     """Calls ``meter.poll(now_s)`` every ``meter.poll_interval_s`` seconds in a daemon thread.
 
     Args:
-        meters: The opened meters; those with ``poll_interval_s`` None are ignored.
+        meters: The opened meters; those whose ``poll_interval_s`` is None are not polled.
         clock: Monotonic clock in seconds.
     """
 
     def __init__(self, meters: Sequence[Meter], clock: Callable[[], float] = time.monotonic) -> None:
-        self._meters = [m for m in meters if m.poll_interval_s]
+        self._meters = list(meters)
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -39,8 +42,19 @@ class Sampler:
 
     @property
     def needed(self) -> bool:
-        """True if any meter asked to be polled."""
-        return bool(self._meters)
+        """True if any meter asks to be polled now."""
+        return bool(self._active())
+
+    def _active(self) -> list[tuple[Meter, float]]:
+        active = []
+        for meter in self._meters:
+            try:
+                interval_s = meter.poll_interval_s
+            except Exception:  # a broken property must not kill the thread
+                interval_s = None
+            if interval_s:
+                active.append((meter, float(interval_s)))
+        return active
 
     @property
     def running(self) -> bool:
@@ -66,19 +80,24 @@ class Sampler:
                 logger.warning("mlflow-green: the sampler thread did not stop within 5 s")
 
     def _run(self) -> None:
-        now_s = self._clock()
-        due_s = {id(m): now_s + float(m.poll_interval_s or 0.0) for m in self._meters}
+        due_s: dict[int, float] = {}
         while not self._stop.is_set():
-            wait_s = max(min(due_s.values()) - self._clock(), 0.0)
+            active = self._active()
+            if not active:
+                return  # nothing to poll any more; the tracker restarts the thread if needed
+            now_s = self._clock()
+            for meter, interval_s in active:
+                due_s[id(meter)] = min(due_s.get(id(meter), now_s + interval_s), now_s + interval_s)
+            wait_s = max(min(due_s[id(m)] for m, _ in active) - now_s, 0.0)
             if self._stop.wait(wait_s):
                 return
             now_s = self._clock()
-            for meter in self._meters:
+            for meter, interval_s in active:
                 if due_s[id(meter)] > now_s:
                     continue
-                due_s[id(meter)] += float(meter.poll_interval_s or 0.0)
+                due_s[id(meter)] += interval_s
                 if due_s[id(meter)] < now_s:  # fell behind (suspended process): don't burst
-                    due_s[id(meter)] = now_s + float(meter.poll_interval_s or 0.0)
+                    due_s[id(meter)] = now_s + interval_s
                 try:
                     meter.poll(now_s)
                 except Exception as exc:  # measurement never crashes training

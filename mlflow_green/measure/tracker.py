@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,6 +18,8 @@ from mlflow_green.config import GreenConfig
 from mlflow_green.errors import ConfigError, MeterError, TrackerStateError
 from mlflow_green.measure.attribution import Attribution, ProcessTree
 from mlflow_green.measure.host import host_id
+from mlflow_green.measure.device_guard import MAX_PLAUSIBLE_POWER_W, DeviceGuard
+from mlflow_green.measure.granularity import GranularityCheck
 from mlflow_green.measure.idle_floor import IdleFloor
 from mlflow_green.measure.meters.base import Availability, Meter
 from mlflow_green.measure.readings import (
@@ -37,9 +38,7 @@ logger = logging.getLogger(__name__)
 
 MeterSpec = str | Meter
 
-MAX_PLAUSIBLE_POWER_W = 5000.0
-"""No single device (a GPU, a CPU socket, a host's RAM) draws more: readings implying more are
-nonsense and quarantine their meter."""
+__all__ = ["MAX_PLAUSIBLE_POWER_W", "EnergyTracker", "MeterSpec", "WindowRecord", "WindowResult"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,11 @@ class EnergyTracker:
             rank per host measures the CPU and RAM, each rank its own GPU).
         processes: The process tree billed under ``scope="process"`` (default: this process and
             its children; distributed training excludes the other ranks).
+        framework_gpus: Asked lazily, the UUIDs of the GPUs the framework says this process uses:
+            the fallback when NVML's process lists cannot be matched to our PIDs (containers).
+        synchronize: Called before counters are read at each window boundary (e.g.
+            ``torch.cuda.synchronize``) so that work queued on a device is billed to the window
+            that queued it. Must be cheap; its errors are logged and ignored.
 
     Example:
         >>> from mlflow_green import EnergyTracker
@@ -107,6 +111,8 @@ class EnergyTracker:
         clock: Callable[[], float] = time.monotonic,
         device_filter: Callable[[DeviceCounter], bool] | None = None,
         processes: ProcessTree | None = None,
+        framework_gpus: Callable[[], Iterable[str]] | None = None,
+        synchronize: Callable[[], object] | None = None,
     ) -> None:
         injected, names = _split_meters(meters)
         if config is None:
@@ -123,7 +129,8 @@ class EnergyTracker:
         self.config = config
         self.device_filter = device_filter
         self.processes = processes or ProcessTree()
-        self.attribution = Attribution(config.scope, self.processes)  # type: ignore[arg-type]
+        self.framework_gpus = framework_gpus
+        self.synchronize = synchronize
         self._injected = injected
         self._clock = clock
         self._lock = threading.Lock()
@@ -133,6 +140,10 @@ class EnergyTracker:
         self._start: Snapshot | None = None
         self._end: Snapshot | None = None
         self._last_good: dict[str, tuple[float, DeviceCounter]] = {}
+        self._guard = DeviceGuard(0.0)
+        self.granularity = GranularityCheck()
+        self.meter_reports: dict[str, Any] = {}
+        self._sync_failed = False
         self._carry: dict[str, DeviceCounter] = {}
         self._assign: dict[Component, Meter] = {}
         self._history: dict[Component, list[str]] = {}
@@ -155,7 +166,14 @@ class EnergyTracker:
             clock=self._clock,
             device_filter=self.device_filter,
             processes=self.processes,
+            framework_gpus=self.framework_gpus,
+            synchronize=self.synchronize,
         )
+
+    @property
+    def attribution(self) -> Attribution:
+        """Whose energy the meters bill: the scope, this training's processes, the framework's GPUs."""
+        return Attribution(self.config.scope, self.processes, self.framework_gpus)  # type: ignore[arg-type]
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -178,6 +196,7 @@ class EnergyTracker:
         self._start_s = now_s
         for meter in self.selection.meters:  # labels show the scope they bill (rapl-counter*cpu-time)
             self._attribute(meter)
+        self._guard = DeviceGuard(now_s)
         self._history = {c: [m.label(c, self._availability(m).provenance)] for c, m in self._assign.items()}
         for meter in self.selection.meters:
             if not self._open(meter, now_s):
@@ -195,13 +214,25 @@ class EnergyTracker:
         end = self.snapshot()
         if self._sampler is not None:
             self._sampler.stop()
+        self.granularity.periods_s.update(self._update_periods_s())
         for meter in self._opened.values():
+            try:
+                report = dict(meter.report())
+                if report:
+                    self.meter_reports[meter.name] = report
+            except Exception as exc:
+                logger.debug("meter %s could not report: %s", meter.name, exc)
             try:
                 meter.close()
             except Exception as exc:
                 logger.debug("closing meter %s failed: %s", meter.name, exc)
         self._end = end
         self.total = end - self._start
+        flagged = {c["window"] for c in self.granularity.coarse}
+        for window in self.windows:  # update periods learnt after the window closed
+            if window.name not in flagged:
+                self.granularity.check(window.measurement, window.name, {})
+        self.granularity.check(self.total, "total", {})
         return self.total
 
     def __enter__(self) -> EnergyTracker:
@@ -221,6 +252,7 @@ class EnergyTracker:
         """
         if self.selection is None:
             raise TrackerStateError("snapshot() called before start()")
+        self._synchronize_devices()
         with self._lock:
             now_s = self._clock()
             fresh: dict[str, DeviceCounter] = {}
@@ -230,47 +262,40 @@ class EnergyTracker:
                 wanted = {c for c, m in self._assign.items() if m is meter}
                 try:
                     readings = [d for d in meter.read(now_s) if d.component in wanted]
-                    self._check_plausible(readings, now_s)
                 except Exception as exc:  # measurement never crashes training
                     pending.extend(m for m in self._fail_over(meter, now_s, f"read() failed: {exc}") if m not in pending)
                     continue
-                for reading in readings:
-                    fresh[reading.device_id] = self._with_carry(reading)
+                for fault in _safe(meter.take_faults, []):
+                    self._fault(meter, fault)
+                for reading in readings:  # a device that reads nonsense is quarantined alone
+                    checked, fault = self._guard.check(reading, now_s)
+                    if fault:
+                        self._fault(meter, fault)
+                    if checked is not None:
+                        fresh[reading.device_id] = self._with_carry(checked)
             for device_id, carried in self._carry.items():
                 if device_id not in fresh:
                     fresh[device_id] = self._carried_now(carried, now_s)
             for device in fresh.values():
                 self._last_good[device.device_id] = (now_s, device)
         devices = tuple(d for d in fresh.values() if self.device_filter is None or self.device_filter(d))
+        self._ensure_sampler()
         snap = Snapshot(now_s, devices, host=self.host)
         self.idle_floor.observe(snap)
         return snap
 
+    def _synchronize_devices(self) -> None:
+        """Wait for the work queued on the devices, so that it is billed to the window ending now."""
+        if self.synchronize is None:
+            return
+        try:
+            self.synchronize()
+        except Exception as exc:  # measurement never crashes training
+            if not self._sync_failed:
+                self._sync_failed = True
+                logger.warning("mlflow-green: synchronising the devices before reading counters failed: %s", exc)
+
     # -- failover ----------------------------------------------------------------------------
-    def _check_plausible(self, readings: Sequence[DeviceCounter], now_s: float) -> None:
-        """Raise MeterError for nonsense: a counter going backwards, NaN, or an absurd power."""
-        for reading in readings:
-            energy_j = reading.energy_j
-            if not isinstance(energy_j, (int, float)) or math.isnan(energy_j) or math.isinf(energy_j) or energy_j < 0:
-                raise MeterError(f"{reading.device_id}: energy {energy_j!r} J is not a number of joules")
-            seen = self._last_good.get(reading.device_id)
-            if seen is None or reading.device_id in self._carry:
-                continue
-            seen_s, last = seen
-            delta_j = energy_j - last.energy_j
-            if delta_j < -1e-6:
-                raise MeterError(
-                    f"{reading.device_id}: cumulative energy went backwards by {-delta_j:.3g} J (counter reset?)"
-                )
-            # Counters tick coarsely (NVML every ~20-100 ms): judge power over at least one second.
-            window_s = max(now_s - seen_s, 1.0)
-            if delta_j / window_s > MAX_PLAUSIBLE_POWER_W:
-                raise MeterError(
-                    f"{reading.device_id}: {delta_j / window_s:.3g} W is not plausible (more than "
-                    f"{MAX_PLAUSIBLE_POWER_W:g} W for one device)"
-                )
-
-
     def _availability(self, meter: Meter) -> Availability:
         assert self.selection is not None
         for choice in self.selection.choices:
@@ -370,6 +395,11 @@ class EnergyTracker:
         self._sampler = Sampler(_distinct(self._assign.values()), clock=self._clock)
         self._sampler.start()
 
+    def _ensure_sampler(self) -> None:
+        """Start the thread if a meter has come to need it since (a shared GPU, say)."""
+        if self._sampler is not None and self.total is None and not self._sampler.running and self._sampler.needed:
+            self._sampler.start()
+
     @property
     def start_snapshot(self) -> Snapshot:
         """The counters read by ``start()``."""
@@ -409,7 +439,22 @@ class EnergyTracker:
         measurement = self.snapshot() - begin
         offset_s = begin.timestamp_s - (self._start.timestamp_s if self._start else begin.timestamp_s)
         self.windows.append(WindowRecord(name, offset_s, measurement))
+        self.check_granularity(measurement, name)
         return measurement
+
+    def check_granularity(self, measurement: Measurement, name: str) -> bool:
+        """Flag (in report.json, and once in the log) a window shorter than 10 counter update periods.
+
+        The tracker checks its own windows; callers that subtract snapshots themselves (epochs)
+        call this with their window. Returns True when the window is flagged.
+        """
+        return self.granularity.check(measurement, name, self._update_periods_s() if self.total is None else {})
+
+    def _update_periods_s(self) -> dict[str, float]:
+        periods: dict[str, float] = {}
+        for meter in self._opened.values():
+            periods.update(_safe(meter.update_periods_s, {}))
+        return periods
 
     @contextlib.contextmanager
     def window(self, name: str) -> Iterator[WindowResult]:
@@ -456,6 +501,15 @@ class WindowResult:
     def __init__(self, name: str) -> None:
         self.name = name
         self.measurement: Measurement | None = None
+
+
+def _safe(call: Callable[[], Any], default: Any) -> Any:
+    """A meter's optional hook, whose failure must not break measurement."""
+    try:
+        return call()
+    except Exception as exc:
+        logger.debug("mlflow-green: meter hook %s failed: %s", getattr(call, "__name__", call), exc)
+        return default
 
 
 def _distinct(meters: Iterable[Meter]) -> list[Meter]:

@@ -5,7 +5,10 @@
 - :class:`FakePowercapTree`: a ``/sys/class/powercap`` tree in a temporary folder for
   :class:`~mlflow_green.measure.meters.rapl.RaplMeter` (sockets, DRAM, wraparound, permissions).
 - :class:`FakeNVML`: an object with the ``pynvml`` functions
-  :class:`~mlflow_green.measure.meters.nvml.NvmlMeter` uses (counter GPUs, power-only GPUs, failures).
+  :class:`~mlflow_green.measure.meters.nvml.NvmlMeter` uses, behaving like real GPUs
+  (:class:`FakeGPU`): counters with an update period, running processes (:class:`FakeProcess`)
+  and their utilisation, MIG slices (:class:`FakeMIG`), transient errors and counter resets
+  (:class:`FakeFault`), power limits and utilisation rates.
 - :class:`FakeMachine` / :class:`FakeProcessTree`: scripted CPU times of a machine and of a
   process tree, for process shares (``scope="process"``).
 - :class:`FakeIntensityProvider`: a live carbon-intensity provider answering fixed values.
@@ -21,17 +24,20 @@ from __future__ import annotations
 
 from mlflow_green.testing.fake_intensity import FakeIntensityProvider, registered_intensity_providers
 from mlflow_green.testing.fake_meter import FakeMeter, PerReadMeter, registered_meters
-from mlflow_green.testing.fake_nvml import FakeGPU, FakeNVML, ManualClock
+from mlflow_green.testing.fake_nvml import FakeFault, FakeGPU, FakeMIG, FakeNVML, FakeProcess, ManualClock
 from mlflow_green.testing.fake_powercap import FakePowercapTree
 from mlflow_green.testing.fake_processes import FakeMachine, FakeProcessTree
 
 __all__ = [
+    "FakeFault",
     "FakeGPU",
     "FakeIntensityProvider",
     "FakeMachine",
     "FakeMeter",
     "PerReadMeter",
+    "FakeMIG",
     "FakeNVML",
+    "FakeProcess",
     "FakePowercapTree",
     "FakeProcessTree",
     "ManualClock",

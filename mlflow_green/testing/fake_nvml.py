@@ -1,8 +1,12 @@
-"""A fake ``pynvml`` module: GPUs with scripted power, energy counters and failures.
+"""A fake ``pynvml`` module that behaves like real NVIDIA hardware, for tests.
 
-Pass a :class:`FakeNVML` wherever a ``pynvml``-compatible module is accepted (``NvmlMeter(nvml=...)``,
-``hardware.gpu_names(nvml=...)``). Time is read from an injectable clock; power is a constant
-or a function of seconds since the fake was created.
+Pass a :class:`FakeNVML` wherever a ``pynvml``-compatible module is accepted
+(``NvmlMeter(nvml=...)``, ``hardware.gpu_names(nvml=...)``). Like the real library it has
+counters that tick every few tens of milliseconds, running-process lists (compute and
+graphics, with PIDs and memory), per-process utilisation samples with timestamps, MIG
+parent and child handles, transient errors raised as ``NVMLError`` subclasses carrying the
+real return codes, per-device counter resets, enforced power limits and utilisation rates.
+The function names and signatures are those of nvidia-ml-py.
 
 Example:
     >>> from mlflow_green.measure.meters.nvml import NvmlMeter
@@ -17,126 +21,102 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-PowerTrace = float | Callable[[float], float]
+from mlflow_green.testing import fake_nvml_errors as errors
+from mlflow_green.testing.fake_gpu import (
+    FakeFault,
+    FakeGPU,
+    FakeMIG,
+    FakeProcess,
+    ManualClock,
+    default_clock,
+    value_at,
+)
+from mlflow_green.testing.fake_nvml_errors import (
+    NVMLError,
+    NVMLError_DriverNotLoaded,
+    NVMLError_GpuIsLost,
+    NVMLError_InvalidArgument,
+    NVMLError_NotFound,
+    NVMLError_NotSupported,
+    NVMLError_Uninitialized,
+)
 
-_INTEGRATION_STEPS = 2000
+__all__ = ["FakeFault", "FakeGPU", "FakeMIG", "FakeNVML", "FakeProcess", "ManualClock", "NVMLError"]
 
-
-class NVMLError(Exception):
-    """Base class of the fake's errors, like ``pynvml.NVMLError``."""
-
-    def __init__(self, message: str = "Unknown Error") -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class NVMLError_DriverNotLoaded(NVMLError):  # noqa: N801 - pynvml's naming
-    """``nvmlInit`` without a driver."""
-
-
-class NVMLError_Uninitialized(NVMLError):  # noqa: N801
-    """A call before ``nvmlInit``."""
-
-
-class NVMLError_NotSupported(NVMLError):  # noqa: N801
-    """A query the device does not support (e.g. the energy counter before Volta)."""
-
-
-class NVMLError_GpuIsLost(NVMLError):  # noqa: N801
-    """The device fell off the bus."""
-
-
-class NVMLError_InvalidArgument(NVMLError):  # noqa: N801
-    """A bad device index."""
-
-
-class ManualClock:
-    """A clock that only moves when told to; call it for the current time in seconds.
-
-    Example:
-        >>> clock = ManualClock(10.0)
-        >>> clock.advance(2.5)
-        >>> clock()
-        12.5
-    """
-
-    def __init__(self, start_s: float = 0.0) -> None:
-        self.t_s = start_s
-
-    def __call__(self) -> float:
-        return self.t_s
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward."""
-        self.t_s += seconds
-
-    def set(self, t_s: float) -> None:
-        """Move the clock to an absolute time."""
-        self.t_s = t_s
-
-
-@dataclass
-class FakeGPU:
-    """One fake NVIDIA GPU.
-
-    Attributes:
-        uuid: Its UUID, e.g. ``GPU-0c2e5d7a-...`` (matched by ``CUDA_VISIBLE_DEVICES`` prefixes).
-        name: Its product name.
-        power_w: Watts, constant or a function of seconds since the :class:`FakeNVML` was created.
-        has_energy_counter: Whether ``nvmlDeviceGetTotalEnergyConsumption`` works (Volta and later).
-        has_power_reading: Whether ``nvmlDeviceGetPowerUsage`` works.
-        fail_after_s: Every query of this device raises ``NVMLError_GpuIsLost`` from this many
-            seconds after the fake was created.
-        energy_offset_mj: The counter's value when the fake was created (counters start at
-            driver load, not at zero).
-    """
-
-    uuid: str
-    name: str = "NVIDIA Fake GPU"
-    power_w: PowerTrace = 100.0
-    has_energy_counter: bool = True
-    has_power_reading: bool = True
-    fail_after_s: float | None = None
-    energy_offset_mj: int = 1_234_567
-
-    def power_at(self, elapsed_s: float) -> float:
-        """Power in watts at ``elapsed_s`` seconds."""
-        return float(self.power_w(elapsed_s)) if callable(self.power_w) else float(self.power_w)
-
-    def energy_j(self, elapsed_s: float) -> float:
-        """Exact (constant) or finely integrated (function) energy over ``[0, elapsed_s]``."""
-        if elapsed_s <= 0:
-            return 0.0
-        if not callable(self.power_w):
-            return float(self.power_w) * elapsed_s
-        dt = elapsed_s / _INTEGRATION_STEPS
-        return sum(self.power_at((i + 0.5) * dt) for i in range(_INTEGRATION_STEPS)) * dt
+NVML_VALUE_NOT_AVAILABLE = 0xFFFFFFFF
+"""``gpuInstanceId`` / ``computeInstanceId`` of a process on a GPU that is not in MIG mode."""
 
 
 @dataclass(frozen=True)
 class _Handle:
     index: int
+    mig: int | None = None
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One entry of a running-process list (``c_nvmlProcessInfo_v3_t`` as pynvml returns it)."""
+
+    pid: int
+    usedGpuMemory: int  # noqa: N815 - pynvml's field names
+    gpuInstanceId: int = NVML_VALUE_NOT_AVAILABLE  # noqa: N815
+    computeInstanceId: int = NVML_VALUE_NOT_AVAILABLE  # noqa: N815
+
+
+@dataclass(frozen=True)
+class ProcessUtilizationSample:
+    """One ``c_nvmlProcessUtilizationSample_t``: a process's utilisation at ``timeStamp`` (µs)."""
+
+    pid: int
+    timeStamp: int  # noqa: N815
+    smUtil: int  # noqa: N815
+    memUtil: int = 0  # noqa: N815
+    encUtil: int = 0  # noqa: N815
+    decUtil: int = 0  # noqa: N815
+
+
+@dataclass(frozen=True)
+class Utilization:
+    """``c_nvmlUtilization_t``: GPU and memory utilisation in percent."""
+
+    gpu: int
+    memory: int = 0
+
+
+@dataclass(frozen=True)
+class DeviceAttributes:
+    """``c_nvmlDeviceAttributes`` of a MIG device."""
+
+    multiprocessorCount: int  # noqa: N815
+    gpuInstanceSliceCount: int  # noqa: N815
+    computeInstanceSliceCount: int  # noqa: N815
+    memorySizeMB: int  # noqa: N815
+    sharedCopyEngineCount: int = 1  # noqa: N815
+    sharedDecoderCount: int = 1  # noqa: N815
+    sharedEncoderCount: int = 0  # noqa: N815
+    sharedJpegCount: int = 0  # noqa: N815
+    sharedOfaCount: int = 0  # noqa: N815
 
 
 class FakeNVML:
     """An object with the ``pynvml`` functions mlflow-green uses, over a list of fake GPUs.
 
     Args:
-        gpus: The GPUs, in NVML index order.
+        gpus: The physical GPUs, in NVML index order (PCI bus order).
         clock: Seconds, monotonic; the GPUs' time zero is its value at construction.
         driver: False makes ``nvmlInit`` raise ``NVMLError_DriverNotLoaded`` (no NVIDIA driver).
+        unix_epoch_s: Wall-clock time at time zero, for the µs timestamps of utilisation samples.
 
     Attributes:
         calls: How many times each function was called, by name.
         initialised: Current ``nvmlInit`` reference count.
+
+    Every ``NVMLError_*`` class and ``NVML_ERROR_*`` code is also an attribute, as in pynvml.
 
     Example:
         >>> nvml = FakeNVML([FakeGPU("GPU-1", name="NVIDIA H100")])
@@ -146,83 +126,219 @@ class FakeNVML:
     """
 
     NVMLError = NVMLError
-    NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
-    NVMLError_Uninitialized = NVMLError_Uninitialized
-    NVMLError_NotSupported = NVMLError_NotSupported
-    NVMLError_GpuIsLost = NVMLError_GpuIsLost
-    NVMLError_InvalidArgument = NVMLError_InvalidArgument
 
     def __init__(
         self,
         gpus: Sequence[FakeGPU] = (),
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         driver: bool = True,
+        unix_epoch_s: float = 1_700_000_000.0,
     ) -> None:
         self.gpus = list(gpus)
-        self.clock = clock
+        self.clock = clock or default_clock()
         self.driver = driver
-        self.t0_s = clock()
+        self.unix_epoch_s = unix_epoch_s
+        self.t0_s = self.clock()
         self.initialised = 0
         self.calls: Counter[str] = Counter()
 
-    def _elapsed_s(self) -> float:
+    def __getattr__(self, name: str) -> Any:
+        if name in errors.ERROR_CLASSES:
+            return errors.ERROR_CLASSES[name]
+        if name in errors.ERROR_CODES:
+            return errors.ERROR_CODES[name]
+        raise AttributeError(name)
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def elapsed_s(self) -> float:
+        """Seconds since time zero."""
         return self.clock() - self.t0_s
 
-    def _gpu(self, handle: _Handle) -> FakeGPU:
+    def _call(self, function: str) -> None:
+        self.calls[function] += 1
         if self.initialised <= 0:
-            raise NVMLError_Uninitialized("Uninitialized")
+            raise NVMLError_Uninitialized()
+
+    def _device(self, function: str, handle: _Handle) -> tuple[FakeGPU, FakeMIG | None]:
+        """The device behind ``handle``, raising its scripted faults for this call."""
+        self._call(function)
+        if not isinstance(handle, _Handle) or not 0 <= handle.index < len(self.gpus):
+            raise NVMLError_InvalidArgument()
         gpu = self.gpus[handle.index]
-        if gpu.fail_after_s is not None and self._elapsed_s() >= gpu.fail_after_s:
-            raise NVMLError_GpuIsLost("GPU is lost")
+        mig = None
+        if handle.mig is not None:
+            if not 0 <= handle.mig < len(gpu.mig_devices):
+                raise NVMLError_InvalidArgument()
+            mig = gpu.mig_devices[handle.mig]
+        t_s = self.elapsed_s()
+        if gpu.fail_after_s is not None and t_s >= gpu.fail_after_s:
+            raise NVMLError_GpuIsLost()
+        for fault in (*gpu.faults, *(mig.faults if mig is not None else ())):
+            if fault.triggers(function, t_s):
+                raise fault.exception()
+        return gpu, mig
+
+    def _whole_gpu(self, function: str, handle: _Handle) -> FakeGPU:
+        """A query NVML answers only for a physical GPU (MIG devices: Not Supported)."""
+        gpu, mig = self._device(function, handle)
+        if mig is not None:
+            raise NVMLError_NotSupported()
         return gpu
 
+    # -- library ---------------------------------------------------------------------------------
     def nvmlInit(self) -> None:  # noqa: N802 - pynvml's naming
         self.calls["nvmlInit"] += 1
         if not self.driver:
-            raise NVMLError_DriverNotLoaded("Driver Not Loaded")
+            raise NVMLError_DriverNotLoaded()
         self.initialised += 1
 
     def nvmlShutdown(self) -> None:  # noqa: N802
-        self.calls["nvmlShutdown"] += 1
-        if self.initialised <= 0:
-            raise NVMLError_Uninitialized("Uninitialized")
+        self._call("nvmlShutdown")
         self.initialised -= 1
 
     def nvmlDeviceGetCount(self) -> int:  # noqa: N802
-        self.calls["nvmlDeviceGetCount"] += 1
-        if self.initialised <= 0:
-            raise NVMLError_Uninitialized("Uninitialized")
+        self._call("nvmlDeviceGetCount")
         return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:  # noqa: N802
-        self.calls["nvmlDeviceGetHandleByIndex"] += 1
-        if self.initialised <= 0:
-            raise NVMLError_Uninitialized("Uninitialized")
+        self._call("nvmlDeviceGetHandleByIndex")
         if not 0 <= index < len(self.gpus):
-            raise NVMLError_InvalidArgument("Invalid Argument")
+            raise NVMLError_InvalidArgument()
         return _Handle(index)
 
+    def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> _Handle:  # noqa: N802
+        self._call("nvmlDeviceGetHandleByUUID")
+        text = uuid.decode() if isinstance(uuid, bytes) else uuid
+        for i, gpu in enumerate(self.gpus):
+            if gpu.uuid == text:
+                return _Handle(i)
+            for j, mig in enumerate(gpu.mig_devices):
+                if mig.uuid == text:
+                    return _Handle(i, j)
+        raise NVMLError_NotFound()
+
+    # -- identity --------------------------------------------------------------------------------
     def nvmlDeviceGetUUID(self, handle: _Handle) -> str:  # noqa: N802
-        self.calls["nvmlDeviceGetUUID"] += 1
-        return self._gpu(handle).uuid
+        gpu, mig = self._device("nvmlDeviceGetUUID", handle)
+        return mig.uuid if mig is not None else gpu.uuid
 
     def nvmlDeviceGetName(self, handle: _Handle) -> str:  # noqa: N802
-        self.calls["nvmlDeviceGetName"] += 1
-        return self._gpu(handle).name
+        gpu, mig = self._device("nvmlDeviceGetName", handle)
+        return mig.name if mig is not None else gpu.name
 
+    # -- energy and power ------------------------------------------------------------------------
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:  # noqa: N802
-        """Millijoules since the driver loaded."""
-        self.calls["nvmlDeviceGetTotalEnergyConsumption"] += 1
-        gpu = self._gpu(handle)
+        """Millijoules since the driver loaded (refreshed every ``update_period_s``)."""
+        gpu = self._whole_gpu("nvmlDeviceGetTotalEnergyConsumption", handle)
         if not gpu.has_energy_counter:
-            raise NVMLError_NotSupported("Not Supported")
-        return gpu.energy_offset_mj + round(gpu.energy_j(self._elapsed_s()) * 1000)
+            raise NVMLError_NotSupported()
+        return gpu.counter_mj(self.elapsed_s())
 
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:  # noqa: N802
-        """Milliwatts, now."""
-        self.calls["nvmlDeviceGetPowerUsage"] += 1
-        gpu = self._gpu(handle)
+        """Milliwatts, as last refreshed."""
+        gpu = self._whole_gpu("nvmlDeviceGetPowerUsage", handle)
         if not gpu.has_power_reading:
-            raise NVMLError_NotSupported("Not Supported")
-        return round(gpu.power_at(self._elapsed_s()) * 1000)
+            raise NVMLError_NotSupported()
+        return round(gpu.reported_power_w(self.elapsed_s()) * 1000)
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:  # noqa: N802
+        """Milliwatts."""
+        gpu = self._whole_gpu("nvmlDeviceGetEnforcedPowerLimit", handle)
+        if gpu.power_limit_w is None:
+            raise NVMLError_NotSupported()
+        return round(gpu.power_limit_w * 1000)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> Utilization:  # noqa: N802
+        gpu = self._whole_gpu("nvmlDeviceGetUtilizationRates", handle)
+        if gpu.utilisation_pct is None or gpu.mig_devices:
+            raise NVMLError_NotSupported()
+        return Utilization(round(value_at(gpu.utilisation_pct, self.elapsed_s())))
+
+    # -- processes -------------------------------------------------------------------------------
+    def _processes(self, gpu: FakeGPU, mig: FakeMIG | None, kind: str) -> list[ProcessInfo]:
+        t_s = self.elapsed_s()
+        slices = [mig] if mig is not None else gpu.mig_devices
+        if not slices:
+            return [ProcessInfo(p.pid, p.used_memory_bytes) for p in gpu.processes if p.kind == kind and p.alive(t_s)]
+        return [
+            ProcessInfo(p.pid, p.used_memory_bytes, s.gpu_instance_id, s.compute_instance_id)
+            for s in slices
+            for p in s.processes
+            if p.kind == kind and p.alive(t_s)
+        ]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[ProcessInfo]:  # noqa: N802
+        gpu, mig = self._device("nvmlDeviceGetComputeRunningProcesses", handle)
+        return self._processes(gpu, mig, "compute")
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: _Handle) -> list[ProcessInfo]:  # noqa: N802
+        gpu, mig = self._device("nvmlDeviceGetGraphicsRunningProcesses", handle)
+        return self._processes(gpu, mig, "graphics")
+
+    def nvmlDeviceGetProcessUtilization(self, handle: _Handle, timeStamp: int) -> list[ProcessUtilizationSample]:  # noqa: N802, N803
+        """The latest per-process sample newer than ``timeStamp`` (µs); NotFound when there is none."""
+        gpu = self._whole_gpu("nvmlDeviceGetProcessUtilization", handle)
+        if not gpu.process_utilisation or gpu.mig_devices:
+            raise NVMLError_NotSupported()
+        period_s = gpu.process_sample_period_s
+        sample_s = (self.elapsed_s() // period_s) * period_s if period_s > 0 else self.elapsed_s()
+        stamp_us = round((self.unix_epoch_s + sample_s) * 1e6)
+        samples = [
+            ProcessUtilizationSample(p.pid, stamp_us, round(value_at(p.sm_util, sample_s)))
+            for p in gpu.processes
+            if p.alive(sample_s) and value_at(p.sm_util, sample_s) > 0
+        ]
+        if stamp_us <= int(timeStamp) or not samples:
+            raise NVMLError_NotFound()
+        return samples
+
+    # -- MIG -------------------------------------------------------------------------------------
+    def nvmlDeviceGetMigMode(self, handle: _Handle) -> list[int]:  # noqa: N802
+        gpu = self._whole_gpu("nvmlDeviceGetMigMode", handle)
+        if not (gpu.mig_capable or gpu.mig_devices):
+            raise NVMLError_NotSupported()
+        mode = 1 if gpu.mig_devices else 0
+        return [mode, mode]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: _Handle) -> int:  # noqa: N802
+        gpu = self._whole_gpu("nvmlDeviceGetMaxMigDeviceCount", handle)
+        return gpu.max_mig_devices if (gpu.mig_capable or gpu.mig_devices) else 0
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: _Handle, index: int) -> _Handle:  # noqa: N802
+        gpu = self._whole_gpu("nvmlDeviceGetMigDeviceHandleByIndex", handle)
+        if not gpu.mig_devices:
+            raise NVMLError_InvalidArgument()
+        if not 0 <= index < len(gpu.mig_devices):
+            raise NVMLError_NotFound()
+        return _Handle(handle.index, index)
+
+    def nvmlDeviceIsMigDeviceHandle(self, handle: _Handle) -> bool:  # noqa: N802
+        self._device("nvmlDeviceIsMigDeviceHandle", handle)
+        return handle.mig is not None
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: _Handle) -> _Handle:  # noqa: N802
+        _, mig = self._device("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", handle)
+        if mig is None:
+            raise NVMLError_InvalidArgument()
+        return _Handle(handle.index)
+
+    def _mig(self, function: str, handle: _Handle) -> FakeMIG:
+        _, mig = self._device(function, handle)
+        if mig is None:
+            raise NVMLError_NotSupported()
+        return mig
+
+    def nvmlDeviceGetGpuInstanceId(self, handle: _Handle) -> int:  # noqa: N802
+        return self._mig("nvmlDeviceGetGpuInstanceId", handle).gpu_instance_id
+
+    def nvmlDeviceGetComputeInstanceId(self, handle: _Handle) -> int:  # noqa: N802
+        return self._mig("nvmlDeviceGetComputeInstanceId", handle).compute_instance_id
+
+    def nvmlDeviceGetAttributes(self, handle: _Handle) -> DeviceAttributes:  # noqa: N802
+        """Engine counts of a MIG device (NVML answers it for MIG device handles only)."""
+        mig = self._mig("nvmlDeviceGetAttributes", handle)
+        return DeviceAttributes(
+            mig.multiprocessor_count, mig.gpu_slices or mig.compute_slices, mig.compute_slices, mig.memory_mb
+        )
+

@@ -208,6 +208,7 @@ class TrainingSession:
         if self.tracker is None or self._epoch_start is None:
             return EpochResult(EMPTY)
         now = self.tracker.snapshot()
+        self.tracker.check_granularity(now - self._epoch_start, f"epoch {epoch}")  # too short for the counters?
         epoch_m = self.dist.reduce(now - self._epoch_start)
         split = self.ledger.end_epoch(epoch_m, validation=self.dist.reduce(self.ledger.epoch_validation))
         if train_samples:

@@ -202,9 +202,19 @@ def test_ddp_two_cpu_processes_log_one_set_of_totals_from_rank_zero(tmp_path: Pa
     ranks = report["distributed"]["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1]
     own = [sum(d["energy_j"] for d in r["devices"]) for r in ranks]
-    assert own[1] == 0.0, "rank 1 shares rank 0's host: the host's CPU and RAM are measured once, by local rank 0"
     assert run.data.metrics[schema.ENERGY_KWH] * 3.6e6 == pytest.approx(sum(own), rel=1e-9)
-    assert result["rank_logged"] == {"0": True, "1": False}
+    # Whole-device (machine-scope) CPU and RAM readings are measured once per host, by local rank 0;
+    # process-scope shares by every rank.
+    assert not [d for d in ranks[1]["devices"] if d["component"] != "gpu" and d["scope"] == "machine"]
+    # Each rank bills only the fake GPU its own process holds (Lightning's launcher makes rank 0 the
+    # parent of rank 1: rank 0 excludes it); another job's GPU and the idle one are not billed.
+    gpus = [sorted(d["device_id"] for d in r["devices"] if d["component"] == "gpu") for r in ranks]
+    assert gpus == [["gpu:GPU-ddp-0"], ["gpu:GPU-ddp-1"]]
+    billed = {d["device_id"]: d["billed"] for d in report["meters"]["details"]["nvml"]["devices"]}
+    assert billed == {"gpu:GPU-ddp-0": True, "gpu:GPU-ddp-1": False, "gpu:GPU-ddp-2": False, "gpu:GPU-ddp-3": False}
+    logged = result["rank_logged"]
+    assert {rank: info["logged"] for rank, info in logged.items()} == {"0": True, "1": False}
+    assert logged["0"]["excluded"] == [logged["1"]["pid"]] and logged["1"]["excluded"] == [logged["0"]["pid"]]
 
 
 def test_post_training_quantization_is_logged_with_log_model(mlflow_experiment: str) -> None:

@@ -253,7 +253,8 @@ def test_lifecycle_errors_are_clear() -> None:
 
 
 class _ScriptedCounter(FakeMeter):
-    """A counter meter whose successive reads return the given cumulative joules."""
+    """A counter meter whose successive reads return the given cumulative joules for cpu:0,
+    and a healthy 10 W counter for ram:0."""
 
     def __init__(self, values_j: list[float], name: str = "scripted") -> None:
         super().__init__({"cpu:0": 0.0, "ram:0": 0.0}, name=name)
@@ -261,28 +262,37 @@ class _ScriptedCounter(FakeMeter):
 
     def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
         value = self.values_j[min(self.reads, len(self.values_j) - 1)]
+        ram_j = 10.0 * self.reads
         self.reads += 1
-        return (DeviceCounter("cpu:0", "cpu", value, "counter", self.name), DeviceCounter("ram:0", "ram", 0.0, "counter", self.name))
+        return (DeviceCounter("cpu:0", "cpu", value, "counter", self.name), DeviceCounter("ram:0", "ram", ram_j, "counter", self.name))
 
 
 @pytest.mark.parametrize(
-    ("values_j", "fault"),
+    ("values_j", "fault", "total_estimated"),
     [
-        ([0.0, 100.0, 50.0], "went backwards"),  # a counter reset
-        ([0.0, 100.0, 1e9], "not plausible"),  # 1 GJ in a second
-        ([0.0, 100.0, float("nan")], "not a number"),
+        ([0.0, 100.0, 50.0, 150.0], "went backwards", True),  # a counter reset: the gap is extrapolated
+        ([0.0, 100.0, 1e9, 1e9 + 100.0], "not plausible", True),  # 1 GJ in a second: rebased likewise
+        ([0.0, 100.0, float("nan"), 300.0], "not a number", False),  # one bad read: the counter covers the gap
     ],
 )
-def test_a_meter_returning_nonsense_is_quarantined_and_the_next_meter_takes_over(values_j: list[float], fault: str) -> None:
+def test_a_device_returning_nonsense_is_quarantined_alone_and_counts_on(
+    values_j: list[float], fault: str, total_estimated: bool
+) -> None:
     clock = FakeClock()
     tracker = EnergyTracker(meters=[_ScriptedCounter(values_j)], clock=clock)
     tracker.start()
     clock.advance(1.0)
     assert tracker.elapsed().component_energy_j("cpu") == pytest.approx(100.0)
     clock.advance(1.0)
+    with tracker.window("bad read") as bad:
+        clock.advance(1.0)
     total = tracker.stop()
     assert any(fault in f for f in tracker.faults)
-    assert tracker.meters_tag() == "cpu:scripted>estimate*cpu-time,ram:scripted>estimate*rss"
-    # The 100 J counted before the fault are kept (extrapolated to the switch), then the estimate adds on.
-    assert 200.0 <= total.component_energy_j("cpu") < 1000.0
-    assert total.estimated
+    assert tracker.meters_tag() == "cpu:scripted,ram:scripted"  # the meter is kept
+    assert total.component_energy_j("cpu") == pytest.approx(300.0)  # 100 W throughout
+    assert total.component_energy_j("ram") == pytest.approx(40.0)  # the healthy device, untouched
+    by_id = {d.device_id: d for d in total.devices}
+    assert by_id["ram:0"].provenance == "counter"
+    assert by_id["cpu:0"].provenance == ("estimate" if total_estimated else "counter")
+    assert bad.measurement is not None
+    assert {d.device_id: d.provenance for d in bad.measurement.devices} == {"cpu:0": "estimate", "ram:0": "counter"}

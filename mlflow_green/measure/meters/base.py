@@ -15,9 +15,9 @@ Example:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlflow_green.measure.readings import Component, DeviceCounter, Provenance
 
@@ -100,7 +100,26 @@ class Meter(abc.ABC):
         """
 
     def poll(self, now_s: float) -> None:  # noqa: B027 - optional hook
-        """Called from the background thread every ``poll_interval_s`` seconds."""
+        """Called from the background thread every ``poll_interval_s`` seconds.
+
+        ``poll_interval_s`` may change while the meter is open (a property): None stops the
+        polling, a number (re)starts it at the next window boundary.
+        """
+
+    def update_periods_s(self) -> Mapping[str, float]:
+        """Seconds between updates of each device's counter, where known (device id -> s).
+
+        Windows shorter than ten update periods are flagged as too coarse to trust.
+        """
+        return {}
+
+    def take_faults(self) -> list[str]:
+        """Device-level faults since the last call (a device quarantined, a counter reset)."""
+        return []
+
+    def report(self) -> Mapping[str, Any]:
+        """What this meter adds to ``report.json`` (e.g. which devices were billed and why)."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Called once; must not raise."""

@@ -1,29 +1,31 @@
-"""NVIDIA GPU energy through NVML: the total-energy counter, or sampled power where there is none.
+"""NVIDIA GPU energy through NVML: what this training used, from counters where there are some.
 
-For each GPU visible to this process (``CUDA_VISIBLE_DEVICES``), the meter reads
-``nvmlDeviceGetTotalEnergyConsumption`` (millijoules since driver load, Volta and later) at
-window boundaries — no thread needed. A GPU without that counter has its power
-(``nvmlDeviceGetPowerUsage``) sampled every ``sample_interval_s`` from the tracker's background
-thread and integrated with the trapezoidal rule.
+For each device visible to this process (``CUDA_VISIBLE_DEVICES`` parsed as CUDA parses it,
+see :mod:`~mlflow_green.measure.meters.cuda_visible`), the meter reads the GPU's total-energy
+counter at window boundaries, else samples its power, else estimates utilisation × enforced
+power limit (see :mod:`~mlflow_green.measure.meters.nvml_energy`). A MIG slice is billed a fixed
+share of its parent GPU's energy (:mod:`~mlflow_green.measure.meters.nvml_inventory`).
 
-A GPU that stops answering mid-run (fell off the bus, driver reset) does not stop the run:
-its energy is extrapolated from its last known mean power, marked ``estimate``, with a note.
+Whose energy: with ``scope="process"`` (the default) only the devices on which this training's
+process tree holds a context are billed, by its share when others use them too
+(:mod:`~mlflow_green.measure.meters.nvml_billing`); ``scope="machine"`` bills every visible
+device whole. report.json lists every visible device, billed or not, and why.
 
-``CUDA_VISIBLE_DEVICES`` indices are matched to NVML indices, which follow PCI bus order; CUDA
-numbers devices that way only with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, so prefer UUIDs on
-machines with mixed GPU models. MIG instances (``MIG-...``) are not measured: NVML reports energy
-per physical GPU only.
+Faults are per device: a GPU that stops answering is extrapolated until it answers again, then
+reconciled from its counter; the other GPUs are not affected. The background thread runs only
+while needed: learning counter update periods at start (a second or two), sampling GPUs without
+a counter, and sampling per-process utilisation while a GPU is shared.
 
 Example:
     >>> from mlflow_green.testing import FakeGPU, FakeNVML, ManualClock
     >>> clock = ManualClock()
-    >>> nvml = FakeNVML([FakeGPU("GPU-1", power_w=250.0, has_energy_counter=False)], clock=clock)
+    >>> nvml = FakeNVML([FakeGPU("GPU-1", name="NVIDIA H100", power_w=300.0)], clock=clock)
     >>> meter = NvmlMeter(nvml=nvml, environ={})
-    >>> meter.open(clock())
-    >>> clock.advance(2.0)
-    >>> counter = meter.read(clock())[0]
-    >>> counter.energy_j, counter.provenance
-    (500.0, 'sampled')
+    >>> meter.is_available().reason
+    'NVML: 1 device(s): NVIDIA H100 GPU-1 (energy counter)'
+    >>> meter.open(clock()); clock.advance(10.0)
+    >>> meter.read(clock())[0].energy_j
+    3000.0
 """
 
 from __future__ import annotations
@@ -32,111 +34,60 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from mlflow_green.errors import ConfigError, MeterError
 from mlflow_green.measure import hardware
+from mlflow_green.measure.attribution import Attribution
 from mlflow_green.measure.meters.base import Availability, Meter
-from mlflow_green.measure.power_integrator import PowerIntegrator
-from mlflow_green.measure.readings import Component, DeviceCounter, Provenance
+from mlflow_green.measure.meters.nvml_billing import TargetBilling, normalise_uuid, observe
+from mlflow_green.measure.meters.nvml_energy import PROBE_INTERVAL_S, GpuEnergy
+from mlflow_green.measure.meters.nvml_inventory import Target, describe_error, enumerate_gpus, visible_targets
+from mlflow_green.measure.readings import Component, DeviceCounter, Provenance, weakest_provenance
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.1
+PIDS_TTL_S = 1.0
+"""How long the process tree's PIDs are reused before being listed again."""
 MISSING_PACKAGE_REASON = "NVML: the nvidia-ml-py package is not installed — pip install 'mlflow-green[nvml]'"
 NO_GPU_REASON = "NVML: no NVIDIA GPU visible"
+_HOW = {"counter": "energy counter", "sampled": "sampled power", "estimate": "estimated", "none": "unreadable"}
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def visible_gpu_indices(uuids: Sequence[str], cuda_visible_devices: str | None) -> list[int]:
-    """NVML indices of the GPUs a process sees under ``CUDA_VISIBLE_DEVICES``.
-
-    Like CUDA: unset means every GPU, an empty string none; entries are indices, UUIDs or
-    UUID prefixes (with or without ``GPU-``); the list stops at the first entry that matches
-    no GPU (or names a MIG instance).
-
-    Example:
-        >>> visible_gpu_indices(["GPU-aa", "GPU-bb", "GPU-cc"], "2,GPU-a")
-        [2, 0]
-        >>> visible_gpu_indices(["GPU-aa"], "")
-        []
-    """
-    if cuda_visible_devices is None:
-        return list(range(len(uuids)))
-    indices: list[int] = []
-    for raw in cuda_visible_devices.split(","):
-        token = raw.strip()
-        index: int | None = None
-        if token.isdigit():
-            index = int(token) if int(token) < len(uuids) else None
-        elif token and not token.startswith("MIG-"):
-            prefixes = (token,) if token.startswith("GPU-") else (token, f"GPU-{token}")
-            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(prefixes)]
-            index = matches[0] if len(matches) == 1 else None
-        if index is None:
-            if token:
-                logger.info("NVML: CUDA_VISIBLE_DEVICES entry %r matches no GPU; ignoring it and the rest", token)
-            break
-        if index not in indices:
-            indices.append(index)
-    return indices
-
-
-@dataclass
-class _Gpu:
-    handle: Any
-    uuid: str
-    name: str
-    has_counter: bool
-    start_mj: int = 0
-    integrator: PowerIntegrator | None = None
-    energy_j: float = 0.0
-    last_ok_s: float = 0.0
-    power_w: float | None = None
-    note: str = ""
-
-    def energy_at(self, now_s: float) -> float:
-        if not self.note or self.power_w is None:
-            return self.energy_j
-        return self.energy_j + self.power_w * max(now_s - self.last_ok_s, 0.0)
-
-    @property
-    def provenance(self) -> Provenance:
-        if self.note:
-            return "estimate"
-        return "counter" if self.has_counter else "sampled"
+def describe_target(target: Target, mode: str) -> str:
+    """One line for doctor: the device and how it is measured."""
+    if target.is_mig:
+        return f"{target.name} {target.uuid} (MIG slice: {target.fraction_how}, from its {_HOW[mode]})"
+    return f"{target.name} {target.uuid} ({_HOW[mode]})"
 
 
 class NvmlMeter(Meter):
-    """Energy of each visible NVIDIA GPU, from its energy counter or from sampled power.
+    """Energy of the NVIDIA GPUs (and MIG slices) this training uses.
 
     Args:
         nvml: A ``pynvml``-compatible module; None imports ``pynvml`` (package
             ``nvidia-ml-py``) when first needed. Tests pass a
             :class:`~mlflow_green.testing.FakeNVML`.
         environ: Where to read ``CUDA_VISIBLE_DEVICES``; None means ``os.environ``.
-        sample_interval_s: Seconds between power samples for GPUs without an energy counter.
+        sample_interval_s: Seconds between power samples (GPUs without a counter) and
+            per-process utilisation samples (shared GPUs).
 
     Example:
         >>> from mlflow_green.testing import FakeGPU, FakeNVML, ManualClock
         >>> clock = ManualClock()
-        >>> nvml = FakeNVML([FakeGPU("GPU-1", name="NVIDIA H100", power_w=300.0)], clock=clock)
+        >>> nvml = FakeNVML([FakeGPU("GPU-1", power_w=250.0, has_energy_counter=False)], clock=clock)
         >>> meter = NvmlMeter(nvml=nvml, environ={})
-        >>> meter.is_available().reason
-        'NVML: 1 GPU(s): NVIDIA H100 (energy counter)'
-        >>> meter.open(clock()); clock.advance(10.0)
-        >>> meter.read(clock())[0].energy_j, meter.poll_interval_s
-        (3000.0, None)
+        >>> meter.open(clock()); clock.advance(2.0)
+        >>> counter = meter.read(clock())[0]
+        >>> counter.energy_j, counter.provenance
+        (500.0, 'sampled')
     """
 
     name = "nvml"
     priority = 100
-    description = "NVIDIA GPUs via NVML: total-energy counter, else sampled power"
+    description = "NVIDIA GPUs via NVML: energy counter, else sampled power, else utilisation x power limit"
 
     def __init__(
         self,
@@ -148,15 +99,22 @@ class NvmlMeter(Meter):
         self._nvml: Any = nvml
         self._environ = environ
         self._lock = threading.Lock()
-        self._gpus: list[_Gpu] = []
-        self._opened_at_s: float | None = None
+        self._attribution = Attribution("machine")
+        self._explicit_attribution = False
+        self._bills: list[TargetBilling] = []
+        self._sources: list[GpuEnergy] = []
+        self._notes: list[str] = []
+        self._faults: list[str] = []
+        self._next_sample_s: dict[int, float] = {}
+        self._pids: tuple[float, frozenset[int]] = (float("-inf"), frozenset())
+        self._opened = False
+        self._ours_seen = False
         self._initialised = False
         self.sample_interval_s = DEFAULT_SAMPLE_INTERVAL_S
         self.configure(sample_interval_s=sample_interval_s)
-        self.poll_interval_s = None
 
     def configure(self, *, sample_interval_s: float) -> None:
-        """Set the power sampling interval (used for GPUs without an energy counter).
+        """Set the sampling interval.
 
         Raises:
             ConfigError: if the interval is not a positive number of seconds.
@@ -164,19 +122,30 @@ class NvmlMeter(Meter):
         if not sample_interval_s > 0:
             raise ConfigError(f"sample_interval_s must be > 0 seconds, got {sample_interval_s!r}")
         self.sample_interval_s = float(sample_interval_s)
-        if any(g.integrator is not None for g in self._gpus):
-            self.poll_interval_s = self.sample_interval_s
+
+    def attribute(self, attribution: Attribution) -> None:
+        self._attribution = attribution
+        self._explicit_attribution = True
+
+    @property
+    def scope(self) -> str:
+        """``process`` or ``machine``; a meter used on its own (no tracker) bills whole devices."""
+        return self._attribution.scope
+
+    @property
+    def poll_interval_s(self) -> float | None:  # type: ignore[override]
+        """The thread's period now: fast while learning update periods, else only while needed."""
+        if any(s.probing for s in self._sources):
+            return PROBE_INTERVAL_S
+        if any(s.needs_sampling for s in self._sources):
+            return self.sample_interval_s
+        if any(b.billed and b.shared and b.util_supported for b in self._bills):
+            return self.sample_interval_s
+        return None
 
     # -- NVML access -----------------------------------------------------------------------------
-
     def _module(self) -> Any:
-        """The NVML module: the injected one, else ``pynvml`` imported now.
-
-        Raises:
-            ImportError: nvidia-ml-py is not installed.
-            MeterError: the NVIDIA driver's library cannot be loaded (checked before importing
-                pynvml, so machines without a driver never import it).
-        """
+        """The NVML module: the injected one, else ``pynvml`` imported now (never without a driver)."""
         if self._nvml is None:
             if importlib.util.find_spec("pynvml") is None:
                 raise ImportError(MISSING_PACKAGE_REASON)
@@ -192,53 +161,19 @@ class NvmlMeter(Meter):
         environ = os.environ if self._environ is None else self._environ
         return environ.get("CUDA_VISIBLE_DEVICES")
 
-    def _no_gpu_reason(self) -> str:
+    def _no_gpu_reason(self, notes: list[str]) -> str:
         value = self._cuda_visible_devices()
-        return NO_GPU_REASON if value is None else f"{NO_GPU_REASON} (CUDA_VISIBLE_DEVICES={value!r})"
+        reason = NO_GPU_REASON if value is None else f"{NO_GPU_REASON} (CUDA_VISIBLE_DEVICES={value!r})"
+        return "; ".join([reason, *notes])
 
-    def _enumerate(self, nvml: Any) -> list[tuple[Any, str, str]]:
-        """(handle, uuid, name) of each visible GPU; nvmlInit must have been called.
-
-        A GPU that cannot even tell its UUID is skipped with a warning: it has no stable id.
-        """
-        handles: list[Any] = []
-        uuids: list[str] = []
-        for index in range(int(nvml.nvmlDeviceGetCount())):
-            try:
-                handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                uuid = hardware.text(nvml.nvmlDeviceGetUUID(handle))
-            except Exception as exc:
-                logger.warning("NVML: skipping GPU %d, which does not answer (%s)", index, _describe(exc))
-                handle, uuid = None, ""
-            handles.append(handle)
-            uuids.append(uuid)
-        found: list[tuple[Any, str, str]] = []
-        for index in visible_gpu_indices(uuids, self._cuda_visible_devices()):
-            if handles[index] is None:
-                continue
-            try:
-                name = hardware.text(nvml.nvmlDeviceGetName(handles[index]))
-            except Exception:
-                name = "NVIDIA GPU"
-            found.append((handles[index], uuids[index], name))
-        return found
-
-    @staticmethod
-    def _energy_mj(nvml: Any, handle: Any) -> int | None:
-        try:
-            return int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
-        except Exception:  # NVMLError_NotSupported before Volta, or a failing device
-            return None
-
-    @staticmethod
-    def _power_w(nvml: Any, handle: Any) -> float | None:
-        try:
-            return int(nvml.nvmlDeviceGetPowerUsage(handle)) / 1000.0
-        except Exception:
-            return None
+    def _targets(self, nvml: Any, *, listing: bool = False) -> tuple[list[Target], list[str]]:
+        """The visible devices; MIG-mode GPUs as their slices unless billing whole GPUs (machine scope)."""
+        gpus, problems = enumerate_gpus(nvml)
+        whole = self.scope == "machine" and (self._explicit_attribution or not listing)
+        targets, notes = visible_targets(gpus, self._cuda_visible_devices(), whole_gpus=whole)
+        return targets, problems + notes
 
     # -- Meter API -------------------------------------------------------------------------------
-
     def is_available(self) -> Availability:
         try:
             nvml = self._module()
@@ -247,26 +182,21 @@ class NvmlMeter(Meter):
         except MeterError as exc:
             return Availability.no(str(exc))
         except Exception as exc:
-            return Availability.no(f"NVML: cannot load pynvml ({_describe(exc)})")
+            return Availability.no(f"NVML: cannot load pynvml ({describe_error(exc)})")
         try:
             nvml.nvmlInit()
         except Exception as exc:
-            return Availability.no(f"NVML: no NVIDIA driver ({_describe(exc)})")
+            return Availability.no(f"NVML: no NVIDIA driver ({describe_error(exc)})")
         try:
-            gpus = self._enumerate(nvml)
-            if not gpus:
-                return Availability.no(self._no_gpu_reason())
-            with_counter = [self._energy_mj(nvml, handle) is not None for handle, _, _ in gpus]
-            names = ", ".join(name for _, _, name in gpus)
-            if all(with_counter):
-                how, provenance = "energy counter", "counter"
-            elif any(with_counter):
-                how, provenance = f"energy counter on {sum(with_counter)}, sampled power on the rest", "sampled"
-            else:
-                how, provenance = "sampled power, no energy counter", "sampled"
-            return Availability.yes(f"NVML: {len(gpus)} GPU(s): {names} ({how})", {"gpu"}, provenance)
+            targets, notes = self._targets(nvml, listing=True)
+            if not targets:
+                return Availability.no(self._no_gpu_reason(notes))
+            modes = [GpuEnergy(nvml, t.gpu.handle, t.gpu.uuid, 0.0).mode for t in targets]
+            lines = "; ".join(describe_target(t, m) for t, m in zip(targets, modes))
+            readable: list[Provenance] = ["estimate" if m == "none" else m for m in modes]  # type: ignore[misc]
+            return Availability.yes(f"NVML: {len(targets)} device(s): {lines}", {"gpu"}, weakest_provenance(readable))
         except Exception as exc:
-            return Availability.no(f"NVML: cannot list GPUs ({_describe(exc)})")
+            return Availability.no(f"NVML: cannot list GPUs ({describe_error(exc)})")
         finally:
             try:
                 nvml.nvmlShutdown()
@@ -281,98 +211,167 @@ class NvmlMeter(Meter):
         try:
             nvml.nvmlInit()
         except Exception as exc:
-            raise MeterError(f"NVML: no NVIDIA driver ({_describe(exc)})") from exc
+            raise MeterError(f"NVML: no NVIDIA driver ({describe_error(exc)})") from exc
         self._initialised = True
         try:
-            found = self._enumerate(nvml)
+            targets, notes = self._targets(nvml)
         except Exception as exc:
             self.close()
-            raise MeterError(f"NVML: cannot list GPUs ({_describe(exc)})") from exc
-        if not found:
+            raise MeterError(f"NVML: cannot list GPUs ({describe_error(exc)})") from exc
+        if not targets:
             self.close()
-            raise MeterError(self._no_gpu_reason())
-        gpus = [self._open_gpu(nvml, handle, uuid, name, now_s) for handle, uuid, name in found]
-        if all(g.note for g in gpus):
+            raise MeterError(self._no_gpu_reason(notes))
+        sources: dict[int, GpuEnergy] = {}
+        bills = []
+        for target in targets:
+            source = sources.get(target.gpu.index)
+            if source is None:
+                source = sources[target.gpu.index] = GpuEnergy(nvml, target.gpu.handle, target.gpu.uuid, now_s)
+            bills.append(TargetBilling(target, source))
+        unreadable = [b for b in bills if b.source.mode == "none"]
+        for bill in unreadable:
+            bill.reason = "answers neither its energy counter, its power, nor its power limit: it cannot be measured"
+            self._fault(f"GPU {bill.target.uuid} {bill.reason}")
+        if len(unreadable) == len(bills):
             self.close()
-            raise MeterError("; ".join(g.note for g in gpus))
+            raise MeterError("NVML: " + "; ".join(f"GPU {b.target.uuid} {b.reason}" for b in bills))
+        if self.scope == "machine":
+            for bill in bills:
+                if bill.source.mode != "none":
+                    bill.bill_whole(now_s, "scope=machine: every visible device is billed whole")
         with self._lock:
-            self._gpus = gpus
-            self._opened_at_s = now_s
-        sampled = any(g.integrator is not None and not g.note for g in gpus)
-        self.poll_interval_s = self.sample_interval_s if sampled else None
+            self._bills, self._sources, self._notes = bills, list(sources.values()), notes
+            self._next_sample_s = {id(s): now_s + self.sample_interval_s for s in self._sources}
+            self._opened = True
 
-    def _open_gpu(self, nvml: Any, handle: Any, uuid: str, name: str, now_s: float) -> _Gpu:
-        start_mj = self._energy_mj(nvml, handle)
-        power_w = self._power_w(nvml, handle)
-        gpu = _Gpu(handle, uuid, name, has_counter=start_mj is not None, last_ok_s=now_s, power_w=power_w)
-        if start_mj is not None:
-            gpu.start_mj = start_mj
-        else:
-            gpu.integrator = PowerIntegrator()
-            if power_w is None:
-                gpu.note = f"NVML: GPU {uuid} reports neither an energy counter nor its power; it is left out of the measurement"
-                logger.warning(gpu.note)
-            else:
-                gpu.integrator.add(now_s, power_w)
-        return gpu
+    def _our_pids(self, now_s: float) -> frozenset[int]:
+        seen_s, pids = self._pids
+        if now_s - seen_s >= PIDS_TTL_S or not pids:
+            pids = self._attribution.processes.pids()
+            self._pids = (now_s, pids)
+        return pids
 
-    def _degrade(self, gpu: _Gpu, now_s: float, exc: BaseException) -> None:
-        opened_at_s = self._opened_at_s if self._opened_at_s is not None else now_s
-        if gpu.has_counter and gpu.last_ok_s > opened_at_s:
-            gpu.power_w = gpu.energy_j / (gpu.last_ok_s - opened_at_s)  # mean power so far
-        power = "unknown power (0 W)" if gpu.power_w is None else f"{gpu.power_w:.1f} W, its last known mean power"
-        gpu.note = (
-            f"NVML: GPU {gpu.uuid} stopped answering after {now_s - opened_at_s:.1f} s ({_describe(exc)}); "
-            f"energy extrapolated at {power}"
-        )
-        logger.warning(gpu.note)
-
-    def _sample(self, gpu: _Gpu, now_s: float) -> None:
-        """Refresh one GPU's energy at ``now_s`` (lock held); degrade it if NVML fails."""
-        if gpu.note:
-            return
-        nvml = self._module()
+    def _hinted(self) -> set[str]:
+        """Normalised UUIDs of the devices the framework says it uses (asked only when needed)."""
+        ask = self._attribution.framework_gpus
+        if ask is None:
+            return set()
         try:
-            if gpu.integrator is None:
-                gpu.energy_j = (int(nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle)) - gpu.start_mj) / 1000.0
-            else:
-                power_w = int(nvml.nvmlDeviceGetPowerUsage(gpu.handle)) / 1000.0
-                gpu.integrator.add(now_s, power_w)
-                gpu.energy_j = gpu.integrator.energy_j
-                gpu.power_w = power_w
-        except Exception as exc:  # NVMLError, or anything else a broken device throws
-            self._degrade(gpu, now_s, exc)
-            return
-        gpu.last_ok_s = max(gpu.last_ok_s, now_s)
+            return {normalise_uuid(str(u)) for u in ask() if u}
+        except Exception as exc:
+            logger.debug("NVML: the framework could not say which GPUs it uses: %s", exc)
+            return set()
 
     def poll(self, now_s: float) -> None:
-        """Sample the power of GPUs that have no energy counter."""
+        """From the thread: learn update periods, sample power, sample shares of shared GPUs."""
         with self._lock:
-            for gpu in self._gpus:
-                if gpu.integrator is not None:
-                    self._sample(gpu, now_s)
+            if not self._opened:
+                return
+            nvml = self._module()
+            updated: set[int] = set()
+            for source in self._sources:
+                source.probe(now_s)
+                shared = any(b.source is source and b.billed and b.shared and b.util_supported for b in self._bills)
+                if (source.needs_sampling or shared) and now_s >= self._next_sample_s[id(source)]:
+                    self._next_sample_s[id(source)] = now_s + self.sample_interval_s
+                    source.update(now_s, from_thread=True)
+                    updated.add(id(source))
+            for bill in self._bills:
+                if id(bill.source) in updated:
+                    if bill.billed and bill.shared and bill.util_supported:
+                        bill.poll_share(nvml, self._our_pids(now_s))
+                    bill.step(now_s)
 
     def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
         with self._lock:
-            if self._opened_at_s is None:
+            if not self._opened:
                 raise MeterError("NVML: read() before open()")
-            for gpu in self._gpus:
-                self._sample(gpu, now_s)
-            if all(g.note and g.power_w is None for g in self._gpus):
-                raise MeterError("NVML: no GPU could be read: " + "; ".join(g.note for g in self._gpus))
-            return tuple(
-                DeviceCounter(
-                    device_id=f"gpu:{g.uuid}",
-                    component="gpu",
-                    energy_j=g.energy_at(now_s),
-                    provenance=g.provenance,
-                    meter=self.name,
-                    label=g.name,
-                    note=g.note,
-                )
-                for g in self._gpus
-                if g.has_counter or g.power_w is not None  # unreadable GPUs are left out, never 0 J
-            )
+            nvml = self._module()
+            for source in self._sources:
+                source.update(now_s)
+            for bill in self._bills:
+                bill.step(now_s)
+            if self.scope == "process":
+                self._observe(nvml, now_s)
+            return tuple(self._reading(b, now_s) for b in self._bills if b.billed)
+
+    def _observe(self, nvml: Any, now_s: float) -> None:
+        """Who holds a context on each device now; bill the ones this training uses."""
+        pids = self._our_pids(now_s)
+        seen = {id(b): observe(nvml, b.target.handle, pids) for b in self._bills if b.source.mode != "none"}
+        self._ours_seen = self._ours_seen or any(s.ours for s in seen.values())
+        fallback = not self._ours_seen  # NVML's PIDs never matched ours (yet): a container?
+        hints = self._hinted() if fallback and any(not b.billed for b in self._bills) else set()
+        for bill in self._bills:
+            if id(bill) in seen:
+                hinted = normalise_uuid(bill.target.uuid) in hints
+                bill.apply(now_s, seen[id(bill)], nvml, hinted=hinted, fallback=fallback, framework_named=bool(hints))
+
+    def _reading(self, bill: TargetBilling, now_s: float) -> DeviceCounter:
+        energy_j, estimated_j = bill.energy_j(now_s)
+        source = bill.source
+        notes = [source.failing, source.model if source.mode == "estimate" else "", bill.target.fraction_how]
+        if bill.bases & {"framework-device", "unattributed", "shared-whole"}:
+            notes.append(bill.reason)
+        return DeviceCounter(
+            device_id=bill.target.device_id,
+            component="gpu",
+            energy_j=energy_j,
+            provenance=source.provenance,
+            meter=self.name,
+            label=bill.target.name,
+            note="; ".join(n for n in notes if n),
+            scope=self.scope,  # type: ignore[arg-type]
+            share=bill.share_label,
+            estimated_j=estimated_j,
+        )
+
+    def update_periods_s(self) -> dict[str, float]:
+        """The learnt counter update period of each billed device (known after the first second or two)."""
+        with self._lock:
+            return {
+                b.target.device_id: b.source.update_period_s
+                for b in self._bills
+                if b.source.mode == "counter" and b.source.update_period_s
+            }
+
+    def take_faults(self) -> list[str]:
+        """Device faults (failures, counter resets) since the last call."""
+        with self._lock:
+            for source in self._sources:
+                self._faults.extend(source.faults)
+                source.faults.clear()
+            faults, self._faults = self._faults, []
+            return faults
+
+    def _fault(self, text: str) -> None:
+        logger.warning("NVML: %s", text)
+        self._faults.append(text)
+
+    def report(self) -> dict[str, Any]:
+        """Every visible device, billed or not and why, how it was measured, for report.json."""
+        with self._lock:
+            return {
+                "scope": self.scope,
+                "cuda_visible_devices": self._cuda_visible_devices(),
+                "notes": list(self._notes),
+                "devices": [
+                    {
+                        "device_id": b.target.device_id,
+                        "name": b.target.name,
+                        "billed": b.billed,
+                        "reason": b.reason,
+                        "share": b.share_label,
+                        "fraction_of_gpu": b.target.fraction,
+                        **({"fraction_how": b.target.fraction_how} if b.target.fraction_how else {}),
+                        "measured_by": b.source.mode,
+                        **({"model": b.source.model} if b.source.model else {}),
+                        "update_period_s": b.source.update_period_s,
+                        "events": list(b.source.events),
+                    }
+                    for b in self._bills
+                ],
+            }
 
     def label(self, component: Component, provenance: Provenance) -> str:
         """``nvml-counter``, ``nvml-sampled`` or ``nvml-estimate``, as in ``gpu:nvml-counter``."""
@@ -380,8 +379,7 @@ class NvmlMeter(Meter):
 
     def close(self) -> None:
         with self._lock:
-            self._gpus = []
-            self._opened_at_s = None
+            self._opened = False
         if self._initialised:
             self._initialised = False
             try:

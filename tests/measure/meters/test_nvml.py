@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mlflow_green.errors import ConfigError, MeterError
-from mlflow_green.measure.meters.nvml import MISSING_PACKAGE_REASON, NvmlMeter, visible_gpu_indices
+from mlflow_green.measure.meters.cuda_visible import parse_visible_devices, resolve_visible
+from mlflow_green.measure.meters.nvml import MISSING_PACKAGE_REASON, NvmlMeter
+from mlflow_green.measure.meters.nvml_energy import PROBE_BUDGET_S, PROBE_INTERVAL_S
 from mlflow_green.measure.readings import Snapshot
 from mlflow_green.testing import FakeGPU, FakeNVML, ManualClock
 
@@ -40,8 +42,10 @@ def test_counter_device() -> None:
     assert nvml.initialised == 0  # is_available leaves NVML shut down
 
     meter.open(clock())
-    assert meter.poll_interval_s is None  # counters need no thread
-    clock.advance(4.0)
+    assert meter.poll_interval_s == PROBE_INTERVAL_S  # a second or two learning the update period
+    _run_sampled(meter, clock, PROBE_BUDGET_S + 0.01, PROBE_INTERVAL_S)
+    assert meter.poll_interval_s is None  # then counters need no thread
+    clock.set(4.0)
     (counter,) = meter.read(clock())
     assert counter.device_id == f"gpu:{UUIDS[0]}"
     assert counter.component == "gpu"
@@ -50,6 +54,9 @@ def test_counter_device() -> None:
     assert counter.meter == "nvml"
     assert counter.label == "NVIDIA H100 80GB HBM3"
     assert nvml.calls["nvmlDeviceGetPowerUsage"] <= 2  # one prior at open, no sampling
+    # a continuous fake counter changes at every probe: its period is at most the probe interval
+    assert meter.update_periods_s() == {f"gpu:{UUIDS[0]}": pytest.approx(PROBE_INTERVAL_S)}
+
     meter.close()
     assert nvml.initialised == 0
 
@@ -114,15 +121,19 @@ def test_mixed_devices_poll_only_the_sampled_one() -> None:
     meter = NvmlMeter(nvml=nvml, environ={})
     meter.configure(sample_interval_s=0.5)
     meter.open(0.0)
-    assert meter.poll_interval_s == pytest.approx(0.5)
+    assert meter.poll_interval_s == pytest.approx(PROBE_INTERVAL_S)  # learning the counter's update period
+    _run_sampled(meter, clock, PROBE_BUDGET_S + 0.01, PROBE_INTERVAL_S)
+    assert meter.poll_interval_s == pytest.approx(0.5)  # then only the power-only GPU needs the thread
     before = nvml.calls["nvmlDeviceGetTotalEnergyConsumption"]
-    _run_sampled(meter, clock, 2.0, 0.5)
+    for t_s in (2.5, 3.0, 3.5):
+        clock.set(t_s)
+        meter.poll(t_s)
     assert nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] == before
-    clock.set(2.0)
-    counters = {c.device_id: c for c in meter.read(2.0)}
-    assert counters[f"gpu:{UUIDS[0]}"].energy_j == pytest.approx(400.0)
+    clock.set(4.0)
+    counters = {c.device_id: c for c in meter.read(4.0)}
+    assert counters[f"gpu:{UUIDS[0]}"].energy_j == pytest.approx(800.0)
     assert counters[f"gpu:{UUIDS[0]}"].provenance == "counter"
-    assert counters[f"gpu:{UUIDS[1]}"].energy_j == pytest.approx(200.0)
+    assert counters[f"gpu:{UUIDS[1]}"].energy_j == pytest.approx(400.0)
     assert counters[f"gpu:{UUIDS[1]}"].provenance == "sampled"
 
 
@@ -135,10 +146,11 @@ def test_mixed_devices_poll_only_the_sampled_one() -> None:
         ("2,0", [UUIDS[2], UUIDS[0]]),
         (UUIDS[1], [UUIDS[1]]),
         ("GPU-8c9d", [UUIDS[2]]),
-        ("8c9d", [UUIDS[2]]),
+        ("8c9d", []),  # not a GPU- UUID: read as an index (8), which does not exist
         ("0,7,1", [UUIDS[0]]),  # like CUDA, stops at the first invalid entry
         ("GPU-nope", []),
         ("MIG-4e5f6a7b-0001", []),
+        ("1,0,1", []),  # a duplicate hides every GPU
     ],
 )
 def test_cuda_visible_devices(value: str | None, expected: list[str]) -> None:
@@ -157,7 +169,7 @@ def test_cuda_visible_devices(value: str | None, expected: list[str]) -> None:
 
 
 def test_visible_gpu_indices_ambiguous_prefix() -> None:
-    assert visible_gpu_indices(["GPU-ab1", "GPU-ab2"], "GPU-ab") == []
+    assert resolve_visible(parse_visible_devices("GPU-ab"), ["GPU-ab1", "GPU-ab2"]).gpus == ()
 
 
 def test_device_failing_mid_run_degrades_to_estimate() -> None:
@@ -211,9 +223,9 @@ def test_failure_before_any_read_uses_the_power_seen_at_open() -> None:
 
 def test_open_fails_only_when_nothing_can_be_read() -> None:
     clock = ManualClock()
-    nvml = _nvml(FakeGPU(UUIDS[0], has_energy_counter=False, has_power_reading=False), clock=clock)
+    nvml = _nvml(FakeGPU(UUIDS[0], has_energy_counter=False, has_power_reading=False, power_limit_w=None), clock=clock)
     meter = NvmlMeter(nvml=nvml, environ={})
-    with pytest.raises(MeterError, match="neither an energy counter nor its power"):
+    with pytest.raises(MeterError, match="neither its energy counter, its power, nor its power limit"):
         meter.open(0.0)
     assert nvml.initialised == 0
     with pytest.raises(MeterError):

@@ -1,0 +1,259 @@
+"""Whose GPU energy it is: this training's share of each visible GPU (``scope="process"``).
+
+A GPU is billed once a process of this training's tree (DDP ranks included, other ranks
+excluded) holds a context on it — it appears in NVML's compute or graphics running-process
+list. Frameworks create the context lazily, after the tracker started, so the billed set is
+decided from what the reads observe during the run. Until then the GPU is *pending*: its energy
+is kept aside and billed when the context appears, unless another process was seen on it first
+(then that energy was theirs). A GPU on which no context of ours ever appears is not billed,
+and report.json says so.
+
+While other processes use the GPU at the same time, this tree is billed its share of the
+GPU's utilisation as NVML reports it per process (``nvmlDeviceGetProcessUtilization``, sampled
+from the thread while the sharing lasts; when every process is idle, the share of processes
+holding a context); where that is not supported the GPU is billed whole and labelled
+``shared-whole``. Two fallbacks when NVML's PIDs cannot be matched to ours (containers report
+host PIDs): a GPU the framework says it uses (``framework-device``), else a GPU whose listed
+processes all live outside this PID namespace (``unattributed``), billed whole and labelled.
+
+Example:
+    >>> Observation(frozenset({1}), frozenset()).exclusive
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from mlflow_green.measure.meters.nvml_energy import GpuEnergy
+from mlflow_green.measure.meters.nvml_inventory import (
+    NVML_ERROR_NOT_FOUND,
+    NVML_ERROR_NOT_SUPPORTED,
+    Target,
+    describe_error,
+    error_code,
+)
+from mlflow_green.measure.readings import join_shares
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Who holds a context on one device now: PIDs of this training's tree, and the others."""
+
+    ours: frozenset[int]
+    foreign: frozenset[int]
+    error: str = ""
+
+    @property
+    def exclusive(self) -> bool:
+        """This training is there alone."""
+        return bool(self.ours) and not self.foreign
+
+
+def observe(nvml: Any, handle: Any, our_pids: Collection[int]) -> Observation:
+    """Read a device's compute and graphics running-process lists and split them into ours and others."""
+    pids: set[int] = set()
+    error = ""
+    for function in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+        try:
+            pids.update(int(p.pid) for p in getattr(nvml, function)(handle))
+        except Exception as exc:
+            if error_code(exc) != NVML_ERROR_NOT_SUPPORTED:
+                error = error or describe_error(exc)
+    return Observation(frozenset(pids & set(our_pids)), frozenset(pids - set(our_pids)), error)
+
+
+def normalise_uuid(uuid: str) -> str:
+    """A GPU or MIG UUID as bare lowercase hex: torch and NVML spell them differently.
+
+    Example:
+        >>> normalise_uuid("GPU-ABCD-12") == normalise_uuid("abcd-12")
+        True
+    """
+    text = uuid.strip().lower()
+    for prefix in ("gpu-", "mig-"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return text
+
+
+def _outside_namespace(pids: Iterable[int]) -> bool:
+    """True when every PID is unknown here (NVML reports host PIDs inside many containers)."""
+    pids = list(pids)
+    return bool(pids) and not any(psutil.pid_exists(pid) for pid in pids)
+
+
+@dataclass
+class TargetBilling:
+    """The energy billed for one device (a GPU or a MIG slice), as cumulative joules.
+
+    Attributes:
+        target: The device.
+        source: Its physical GPU's energy.
+        status: ``pending`` (no context of ours seen yet), ``billed``.
+        billed_j / estimated_j: Billed energy since open, and the estimated part of it.
+        bases: How it was apportioned (``mig``, ``gpu-utilisation``, ``shared-whole``, ...).
+        reason: How it came to be billed, or why it is not.
+    """
+
+    target: Target
+    source: GpuEnergy
+    status: str = "pending"
+    billed_j: float = 0.0
+    estimated_j: float = 0.0
+    pending_j: float = 0.0
+    pending_est_j: float = 0.0
+    bases: set[str] = field(default_factory=set)
+    reason: str = "no process of this training has held a context on it"
+    share: float = 1.0
+    shared: bool = False
+    util_supported: bool = True
+    last_util_us: int = 0
+    first_billed_s: float | None = None
+    _last_j: float = 0.0
+    _last_est_j: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.target.fraction < 1.0:
+            self.bases.add("mig")
+
+    @property
+    def billed(self) -> bool:
+        return self.status == "billed"
+
+    def bill_whole(self, now_s: float, reason: str, basis: str = "") -> None:
+        """Bill the device from open, whole (``scope="machine"``, or a fallback)."""
+        if basis:
+            self.bases.add(basis)
+        self._start_billing(now_s, reason)
+
+    def _start_billing(self, now_s: float, reason: str) -> None:
+        self.status = "billed"
+        self.reason = reason
+        self.first_billed_s = now_s
+        self.billed_j += self.pending_j * self.target.fraction
+        self.estimated_j += self.pending_est_j * self.target.fraction
+        self.pending_j = self.pending_est_j = 0.0
+
+    def step(self, now_s: float) -> None:
+        """Take the source's energy since the last step into the bill (or keep it pending)."""
+        delta_j = self.source.measured_j - self._last_j
+        delta_est_j = self.source.estimated_j - self._last_est_j
+        self._last_j, self._last_est_j = self.source.measured_j, self.source.estimated_j
+        if self.status == "billed":
+            self.billed_j += delta_j * self.target.fraction * self.share
+            self.estimated_j += delta_est_j * self.target.fraction * self.share
+        else:
+            self.pending_j += delta_j
+            self.pending_est_j += delta_est_j
+
+    def apply(
+        self,
+        now_s: float,
+        seen: Observation,
+        nvml: Any,
+        *,
+        hinted: bool = False,
+        fallback: bool = False,
+        framework_named: bool = False,
+    ) -> None:
+        """Update status and share from an observation of the running processes (at a read).
+
+        Args:
+            hinted: The framework says this training uses this device.
+            fallback: No context of this training was ever seen on any device: the hint and
+                the PID-namespace rule may bill it.
+            framework_named: The framework named its devices (then only those are billed by fallback).
+        """
+        if seen.error and not seen.ours and not seen.foreign:
+            return  # the lists could not be read: keep what we knew
+        if self.status != "billed":
+            if seen.ours:
+                self.share = self._share_now(seen, nvml)
+                self.pending_j *= self.share
+                self.pending_est_j *= self.share
+                how = "shared with other processes" if seen.foreign else "held by this training alone"
+                self._start_billing(now_s, f"a process of this training holds a context on it ({how})")
+            elif fallback and hinted:
+                self.bill_whole(now_s, "the framework reports using it; NVML lists no PID of this training on it", "framework-device")
+            elif fallback and not framework_named and seen.foreign and _outside_namespace(seen.foreign):
+                self.bill_whole(
+                    now_s,
+                    "its processes' PIDs live outside this PID namespace (a container?) and no framework "
+                    "reported its device: billed whole",
+                    "unattributed",
+                )
+            elif seen.foreign:  # someone else's energy so far, not ours
+                self.pending_j = self.pending_est_j = 0.0
+            return
+        if self.bases & {"framework-device", "unattributed"}:
+            return
+        self.share = self._share_now(seen, nvml) if (seen.ours or seen.foreign) else 1.0
+
+    def _share_now(self, seen: Observation, nvml: Any) -> float:
+        """This tree's share of the device over the interval just ended."""
+        if not seen.foreign:
+            self.shared = False
+            return 1.0
+        if not seen.ours:
+            return 0.0
+        was_shared, self.shared = self.shared, True
+        share = self.sample_utilisation(nvml, seen.ours) if self.util_supported else None
+        if share is not None:
+            return share
+        if not self.util_supported:
+            self.bases.add("shared-whole")
+            return 1.0
+        if was_shared and "gpu-utilisation" in self.bases:
+            return self.share  # no newer sample since the thread's last one
+        self.bases.add("gpu-utilisation")  # nobody busy: split by the processes holding a context
+        return len(seen.ours) / (len(seen.ours) + len(seen.foreign))
+
+    def sample_utilisation(self, nvml: Any, ours: Collection[int]) -> float | None:
+        """This tree's share of the SM utilisation in NVML's newest per-process samples.
+
+        None when there is no new sample (or nobody was busy); marks the device
+        ``util_supported = False`` when NVML does not report per-process utilisation here.
+        """
+        if self.target.is_mig:
+            self.util_supported = False
+            return None
+        try:
+            samples = list(nvml.nvmlDeviceGetProcessUtilization(self.target.handle, self.last_util_us))
+        except Exception as exc:
+            if error_code(exc) == NVML_ERROR_NOT_SUPPORTED:
+                self.util_supported = False
+            elif error_code(exc) != NVML_ERROR_NOT_FOUND:
+                self.source.events.append(f"per-process utilisation unreadable ({describe_error(exc)})")
+            return None
+        latest: dict[int, tuple[int, float]] = {}
+        for sample in samples:
+            stamp = int(sample.timeStamp)
+            if stamp >= latest.get(int(sample.pid), (-1, 0.0))[0]:
+                latest[int(sample.pid)] = (stamp, float(sample.smUtil))
+            self.last_util_us = max(self.last_util_us, stamp)
+        total = sum(util for _, util in latest.values())
+        if total <= 0:
+            return None
+        self.bases.add("gpu-utilisation")
+        return sum(util for pid, (_, util) in latest.items() if pid in ours) / total
+
+    def poll_share(self, nvml: Any, ours: Collection[int]) -> None:
+        """Refresh the share from the thread while the device is shared."""
+        share = self.sample_utilisation(nvml, ours)
+        if share is not None:
+            self.share = share
+
+    def energy_j(self, now_s: float) -> tuple[float, float]:
+        """Billed energy now and its estimated part, including a failing GPU's extrapolation."""
+        provisional_j = self.source.provisional_j(now_s) * self.target.fraction * self.share
+        return self.billed_j + provisional_j, self.estimated_j + provisional_j
+
+    @property
+    def share_label(self) -> str:
+        """The reading's ``share``: its apportionment bases joined with ``+``."""
+        return join_shares(*self.bases)
