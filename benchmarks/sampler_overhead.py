@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 
@@ -21,7 +22,7 @@ import psutil
 
 from mlflow_green import EnergyTracker
 from mlflow_green.measure.meters.nvml import NvmlMeter
-from mlflow_green.testing import FakeGPU, FakeNVML
+from mlflow_green.testing import FakeGPU, FakeNVML, FakeProcess
 
 BUDGET_PERCENT = 0.5
 
@@ -39,7 +40,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--interval-s", type=float, default=0.1)
     args = parser.parse_args()
-    nvml = FakeNVML([FakeGPU("GPU-overhead", power_w=250.0, has_energy_counter=False)])
+    # A power-only GPU on which this process holds a context (as a training would): billed under
+    # the default scope="process".
+    gpu = FakeGPU("GPU-overhead", power_w=250.0, has_energy_counter=False, processes=[FakeProcess(os.getpid())])
+    nvml = FakeNVML([gpu])
     tracker = EnergyTracker(meters=[NvmlMeter(nvml=nvml, environ={})], sample_interval_s=args.interval_s)
     tracker.start()
     cpu0_s, wall0_s = _sampler_cpu_s(), time.monotonic()

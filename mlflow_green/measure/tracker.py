@@ -450,6 +450,15 @@ class EnergyTracker:
         """
         return self.granularity.check(measurement, name, self._update_periods_s() if self.total is None else {})
 
+    @property
+    def counter_update_period_s(self) -> float | None:
+        """The slowest known update period of the counters in use, in seconds (None: none known yet).
+
+        NVML learns its counters' periods in the first second or two after start.
+        """
+        periods = {**self.granularity.periods_s, **(self._update_periods_s() if self.total is None else {})}
+        return max(periods.values()) if periods else None
+
     def _update_periods_s(self) -> dict[str, float]:
         periods: dict[str, float] = {}
         for meter in self._opened.values():

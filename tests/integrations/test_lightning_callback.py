@@ -215,6 +215,7 @@ def test_ddp_two_cpu_processes_log_one_set_of_totals_from_rank_zero(tmp_path: Pa
     logged = result["rank_logged"]
     assert {rank: info["logged"] for rank, info in logged.items()} == {"0": True, "1": False}
     assert logged["0"]["excluded"] == [logged["1"]["pid"]] and logged["1"]["excluded"] == [logged["0"]["pid"]]
+    assert run.data.tags[schema.TAG_SCOPE].startswith("gpu:process")
 
 
 def test_post_training_quantization_is_logged_with_log_model(mlflow_experiment: str) -> None:

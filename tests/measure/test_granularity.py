@@ -54,7 +54,9 @@ def test_windows_shorter_than_ten_update_periods_are_flagged_and_logged_once(cap
     meter = NvmlMeter(nvml=FakeNVML([FakeGPU("GPU-u", power_w=300.0, update_period_s=0.1)], clock=clock), environ={})
     tracker = EnergyTracker(meters=[meter], clock=clock, scope="machine")
     tracker.start()
+    assert tracker.counter_update_period_s is None  # not learnt yet: start did not wait
     _probe(meter, clock, 1.0)
+    assert tracker.counter_update_period_s == pytest.approx(0.1, abs=PROBE_INTERVAL_S)  # measure_inference sizes windows by it
     with caplog.at_level(logging.WARNING, logger="mlflow_green.measure.granularity"):
         for name, duration_s in [("50ms", 0.05), ("250ms", 0.25), ("1s", 1.0), ("2s", 2.0), ("50ms again", 0.05)]:
             with tracker.window(name):

@@ -272,8 +272,10 @@ class NvmlMeter(Meter):
             for source in self._sources:
                 source.probe(now_s)
                 shared = any(b.source is source and b.billed and b.shared and b.util_supported for b in self._bills)
-                if (source.needs_sampling or shared) and now_s >= self._next_sample_s[id(source)]:
-                    self._next_sample_s[id(source)] = now_s + self.sample_interval_s
+                due_s = self._next_sample_s[id(source)]
+                if (source.needs_sampling or shared) and now_s >= due_s - 0.5 * self.sample_interval_s:
+                    # on a fixed grid: a thread that wakes a little late or early keeps the rate
+                    self._next_sample_s[id(source)] = max(due_s + self.sample_interval_s, now_s)
                     source.update(now_s, from_thread=True)
                     updated.add(id(source))
             for bill in self._bills:
