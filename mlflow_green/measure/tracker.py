@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mlflow_green.config import GreenConfig
-from mlflow_green.errors import ConfigError, MeterError, TrackerStateError
+from mlflow_green.errors import ConfigError, TrackerStateError
 from mlflow_green.measure.attribution import Attribution, ProcessTree
-from mlflow_green.measure.host import host_id
 from mlflow_green.measure.device_guard import MAX_PLAUSIBLE_POWER_W, DeviceGuard
 from mlflow_green.measure.granularity import GranularityCheck
+from mlflow_green.measure.host import host_id
 from mlflow_green.measure.idle_floor import IdleFloor
 from mlflow_green.measure.meters.base import Availability, Meter
 from mlflow_green.measure.readings import (
