@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import psutil
-
+from mlflow_green.measure import procfs
 from mlflow_green.measure.readings import Scope
 
 _BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "interrupt", "dpc")
@@ -76,8 +75,9 @@ class ProcessTree:
             return frozenset()
         found = {self.root_pid}
         stack = [self.root_pid]
+        children = _Children()
         while stack:
-            for child in _children(stack.pop()):
+            for child in children.of(stack.pop()):
                 if child not in found and child not in self.exclude_pids:
                     found.add(child)
                     stack.append(child)
@@ -88,11 +88,9 @@ class ProcessTree:
         total_s = 0.0
         for pid in self.pids():
             try:
-                times = psutil.Process(pid).cpu_times()
-            except (psutil.Error, OSError):  # exited between listing and reading: its parent reaps it
+                total_s += procfs.process_cpu_s(pid)
+            except (ProcessLookupError, OSError, ValueError):  # exited meanwhile: its parent reaps it
                 continue
-            total_s += times.user + times.system
-            total_s += getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
         return total_s
 
     def rss_bytes(self) -> int:
@@ -100,25 +98,33 @@ class ProcessTree:
         total = 0
         for pid in self.pids():
             try:
-                total += int(psutil.Process(pid).memory_info().rss)
-            except (psutil.Error, OSError):
+                total += procfs.rss_bytes(pid)
+            except (ProcessLookupError, OSError, ValueError):
                 continue
         return total
 
 
-def _children(pid: int) -> list[int]:
-    """Direct children of ``pid``: from ``/proc/PID/task/*/children`` when the kernel has it, else psutil."""
-    task_dir = Path(f"/proc/{pid}/task")
-    try:
-        tasks = list(task_dir.iterdir())
-        if tasks and (tasks[0] / "children").exists():
-            return [int(c) for task in tasks for c in _read(task / "children").split()]
-    except (OSError, ValueError):
-        pass
-    try:
-        return [child.pid for child in psutil.Process(pid).children()]
-    except (psutil.Error, OSError):
-        return []
+class _Children:
+    """Direct children of processes: ``/proc/PID/task/*/children`` when the kernel has it, else one
+    pass over every process's parent (read once per tree walk)."""
+
+    def __init__(self) -> None:
+        self._by_parent: dict[int, list[int]] | None = None
+
+    def of(self, pid: int) -> list[int]:
+        task_dir = Path(f"/proc/{pid}/task")
+        try:
+            tasks = list(task_dir.iterdir())
+            if tasks and (tasks[0] / "children").exists():
+                return [int(c) for task in tasks for c in _read(task / "children").split()]
+        except (OSError, ValueError):
+            pass
+        if self._by_parent is None:
+            try:
+                self._by_parent = procfs.children_by_parent()
+            except Exception:  # no process table at all: the root alone
+                self._by_parent = {}
+        return self._by_parent.get(pid, [])
 
 
 def _read(path: Path) -> str:
@@ -197,7 +203,8 @@ class UsageProbe:
 
     Args:
         processes: Whose usage is billed (a :class:`ProcessTree`; a fake in tests).
-        cpu_times: The machine's cumulative CPU times (``psutil.cpu_times``, injectable).
+        cpu_times: The machine's cumulative CPU times (:func:`mlflow_green.measure.procfs.cpu_times`,
+            the same as ``psutil.cpu_times``; injectable).
         memory: Whether to read resident memory too (only RAM shares need it).
 
     Example:
@@ -209,7 +216,7 @@ class UsageProbe:
     def __init__(
         self,
         processes: ProcessUsage | None = None,
-        cpu_times: Callable[[], Any] = psutil.cpu_times,
+        cpu_times: Callable[[], Any] = procfs.cpu_times,
         *,
         memory: bool = True,
     ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import glob
 import logging
+import os
 import platform
 import sys
 from pathlib import Path
@@ -70,12 +71,9 @@ def cpu_sockets() -> int:
 @functools.cache
 def total_ram_bytes() -> int:
     """Installed RAM in bytes (0 if it cannot be read)."""
-    try:
-        import psutil
+    from mlflow_green.measure import procfs
 
-        return int(psutil.virtual_memory().total)
-    except Exception:
-        return 0
+    return procfs.total_ram_bytes()
 
 
 def text(value: Any) -> str:
@@ -94,12 +92,41 @@ def gpu_names(nvml: Any | None = None) -> list[str]:
     return _gpu_names(nvml)
 
 
+LIBRARY_DIRS: tuple[str, ...] = (
+    "/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib/wsl/lib",
+)
+"""Folders the dynamic loader searches by default (besides ``LD_LIBRARY_PATH`` and ``/etc/ld.so.cache``)."""
+
+
+def find_library(name: str, ld_cache: str = "/etc/ld.so.cache", dirs: tuple[str, ...] = LIBRARY_DIRS) -> bool:
+    """Whether the dynamic loader could find library ``name``: ``LD_LIBRARY_PATH``, its cache, default folders.
+
+    A file-system search in the loader's order, so that machines without the library need not
+    import ``ctypes`` to find out.
+
+    Example:
+        >>> find_library("libnot-a-real-library.so.9")
+        False
+    """
+    for folder in os.environ.get("LD_LIBRARY_PATH", "").split(":") + list(dirs):
+        if folder and os.path.exists(os.path.join(folder, name)):
+            return True
+    try:
+        with open(ld_cache, "rb") as f:
+            return name.encode() in f.read()
+    except OSError:
+        return False
+
+
 @functools.cache
 def nvml_library_error() -> str | None:
     """Why the NVIDIA driver's NVML library cannot be loaded here, or None if it can (or may).
 
-    A cheap probe with ``ctypes`` so that machines without an NVIDIA driver never import
-    ``pynvml``. Only Linux is probed; elsewhere pynvml's own loader decides.
+    A cheap probe, so that machines without an NVIDIA driver never import ``pynvml``: the
+    library is looked for where the dynamic loader looks (no ``ctypes`` needed when it is
+    absent), then loaded with ``ctypes`` if found. Only Linux is probed; elsewhere pynvml's own
+    loader decides.
 
     Example:
         >>> nvml_library_error() is None or "libnvidia-ml" in nvml_library_error()
@@ -107,6 +134,8 @@ def nvml_library_error() -> str | None:
     """
     if not sys.platform.startswith("linux"):
         return None
+    if not find_library(NVML_LIBRARY):
+        return f"{NVML_LIBRARY} cannot be loaded: not found in LD_LIBRARY_PATH, /etc/ld.so.cache or {LIBRARY_DIRS[1]}"
     import ctypes
 
     try:

@@ -26,34 +26,22 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_green import codecarbon_data
+from mlflow_green.cache_dir import cache_dir, write_atomically
 from mlflow_green.measure import hardware, host
 from mlflow_green.measure.power_model import PowerModel
 
 logger = logging.getLogger(__name__)
 
-ENV_CACHE_DIR = "MLFLOW_GREEN_CACHE_DIR"
-
 _memo: dict[tuple[str, str], PowerModel] = {}
-
-
-def cache_dir() -> Path:
-    """Where resolved models are kept (see the module docstring)."""
-    configured = os.environ.get(ENV_CACHE_DIR)
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlflow-green"
 
 
 def machine_facts() -> dict[str, Any]:
     """Cheap facts that, if they change, invalidate a cached model (no CodeCarbon import)."""
-    import psutil
-
     facts: dict[str, Any] = {
         "host": host.host_id(),
         "cpu_model": hardware.cpu_model(),
         "logical_cpus": os.cpu_count() or 1,
-        "ram_total_bytes": hardware.total_ram_bytes() or int(psutil.virtual_memory().total),
+        "ram_total_bytes": hardware.total_ram_bytes(),
     }
     if os.environ.get("SLURM_JOB_ID"):  # CodeCarbon counts a SLURM job's CPUs and memory
         facts["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
@@ -100,10 +88,7 @@ def load_power_model(directory: Path | None = None) -> tuple[PowerModel, str]:
         return model, "fallback (CodeCarbon could not be used)"
     path = cache_path(directory, facts, model.codecarbon_version)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(model.to_json(), indent=1), encoding="utf-8")
-        os.replace(tmp, path)  # atomic: concurrent ranks never read half a file
+        write_atomically(path, json.dumps(model.to_json(), indent=1))  # concurrent ranks never read half a file
         where = f"resolved now through CodeCarbon, cached in {path}"
     except OSError as exc:
         logger.warning("mlflow-green: cannot cache the power model in %s (%s); it is resolved again next time",

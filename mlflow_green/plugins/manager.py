@@ -33,8 +33,21 @@ def get_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(GreenHookSpecs)
     pm.register(builtin, name="mlflow_green.builtin")
-    pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    _load_entry_points(pm)
     return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Register third-party plugins (entry points discovered once, see :mod:`.entry_points`)."""
+    from mlflow_green.plugins import entry_points
+
+    for name, value in entry_points.entry_points(ENTRY_POINT_GROUP):
+        if pm.is_blocked(name) or pm.get_plugin(name) is not None:
+            continue
+        try:
+            pm.register(entry_points.load(value), name=name)
+        except Exception as exc:  # a broken plugin is skipped, it never breaks measurement
+            logger.warning("mlflow-green: plugin %r (%s) could not be loaded: %s", name, value, exc)
 
 
 def collect(hook_name: str) -> dict[str, Callable[[], Any]]:

@@ -35,9 +35,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
 from mlflow_green.errors import ConfigError, MeterError
+from mlflow_green.measure import procfs
 from mlflow_green.measure.attribution import Attribution, Usage, UsageProbe
 from mlflow_green.measure.meters.base import Availability, Meter
 from mlflow_green.measure.model_cache import cache_dir, cached_model, load_power_model
@@ -58,7 +57,7 @@ class EstimateMeter(Meter):
     """CPU and RAM energy under CodeCarbon's power model, for the whole machine or this process tree.
 
     Args:
-        cpu_times: The machine's cumulative CPU times (``psutil.cpu_times``, injectable).
+        cpu_times: The machine's cumulative CPU times (``procfs.cpu_times``, injectable).
         model: A resolved :class:`~mlflow_green.measure.power_model.PowerModel`; None loads this
             machine's from the cache (resolving it through CodeCarbon on first use).
         tdp_w: Override the TDP of all CPU packages together, in watts (like CodeCarbon's
@@ -78,7 +77,7 @@ class EstimateMeter(Meter):
     def __init__(
         self,
         *,
-        cpu_times: CpuTimes = psutil.cpu_times,
+        cpu_times: CpuTimes = procfs.cpu_times,
         model: PowerModel | None = None,
         tdp_w: float | None = None,
         ram_power_w: float | None = None,

@@ -32,10 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from mlflow_green.errors import MeterError
-from mlflow_green.measure import hardware
+from mlflow_green.measure import hardware, procfs
 from mlflow_green.measure.attribution import Attribution, Usage, UsageProbe
 from mlflow_green.measure.meters.base import Availability, Meter
 from mlflow_green.measure.meters.rapl_zones import DeviceZones, RaplLayout, ReadText, discover
@@ -108,7 +106,7 @@ class RaplMeter(Meter):
         root: The powercap folder (``/sys/class/powercap``; a fake tree in tests).
         read_text: Reads one sysfs file; injectable so tests can simulate ``PermissionError``
             (tests usually run as root, where ``chmod 000`` does not stop reads).
-        cpu_times: The machine's cumulative CPU times, for process shares (``psutil.cpu_times``).
+        cpu_times: The machine's cumulative CPU times, for process shares (``procfs.cpu_times``).
 
     Example:
         >>> import tempfile
@@ -132,7 +130,7 @@ class RaplMeter(Meter):
         root: str | os.PathLike[str] = POWERCAP_ROOT,
         *,
         read_text: ReadText | None = None,
-        cpu_times: Callable[[], Any] = psutil.cpu_times,
+        cpu_times: Callable[[], Any] = procfs.cpu_times,
     ) -> None:
         self._root = Path(root)
         self._read = read_text or _read_text

@@ -1,0 +1,37 @@
+"""Where mlflow-green keeps what it computes once per machine: resolved power models, entry points.
+
+``$MLFLOW_GREEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlflow-green``, else ``~/.cache/mlflow-green``.
+Everything in it can be deleted at any time: it is recomputed on next use. Tests and
+benchmarks point ``MLFLOW_GREEN_CACHE_DIR`` at a temporary folder.
+
+Example:
+    >>> import os
+    >>> os.environ["MLFLOW_GREEN_CACHE_DIR"] = "/tmp/green-cache"
+    >>> str(cache_dir())
+    '/tmp/green-cache'
+    >>> del os.environ["MLFLOW_GREEN_CACHE_DIR"]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_CACHE_DIR = "MLFLOW_GREEN_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """The cache folder (not created here)."""
+    configured = os.environ.get(ENV_CACHE_DIR)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mlflow-green"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a concurrent reader never sees half a file (raises OSError)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,139 @@
+"""CPU times, memory and children of processes, read from Linux ``/proc`` (psutil elsewhere).
+
+Reading a few ``/proc`` files is what psutil does on Linux, but importing psutil costs ~10 ms,
+a fifth of the cold-start budget (import + start + stop ≤ 50 ms, DESIGN.md §6). On Linux these
+functions read ``/proc`` directly, with the same units and fields as psutil; on other systems,
+or when ``/proc`` is missing, they call psutil.
+
+Example:
+    >>> times = cpu_times()
+    >>> times.idle > 0 and times.user > 0
+    True
+    >>> process_cpu_s(os.getpid()) > 0
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, NamedTuple
+
+_LINUX = sys.platform.startswith("linux") and os.path.isfile("/proc/stat")
+
+
+class CpuTimes(NamedTuple):
+    """Machine-wide cumulative CPU times in seconds (all CPUs summed), as ``psutil.cpu_times()`` on Linux."""
+
+    user: float
+    nice: float
+    system: float
+    idle: float
+    iowait: float
+    irq: float
+    softirq: float
+    steal: float
+    guest: float
+    guest_nice: float
+
+
+@functools.cache
+def _clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@functools.cache
+def _page_size() -> int:
+    return os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def cpu_times() -> Any:
+    """The machine's cumulative CPU times (``/proc/stat``; ``psutil.cpu_times()`` elsewhere)."""
+    if _LINUX:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()[1:]
+        values = [int(v) / _clock_ticks() for v in fields[:10]]
+        return CpuTimes(*(values + [0.0] * (10 - len(values))))
+    import psutil
+
+    return psutil.cpu_times()
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of ``/proc/PID/stat`` after the command name (which may contain spaces)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return data[data.rindex(b")") + 2 :].split()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system seconds of a process plus those of the children it reaped.
+
+    Raises:
+        ProcessLookupError: the process does not exist (any more).
+    """
+    if _LINUX:
+        try:
+            fields = _stat_fields(pid)
+        except (FileNotFoundError, ProcessLookupError) as exc:
+            raise ProcessLookupError(pid) from exc
+        # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17
+        return sum(int(v) for v in fields[11:15]) / _clock_ticks()
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess as exc:
+        raise ProcessLookupError(pid) from exc
+    return times.user + times.system + getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (raises ProcessLookupError if it is gone)."""
+    if _LINUX:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                return int(f.read().split()[1]) * _page_size()
+        except (FileNotFoundError, ProcessLookupError) as exc:
+            raise ProcessLookupError(pid) from exc
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.NoSuchProcess as exc:
+        raise ProcessLookupError(pid) from exc
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, keyed by parent PID (one pass over ``/proc``)."""
+    found: dict[int, list[int]] = {}
+    if _LINUX:
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                ppid = int(_stat_fields(int(name))[1])
+            except (OSError, ValueError, IndexError):  # exited meanwhile, or not readable
+                continue
+            found.setdefault(ppid, []).append(int(name))
+        return found
+    import psutil
+
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info.get("ppid")
+        if ppid is not None:
+            found.setdefault(int(ppid), []).append(proc.pid)
+    return found
+
+
+def total_ram_bytes() -> int:
+    """Installed memory in bytes (``sysconf``; psutil elsewhere); 0 if unknown."""
+    try:
+        if _LINUX:
+            return int(os.sysconf("SC_PHYS_PAGES")) * _page_size()
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except (OSError, ValueError, ImportError):
+        return 0
