@@ -127,6 +127,22 @@ def children_by_parent() -> dict[int, list[int]]:
     return found
 
 
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this PID exists (``/proc/PID``; ``psutil.pid_exists`` elsewhere).
+
+    Example:
+        >>> pid_exists(os.getpid()), pid_exists(-1)
+        (True, False)
+    """
+    if pid <= 0:
+        return False
+    if _LINUX:
+        return os.path.exists(f"/proc/{pid}")
+    import psutil
+
+    return bool(psutil.pid_exists(pid))
+
+
 def total_ram_bytes() -> int:
     """Installed memory in bytes (``sysconf``; psutil elsewhere); 0 if unknown."""
     try:

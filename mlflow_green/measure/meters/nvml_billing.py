@@ -27,8 +27,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
+from mlflow_green.measure import procfs
 from mlflow_green.measure.meters.nvml_energy import GpuEnergy
 from mlflow_green.measure.meters.nvml_inventory import (
     NVML_ERROR_NOT_FOUND,
@@ -84,7 +83,7 @@ def normalise_uuid(uuid: str) -> str:
 def _outside_namespace(pids: Iterable[int]) -> bool:
     """True when every PID is unknown here (NVML reports host PIDs inside many containers)."""
     pids = list(pids)
-    return bool(pids) and not any(psutil.pid_exists(pid) for pid in pids)
+    return bool(pids) and not any(procfs.pid_exists(pid) for pid in pids)
 
 
 @dataclass
