@@ -12,10 +12,8 @@ Example:
 from __future__ import annotations
 
 import functools
-import glob
 import logging
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +44,8 @@ def cpu_model() -> str:
         if key.strip().lower() == "model name" and value.strip():
             return value.strip()
     try:
+        import platform  # only off Linux: ~1 ms on the start path otherwise
+
         return platform.processor().strip() or "unknown CPU"
     except Exception:  # platform probing may shell out on some systems
         return "unknown CPU"
@@ -60,6 +60,8 @@ def cpu_sockets() -> int:
         if key.strip().lower() == "physical id"
     }
     if not ids:
+        import glob
+
         for path in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/topology/physical_package_id"):
             try:
                 ids.add(Path(path).read_text().strip())

@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import statistics
 from typing import Any, Literal
 
 from mlflow_green.measure.meters.nvml_inventory import describe_error
@@ -249,6 +248,8 @@ class GpuEnergy:
         if len(self._probe) >= PROBE_CHANGES or now_s - self.opened_s >= PROBE_BUDGET_S:
             self._probing = False
             if intervals:  # the mean of the typical intervals: robust to a missed tick, and to jitter
+                import statistics  # lazy: it imports random, decimal and fractions (~2 ms at start)
+
                 median_s = statistics.median(intervals)
                 typical = [i for i in intervals if 0.5 * median_s <= i <= 1.5 * median_s]
                 self.update_period_s = max(statistics.fmean(typical), PROBE_INTERVAL_S)
