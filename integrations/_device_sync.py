@@ -35,12 +35,13 @@ def torch_synchronizer(device: Any) -> Callable[[], None] | None:
     return synchronize
 
 
-def keras_synchronizer() -> Callable[[], None] | None:
-    """The device barrier of the Keras backend in use, when it runs on a GPU; else None."""
+def keras_synchronizer(backend: str | None = None) -> Callable[[], None] | None:
+    """The device barrier of a Keras backend (default: the one in use) when it runs on a GPU; else None."""
     try:
-        import keras
+        if backend is None:
+            import keras
 
-        backend = keras.backend.backend()
+            backend = keras.backend.backend()
         if backend == "torch":
             import torch
 

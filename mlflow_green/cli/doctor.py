@@ -30,6 +30,15 @@ _SCOPE_TEXT = {
 }
 
 
+_GPU_BILLING = {  # the GPU rows of docs/meters.md, in one line each
+    "process": (
+        "billed: the GPUs (or MIG slices: their share of the parent GPU) on which the training holds a "
+        "context, by its share of utilisation while others use them; report.json lists the others and why"
+    ),
+    "machine": "billed: every visible GPU whole (a MIG slice named in CUDA_VISIBLE_DEVICES: its share of the parent)",
+}
+
+
 def diagnose(config: GreenConfig) -> dict[str, Any]:
     """Everything ``doctor`` reports, as a JSON-ready dict (no meter is opened)."""
     explicit = config.meters is not None
@@ -126,6 +135,8 @@ def _render(report: dict[str, Any]) -> str:
             lines.append(f"  {name}: {why}")
         else:
             lines.append(f"  {name}: {chosen['meter']} ({chosen['provenance']})")
+            if component == "gpu" and chosen["meter"] == "nvml":
+                lines.append(f"       {_GPU_BILLING[report['scope']]}")
     lines.append(f"  green.meters = {report['meters_tag']}   (*cpu-time, *rss: this process tree's share)")
     if report["estimated"]:
         lines.append("  Some energy here is an ESTIMATE: runs will be tagged green.estimated=true.")

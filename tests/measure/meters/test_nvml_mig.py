@@ -116,3 +116,4 @@ def test_doctor_reports_mig_slices_instead_of_no_gpu() -> None:
     assert "MIG slice: 3/7" in nvml_line["reason"]
     assert report["components"]["gpu"]["meter"] == "nvml"
     assert "MIG slice" in text
+    assert "billed: the GPUs (or MIG slices: their share of the parent GPU) on which the training holds" in text
