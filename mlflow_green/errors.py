@@ -143,3 +143,15 @@ class InferenceError(GreenError, RuntimeError):
         >>> issubclass(InferenceError, GreenError) and issubclass(InferenceError, RuntimeError)
         True
     """
+
+
+class SpoolError(GreenError, OSError):
+    """A spool file cannot be used. Writers catch it and report it; it never reaches training."""
+
+
+class SpoolBusyError(SpoolError):
+    """A spool file is locked: its writer is still running, or another ``mlflow-green sync`` has it."""
+
+
+class SpoolFormatError(SpoolError):
+    """A file in the spool folder is not a readable spool file; ``mlflow-green sync`` moves it aside."""

@@ -1,62 +1,124 @@
-"""Which MLflow run a measurement goes into: an explicit run, the active run, or a new one.
+"""Which MLflow run a measurement goes into, bound without ever blocking training for long.
+
+An explicit run, else the active run, else a new run that mlflow-green creates. The creation
+goes through the run's background writer (:class:`~mlflow_green.record.recorder.RunRecorder`):
+training waits for it at most the start timeout (``MLFLOW_GREEN_START_TIMEOUT_S``, 2 s). If
+MLflow has not answered by then, training starts anyway and the creation is spooled — with the
+experiment, name, tags, start time and parent — and made as soon as the server answers (or by
+``mlflow-green sync``), exactly once: the run carries a unique token that a retry looks up first.
+
+A run created in time becomes MLflow's active run, as with ``mlflow.start_run``; its end is sent
+by the writer too, so that the end of a fit waits at most the end timeout (30 s).
 
 Example::
 
     handle = resolve_run()          # the active run, or a new one we own
-    ...
-    handle.end("FINISHED")          # ends it only if we started it
+    handle.recorder.log_metrics({"green/energy_kwh": 0.1}, step=0)
+    handle.finish("FINISHED")       # ends it if we started it; waits at most the end timeout
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import threading
+import time
+import uuid
 from typing import TYPE_CHECKING, Any
+
+from mlflow_green.record.ops import RunSpec
+from mlflow_green.record.recorder import RunRecorder
+from mlflow_green.record.timeouts import RunTimeouts
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 logger = logging.getLogger(__name__)
 
+_pending = threading.local()
+"""This thread's stack of runs mlflow-green started that MLflow has not created yet."""
 
-@dataclass
+
 class RunHandle:
-    """A run to log into, and whether we started it (and so must end it).
+    """A run to log into, its writer, and whether we started it (and so must end it).
 
-    Attributes:
+    Args:
         client: Client of the tracking server holding the run.
-        run_id: The run.
+        run_id: The run; None while the run we started is not created yet (see :attr:`pending`).
         owned: True if mlflow-green started the run and must end it.
-        fluent: True if the run was started with ``mlflow.start_run`` (it is the active run).
+        fluent: True if the run is MLflow's active run because we made it so.
+        recorder: Its writer (opened on first use when not given).
+
+    Example::
+
+        handle = RunHandle(MlflowClient(), "0a1b2c")   # an existing run: never ended by us
+        handle.recorder.log_tags({"green.version": "0.1"})
+        handle.finish()
     """
 
-    client: MlflowClient
-    run_id: str
-    owned: bool = False
-    fluent: bool = False
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str | None = None,
+        owned: bool = False,
+        fluent: bool = False,
+        *,
+        recorder: RunRecorder | None = None,
+        timeouts: RunTimeouts | None = None,
+    ) -> None:
+        self.client = client
+        self._run_id = run_id
+        self.owned = owned
+        self.fluent = fluent
+        self.timeouts = timeouts
+        self._recorder = recorder
+        self._finished = False
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id (None until MLflow created the run we started)."""
+        if self._run_id is None and self._recorder is not None:
+            self._run_id = self._recorder.run_id
+        return self._run_id
+
+    @property
+    def pending(self) -> bool:
+        """True while MLflow has not created the run (its creation is spooled)."""
+        return self.run_id is None
+
+    @property
+    def recorder(self) -> RunRecorder:
+        """The run's background writer."""
+        if self._recorder is None:
+            self._recorder = RunRecorder.open(self.client, self._run_id, timeouts=self.timeouts)
+        return self._recorder
+
+    def finish(self, status: str = "FINISHED", timeout_s: float | None = None) -> bool:
+        """The end of a fit: queue the run's end if we own it, then flush at most the end timeout.
+
+        Never raises. Returns True if everything reached the server; what did not stays spooled.
+        """
+        if self._finished:
+            return True
+        self._finished = True
+        try:
+            recorder = self.recorder
+            if self.owned:
+                self.owned = False
+                recorder.terminate(status)
+                _deactivate(self)
+            return recorder.close(timeout_s)
+        except Exception as exc:  # measurement never crashes training
+            logger.warning("mlflow-green: could not finish writing to run %s: %s", self.run_id, exc)
+            return False
 
     def end(self, status: str = "FINISHED", recorder: Any = None) -> None:
-        """End the run if we own it (``FINISHED``, ``FAILED`` or ``KILLED``). Never raises.
+        """Same as :meth:`finish` (kept for callers of 0.1)."""
+        self.finish(status)
 
-        If the server cannot be told now, the end is queued on ``recorder`` (a
-        :class:`~mlflow_green.record.recorder.RunRecorder`) and sent, or spooled, with its other writes.
-        """
-        if not self.owned:
-            return
-        self.owned = False
-        try:
-            import mlflow
-
-            active = mlflow.active_run()
-            if self.fluent and active is not None and active.info.run_id == self.run_id:
-                mlflow.end_run(status=status)  # pops the active run first, then tells the server
-            else:
-                self.client.set_terminated(self.run_id, status=status)
-        except Exception as exc:  # measurement never crashes training
-            if recorder is not None:
-                recorder.terminate(status)
-                recorder.close()
-            logger.warning("mlflow-green: could not end run %s now (%s); its end is spooled", self.run_id, exc)
+    def share(self) -> RunHandle:
+        """Another handle on the same run and writer, which never ends the run (a nested measurement)."""
+        return RunHandle(self.client, self._run_id, recorder=self.recorder.acquire(), timeouts=self.timeouts)
 
 
 def resolve_run(
@@ -65,22 +127,139 @@ def resolve_run(
     tracking_uri: str | None = None,
     run_name: str | None = None,
     experiment_id: str | None = None,
+    nested: bool = False,
+    tags: dict[str, str] | None = None,
+    timeouts: RunTimeouts | None = None,
 ) -> RunHandle:
-    """The run to log into: ``run_id`` if given, else the active run, else a new fluent run.
+    """The run to log into: ``run_id`` if given, else the active run, else a new run.
+
+    Waits at most ``timeouts.start_s`` for MLflow. Configuration errors raise; MLflow's never do.
 
     Args:
         run_id: An existing run (e.g. the one of Lightning's ``MLFlowLogger``).
         tracking_uri: Tracking URI of ``run_id``'s server (default: the current one).
         run_name: Name of a run we start.
         experiment_id: Experiment of a run we start (default: the active experiment).
+        nested: Start a child of the active run instead of logging into it.
+        tags: Extra tags of a run we start.
+        timeouts: Bounds on waiting (default: ``MLFLOW_GREEN_*`` variables).
     """
     import mlflow
     from mlflow import MlflowClient
 
+    timeouts = timeouts or RunTimeouts.resolve()
     if run_id is not None:
-        return RunHandle(MlflowClient(tracking_uri), run_id)
+        client = MlflowClient(tracking_uri)
+        return RunHandle(client, run_id, recorder=RunRecorder.open(client, run_id, timeouts=timeouts), timeouts=timeouts)
     active = mlflow.active_run()
+    parent_run_id = parent_token = None
     if active is not None:
-        return RunHandle(MlflowClient(), active.info.run_id)
-    run = mlflow.start_run(run_name=run_name, experiment_id=experiment_id)
-    return RunHandle(MlflowClient(), run.info.run_id, owned=True, fluent=True)
+        if not nested:
+            client = MlflowClient()
+            recorder = RunRecorder.open(client, active.info.run_id, timeouts=timeouts)
+            return RunHandle(client, active.info.run_id, recorder=recorder, timeouts=timeouts)
+        parent_run_id = active.info.run_id
+    elif _pending_stack():
+        outer = _pending_stack()[-1]
+        if not nested:
+            return outer.share()
+        parent_run_id, parent_token = outer.run_id, None if outer.run_id else outer.recorder.spec.token  # type: ignore[union-attr]
+    spec = _spec(run_name, experiment_id, tags, parent_run_id, parent_token)
+    client = MlflowClient()
+    recorder = RunRecorder.open(client, spec=spec, owned=True, timeouts=timeouts)
+    handle = RunHandle(client, None, owned=True, recorder=recorder, timeouts=timeouts)
+    if recorder.wait_created(timeouts.start_s) is not None:
+        _activate(handle)
+    else:
+        _pending_stack().append(handle)
+        logger.warning(
+            "mlflow-green: the tracking server %s did not create the run within %g s (%s); training goes on, "
+            "measured, and the run is created as soon as the server answers (or by `mlflow-green sync`)",
+            recorder.tracking_uri, timeouts.start_s, recorder.failures[-1] if recorder.failures else "no answer yet",
+        )
+    return handle
+
+
+def _spec(run_name: str | None, experiment_id: str | None, tags: dict[str, str] | None,
+          parent_run_id: str | None, parent_token: str | None) -> RunSpec:
+    """Everything ``mlflow.start_run`` would send, found locally (no server call)."""
+    from mlflow.tracking.context import registry as context_registry
+
+    experiment_name = None
+    if experiment_id is None:
+        experiment_id, experiment_name = _local_experiment()
+    user_tags = dict(tags or {})
+    if run_name:
+        user_tags["mlflow.runName"] = run_name
+    if parent_run_id:
+        user_tags["mlflow.parentRunId"] = parent_run_id
+    try:
+        resolved = {k: str(v) for k, v in context_registry.resolve_tags(user_tags).items()}
+    except Exception:  # a broken context provider never stops training
+        resolved = user_tags
+    return RunSpec(
+        token=uuid.uuid4().hex, experiment_id=experiment_id, experiment_name=experiment_name, run_name=run_name,
+        tags=resolved, start_time_ms=int(time.time() * 1000), parent_run_id=parent_run_id, parent_token=parent_token,
+    )
+
+
+def _local_experiment() -> tuple[str | None, str | None]:
+    """(experiment id, or else name) as ``mlflow.start_run`` would choose, without asking the server."""
+    from mlflow.tracking import fluent
+
+    active = getattr(fluent, "_active_experiment_id", None)
+    if active:
+        return str(active), None
+    if os.environ.get("MLFLOW_EXPERIMENT_NAME"):
+        return None, os.environ["MLFLOW_EXPERIMENT_NAME"]
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"], None
+    try:
+        from mlflow.tracking.default_experiment import registry
+
+        return str(registry.get_experiment_id()), None
+    except Exception:
+        return "0", None
+
+
+def _pending_stack() -> list[RunHandle]:
+    stack = getattr(_pending, "stack", None)
+    if stack is None:
+        stack = _pending.stack = []
+    stack[:] = [handle for handle in stack if handle.pending and not handle._finished]
+    return stack
+
+
+def _activate(handle: RunHandle) -> None:
+    """Make the run we created MLflow's active run, as ``mlflow.start_run`` does (no server call)."""
+    run = handle.recorder.created_run
+    if run is None:
+        return
+    try:
+        from mlflow.tracking import fluent
+
+        fluent._active_run_stack.get().append(fluent.ActiveRun(run))
+        handle.fluent = True
+    except Exception as exc:  # another MLflow version: the run is still written, just not active
+        logger.debug("mlflow-green: could not make run %s active: %s", handle.run_id, exc)
+
+
+def _deactivate(handle: RunHandle) -> None:
+    """Pop our run from MLflow's active runs (its end is sent by the writer, within the end timeout)."""
+    stack = _pending_stack()
+    if handle in stack:
+        stack.remove(handle)
+    if not handle.fluent:
+        return
+    try:
+        from mlflow.tracking import fluent
+
+        active = fluent._active_run_stack.get()
+        if active and active[-1].info.run_id == handle.run_id:
+            active.pop()
+            fluent._last_active_run_id.set(handle.run_id)
+    except Exception as exc:
+        logger.debug("mlflow-green: could not pop run %s from the active runs: %s", handle.run_id, exc)
+
+
+__all__ = ["RunHandle", "resolve_run"]

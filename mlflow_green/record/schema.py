@@ -94,6 +94,9 @@ TAG_INFERENCE_SCOPE: Final = "green.inference_scope"
 TAG_INFERENCE_ESTIMATED: Final = "green.inference_estimated"
 TAG_INFERENCE_BATCH_SIZE: Final = "green.inference_batch_size"
 """The headline batch size: the one whose inference figures are the latest values."""
+TAG_RUN_TOKEN: Final = "green.run_token"
+"""A unique token set on every run mlflow-green creates: a creation retried (by the background
+writer or ``mlflow-green sync``) after its answer was lost finds the run instead of creating two."""
 
 # --- artifacts -------------------------------------------------------------------------------
 REPORT_ARTIFACT: Final = "green/report.json"

@@ -1,40 +1,63 @@
-"""A crash-safe, per-run write-ahead log of everything mlflow-green writes to MLflow.
+"""Spool files: a crash-safe, locked write-ahead log of what one process writes to one MLflow run.
 
-Every write (metrics, tags, the report) is appended to the run's spool file before it is sent.
-A background writer sends them in order and records the last one the server accepted; when
-everything is sent the file is deleted. Whatever a process could not send — the server was
-down, the process crashed — stays in the file and is replayed in order by the next writer of
-the same run or by ``mlflow-green sync``.
+Each writer (one training process, one run) appends every write to its own file before it is
+sent, and records in a small state file the last one the server took. The file is deleted once
+everything was sent. Whatever is left — the server was down, the process was killed — is
+replayed by ``mlflow-green sync`` (or by a later training of the same tracking server).
 
-Replays never duplicate a point: metrics keep their original timestamp and step, and MLflow's
-SQL stores (sqlite, PostgreSQL, MySQL — also behind a tracking server) skip a metric row that
-already exists; tags and the report are overwritten with the same value.
+Layout of the spool folder (``$MLFLOW_GREEN_SPOOL_DIR``, else ``$XDG_CACHE_HOME/mlflow-green/spool``,
+else ``~/.cache/mlflow-green/spool``)::
 
-Files: ``$MLFLOW_GREEN_SPOOL_DIR`` or ``$XDG_CACHE_HOME/mlflow-green/spool`` (default
-``~/.cache/mlflow-green/spool``), one ``<run_id>.jsonl`` per run, whose first line names the
-tracking URI and run, and a ``<run_id>.done`` file holding the sequence number last sent.
+    <run id or new-<token>>.<writer>.jsonl   header line, then one entry per line (see record.ops)
+    <same stem>.state                         {"done_seq": 12, "run_id": "..."}: progress
+    rejected/<same name>                      entries the server refused, or malformed, with the reason
+    malformed/<name> + <name>.reason          whole files that could not be read, moved aside
+
+The header names the tracking URI (absolute: a relative sqlite path is resolved when written),
+the run (or the token of the run still to create), whether mlflow-green started the run, and the
+writer (host, boot id, pid, start time: see :mod:`mlflow_green.record.liveness`). A live writer
+holds an exclusive ``flock`` on its file; a replay takes the same lock, so two syncs, or a sync
+and a live writer, never send the same entries.
 
 Example:
     >>> import tempfile
-    >>> spool = RunSpool.create(tempfile.mkdtemp(), "sqlite:///mlflow.db", "abc123")
-    >>> spool.append({"op": "tags", "tags": {"green.version": "0.1.0"}})
-    1
-    >>> [op["seq"] for op in spool.pending()]
+    >>> spool = SpoolFile.create(tempfile.mkdtemp(), {"tracking_uri": "sqlite:////tmp/m.db", "run_id": "abc"})
+    >>> spool.append({"seq": 1, "t_ms": 0, "op": "tags", "tags": {"green.version": "0.1"}})
+    >>> [entry["seq"] for entry in spool.read().entries]
     [1]
-    >>> spool.mark_done(1); spool.pending()
-    []
+    >>> spool.mark_done(1); spool.done_seq
+    1
+    >>> spool.remove()
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import threading
-from collections.abc import Iterator
+import secrets
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow_green.errors import SpoolBusyError, SpoolFormatError
+from mlflow_green.record.liveness import WriterIdentity
+from mlflow_green.record.ops import check_entry
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux/macOS: no locking
+    fcntl = None  # type: ignore[assignment]
+
 ENV_SPOOL_DIR = "MLFLOW_GREEN_SPOOL_DIR"
+FORMAT = 2
+REJECTED_DIR = "rejected"
+MALFORMED_DIR = "malformed"
+
+_OPEN: weakref.WeakSet[SpoolFile] = weakref.WeakSet()
 
 
 def default_spool_dir() -> Path:
@@ -46,100 +69,375 @@ def default_spool_dir() -> Path:
     return Path(cache) / "mlflow-green" / "spool"
 
 
-class RunSpool:
-    """The write-ahead log of one run. Thread-safe; each append is flushed to the OS at once."""
+def canonical_uri(uri: str) -> str:
+    """``uri`` as recorded and compared: relative sqlite and file paths made absolute, no trailing slash.
 
-    def __init__(self, path: Path) -> None:
+    Example:
+        >>> canonical_uri("http://host:5000/")
+        'http://host:5000'
+    """
+    uri = (uri or "").strip()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and not uri.startswith("sqlite:///:memory:"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
+    if uri and "://" not in uri and not uri.startswith(("file:", "databricks")):
+        return Path(uri).resolve().as_uri()
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return uri
+
+
+@dataclass
+class ReadResult:
+    """What a spool file holds.
+
+    Attributes:
+        entries: The well-formed entries, in order.
+        malformed: ``(line number, raw line, reason)`` for each line that could not be used.
+        last_t_ms: The time the last entry was written (0 if none).
+    """
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    malformed: list[tuple[int, str, str]] = field(default_factory=list)
+    last_t_ms: int = 0
+
+
+class SpoolFile:
+    """One writer's spool file, locked while this object holds it. Not thread-safe: one writer thread.
+
+    Use :meth:`create` (a new file for a live writer) or :meth:`acquire` (an existing file, to replay).
+    """
+
+    def __init__(self, path: Path, header: Mapping[str, Any], lock_fd: int | None) -> None:
         self.path = path
-        self.done_path = path.with_suffix(".done")
-        self._lock = threading.Lock()
-        header, ops = _read(path)
-        self.tracking_uri: str = header.get("tracking_uri", "")
-        self.run_id: str = header.get("run_id", path.stem)
-        self._seq = max((op["seq"] for op in ops), default=0)
+        self.header = dict(header)
+        self._lock_fd = lock_fd
+        self._done_seq, state_run_id, aside = _read_state(self.state_path, path)
+        self.run_id: str | None = state_run_id or header.get("run_id") or None
+        self.aside_lines: set[int] = aside
+        _OPEN.add(self)
 
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.path.with_name(self.path.name[: -len(".jsonl")] + ".state")
+
+    @property
+    def tracking_uri(self) -> str:
+        return str(self.header.get("tracking_uri") or "")
+
+    @property
+    def token(self) -> str | None:
+        return self.header.get("token") or None
+
+    @property
+    def owned(self) -> bool:
+        """True if mlflow-green started the run (and must end it)."""
+        return bool(self.header.get("owned"))
+
+    @property
+    def writer(self) -> WriterIdentity | None:
+        return WriterIdentity.from_dict(self.header.get("writer"))
+
+    @property
+    def done_seq(self) -> int:
+        """The sequence number of the last entry the server took (or that was set aside)."""
+        return self._done_seq
+
+    def label(self) -> str:
+        """The run as users know it: its id, or the run still to be created."""
+        return f"run {self.run_id}" if self.run_id else f"new run (token {self.token})"
+
+    # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def create(cls, directory: str | os.PathLike[str], tracking_uri: str, run_id: str) -> RunSpool:
-        """Open (or continue) the spool of ``run_id``."""
+    def create(cls, directory: str | os.PathLike[str], header: Mapping[str, Any]) -> SpoolFile:
+        """A new, locked spool file in ``directory`` (created if needed); ``OSError`` if it cannot be."""
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{run_id}.jsonl"
-        if not path.exists():
-            with path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"spool": 1, "tracking_uri": tracking_uri, "run_id": run_id}) + "\n")
-        return cls(path)
+        full = {"spool": FORMAT, "created_ms": int(time.time() * 1000), "writer": WriterIdentity.current().to_dict(), **header}
+        full["tracking_uri"] = canonical_uri(str(full.get("tracking_uri") or ""))
+        key = full.get("run_id") or f"new-{str(full.get('token') or '')[:12]}"
+        path = folder / f"{key}.{secrets.token_hex(4)}.jsonl"
+        tmp = path.with_name(f".{path.name}.tmp")  # locked before it gets its name: a sync never sees it half made
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        lock_fd = None
+        try:
+            _write_all(fd, (json.dumps(full, separators=(",", ":")) + "\n").encode())
+            lock_fd = _lock(tmp, block=False)
+            os.replace(tmp, path)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        finally:
+            os.close(fd)
+        return cls(path, full, lock_fd)
 
-    def append(self, op: dict[str, Any]) -> int:
-        """Append one write; returns its sequence number."""
-        with self._lock:
-            self._seq += 1
-            line = json.dumps({**op, "seq": self._seq}, allow_nan=False, separators=(",", ":"))
-            if not self.path.exists():  # removed after a full send; the run is written to again
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                header = {"spool": 1, "tracking_uri": self.tracking_uri, "run_id": self.run_id}
-                line = json.dumps(header) + "\n" + line
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
-            return self._seq
+    @classmethod
+    def acquire(cls, path: Path) -> SpoolFile:
+        """Lock an existing spool file to replay it.
+
+        Raises:
+            SpoolBusyError: A live writer (or another sync) holds it.
+            SpoolFormatError: It is not a spool file (not a regular file, unreadable header).
+            FileNotFoundError: It was removed meanwhile (its writer finished).
+        """
+        if not path.is_file():
+            if path.exists():
+                raise SpoolFormatError(f"{path.name} is not a regular file")
+            raise FileNotFoundError(path)
+        lock_fd = _lock(path, block=False)
+        try:
+            if os.fstat(lock_fd).st_ino != os.stat(path).st_ino:  # replaced between open and lock
+                raise FileNotFoundError(path)
+            header = _read_header(path)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(path, header, lock_fd)
+
+    def release(self) -> None:
+        """Unlock (without removing)."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- writing -------------------------------------------------------------------------------
+    def append(self, entry: Mapping[str, Any]) -> None:
+        """Append one entry (``OSError`` if it cannot be kept; a partial line is rolled back)."""
+        line = (json.dumps(entry, allow_nan=False, separators=(",", ":")) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)  # no O_CREAT: a vanished file is an error
+        try:
+            if self._lock_fd is not None and os.fstat(fd).st_ino != os.fstat(self._lock_fd).st_ino:
+                raise FileNotFoundError(f"{self.path} was replaced")
+            size = os.fstat(fd).st_size
+            try:
+                _write_all(fd, line)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
 
     def sync_to_disk(self) -> None:
-        """fsync the log (the writer thread calls it before sending)."""
+        """fsync the file (the writer does it before sending); never raises."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(self._lock_fd)
+
+    def mark_done(self, seq: int, run_id: str | None = None) -> None:
+        """Record that every entry up to ``seq`` was handled (atomic); ``OSError`` if it cannot be."""
+        self._done_seq = max(self._done_seq, int(seq))
+        if run_id:
+            self.run_id = run_id
+        self._save_state()
+
+    def mark_aside(self, line: int) -> None:
+        """Record that malformed line number ``line`` was set aside (so that it is not set aside twice)."""
+        self.aside_lines.add(int(line))
+        self._save_state()
+
+    def _save_state(self) -> None:
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        state = {"done_seq": self._done_seq, "run_id": self.run_id, "aside_lines": sorted(self.aside_lines)}
         try:
-            with self.path.open("rb") as f:
-                os.fsync(f.fileno())
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, self.state_path)
         except OSError:
-            pass
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
-    def done_seq(self) -> int:
-        """The sequence number of the last write the server accepted."""
-        try:
-            return int(self.done_path.read_text().strip() or 0)
-        except (OSError, ValueError):
-            return 0
-
-    def mark_done(self, seq: int) -> None:
-        """Record that every write up to ``seq`` was accepted (atomic replace)."""
-        tmp = self.done_path.with_suffix(".done.tmp")
-        tmp.write_text(str(seq))
-        os.replace(tmp, self.done_path)
-
-    def pending(self) -> list[dict[str, Any]]:
-        """The writes not yet accepted, in order."""
-        done = self.done_seq()
-        return [op for op in _read(self.path)[1] if op["seq"] > done]
+    def reject(self, entry: Mapping[str, Any] | str, reason: str) -> Path:
+        """Keep ``entry`` (or a raw line) aside with ``reason``; returns the rejected file."""
+        folder = self.path.parent / REJECTED_DIR
+        folder.mkdir(exist_ok=True)
+        target = folder / self.path.name
+        record = {"reason": reason, "at_ms": int(time.time() * 1000), "tracking_uri": self.tracking_uri,
+                  "run_id": self.run_id, "token": self.token}
+        record["entry" if isinstance(entry, Mapping) else "raw"] = entry
+        with target.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        return target
 
     def remove(self) -> None:
-        """Delete the spool (everything was sent)."""
-        for path in (self.path, self.done_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        """Delete the file and its state (everything was sent), then unlock. ``OSError`` if it cannot be."""
+        try:
+            for path in (self.state_path, self.path.with_suffix(".done"), self.path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        finally:
+            self.release()
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self) -> ReadResult:
+        """Every entry, checked: malformed lines and out-of-order ``seq`` are listed apart."""
+        result = ReadResult()
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        complete = data.endswith(b"\n")
+        last_seq = 0
+        for index, raw in enumerate(lines[1:], start=1):
+            if not raw.strip():
+                continue
+            torn = index == len(lines) - 1 and not complete
+            entry, reason = _parse(raw, torn)
+            if reason is None and entry["seq"] <= last_seq:
+                reason = f"seq {entry['seq']} does not follow {last_seq}"
+            if reason is not None:
+                result.malformed.append((index, raw.decode("utf-8", "backslashreplace"), reason))
+                continue
+            last_seq = entry["seq"]
+            result.entries.append(entry)
+            t_ms = entry.get("t_ms")
+            if isinstance(t_ms, int) and not isinstance(t_ms, bool):
+                result.last_t_ms = max(result.last_t_ms, t_ms)
+        return result
 
 
-def spools(directory: str | os.PathLike[str] | None = None) -> Iterator[RunSpool]:
-    """Every run spool left in ``directory`` (default: :func:`default_spool_dir`)."""
+def spool_paths(directory: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Every ``*.jsonl`` in the spool folder (default :func:`default_spool_dir`), oldest first."""
     folder = Path(directory) if directory is not None else default_spool_dir()
     if not folder.is_dir():
-        return
-    for path in sorted(folder.glob("*.jsonl")):
-        yield RunSpool(path)
-
-
-def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    header: dict[str, Any] = {}
-    ops: list[dict[str, Any]] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return header, ops
-    for number, line in enumerate(lines):
+        return []
+    found = []
+    for path in folder.glob("*.jsonl"):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash mid-write: it was never sent, skip it
-        if number == 0 and "spool" in record:
-            header = record
-        elif isinstance(record, dict) and "seq" in record:
-            ops.append(record)
-    return header, ops
+            found.append((path.lstat().st_mtime, path))
+        except OSError:
+            continue
+    return [path for _, path in sorted(found)]
+
+
+def move_aside(path: Path, reason: str) -> Path:
+    """Move a file (or anything) that is not a usable spool into ``malformed/``, with ``<name>.reason``."""
+    folder = path.parent / MALFORMED_DIR
+    folder.mkdir(exist_ok=True)
+    target = folder / path.name
+    while target.exists():
+        target = folder / f"{path.name}.{secrets.token_hex(2)}"
+    os.replace(path, target)
+    target.with_name(target.name + ".reason").write_text(reason + "\n")
+    state = path.with_name(path.name[: -len(".jsonl")] + ".state") if path.name.endswith(".jsonl") else None
+    if state is not None and state.is_file():
+        os.replace(state, target.with_name(target.name + ".state"))
+    return target
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The header of a spool file, without locking it (``SpoolFormatError`` if unreadable)."""
+    return _read_header(path)
+
+
+# -- internals ---------------------------------------------------------------------------------
+def _parse(raw: bytes, torn: bool) -> tuple[dict[str, Any], None] | tuple[None, str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    try:
+        entry = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if torn:
+            return None, "incomplete line: the writer stopped in the middle of it"
+        return None, f"not JSON ({exc.msg})"
+    reason = check_entry(entry)
+    return (entry, None) if reason is None else (None, reason)
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            first = f.readline(1 << 20)
+    except OSError as exc:
+        raise SpoolFormatError(f"cannot read {path.name}: {exc}") from exc
+    try:
+        header = json.loads(first.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SpoolFormatError("its first line is not a spool header (JSON with 'spool' and 'tracking_uri')") from None
+    if not isinstance(header, dict) or header.get("spool") not in (1, FORMAT):
+        raise SpoolFormatError("its first line is not a spool header (JSON with 'spool' and 'tracking_uri')")
+    if not isinstance(header.get("tracking_uri", ""), str):
+        raise SpoolFormatError("its header's tracking_uri is not a string")
+    for key in ("run_id", "token"):
+        if header.get(key) is not None and not isinstance(header[key], str):
+            raise SpoolFormatError(f"its header's {key} is not a string")
+    if header.get("spool") == 1:  # written by 0.1: one file per run, named after it
+        header.setdefault("run_id", path.name.split(".")[0])
+    if not header.get("run_id") and not header.get("token"):
+        raise SpoolFormatError("its header names neither a run nor a run to create")
+    return header
+
+
+def _read_state(state_path: Path, path: Path) -> tuple[int, str | None, set[int]]:
+    """(done seq, run id, malformed lines set aside); a missing or broken state means "nothing done"."""
+    try:
+        state = json.loads(state_path.read_text())
+        seq, run_id, aside = state.get("done_seq", 0), state.get("run_id"), state.get("aside_lines", [])
+        if isinstance(seq, int) and not isinstance(seq, bool) and (run_id is None or isinstance(run_id, str)):
+            return seq, run_id, {int(n) for n in aside if isinstance(n, int)}
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    try:  # 0.1 kept the last sent seq in <run_id>.done
+        return int(path.with_suffix(".done").read_text().strip() or 0), None, set()
+    except (OSError, ValueError):
+        return 0, None, set()
+
+
+def _lock(path: Path, *, block: bool) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolBusyError(f"{path.name} is locked by a live writer or another sync") from None
+    except OSError:
+        pass  # a file system without locks: go on unlocked
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child, close the lock fds: a child (a data-loader worker) must not keep a dead writer's lock."""
+    for spool in list(_OPEN):
+        if spool._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(spool._lock_fd)
+            spool._lock_fd = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+def fallback_spool_dir() -> Path:
+    """Where writes go when the spool folder cannot be written: ``<tmp>/mlflow-green-spool-<uid>``."""
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"mlflow-green-spool-{uid}"
+
+
+__all__ = [
+    "ENV_SPOOL_DIR",
+    "ReadResult",
+    "SpoolFile",
+    "canonical_uri",
+    "default_spool_dir",
+    "fallback_spool_dir",
+    "move_aside",
+    "read_header",
+    "spool_paths",
+]
+

@@ -22,8 +22,10 @@ from mlflow_green.measure import hardware
 from mlflow_green.measure.readings import Measurement, Snapshot
 from mlflow_green.measure.tracker import EnergyTracker, MeterSpec
 from mlflow_green.record.metrics import energy_metrics, measured_gpus, run_tags
+from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.report import build_report
-from mlflow_green.record.runs import RunHandle
+from mlflow_green.record.runs import RunHandle, resolve_run
+from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.validation import check_bool, check_name
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ class TrackedRun(contextlib.ContextDecorator):
     It logs into the active MLflow run, or starts its own run and ends it (``FAILED`` if the
     block raised, ``KILLED`` on Ctrl-C, with the energy measured so far logged). Configuration
     errors are raised at construction, before the block runs. Measuring and writing to MLflow
-    never raise into the block.
+    never raise into the block, and never make it wait long: at most ``start_timeout_s`` for the
+    run to be created on entry and ``end_timeout_s`` for the writes to be sent on exit (what is
+    not sent by then is spooled, see ``docs/reliability.md``). The meters measure the block only.
 
     Args:
         run_name: Name of the run started when none is active.
@@ -45,6 +49,10 @@ class TrackedRun(contextlib.ContextDecorator):
         meters: Meter names or instances, in priority order.
         sample_interval_s: Power sampling interval for meters without a counter.
         intensity_provider: Name of a live carbon-intensity provider plugin.
+        start_timeout_s: Longest wait for MLflow to create the run (default
+            ``MLFLOW_GREEN_START_TIMEOUT_S`` or 2 s); then the creation is spooled.
+        end_timeout_s: Longest wait for the writes to be sent on exit (default
+            ``MLFLOW_GREEN_END_TIMEOUT_S`` or 30 s); then they stay spooled.
 
     Example::
 
@@ -65,11 +73,14 @@ class TrackedRun(contextlib.ContextDecorator):
         meters: str | Sequence[MeterSpec] | None = None,
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
+        start_timeout_s: float | None = None,
+        end_timeout_s: float | None = None,
     ) -> None:
         check_name("run_name", run_name, example="baseline")
         check_bool("log_report", log_report)
         self.run_name = run_name
         self.log_report = log_report
+        self.timeouts = RunTimeouts.resolve(start_timeout_s=start_timeout_s, end_timeout_s=end_timeout_s)
         self.tracker = EnergyTracker(
             region=region,
             pue=pue,
@@ -77,50 +88,48 @@ class TrackedRun(contextlib.ContextDecorator):
             sample_interval_s=sample_interval_s,
             intensity_provider=intensity_provider,
         )
-        self.run_id: str | None = None
         self.measurement: Measurement | None = None
         self._run: RunHandle | None = None
-        self._recorder: Any = None
+        self._recorder: RunRecorder | None = None
         self._last_step: int | None = None
         self._last_snapshot: Snapshot | None = None
         self._samples = 0
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run (None if it could not be created yet: its creation is spooled)."""
+        return self._run.run_id if self._run is not None else None
 
     def _recreate_cm(self) -> TrackedRun:  # each decorated call measures afresh, in its own run
         fresh = TrackedRun.__new__(TrackedRun)
         fresh.__init__(run_name=self.run_name, log_report=self.log_report)  # type: ignore[misc]
         fresh.tracker = self.tracker.fresh()
+        fresh.timeouts = self.timeouts
         return fresh
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> TrackedRun:
-        from mlflow_green.record.recorder import RunRecorder
-        from mlflow_green.record.runs import resolve_run
-
-        self.tracker.start()  # meters first: a failure here is handled inside, before any run exists
-        try:
-            self._run = resolve_run(run_name=self.run_name)
-        except Exception as exc:  # an unreachable server never stops the training
+        try:  # at most timeouts.start_s; the meters do not run meanwhile
+            self._run = resolve_run(run_name=self.run_name, timeouts=self.timeouts)
+            self._recorder = self._run.recorder
+        except Exception as exc:  # measurement never stops the training
             logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
-            return self
-        self.run_id = self._run.run_id
-        self._recorder = RunRecorder(self._run.client, self.run_id)
+        self.tracker.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
         try:
-            self.measurement = self.tracker.stop()
+            self.measurement = self.tracker.stop()  # before any waiting on MLflow
             if self._recorder is not None:
                 self._log_totals()
         except Exception as error:  # measurement never crashes training
             logger.warning("mlflow-green: could not finish measuring: %s", error)
         finally:
-            if self._recorder is not None:
-                self._recorder.close()
             if self._run is not None:
                 status = "FINISHED"
                 if exc_type is not None:
                     status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
-                self._run.end(status, recorder=self._recorder)
+                self._run.finish(status)  # at most timeouts.end_s
         return False
 
     # -- progress ----------------------------------------------------------------------------

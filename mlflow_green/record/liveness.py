@@ -1,0 +1,128 @@
+"""Is the process that wrote a spool file still running? Told safely: host, boot, pid and start time.
+
+A pid alone is not enough: after the writer died its pid can be reused by another process,
+and on another host the same pid means nothing. A writer is identified by its host name, the
+kernel's boot id (a reboot kills every process), its pid and its start time; a process with the
+same pid but another start time is another process.
+
+Example:
+    >>> me = WriterIdentity.current()
+    >>> me.state()
+    'alive'
+    >>> WriterIdentity(me.host, me.boot_id, me.pid, me.started_s - 1000.0).state()
+    'dead'
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+WriterState = Literal["alive", "dead", "unknown"]
+
+_START_TOLERANCE_S = 1.0
+"""Process start times are read from /proc in clock ticks: allow for the rounding."""
+
+
+@functools.cache
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        try:
+            import psutil
+
+            return f"boot-{psutil.boot_time():.0f}"
+        except Exception:
+            return ""
+
+
+def _started_s(pid: int) -> float | None:
+    """The start time of ``pid``; None if there is no such process or it is a zombie (it has exited)."""
+    try:
+        import psutil
+
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(process.create_time())
+    except Exception:  # no such process, or not allowed to look
+        return None
+
+
+@dataclass(frozen=True)
+class WriterIdentity:
+    """Who wrote a spool file.
+
+    Attributes:
+        host: ``socket.gethostname()`` of the writer.
+        boot_id: The kernel boot id of the writer's host ("" where unknown).
+        pid: The writer's process id.
+        started_s: The writer's start time (seconds since the epoch), as the OS reports it.
+    """
+
+    host: str
+    boot_id: str
+    pid: int
+    started_s: float
+
+    @classmethod
+    def current(cls) -> WriterIdentity:
+        """This process."""
+        pid = os.getpid()
+        return cls(socket.gethostname(), _boot_id(), pid, _started_s(pid) or 0.0)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> WriterIdentity | None:
+        """Read the ``writer`` field of a spool header (None if absent or malformed)."""
+        if not isinstance(data, Mapping):
+            return None
+        try:
+            return cls(str(data["host"]), str(data.get("boot_id", "")), int(data["pid"]), float(data["started_s"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def state(self) -> WriterState:
+        """``alive``, ``dead`` or ``unknown`` (another host: its processes cannot be seen from here)."""
+        if self.host != socket.gethostname():
+            return "unknown"
+        if self.boot_id and _boot_id() and self.boot_id != _boot_id():
+            return "dead"  # the host rebooted since
+        started = _started_s(self.pid)
+        if started is None:
+            return "dead" if not _pid_exists(self.pid) or _is_zombie(self.pid) else "unknown"
+        return "alive" if abs(started - self.started_s) <= _START_TOLERANCE_S else "dead"
+
+    def describe(self) -> str:
+        """``pid 123 on host h``, for messages."""
+        return f"pid {self.pid} on host {self.host}"
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        import psutil
+
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = ["WriterIdentity", "WriterState"]

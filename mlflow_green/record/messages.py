@@ -1,0 +1,109 @@
+"""Exact messages about writes that did not reach MLflow: how many, where they are, how to recover them.
+
+Example:
+    >>> recovery_command("http://host:5000", None)
+    'mlflow-green sync --tracking-uri http://host:5000'
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlflow_green.record.failures import describe
+from mlflow_green.record.spool import default_spool_dir, fallback_spool_dir
+
+if TYPE_CHECKING:
+    from mlflow_green.record.recorder import RunRecorder
+
+
+@dataclass
+class WriteCounts:
+    """What became of one writer's writes (the run's creation not counted).
+
+    Attributes:
+        submitted: Writes made by training. sent: taken by the server.
+        rejected: Refused by the server for good (or sent to a run that could not be created).
+        rejected_lost: Of those, the ones that could not be kept in the rejected file either.
+        reasons: The server's messages for the refused writes.
+        rejected_file: Where the refused writes are kept.
+        progress_problem: Why progress could not be recorded in the spool (resends are harmless).
+        remove_problem: Why a fully sent spool file could not be deleted.
+    """
+
+    submitted: int = 0
+    sent: int = 0
+    rejected: int = 0
+    rejected_lost: int = 0
+    reasons: list[str] = field(default_factory=list)
+    rejected_file: Path | None = None
+    progress_problem: str | None = None
+    remove_problem: str | None = None
+
+
+def recovery_command(tracking_uri: str, spool_dir: Path | None) -> str:
+    """The ``mlflow-green sync`` command that sends what a spool folder holds for ``tracking_uri``."""
+    command = f"mlflow-green sync --tracking-uri {shlex.quote(tracking_uri)}"
+    if spool_dir is not None and spool_dir.resolve() != default_spool_dir().resolve():
+        command += f" --spool-dir {shlex.quote(str(spool_dir))}"
+    return command
+
+
+def _writes(count: int) -> str:
+    return f"{count} write{'' if count == 1 else 's'}"
+
+
+def spool_problem_message(recorder: RunRecorder, folder: Path, exc: BaseException, moved_to: Path | None) -> str:
+    """Said once, when the spool folder of a run cannot be written."""
+    head = f"mlflow-green: cannot write the spool of {recorder.label()} in {folder} ({describe(exc)})"
+    if moved_to is not None and moved_to.parent == folder:
+        return f"{head}; made a new spool file {moved_to} holding every write not sent yet: nothing was lost"
+    if moved_to is not None:
+        return (f"{head}; its writes not sent yet, and the next ones, are spooled in {moved_to} instead "
+                f"(send them later with `{recovery_command(recorder.tracking_uri, moved_to.parent)}`)")
+    return (f"{head}, nor in {fallback_spool_dir()}; its writes are kept in memory only and sent while this process "
+            "runs: any the tracking server has not taken when it ends are lost")
+
+
+def close_message(recorder: RunRecorder) -> str | None:
+    """What the end of a fit says when not everything reached the server (None when it all did)."""
+    queue, unspooled = recorder.backlog()
+    counts = recorder.counts
+    creation_pending = any(entry["op"] == "create" for entry in queue)
+    waiting = [entry for entry in queue if entry["op"] != "create"]
+    if not queue and not counts.rejected and not counts.remove_problem and recorder.creation_error is None:
+        return None
+    uri = recorder.tracking_uri
+    parts: list[str] = []
+    if creation_pending:
+        head = f"mlflow-green: {recorder.label()} could not be created on {uri} yet"
+    else:
+        head = f"mlflow-green: {recorder.label()} on {uri}: {counts.sent} of {_writes(counts.submitted)} sent"
+    if queue:
+        why = recorder.failures[-1] if recorder.failures else "the tracking server has not answered yet"
+        what = f"{_writes(len(waiting))}" + (" and the run's creation" if creation_pending else "")
+        parts.append(f"{what} not sent yet ({why})")
+        kept = [entry for entry in queue if entry["seq"] not in unspooled]
+        spool = recorder.spool
+        if kept and spool is not None:
+            parts.append(f"kept in {spool.path}: this process keeps sending them while it runs; to send them "
+                         f"later run `{recovery_command(uri, spool.path.parent)}`")
+        lost = [entry for entry in waiting if entry["seq"] in unspooled]
+        if lost:
+            parts.append(f"{_writes(len(lost))} could not be spooled ({recorder.spool_problem or 'no spool'}) and are "
+                         "only in memory: they are lost if this process ends before the server takes them")
+    if recorder.creation_error is not None:
+        parts.append(f"the server refused to create the run ({recorder.creation_error})")
+    if counts.rejected:
+        where = f"kept in {counts.rejected_file}" if counts.rejected_file else "not kept"
+        if counts.rejected_lost and counts.rejected_file:
+            where += f" ({counts.rejected_lost} could not be kept and are lost)"
+        parts.append(f"{_writes(counts.rejected)} refused by the server ({counts.reasons[0]}), {where}")
+    if counts.remove_problem:
+        parts.append(f"the fully sent spool file could not be deleted ({counts.remove_problem})")
+    return "; ".join([head, *parts]) + "."
+
+
+__all__ = ["WriteCounts", "close_message", "recovery_command", "spool_problem_message"]
