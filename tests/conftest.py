@@ -26,6 +26,7 @@ def _clean_green_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, green_cach
             monkeypatch.delenv(key)
     monkeypatch.setenv("MLFLOW_GREEN_SPOOL_DIR", str(tmp_path / "green-spool"))
     monkeypatch.setenv("MLFLOW_GREEN_CACHE_DIR", str(green_cache_dir))
+    monkeypatch.setenv("MLFLOW_GREEN_SPOOL_FALLBACK_DIR", str(tmp_path / "green-spool-fallback"))
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,9 @@ from typing import Any
 _MAX_MESSAGE = 400
 
 
+_DATABASE_UNAVAILABLE = frozenset({"OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError"})
+
+
 class TransientFailure(Exception):
     """Raised by an operation that cannot be done yet (e.g. its parent run is not created yet)."""
 
@@ -50,6 +53,8 @@ def is_transient(exc: BaseException) -> bool:
             return True
     except ImportError:  # pragma: no cover - requests comes with mlflow
         pass
+    if type(exc).__name__ in _DATABASE_UNAVAILABLE:  # SQLAlchemy: the database is down or busy
+        return True
     return isinstance(exc, (ConnectionError, TimeoutError, OSError))
 
 

@@ -67,9 +67,10 @@ class RunRecorder:
 
     def __init__(
         self,
-        client: MlflowClient,
+        client: MlflowClient | None = None,
         run_id: str | None = None,
         *,
+        tracking_uri: str | None = None,
         spec: RunSpec | None = None,
         owned: bool = False,
         spool_dir: str | os.PathLike[str] | None = None,
@@ -77,11 +78,12 @@ class RunRecorder:
     ) -> None:
         if run_id is None and spec is None:
             raise ValueError("RunRecorder needs a run_id or a spec of the run to create")
-        self.client = client
+        self._client = client
+        self._client_lock = threading.Lock()
         self.run_id = run_id
         self.spec = spec
         self.owned = owned
-        self.tracking_uri = canonical_uri(_tracking_uri(client))
+        self.tracking_uri = canonical_uri(tracking_uri or _tracking_uri(client))
         self.timeouts = timeouts or RunTimeouts.resolve()
         self.failures: list[str] = []
         self.counts = WriteCounts()
@@ -99,6 +101,7 @@ class RunRecorder:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._problem_reported = False
+        self._stopped = False
         self._last_spool_error: tuple[Path, BaseException] | None = None
         if not self._open_spool(self._spool_dir):
             failed_folder, error = self._last_spool_error or (self._spool_dir, OSError("unknown error"))
@@ -106,17 +109,29 @@ class RunRecorder:
         if spec is not None and run_id is None:
             self._submit({"op": "create", "run": spec.to_dict()})
 
+    @property
+    def client(self) -> MlflowClient:
+        """The client (made on first use, by the writer thread: making one can block on a database)."""
+        with self._client_lock:
+            if self._client is None:
+                from mlflow import MlflowClient
+
+                self._client = MlflowClient(self.tracking_uri or None)
+            return self._client
+
     @classmethod
-    def open(cls, client: MlflowClient, run_id: str | None = None, *, spec: RunSpec | None = None, **options: Any) -> RunRecorder:
+    def open(cls, client: MlflowClient | None = None, run_id: str | None = None, *, spec: RunSpec | None = None,
+             tracking_uri: str | None = None, **options: Any) -> RunRecorder:
         """The live writer of this run in this process (shared: each ``open`` needs a ``close``), or a new one."""
-        key = (canonical_uri(_tracking_uri(client)), run_id or (spec.token if spec else ""))
+        uri = canonical_uri(tracking_uri or _tracking_uri(client))
+        key = (uri, run_id or (spec.token if spec else ""))
         with _LIVE_LOCK:
             live = _LIVE.get(key)
             if live is not None and live._thread_alive_or_idle():
                 if options.get("timeouts") is not None:
                     live.timeouts = options["timeouts"]
                 return live.acquire()
-            recorder = cls(client, run_id, spec=spec, **options)
+            recorder = cls(client, run_id, tracking_uri=uri, spec=spec, **options)
             _LIVE[key] = recorder
             return recorder
 
@@ -214,6 +229,24 @@ class RunRecorder:
                 logger.warning("%s", message)
         return done
 
+    def stop(self) -> None:
+        """Stop the background writer now, as if this process ended: what is not sent stays spooled (unlocked).
+
+        ``mlflow-green sync`` (or a later training) sends it. The writer starts again on the next write.
+        """
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=self.timeouts.retry_max_s + 1.0)
+        spool, self.spool = self.spool, None
+        if spool is not None:
+            spool.release()
+        with _LIVE_LOCK:
+            for key in [key for key, value in _LIVE.items() if value is self]:
+                del _LIVE[key]
+
     def backlog(self) -> tuple[list[dict[str, Any]], set[int]]:
         """The entries not handled yet, and the ``seq`` of those that are in no spool file (memory only)."""
         with self._cond:
@@ -230,6 +263,7 @@ class RunRecorder:
         with self._cond:
             self._seq += 1
             entry = {"seq": self._seq, "t_ms": int(time.time() * 1000), **entry}
+            self._stopped = False
             self._keep(entry)
             self._queue.append(entry)
             if entry["op"] != "create":
@@ -289,8 +323,10 @@ class RunRecorder:
         first_try = True
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
+                while not self._queue and not self._closed and not self._stopped:
                     self._cond.wait(5.0)
+                if self._stopped:
+                    return
                 entry = self._queue[0] if self._queue else None
             if entry is None:
                 self._finish()
@@ -306,7 +342,8 @@ class RunRecorder:
                         first_try = False
                     if is_transient(exc):
                         self._transient(exc, backoff_s)
-                        time.sleep(backoff_s)
+                        with self._cond:
+                            self._cond.wait_for(lambda: self._stopped, timeout=backoff_s)
                         backoff_s = min(backoff_s * 2, self.timeouts.retry_max_s)
                         continue
                     error = describe(exc)
@@ -325,7 +362,7 @@ class RunRecorder:
     def _transient(self, exc: BaseException, backoff_s: float) -> None:
         message = describe(exc)
         if not self.failures or self.failures[-1] != message:
-            logger.warning("mlflow-green: writing to %s failed (%s); retrying in %.0f s", self._label(), message, backoff_s)
+            logger.warning("mlflow-green: writing to %s failed (%s); retrying in %g s", self._label(), message, backoff_s)
         self.failures.append(message)
 
     def _done(self, entry: dict[str, Any], run_id: str) -> None:
@@ -398,7 +435,10 @@ class RunRecorder:
 
 
 def _tracking_uri(client: Any) -> str:
-    uri = getattr(client, "tracking_uri", None) or getattr(getattr(client, "_tracking_client", None), "tracking_uri", None)
+    """The tracking URI of ``client`` (None: the current one)."""
+    uri = None
+    if client is not None:
+        uri = getattr(client, "tracking_uri", None) or getattr(getattr(client, "_tracking_client", None), "tracking_uri", None)
     if isinstance(uri, str):
         return uri
     try:

@@ -39,7 +39,8 @@ class FileResult:
     Attributes:
         path: The spool file.
         outcome: ``done`` (nothing left), ``pending`` (some entries wait for the server), ``busy``
-            (a live writer or another sync holds it), ``malformed`` (moved aside), ``gone``.
+            (a live writer or another sync holds it), ``malformed`` (moved aside), ``gone``, ``kept``
+            (everything was sent but the file stays: see ``notes``), ``error`` (the file could not be read).
         label: The run (``run <id>`` or ``new run (token ...)``).
         tracking_uri: Where its entries go.
         sent: Entries the server took now. created: the run was created now; found: it had been
@@ -89,13 +90,44 @@ def replay_file(
     except SpoolBusyError:
         return FileResult(path, "busy", error="a live process is writing it (or another sync has it)")
     except SpoolFormatError as exc:
-        return FileResult(path, "malformed", error=str(exc), moved_to=move_aside(path, str(exc)))
+        try:
+            return FileResult(path, "malformed", error=str(exc), moved_to=move_aside(path, str(exc)))
+        except OSError as move_error:
+            return FileResult(path, "malformed", error=str(exc), notes=(f"it could not be moved aside ({describe(move_error)})",))
     except FileNotFoundError:
         return FileResult(path, "gone")
     try:
         return _Replay(spool, client_for, retries, backoff_s, unreachable).run()
+    except OSError as exc:  # the file cannot be read (or the disk failed): this file only
+        return FileResult(path, "error", label=spool.label(), tracking_uri=spool.tracking_uri, error=describe(exc))
     finally:
         spool.release()
+
+
+def store_problem(uri: str, *, connect: bool = True) -> str | None:
+    """Why MLflow cannot use tracking URI ``uri`` at all (None if it can, or cannot tell without the server).
+
+    Never creates anything: a sqlite database that does not exist is a problem, not a new database.
+    """
+    from urllib.parse import urlparse
+
+    if uri.startswith(("http://", "https://")):
+        return None if urlparse(uri).hostname else f"{uri!r} has no host name"
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :].split("?")[0]
+        if path != ":memory:" and not Path(path).is_file():
+            return f"there is no MLflow database at {path} ({uri!r})"
+    if not connect:
+        return None
+    try:
+        from mlflow import MlflowClient
+
+        MlflowClient(uri)
+    except Exception as exc:
+        if is_transient(exc):
+            return None
+        return f"MLflow cannot use {uri!r}: {' '.join(str(exc).split())[:300]}"
+    return None
 
 
 class _Replay:
@@ -126,7 +158,17 @@ class _Replay:
         uri = spool.tracking_uri
         if pending and uri in self.unreachable:
             return self._stop(len(pending), self.unreachable[uri], tried=False)
-        client = self.client_for(uri) if pending or spool.owned else None
+        client = None
+        if pending or spool.owned:
+            problem = store_problem(uri, connect=False)
+            try:
+                client = None if problem else self.client_for(uri)
+            except Exception as exc:
+                problem = describe(exc)
+                if is_transient(exc):
+                    self.unreachable[uri] = problem
+            if client is None:
+                return self._stop(len(pending), problem or "no client", tried=True)
         failed_creation: str | None = None
         for index, entry in enumerate(pending):
             if failed_creation is not None:

@@ -43,7 +43,8 @@ class RunHandle:
     """A run to log into, its writer, and whether we started it (and so must end it).
 
     Args:
-        client: Client of the tracking server holding the run.
+        client: Client of the tracking server holding the run (None: made on first use, for
+            ``tracking_uri`` — making one can block on a database, so training never does it).
         run_id: The run; None while the run we started is not created yet (see :attr:`pending`).
         owned: True if mlflow-green started the run and must end it.
         fluent: True if the run is MLflow's active run because we made it so.
@@ -58,21 +59,30 @@ class RunHandle:
 
     def __init__(
         self,
-        client: MlflowClient,
+        client: MlflowClient | None = None,
         run_id: str | None = None,
         owned: bool = False,
         fluent: bool = False,
         *,
         recorder: RunRecorder | None = None,
         timeouts: RunTimeouts | None = None,
+        tracking_uri: str | None = None,
     ) -> None:
-        self.client = client
+        self._client = client
+        self.tracking_uri = tracking_uri
         self._run_id = run_id
         self.owned = owned
         self.fluent = fluent
         self.timeouts = timeouts
         self._recorder = recorder
         self._finished = False
+
+    @property
+    def client(self) -> MlflowClient:
+        """The client of the run's tracking server."""
+        if self._client is None:
+            self._client = self.recorder.client
+        return self._client
 
     @property
     def run_id(self) -> str | None:
@@ -90,7 +100,7 @@ class RunHandle:
     def recorder(self) -> RunRecorder:
         """The run's background writer."""
         if self._recorder is None:
-            self._recorder = RunRecorder.open(self.client, self._run_id, timeouts=self.timeouts)
+            self._recorder = RunRecorder.open(self._client, self._run_id, tracking_uri=self.tracking_uri, timeouts=self.timeouts)
         return self._recorder
 
     def finish(self, status: str = "FINISHED", timeout_s: float | None = None) -> bool:
@@ -118,7 +128,7 @@ class RunHandle:
 
     def share(self) -> RunHandle:
         """Another handle on the same run and writer, which never ends the run (a nested measurement)."""
-        return RunHandle(self.client, self._run_id, recorder=self.recorder.acquire(), timeouts=self.timeouts)
+        return RunHandle(self._client, self._run_id, recorder=self.recorder.acquire(), timeouts=self.timeouts)
 
 
 def resolve_run(
@@ -145,19 +155,15 @@ def resolve_run(
         timeouts: Bounds on waiting (default: ``MLFLOW_GREEN_*`` variables).
     """
     import mlflow
-    from mlflow import MlflowClient
 
     timeouts = timeouts or RunTimeouts.resolve()
     if run_id is not None:
-        client = MlflowClient(tracking_uri)
-        return RunHandle(client, run_id, recorder=RunRecorder.open(client, run_id, timeouts=timeouts), timeouts=timeouts)
+        return RunHandle(None, run_id, timeouts=timeouts, tracking_uri=tracking_uri or mlflow.get_tracking_uri())
     active = mlflow.active_run()
     parent_run_id = parent_token = None
     if active is not None:
         if not nested:
-            client = MlflowClient()
-            recorder = RunRecorder.open(client, active.info.run_id, timeouts=timeouts)
-            return RunHandle(client, active.info.run_id, recorder=recorder, timeouts=timeouts)
+            return RunHandle(None, active.info.run_id, timeouts=timeouts, tracking_uri=mlflow.get_tracking_uri())
         parent_run_id = active.info.run_id
     elif _pending_stack():
         outer = _pending_stack()[-1]
@@ -165,9 +171,8 @@ def resolve_run(
             return outer.share()
         parent_run_id, parent_token = outer.run_id, None if outer.run_id else outer.recorder.spec.token  # type: ignore[union-attr]
     spec = _spec(run_name, experiment_id, tags, parent_run_id, parent_token)
-    client = MlflowClient()
-    recorder = RunRecorder.open(client, spec=spec, owned=True, timeouts=timeouts)
-    handle = RunHandle(client, None, owned=True, recorder=recorder, timeouts=timeouts)
+    recorder = RunRecorder.open(None, spec=spec, tracking_uri=mlflow.get_tracking_uri(), owned=True, timeouts=timeouts)
+    handle = RunHandle(None, None, owned=True, recorder=recorder, timeouts=timeouts)
     if recorder.wait_created(timeouts.start_s) is not None:
         _activate(handle)
     else:

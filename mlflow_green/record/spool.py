@@ -6,7 +6,7 @@ everything was sent. Whatever is left — the server was down, the process was k
 replayed by ``mlflow-green sync`` (or by a later training of the same tracking server).
 
 Layout of the spool folder (``$MLFLOW_GREEN_SPOOL_DIR``, else ``$XDG_CACHE_HOME/mlflow-green/spool``,
-else ``~/.cache/mlflow-green/spool``)::
+else ``~/.cache/mlflow-green/spool``; when it cannot be written, :func:`fallback_spool_dir`)::
 
     <run id or new-<token>>.<writer>.jsonl   header line, then one entry per line (see record.ops)
     <same stem>.state                         {"done_seq": 12, "run_id": "..."}: progress
@@ -53,6 +53,7 @@ except ImportError:  # pragma: no cover - not on Linux/macOS: no locking
     fcntl = None  # type: ignore[assignment]
 
 ENV_SPOOL_DIR = "MLFLOW_GREEN_SPOOL_DIR"
+ENV_SPOOL_FALLBACK_DIR = "MLFLOW_GREEN_SPOOL_FALLBACK_DIR"
 FORMAT = 2
 REJECTED_DIR = "rejected"
 MALFORMED_DIR = "malformed"
@@ -320,7 +321,8 @@ def move_aside(path: Path, reason: str) -> Path:
     while target.exists():
         target = folder / f"{path.name}.{secrets.token_hex(2)}"
     os.replace(path, target)
-    target.with_name(target.name + ".reason").write_text(reason + "\n")
+    with contextlib.suppress(OSError):  # a full disk: the move is what matters
+        target.with_name(target.name + ".reason").write_text(reason + "\n")
     state = path.with_name(path.name[: -len(".jsonl")] + ".state") if path.name.endswith(".jsonl") else None
     if state is not None and state.is_file():
         os.replace(state, target.with_name(target.name + ".state"))
@@ -422,9 +424,15 @@ if hasattr(os, "register_at_fork"):
 
 
 def fallback_spool_dir() -> Path:
-    """Where writes go when the spool folder cannot be written: ``<tmp>/mlflow-green-spool-<uid>``."""
+    """Where writes go when the spool folder cannot be written.
+
+    ``$MLFLOW_GREEN_SPOOL_FALLBACK_DIR``, else ``<tmp>/mlflow-green-spool-<uid>``.
+    """
     import tempfile
 
+    configured = os.environ.get(ENV_SPOOL_FALLBACK_DIR)
+    if configured:
+        return Path(configured)
     uid = os.getuid() if hasattr(os, "getuid") else "user"
     return Path(tempfile.gettempdir()) / f"mlflow-green-spool-{uid}"
 

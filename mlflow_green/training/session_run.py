@@ -4,7 +4,10 @@ This is the session's one seam with MLflow: where the run is chosen (:meth:`Sess
 where metrics, tags and the report are queued (:meth:`~SessionRun.log`, :meth:`~SessionRun.log_tags`,
 :meth:`~SessionRun.log_report`) and where everything is flushed and a run we started is ended
 (:meth:`~SessionRun.close`). Writes go through a :class:`~mlflow_green.record.recorder.RunRecorder`:
-queued, sent by a background thread, spooled when the server is unreachable.
+queued, sent by a background thread, spooled when the server is unreachable. Binding waits at
+most ``timeouts.start_s`` for MLflow and closing at most ``timeouts.end_s`` (see
+:mod:`mlflow_green.record.timeouts`); the session starts its meters after binding and stops
+them before closing, so that this waiting is never billed as training.
 
 Example::
 
@@ -20,8 +23,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.runs import RunHandle, resolve_run
+from mlflow_green.record.timeouts import RunTimeouts
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +34,33 @@ class SessionRun:
 
     Args:
         run_name: Name of the run started when there is no active run.
+        timeouts: Bounds on waiting for MLflow (default: ``MLFLOW_GREEN_*`` variables at bind time).
 
     Attributes:
-        run: The bound run, or None (not bound yet, or not the logging rank, or MLflow unreachable).
-        run_id: Id of the last run bound (kept after the run is closed).
+        run: The run bound for the current fit, or None.
     """
 
-    def __init__(self, run_name: str | None = None) -> None:
+    def __init__(self, run_name: str | None = None, timeouts: RunTimeouts | None = None) -> None:
         self.run_name = run_name
+        self.timeouts = timeouts
         self.run: RunHandle | None = None
-        self.run_id: str | None = None
-        self.recorder: RunRecorder | None = None
+        self._last: RunHandle | None = None  # the run of the last fit, for writes after it (an evaluation)
+        self._run_id: str | None = None
+        self._reopened = False
+
+    @property
+    def run_id(self) -> str | None:
+        """Id of the last run bound (None while a run we started waits for MLflow to create it)."""
+        for handle in (self.run, self._last):
+            if handle is not None and handle.run_id is not None:
+                self._run_id = handle.run_id
+                break
+        return self._run_id
 
     @property
     def bound(self) -> bool:
         """True if writes go somewhere."""
-        return self.recorder is not None
+        return self.run is not None or self._last is not None
 
     @property
     def owned(self) -> bool:
@@ -57,45 +71,73 @@ class SessionRun:
         """Log into ``run``, else resolve one (explicit id, active run, or a new one we own).
 
         Returns True if the run is a different one from the run bound before (the caller
-        starts its totals over). An unreachable server is a warning: training goes on unlogged.
+        starts its totals over). Waits at most the start timeout; never raises for MLflow.
         """
         if run is None and self.owned:
             return False  # a fit in progress keeps its run
+        previous = self.run_id
         try:
             if run is None:
-                run = resolve_run(run_name=self.run_name, **resolve)
-        except Exception as exc:  # an unreachable server never stops the training
+                run = resolve_run(run_name=self.run_name, timeouts=self.timeouts, **resolve)
+            run.recorder  # noqa: B018 - opens its writer now
+        except Exception as exc:  # measurement never stops the training
             logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
             return False
-        changed = self.run_id is not None and run.run_id != self.run_id
-        self.run, self.run_id = run, run.run_id
-        self.recorder = RunRecorder(run.client, run.run_id)
-        return changed
+        if self.run is not None and self.run is not run:
+            self.run.finish()
+        self.run, self._last, self._reopened = run, None, False
+        current = run.run_id
+        return previous is not None and (current is None or current != previous)
 
     # -- writes (queued, never raise) -----------------------------------------------------------
+    def _handle(self) -> RunHandle | None:
+        """The run to write into; after a fit, a writer is reopened on its run (ended by the next flush/close)."""
+        if self.run is None and self._last is not None:
+            last = self._last
+            self.run = last.share() if last.pending else RunHandle(
+                last._client, last.run_id, timeouts=self.timeouts, tracking_uri=last.recorder.tracking_uri)
+            self._reopened = True
+        return self.run
+
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         """Queue metrics at ``step`` (the writer thread sends them in order; training never waits)."""
-        if self.recorder is not None and metrics:
-            self.recorder.log_metrics(metrics, step=step)
+        handle = self._handle() if metrics else None
+        if handle is not None:
+            handle.recorder.log_metrics(metrics, step=step)
 
     def log_tags(self, tags: Mapping[str, str]) -> None:
         """Queue run tags."""
-        if self.recorder is not None and tags:
-            self.recorder.log_tags(tags)
+        handle = self._handle() if tags else None
+        if handle is not None:
+            handle.recorder.log_tags(tags)
 
     def log_report(self, report: Mapping[str, Any]) -> None:
         """Queue ``green/report.json``."""
-        if self.recorder is not None:
-            self.recorder.log_report(report)
+        handle = self._handle()
+        if handle is not None:
+            handle.recorder.log_report(report)
 
     def flush(self) -> None:
-        """Wait (bounded) until every queued write reached the server."""
-        if self.recorder is not None:
-            self.recorder.flush()
+        """Wait (at most the end timeout) until every queued write reached the server.
+
+        Between fits (writes reopened on the last run) this also releases the writer.
+        """
+        if self.run is None:
+            return
+        if self._reopened:
+            self.close("FINISHED")
+        else:
+            self.run.recorder.flush()
 
     def close(self, status: str) -> None:
-        """Send (or spool) everything written, then end the run if we started it."""
-        if self.recorder is not None:
-            self.recorder.close()
-        if self.run is not None and self.run.owned:
-            self.run.end(status, recorder=self.recorder)
+        """End the run if we started it; send (or spool) everything, waiting at most the end timeout.
+
+        Never raises. Writes made afterwards (an evaluation after the fit) go into the same run.
+        """
+        run, self.run = self.run, None
+        if run is None:
+            return
+        run.finish(status)
+        if not self._reopened:
+            self._last = run
+        self._reopened = False
