@@ -239,7 +239,7 @@ class RunRecorder:
             self._cond.notify_all()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self.timeouts.retry_max_s + 1.0)
+            thread.join(timeout=0.5)  # it may be inside one of MLflow's requests: never wait on that
         spool, self.spool = self.spool, None
         if spool is not None:
             spool.release()

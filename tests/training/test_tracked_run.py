@@ -140,3 +140,99 @@ def test_ctrl_c_marks_its_own_run_killed(mlflow_experiment: str) -> None:
         with mlflow_green.track(meters=[_meter()]) as t:
             raise KeyboardInterrupt
     assert MlflowClient().get_run(t.run_id).info.status == "KILLED"
+
+
+# -- the tracking server fails: bounded waiting, nothing billed for it, nothing raised ---------------
+@pytest.fixture()
+def server_down() -> str:
+    """The current tracking URI is a server that does not answer; MLflow's retry settings are its defaults."""
+    from mlflow_green.testing.server import free_port
+
+    previous = mlflow.get_tracking_uri()
+    uri = f"http://127.0.0.1:{free_port()}"
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(previous)
+
+
+def _stop_writer(t: mlflow_green.TrackedRun) -> None:
+    if t._recorder is not None:
+        t._recorder.stop()
+
+
+def test_a_dead_server_delays_the_block_at_most_the_start_and_end_timeouts_and_the_wait_is_not_billed(
+    server_down: str, tmp_path: Path
+) -> None:
+    import time
+
+    from mlflow_green.record.spool import default_spool_dir, spool_paths
+
+    started = time.monotonic()
+    with mlflow_green.track(meters=[_meter()], start_timeout_s=0.5, end_timeout_s=0.5) as t:
+        time.sleep(1.0)
+    elapsed_s = time.monotonic() - started
+    _stop_writer(t)
+    assert elapsed_s < 1.0 + 0.5 + 0.5 + 0.6, elapsed_s
+    assert t.run_id is None, "the run could not be created"
+    assert 1.0 <= t.measurement.duration_s < 1.2, "the meters measured the block, not the waiting"
+    assert t.measurement.energy_j == pytest.approx(45.0 * t.measurement.duration_s, rel=0.01)
+    [path] = spool_paths(default_spool_dir())
+    assert '"op":"create"' in path.read_text() and '"op":"terminate"' in path.read_text()
+
+
+def test_no_writable_spool_never_raises_and_everything_still_reaches_a_healthy_server(
+    mlflow_experiment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("spool", "fallback"):
+        (tmp_path / name).write_text("a file, not a folder")
+    monkeypatch.setenv("MLFLOW_GREEN_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("MLFLOW_GREEN_SPOOL_FALLBACK_DIR", str(tmp_path / "fallback"))
+    with mlflow_green.track(meters=[_meter()]) as t:
+        t.log_step(0)
+    run = MlflowClient().get_run(t.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics[schema.ENERGY_KWH] > 0
+    problems = [r.getMessage() for r in caplog.records if "cannot write the spool" in r.getMessage()]
+    assert len(problems) == 1 and "kept in memory only" in problems[0]
+    assert not [r for r in caplog.records if "not sent yet" in r.getMessage()], "everything was sent: no loss to report"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "env", "named"),
+    [
+        ({"start_timeout_s": -1}, {}, "start_timeout_s"),
+        ({"end_timeout_s": float("nan")}, {}, "end_timeout_s"),
+        ({}, {"MLFLOW_GREEN_END_TIMEOUT_S": "soon"}, "MLFLOW_GREEN_END_TIMEOUT_S"),
+        ({}, {"MLFLOW_GREEN_START_TIMEOUT_S": "1e9"}, "MLFLOW_GREEN_START_TIMEOUT_S"),
+        ({}, {"MLFLOW_GREEN_RETRY_MAX_S": "0"}, "MLFLOW_GREEN_RETRY_MAX_S"),
+    ],
+)
+def test_bad_timeouts_fail_at_construction_naming_where_they_came_from(
+    kwargs: dict, env: dict, named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(mlflow_green.ConfigError, match=named):
+        mlflow_green.track(**kwargs)
+
+
+def test_the_server_going_away_after_the_run_was_created_spools_every_write(
+    mlflow_experiment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow_green.record.spool import default_spool_dir, spool_paths
+    from mlflow_green.testing.server import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    healthy_uri = mlflow.get_tracking_uri()
+    run = mlflow.start_run()
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{free_port()}")  # the server goes away
+    try:
+        with mlflow_green.track(meters=[_meter()], end_timeout_s=0.5) as t:
+            t.log_step(0)
+    finally:
+        _stop_writer(t)
+        mlflow.set_tracking_uri(healthy_uri)
+        mlflow.end_run()
+    assert t.run_id == run.info.run_id and t.measurement.energy_j > 0
+    [path] = spool_paths(default_spool_dir())
+    ops = [line for line in path.read_text().splitlines()[1:]]
+    assert len(ops) == 4 and run.info.run_id in path.name  # step 0, the totals, the tags, the report

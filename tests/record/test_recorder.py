@@ -1,0 +1,126 @@
+"""The background writer: never waits long, never raises, keeps what it cannot send, and says exactly what."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_green.record import schema
+from mlflow_green.record.recorder import RunRecorder
+from mlflow_green.record.spool import REJECTED_DIR, spool_paths
+from mlflow_green.record.timeouts import RunTimeouts
+from mlflow_green.testing.server import free_port
+
+QUICK = RunTimeouts(start_s=0.0, end_s=0.5, retry_max_s=0.2)
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("mlflow_green")]
+
+
+def test_writes_never_wait_and_close_waits_at_most_the_end_timeout_whatever_mlflows_retries(
+    spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MLflow's own HTTP retries (7 tries, backoff up to minutes) are left at their defaults here."""
+    uri = f"http://127.0.0.1:{free_port()}"
+    recorder = RunRecorder(None, "0123456789abcdef0123456789abcdef", tracking_uri=uri, timeouts=QUICK)
+    try:
+        started = time.monotonic()
+        for step in range(3):
+            recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
+        assert time.monotonic() - started < 0.1, "writing never waits for the server"
+        started = time.monotonic()
+        assert recorder.close() is False
+        assert time.monotonic() - started < QUICK.end_s + 0.3
+    finally:
+        recorder.stop()
+    [path] = spool_paths(spool_dir)
+    [message] = [m for m in _warnings(caplog) if "not sent yet" in m]
+    assert f"run 0123456789abcdef0123456789abcdef on {uri}: 0 of 3 writes sent; 3 writes not sent yet" in message
+    assert f"kept in {path}" in message
+    assert f"`mlflow-green sync --tracking-uri {uri}`" in message
+
+
+def test_a_write_the_server_refuses_is_set_aside_and_the_next_ones_still_arrive(
+    store: tuple[MlflowClient, str], spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, experiment_id = store
+    run_id = client.create_run(experiment_id).info.run_id
+    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    recorder.log_metrics({"energy$kwh": 1.0}, step=0)
+    recorder.log_metrics({schema.ENERGY_KWH: 2.0}, step=0)
+    recorder.log_tags({schema.TAG_METERS: "cpu:estimate"})
+    assert recorder.close(timeout_s=10) is True
+    data = client.get_run(run_id).data
+    assert data.metrics == {schema.ENERGY_KWH: 2.0} and data.tags[schema.TAG_METERS] == "cpu:estimate"
+    [rejected] = list((spool_dir / REJECTED_DIR).iterdir())
+    assert "energy$kwh" in rejected.read_text()
+    [message] = [m for m in _warnings(caplog) if "refused by the server" in m and "of 3 writes" in m]
+    assert "2 of 3 writes sent; 1 write refused by the server (INVALID_PARAMETER_VALUE" in message
+    assert f"kept in {rejected}" in message
+    assert not spool_paths(spool_dir)
+
+
+def test_an_unwritable_spool_folder_falls_back_is_reported_once_and_never_raises(
+    store: tuple[MlflowClient, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, experiment_id = store
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the spool folder should be")
+    fallback = tmp_path / "fallback"
+    monkeypatch.setenv("MLFLOW_GREEN_SPOOL_FALLBACK_DIR", str(fallback))
+    run_id = client.create_run(experiment_id).info.run_id
+    recorder = RunRecorder(client, run_id, spool_dir=blocked, timeouts=QUICK)
+    for step in range(3):
+        recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
+    assert recorder.close(timeout_s=10) is True
+    assert len(client.get_metric_history(run_id, schema.ENERGY_KWH)) == 3
+    problems = [m for m in _warnings(caplog) if "cannot write the spool" in m]
+    assert len(problems) == 1, problems
+    assert str(blocked) in problems[0] and str(fallback) in problems[0]
+    assert not spool_paths(fallback), "sent, so deleted"
+
+
+def test_with_no_writable_spool_the_message_counts_exactly_what_would_be_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, dead_uri: str
+) -> None:
+    for name in ("spool", "fallback"):
+        (tmp_path / name).write_text("not a folder")
+    monkeypatch.setenv("MLFLOW_GREEN_SPOOL_FALLBACK_DIR", str(tmp_path / "fallback"))
+    recorder = RunRecorder(None, "f" * 32, tracking_uri=dead_uri, spool_dir=tmp_path / "spool", timeouts=QUICK)
+    try:
+        for step in range(4):
+            recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
+        assert recorder.close() is False
+    finally:
+        recorder.stop()
+    [problem] = [m for m in _warnings(caplog) if "cannot write the spool" in m]
+    assert "kept in memory only" in problem and "are lost" in problem
+    [message] = [m for m in _warnings(caplog) if "not sent yet" in m]
+    assert "4 writes not sent yet" in message
+    assert "4 writes could not be spooled" in message and "lost if this process ends" in message
+    assert "mlflow-green sync" not in message, "nothing was spooled: no sync can recover it"
+
+
+def test_a_spool_folder_removed_during_training_is_made_again_with_every_write_not_sent(
+    spool_dir: Path, dead_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = RunRecorder(None, "e" * 32, tracking_uri=dead_uri, timeouts=QUICK)
+    try:
+        recorder.log_metrics({schema.ENERGY_KWH: 1.0}, step=0)
+        recorder.log_tags({schema.TAG_METERS: "cpu:estimate"})
+        shutil.rmtree(spool_dir)
+        recorder.log_metrics({schema.ENERGY_KWH: 2.0}, step=1)
+        [path] = spool_paths(spool_dir)
+        ops = [json.loads(line)["op"] for line in path.read_text().splitlines()[1:]]
+        assert ops == ["metrics", "tags", "metrics"]
+    finally:
+        recorder.close()
+        recorder.stop()
+    assert sum("made a new spool file" in m and "nothing was lost" in m for m in _warnings(caplog)) == 1

@@ -1,0 +1,84 @@
+"""Binding a run: bounded by the start timeout, spooled when MLflow does not answer, active when it does."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_green.record import schema
+from mlflow_green.record.replay import replay_file
+from mlflow_green.record.runs import resolve_run
+from mlflow_green.record.spool import spool_paths
+from mlflow_green.record.timeouts import RunTimeouts
+from mlflow_green.testing.server import free_port
+
+QUICK = RunTimeouts(start_s=0.5, end_s=0.5, retry_max_s=0.2)
+
+
+@pytest.fixture()
+def down(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The current tracking URI is a server that is down; MLflow's retry settings are its defaults."""
+    uri = f"http://127.0.0.1:{free_port()}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(previous)
+
+
+def test_binding_waits_at_most_the_start_timeout_then_spools_the_creation(down: str, spool_dir: Path) -> None:
+    started = time.monotonic()
+    handle = resolve_run(run_name="offline", timeouts=QUICK)
+    waited_s = time.monotonic() - started
+    try:
+        assert waited_s < QUICK.start_s + 0.4, waited_s
+        assert handle.pending and handle.run_id is None and handle.owned
+        assert mlflow.active_run() is None
+        handle.recorder.log_tags({"a": "b"})
+        started = time.monotonic()
+        assert handle.finish("FINISHED") is False
+        assert time.monotonic() - started < QUICK.end_s + 0.4
+    finally:
+        handle.recorder.stop()
+    [path] = spool_paths(spool_dir)
+    assert [line.split('"op":"')[1].split('"')[0] for line in path.read_text().splitlines()[1:]] == ["create", "tags", "terminate"]
+
+
+def test_a_run_created_in_time_is_the_active_run_and_its_end_goes_through_the_writer(mlflow_experiment: str) -> None:
+    handle = resolve_run(run_name="online", timeouts=QUICK)
+    assert not handle.pending and handle.fluent
+    assert mlflow.active_run().info.run_id == handle.run_id
+    mlflow.log_param("from_user_code", 1)  # the user's own logging goes to the same run
+    assert handle.finish("FAILED") is True
+    assert mlflow.active_run() is None
+    assert mlflow.last_active_run().info.run_id == handle.run_id
+    run = MlflowClient().get_run(handle.run_id)
+    assert run.info.status == "FAILED" and run.info.run_name == "online"
+    assert run.data.params == {"from_user_code": "1"}
+    assert run.data.tags[schema.TAG_RUN_TOKEN]
+    assert "mlflow.user" in run.data.tags and "mlflow.source.name" in run.data.tags
+
+
+def test_a_nested_run_keeps_its_parent_when_neither_could_be_created_yet(
+    down: str, store: tuple[MlflowClient, str], spool_dir: Path
+) -> None:
+    client, experiment_id = store
+    parent = resolve_run(run_name="parent", experiment_id=experiment_id, timeouts=QUICK)
+    shared = resolve_run(timeouts=QUICK)  # a measurement inside the parent logs into it
+    child = resolve_run(run_name="child", experiment_id=experiment_id, nested=True, timeouts=QUICK)
+    assert shared.recorder is parent.recorder
+    for handle in (child, shared, parent):
+        handle.finish("FINISHED")
+    parent.recorder.stop()
+    child.recorder.stop()
+    child_file, parent_file = sorted(spool_paths(spool_dir), key=lambda p: "child" not in p.read_text())
+    first = replay_file(child_file, client_for=lambda uri: client, retries=0)
+    assert first.outcome == "pending" and "parent run is not created yet" in (first.error or "")
+    assert replay_file(parent_file, client_for=lambda uri: client).created
+    assert replay_file(child_file, client_for=lambda uri: client).created
+    runs = {r.info.run_name: r for r in client.search_runs([experiment_id])}
+    assert runs["child"].data.tags["mlflow.parentRunId"] == runs["parent"].info.run_id
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}
