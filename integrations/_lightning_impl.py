@@ -54,6 +54,8 @@ class GreenCallbackMixin:
         meters: str | Sequence[MeterSpec] | None = None,
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
+        start_timeout_s: float | None = None,
+        end_timeout_s: float | None = None,
     ) -> None:
         super().__init__()
         self.session = TrainingSession.for_callback(
@@ -70,6 +72,8 @@ class GreenCallbackMixin:
             meters=meters,
             sample_interval_s=sample_interval_s,
             intensity_provider=intensity_provider,
+            start_timeout_s=start_timeout_s,
+            end_timeout_s=end_timeout_s,
         )
         self.live_metrics = live_metrics
         self.inspect_model = inspect_model

@@ -79,6 +79,10 @@ class GreenCallback(keras.callbacks.Callback):
         meters: Meter names (or instances) in priority order.
         sample_interval_s: Power sampling interval for meters without a counter.
         intensity_provider: Name of a live carbon-intensity provider plugin.
+        start_timeout_s: Longest wait for MLflow to create the run at the start of ``fit``
+            (default ``MLFLOW_GREEN_START_TIMEOUT_S`` or 2 s); then the creation is spooled.
+        end_timeout_s: Longest wait for the writes to reach MLflow at the end of ``fit``
+            (default ``MLFLOW_GREEN_END_TIMEOUT_S`` or 30 s); then they stay spooled.
 
     Raises:
         ConfigError: at construction, for any invalid option.
@@ -105,6 +109,8 @@ class GreenCallback(keras.callbacks.Callback):
         meters: str | Sequence[MeterSpec] | None = None,
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
+        start_timeout_s: float | None = None,
+        end_timeout_s: float | None = None,
     ) -> None:
         super().__init__()
         check_positive_int("samples_per_epoch", samples_per_epoch)
@@ -122,6 +128,8 @@ class GreenCallback(keras.callbacks.Callback):
             meters=meters,
             sample_interval_s=sample_interval_s,
             intensity_provider=intensity_provider,
+            start_timeout_s=start_timeout_s,
+            end_timeout_s=end_timeout_s,
         )
         self.live_metrics = live_metrics
         self.samples_per_epoch = samples_per_epoch

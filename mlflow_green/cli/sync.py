@@ -19,7 +19,14 @@ from pathlib import Path
 import click
 
 from mlflow_green.errors import SpoolFormatError
-from mlflow_green.record.spool import ENV_SPOOL_DIR, MALFORMED_DIR, canonical_uri, default_spool_dir, read_header, spool_paths
+from mlflow_green.record.spool import (
+    ENV_SPOOL_DIR,
+    MALFORMED_DIR,
+    canonical_uri,
+    default_spool_dir,
+    read_header,
+    spool_paths,
+)
 
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 """sync retries by itself (``--retries``): MLflow's own retries would make it wait minutes on a dead server."""

@@ -8,7 +8,8 @@ all (malformed).
 
 Example:
     >>> from mlflow.exceptions import MlflowException
-    >>> is_transient(MlflowException("Run 'x' not found", error_code="RESOURCE_DOES_NOT_EXIST"))
+    >>> from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+    >>> is_transient(MlflowException("Run 'x' not found", error_code=RESOURCE_DOES_NOT_EXIST))
     False
     >>> is_transient(ConnectionError("connection refused"))
     True

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlflow_green.record.failures import describe
-from mlflow_green.record.spool import default_spool_dir, fallback_spool_dir
+from mlflow_green.record.spool import default_spool_dir
 
 if TYPE_CHECKING:
     from mlflow_green.record.recorder import RunRecorder
@@ -29,7 +28,6 @@ class WriteCounts:
         rejected_lost: Of those, the ones that could not be kept in the rejected file either.
         reasons: The server's messages for the refused writes.
         rejected_file: Where the refused writes are kept.
-        progress_problem: Why progress could not be recorded in the spool (resends are harmless).
         remove_problem: Why a fully sent spool file could not be deleted.
     """
 
@@ -39,7 +37,6 @@ class WriteCounts:
     rejected_lost: int = 0
     reasons: list[str] = field(default_factory=list)
     rejected_file: Path | None = None
-    progress_problem: str | None = None
     remove_problem: str | None = None
 
 
@@ -53,18 +50,6 @@ def recovery_command(tracking_uri: str, spool_dir: Path | None) -> str:
 
 def _writes(count: int) -> str:
     return f"{count} write{'' if count == 1 else 's'}"
-
-
-def spool_problem_message(recorder: RunRecorder, folder: Path, exc: BaseException, moved_to: Path | None) -> str:
-    """Said once, when the spool folder of a run cannot be written."""
-    head = f"mlflow-green: cannot write the spool of {recorder.label()} in {folder} ({describe(exc)})"
-    if moved_to is not None and moved_to.parent == folder:
-        return f"{head}; made a new spool file {moved_to} holding every write not sent yet: nothing was lost"
-    if moved_to is not None:
-        return (f"{head}; its writes not sent yet, and the next ones, are spooled in {moved_to} instead "
-                f"(send them later with `{recovery_command(recorder.tracking_uri, moved_to.parent)}`)")
-    return (f"{head}, nor in {fallback_spool_dir()}; its writes are kept in memory only and sent while this process "
-            "runs: any the tracking server has not taken when it ends are lost")
 
 
 def close_message(recorder: RunRecorder) -> str | None:
@@ -86,13 +71,13 @@ def close_message(recorder: RunRecorder) -> str | None:
         what = f"{_writes(len(waiting))}" + (" and the run's creation" if creation_pending else "")
         parts.append(f"{what} not sent yet ({why})")
         kept = [entry for entry in queue if entry["seq"] not in unspooled]
-        spool = recorder.spool
-        if kept and spool is not None:
-            parts.append(f"kept in {spool.path}: this process keeps sending them while it runs; to send them "
-                         f"later run `{recovery_command(uri, spool.path.parent)}`")
+        path = recorder.keeper.path
+        if kept and path is not None:
+            parts.append(f"kept in {path}: this process keeps sending them while it runs; to send them "
+                         f"later run `{recovery_command(uri, path.parent)}`")
         lost = [entry for entry in waiting if entry["seq"] in unspooled]
         if lost:
-            parts.append(f"{_writes(len(lost))} could not be spooled ({recorder.spool_problem or 'no spool'}) and are "
+            parts.append(f"{_writes(len(lost))} could not be spooled ({recorder.keeper.problem or 'no spool'}) and are "
                          "only in memory: they are lost if this process ends before the server takes them")
     if recorder.creation_error is not None:
         parts.append(f"the server refused to create the run ({recorder.creation_error})")
@@ -106,4 +91,4 @@ def close_message(recorder: RunRecorder) -> str | None:
     return "; ".join([head, *parts]) + "."
 
 
-__all__ = ["WriteCounts", "close_message", "recovery_command", "spool_problem_message"]
+__all__ = ["WriteCounts", "close_message", "recovery_command"]

@@ -144,7 +144,7 @@ class _Replay:
         self.progress_ok = True  # False once an entry could not be kept aside: stop advancing the watermark
 
     def run(self) -> FileResult:
-        spool, result = self.spool, self.result
+        spool = self.spool
         content = spool.read()
         for line, raw, reason in content.malformed:
             if line not in spool.aside_lines:

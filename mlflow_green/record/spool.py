@@ -39,67 +39,34 @@ import secrets
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow_green.errors import SpoolBusyError, SpoolFormatError
 from mlflow_green.record.liveness import WriterIdentity
-from mlflow_green.record.ops import check_entry
+from mlflow_green.record.spool_format import (
+    ENV_SPOOL_DIR,
+    ENV_SPOOL_FALLBACK_DIR,
+    FORMAT,
+    MALFORMED_DIR,
+    REJECTED_DIR,
+    ReadResult,
+    canonical_uri,
+    default_spool_dir,
+    fallback_spool_dir,
+    parse_entries,
+    read_header,
+    read_state,
+    spool_paths,
+)
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Linux/macOS: no locking
     fcntl = None  # type: ignore[assignment]
 
-ENV_SPOOL_DIR = "MLFLOW_GREEN_SPOOL_DIR"
-ENV_SPOOL_FALLBACK_DIR = "MLFLOW_GREEN_SPOOL_FALLBACK_DIR"
-FORMAT = 2
-REJECTED_DIR = "rejected"
-MALFORMED_DIR = "malformed"
 
 _OPEN: weakref.WeakSet[SpoolFile] = weakref.WeakSet()
-
-
-def default_spool_dir() -> Path:
-    """Where spool files live (see the module docstring)."""
-    configured = os.environ.get(ENV_SPOOL_DIR)
-    if configured:
-        return Path(configured)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "mlflow-green" / "spool"
-
-
-def canonical_uri(uri: str) -> str:
-    """``uri`` as recorded and compared: relative sqlite and file paths made absolute, no trailing slash.
-
-    Example:
-        >>> canonical_uri("http://host:5000/")
-        'http://host:5000'
-    """
-    uri = (uri or "").strip()
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and not uri.startswith("sqlite:///:memory:"):
-        return "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
-    if uri and "://" not in uri and not uri.startswith(("file:", "databricks")):
-        return Path(uri).resolve().as_uri()
-    if uri.startswith(("http://", "https://")):
-        return uri.rstrip("/")
-    return uri
-
-
-@dataclass
-class ReadResult:
-    """What a spool file holds.
-
-    Attributes:
-        entries: The well-formed entries, in order.
-        malformed: ``(line number, raw line, reason)`` for each line that could not be used.
-        last_t_ms: The time the last entry was written (0 if none).
-    """
-
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    malformed: list[tuple[int, str, str]] = field(default_factory=list)
-    last_t_ms: int = 0
 
 
 class SpoolFile:
@@ -112,7 +79,7 @@ class SpoolFile:
         self.path = path
         self.header = dict(header)
         self._lock_fd = lock_fd
-        self._done_seq, state_run_id, aside = _read_state(self.state_path, path)
+        self._done_seq, state_run_id, aside = read_state(self.state_path, path)
         self.run_id: str | None = state_run_id or header.get("run_id") or None
         self.aside_lines: set[int] = aside
         _OPEN.add(self)
@@ -192,7 +159,7 @@ class SpoolFile:
         try:
             if os.fstat(lock_fd).st_ino != os.stat(path).st_ino:  # replaced between open and lock
                 raise FileNotFoundError(path)
-            header = _read_header(path)
+            header = read_header(path)
         except BaseException:
             os.close(lock_fd)
             raise
@@ -276,42 +243,7 @@ class SpoolFile:
     # -- reading -------------------------------------------------------------------------------
     def read(self) -> ReadResult:
         """Every entry, checked: malformed lines and out-of-order ``seq`` are listed apart."""
-        result = ReadResult()
-        data = self.path.read_bytes()
-        lines = data.split(b"\n")
-        complete = data.endswith(b"\n")
-        last_seq = 0
-        for index, raw in enumerate(lines[1:], start=1):
-            if not raw.strip():
-                continue
-            torn = index == len(lines) - 1 and not complete
-            entry, reason = _parse(raw, torn)
-            if reason is None and entry["seq"] <= last_seq:
-                reason = f"seq {entry['seq']} does not follow {last_seq}"
-            if reason is not None:
-                result.malformed.append((index, raw.decode("utf-8", "backslashreplace"), reason))
-                continue
-            last_seq = entry["seq"]
-            result.entries.append(entry)
-            t_ms = entry.get("t_ms")
-            if isinstance(t_ms, int) and not isinstance(t_ms, bool):
-                result.last_t_ms = max(result.last_t_ms, t_ms)
-        return result
-
-
-def spool_paths(directory: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Every ``*.jsonl`` in the spool folder (default :func:`default_spool_dir`), oldest first."""
-    folder = Path(directory) if directory is not None else default_spool_dir()
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in folder.glob("*.jsonl"):
-        try:
-            found.append((path.lstat().st_mtime, path))
-        except OSError:
-            continue
-    return [path for _, path in sorted(found)]
-
+        return parse_entries(self.path.read_bytes())
 
 def move_aside(path: Path, reason: str) -> Path:
     """Move a file (or anything) that is not a usable spool into ``malformed/``, with ``<name>.reason``."""
@@ -327,66 +259,6 @@ def move_aside(path: Path, reason: str) -> Path:
     if state is not None and state.is_file():
         os.replace(state, target.with_name(target.name + ".state"))
     return target
-
-
-def read_header(path: Path) -> dict[str, Any]:
-    """The header of a spool file, without locking it (``SpoolFormatError`` if unreadable)."""
-    return _read_header(path)
-
-
-# -- internals ---------------------------------------------------------------------------------
-def _parse(raw: bytes, torn: bool) -> tuple[dict[str, Any], None] | tuple[None, str]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
-    try:
-        entry = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if torn:
-            return None, "incomplete line: the writer stopped in the middle of it"
-        return None, f"not JSON ({exc.msg})"
-    reason = check_entry(entry)
-    return (entry, None) if reason is None else (None, reason)
-
-
-def _read_header(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            first = f.readline(1 << 20)
-    except OSError as exc:
-        raise SpoolFormatError(f"cannot read {path.name}: {exc}") from exc
-    try:
-        header = json.loads(first.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SpoolFormatError("its first line is not a spool header (JSON with 'spool' and 'tracking_uri')") from None
-    if not isinstance(header, dict) or header.get("spool") not in (1, FORMAT):
-        raise SpoolFormatError("its first line is not a spool header (JSON with 'spool' and 'tracking_uri')")
-    if not isinstance(header.get("tracking_uri", ""), str):
-        raise SpoolFormatError("its header's tracking_uri is not a string")
-    for key in ("run_id", "token"):
-        if header.get(key) is not None and not isinstance(header[key], str):
-            raise SpoolFormatError(f"its header's {key} is not a string")
-    if header.get("spool") == 1:  # written by 0.1: one file per run, named after it
-        header.setdefault("run_id", path.name.split(".")[0])
-    if not header.get("run_id") and not header.get("token"):
-        raise SpoolFormatError("its header names neither a run nor a run to create")
-    return header
-
-
-def _read_state(state_path: Path, path: Path) -> tuple[int, str | None, set[int]]:
-    """(done seq, run id, malformed lines set aside); a missing or broken state means "nothing done"."""
-    try:
-        state = json.loads(state_path.read_text())
-        seq, run_id, aside = state.get("done_seq", 0), state.get("run_id"), state.get("aside_lines", [])
-        if isinstance(seq, int) and not isinstance(seq, bool) and (run_id is None or isinstance(run_id, str)):
-            return seq, run_id, {int(n) for n in aside if isinstance(n, int)}
-    except (OSError, ValueError, AttributeError, TypeError):
-        pass
-    try:  # 0.1 kept the last sent seq in <run_id>.done
-        return int(path.with_suffix(".done").read_text().strip() or 0), None, set()
-    except (OSError, ValueError):
-        return 0, None, set()
 
 
 def _lock(path: Path, *, block: bool) -> int:
@@ -423,22 +295,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
-def fallback_spool_dir() -> Path:
-    """Where writes go when the spool folder cannot be written.
-
-    ``$MLFLOW_GREEN_SPOOL_FALLBACK_DIR``, else ``<tmp>/mlflow-green-spool-<uid>``.
-    """
-    import tempfile
-
-    configured = os.environ.get(ENV_SPOOL_FALLBACK_DIR)
-    if configured:
-        return Path(configured)
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"mlflow-green-spool-{uid}"
-
-
 __all__ = [
     "ENV_SPOOL_DIR",
+    "ENV_SPOOL_FALLBACK_DIR",
+    "FORMAT",
+    "MALFORMED_DIR",
+    "REJECTED_DIR",
     "ReadResult",
     "SpoolFile",
     "canonical_uri",

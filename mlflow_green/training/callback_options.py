@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlflow_green.measure.tracker import EnergyTracker
+from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.budget import EnergyBudget
 from mlflow_green.validation import check_bool, check_name
 
@@ -25,13 +26,16 @@ def session_options(
     inspect_model: bool,
     log_report: bool,
     run_name: str | None,
+    start_timeout_s: float | None = None,
+    end_timeout_s: float | None = None,
     **tracker_options: Any,
 ) -> dict[str, Any]:
     """The :class:`~mlflow_green.training.session.TrainingSession` arguments for a callback's options.
 
     ``tracker_options`` are :class:`~mlflow_green.measure.tracker.EnergyTracker`'s: ``region``,
     ``pue``, ``meters``, ``sample_interval_s``, ``intensity_provider``. ``live_metrics`` and
-    ``inspect_model`` are checked here and used by the callback itself.
+    ``inspect_model`` are checked here and used by the callback itself. ``start_timeout_s`` and
+    ``end_timeout_s`` bound the waiting on MLflow (:class:`~mlflow_green.record.timeouts.RunTimeouts`).
     """
     check_name("quality_metric", quality_metric, example="val_accuracy")
     check_name("run_name", run_name, example="baseline-cnn")
@@ -44,4 +48,5 @@ def session_options(
         "budget": EnergyBudget(max_energy_kwh, max_emissions_kg),
         "log_report": log_report,
         "run_name": run_name,
+        "timeouts": RunTimeouts.resolve(start_timeout_s=start_timeout_s, end_timeout_s=end_timeout_s),
     }

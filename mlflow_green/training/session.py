@@ -36,6 +36,7 @@ from mlflow_green.measure.readings import Measurement, Snapshot
 from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
 from mlflow_green.record.runs import RunHandle
+from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.budget import EnergyBudget
 from mlflow_green.training.callback_options import session_options
 from mlflow_green.training.distributed import DistributedContext
@@ -84,6 +85,7 @@ class TrainingSession:
         budget: Energy / emissions limits; training stops before exceeding them.
         log_report: Write ``green/report.json`` at the end of each fit.
         run_name: Name of the run started when there is no active run.
+        timeouts: Bounds on waiting for MLflow at the start and the end of a fit.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class TrainingSession:
         budget: EnergyBudget | None = None,
         log_report: bool = True,
         run_name: str | None = None,
+        timeouts: RunTimeouts | None = None,
     ) -> None:
         self.framework = framework
         self.template = tracker
@@ -103,7 +106,7 @@ class TrainingSession:
         self.budget = budget or EnergyBudget()
         self.log_report = log_report
         self.dist = DistributedContext()  # the adapter fills it in distributed training
-        self.output = SessionRun(run_name)
+        self.output = SessionRun(run_name, timeouts)
         # across fits of one run
         self.carried = EMPTY
         self.ledger = PhaseLedger()

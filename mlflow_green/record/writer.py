@@ -1,0 +1,292 @@
+"""The background writer of one run: a queue sent in order by one thread, retried, refused writes set aside.
+
+:class:`~mlflow_green.record.recorder.RunRecorder` is its public face (``log_metrics``, ``close``...).
+Here: the entries (see :mod:`mlflow_green.record.ops`) are kept by a
+:class:`~mlflow_green.record.keeper.SpoolKeeper` before they are queued; one daemon thread sends
+them in order. A transient failure (connection, timeout, 5xx, 429) is retried after a pause of
+1 s doubling to ``MLFLOW_GREEN_RETRY_MAX_S`` (60 s), while training goes on; a write refused for
+good is set aside in ``rejected/`` with MLflow's message and the next ones go on; when the run's
+creation is refused, every write after it is set aside with that reason. Waiting on the thread
+is always bounded by the caller's timeout; the thread itself may wait on MLflow as long as MLflow
+does, in the background.
+
+One writer per run and process (:data:`LIVE`): a later fit of the same run in the same process
+shares it, so that its writes stay in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow_green.record.failures import describe, is_transient
+from mlflow_green.record.keeper import SpoolKeeper
+from mlflow_green.record.messages import WriteCounts
+from mlflow_green.record.ops import RunSpec, send
+from mlflow_green.record.spool import canonical_uri, default_spool_dir
+from mlflow_green.record.timeouts import RunTimeouts
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+logger = logging.getLogger(__name__)
+
+LIVE: dict[tuple[str, str], BackgroundWriter] = {}
+"""The live writers of this process, by (tracking URI, run id or creation token)."""
+LIVE_LOCK = threading.Lock()
+"""Guards :data:`LIVE`; never taken while holding a writer's own lock."""
+
+
+class BackgroundWriter:
+    """The queue and thread of one run's writes (see the module docstring). Use ``RunRecorder``."""
+
+    def __init__(
+        self,
+        client: MlflowClient | None = None,
+        run_id: str | None = None,
+        *,
+        tracking_uri: str | None = None,
+        spec: RunSpec | None = None,
+        owned: bool = False,
+        spool_dir: str | os.PathLike[str] | None = None,
+        timeouts: RunTimeouts | None = None,
+    ) -> None:
+        if run_id is None and spec is None:
+            raise ValueError("RunRecorder needs a run_id or a spec of the run to create")
+        self._client = client
+        self._client_lock = threading.Lock()
+        self.run_id = run_id
+        self.spec = spec
+        self.owned = owned
+        self.tracking_uri = canonical_uri(tracking_uri or tracking_uri_of(client))
+        self.timeouts = timeouts or RunTimeouts.resolve()
+        self.failures: list[str] = []
+        self.counts = WriteCounts()
+        self.creation_error: str | None = None
+        self.created_run: Run | None = None
+        self._cond = threading.Condition()
+        self._queue: deque[dict[str, Any]] = deque()
+        self._seq = 0
+        self._last_timestamp_ms = 0
+        self._refs = 1
+        self._closed = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self.keeper = SpoolKeeper(
+            Path(spool_dir) if spool_dir is not None else default_spool_dir(),
+            header=lambda: {"tracking_uri": self.tracking_uri, "run_id": self.run_id, "owned": self.owned,
+                            "token": self.spec.token if self.spec else None},
+            label=self.label,
+        )
+        if spec is not None and run_id is None:
+            self._submit({"op": "create", "run": spec.to_dict()})
+
+    @property
+    def client(self) -> MlflowClient:
+        """The client (made on first use, by the writer thread: making one can block on a database)."""
+        with self._client_lock:
+            if self._client is None:
+                from mlflow import MlflowClient
+
+                self._client = MlflowClient(self.tracking_uri or None)
+            return self._client
+
+    def acquire(self) -> BackgroundWriter:
+        """One more user of this writer (each needs its own :meth:`close`)."""
+        with self._cond:
+            self._refs = max(self._refs, 0) + 1
+            self._closed = False
+        return self
+
+    # -- waiting (bounded) --------------------------------------------------------------------
+    def wait_created(self, timeout_s: float) -> str | None:
+        """Wait at most ``timeout_s`` for the run to exist; its id, or None (creation still pending or refused)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self.run_id is None and self.creation_error is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return self.run_id
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every queued write was handled (sent or set aside); False if some are still pending."""
+        deadline = time.monotonic() + (self.timeouts.end_s if timeout_s is None else timeout_s)
+        with self._cond:
+            while self._queue:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def stop(self) -> None:
+        """Stop the background writer now, as if this process ended: what is not sent stays spooled (unlocked).
+
+        ``mlflow-green sync`` (or a later training) sends it. The writer starts again on the next write.
+        """
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=0.5)  # it may be inside one of MLflow's requests: never wait on that
+        self.keeper.release()
+        with LIVE_LOCK:
+            for key in [key for key, value in LIVE.items() if value is self]:
+                del LIVE[key]
+
+    def backlog(self) -> tuple[list[dict[str, Any]], set[int]]:
+        """The entries not handled yet, and the ``seq`` of those that are in no spool file (memory only)."""
+        with self._cond:
+            return list(self._queue), set(self.keeper.unspooled)
+
+    @property
+    def pending(self) -> int:
+        """Writes not yet handled."""
+        with self._cond:
+            return len(self._queue)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _submit(self, entry: dict[str, Any]) -> None:
+        with self._cond:
+            self._seq += 1
+            entry = {"seq": self._seq, "t_ms": int(time.time() * 1000), **entry}
+            self._stopped = False
+            self.keeper.keep(entry, backlog=self._queue)
+            self._queue.append(entry)
+            if entry["op"] != "create":
+                self.counts.submitted += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="mlflow-green-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        backoff_s = self.timeouts.retry_start_s
+        first_try = True
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed and not self._stopped:
+                    self._cond.wait(5.0)
+                if self._stopped:
+                    return
+                entry = self._queue[0] if self._queue else None
+            if entry is None:
+                self._finish()
+                return
+            self.keeper.sync_to_disk()
+            error = self._creation_failed_reason(entry)
+            if error is None:
+                try:
+                    sent = send(self.client, entry, self.run_id, first_try=first_try and entry["op"] == "create")
+                except Exception as exc:
+                    if entry["op"] == "create":
+                        first_try = False
+                    if is_transient(exc):
+                        self._transient(exc, backoff_s)
+                        with self._cond:
+                            self._cond.wait_for(lambda: self._stopped, timeout=backoff_s)
+                        backoff_s = min(backoff_s * 2, self.timeouts.retry_max_s)
+                        continue
+                    error = describe(exc)
+                else:
+                    backoff_s = self.timeouts.retry_start_s
+                    self.created_run = sent.run if sent.run is not None else self.created_run
+                    self._done(entry, sent.run_id)
+                    continue
+            self._set_aside(entry, error)
+
+    def _creation_failed_reason(self, entry: Mapping[str, Any]) -> str | None:
+        if self.creation_error is not None and entry["op"] != "create":
+            return f"the run could not be created: {self.creation_error}"
+        return None
+
+    def _transient(self, exc: BaseException, backoff_s: float) -> None:
+        message = describe(exc)
+        if not self.failures or self.failures[-1] != message:
+            logger.warning("mlflow-green: writing to %s failed (%s); retrying in %g s", self._label(), message, backoff_s)
+        self.failures.append(message)
+
+    def _done(self, entry: dict[str, Any], run_id: str) -> None:
+        if entry["op"] == "create":
+            with LIVE_LOCK:  # never taken while holding self._cond (open() takes them in this order)
+                LIVE.setdefault((self.tracking_uri, run_id), self)
+        with self._cond:
+            if entry["op"] == "create":
+                self.run_id = run_id
+            else:
+                self.counts.sent += 1
+        self._progress(entry, run_id if entry["op"] == "create" else None)
+
+    def _set_aside(self, entry: dict[str, Any], reason: str) -> None:
+        logger.warning("mlflow-green: the tracking server refused a write (%s) to %s: %s", entry["op"], self._label(), reason)
+        with self._cond:
+            if entry["op"] == "create":
+                self.creation_error = reason
+            else:
+                self.counts.rejected += 1
+                self.counts.reasons.append(reason)
+        kept = self.keeper.reject(entry, reason)
+        if kept is not None:
+            self.counts.rejected_file = kept
+        elif entry["op"] != "create":
+            self.counts.rejected_lost += 1
+        self._progress(entry)
+
+    def _progress(self, entry: dict[str, Any], run_id: str | None = None) -> None:
+        with self._cond:
+            self.keeper.done(entry["seq"], run_id)
+            if self._queue and self._queue[0] is entry:
+                self._queue.popleft()
+            self._cond.notify_all()
+
+    def _finish(self) -> None:
+        """Everything was handled and the writer was closed: delete the spool file."""
+        with self._cond:
+            problem = self.keeper.remove()
+        if problem:
+            self.counts.remove_problem = problem
+        with LIVE_LOCK:
+            for key in [key for key, value in LIVE.items() if value is self]:
+                del LIVE[key]
+
+    def _thread_alive_or_idle(self) -> bool:
+        return self._thread is None or self._thread.is_alive() or not self._closed
+
+    def _label(self) -> str:
+        if self.run_id:
+            return f"run {self.run_id}"
+        name = self.spec.run_name if self.spec and self.spec.run_name else None
+        return f"the new run {name!r}" if name else "the new run"
+
+    def label(self) -> str:
+        """The run as users know it: ``run <id>``, or the new run (not created yet)."""
+        return self._label()
+
+
+
+def tracking_uri_of(client: Any) -> str:
+    """The tracking URI of ``client`` (None: the current one)."""
+    uri = None
+    if client is not None:
+        uri = getattr(client, "tracking_uri", None) or getattr(getattr(client, "_tracking_client", None), "tracking_uri", None)
+    if isinstance(uri, str):
+        return uri
+    try:
+        import mlflow
+
+        return mlflow.get_tracking_uri()
+    except Exception:
+        return ""
+
+
+__all__ = ["LIVE", "BackgroundWriter", "tracking_uri_of"]
