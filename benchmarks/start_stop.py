@@ -34,13 +34,13 @@ import json, time
 w0, c0 = time.perf_counter(), time.process_time()
 import mlflow_green
 tracker = mlflow_green.EnergyTracker()
-w1 = time.perf_counter()
+w1, c1 = time.perf_counter(), time.process_time()
 tracker.start()
 tracker.stop()
 w2, c2 = time.perf_counter(), time.process_time()
 again = mlflow_green.EnergyTracker(); a0 = time.perf_counter(); again.start(); again.stop(); a1 = time.perf_counter()
-print(json.dumps({"total_s": w2 - w0, "cpu_s": c2 - c0, "start_stop_s": w2 - w1, "again_s": a1 - a0,
-                  "meters": tracker.meters_tag()}))
+print(json.dumps({"total_s": w2 - w0, "cpu_s": c2 - c0, "start_stop_s": w2 - w1, "start_stop_cpu_s": c2 - c1,
+                  "again_s": a1 - a0, "meters": tracker.meters_tag()}))
 """
 
 CODECARBON = """
@@ -48,11 +48,12 @@ import json, logging, time
 w0, c0 = time.perf_counter(), time.process_time()
 from codecarbon import OfflineEmissionsTracker
 tracker = OfflineEmissionsTracker(country_iso_code="FRA", save_to_file=False, log_level="error")
-w1 = time.perf_counter()
+w1, c1 = time.perf_counter(), time.process_time()
 tracker.start()
 tracker.stop()
 w2, c2 = time.perf_counter(), time.process_time()
-print(json.dumps({"total_s": w2 - w0, "cpu_s": c2 - c0, "start_stop_s": w2 - w1, "again_s": float("nan")}))
+print(json.dumps({"total_s": w2 - w0, "cpu_s": c2 - c0, "start_stop_s": w2 - w1, "start_stop_cpu_s": c2 - c1,
+                  "again_s": float("nan")}))
 """
 
 
@@ -97,19 +98,26 @@ def main() -> None:
     ratio_process = _median_ms(theirs, "process_s") / _median_ms(warm, "process_s")
     print(f"  ratio codecarbon / mlflow-green: warm {ratio_warm:.1f}x, cold {ratio_cold:.1f}x "
           f"(whole processes, warm: {ratio_process:.1f}x)")
-    print("first start→stop after the import (wall ms)")
-    print(f"  mlflow-green, cache warm   {_median_ms(warm, 'start_stop_s'):8.2f}   (a second tracker in the same "
-          f"process: {_median_ms(warm, 'again_s'):.2f})")
-    print(f"  mlflow-green, cache cold   {_median_ms(cold, 'start_stop_s'):8.2f}   (resolves CodeCarbon's model once)")
-    print(f"  codecarbon offline         {_median_ms(theirs, 'start_stop_s'):8.2f}")
-    total_ok = _median_ms(warm, "total_s") <= 50 and ratio_warm >= 30
-    start_ok = _median_ms(warm, "start_stop_s") <= 5
-    print(
-        "verdict (cache warm): import+start+stop ≤ 50 ms and ≥ 30x: "
-        + ("within budget" if total_ok else "OVER BUDGET")
-        + "; start→stop ≤ 5 ms: "
-        + ("within budget" if start_ok else "OVER BUDGET")
-    )
+    print("first start→stop after the import          wall ms    CPU ms")
+    print(f"  mlflow-green, cache warm               {_median_ms(warm, 'start_stop_s'):8.2f}  "
+          f"{_median_ms(warm, 'start_stop_cpu_s'):8.2f}   (a second tracker in the same process: "
+          f"{_median_ms(warm, 'again_s'):.2f} ms wall)")
+    print(f"  mlflow-green, cache cold               {_median_ms(cold, 'start_stop_s'):8.2f}  "
+          f"{_median_ms(cold, 'start_stop_cpu_s'):8.2f}   (resolves CodeCarbon's model once)")
+    print(f"  codecarbon offline                     {_median_ms(theirs, 'start_stop_s'):8.2f}  "
+          f"{_median_ms(theirs, 'start_stop_cpu_s'):8.2f}")
+    for clock, total_key, start_key in (("wall", "total_s", "start_stop_s"), ("CPU", "cpu_s", "start_stop_cpu_s")):
+        total_ok = _median_ms(warm, total_key) <= 50 and ratio_warm >= 30
+        start_ok = _median_ms(warm, start_key) <= 5
+        print(
+            f"verdict by {clock} time (cache warm): import+start+stop ≤ 50 ms and ≥ 30x: "
+            + ("within budget" if total_ok else "OVER BUDGET")
+            + "; start→stop ≤ 5 ms: "
+            + ("within budget" if start_ok else "OVER BUDGET")
+        )
+    if load > (os.cpu_count() or 1):
+        print(f"  note: load average {load:.1f} on {os.cpu_count()} CPUs — wall times include waiting for a CPU;"
+              " on an idle machine wall ≈ CPU")
 
 
 if __name__ == "__main__":

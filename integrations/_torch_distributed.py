@@ -11,12 +11,12 @@ Example::
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from mlflow_green.measure.host import host_id
 from mlflow_green.measure.readings import DeviceCounter
 from mlflow_green.training.distributed import DistributedContext
 
@@ -41,7 +41,7 @@ def distributed_context(*, world_size: int, is_logging_rank: bool) -> Distribute
     """The session's view of the ranks (hosts counted with one collective when there are several ranks)."""
     if world_size <= 1 or not process_group_ready():
         return DistributedContext(world_size=max(int(world_size), 1), is_logging_rank=is_logging_rank)
-    hosts = all_gather_objects(socket.gethostname())
+    hosts = all_gather_objects(host_id())  # hostname + machine id: two hosts named alike stay two
     return DistributedContext(
         world_size=int(world_size), hosts=len(set(hosts)), is_logging_rank=is_logging_rank,
         all_gather=all_gather_objects,

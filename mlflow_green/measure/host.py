@@ -16,8 +16,8 @@ Example:
 from __future__ import annotations
 
 import functools
+import os
 import re
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,11 +62,17 @@ def host_identity(hostname: str, machine: str) -> str:
 @functools.cache
 def host_id() -> str:
     """This host's identity, e.g. ``gpu-node/3d1219c7c4c5`` (cached for the process)."""
+    return host_identity(hostname(), machine_id())
+
+
+def hostname() -> str:
+    """This host's name, as ``socket.gethostname()`` gives it (``uname``: no socket import on the start path)."""
     try:
-        hostname = socket.gethostname()
-    except OSError:
-        hostname = ""
-    return host_identity(hostname, machine_id())
+        return os.uname().nodename
+    except (AttributeError, OSError):  # not POSIX
+        import socket
+
+        return socket.gethostname()
 
 
 def hostname_of(identity: str) -> str:
