@@ -9,6 +9,11 @@ disk: no output methods, no lock file, no API, a fixed country only to satisfy C
 (emissions are computed by mlflow-green's own carbon module from the energy, never taken from
 CodeCarbon).
 
+Under ``scope="process"`` (the default) CodeCarbon runs in its own ``tracking_mode="process"``:
+CPU billed by this process's and its children's CPU time, RAM by CodeCarbon's per-DIMM rule
+applied to their resident memory; those readings say ``scope="process"`` with shares
+``cpu-time`` / ``rss``. CodeCarbon bills GPUs whole in either mode (``scope="machine"``).
+
 CodeCarbon's own periodic measurement timer is paused after start; measurements are taken
 from this meter's ``poll()`` (the tracker's background thread) and at every ``read()``,
 serialised by a lock so no interval is counted twice. CodeCarbon's 1 Hz power monitor keeps
@@ -29,8 +34,9 @@ from typing import Any
 from mlflow_green import codecarbon_data
 from mlflow_green.errors import ConfigError, MeterError
 from mlflow_green.measure import hardware
+from mlflow_green.measure.attribution import Attribution
 from mlflow_green.measure.meters.base import Availability, Meter
-from mlflow_green.measure.readings import Component, DeviceCounter, Provenance
+from mlflow_green.measure.readings import Component, DeviceCounter, Provenance, share_label
 from mlflow_green.units import kwh_to_joules
 
 logger = logging.getLogger(__name__)
@@ -40,6 +46,8 @@ MIN_SAMPLE_INTERVAL_S = 1.0
 """CodeCarbon samples power once a second; measuring more often than that adds only cost."""
 
 _COUNTER_CPU_MODES = frozenset({"intel_rapl", "intel_power_gadget", "windows_emi"})
+PROCESS_SHARES: dict[Component, str] = {"cpu": "cpu-time", "ram": "rss"}
+"""What CodeCarbon's process mode apportions by (GPUs stay whole)."""
 _ENERGY_ATTRS: tuple[tuple[Component, str], ...] = (
     ("cpu", "_total_cpu_energy"),
     ("ram", "_total_ram_energy"),
@@ -75,6 +83,7 @@ class CodeCarbonMeter(Meter):
         self._lock = threading.Lock()
         self._tracker: Any = None
         self._components: dict[Component, Provenance] = {}
+        self.attribution = Attribution("machine")
         self.sample_interval_s = DEFAULT_SAMPLE_INTERVAL_S
         self.configure(sample_interval_s=sample_interval_s)
 
@@ -88,6 +97,18 @@ class CodeCarbonMeter(Meter):
             raise ConfigError(f"sample_interval_s must be > 0 seconds, got {sample_interval_s!r}")
         self.sample_interval_s = max(float(sample_interval_s), MIN_SAMPLE_INTERVAL_S)
         self.poll_interval_s = self.sample_interval_s
+
+    @property
+    def process_scope(self) -> bool:
+        """True when CodeCarbon runs in ``tracking_mode="process"`` (``scope="process"``)."""
+        return self.attribution.scope == "process"
+
+    def attribute(self, attribution: Attribution) -> None:
+        self.attribution = attribution
+
+    def label(self, component: Component, provenance: Provenance) -> str:
+        """``codecarbon``, or ``codecarbon*cpu-time`` / ``codecarbon*rss`` in CodeCarbon's process mode."""
+        return share_label(self.name, PROCESS_SHARES.get(component, "") if self.process_scope else "")
 
     def is_available(self) -> Availability:
         version = codecarbon_data.version()
@@ -116,7 +137,7 @@ class CodeCarbonMeter(Meter):
                 api_call_interval=-1,
                 allow_multiple_runs=True,  # no lock file in /tmp, no signal handlers
                 log_level="error",
-                tracking_mode="machine",
+                tracking_mode="process" if self.process_scope else "machine",
                 pue=1.0,
                 electricitymaps_api_token=None,
             )
@@ -190,6 +211,8 @@ class CodeCarbonMeter(Meter):
                     provenance=self._components[component],
                     meter=self.name,
                     label=self._label(component),
+                    scope="process" if self.process_scope and component in PROCESS_SHARES else "machine",
+                    share=PROCESS_SHARES.get(component, "") if self.process_scope else "",
                 )
                 for component, energy_j in totals_j.items()
             )

@@ -102,3 +102,24 @@ def test_importing_the_meter_does_not_import_codecarbon() -> None:
         "assert 'codecarbon' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_process_scope_runs_codecarbons_process_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow_green.measure.attribution import Attribution
+
+    monkeypatch.chdir(tmp_path)
+    meter = CodeCarbonMeter()
+    meter.attribute(Attribution("process"))
+    assert meter.label("cpu", "estimate") == "codecarbon*cpu-time" and meter.label("ram", "estimate") == "codecarbon*rss"
+    try:
+        meter.open(time.monotonic())
+        assert meter._tracker._tracking_mode == "process"
+        time.sleep(0.3)
+        counters = {c.component: c for c in meter.read(time.monotonic())}
+    finally:
+        meter.close()
+    assert (counters["cpu"].scope, counters["cpu"].share) == ("process", "cpu-time")
+    assert (counters["ram"].scope, counters["ram"].share) == ("process", "rss")
+    machine = CodeCarbonMeter()
+    machine.attribute(Attribution("machine"))
+    assert machine.label("cpu", "estimate") == "codecarbon"
