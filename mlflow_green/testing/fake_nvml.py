@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mlflow_green.testing import fake_nvml_errors as errors
@@ -45,63 +44,15 @@ from mlflow_green.testing.fake_nvml_errors import (
     NVMLError_NotSupported,
     NVMLError_Uninitialized,
 )
+from mlflow_green.testing.fake_nvml_types import (
+    DeviceAttributes,
+    Handle,
+    ProcessInfo,
+    ProcessUtilizationSample,
+    Utilization,
+)
 
 __all__ = ["FakeFault", "FakeGPU", "FakeMIG", "FakeNVML", "FakeProcess", "ManualClock", "NVMLError"]
-
-NVML_VALUE_NOT_AVAILABLE = 0xFFFFFFFF
-"""``gpuInstanceId`` / ``computeInstanceId`` of a process on a GPU that is not in MIG mode."""
-
-
-@dataclass(frozen=True)
-class _Handle:
-    index: int
-    mig: int | None = None
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    """One entry of a running-process list (``c_nvmlProcessInfo_v3_t`` as pynvml returns it)."""
-
-    pid: int
-    usedGpuMemory: int  # noqa: N815 - pynvml's field names
-    gpuInstanceId: int = NVML_VALUE_NOT_AVAILABLE  # noqa: N815
-    computeInstanceId: int = NVML_VALUE_NOT_AVAILABLE  # noqa: N815
-
-
-@dataclass(frozen=True)
-class ProcessUtilizationSample:
-    """One ``c_nvmlProcessUtilizationSample_t``: a process's utilisation at ``timeStamp`` (µs)."""
-
-    pid: int
-    timeStamp: int  # noqa: N815
-    smUtil: int  # noqa: N815
-    memUtil: int = 0  # noqa: N815
-    encUtil: int = 0  # noqa: N815
-    decUtil: int = 0  # noqa: N815
-
-
-@dataclass(frozen=True)
-class Utilization:
-    """``c_nvmlUtilization_t``: GPU and memory utilisation in percent."""
-
-    gpu: int
-    memory: int = 0
-
-
-@dataclass(frozen=True)
-class DeviceAttributes:
-    """``c_nvmlDeviceAttributes`` of a MIG device."""
-
-    multiprocessorCount: int  # noqa: N815
-    gpuInstanceSliceCount: int  # noqa: N815
-    computeInstanceSliceCount: int  # noqa: N815
-    memorySizeMB: int  # noqa: N815
-    sharedCopyEngineCount: int = 1  # noqa: N815
-    sharedDecoderCount: int = 1  # noqa: N815
-    sharedEncoderCount: int = 0  # noqa: N815
-    sharedJpegCount: int = 0  # noqa: N815
-    sharedOfaCount: int = 0  # noqa: N815
-
 
 class FakeNVML:
     """An object with the ``pynvml`` functions mlflow-green uses, over a list of fake GPUs.
@@ -160,10 +111,10 @@ class FakeNVML:
         if self.initialised <= 0:
             raise NVMLError_Uninitialized()
 
-    def _device(self, function: str, handle: _Handle) -> tuple[FakeGPU, FakeMIG | None]:
+    def _device(self, function: str, handle: Handle) -> tuple[FakeGPU, FakeMIG | None]:
         """The device behind ``handle``, raising its scripted faults for this call."""
         self._call(function)
-        if not isinstance(handle, _Handle) or not 0 <= handle.index < len(self.gpus):
+        if not isinstance(handle, Handle) or not 0 <= handle.index < len(self.gpus):
             raise NVMLError_InvalidArgument()
         gpu = self.gpus[handle.index]
         mig = None
@@ -179,7 +130,7 @@ class FakeNVML:
                 raise fault.exception()
         return gpu, mig
 
-    def _whole_gpu(self, function: str, handle: _Handle) -> FakeGPU:
+    def _whole_gpu(self, function: str, handle: Handle) -> FakeGPU:
         """A query NVML answers only for a physical GPU (MIG devices: Not Supported)."""
         gpu, mig = self._device(function, handle)
         if mig is not None:
@@ -201,55 +152,55 @@ class FakeNVML:
         self._call("nvmlDeviceGetCount")
         return len(self.gpus)
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> Handle:  # noqa: N802
         self._call("nvmlDeviceGetHandleByIndex")
         if not 0 <= index < len(self.gpus):
             raise NVMLError_InvalidArgument()
-        return _Handle(index)
+        return Handle(index)
 
-    def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> _Handle:  # noqa: N802
+    def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> Handle:  # noqa: N802
         self._call("nvmlDeviceGetHandleByUUID")
         text = uuid.decode() if isinstance(uuid, bytes) else uuid
         for i, gpu in enumerate(self.gpus):
             if gpu.uuid == text:
-                return _Handle(i)
+                return Handle(i)
             for j, mig in enumerate(gpu.mig_devices):
                 if mig.uuid == text:
-                    return _Handle(i, j)
+                    return Handle(i, j)
         raise NVMLError_NotFound()
 
     # -- identity --------------------------------------------------------------------------------
-    def nvmlDeviceGetUUID(self, handle: _Handle) -> str:  # noqa: N802
+    def nvmlDeviceGetUUID(self, handle: Handle) -> str:  # noqa: N802
         gpu, mig = self._device("nvmlDeviceGetUUID", handle)
         return mig.uuid if mig is not None else gpu.uuid
 
-    def nvmlDeviceGetName(self, handle: _Handle) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, handle: Handle) -> str:  # noqa: N802
         gpu, mig = self._device("nvmlDeviceGetName", handle)
         return mig.name if mig is not None else gpu.name
 
     # -- energy and power ------------------------------------------------------------------------
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Handle) -> int:  # noqa: N802
         """Millijoules since the driver loaded (refreshed every ``update_period_s``)."""
         gpu = self._whole_gpu("nvmlDeviceGetTotalEnergyConsumption", handle)
         if not gpu.has_energy_counter:
             raise NVMLError_NotSupported()
         return gpu.counter_mj(self.elapsed_s())
 
-    def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetPowerUsage(self, handle: Handle) -> int:  # noqa: N802
         """Milliwatts, as last refreshed."""
         gpu = self._whole_gpu("nvmlDeviceGetPowerUsage", handle)
         if not gpu.has_power_reading:
             raise NVMLError_NotSupported()
         return round(gpu.reported_power_w(self.elapsed_s()) * 1000)
 
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: Handle) -> int:  # noqa: N802
         """Milliwatts."""
         gpu = self._whole_gpu("nvmlDeviceGetEnforcedPowerLimit", handle)
         if gpu.power_limit_w is None:
             raise NVMLError_NotSupported()
         return round(gpu.power_limit_w * 1000)
 
-    def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> Utilization:  # noqa: N802
+    def nvmlDeviceGetUtilizationRates(self, handle: Handle) -> Utilization:  # noqa: N802
         gpu = self._whole_gpu("nvmlDeviceGetUtilizationRates", handle)
         if gpu.utilisation_pct is None or gpu.mig_devices:
             raise NVMLError_NotSupported()
@@ -268,15 +219,15 @@ class FakeNVML:
             if p.kind == kind and p.alive(t_s)
         ]
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[ProcessInfo]:  # noqa: N802
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: Handle) -> list[ProcessInfo]:  # noqa: N802
         gpu, mig = self._device("nvmlDeviceGetComputeRunningProcesses", handle)
         return self._processes(gpu, mig, "compute")
 
-    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: _Handle) -> list[ProcessInfo]:  # noqa: N802
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: Handle) -> list[ProcessInfo]:  # noqa: N802
         gpu, mig = self._device("nvmlDeviceGetGraphicsRunningProcesses", handle)
         return self._processes(gpu, mig, "graphics")
 
-    def nvmlDeviceGetProcessUtilization(self, handle: _Handle, timeStamp: int) -> list[ProcessUtilizationSample]:  # noqa: N802, N803
+    def nvmlDeviceGetProcessUtilization(self, handle: Handle, timeStamp: int) -> list[ProcessUtilizationSample]:  # noqa: N802, N803
         """The latest per-process sample newer than ``timeStamp`` (µs); NotFound when there is none."""
         gpu = self._whole_gpu("nvmlDeviceGetProcessUtilization", handle)
         if not gpu.process_utilisation or gpu.mig_devices:
@@ -294,48 +245,48 @@ class FakeNVML:
         return samples
 
     # -- MIG -------------------------------------------------------------------------------------
-    def nvmlDeviceGetMigMode(self, handle: _Handle) -> list[int]:  # noqa: N802
+    def nvmlDeviceGetMigMode(self, handle: Handle) -> list[int]:  # noqa: N802
         gpu = self._whole_gpu("nvmlDeviceGetMigMode", handle)
         if not (gpu.mig_capable or gpu.mig_devices):
             raise NVMLError_NotSupported()
         mode = 1 if gpu.mig_devices else 0
         return [mode, mode]
 
-    def nvmlDeviceGetMaxMigDeviceCount(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: Handle) -> int:  # noqa: N802
         gpu = self._whole_gpu("nvmlDeviceGetMaxMigDeviceCount", handle)
         return gpu.max_mig_devices if (gpu.mig_capable or gpu.mig_devices) else 0
 
-    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: _Handle, index: int) -> _Handle:  # noqa: N802
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: Handle, index: int) -> Handle:  # noqa: N802
         gpu = self._whole_gpu("nvmlDeviceGetMigDeviceHandleByIndex", handle)
         if not gpu.mig_devices:
             raise NVMLError_InvalidArgument()
         if not 0 <= index < len(gpu.mig_devices):
             raise NVMLError_NotFound()
-        return _Handle(handle.index, index)
+        return Handle(handle.index, index)
 
-    def nvmlDeviceIsMigDeviceHandle(self, handle: _Handle) -> bool:  # noqa: N802
+    def nvmlDeviceIsMigDeviceHandle(self, handle: Handle) -> bool:  # noqa: N802
         self._device("nvmlDeviceIsMigDeviceHandle", handle)
         return handle.mig is not None
 
-    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: _Handle) -> _Handle:  # noqa: N802
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: Handle) -> Handle:  # noqa: N802
         _, mig = self._device("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", handle)
         if mig is None:
             raise NVMLError_InvalidArgument()
-        return _Handle(handle.index)
+        return Handle(handle.index)
 
-    def _mig(self, function: str, handle: _Handle) -> FakeMIG:
+    def _mig(self, function: str, handle: Handle) -> FakeMIG:
         _, mig = self._device(function, handle)
         if mig is None:
             raise NVMLError_NotSupported()
         return mig
 
-    def nvmlDeviceGetGpuInstanceId(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetGpuInstanceId(self, handle: Handle) -> int:  # noqa: N802
         return self._mig("nvmlDeviceGetGpuInstanceId", handle).gpu_instance_id
 
-    def nvmlDeviceGetComputeInstanceId(self, handle: _Handle) -> int:  # noqa: N802
+    def nvmlDeviceGetComputeInstanceId(self, handle: Handle) -> int:  # noqa: N802
         return self._mig("nvmlDeviceGetComputeInstanceId", handle).compute_instance_id
 
-    def nvmlDeviceGetAttributes(self, handle: _Handle) -> DeviceAttributes:  # noqa: N802
+    def nvmlDeviceGetAttributes(self, handle: Handle) -> DeviceAttributes:  # noqa: N802
         """Engine counts of a MIG device (NVML answers it for MIG device handles only)."""
         mig = self._mig("nvmlDeviceGetAttributes", handle)
         return DeviceAttributes(

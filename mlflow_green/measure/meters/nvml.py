@@ -41,16 +41,14 @@ from mlflow_green.errors import ConfigError, MeterError
 from mlflow_green.measure import hardware
 from mlflow_green.measure.attribution import Attribution
 from mlflow_green.measure.meters.base import Availability, Meter
-from mlflow_green.measure.meters.nvml_billing import TargetBilling, normalise_uuid, observe
-from mlflow_green.measure.meters.nvml_energy import PROBE_INTERVAL_S, GpuEnergy
+from mlflow_green.measure.meters.nvml_devices import OpenGpus
+from mlflow_green.measure.meters.nvml_energy import GpuEnergy
 from mlflow_green.measure.meters.nvml_inventory import Target, describe_error, enumerate_gpus, visible_targets
 from mlflow_green.measure.readings import Component, DeviceCounter, Provenance, weakest_provenance
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.1
-PIDS_TTL_S = 1.0
-"""How long the process tree's PIDs are reused before being listed again."""
 MISSING_PACKAGE_REASON = "NVML: the nvidia-ml-py package is not installed — pip install 'mlflow-green[nvml]'"
 NO_GPU_REASON = "NVML: no NVIDIA GPU visible"
 _HOW = {"counter": "energy counter", "sampled": "sampled power", "estimate": "estimated", "none": "unreadable"}
@@ -101,14 +99,8 @@ class NvmlMeter(Meter):
         self._lock = threading.Lock()
         self._attribution = Attribution("machine")
         self._explicit_attribution = False
-        self._bills: list[TargetBilling] = []
-        self._sources: list[GpuEnergy] = []
-        self._notes: list[str] = []
-        self._faults: list[str] = []
-        self._next_sample_s: dict[int, float] = {}
-        self._pids: tuple[float, frozenset[int]] = (float("-inf"), frozenset())
-        self._opened = False
-        self._ours_seen = False
+        self._gpus: OpenGpus | None = None
+        self._last: OpenGpus | None = None
         self._initialised = False
         self.sample_interval_s = DEFAULT_SAMPLE_INTERVAL_S
         self.configure(sample_interval_s=sample_interval_s)
@@ -122,6 +114,8 @@ class NvmlMeter(Meter):
         if not sample_interval_s > 0:
             raise ConfigError(f"sample_interval_s must be > 0 seconds, got {sample_interval_s!r}")
         self.sample_interval_s = float(sample_interval_s)
+        if getattr(self, "_gpus", None) is not None:
+            self._gpus.sample_interval_s = self.sample_interval_s  # type: ignore[union-attr]
 
     def attribute(self, attribution: Attribution) -> None:
         self._attribution = attribution
@@ -135,13 +129,8 @@ class NvmlMeter(Meter):
     @property
     def poll_interval_s(self) -> float | None:  # type: ignore[override]
         """The thread's period now: fast while learning update periods, else only while needed."""
-        if any(s.probing for s in self._sources):
-            return PROBE_INTERVAL_S
-        if any(s.needs_sampling for s in self._sources):
-            return self.sample_interval_s
-        if any(b.billed and b.shared and b.util_supported for b in self._bills):
-            return self.sample_interval_s
-        return None
+        gpus = self._gpus
+        return gpus.poll_interval_s if gpus is not None else None
 
     # -- NVML access -----------------------------------------------------------------------------
     def _module(self) -> Any:
@@ -221,159 +210,42 @@ class NvmlMeter(Meter):
         if not targets:
             self.close()
             raise MeterError(self._no_gpu_reason(notes))
-        sources: dict[int, GpuEnergy] = {}
-        bills = []
-        for target in targets:
-            source = sources.get(target.gpu.index)
-            if source is None:
-                source = sources[target.gpu.index] = GpuEnergy(nvml, target.gpu.handle, target.gpu.uuid, now_s)
-            bills.append(TargetBilling(target, source))
-        unreadable = [b for b in bills if b.source.mode == "none"]
-        for bill in unreadable:
-            bill.reason = "answers neither its energy counter, its power, nor its power limit: it cannot be measured"
-            self._fault(f"GPU {bill.target.uuid} {bill.reason}")
-        if len(unreadable) == len(bills):
+        gpus = OpenGpus.of(nvml, targets, self._attribution, now_s=now_s, sample_interval_s=self.sample_interval_s)
+        if not gpus.readable:
             self.close()
-            raise MeterError("NVML: " + "; ".join(f"GPU {b.target.uuid} {b.reason}" for b in bills))
-        if self.scope == "machine":
-            for bill in bills:
-                if bill.source.mode != "none":
-                    bill.bill_whole(now_s, "scope=machine: every visible device is billed whole")
+            raise MeterError("NVML: " + "; ".join(gpus.take_faults()))
+        gpus.notes = notes
         with self._lock:
-            self._bills, self._sources, self._notes = bills, list(sources.values()), notes
-            self._next_sample_s = {id(s): now_s + self.sample_interval_s for s in self._sources}
-            self._opened = True
-
-    def _our_pids(self, now_s: float) -> frozenset[int]:
-        seen_s, pids = self._pids
-        if now_s - seen_s >= PIDS_TTL_S or not pids:
-            pids = self._attribution.processes.pids()
-            self._pids = (now_s, pids)
-        return pids
-
-    def _hinted(self) -> set[str]:
-        """Normalised UUIDs of the devices the framework says it uses (asked only when needed)."""
-        ask = self._attribution.framework_gpus
-        if ask is None:
-            return set()
-        try:
-            return {normalise_uuid(str(u)) for u in ask() if u}
-        except Exception as exc:
-            logger.debug("NVML: the framework could not say which GPUs it uses: %s", exc)
-            return set()
+            self._gpus = self._last = gpus
 
     def poll(self, now_s: float) -> None:
         """From the thread: learn update periods, sample power, sample shares of shared GPUs."""
         with self._lock:
-            if not self._opened:
-                return
-            nvml = self._module()
-            updated: set[int] = set()
-            for source in self._sources:
-                source.probe(now_s)
-                shared = any(b.source is source and b.billed and b.shared and b.util_supported for b in self._bills)
-                due_s = self._next_sample_s[id(source)]
-                if (source.needs_sampling or shared) and now_s >= due_s - 0.5 * self.sample_interval_s:
-                    # on a fixed grid: a thread that wakes a little late or early keeps the rate
-                    self._next_sample_s[id(source)] = max(due_s + self.sample_interval_s, now_s)
-                    source.update(now_s, from_thread=True)
-                    updated.add(id(source))
-            for bill in self._bills:
-                if id(bill.source) in updated:
-                    if bill.billed and bill.shared and bill.util_supported:
-                        bill.poll_share(nvml, self._our_pids(now_s))
-                    bill.step(now_s)
+            if self._gpus is not None:
+                self._gpus.poll(now_s)
 
     def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
         with self._lock:
-            if not self._opened:
+            if self._gpus is None:
                 raise MeterError("NVML: read() before open()")
-            nvml = self._module()
-            for source in self._sources:
-                source.update(now_s)
-            for bill in self._bills:
-                bill.step(now_s)
-            if self.scope == "process":
-                self._observe(nvml, now_s)
-            return tuple(self._reading(b, now_s) for b in self._bills if b.billed)
-
-    def _observe(self, nvml: Any, now_s: float) -> None:
-        """Who holds a context on each device now; bill the ones this training uses."""
-        pids = self._our_pids(now_s)
-        seen = {id(b): observe(nvml, b.target.handle, pids) for b in self._bills if b.source.mode != "none"}
-        self._ours_seen = self._ours_seen or any(s.ours for s in seen.values())
-        fallback = not self._ours_seen  # NVML's PIDs never matched ours (yet): a container?
-        hints = self._hinted() if fallback and any(not b.billed for b in self._bills) else set()
-        for bill in self._bills:
-            if id(bill) in seen:
-                hinted = normalise_uuid(bill.target.uuid) in hints
-                bill.apply(now_s, seen[id(bill)], nvml, hinted=hinted, fallback=fallback, framework_named=bool(hints))
-
-    def _reading(self, bill: TargetBilling, now_s: float) -> DeviceCounter:
-        energy_j, estimated_j = bill.energy_j(now_s)
-        source = bill.source
-        notes = [source.failing, source.model if source.mode == "estimate" else "", bill.target.fraction_how]
-        if bill.bases & {"framework-device", "unattributed", "shared-whole"}:
-            notes.append(bill.reason)
-        return DeviceCounter(
-            device_id=bill.target.device_id,
-            component="gpu",
-            energy_j=energy_j,
-            provenance=source.provenance,
-            meter=self.name,
-            label=bill.target.name,
-            note="; ".join(n for n in notes if n),
-            scope=self.scope,  # type: ignore[arg-type]
-            share=bill.share_label,
-            estimated_j=estimated_j,
-        )
+            return self._gpus.read(now_s)
 
     def update_periods_s(self) -> dict[str, float]:
-        """The learnt counter update period of each billed device (known after the first second or two)."""
+        """The learnt counter update period of each device (known after the first second or two)."""
         with self._lock:
-            return {
-                b.target.device_id: b.source.update_period_s
-                for b in self._bills
-                if b.source.mode == "counter" and b.source.update_period_s
-            }
+            return self._gpus.update_periods_s() if self._gpus is not None else {}
 
     def take_faults(self) -> list[str]:
         """Device faults (failures, counter resets) since the last call."""
         with self._lock:
-            for source in self._sources:
-                self._faults.extend(source.faults)
-                source.faults.clear()
-            faults, self._faults = self._faults, []
-            return faults
-
-    def _fault(self, text: str) -> None:
-        logger.warning("NVML: %s", text)
-        self._faults.append(text)
+            return self._gpus.take_faults() if self._gpus is not None else []
 
     def report(self) -> dict[str, Any]:
         """Every visible device, billed or not and why, how it was measured, for report.json."""
-        with self._lock:
-            return {
-                "scope": self.scope,
-                "cuda_visible_devices": self._cuda_visible_devices(),
-                "notes": list(self._notes),
-                "devices": [
-                    {
-                        "device_id": b.target.device_id,
-                        "name": b.target.name,
-                        "billed": b.billed,
-                        "reason": b.reason,
-                        "share": b.share_label,
-                        "fraction_of_gpu": b.target.fraction,
-                        **({"fraction_how": b.target.fraction_how} if b.target.fraction_how else {}),
-                        "measured_by": b.source.mode,
-                        **({"model": b.source.model} if b.source.model else {}),
-                        "update_period_s": b.source.update_period_s,
-                        "events": list(b.source.events),
-                    }
-                    for b in self._bills
-                ],
-            }
+        with self._lock:  # still readable after close()
+            if self._last is None:
+                return {}
+            return {"cuda_visible_devices": self._cuda_visible_devices(), **self._last.report()}
 
     def label(self, component: Component, provenance: Provenance) -> str:
         """``nvml-counter``, ``nvml-sampled`` or ``nvml-estimate``, as in ``gpu:nvml-counter``."""
@@ -381,7 +253,7 @@ class NvmlMeter(Meter):
 
     def close(self) -> None:
         with self._lock:
-            self._opened = False
+            self._gpus = None
         if self._initialised:
             self._initialised = False
             try:

@@ -43,8 +43,8 @@ Mode = Literal["counter", "sampled", "estimate", "none"]
 
 PROBE_INTERVAL_S = 0.005
 """How often the counter is read while its update period is being learnt."""
-PROBE_CHANGES = 6
-"""Counter changes to observe (5 intervals; their median is the period)."""
+PROBE_CHANGES = 8
+"""Counter changes to observe (7 intervals: the mean of the typical ones is the period)."""
 PROBE_BUDGET_S = 2.0
 """Give up learning the period after this long (a counter that hardly moves)."""
 RETRY_INTERVAL_S = 1.0
@@ -252,4 +252,6 @@ class GpuEnergy:
 
                 median_s = statistics.median(intervals)
                 typical = [i for i in intervals if 0.5 * median_s <= i <= 1.5 * median_s]
-                self.update_period_s = max(statistics.fmean(typical), PROBE_INTERVAL_S)
+                # known no better than the probe's own period: rounded to it (NVML's are round numbers)
+                steps = max(round(statistics.fmean(typical) / PROBE_INTERVAL_S), 1)
+                self.update_period_s = steps * PROBE_INTERVAL_S
