@@ -4,6 +4,7 @@ Example:
     $ mlflow-green rank -e green-digits-keras --metric test_accuracy
     $ mlflow-green rank -e 1 -e 2 --top 5 --measured-only --format markdown
     $ mlflow-green rank -m digits-cnn --format json
+    $ mlflow-green rank -e green-digits-keras --metric test_accuracy --by inference
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import click
 
 from mlflow_green import formatting as fmt
 from mlflow_green.errors import GreenError
-from mlflow_green.ranking import RankedRow, Ranking, rank
+from mlflow_green.ranking import BY_VALUES, RankedRow, Ranking, rank
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -28,8 +29,10 @@ CSV_COLUMNS = (
     "quality_metric", "quality", "energy_kwh", "emissions_kg", "accuracy_per_kwh", "pareto", "estimated",
     "compression", "model_params", "model_params_unique", "model_sparsity", "model_weight_bits", "model_size_bytes",
     "gate", "gate_reasons", "reason", "status",
+    "energy_per_prediction_j", "accuracy_per_j", "latency_ms", "latency_p95_ms", "throughput_per_s",
+    "inference_batch_size", "inference_run_id",
 )
-"""CSV columns: raw values in the schema's units (kWh, kg), one line per leaderboard row."""
+"""CSV columns: raw values in the schema's units (kWh, kg, J, ms), one line per leaderboard row."""
 
 
 @click.command("rank")
@@ -42,6 +45,8 @@ CSV_COLUMNS = (
               help="MLflow search filter for the runs, e.g. \"params.epochs = '8'\".")
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="N", help="Show the first N rows only.")
 @click.option("--measured-only", is_flag=True, help="Leave out runs whose energy is an estimate.")
+@click.option("--by", type=click.Choice(BY_VALUES), default="training", show_default=True,
+              help="training: quality per kWh; inference: quality per joule per prediction (green evaluator).")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--tracking-uri", default=None, metavar="URI",
               help="Tracking server or store (default: MLFLOW_TRACKING_URI, else MLflow's default).")
@@ -52,10 +57,11 @@ def rank_command(
     filter_string: str | None,
     top: int | None,
     measured_only: bool,
+    by: str,
     output_format: str,
     tracking_uri: str | None,
 ) -> None:
-    """Rank runs (or a registered model's versions) by quality per kWh.
+    """Rank runs (or a registered model's versions) by quality per kWh, or per joule per prediction (--by inference).
 
     Runs without energy, with zero energy or without the quality metric are listed after the
     ranked ones, with the reason. Ties share a rank (1, 1, 3). Exits 0, or 2 when the request
@@ -69,7 +75,7 @@ def rank_command(
 
     try:
         ranking = rank(list(experiments) or None, model=model, metric=metric, filter_string=filter_string,
-                       measured_only=measured_only, tracking_uri=tracking_uri)
+                       measured_only=measured_only, tracking_uri=tracking_uri, by=by)
     except GreenError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
@@ -113,8 +119,40 @@ def _columns(ranking: Ranking) -> list[tuple[str, Callable[[RankedRow], str], bo
     columns.append(("run", lambda r: r.run_name, False))
     if len(ranking.experiments) > 1:
         columns.append(("experiment", lambda r: names.get(r.experiment_id, r.experiment_id), False))
-    columns += [
-        (quality_header, lambda r: _quality(r, len(metrics) > 1), True),
+    if ranking.by == "inference":
+        columns += _inference_columns(quality_header, len(metrics) > 1)
+    else:
+        columns += _training_columns(quality_header, len(metrics) > 1)
+    if ranking.model_name is not None:
+        columns.append(("gate", lambda r: r.gate or "—", False))
+    if any(not r.ranked for r in ranking.rows):
+        columns.append(("not ranked because", lambda r: r.reason or "", False))
+    return columns
+
+
+def _inference_columns(quality_header: str, mixed: bool) -> list[tuple[str, Callable[[RankedRow], str], bool]]:
+    return [
+        (quality_header, lambda r: _quality(r, mixed), True),
+        ("J/prediction", lambda r: fmt.energy_j(r.energy_per_prediction_j), True),
+        ("per J/prediction", lambda r: fmt.ratio(r.accuracy_per_j), True),
+        ("latency p50", lambda r: _ms(r.latency_ms), True),
+        ("p95", lambda r: _ms(r.latency_p95_ms), True),
+        ("predictions/s", lambda r: fmt.ratio(r.throughput_per_s), True),
+        ("batch", lambda r: "" if r.inference_batch_size is None else str(r.inference_batch_size), True),
+        ("pareto", lambda r: "*" if r.pareto else "", False),
+        ("energy source", lambda r: "" if r.energy_per_prediction_j is None else "estimated" if r.estimated
+         else "measured", False),
+        ("compression", lambda r: r.compression.summary, False),
+    ]
+
+
+def _ms(value: float | None) -> str:
+    return fmt.MISSING if value is None else f"{fmt.significant(value)} ms"
+
+
+def _training_columns(quality_header: str, mixed: bool) -> list[tuple[str, Callable[[RankedRow], str], bool]]:
+    return [
+        (quality_header, lambda r: _quality(r, mixed), True),
         ("energy", lambda r: fmt.energy_kwh(r.energy_kwh), True),
         ("emissions", lambda r: fmt.emissions_kg(r.emissions_kg), True),
         ("per kWh", lambda r: fmt.ratio(r.accuracy_per_kwh), True),
@@ -122,11 +160,6 @@ def _columns(ranking: Ranking) -> list[tuple[str, Callable[[RankedRow], str], bo
         ("energy source", lambda r: "" if r.energy_kwh is None else "estimated" if r.estimated else "measured", False),
         ("compression", lambda r: r.compression.summary, False),
     ]
-    if ranking.model_name is not None:
-        columns.append(("gate", lambda r: r.gate or "—", False))
-    if any(not r.ranked for r in ranking.rows):
-        columns.append(("not ranked because", lambda r: r.reason or "", False))
-    return columns
 
 
 def _quality(row: RankedRow, mixed: bool) -> str:
@@ -144,11 +177,15 @@ def _title(ranking: Ranking) -> str:
     )
     metric = ranking.metric or "each run's green.quality_metric"
     notes = [f"quality: {metric}", "ties share a rank", "* = Pareto frontier"]
+    if ranking.by == "inference" and len(ranking.batch_sizes) > 1:
+        sizes = ", ".join(str(b) for b in ranking.batch_sizes)
+        notes.append(f"WARNING: measured at different batch sizes ({sizes}), not comparable")
     if ranking.measured_only:
         notes.append("measured energy only")
     if ranking.filter_string:
         notes.append(f"filter: {ranking.filter_string}")
-    return f"{subject}, ranked by quality per kWh ({'; '.join(notes)})"
+    per = "joule per prediction (inference)" if ranking.by == "inference" else "kWh"
+    return f"{subject}, ranked by quality per {per} ({'; '.join(notes)})"
 
 
 def _table(ranking: Ranking) -> str:
@@ -197,6 +234,10 @@ def _csv(ranking: Ranking) -> str:
             "model_sparsity": _raw(c.sparsity), "model_weight_bits": _raw(c.weight_bits),
             "model_size_bytes": _raw(c.size_bytes), "gate": row.gate, "gate_reasons": row.gate_reasons,
             "reason": row.reason, "status": row.status,
+            "energy_per_prediction_j": _raw(row.energy_per_prediction_j), "accuracy_per_j": _raw(row.accuracy_per_j),
+            "latency_ms": _raw(row.latency_ms), "latency_p95_ms": _raw(row.latency_p95_ms),
+            "throughput_per_s": _raw(row.throughput_per_s), "inference_batch_size": row.inference_batch_size,
+            "inference_run_id": row.inference_run_id,
         })
     return buffer.getvalue()
 

@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.errors import ArgumentTypeError, SignatureError
+from mlflow_green.gates.inference_rules import INFERENCE_RULES
 from mlflow_green.gates.policy import Policy, canonical_stage, load_policy
 from mlflow_green.gates.registry import ClientRegistry, Registry, gather_evidence
 from mlflow_green.gates.result import GateResult
@@ -104,6 +105,7 @@ def check_version(
         target_stage=stage_name,
         with_incumbent=rules.beat_current_by_percent is not None,
         trusted_keys=trusted_keys if rules.require_signed else None,
+        with_inference=any(key in INFERENCE_RULES for key in rules.checks()),
     )
     results = () if evidence.prompt else evaluate(rules, evidence)
     result = GateResult(

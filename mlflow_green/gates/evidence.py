@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from mlflow_green.gates.inference_evidence import InferenceEvidence
     from mlflow_green.record.signing import Verification
 
 
@@ -67,6 +68,8 @@ class Evidence:
             sets ``require_signed``; None otherwise).
         prompt: The version is a prompt version of a prompt (MLflow's prompt registry), by what
             the registry says (:mod:`mlflow_green.gates.prompts`): not a model, not gated.
+        inference: The version's inference measurement (its ``green.inference_run`` evaluation),
+            read only when the policy has an inference rule; None otherwise.
     """
 
     run_id: str | None
@@ -79,3 +82,4 @@ class Evidence:
     version_tags: Mapping[str, str] = field(default_factory=dict)
     signature: Verification | None = None
     prompt: bool = False
+    inference: InferenceEvidence | None = None

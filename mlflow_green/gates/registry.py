@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mlflow_green.gates.artifacts import read_run_artifact
 from mlflow_green.gates.evidence import Evidence, Incumbent
 from mlflow_green.gates.holders import parse_holder
+from mlflow_green.gates.inference_evidence import find_inference
 from mlflow_green.gates.prompts import is_prompt_version, looks_like_prompt
 from mlflow_green.record import schema
 from mlflow_green.record.signing import TrustedKeys, verify
@@ -243,6 +244,7 @@ def gather_evidence(
     target_stage: str | None = None,
     with_incumbent: bool = False,
     trusted_keys: TrustedKeys | None = None,
+    with_inference: bool = False,
 ) -> Evidence:
     """Everything the rules need about ``name`` version ``version``.
 
@@ -257,6 +259,8 @@ def gather_evidence(
             ``beat_current_by_percent``).
         trusted_keys: Verify the run's signature against these keys (only when the policy has
             ``require_signed``; reads two artifacts).
+        with_inference: Also read the version's inference evaluation (``green.inference_run``;
+            one extra run read, only when the policy has an inference rule).
 
     Raises:
         mlflow.exceptions.MlflowException: The model or version does not exist, or the store failed.
@@ -286,6 +290,12 @@ def gather_evidence(
     signature = None
     if trusted_keys is not None and run is not None:
         signature = verify(run.info.run_id, metrics, tags, lambda path: registry.read_artifact(run, path), trusted_keys)
+    inference = None
+    if with_inference:
+        inference = find_inference(
+            name, str(model_version.version), common["version_tags"], model_version.run_id or None, metrics, tags,
+            read_run=lambda run_id: _read_run(registry, run_id, None)[0],
+        )
     return Evidence(
         run_id=model_version.run_id or None,
         metrics=metrics,
@@ -294,5 +304,6 @@ def gather_evidence(
         target=target,
         incumbent=incumbent,
         signature=signature,
+        inference=inference,
         **common,
     )

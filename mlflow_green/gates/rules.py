@@ -26,6 +26,11 @@ from typing import Any, Literal
 
 from mlflow_green.errors import ArgumentTypeError
 from mlflow_green.gates.evidence import Evidence, Incumbent
+from mlflow_green.gates.inference_rules import (
+    max_inference_energy_per_prediction_j,
+    max_inference_latency_ms,
+    require_inference_measurement,
+)
 from mlflow_green.gates.outcome import RuleResult
 from mlflow_green.gates.rule_checks import (
     beat_current_by_percent,
@@ -63,6 +68,9 @@ class Rules:
     min_accuracy_per_kwh: float | None = None
     max_energy_per_sample_predict_j: float | None = None
     require_inference_energy: bool | None = None
+    max_inference_energy_per_prediction_j: float | None = None
+    max_inference_latency_ms: float | None = None
+    require_inference_measurement: bool | None = None
     max_model_size_bytes: float | None = None
     min_sparsity: float | None = None
     measured_only: bool | None = None
@@ -129,6 +137,28 @@ RULE_SPECS: Mapping[str, RuleSpec] = MappingProxyType(
                 "",
                 "fail max_energy_per_sample_predict_j when inference energy is not logged",
                 None,
+            ),
+            RuleSpec(
+                "max_inference_energy_per_prediction_j",
+                "number",
+                "J",
+                "maximum inference energy per prediction (green/inference_energy_per_prediction_j of the "
+                "version's green.inference_run evaluation)",
+                max_inference_energy_per_prediction_j,
+            ),
+            RuleSpec(
+                "max_inference_latency_ms",
+                "number",
+                "ms",
+                "maximum median latency of one call (green/inference_latency_ms of the version's evaluation)",
+                max_inference_latency_ms,
+            ),
+            RuleSpec(
+                "require_inference_measurement",
+                "bool",
+                "",
+                "the version has a green evaluation (green.inference_run); measured, not estimated, with measured_only",
+                require_inference_measurement,
             ),
             RuleSpec("max_model_size_bytes", "number", "bytes", "maximum model size (green/model_size_bytes)", max_model_size_bytes),
             RuleSpec("min_sparsity", "fraction", "", "minimum fraction of zero weights, 0..1 (green/model_sparsity)", min_sparsity),

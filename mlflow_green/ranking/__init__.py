@@ -17,6 +17,12 @@ Rules:
   as accurate and at most as costly, and strictly better in one of the two.
 - ``measured_only`` drops the runs whose energy is an estimate (``green.estimated=true``)
   before ranking, so ranks and the frontier are those of the measured runs.
+- ``by="inference"`` ranks by quality per **joule per prediction** instead: the cost is the
+  latest ``green/inference_energy_per_prediction_j`` (the headline batch size) of each run's
+  evaluation — the run named by its registered version's ``green.inference_run`` tag, else the
+  run itself — with the same ties, frontier (quality versus J/prediction) and reasons; an
+  evaluation run joined to its training run is not listed twice; ``measured_only`` reads
+  ``green.inference_estimated``. See :mod:`mlflow_green.ranking.inference_score`.
 
 Example:
     >>> from mlflow_green.ranking import RunRecord, rank_records
@@ -33,6 +39,8 @@ Example:
 Layout (everything public is importable from ``mlflow_green.ranking``):
 
 - :mod:`~mlflow_green.ranking.core`: the values, scoring, ties and Pareto flags (no MLflow);
+- :mod:`~mlflow_green.ranking.inference_score` and :mod:`~mlflow_green.ranking.evaluations`:
+  scoring by inference, and joining runs to their evaluations (no MLflow);
 - :mod:`~mlflow_green.ranking.sql`: the fast path reading SQL tracking stores directly;
 - :mod:`~mlflow_green.ranking.stores`: ranking on store objects, and the view's look-ups;
 - :mod:`~mlflow_green.ranking.client`: the ``MlflowClient`` fallback and the remote ``/green/api``;
@@ -46,6 +54,7 @@ import logging
 from mlflow_green.ranking.api import rank, rank_client
 from mlflow_green.ranking.client import API_PATH, _ClientRegistry, _ClientTracking
 from mlflow_green.ranking.core import (
+    BY_VALUES,
     TIE_REL_TOL,
     Compression,
     RankedRow,
@@ -67,6 +76,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "API_PATH",
+    "BY_VALUES",
     "TIE_REL_TOL",
     "Compression",
     "RankedRow",

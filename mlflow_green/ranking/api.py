@@ -19,7 +19,7 @@ from mlflow_green.ranking.client import (
     _registry_store,
     _tracking_store,
 )
-from mlflow_green.ranking.core import Ranking, gc_paused
+from mlflow_green.ranking.core import Ranking, check_by, gc_paused
 from mlflow_green.ranking.stores import rank_stores
 
 if TYPE_CHECKING:
@@ -35,8 +35,10 @@ def rank(
     measured_only: bool = False,
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
+    by: str = "training",
 ) -> Ranking:
-    """Rank the runs of experiments, or the versions of a registered model, by quality per kWh.
+    """Rank the runs of experiments, or the versions of a registered model, by quality per kWh
+    (``by="training"``) or by quality per joule per prediction (``by="inference"``).
 
     Against a local sqlite (or other SQL) store, reads only the columns it needs; against a
     remote ``mlflow server --app-name green``, asks the server's ``/green/api``; against any
@@ -50,28 +52,37 @@ def rank(
         measured_only: Leave out runs whose energy is an estimate.
         tracking_uri: Default: the current tracking URI.
         registry_uri: Default: the current registry URI.
+        by: ``training``: quality ÷ ``green/energy_kwh``; ``inference``: quality ÷
+            ``green/inference_energy_per_prediction_j`` of each run's evaluation (the run itself,
+            or the run its registered version's ``green.inference_run`` names), with the Pareto
+            frontier of quality versus joules per prediction and the latency columns.
 
     Returns:
         The :class:`Ranking`.
 
     Raises:
         NotFoundError: An experiment or model does not exist (the message lists close matches).
-        RankRequestError: Neither or both of experiments and model, or an invalid filter.
+        RankRequestError: Neither or both of experiments and model, an invalid filter, or an unknown ``by``.
 
     Example::
 
         ranking = mlflow_green.rank("green-digits-keras", metric="test_accuracy")
         for row in ranking.ranked:
             print(row.rank, row.run_name, row.accuracy_per_kwh, "*" if row.pareto else "")
+
+        by_inference = mlflow_green.rank("green-digits-keras", metric="test_accuracy", by="inference")
+        for row in by_inference.ranked:
+            print(row.rank, row.run_name, row.energy_per_prediction_j, row.latency_ms, row.accuracy_per_j)
     """
     from mlflow import MlflowClient
 
     refs = _check_request(experiments, model, filter_string)
+    check_by(by)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     tracking = _tracking_store(client)
     if _is_rest_store(tracking):
         with gc_paused():
-            remote = _rank_via_api(tracking, refs, model, metric, filter_string, measured_only)
+            remote = _rank_via_api(tracking, refs, model, metric, filter_string, measured_only, by)
         if remote is not None:
             return remote
     return rank_stores(
@@ -82,6 +93,7 @@ def rank(
         metric=metric,
         filter_string=filter_string,
         measured_only=measured_only,
+        by=by,
     )
 
 
@@ -93,12 +105,14 @@ def rank_client(
     metric: str | None = None,
     filter_string: str | None = None,
     measured_only: bool = False,
+    by: str = "training",
 ) -> Ranking:
     """:func:`rank` through an ``MlflowClient``'s public API only (any store or server)."""
     refs = _check_request(experiments, model, filter_string)
     return rank_stores(
         _ClientTracking(client), _ClientRegistry(client),
         experiments=refs, model=model, metric=metric, filter_string=filter_string, measured_only=measured_only,
+        by=by,
     )
 
 

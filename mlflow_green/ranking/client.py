@@ -94,7 +94,7 @@ _API_UNAVAILABLE: set[str] = set()
 
 def _rank_via_api(
     store: Any, refs: Sequence[str], model: str | None, metric: str | None, filter_string: str | None,
-    measured_only: bool,
+    measured_only: bool, by: str = "training",
 ) -> Ranking | None:
     """Ask ``mlflow server --app-name green``; ``None`` when the server has no green app."""
     from urllib.parse import quote
@@ -107,6 +107,8 @@ def _rank_via_api(
     params: dict[str, Any] = {"measured_only": "true" if measured_only else "false"}
     if metric:
         params["metric"] = metric
+    if by != "training":  # left out for training, so that servers without ``by`` still answer
+        params["by"] = by
     if model is not None:
         endpoint = f"{API_PATH}/models/{quote(model, safe='')}/rank"
     else:

@@ -17,10 +17,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from mlflow_green.ranking.inference_score import InferenceFigures, inference_figures
 from mlflow_green.record import schema
 
 if TYPE_CHECKING:
     import pandas
+
+BY_VALUES: tuple[str, ...] = ("training", "inference")
+"""What a leaderboard ranks by: quality per kWh of training, or quality per joule per prediction."""
 
 TIE_REL_TOL = 1e-9
 """Relative tolerance under which two accuracies per kWh tie (share a rank)."""
@@ -131,6 +135,9 @@ class RunRecord:
         model_aliases: The version's aliases, e.g. ``("champion",)``.
         version_tags: The version's tags (``green.gate``, ``green.gate.reasons``).
         missing: Why the run's data is unavailable (e.g. a version without a source run).
+        evaluation: The run holding this run's inference figures when another run does (the one
+            its registered version's ``green.inference_run`` names); None: the run itself.
+        evaluation_missing: Why that evaluation could not be read (e.g. the run was deleted).
 
     Example:
         >>> RunRecord("0a1b", "baseline", "1", {"green/energy_kwh": 0.01, "val_accuracy": 0.9},
@@ -150,6 +157,8 @@ class RunRecord:
     model_aliases: tuple[str, ...] = ()
     version_tags: Mapping[str, str] = field(default_factory=dict)
     missing: str | None = None
+    evaluation: RunRecord | None = None
+    evaluation_missing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,16 @@ class RankedRow:
         model_aliases: Aliases of that version.
         gate: The version's ``green.gate`` tag (``passed``/``failed``), if any.
         gate_reasons: The version's ``green.gate.reasons`` tag, if any.
+        energy_per_prediction_j: Inference energy per prediction at the headline batch size
+            (``green/inference_energy_per_prediction_j``), from the run's evaluation.
+        accuracy_per_j: Quality ÷ joules per prediction (ranking by inference; ``None`` otherwise).
+        latency_ms: Median time of one call at the headline batch size.
+        latency_p95_ms: Its 95th percentile.
+        throughput_per_s: Predictions per second at the headline batch size.
+        inference_batch_size: The headline batch size of the evaluation.
+        inference_run_id: The run the inference figures come from (the run itself or its evaluation).
+
+    In a ranking by inference, ``estimated`` and ``pareto`` are those of the inference energy.
 
     Example:
         >>> row = RankedRow(rank=1, run_id="0a1b", run_name="baseline", experiment_id="1",
@@ -206,6 +225,13 @@ class RankedRow:
     model_aliases: tuple[str, ...] = ()
     gate: str | None = None
     gate_reasons: str | None = None
+    energy_per_prediction_j: float | None = None
+    accuracy_per_j: float | None = None
+    latency_ms: float | None = None
+    latency_p95_ms: float | None = None
+    throughput_per_s: float | None = None
+    inference_batch_size: int | None = None
+    inference_run_id: str | None = None
 
     @property
     def ranked(self) -> bool:
@@ -235,6 +261,13 @@ class RankedRow:
             "model_aliases": list(self.model_aliases),
             "gate": self.gate,
             "gate_reasons": self.gate_reasons,
+            "energy_per_prediction_j": _finite(self.energy_per_prediction_j),
+            "accuracy_per_j": _finite(self.accuracy_per_j),
+            "latency_ms": _finite(self.latency_ms),
+            "latency_p95_ms": _finite(self.latency_p95_ms),
+            "throughput_per_s": _finite(self.throughput_per_s),
+            "inference_batch_size": self.inference_batch_size,
+            "inference_run_id": self.inference_run_id,
         }
 
     @classmethod
@@ -260,6 +293,7 @@ class Ranking:
         model_name: The registered model ranked (``None`` for experiments).
         measured_only: Estimated runs were left out.
         filter_string: The MLflow filter applied to the runs.
+        by: ``training`` (quality per kWh) or ``inference`` (quality per joule per prediction).
 
     Example:
         >>> ranking = Ranking(rows=(RankedRow(1, "0a1b", "baseline", "1", accuracy_per_kwh=90.0),
@@ -274,6 +308,7 @@ class Ranking:
     model_name: str | None = None
     measured_only: bool = False
     filter_string: str | None = None
+    by: str = "training"
 
     @property
     def ranked(self) -> list[RankedRow]:
@@ -288,7 +323,16 @@ class Ranking:
     @property
     def pareto(self) -> list[RankedRow]:
         """Rows on the Pareto frontier, cheapest first."""
-        return sorted((r for r in self.rows if r.pareto), key=lambda r: (r.energy_kwh or 0.0, -(r.quality or 0.0)))
+        return sorted((r for r in self.rows if r.pareto), key=lambda r: (self.cost(r) or 0.0, -(r.quality or 0.0)))
+
+    def cost(self, row: RankedRow) -> float | None:
+        """What this ranking divides quality by: ``energy_kwh``, or ``energy_per_prediction_j`` by inference."""
+        return row.energy_per_prediction_j if self.by == "inference" else row.energy_kwh
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The headline batch sizes of the ranked rows (by inference): more than one means unlike figures."""
+        return tuple(sorted({r.inference_batch_size for r in self.ranked if r.inference_batch_size is not None}))
 
     def head(self, n: int) -> Ranking:
         """The first ``n`` rows (ranked rows come first)."""
@@ -304,6 +348,7 @@ class Ranking:
         """JSON-ready dict (the ``/green/api/rank`` response)."""
         ranked = self.ranked
         return {
+            "by": self.by,
             "metric": self.metric,
             "experiments": [{"id": i, "name": n} for i, n in self.experiments],
             "model_name": self.model_name,
@@ -315,6 +360,7 @@ class Ranking:
                 "unranked": len(self.rows) - len(ranked),
                 "pareto": sum(1 for r in ranked if r.pareto),
             },
+            "batch_sizes": list(self.batch_sizes),
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -332,6 +378,7 @@ class Ranking:
             model_name=data.get("model_name"),
             measured_only=bool(data.get("measured_only")),
             filter_string=data.get("filter"),
+            by=data.get("by") or "training",
         )
 
     def to_pandas(self) -> pandas.DataFrame:
@@ -361,7 +408,7 @@ def _flat_columns() -> Iterator[str]:
 
 
 def rank_records(
-    records: Iterable[RunRecord], *, metric: str | None = None, measured_only: bool = False
+    records: Iterable[RunRecord], *, metric: str | None = None, measured_only: bool = False, by: str = "training"
 ) -> tuple[RankedRow, ...]:
     """Rank runs by quality per kWh: ranked rows best first, then unranked rows with a reason.
 
@@ -369,6 +416,8 @@ def rank_records(
         records: The runs (or model versions' source runs).
         metric: Quality metric for every run (default: each run's ``green.quality_metric`` tag).
         measured_only: Leave out runs whose energy is an estimate.
+        by: ``training`` (quality per kWh) or ``inference`` (quality per joule per prediction, from
+            each run's evaluation; see :mod:`mlflow_green.ranking.inference_score`).
 
     Returns:
         The rows; see the module docstring for the rules.
@@ -376,8 +425,9 @@ def rank_records(
     metric = _metric_key(metric)
     ranked: list[_Scored] = []
     unranked: list[_Scored] = []
+    score = _score_inference if check_by(by) == "inference" else _score
     for record in records:
-        scored = _score(record, metric)
+        scored = score(record, metric)
         if measured_only and scored.estimated:
             continue
         (unranked if scored.reason else ranked).append(scored)
@@ -405,8 +455,11 @@ class _Scored:
     per_kwh: float
     estimated: bool
     reason: str | None
+    inference: InferenceFigures | None = None
 
     def row(self, rank: int | None, pareto: bool) -> RankedRow:
+        if self.inference is not None:
+            return self._inference_row(rank, pareto, self.inference)
         record = self.record
         metrics = record.metrics
         return RankedRow(
@@ -431,6 +484,40 @@ class _Scored:
             gate=record.version_tags.get(schema.TAG_GATE),
             gate_reasons=record.version_tags.get(schema.TAG_GATE_REASONS),
         )
+
+
+    def _inference_row(self, rank: int | None, pareto: bool, figures: InferenceFigures) -> RankedRow:
+        record = self.record
+        metrics = record.metrics
+        values = figures.values
+        return RankedRow(
+            rank=rank, run_id=record.run_id, run_name=record.run_name, experiment_id=record.experiment_id,
+            quality_metric=self.quality_metric, quality=self.quality, energy_kwh=metrics.get(schema.ENERGY_KWH),
+            emissions_kg=metrics.get(schema.EMISSIONS_KG), estimated=self.estimated, pareto=pareto,
+            compression=Compression.from_run(metrics, record.tags), reason=self.reason, status=record.status,
+            start_time_ms=record.start_time_ms, model_name=record.model_name, model_version=record.model_version,
+            model_aliases=record.model_aliases, gate=record.version_tags.get(schema.TAG_GATE),
+            gate_reasons=record.version_tags.get(schema.TAG_GATE_REASONS),
+            energy_per_prediction_j=figures.cost_j, accuracy_per_j=None if self.reason else self.per_kwh,
+            latency_ms=values.get("latency_ms"), latency_p95_ms=values.get("latency_p95_ms"),
+            throughput_per_s=values.get("throughput_per_s"), inference_batch_size=values.get("batch_size"),
+            inference_run_id=figures.source_run_id,
+        )
+
+
+def check_by(by: str) -> str:
+    """``by`` if it is one of :data:`BY_VALUES`, else a :class:`~mlflow_green.errors.RankRequestError`."""
+    if by not in BY_VALUES:
+        from mlflow_green.errors import RankRequestError
+
+        raise RankRequestError(f"by must be one of {', '.join(BY_VALUES)}, got {by!r}")
+    return by
+
+
+def _score_inference(record: RunRecord, metric: str | None) -> _Scored:
+    figures = inference_figures(record, metric)
+    return _Scored(record, figures.quality_metric, figures.quality, figures.cost_j, figures.per_j,
+                   figures.estimated, figures.reason, figures)
 
 
 def _score(record: RunRecord, metric: str | None) -> _Scored:

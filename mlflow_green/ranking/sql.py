@@ -25,6 +25,7 @@ _COMPRESSION_KEYS = (
     schema.MODEL_SIZE_BYTES,
 )
 _RUN_TAG_KEYS = (schema.TAG_QUALITY_METRIC, schema.TAG_ESTIMATED, schema.TAG_COMPRESSION)
+_INFERENCE_TAG_KEYS = (schema.TAG_INFERENCE_ESTIMATED, schema.TAG_INFERENCE_BATCH_SIZE)
 
 
 class _SqlPathUnavailable(Exception):
@@ -42,8 +43,10 @@ def _sql_records(
     run_ids: Sequence[str] | None = None,
     metric: str | None = None,
     filter_string: str | None = None,
+    inference: bool = False,
 ) -> list[RunRecord]:
-    """Read only the needed columns: the runs, four tags and eight latest metrics per run.
+    """Read only the needed columns: the runs, four tags and eight latest metrics per run
+    (with ``inference``, also the inference figures and their two tags).
 
     SQLAlchemy Core on the session's connection (no ORM objects). Tags and metrics are joined
     runs-first, so each run's rows are read together through the ``run_uuid`` indexes.
@@ -83,11 +86,12 @@ def _sql_records(
             tag_query = (
                 select(tags_t.c.run_uuid, tags_t.c.key, tags_t.c.value)
                 .select_from(selected.join(tags_t, tags_t.c.run_uuid == selected.c.run_uuid))
-                .where(_unindexed(tags_t.c.key, sqlite).in_((*_RUN_TAG_KEYS, MLFLOW_RUN_NAME)))
+                .where(_unindexed(tags_t.c.key, sqlite).in_(
+                    (*_RUN_TAG_KEYS, MLFLOW_RUN_NAME, *(_INFERENCE_TAG_KEYS if inference else ()))))
             )
             for run_uuid, key, value in conn.execute(tag_query).all():
                 tags.setdefault(run_uuid, {})[key] = value
-            metric_keys = {*_ENERGY_KEYS, *_COMPRESSION_KEYS}
+            metric_keys = {*_ENERGY_KEYS, *_COMPRESSION_KEYS, *(schema.INFERENCE_METRICS if inference else ())}
             if metric:
                 metric_keys.add(metric)
             else:

@@ -16,7 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 from mlflow_green.errors import NotFoundError, RankRequestError
-from mlflow_green.ranking.core import Ranking, RunRecord, _metric_key, gc_paused, rank_records
+from mlflow_green.ranking.core import Ranking, RunRecord, _metric_key, check_by, gc_paused, rank_records
+from mlflow_green.ranking.evaluations import attach_evaluations
 from mlflow_green.ranking.sql import (
     _is_sql_store,
     _request_error,
@@ -42,6 +43,7 @@ def rank_stores(
     metric: str | None = None,
     filter_string: str | None = None,
     measured_only: bool = False,
+    by: str = "training",
 ) -> Ranking:
     """:func:`rank` on MLflow store objects (what the server uses, in-process).
 
@@ -53,25 +55,32 @@ def rank_stores(
         metric: Quality metric (default: each run's ``green.quality_metric``).
         filter_string: MLflow search filter for the runs.
         measured_only: Leave out estimated runs.
+        by: ``training`` (quality per kWh) or ``inference`` (quality per joule per prediction).
     """
+    check_by(by)
     with gc_paused():
-        return _rank_stores(tracking, registry, experiments, model, metric, filter_string, measured_only)
+        return _rank_stores(tracking, registry, experiments, model, metric, filter_string, measured_only, by)
 
 
 def _rank_stores(tracking: Any, registry: Any, experiments: Sequence[str], model: str | None, metric: str | None,
-                 filter_string: str | None, measured_only: bool) -> Ranking:
+                 filter_string: str | None, measured_only: bool, by: str) -> Ranking:
     metric = _metric_key(metric)
+    inference = by == "inference"
     if model is not None:
-        records, model_name = _model_records(tracking, registry, model, metric)
-        rows = rank_records(records, metric=metric, measured_only=measured_only)
-        return Ranking(rows=rows, metric=metric, model_name=model_name, measured_only=measured_only)
+        records, model_name = _model_records(tracking, registry, model, metric, inference)
+        if inference:
+            records = attach_evaluations(records, lambda ids: _records_by_run_id(tracking, ids, metric, True))
+        rows = rank_records(records, metric=metric, measured_only=measured_only, by=by)
+        return Ranking(rows=rows, metric=metric, model_name=model_name, measured_only=measured_only, by=by)
     resolved = resolve_experiments(tracking, experiments)
     ids = [experiment_id for experiment_id, _ in resolved]
-    records = _run_records(tracking, ids, metric, filter_string)
+    records = _run_records(tracking, ids, metric, filter_string, inference)
     records = _attach_registered_versions(records, registry)
-    rows = rank_records(records, metric=metric, measured_only=measured_only)
+    if inference:
+        records = attach_evaluations(records, lambda ids: _records_by_run_id(tracking, ids, metric, True))
+    rows = rank_records(records, metric=metric, measured_only=measured_only, by=by)
     return Ranking(rows=rows, metric=metric, experiments=tuple(resolved), measured_only=measured_only,
-                   filter_string=filter_string or None)
+                   filter_string=filter_string or None, by=by)
 
 
 def resolve_experiments(tracking: Any, refs: Sequence[str]) -> list[tuple[str, str]]:
@@ -156,11 +165,13 @@ def list_models(registry: Any) -> list[dict[str, Any]]:
 
 
 def _run_records(
-    tracking: Any, experiment_ids: Sequence[str], metric: str | None, filter_string: str | None
+    tracking: Any, experiment_ids: Sequence[str], metric: str | None, filter_string: str | None,
+    inference: bool = False,
 ) -> list[RunRecord]:
     if _is_sql_store(tracking):
         try:
-            return _sql_records(tracking, experiment_ids=experiment_ids, metric=metric, filter_string=filter_string)
+            return _sql_records(tracking, experiment_ids=experiment_ids, metric=metric, filter_string=filter_string,
+                                inference=inference)
         except _SqlPathUnavailable as exc:
             logger.info("mlflow-green: SQL fast path unavailable (%s); using the store's search API", exc)
     return _search_records(tracking, experiment_ids, filter_string)
@@ -204,7 +215,8 @@ def _record_from_run(run: Any) -> RunRecord:
 # --- registered models -----------------------------------------------------------------------
 
 
-def _model_records(tracking: Any, registry: Any, name: str, metric: str | None) -> tuple[list[RunRecord], str]:
+def _model_records(tracking: Any, registry: Any, name: str, metric: str | None,
+                   inference: bool = False) -> tuple[list[RunRecord], str]:
     from mlflow.exceptions import MlflowException
 
     if registry is None:
@@ -222,7 +234,7 @@ def _model_records(tracking: Any, registry: Any, name: str, metric: str | None) 
     for alias, version in (getattr(registered, "aliases", None) or {}).items():
         aliases_by_version.setdefault(str(version), []).append(alias)
     run_ids = {v.run_id for v in versions if v.run_id}
-    runs = _records_by_run_id(tracking, run_ids, metric)
+    runs = _records_by_run_id(tracking, run_ids, metric, inference)
     records = []
     for version in versions:
         source = runs.get(version.run_id) if version.run_id else None
@@ -257,7 +269,8 @@ def _model_versions(registry: Any, name: str) -> list[Any]:
             return versions
 
 
-def _records_by_run_id(tracking: Any, run_ids: Iterable[str], metric: str | None) -> dict[str, RunRecord]:
+def _records_by_run_id(tracking: Any, run_ids: Iterable[str], metric: str | None,
+                       inference: bool = False) -> dict[str, RunRecord]:
     from mlflow.exceptions import MlflowException
 
     run_ids = sorted(set(run_ids))
@@ -265,7 +278,7 @@ def _records_by_run_id(tracking: Any, run_ids: Iterable[str], metric: str | None
         return {}
     if _is_sql_store(tracking):
         try:
-            return {r.run_id: r for r in _sql_records(tracking, run_ids=run_ids, metric=metric)}
+            return {r.run_id: r for r in _sql_records(tracking, run_ids=run_ids, metric=metric, inference=inference)}
         except _SqlPathUnavailable as exc:
             logger.info("mlflow-green: SQL fast path unavailable (%s)", exc)
     records = {}

@@ -8,12 +8,12 @@ API (every response is JSON; errors are ``{"error": ..., "type": ...}`` with a 4
 
 - ``GET /green/api/``: name, version and endpoints.
 - ``GET /green/api/experiments``: active experiments, most recently updated first.
-- ``GET /green/api/rank?experiment_ids=1,2&metric=val_accuracy&measured_only=true&filter=...``:
+- ``GET /green/api/rank?experiment_ids=1,2&metric=val_accuracy&measured_only=true&filter=...&by=training``:
   the leaderboard (:meth:`mlflow_green.ranking.Ranking.to_dict`); ``experiment=NAME`` (repeatable)
-  takes names or ids instead.
+  takes names or ids instead; ``by=inference`` ranks by quality per joule per prediction.
 - ``GET /green/api/metrics?experiment_ids=1,2``: metric keys those runs logged (quality-metric candidates).
 - ``GET /green/api/models``: registered models.
-- ``GET /green/api/models/<name>/rank?metric=...&measured_only=...``: a model's versions, ranked.
+- ``GET /green/api/models/<name>/rank?metric=...&measured_only=...&by=...``: a model's versions, ranked.
 
 Example::
 
@@ -37,7 +37,7 @@ from werkzeug.datastructures import MultiDict
 
 from mlflow_green._version import __version__
 from mlflow_green.errors import GreenError, NotFoundError, RankRequestError
-from mlflow_green.ranking import gc_paused, list_experiments, list_metric_keys, list_models, rank_stores
+from mlflow_green.ranking import BY_VALUES, gc_paused, list_experiments, list_metric_keys, list_models, rank_stores
 
 logger = logging.getLogger(__name__)
 
@@ -176,10 +176,11 @@ def _rank(stores: Stores) -> Response:
             metric=_metric(args),
             filter_string=_text(args, "filter", _MAX_FILTER_CHARS),
             measured_only=_boolean(args, "measured_only"),
+            by=_by(args),
         )
         return ranking.to_dict()
 
-    return _answer(run, allowed=("experiment_ids", "experiment", "metric", "measured_only", "filter"))
+    return _answer(run, allowed=("experiment_ids", "experiment", "metric", "measured_only", "filter", "by"))
 
 
 def _model_rank(stores: Stores, name: str) -> Response:
@@ -187,10 +188,10 @@ def _model_rank(stores: Stores, name: str) -> Response:
         model = _names([name], "model name")[0]
         tracking, registry = stores()
         ranking = rank_stores(tracking, registry, model=model, metric=_metric(args),
-                              measured_only=_boolean(args, "measured_only"))
+                              measured_only=_boolean(args, "measured_only"), by=_by(args))
         return ranking.to_dict()
 
-    return _answer(run, allowed=("metric", "measured_only"))
+    return _answer(run, allowed=("metric", "measured_only", "by"))
 
 
 def _answer(run: Callable[[MultiDict[str, str]], Mapping[str, Any]], *, allowed: Iterable[str]) -> Response:
@@ -278,6 +279,14 @@ def _text(args: MultiDict[str, str], key: str, max_chars: int) -> str | None:
     if len(value) > max_chars:
         raise RankRequestError(f"{key} is longer than {max_chars} characters.")
     return value or None
+
+
+def _by(args: MultiDict[str, str]) -> str:
+    """``by``: ``training`` (default) or ``inference``."""
+    value = (_text(args, "by", 20) or "training").lower()
+    if value not in BY_VALUES:
+        raise RankRequestError(f"by must be one of {', '.join(BY_VALUES)}, got {value!r}.")
+    return value
 
 
 def _boolean(args: MultiDict[str, str], key: str) -> bool:

@@ -143,6 +143,18 @@
     return span;
   }
 
+  function perPredictionCell(row) {
+    const j = row.energy_per_prediction_j;
+    const title = isNum(j) ? j + " J per prediction" + (row.inference_batch_size ? " at batch size " + row.inference_batch_size : "") : null;
+    const span = el("span", { title }, F.energyJ(j));
+    if (row.estimated && isNum(j)) span.append(" ", el("abbr", { class: "badge estimated", title: "estimated inference energy (green.inference_estimated=true)", text: "est." }));
+    return span;
+  }
+
+  function msCell(x) {
+    return isNum(x) ? F.significant(x, 3) + " ms" : "—";
+  }
+
   function paretoCell(row) {
     return row.pareto ? el("span", { class: "badge pareto", title: "on the Pareto frontier", text: "frontier" }) : "";
   }
@@ -161,14 +173,29 @@
     return el("span", { class: "badge gate-" + kind, text: row.gate });
   }
 
+  /** Columns of one ranking mode (data.by): training (quality per kWh) or inference (per J/prediction). */
+  const TRAINING_COLUMNS = [
+    { key: "energy_kwh", mode: "training", label: "Energy", numeric: true, value: (r) => r.energy_kwh, cell: energyCell },
+    { key: "emissions_kg", mode: "training", label: "Emissions", numeric: true, value: (r) => r.emissions_kg, cell: (r) => fmtMass(r.emissions_kg) },
+    { key: "accuracy_per_kwh", mode: "training", label: "Quality per kWh", numeric: true, first: "descending", value: (r) => r.accuracy_per_kwh, cell: (r) => fmtPerKwh(r.accuracy_per_kwh) },
+  ];
+
+  const INFERENCE_COLUMNS = [
+    { key: "energy_per_prediction_j", mode: "inference", label: "J/prediction", numeric: true, value: (r) => r.energy_per_prediction_j, cell: perPredictionCell },
+    { key: "accuracy_per_j", mode: "inference", label: "Quality per J/prediction", numeric: true, first: "descending", value: (r) => r.accuracy_per_j, cell: (r) => fmtPerKwh(r.accuracy_per_j) },
+    { key: "latency_ms", mode: "inference", label: "Latency p50", numeric: true, value: (r) => r.latency_ms, cell: (r) => msCell(r.latency_ms) },
+    { key: "latency_p95_ms", mode: "inference", label: "p95", numeric: true, value: (r) => r.latency_p95_ms, cell: (r) => msCell(r.latency_p95_ms) },
+    { key: "throughput_per_s", mode: "inference", label: "Predictions/s", numeric: true, first: "descending", value: (r) => r.throughput_per_s, cell: (r) => fmtPerKwh(r.throughput_per_s) },
+    { key: "inference_batch_size", mode: "inference", label: "Batch", numeric: true, value: (r) => r.inference_batch_size, cell: (r) => (r.inference_batch_size == null ? "—" : String(r.inference_batch_size)) },
+  ];
+
   const RUN_COLUMNS = [
     { key: "rank", label: "Rank", numeric: true, value: (r) => r.rank, cell: (r) => (r.rank == null ? "—" : String(r.rank)) },
     { key: "run_name", label: "Run", value: (r) => r.run_name.toLowerCase(), cell: runLink },
     { key: "experiment", label: "Experiment", show: (rows, data) => data.experiments.length > 1, value: (r) => experimentName(r.experiment_id).toLowerCase(), cell: (r) => experimentName(r.experiment_id) },
     { key: "quality", label: "Quality", numeric: true, first: "descending", value: (r) => r.quality, cell: qualityCell },
-    { key: "energy_kwh", label: "Energy", numeric: true, value: (r) => r.energy_kwh, cell: energyCell },
-    { key: "emissions_kg", label: "Emissions", numeric: true, value: (r) => r.emissions_kg, cell: (r) => fmtMass(r.emissions_kg) },
-    { key: "accuracy_per_kwh", label: "Quality per kWh", numeric: true, first: "descending", value: (r) => r.accuracy_per_kwh, cell: (r) => fmtPerKwh(r.accuracy_per_kwh) },
+    ...TRAINING_COLUMNS,
+    ...INFERENCE_COLUMNS,
     { key: "pareto", label: "Pareto", first: "descending", value: (r) => (r.rank == null ? null : r.pareto ? 1 : 0), cell: paretoCell },
     { key: "compression", label: "Compression", value: (r) => r.compression.summary || null, cell: (r) => r.compression.summary || "—" },
     { key: "model", label: "Registered", show: (rows) => rows.some((r) => r.model_name), value: (r) => (r.model_name ? r.model_name.toLowerCase() + " " + String(r.model_version).padStart(8, "0") : null), cell: (r) => versionLink(r, false) },
@@ -180,9 +207,8 @@
     { key: "aliases", label: "Aliases", value: (r) => (r.model_aliases.length ? r.model_aliases.join(",") : null), cell: aliasesCell },
     { key: "run_name", label: "Run", value: (r) => r.run_name.toLowerCase(), cell: runLink },
     { key: "quality", label: "Quality", numeric: true, first: "descending", value: (r) => r.quality, cell: qualityCell },
-    { key: "energy_kwh", label: "Energy", numeric: true, value: (r) => r.energy_kwh, cell: energyCell },
-    { key: "emissions_kg", label: "Emissions", numeric: true, value: (r) => r.emissions_kg, cell: (r) => fmtMass(r.emissions_kg) },
-    { key: "accuracy_per_kwh", label: "Quality per kWh", numeric: true, first: "descending", value: (r) => r.accuracy_per_kwh, cell: (r) => fmtPerKwh(r.accuracy_per_kwh) },
+    ...TRAINING_COLUMNS,
+    ...INFERENCE_COLUMNS,
     { key: "rank", label: "Rank", numeric: true, value: (r) => r.rank, cell: (r) => (r.rank == null ? "—" : String(r.rank)) },
     { key: "pareto", label: "Pareto", first: "descending", value: (r) => (r.rank == null ? null : r.pareto ? 1 : 0), cell: paretoCell },
     { key: "gate", label: "Gate", value: (r) => r.gate, cell: gateCell },
@@ -215,7 +241,8 @@
   /** Render a sortable table of the columns that apply to these rows (``show``). */
   function renderTable(table, allColumns, data, sort, onSort) {
     const rows = data ? data.rows : [];
-    const columns = allColumns.filter((c) => !c.show || (data && c.show(rows, data)));
+    const by = data && data.by === "inference" ? "inference" : "training";
+    const columns = allColumns.filter((c) => (!c.mode || c.mode === by) && (!c.show || (data && c.show(rows, data))));
     const thead = table.tHead;
     const tbody = table.tBodies[0];
     clear(thead);
@@ -285,20 +312,28 @@
     return ticks;
   }
 
-  /** Quality against energy, the Pareto frontier as a step line; rows === null: nothing loaded yet. */
-  function drawPlot(svg, rows, hrefFor, labelFor) {
+  /** What the x axis shows: training energy, or inference energy per prediction. */
+  const AXES = {
+    training: { cost: (r) => r.energy_kwh, fmt: (x) => fmtEnergy(x), label: "Energy", per: (r) => fmtPerKwh(r.accuracy_per_kwh) + " per kWh", key: "green/energy_kwh" },
+    inference: { cost: (r) => r.energy_per_prediction_j, fmt: (x) => F.energyJ(x), label: "Energy per prediction", per: (r) => fmtPerKwh(r.accuracy_per_j) + " per J/prediction", key: "green/inference_energy_per_prediction_j" },
+  };
+
+  /** Quality against energy (or J/prediction), the Pareto frontier as a step line; rows === null: nothing loaded yet. */
+  function drawPlot(svg, rows, hrefFor, labelFor, by) {
     clear(svg, (child) => child.nodeName === "title");
     if (rows === null) return;
-    const points = rows.filter((r) => isNum(r.quality) && isNum(r.energy_kwh) && r.energy_kwh > 0);
+    const axis = AXES[by === "inference" ? "inference" : "training"];
+    const cost = axis.cost;
+    const points = rows.filter((r) => isNum(r.quality) && isNum(cost(r)) && cost(r) > 0);
     const { width, height, left, right, top, bottom } = PLOT;
     const innerW = width - left - right;
     const innerH = height - top - bottom;
     if (!points.length) {
       svg.append(svgEl("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "empty" },
-        "Nothing to plot: no run here has both green/energy_kwh and its quality metric."));
+        "Nothing to plot: no run here has both " + axis.key + " and its quality metric."));
       return;
     }
-    const energies = points.map((p) => p.energy_kwh);
+    const energies = points.map((p) => cost(p));
     const qualities = points.map((p) => p.quality);
     let eLo = Math.min(...energies);
     let eHi = Math.max(...energies);
@@ -338,31 +373,31 @@
     const xTicks = logScale ? logTicks(eLo, eHi) : linearTicks(eLo, eHi, 6);
     for (const t of xTicks) {
       grid.append(svgEl("line", { x1: x(t), x2: x(t), y1: top, y2: top + innerH }));
-      grid.append(svgEl("text", { x: x(t), y: top + innerH + 18, "text-anchor": "middle", class: "tick" }, fmtEnergy(t)));
+      grid.append(svgEl("text", { x: x(t), y: top + innerH + 18, "text-anchor": "middle", class: "tick" }, axis.fmt(t)));
     }
     svg.append(grid);
     svg.append(svgEl("rect", { x: left, y: top, width: innerW, height: innerH, class: "frame" }));
 
     const metrics = Array.from(new Set(points.map((p) => p.quality_metric).filter(Boolean)));
     svg.append(svgEl("text", { x: left + innerW / 2, y: height - 10, "text-anchor": "middle", class: "axis-label" },
-      "Energy" + (logScale ? " (log scale)" : "") + " — lower is better"));
+      axis.label + (logScale ? " (log scale)" : "") + " — lower is better"));
     svg.append(svgEl("text", {
       x: 16, y: top + innerH / 2, "text-anchor": "middle", class: "axis-label",
       transform: "rotate(-90 16 " + (top + innerH / 2) + ")",
     }, (metrics.length === 1 ? metrics[0] : "quality (mixed metrics)") + " — higher is better"));
 
-    const front = points.filter((p) => p.pareto).sort((a, b) => a.energy_kwh - b.energy_kwh || b.quality - a.quality);
+    const front = points.filter((p) => p.pareto).sort((a, b) => cost(a) - cost(b) || b.quality - a.quality);
     if (front.length) {
-      let d = "M" + x(front[0].energy_kwh).toFixed(1) + "," + y(front[0].quality).toFixed(1);
-      for (const p of front.slice(1)) d += "H" + x(p.energy_kwh).toFixed(1) + "V" + y(p.quality).toFixed(1);
+      let d = "M" + x(cost(front[0])).toFixed(1) + "," + y(front[0].quality).toFixed(1);
+      for (const p of front.slice(1)) d += "H" + x(cost(p)).toFixed(1) + "V" + y(p.quality).toFixed(1);
       svg.append(svgEl("path", { d, class: "frontier" }));
     }
     const dots = svgEl("g", { class: "dots" });
     for (const p of points.slice().sort((a, b) => Number(a.pareto) - Number(b.pareto))) {
       const classes = ["dot", p.pareto ? "pareto" : "", p.estimated ? "estimated" : ""].filter(Boolean).join(" ");
-      const circle = svgEl("circle", { cx: x(p.energy_kwh).toFixed(1), cy: y(p.quality).toFixed(1), r: p.pareto ? 6 : 4.5, class: classes });
+      const circle = svgEl("circle", { cx: x(cost(p)).toFixed(1), cy: y(p.quality).toFixed(1), r: p.pareto ? 6 : 4.5, class: classes });
       circle.append(svgEl("title", {}, labelFor(p) + "\n" + (p.quality_metric || "quality") + " " + fmtNumber(p.quality, 4)
-        + " · " + fmtEnergy(p.energy_kwh) + " · " + fmtPerKwh(p.accuracy_per_kwh) + " per kWh"
+        + " · " + axis.fmt(cost(p)) + (by === "inference" ? " per prediction" : "") + " · " + axis.per(p)
         + (p.estimated ? " · estimated" : "") + (p.pareto ? " · Pareto frontier" : "")));
       const href = hrefFor(p);
       if (href) {
@@ -428,6 +463,14 @@
     }
   }
 
+  /** Inference: which batch size the figures are at, and a warning when the rows differ. */
+  function byNote(data) {
+    if (data.by !== "inference") return "";
+    const sizes = data.batch_sizes || [];
+    if (sizes.length > 1) return " · WARNING: measured at different batch sizes (" + sizes.join(", ") + "): not comparable";
+    return sizes.length ? " · J/prediction at batch size " + sizes[0] : "";
+  }
+
   function metricHint(data) {
     const missing = data.rows.some((r) => r.reason && r.reason.startsWith("no quality metric"));
     if (data.counts.ranked || !missing) return "";
@@ -452,6 +495,7 @@
     if (metric) params.set("metric", metric);
     if (filter) params.set("filter", filter);
     params.set("measured_only", $("measured-only").checked ? "true" : "false");
+    if (state.by === "inference") params.set("by", "inference");
     setStatus("run-status", "Ranking…");
     try {
       const data = await api("rank", params);
@@ -462,7 +506,7 @@
       const c = data.counts;
       setStatus("run-status", F.count(c.ranked) + " ranked, " + F.count(c.unranked) + " not ranked, " + F.count(c.pareto) + " on the Pareto frontier"
         + (data.metric ? " · quality metric " + data.metric : " · quality metric: each run's green.quality_metric")
-        + (data.measured_only ? " · measured only" : "") + metricHint(data));
+        + (data.measured_only ? " · measured only" : "") + byNote(data) + metricHint(data));
     } catch (err) {
       if (token !== state.runToken) return;
       state.runData = null;
@@ -477,7 +521,7 @@
       state.runSort = sort;
       renderRuns();
     });
-    drawPlot($("run-plot"), state.runData ? rows : null, (r) => (r.run_id ? runHref(r) : null), (r) => r.run_name + " (" + experimentName(r.experiment_id) + ")");
+    drawPlot($("run-plot"), state.runData ? rows : null, (r) => (r.run_id ? runHref(r) : null), (r) => r.run_name + " (" + experimentName(r.experiment_id) + ")", state.runData ? state.runData.by : state.by);
     $("run-more").textContent = total > MAX_ROWS ? "Showing the first " + F.count(MAX_ROWS) + " of " + F.count(total) + " rows in this order; narrow them with a filter." : "";
   }
 
@@ -517,6 +561,7 @@
     const metric = $("model-metric").value.trim();
     if (metric) params.set("metric", metric);
     params.set("measured_only", $("model-measured-only").checked ? "true" : "false");
+    if (state.by === "inference") params.set("by", "inference");
     setStatus("model-status", "Ranking…");
     try {
       const data = await api("models/" + encodeURIComponent(state.model) + "/rank", params);
@@ -524,7 +569,7 @@
       state.modelData = data;
       renderModel();
       const c = data.counts;
-      setStatus("model-status", F.plural(c.rows, "version") + ", " + F.count(c.ranked) + " ranked, " + F.count(c.pareto) + " on the Pareto frontier");
+      setStatus("model-status", F.plural(c.rows, "version") + ", " + F.count(c.ranked) + " ranked, " + F.count(c.pareto) + " on the Pareto frontier" + byNote(data));
     } catch (err) {
       if (token !== state.modelToken) return;
       state.modelData = null;
@@ -539,7 +584,28 @@
       state.modelSort = sort;
       renderModel();
     });
-    drawPlot($("model-plot"), state.modelData ? rows : null, (r) => (r.model_version ? versionHref(r) : null), (r) => "v" + r.model_version + " · " + r.run_name);
+    drawPlot($("model-plot"), state.modelData ? rows : null, (r) => (r.model_version ? versionHref(r) : null), (r) => "v" + r.model_version + " · " + r.run_name, state.modelData ? state.modelData.by : state.by);
+  }
+
+  // --- Training / Inference switch -----------------------------------------------------------
+
+  const BY_TEXT = {
+    training: { title: "Accuracy per kWh", runs: "Runs ranked by quality per kWh of training (ties share a rank)", models: "Model versions: training energy, quality per kWh and gate status" },
+    inference: { title: "Accuracy per joule per prediction", runs: "Runs ranked by quality per joule per prediction (inference, ties share a rank)", models: "Model versions: inference energy per prediction, latency and gate status" },
+  };
+
+  /** Rank by training energy or by inference energy per prediction; both tabs follow. */
+  function setBy(by, reload) {
+    state.by = by === "inference" ? "inference" : "training";
+    for (const input of document.querySelectorAll("input[name=by]")) input.checked = input.value === state.by;
+    const text = BY_TEXT[state.by];
+    $("page-title").textContent = text.title;
+    document.title = text.title + " · mlflow-green";
+    $("runs-table").caption.textContent = text.runs;
+    $("models-table").caption.textContent = text.models;
+    if (!reload) return;
+    loadRuns();
+    if (state.models !== null) loadModel();
   }
 
   // --- tabs and URL state --------------------------------------------------------------------
@@ -567,6 +633,7 @@
     if (filter) params.set("filter", filter);
     if ($(state.tab === "models" ? "model-measured-only" : "measured-only").checked) params.set("measured_only", "true");
     if (state.model) params.set("model", state.model);
+    if (state.by === "inference") params.set("by", "inference");
     const query = params.toString();
     history.replaceState(null, "", query ? "?" + query : window.location.pathname);
   }
@@ -578,6 +645,12 @@
     $("filter").value = params.get("filter") || "";
     $("measured-only").checked = $("model-measured-only").checked = measuredOnly;
     state.model = params.get("model") || "";
+    setBy(params.get("by"), false);
+    for (const input of document.querySelectorAll("input[name=by]")) {
+      input.addEventListener("change", () => {
+        if (input.checked) setBy(input.value, true);
+      });
+    }
 
     for (const name of ["runs", "models"]) {
       $("tab-" + name).addEventListener("click", () => showTab(name));
