@@ -29,6 +29,8 @@ from mlflow_green.measure.readings import (
     Measurement,
     Provenance,
     Snapshot,
+    join_shares,
+    share_label,
     weakest_provenance,
 )
 from mlflow_green.measure.sampler import Sampler
@@ -484,15 +486,20 @@ class EnergyTracker:
         if self.selection is None:
             return ""
         provenance: dict[str, list[Provenance]] = {}
+        shares: dict[str, list[str]] = {}
         for _, device in self._last_good.values():
             if device.device_id not in self._carry:
                 provenance.setdefault(device.component, []).append(device.provenance)
+                shares.setdefault(device.component, []).append(device.share)
         parts = []
         for component in COMPONENTS:
             labels = list(self._history.get(component, []))
             meter = self._assign.get(component)
             if meter is not None and component in provenance and labels:
-                labels[-1] = meter.label(component, weakest_provenance(provenance[component]))
+                label = meter.label(component, weakest_provenance(provenance[component]))
+                share = join_shares(*shares[component])
+                # A reading apportioned by a share says so (gpu:nvml-counter*mig), whatever the meter's label
+                labels[-1] = label if "*" in label or not share else share_label(label, share)
             if labels:
                 parts.append(f"{component}:{'>'.join(labels)}")
         return ",".join(parts)

@@ -80,3 +80,24 @@ def test_tags_and_report_agree_on_scope_share_and_estimate(
     devices = report["hosts"][next(iter(report["hosts"]))]["devices"]
     assert all(d["note"].startswith("estimate: CodeCarbon") for d in devices)
     assert {d["host"] for d in devices} == {mlflow_green.measure.host.host_id()}
+
+
+class _SlicedGpu(FakeMeter):
+    """A GPU meter billing a MIG slice: its readings carry share="mig" while its label does not."""
+
+    def read(self, now_s: float):  # type: ignore[no-untyped-def]
+        from dataclasses import replace
+
+        return tuple(replace(c, share="mig", scope="process") for c in super().read(now_s))
+
+    def label(self, component, provenance):  # type: ignore[no-untyped-def]
+        return f"{self.name}-{provenance}"
+
+
+def test_green_meters_shows_any_apportioned_reading_whatever_the_meter_label() -> None:
+    gpu = _SlicedGpu({"gpu:MIG-1": 50.0}, name="nvml")
+    tracker = EnergyTracker(meters=[gpu, FakeMeter({"cpu:0": 5.0, "ram:0": 1.0}, name="rapl")], clock=ManualClock())
+    tracker.start()
+    total = tracker.stop()
+    assert tracker.meters_tag() == "gpu:nvml-counter*mig,cpu:rapl,ram:rapl"
+    assert build_report(tracker, total)["totals"]["basis_by_component"]["gpu"] == ["counter, apportioned by mig share"]
