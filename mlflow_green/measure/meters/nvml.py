@@ -44,7 +44,14 @@ from mlflow_green.measure.meters.base import Availability, Meter
 from mlflow_green.measure.meters.nvml_devices import OpenGpus
 from mlflow_green.measure.meters.nvml_energy import GpuEnergy
 from mlflow_green.measure.meters.nvml_inventory import Target, describe_error, enumerate_gpus, visible_targets
-from mlflow_green.measure.readings import Component, DeviceCounter, Provenance, weakest_provenance
+from mlflow_green.measure.readings import (
+    Component,
+    DeviceCounter,
+    Provenance,
+    join_shares,
+    share_label,
+    weakest_provenance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +255,11 @@ class NvmlMeter(Meter):
             return {"cuda_visible_devices": self._cuda_visible_devices(), **self._last.report()}
 
     def label(self, component: Component, provenance: Provenance) -> str:
-        """``nvml-counter``, ``nvml-sampled`` or ``nvml-estimate``, as in ``gpu:nvml-counter``."""
-        return f"{self.name}-{provenance}"
+        """``nvml-counter``, ``nvml-sampled`` or ``nvml-estimate``, followed by ``*<share>`` when a
+        billed device is apportioned (``nvml-counter*mig``, ``nvml-counter*gpu-utilisation``)."""
+        gpus = self._last
+        shares = join_shares(*(b.share_label for b in gpus.bills if b.billed)) if gpus is not None else ""
+        return share_label(f"{self.name}-{provenance}", shares)
 
     def close(self) -> None:
         with self._lock:

@@ -38,6 +38,14 @@ from mlflow_green.measure.meters.nvml_inventory import (
 )
 from mlflow_green.measure.readings import join_shares
 
+UNREADABLE_LISTS_TO_BILL = 2
+"""Reads in a row whose process lists fail before a GPU nothing else attributes is billed whole."""
+NOT_SEEN = "no process of this training has held a context on it"
+NOTHING_LISTED = (
+    "NVML never listed any process on it (inside some containers it lists none): nothing shows this "
+    "training used it — name the framework's GPUs (framework_gpus=) or use scope='machine'"
+)
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -59,11 +67,22 @@ def observe(nvml: Any, handle: Any, our_pids: Collection[int]) -> Observation:
     error = ""
     for function in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
         try:
-            pids.update(int(p.pid) for p in getattr(nvml, function)(handle))
+            pids.update(int(p.pid) for p in _processes(nvml, function, handle))
         except Exception as exc:
             if error_code(exc) != NVML_ERROR_NOT_SUPPORTED:
                 error = error or describe_error(exc)
     return Observation(frozenset(pids & set(our_pids)), frozenset(pids - set(our_pids)), error)
+
+
+def _processes(nvml: Any, function: str, handle: Any) -> list[Any]:
+    """A running-process list; through the ``_v2`` call on drivers older than pynvml (no ``_v3``)."""
+    try:
+        return list(getattr(nvml, function)(handle))
+    except Exception as exc:
+        older = getattr(nvml, f"{function}_v2", None)
+        if type(exc).__name__ != "NVMLLibraryMismatchError" or older is None:
+            raise
+        return list(older(handle))
 
 
 def normalise_uuid(uuid: str) -> str:
@@ -107,12 +126,14 @@ class TargetBilling:
     pending_j: float = 0.0
     pending_est_j: float = 0.0
     bases: set[str] = field(default_factory=set)
-    reason: str = "no process of this training has held a context on it"
+    reason: str = NOT_SEEN
     share: float = 1.0
     shared: bool = False
     util_supported: bool = True
     last_util_us: int = 0
     first_billed_s: float | None = None
+    unreadable_lists: int = 0
+    processes_seen: bool = False
     _last_j: float = 0.0
     _last_est_j: float = 0.0
 
@@ -122,7 +143,15 @@ class TargetBilling:
 
     @property
     def billed(self) -> bool:
+        """True once the device is billed (for the rest of the run)."""
         return self.status == "billed"
+
+    @property
+    def why(self) -> str:
+        """How it came to be billed, or why it is not (for report.json)."""
+        if not self.billed and self.reason == NOT_SEEN and not self.processes_seen:
+            return NOTHING_LISTED
+        return self.reason
 
     def bill_whole(self, now_s: float, reason: str, basis: str = "") -> None:
         """Bill the device from open, whole (``scope="machine"``, or a fallback)."""
@@ -168,8 +197,18 @@ class TargetBilling:
                 the PID-namespace rule may bill it.
             framework_named: The framework named its devices (then only those are billed by fallback).
         """
-        if seen.error and not seen.ours and not seen.foreign:
-            return  # the lists could not be read: keep what we knew
+        if seen.error and not seen.ours and not seen.foreign:  # the lists could not be read
+            self.unreadable_lists += 1
+            if self.status != "billed" and fallback and self.unreadable_lists >= UNREADABLE_LISTS_TO_BILL:
+                if hinted:
+                    self.bill_whole(now_s, f"the framework reports using it; NVML's process lists fail ({seen.error})", "framework-device")
+                elif not framework_named:
+                    self.bill_whole(
+                        now_s, f"NVML's running-process lists cannot be read ({seen.error}): billed whole", "unattributed"
+                    )
+            return  # else keep what we knew
+        self.unreadable_lists = 0
+        self.processes_seen = self.processes_seen or bool(seen.ours or seen.foreign)
         if self.status != "billed":
             if seen.ours:
                 self.share = self._share_now(seen, nvml)

@@ -208,7 +208,7 @@ class OpenGpus:
                     "device_id": b.target.device_id,
                     "name": b.target.name,
                     "billed": b.billed,
-                    "reason": b.reason,
+                    "reason": b.why,
                     "share": b.share_label,
                     "fraction_of_gpu": b.target.fraction,
                     **({"fraction_how": b.target.fraction_how} if b.target.fraction_how else {}),

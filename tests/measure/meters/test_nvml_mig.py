@@ -58,6 +58,7 @@ def test_the_slice_this_training_holds_is_billed_its_share_of_the_parent_counter
     assert slice_a.basis == "counter, apportioned by mig share"
     assert not window.estimated and window.apportioned
     assert "3/7 of GPU-a100a100" in slice_a.note
+    assert meter.label("gpu", "counter") == "nvml-counter*mig"  # as green.meters shows it
     report = {d["device_id"]: d for d in meter.report()["devices"]}
     assert report[f"gpu:{SLICE_B}"]["billed"] is False  # another job's slice
     assert report[f"gpu:{SLICE_A}"]["fraction_of_gpu"] == pytest.approx(3 / 7)

@@ -12,7 +12,8 @@ import pytest
 from mlflow_green.measure.attribution import Attribution, ProcessTree
 from mlflow_green.measure.meters.nvml import NvmlMeter
 from mlflow_green.measure.readings import DeviceCounter, Snapshot
-from mlflow_green.testing import FakeGPU, FakeNVML, FakeProcess, ManualClock
+from mlflow_green.testing import FakeFault, FakeGPU, FakeNVML, FakeProcess, ManualClock
+from mlflow_green.testing.fake_nvml_errors import NVML_ERROR_NO_PERMISSION
 
 ME = os.getpid()
 NOT_A_PID = 4_000_000  # above any pid_max: lives in no PID namespace we can see
@@ -71,7 +72,7 @@ def test_the_context_appears_after_start_and_the_billed_set_is_decided_from_the_
     report = {d["device_id"]: d for d in meter.report()["devices"]}
     assert report["gpu:GPU-lazy"]["billed"] and "holds a context" in report["gpu:GPU-lazy"]["reason"]
     assert not report["gpu:GPU-idle"]["billed"]
-    assert report["gpu:GPU-idle"]["reason"] == "no process of this training has held a context on it"
+    assert report["gpu:GPU-idle"]["reason"].startswith("NVML never listed any process on it")
 
 
 def test_energy_another_job_spent_before_our_context_appeared_is_not_ours() -> None:
@@ -179,3 +180,49 @@ def test_rank_zero_without_a_gpu_claims_none_of_the_other_ranks_gpus(two_ranks: 
     nvml, clock = _host(*gpus)
     own = _run(_meter(nvml, tree=ProcessTree(exclude_pids=frozenset(two_ranks))), clock, 5.0)
     assert own == {}  # ...unless excluded, as the Lightning callback does: rank 0 bills no GPU
+
+
+def test_another_jobs_gpu_is_reported_as_not_this_trainings() -> None:
+    nvml, clock = _host(FakeGPU("GPU-mine", processes=[FakeProcess(ME)]), FakeGPU("GPU-theirs", processes=[FakeProcess(OTHER_JOB)]))
+    meter = _meter(nvml)
+    _run(meter, clock, 2.0)
+    report = {d["device_id"]: d for d in meter.report()["devices"]}
+    assert report["gpu:GPU-theirs"] == report["gpu:GPU-theirs"] | {"billed": False, "reason": "no process of this training has held a context on it"}
+
+
+class _MismatchError(Exception):
+    """pynvml's NVMLLibraryMismatchError: the driver predates the ``_v3`` process-list calls."""
+
+
+_MismatchError.__name__ = "NVMLLibraryMismatchError"
+
+
+class _OldDriver(FakeNVML):
+    """A driver with only the ``_v2`` running-process calls."""
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: object) -> list:  # noqa: N802
+        raise _MismatchError("Unversioned function called and the pyNVML version does not match the NVML lib version")
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, handle: object) -> list:  # noqa: N802
+        return FakeNVML.nvmlDeviceGetComputeRunningProcesses(self, handle)
+
+
+def test_an_older_driver_is_asked_through_the_v2_process_list() -> None:
+    clock = ManualClock()
+    nvml = _OldDriver([FakeGPU("GPU-old", power_w=100.0, processes=[FakeProcess(ME)])], clock=clock)
+    readings = _run(_meter(nvml), clock, 3.0)
+    assert readings["gpu:GPU-old"].energy_j == pytest.approx(300.0)
+
+
+def test_process_lists_that_keep_failing_bill_the_gpu_whole_and_say_why() -> None:
+    lists = frozenset({"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"})
+    gpu = FakeGPU("GPU-nolist", power_w=100.0, faults=[FakeFault(NVML_ERROR_NO_PERMISSION, functions=lists)])
+    nvml, clock = _host(gpu)
+    meter = _meter(nvml)
+    meter.open(0.0)
+    clock.set(1.0)
+    assert meter.read(1.0) == ()  # one failure could be a glitch
+    clock.set(4.0)
+    (reading,) = meter.read(4.0)
+    assert reading.energy_j == pytest.approx(400.0)
+    assert reading.share == "unattributed" and "process lists cannot be read (NVMLError_NoPermission" in reading.note
