@@ -49,6 +49,8 @@ class TrackedRun(contextlib.ContextDecorator):
         meters: Meter names or instances, in priority order.
         sample_interval_s: Power sampling interval for meters without a counter.
         intensity_provider: Name of a live carbon-intensity provider plugin.
+        scope: ``process`` (default, else ``MLFLOW_GREEN_SCOPE``): bill this process tree's GPUs
+            and share of CPU and RAM; ``machine``: whole devices (a dedicated host).
         start_timeout_s: Longest wait for MLflow to create the run (default
             ``MLFLOW_GREEN_START_TIMEOUT_S`` or 2 s); then the creation is spooled.
         end_timeout_s: Longest wait for the writes to be sent on exit (default
@@ -73,6 +75,7 @@ class TrackedRun(contextlib.ContextDecorator):
         meters: str | Sequence[MeterSpec] | None = None,
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
+        scope: str | None = None,
         start_timeout_s: float | None = None,
         end_timeout_s: float | None = None,
     ) -> None:
@@ -87,6 +90,7 @@ class TrackedRun(contextlib.ContextDecorator):
             meters=meters,
             sample_interval_s=sample_interval_s,
             intensity_provider=intensity_provider,
+            scope=scope,
         )
         self.measurement: Measurement | None = None
         self._run: RunHandle | None = None

@@ -52,12 +52,13 @@ def _report(run_id: str, tmp_path: Path) -> dict:  # type: ignore[type-arg]
     return json.loads(Path(path).read_text())
 
 
-@pytest.mark.parametrize("scope", ["process", "machine"])
+@pytest.mark.parametrize(("scope", "how"), [("process", "default"), ("machine", "argument"), ("machine", "env")])
 def test_tags_and_report_agree_on_scope_share_and_estimate(
-    scope: str, mlflow_experiment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    scope: str, how: str, mlflow_experiment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MLFLOW_GREEN_SCOPE", scope)
-    with mlflow_green.track(meters="estimate") as tracked:
+    if how == "env":
+        monkeypatch.setenv("MLFLOW_GREEN_SCOPE", scope)
+    with mlflow_green.track(meters="estimate", **({"scope": scope} if how == "argument" else {})) as tracked:
         sum(i * i for i in range(300_000))
     run = MlflowClient().get_run(tracked.run_id)
     tags, report = run.data.tags, _report(tracked.run_id, tmp_path)
