@@ -11,49 +11,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from mlflow_green.config import GreenConfig
 from mlflow_green.errors import ConfigError, TrackerStateError
 from mlflow_green.measure.attribution import Attribution, ProcessTree
 from mlflow_green.measure.device_guard import MAX_PLAUSIBLE_POWER_W, DeviceGuard
+from mlflow_green.measure.failover import MeterRoster, safe
 from mlflow_green.measure.granularity import GranularityCheck
 from mlflow_green.measure.host import host_id
 from mlflow_green.measure.idle_floor import IdleFloor
-from mlflow_green.measure.meters.base import Availability, Meter
-from mlflow_green.measure.readings import (
-    COMPONENTS,
-    Component,
-    DeviceCounter,
-    Measurement,
-    Provenance,
-    Snapshot,
-    join_shares,
-    share_label,
-    weakest_provenance,
-)
+from mlflow_green.measure.meters.base import Meter
+from mlflow_green.measure.readings import DeviceCounter, Measurement, Snapshot
 from mlflow_green.measure.sampler import Sampler
 from mlflow_green.measure.selection import MeterSelection, instantiate, select_meters
+from mlflow_green.measure.windows import MeterSpec, WindowRecord, WindowResult, split_meters
 
 logger = logging.getLogger(__name__)
 
-MeterSpec = str | Meter
-
 __all__ = ["MAX_PLAUSIBLE_POWER_W", "EnergyTracker", "MeterSpec", "WindowRecord", "WindowResult"]
-
-
-@dataclass(frozen=True)
-class WindowRecord:
-    """A closed window: its name, when it began (seconds after start) and what it measured."""
-
-    name: str
-    start_offset_s: float
-    measurement: Measurement
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view for ``report.json``."""
-        return {"name": self.name, "start_offset_s": self.start_offset_s, **self.measurement.to_dict()}
 
 
 class EnergyTracker:
@@ -116,7 +92,7 @@ class EnergyTracker:
         framework_gpus: Callable[[], Iterable[str]] | None = None,
         synchronize: Callable[[], object] | None = None,
     ) -> None:
-        injected, names = _split_meters(meters)
+        injected, names = split_meters(meters)
         if config is None:
             config = GreenConfig.resolve(
                 region=region,
@@ -141,18 +117,11 @@ class EnergyTracker:
         self._sampler: Sampler | None = None
         self._start: Snapshot | None = None
         self._end: Snapshot | None = None
-        self._last_good: dict[str, tuple[float, DeviceCounter]] = {}
+        self._roster: MeterRoster | None = None
         self._guard = DeviceGuard(0.0)
         self.granularity = GranularityCheck()
         self.meter_reports: dict[str, Any] = {}
         self._sync_failed = False
-        self._carry: dict[str, DeviceCounter] = {}
-        self._assign: dict[Component, Meter] = {}
-        self._history: dict[Component, list[str]] = {}
-        self._opened: dict[int, Meter] = {}
-        self._failed: set[int] = set()
-        self._explicit = False
-        self._start_s = 0.0
         self._open_windows: dict[str, Snapshot] = {}
         self.windows: list[WindowRecord] = []
         self.faults: list[str] = []
@@ -187,22 +156,23 @@ class EnergyTracker:
         """Select and open the meters, start the sampler if needed, read the start counters."""
         if self._start is not None:
             raise TrackerStateError("this EnergyTracker was already started; create a new one per run")
-        self._explicit = bool(self._injected or self.config.meters)
-        if self._explicit:  # the user's order is the priority; estimate stays as the CPU/RAM fallback
+        explicit = bool(self._injected or self.config.meters)
+        if explicit:  # the user's order is the priority; estimate stays as the CPU/RAM fallback
             candidates = list(self._injected) + instantiate(self.config.meters or ())
         else:
             candidates = instantiate(None)
-        self.selection = select_meters(candidates, explicit_order=self._explicit)
-        self._assign = dict(self.selection.assignments)
+        self.selection = select_meters(candidates, explicit_order=explicit)
         now_s = self._clock()
-        self._start_s = now_s
-        for meter in self.selection.meters:  # labels show the scope they bill (rapl-counter*cpu-time)
-            self._attribute(meter)
         self._guard = DeviceGuard(now_s)
-        self._history = {c: [m.label(c, self._availability(m).provenance)] for c, m in self._assign.items()}
-        for meter in self.selection.meters:
-            if not self._open(meter, now_s):
-                self._fail_over(meter, now_s, "open() failed")
+        self._roster = MeterRoster(
+            self.selection,
+            explicit=explicit,
+            start_s=now_s,
+            fault=self._fault,
+            attribution=self.attribution,
+            sample_interval_s=self.config.sample_interval_s,
+        )
+        self._roster.start(now_s)
         self._restart_sampler()
         self.started_at_unix_s = time.time()
         self._start = self.snapshot()
@@ -217,7 +187,7 @@ class EnergyTracker:
         if self._sampler is not None:
             self._sampler.stop()
         self.granularity.periods_s.update(self._update_periods_s())
-        for meter in self._opened.values():
+        for meter in self._meters_opened():
             try:
                 report = dict(meter.report())
                 if report:
@@ -252,34 +222,36 @@ class EnergyTracker:
         available meter by priority (opened now), its devices keep the energy counted so far,
         and the switch shows in ``green.meters`` (``cpu:rapl>estimate``) and in ``faults``.
         """
-        if self.selection is None:
+        roster = self._roster
+        if roster is None:
             raise TrackerStateError("snapshot() called before start()")
         self._synchronize_devices()
         with self._lock:
             now_s = self._clock()
             fresh: dict[str, DeviceCounter] = {}
-            pending = _distinct(self._assign.values())
+            pending = roster.active()
             while pending:
                 meter = pending.pop(0)
-                wanted = {c for c, m in self._assign.items() if m is meter}
+                wanted = {c for c, m in roster.assign.items() if m is meter}
                 try:
                     readings = [d for d in meter.read(now_s) if d.component in wanted]
                 except Exception as exc:  # measurement never crashes training
-                    pending.extend(m for m in self._fail_over(meter, now_s, f"read() failed: {exc}") if m not in pending)
+                    replacements = roster.fail_over(meter, now_s, f"read() failed: {exc}")
+                    if self._sampler is not None:  # already running: include the replacements
+                        self._restart_sampler()
+                    pending.extend(m for m in replacements if m not in pending)
                     continue
-                for fault in _safe(meter.take_faults, []):
+                for fault in safe(meter.take_faults, []):
                     self._fault(meter, fault)
                 for reading in readings:  # a device that reads nonsense is quarantined alone
                     checked, fault = self._guard.check(reading, now_s)
                     if fault:
                         self._fault(meter, fault)
                     if checked is not None:
-                        fresh[reading.device_id] = self._with_carry(checked)
-            for device_id, carried in self._carry.items():
-                if device_id not in fresh:
-                    fresh[device_id] = self._carried_now(carried, now_s)
+                        fresh[reading.device_id] = roster.with_carry(checked)
+            fresh.update(roster.carried_now(now_s, fresh))
             for device in fresh.values():
-                self._last_good[device.device_id] = (now_s, device)
+                roster.last_good[device.device_id] = (now_s, device)
         devices = tuple(d for d in fresh.values() if self.device_filter is None or self.device_filter(d))
         self._ensure_sampler()
         snap = Snapshot(now_s, devices, host=self.host)
@@ -297,104 +269,14 @@ class EnergyTracker:
                 self._sync_failed = True
                 logger.warning("mlflow-green: synchronising the devices before reading counters failed: %s", exc)
 
-    # -- failover ----------------------------------------------------------------------------
-    def _availability(self, meter: Meter) -> Availability:
-        assert self.selection is not None
-        for choice in self.selection.choices:
-            if choice.meter is meter:
-                return choice.availability
-        return Availability.no("not considered")
-
-    def _open(self, meter: Meter, now_s: float) -> bool:
-        configure = getattr(meter, "configure", None)
-        if callable(configure):
-            with contextlib.suppress(Exception):
-                configure(sample_interval_s=self.config.sample_interval_s)
-        self._attribute(meter)
-        try:
-            meter.open(now_s)
-        except Exception as exc:  # measurement never crashes training
-            self._fault(meter, f"open() failed: {exc}")
-            return False
-        self._opened[id(meter)] = meter
-        return True
-
-    def _attribute(self, meter: Meter) -> None:
-        try:
-            meter.attribute(self.attribution)
-        except Exception as exc:  # a plugin's hook must not break measurement: it bills whole devices
-            self._fault(meter, f"attribute() failed: {exc}")
-
-    def _fail_over(self, meter: Meter, now_s: float, reason: str) -> list[Meter]:
-        """Quarantine ``meter``; hand its components to the next meters by priority; return those."""
-        assert self.selection is not None
-        self._fault(meter, reason)
-        self._failed.add(id(meter))
-        for device_id, (seen_s, counter) in list(self._last_good.items()):
-            if counter.meter == meter.name and device_id not in self._carry:
-                self._carry[device_id] = self._extrapolated(counter, seen_s, now_s, f"{meter.name} failed: {reason}")
-        replacements: list[Meter] = []
-        for component in [c for c, m in self._assign.items() if m is meter]:
-            del self._assign[component]
-            for candidate in (c.meter for c in self.selection.choices):
-                avail = self._availability(candidate)
-                if (
-                    id(candidate) in self._failed
-                    or not avail.available
-                    or component not in avail.components
-                    or (not self._explicit and candidate.priority < 0)
-                ):
-                    continue
-                if id(candidate) not in self._opened and not self._open(candidate, now_s):
-                    self._failed.add(id(candidate))
-                    continue
-                self._assign[component] = candidate
-                self._history.setdefault(component, []).append(candidate.label(component, avail.provenance))
-                if candidate not in replacements:
-                    replacements.append(candidate)
-                break
-            else:  # nothing else measures it: its devices are extrapolated at their mean power
-                self._history.setdefault(component, []).append("extrapolated")
-        if self._sampler is not None:  # already running: include the replacements
-            self._restart_sampler()
-        return replacements
-
-    def _extrapolated(self, counter: DeviceCounter, seen_s: float, now_s: float, note: str) -> DeviceCounter:
-        """``counter`` carried forward from ``seen_s`` to ``now_s`` at its mean power so far."""
-        elapsed_s = seen_s - self._start_s
-        power_w = counter.energy_j / elapsed_s if elapsed_s > 0 else 0.0
-        gap_s = max(now_s - seen_s, 0.0)
-        if gap_s <= 0:
-            return counter
-        return replace(
-            counter,
-            energy_j=counter.energy_j + power_w * gap_s,
-            provenance="estimate",
-            note=counter.note or f"{note}; extrapolated at its mean power of {power_w:.1f} W",
-        )
-
-    def _with_carry(self, reading: DeviceCounter) -> DeviceCounter:
-        carried = self._carry.get(reading.device_id)
-        if carried is None:
-            return reading
-        return replace(
-            reading,
-            energy_j=carried.energy_j + reading.energy_j,
-            provenance=weakest_provenance((carried.provenance, reading.provenance)),
-            note=carried.note or reading.note,
-        )
-
-    def _carried_now(self, carried: DeviceCounter, now_s: float) -> DeviceCounter:
-        """A failed meter's device: frozen if another meter now covers its component, else extrapolated."""
-        if carried.component in self._assign:
-            return carried
-        seen_s, last = self._last_good.get(carried.device_id, (now_s, carried))
-        return self._extrapolated(last, seen_s, now_s, carried.note or "meter failed")
+    # -- meters ------------------------------------------------------------------------------
+    def _meters_opened(self) -> list[Meter]:
+        return list(self._roster.opened.values()) if self._roster is not None else []
 
     def _restart_sampler(self) -> None:
         if self._sampler is not None:
             self._sampler.stop()
-        self._sampler = Sampler(_distinct(self._assign.values()), clock=self._clock)
+        self._sampler = Sampler(self._roster.active() if self._roster is not None else [], clock=self._clock)
         self._sampler.start()
 
     def _ensure_sampler(self) -> None:
@@ -462,10 +344,7 @@ class EnergyTracker:
         return max(periods.values()) if periods else None
 
     def _update_periods_s(self) -> dict[str, float]:
-        periods: dict[str, float] = {}
-        for meter in self._opened.values():
-            periods.update(_safe(meter.update_periods_s, {}))
-        return periods
+        return self._roster.update_periods_s() if self._roster is not None else {}
 
     @contextlib.contextmanager
     def window(self, name: str) -> Iterator[WindowResult]:
@@ -483,78 +362,10 @@ class EnergyTracker:
 
         A component whose meter failed mid-run lists the meters in order: ``gpu:nvml-counter>estimate``.
         """
-        if self.selection is None:
-            return ""
-        provenance: dict[str, list[Provenance]] = {}
-        shares: dict[str, list[str]] = {}
-        for _, device in self._last_good.values():
-            if device.device_id not in self._carry:
-                provenance.setdefault(device.component, []).append(device.provenance)
-                shares.setdefault(device.component, []).append(device.share)
-        parts = []
-        for component in COMPONENTS:
-            labels = list(self._history.get(component, []))
-            meter = self._assign.get(component)
-            if meter is not None and component in provenance and labels:
-                label = meter.label(component, weakest_provenance(provenance[component]))
-                share = join_shares(*shares[component])
-                # A reading apportioned by a share says so (gpu:nvml-counter*mig), whatever the meter's label
-                labels[-1] = label if "*" in label or not share else share_label(label, share)
-            if labels:
-                parts.append(f"{component}:{'>'.join(labels)}")
-        return ",".join(parts)
+        return self._roster.meters_tag() if self._roster is not None else ""
 
     def _fault(self, meter: Meter, message: str) -> None:
         text = f"{meter.name}: {message}"
         if text not in self.faults:
             self.faults.append(text)
             logger.warning("mlflow-green: meter %s", text)
-
-
-class WindowResult:
-    """Filled in when a :meth:`EnergyTracker.window` block exits."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.measurement: Measurement | None = None
-
-
-def _safe(call: Callable[[], Any], default: Any) -> Any:
-    """A meter's optional hook, whose failure must not break measurement."""
-    try:
-        return call()
-    except Exception as exc:
-        logger.debug("mlflow-green: meter hook %s failed: %s", getattr(call, "__name__", call), exc)
-        return default
-
-
-def _distinct(meters: Iterable[Meter]) -> list[Meter]:
-    seen: dict[int, Meter] = {}
-    for meter in meters:
-        seen.setdefault(id(meter), meter)
-    return list(seen.values())
-
-
-def _split_meters(meters: str | Sequence[MeterSpec] | None) -> tuple[list[Meter], list[str]]:
-    if meters is None:
-        return [], []
-    if isinstance(meters, str):
-        return [], [m.strip() for m in meters.split(",") if m.strip()]
-    if isinstance(meters, Meter):
-        return [meters], []
-    if not isinstance(meters, Sequence):
-        raise ConfigError(
-            f"meters= takes meter names ('rapl,estimate' or a list) or Meter instances, got {type(meters).__name__}: {meters!r}"
-        )
-    injected: list[Meter] = []
-    names: list[str] = []
-    for item in meters:
-        if isinstance(item, Meter):
-            injected.append(item)
-        elif isinstance(item, str):
-            names.append(item)
-        else:
-            raise ConfigError(
-                f"meters= takes meter names or Meter instances, got {type(item).__name__}: {item!r}"
-            )
-    return injected, names
