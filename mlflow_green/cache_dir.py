@@ -1,6 +1,7 @@
 """Where mlflow-green keeps what it computes once per machine: resolved power models, entry points.
 
-``$MLFLOW_GREEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlflow-green``, else ``~/.cache/mlflow-green``.
+``$MLFLOW_GREEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlflow-green``, else ``~/.cache/mlflow-green``
+(else, with no home folder, ``<temp>/mlflow-green-<uid>``).
 Everything in it can be deleted at any time: it is recomputed on next use. Tests and
 benchmarks point ``MLFLOW_GREEN_CACHE_DIR`` at a temporary folder.
 
@@ -21,11 +22,19 @@ ENV_CACHE_DIR = "MLFLOW_GREEN_CACHE_DIR"
 
 
 def cache_dir() -> Path:
-    """The cache folder (not created here)."""
+    """The cache folder (not created here). Never raises."""
     configured = os.environ.get(ENV_CACHE_DIR)
     if configured:
         return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except (RuntimeError, KeyError, OSError):  # no home folder (some containers, system users)
+            import tempfile
+
+            uid = os.getuid() if hasattr(os, "getuid") else "user"
+            return Path(tempfile.gettempdir()) / f"mlflow-green-{uid}"
     return Path(base) / "mlflow-green"
 
 
