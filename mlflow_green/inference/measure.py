@@ -116,16 +116,16 @@ def measure_with_options(model_or_predict_fn: Any, data: Any, options: Inference
     tracker = EnergyTracker(**options.tracker_settings)  # configuration errors surface here, before any call
     results: list[InferenceResult] = []
     tracker.start()
+    period_s: float | None = None
     try:
-        period_s = counter_update_period_s(tracker)
-        window_s = max(options.min_duration_s, UPDATE_PERIODS_PER_WINDOW * (period_s or 0.0))
         with predictor.session():
             for size in sizes:
                 _run(predictor, prepared[size], size, options.warmup_s, "warm-up", _warm_up)
-                result = _run(predictor, prepared[size], size, window_s, "measurement",
+                result = _run(predictor, prepared[size], size, options.min_duration_s, "measurement",
                               lambda p, b, s: _window(tracker, p, b, size, s))
                 results.append(result)
                 del prepared[size]  # free each size's batches once measured
+        period_s = counter_update_period_s(tracker)
     finally:
         tracker.stop()
     return InferenceReport(
@@ -143,27 +143,28 @@ def measure_with_options(model_or_predict_fn: Any, data: Any, options: Inference
 
 
 def counter_update_period_s(tracker: EnergyTracker) -> float | None:
-    """The slowest update period of the tracker's counters, in seconds; None when no meter says.
+    """The slowest update period of what the tracker reads, in seconds; None when none is known.
 
-    The tracker's own ``counter_update_period_s`` is used when it has one; else each selected
-    meter's ``update_period_s``, and a sampling meter's ``poll_interval_s`` (a sampled reading
-    changes once per sample).
+    The tracker's ``counter_update_period_s`` (every counter's period it knows: NVML learns its
+    counters' periods in the first second or two, so this is asked again at the end of each
+    window), and, when a component is sampled (power × time), the sampling interval: a sampled
+    reading changes once per sample.
     """
-    own = getattr(tracker, "counter_update_period_s", None)
-    if callable(own):
-        own = own()
-    if isinstance(own, (int, float)) and math.isfinite(own) and own > 0:
-        return float(own)
     periods: list[float] = []
-    for meter in tracker.selection.meters if tracker.selection is not None else ():
-        for name in ("update_period_s", "poll_interval_s"):
-            value = getattr(meter, name, None)
-            if callable(value):
-                value = value()
-            if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
-                periods.append(float(value))
-                break
+    own = tracker.counter_update_period_s
+    if _positive(own):
+        periods.append(float(own))  # type: ignore[arg-type]
+    selection = tracker.selection
+    if selection is not None:
+        selected = {id(m) for m in selection.meters}
+        sampled = any(c.availability.provenance == "sampled" for c in selection.choices if id(c.meter) in selected)
+        if sampled and _positive(tracker.config.sample_interval_s):
+            periods.append(float(tracker.config.sample_interval_s))
     return max(periods) if periods else None
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _run(predictor: Predictor, batches: list[Any], size: int, seconds: float, phase: str,
@@ -192,9 +193,15 @@ def _warm_up(predict: Callable[[Any], Any], batches: list[Any], seconds: float) 
             return
 
 
+def _window_s(tracker: EnergyTracker, min_duration_s: float) -> float:
+    """``min_duration_s``, or ten update periods of the slowest counter when that is longer."""
+    return max(min_duration_s, UPDATE_PERIODS_PER_WINDOW * (counter_update_period_s(tracker) or 0.0))
+
+
 def _window(tracker: EnergyTracker, predict: Callable[[Any], Any], batches: list[Any], size: int,
-            seconds: float) -> InferenceResult:
-    """Predict back to back for ``seconds`` between two counter readings; one clock read per call."""
+            min_duration_s: float) -> InferenceResult:
+    """Predict back to back between two counter readings, one clock read per call, for at least
+    ``min_duration_s`` and ten update periods of the slowest counter."""
     name = f"inference-batch-{size}"
     count = len(batches)
     latencies: list[float] = []
@@ -202,7 +209,8 @@ def _window(tracker: EnergyTracker, predict: Callable[[Any], Any], batches: list
     clock = time.perf_counter
     tracker.begin(name)
     first = previous = clock()
-    deadline = first + seconds
+    window_s = _window_s(tracker, min_duration_s)
+    deadline = first + window_s
     calls = 0
     while True:
         predict(batches[calls % count])
@@ -212,7 +220,10 @@ def _window(tracker: EnergyTracker, predict: Callable[[Any], Any], batches: list
         previous = now
         calls += 1
         if now >= deadline and calls >= MIN_CALLS_PER_WINDOW:
-            break
+            longer = _window_s(tracker, min_duration_s)  # a counter's period may have been learnt meanwhile
+            if longer <= window_s:
+                break
+            window_s, deadline = longer, first + longer
     measurement = tracker.end(name)
     latencies_ms = [s * 1000.0 for s in latencies]
     return InferenceResult(
@@ -224,5 +235,5 @@ def _window(tracker: EnergyTracker, predict: Callable[[Any], Any], batches: list
         latency_p50_ms=percentile(latencies_ms, 0.50),
         latency_p95_ms=percentile(latencies_ms, 0.95),
         latency_mean_ms=sum(latencies_ms) / len(latencies_ms),
-        window_s=seconds,
+        window_s=window_s,
     )

@@ -24,7 +24,19 @@ def fake(cpu_w: float = 30.0, ram_w: float = 6.0) -> FakeMeter:
 class SlowCounter(FakeMeter):
     """A counter that updates every 40 ms (as NVML's can): windows must span ten updates."""
 
-    update_period_s = 0.04
+    def update_periods_s(self) -> dict[str, float]:
+        return {"cpu:0": 0.04}
+
+
+class LearntCounter(FakeMeter):
+    """A counter whose 50 ms period is learnt only after 0.1 s (as NVML learns its counters')."""
+
+    def __init__(self) -> None:
+        super().__init__({"cpu:0": 10.0, "ram:0": 1.0}, name="learnt")
+        self.opened_at = time.monotonic()
+
+    def update_periods_s(self) -> dict[str, float]:
+        return {"cpu:0": 0.05} if time.monotonic() - self.opened_at > 0.1 else {}
 
 
 def matmul_model(rows: int = 64) -> tuple[np.ndarray, object]:
@@ -93,6 +105,21 @@ def test_window_spans_ten_counter_update_periods() -> None:
     assert report.update_period_s == pytest.approx(0.04)
     assert report[1].window_s == pytest.approx(0.4)
     assert report[1].duration_s >= 0.4
+
+
+def test_a_period_learnt_during_the_window_lengthens_it() -> None:
+    data, model = matmul_model()
+    report = measure_inference(model, data, batch_sizes=(1,), meters=[LearntCounter()], warmup_s=0, min_duration_s=0.15)
+    assert report.update_period_s == pytest.approx(0.05)
+    assert report[1].window_s == pytest.approx(0.5) and report[1].duration_s >= 0.5
+
+
+def test_a_sampled_component_counts_its_sampling_interval() -> None:
+    data, model = matmul_model()
+    meter = FakeMeter({"cpu:0": 10.0, "ram:0": 1.0}, provenance="sampled", name="sampler")
+    report = measure_inference(model, data, batch_sizes=(1,), meters=[meter], warmup_s=0, min_duration_s=0.01,
+                               sample_interval_s=0.03)
+    assert report.update_period_s == pytest.approx(0.03) and report[1].duration_s >= 0.3
 
 
 def test_a_window_has_at_least_two_calls_even_for_a_slow_model() -> None:
