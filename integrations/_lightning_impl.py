@@ -7,16 +7,16 @@ package gets its own class built from :class:`GreenCallbackMixin` by :func:`make
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from mlflow_green.integrations._device_sync import torch_synchronizer
+from mlflow_green.integrations._torch_batches import batch_size, example_of, floats
 from mlflow_green.measure.attribution import ProcessTree
 from mlflow_green.measure.host import host_id
 from mlflow_green.measure.readings import DeviceCounter
@@ -81,6 +81,8 @@ class GreenCallbackMixin:
         self._fitting = False
         self._pending_state: Mapping[str, Any] | None = None
         self._needs_profile = False
+        self._example: Any = None
+        self._model_of_fit = 0  # id() of the model the example belongs to
         self._last_batch_end_s = 0.0
         self._last_budget_check_s = 0.0
         self._epoch_samples = 0
@@ -94,16 +96,14 @@ class GreenCallbackMixin:
             self._pending_state = None
         self._bind(trainer)
         self._live = self.live_metrics if self.live_metrics is not None else not _pytorch_autolog_enabled()
-        profile = None
-        if self.inspect_model:
-            example = getattr(pl_module, "example_input_array", None)
-            if example is not None:
-                profile = self._inspect(trainer, pl_module, example)
-            else:
-                self._needs_profile = True  # inspected on the first batch
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
-        self.session.begin_fit(planned_epochs=max_epochs, profile=profile)
+        max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
+        self.session.begin_fit(planned_epochs=max_epochs, planned_steps=max_steps, steps_done=trainer.global_step)
         self._fitting = True
+        self._example = getattr(pl_module, "example_input_array", None)
+        self._needs_profile = self.inspect_model and self._example is None  # inspected on the first batch
+        if self.inspect_model and self._example is not None:
+            self._log_profile(trainer, pl_module)
         self._last_budget_check_s = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
@@ -116,12 +116,15 @@ class GreenCallbackMixin:
         self.session.add_data_wait(now_s - self._last_batch_end_s)  # the loop was fetching this batch
         if self._needs_profile:
             self._needs_profile = False
-            profile = self._inspect(trainer, pl_module, _inputs_of(batch))
-            if profile is not None:
-                self.session.log_profile(profile)
+            try:  # one sample of the first batch, kept for the end-of-fit profile
+                self._example = example_of(pl_module.forward, batch)
+            except Exception as exc:
+                logger.debug("mlflow-green: no example input from the first batch: %s", exc)
+            self._log_profile(trainer, pl_module)
+            self._last_batch_end_s = time.perf_counter()  # profiling is not data wait
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._epoch_samples += _batch_size(batch)
+        self._epoch_samples += batch_size(batch)
         end_s = time.perf_counter()
         self._last_batch_end_s = end_s
         if (
@@ -135,19 +138,31 @@ class GreenCallbackMixin:
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         self._eval_samples = 0
-        if self._fitting and not trainer.sanity_checking:
+        if trainer.sanity_checking:
+            return
+        if self._fitting:
             self.session.begin_phase("validation")
+        else:  # trainer.validate
+            self._begin_eval(trainer, "validate")
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_samples += _batch_size(batch)
+        self._eval_samples += batch_size(batch)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if self._fitting and not trainer.sanity_checking:
+        if trainer.sanity_checking:
+            return
+        if self._fitting:
             self.session.end_phase("validation", samples=self._eval_samples)
+            self._last_batch_end_s = time.perf_counter()  # validation within the epoch is not data wait
+        else:
+            self.session.end_eval("validate", samples=self._eval_samples)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        logs = _floats(trainer.callback_metrics)
-        result = self.session.end_epoch(trainer.current_epoch, logs=logs, train_samples=self._epoch_samples)
+        logs = floats(trainer.callback_metrics)
+        result = self.session.end_epoch(
+            trainer.current_epoch, logs=logs, train_samples=self._epoch_samples, steps_done=trainer.global_step
+        )
+        self._epoch_samples = 0
         if self._live and getattr(trainer, "progress_bar_callback", None) is not None:
             # pl_module.log costs ~3 ms a call: only when there is a progress bar to show them
             for key, value in result.live.items():
@@ -160,38 +175,33 @@ class GreenCallbackMixin:
         if not self._fitting:
             return
         self._fitting = False
-        profile = self._inspect(trainer, pl_module, getattr(pl_module, "example_input_array", None)) if self.inspect_model else None
-        self.session.end_fit("FINISHED", logs=_floats(trainer.callback_metrics), profile=profile)
+        profile = self._inspect(trainer, pl_module) if self.inspect_model else None
+        self.session.end_fit("FINISHED", logs=floats(trainer.callback_metrics), profile=profile)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
+        status = "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"
         if self._fitting:
             self._fitting = False
-            status = "KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED"
-            self.session.end_fit(status, logs=_floats(trainer.callback_metrics))
+            self.session.end_fit(status, logs=floats(trainer.callback_metrics))
         elif self.session.eval_in_progress:
-            self.session.end_eval("test")
+            self.session.end_eval(self.session.evals.kind or "test", samples=self._eval_samples, status=status)
 
     # -- test / predict ------------------------------------------------------------------------
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
-        self._setup_distributed(trainer)
-        self._eval_samples = 0
-        self._bind(trainer, keep=True)
-        self.session.begin_eval("test")
+        self._begin_eval(trainer, "test")
 
     def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_samples += _batch_size(batch)
+        self._eval_samples += batch_size(batch)
 
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.end_eval("test", samples=self._eval_samples)
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
-        self._setup_distributed(trainer)
-        self._eval_samples = 0
-        self._bind(trainer, keep=True)
-        self.session.begin_eval("predict")
+        self._begin_eval(trainer, "predict")
 
     def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_samples += _batch_size(batch)
+        self._eval_samples += batch_size(batch)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.end_eval("predict", samples=self._eval_samples)
@@ -208,9 +218,12 @@ class GreenCallbackMixin:
         """Inspect ``model`` again and log its compression metadata into the run of the last fit.
 
         For compression applied after ``fit`` (e.g. ``torch.ao.quantization.quantize_dynamic``
-        or one-shot pruning): updates ``green/model_*`` and ``green.compression``.
+        or one-shot pruning): the changed ``green/model_*`` values are logged at the step after
+        the last one, ``green.compression`` and ``green/report.json`` are updated.
         """
         example = example_input if example_input is not None else getattr(model, "example_input_array", None)
+        if example is None and id(model) == self._model_of_fit:
+            example = self._example
         context: dict[str, Any] = {"precision": precision}
         if example is not None:
             context["example_input"] = example
@@ -259,14 +272,31 @@ class GreenCallbackMixin:
         # of the other ranks on its host, which must not be billed twice.
         siblings = {pid for host, pid in ranks if host == host_id() and pid != os.getpid()}
         template.processes = ProcessTree(exclude_pids=frozenset(siblings))
-        template.device_filter = _ownership_filter(int(getattr(trainer, "local_rank", 0) or 0))
+        template.device_filter = _OwnershipFilter(int(getattr(trainer, "local_rank", 0) or 0))
 
-    def _inspect(self, trainer: Any, pl_module: Any, example: Any) -> ModelProfile | None:
+    def _begin_eval(self, trainer: Any, kind: str) -> None:
+        self._setup_distributed(trainer)
+        self._eval_samples = 0
+        self._bind(trainer, keep=True)
+        self.session.begin_eval(kind)
+
+    def _inspect(self, trainer: Any, pl_module: Any) -> ModelProfile | None:
+        """Profile the model on the fit's example input (its ``example_input_array`` or one sample of the first batch)."""
+        self._model_of_fit = id(pl_module)
         precision = str(getattr(trainer, "precision", "") or "") or None
         context: dict[str, Any] = {"precision": precision}
-        if example is not None:
-            context["example_input"] = example
-        return inspect_model(pl_module, **context)
+        if self._example is not None:
+            context["example_input"] = self._example
+        try:
+            return inspect_model(pl_module, **context)
+        except Exception as exc:  # measurement never crashes training
+            logger.warning("mlflow-green: could not inspect the model: %s", exc)
+            return None
+
+    def _log_profile(self, trainer: Any, pl_module: Any) -> None:
+        profile = self._inspect(trainer, pl_module)
+        if profile is not None:
+            self.session.log_profile(profile)
 
 
 def make_callback_class(callback_base: type, module: str) -> type:
@@ -283,8 +313,9 @@ def _all_gather_objects(value: Any) -> list[Any]:
     return parts
 
 
-def _ownership_filter(local_rank: int) -> Any:
-    """Which readings this rank contributes, so that the ranks' sum counts every device once.
+@dataclass(frozen=True)
+class _OwnershipFilter:
+    """Which readings this rank contributes, so that the ranks' sum counts every device once (picklable).
 
     A process-scope reading is this rank's own share (its GPUs, its process tree's CPU time and
     memory): every rank keeps its own, and shares of one device add up. A whole-device CPU or
@@ -293,10 +324,10 @@ def _ownership_filter(local_rank: int) -> Any:
     once when the ranks are merged.
     """
 
-    def owned(device: DeviceCounter) -> bool:
-        return device.component == "gpu" or device.scope == "process" or local_rank == 0
+    local_rank: int
 
-    return owned
+    def __call__(self, device: DeviceCounter) -> bool:
+        return device.component == "gpu" or device.scope == "process" or self.local_rank == 0
 
 
 def _own_gpu_uuids(trainer: Any) -> list[str]:
@@ -327,35 +358,4 @@ def _pytorch_autolog_enabled() -> bool:
     except Exception:
         return False
 
-
-def _floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in dict(metrics).items():
-        try:
-            number = float(value.item() if hasattr(value, "item") else value)
-        except (TypeError, ValueError, RuntimeError):
-            continue
-        if math.isfinite(number):
-            out[str(key)] = number
-    return out
-
-
-def _inputs_of(batch: Any) -> Any:
-    """The model inputs of a batch: ``x`` of ``(x, y)``, a tensor, or the first value of a dict."""
-    if isinstance(batch, (list, tuple)) and batch:
-        return batch[0]
-    if isinstance(batch, Mapping) and batch:
-        return next(iter(batch.values()))
-    return batch
-
-
-def _batch_size(batch: Any) -> int:
-    inputs = _inputs_of(batch)
-    shape = getattr(inputs, "shape", None)
-    if shape is not None and len(shape) > 0 and isinstance(shape[0], numbers.Integral):
-        return int(shape[0])
-    try:
-        return len(inputs)
-    except TypeError:
-        return 0
 

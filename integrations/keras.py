@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +25,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise MissingExtraError("keras", "keras", "mlflow_green.integrations.keras") from exc
 
+from mlflow_green.integrations._keras_guard import CallGuard, caller_frame
+from mlflow_green.integrations._keras_samples import adapter_samples, samples_seen
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
@@ -136,40 +137,49 @@ class GreenCallback(keras.callbacks.Callback):
         self.inspect_model = inspect_model
         self._live = bool(live_metrics) if live_metrics is not None else True
         self._in_fit = False
-        self._train_samples: int | None = None
-        self._originals: dict[str, Any] = {}
-        self._last_step_end_s = 0.0
+        self._fit_guard: CallGuard | None = None
+        self._eval_guard: CallGuard | None = None
+        self._epoch_train_samples: int | None = None
         self._last_budget_check_s = 0.0
         self._at_exit_registered = False
 
     # -- fit ---------------------------------------------------------------------------------
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if self._in_fit:  # the previous fit raised outside a step and was never closed
+        if self._in_fit:  # the previous fit ended without telling us (it cannot, now: belt and braces)
             self._finish("FAILED")
         self._in_fit = True
         self._live = self.live_metrics if self.live_metrics is not None else not _keras_autolog_enabled()
-        self._train_samples = self.samples_per_epoch or _samples_of_caller("fit")
         self.session.bind_run()
         self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
-        profile = self._profile()
-        self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0), profile=profile)
+        self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0))
+        self._fit_guard = CallGuard(self.model, self._abort, python_input=_reads_input_in_python()).watch("fit")
+        self._fit_guard.on_step_end = self._check_budget
+        if self.inspect_model:
+            profile = self._profile()
+            if profile is not None:
+                self.session.log_profile(profile)
         self._last_budget_check_s = time.perf_counter()
-        self._wrap("train_function")
-        self._wrap("test_function")
         if not self._at_exit_registered:
             atexit.register(self._finish_at_exit)
             self._at_exit_registered = True
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.session.begin_epoch(epoch)
-        self._last_step_end_s = time.perf_counter()
+        self._epoch_train_samples = None
+        if self._fit_guard is not None:
+            self._fit_guard.reset_counts()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        result = self.session.end_epoch(epoch, logs=logs or {}, train_samples=self._train_samples)
+        guard = self._fit_guard
+        if self._epoch_train_samples is None:  # no validation this epoch: read the count now
+            self._epoch_train_samples = self._train_samples_seen()
+        if guard is not None:
+            self.session.add_data_wait(guard.data_wait_s)
+        result = self.session.end_epoch(epoch, logs=logs or {}, train_samples=self._epoch_train_samples)
         if self._live and logs is not None:
             logs.update(result.live)
-        if result.stop_reason:
-            logger.warning("mlflow-green: stopping training: %s", result.stop_reason)
+        if result.stop_reason or (guard is not None and guard.stop_requested):
+            logger.warning("mlflow-green: stopping training: %s", result.stop_reason or self.session.stop_reason)
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
@@ -178,29 +188,41 @@ class GreenCallback(keras.callbacks.Callback):
     # -- validation inside fit, evaluate and predict outside it --------------------------------
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._in_fit:
+            if self._epoch_train_samples is None:  # before evaluate resets the metrics
+                self._epoch_train_samples = self._train_samples_seen()
+            if self._fit_guard is not None:
+                self._fit_guard.watch("evaluate", timed=False)
             self.session.begin_phase("validation")
         else:
+            self._eval_guard = CallGuard(self.model, self._abort, python_input=_reads_input_in_python()).watch("evaluate")
             self.session.begin_eval("test")
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
-        samples = _samples_of_caller("evaluate")
+        samples = samples_seen(self.model) or adapter_samples(_iterator_of_caller("evaluate"))
         if self._in_fit:
             self.session.end_phase("validation", samples=samples)
         else:
-            self.session.end_eval("test", samples=samples)
+            self._end_eval("test", samples)
 
     def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self._in_fit:
+            self._eval_guard = CallGuard(self.model, self._abort, python_input=_reads_input_in_python()).watch("predict")
         self.session.begin_eval("predict")
 
     def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
-        self.session.end_eval("predict", samples=_samples_of_caller("predict"))
+        guard = self._eval_guard
+        samples = guard.samples if guard is not None and guard.samples else adapter_samples(_iterator_of_caller("predict"))
+        if self._in_fit:
+            self.session.end_eval("predict", samples=samples)
+        else:
+            self._end_eval("predict", samples)
 
     def log_model(self, model: keras.Model | None = None) -> ModelProfile | None:
         """Inspect ``model`` (default: the last trained one) again and log its compression metadata.
 
         For compression applied after ``fit``: ``model.quantize("int8")`` or one-shot pruning,
-        then ``callback.log_model()`` updates ``green/model_*`` and ``green.compression`` in the
-        same run.
+        then ``callback.log_model()`` logs the changed ``green/model_*`` values at the step
+        after the last one, and updates ``green.compression`` and ``green/report.json``.
         """
         model = model if model is not None else self.model
         profile = inspect_model(model) if model is not None else None
@@ -208,55 +230,67 @@ class GreenCallback(keras.callbacks.Callback):
             self.session.log_profile(profile)
         return profile
 
+    # -- pickling (copy.deepcopy, scikit-learn clones) ------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_model=None, _fit_guard=None, _eval_guard=None, _in_fit=False, _at_exit_registered=False)
+        return state
+
     # -- internals ---------------------------------------------------------------------------
     def _profile(self) -> ModelProfile | None:
-        return inspect_model(self.model) if self.inspect_model else None
+        try:
+            return inspect_model(self.model)
+        except Exception as exc:  # measurement never crashes training
+            logger.warning("mlflow-green: could not inspect the model: %s", exc)
+            return None
 
-    def _wrap(self, name: str) -> None:
-        """Time each train step (the gaps between steps are input waits) and catch failures."""
-        original = getattr(self.model, name, None)
-        if original is None or name in self._originals:
+    def _train_samples_seen(self) -> int | None:
+        """Training samples of the epoch: the option, else the batches actually seen, else the adapter's count."""
+        if self.samples_per_epoch:
+            return self.samples_per_epoch
+        guard = self._fit_guard
+        seen = samples_seen(self.model) or (guard.samples if guard is not None else 0)
+        if seen:
+            return seen
+        return adapter_samples(guard.epoch_iterator if guard is not None else None)
+
+    def _check_budget(self) -> None:
+        """After a train step (hot path): compare the energy so far with the budget every few seconds."""
+        if not self.session.budget.active:
             return
-        self._originals[name] = original
-        callback = self
+        now_s = time.perf_counter()
+        if now_s - self._last_budget_check_s < BUDGET_CHECK_INTERVAL_S:
+            return
+        self._last_budget_check_s = now_s
+        if self.session.check_budget() and self._fit_guard is not None:
+            self._fit_guard.stop_requested = True  # applied after the batch's callbacks, never inside the step
 
-        def step(*args: Any, **kwargs: Any) -> Any:
-            start_s = time.perf_counter()
-            if name == "train_function":
-                callback.session.add_data_wait(start_s - callback._last_step_end_s)
-            try:
-                outputs = original(*args, **kwargs)
-            except BaseException as exc:
-                callback._finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-                raise
-            end_s = time.perf_counter()
-            callback._last_step_end_s = end_s
-            if end_s - callback._last_budget_check_s >= BUDGET_CHECK_INTERVAL_S and callback.session.budget.active:
-                callback._last_budget_check_s = end_s
-                if callback.session.check_budget():
-                    callback.model.stop_training = True
-            return outputs
+    def _abort(self, exc: BaseException) -> None:
+        """The fit (or evaluate / predict) ends with ``exc``, now: stop measuring, end our run."""
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
+        if self._in_fit:
+            self._finish(status)
+        elif self.session.eval_in_progress:
+            self._end_eval(self.session.evals.kind or "test", None, status=status)
 
-        setattr(self.model, name, step)
-
-    def _unwrap(self) -> None:
-        for name, original in self._originals.items():
-            try:
-                setattr(self.model, name, original)
-            except Exception:  # the model may be gone
-                pass
-        self._originals = {}
+    def _end_eval(self, kind: str, samples: int | None, status: str = "FINISHED") -> None:
+        guard, self._eval_guard = self._eval_guard, None
+        if guard is not None:
+            guard.remove()
+        self.session.end_eval(kind, samples=samples, status=status)
 
     def _finish(self, status: str, logs: dict[str, Any] | None = None) -> None:
         if not self._in_fit:
             return
         self._in_fit = False
-        self._unwrap()
-        profile = self._profile() if status == "FINISHED" else None
+        guard, self._fit_guard = self._fit_guard, None
+        if guard is not None:
+            guard.remove()
+        profile = self._profile() if status == "FINISHED" and self.inspect_model else None
         self.session.end_fit(status, logs=logs, profile=profile)
 
     def _finish_at_exit(self) -> None:
-        """A fit that never reached on_train_end (an exception outside a step) ends FAILED."""
+        """A fit still open at exit (ended in a way no hook saw) ends FAILED."""
         if self._in_fit:
             self._finish("FAILED")
 
@@ -271,29 +305,11 @@ def _keras_autolog_enabled() -> bool:
         return False
 
 
-def _samples_of_caller(method: str) -> int | None:
-    """Samples per pass of the ``fit`` / ``evaluate`` / ``predict`` call running this callback.
-
-    Keras does not tell callbacks the batch size; its epoch iterator's data adapter knows it
-    for arrays, tensors and datasets of known cardinality. Best effort: None when unknown.
-    """
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == method and "epoch_iterator" in frame.f_locals:
-            return _adapter_samples(frame.f_locals["epoch_iterator"])
-        frame = frame.f_back
-    return None
+def _reads_input_in_python() -> bool:
+    """True on backends that read each batch in Python (torch, JAX): input waits can be timed."""
+    return keras.backend.backend() in ("torch", "jax")
 
 
-def _adapter_samples(epoch_iterator: Any) -> int | None:
-    try:
-        adapter = epoch_iterator.data_adapter
-        steps = epoch_iterator.num_batches
-        batch_size = adapter.batch_size
-        if not steps or not batch_size:
-            return None
-        if steps == adapter.num_batches and adapter.has_partial_batch and adapter.partial_batch_size:
-            return int((steps - 1) * batch_size + adapter.partial_batch_size)
-        return int(steps * batch_size)
-    except Exception:
-        return None
+def _iterator_of_caller(method: str) -> Any:
+    frame = caller_frame(method)
+    return frame.f_locals.get("epoch_iterator") if frame is not None else None

@@ -394,6 +394,16 @@ class GreenConfig:
             "sources": dict(self.sources),
         }
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (ddp_spawn, ``copy.deepcopy``): ``sources`` travels as a plain dict."""
+        state = dict(self.__dict__)
+        state["sources"] = dict(self.sources)
+        return state
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, MappingProxyType(dict(value)) if name == "sources" else value)
+
     def replace(self, **changes: Any) -> GreenConfig:
         """A copy with some fields changed, validated again; changed fields count as arguments.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -145,6 +146,16 @@ class EnergyTracker:
     def attribution(self) -> Attribution:
         """Whose energy the meters bill: the scope, this training's processes, the framework's GPUs."""
         return Attribution(self.config.scope, self.processes, self.framework_gpus)  # type: ignore[arg-type]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (ddp_spawn, ``copy.deepcopy``) as its configuration: the copy is a fresh, unstarted tracker.
+
+        A process tree rooted in the pickling process is re-rooted in the process that unpickles it;
+        ``framework_gpus`` / ``synchronize`` closures (set per fit by the callbacks) are left out.
+        """
+        processes = None if self.processes.root_pid == os.getpid() and not self.processes.exclude_pids else self.processes
+        hooks = [hook if _by_reference(hook) else None for hook in (self.framework_gpus, self.synchronize)]
+        return (_unpickled_tracker, (self.config, list(self._injected), self._clock, self.device_filter, processes, *hooks))
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -369,3 +380,16 @@ class EnergyTracker:
         if text not in self.faults:
             self.faults.append(text)
             logger.warning("mlflow-green: meter %s", text)
+
+
+def _by_reference(fn: object) -> bool:
+    """True for None and module-level functions (pickled by name), False for closures and lambdas."""
+    return fn is None or "<" not in getattr(fn, "__qualname__", "<")
+
+
+def _unpickled_tracker(config: GreenConfig, meters: list[Meter], clock: Callable[[], float],
+                       device_filter: Callable[[DeviceCounter], bool] | None, processes: ProcessTree | None,
+                       framework_gpus: Callable[[], Iterable[str]] | None = None,
+                       synchronize: Callable[[], object] | None = None) -> EnergyTracker:
+    return EnergyTracker(config=config, meters=meters, clock=clock, device_filter=device_filter, processes=processes,
+                         framework_gpus=framework_gpus, synchronize=synchronize)

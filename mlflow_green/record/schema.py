@@ -36,8 +36,14 @@ ENERGY_PER_SAMPLE_J: Final = "green/energy_per_sample_j"
 ENERGY_TRAIN_KWH: Final = "green/energy_train_kwh"
 ENERGY_VALIDATION_KWH: Final = "green/energy_validation_kwh"
 ENERGY_DATA_KWH: Final = "green/energy_data_kwh"
+ENERGY_OTHER_KWH: Final = "green/energy_other_kwh"
+"""Everything of a fit outside train, validation and data: setup before the first epoch, teardown
+after the last, the gaps between epochs and the callback's own work; train + validation + data +
+other = ``green/energy_kwh`` at every step."""
 ENERGY_TEST_KWH: Final = "green/energy_test_kwh"
 ENERGY_PREDICT_KWH: Final = "green/energy_predict_kwh"
+ENERGY_VALIDATE_KWH: Final = "green/energy_validate_kwh"
+"""Energy of ``trainer.validate`` calls outside a fit (a fit's own validation is ``green/energy_validation_kwh``)."""
 
 # --- projections and efficiency --------------------------------------------------------------
 PROJECTED_ENERGY_KWH: Final = "green/projected_energy_kwh"
@@ -85,6 +91,8 @@ TAG_COMPRESSION: Final = "green.compression"
 TAG_QUALITY_METRIC: Final = "green.quality_metric"
 TAG_BUDGET_STOP: Final = "green.budget_stop"
 """Why an energy or emissions budget stopped the training (absent when it did not)."""
+TAG_RESUMED_FROM: Final = "green.resumed_from"
+"""The run a training resumed from a checkpoint of (when it logs into a new run, whose totals start at zero)."""
 TAG_SIGNATURE: Final = "green.signature"
 """Ed25519 signature of the run's green values (JSON: key id, manifest digest, signature); see record.signing."""
 
@@ -135,8 +143,10 @@ _PHASE_ENERGY: Final = {
     "train": ENERGY_TRAIN_KWH,
     "validation": ENERGY_VALIDATION_KWH,
     "data": ENERGY_DATA_KWH,
+    "other": ENERGY_OTHER_KWH,
     "test": ENERGY_TEST_KWH,
     "predict": ENERGY_PREDICT_KWH,
+    "validate": ENERGY_VALIDATE_KWH,
 }
 PHASES: Final = tuple(_PHASE_ENERGY)
 INFERENCE_METRICS: Final = (
@@ -155,7 +165,7 @@ def component_energy_key(component: str) -> str:
 
 
 def phase_energy_key(phase: str) -> str:
-    """The metric key of one phase's energy (``train``, ``validation``, ``data``, ``test``, ``predict``)."""
+    """The metric key of one phase's energy (``train``, ``validation``, ``data``, ``other``, ``test``, ``predict``, ``validate``)."""
     return _PHASE_ENERGY[phase]
 
 

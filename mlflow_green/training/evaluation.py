@@ -5,13 +5,12 @@ Example:
     >>> from mlflow_green.testing import FakeMeter
     >>> evals = Evaluations()
     >>> evals.begin("test", EnergyTracker(meters=[FakeMeter({"cpu:0": 10.0})]))
-    >>> evals.end().energy_j >= 0, evals.in_progress
-    (True, False)
+    >>> m = evals.add("test", evals.end())
+    >>> m.energy_j >= 0, evals.in_progress, list(evals.totals)
+    (True, False, ['test'])
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.measure.tracker import EnergyTracker
@@ -30,6 +29,7 @@ class Evaluations:
     def __init__(self) -> None:
         self.tracker: EnergyTracker | None = None
         self.kind: str | None = None
+        self.ended_kind: str | None = None
         self.totals: dict[str, Measurement] = {}
 
     @property
@@ -43,15 +43,23 @@ class Evaluations:
         tracker.start()
         self.tracker, self.kind = tracker, kind
 
-    def end(self, reduce: Callable[[Measurement], Measurement] = lambda m: m) -> Measurement:
-        """Stop it; returns its measurement (all ranks, through ``reduce``), added to its kind's total."""
-        tracker, kind = self.tracker, self.kind
-        if tracker is None or kind is None:
-            return EMPTY
-        self.tracker, self.kind = None, None
-        measurement = reduce(tracker.stop())
+    def end(self) -> Measurement:
+        """Stop the evaluation in progress; returns this process's measurement (see :meth:`add`)."""
+        tracker, self.tracker = self.tracker, None
+        self.ended_kind, self.kind = self.kind, None
+        return tracker.stop() if tracker is not None else EMPTY
+
+    def add(self, kind: str, measurement: Measurement) -> Measurement:
+        """Add an evaluation's measurement (all ranks) to its kind's running total; returns it."""
         self.totals[kind] = self.totals.get(kind, EMPTY) + measurement
         return measurement
+
+    def total(self) -> Measurement:
+        """Every evaluation of the run together."""
+        total = EMPTY
+        for measurement in self.totals.values():
+            total = total + measurement
+        return total
 
     def reset(self) -> None:
         """A new run: no totals yet."""

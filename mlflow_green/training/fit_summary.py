@@ -48,7 +48,7 @@ def session_tags(session: TrainingSession, tracker: EnergyTracker, total: Measur
 
 def session_report(session: TrainingSession, tracker: EnergyTracker, total: Measurement, status: str) -> dict[str, Any]:
     """``green/report.json``: the tracker's breakdown plus the session's phases, epochs, model and budget."""
-    phases = session.report_phases()
+    phases = session.report_phases(total)
     return build_report(
         tracker,
         total,
@@ -65,6 +65,7 @@ def session_report(session: TrainingSession, tracker: EnergyTracker, total: Meas
                 "max_emissions_kg": session.budget.max_emissions_kg,
                 "stopped": session.stop_reason,
             },
+            "resumed_from": session.resumed_from,
             "distributed": {
                 "world_size": session.dist.world_size,
                 "hosts": session.dist.hosts,

@@ -14,6 +14,8 @@ Example:
     >>> split = ledger.end_epoch(epoch, validation=Measurement(0.0))
     >>> round(split["data"].energy_j, 6), round(split["train"].energy_j, 6)
     (20.0, 80.0)
+    >>> split["data"].devices[0].basis
+    'counter, apportioned by time share'
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ EMPTY = Measurement(0.0, ())
 
 FIT_PHASES = ("train", "validation", "data")
 """The phases a fit's epochs are split into."""
+
+OTHER = "other"
+"""The rest of a fit's total: setup, teardown, the gaps between epochs, the callback's own work."""
 
 
 class PhaseLedger:
@@ -91,6 +96,19 @@ class PhaseLedger:
     def fit_phase_totals(self) -> dict[str, Measurement]:
         """The running totals of the fit phases only (train, validation, data)."""
         return {p: m for p, m in self.totals().items() if p in FIT_PHASES}
+
+    def with_other(self, total: Measurement) -> dict[str, Measurement]:
+        """The fit phases' running totals plus ``other`` = ``total`` minus them, device by device.
+
+        ``total`` is the run's running total at the same instant (all ranks), so the four phases
+        always add up to it.
+        """
+        phases = self.fit_phase_totals()
+        other = total
+        for measurement in phases.values():
+            other = other - measurement
+        phases[OTHER] = Measurement(other.duration_s, other.devices)
+        return phases
 
     def close_fit(self) -> None:
         """The fit ended: its phases join the carried totals."""

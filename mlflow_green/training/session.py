@@ -39,12 +39,12 @@ from mlflow_green.record.runs import RunHandle
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.budget import EnergyBudget
 from mlflow_green.training.callback_options import session_options
-from mlflow_green.training.distributed import DistributedContext
+from mlflow_green.training.distributed import DistributedContext, merge_parts
 from mlflow_green.training.evaluation import Evaluations
 from mlflow_green.training.figures import budget_reason, efficiency_metrics, projection_metrics, running_metrics
 from mlflow_green.training.fit_summary import session_report, session_tags
 from mlflow_green.training.inspection import ModelProfile
-from mlflow_green.training.phases import EMPTY, FIT_PHASES, PhaseLedger
+from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
 from mlflow_green.training.session_run import SessionRun
@@ -107,13 +107,9 @@ class TrainingSession:
         self.log_report = log_report
         self.dist = DistributedContext()  # the adapter fills it in distributed training
         self.output = SessionRun(run_name, timeouts)
-        # across fits of one run
-        self.carried = EMPTY
-        self.ledger = PhaseLedger()
-        self.samples: dict[str, int] = {}
-        self.steps = StepCounter()
-        self.evals = Evaluations()
-        self.resumed_run_id: str | None = None
+        self.resumed_run_id: str | None = None  # from a checkpoint, until a run is bound
+        self.resumed_from: str | None = None  # the earlier run, when this run starts over
+        self._start_run_totals()
         # this fit
         self.tracker: EnergyTracker | None = None
         self.profile: ModelProfile | None = None
@@ -123,8 +119,20 @@ class TrainingSession:
         self.projection = EnergyProjection()
         self.fit_total: Measurement | None = None
         self._epoch_start: Snapshot | None = None
+        self._epoch: int | None = None  # the epoch in progress
         self._last_total: Measurement | None = None
         self._first_epoch: int | None = None
+        self._counts: dict[str, int] = {}  # samples seen on this rank since the last exchange
+        self._steps_done = 0
+
+    def _start_run_totals(self) -> None:
+        """A new run: every running total starts at zero."""
+        self.carried = EMPTY
+        self.ledger = PhaseLedger()
+        self.samples: dict[str, int] = {}
+        self.steps = StepCounter()
+        self.evals = Evaluations()
+        self.report: dict[str, Any] | None = None
 
     @classmethod
     def for_callback(cls, framework: str, **options: Any) -> TrainingSession:
@@ -149,40 +157,49 @@ class TrainingSession:
         """Log into ``run``, else resolve one (explicit id, active run, or a new one).
 
         Only the logging rank binds a run. A different run from the previous one starts the
-        totals over.
+        totals over; so does a run other than the one a resumed checkpoint was logged into
+        (tagged ``green.resumed_from``).
         """
         if not self.dist.is_logging_rank:
             return
         if self.output.bind(run, **resolve):
-            self.carried, self.samples, self.steps = EMPTY, {}, StepCounter()
-            self.ledger.reset()
-            self.evals.reset()
+            self._start_run_totals()
+        resumed, self.resumed_run_id = self.resumed_run_id, None
+        if resumed and self.output.bound and resumed != self.output.run_id:
+            self._start_run_totals()
+            self.resumed_from = resumed
+            self.output.log_tags({schema.TAG_RESUMED_FROM: resumed})
 
     # -- fit --------------------------------------------------------------------------------
-    def begin_fit(self, *, planned_epochs: int, profile: ModelProfile | None = None) -> None:
-        """Start measuring a fit that ends at epoch ``planned_epochs`` (exclusive)."""
+    def begin_fit(self, *, planned_epochs: int, planned_steps: int | None = None, steps_done: int = 0,
+                  profile: ModelProfile | None = None) -> None:
+        """Start measuring a fit that ends at epoch ``planned_epochs`` (exclusive) or step ``planned_steps``."""
         self.tracker = self.template.fresh()
         self.tracker.start()
+        if self.dist.distributed:
+            self._agree_with_rank_zero()
         self.ledger.current = {}
-        self.quality = None
-        self.stop_reason = None
+        self.quality, self.stop_reason, self.fit_total = None, None, None
         self.epochs = []
-        self.fit_total = None
-        self.projection = EnergyProjection(planned_epochs)
-        self._first_epoch = None
+        self.projection = EnergyProjection(planned_epochs, planned_steps)
+        self._first_epoch = self._epoch = None
+        self._counts = {}
+        self._steps_done = int(steps_done or 0)
         self.profile = profile
-        self._log_tags(self.tracker)
 
     def begin_epoch(self, epoch: int) -> None:
-        """An epoch starts (the first one fixes the step numbering and logs the model profile)."""
+        """An epoch starts (the previous epoch's point is sent; the first fixes the step numbering)."""
         if self.tracker is None:
             return
+        self.output.send_pending()
         if self._first_epoch is None:
             self._first_epoch = int(epoch)
             self.projection.first_epoch = self._first_epoch
             self.steps.begin_fit(self._first_epoch)
+            self._log_tags(self.tracker)
             if self.profile is not None:
-                self._log(self.profile.metrics(), self.steps.peek(self._first_epoch))
+                self._log_model(self.profile, self.steps.peek(self._first_epoch))
+        self._epoch = int(epoch)
         self._epoch_start = self.tracker.snapshot()
         self.ledger.begin_epoch()
 
@@ -196,46 +213,53 @@ class TrainingSession:
             self.tracker.begin(phase)
 
     def end_phase(self, phase: str, *, samples: int | None = None) -> Measurement:
-        """A measured phase ends; returns its (local) measurement."""
+        """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's."""
         if self.tracker is None or not self.tracker.running:
             return EMPTY
         measurement = self.tracker.end(phase)
         if phase == "validation" and self._epoch_start is not None:
             self.ledger.add_validation(measurement)
-        if samples:
-            self.samples[phase] = self.samples.get(phase, 0) + int(samples)
+        self.count(phase, samples)
         return measurement
 
-    def end_epoch(self, epoch: int, *, logs: Mapping[str, Any] | None = None, train_samples: int | None = None) -> EpochResult:
-        """An epoch ends: split it into phases, log running totals at step = epoch, check budgets."""
+    def count(self, phase: str, samples: int | None) -> None:
+        """This rank saw ``samples`` more samples in ``phase`` (summed over ranks at the next epoch end)."""
+        if samples:
+            self._counts[phase] = self._counts.get(phase, 0) + int(samples)
+
+    def end_epoch(self, epoch: int, *, logs: Mapping[str, Any] | None = None, train_samples: int | None = None,
+                  steps_done: int | None = None) -> EpochResult:
+        """An epoch ends: split it into phases, log running totals at step = epoch, check budgets.
+
+        ``train_samples`` are this rank's; ``steps_done`` counts optimizer steps since training began.
+        """
         if self.tracker is None or self._epoch_start is None:
             return EpochResult(EMPTY)
         now = self.tracker.snapshot()
         self.tracker.check_granularity(now - self._epoch_start, f"epoch {epoch}")  # too short for the counters?
-        epoch_m = self.dist.reduce(now - self._epoch_start)
-        split = self.ledger.end_epoch(epoch_m, validation=self.dist.reduce(self.ledger.epoch_validation))
-        if train_samples:
-            self.samples["train"] = self.samples.get("train", 0) + int(train_samples)
-        self.projection.record_epoch(epoch_m.energy_j)
-        self._epoch_start = None
-        total = self.carried + self.dist.reduce(now - self.tracker.start_snapshot)
-        self._last_total = total
+        self.count("train", train_samples)
+        local = {"epoch": now - self._epoch_start, "validation": self.ledger.epoch_validation,
+                 "total": now - self.tracker.start_snapshot}
+        measured, counts = self.dist.combine(local, self._take_counts())
+        self._add_samples(counts)
+        epoch_m = measured["epoch"]
+        split = self.ledger.end_epoch(epoch_m, validation=measured["validation"])
+        epoch_steps = None if steps_done is None else int(steps_done) - self._steps_done
+        self._steps_done = self._steps_done if steps_done is None else int(steps_done)
+        self.projection.record_epoch(epoch_m.energy_j, steps=epoch_steps, steps_done=steps_done)
+        self._epoch_start = self._epoch = None
+        total = self._last_total = self.carried + measured["total"]
         step = self.steps.step_for(epoch)
         self._update_quality(logs or {})
         metrics = self._running_metrics(total, window=epoch_m)
         metrics.update(projection_metrics(self.projection.projected_j(total.energy_j), self.config))
         self._log(metrics, step)
-        self.epochs.append(
-            {
-                "epoch": int(epoch),
-                "step": step,
-                "duration_s": epoch_m.duration_s,
-                "energy_j": epoch_m.energy_j,
-                "phases_j": {phase: m.energy_j for phase, m in split.items()},
-                "data_wait_s": self.ledger.data_wait_s,
-                **({"quality": {self.quality[0]: self.quality[1]}} if self.quality else {}),
-            }
-        )
+        self.epochs.append({
+            "epoch": int(epoch), "step": step, "duration_s": epoch_m.duration_s, "energy_j": epoch_m.energy_j,
+            "phases_j": {phase: m.energy_j for phase, m in split.items()}, "data_wait_s": self.ledger.data_wait_s,
+            **({"steps": epoch_steps} if epoch_steps is not None else {}),
+            **({"quality": {self.quality[0]: self.quality[1]}} if self.quality else {}),
+        })
         live = {key: metrics[key] for key in (schema.ENERGY_KWH, schema.EMISSIONS_KG, schema.POWER_W) if key in metrics}
         reason = budget_reason(self.budget, self.config, total, next_epoch_j=self.projection.mean_epoch_j())
         if reason:
@@ -251,28 +275,41 @@ class TrainingSession:
             self.stop_reason = reason
         return reason
 
-    def end_fit(self, status: str = "FINISHED", *, logs: Mapping[str, Any] | None = None, profile: ModelProfile | None = None) -> Measurement:
-        """The fit ends (``FINISHED``, ``FAILED`` or ``KILLED``): log totals, tags and the report.
+    @property
+    def fitting(self) -> bool:
+        """True between :meth:`begin_fit` and :meth:`end_fit`."""
+        return self.tracker is not None
 
-        This is where a fit's figures are final (the seam for signing them) and where the run
-        is flushed and, if we started it, ended.
+    def end_fit(self, status: str = "FINISHED", *, logs: Mapping[str, Any] | None = None, profile: ModelProfile | None = None) -> Measurement:
+        """The fit ends (``FINISHED``, ``FAILED`` or ``KILLED``): the meters stop now; final totals, tags, report.
+
+        The final totals go at the last step once (replacing its epoch-end values), with the
+        projection equal to the actual total. This is where a fit's figures are final (the seam
+        for signing them) and where the run is flushed and, if we started it, ended.
         """
         if self.tracker is None:
             return self.carried
         tracker, self.tracker = self.tracker, None
         try:
-            self.fit_total = self.dist.reduce_fit_total(tracker.stop())
+            parts = self.dist.exchange({"total": tracker.stop()}, self._take_counts())
+            self.dist.record_rank_totals(parts, "total")
+            measured, counts = merge_parts(parts)
+            self._add_samples(counts)
+            self.fit_total = measured["total"]
             total = self.carried + self.fit_total
             self._update_quality(logs or {})
+            step = self._final_step()
             metrics = self._running_metrics(total, window=None)
-            metrics.update(efficiency_metrics(self.profile, self.samples, total))
-            if profile is not None and profile != self.profile:
-                self.profile = profile
-                metrics.update(profile.metrics())
-            self._log(metrics, self.steps.current)
+            metrics.update(efficiency_metrics(profile or self.profile, self.samples, total))
+            metrics.update(projection_metrics(total.energy_j, self.config))
+            self._log(metrics, step)
+            if profile is not None:
+                self._log_model(profile, step)
             self._log_tags(tracker, total)
-            if self.log_report and self.dist.is_logging_rank:
-                self.output.log_report(session_report(self, tracker, total, status))
+            if self.dist.is_logging_rank:
+                self.report = session_report(self, tracker, total, status)
+                if self.log_report:
+                    self.output.log_report(self.report)
             self.carried = total
             self.ledger.close_fit()
             return total
@@ -280,44 +317,66 @@ class TrainingSession:
             logger.warning("mlflow-green: could not finish measuring the fit: %s", exc)
             return self.carried
         finally:
+            self._epoch_start = self._epoch = None
             self.output.close(status)
 
     def log_profile(self, profile: ModelProfile) -> None:
-        """Log a model profile taken after training (post-training quantization or pruning)."""
-        self.profile = profile
-        self._log(profile.metrics(), self.steps.current)
-        if self.dist.is_logging_rank:
-            self.output.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()})
-            if self.tracker is None:  # outside a fit: the caller expects it in MLflow on return
-                self.output.flush()
+        """A model profile: at the fit's first step, at the current step during a fit, at a new step after.
 
-    # -- test / predict outside a fit --------------------------------------------------------
+        After a fit (post-training quantization or pruning) the changed ``green/model_*`` values
+        go at the step after the last one and ``green/report.json`` is updated.
+        """
+        if self.tracker is not None and self._first_epoch is None:
+            self.profile = profile  # logged when the first epoch begins
+            return
+        if self.tracker is not None:
+            self._log_model(profile, self.steps.peek(self._epoch) if self._epoch is not None else self.steps.current)
+            return
+        if not self.output.bound and self.dist.is_logging_rank:
+            self.bind_run()
+        self._log_model(profile, self.steps.step_for(self.steps.next_step))
+        if self.report is not None and self.log_report:
+            self.report["model"] = profile.to_dict()
+            self.output.log_report(self.report)
+        self.output.flush()  # outside a fit: the caller expects it in MLflow on return
+
+    # -- test / validate / predict outside a fit ----------------------------------------------
     @property
     def eval_in_progress(self) -> bool:
         """True between :meth:`begin_eval` and :meth:`end_eval` outside a fit."""
         return self.evals.in_progress
 
     def begin_eval(self, kind: str) -> None:
-        """``model.evaluate`` / ``trainer.test`` (``test``) or ``predict`` starts."""
+        """``model.evaluate`` / ``trainer.test`` (``test``), ``trainer.validate`` (``validate``) or ``predict`` starts."""
         if self.tracker is not None:  # inside a fit: measured as a phase
             self.begin_phase(kind)
             return
         self.evals.begin(kind, self.template)
 
-    def end_eval(self, kind: str, *, samples: int | None = None) -> Measurement:
-        """It ends: log ``green/energy_{kind}_kwh`` (running total) and joules per sample."""
+    def end_eval(self, kind: str, *, samples: int | None = None, status: str = "FINISHED") -> Measurement:
+        """It ends: ``green/energy_{kind}_kwh`` (running total), joules per sample, tags and the report."""
         if self.tracker is not None:
             return self.end_phase(kind, samples=samples)
-        if not self.evals.in_progress:
+        tracker = self.evals.tracker
+        if tracker is None:
             return EMPTY
-        measurement = self.evals.end(self.dist.reduce)
-        metrics = {schema.phase_energy_key(kind): joules_to_kwh(self.evals.totals[kind].energy_j)}
-        if samples:
-            metrics[schema.phase_energy_per_sample_key(kind)] = measurement.energy_j / samples
-        if not self.output.bound and self.dist.is_logging_rank:
-            self.bind_run()
-        self._log(metrics, self.steps.current)
-        self.output.close("FINISHED")
+        local = self.evals.end()
+        measured, counts = self.dist.combine({"m": local}, {"n": samples or 0})
+        measurement = self.evals.add(kind, measured["m"])
+        try:
+            if not self.output.bound:
+                self.bind_run()
+            metrics = {schema.phase_energy_key(kind): joules_to_kwh(self.evals.totals[kind].energy_j)}
+            if counts.get("n"):
+                metrics[schema.phase_energy_per_sample_key(kind)] = measurement.energy_j / counts["n"]
+                self.samples[kind] = self.samples.get(kind, 0) + counts["n"]
+            self._log(metrics, self.output.next_free_step(metrics, base=self.steps.current))
+            if self.dist.is_logging_rank:
+                self._log_eval_summary(tracker, status)
+        except Exception as exc:  # measurement never crashes evaluation
+            logger.warning("mlflow-green: could not log the %s energy: %s", kind, exc)
+        finally:
+            self.output.close(status)
         return measurement
 
     # -- resume ------------------------------------------------------------------------------
@@ -332,7 +391,7 @@ class TrainingSession:
         return SessionState(self.run_id, total, self.ledger.totals(), dict(self.samples), self.last_step).to_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from a checkpoint's :meth:`state_dict`."""
+        """Continue from a checkpoint's :meth:`state_dict` (in its run; a new run starts at zero)."""
         loaded = SessionState.from_dict(state)
         if loaded is None:
             return
@@ -342,12 +401,47 @@ class TrainingSession:
         self.steps = StepCounter(loaded.last_step)
         self.resumed_run_id = loaded.run_id
 
+    # -- pickling (ddp_spawn, copy.deepcopy): state, not running meters or connections ----------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.tracker is not None or self.evals.in_progress:
+            logger.warning("mlflow-green: a session copied while measuring: the copy does not measure the fit in progress")
+        state.update(tracker=None, _epoch_start=None, _epoch=None)
+        return state
+
     # -- internals ---------------------------------------------------------------------------
-    def report_phases(self) -> dict[str, Measurement]:
-        """The phases ``report.json`` shows: the fit phases, those with samples, and evaluations."""
-        phases = {p: m for p, m in self.ledger.totals().items() if p in FIT_PHASES or p in self.samples}
+    def report_phases(self, total: Measurement) -> dict[str, Measurement]:
+        """The phases ``report.json`` shows: train, validation, data, other, and evaluations."""
+        phases = self.ledger.with_other(total)
+        phases.update({p: m for p, m in self.ledger.totals().items() if p not in phases})
         phases.update(self.evals.totals)
         return phases
+
+    def _final_step(self) -> int:
+        """The step of the end-of-fit totals: the epoch in progress, else the last epoch's, else a new one."""
+        if self._epoch is not None and self._first_epoch is not None:
+            return self.steps.step_for(self._epoch)
+        if self.epochs:
+            return self.epochs[-1]["step"]
+        return self.steps.step_for(self.steps.next_step)
+
+    def _take_counts(self) -> dict[str, int]:
+        counts, self._counts = self._counts, {}
+        return counts
+
+    def _add_samples(self, counts: Mapping[str, int]) -> None:
+        for phase, n in counts.items():
+            if n:
+                self.samples[phase] = self.samples.get(phase, 0) + int(n)
+
+    def _agree_with_rank_zero(self) -> None:
+        """Every rank takes rank zero's run totals (only it knows whether the run is a new one)."""
+        state = SessionState(self.run_id, self.carried, self.ledger.totals(), dict(self.samples), self.last_step)
+        assert self.dist.all_gather is not None
+        zero = SessionState.from_dict(self.dist.all_gather(state.to_dict())[0])
+        if zero is not None:
+            self.carried, self.samples, self.steps = zero.total, dict(zero.samples), StepCounter(zero.last_step)
+            self.ledger.reset(zero.phases)
 
     def _update_quality(self, logs: Mapping[str, Any]) -> None:
         quality = quality_from_logs(self.quality_metric, logs)
@@ -357,13 +451,30 @@ class TrainingSession:
     def _running_metrics(self, total: Measurement, *, window: Measurement | None) -> dict[str, float]:
         return running_metrics(
             total, self.config, window=window, train_samples=self.samples.get("train"),
-            phases=self.ledger.fit_phase_totals(), quality=self.quality,
+            phases=self.ledger.with_other(total), quality=self.quality,
         )
 
     def _log(self, metrics: Mapping[str, float], step: int) -> None:
         if self.dist.is_logging_rank:
             self.output.log(metrics, step)
 
+    def _log_model(self, profile: ModelProfile, step: int) -> None:
+        """The profile's ``green/model_*`` values that changed since last logged, and the compression tag."""
+        self.profile = profile
+        if self.dist.is_logging_rank:
+            self.output.log_changed(profile.metrics(), step)
+            self.output.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()})
+
     def _log_tags(self, tracker: EnergyTracker, total: Measurement | None = None) -> None:
         if self.output.bound and self.dist.is_logging_rank:
             self.output.log_tags(session_tags(self, tracker, total))
+
+    def _log_eval_summary(self, tracker: EnergyTracker, status: str) -> None:
+        """Tags and report after an evaluation: a run holding only evaluations gets them all."""
+        if self.report is None:
+            self._log_tags(tracker, self.evals.total())
+            self.report = session_report(self, tracker, self.evals.total(), status)
+        else:
+            self.report["phases"].update({k: m.to_dict() for k, m in self.evals.totals.items()})
+        if self.log_report:
+            self.output.log_report(self.report)

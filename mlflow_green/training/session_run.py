@@ -9,18 +9,24 @@ most ``timeouts.start_s`` for MLflow and closing at most ``timeouts.end_s`` (see
 :mod:`mlflow_green.record.timeouts`); the session starts its meters after binding and stops
 them before closing, so that this waiting is never billed as training.
 
+One point per step: the metrics of a step are held until the session moves to another step
+(:meth:`~SessionRun.send_pending`), so the end-of-fit totals replace the last epoch's values
+at its step instead of adding a second point there.
+
 Example::
 
     out = SessionRun(run_name="baseline")
     out.bind()                                  # the active run, or a new one we own
-    out.log({"green/energy_kwh": 0.1}, step=0)  # returns at once
+    out.log({"green/energy_kwh": 0.1}, step=0)  # held until step 0 is complete
     out.close("FINISHED")                       # sent (or spooled); our own run is ended
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mlflow_green.record.runs import RunHandle, resolve_run
@@ -47,6 +53,11 @@ class SessionRun:
         self._last: RunHandle | None = None  # the run of the last fit, for writes after it (an evaluation)
         self._run_id: str | None = None
         self._reopened = False
+        self.context: dict[str, Any] | None = None  # MLflow context of the process that pickled us
+        self._pending_step: int | None = None
+        self._pending: dict[str, float] = {}
+        self._key_steps: dict[str, int] = {}
+        self._last_values: dict[str, float] = {}
 
     @property
     def run_id(self) -> str | None:
@@ -78,7 +89,7 @@ class SessionRun:
         previous = self.run_id
         try:
             if run is None:
-                run = resolve_run(run_name=self.run_name, timeouts=self.timeouts, **resolve)
+                run = self._spawned_run(**resolve) or resolve_run(run_name=self.run_name, timeouts=self.timeouts, **resolve)
             run.recorder  # noqa: B018 - opens its writer now
         except Exception as exc:  # measurement never stops the training
             logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
@@ -87,7 +98,10 @@ class SessionRun:
             self.run.finish()
         self.run, self._last, self._reopened = run, None, False
         current = run.run_id
-        return previous is not None and (current is None or current != previous)
+        changed = previous is not None and (current is None or current != previous)
+        if changed or previous is None:
+            self._key_steps, self._last_values = {}, {}
+        return changed
 
     # -- writes (queued, never raise) -----------------------------------------------------------
     def _handle(self) -> RunHandle | None:
@@ -100,8 +114,33 @@ class SessionRun:
         return self.run
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
-        """Queue metrics at ``step`` (the writer thread sends them in order; training never waits)."""
-        handle = self._handle() if metrics else None
+        """Queue metrics at ``step``; values logged again at the same step replace the held ones."""
+        if not metrics or not self.bound:
+            return
+        if self._pending_step is not None and step != self._pending_step:
+            self.send_pending()
+        self._pending_step = step
+        self._pending.update(metrics)
+        for key, value in metrics.items():
+            self._key_steps[key] = step
+            self._last_values[key] = value
+
+    def log_changed(self, metrics: Mapping[str, float], step: int) -> dict[str, float]:
+        """Queue only the metrics whose value differs from the last one logged; returns them."""
+        changed = {k: v for k, v in metrics.items() if self._last_values.get(k) != v}
+        self.log(changed, step)
+        return changed
+
+    def next_free_step(self, keys: Iterable[str], base: int) -> int:
+        """The first step >= ``base`` at which none of ``keys`` has a point yet."""
+        used = [self._key_steps[k] for k in keys if k in self._key_steps]
+        return max([base, *(s + 1 for s in used)])
+
+    def send_pending(self) -> None:
+        """Hand the held step's metrics to the writer (the training thread never waits for MLflow)."""
+        metrics, step = self._pending, self._pending_step
+        self._pending, self._pending_step = {}, None
+        handle = self._handle() if metrics and step is not None else None
         if handle is not None:
             handle.recorder.log_metrics(metrics, step=step)
 
@@ -122,6 +161,7 @@ class SessionRun:
 
         Between fits (writes reopened on the last run) this also releases the writer.
         """
+        self.send_pending()
         if self.run is None:
             return
         if self._reopened:
@@ -134,6 +174,7 @@ class SessionRun:
 
         Never raises. Writes made afterwards (an evaluation after the fit) go into the same run.
         """
+        self.send_pending()
         run, self.run = self.run, None
         if run is None:
             return
@@ -141,3 +182,52 @@ class SessionRun:
         if not self._reopened:
             self._last = run
         self._reopened = False
+
+    # -- pickling (ddp_spawn, copy.deepcopy) ----------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The run's identity, not its connections; plus the MLflow context of the pickling process."""
+        state = dict(self.__dict__)
+        state.update(run=None, _last=None, _reopened=False, _pending_step=None, _pending={})
+        state["context"] = _mlflow_context() or self.context
+        return state
+
+    def _spawned_run(self, **resolve: Any) -> RunHandle | None:
+        """In a process started from a pickled session (ddp_spawn): the launching process's run.
+
+        The active run, tracking URI and experiment set with ``mlflow`` in the launching process
+        are not inherited by a spawned process; the pickled session carries them.
+        """
+        context = self.context
+        if not context or context.get("pid") == os.getpid() or resolve:
+            return None
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            return None
+        uri = context.get("tracking_uri")
+        if uri and not os.environ.get("MLFLOW_TRACKING_URI") and mlflow.get_tracking_uri() != uri:
+            mlflow.set_tracking_uri(uri)  # this process continues the launching one's logging
+        if context.get("run_id"):
+            return resolve_run(run_id=context["run_id"], tracking_uri=uri, timeouts=self.timeouts)
+        return resolve_run(run_name=self.run_name, experiment_id=context.get("experiment_id"), timeouts=self.timeouts)
+
+
+def _mlflow_context() -> dict[str, Any] | None:
+    """The active run, tracking URI and experiment of this process (None if MLflow is not in use)."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return None
+    try:
+        from mlflow.tracking import fluent
+
+        active = mlflow.active_run()
+        experiment_id = active.info.experiment_id if active is not None else getattr(fluent, "_active_experiment_id", None)
+        return {
+            "pid": os.getpid(),
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "run_id": active.info.run_id if active is not None else None,
+            "experiment_id": experiment_id,
+        }
+    except Exception as exc:  # pickling never fails for this
+        logger.debug("mlflow-green: MLflow context not captured: %s", exc)
+        return None

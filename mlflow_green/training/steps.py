@@ -39,6 +39,11 @@ class StepCounter:
         return int(epoch) + self.offset
 
     @property
+    def next_step(self) -> int:
+        """The step after the last one logged (0 before the first)."""
+        return self.last_step + 1 if self.last_step is not None else 0
+
+    @property
     def current(self) -> int:
         """The last step logged, or 0 before the first."""
         return self.last_step if self.last_step is not None else 0

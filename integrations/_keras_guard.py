@@ -1,0 +1,273 @@
+"""Sees every way a Keras ``fit`` / ``evaluate`` / ``predict`` can end, and times input waits.
+
+Keras has no "on exception" hook: an exception raised by another callback, by the input
+pipeline or by a compiled step leaves ``fit`` without calling ``on_train_end``. While a call
+is measured, :class:`CallGuard` wraps, on the instances of that one call only:
+
+- the call's ``CallbackList`` hooks (an exception or ``KeyboardInterrupt`` in any callback);
+- the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``);
+- on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed
+  (input wait) and counted (batches and samples seen), and its exceptions are seen;
+- ``SIGTERM`` (main thread only): the measurement ends ``KILLED`` at that moment, then the
+  previous handler runs (by default the process terminates as it would have).
+
+On any of these the guard calls ``on_abort(exception)`` once, at that moment, then lets the
+exception go on. Everything is restored by :meth:`CallGuard.remove`.
+
+Input wait per backend: torch and JAX read each batch in Python (``next()`` on the data
+iterator), so the wait is measured. TensorFlow reads its input inside the compiled step
+(``tf.data``, prefetched in parallel): it cannot be told apart from the step, so the wait is 0
+and counted in train.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_CALLBACK_HOOKS = (
+    "on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end",
+    "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end",
+    "on_train_end",
+)
+_STEP_FUNCTIONS = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
+
+
+def caller_frame(method: str) -> FrameType | None:
+    """The innermost frame of a Keras ``fit`` / ``evaluate`` / ``predict`` running this code."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == method and "epoch_iterator" in frame.f_locals:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+class CallGuard:
+    """Guards the ``fit`` / ``evaluate`` / ``predict`` calls of ``model`` that one measurement covers.
+
+    Args:
+        model: The Keras model.
+        on_abort: Called once with the exception that ends the call (before it propagates).
+        python_input: The backend reads batches in Python (torch, JAX): watch, time and count them.
+
+    Attributes:
+        epoch_iterator: The first watched call's Keras epoch iterator, or None if not found.
+        data_wait_s: Seconds spent reading training batches since :meth:`reset_counts`.
+        batches: Training batches read since :meth:`reset_counts`.
+        samples: Samples in those batches.
+        stop_requested: Set to stop training at the end of the current batch (the flag is
+            never set inside the compiled step: on JAX that deletes the model's state).
+        on_step_end: Called after each step of the first watched call (hot path).
+    """
+
+    def __init__(self, model: Any, on_abort: Callable[[BaseException], None], *, python_input: bool) -> None:
+        self.model = model
+        self.on_abort = on_abort
+        self.epoch_iterator: Any = None
+        self._python_input = python_input
+        self._wrapped: list[tuple[Any, str]] = []
+        self._aborted = False
+        self._previous_sigterm: Any = None
+        self.data_wait_s = 0.0
+        self.batches = 0
+        self.samples = 0
+        self.stop_requested = False
+        self.on_step_end: Callable[[], None] | None = None
+
+    # -- install / remove ----------------------------------------------------------------------
+    def watch(self, method: str, *, timed: bool = True) -> CallGuard:
+        """Watch the running ``method`` call: its callbacks, step function and input; take SIGTERM.
+
+        ``timed``: its batches count as input wait and samples (the training input), else its
+        input is only watched for errors (validation inside a fit).
+        """
+        frame = caller_frame(method)
+        local = frame.f_locals if frame is not None else {}
+        callbacks, iterator = local.get("callbacks"), local.get("epoch_iterator")
+        if self.epoch_iterator is None:
+            self.epoch_iterator = iterator
+        if callbacks is not None:
+            for hook in _CALLBACK_HOOKS:
+                original = getattr(callbacks, hook, None)
+                if original is not None and not self._ours(original):
+                    self._set(callbacks, hook, self._guarded_hook(hook, original))
+        step = getattr(self.model, _STEP_FUNCTIONS[method], None)
+        if step is not None and not self._ours(step):
+            self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(step, first=not self._wrapped))
+        source = getattr(iterator, "_get_iterator", None)
+        if self._python_input and source is not None and not self._ours(source):
+            self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
+        if self._previous_sigterm is None:
+            self._take_sigterm()
+        return self
+
+    def _ours(self, fn: Any) -> bool:
+        return getattr(fn, "_green_guard", None) is self
+
+    def remove(self) -> None:
+        """Restore everything wrapped, and the previous SIGTERM handler."""
+        for owner, name in reversed(self._wrapped):
+            try:
+                current = owner.__dict__.get(name) if hasattr(owner, "__dict__") else None
+                if self._ours(current):
+                    original = current._green_original
+                    if getattr(original, "__self__", None) is owner and getattr(type(owner), name, None) is not None:
+                        delattr(owner, name)  # was the class's method: drop the instance attribute
+                    else:
+                        setattr(owner, name, original)
+            except Exception as exc:  # the model or iterator may be gone
+                logger.debug("mlflow-green: could not restore %s: %s", name, exc)
+        self._wrapped = []
+        self._restore_sigterm()
+
+    def reset_counts(self) -> None:
+        """A new epoch: input wait and counts start at zero."""
+        self.data_wait_s, self.batches, self.samples = 0.0, 0, 0
+
+    # -- wrappers ------------------------------------------------------------------------------
+    def abort(self, exc: BaseException) -> None:
+        """The call ends with ``exc``: tell the callback once."""
+        if self._aborted:
+            return
+        self._aborted = True
+        try:
+            self.on_abort(exc)
+        except Exception as err:  # measurement never hides the user's exception
+            logger.warning("mlflow-green: could not end the measurement: %s", err)
+
+    def _set(self, owner: Any, name: str, wrapper: Any) -> None:
+        setattr(owner, name, wrapper)
+        self._wrapped.append((owner, name))
+
+    def _mark(self, wrapper: Any, original: Any) -> Any:
+        wrapper._green_guard = self
+        wrapper._green_original = original
+        return wrapper
+
+    def _guarded_hook(self, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        guard = self
+        apply_stop = hook == "on_train_batch_end"
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = original(*args, **kwargs)
+            except BaseException as exc:
+                guard.abort(exc)
+                raise
+            if apply_stop and guard.stop_requested:
+                guard.model.stop_training = True
+            return result
+
+        return self._mark(guarded, original)
+
+    def _guarded_step(self, original: Callable[..., Any], *, first: bool) -> Callable[..., Any]:
+        guard = self
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            try:
+                outputs = original(*args, **kwargs)
+            except BaseException as exc:
+                guard.abort(exc)
+                raise
+            if first and guard.on_step_end is not None:
+                guard.on_step_end()
+            return outputs
+
+        return self._mark(step, original)
+
+    def _watched_source(self, original: Callable[[], Any], *, timed: bool) -> Callable[[], Any]:
+        guard = self
+
+        def source() -> Any:
+            return _WatchedIterator(iter(original()), guard, timed)
+
+        return self._mark(source, original)
+
+    # -- SIGTERM -------------------------------------------------------------------------------
+    def _take_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous is signal.SIG_IGN or previous is None:
+                return
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._previous_sigterm = previous
+        except (ValueError, OSError):  # not the main interpreter, or no signals here
+            self._previous_sigterm = None
+
+    def _restore_sigterm(self) -> None:
+        previous, self._previous_sigterm = self._previous_sigterm, None
+        if previous is None:
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                signal.signal(signal.SIGTERM, previous)
+        except (ValueError, OSError):
+            pass
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous_sigterm
+        self.abort(SystemExit(128 + signum))  # ends the measurement KILLED, now
+        self._restore_sigterm()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signum)  # terminate as the process would have without us
+
+
+class _WatchedIterator:
+    """A data iterator watched for errors; when ``timed``, each ``next()`` is timed (input wait) and counted."""
+
+    __slots__ = ("_inner", "_guard", "_timed")
+
+    def __init__(self, inner: Any, guard: CallGuard, timed: bool) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._timed = timed
+
+    def __iter__(self) -> _WatchedIterator:
+        return self
+
+    def __next__(self) -> Any:
+        start_s = time.perf_counter()
+        try:
+            batch = next(self._inner)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            self._guard.abort(exc)
+            raise
+        if self._timed:
+            guard = self._guard
+            guard.data_wait_s += time.perf_counter() - start_s
+            guard.batches += 1
+            guard.samples += _leading_dim(batch)
+        return batch
+
+    def __getattr__(self, name: str) -> Any:  # e.g. a DataLoader iterator's attributes
+        return getattr(self._inner, name)
+
+
+def _leading_dim(batch: Any) -> int:
+    """Samples in a batch ``(x, y[, w])``: the first dimension of its first array."""
+    first = batch
+    while isinstance(first, (tuple, list)) and first:
+        first = first[0]
+    if isinstance(first, dict) and first:
+        first = next(iter(first.values()))
+    shape = getattr(first, "shape", None)
+    try:
+        return int(shape[0]) if shape else 0
+    except (TypeError, ValueError, IndexError):
+        return 0

@@ -1,0 +1,51 @@
+"""How many samples a Keras ``fit`` epoch, ``evaluate`` or ``predict`` processed.
+
+Keras does not tell callbacks the batch size. In order of preference:
+
+1. the samples actually seen: the built-in train and test steps add each batch's size to the
+   loss tracker's ``count`` (reset at each epoch and evaluation), which covers inputs of unknown
+   length — ``tf.data`` batched without ``drop_remainder``, ``.repeat()`` with
+   ``steps_per_epoch``, generators — and epochs cut short by a stop;
+2. (torch and JAX backends) the batches read from the data iterator, counted by the guard;
+3. the data adapter's figures (arrays, tensors, datasets of known cardinality).
+
+Example:
+    >>> adapter_samples(None) is None
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def samples_seen(model: Any) -> int | None:
+    """Samples the built-in steps processed since the metrics were last reset (None when unknown)."""
+    tracker = getattr(model, "_loss_tracker", None)
+    count = getattr(tracker, "count", None)
+    if count is None:
+        return None
+    try:
+        import keras
+
+        value = float(keras.ops.convert_to_numpy(count.value if hasattr(count, "value") else count))
+    except Exception:
+        return None
+    return int(round(value)) if value > 0 else None
+
+
+def adapter_samples(epoch_iterator: Any) -> int | None:
+    """Samples per pass as the epoch iterator's data adapter knows them (None when it does not)."""
+    try:
+        adapter = epoch_iterator.data_adapter
+        steps = epoch_iterator.num_batches
+        batch_size = adapter.batch_size
+        if not steps or not batch_size:
+            return None
+        if steps == adapter.num_batches and adapter.has_partial_batch and adapter.partial_batch_size:
+            return int((steps - 1) * batch_size + adapter.partial_batch_size)
+        if steps == adapter.num_batches and adapter.has_partial_batch is None:
+            return None  # a last batch of unknown size (tf.data without drop_remainder)
+        return int(steps * batch_size)
+    except Exception:
+        return None

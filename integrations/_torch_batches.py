@@ -1,0 +1,105 @@
+"""What the Lightning callback reads from batches: sizes, and a model's example input.
+
+Example:
+    >>> import torch
+    >>> batch = (torch.zeros(8, 64), torch.zeros(8, dtype=torch.long))
+    >>> batch_size(batch)
+    8
+    >>> example_of(torch.nn.Linear(64, 10).forward, batch).shape
+    torch.Size([1, 64])
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+
+def inputs_of(batch: Any) -> Any:
+    """The model inputs of a batch: ``x`` of ``(x, y)``, a tensor, or the first value of a dict."""
+    if isinstance(batch, (list, tuple)) and batch:
+        return batch[0]
+    if isinstance(batch, Mapping) and batch:
+        return next(iter(batch.values()))
+    return batch
+
+
+def batch_size(batch: Any) -> int:
+    """Samples in a batch: the first dimension of its inputs (0 when unknown)."""
+    inputs = inputs_of(batch)
+    shape = getattr(inputs, "shape", None)
+    if shape is not None and len(shape) > 0 and isinstance(shape[0], numbers.Integral):
+        return int(shape[0])
+    try:
+        return len(inputs)
+    except TypeError:
+        return 0
+
+
+def positional_arity(forward: Callable[..., Any]) -> int:
+    """How many positional arguments ``forward`` requires (1 when it cannot be told)."""
+    try:
+        params = inspect.signature(forward).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return max(sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty), 1)
+
+
+def example_of(forward: Callable[..., Any], batch: Any) -> Any:
+    """A one-sample example input for ``forward`` from a training batch (a detached copy).
+
+    ``forward(x)`` gets ``x`` of ``(x, y)``; a forward taking two or more arguments
+    (``forward(inputs, target)``, as Lightning's demo Transformer) gets that many leading
+    elements of the batch as a tuple (positional arguments); a dict batch is keyword arguments
+    when ``forward`` takes no positional argument beyond it.
+    """
+    arity = positional_arity(forward)
+    if isinstance(batch, (list, tuple)) and arity >= 2 and len(batch) >= arity:
+        example: Any = tuple(batch[:arity])
+    elif isinstance(batch, Mapping) and _takes_keywords(forward, batch):
+        example = dict(batch)
+    else:
+        example = inputs_of(batch)
+    return _one_sample(example, batch_size(batch))
+
+
+def floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers among ``metrics`` (tensors read with ``.item()``)."""
+    out: dict[str, float] = {}
+    for key, value in dict(metrics).items():
+        try:
+            number = float(value.item() if hasattr(value, "item") else value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        if math.isfinite(number):
+            out[str(key)] = number
+    return out
+
+
+def _takes_keywords(forward: Callable[..., Any], batch: Mapping[str, Any]) -> bool:
+    try:
+        params = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return any(k in params for k in batch) or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _one_sample(example: Any, size: int) -> Any:
+    """The first sample of every tensor whose first dimension is the batch's, copied off the batch."""
+    if isinstance(example, torch.Tensor):
+        if size > 0 and example.dim() > 0 and example.shape[0] == size:
+            return example[:1].detach().clone()
+        return example.detach().clone()
+    if isinstance(example, tuple):
+        return tuple(_one_sample(e, size) for e in example)
+    if isinstance(example, list):
+        return [_one_sample(e, size) for e in example]
+    if isinstance(example, Mapping):
+        return {k: _one_sample(v, size) for k, v in example.items()}
+    return example
