@@ -252,7 +252,7 @@ class GreenCallback(TrainerCallback):
             self._in_validation = False
             self.session.end_phase("validation")
         step = int(state.global_step) if self._by_steps else window
-        samples = self.session.dist.sum_count(self._samples or self._steps_samples())
+        samples = self._samples or self._steps_samples()  # this rank's: end_epoch sums them over ranks
         result = self.session.end_epoch(step, logs=self._logs, train_samples=samples)
         if self.live_metrics is not False and self.session.dist.is_logging_rank:
             _show(self.session, step, self._by_steps, result.live)

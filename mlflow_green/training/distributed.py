@@ -65,6 +65,10 @@ class DistributedContext:
         """This rank's measurement combined with every other rank's."""
         return self.combine({"m": measurement}, {})[0]["m"]
 
+    def sum_count(self, count: int) -> int:
+        """The sum of an integer over every rank (a collective call)."""
+        return self.combine({}, {"n": int(count)})[1].get("n", 0)
+
     def record_rank_totals(self, parts: list[RankPart], name: str) -> None:
         """Keep each rank's own ``name`` measurement for ``report.json``."""
         if not self.distributed:
