@@ -198,3 +198,32 @@ def test_the_installed_console_script_exits_1_on_a_failure(model, policy_file: P
     )
     assert out.returncode == 1, out.stderr
     assert "Gate FAILED" in out.stdout
+
+
+def test_promote_remembers_the_holder_for_the_next_comparison(mlflow_experiment: str, tracking_uri: str,
+                                                              tmp_path: Path) -> None:
+    """--promote records the alias's holder; after the alias is deleted, the next candidate must still beat it."""
+    client = MlflowClient(tracking_uri)
+    name = f"cli-holder-{uuid.uuid4().hex[:8]}"
+    policy = tmp_path / "beat.toml"
+    policy.write_text("[aliases.champion]\nbeat_current_by_percent = 5\n")
+    first = _version(client, mlflow_experiment, name, GOOD, MEASURED)
+    promoted = _gate(tracking_uri, "-m", name, "-v", first, "--policy", str(policy), "--alias", "champion", "--promote")
+    assert promoted.exit_code == 0, promoted.output
+    holder = json.loads(client.get_registered_model(name).tags[schema.gate_holder_tag("alias", "champion")])
+    assert holder == {"version": first, "run_id": client.get_model_version(name, first).run_id, "accuracy_per_kwh": 4500.0}
+    client.delete_registered_model_alias(name, "champion")
+    barely = _version(client, mlflow_experiment, name, {**GOOD, schema.ACCURACY_PER_KWH: 4600.0}, MEASURED)
+    result = _gate(tracking_uri, "-m", name, "-v", barely, "--policy", str(policy), "--alias", "champion", "--promote")
+    assert result.exit_code == 1, result.output
+    assert f"(version {first}, which held alias champion last (the alias was removed since): 4500 1/kWh, + 5 %)" in result.output
+
+
+def test_control_and_bidi_characters_in_names_are_shown_escaped(mlflow_experiment: str, tracking_uri: str,
+                                                                 policy_file: Path) -> None:
+    client = MlflowClient(tracking_uri)
+    name = f"digits\u202eLIAF-{uuid.uuid4().hex[:6]}"
+    version = _version(client, mlflow_experiment, name, WASTEFUL, MEASURED)
+    result = _gate(tracking_uri, "-m", name, "-v", version, "--policy", str(policy_file), "--alias", "champion")
+    assert result.exit_code == 1
+    assert "\u202e" not in result.output and "digits\\u202eLIAF" in result.output

@@ -18,6 +18,7 @@ import click
 
 from mlflow_green.errors import GreenError
 from mlflow_green.gates.policy import ENV_GATE_POLICY
+from mlflow_green.text import visible
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -28,7 +29,7 @@ def _error(message: str, kind: str, as_json: bool) -> NoReturn:
     if as_json:
         click.echo(json.dumps({"error": message, "type": kind}, indent=2))
     else:
-        click.echo(f"Error: {message}", err=True)
+        click.echo(f"Error: {visible(message)}", err=True)
     sys.exit(EXIT_ERROR)
 
 
@@ -113,6 +114,12 @@ def gate(
                 promoted = f"version {result.version} of {model!r} moved to stage {result.stage}"
         except MlflowException as exc:  # e.g. the server's own gate refused it
             promote_error = exc.message
+        else:
+            if not no_tags:  # remember the holder for beat_current_by_percent (a green server writes its own)
+                from mlflow_green.gates.check import remember_holder
+                from mlflow_green.gates.registry import ClientRegistry
+
+                remember_holder(ClientRegistry(client), result)
     output["promoted"] = promoted
     if promote_error is not None:
         output["promote_error"] = promote_error
@@ -120,12 +127,12 @@ def gate(
     if as_json:
         click.echo(json.dumps(output, indent=2))
     else:
-        click.echo(result.report())
+        click.echo("\n".join(visible(line) for line in result.report().splitlines()))
         if promoted:
-            click.echo(f"Promoted: {promoted}")
+            click.echo(f"Promoted: {visible(promoted)}")
         elif promote and not result.passed:
             click.echo("Not promoted: the gate failed.")
         if promote_error is not None:
-            click.echo(f"Not promoted: the gate passed here, but the registry refused: {promote_error}", err=True)
+            click.echo(f"Not promoted: the gate passed here, but the registry refused: {visible(promote_error)}", err=True)
     if not result.passed or promote_error is not None:
         sys.exit(EXIT_FAILED)

@@ -39,6 +39,10 @@ def read_run_artifact(run: Run, path: str) -> bytes | None:
     try:
         if posixpath.basename(repo_path) not in {posixpath.basename(f.path) for f in repo.list_artifacts(folder)}:
             return None
+        local = repo.get_local_path(repo_path) if hasattr(repo, "get_local_path") else None
+        if local is not None:  # a local artifact store: read it in place
+            with open(local, "rb") as f:
+                return f.read()
         with tempfile.TemporaryDirectory(prefix="mlflow-green-") as tmp:
             with open(repo.download_artifacts(repo_path, tmp), "rb") as f:
                 return f.read()

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import posixpath
 import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -92,15 +91,9 @@ class ClientRegistry:
         return self.client.get_run(run_id)
 
     def read_artifact(self, run: Run, path: str) -> bytes | None:
-        import tempfile
+        from mlflow_green.record.run_signature import read_artifact
 
-        folder = posixpath.dirname(path) or None
-        if path not in {f.path for f in self.client.list_artifacts(run.info.run_id, folder)}:
-            return None
-        with tempfile.TemporaryDirectory(prefix="mlflow-green-") as tmp:
-            local = self.client.download_artifacts(run.info.run_id, path, tmp)
-            with open(local, "rb") as f:
-                return f.read()
+        return read_artifact(self.client, run.info.run_id, path)
 
     def latest_in_stage(self, name: str, stage: str) -> ModelVersion | None:
         with warnings.catch_warnings():  # stages are deprecated in MLflow, still supported

@@ -256,17 +256,28 @@ def _model_records(tracking: Any, registry: Any, name: str, metric: str | None,
 
 
 def _model_versions(registry: Any, name: str) -> list[Any]:
-    quote = '"' if "'" in name else "'"
     versions: list[Any] = []
     token = None
     while True:
         page = registry.search_model_versions(
-            filter_string=f"name={quote}{name}{quote}", max_results=_PAGE_VERSIONS, page_token=token
+            filter_string=_name_filter(name), max_results=_PAGE_VERSIONS, page_token=token
         )
         versions.extend(v for v in page if v.name == name)
         token = getattr(page, "token", None)
         if not token:
             return versions
+
+
+def _name_filter(name: str) -> str:
+    """A model-version filter matching ``name``. MLflow's filter strings cannot escape a quote, so a
+    name holding both ``'`` and ``"`` is matched with ``LIKE`` (each quote and backslash as ``_``);
+    the caller keeps only exact matches."""
+    if "'" not in name:
+        return f"name='{name}'"
+    if '"' not in name:
+        return f'name="{name}"'
+    pattern = name.replace("\\", "_").replace("'", "_")
+    return f"name LIKE '{pattern}'"
 
 
 def _records_by_run_id(tracking: Any, run_ids: Iterable[str], metric: str | None,

@@ -23,13 +23,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import os
 import posixpath
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.errors import SignatureError
@@ -95,12 +98,31 @@ class WriteLedger:
         return {"op": SIGN_OP, "key_path": key.path, "key_id": key.key_id, "expected": self.expected()}
 
 
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+_PROGRESS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a progress bar for every download; not for our small reads (nor into a CLI's output)."""
+    with _PROGRESS_LOCK:
+        before = os.environ.get(_PROGRESS_BAR)
+        os.environ[_PROGRESS_BAR] = "false"
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(_PROGRESS_BAR, None)
+            else:
+                os.environ[_PROGRESS_BAR] = before
+
+
 def read_artifact(client: MlflowClient, run_id: str, path: str) -> bytes | None:
     """One artifact of a run through the client; None when the run has none at ``path``."""
     folder = posixpath.dirname(path) or None
     if path not in {f.path for f in client.list_artifacts(run_id, folder)}:
         return None
-    with tempfile.TemporaryDirectory(prefix="mlflow-green-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mlflow-green-") as tmp, _no_progress_bar():
         with open(client.download_artifacts(run_id, path, tmp), "rb") as f:
             return f.read()
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -38,6 +37,7 @@ from werkzeug.datastructures import MultiDict
 from mlflow_green._version import __version__
 from mlflow_green.errors import GreenError, NotFoundError, RankRequestError
 from mlflow_green.ranking import BY_VALUES, gc_paused, list_experiments, list_metric_keys, list_models, rank_stores
+from mlflow_green.server.api_checks import check_filter, database_error, experiment_refs, names
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ CONTENT_SECURITY_POLICY = (
 )
 """No inline script or style, nothing from another origin."""
 
-_ID = re.compile(r"[\w-]{1,128}")
-_MAX_NAME_CHARS = 500
 _MAX_FILTER_CHARS = 4000
 _BOOLEANS = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
 
@@ -169,12 +167,14 @@ def _models(stores: Stores) -> Response:
 def _rank(stores: Stores) -> Response:
     def run(args: MultiDict[str, str]) -> dict[str, Any]:
         refs = _experiments_asked(args)
+        filter_string = _text(args, "filter", _MAX_FILTER_CHARS)
+        check_filter(filter_string)
         tracking, registry = stores()
         ranking = rank_stores(
             tracking, registry,
             experiments=refs,
             metric=_metric(args),
-            filter_string=_text(args, "filter", _MAX_FILTER_CHARS),
+            filter_string=filter_string,
             measured_only=_boolean(args, "measured_only"),
             by=_by(args),
         )
@@ -185,7 +185,7 @@ def _rank(stores: Stores) -> Response:
 
 def _model_rank(stores: Stores, name: str) -> Response:
     def run(args: MultiDict[str, str]) -> dict[str, Any]:
-        model = _names([name], "model name")[0]
+        model = names([name], "model name")[0]
         tracking, registry = stores()
         ranking = rank_stores(tracking, registry, model=model, metric=_metric(args),
                               measured_only=_boolean(args, "measured_only"), by=_by(args))
@@ -210,16 +210,19 @@ def _answer(run: Callable[[MultiDict[str, str]], Mapping[str, Any]], *, allowed:
             body = run(request.args)
     except NotFoundError as exc:
         return _error(404, str(exc), "NotFoundError", kind=exc.kind, name=exc.name, suggestions=exc.suggestions)
-    except GreenError as exc:
-        return _error(400, str(exc), type(exc).__name__)
-    except MlflowException as exc:
-        status = exc.get_http_status_code()
-        if status >= 500:
-            logger.exception("mlflow-green view: MLflow error")
-        return _error(status, exc.message, "MlflowException", error_code=exc.error_code)
-    except Exception as exc:  # a JSON answer, not an HTML error page
-        logger.exception("mlflow-green view: %s failed", request.path)
-        return _error(500, f"{type(exc).__name__}: {exc}", "InternalError")
+    except Exception as exc:  # a JSON answer, never an HTML page, never the database's own words
+        if database_error(exc) is not None:
+            logger.error("mlflow-green view: the database failed on %s?%s", request.path,
+                         request.query_string.decode("utf-8", "replace")[:2000], exc_info=exc)
+            return _error(400, "The database could not answer this request: a value in it is one the database cannot "
+                          "store or compare. Check the filter and names; the server log has the details.", "DatabaseError")
+        if isinstance(exc, GreenError):
+            return _error(400, str(exc), type(exc).__name__)
+        if isinstance(exc, MlflowException) and exc.get_http_status_code() < 500:
+            return _error(exc.get_http_status_code(), exc.message, "MlflowException", error_code=exc.error_code)
+        logger.error("mlflow-green view: %s failed", request.path, exc_info=exc)
+        return _error(500, "Internal error while answering this request; the server log has the details.",
+                      "InternalError")
     computed = time.perf_counter()
     with gc_paused():
         response = _json(body)
@@ -242,26 +245,7 @@ def _error(status: int, message: str, error_type: str, **extra: Any) -> Response
 
 
 def _experiments_asked(args: MultiDict[str, str]) -> list[str]:
-    refs = [*_experiment_ids(args.getlist("experiment_ids")), *_names(args.getlist("experiment"), "experiment")]
-    if not refs:
-        raise RankRequestError("Choose experiments: experiment_ids=1,2 or experiment=NAME.")
-    return refs
-
-
-def _experiment_ids(values: list[str]) -> list[str]:
-    ids = [part.strip() for value in values for part in value.split(",") if part.strip()]
-    bad = [i for i in ids if not _ID.fullmatch(i)]
-    if bad:
-        raise RankRequestError(f"experiment_ids must be ids such as 1,2 (letters, digits, '-', '_'), got {bad[0]!r}.")
-    return ids
-
-
-def _names(values: list[str], what: str) -> list[str]:
-    names = [v.strip() for v in values]
-    for name in names:
-        if not name or len(name) > _MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
-            raise RankRequestError(f"Invalid {what}: must be 1-{_MAX_NAME_CHARS} printable characters.")
-    return names
+    return experiment_refs(args.getlist("experiment_ids"), args.getlist("experiment"))
 
 
 def _metric(args: MultiDict[str, str]) -> str | None:

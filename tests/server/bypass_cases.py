@@ -13,6 +13,7 @@ import math
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 import warnings
@@ -353,6 +354,34 @@ def case_tampered_manifest_copied_signature_and_changed_report(s: Setup) -> None
     s.client.log_dict(good_run, {"schema_version": 1, "totals": {"energy_kwh": 1e-12}}, schema.REPORT_ARTIFACT)
     refused(lambda: s.client.set_registered_model_alias(model, "signed", good),
             "changed after signing: green/report.json: changed after signing")
+
+
+# --- 6. /green/api on this backend ------------------------------------------------------------------
+
+
+def case_api_requests_on_this_backend(s: Setup) -> None:
+    """The reported API problems, on this server's database (PostgreSQL leaked psycopg's error and the SQL)."""
+    model = f"it's a \"quoted\" model {uuid.uuid4().hex[:6]}"
+    version = s.version(model, GOOD)
+
+    def get(path: str, **params: str) -> tuple[int, dict]:
+        url = f"{s.server.url}/green/api/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    status, body = get("rank", experiment_ids=",".join([s.experiment_id] * 10_000))
+    assert status == 200 and [e["id"] for e in body["experiments"]] == [s.experiment_id]
+    status, body = get("rank", experiment_ids=",".join(str(10**6 + i) for i in range(101)))
+    assert status == 400 and "the cap is 100 per request" in body["error"]
+    for bad in ("attributes.start_time > 1" + "0" * 59, "params.x = 'a\x00b'", "metrics.acc > 1e999"):
+        status, body = get("rank", experiment_ids=s.experiment_id, filter=bad)
+        assert status == 400 and body["type"] == "RankRequestError", body
+        assert not any(word in body["error"] for word in ("SQL", "psycopg", "SELECT", "sqlite")), body
+    status, body = get(f"models/{urllib.parse.quote(model, safe='')}/rank")
+    assert status == 200 and [r["model_version"] for r in body["rows"]] == [version]
 
 
 CASES: dict[str, Callable[[Setup], None]] = {

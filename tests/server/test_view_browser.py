@@ -52,6 +52,8 @@ RUNS = (  # name, accuracy, energy kWh, estimated
     ("zero", 0.90, 0.0, False),
 )
 RANK_ORDER = ["mobile", "twin", XSS, "cnn", "zero"]
+BIDI = "invoice\u202eFDP.exe\u200b\u2066x\u2069\x1b[31m"
+"""Reads "invoiceexe.PDF..." when rendered raw: a right-to-left override, zero-width space, isolates, an ANSI escape."""
 
 
 def chromium_path() -> str:
@@ -109,7 +111,16 @@ def data(server: GreenServer) -> dict[str, Any]:
     client.set_model_version_tag(model, "1", schema.TAG_GATE, "failed")
     client.set_model_version_tag(model, "1", schema.TAG_GATE_REASONS, "estimated energy; 0.004 kWh > 0.002 kWh")
     client.set_model_version_tag(model, "2", schema.TAG_GATE, "passed")
-    return {"experiment_id": experiment_id, "other": other, "name": name, "ids": ids, "model": model}
+    spoof_id = client.create_experiment(f"{name}-spoof{BIDI}")
+    spoof = client.create_run(spoof_id, run_name=BIDI)
+    client.log_metric(spoof.info.run_id, ACC, 0.9)
+    client.log_metric(spoof.info.run_id, schema.ENERGY_KWH, 0.001)
+    client.set_tag(spoof.info.run_id, schema.TAG_QUALITY_METRIC, ACC)
+    spoof_model = f"{name}-{BIDI}-it's \"quoted\""
+    client.create_registered_model(spoof_model)
+    client.create_model_version(spoof_model, source=f"runs:/{spoof.info.run_id}/model", run_id=spoof.info.run_id)
+    return {"experiment_id": experiment_id, "other": other, "name": name, "ids": ids, "model": model,
+            "spoof_experiment_id": spoof_id, "spoof_model": spoof_model}
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +315,26 @@ def test_the_page_formats_figures_with_the_shared_vectors(view: Page) -> None:
     assert [c.split(" est.")[0].strip() for c in cells] == expected_cells
     emissions = view.page.locator("#runs-table tbody td[data-key=emissions_kg]").all_inner_texts()
     assert emissions[0] == formatting.emissions_kg(0.001 * 0.4) == "400 mg CO2e"
+
+
+def test_bidi_and_control_characters_are_shown_escaped(browser: Any, server: GreenServer, data: dict[str, Any]) -> None:
+    """Names are shown with each hidden character written as an escape, exactly as the CLI shows them."""
+    from mlflow_green.text import visible
+
+    shown = visible(BIDI)
+    assert shown == "invoice\\u202eFDP.exe\\u200b\\u2066x\\u2069\\u001b[31m"
+    page = Page(browser, f"{server.url}{PREFIX}/green/?experiment_ids={data['spoof_experiment_id']}")
+    try:
+        assert page.run_names() == [shown]
+        label = page.page.locator("#experiment-list label", has_text="-spoof").inner_text()
+        assert label.strip().endswith("-spoof" + shown)
+        page.page.locator("#tab-models").click()
+        select = page.page.locator("#model-select")
+        option = select.locator("option", has_text="quoted")
+        assert option.inner_text().strip() == visible(data["spoof_model"])
+        select.select_option(value=data["spoof_model"])  # the value is the real name: it ranks
+        expect(page.page.locator("#models-table tbody tr")).to_have_count(1)
+        assert page.page.locator("#models-table tbody td[data-key=run_name]").inner_text() == shown
+        assert page.errors == [] and page.dialogs == []
+    finally:
+        page.close()

@@ -34,12 +34,28 @@
     return document.getElementById(id);
   }
 
+  /* Control, format (bidi overrides and isolates, zero-width) and line/paragraph separator
+   * characters in names could reorder or hide what the page shows: every text shown is passed
+   * through visible(), which writes each as an escape (\u202e, \n), as mlflow_green.text.visible
+   * does for the CLI. Values sent back to the server (option values, hrefs) stay untouched. */
+  const HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+  const SHORT_ESCAPES = { "\n": "\\n", "\t": "\\t", "\r": "\\r" };
+  const SHOWN_ATTRS = new Set(["title", "aria-label", "label", "placeholder", "alt"]);
+
+  function visible(text) {
+    return String(text).replace(HIDDEN, (c) => {
+      if (SHORT_ESCAPES[c]) return SHORT_ESCAPES[c];
+      const code = c.codePointAt(0);
+      return code > 0xffff ? "\\U" + code.toString(16).padStart(8, "0") : "\\u" + code.toString(16).padStart(4, "0");
+    });
+  }
+
   /** An element; attrs.text sets textContent, other attrs go through setAttribute. */
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     setAttrs(node, attrs);
     for (const child of children) {
-      if (child !== null && child !== undefined) node.append(child); // strings become text nodes
+      if (child !== null && child !== undefined) node.append(typeof child === "string" ? visible(child) : child); // strings become text nodes
     }
     return node;
   }
@@ -47,15 +63,15 @@
   function svgEl(tag, attrs, text) {
     const node = document.createElementNS(SVG_NS, tag);
     setAttrs(node, attrs);
-    if (text !== undefined) node.textContent = String(text);
+    if (text !== undefined) node.textContent = Array.isArray(text) ? text.map(visible).join("\n") : visible(text); // an array: lines
     return node;
   }
 
   function setAttrs(node, attrs) {
     for (const [key, value] of Object.entries(attrs || {})) {
       if (value === null || value === undefined || value === false) continue;
-      if (key === "text") node.textContent = String(value);
-      else node.setAttribute(key, value === true ? "" : String(value));
+      if (key === "text") node.textContent = visible(value);
+      else node.setAttribute(key, value === true ? "" : SHOWN_ATTRS.has(key) ? visible(value) : String(value));
     }
   }
 
@@ -67,7 +83,7 @@
 
   function setStatus(id, message, isError) {
     const node = $(id);
-    node.textContent = message;
+    node.textContent = visible(message);
     node.classList.toggle("error", Boolean(isError));
   }
 
@@ -396,9 +412,9 @@
     for (const p of points.slice().sort((a, b) => Number(a.pareto) - Number(b.pareto))) {
       const classes = ["dot", p.pareto ? "pareto" : "", p.estimated ? "estimated" : ""].filter(Boolean).join(" ");
       const circle = svgEl("circle", { cx: x(cost(p)).toFixed(1), cy: y(p.quality).toFixed(1), r: p.pareto ? 6 : 4.5, class: classes });
-      circle.append(svgEl("title", {}, labelFor(p) + "\n" + (p.quality_metric || "quality") + " " + fmtNumber(p.quality, 4)
+      circle.append(svgEl("title", {}, [labelFor(p), (p.quality_metric || "quality") + " " + fmtNumber(p.quality, 4)
         + " · " + axis.fmt(cost(p)) + (by === "inference" ? " per prediction" : "") + " · " + axis.per(p)
-        + (p.estimated ? " · estimated" : "") + (p.pareto ? " · Pareto frontier" : "")));
+        + (p.estimated ? " · estimated" : "") + (p.pareto ? " · Pareto frontier" : "")]));
       const href = hrefFor(p);
       if (href) {
         const link = svgEl("a", { href, class: "dot-link" });
