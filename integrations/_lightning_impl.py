@@ -7,22 +7,14 @@ package gets its own class built from :class:`GreenCallbackMixin` by :func:`make
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from mlflow_green.integrations._device_sync import torch_synchronizer
 from mlflow_green.integrations._torch_batches import batch_size, example_of, floats
-from mlflow_green.measure.attribution import ProcessTree
-from mlflow_green.measure.host import host_id
-from mlflow_green.measure.readings import DeviceCounter
+from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.record.runs import RunHandle
-from mlflow_green.training.distributed import DistributedContext
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
 from mlflow_green.training.session import TrainingSession
@@ -251,28 +243,17 @@ class GreenCallbackMixin:
         self.session.bind_run()
 
     def _setup_distributed(self, trainer: Any) -> None:
-        """Fill the session's :class:`~mlflow_green.training.distributed.DistributedContext` from the trainer."""
+        """Fill the session's :class:`~mlflow_green.training.distributed.DistributedContext` from the trainer.
+
+        Each rank bills its own process tree and devices (``integrations/_torch_distributed.py``);
+        the device's queue is synchronised at window boundaries.
+        """
         world_size = int(getattr(trainer, "world_size", 1) or 1)
-        is_zero = bool(trainer.is_global_zero)
         template = self.session.template
-        template.synchronize = _cuda_synchronizer(trainer)  # a window's GPU work is billed to it
-        template.framework_gpus = lambda: _own_gpu_uuids(trainer)
-        if world_size <= 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
-            self.session.dist = DistributedContext(world_size=world_size, is_logging_rank=is_zero)
-            return
-        ranks: list[Any] = [None] * world_size
-        torch.distributed.all_gather_object(ranks, (host_id(), os.getpid()))  # hostname + machine id
-        self.session.dist = DistributedContext(
-            world_size=world_size,
-            hosts=len({host for host, _ in ranks}),
-            is_logging_rank=is_zero,
-            all_gather=_all_gather_objects,
+        bind_device(template, _RootDevice(trainer))
+        self.session.dist = distributed_context(
+            world_size=world_size, is_logging_rank=bool(trainer.is_global_zero), tracker=template
         )
-        # Each rank bills its own process tree: Lightning's ddp launcher makes rank 0 the parent
-        # of the other ranks on its host, which must not be billed twice.
-        siblings = {pid for host, pid in ranks if host == host_id() and pid != os.getpid()}
-        template.processes = ProcessTree(exclude_pids=frozenset(siblings))
-        template.device_filter = _OwnershipFilter(int(getattr(trainer, "local_rank", 0) or 0))
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         self._setup_distributed(trainer)
@@ -306,47 +287,14 @@ def make_callback_class(callback_base: type, module: str) -> type:
     return cls
 
 
-def _all_gather_objects(value: Any) -> list[Any]:
-    """Every rank's ``value`` (picklable), in rank order: the session's collective."""
-    parts: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(parts, value)
-    return parts
+class _RootDevice:
+    """The device a trainer's strategy trains on, asked when needed."""
 
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
 
-@dataclass(frozen=True)
-class _OwnershipFilter:
-    """Which readings this rank contributes, so that the ranks' sum counts every device once (picklable).
-
-    A process-scope reading is this rank's own share (its GPUs, its process tree's CPU time and
-    memory): every rank keeps its own, and shares of one device add up. A whole-device CPU or
-    RAM reading (``scope="machine"``, or a meter that bills whole devices) is kept by the host's
-    local rank 0 only. GPUs are keyed by UUID, so a whole GPU reported by two ranks is counted
-    once when the ranks are merged.
-    """
-
-    local_rank: int
-
-    def __call__(self, device: DeviceCounter) -> bool:
-        return device.component == "gpu" or device.scope == "process" or self.local_rank == 0
-
-
-def _own_gpu_uuids(trainer: Any) -> list[str]:
-    """The UUID of the GPU this rank trains on, as torch spells it (the NVML meter normalises it)."""
-    try:
-        device = trainer.strategy.root_device
-        if device.type != "cuda" or not torch.cuda.is_initialized():
-            return []
-        return [str(torch.cuda.get_device_properties(device).uuid)]
-    except Exception:
-        return []
-
-
-def _cuda_synchronizer(trainer: Any) -> Any:
-    """``torch.cuda.synchronize`` on this rank's device when it trains on CUDA, else None."""
-    try:
-        return torch_synchronizer(trainer.strategy.root_device)
-    except Exception:
-        return None
+    def __call__(self) -> Any:
+        return self.trainer.strategy.root_device
 
 
 def _pytorch_autolog_enabled() -> bool:

@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise MissingExtraError("transformers", "transformers", "mlflow_green.integrations.transformers") from exc
 
 from mlflow_green.formatting import progress_line
-from mlflow_green.integrations._torch_distributed import batch_size, distributed_context, gpu_uuid, ownership_filter
+from mlflow_green.integrations._torch_distributed import batch_size, bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.record import schema
 from mlflow_green.training.inspection import ModelProfile
@@ -124,11 +124,10 @@ class GreenCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if self._training:  # the previous train() raised outside a step and was never closed
             self._finish("FAILED")
-        dist = distributed_context(world_size=int(args.world_size or 1), is_logging_rank=bool(state.is_world_process_zero))
-        self.session.dist = dist
-        if dist.distributed:
-            own_gpu = gpu_uuid(args.device)
-            self.session.template.device_filter = ownership_filter(int(args.local_process_index or 0), own_gpu)
+        bind_device(self.session.template, lambda: args.device)  # sync its queue; its UUID for NVML
+        self.session.dist = distributed_context(  # each rank bills its own processes and devices
+            world_size=int(args.world_size or 1), is_logging_rank=bool(state.is_world_process_zero), tracker=self.session.template
+        )
         self.session.bind_run()
         self._by_steps = str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "steps"
         self._attach(_trainer_of(self), model)

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
+from mlflow_green import EnergyTracker
 from mlflow_green.integrations._device_sync import keras_synchronizer, torch_synchronizer
-from mlflow_green.integrations._lightning_impl import _cuda_synchronizer, _own_gpu_uuids
+from mlflow_green.integrations._torch_distributed import bind_device, gpu_uuids
 
 
 def test_cpu_training_needs_no_synchronisation() -> None:
     assert torch_synchronizer("cpu") is None
-    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))
-    assert _cuda_synchronizer(trainer) is None and _own_gpu_uuids(trainer) == []
+    tracker = EnergyTracker()
+    bind_device(tracker, lambda: torch.device("cpu"))  # as the Lightning and Hugging Face callbacks do
+    assert tracker.synchronize is None and tracker.framework_gpus is not None and list(tracker.framework_gpus()) == []
     assert keras_synchronizer() is None  # this machine has no GPU, whatever the Keras backend
 
 
 def test_a_cuda_device_is_synchronised_only_once_cuda_is_initialised(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
-    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 1)))
-    synchronize = _cuda_synchronizer(trainer)
+    tracker = EnergyTracker()
+    bind_device(tracker, lambda: torch.device("cuda", 1))
+    synchronize = tracker.synchronize
     assert synchronize is not None
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     synchronize()  # a process that has not touched CUDA yet: nothing to wait for, and CUDA stays cold
-    assert calls == []
+    assert calls == [] and gpu_uuids(torch.device("cuda", 1)) == []
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     synchronize()
     assert calls == [torch.device("cuda", 1)]
