@@ -65,7 +65,7 @@ class Operation:
 
 
 _OPERATIONS: dict[str, Operation] = {}
-_PROVIDERS: tuple[str, ...] = ()
+_PROVIDERS: tuple[str, ...] = ("mlflow_green.record.run_signature",)
 """Modules that register more kinds when imported (imported on first use of an unknown kind)."""
 
 

@@ -29,11 +29,14 @@ from typing import TYPE_CHECKING, Any
 from mlflow_green.record import schema
 from mlflow_green.record.messages import close_message
 from mlflow_green.record.ops import RunSpec
+from mlflow_green.record.run_signature import WriteLedger
 from mlflow_green.record.spool import canonical_uri
 from mlflow_green.record.writer import LIVE, LIVE_LOCK, BackgroundWriter, tracking_uri_of
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from mlflow_green.record.signing import SigningKey
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +115,22 @@ class RunRecorder(BackgroundWriter):
 
     def submit(self, op: str, **fields: Any) -> None:
         """Queue an operation registered with :func:`mlflow_green.record.ops.register_operation`."""
+
+    def sign(self, key: SigningKey) -> None:
+        """Queue the signature of the run's green values: sent after every write queued before it, so
+        it happens once they reached the server, even if that is after a spooled outage
+        (:mod:`mlflow_green.record.run_signature`)."""
+        self._submit(self._signing_ledger().sign_entry(key))
+
+    def _signing_ledger(self) -> WriteLedger:
+        ledger = self.__dict__.get("_ledger")
+        if ledger is None:
+            ledger = self.__dict__["_ledger"] = WriteLedger()
+        return ledger
+
+    def _submit(self, entry: dict[str, Any]) -> None:
+        self._signing_ledger().observe(entry)  # what this writer sent, checked before signing
+        super()._submit(entry)
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Flush (at most the end timeout) and release this writer; reports exactly what is not sent yet.

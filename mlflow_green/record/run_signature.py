@@ -147,8 +147,28 @@ def _mismatches(run: Run, report: bytes | None, expected: Mapping[str, Any]) -> 
     return problems
 
 
+def _changed_since_signed(client: MlflowClient, run: Run, key: SigningKey, expected: Mapping[str, Any]) -> list[str]:
+    """A run signed before (an earlier fit, then an evaluation): values signed then may change only
+    if this writer changed them — anything else changed in between is not signed over."""
+    run_id = run.info.run_id
+    prior = verify(run_id, run.data.metrics, run.data.tags, lambda path: read_artifact(client, run_id, path),
+                   TrustedKeys({key.key_id: key.public_key}))
+    if prior.ok:
+        return []
+    if prior.status != "tampered" or not prior.changed_keys:
+        return [f"its earlier signature does not verify with key {key.key_id}: {prior.reason}"]
+    written = {*expected.get("metrics", {}), *expected.get("tags", {})}
+    if expected.get("report_digest") is not None:
+        written.add(schema.REPORT_ARTIFACT)
+    return [line for key_name, line in zip(prior.changed_keys, prior.changes) if key_name not in written]
+
+
 def sign_run(client: MlflowClient, run_id: str, key: SigningKey, *, expected: Mapping[str, Any] | None = None) -> bool:
     """Sign the run's green values as the server has them now.
+
+    Refused (a warning, False) when a value this writer logged is not the run's value on the
+    server, or when the run was signed before and a value signed then was changed since by
+    anyone but this writer.
 
     Args:
         client: The tracking server's client.
@@ -166,6 +186,9 @@ def sign_run(client: MlflowClient, run_id: str, key: SigningKey, *, expected: Ma
     run = client.get_run(run_id)
     report = read_artifact(client, run_id, schema.REPORT_ARTIFACT)
     problems = _mismatches(run, report, expected or {})
+    previous = run.data.tags.get(schema.TAG_SIGNATURE)
+    if previous is not None and not problems:
+        problems = _changed_since_signed(client, run, key, expected or {})
     if problems:
         logger.warning("mlflow-green: not signing run %s: values changed before they could be signed: %s",
                        run_id, "; ".join(problems))
@@ -211,3 +234,12 @@ def verify_run(client: MlflowClient, run_id: str, trusted: TrustedKeys) -> Verif
     """
     run = client.get_run(run_id)
     return verify(run_id, run.data.metrics, run.data.tags, lambda path: read_artifact(client, run_id, path), trusted)
+
+
+def _register() -> None:
+    from mlflow_green.record.ops import register_operation
+
+    register_operation(SIGN_OP, apply_sign_entry, check_sign_entry)
+
+
+_register()

@@ -142,6 +142,7 @@ class Verification:
         reason: One readable line naming what is wrong (or whose key signed).
         key_id: The signing key's id, when the tag names one.
         changes: Each value that changed, appeared or disappeared after signing.
+        changed_keys: The metric or tag keys (or ``green/report.json``) of ``changes``.
     """
 
     ok: bool
@@ -149,28 +150,30 @@ class Verification:
     reason: str
     key_id: str | None = None
     changes: tuple[str, ...] = ()
+    changed_keys: tuple[str, ...] = ()
 
 
 def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def compare(manifest: Manifest, metrics: Mapping[str, float], tags: Mapping[str, str], report: bytes | None) -> tuple[str, ...]:
-    """Every difference between what was signed and the run's values now, one line each."""
+def compare(manifest: Manifest, metrics: Mapping[str, float], tags: Mapping[str, str],
+            report: bytes | None) -> tuple[tuple[str, str], ...]:
+    """Every difference between what was signed and the run's values now: ``(key, one readable line)``."""
     now_metrics, now_tags = green_values(metrics, tags)
     changes = []
     for kind, signed, now in (("metric", manifest.metrics, now_metrics), ("tag", manifest.tags, now_tags)):
         for key in sorted(set(signed) | set(now)):
             if key not in now:
-                changes.append(f"{key}: removed after signing (signed {_shown(signed[key])})")
+                changes.append((key, f"{key}: removed after signing (signed {_shown(signed[key])})"))
             elif key not in signed:
-                changes.append(f"{key}: {_shown(now[key])} was {'logged' if kind == 'metric' else 'set'} after signing")
+                changes.append((key, f"{key}: {_shown(now[key])} was {'logged' if kind == 'metric' else 'set'} after signing"))
             elif signed[key] != now[key]:
-                changes.append(f"{key}: signed {_shown(signed[key])}, now {_shown(now[key])}")
+                changes.append((key, f"{key}: signed {_shown(signed[key])}, now {_shown(now[key])}"))
     digest = hashlib.sha256(report).hexdigest() if report is not None else None
     if digest != manifest.report_sha256:
         what = "removed" if digest is None else "added" if manifest.report_sha256 is None else "changed"
-        changes.append(f"{schema.REPORT_ARTIFACT}: {what} after signing")
+        changes.append((schema.REPORT_ARTIFACT, f"{schema.REPORT_ARTIFACT}: {what} after signing"))
     return tuple(changes)
 
 
@@ -211,7 +214,9 @@ def verify(
     if manifest.run_id != run_id:
         return Verification(False, "tampered", f"the signature was made for run {manifest.run_id}, not this run "
                             "(copied from another run)", key_id)
-    changes = compare(manifest, metrics, tags, read_artifact(schema.REPORT_ARTIFACT))
-    if changes:
-        return Verification(False, "tampered", "changed after signing: " + "; ".join(changes), key_id, changes)
+    differences = compare(manifest, metrics, tags, read_artifact(schema.REPORT_ARTIFACT))
+    if differences:
+        changes = tuple(line for _, line in differences)
+        return Verification(False, "tampered", "changed after signing: " + "; ".join(changes), key_id, changes,
+                            tuple(key for key, _ in differences))
     return Verification(True, "signed", f"signed by key {key_id}; no signed value changed since", key_id)

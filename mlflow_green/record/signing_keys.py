@@ -105,6 +105,17 @@ class SigningKey:
         self.path = path
         self.key_id = key_id_of(private_key.public_key())
 
+    @property
+    def public_key(self) -> Any:
+        """The matching Ed25519 public key."""
+        return self._key.public_key()
+
+    def __repr__(self) -> str:  # never the key material
+        return f"SigningKey(key_id={self.key_id!r}, path={self.path!r})"
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:  # pickled as its path (ddp_spawn): the key is read again
+        return (SigningKey.from_file, (self.path,))
+
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> SigningKey:
         """Load a PEM private key (unencrypted PKCS8, as ``mlflow-green keys generate`` writes).

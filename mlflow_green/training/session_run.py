@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mlflow_green.record.runs import RunHandle, resolve_run
+from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class SessionRun:
         self._pending: dict[str, float] = {}
         self._key_steps: dict[str, int] = {}
         self._last_values: dict[str, float] = {}
+        self.signing_key = SigningKey.from_env()  # MLFLOW_GREEN_SIGNING_KEY; a bad key fails here, at construction
 
     @property
     def run_id(self) -> str | None:
@@ -178,6 +180,8 @@ class SessionRun:
         run, self.run = self.run, None
         if run is None:
             return
+        if self.signing_key is not None:  # after every write of this fit or evaluation (see record.run_signature)
+            run.recorder.sign(self.signing_key)
         run.finish(status)
         if not self._reopened:
             self._last = run

@@ -25,6 +25,7 @@ from mlflow_green.record.metrics import energy_metrics, measured_gpus, run_tags
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.report import build_report
 from mlflow_green.record.runs import RunHandle, resolve_run
+from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.validation import check_bool, check_name
 
@@ -98,6 +99,7 @@ class TrackedRun(contextlib.ContextDecorator):
         self._last_step: int | None = None
         self._last_snapshot: Snapshot | None = None
         self._samples = 0
+        self._signing_key = SigningKey.from_env()  # MLFLOW_GREEN_SIGNING_KEY; a bad key fails here
 
     @property
     def run_id(self) -> str | None:
@@ -180,6 +182,8 @@ class TrackedRun(contextlib.ContextDecorator):
         )
         if self.log_report:
             self._recorder.log_report(build_report(self.tracker, total, extra={"samples": self._samples}))
+        if self._signing_key is not None:  # sent after the values above (see record.run_signature)
+            self._recorder.sign(self._signing_key)
 
 
 track = TrackedRun

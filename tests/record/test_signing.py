@@ -263,3 +263,21 @@ def test_keys_generate_cli(tmp_path: Path) -> None:
     assert f"export {ENV_SIGNING_KEY}={tmp_path / 'keys' / 'green-signing.key'}" in result.output
     again = CliRunner().invoke(main, ["keys", "generate", str(tmp_path / "keys")])
     assert again.exit_code == 2 and "never overwritten" in again.output
+
+
+def test_signing_again_refuses_values_changed_by_others_since_the_first_signature(
+    client: MlflowClient, mlflow_experiment: str, keys: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fit is signed, then an evaluation logs more and signs again: only the evaluation's own values may have changed."""
+    key = SigningKey.from_file(keys["private"])
+    run_id = _run(client, mlflow_experiment)
+    assert sign_run(client, run_id, key)
+    evaluation = {"metrics": {"green/energy_test_kwh": 0.01}, "tags": {}, "report_digest": None}
+    client.log_metric(run_id, "green/energy_test_kwh", 0.01)
+    assert sign_run(client, run_id, key, expected=evaluation)  # the evaluation's own value: signed again
+    client.log_metric(run_id, schema.ENERGY_KWH, 1e-12, step=9)  # someone else, between the two signatures
+    client.log_metric(run_id, "green/energy_test_kwh", 0.02, step=1)
+    assert not sign_run(client, run_id, key, expected={**evaluation, "metrics": {"green/energy_test_kwh": 0.02}})
+    assert "green/energy_kwh: signed 0.25, now 1e-12" in caplog.text
+    result = verify_run(client, run_id, TrustedKeys.from_paths([keys["public"]]))
+    assert not result.ok and "green/energy_kwh" in result.changed_keys
