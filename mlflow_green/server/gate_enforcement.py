@@ -21,9 +21,14 @@ only), and a failing request is refused with **HTTP 403** and MLflow's error bod
 
 The ``green.gate``, ``green.gate.reasons`` and ``green.gate.policy`` tags are written on the
 version by a background thread once MLflow has handled the request, off the request path (each
-sqlite write costs 10-30 ms here; three of them would blow the 50 ms budget). Aliases and stages the policy
-does not cover, prompt versions, and malformed requests (which MLflow itself rejects) pass
-through untouched. If the check itself cannot run, the request is refused (gates fail closed).
+sqlite write costs 10-30 ms here; three of them would blow the 50 ms budget), in the request's
+context (its workspace); after a promotion, so is the alias's holder memory on the registered
+model (:mod:`mlflow_green.gates.holders`). Aliases and stages the policy does not cover, prompt
+versions (by what the registry says: :mod:`mlflow_green.gates.prompts`), and malformed requests
+(which MLflow itself rejects) pass through untouched. If the check itself cannot run, the
+request is refused (gates fail closed). Client writes of the tags the gate relies on
+(``green.gate*``, the prompt flag on existing models and versions) are refused with 403
+(:mod:`mlflow_green.server.protected_tags`).
 
 Example::
 
