@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mlflow_green.errors import RankRequestError
+from mlflow_green.ranking.arguments import check_rank_arguments
 from mlflow_green.ranking.client import (
     _ClientRegistry,
     _ClientTracking,
@@ -76,6 +77,8 @@ def rank(
     """
     from mlflow import MlflowClient
 
+    check_rank_arguments(experiments=experiments, model=model, metric=metric, filter_string=filter_string,
+                         measured_only=measured_only, tracking_uri=tracking_uri, registry_uri=registry_uri)
     refs = _check_request(experiments, model, filter_string)
     check_by(by)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
@@ -108,6 +111,8 @@ def rank_client(
     by: str = "training",
 ) -> Ranking:
     """:func:`rank` through an ``MlflowClient``'s public API only (any store or server)."""
+    check_rank_arguments(experiments=experiments, model=model, metric=metric, filter_string=filter_string,
+                         measured_only=measured_only, client=client)
     refs = _check_request(experiments, model, filter_string)
     return rank_stores(
         _ClientTracking(client), _ClientRegistry(client),

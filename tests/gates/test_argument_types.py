@@ -1,4 +1,5 @@
-"""Wrong argument types to the public gate API raise our documented errors, never a bare TypeError/AttributeError."""
+"""Wrong argument types to the public API (gates, policies, ranking) raise our documented errors, never a bare
+TypeError/AttributeError."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from mlflow import MlflowClient
 
 from mlflow_green.errors import ArgumentTypeError, ConfigError, GreenError, PolicyError
 from mlflow_green.gates import Evidence, Rules, check, evaluate, load_policy, loads_policy, parse_policy
+from mlflow_green.ranking import rank, rank_client
 
 POLICY = loads_policy("[default]\nmax_energy_kwh = 1\n[aliases.champion]\nmax_energy_kwh = 0.5")
 
@@ -37,6 +39,14 @@ CALLS: list[tuple[str, Callable[[], Any], str]] = [
     ("policy.rules(alias=5)", lambda: POLICY.rules(alias=5), "alias must be an alias name"),
     ("policy.for_alias(None)", lambda: POLICY.for_alias(None), "alias must be an alias name"),
     ("policy.covers(stage=3)", lambda: POLICY.covers(stage=3), "stage must be a stage name"),
+    ("rank(5.5)", lambda: rank(5.5), "experiments must be an experiment name or id"),
+    ("rank([None])", lambda: rank([None]), "got [None] (list)"),
+    ("rank(model=5)", lambda: rank(model=5), "model must be a string or None"),
+    ("rank(metric=5)", lambda: rank("e", metric=5), "metric must be a string or None"),
+    ("rank(filter_string=5)", lambda: rank("e", filter_string=5), "filter_string must be a string or None"),
+    ("rank(measured_only='x')", lambda: rank("e", measured_only="x"), "measured_only must be True or False"),
+    ("rank(tracking_uri=5)", lambda: rank("e", tracking_uri=5), "tracking_uri must be a string or None"),
+    ("rank_client(None, ...)", lambda: rank_client(None, "e"), "client must be an mlflow.MlflowClient"),
     ("evaluate(None, ...)", lambda: evaluate(None, Evidence(run_id="r")), "rules must be a Rules"),
     ("evaluate(..., {})", lambda: evaluate(Rules(max_energy_kwh=1.0), {}), "evidence must be an Evidence"),
 ]
