@@ -29,6 +29,8 @@ demo: $(STAMP)
 	$(PY) examples/lightning_digits.py
 	@echo "\nLeaderboard (test accuracy per kWh), sqlite:///mlflow.db:"
 	$(VENV)/bin/mlflow-green rank -e green-digits-keras -e green-digits-lightning --metric test_accuracy
+	@echo "\nInference leaderboard (test accuracy per joule per prediction, batch size 32, the green evaluator):"
+	$(VENV)/bin/mlflow-green rank -e green-digits-keras -e green-digits-lightning --metric test_accuracy --by inference
 	@echo "\nOpen the view:  $(VENV)/bin/mlflow server --app-name green --backend-store-uri sqlite:///mlflow.db"
 	@echo "               then http://127.0.0.1:5000/green/  (the MLflow UI is at http://127.0.0.1:5000/)"
 

@@ -6,7 +6,11 @@
 - ``int8``: the baseline trained in float, then dynamically quantized to int8 for inference;
 - ``tied``: an MLP whose hidden block is one Linear layer applied three times (weight sharing).
 
-Each is trained with ``GreenCallback()`` and tested with it (test energy per sample).
+Each is trained with ``GreenCallback()`` and tested with it (test energy per sample), then logged
+with ``mlflow.pytorch.log_model`` and evaluated in the same run by the ``green`` MLflow evaluator:
+joules per prediction, latency and throughput at batch sizes 1 and 32, steady state (warm-up
+excluded), the module called in inference mode. Models take the 64 pixels flat (reshaped in
+``forward``), as a served model gets a table row; pruning is made permanent before serving.
 Offline: the data ships with scikit-learn. Usage::
 
     python examples/lightning_digits.py        # logs to sqlite:///mlflow.db, experiment green-digits-lightning
@@ -14,12 +18,14 @@ Offline: the data ships with scikit-learn. Usage::
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import warnings
 
 import lightning
 import mlflow
+import pandas as pd
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -30,6 +36,13 @@ from mlflow_green.integrations.lightning import GreenCallback
 
 EXPERIMENT = "green-digits-lightning"
 EPOCHS = 8
+INFERENCE = {"batch_sizes": [1, 32], "warmup_s": 0.5, "min_duration_s": 2.0, "predict_with": "raw_model"}
+"""The green evaluator's settings (the largest batch size is the headline); ``raw_model``: the module itself."""
+PICKLED = (
+    {"serialization_format": "pickle"}  # MLflow 3's default (torch.export) cannot trace quantized modules
+    if "serialization_format" in inspect.signature(mlflow.pytorch.log_model).parameters
+    else {}
+)
 
 
 class Classifier(lightning.LightningModule):
@@ -39,7 +52,7 @@ class Classifier(lightning.LightningModule):
         self.example_input_array = example
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x.reshape(-1, 1, 8, 8))  # 64 flat pixels (a served table row) or 1x8x8 images
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -88,7 +101,7 @@ def smaller() -> nn.Module:
     )
 
 
-def run(name: str, net: nn.Module, loaders: tuple[DataLoader, DataLoader, DataLoader]) -> None:
+def run(name: str, net: nn.Module, loaders: tuple[DataLoader, DataLoader, DataLoader], test_frame: pd.DataFrame) -> None:
     train, val, test = loaders
     model = Classifier(net, torch.zeros(1, 1, 8, 8))
     green = GreenCallback()
@@ -106,9 +119,17 @@ def run(name: str, net: nn.Module, loaders: tuple[DataLoader, DataLoader, DataLo
             green.log_model(model)
         result = trainer.test(model, test, verbose=False)[0]
         mlflow.log_metric("test_accuracy", result["test_accuracy"])
+        for module in model.modules():  # serve the pruned weights themselves, not weight_orig * mask per call
+            if hasattr(module, "weight_mask"):
+                torch.nn.utils.prune.remove(module, "weight")
+        info = mlflow.pytorch.log_model(model, name="model", pip_requirements=["torch", "lightning"], **PICKLED)
+        evaluation = mlflow.models.evaluate(info.model_uri, test_frame, targets="label", model_type="classifier",
+                                            evaluators="green", evaluator_config=INFERENCE)
     profile = green.session.profile
+    j = evaluation.metrics["green/inference_energy_per_prediction_j"]
     print(f"  {name:<9} test_accuracy={result['test_accuracy']:.3f}  params={profile.params if profile else '?':>7}"
-          f"  compression={profile.compression_tag() if profile else '?'}")
+          f"  compression={profile.compression_tag() if profile else '?'}"
+          f"  inference={j * 1000:.3g} mJ/prediction at batch {max(INFERENCE['batch_sizes'])}")
 
 
 def main() -> None:
@@ -127,16 +148,18 @@ def main() -> None:
         DataLoader(TensorDataset(x_val, y_val), batch_size=128),
         DataLoader(TensorDataset(x_test, y_test), batch_size=128),
     )
+    flat = x_test.reshape(len(x_test), -1).numpy()
+    test_frame = pd.DataFrame(flat, columns=[f"pixel_{i}" for i in range(flat.shape[1])]).assign(label=y_test.numpy())
     print(f"Training the Lightning zoo on digits ({EPOCHS} epochs each), experiment {EXPERIMENT!r}:")
-    run("baseline", baseline(), loaders)
-    run("smaller", smaller(), loaders)
+    run("baseline", baseline(), loaders, test_frame)
+    run("smaller", smaller(), loaders, test_frame)
     pruned = baseline()
     for module in pruned.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             torch.nn.utils.prune.l1_unstructured(module, "weight", amount=0.8)
-    run("pruned", pruned, loaders)
-    run("int8", baseline(), loaders)
-    run("tied", Tied(), loaders)
+    run("pruned", pruned, loaders, test_frame)
+    run("int8", baseline(), loaders, test_frame)
+    run("tied", Tied(), loaders, test_frame)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ into the evaluation run, all at once and only when the measurement succeeded:
 - the artifact ``green/inference_report.json``;
 - on every registered version of the evaluated model, the tag ``green.inference_run``.
 
-``evaluator_config`` keys: see :data:`~mlflow_green.inference.options.EVALUATOR_KEYS`. Beside
+``evaluator_config`` keys: see :data:`~mlflow_green.inference.options.EVALUATOR_KEYS`.
+``predict_with`` chooses what is called: ``"pyfunc"`` (default: the pyfunc model's ``predict``, what
+``mlflow models serve`` runs, MLflow's input conversion included) or ``"raw_model"`` (the
+framework model under it, ``get_raw_model()``: Keras ``predict_on_batch``, a torch module in
+inference mode, an estimator's ``predict``, the features converted once before the windows). Beside
 MLflow's default evaluator (``evaluators=["default", "green"]``, config nested per evaluator),
 the quality metrics and the inference figures land in the same run.
 
@@ -45,6 +49,9 @@ from mlflow_green.inference.registry import model_identity, tag_versions, versio
 from mlflow_green.record import schema
 
 logger = logging.getLogger(__name__)
+
+PREDICT_WITH = ("pyfunc", "raw_model")
+"""What the evaluator calls: the pyfunc model, or the framework model under it."""
 
 DEFAULT_QUALITY_METRICS = {"classifier": "accuracy_score", "regressor": "r2_score"}
 """The default evaluator's metric named by ``green.quality_metric`` when the run names none."""
@@ -87,6 +94,9 @@ class GreenEvaluator(ModelEvaluator):
         quality_metric = config.get("quality_metric")
         if quality_metric is not None and (not isinstance(quality_metric, str) or not quality_metric.strip()):
             raise ConfigError(f"quality_metric must be a metric key such as 'accuracy_score', got {quality_metric!r}")
+        predict_with = config.get("predict_with", "pyfunc")
+        if predict_with not in PREDICT_WITH:
+            raise ConfigError(f"predict_with must be one of {', '.join(PREDICT_WITH)}, got {predict_with!r}")
         tag_registered = config.get("tag_registered_versions", True)
         if not isinstance(tag_registered, bool):
             raise ConfigError(f"tag_registered_versions must be True or False, got {tag_registered!r}")
@@ -97,14 +107,15 @@ class GreenEvaluator(ModelEvaluator):
             )
         if run_id is None:
             raise ConfigError("the green evaluator needs the evaluation run (run_id) to log into")
-        data = dataset.features_data
+        target, data = _target(model, dataset.features_data, predict_with)
 
-        report = measure_with_options(model, data, options)  # raises before anything is logged
+        report = measure_with_options(target, data, options)  # raises before anything is logged
 
         client = MlflowClient()
         run = client.get_run(run_id)
         identity = model_identity(model, kwargs.get("model_id"))
-        document = report_document(report, extra={"evaluated_model": identity, "run_id": run_id})
+        document = report_document(report, extra={"evaluated_model": identity, "predict_with": predict_with,
+                                                   "run_id": run_id})
         tags = inference_tags(report)
         if schema.TAG_METERS not in run.data.tags:  # an evaluation-only run: tag it like any green run
             from mlflow_green.measure import hardware
@@ -122,6 +133,24 @@ class GreenEvaluator(ModelEvaluator):
                 logger.info("mlflow-green: %s tagged %s=%s", ", ".join(tagged), schema.TAG_INFERENCE_RUN, run_id)
         artifacts = {"green_inference_report": JsonEvaluationArtifact(uri=artifact_uri, content=document)}
         return EvaluationResult(metrics=result_metrics(report.headline), artifacts=artifacts, run_id=run_id)
+
+
+def _target(model: Any, features: Any, predict_with: str) -> tuple[Any, Any]:
+    """The model to call and the data to give it (see ``predict_with``), checked before measuring."""
+    if predict_with == "pyfunc":
+        return model, features
+    from mlflow_green.inference.adapters import as_predictor
+
+    try:
+        raw = model.get_raw_model()
+    except Exception as exc:
+        raise ConfigError(
+            f"predict_with='raw_model': this model has no framework model under it ({type(exc).__name__}: {exc}); "
+            "use predict_with='pyfunc'"
+        ) from exc
+    if as_predictor(raw).kind in ("keras", "torch") and hasattr(features, "to_numpy"):
+        features = features.to_numpy(dtype="float32")  # as MLflow's Keras and PyTorch flavors convert a DataFrame
+    return raw, features
 
 
 def _log(client: Any, run_id: str, report: Any, tags: dict[str, str], document: dict[str, Any]) -> str:

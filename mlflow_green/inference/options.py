@@ -40,7 +40,7 @@ MEASURE_KEYS: tuple[str, ...] = (
     "batch_sizes", "warmup_s", "min_duration_s", "meters", "region", "pue", "scope", "sample_interval_s",
 )
 """``evaluator_config`` keys that configure the measurement itself."""
-EVALUATOR_KEYS: tuple[str, ...] = (*MEASURE_KEYS, "quality_metric", "tag_registered_versions")
+EVALUATOR_KEYS: tuple[str, ...] = (*MEASURE_KEYS, "predict_with", "quality_metric", "tag_registered_versions")
 """Every key the ``green`` evaluator accepts in ``evaluator_config``."""
 
 
@@ -117,7 +117,7 @@ class InferenceOptions:
             >>> InferenceOptions.from_config({"batch_size": 8})
             Traceback (most recent call last):
             ...
-            mlflow_green.errors.ConfigError: unknown evaluator_config key 'batch_size' for the green evaluator (did you mean 'batch_sizes'?). Valid keys: batch_sizes, warmup_s, min_duration_s, meters, region, pue, scope, sample_interval_s, quality_metric, tag_registered_versions
+            mlflow_green.errors.ConfigError: unknown evaluator_config key 'batch_size' for the green evaluator (did you mean 'batch_sizes'?). Valid keys: batch_sizes, warmup_s, min_duration_s, meters, region, pue, scope, sample_interval_s, predict_with, quality_metric, tag_registered_versions
         """
         config = dict(config or {})
         if not all(isinstance(k, str) for k in config):
