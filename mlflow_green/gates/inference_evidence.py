@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow_green.inference.link import evaluation_run_id, link_problem, malformed_reason
 from mlflow_green.record import schema
 
 
@@ -70,13 +71,20 @@ def find_inference(
     Args:
         read_run: Returns the MLflow ``Run`` of a run id, or None when it does not exist.
     """
-    named = (version_tags.get(schema.TAG_INFERENCE_RUN) or "").strip()
+    tag = (version_tags.get(schema.TAG_INFERENCE_RUN) or "").strip()
+    named = evaluation_run_id(tag)
+    if tag and named is None:
+        return InferenceEvidence(None, via=schema.TAG_INFERENCE_RUN, missing=malformed_reason(tag))
     if named and named != source_run_id:
         run = read_run(named)
         if run is None:
             return InferenceEvidence(named, via=schema.TAG_INFERENCE_RUN,
                                      missing=f"evaluation run {named} ({schema.TAG_INFERENCE_RUN}) not found")
-        return InferenceEvidence(named, dict(run.data.metrics), dict(run.data.tags), schema.TAG_INFERENCE_RUN)
+        tags = dict(run.data.tags)
+        problem = link_problem(named, tags, source_run_id)
+        if problem is not None:
+            return InferenceEvidence(named, via=schema.TAG_INFERENCE_RUN, missing=problem)
+        return InferenceEvidence(named, dict(run.data.metrics), tags, schema.TAG_INFERENCE_RUN)
     if schema.INFERENCE_ENERGY_PER_PREDICTION_J in source_metrics:
         return InferenceEvidence(source_run_id, dict(source_metrics), dict(source_tags), "source run")
     return InferenceEvidence(

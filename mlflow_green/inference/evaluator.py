@@ -116,7 +116,7 @@ class GreenEvaluator(ModelEvaluator):
         identity = model_identity(model, kwargs.get("model_id"))
         document = report_document(report, extra={"evaluated_model": identity, "predict_with": predict_with,
                                                    "run_id": run_id})
-        tags = inference_tags(report)
+        tags = inference_tags(report, model_run_id=identity["run_id"])
         if schema.TAG_METERS not in run.data.tags:  # an evaluation-only run: tag it like any green run
             from mlflow_green.measure import hardware
             from mlflow_green.record.metrics import measured_gpus

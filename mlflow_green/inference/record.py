@@ -51,14 +51,17 @@ def sweep_metrics(report: InferenceReport) -> list[tuple[int, dict[str, float]]]
     return [(r.batch_size, result_metrics(r)) for r in sorted(report.results, key=lambda r: r.batch_size)]
 
 
-def inference_tags(report: InferenceReport) -> dict[str, str]:
-    """Tags every evaluation run gets: how its inference figures were measured."""
-    return {
+def inference_tags(report: InferenceReport, *, model_run_id: str | None = None) -> dict[str, str]:
+    """Tags every evaluation run gets: how its inference figures were measured, and of which model."""
+    tags = {
         schema.TAG_INFERENCE_METERS: report.meters,
         schema.TAG_INFERENCE_SCOPE: report.scope,
         schema.TAG_INFERENCE_ESTIMATED: "true" if report.estimated else "false",
         schema.TAG_INFERENCE_BATCH_SIZE: str(report.headline.batch_size),
     }
+    if model_run_id:
+        tags[schema.TAG_INFERENCE_MODEL_RUN] = model_run_id
+    return tags
 
 
 def run_level_tags(report: InferenceReport, *, cpu: str, gpu: str | None) -> dict[str, str]:

@@ -8,7 +8,8 @@ that is also in the list (same experiment) is not listed a second time on its ow
 Example:
     >>> from mlflow_green.ranking.core import RunRecord
     >>> train = RunRecord("t1", "cnn", "1", {}, {}, version_tags={"green.inference_run": "e1"})
-    >>> evaluation = RunRecord("e1", "eval", "1", {"green/inference_energy_per_prediction_j": 0.01}, {})
+    >>> evaluation = RunRecord("e1", "eval", "1", {"green/inference_energy_per_prediction_j": 0.01},
+    ...                        {"green.inference_batch_size": "32", "green.inference_model_run": "t1"})
     >>> joined = attach_evaluations([train, evaluation], lambda ids: {"e1": evaluation})
     >>> [(r.run_id, r.evaluation.run_id if r.evaluation else None) for r in joined]
     [('t1', 'e1')]
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from mlflow_green.inference.link import evaluation_run_id, link_problem, malformed_reason
 from mlflow_green.ranking.core import RunRecord
 from mlflow_green.record import schema
 
@@ -27,10 +29,16 @@ Fetch = Callable[[Iterable[str]], Mapping[str, RunRecord]]
 
 
 def attach_evaluations(records: Sequence[RunRecord], fetch: Fetch) -> list[RunRecord]:
-    """``records`` with each registered version's evaluation run attached (see the module docstring)."""
-    wanted = {record.run_id: _evaluation_id(record) for record in records}
+    """``records`` with each registered version's evaluation run attached (see the module docstring).
+
+    The tag must hold a run id, and the run must be a green evaluation of the record's own model
+    (:func:`~mlflow_green.inference.link.link_problem`); otherwise the record stays unranked, with why.
+    """
+    malformed = {record.run_id: tag for record in records
+                 if (tag := _tag(record)) and evaluation_run_id(tag) is None}
+    wanted = {record.run_id: evaluation_run_id(_tag(record)) for record in records}
     named = {run_id for owner, run_id in wanted.items() if run_id and run_id != owner}
-    if not named:
+    if not named and not malformed:
         return list(records)
     listed = {record.run_id: record for record in records}
     found = dict(fetch(sorted(named - set(listed))))
@@ -38,10 +46,14 @@ def attach_evaluations(records: Sequence[RunRecord], fetch: Fetch) -> list[RunRe
     joined = []
     for record in records:
         run_id = wanted[record.run_id]
-        if not run_id or run_id == record.run_id:
+        if record.run_id in malformed:
+            joined.append(replace(record, evaluation_missing=malformed_reason(malformed[record.run_id])))
+        elif not run_id or run_id == record.run_id:
             joined.append(record)
         elif run_id in found:
-            joined.append(replace(record, evaluation=found[run_id]))
+            problem = link_problem(run_id, found[run_id].tags, record.run_id or None)
+            joined.append(replace(record, evaluation_missing=problem) if problem else
+                          replace(record, evaluation=found[run_id]))
         else:
             missing = f"evaluation run {run_id} ({schema.TAG_INFERENCE_RUN} of version {record.model_version}) not found"
             joined.append(replace(record, evaluation_missing=missing))
@@ -49,6 +61,5 @@ def attach_evaluations(records: Sequence[RunRecord], fetch: Fetch) -> list[RunRe
     return [r for r in joined if r.run_id not in attached or r.evaluation is not None]
 
 
-def _evaluation_id(record: RunRecord) -> str | None:
-    value = (record.version_tags.get(schema.TAG_INFERENCE_RUN) or "").strip()
-    return value or None
+def _tag(record: RunRecord) -> str:
+    return (record.version_tags.get(schema.TAG_INFERENCE_RUN) or "").strip()

@@ -102,6 +102,9 @@ TAG_INFERENCE_SCOPE: Final = "green.inference_scope"
 TAG_INFERENCE_ESTIMATED: Final = "green.inference_estimated"
 TAG_INFERENCE_BATCH_SIZE: Final = "green.inference_batch_size"
 """The headline batch size: the one whose inference figures are the latest values."""
+TAG_INFERENCE_MODEL_RUN: Final = "green.inference_model_run"
+"""The run that logged the model an evaluation measured: a version's ``green.inference_run`` must
+name an evaluation of that version's own source run (ranking and gates check it)."""
 TAG_RUN_TOKEN: Final = "green.run_token"
 """A unique token set on every run mlflow-green creates: a creation retried (by the background
 writer or ``mlflow-green sync``) after its answer was lost finds the run instead of creating two."""

@@ -114,13 +114,14 @@ def test_malformed_inference_rules_are_policy_errors(text: str, message: str) ->
 # --- real store: check() and the CLI -------------------------------------------------------------------
 
 
-def evaluation_run(client: MlflowClient, experiment_id: str, j: float, latency: float, estimated: str = "false") -> str:
+def evaluation_run(client: MlflowClient, experiment_id: str, j: float, latency: float, of: str,
+                   estimated: str = "false") -> str:
     """A run as the green evaluator leaves it: the sweep at step = batch size, the inference tags."""
     run_id = client.create_run(experiment_id, run_name="evaluation").info.run_id
     now = int(time.time() * 1000)
     metrics = [Metric(J, j * 8, now, 1), Metric(J, j, now + 1, 32), Metric(LAT, latency, now + 1, 32)]
     tags = {schema.TAG_INFERENCE_BATCH_SIZE: "32", schema.TAG_INFERENCE_ESTIMATED: estimated,
-            schema.TAG_INFERENCE_METERS: "cpu:rapl"}
+            schema.TAG_INFERENCE_METERS: "cpu:rapl", schema.TAG_INFERENCE_MODEL_RUN: of}
     client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
     client.set_terminated(run_id)
     return run_id
@@ -134,8 +135,9 @@ def gated(mlflow_experiment: str, tracking_uri: str, tmp_path: Path) -> dict[str
     versions = {key: register_version(client, mlflow_experiment, name, training, {schema.TAG_ESTIMATED: "false"})
                 for key in ("lean", "heavy", "never")}
     for key, j, latency in (("lean", 0.001, 2.0), ("heavy", 0.01, 9.0)):
+        source = client.get_model_version(name, versions[key]).run_id
         client.set_model_version_tag(name, versions[key], schema.TAG_INFERENCE_RUN,
-                                     evaluation_run(client, mlflow_experiment, j, latency))
+                                     evaluation_run(client, mlflow_experiment, j, latency, of=source))
     # evaluated inside its own training run: no tag needed
     versions["inrun"] = register_version(client, mlflow_experiment, name, {**training, J: 0.0015, LAT: 1.0},
                                          {schema.TAG_INFERENCE_BATCH_SIZE: "32",
@@ -175,6 +177,18 @@ def test_a_deleted_evaluation_run_fails_the_gate(gated: dict[str, Any]) -> None:
     result = check(name, v["lean"], gated["policy"], alias="champion", client=client)
     assert not result.passed
     assert result.failed[0].detail == f"evaluation run {'f' * 32} (green.inference_run) not found"
+
+
+def test_an_evaluation_of_another_model_or_a_garbled_tag_is_refused(gated: dict[str, Any]) -> None:
+    name, v, client = gated["name"], gated["versions"], gated["client"]
+    cheap = client.get_model_version(name, v["lean"]).tags[schema.TAG_INFERENCE_RUN]
+    client.set_model_version_tag(name, v["never"], schema.TAG_INFERENCE_RUN, cheap)  # borrow lean's evaluation
+    borrowed = check(name, v["never"], gated["policy"], alias="champion", client=client)
+    assert not borrowed.passed
+    assert "measured the model of run" in borrowed.failed[0].detail and "not this version's" in borrowed.failed[0].detail
+    client.set_model_version_tag(name, v["never"], schema.TAG_INFERENCE_RUN, "x' OR 1=1; --\n")
+    garbled = check(name, v["never"], gated["policy"], alias="champion", client=client)
+    assert garbled.failed[0].detail.startswith("green.inference_run is not a run id: ")
 
 
 def test_cli_gate_exit_codes_and_report(gated: dict[str, Any]) -> None:

@@ -107,7 +107,9 @@ def _build_zoo(server: GreenServer) -> dict[str, Any]:
 def test_the_evaluator_tagged_the_versions_through_the_server(zoo: dict[str, Any]) -> None:
     client = zoo["client"]
     for version, run_id in zoo["evaluations"].items():
-        assert client.get_model_version(zoo["model"], version).tags[schema.TAG_INFERENCE_RUN] == run_id
+        model_version = client.get_model_version(zoo["model"], version)
+        assert model_version.tags[schema.TAG_INFERENCE_RUN] == run_id
+        assert client.get_run(run_id).data.tags[schema.TAG_INFERENCE_MODEL_RUN] == model_version.run_id
         metrics = client.get_run(run_id).data.metrics
         assert "accuracy_score" in metrics and metrics[schema.INFERENCE_ENERGY_PER_PREDICTION_J] > 0
     assert schema.TAG_INFERENCE_RUN not in client.get_model_version(zoo["model"], "3").tags

@@ -120,9 +120,12 @@ def log_run(client: MlflowClient, experiment_id: str, name: str, metrics: dict[s
     return run_id
 
 
-def evaluation_tags(batch: int = 32, estimated: bool = False) -> dict[str, str]:
-    return {schema.TAG_INFERENCE_ESTIMATED: str(estimated).lower(), schema.TAG_INFERENCE_BATCH_SIZE: str(batch),
+def evaluation_tags(batch: int = 32, estimated: bool = False, of: str | None = None) -> dict[str, str]:
+    tags = {schema.TAG_INFERENCE_ESTIMATED: str(estimated).lower(), schema.TAG_INFERENCE_BATCH_SIZE: str(batch),
             schema.TAG_INFERENCE_METERS: "cpu:rapl", schema.TAG_QUALITY_METRIC: ACC}
+    if of:
+        tags[schema.TAG_INFERENCE_MODEL_RUN] = of
+    return tags
 
 
 @pytest.fixture(scope="module")
@@ -136,23 +139,27 @@ def zoo(tracking_uri: str) -> dict[str, Any]:
     model = f"rank-inference-model-{suffix}"
     client.create_registered_model(model)
     ids: dict[str, str] = {}
-    for name, acc in (("float", 0.98), ("int8", 0.97), ("untested", 0.99), ("lost", 0.9)):
+    for name, acc in (("float", 0.98), ("int8", 0.97), ("untested", 0.99), ("lost", 0.9), ("mislinked", 0.9),
+                      ("garbled", 0.9)):
         ids[name] = log_run(client, exp, name, {"test_accuracy": acc, schema.ENERGY_KWH: 0.01},
                             {schema.TAG_QUALITY_METRIC: "test_accuracy", schema.TAG_ESTIMATED: "false"})
     ids["inrun"] = log_run(client, exp, "inrun", {"test_accuracy": 0.95, schema.ENERGY_KWH: 0.005},
                            {schema.TAG_QUALITY_METRIC: "test_accuracy", **evaluation_tags()},
                            steps={J: [(1, 0.01), (32, 0.0008)], schema.INFERENCE_LATENCY_MS: [(1, 0.2), (32, 1.5)]})
     # evaluations: of float in the same experiment (deduplicated), of int8 in another experiment
-    ids["eval-float"] = log_run(client, exp, "eval-float", {ACC: 0.981}, evaluation_tags(),
+    ids["eval-float"] = log_run(client, exp, "eval-float", {ACC: 0.981}, evaluation_tags(of=ids["float"]),
                                 steps={J: [(1, 0.02), (32, 0.004)], schema.INFERENCE_LATENCY_MS: [(32, 3.0)]})
-    ids["eval-int8"] = log_run(client, other, "eval-int8", {ACC: 0.972}, evaluation_tags(),
+    ids["eval-int8"] = log_run(client, other, "eval-int8", {ACC: 0.972}, evaluation_tags(of=ids["int8"]),
                                steps={J: [(1, 0.01), (32, 0.001)], schema.INFERENCE_LATENCY_MS: [(32, 2.0)]})
     versions = {}
-    for name in ("float", "int8", "untested", "lost"):
+    for name in ("float", "int8", "untested", "lost", "mislinked", "garbled"):
         versions[name] = str(client.create_model_version(model, f"runs:/{ids[name]}/model", ids[name]).version)
     client.set_model_version_tag(model, versions["float"], schema.TAG_INFERENCE_RUN, ids["eval-float"])
     client.set_model_version_tag(model, versions["int8"], schema.TAG_INFERENCE_RUN, ids["eval-int8"])
     client.set_model_version_tag(model, versions["lost"], schema.TAG_INFERENCE_RUN, "0" * 32)
+    # someone points a version at another model's (cheap) evaluation, or writes garbage into the tag
+    client.set_model_version_tag(model, versions["mislinked"], schema.TAG_INFERENCE_RUN, ids["eval-int8"])
+    client.set_model_version_tag(model, versions["garbled"], schema.TAG_INFERENCE_RUN, "../runs/\x1b[31m' OR 1=1")
     return {"uri": tracking_uri, "exp": exp, "model": model, "ids": ids, "versions": versions, "client": client}
 
 
@@ -170,6 +177,9 @@ def test_experiment_by_inference_joins_evaluations_and_lists_each_model_once(zoo
     reasons = {r.run_name: r.reason for r in ranking.unranked}
     assert reasons["untested"].startswith("not evaluated")
     assert reasons["lost"].startswith(f"evaluation run {'0' * 32}")
+    assert reasons["mislinked"] == (f"evaluation run {zoo['ids']['eval-int8']} (green.inference_run) measured the model "
+                                    f"of run {zoo['ids']['int8']}, not this version's (run {zoo['ids']['mislinked']})")
+    assert reasons["garbled"].startswith("green.inference_run is not a run id: ")
     int8 = ranking.ranked[1]
     assert int8.inference_run_id == zoo["ids"]["eval-int8"] and int8.latency_ms == 2.0
     assert int8.model_name == zoo["model"]
