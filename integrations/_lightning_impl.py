@@ -224,6 +224,14 @@ class GreenCallbackMixin:
             self.session.log_profile(profile)
         return profile
 
+    # -- pickling (ddp_spawn, copy.deepcopy(trainer)) -----------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The callback's own state: not the model's ``log`` / ``log_dict`` that Lightning attaches at each fit."""
+        state = dict(self.__dict__)
+        state.pop("log", None)
+        state.pop("log_dict", None)
+        return state
+
     # -- internals ---------------------------------------------------------------------------
     def _bind(self, trainer: Any, *, keep: bool = False) -> None:
         """Lightning's MLFlowLogger's run, else the active run, else a new one (rank zero only)."""

@@ -476,5 +476,6 @@ class TrainingSession:
             self.report = session_report(self, tracker, self.evals.total(), status)
         else:
             self.report["phases"].update({k: m.to_dict() for k, m in self.evals.totals.items()})
+            self.report["samples"] = dict(self.samples)
         if self.log_report:
             self.output.log_report(self.report)

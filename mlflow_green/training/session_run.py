@@ -191,7 +191,7 @@ class SessionRun:
     def __getstate__(self) -> dict[str, Any]:
         """The run's identity, not its connections; plus the MLflow context of the pickling process."""
         state = dict(self.__dict__)
-        state.update(run=None, _last=None, _reopened=False, _pending_step=None, _pending={})
+        state.update(run=None, _last=None, _reopened=False, _pending_step=None, _pending={}, _run_id=self.run_id)
         state["context"] = _mlflow_context() or self.context
         return state
 

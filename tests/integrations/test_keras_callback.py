@@ -15,7 +15,8 @@ keras = pytest.importorskip("keras")
 from mlflow_green.errors import ConfigError  # noqa: E402
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
 from mlflow_green.record import schema  # noqa: E402
-from mlflow_green.testing import PerReadMeter  # noqa: E402
+from mlflow_green.testing import FakeMeter, PerReadMeter  # noqa: E402
+from green_invariants import assert_green_invariants  # noqa: E402
 
 
 def _mlp() -> keras.Model:
@@ -49,9 +50,10 @@ def test_one_line_fit_logs_the_schema_per_epoch_into_its_own_run(mlflow_experime
         assert {m.step for m in _history(run.info.run_id, key)} == {0, 1, 2}, key
     energy = [m.value for m in _history(run.info.run_id, schema.ENERGY_KWH)]
     assert energy == sorted(energy) and energy[-1] > 0
-    # Phases are a split of the epochs: they add up to at most the total.
-    phases = sum(metrics[k] for k in (schema.ENERGY_TRAIN_KWH, schema.ENERGY_VALIDATION_KWH, schema.ENERGY_DATA_KWH))
-    assert 0 < phases <= metrics[schema.ENERGY_KWH] * (1 + 1e-9)
+    # Phases add up to the total at every step (other: setup, teardown, the callback's own work);
+    # one point per step; the final projection is the actual total.
+    assert_green_invariants(run.info.run_id)
+    assert metrics[schema.ENERGY_OTHER_KWH] > 0
     assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / (3 * 1400), rel=0.05)
     final_accuracy = history.history["val_accuracy"][-1]
     assert metrics[schema.ACCURACY_PER_KWH] == pytest.approx(final_accuracy / metrics[schema.ENERGY_KWH], rel=1e-6)
@@ -209,13 +211,13 @@ def test_model_metadata_is_logged_at_begin_and_again_when_training_pruned_it(mlf
     assert run.data.metrics[schema.FLOP_PER_J] == pytest.approx(expected, rel=1e-6)
 
 
-def test_post_training_quantization_is_logged_into_the_same_run(mlflow_experiment: str, digits) -> None:
+def test_post_training_quantization_is_logged_into_the_same_run_at_a_new_step(mlflow_experiment: str, digits, tmp_path: Path) -> None:
     import warnings
 
     x, y, _, _ = digits
     cb = GreenCallback()
     model = _mlp()
-    model.fit(x, y, epochs=1, batch_size=128, callbacks=[cb], verbose=0)
+    model.fit(x, y, epochs=2, batch_size=128, callbacks=[cb], verbose=0)
     size_before = MlflowClient().get_run(cb.session.run_id).data.metrics[schema.MODEL_SIZE_BYTES]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -225,6 +227,34 @@ def test_post_training_quantization_is_logged_into_the_same_run(mlflow_experimen
     assert profile is not None and profile.quantization == "int8"
     assert run.data.tags[schema.TAG_COMPRESSION] == "int8"
     assert run.data.metrics[schema.MODEL_SIZE_BYTES] < size_before / 3
+    # the values before (step 0) and after quantization (a new step after the last epoch's)
+    assert [m.step for m in _history(run.info.run_id, schema.MODEL_SIZE_BYTES)] == [0, 2]
+    assert [m.step for m in _history(run.info.run_id, schema.MODEL_WEIGHT_BITS)] == [0, 2]
+    assert [m.step for m in _history(run.info.run_id, schema.MODEL_PARAMS)] == [0], "unchanged values are not logged again"
+    report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["model"]["quantization"] == "int8"
+    assert report["model"]["size_bytes"] == run.data.metrics[schema.MODEL_SIZE_BYTES]
+
+
+@pytest.mark.parametrize(
+    ("make_dataset", "fit_kwargs", "samples"),
+    [
+        (lambda ds: ds.batch(32), {}, 2 * 1400),  # last batch of 24, size unknown to Keras
+        (lambda ds: ds.shuffle(256).batch(32).repeat(), {"steps_per_epoch": 10}, 2 * 10 * 32),
+    ],
+    ids=["batch-without-drop-remainder", "repeat-with-steps-per-epoch"],
+)
+def test_tf_data_of_unknown_length_still_counts_the_samples_seen(make_dataset, fit_kwargs, samples, mlflow_experiment: str, digits, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    x, y, _, _ = digits
+    cb = GreenCallback()
+    _mlp().fit(make_dataset(tf.data.Dataset.from_tensor_slices((x, y))), epochs=2, callbacks=[cb], verbose=0, **fit_kwargs)
+    metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-9)
+    assert metrics[schema.FLOP_PER_J] > 0
+    report = json.loads(Path(MlflowClient().download_artifacts(cb.session.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["samples"]["train"] == samples
 
 
 def test_runs_logged_only_by_the_callback_rank_by_their_quality_metric(mlflow_experiment: str, digits) -> None:
@@ -238,3 +268,20 @@ def test_runs_logged_only_by_the_callback_rank_by_their_quality_metric(mlflow_ex
     [row] = mlflow_green.rank([mlflow_experiment]).rows
     assert row.rank == 1 and row.quality_metric == "val_accuracy"
     assert row.accuracy_per_kwh == pytest.approx(metrics[schema.ACCURACY_PER_KWH], rel=1e-6)
+
+
+def test_projection_leaves_out_the_compilation_epoch_and_ends_at_the_actual_total(mlflow_experiment: str, digits) -> None:
+    x, y, _, _ = digits
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])  # energy proportional to time
+    stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=2)  # stops after epoch 2 of 6
+    _mlp().fit(x, y, epochs=6, batch_size=64, callbacks=[cb, stop], verbose=0)
+    run_id = cb.session.run_id
+    epoch_j = [m.value * 3.6e6 for m in _history(run_id, schema.EPOCH_ENERGY_KWH)]
+    energy = _history(run_id, schema.ENERGY_KWH)
+    projected = _history(run_id, schema.PROJECTED_ENERGY_KWH)
+    assert len(epoch_j) == 3 and epoch_j[0] > 1.5 * epoch_j[1], "epoch 0 traces the graph: an outlier"
+    # after epoch 1, the 4 remaining epochs cost what epoch 1 did (epoch 0 is not steady state)
+    assert projected[1].value == pytest.approx(energy[1].value + 4 * epoch_j[1] / 3.6e6, rel=1e-9)
+    # the early stop: the last projection is the actual total, not the 6-epoch plan
+    assert projected[-1].step == 2 and projected[-1].value == pytest.approx(energy[-1].value, rel=1e-12)
+    assert_green_invariants(run_id)

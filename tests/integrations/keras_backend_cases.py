@@ -1,0 +1,172 @@
+"""Keras fits that end in every way, on one backend.
+
+KERAS_BACKEND must be set before Keras is imported: the test process (TensorFlow) calls
+:func:`run_cases` itself; the torch and JAX backends run ``python keras_backend_cases.py BACKEND
+OUT_DIR`` (runs in OUT_DIR/mlflow.db, results in OUT_DIR/result.json). Kept small: 8x8 digits,
+a 64-16-10 MLP, a few batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+if __name__ == "__main__":
+    os.environ["KERAS_BACKEND"] = sys.argv[1]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ["MLFLOW_GREEN_SPOOL_DIR"] = str(Path(sys.argv[2]) / "spool")
+
+import keras  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
+from mlflow_green.testing import FakeMeter, PerReadMeter  # noqa: E402
+
+data = load_digits()
+X = (data.data / 16.0).astype("float32")[:640]
+Y = data.target.astype("int64")[:640]
+CASES: dict[str, object] = {}
+
+
+def mlp() -> keras.Model:
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class Batches(keras.utils.PyDataset):
+    """64-sample batches; optionally slow (input wait) or failing at a given read."""
+
+    def __init__(self, n: int = 10, *, sleep_s: float = 0.0, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.n, self.sleep_s, self.fail_at, self.reads = n, sleep_s, fail_at, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        self.reads += 1
+        if self.fail_at is not None and self.reads > self.fail_at:
+            raise OSError("corrupt shard")
+        time.sleep(self.sleep_s)
+        j = (i * 64) % 576
+        return X[j : j + 64], Y[j : j + 64]
+
+
+class Clock(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.start_s = time.monotonic()
+
+
+class RaiseAtEpochEnd(keras.callbacks.Callback):
+    def __init__(self, exc: BaseException, epoch: int = 1) -> None:
+        super().__init__()
+        self.exc, self.epoch, self.at_s = exc, epoch, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.at_s = time.monotonic()
+            raise self.exc
+
+
+def case(name):
+    def register(fn):
+        CASES[name] = fn
+        return fn
+    return register
+
+
+def run_cases(out: Path) -> dict[str, dict]:
+    """Run every case (MLflow's tracking URI and experiment set by the caller); what each returned."""
+    results: dict[str, dict] = {}
+    for name, fn in CASES.items():
+        try:
+            results[name] = fn(out) or {}
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            results[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    return results
+
+
+def failing_fit(cb: GreenCallback, *callbacks, x=None, **kwargs) -> dict:
+    """A fit that raises; then 0.5 s in this process before anything is read (the meters must have stopped)."""
+    clock = Clock()
+    try:
+        mlp().fit(x if x is not None else X, None if x is not None else Y, epochs=3, batch_size=64, verbose=0,
+                  callbacks=[clock, cb, *callbacks], **kwargs)
+        raised = None
+    except BaseException as exc:  # noqa: BLE001
+        raised = type(exc).__name__
+    elapsed_s = time.monotonic() - clock.start_s
+    time.sleep(0.5)
+    return {"raised": raised, "elapsed_s": elapsed_s, "run_id": cb.session.run_id,
+            "active_after": mlflow.active_run().info.run_id if mlflow.active_run() else None}
+
+
+@case("checkpoint_cannot_write")
+def _(out: Path):
+    cb = GreenCallback()
+    blocker = out / "not-a-dir"
+    blocker.write_text("a file where the checkpoint directory should be")
+    saver = keras.callbacks.ModelCheckpoint(str(blocker / "model.keras"))
+    out = failing_fit(cb, saver)
+    # the next training does not log into the failed run
+    nxt = GreenCallback()
+    mlp().fit(X, Y, epochs=1, batch_size=128, verbose=0, callbacks=[nxt])
+    return {**out, "next_run_id": nxt.session.run_id}
+
+
+@case("keyboard_interrupt_in_a_callback")
+def _(out: Path):
+    return failing_fit(GreenCallback(), RaiseAtEpochEnd(KeyboardInterrupt(), epoch=0))
+
+
+@case("broken_input_pipeline")
+def _(out: Path):
+    return failing_fit(GreenCallback(), x=Batches(5, fail_at=7))
+
+
+@case("exception_in_the_users_run")
+def _(out: Path):
+    with mlflow.start_run() as users:
+        out = failing_fit(GreenCallback(), RaiseAtEpochEnd(RuntimeError("callback bug"), epoch=0))
+        still_active = mlflow.active_run().info.run_id if mlflow.active_run() else None
+    return {**out, "users_run_id": users.info.run_id, "still_active": still_active}
+
+
+@case("budget_stop_mid_epoch")
+def _(out: Path):
+    # 1 kJ per counter read: start, epoch begin, then the first in-epoch check (after 2 s) is over 1.5 kJ
+    cb = GreenCallback(meters=[PerReadMeter(1000.0)], max_energy_kwh=1500 / 3.6e6)
+    history = mlp().fit(Batches(30, sleep_s=0.1), epochs=3, verbose=0, callbacks=[cb])
+    return {"run_id": cb.session.run_id, "epochs": len(history.history["loss"])}
+
+
+@case("input_wait")
+def _(out: Path):
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])
+    mlp().fit(Batches(8, sleep_s=0.05), epochs=2, verbose=0, callbacks=[cb])
+    return {"run_id": cb.session.run_id}
+
+
+@case("evaluate_and_predict")
+def _(out: Path):
+    cb = GreenCallback()
+    model = mlp()
+    model.fit(X, Y, validation_data=(X[:128], Y[:128]), epochs=2, batch_size=64, verbose=0, callbacks=[cb])
+    model.evaluate(X[:200], Y[:200], batch_size=50, verbose=0, callbacks=[cb])
+    model.predict(X[:100], batch_size=50, verbose=0, callbacks=[cb])
+    return {"run_id": cb.session.run_id}
+
+
+if __name__ == "__main__":
+    backend, out = sys.argv[1], Path(sys.argv[2])
+    assert keras.backend.backend() == backend
+    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment(backend, artifact_location=(out / "art").as_uri()))
+    (out / "result.json").write_text(json.dumps(run_cases(out)))

@@ -1,0 +1,106 @@
+"""GreenCallback on Keras's TensorFlow, torch and JAX backends: every way a fit ends, input waits, samples.
+
+TensorFlow runs in this process (the suite's backend); torch and JAX each run the same cases
+(``keras_backend_cases.py``) in one subprocess, since Keras fixes its backend at import.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+keras = pytest.importorskip("keras")
+
+from green_invariants import assert_green_invariants  # noqa: E402
+
+from mlflow_green.record import schema  # noqa: E402
+
+CASES = Path(__file__).with_name("keras_backend_cases.py")
+
+
+def _run_subprocess(backend: str, out: Path) -> tuple[dict, MlflowClient]:
+    pytest.importorskip(backend)
+    done = subprocess.run([sys.executable, str(CASES), backend, str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "result.json").read_text()), MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+
+
+def _report(client: MlflowClient, run_id: str, tmp_path: Path) -> dict:
+    return json.loads(Path(client.download_artifacts(run_id, schema.REPORT_ARTIFACT, str(tmp_path / run_id))).read_text())
+
+
+def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) -> None:
+    for name, result in results.items():
+        assert "error" not in result, f"{name}: {result.get('traceback')}"
+
+    def run(name: str, key: str = "run_id"):
+        return client.get_run(results[name][key])
+
+    # Any way a fit ends outside the train step: our run ends at that moment, with the right status.
+    for name, raised, status in (
+        ("checkpoint_cannot_write", "NotADirectoryError", "FAILED"),
+        ("keyboard_interrupt_in_a_callback", "KeyboardInterrupt", "KILLED"),
+        ("broken_input_pipeline", None, "FAILED"),
+    ):
+        result, failed = results[name], run(name)
+        assert raised is None or result["raised"] == raised, result
+        assert failed.info.status == status, (name, failed.info.status)
+        assert result["active_after"] is None, f"{name}: the failed run is still the active run"
+        # the meters stopped when the fit ended, not 0.5 s later nor at exit
+        assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (name, failed.data.metrics, result)
+        assert_green_invariants(failed.info.run_id, client)
+    nxt = run("checkpoint_cannot_write", "next_run_id")
+    assert nxt.info.run_id != results["checkpoint_cannot_write"]["run_id"], "the next fit logged into the failed run"
+    assert nxt.info.status == "FINISHED"
+
+    # The user's own run is never ended or overwritten.
+    users = results["exception_in_the_users_run"]
+    assert users["run_id"] == users["users_run_id"] == users["still_active"]
+    assert run("exception_in_the_users_run").info.status == "FINISHED", "ended by the user's `with`, not FAILED by us"
+    assert schema.ENERGY_KWH in run("exception_in_the_users_run").data.metrics
+
+    # A budget stop mid-epoch is a clean stop on every backend (JAX: no "Array has been deleted").
+    stopped = run("budget_stop_mid_epoch")
+    assert results["budget_stop_mid_epoch"]["epochs"] == 1
+    assert stopped.info.status == "FINISHED" and "budget exhausted" in stopped.data.tags[schema.TAG_BUDGET_STOP]
+    assert_green_invariants(stopped.info.run_id, client)
+
+    # Input wait: torch and JAX read batches in Python (timed); TensorFlow reads inside the step.
+    waited = run("input_wait").data.metrics
+    data, train = waited[schema.ENERGY_DATA_KWH], waited[schema.ENERGY_TRAIN_KWH]
+    if backend == "tensorflow":
+        assert data == 0.0 and train > 0
+    else:  # 16 reads of 50 ms at a constant 100 W: at least 80 J of input wait
+        assert data * 3.6e6 >= 0.95 * 100.0 * 16 * 0.05, waited
+    assert_green_invariants(run("input_wait").info.run_id, client)
+    report = _report(client, results["input_wait"]["run_id"], tmp_path)
+    assert report["samples"]["train"] == 2 * 8 * 64
+    assert report["phases"]["train"]["devices"][0]["basis"] == "counter, apportioned by time share"
+
+    # Samples of fit, validation, evaluate and predict; FLOP/J from them.
+    evaluated = run("evaluate_and_predict").data.metrics
+    assert evaluated[schema.phase_energy_per_sample_key("test")] == pytest.approx(evaluated[schema.ENERGY_TEST_KWH] * 3.6e6 / 200, rel=1e-6)
+    assert evaluated[schema.phase_energy_per_sample_key("predict")] == pytest.approx(evaluated[schema.ENERGY_PREDICT_KWH] * 3.6e6 / 100, rel=1e-6)
+    assert evaluated[schema.FLOP_PER_J] > 0
+    report = _report(client, results["evaluate_and_predict"]["run_id"], tmp_path)
+    assert report["samples"] == {"train": 2 * 640, "validation": 2 * 128, "test": 200, "predict": 100}
+    assert_green_invariants(results["evaluate_and_predict"]["run_id"], client)
+
+
+def test_tensorflow_backend(mlflow_experiment: str, tmp_path: Path) -> None:
+    from keras_backend_cases import run_cases
+
+    assert keras.backend.backend() == "tensorflow"
+    _check("tensorflow", run_cases(tmp_path), MlflowClient(mlflow.get_tracking_uri()), tmp_path)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_torch_and_jax_backends(backend: str, tmp_path: Path) -> None:
+    results, client = _run_subprocess(backend, tmp_path)
+    _check(backend, results, client, tmp_path)
