@@ -18,7 +18,10 @@ small machines.
 
 Usage::
 
-    python benchmarks/gate_latency.py [--requests 50] [--warmup 5] [--pause-s 0.1]
+    python benchmarks/gate_latency.py [--requests 50] [--warmup 5] [--pause-s 0.1] [--signed]
+
+``--signed`` adds ``require_signed = true``: each version's run is signed first, and every check
+also reads ``green/signed_manifest.json`` and ``green/report.json`` and verifies the signature.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
 from mlflow_green.record import schema
+from mlflow_green.record.run_signature import sign_run
+from mlflow_green.record.signing import ENV_TRUSTED_KEYS, SigningKey, generate_key_pair
 from mlflow_green.testing.server import GreenServer
 
 BUDGET_MS = 50.0
@@ -53,7 +58,10 @@ beat_current_by_percent = 0
 """
 
 
-def _register_versions(client: MlflowClient, count: int) -> list[str]:
+SIGNED = "require_signed = true\n"
+
+
+def _register_versions(client: MlflowClient, count: int, key: SigningKey | None = None) -> list[str]:
     experiment_id = client.create_experiment("gate-latency")
     client.create_registered_model(MODEL)
     versions = []
@@ -70,6 +78,9 @@ def _register_versions(client: MlflowClient, count: int) -> list[str]:
             metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
             tags=[RunTag(schema.TAG_ESTIMATED, "false")],
         )
+        if key is not None:  # a report and the signature, as a training host with a signing key writes them
+            client.log_dict(run_id, {"schema_version": 1, "totals": metrics}, schema.REPORT_ARTIFACT)
+            sign_run(client, run_id, key)
         versions.append(str(client.create_model_version(MODEL, f"runs:/{run_id}/model", run_id=run_id).version))
     return versions
 
@@ -107,18 +118,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured requests per server first")
     parser.add_argument("--pause-s", type=float, default=0.1, help="pause between request pairs")
     parser.add_argument("--with-jobs", action="store_true", help="keep MLflow's job-runner processes on")
+    parser.add_argument("--signed", action="store_true",
+                        help="add require_signed to the policy: every check also verifies the run's signature")
     args = parser.parse_args()
 
     quiet = {} if args.with_jobs else {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     total = args.requests + args.warmup
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "green-policy.toml"
-        policy.write_text(POLICY)
-        green = GreenServer(Path(tmp) / "green", env={"MLFLOW_GREEN_GATE_POLICY": str(policy), **quiet})
+        policy.write_text(POLICY + (SIGNED if args.signed else ""))
+        env = {"MLFLOW_GREEN_GATE_POLICY": str(policy), **quiet}
+        key = None
+        if args.signed:
+            private, public = generate_key_pair(Path(tmp) / "keys")
+            key, env[ENV_TRUSTED_KEYS] = SigningKey.from_file(private), str(public)
+        green = GreenServer(Path(tmp) / "green", env=env)
         plain = GreenServer(Path(tmp) / "plain", env=quiet, app_name=None)
         with green, plain:
-            green_versions = _register_versions(MlflowClient(green.url), total)
-            plain_versions = _register_versions(MlflowClient(plain.url), total)
+            green_versions = _register_versions(MlflowClient(green.url), total, key)
+            plain_versions = _register_versions(MlflowClient(plain.url), total, key)
             green_alias, plain_alias = _Alias(green.url), _Alias(plain.url)
             with_gate, without, paired, inside = [], [], [], []
             for i in range(total):
@@ -140,7 +158,8 @@ def main() -> None:
             assert str(champion.version) == green_versions[-1], "the last version should be champion"
 
     added = statistics.median(with_gate) - statistics.median(without)
-    print(f"alias request, median of {args.requests} (after {args.warmup} warm-up), one new version each")
+    what = "signed runs, require_signed verified on each" if args.signed else "unsigned runs"
+    print(f"alias request, median of {args.requests} (after {args.warmup} warm-up), one new version each; {what}")
     print(f"  plain mlflow server                 {statistics.median(without):7.1f} ms  (p95 {_percentile(without, 0.95):.1f})")
     print(f"  green app with gate policy          {statistics.median(with_gate):7.1f} ms  (p95 {_percentile(with_gate, 0.95):.1f})")
     print(f"  added (difference of medians)       {added:7.1f} ms")
