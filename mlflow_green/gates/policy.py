@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sys
 from collections.abc import Mapping
@@ -56,7 +55,17 @@ from types import MappingProxyType
 from typing import Any
 
 from mlflow_green.errors import ArgumentTypeError, PolicyError
-from mlflow_green.gates.rules import RULE_SPECS, Rules
+from mlflow_green.gates.policy_checks import (
+    RULE_KEYS,
+    check_consistent,
+    check_not_empty,
+    describe,
+    key_name,
+    parse_named_tables,
+    parse_rules,
+    rule_fields,
+)
+from mlflow_green.gates.rules import Rules
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,6 +75,11 @@ else:  # pragma: no cover - Python 3.10
     except ImportError:  # pragma: no cover
         tomllib = None  # type: ignore[assignment]
 
+__all__ = [
+    "ENV_GATE_POLICY", "RULE_KEYS", "TOP_LEVEL_KEYS", "WILDCARD", "Policy", "canonical_stage", "load_policy",
+    "loads_policy", "parse_policy",
+]
+
 ENV_GATE_POLICY = "MLFLOW_GREEN_GATE_POLICY"
 """Environment variable of the server: path of the policy file that ``mlflow server --app-name green`` enforces."""
 
@@ -73,7 +87,6 @@ WILDCARD = "*"
 """An ``[aliases."*"]`` / ``[stages."*"]`` table covers every alias / stage not listed by name."""
 
 TOP_LEVEL_KEYS = ("default", "aliases", "stages")
-RULE_KEYS = tuple(RULE_SPECS)
 _STAGES = ("None", "Staging", "Production", "Archived")  # MLflow's model-version stages
 
 
@@ -235,20 +248,20 @@ def parse_policy(data: Mapping[str, Any], *, source: str = "<dict>", digest: str
     if digest is not None and not isinstance(digest, str):
         raise ArgumentTypeError("digest", "a hex SHA-256 digest (str) or None", digest)
     if not isinstance(data, Mapping):
-        raise PolicyError(None, None, f"a policy must be a table, got {_describe(data)}", source=source)
+        raise PolicyError(None, None, f"a policy must be a table, got {describe(data)}", source=source)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            raise PolicyError(_key_name(key), None, "unknown table", valid_keys=TOP_LEVEL_KEYS, source=source)
+            raise PolicyError(key_name(key), None, "unknown table", valid_keys=TOP_LEVEL_KEYS, source=source)
     default = None
     if "default" in data:
-        default = _parse_rules(data["default"], "default", source)
+        default = parse_rules(data["default"], "default", source)
     base = default or Rules()
     aliases = {
         name: base.merged(rules)
-        for name, rules in _parse_named_tables(data.get("aliases"), "aliases", source).items()
+        for name, rules in parse_named_tables(data.get("aliases"), "aliases", source).items()
     }
     stages: dict[str, Rules] = {}
-    for name, rules in _parse_named_tables(data.get("stages"), "stages", source).items():
+    for name, rules in parse_named_tables(data.get("stages"), "stages", source).items():
         canonical = name if name == WILDCARD else canonical_stage(name)
         if canonical is None:
             raise PolicyError(
@@ -257,11 +270,11 @@ def parse_policy(data: Mapping[str, Any], *, source: str = "<dict>", digest: str
         if canonical in stages:
             raise PolicyError(name, "stages", f"stage {canonical} is listed twice", source=source)
         section = f"stages.{canonical}"
-        stages[canonical] = base.merged(Rules(**{**_fields(rules), "section": section}))
+        stages[canonical] = base.merged(Rules(**{**rule_fields(rules), "section": section}))
     for section_rules in (default, *aliases.values(), *stages.values()):
         if section_rules is not None:
-            _check_consistent(section_rules, source)
-            _check_not_empty(section_rules, source)
+            check_consistent(section_rules, source)
+            check_not_empty(section_rules, source)
     if default is None and not aliases and not stages:
         raise PolicyError(
             None, None,
@@ -276,88 +289,6 @@ def parse_policy(data: Mapping[str, Any], *, source: str = "<dict>", digest: str
             canonical = repr(data)
         digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return Policy(default, MappingProxyType(aliases), MappingProxyType(stages), source, digest)
-
-
-def _fields(rules: Rules) -> dict[str, Any]:
-    return {key: rules.value(key) for key in RULE_KEYS}
-
-
-def _parse_named_tables(value: Any, table: str, source: str) -> dict[str, Rules]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise PolicyError(
-            None, table, f"must be a table of tables ([{table}.NAME]), got {_describe(value)}", source=source
-        )
-    parsed = {}
-    for name, rules in value.items():
-        if not isinstance(name, str) or not name.strip():
-            raise PolicyError(_key_name(name), table, "a name must be a non-empty string", source=source)
-        if not isinstance(rules, Mapping):
-            raise PolicyError(
-                name, table, f"must be a table ([{table}.{name}]) of rules, got {_describe(rules)}",
-                valid_keys=RULE_KEYS, source=source,
-            )
-        parsed[name] = _parse_rules(rules, f"{table}.{name}", source)
-    return parsed
-
-
-def _parse_rules(value: Any, table: str, source: str) -> Rules:
-    if not isinstance(value, Mapping):
-        raise PolicyError(None, table, f"must be a table of rules, got {_describe(value)}", valid_keys=RULE_KEYS, source=source)
-    settings: dict[str, Any] = {}
-    for key, setting in value.items():
-        spec = RULE_SPECS.get(key) if isinstance(key, str) else None
-        if spec is None:
-            raise PolicyError(_key_name(key), table, "unknown key", valid_keys=RULE_KEYS, source=source)
-        settings[key] = _validate(spec.kind, spec.unit, key, setting, table, source)
-    return Rules(section=table, **settings)
-
-
-def _validate(kind: str, unit: str, key: str, value: Any, table: str, source: str) -> Any:
-    def fail(expected: str) -> PolicyError:
-        return PolicyError(key, table, f"must be {expected}, got {_describe(value)}", valid_keys=RULE_KEYS, source=source)
-
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise fail("true or false")
-        return value
-    unit_note = f" ({unit})" if unit else ""
-    expected = "a number from 0 to 1" if kind == "fraction" else f"a finite number >= 0{unit_note}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise fail(expected)
-    try:
-        number = float(value)
-    except (OverflowError, ValueError):
-        raise fail(expected) from None
-    if not math.isfinite(number) or number < 0 or (kind == "fraction" and number > 1):
-        raise fail(expected)
-    return number
-
-
-def _check_consistent(rules: Rules, source: str) -> None:
-    if rules.require_inference_energy and rules.max_energy_per_sample_predict_j is None:
-        raise PolicyError(
-            "require_inference_energy",
-            rules.section,
-            "needs max_energy_per_sample_predict_j in the same table or in [default]",
-            valid_keys=RULE_KEYS,
-            source=source,
-        )
-
-
-def _check_not_empty(rules: Rules, source: str) -> None:
-    if rules.checks():
-        return
-    inherited = "" if rules.section == "default" else " (nor does [default])"
-    raise PolicyError(
-        None,
-        rules.section,
-        f"this section checks nothing{inherited}, so it would pass every version: give it a rule "
-        "such as max_energy_kwh = 0.5, or remove the table",
-        valid_keys=RULE_KEYS,
-        source=source,
-    )
 
 
 def _check_source(source: Any) -> None:
@@ -375,14 +306,3 @@ def canonical_stage(stage: str) -> str | None:
     if not isinstance(stage, str):
         return None
     return next((s for s in _STAGES if s.lower() == stage.strip().lower()), None)
-
-
-def _key_name(key: Any) -> str:
-    return key if isinstance(key, str) else repr(key)
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{text} ({type(value).__name__})"
