@@ -192,3 +192,18 @@ def test_a_file_locked_by_a_live_writer_is_skipped(dead_uri: str, store: tuple[M
         recorder.stop()
     assert replay_file(path, client_for=lambda uri: client).outcome == "done", "once its writer stopped"
     assert client.get_run(run_id).data.tags["a"] == "b"
+
+
+def test_a_run_created_twice_by_mlflows_own_resend_is_kept_once(
+    dead_uri: str, store: tuple[MlflowClient, str], spool_dir: Path
+) -> None:
+    """MLflow's HTTP client resends a request whose answer was lost: the server may have made the run twice."""
+    client, experiment_id = store
+    spec = _offline_run(dead_uri, experiment_id)
+    first, second = (client.create_run(experiment_id, start_time=spec.start_time_ms + i, tags={schema.TAG_RUN_TOKEN: spec.token})
+                     for i in range(2))
+    [path] = spool_paths(spool_dir)
+    assert replay_file(path, client_for=lambda uri: client).found
+    [kept] = client.search_runs([experiment_id], f"tags.`{schema.TAG_RUN_TOKEN}` = '{spec.token}'")
+    assert kept.info.run_id == first.info.run_id
+    assert client.get_run(second.info.run_id).info.lifecycle_stage == "deleted"
