@@ -62,20 +62,19 @@ def close_message(recorder: RunRecorder) -> str | None:
         return None
     uri = recorder.tracking_uri
     parts: list[str] = []
-    if creation_pending:
-        head = f"mlflow-green: {recorder.label()} could not be created on {uri} yet"
-    else:
-        head = f"mlflow-green: {recorder.label()} on {uri}: {counts.sent} of {_writes(counts.submitted)} sent"
+    head = f"mlflow-green: {recorder.label()} on {uri}: {counts.sent} of {_writes(counts.submitted)} sent"
     if queue:
         why = recorder.failures[-1] if recorder.failures else "the tracking server has not answered yet"
-        what = f"{_writes(len(waiting))}" + (" and the run's creation" if creation_pending else "")
-        parts.append(f"{what} not sent yet ({why})")
+        parts.append(f"{_writes(len(waiting))} not sent yet ({why})")
+        if creation_pending:
+            parts.append("the run itself is not created yet (it will be, first)")
         kept = [entry for entry in queue if entry["seq"] not in unspooled]
+        lost = [entry for entry in waiting if entry["seq"] in unspooled]
         path = recorder.keeper.path
         if kept and path is not None:
-            parts.append(f"kept in {path}: this process keeps sending them while it runs; to send them "
+            which = f"{len(waiting) - len(lost)} of them " if lost else ""
+            parts.append(f"{which}kept in {path}: this process keeps sending them while it runs; to send them "
                          f"later run `{recovery_command(uri, path.parent)}`")
-        lost = [entry for entry in waiting if entry["seq"] in unspooled]
         if lost:
             parts.append(f"{_writes(len(lost))} could not be spooled ({recorder.keeper.problem or 'no spool'}) and are "
                          "only in memory: they are lost if this process ends before the server takes them")

@@ -141,7 +141,8 @@ class _Replay:
         self.result = FileResult(spool.path, "done", label=spool.label(), tracking_uri=spool.tracking_uri)
         self.notes: list[str] = []
         self.reasons: list[str] = []
-        self.progress_ok = True  # False once an entry could not be kept aside: stop advancing the watermark
+        self.progress_ok = True  # False once progress cannot be recorded (a full disk): stop trying
+        self.blocked = False  # True once an entry could not be kept aside: the file must stay
 
     def run(self) -> FileResult:
         spool = self.spool
@@ -185,7 +186,7 @@ class _Replay:
         if not self._end_orphan(client, has_end, content.last_t_ms):
             return self._finish()
         try:
-            if self.progress_ok:
+            if not self.blocked:
                 spool.remove()
             else:
                 self.notes.append(f"{spool.path} is kept: it holds entries that could not be set aside")
@@ -221,7 +222,7 @@ class _Replay:
     def _progress(self, seq: int, run_id: str | None = None) -> None:
         if run_id:
             self.spool.run_id = run_id
-        if not self.progress_ok:
+        if not self.progress_ok or self.blocked:  # the watermark never passes an entry kept nowhere else
             return
         try:
             self.spool.mark_done(seq, run_id)
@@ -232,15 +233,14 @@ class _Replay:
 
     def _reject(self, entry: dict[str, Any], reason: str) -> None:
         self._aside(entry, reason)
-        if self.progress_ok:
-            self._progress(entry["seq"])
+        self._progress(entry["seq"])
 
     def _aside(self, entry: dict[str, Any] | str, reason: str, *, line: int | None = None) -> None:
         self.reasons.append(reason)
         try:
             self.result.rejected_file = self.spool.reject(entry, reason)
         except OSError as exc:
-            self.progress_ok = False
+            self.blocked = True
             self.notes.append(f"a refused or malformed entry could not be kept aside ({describe(exc)}): "
                               f"it stays in {self.spool.path}")
             return

@@ -29,6 +29,7 @@ from mlflow_green.record.failures import describe, is_transient
 from mlflow_green.record.keeper import SpoolKeeper
 from mlflow_green.record.messages import WriteCounts
 from mlflow_green.record.ops import RunSpec, send
+from mlflow_green.record.orphans import adopt_orphans
 from mlflow_green.record.spool import canonical_uri, default_spool_dir
 from mlflow_green.record.timeouts import RunTimeouts
 
@@ -78,6 +79,7 @@ class BackgroundWriter:
         self._refs = 1
         self._closed = False
         self._stopped = False
+        self._adopted = False
         self._thread: threading.Thread | None = None
         self.keeper = SpoolKeeper(
             Path(spool_dir) if spool_dir is not None else default_spool_dir(),
@@ -226,6 +228,9 @@ class BackgroundWriter:
             else:
                 self.counts.sent += 1
         self._progress(entry, run_id if entry["op"] == "create" else None)
+        if not self._adopted:  # the server answers: send what earlier processes left for it
+            self._adopted = True
+            adopt_orphans(self.keeper.folder, self.tracking_uri, self.client, exclude=self.keeper.path)
 
     def _set_aside(self, entry: dict[str, Any], reason: str) -> None:
         logger.warning("mlflow-green: the tracking server refused a write (%s) to %s: %s", entry["op"], self._label(), reason)

@@ -124,3 +124,27 @@ def test_a_spool_folder_removed_during_training_is_made_again_with_every_write_n
         recorder.close()
         recorder.stop()
     assert sum("made a new spool file" in m and "nothing was lost" in m for m in _warnings(caplog)) == 1
+
+
+def test_a_later_training_sends_what_a_killed_one_left_for_the_same_server(
+    tracking_uri: str, store: tuple[MlflowClient, str], spool_dir: Path
+) -> None:
+    from mlflow_green.record.spool import SpoolFile
+
+    client, experiment_id = store
+    killed_run = client.create_run(experiment_id).info.run_id
+    dead = {"host": __import__("socket").gethostname(), "boot_id": "", "pid": 2**22 + 19, "started_s": 1.0}
+    orphan = SpoolFile.create(spool_dir, {"tracking_uri": tracking_uri, "run_id": killed_run, "owned": True, "writer": dead})
+    orphan.append({"seq": 1, "t_ms": 1_700_000_000_500, "op": "metrics", "metrics": [[schema.ENERGY_KWH, 0.5, 1_700_000_000_500, 0]]})
+    orphan.release()
+
+    later = RunRecorder(client, client.create_run(experiment_id).info.run_id, timeouts=QUICK)
+    later.log_tags({"a": "b"})
+    assert later.close(timeout_s=10)
+    deadline = time.monotonic() + 20
+    while orphan.path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not orphan.path.exists()
+    info = client.get_run(killed_run).info
+    assert (info.status, info.end_time) == ("KILLED", 1_700_000_000_500)
+    assert client.get_run(killed_run).data.metrics[schema.ENERGY_KWH] == 0.5

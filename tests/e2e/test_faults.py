@@ -1,0 +1,274 @@
+"""The fault suite: a real ``mlflow server`` stopped and started, real trainings (Keras, Lightning and
+``track()``) paused, cut off and SIGKILLed, a spool folder that turns read-only, a full disk, and a
+proxy that loses answers and returns 5xx/429/400. Short timeouts come from the configuration.
+
+Each training is a child process (``fault_training.py``); what it prints on stderr is what a
+user sees, and the recovery commands it prints are run as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from fault_tools import Child, FolderFaults, spool_entries
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+from mlflow_green.record import schema
+from mlflow_green.testing.server import GreenServer
+
+pytestmark = pytest.mark.slow
+
+END_TIMEOUT_S = 3.0
+KINDS = ["track", "keras", "lightning"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GreenServer]:
+    with GreenServer(tmp_path_factory.mktemp("fault-server"), app_name=None) as running:
+        yield running
+
+
+@pytest.fixture()
+def up(server: GreenServer) -> Iterator[GreenServer]:
+    """The server is up when the test starts (and left up)."""
+    if server.process is None:
+        server.start()
+    yield server
+    if server.process is None:
+        server.start()
+
+
+@pytest.fixture()
+def faults(tmp_path: Path) -> Iterator[FolderFaults]:
+    folder_faults = FolderFaults(tmp_path)
+    yield folder_faults
+    folder_faults.undo()
+
+
+def _env(server: GreenServer, tmp_path: Path, experiment: str, *, mlflow_retries: str) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    home.chmod(0o777)
+    return {
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_EXPERIMENT_NAME": experiment,
+        "MLFLOW_GREEN_SPOOL_DIR": str(tmp_path / "spool"),
+        "MLFLOW_GREEN_SPOOL_FALLBACK_DIR": str(tmp_path / "fallback"),
+        "MLFLOW_GREEN_END_TIMEOUT_S": str(END_TIMEOUT_S),
+        "MLFLOW_GREEN_RETRY_MAX_S": "0.5",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": mlflow_retries,
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "HOME": str(home),
+        "KERAS_HOME": str(home / ".keras"),
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+
+
+def _sync_command(message: str) -> list[str]:
+    """The recovery command a message names, run with this environment's ``mlflow-green``."""
+    found = re.search(r"`(mlflow-green sync [^`]+)`", message)
+    assert found, message
+    return [str(Path(sys.executable).with_name("mlflow-green")), *shlex.split(found.group(1))[1:]]
+
+
+def _run_sync(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, env={**__import__("os").environ, **env}, timeout=180)
+    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    return result
+
+
+def _the_run(client: MlflowClient, experiment: str, name: str):  # noqa: ANN202
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"experiment {experiment} was never created"
+    runs = client.search_runs([found.experiment_id], f"attributes.run_name = '{name}'", run_view_type=ViewType.ACTIVE_ONLY)
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return runs[0]
+
+
+def _steps_once(client: MlflowClient, run_id: str, steps: int) -> None:
+    history = client.get_metric_history(run_id, schema.EPOCH_ENERGY_KWH)
+    assert sorted(m.step for m in history) == list(range(steps)), "each epoch arrived exactly once"
+
+
+def _wait_for_run(client: MlflowClient, experiment: str, name: str, timeout_s: float = 60) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            runs = client.search_runs([found.experiment_id], f"attributes.run_name = '{name}'")
+            if runs and client.get_metric_history(runs[0].info.run_id, schema.EPOCH_ENERGY_KWH):
+                return runs[0].info.run_id
+        time.sleep(0.3)
+    raise AssertionError("the background writer never created the run once the server was back")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_server_down_at_both_ends_and_a_spool_folder_turning_read_only(
+    kind: str, up: GreenServer, tmp_path: Path, faults: FolderFaults
+) -> None:
+    """Start: waits at most 2 s (the default), then spools the run's creation; the background writer
+    creates the run once the server is back (track), or sync does (Keras, Lightning: the server stays
+    down). The spool folder turns read-only: reported once, the
+    writes go to the fallback folder, nothing raises. End: the server is down again; the fit waits at
+    most the end timeout; the message counts what is left and names the command that sends it. The
+    meters never bill the waiting."""
+    server, experiment, name = up, f"faults-ends-{kind}", f"ends-{kind}"
+    env = _env(server, tmp_path, experiment, mlflow_retries="2")
+    faults.writable_by_child(tmp_path / "spool", tmp_path / "fallback", tmp_path / "home")
+    back_mid_training = kind == "track"  # the other frameworks: the server stays down, sync creates the run
+    server.stop()
+    child = Child({"kind": kind, "epochs": 4, "pause_at": [0, 1, 2], "run_name": name}, env, demote=faults.demote)
+    child.wait_paused(0)
+    client = MlflowClient(server.url)
+    if back_mid_training:
+        server.start()
+        run_id = _wait_for_run(client, experiment, name)
+    child.release()
+    child.wait_paused(1)
+    faults.make_read_only(tmp_path / "spool")
+    child.release()
+    child.wait_paused(2)
+    if back_mid_training:
+        server.stop()
+    child.release()
+    result = child.result()
+    assert result["run_id"] == (run_id if back_mid_training else None)
+    assert result["bind_wait_s"] <= 2.0 + 1.0, result
+    assert result["end_wait_s"] <= END_TIMEOUT_S + 1.5, result
+    assert result["measured_s"] <= result["fit_s"] - result["bind_wait_s"] - result["end_wait_s"] + 1.0, result
+    assert len(child.warnings("did not create the run within 2 s")) == 1
+    [problem] = child.warnings("cannot write the spool")
+    assert str(tmp_path / "spool") in problem and str(tmp_path / "fallback") in problem
+    messages = child.warnings("not sent yet (")
+    assert len(messages) == 1, messages
+    message = messages[0]
+    path, entries, done = spool_entries(tmp_path / "fallback")
+    waiting = [e for e in entries if e["seq"] > done and e["op"] != "create"]
+    sent, total, left = map(int, re.search(r": (\d+) of (\d+) writes? sent; (\d+) writes? not sent yet", message).groups())
+    assert (left, sent + left) == (len(waiting), total), message
+    assert f"kept in {path}" in message
+    assert "Traceback" not in child.stderr
+
+    server.start()
+    synced = _run_sync(_sync_command(message), env)
+    assert synced.returncode == 0, synced.stdout
+    run = _the_run(client, experiment, name)
+    assert f"run {run.info.run_id} on {server.url}:{'' if back_mid_training else ' created;'} {left} write(s) sent." in synced.stdout
+    assert run.info.status == "FINISHED" and run.data.tags[schema.TAG_RUN_TOKEN]
+    _steps_once(client, run.info.run_id, 4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_killed_while_the_server_is_down_is_ended_killed_by_sync(kind: str, up: GreenServer, tmp_path: Path) -> None:
+    server, experiment, name = up, f"faults-killed-{kind}", f"killed-{kind}"
+    env = _env(server, tmp_path, experiment, mlflow_retries="0")
+    child = Child({"kind": kind, "epochs": 5, "pause_at": [0, 1], "run_name": name}, env)
+    child.wait_paused(0)
+    server.stop()
+    child.release()
+    child.wait_paused(1)
+    child.kill()
+    _, entries, _ = spool_entries(tmp_path / "spool")
+    last_t_ms = max(e["t_ms"] for e in entries)
+
+    server.start()
+    synced = _run_sync([str(Path(sys.executable).with_name("mlflow-green")), "sync"], env)
+    assert synced.returncode == 0, synced.stdout
+    assert f"ended KILLED (its writer, pid {child.process.pid} on host" in synced.stdout
+    client = MlflowClient(server.url)
+    run = _the_run(client, experiment, name)
+    assert (run.info.status, run.info.end_time) == ("KILLED", last_t_ms)
+    _steps_once(client, run.info.run_id, 2)
+
+
+def test_a_full_spool_disk_never_stops_track_or_sync(up: GreenServer, tmp_path: Path, faults: FolderFaults) -> None:
+    server, experiment = up, "faults-full"
+    env = _env(server, tmp_path, experiment, mlflow_retries="0")
+    client = MlflowClient(server.url)
+    left_run = client.create_run(client.create_experiment("faults-full-left")).info.run_id
+
+    def leave_a_spool(folder: Path) -> None:  # a dead writer's spool, written before the disk filled up
+        from mlflow_green.record.spool import SpoolFile
+
+        dead = {"host": __import__("socket").gethostname(), "boot_id": "", "pid": 2**22 + 23, "started_s": 1.0}
+        spool = SpoolFile.create(folder, {"tracking_uri": server.url, "run_id": left_run, "writer": dead})
+        for seq in (1, 2):
+            spool.append({"seq": seq, "t_ms": seq, "op": "metrics", "metrics": [[schema.ENERGY_KWH, float(seq), seq, seq]]})
+        spool.release()
+
+    with faults.full(tmp_path / "spool", keep=leave_a_spool) as limit:
+        command = [str(Path(sys.executable).with_name("mlflow-green")), "sync", "--tracking-uri", server.url,
+                   "--spool-dir", str(tmp_path / "spool")]
+        synced = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit,
+                                env={**__import__("os").environ, **env}, timeout=120)
+        assert "Traceback" not in synced.stdout + synced.stderr
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        assert "2 write(s) sent" in synced.stdout
+        assert [m.value for m in client.get_metric_history(left_run, schema.ENERGY_KWH)] == [1.0, 2.0]
+
+        child = Child({"kind": "track", "epochs": 2, "run_name": "full"}, env, preexec=limit)
+        result = child.result()
+    [problem] = child.warnings("cannot write the spool")
+    assert "No space left on device" in problem or "File too large" in problem
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    _steps_once(client, run.info.run_id, 2)
+
+
+def test_a_lost_answer_and_refusals_through_a_faulty_proxy(up: GreenServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow_green
+    from mlflow_green.record.recorder import RunRecorder
+    from mlflow_green.record.timeouts import RunTimeouts
+    from mlflow_green.testing import FakeMeter
+    from mlflow_green.testing.proxy import FaultyProxy
+
+    previous = mlflow.get_tracking_uri()
+    with FaultyProxy(up.url) as proxy:
+        mlflow.set_tracking_uri(proxy.url)
+        try:
+            experiment_id = mlflow.set_experiment("faults-proxy").experiment_id
+            client = MlflowClient(proxy.url)
+            for retries in ("0", "7"):  # our retry, then MLflow's own resend (its default)
+                monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", retries)
+                monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+                monkeypatch.setenv("MLFLOW_GREEN_RETRY_MAX_S", "0.2")
+                creates = proxy.count("runs/create")
+                proxy.drop_answer("runs/create")
+                with mlflow_green.track(run_name=f"lost-{retries}", meters=[FakeMeter({"cpu:0": 5.0})], start_timeout_s=10) as t:
+                    pass
+                assert t.run_id is not None
+                [run] = client.search_runs([experiment_id], f"attributes.run_name = 'lost-{retries}'")
+                assert run.info.run_id == t.run_id and run.info.status == "FINISHED"
+                assert proxy.count("runs/create") - creates == (1 if retries == "0" else 2)
+
+            monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            run_id = client.create_run(experiment_id).info.run_id
+            for status in (503, 503, 429):
+                proxy.fail("runs/log-batch", status=status)
+            recorder = RunRecorder(client, run_id, timeouts=RunTimeouts(start_s=0, end_s=20, retry_max_s=0.2))
+            recorder.log_metrics({schema.ENERGY_KWH: 1.0}, step=0)
+            recorder.flush()
+            proxy.fail("runs/log-batch", status=400, message="refused on purpose")
+            recorder.log_metrics({schema.ENERGY_KWH: 2.0}, step=1)
+            recorder.log_metrics({schema.ENERGY_KWH: 3.0}, step=2)
+            assert recorder.close() is True
+        finally:
+            mlflow.set_tracking_uri(previous)
+    assert len(recorder.failures) == 3, recorder.failures
+    steps = [(m.step, m.value) for m in MlflowClient(up.url).get_metric_history(run_id, schema.ENERGY_KWH)]
+    assert sorted(steps) == [(0, 1.0), (2, 3.0)], "the refused write is set aside; the next one arrives"
+    [rejected_file] = (tmp_path / "green-spool" / "rejected").glob("*.jsonl")
+    [rejected] = [json.loads(line) for line in rejected_file.read_text().splitlines()]
+    assert "refused on purpose" in rejected["reason"] and rejected["entry"]["metrics"][0][3] == 1
