@@ -92,6 +92,11 @@ def check_version(
     trusted_keys: TrustedKeys | None = None,
 ) -> GateResult:
     """:func:`check` against any :class:`~mlflow_green.gates.registry.Registry` (the server uses its stores)."""
+    if not all(hasattr(registry, name) for name in ("model_version", "run", "set_version_tags")):
+        raise ArgumentTypeError("registry", "a Registry (ClientRegistry(MlflowClient()) or StoreRegistry)", registry)
+    if not isinstance(policy, Policy):
+        raise ArgumentTypeError("policy", "a Policy (load_policy(path))", policy)
+    _check_arguments(model, version, alias, stage, write_tags)
     rules = policy.rules(alias=alias, stage=stage)
     stage_name = canonical_stage(stage) if stage is not None else None
     version = str(version)

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from mlflow_green.errors import SignatureError
+from mlflow_green.errors import ArgumentTypeError, SignatureError
 from mlflow_green.record import schema
 from mlflow_green.record.signing import Manifest, SigningKey, TrustedKeys, Verification, verify
 
@@ -117,6 +117,11 @@ def _no_progress_bar() -> Iterator[None]:
                 os.environ[_PROGRESS_BAR] = before
 
 
+def _check_client(client: Any) -> None:
+    if not all(hasattr(client, name) for name in ("get_run", "list_artifacts", "download_artifacts")):
+        raise ArgumentTypeError("client", "an mlflow.MlflowClient", client)
+
+
 def read_artifact(client: MlflowClient, run_id: str, path: str) -> bytes | None:
     """One artifact of a run through the client; None when the run has none at ``path``."""
     folder = posixpath.dirname(path) or None
@@ -182,7 +187,11 @@ def sign_run(client: MlflowClient, run_id: str, key: SigningKey, *, expected: Ma
 
     Raises:
         mlflow.exceptions.MlflowException: Reading or writing the run failed (retry later).
+        ArgumentTypeError: ``client`` or ``key`` of the wrong type.
     """
+    _check_client(client)
+    if not isinstance(key, SigningKey):
+        raise ArgumentTypeError("key", "a SigningKey (SigningKey.from_file(path))", key)
     run = client.get_run(run_id)
     report = read_artifact(client, run_id, schema.REPORT_ARTIFACT)
     problems = _mismatches(run, report, expected or {})
@@ -231,7 +240,11 @@ def verify_run(client: MlflowClient, run_id: str, trusted: TrustedKeys) -> Verif
 
     Raises:
         mlflow.exceptions.MlflowException: The run does not exist or the server failed.
+        ArgumentTypeError: ``client`` or ``trusted`` of the wrong type.
     """
+    _check_client(client)
+    if not isinstance(trusted, TrustedKeys):
+        raise ArgumentTypeError("trusted", "a TrustedKeys (TrustedKeys.from_paths([...]))", trusted)
     run = client.get_run(run_id)
     return verify(run_id, run.data.metrics, run.data.tags, lambda path: read_artifact(client, run_id, path), trusted)
 

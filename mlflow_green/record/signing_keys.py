@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow_green.errors import SignatureError
+from mlflow_green.errors import ArgumentTypeError, SignatureError
 from mlflow_green.record import schema
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def generate_key_pair(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     s = _serialization()
-    folder = Path(directory)
+    folder = Path(_path("directory", directory))
     private_path, public_path = folder / PRIVATE_KEY_FILE, folder / PUBLIC_KEY_FILE
     for path in (private_path, public_path):
         if path.exists():
@@ -82,6 +82,12 @@ def generate_key_pair(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
 def canonical_json(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, no spaces, UTF-8 (non-finite numbers must be encoded first)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _path(argument: str, value: Any) -> str:
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise ArgumentTypeError(argument, "a file or folder path (str or os.PathLike)", value)
+    return os.fspath(value)
 
 
 def _load_pem(path: str | os.PathLike[str], what: str) -> bytes:
@@ -125,7 +131,7 @@ class SigningKey:
         """
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        data = _load_pem(path, "signing key")
+        data = _load_pem(_path("path", path), "signing key")
         try:
             key = _serialization().load_pem_private_key(data, password=None)
         except (ValueError, TypeError) as exc:
@@ -191,8 +197,12 @@ class TrustedKeys:
         keys: dict[str, Any] = {}
         sources: dict[str, str] = {}
         files: list[Path] = []
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]  # one path, not its characters
+        elif not isinstance(paths, Iterable):
+            raise ArgumentTypeError("paths", "a list of public key paths", paths)
         for path in paths:
-            folder = Path(path)
+            folder = Path(_path("paths[...]", path))
             files.extend(sorted(folder.glob("*.pub")) if folder.is_dir() else [folder])
         for file in files:
             data = _load_pem(file, "trusted public key")

@@ -11,8 +11,20 @@ import pytest
 from mlflow import MlflowClient
 
 from mlflow_green.errors import ArgumentTypeError, ConfigError, GreenError, PolicyError
-from mlflow_green.gates import Evidence, Rules, check, evaluate, load_policy, loads_policy, parse_policy
+from mlflow_green.gates import (
+    ClientRegistry,
+    Evidence,
+    Rules,
+    check,
+    check_version,
+    evaluate,
+    load_policy,
+    loads_policy,
+    parse_policy,
+)
 from mlflow_green.ranking import rank, rank_client
+from mlflow_green.record.run_signature import sign_run, verify_run
+from mlflow_green.record.signing import SigningKey, TrustedKeys, generate_key_pair
 
 POLICY = loads_policy("[default]\nmax_energy_kwh = 1\n[aliases.champion]\nmax_energy_kwh = 0.5")
 
@@ -47,6 +59,15 @@ CALLS: list[tuple[str, Callable[[], Any], str]] = [
     ("rank(measured_only='x')", lambda: rank("e", measured_only="x"), "measured_only must be True or False"),
     ("rank(tracking_uri=5)", lambda: rank("e", tracking_uri=5), "tracking_uri must be a string or None"),
     ("rank_client(None, ...)", lambda: rank_client(None, "e"), "client must be an mlflow.MlflowClient"),
+    ("check_version(None, ...)", lambda: check_version(None, "m", "1", POLICY), "registry must be a Registry"),
+    ("check_version(policy=5)", lambda: check_version(StoreRegistry(None, None), "m", "1", 5),
+     "policy must be a Policy"),
+    ("SigningKey.from_file(None)", lambda: SigningKey.from_file(None), "path must be a file or folder path"),
+    ("TrustedKeys.from_paths(5)", lambda: TrustedKeys.from_paths(5), "paths must be a list of public key paths"),
+    ("TrustedKeys.from_paths([5])", lambda: TrustedKeys.from_paths([5]), "paths[...] must be a file or folder path"),
+    ("generate_key_pair(None)", lambda: generate_key_pair(None), "directory must be a file or folder path"),
+    ("verify_run(None, ...)", lambda: verify_run(None, "r", TrustedKeys({})), "client must be an mlflow.MlflowClient"),
+    ("sign_run(None, ...)", lambda: sign_run(None, "r", None), "client must be an mlflow.MlflowClient"),
     ("evaluate(None, ...)", lambda: evaluate(None, Evidence(run_id="r")), "rules must be a Rules"),
     ("evaluate(..., {})", lambda: evaluate(Rules(max_energy_kwh=1.0), {}), "evidence must be an Evidence"),
 ]
