@@ -12,9 +12,9 @@ from mlflow import MlflowClient
 
 from mlflow_green.errors import ArgumentTypeError, ConfigError, GreenError, PolicyError
 from mlflow_green.gates import (
-    ClientRegistry,
     Evidence,
     Rules,
+    StoreRegistry,
     check,
     check_version,
     evaluate,
