@@ -2,11 +2,12 @@
 
 A policy (TOML) sets rules on a model version's source run — training energy, emissions,
 accuracy per kWh, inference energy per sample, model size, sparsity, measured (not estimated)
-energy, and beating the version that holds the alias now — per alias and per stage.
-:func:`check` evaluates one version and writes the ``green.gate``, ``green.gate.reasons`` and
-``green.gate.policy`` tags; ``mlflow-green gate`` does the same from CI, and
-``mlflow server --app-name green`` refuses alias and stage requests that fail the policy in
-``MLFLOW_GREEN_GATE_POLICY``.
+energy, signed measurements, and beating the version that holds the alias now (or held it
+last) — per alias and per stage. Impossible values (negative, zero where work was done, NaN,
+infinite) fail every rule that reads them. :func:`check` evaluates one version and writes the
+``green.gate``, ``green.gate.reasons`` and ``green.gate.policy`` tags; ``mlflow-green gate`` does
+the same from CI, and ``mlflow server --app-name green`` refuses alias and stage requests that
+fail the policy in ``MLFLOW_GREEN_GATE_POLICY`` — and client writes of the tags the gate relies on.
 
 Example::
 
@@ -19,14 +20,15 @@ Example::
 
 from __future__ import annotations
 
-from mlflow_green.errors import PolicyError
-from mlflow_green.gates.check import check, check_version
+from mlflow_green.errors import ArgumentTypeError, PolicyError
+from mlflow_green.gates.check import check, check_version, remember_holder
 from mlflow_green.gates.policy import ENV_GATE_POLICY, Policy, canonical_stage, load_policy, loads_policy, parse_policy
 from mlflow_green.gates.registry import ClientRegistry, StoreRegistry
 from mlflow_green.gates.result import GateResult
 from mlflow_green.gates.rules import RULE_SPECS, Evidence, Incumbent, RuleResult, Rules, evaluate
 
 __all__ = [
+    "ArgumentTypeError",
     "ENV_GATE_POLICY",
     "RULE_SPECS",
     "ClientRegistry",
@@ -45,4 +47,5 @@ __all__ = [
     "load_policy",
     "loads_policy",
     "parse_policy",
+    "remember_holder",
 ]

@@ -197,3 +197,19 @@ def test_the_tag_writer_keeps_order_and_survives_a_failing_write() -> None:
     for write in writes:
         writer.submit(write)
     assert writer.flush(5.0) and done == [1, 2]
+
+
+def test_a_policy_requiring_signatures_needs_trusted_keys_at_start(tmp_path: Path) -> None:
+    from mlflow_green.errors import SignatureError
+    from mlflow_green.record.signing import ENV_TRUSTED_KEYS, generate_key_pair
+
+    policy = tmp_path / "signed.toml"
+    policy.write_text("[aliases.champion]\nmax_energy_kwh = 0.5\nrequire_signed = true\n")
+    environ = {"MLFLOW_GREEN_GATE_POLICY": str(policy)}
+    with pytest.raises(SignatureError, match=r"\[aliases.champion\] sets require_signed = true, but no public key is trusted"):
+        gate_enforcement.register(Flask("unsigned"), environ=environ)
+    with pytest.raises(SignatureError, match="cannot read the trusted public key"):
+        gate_enforcement.register(Flask("missing"), environ={**environ, ENV_TRUSTED_KEYS: str(tmp_path / "nope.pub")})
+    _, public = generate_key_pair(tmp_path / "keys")
+    enforcer = gate_enforcement.register(Flask("signed"), environ={**environ, ENV_TRUSTED_KEYS: str(public)})
+    assert enforcer is not None and enforcer.trusted_keys is not None and len(enforcer.trusted_keys) == 1
