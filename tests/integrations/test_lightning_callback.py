@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 pytest.importorskip("lightning")
 
 import lightning  # noqa: E402
+from green_invariants import assert_green_invariants  # noqa: E402
 from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
 
 from mlflow_green.errors import ConfigError  # noqa: E402
@@ -216,6 +217,32 @@ def test_ddp_two_cpu_processes_log_one_set_of_totals_from_rank_zero(tmp_path: Pa
     assert {rank: info["logged"] for rank, info in logged.items()} == {"0": True, "1": False}
     assert logged["0"]["excluded"] == [logged["1"]["pid"]] and logged["1"]["excluded"] == [logged["0"]["pid"]]
     assert run.data.tags[schema.TAG_SCOPE].startswith("gpu:process")
+    # Samples and FLOPs are global: each rank trains on half of the 1 400 samples an epoch.
+    assert report["samples"]["train"] == 2 * 1400
+    assert report["samples"]["validation"] == 2 * 398  # the distributed sampler pads 397 to 2 x 199
+    metrics = run.data.metrics
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / 2800, rel=1e-9)
+    flops = metrics[schema.MODEL_FLOPS_PER_SAMPLE] * (3 * 2800 + 2 * 398)
+    assert metrics[schema.FLOP_PER_J] == pytest.approx(flops / (metrics[schema.ENERGY_KWH] * 3.6e6), rel=1e-9)
+    assert_green_invariants(run.info.run_id, client)
+
+
+@pytest.mark.slow
+def test_ddp_spawn_pickles_the_callback_and_its_state_into_the_users_run(tmp_path: Path) -> None:
+    script = Path(__file__).with_name("ddp_spawn_train.py")
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    client = MlflowClient(result["tracking_uri"])
+    [run] = client.search_runs([result["experiment_id"]])  # the spawned ranks logged into the user's run
+    assert run.info.run_id == result["run_id"] == result["still_active"]
+    assert run.data.tags[schema.TAG_WORLD_SIZE] == "2"
+    hist = assert_green_invariants(run.info.run_id, client)
+    # the spawned fit continued the first fit's steps and totals
+    assert [m.step for m in hist[schema.EPOCH_ENERGY_KWH]] == [0, 1, 2]
+    assert hist[schema.ENERGY_KWH][1].value * 3.6e6 > result["first_energy_j"]
+    samples = 1400 + 2 * 1400
+    assert run.data.metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(run.data.metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-9)
 
 
 def test_post_training_quantization_is_logged_with_log_model(mlflow_experiment: str) -> None:

@@ -1,0 +1,73 @@
+"""Run by the SIGTERM test: ``python sigterm_train.py keras|lightning OUT_DIR``.
+
+Trains slowly with GreenCallback into OUT_DIR/mlflow.db and writes OUT_DIR/started (the run id
+and the time) once an epoch is done; the test then sends SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+FRAMEWORK, OUT = sys.argv[1], Path(sys.argv[2])
+os.environ["MLFLOW_GREEN_SPOOL_DIR"] = str(OUT / "spool")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import mlflow  # noqa: E402
+
+mlflow.set_tracking_uri(f"sqlite:///{OUT / 'mlflow.db'}")
+mlflow.set_experiment(experiment_id=mlflow.create_experiment("sigterm", artifact_location=(OUT / "art").as_uri()))
+
+
+def started(run_id: str | None) -> None:
+    if not (OUT / "started").exists():
+        (OUT / "started").write_text(json.dumps({"run_id": run_id, "time": time.time()}))
+
+
+if FRAMEWORK == "keras":
+    import keras
+    import numpy as np
+
+    from mlflow_green.integrations.keras import GreenCallback
+
+    class Slow(keras.utils.PyDataset):
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, i: int):
+            time.sleep(0.05)
+            return np.random.rand(16, 8).astype("float32"), np.random.randint(0, 2, 16)
+
+    cb = GreenCallback()
+
+    class Started(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                started(cb.session.run_id)
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(Slow(), epochs=200, verbose=0, callbacks=[cb, Started()])
+else:
+    import lightning
+    from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs
+
+    from mlflow_green.integrations.lightning import GreenCallback
+
+    cb = GreenCallback()
+
+    class Started(lightning.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                started(cb.session.run_id)
+
+        def on_train_batch_end(self, *args):
+            time.sleep(0.02)
+
+    train, val = loaders()
+    lightning.Trainer(max_epochs=200, callbacks=[cb, Started()], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)

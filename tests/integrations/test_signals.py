@@ -1,0 +1,49 @@
+"""SIGTERM during a fit (a scheduler pre-empting the job): the callback's run ends KILLED at that moment."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_green.record import schema
+
+SCRIPT = Path(__file__).with_name("sigterm_train.py")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["keras", "lightning"])
+def test_sigterm_ends_the_run_killed_with_the_energy_until_then(framework: str, tmp_path: Path) -> None:
+    pytest.importorskip(framework)
+    child = subprocess.Popen([sys.executable, str(SCRIPT), framework, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "started").exists():
+            assert child.poll() is None, child.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the training never got to its second epoch"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        killed_at = time.time()
+        child.send_signal(signal.SIGTERM)
+        output = child.communicate(timeout=120)[0]
+    finally:
+        if child.poll() is None:
+            child.kill()
+    if framework == "keras":  # the process still dies of the signal, as it would without the callback
+        assert child.returncode == -signal.SIGTERM, output[-3000:]
+    # (Lightning turns SIGTERM into its SIGTERMException at the end of the batch, then exits)
+    started = json.loads((tmp_path / "started").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(started["run_id"])
+    assert run.info.status == "KILLED", output[-3000:]
+    # ended when the signal came (Lightning: at the end of the batch in progress), not later
+    assert run.info.end_time / 1000 <= killed_at + 5.0
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+    assert run.data.metrics[schema.DURATION_S] >= 1.0
