@@ -41,6 +41,7 @@ class GranularityCheck:
         self.periods_s: dict[str, float] = {}
         self.coarse: list[dict[str, Any]] = []
         self._warned = False
+        self._passed: list[tuple[Measurement, str]] = []  # checked and not flagged (so far)
 
     def check(self, measurement: Measurement, name: str, periods_s: Mapping[str, float]) -> bool:
         """Flag ``measurement`` (a window called ``name``) if it is too short; True when flagged."""
@@ -52,6 +53,7 @@ class GranularityCheck:
             and measurement.duration_s < MIN_PERIODS * self.periods_s[d.device_id] * (1 - 1e-6)  # float slack
         }
         if not devices:
+            self._passed.append((measurement, name))
             return False
         min_duration_s = MIN_PERIODS * max(devices.values())
         self.coarse.append(
@@ -71,6 +73,12 @@ class GranularityCheck:
                 min_duration_s,
             )
         return True
+
+    def recheck(self) -> None:
+        """Check again the windows that passed, with the periods known now (learnt after they closed)."""
+        passed, self._passed = self._passed, []
+        for measurement, name in passed:
+            self.check(measurement, name, {})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view for ``report.json``."""

@@ -211,10 +211,7 @@ class EnergyTracker:
                 logger.debug("closing meter %s failed: %s", meter.name, exc)
         self._end = end
         self.total = end - self._start
-        flagged = {c["window"] for c in self.granularity.coarse}
-        for window in self.windows:  # update periods learnt after the window closed
-            if window.name not in flagged:
-                self.granularity.check(window.measurement, window.name, {})
+        self.granularity.recheck()  # windows and epochs that closed before the update periods were learnt
         self.granularity.check(self.total, "total", {})
         return self.total
 

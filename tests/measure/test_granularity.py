@@ -74,16 +74,19 @@ def test_windows_shorter_than_ten_update_periods_are_flagged_and_logged_once(cap
     assert report["granularity"]["update_period_s"] == {"gpu:GPU-u": pytest.approx(0.1, abs=PROBE_INTERVAL_S)}
 
 
-def test_a_window_closed_before_the_period_was_learnt_is_flagged_at_stop() -> None:
+def test_windows_and_epochs_closed_before_the_period_was_learnt_are_flagged_at_stop() -> None:
     clock = ManualClock()
     meter = NvmlMeter(nvml=FakeNVML([FakeGPU("GPU-u", update_period_s=0.1)], clock=clock), environ={})
     tracker = EnergyTracker(meters=[meter], clock=clock, scope="machine")
     tracker.start()
     with tracker.window("early"):
         clock.advance(0.05)
+    begin = tracker.snapshot()
+    clock.advance(0.2)
+    assert tracker.check_granularity(tracker.snapshot() - begin, "epoch 0") is False  # as the session does
     _probe(meter, clock, 1.5)
     tracker.stop()
-    assert [c["window"] for c in tracker.granularity.coarse] == ["early"]
+    assert [c["window"] for c in tracker.granularity.coarse] == ["early", "epoch 0"]
 
 
 def test_start_does_not_wait_for_the_probe() -> None:
