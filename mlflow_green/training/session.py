@@ -1,25 +1,19 @@
 """The framework-free core of the training callbacks: one measured training, logged to MLflow.
 
-Keras and Lightning callbacks are thin adapters that call a :class:`TrainingSession` at their
-hooks. The session drives the tracker and the epoch steps; its parts each have one job:
-
-- :mod:`~mlflow_green.training.session_run` — the run (where it is bound, every write, the flush
-  and the end of a run we started: :meth:`TrainingSession.bind_run`, :meth:`TrainingSession.end_fit`);
-- :mod:`~mlflow_green.training.phases` — the phase split (train, validation, data);
-- :mod:`~mlflow_green.training.projection` — the projected energy of the planned epochs;
-- :mod:`~mlflow_green.training.quality` — quality per kWh and FLOP/J;
-- :mod:`~mlflow_green.training.fit_summary` — the tags and ``green/report.json``;
-- :mod:`~mlflow_green.training.state` — what a checkpoint holds;
-- :mod:`~mlflow_green.training.distributed` — the other ranks.
+Keras, Lightning and Hugging Face callbacks are thin adapters that call a :class:`TrainingSession`
+at their hooks. Its seams: :meth:`~TrainingSession.bind_run` (where the run is bound) and
+:meth:`~TrainingSession.end_fit` (where a fit's figures are final and everything is flushed). Its
+parts: ``session_run`` (the run and every write), ``phases``, ``projection``, ``steps``, ``figures``,
+``quality``, ``fit_summary`` (tags, report), ``session_eval`` (evaluations), ``session_state``
+(checkpoints, copies), ``distributed`` (ranks).
 
 Example::
 
     session = TrainingSession(framework="keras", tracker=EnergyTracker())
     session.bind_run()
-    session.begin_fit(planned_epochs=5, profile=profile)
+    session.begin_fit(planned_epochs=5)
     for epoch in range(5):
-        session.begin_epoch(epoch)
-        ...                                  # session.add_data_wait(seconds) from batch timings
+        session.begin_epoch(epoch)           # session.add_data_wait(seconds) from batch timings
         session.begin_phase("validation"); ...; session.end_phase("validation", samples=n_val)
         result = session.end_epoch(epoch, logs={"val_accuracy": 0.9}, train_samples=n_train)
     session.end_fit("FINISHED")
@@ -39,18 +33,20 @@ from mlflow_green.record.runs import RunHandle
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.budget import EnergyBudget
 from mlflow_green.training.callback_options import session_options
-from mlflow_green.training.distributed import DistributedContext, merge_parts
+from mlflow_green.training.distributed import DistributedContext
 from mlflow_green.training.evaluation import Evaluations
-from mlflow_green.training.figures import budget_reason, efficiency_metrics, projection_metrics, running_metrics
-from mlflow_green.training.fit_summary import session_report, session_tags
+from mlflow_green.training.figures import budget_reason, projection_metrics, running_metrics
+from mlflow_green.training.fit_summary import session_tags
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
+from mlflow_green.training.session_end import FitEndMixin
+from mlflow_green.training.session_eval import EvaluationMixin
 from mlflow_green.training.session_run import SessionRun
-from mlflow_green.training.state import STATE_VERSION, SessionState
+from mlflow_green.training.session_state import StateMixin
+from mlflow_green.training.state import STATE_VERSION
 from mlflow_green.training.steps import StepCounter
-from mlflow_green.units import joules_to_kwh
 
 __all__ = [
     "STATE_VERSION", "TRAINING_FLOPS_PER_FORWARD", "EpochResult", "TrainingSession", "resolve_quality_metric",
@@ -74,7 +70,7 @@ class EpochResult:
     stop_reason: str | None = None
 
 
-class TrainingSession:
+class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin):
     """One callback's measurements across fits (and test/predict calls), logged to MLflow.
 
     Args:
@@ -280,46 +276,6 @@ class TrainingSession:
         """True between :meth:`begin_fit` and :meth:`end_fit`."""
         return self.tracker is not None
 
-    def end_fit(self, status: str = "FINISHED", *, logs: Mapping[str, Any] | None = None, profile: ModelProfile | None = None) -> Measurement:
-        """The fit ends (``FINISHED``, ``FAILED`` or ``KILLED``): the meters stop now; final totals, tags, report.
-
-        The final totals go at the last step once (replacing its epoch-end values), with the
-        projection equal to the actual total. This is where a fit's figures are final (the seam
-        for signing them) and where the run is flushed and, if we started it, ended.
-        """
-        if self.tracker is None:
-            return self.carried
-        tracker, self.tracker = self.tracker, None
-        try:
-            parts = self.dist.exchange({"total": tracker.stop()}, self._take_counts())
-            self.dist.record_rank_totals(parts, "total")
-            measured, counts = merge_parts(parts)
-            self._add_samples(counts)
-            self.fit_total = measured["total"]
-            total = self.carried + self.fit_total
-            self._update_quality(logs or {})
-            step = self._final_step()
-            metrics = self._running_metrics(total, window=None)
-            metrics.update(efficiency_metrics(profile or self.profile, self.samples, total))
-            metrics.update(projection_metrics(total.energy_j, self.config))
-            self._log(metrics, step)
-            if profile is not None:
-                self._log_model(profile, step)
-            self._log_tags(tracker, total)
-            if self.dist.is_logging_rank:
-                self.report = session_report(self, tracker, total, status)
-                if self.log_report:
-                    self.output.log_report(self.report)
-            self.carried = total
-            self.ledger.close_fit()
-            return total
-        except Exception as exc:  # measurement never crashes training
-            logger.warning("mlflow-green: could not finish measuring the fit: %s", exc)
-            return self.carried
-        finally:
-            self._epoch_start = self._epoch = None
-            self.output.close(status)
-
     def log_profile(self, profile: ModelProfile) -> None:
         """A model profile: at the fit's first step, at the current step during a fit, at a new step after.
 
@@ -340,91 +296,7 @@ class TrainingSession:
             self.output.log_report(self.report)
         self.output.flush()  # outside a fit: the caller expects it in MLflow on return
 
-    # -- test / validate / predict outside a fit ----------------------------------------------
-    @property
-    def eval_in_progress(self) -> bool:
-        """True between :meth:`begin_eval` and :meth:`end_eval` outside a fit."""
-        return self.evals.in_progress
-
-    def begin_eval(self, kind: str) -> None:
-        """``model.evaluate`` / ``trainer.test`` (``test``), ``trainer.validate`` (``validate``) or ``predict`` starts."""
-        if self.tracker is not None:  # inside a fit: measured as a phase
-            self.begin_phase(kind)
-            return
-        self.evals.begin(kind, self.template)
-
-    def end_eval(self, kind: str, *, samples: int | None = None, status: str = "FINISHED") -> Measurement:
-        """It ends: ``green/energy_{kind}_kwh`` (running total), joules per sample, tags and the report."""
-        if self.tracker is not None:
-            return self.end_phase(kind, samples=samples)
-        tracker = self.evals.tracker
-        if tracker is None:
-            return EMPTY
-        local = self.evals.end()
-        measured, counts = self.dist.combine({"m": local}, {"n": samples or 0})
-        measurement = self.evals.add(kind, measured["m"])
-        try:
-            if not self.output.bound:
-                self.bind_run()
-            metrics = {schema.phase_energy_key(kind): joules_to_kwh(self.evals.totals[kind].energy_j)}
-            if counts.get("n"):
-                metrics[schema.phase_energy_per_sample_key(kind)] = measurement.energy_j / counts["n"]
-                self.samples[kind] = self.samples.get(kind, 0) + counts["n"]
-            self._log(metrics, self.output.next_free_step(metrics, base=self.steps.current))
-            if self.dist.is_logging_rank:
-                self._log_eval_summary(tracker, status)
-        except Exception as exc:  # measurement never crashes evaluation
-            logger.warning("mlflow-green: could not log the %s energy: %s", kind, exc)
-        finally:
-            self.output.close(status)
-        return measurement
-
-    # -- resume ------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint must hold so that a resumed training continues the totals."""
-        if self.tracker is None:
-            total = self.carried
-        elif not self.dist.distributed:  # exact: up to now
-            total = self.carried + self.tracker.elapsed()
-        else:  # no collective here (only some ranks save checkpoints): as of the last epoch end
-            total = self._last_total if self._last_total is not None else self.carried
-        return SessionState(self.run_id, total, self.ledger.totals(), dict(self.samples), self.last_step).to_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from a checkpoint's :meth:`state_dict` (in its run; a new run starts at zero)."""
-        loaded = SessionState.from_dict(state)
-        if loaded is None:
-            return
-        self.carried = loaded.total
-        self.ledger.reset(loaded.phases)
-        self.samples = dict(loaded.samples)
-        self.steps = StepCounter(loaded.last_step)
-        self.resumed_run_id = loaded.run_id
-
-    # -- pickling (ddp_spawn, copy.deepcopy): state, not running meters or connections ----------
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if self.tracker is not None or self.evals.in_progress:
-            logger.warning("mlflow-green: a session copied while measuring: the copy does not measure the fit in progress")
-        state.update(tracker=None, _epoch_start=None, _epoch=None)
-        return state
-
     # -- internals ---------------------------------------------------------------------------
-    def report_phases(self, total: Measurement) -> dict[str, Measurement]:
-        """The phases ``report.json`` shows: train, validation, data, other, and evaluations."""
-        phases = self.ledger.with_other(total)
-        phases.update({p: m for p, m in self.ledger.totals().items() if p not in phases})
-        phases.update(self.evals.totals)
-        return phases
-
-    def _final_step(self) -> int:
-        """The step of the end-of-fit totals: the epoch in progress, else the last epoch's, else a new one."""
-        if self._epoch is not None and self._first_epoch is not None:
-            return self.steps.step_for(self._epoch)
-        if self.epochs:
-            return self.epochs[-1]["step"]
-        return self.steps.step_for(self.steps.next_step)
-
     def _take_counts(self) -> dict[str, int]:
         counts, self._counts = self._counts, {}
         return counts
@@ -433,15 +305,6 @@ class TrainingSession:
         for phase, n in counts.items():
             if n:
                 self.samples[phase] = self.samples.get(phase, 0) + int(n)
-
-    def _agree_with_rank_zero(self) -> None:
-        """Every rank takes rank zero's run totals (only it knows whether the run is a new one)."""
-        state = SessionState(self.run_id, self.carried, self.ledger.totals(), dict(self.samples), self.last_step)
-        assert self.dist.all_gather is not None
-        zero = SessionState.from_dict(self.dist.all_gather(state.to_dict())[0])
-        if zero is not None:
-            self.carried, self.samples, self.steps = zero.total, dict(zero.samples), StepCounter(zero.last_step)
-            self.ledger.reset(zero.phases)
 
     def _update_quality(self, logs: Mapping[str, Any]) -> None:
         quality = quality_from_logs(self.quality_metric, logs)
@@ -468,14 +331,3 @@ class TrainingSession:
     def _log_tags(self, tracker: EnergyTracker, total: Measurement | None = None) -> None:
         if self.output.bound and self.dist.is_logging_rank:
             self.output.log_tags(session_tags(self, tracker, total))
-
-    def _log_eval_summary(self, tracker: EnergyTracker, status: str) -> None:
-        """Tags and report after an evaluation: a run holding only evaluations gets them all."""
-        if self.report is None:
-            self._log_tags(tracker, self.evals.total())
-            self.report = session_report(self, tracker, self.evals.total(), status)
-        else:
-            self.report["phases"].update({k: m.to_dict() for k, m in self.evals.totals.items()})
-            self.report["samples"] = dict(self.samples)
-        if self.log_report:
-            self.output.log_report(self.report)

@@ -22,7 +22,6 @@ if __name__ == "__main__":
 
 import keras  # noqa: E402
 import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402

@@ -12,11 +12,12 @@ from mlflow import MlflowClient
 
 keras = pytest.importorskip("keras")
 
+from green_invariants import assert_green_invariants  # noqa: E402
+
 from mlflow_green.errors import ConfigError  # noqa: E402
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
 from mlflow_green.record import schema  # noqa: E402
 from mlflow_green.testing import FakeMeter, PerReadMeter  # noqa: E402
-from green_invariants import assert_green_invariants  # noqa: E402
 
 
 def _mlp() -> keras.Model:

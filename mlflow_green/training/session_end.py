@@ -1,0 +1,86 @@
+"""The end of a fit — a part of :class:`~mlflow_green.training.session.TrainingSession`.
+
+However a fit ends (return, early stop, budget stop, an exception, ``KeyboardInterrupt``,
+``SIGTERM``), the adapter calls :meth:`FitEndMixin.end_fit` once, at that moment: the meters stop
+first; the final totals are logged at the last step once (replacing that step's epoch-end
+values), with the projection equal to the actual total; then the tags and ``green/report.json``;
+then the run is flushed and, if we started it, ended with the fit's status. This is where a fit's
+figures are final: the seam for signing them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mlflow_green.measure.readings import Measurement
+from mlflow_green.training.distributed import merge_parts
+from mlflow_green.training.figures import efficiency_metrics, projection_metrics
+from mlflow_green.training.fit_summary import session_report
+from mlflow_green.training.inspection import ModelProfile
+
+if TYPE_CHECKING:
+    from mlflow_green.training.session import TrainingSession
+
+logger = logging.getLogger(__name__)
+
+
+class FitEndMixin:
+    """The end-of-fit methods of a training session."""
+
+    def end_fit(self: TrainingSession, status: str = "FINISHED", *, logs: Mapping[str, Any] | None = None, profile: ModelProfile | None = None) -> Measurement:
+        """The fit ends (``FINISHED``, ``FAILED`` or ``KILLED``): the meters stop now; final totals, tags, report.
+
+        The final totals go at the last step once (replacing its epoch-end values), with the
+        projection equal to the actual total. This is where a fit's figures are final (the seam
+        for signing them) and where the run is flushed and, if we started it, ended.
+        """
+        if self.tracker is None:
+            return self.carried
+        tracker, self.tracker = self.tracker, None
+        try:
+            parts = self.dist.exchange({"total": tracker.stop()}, self._take_counts())
+            self.dist.record_rank_totals(parts, "total")
+            measured, counts = merge_parts(parts)
+            self._add_samples(counts)
+            self.fit_total = measured["total"]
+            total = self.carried + self.fit_total
+            self._update_quality(logs or {})
+            step = self._final_step()
+            metrics = self._running_metrics(total, window=None)
+            metrics.update(efficiency_metrics(profile or self.profile, self.samples, total))
+            metrics.update(projection_metrics(total.energy_j, self.config))
+            self._log(metrics, step)
+            if profile is not None:
+                self._log_model(profile, step)
+            self._log_tags(tracker, total)
+            if self.dist.is_logging_rank:
+                self.report = session_report(self, tracker, total, status)
+                if self.log_report:
+                    self.output.log_report(self.report)
+            self.carried = total
+            self.ledger.close_fit()
+            return total
+        except Exception as exc:  # measurement never crashes training
+            logger.warning("mlflow-green: could not finish measuring the fit: %s", exc)
+            return self.carried
+        finally:
+            self._epoch_start = self._epoch = None
+            self.output.close(status)
+
+    def report_phases(self: TrainingSession, total: Measurement) -> dict[str, Measurement]:
+        """The phases ``report.json`` shows: train, validation, data, other, and evaluations."""
+        phases = self.ledger.with_other(total)
+        phases.update({p: m for p, m in self.ledger.totals().items() if p not in phases})
+        phases.update(self.evals.totals)
+        return phases
+
+    def _final_step(self: TrainingSession) -> int:
+        """The step of the end-of-fit totals: the epoch in progress, else the last epoch's, else a new one."""
+        if self._epoch is not None and self._first_epoch is not None:
+            return self.steps.step_for(self._epoch)
+        if self.epochs:
+            return self.epochs[-1]["step"]
+        return self.steps.step_for(self.steps.next_step)
+

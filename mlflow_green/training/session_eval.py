@@ -1,0 +1,77 @@
+"""Evaluations outside a fit: ``model.evaluate`` / ``trainer.test`` (``test``), ``trainer.validate``
+(``validate``), ``predict`` — a part of :class:`~mlflow_green.training.session.TrainingSession`.
+
+Each logs ``green/energy_{kind}_kwh`` (a running total) and joules per sample; a run that holds
+only evaluations also gets the ``green.*`` tags and ``green/report.json``; a failed evaluation
+ends a run we started ``FAILED`` (``KILLED`` on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from mlflow_green.measure.readings import Measurement
+from mlflow_green.measure.tracker import EnergyTracker
+from mlflow_green.record import schema
+from mlflow_green.training.fit_summary import session_report
+from mlflow_green.training.phases import EMPTY
+from mlflow_green.units import joules_to_kwh
+
+if TYPE_CHECKING:
+    from mlflow_green.training.session import TrainingSession
+
+logger = logging.getLogger(__name__)
+
+
+class EvaluationMixin:
+    """The evaluation methods of a training session."""
+
+    @property
+    def eval_in_progress(self: TrainingSession) -> bool:
+        """True between :meth:`begin_eval` and :meth:`end_eval` outside a fit."""
+        return self.evals.in_progress
+
+    def begin_eval(self: TrainingSession, kind: str) -> None:
+        """``model.evaluate`` / ``trainer.test`` (``test``), ``trainer.validate`` (``validate``) or ``predict`` starts."""
+        if self.tracker is not None:  # inside a fit: measured as a phase
+            self.begin_phase(kind)
+            return
+        self.evals.begin(kind, self.template)
+
+    def end_eval(self: TrainingSession, kind: str, *, samples: int | None = None, status: str = "FINISHED") -> Measurement:
+        """It ends: ``green/energy_{kind}_kwh`` (running total), joules per sample, tags and the report."""
+        if self.tracker is not None:
+            return self.end_phase(kind, samples=samples)
+        tracker = self.evals.tracker
+        if tracker is None:
+            return EMPTY
+        local = self.evals.end()
+        measured, counts = self.dist.combine({"m": local}, {"n": samples or 0})
+        measurement = self.evals.add(kind, measured["m"])
+        try:
+            if not self.output.bound:
+                self.bind_run()
+            metrics = {schema.phase_energy_key(kind): joules_to_kwh(self.evals.totals[kind].energy_j)}
+            if counts.get("n"):
+                metrics[schema.phase_energy_per_sample_key(kind)] = measurement.energy_j / counts["n"]
+                self.samples[kind] = self.samples.get(kind, 0) + counts["n"]
+            self._log(metrics, self.output.next_free_step(metrics, base=self.steps.current))
+            if self.dist.is_logging_rank:
+                self._log_eval_summary(tracker, status)
+        except Exception as exc:  # measurement never crashes evaluation
+            logger.warning("mlflow-green: could not log the %s energy: %s", kind, exc)
+        finally:
+            self.output.close(status)
+        return measurement
+
+    def _log_eval_summary(self: TrainingSession, tracker: EnergyTracker, status: str) -> None:
+        """Tags and report after an evaluation: a run holding only evaluations gets them all."""
+        if self.report is None:
+            self._log_tags(tracker, self.evals.total())
+            self.report = session_report(self, tracker, self.evals.total(), status)
+        else:
+            self.report["phases"].update({k: m.to_dict() for k, m in self.evals.totals.items()})
+            self.report["samples"] = dict(self.samples)
+        if self.log_report:
+            self.output.log_report(self.report)

@@ -1,0 +1,64 @@
+"""Checkpoints and copies of a training session — a part of :class:`~mlflow_green.training.session.TrainingSession`.
+
+``state_dict`` / ``load_state_dict`` carry a run's totals through a checkpoint (a resumed
+training continues them in the same run; in another run they start at zero). A session pickles
+(``ddp_spawn``, ``copy.deepcopy``) with its state but without running meters or connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mlflow_green.training.state import SessionState
+from mlflow_green.training.steps import StepCounter
+
+if TYPE_CHECKING:
+    from mlflow_green.training.session import TrainingSession
+
+logger = logging.getLogger(__name__)
+
+
+class StateMixin:
+    """The checkpoint and copy methods of a training session."""
+
+    def state_dict(self: TrainingSession) -> dict[str, Any]:
+        """What a checkpoint must hold so that a resumed training continues the totals."""
+        if self.tracker is None:
+            total = self.carried
+        elif not self.dist.distributed:  # exact: up to now
+            total = self.carried + self.tracker.elapsed()
+        else:  # no collective here (only some ranks save checkpoints): as of the last epoch end
+            total = self._last_total if self._last_total is not None else self.carried
+        return SessionState(self.run_id, total, self.ledger.totals(), dict(self.samples), self.last_step).to_dict()
+
+    def load_state_dict(self: TrainingSession, state: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint's :meth:`state_dict` (in its run; a new run starts at zero)."""
+        loaded = SessionState.from_dict(state)
+        if loaded is None:
+            return
+        self.carried = loaded.total
+        self.ledger.reset(loaded.phases)
+        self.samples = dict(loaded.samples)
+        self.steps = StepCounter(loaded.last_step)
+        self.resumed_run_id = loaded.run_id
+
+    # -- pickling (ddp_spawn, copy.deepcopy): state, not running meters or connections ----------
+    def __getstate__(self: TrainingSession) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.tracker is not None or self.evals.in_progress:
+            logger.warning("mlflow-green: a session copied while measuring: the copy does not measure the fit in progress")
+        state.update(tracker=None, _epoch_start=None, _epoch=None)
+        return state
+
+
+    def _agree_with_rank_zero(self: TrainingSession) -> None:
+        """Every rank takes rank zero's run totals (only it knows whether the run is a new one)."""
+        state = SessionState(self.run_id, self.carried, self.ledger.totals(), dict(self.samples), self.last_step)
+        assert self.dist.all_gather is not None
+        zero = SessionState.from_dict(self.dist.all_gather(state.to_dict())[0])
+        if zero is not None:
+            self.carried, self.samples, self.steps = zero.total, dict(zero.samples), StepCounter(zero.last_step)
+            self.ledger.reset(zero.phases)
+
