@@ -1,0 +1,114 @@
+"""The training session's parts: projection, phases, one point per step, ranks, pickling."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from types import MappingProxyType
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_green import EnergyTracker
+from mlflow_green.config import GreenConfig
+from mlflow_green.measure.readings import DeviceEnergy, Measurement
+from mlflow_green.record import schema
+from mlflow_green.testing import FakeMeter
+from mlflow_green.training.distributed import DistributedContext
+from mlflow_green.training.phases import PhaseLedger
+from mlflow_green.training.projection import EnergyProjection
+from mlflow_green.training.session import TrainingSession
+from mlflow_green.training.session_run import SessionRun
+
+
+def _cpu(energy_j: float, duration_s: float = 1.0, host: str = "h") -> Measurement:
+    return Measurement(duration_s, (DeviceEnergy("cpu:0", "cpu", "rapl", "counter", energy_j, duration_s, host=host),))
+
+
+# -- projection ----------------------------------------------------------------------------------
+def test_projection_leaves_out_a_first_epoch_that_is_an_outlier_only() -> None:
+    compiled = EnergyProjection(planned_epochs=4)
+    for energy_j in (500.0, 100.0, 110.0):
+        compiled.record_epoch(energy_j)
+    assert compiled.projected_j(710.0) == pytest.approx(710.0 + 105.0)
+    steady = EnergyProjection(planned_epochs=4)
+    for energy_j in (120.0, 100.0, 110.0):
+        steady.record_epoch(energy_j)
+    assert steady.projected_j(330.0) == pytest.approx(330.0 + 110.0)
+
+
+def test_projection_by_steps_and_the_nearer_end_of_two_limits() -> None:
+    by_steps = EnergyProjection(planned_steps=100)  # max_steps, no epoch limit
+    by_steps.record_epoch(50.0, steps=25, steps_done=25)
+    assert by_steps.projected_j(60.0) == pytest.approx(60.0 + 75 * 2.0)
+    both = EnergyProjection(planned_epochs=10, planned_steps=30)
+    both.record_epoch(50.0, steps=25, steps_done=25)
+    assert both.projected_j(50.0) == pytest.approx(50.0 + 5 * 2.0)  # 5 steps left, not 9 epochs
+    assert EnergyProjection().projected_j(1.0) is None  # nothing planned: no projection
+
+
+# -- phases ----------------------------------------------------------------------------------------
+def test_other_is_what_the_fit_phases_leave_of_the_total_device_by_device() -> None:
+    ledger = PhaseLedger()
+    ledger.begin_epoch()
+    ledger.add_data_wait(1.0)
+    ledger.end_epoch(_cpu(80.0, 4.0), validation=_cpu(20.0, 1.0))  # rest 60 J over 3 s: data 20, train 40
+    phases = ledger.with_other(_cpu(130.0, 6.0))
+    assert {p: round(m.energy_j, 9) for p, m in phases.items()} == {"train": 40.0, "validation": 20.0, "data": 20.0, "other": 50.0}
+    assert sum(m.energy_j for m in phases.values()) == pytest.approx(130.0, rel=1e-12)
+    assert phases["data"].devices[0].basis == "counter, apportioned by time share"
+
+
+# -- ranks -----------------------------------------------------------------------------------------
+def test_one_exchange_merges_the_ranks_measurements_and_sums_their_counts() -> None:
+    other_rank = {"m": {"epoch": _cpu(30.0, host="h2").to_dict()}, "n": {"train": 700}}
+    ctx = DistributedContext(world_size=2, all_gather=lambda payload: [payload, other_rank])
+    measured, counts = ctx.combine({"epoch": _cpu(10.0, host="h1")}, {"train": 700})
+    assert measured["epoch"].energy_j == 40.0 and counts == {"train": 1400}
+
+
+# -- one point per step ----------------------------------------------------------------------------
+def test_a_step_logged_twice_keeps_one_point_with_the_last_values(mlflow_experiment: str) -> None:
+    with mlflow.start_run() as run:
+        out = SessionRun()
+        out.bind()
+        out.log({schema.ENERGY_KWH: 1.0, schema.POWER_W: 5.0}, step=0)
+        out.log({schema.ENERGY_KWH: 2.0}, step=0)  # the end-of-fit totals at the last epoch's step
+        out.log_changed({schema.MODEL_PARAMS: 10.0}, step=0)
+        out.log_changed({schema.MODEL_PARAMS: 10.0, schema.MODEL_SPARSITY: 0.5}, step=1)
+        assert out.next_free_step([schema.MODEL_SPARSITY], base=0) == 2
+        out.close("FINISHED")
+    client = MlflowClient()
+    points = {key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+              for key in (schema.ENERGY_KWH, schema.POWER_W, schema.MODEL_PARAMS, schema.MODEL_SPARSITY)}
+    assert points == {
+        schema.ENERGY_KWH: [(0, 2.0)], schema.POWER_W: [(0, 5.0)],
+        schema.MODEL_PARAMS: [(0, 10.0)], schema.MODEL_SPARSITY: [(1, 0.5)],
+    }
+
+
+# -- pickling (ddp_spawn, copy.deepcopy) -----------------------------------------------------------
+def test_config_tracker_and_session_pickle_and_deep_copy(mlflow_experiment: str) -> None:
+    config = GreenConfig.resolve(region="FR", pue=1.3, environ={})
+    for copied in (pickle.loads(pickle.dumps(config)), copy.deepcopy(config)):
+        assert copied == config and isinstance(copied.sources, MappingProxyType)
+        assert copied.sources["pue"] == "argument" and copied.carbon.region == "FRA"
+    tracker = EnergyTracker(config=config, meters=[FakeMeter({"cpu:0": 10.0})])
+    tracker.start()
+    clone = pickle.loads(pickle.dumps(tracker))  # a running tracker's lock and meters are not copied
+    tracker.stop()
+    assert not clone.running and clone.config == config
+    clone.start()
+    assert "cpu" in clone.stop().components
+
+    session = TrainingSession(framework="keras", tracker=EnergyTracker(meters=[FakeMeter({"cpu:0": 10.0})]))
+    session.bind_run()
+    session.begin_fit(planned_epochs=1)
+    session.begin_epoch(0)
+    session.end_epoch(0, train_samples=32)
+    session.end_fit("FINISHED")
+    for copied in (pickle.loads(pickle.dumps(session)), copy.deepcopy(session)):
+        assert copied.run_id == session.run_id and copied.last_step == 0
+        assert copied.carried.energy_j == session.carried.energy_j and copied.samples == {"train": 32}
+        assert copied.output.context["run_id"] is None and copied.output.context["tracking_uri"] == mlflow.get_tracking_uri()
