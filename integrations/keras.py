@@ -44,20 +44,21 @@ __all__ = ["GreenCallback"]
 class GreenCallback(keras.callbacks.Callback):
     """Logs energy, emissions and compression metadata of a Keras training into MLflow.
 
-    Per epoch (``step`` = epoch): running totals ``green/energy_kwh`` (and per component),
-    ``green/power_w``, ``green/emissions_kg``, ``green/duration_s``, ``green/energy_per_sample_j``,
-    the phase split ``green/energy_{train,validation,data}_kwh``, after the first epoch
-    ``green/projected_energy_kwh`` / ``green/projected_emissions_kg`` for the planned epochs, and
-    ``green/accuracy_per_kwh``. At the end: totals, ``green/flop_per_j``, the model's
-    ``green/model_*`` metrics, the ``green.*`` tags and ``green/report.json``.
-    ``model.evaluate`` / ``model.predict`` with the callback log ``green/energy_test_kwh`` /
-    ``green/energy_predict_kwh`` and joules per sample.
+    Per epoch (``step`` = epoch, one point per step): running totals ``green/energy_kwh`` (and per
+    component), ``green/power_w``, ``green/emissions_kg``, ``green/duration_s``,
+    ``green/energy_per_sample_j``, the phases ``green/energy_{train,validation,data,other}_kwh``
+    (they add up to the total), ``green/projected_energy_kwh`` / ``green/projected_emissions_kg``
+    and ``green/accuracy_per_kwh``. At the end the final totals replace the last epoch's at its
+    step, with ``green/flop_per_j``, the ``green/model_*`` values that changed, the ``green.*``
+    tags and ``green/report.json``. ``model.evaluate`` / ``model.predict`` with the callback log
+    ``green/energy_test_kwh`` / ``green/energy_predict_kwh`` and joules per sample.
 
-    Runs: logs into the active MLflow run (yours, or the one ``mlflow.autolog()`` started),
-    else starts one and ends it when ``fit`` ends — ``FAILED`` if ``fit`` raised, with the
-    energy measured so far. A second ``fit`` with the same callback in the same run continues
-    the totals, with steps after the last one; a second ``fit`` without an active run gets a
-    new run.
+    Runs: logs into the active MLflow run (yours, or the one ``mlflow.autolog()`` started; never
+    ended by the callback), else starts one and ends it when ``fit`` ends, however it ends —
+    ``FAILED`` on an exception anywhere in ``fit`` (a step, another callback, the input pipeline),
+    ``KILLED`` on ``KeyboardInterrupt`` or ``SIGTERM`` — with the meters stopped at that moment.
+    A second ``fit`` with the same callback in the same run continues the totals, with steps
+    after the last one; a second ``fit`` without an active run gets a new run.
 
     Args:
         quality_metric: Metric for ``green/accuracy_per_kwh`` (default ``val_accuracy``, then
@@ -70,8 +71,8 @@ class GreenCallback(keras.callbacks.Callback):
             the epoch ``logs`` (progress bar and History). Default: on, except when Keras
             autologging is on (MLflow's callback would log them a second time).
         samples_per_epoch: Training samples per epoch, for joules per sample and FLOP/J.
-            Default: read from Keras's data adapter when it knows its batch size (arrays,
-            tensors, tf.data with known cardinality); else those metrics are not logged.
+            Default: the samples the train step actually saw (any input, even of unknown
+            length), else the batches read (torch, JAX), else Keras's data adapter.
         inspect_model: Log the model's compression metadata (``green/model_*``).
         log_report: Write ``green/report.json``.
         run_name: Name of the run started when none is active.

@@ -6,18 +6,22 @@ accepts only callbacks derived from its own package's ``Callback``).
 
 Per epoch (``step`` = epoch): running totals ``green/energy_kwh`` (and per component),
 ``green/power_w``, ``green/emissions_kg``, ``green/duration_s``, ``green/energy_per_sample_j``; the
-phase split ``green/energy_{train,validation,data}_kwh`` (data = time spent fetching batches);
+phase split ``green/energy_{train,validation,data,other}_kwh`` (data = time spent fetching batches;
+the four add up to the total);
 ``green/projected_*`` after the first epoch; ``green/accuracy_per_kwh`` from
 ``trainer.callback_metrics``. At the end: totals, ``green/flop_per_j``, ``green/model_*``, the
-``green.*`` tags and ``green/report.json``. ``trainer.test`` / ``trainer.predict`` log
-``green/energy_test_kwh`` / ``green/energy_predict_kwh`` and joules per sample.
+``green.*`` tags and ``green/report.json`` (the final totals replace the last epoch's at its step:
+one point per step). ``trainer.test`` / ``trainer.validate`` / ``trainer.predict`` log
+``green/energy_{test,validate,predict}_kwh`` and joules per sample (alone: a complete run).
 
 Runs: Lightning's ``MLFlowLogger`` run (and its tracking URI) if the Trainer has one, else the
 active MLflow run (e.g. ``mlflow.pytorch.autolog()``'s), else a new run ended with the fit
-(``FAILED`` / ``KILLED`` if the fit raised, with the energy so far). In distributed training
-each rank measures only its own devices (its GPU by UUID; CPU and RAM once per host), totals
-are gathered, and only rank zero logs. ``state_dict`` / ``load_state_dict`` carry the totals
-through checkpoints, so a resumed training continues them.
+(``FAILED`` if the fit raised, ``KILLED`` on Ctrl-C or SIGTERM, with the energy so far). In
+distributed training each rank measures only its own devices (its GPU by UUID; CPU and RAM once
+per host), totals and samples are gathered, and only rank zero logs; the callback pickles
+(``ddp_spawn``). ``state_dict`` / ``load_state_dict`` carry the totals through checkpoints: a
+resumed training continues them in the same run, starts at zero in a new one (tagged
+``green.resumed_from``).
 
 Example::
 
