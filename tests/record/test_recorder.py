@@ -148,3 +148,23 @@ def test_a_later_training_sends_what_a_killed_one_left_for_the_same_server(
     info = client.get_run(killed_run).info
     assert (info.status, info.end_time) == ("KILLED", 1_700_000_000_500)
     assert client.get_run(killed_run).data.metrics[schema.ENERGY_KWH] == 0.5
+
+
+def test_a_run_the_server_refuses_to_create_sets_its_writes_aside_with_the_reason(
+    store: tuple[MlflowClient, str], spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mlflow_green.record.ops import RunSpec
+
+    client, _ = store
+    spec = RunSpec(token="0" * 32, experiment_id="987654321", run_name="nowhere")  # no such experiment
+    recorder = RunRecorder(client, spec=spec, owned=True, timeouts=QUICK)
+    assert recorder.wait_created(10) is None and "987654321" in (recorder.creation_error or "")
+    recorder.log_metrics({schema.ENERGY_KWH: 1.0}, step=0)
+    recorder.terminate("FINISHED")
+    assert recorder.close(timeout_s=10) is True, "nothing waits: everything was set aside"
+    [rejected] = list((spool_dir / REJECTED_DIR).iterdir())
+    reasons = [json.loads(line)["reason"] for line in rejected.read_text().splitlines()]
+    assert len(reasons) == 3 and all("987654321" in r for r in reasons)
+    assert reasons[1].startswith("the run could not be created: ")
+    [message] = [m for m in _warnings(caplog) if "refused to create the run" in m]
+    assert "2 writes refused by the server" in message and str(rejected) in message

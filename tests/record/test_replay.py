@@ -207,3 +207,20 @@ def test_a_run_created_twice_by_mlflows_own_resend_is_kept_once(
     [kept] = client.search_runs([experiment_id], f"tags.`{schema.TAG_RUN_TOKEN}` = '{spec.token}'")
     assert kept.info.run_id == first.info.run_id
     assert client.get_run(second.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_a_replay_interrupted_before_its_progress_was_recorded_sends_nothing_twice(
+    dead_uri: str, store: tuple[MlflowClient, str], spool_dir: Path
+) -> None:
+    client, experiment_id = store
+    _offline_run(dead_uri, experiment_id)
+    [path] = spool_paths(spool_dir)
+    content, state = path.read_bytes(), path.with_name(path.name[: -len(".jsonl")] + ".state")
+    first = replay_file(path, client_for=lambda uri: client)
+    path.write_bytes(content)  # as if the replay died after sending, before recording anything
+    state.unlink(missing_ok=True)
+    second = replay_file(path, client_for=lambda uri: client)
+    assert first.created and second.found
+    runs = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
+    assert len(runs) == 1
+    assert len(client.get_metric_history(runs[0].info.run_id, schema.ENERGY_KWH)) == 3

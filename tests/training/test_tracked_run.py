@@ -236,3 +236,26 @@ def test_the_server_going_away_after_the_run_was_created_spools_every_write(
     [path] = spool_paths(default_spool_dir())
     ops = [line for line in path.read_text().splitlines()[1:]]
     assert len(ops) == 4 and run.info.run_id in path.name  # step 0, the totals, the tags, the report
+
+
+def test_a_server_that_never_answers_delays_the_block_at_most_the_bounds(tmp_path: Path) -> None:
+    """A black hole: the connection is accepted by the kernel, no answer ever comes (MLflow waits 120 s per try)."""
+    import socket
+    import time
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{hole.getsockname()[1]}")
+    try:
+        started = time.monotonic()
+        with mlflow_green.track(meters=[_meter()], start_timeout_s=0.5, end_timeout_s=0.5) as t:
+            time.sleep(0.2)
+        elapsed_s = time.monotonic() - started
+        _stop_writer(t)
+    finally:
+        mlflow.set_tracking_uri(previous)
+        hole.close()
+    assert elapsed_s < 0.2 + 0.5 + 0.5 + 0.6, elapsed_s
+    assert t.run_id is None and t.measurement.duration_s < 0.4
