@@ -152,7 +152,7 @@ def _describe(result: object) -> str:
 
 def _dry_run(paths: list[Path]) -> bool:
     from mlflow_green.errors import SpoolBusyError
-    from mlflow_green.record.spool import SpoolFile
+    from mlflow_green.record.spool import SpoolFile, to_send
 
     pending_total = 0
     for path in paths:
@@ -166,7 +166,7 @@ def _dry_run(paths: list[Path]) -> bool:
             continue
         try:
             content = spool.read()
-            pending = [entry for entry in content.entries if entry["seq"] > spool.done_seq]
+            pending = to_send(content.entries, spool.done_seq)
             writer = spool.writer
             state = writer.state() if writer is not None else "unknown"
             click.echo(f"{spool.label()}: {len(pending)} pending write(s) for {spool.tracking_uri} "

@@ -7,6 +7,11 @@ Every line after a spool file's header is one JSON object (an *entry*)::
 ``seq`` is an integer >= 1, strictly increasing within a file; ``t_ms`` is the wall-clock time
 (ms since the epoch) the entry was written — the end time given to a run whose writer died.
 
+A ``metrics`` entry with ``"held": true`` holds the values of a step that is not complete yet (the
+callbacks send one point per step, the step's final values): its writer never sends it. A later
+entry with ``"releases": <its seq>`` supersedes it (the step's values were sent, or a newer hold
+replaced it). A replay sends a held entry only if nothing released it: its writer died holding it.
+
 =========== ========================================================================================
 kind        fields
 =========== ========================================================================================
@@ -115,6 +120,11 @@ def check_entry(entry: object) -> str | None:
     seq = entry.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         return f"seq must be an integer >= 1, got {seq!r}"
+    released = entry.get("releases")
+    if released is not None and (isinstance(released, bool) or not isinstance(released, int) or not 1 <= released < seq):
+        return f"releases must be the seq of an earlier entry, got {released!r}"
+    if not isinstance(entry.get("held", False), bool):
+        return f"held must be true or false, got {entry.get('held')!r}"
     kind = entry.get("op")
     if kind == "create":
         try:

@@ -88,12 +88,7 @@ class RunRecorder(BackgroundWriter):
         if timestamp_ms is None:
             timestamp_ms = max(int(time.time() * 1000), self._last_timestamp_ms + 1)
         self._last_timestamp_ms = max(self._last_timestamp_ms, timestamp_ms)
-        rows = []
-        for key, value in metrics.items():
-            if value is None or not math.isfinite(float(value)):
-                logger.warning("mlflow-green: not logging %s=%r (not a finite number)", key, value)
-                continue
-            rows.append([key, float(value), int(timestamp_ms), int(step)])
+        rows = _rows(metrics, step, timestamp_ms, warn=True)
         if rows:
             self._submit({"op": "metrics", "metrics": rows})
         return self.flush() if wait else True
@@ -113,8 +108,21 @@ class RunRecorder(BackgroundWriter):
         """Queue the end of the run (``FINISHED``, ``FAILED`` or ``KILLED``), timed now."""
         self._submit({"op": "terminate", "status": status, "end_time_ms": int(time.time() * 1000)})
 
+    def hold_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Keep the metrics of a step that is not complete yet in the spool only, not sent.
+
+        They are sent by the next :meth:`log_metrics` at ``step`` (with the step's final values), or,
+        if this process dies first, by the replay of its spool — so a killed training keeps its last
+        completed step without MLflow ever getting two points at one step. Each call replaces the
+        previous hold.
+        """
+        rows = _rows(metrics, step, max(int(time.time() * 1000), self._last_timestamp_ms + 1), warn=False)
+        if rows:
+            self._hold({"op": "metrics", "metrics": rows})
+
     def submit(self, op: str, **fields: Any) -> None:
         """Queue an operation registered with :func:`mlflow_green.record.ops.register_operation`."""
+        self._submit({"op": op, **fields})
 
     def sign(self, key: SigningKey) -> None:
         """Queue the signature of the run's green values: sent after every write queued before it, so
@@ -156,6 +164,18 @@ class RunRecorder(BackgroundWriter):
             if message:
                 logger.warning("%s", message)
         return done
+
+
+def _rows(metrics: Mapping[str, float], step: int, timestamp_ms: int, *, warn: bool) -> list[list[Any]]:
+    """``[key, value, timestamp_ms, step]`` rows; non-finite values are left out (with a warning if ``warn``)."""
+    rows = []
+    for key, value in metrics.items():
+        if value is None or not math.isfinite(float(value)):
+            if warn:
+                logger.warning("mlflow-green: not logging %s=%r (not a finite number)", key, value)
+            continue
+        rows.append([key, float(value), int(timestamp_ms), int(step)])
+    return rows
 
 
 __all__ = ["RunRecorder"]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_green.errors import SpoolBusyError, SpoolFormatError
 from mlflow_green.record.failures import describe, is_transient
 from mlflow_green.record.ops import send
-from mlflow_green.record.spool import SpoolFile, move_aside
+from mlflow_green.record.spool import SpoolFile, move_aside, to_send
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -150,7 +150,7 @@ class _Replay:
         for line, raw, reason in content.malformed:
             if line not in spool.aside_lines:
                 self._aside(raw, f"malformed entry (line {line + 1}): {reason}", line=line)
-        pending = [entry for entry in content.entries if entry["seq"] > spool.done_seq]
+        pending = to_send(content.entries, spool.done_seq)
         if pending and spool.run_id is None and pending[0].get("op") != "create":
             # created earlier, but its id was not recorded: find it again by its token first
             creation = next((entry for entry in content.entries if entry.get("op") == "create"), None)

@@ -58,6 +58,7 @@ from mlflow_green.record.spool_format import (
     read_header,
     read_state,
     spool_paths,
+    to_send,
 )
 
 try:
@@ -309,5 +310,6 @@ __all__ = [
     "move_aside",
     "read_header",
     "spool_paths",
+    "to_send",
 ]
 

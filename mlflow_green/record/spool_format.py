@@ -107,6 +107,16 @@ def parse_entries(data: bytes) -> ReadResult:
     return result
 
 
+def to_send(entries: list[dict[str, Any]], done_seq: int) -> list[dict[str, Any]]:
+    """The entries a replay sends, in order: those after ``done_seq``, except held values, which are
+    sent only if no later entry released them (their writer died holding them; see record.ops)."""
+    released = {entry["releases"] for entry in entries if "releases" in entry}
+    return [
+        entry for entry in entries
+        if (entry["seq"] not in released if entry.get("held") else entry["seq"] > done_seq)
+    ]
+
+
 def read_header(path: Path) -> dict[str, Any]:
     """The header of a spool file, without locking it (``SpoolFormatError`` if unreadable)."""
     return _read_header(path)
@@ -196,4 +206,5 @@ __all__ = [
     "read_header",
     "read_state",
     "spool_paths",
+    "to_send",
 ]

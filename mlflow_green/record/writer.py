@@ -80,6 +80,7 @@ class BackgroundWriter:
         self._closed = False
         self._stopped = False
         self._adopted = False
+        self._held: dict[str, Any] | None = None
         self._thread: threading.Thread | None = None
         self.keeper = SpoolKeeper(
             Path(spool_dir) if spool_dir is not None else default_spool_dir(),
@@ -162,8 +163,12 @@ class BackgroundWriter:
         with self._cond:
             self._seq += 1
             entry = {"seq": self._seq, "t_ms": int(time.time() * 1000), **entry}
+            held = self._held
+            if held is not None and entry["op"] == "metrics" and entry["metrics"][0][3] == held["metrics"][0][3]:
+                entry["releases"] = held["seq"]  # the held values of that step are sent now
+                self._held = None
             self._stopped = False
-            self.keeper.keep(entry, backlog=self._queue)
+            self.keeper.keep(entry, backlog=self._kept_backlog())
             self._queue.append(entry)
             if entry["op"] != "create":
                 self.counts.submitted += 1
@@ -171,6 +176,26 @@ class BackgroundWriter:
                 self._thread = threading.Thread(target=self._run, name="mlflow-green-writer", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
+
+    def _hold(self, entry: dict[str, Any]) -> None:
+        """Spool metrics that are not to be sent yet (a step still open): only a crash makes a replay send them.
+
+        Each hold replaces the previous one; the next metrics entry at the same step releases it.
+        """
+        with self._cond:
+            self._seq += 1
+            entry = {"seq": self._seq, "t_ms": int(time.time() * 1000), **entry, "held": True}
+            if self._held is not None:
+                entry["releases"] = self._held["seq"]
+            self._held = entry
+            self.keeper.keep(entry, backlog=self._kept_backlog())
+
+    def _kept_backlog(self) -> list[dict[str, Any]]:
+        """What a new spool file must hold: the writes not sent yet, and the held step."""
+        backlog = list(self._queue)
+        if self._held is not None:
+            backlog.append(self._held)
+        return sorted(backlog, key=lambda entry: entry["seq"])
 
     def _run(self) -> None:
         backoff_s = self.timeouts.retry_start_s

@@ -11,7 +11,8 @@ them before closing, so that this waiting is never billed as training.
 
 One point per step: the metrics of a step are held until the session moves to another step
 (:meth:`~SessionRun.send_pending`), so the end-of-fit totals replace the last epoch's values
-at its step instead of adding a second point there.
+at its step instead of adding a second point there. Held values are spooled (not sent) as they
+are logged, so a training killed before its next step keeps them (a replay sends them).
 
 Example::
 
@@ -126,6 +127,9 @@ class SessionRun:
         for key, value in metrics.items():
             self._key_steps[key] = step
             self._last_values[key] = value
+        handle = self._handle()
+        if handle is not None:  # spooled (not sent) until the step is complete: a killed training keeps it
+            handle.recorder.hold_metrics(self._pending, step)
 
     def log_changed(self, metrics: Mapping[str, float], step: int) -> dict[str, float]:
         """Queue only the metrics whose value differs from the last one logged; returns them."""

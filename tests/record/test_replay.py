@@ -224,3 +224,25 @@ def test_a_replay_interrupted_before_its_progress_was_recorded_sends_nothing_twi
     runs = client.search_runs([experiment_id], run_view_type=ViewType.ALL)
     assert len(runs) == 1
     assert len(client.get_metric_history(runs[0].info.run_id, schema.ENERGY_KWH)) == 3
+
+
+def test_held_values_are_sent_only_when_their_writer_died_holding_them(
+    dead_uri: str, store: tuple[MlflowClient, str], spool_dir: Path
+) -> None:
+    """The callbacks hold a step's values until the step is complete (one point per step)."""
+    client, experiment_id = store
+    run_ids = [client.create_run(experiment_id).info.run_id for _ in range(2)]
+    for run_id, completed in zip(run_ids, (True, False)):
+        recorder = RunRecorder.open(None, run_id, tracking_uri=dead_uri, timeouts=QUICK)
+        recorder.log_metrics({schema.ENERGY_KWH: 1.0}, step=0)
+        recorder.hold_metrics({schema.ENERGY_KWH: 2.0}, step=1)  # epoch 1 ended
+        recorder.hold_metrics({schema.ENERGY_KWH: 2.5}, step=1)  # and a later value at the same step
+        if completed:
+            recorder.log_metrics({schema.ENERGY_KWH: 3.0}, step=1)  # the fit's final totals at that step
+        recorder.close()
+        recorder.stop()  # the process ends (or is killed, holding step 1)
+    for path in spool_paths(spool_dir):
+        assert replay_file(path, client_for=lambda uri: client).outcome == "done"
+    for run_id, final in zip(run_ids, (3.0, 2.5)):
+        points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, schema.ENERGY_KWH))
+        assert points == [(0, 1.0), (1, final)], "one point per step, the step's last values"
