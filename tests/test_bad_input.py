@@ -3,6 +3,8 @@ anything is measured or written — and unicode or HTML in names is stored as pl
 
 from __future__ import annotations
 
+import importlib
+
 import math
 
 import mlflow
@@ -62,7 +64,7 @@ def test_unicode_and_html_in_names_are_kept_as_plain_text(mlflow_experiment: str
     assert run.data.metrics[schema.ENERGY_KWH] > 0
 
 
-@pytest.mark.parametrize("package", ["keras", "lightning"])
+@pytest.mark.parametrize("package", ["keras", "lightning", "transformers", "autolog"])
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
@@ -78,12 +80,15 @@ def test_unicode_and_html_in_names_are_kept_as_plain_text(mlflow_experiment: str
     ],
 )
 def test_callbacks_reject_bad_options_at_construction(package: str, kwargs: dict, fragment: str) -> None:
-    if package == "keras":
-        from mlflow_green.integrations.keras import GreenCallback
-    else:
-        from mlflow_green.integrations.lightning import GreenCallback
+    if package == "autolog":  # mlflow_green.autolog() checks the same options at the call, before any training
+        with pytest.raises(ConfigError, match=fragment):
+            mlflow_green.autolog(**kwargs)
+        assert not mlflow_green.autologging.is_enabled()
+        return
+    pytest.importorskip(package)  # the framework's extra (the core suite runs without it)
+    module = importlib.import_module(f"mlflow_green.integrations.{package}")
     with pytest.raises(ConfigError, match=fragment):
-        GreenCallback(**kwargs)
+        module.GreenCallback(**kwargs)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -107,8 +107,9 @@ def _sql_records(
             for run_uuid, key, value, is_nan in conn.execute(metric_query).all():
                 metrics.setdefault(run_uuid, {})[key] = math.nan if is_nan else float(value)
     except MlflowException as exc:  # the session maker wraps every error into an MlflowException
-        if isinstance(exc.__cause__, (RankRequestError, _SqlPathUnavailable)):
-            raise exc.__cause__ from None
+        cause = exc.__cause__ or exc.__context__  # MLflow 2.x raises it without "from"
+        if isinstance(cause, (RankRequestError, _SqlPathUnavailable)):
+            raise cause from None
         raise
     return [
         RunRecord(

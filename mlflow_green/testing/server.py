@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -71,6 +72,25 @@ class GreenServer:
         """Base URL, without the static prefix."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def tracking_uri(self) -> str:
+        """The URI for an ``MlflowClient`` of this server.
+
+        Under ``--static-prefix`` MLflow 3 serves its REST API below the prefix, MLflow 2.x at the
+        root (only its UI and ``ajax-api`` move): asked once of the running server.
+        """
+        prefix = self._static_prefix()
+        if not prefix:
+            return self.url
+        if getattr(self, "_tracking_uri", None) is None:
+            probe = f"{self.url}{prefix}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+            try:
+                with urllib.request.urlopen(probe, timeout=10):
+                    self._tracking_uri = self.url + prefix
+            except urllib.error.HTTPError as exc:  # 404 page: not there; anything else: the API is there
+                self._tracking_uri = self.url if exc.code == 404 and "json" not in (exc.headers.get("Content-Type") or "") else self.url + prefix
+        return self._tracking_uri
+
     def start(self) -> GreenServer:
         """Start the server and wait until ``/health`` answers."""
         mlflow_cli = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
@@ -100,12 +120,14 @@ class GreenServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise GreenError(f"mlflow server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}{prefix}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.25)
+            for health in dict.fromkeys((f"{prefix}/health", "/health")):  # MLflow 2.x: /health is never prefixed
+                try:
+                    with urllib.request.urlopen(f"{self.url}{health}", timeout=2) as response:
+                        if response.status == 200:
+                            return self
+                except OSError:
+                    pass
+            time.sleep(0.25)
         self.stop()
         raise GreenError(f"mlflow server did not answer on {self.url} within {self.startup_timeout_s:g} s:\n{self.log()}")
 

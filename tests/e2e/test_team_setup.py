@@ -69,7 +69,7 @@ RUNNING_TOTALS = {schema.ENERGY_KWH, schema.ENERGY_VALIDATION_KWH, schema.ENERGY
 def test_keras_training_survives_a_server_restart_and_every_point_arrives_once(
     remote: str, server: GreenServer, digits: tuple
 ) -> None:
-    import keras
+    keras = pytest.importorskip("keras")  # the keras extra (the core suite runs without it)
 
     from mlflow_green.integrations.keras import GreenCallback
 
@@ -99,7 +99,7 @@ def test_keras_training_survives_a_server_restart_and_every_point_arrives_once(
 
 
 def test_lightning_training_logs_over_http_into_postgres(remote: str, digits: tuple) -> None:
-    import lightning
+    lightning = pytest.importorskip("lightning")  # the lightning extra (the core suite runs without it)
     from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs
 
     from mlflow_green.integrations.lightning import GreenCallback
@@ -117,6 +117,8 @@ def test_lightning_training_logs_over_http_into_postgres(remote: str, digits: tu
 
 def test_rank_and_gate_the_team_runs_on_the_server(remote: str, server: GreenServer) -> None:
     """Runs from the two trainings above: ranked through /green/api; gated on promotion."""
+    pytest.importorskip("keras")  # it ranks what the Keras and Lightning trainings above logged
+    pytest.importorskip("lightning")
     from click.testing import CliRunner
     from mlflow.exceptions import MlflowException
 

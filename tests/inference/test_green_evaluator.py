@@ -44,6 +44,16 @@ def digits_frame() -> pd.DataFrame:
     return frame.assign(label=data.target[:200])
 
 
+def run_of(result: Any) -> str:
+    """The evaluation's run: ``EvaluationResult.run_id`` since MLflow 3, the last active run on 2.x."""
+    run_id = getattr(result, "run_id", None)
+    return run_id if run_id is not None else mlflow.last_active_run().info.run_id
+
+
+MODEL_NAME = {"name": "model"} if int(mlflow.__version__.split(".")[0]) >= 3 else {"artifact_path": "model"}
+"""log_model's argument for the model's name: ``name`` since MLflow 3, ``artifact_path`` on 2.x (the core suite runs on both)."""
+
+
 @pytest.fixture(scope="module")
 def logged(tracking_uri: str, digits_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Two logistic regressions and a model that raises, each logged once for the module (logging is slow)."""
@@ -54,11 +64,11 @@ def logged(tracking_uri: str, digits_frame: pd.DataFrame, tmp_path_factory: pyte
     logged = {}
     for key, iterations in (("model", 300), ("other", 50)):
         with mlflow.start_run(experiment_id=experiment_id, run_name=key) as run:
-            info = mlflow.sklearn.log_model(LogisticRegression(max_iter=iterations).fit(x, y), name="model",
+            info = mlflow.sklearn.log_model(LogisticRegression(max_iter=iterations).fit(x, y), **MODEL_NAME,
                                             pip_requirements=["scikit-learn"])
         logged[key] = {"run_id": run.info.run_id, "uri": info.model_uri}
     with mlflow.start_run(experiment_id=experiment_id, run_name="raising"):
-        info = mlflow.pyfunc.log_model(name="model", python_model=Raising(), pip_requirements=["mlflow"])
+        info = mlflow.pyfunc.log_model(**MODEL_NAME, python_model=Raising(), pip_requirements=["mlflow"])
     logged["raising"] = {"uri": info.model_uri}
     return logged
 
@@ -94,13 +104,13 @@ def test_beside_the_default_evaluator_the_accuracy_and_the_figures_share_a_run(
         f"models:/{registered['name']}/1", digits_frame, targets="label", model_type="classifier",
         evaluators=["default", "green"], evaluator_config={"green": {"batch_sizes": [1, 16], **FAST}},
     )
-    run = client.get_run(result.run_id)
+    run = client.get_run(run_of(result))
     assert "accuracy_score" in run.data.metrics
     assert GREEN_KEYS <= set(run.data.metrics)
     assert result.metrics[schema.INFERENCE_ENERGY_PER_PREDICTION_J] == run.data.metrics[
         schema.INFERENCE_ENERGY_PER_PREDICTION_J]
     # the sweep is the history, step = batch size; the latest value is the headline (largest) batch size
-    history = client.get_metric_history(result.run_id, schema.INFERENCE_ENERGY_PER_PREDICTION_J)
+    history = client.get_metric_history(run_of(result), schema.INFERENCE_ENERGY_PER_PREDICTION_J)
     assert sorted(m.step for m in history) == [1, 16]
     assert run.data.metrics[schema.INFERENCE_ENERGY_PER_PREDICTION_J] == next(m.value for m in history if m.step == 16)
     tags = run.data.tags
@@ -109,7 +119,7 @@ def test_beside_the_default_evaluator_the_accuracy_and_the_figures_share_a_run(
     assert tags[schema.TAG_INFERENCE_ESTIMATED] in ("true", "false")
     assert tags[schema.TAG_QUALITY_METRIC] == "accuracy_score"
     report = json.loads(Path(mlflow.artifacts.download_artifacts(
-        run_id=result.run_id, artifact_path=schema.INFERENCE_REPORT_ARTIFACT, dst_path=str(tmp_path))).read_text())
+        run_id=run_of(result), artifact_path=schema.INFERENCE_REPORT_ARTIFACT, dst_path=str(tmp_path))).read_text())
     assert report["kind"] == "inference" and report["headline_batch_size"] == 16
     assert [r["batch_size"] for r in report["results"]] == [1, 16]
     assert report["results"][0]["measurement"]["devices"]
@@ -117,7 +127,7 @@ def test_beside_the_default_evaluator_the_accuracy_and_the_figures_share_a_run(
     assert report["evaluated_model"]["run_id"] == registered["run_id"]
     # the registered version now points at its evaluation
     version = client.get_model_version(registered["name"], "1")
-    assert version.tags[schema.TAG_INFERENCE_RUN] == result.run_id
+    assert version.tags[schema.TAG_INFERENCE_RUN] == run_of(result)
 
 
 def test_alone_with_injected_meters_figures_follow_the_meters(
@@ -127,9 +137,9 @@ def test_alone_with_injected_meters_figures_follow_the_meters(
         registered["uri"], digits_frame, targets="label", model_type="classifier", evaluators="green",
         evaluator_config={"batch_sizes": [8], "meters": fake_meters(), **FAST},
     )
-    metrics, tags, artifacts = green_of(result.run_id)
+    metrics, tags, artifacts = green_of(run_of(result))
     assert set(metrics) == GREEN_KEYS  # no default-evaluator metric ran
-    assert "accuracy_score" not in MlflowClient().get_run(result.run_id).data.metrics
+    assert "accuracy_score" not in MlflowClient().get_run(run_of(result)).data.metrics
     assert metrics[schema.INFERENCE_POWER_W] == pytest.approx(44.0)
     assert tags[schema.TAG_INFERENCE_ESTIMATED] == "false"
     assert tags[schema.TAG_INFERENCE_METERS] == "cpu:fake,ram:fake"
@@ -145,7 +155,7 @@ def test_an_alias_uri_tags_the_version_it_points_to(registered: dict[str, Any], 
     result = mlflow.models.evaluate(f"models:/{name}@champion", digits_frame, targets="label",
                                     model_type="classifier", evaluators="green",
                                     evaluator_config={"batch_sizes": [4], "meters": fake_meters(), **FAST})
-    assert client.get_model_version(name, "2").tags[schema.TAG_INFERENCE_RUN] == result.run_id
+    assert client.get_model_version(name, "2").tags[schema.TAG_INFERENCE_RUN] == run_of(result)
     assert schema.TAG_INFERENCE_RUN not in client.get_model_version(name, "1").tags
 
 
@@ -157,7 +167,7 @@ def test_inside_a_training_run_the_training_tags_are_kept(registered: dict[str, 
                          schema.TAG_QUALITY_METRIC: "val_accuracy"})
         result = mlflow.models.evaluate(registered["uri"], digits_frame, targets="label", model_type="classifier",
                                         evaluators="green", evaluator_config={"batch_sizes": [2], **FAST})
-    assert result.run_id == training.info.run_id
+    assert run_of(result) == training.info.run_id
     tags = client.get_run(training.info.run_id).data.tags
     assert tags[schema.TAG_METERS] == "cpu:rapl,ram:rapl"  # training's provenance untouched
     assert tags[schema.TAG_ESTIMATED] == "false"

@@ -9,12 +9,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from mlflow import MlflowClient
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from mlflow_green.record import schema
+torch = pytest.importorskip("torch")  # a framework test: not part of the core suite
+
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from mlflow_green.record import schema  # noqa: E402
 
 FAST = {"batch_sizes": [1, 32], "warmup_s": 0.05, "min_duration_s": 0.05}
 

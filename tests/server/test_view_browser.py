@@ -83,7 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GreenServer]:
 
 @pytest.fixture(scope="module")
 def data(server: GreenServer) -> dict[str, Any]:
-    client = MlflowClient(server.url + PREFIX)
+    client = MlflowClient(server.tracking_uri)
     name = f"browser-{uuid.uuid4().hex[:6]}"
     experiment_id = client.create_experiment(name)
     other = f"{name} <img src=x onerror=alert(2)>"
