@@ -46,6 +46,15 @@ demo: $(STAMP)
 	$(VENV)/bin/mlflow-green rank -e green-digits-keras -e green-digits-lightning --metric test_accuracy
 	@echo "\nInference leaderboard (test accuracy per joule per prediction, batch size 32, the green evaluator):"
 	$(VENV)/bin/mlflow-green rank -e green-digits-keras -e green-digits-lightning --metric test_accuracy --by inference
+	@echo "\nRegister the best model of each zoo (highest quality per kWh) and gate it for champion, examples/green-policy.toml:"
+	@for zoo in keras lightning; do \
+		version=$$($(PY) examples/register_best.py green-digits-$$zoo digits-$$zoo) || exit 2; \
+		echo "$$ mlflow-green gate -m digits-$$zoo -v $$version --policy examples/green-policy.toml --alias champion --promote"; \
+		$(VENV)/bin/mlflow-green gate -m digits-$$zoo -v $$version --policy examples/green-policy.toml --alias champion --promote; \
+		status=$$?; [ $$status -le 1 ] || exit $$status; \
+	done
+	@echo "\nVersions of digits-keras:  mlflow-green rank -m digits-keras --metric test_accuracy"
+	$(VENV)/bin/mlflow-green rank -m digits-keras --metric test_accuracy
 	@echo "\nOpen the view:  $(VENV)/bin/mlflow server --app-name green --backend-store-uri sqlite:///mlflow.db"
 	@echo "               then http://127.0.0.1:5000/green/  (the MLflow UI is at http://127.0.0.1:5000/)"
 

@@ -2,37 +2,84 @@
 
 The whole suite runs in the main environment (every extra). ``make test`` also runs the *core
 suite* — everything that needs no framework extra — in a second environment on the last MLflow
-2.x, and ``scripts/check_extras.sh`` runs each extra's part in a
-fresh environment with only that extra. A framework that is not installed there takes its
-adapters' doctests out of the collection (below) and skips its test modules
-(``pytest.importorskip``); any other skip fails the run, so a test is never silently not run.
+2.x, and ``scripts/check_extras.sh`` runs each extra's part in a fresh environment with only that
+extra. Where a framework is not installed, the modules that import it at their top (adapters in
+``integrations/``, test modules) are left out of the collection and listed at the end of the run;
+tests that need one inside use ``pytest.importorskip``. Any other skip fails the run, so a test is
+never silently not run.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib.util
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-FRAMEWORK_FILES = {  # import name -> the adapters (collected as doctest modules) that need it
-    "keras": ["integrations/keras.py", "integrations/keras_inspector.py"],
-    "torch": ["integrations/torch_inspector.py", "integrations/_lightning_impl.py", "integrations/_torch_distributed.py",
-              "tests/integrations/lightning_models.py", "tests/integrations/ddp_train.py", "tests/integrations/hf_models.py"],
-    "lightning": ["integrations/lightning.py"],
-    "pytorch_lightning": ["integrations/pytorch_lightning.py"],
-    "transformers": ["integrations/transformers.py"],
-}
-ALLOWED_SKIP = re.compile(r"could not import '(%s)[.']" % "|".join(re.escape(name) for name in [*FRAMEWORK_FILES, "tensorflow"]))
+FRAMEWORKS = ("keras", "tensorflow", "torch", "lightning", "pytorch_lightning", "transformers", "accelerate", "jax")
+ALLOWED_SKIP = re.compile(r"could not import '(%s)[.']" % "|".join(re.escape(name) for name in FRAMEWORKS))
 
-collect_ignore = [
-    path for module, paths in FRAMEWORK_FILES.items() if importlib.util.find_spec(module) is None for path in paths
-]
+ROOT = Path(__file__).resolve().parent
 collect_ignore_glob = [".venv*/*"]
 
+_left_out: list[str] = []
 _bad_skips: list[str] = []
+
+
+@functools.cache
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@functools.cache
+def _top_level_imports(path: Path) -> frozenset[str]:
+    """The root packages a module imports at its top level (try/except and if blocks included),
+    through the ``mlflow_green.integrations`` modules it imports too."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return frozenset()
+    roots: set[str] = set()
+
+    def add(module: str) -> None:
+        roots.add(module.split(".")[0])
+        if module.startswith("mlflow_green.integrations."):
+            adapter = ROOT / "integrations" / (module.split(".")[2] + ".py")
+            if adapter.exists() and adapter != path:
+                roots.update(_top_level_imports(adapter))
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    add(alias.name)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                add(node.module)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.dump(node.test):
+                visit(node.body)
+
+    visit(tree.body)
+    return frozenset(roots)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    path = Path(collection_path).resolve()
+    if path.suffix != ".py" or path.name == "conftest.py" or not path.is_relative_to(ROOT):
+        return None
+    if path.relative_to(ROOT).parts[0] == "tests" and not path.name.startswith("test_"):
+        return True  # helpers of the tests (models, scripts run in subprocesses): no doctests to collect
+    missing = sorted(m for m in _top_level_imports(path) & set(FRAMEWORKS) if not _installed(m))
+    if missing:
+        _left_out.append(f"{path.relative_to(ROOT)} (needs {', '.join(missing)})")
+        return True
+    return None
 
 
 def pytest_collectreport(report: Any) -> None:
@@ -45,6 +92,11 @@ def pytest_runtest_logreport(report: Any) -> None:
     reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
     if ALLOWED_SKIP.search(reason + "'") is None:
         _bad_skips.append(f"{report.nodeid or report.fspath}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _left_out:
+        terminalreporter.write_line(f"Left out here, their framework is not installed: {', '.join(sorted(set(_left_out)))}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -84,7 +84,7 @@ class PowerSampler:
 def _missing() -> str | None:
     """Why this machine cannot run the real benchmark, or None."""
     if importlib.util.find_spec("pynvml") is None:
-        return "nvidia-ml-py is not installed (pip install 'mlflow-green[nvml]')"
+        return "nvidia-ml-py is not installed (pip install nvidia-ml-py; it comes with mlflow-green)"
     problem = hardware.nvml_library_error()
     if problem is not None:
         return f"no NVIDIA driver ({problem})"

@@ -172,3 +172,49 @@ def test_installed_console_script(experiment: str, tracking_uri: str) -> None:
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["rows"][0]["run_name"] == "mobile"
+
+
+# --- typical mistakes: exit 2 and what to type instead ----------------------------------------------
+
+
+def test_a_metric_no_run_has_lists_the_metrics_they_have(experiment: str, tracking_uri: str) -> None:
+    code, out, err = invoke(tracking_uri, "-e", experiment, "--metric", "test_acc")
+    assert code == 2 and out == ""
+    assert "No run here has the quality metric 'test_acc' (--metric) logged. Did you mean 'test_accuracy'?" in err
+    assert f"Metrics these runs have: test_accuracy, {ACC}." in err
+    code, _, err = invoke(tracking_uri, "-e", experiment, "--metric", "zzz", "--format", "json")
+    assert code == 2 and "Did you mean" not in err and "Metrics these runs have" in err
+
+
+def test_a_metric_some_runs_lack_still_ranks_the_others(experiment: str, tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    mobile = next(r for r in client.search_runs([experiment_id]) if r.info.run_name == "mobile")
+    client.log_metric(mobile.info.run_id, "f1", 0.8)
+    code, out, _ = invoke(tracking_uri, "-e", experiment, "--metric", "f1")
+    assert code == 0 and "no quality metric 'f1'" in out
+
+
+def test_measured_only_with_only_estimates_says_so(tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    name = f"cli-estimates-{uuid.uuid4().hex[:8]}"
+    experiment_id = client.create_experiment(name)
+    for i in range(5):
+        run = client.create_run(experiment_id, run_name=f"vm-{i}")
+        client.log_metric(run.info.run_id, ACC, 0.9)
+        client.log_metric(run.info.run_id, schema.ENERGY_KWH, 0.001 * (i + 1))
+        client.set_tag(run.info.run_id, schema.TAG_QUALITY_METRIC, ACC)
+        client.set_tag(run.info.run_id, schema.TAG_ESTIMATED, "true")
+    code, out, err = invoke(tracking_uri, "-e", name, "--measured-only")
+    assert code == 2 and "No runs." not in out
+    assert "All 5 runs here have estimated energy (green.estimated=true)" in err and "mlflow-green doctor" in err
+    empty = client.create_experiment(f"{name}-empty")
+    code, out, _ = invoke(tracking_uri, "-e", empty, "--measured-only")
+    assert code == 0 and "No runs." in out  # nothing logged at all: an empty leaderboard, not a mistake
+
+
+def test_an_unknown_model_names_the_models_not_a_command_that_does_not_exist(tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    client.create_registered_model(f"zoo-{uuid.uuid4().hex[:8]}")
+    code, _, err = invoke(tracking_uri, "-m", "qqqqqqqqqqqqqqqqqqqq")
+    assert code == 2 and "mlflow models search" not in err and " exist: " in err

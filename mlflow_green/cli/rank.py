@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import sys
@@ -20,6 +21,7 @@ import click
 
 from mlflow_green import formatting as fmt
 from mlflow_green.errors import GreenError
+from mlflow_green.record import schema
 from mlflow_green.ranking import BY_VALUES, RankedRow, Ranking, rank
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -65,7 +67,8 @@ def rank_command(
 
     Runs without energy, with zero energy or without the quality metric are listed after the
     ranked ones, with the reason. Ties share a rank (1, 1, 3). Exits 0, or 2 when the request
-    cannot be answered (unknown experiment or model, invalid filter), 1 when MLflow fails.
+    cannot be answered (unknown experiment or model, invalid filter, a --metric no run has logged,
+    --measured-only where every run is estimated), 1 when MLflow fails.
     """
     if not experiments and model is None:
         raise click.UsageError("Give experiments (-e NAME_OR_ID, repeatable) or a registered model (-m NAME).")
@@ -82,9 +85,55 @@ def rank_command(
     except MlflowException as exc:
         click.echo(f"Error: MLflow: {exc.message}", err=True)
         sys.exit(1)
+    problem = _unanswered(ranking, metric, tracking_uri, lambda: rank(
+        list(experiments) or None, model=model, metric=metric, filter_string=filter_string, measured_only=False,
+        tracking_uri=tracking_uri, by=by))
+    if problem:
+        click.echo(f"Error: {problem}", err=True)
+        sys.exit(2)
     if top is not None:
         ranking = ranking.head(top)
     click.echo(render(ranking, output_format), nl=False)
+
+
+def _unanswered(ranking: Ranking, metric: str | None, tracking_uri: str | None,
+                without_measured_only: Callable[[], Ranking]) -> str | None:
+    """Why a ranking answers nothing the user asked for (a mistyped --metric, only estimates), or None."""
+    if metric and ranking.rows and all(r.quality is None for r in ranking.rows):
+        logged = _logged_metrics(ranking, tracking_uri)
+        close = difflib.get_close_matches(metric, logged, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        have = f" Metrics these runs have: {', '.join(logged)}." if logged else " These runs have no metric logged."
+        return (f"No run here has the quality metric {metric!r} (--metric) logged.{hint}{have} "
+                "Leave out --metric to use each run's green.quality_metric tag.")
+    if ranking.measured_only and not ranking.rows:
+        try:
+            everything = without_measured_only()
+        except Exception:  # the hint is best effort: the empty ranking stands
+            return None
+        if everything.rows:
+            what = fmt.plural(len(everything.rows), "run") if everything.model_name is None else fmt.plural(
+                len(everything.rows), "version")
+            return (f"All {what} here have estimated energy (green.estimated=true), so --measured-only leaves out every "
+                    "one. Leave it out to rank them as estimates, or train where energy is measured: `mlflow-green "
+                    "doctor` says which meters work on a machine.")
+    return None
+
+
+def _logged_metrics(ranking: Ranking, tracking_uri: str | None, limit: int = 200) -> list[str]:
+    """The quality-like metric keys (not green/ or system/) the ranked runs have logged."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    keys: set[str] = set()
+    for row in ranking.rows[:limit]:
+        if not row.run_id:
+            continue
+        try:
+            keys.update(client.get_run(row.run_id).data.metrics)
+        except Exception:  # a run the server cannot give us: the hint is best effort
+            continue
+    return sorted(k for k in keys if not k.startswith((schema.METRIC_PREFIX, "system/")))
 
 
 def render(ranking: Ranking, output_format: str) -> str:

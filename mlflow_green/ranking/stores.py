@@ -227,7 +227,7 @@ def _model_records(tracking: Any, registry: Any, name: str, metric: str | None,
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         names = [m["name"] for m in list_models(registry)]
-        raise NotFoundError(_not_found_message("registered model", name, names, "mlflow models search"),
+        raise NotFoundError(_not_found_message("registered model", name, names, None),
                             kind="model", name=name, suggestions=_close(name, names)) from exc
     versions = _model_versions(registry, registered.name)
     aliases_by_version: dict[str, list[str]] = {}
@@ -377,10 +377,15 @@ def _close(ref: str, names: Sequence[str]) -> list[str]:
     return close[:5]
 
 
-def _not_found_message(kind: str, ref: str, names: Sequence[str], command: str) -> str:
+def _not_found_message(kind: str, ref: str, names: Sequence[str], command: str | None) -> str:
+    """``command`` lists them (it must exist: MLflow has ``mlflow experiments search`` but no command
+    for registered models, whose names are listed here instead)."""
     close = _close(ref, names)
     if close:
         hint = "Did you mean: " + ", ".join(repr(c) for c in close) + "?"
+    elif names and command is None:
+        shown = sorted(names)[:10]
+        hint = f"{len(names)} exist: " + ", ".join(shown) + (", …" if len(names) > len(shown) else "") + "."
     elif names:
         hint = f"{len(names)} exist; list them with: {command}"
     else:

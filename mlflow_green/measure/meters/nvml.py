@@ -56,7 +56,7 @@ from mlflow_green.measure.readings import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_INTERVAL_S = 0.1
-MISSING_PACKAGE_REASON = "NVML: the nvidia-ml-py package is not installed — pip install 'mlflow-green[nvml]'"
+MISSING_PACKAGE_REASON = "NVML: the nvidia-ml-py package is not installed (a dependency of mlflow-green) — pip install nvidia-ml-py"
 NO_GPU_REASON = "NVML: no NVIDIA GPU visible"
 _HOW = {"counter": "energy counter", "sampled": "sampled power", "estimate": "estimated", "none": "unreadable"}
 
