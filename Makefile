@@ -60,7 +60,6 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest
-	$(MAKE) --no-print-directory test-core-mlflow2
 
 # The core suite on the last MLflow 2.x: framework tests are left out (their extras are not
 # installed there); any other skip fails the run (conftest.py).
