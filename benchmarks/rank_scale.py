@@ -19,7 +19,7 @@ second experiment. Then times, warm, median of ``--repeats``:
 
 Usage::
 
-    python benchmarks/rank_scale.py [--runs 10000] [--versions 1000] [--repeats 5] [--db /tmp/mlflow-green-rank-scale-v2/mlflow.db]
+    python benchmarks/rank_scale.py [--runs 10000] [--versions 1000] [--repeats 5] [--db /tmp/mlflow-green-rank-scale-v3/mlflow.db]
 """
 
 from __future__ import annotations
@@ -187,6 +187,7 @@ def _register(store: Any, uri: str, db: Path, source_ids: list[str], rng: random
         })
         _inference_rows(rng, run_id, now_ms, metric_rows, latest_rows, tag_rows)
         tag_rows.append({"key": schema.TAG_QUALITY_METRIC, "value": "accuracy_score", "run_uuid": run_id})
+        tag_rows.append({"key": schema.TAG_INFERENCE_MODEL_RUN, "value": source, "run_uuid": run_id})
         latest_rows.append({"key": "accuracy_score", "value": rng.uniform(0.6, 0.99), "timestamp": now_ms, "step": 0,
                             "is_nan": False, "run_uuid": run_id})
         metric_rows.append({**latest_rows[-1]})
@@ -251,7 +252,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--versions", type=int, default=1000, help="registered versions (half with an evaluation run)")
-    default_db = Path(tempfile.gettempdir()) / "mlflow-green-rank-scale-v2" / "mlflow.db"
+    default_db = Path(tempfile.gettempdir()) / "mlflow-green-rank-scale-v3" / "mlflow.db"
     parser.add_argument("--db", type=Path, default=default_db)
     parser.add_argument("--skip-server", action="store_true", help="only the in-process figures")
     args = parser.parse_args()

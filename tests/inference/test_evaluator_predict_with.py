@@ -74,3 +74,17 @@ def test_raw_model_needs_a_framework_model_and_bad_values_are_errors(mlflow_expe
         evaluate(info.model_uri, frame, predict_with="raw_model")
     failed = mlflow.search_runs([mlflow_experiment], filter_string="attributes.status = 'FAILED'")
     assert len(failed) == 2 and len(mlflow.search_runs([mlflow_experiment])) == runs_before + 3
+
+
+def test_measure_inference_takes_a_loaded_pyfunc_model(mlflow_experiment: str, frame: pd.DataFrame) -> None:
+    import mlflow_green
+    from mlflow_green.testing import FakeMeter
+
+    x, y = frame.drop(columns="label"), frame["label"]
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(x, y), **NAME, pip_requirements=["scikit-learn"])
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    report = mlflow_green.measure_inference(model, x, batch_sizes=(1, 8), warmup_s=0, min_duration_s=0.05,
+                                            meters=[FakeMeter({"cpu:0": 20.0, "ram:0": 2.0})])
+    assert report.model == f"MLflow pyfunc model (sklearn, run {run.info.run_id})"
+    assert report[8].power_w == pytest.approx(22.0) and report[8].predictions >= 16
