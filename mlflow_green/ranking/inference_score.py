@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class InferenceFigures:
         estimated: The inference energy is (partly) an estimate.
         reason: Why the row is not ranked, or None.
         source_run_id: The run the inference figures come from.
-        values: The other figures: latency (p50, p95) in ms, throughput, power, batch size.
+        values: The other figures: latency (p50, p95) in ms, throughput, batch size.
     """
 
     cost_j: float | None
@@ -67,12 +68,13 @@ def inference_figures(record: RunRecord, metric: str | None) -> InferenceFigures
     """Score one row by quality per joule per prediction (see the module docstring)."""
     evaluation = evaluation_of(record)
     own, theirs = record.metrics, evaluation.metrics
-    quality_metric = metric or _tag(record, schema.TAG_QUALITY_METRIC) or _tag(evaluation, schema.TAG_QUALITY_METRIC)
+    tagged = _clean(record.tags.get(schema.TAG_QUALITY_METRIC))
+    tagged_evaluation = tagged if evaluation is record else _clean(evaluation.tags.get(schema.TAG_QUALITY_METRIC))
+    quality_metric = metric or tagged or tagged_evaluation
     quality = None
     if quality_metric:
         quality = own.get(quality_metric, theirs.get(quality_metric))
-        if quality is None and quality_metric in (_tag(record, schema.TAG_QUALITY_METRIC),
-                                                  _tag(evaluation, schema.TAG_QUALITY_METRIC)):
+        if quality is None and quality_metric in (tagged, tagged_evaluation):
             quality = own.get(schema.QUALITY)
     cost = theirs.get(schema.INFERENCE_ENERGY_PER_PREDICTION_J)
     estimated = (evaluation.tags.get(schema.TAG_INFERENCE_ESTIMATED) or "").strip().lower() == "true"
@@ -83,15 +85,16 @@ def inference_figures(record: RunRecord, metric: str | None) -> InferenceFigures
         "latency_ms": theirs.get(schema.INFERENCE_LATENCY_MS),
         "latency_p95_ms": theirs.get(schema.INFERENCE_LATENCY_P95_MS),
         "throughput_per_s": theirs.get(schema.INFERENCE_THROUGHPUT_PER_S),
-        "power_w": theirs.get(schema.INFERENCE_POWER_W),
         "batch_size": int(batch) if batch and batch.isdigit() else None,
     }
     source = evaluation.run_id if cost is not None else None
     return InferenceFigures(cost, quality_metric, quality, per_j, estimated, reason, source, values)
 
 
-def _tag(record: RunRecord, key: str) -> str | None:
-    value = (record.tags.get(key) or "").strip()
+@functools.lru_cache(maxsize=1024)
+def _clean(value: str | None) -> str | None:
+    """A ``green.quality_metric`` tag as a metric key (``metrics.`` prefix and backquotes dropped)."""
+    value = (value or "").strip()
     if value.startswith("metrics."):
         value = value[len("metrics."):]
     return value.strip("`") or None

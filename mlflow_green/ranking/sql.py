@@ -25,6 +25,13 @@ _COMPRESSION_KEYS = (
     schema.MODEL_SIZE_BYTES,
 )
 _RUN_TAG_KEYS = (schema.TAG_QUALITY_METRIC, schema.TAG_ESTIMATED, schema.TAG_COMPRESSION)
+_INFERENCE_KEYS = (
+    schema.INFERENCE_ENERGY_PER_PREDICTION_J,
+    schema.INFERENCE_LATENCY_MS,
+    schema.INFERENCE_LATENCY_P95_MS,
+    schema.INFERENCE_THROUGHPUT_PER_S,
+)
+"""The inference figures a leaderboard shows (power and window energy stay in the run)."""
 _INFERENCE_TAG_KEYS = (schema.TAG_INFERENCE_ESTIMATED, schema.TAG_INFERENCE_BATCH_SIZE, schema.TAG_INFERENCE_MODEL_RUN)
 
 
@@ -91,7 +98,7 @@ def _sql_records(
             )
             for run_uuid, key, value in conn.execute(tag_query).all():
                 tags.setdefault(run_uuid, {})[key] = value
-            metric_keys = {*_ENERGY_KEYS, *_COMPRESSION_KEYS, *(schema.INFERENCE_METRICS if inference else ())}
+            metric_keys = {*_ENERGY_KEYS, *_COMPRESSION_KEYS, *(_INFERENCE_KEYS if inference else ())}
             if metric:
                 metric_keys.add(metric)
             else:
