@@ -110,10 +110,9 @@ def _torch_predictor(module: Any, torch: Any) -> Predictor:
             return tensor.to(device)
         return batch
 
-    def predict(batch: Any) -> Any:
+    def synchronised(batch: Any) -> Any:
         output = module(batch)
-        if cuda:
-            torch.cuda.synchronize(device)
+        torch.cuda.synchronize(device)
         return output
 
     @contextlib.contextmanager
@@ -126,4 +125,5 @@ def _torch_predictor(module: Any, torch: Any) -> Predictor:
         finally:
             module.train(was_training)
 
+    predict = synchronised if cuda else module  # on the CPU the call returns when it is done: no wrapper
     return Predictor(predict, "torch", f"torch module {type(module).__name__} on {device}", prepare, session)

@@ -268,3 +268,18 @@ def test_a_model_that_raises_fails_loudly_and_the_meters_are_closed(fail_on_call
         measure_inference(model, np.zeros((8, 2)), batch_sizes=(2,), meters=[meter], warmup_s=0.05, min_duration_s=0.5)
     assert isinstance(info.value.__cause__, ValueError)
     assert meter.closed
+
+
+def test_past_the_latency_samples_the_window_keeps_counting() -> None:
+    from mlflow_green import EnergyTracker
+    from mlflow_green.inference.measure import _window
+
+    tracker = EnergyTracker(meters=[fake()])
+    tracker.start()
+    try:
+        result = _window(tracker, lambda batch: batch, [[1], [2], [3]], 1, 0.05, max_samples=10)
+    finally:
+        tracker.stop()
+    assert result.batches > 10  # counted past the samples kept for the percentiles
+    assert result.predictions == result.batches and result.latency_p95_ms >= result.latency_p50_ms >= 0
+    assert result.throughput_per_s == pytest.approx(result.batches / result.duration_s)
