@@ -1,22 +1,16 @@
-"""Wall-time overhead of the Keras GreenCallback on a training of about 5 ms per step.
+"""The Keras GreenCallback's own cost on a digits-zoo model: per epoch and fixed per fit.
 
-The same model is trained with and without the callback, alternately (A B A B …), each fit
-inside an active MLflow run on a sqlite store (so run creation is in neither figure). Figures
-from one run of this script:
-
-- A/B overhead (the budget): the wall time from one epoch's end to the next, epochs 2…N,
-  median over every interval of every fit, with vs without the callback;
-- the direct cost: time spent inside GreenCallback's hooks per epoch (every hook call timed)
-  plus its per-step wrapper (timed over 100 000 calls), as a share of the epoch — this one does
-  not depend on the machine's noise;
-- the fixed cost per fit: GreenCallback's on_train_begin + on_train_end (model inspection,
-  meter start, final totals, tags, report.json).
-
-Whole-fit times on a 2-core VM vary by ±20 % between identical runs: run it on an idle machine.
+The baseline CNN of ``examples/keras_digits.py`` (two convolutions, 0.2 M parameters) trains on
+scikit-learn's digits (1 400 samples, batch 32, validation on 397), with and without the
+callback, alternately; see ``benchmarks/_overhead.py`` for what is timed. Each fit runs inside an
+active MLflow run on a sqlite store (``--own-run``: the callback starts and ends its own).
 
 Usage::
 
-    python benchmarks/callback_overhead_keras.py [--repeats 6] [--epochs 5] [--steps 200]
+    python benchmarks/callback_overhead_keras.py [--repeats 4] [--epochs 5] [--backend tensorflow|torch|jax] [--own-run] [--fake-meter]
+
+``--fake-meter`` measures with a meter whose read costs nothing, to tell the callback's own cost
+from the meters' (reading counters, and under ``scope=process`` this process tree's share).
 """
 
 from __future__ import annotations
@@ -28,33 +22,32 @@ import tempfile
 import time
 from pathlib import Path
 
+
+def _backend_from_argv() -> str:
+    if "--backend" in sys.argv:
+        return sys.argv[sys.argv.index("--backend") + 1]
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+os.environ["KERAS_BACKEND"] = _backend_from_argv()  # before Keras is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 
 import keras  # noqa: E402
 import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-from _overhead import compare, timed_hooks  # noqa: E402
+from _overhead import report, timed_hooks  # noqa: E402
+from keras_digits import baseline  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
 
+from mlflow_green.integrations._keras_guard import CallGuard  # noqa: E402
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
+from mlflow_green.testing import FakeMeter  # noqa: E402
 
-BATCH_SIZE = 256
-TimedGreenCallback, HOOK_S = timed_hooks(GreenCallback)
+BATCH_SIZE = 32
+TimedGreenCallback = timed_hooks(GreenCallback)
 EPOCH_HOOKS = {"on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end"}
 FIT_HOOKS = {"on_train_begin", "on_train_end"}
-
-
-def build() -> keras.Model:
-    model = keras.Sequential(
-        [
-            keras.Input((64,)),
-            keras.layers.Dense(512, activation="relu"),
-            keras.layers.Dense(512, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
 class EpochEnds(keras.callbacks.Callback):
@@ -68,65 +61,77 @@ class EpochEnds(keras.callbacks.Callback):
         self.ends_s.append(time.perf_counter())
 
 
-def wrapper_us_per_step(calls: int = 100_000) -> float:
-    """Microseconds GreenCallback's step wrapper adds per train step."""
+def per_batch_us(python_input: bool) -> float:
+    """Microseconds the callback's per-batch wrappers add: the step function and two CallbackList hooks."""
+    from _overhead import per_call_us
 
     class Model:
         stop_training = False
 
-        def train_function(self, *args: object) -> None:
-            return None
+    guard = CallGuard(Model(), lambda exc: None, python_input=python_input)
+    guard.on_step_end = GreenCallback()._check_budget
 
-    bare = Model().train_function
-    start_s = time.perf_counter()
-    for _ in range(calls):
-        bare(None)
-    bare_s = time.perf_counter() - start_s
-    callback = GreenCallback()
-    callback.set_model(Model())
-    callback._wrap("train_function")
-    wrapped = callback.model.train_function
-    start_s = time.perf_counter()
-    for _ in range(calls):
-        wrapped(None)
-    return max(time.perf_counter() - start_s - bare_s, 0.0) / calls * 1e6
+    def bare(*args: object) -> None:
+        return None
+
+    step = guard._guarded_step(bare, first=True)
+    hook = guard._guarded_hook("on_train_batch_end", bare)
+    cost = per_call_us(lambda: (step(None), hook(0), hook(0)), lambda: (bare(None), bare(0), bare(0)))
+    if python_input:  # each batch read goes through the timed iterator
+        from mlflow_green.integrations._keras_guard import _WatchedIterator
+
+        batch = ([0.0] * 32, [0] * 32)
+        items = [batch] * 100_000
+        start_s = time.perf_counter()
+        for _ in iter(items):
+            pass
+        bare_s = time.perf_counter() - start_s
+        start_s = time.perf_counter()
+        for _ in _WatchedIterator(iter(items), guard, True):
+            pass
+        cost += max(time.perf_counter() - start_s - bare_s, 0.0) / len(items) * 1e6
+    return cost
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=200, help="steps per epoch")
+    parser.add_argument("--backend", default=os.environ["KERAS_BACKEND"])
+    parser.add_argument("--own-run", action="store_true", help="no active run: the callback starts its own")
+    parser.add_argument("--fake-meter", action="store_true", help="a meter whose reads cost nothing")
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    x = rng.random((BATCH_SIZE * args.steps, 64), dtype=np.float32)
-    y = rng.integers(0, 10, BATCH_SIZE * args.steps)
-    fits = {"green": 0}
+    data = load_digits()
+    x, y = (data.data / 16.0).astype("float32"), data.target.astype("int64")
+    train, val = (x[:1400], y[:1400]), (x[1400:], y[1400:])
+    steps = -(-1400 // BATCH_SIZE)
 
     def timed_fit(with_callback: bool) -> tuple[float, list[float]]:
-        model = build()
-        model.fit(x[: BATCH_SIZE * 4], y[: BATCH_SIZE * 4], batch_size=BATCH_SIZE, epochs=1, verbose=0)  # trace
+        model = baseline()
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(*train, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # trace: not part of either figure
         ends = EpochEnds()
-        callbacks = [TimedGreenCallback(), ends] if with_callback else [ends]
-        fits["green"] += with_callback
-        with mlflow.start_run():
-            start_s = time.perf_counter()
-            model.fit(x, y, batch_size=BATCH_SIZE, epochs=args.epochs, callbacks=callbacks, verbose=0)
-            total_s = time.perf_counter() - start_s
+        meters = [FakeMeter({"cpu:0": 50.0, "ram:0": 5.0})] if args.fake_meter else None
+        callbacks = [TimedGreenCallback(meters=meters), ends] if with_callback else [ends]
+        run = None if args.own_run else mlflow.start_run()
+        start_s = time.perf_counter()
+        model.fit(*train, validation_data=val, batch_size=BATCH_SIZE, epochs=args.epochs, callbacks=callbacks, verbose=0)
+        total_s = time.perf_counter() - start_s
+        if run is not None:
+            mlflow.end_run()
         return total_s, [b - a for a, b in zip(ends.ends_s, ends.ends_s[1:])]
 
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MLFLOW_GREEN_SPOOL_DIR"] = str(Path(tmp) / "spool")
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/bench.db")
         mlflow.set_experiment("callback-overhead")
-        compare(
-            name="Keras fit",
-            timed_fit=timed_fit,
-            repeats=args.repeats,
-            epochs=args.epochs,
-            steps=args.steps,
-            hooks_ms_per_epoch=lambda: 1000 * sum(t for n, t in HOOK_S.items() if n in EPOCH_HOOKS) / (fits["green"] * args.epochs),
-            per_fit_ms=lambda: 1000 * sum(t for n, t in HOOK_S.items() if n in FIT_HOOKS) / fits["green"],
-            wrapper_us_per_step=wrapper_us_per_step(),
+        report(
+            name=f"Keras ({keras.backend.backend()}) fit, digits baseline CNN"
+            + (", callback's own run" if args.own_run else ", in an active run")
+            + (", meter reads free (fake meter)" if args.fake_meter else ", meters selected on this machine"),
+            timed_fit=timed_fit, repeats=args.repeats, epochs=args.epochs, steps=steps,
+            epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS,
+            per_batch_us=per_batch_us(keras.backend.backend() in ("torch", "jax")),
         )
 
 

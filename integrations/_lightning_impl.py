@@ -75,6 +75,7 @@ class GreenCallbackMixin:
         self._needs_profile = False
         self._example: Any = None
         self._model_of_fit = 0  # id() of the model the example belongs to
+        self._flop_cache: dict[str, Any] = {}
         self._last_batch_end_s = 0.0
         self._last_budget_check_s = 0.0
         self._epoch_samples = 0
@@ -230,6 +231,7 @@ class GreenCallbackMixin:
         state = dict(self.__dict__)
         state.pop("log", None)
         state.pop("log_dict", None)
+        state["_flop_cache"] = {}  # a cache keyed by the model's classes
         return state
 
     # -- internals ---------------------------------------------------------------------------
@@ -276,6 +278,7 @@ class GreenCallbackMixin:
         context: dict[str, Any] = {"precision": precision}
         if self._example is not None:
             context["example_input"] = self._example
+            context["flop_cache"] = self._flop_cache  # the end-of-fit profile skips the FLOP pass if nothing changed
         try:
             return inspect_model(pl_module, **context)
         except Exception as exc:  # measurement never crashes training

@@ -199,7 +199,7 @@ class GreenCallback(keras.callbacks.Callback):
             self.session.begin_eval("test")
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
-        samples = samples_seen(self.model) or adapter_samples(_iterator_of_caller("evaluate"))
+        samples = adapter_samples(_iterator_of_caller("evaluate")) or samples_seen(self.model)
         if self._in_fit:
             self.session.end_phase("validation", samples=samples)
         else:
@@ -246,15 +246,22 @@ class GreenCallback(keras.callbacks.Callback):
             return None
 
     def _train_samples_seen(self) -> int | None:
-        """Training samples of the epoch: the option, else the batches actually seen, else the adapter's count."""
+        """Training samples of the epoch: the option, else the batches actually seen, else the adapter's count.
+
+        Cheapest exact source first: the batches counted at each read (torch, JAX); the data
+        adapter's count for a completed epoch over an input of known size; else the count the
+        built-in train step kept (reading it costs a device read).
+        """
         if self.samples_per_epoch:
             return self.samples_per_epoch
         guard = self._fit_guard
-        seen = samples_seen(self.model) or (guard.samples if guard is not None else 0)
-        if seen:
-            return seen
-        return adapter_samples(guard.epoch_iterator if guard is not None else None)
-
+        if guard is not None and guard.samples:
+            return guard.samples
+        if guard is not None and not guard.stop_requested and not getattr(self.model, "stop_training", False):
+            known = adapter_samples(guard.epoch_iterator)
+            if known:
+                return known
+        return samples_seen(self.model) or adapter_samples(guard.epoch_iterator if guard is not None else None)
     def _check_budget(self) -> None:
         """After a train step (hot path): compare the energy so far with the budget every few seconds."""
         if not self.session.budget.active:

@@ -67,6 +67,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("torch", "lightning", "The PyTorch integration") from exc
 
+import numpy as np
 from torch import nn
 from torch.nn.utils import prune
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -160,14 +161,16 @@ class TorchInspector(ModelInspector):
             example_input: One batch for the FLOP-counting forward pass (a tensor, a tuple of
                 positional arguments or a dict of keyword arguments).
             precision: Compute precision to report (e.g. the Trainer's ``16-mixed``).
-            **context: Ignored.
+            **context: ``flop_cache``: a dict the caller keeps between inspections of one model;
+                the FLOP-counting pass is skipped when the model's structure (modules, parameter
+                shapes and dtypes, prune masks) and the example's shapes are unchanged. Others ignored.
         """
         notes: list[str] = []
         if isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile wrapper
             model = model._orig_mod
         if example_input is None:
             example_input = getattr(model, "example_input_array", None)  # LightningModule
-        calls, flops = _count_flops(model, example_input, notes)
+        calls, flops = _counted_flops(model, example_input, notes, context.get("flop_cache"))
         infos, params = _tensors(model, calls, notes)
         weights = [t for t in infos if t.kind == "param"]
         prunable = [t for t in weights if t.ndim >= 2]
@@ -267,14 +270,37 @@ def _info(module: nn.Module, slot: _Slot, path: str) -> TensorInfo:
         dtype=_dtype_name(stored),
         bits=float(bits),
         count=count,
-        nonzero=int(torch.count_nonzero(dense)),
+        nonzero=_nonzero(dense),
         stored_bytes=math.ceil(count * bits / 8) + 8 * scales,  # float32 scale + int32 zero point
         trainable=slot.trainable,
         quantization=quantization,
         units=rows.shape[0] if rows is not None else 0,
-        zero_units=int((~rows.ne(0).any(dim=1)).sum()) if rows is not None else 0,
+        zero_units=_zero_rows(rows) if rows is not None else 0,
         ndim=values.dim(),
     )
+
+
+def _host_array(t: torch.Tensor) -> Any:
+    """A NumPy view of a CPU tensor NumPy can read (its reductions are far cheaper on small tensors), else None."""
+    if t.device.type != "cpu" or t.dtype in (torch.bfloat16,) or t.is_quantized or t.requires_grad:
+        return None
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError):
+        return None
+
+
+def _nonzero(dense: torch.Tensor) -> int:
+    array = _host_array(dense)
+    return int(np.count_nonzero(array)) if array is not None else int(torch.count_nonzero(dense))
+
+
+def _zero_rows(rows: torch.Tensor) -> int:
+    """Rows (output units) whose values are all zero."""
+    array = _host_array(rows)
+    if array is not None:
+        return int((~array.any(axis=1)).sum())
+    return int((~rows.ne(0).any(dim=1)).sum())
 
 
 def _tensors(model: nn.Module, calls: dict[int, int] | None, notes: list[str]) -> tuple[list[TensorInfo], int]:
@@ -369,6 +395,42 @@ def _extra_flops(module: nn.Module, args: tuple[Any, ...], output: Any) -> float
         x = _first_tensor(args)  # every input value meets out_channels / groups kernels
         return 2.0 * (x.numel() if x is not None else 0) * (module.out_channels // module.groups) * k + bias
     return 2.0 * out.numel() * (module.in_channels // module.groups) * k + bias
+
+
+def _counted_flops(
+    model: nn.Module, example_input: Any, notes: list[str], cache: dict[str, Any] | None
+) -> tuple[dict[int, int] | None, float | None]:
+    """:func:`_count_flops`, memoised in ``cache`` while the model's structure and the example's shapes hold."""
+    if cache is None or example_input is None:
+        return _count_flops(model, example_input, notes)
+    key = (_structure(model), _shapes(example_input))
+    if cache.get("key") == key:
+        notes.extend(cache["notes"])
+        return cache["calls"], cache["flops"]
+    counted: list[str] = []
+    calls, flops = _count_flops(model, example_input, counted)
+    notes.extend(counted)
+    cache.update(key=key, calls=calls, flops=flops, notes=counted)
+    return calls, flops
+
+
+def _structure(model: nn.Module) -> tuple[Any, ...]:
+    """What the FLOPs and call counts depend on: modules, their tensors' shapes and dtypes, prune masks."""
+    return tuple(
+        (id(m), type(m), tuple((n, tuple(t.shape), t.dtype) for n, t in (*m._parameters.items(), *m._buffers.items()) if t is not None),
+         bool(_pruned_names(m)))
+        for m in model.modules()
+    )
+
+
+def _shapes(example: Any) -> Any:
+    if isinstance(example, torch.Tensor):
+        return (tuple(example.shape), example.dtype)
+    if isinstance(example, (tuple, list)):
+        return tuple(_shapes(e) for e in example)
+    if isinstance(example, dict):
+        return tuple((k, _shapes(v)) for k, v in example.items())
+    return type(example)
 
 
 def _count_flops(model: nn.Module, example_input: Any, notes: list[str]) -> tuple[dict[int, int] | None, float | None]:
