@@ -9,7 +9,11 @@ Example:
     >>> me = WriterIdentity.current()
     >>> me.state()
     'alive'
-    >>> WriterIdentity(me.host, me.boot_id, me.pid, me.started_s - 1000.0).state()
+    >>> WriterIdentity(me.host, me.boot_id, me.pid, me.started_s - 1000.0).state()   # the pid was reused
+    'dead'
+    >>> WriterIdentity("another-host", "", me.pid, me.started_s).state()              # cannot be seen from here
+    'unknown'
+    >>> WriterIdentity(me.host, "an-earlier-boot", me.pid, me.started_s).state()     # the host rebooted since
     'dead'
 """
 

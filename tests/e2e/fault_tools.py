@@ -1,9 +1,10 @@
 """Tools of the fault suite: a training child process to pause and kill, a read-only folder, a full disk.
 
 The folder faults are real: a read-only bind mount and a full tmpfs when this machine lets us
-mount (we run as root in CI); otherwise the training runs as an unprivileged user in a folder
-it may not write, and a full disk is the kernel's file-size limit (``RLIMIT_FSIZE``): the same
-errors reach the same code (``EROFS``/``EACCES``, ``ENOSPC``/``EFBIG``).
+mount (we run as root in CI); otherwise the folder is made read-only by its permissions and the
+training runs without the capability that lets root ignore them (``CAP_DAC_OVERRIDE``, dropped
+from its bounding set), and a full disk is the kernel's file-size limit (``RLIMIT_FSIZE``): the
+same errors reach the same code (``EROFS``/``EACCES``, ``ENOSPC``/``EFBIG``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,10 +21,23 @@ from pathlib import Path
 from typing import Any
 
 SCRIPT = Path(__file__).with_name("fault_training.py")
-NOBODY = 65534
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+
+
+def _drop_dac_override() -> None:
+    """In the child, before exec: root no longer bypasses file permissions."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def _can_mount(scratch: Path) -> bool:
+    if os.environ.get("GREEN_FAULTS_NO_MOUNT"):  # to run the fallbacks where mounting works
+        return False
     probe = scratch / "mount-probe"
     probe.mkdir(parents=True, exist_ok=True)
     ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True).returncode == 0
@@ -42,8 +55,7 @@ class Child:
             if preexec is not None:
                 preexec()
             if demote:
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
+                _drop_dac_override()
 
         self.process = subprocess.Popen(
             [sys.executable, str(SCRIPT), json.dumps(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -98,22 +110,21 @@ class FolderFaults:
 
     @property
     def demote(self) -> bool:
-        """True when a read-only folder needs the training to run as an unprivileged user."""
+        """True when a read-only folder needs the training to run without root's permission override."""
         return not self.mounts and os.geteuid() == 0
 
     def writable_by_child(self, *folders: Path) -> None:
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
-            if self.demote:
-                folder.chmod(0o777)
-                shutil.chown(folder, NOBODY, NOBODY)
 
     def make_read_only(self, folder: Path) -> None:
         if self.mounts:
             _run(["mount", "--bind", str(folder), str(folder)])
             self._mounted.append(folder)
             _run(["mount", "-o", "remount,bind,ro", str(folder)])
-        else:
+        else:  # chmod -R a-w
+            for path in folder.rglob("*"):
+                path.chmod(0o555 if path.is_dir() else 0o444)
             folder.chmod(0o555)
 
     @contextlib.contextmanager

@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from mlflow_green.record import schema
+from mlflow_green.record.spool import to_send
 from mlflow_green.testing.server import GreenServer
 
 pytestmark = pytest.mark.slow
@@ -157,7 +158,7 @@ def test_server_down_at_both_ends_and_a_spool_folder_turning_read_only(
     assert len(messages) == 1, messages
     message = messages[0]
     path, entries, done = spool_entries(tmp_path / "fallback")
-    waiting = [e for e in entries if e["seq"] > done and e["op"] != "create"]
+    waiting = [e for e in to_send(entries, done) if e["op"] != "create"]
     sent, total, left = map(int, re.search(r": (\d+) of (\d+) writes? sent; (\d+) writes? not sent yet", message).groups())
     assert (left, sent + left) == (len(waiting), total), message
     assert f"kept in {path}" in message
@@ -225,8 +226,9 @@ def test_a_full_spool_disk_never_stops_track_or_sync(up: GreenServer, tmp_path: 
     [problem] = child.warnings("cannot write the spool")
     assert "No space left on device" in problem or "File too large" in problem
     run = client.get_run(result["run_id"])
-    assert run.info.status == "FINISHED"
     _steps_once(client, run.info.run_id, 2)
+    if limit is None:  # a full tmpfs; under the file-size limit MLflow's own temporary files (the report) fail too
+        assert run.info.status == "FINISHED"
 
 
 def test_a_lost_answer_and_refusals_through_a_faulty_proxy(up: GreenServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
