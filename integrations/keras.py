@@ -25,6 +25,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise MissingExtraError("keras", "keras", "mlflow_green.integrations.keras") from exc
 
+from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_guard import CallGuard, caller_frame
 from mlflow_green.integrations._keras_samples import adapter_samples, samples_seen
 from mlflow_green.measure.tracker import MeterSpec
@@ -177,8 +178,8 @@ class GreenCallback(keras.callbacks.Callback):
         if guard is not None:
             self.session.add_data_wait(guard.data_wait_s)
         result = self.session.end_epoch(epoch, logs=logs or {}, train_samples=self._epoch_train_samples)
-        if self._live and logs is not None:
-            logs.update(result.live)
+        if self._live and logs is not None:  # the progress bar writes them as the CLI and the view do
+            logs.update(readable_figures(result.live))
         if result.stop_reason or (guard is not None and guard.stop_requested):
             logger.warning("mlflow-green: stopping training: %s", result.stop_reason or self.session.stop_reason)
             self.model.stop_training = True

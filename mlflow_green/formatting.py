@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Context, Decimal
 
 MISSING = "—"
@@ -38,8 +39,8 @@ SIZE_UNITS_BYTES: Units = ((12, "TB"), (9, "GB"), (6, "MB"), (3, "kB"), (0, "B")
 CO2E = "CO2e"
 
 __all__ = [
-    "MISSING", "count", "emissions_kg", "energy_j", "energy_kwh", "intensity_g_per_kwh", "number", "plural",
-    "power_w", "progress_line", "ratio", "scaled", "significant", "size_bytes",
+    "MISSING", "Figure", "count", "emissions_kg", "energy_j", "energy_kwh", "intensity_g_per_kwh", "number", "plural",
+    "power_w", "progress_line", "ratio", "readable_figures", "scaled", "significant", "size_bytes",
 ]
 
 
@@ -244,3 +245,58 @@ def progress_line(where: str, kwh: float | None, watts: float | None = None, kg:
     if kg is not None:
         parts.append(emissions_kg(kg))
     return " · ".join(parts)
+
+
+class Figure(float):
+    """A number that frameworks format as readable text: it is the float (``History``, JSON, MLflow
+    see the value in the schema's unit), but any format spec writes it through ``writer``.
+
+    Keras's progress bar formats every epoch log with ``{:.4f}`` (``{:.4e}`` under 1e-3), which
+    turns 86 mWh into ``8.6143e-05``; given a Figure it prints ``86.1 mWh``. Arithmetic the
+    progress bar does on it (``v * 1``, ``v / 1``, sums) keeps it a Figure; pickling gives a float.
+
+    Example:
+        >>> energy = Figure(8.6143e-05, energy_kwh)
+        >>> f"{energy:.4e}", energy == 8.6143e-05, f"{energy / 1:.4f}"
+        ('86.1 mWh', True, '86.1 mWh')
+    """
+
+    _writer: Callable[[float], str]
+
+    def __new__(cls, value: float, writer: Callable[[float], str]) -> Figure:
+        figure = super().__new__(cls, value)
+        figure._writer = writer
+        return figure
+
+    def __format__(self, spec: str) -> str:
+        return self._writer(float(self))
+
+    def __reduce__(self) -> tuple[type, tuple[float]]:
+        return (float, (float(self),))
+
+    def _same(self, value: float) -> Figure:
+        return Figure(value, self._writer)
+
+    def __mul__(self, other: float) -> Figure:  # type: ignore[override]
+        return self._same(float(self) * float(other))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: float) -> Figure:  # type: ignore[override]
+        return self._same(float(self) / float(other))
+
+    def __add__(self, other: float) -> Figure:  # type: ignore[override]
+        return self._same(float(self) + float(other))
+
+    __radd__ = __add__
+
+
+def readable_figures(figures: Mapping[str, float]) -> dict[str, Figure]:
+    """Schema-keyed figures (``green/energy_kwh``, ``green/emissions_kg``, ``green/power_w`` …) as
+    :class:`Figure` values that write themselves in the unit their key names."""
+    writers: dict[str, Callable[[float], str]] = {"_kwh": energy_kwh, "_kg": emissions_kg, "_w": power_w, "_j": energy_j}
+    out: dict[str, Figure] = {}
+    for key, value in figures.items():
+        writer = next((w for suffix, w in writers.items() if key.endswith(suffix)), number)
+        out[key] = Figure(value, writer)
+    return out

@@ -80,8 +80,8 @@ def test_a_failing_version_exits_1_with_a_readable_report(model, policy_file: Pa
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"Gate FAILED: model '{name}' version {wasteful} for alias champion"
-    assert "  FAIL  max_energy_kwh        2 kWh > limit 0.5 kWh" in lines
-    assert "  FAIL  min_accuracy_per_kwh  450 1/kWh < minimum 1000 1/kWh" in lines
+    assert "  FAIL  max_energy_kwh        2 kWh > limit 500 Wh" in lines
+    assert "  FAIL  min_accuracy_per_kwh  450 per kWh < minimum 1,000 per kWh" in lines
     assert lines[-1] == "2 of 3 rules failed: max_energy_kwh, min_accuracy_per_kwh"
     assert client.get_model_version(name, wasteful).tags[schema.TAG_GATE] == "failed"
 
@@ -216,7 +216,7 @@ def test_promote_remembers_the_holder_for_the_next_comparison(mlflow_experiment:
     barely = _version(client, mlflow_experiment, name, {**GOOD, schema.ACCURACY_PER_KWH: 4600.0}, MEASURED)
     result = _gate(tracking_uri, "-m", name, "-v", barely, "--policy", str(policy), "--alias", "champion", "--promote")
     assert result.exit_code == 1, result.output
-    assert f"(version {first}, which held alias champion last (the alias was removed since): 4500 1/kWh, + 5 %)" in result.output
+    assert f"(version {first}, which held alias champion last (the alias was removed since): 4,500 per kWh, + 5 %)" in result.output
 
 
 def test_control_and_bidi_characters_in_names_are_shown_escaped(mlflow_experiment: str, tracking_uri: str,

@@ -33,7 +33,7 @@ CASES = [(name, args, expected) for name, cases in VECTORS.items() for args, exp
 
 
 def test_every_public_function_has_vectors() -> None:
-    public = {name for name in formatting.__all__ if callable(getattr(formatting, name)) and name not in ("scaled", "progress_line")}
+    public = {name for name in formatting.__all__ if callable(getattr(formatting, name)) and name not in ("scaled", "progress_line", "readable_figures", "Figure")}
     assert public == set(VECTORS)
 
 
@@ -61,3 +61,13 @@ def test_plural_agrees_with_its_count(n: int) -> None:
     text = formatting.plural(n, "rule")
     assert text.endswith(" rule" if n == 1 else " rules")
     assert int(text.split(" ")[0].replace(",", "")) == n
+
+
+def test_a_figure_survives_keras_progress_bar_arithmetic_and_pickling() -> None:
+    import pickle
+
+    energy = formatting.readable_figures({"green/energy_kwh": 8.6143e-05})["green/energy_kwh"]
+    total, count = energy * 1, 1          # keras.utils.Progbar: [v * value_base, value_base], then the mean
+    assert f"{total / max(1, count):.4f}" == "86.1 mWh" and f"{abs(energy):.4e}" == "8.6143e-05"
+    assert energy == 8.6143e-05 and isinstance(pickle.loads(pickle.dumps(energy)), float)
+    assert f"{formatting.readable_figures({'green/power_w': 41.63})['green/power_w']:.4f}" == "41.6 W"

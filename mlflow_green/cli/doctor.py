@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from mlflow_green import formatting as fmt
 from mlflow_green._version import __version__
 from mlflow_green.config import GreenConfig
 from mlflow_green.errors import GreenError
@@ -101,14 +102,14 @@ def _render_model(model: dict[str, Any], scope: str) -> list[str]:
     if "error" in model:
         return ["", f"Estimate model: could not be resolved ({model['error']})"]
     cpu, ram, curve = model["cpu"], model["ram"], model["cpu_load_curve"]
-    machine = ", ".join(f"{k} {v:g} W" for k, v in curve["machine"].items())
-    process = ", ".join(f"{k} {v:g} W" for k, v in curve["process"].items())
+    machine = ", ".join(f"{k} {fmt.power_w(v)}" for k, v in curve["machine"].items())
+    process = ", ".join(f"{k} {fmt.power_w(v)}" for k, v in curve["process"].items())
     billed = "process (this tree's share of the CPU capacity)" if scope == "process" else "machine (machine load)"
     return [
         "",
         f"Estimate model in force: {model['source']} ({model['resolved_from']})",
         f"  CPU  {cpu['detail']}",
-        f"       rule {cpu['rule']}; TDP in force {cpu['tdp_w']:g} W; load curve billed here: {billed}",
+        f"       rule {cpu['rule']}; TDP in force {fmt.power_w(cpu['tdp_w'])}; load curve billed here: {billed}",
         f"       machine curve: {machine}",
         f"       process curve: {process}",
         f"  RAM  {ram['detail']}" + (" × this tree's share of RAM (rss)" if scope == "process" else ""),
@@ -152,7 +153,7 @@ def _render(report: dict[str, Any]) -> str:
         else ""
     )
     lines.append(f"  region     {cfg['region']} ({cfg['region_name']}){region_note}  [{cfg['sources'].get('region', 'default')}]")
-    lines.append(f"  intensity  {cfg['intensity_g_per_kwh']:.1f} gCO2e/kWh — {cfg['intensity_source']}")
+    lines.append(f"  intensity  {fmt.intensity_g_per_kwh(cfg['intensity_g_per_kwh'])} — {cfg['intensity_source']}")
     lines.append(f"  PUE        {cfg['pue']:g}  [{cfg['sources'].get('pue', 'default')}]")
     lines.append(
         f"  sampling   every {cfg['sample_interval_s']:g} s for meters without a counter  "

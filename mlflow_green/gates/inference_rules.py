@@ -20,7 +20,7 @@ Example:
     ...                           {"green.inference_batch_size": "32"}, "green.inference_run")
     >>> evidence = Evidence(run_id="r1", inference=found)
     >>> max_inference_energy_per_prediction_j(Rules(max_inference_energy_per_prediction_j=0.002), evidence).detail
-    '0.003 J > limit 0.002 J (batch size 32, run e1)'
+    '3 mJ > limit 2 mJ (batch size 32, run e1)'
 """
 
 from __future__ import annotations

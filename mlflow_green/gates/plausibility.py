@@ -13,7 +13,7 @@ Example:
     >>> impossible_input("max_energy_kwh", evidence)
     'green/energy_kwh = -5 kWh is impossible (negative energy)'
     >>> impossible_input("max_energy_kwh", Evidence(run_id="r1", metrics={"green/energy_kwh": 0.0, "green/duration_s": 30.0}))
-    'green/energy_kwh = 0 kWh is impossible for a run that did work (green/duration_s = 30 s)'
+    'green/energy_kwh = 0 Wh is impossible for a run that did work (green/duration_s = 30 s)'
 """
 
 from __future__ import annotations
@@ -71,8 +71,20 @@ quality per kWh, the duration that shows work was done) are checked when the run
 
 
 def fmt(value: float, unit: str = "") -> str:
-    """``0.8 kWh``: four significant digits and the unit."""
-    text = f"{value:.4g}"
+    """A rule's value as every surface writes it (:mod:`mlflow_green.formatting`): ``800 Wh``,
+    ``27.3 g CO2e``, ``4.2 mJ``, ``1,210 per kWh``, ``15.6 kB``; NaN and infinities as they are."""
+    from mlflow_green import formatting
+
+    if not math.isfinite(value):
+        return f"{value} {unit}".strip()
+    by_unit = {
+        "kWh": formatting.energy_kwh, "kg": formatting.emissions_kg, "J": formatting.energy_j,
+        "bytes": formatting.size_bytes, "1/kWh": lambda v: f"{formatting.ratio(v)} per kWh",
+        "ms": lambda v: f"{formatting.significant(v)} ms", "s": lambda v: f"{formatting.significant(v)} s",
+    }
+    if unit in by_unit:
+        return by_unit[unit](value)
+    text = formatting.number(value)
     return f"{text} {unit}" if unit else text
 
 

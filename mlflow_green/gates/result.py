@@ -20,6 +20,7 @@ from typing import Any
 
 from mlflow_green.gates.holders import holder_tag_value
 from mlflow_green.gates.outcome import RuleResult
+from mlflow_green.formatting import plural
 from mlflow_green.record import schema
 
 PASSED = "passed"
@@ -91,7 +92,7 @@ class GateResult:
         if not self.rules:
             return "no rules in the policy section"
         checked = [r for r in self.rules if not r.skipped]
-        text = f"all {len(checked)} rules passed"
+        text = _all_passed(len(checked))
         skipped = [f"{r.rule} skipped: {r.detail}" for r in self.rules if r.skipped]
         return "; ".join([text, *skipped])
 
@@ -134,9 +135,9 @@ class GateResult:
             lines.append("  (no rules in this policy section)")
         if self.failed:
             names = ", ".join(r.rule for r in self.failed)
-            lines.append(f"{len(self.failed)} of {len(self.rules)} rules failed: {names}")
+            lines.append(f"{len(self.failed)} of {plural(len(self.rules), 'rule')} failed: {names}")
         else:
-            lines.append(f"all {len([r for r in self.rules if not r.skipped])} rules passed")
+            lines.append(_all_passed(len([r for r in self.rules if not r.skipped])))
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +154,11 @@ class GateResult:
             "failed_rules": [r.rule for r in self.failed],
             "rules": [r.to_dict() for r in self.rules],
         }
+
+
+def _all_passed(checked: int) -> str:
+    """``the 1 rule passed``, ``all 3 rules passed``."""
+    return "the 1 rule passed" if checked == 1 else f"all {plural(checked, 'rule')} passed"
 
 
 def _cut(text: str) -> str:

@@ -9,7 +9,7 @@ Example:
     >>> from mlflow_green.gates.rules import Rules
     >>> from mlflow_green.gates.evidence import Evidence
     >>> max_energy_kwh(Rules(max_energy_kwh=0.5), Evidence(run_id="r1", metrics={"green/energy_kwh": 0.8})).detail
-    '0.8 kWh > limit 0.5 kWh'
+    '800 Wh > limit 500 Wh'
     >>> max_energy_kwh(Rules(max_energy_kwh=0.5), Evidence(run_id="r1", metrics={"green/energy_kwh": -5.0})).detail
     'green/energy_kwh = -5 kWh is impossible (negative energy)'
 """

@@ -13,7 +13,7 @@ Example:
     >>> evidence = Evidence(run_id="r1", metrics={"green/energy_kwh": 0.8}, tags={"green.estimated": "false"})
     >>> for result in evaluate(rules, evidence):
     ...     print(result.rule, result.passed, result.detail)
-    max_energy_kwh False 0.8 kWh > limit 0.5 kWh
+    max_energy_kwh False 800 Wh > limit 500 Wh
     measured_only True measured (green.estimated=false)
 """
 

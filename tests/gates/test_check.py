@@ -11,6 +11,8 @@ from mlflow.exceptions import MlflowException
 import mlflow_green
 from mlflow_green.errors import PolicyError
 from mlflow_green.gates import GateResult, check, loads_policy
+from mlflow_green.gates.plausibility import fmt
+from mlflow_green.gates.rules import RULE_SPECS
 from mlflow_green.measure.readings import Provenance
 from mlflow_green.record import schema
 from mlflow_green.testing import FakeMeter
@@ -51,7 +53,7 @@ def test_each_numeric_rule_passes_and_fails(
     tags = _tags(client, model_name, failing)
     assert tags[schema.TAG_GATE] == "failed"
     assert tags[schema.TAG_GATE_REASONS].startswith(f"{rule}: ")
-    assert f"{bad:.4g}" in tags[schema.TAG_GATE_REASONS]
+    assert fmt(bad, RULE_SPECS[rule].unit) in tags[schema.TAG_GATE_REASONS]  # written as every surface writes it
 
 
 @pytest.mark.parametrize(("rule", "limit", "metric", "good", "bad"), NUMERIC_RULES, ids=[r[0] for r in NUMERIC_RULES])
@@ -220,7 +222,7 @@ def test_aliases_override_the_default(client: MlflowClient, model_name: str, mak
     tags = _tags(client, model_name, version)
     assert tags[schema.TAG_GATE] == "failed"
     assert tags[schema.TAG_GATE_POLICY].startswith("green-policy.toml [aliases.champion] sha256:")
-    assert tags[schema.TAG_GATE_REASONS].split("; ")[0] == "max_energy_kwh: 1 kWh > limit 0.5 kWh"
+    assert tags[schema.TAG_GATE_REASONS].split("; ")[0] == "max_energy_kwh: 1 kWh > limit 500 Wh"
 
 
 def test_an_alias_the_policy_does_not_cover_is_a_policy_error(client: MlflowClient, model_name: str, make_version) -> None:
@@ -258,7 +260,7 @@ def test_the_report_names_every_rule_with_value_and_limit(client: MlflowClient, 
     result = check(model_name, version, loads_policy(POLICY, source="green-policy.toml"), alias="champion", client=client)
     report = result.report()
     assert report.splitlines()[0] == f"Gate FAILED: model '{model_name}' version {version} for alias champion"
-    assert "  FAIL  max_energy_kwh        1 kWh > limit 0.5 kWh" in report
-    assert "  PASS  min_accuracy_per_kwh  1200 1/kWh >= minimum 1000 1/kWh" in report
+    assert "  FAIL  max_energy_kwh        1 kWh > limit 500 Wh" in report
+    assert "  PASS  min_accuracy_per_kwh  1,200 per kWh >= minimum 1,000 per kWh" in report
     assert report.splitlines()[-1] == "1 of 3 rules failed: max_energy_kwh"
     assert result.to_dict()["failed_rules"] == ["max_energy_kwh"]

@@ -106,7 +106,7 @@ def test_a_failing_request_is_refused_and_not_applied(
     assert enforcer.tag_writer.flush(10.0)
     tags = client.get_model_version(model, version).tags
     assert tags[schema.TAG_GATE] == "failed"
-    assert tags[schema.TAG_GATE_REASONS].startswith("max_energy_kwh: 0.9 kWh > limit 0.5 kWh; measured_only: ")
+    assert tags[schema.TAG_GATE_REASONS].startswith("max_energy_kwh: 900 Wh > limit 500 Wh; measured_only: ")
 
 
 def test_a_passing_request_is_applied(
