@@ -123,8 +123,13 @@ def run(name: str, net: nn.Module, loaders: tuple[DataLoader, DataLoader, DataLo
             if hasattr(module, "weight_mask"):
                 torch.nn.utils.prune.remove(module, "weight")
         info = mlflow.pytorch.log_model(model, name="model", pip_requirements=["torch", "lightning"], **PICKLED)
-        evaluation = mlflow.models.evaluate(info.model_uri, test_frame, targets="label", model_type="classifier",
-                                            evaluators="green", evaluator_config=INFERENCE)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # serving one request stream: on a small shared CPU, more threads spin and stall
+        try:
+            evaluation = mlflow.models.evaluate(info.model_uri, test_frame, targets="label", model_type="classifier",
+                                                evaluators="green", evaluator_config=INFERENCE)
+        finally:
+            torch.set_num_threads(threads)
     profile = green.session.profile
     j = evaluation.metrics["green/inference_energy_per_prediction_j"]
     print(f"  {name:<9} test_accuracy={result['test_accuracy']:.3f}  params={profile.params if profile else '?':>7}"
