@@ -141,6 +141,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._in_fit = False
         self._fit_guard: CallGuard | None = None
         self._eval_guard: CallGuard | None = None
+        self._validation_watched = False
         self._epoch_train_samples: int | None = None
         self._last_budget_check_s = 0.0
         self._at_exit_registered = False
@@ -155,6 +156,7 @@ class GreenCallback(keras.callbacks.Callback):
         self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
         self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0))
         self._fit_guard = CallGuard(self.model, self._abort, python_input=_reads_input_in_python()).watch("fit")
+        self._validation_watched = False
         self._fit_guard.on_step_end = self._check_budget
         if self.inspect_model:
             profile = self._profile()
@@ -192,8 +194,9 @@ class GreenCallback(keras.callbacks.Callback):
         if self._in_fit:
             if self._epoch_train_samples is None:  # before evaluate resets the metrics
                 self._epoch_train_samples = self._train_samples_seen()
-            if self._fit_guard is not None:
-                self._fit_guard.watch("evaluate", timed=False)
+            if self._fit_guard is not None and not self._validation_watched:
+                self._fit_guard.watch("evaluate", timed=False)  # Keras reuses the validation's iterator and callbacks
+                self._validation_watched = True
             self.session.begin_phase("validation")
         else:
             self._eval_guard = CallGuard(self.model, self._abort, python_input=_reads_input_in_python()).watch("evaluate")

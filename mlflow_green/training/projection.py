@@ -37,6 +37,7 @@ class EnergyProjection:
         self.epoch_energies_j: list[float] = []
         self.epoch_steps: list[int] = []
         self.steps_done: int | None = None
+        self._steady_indices: list[int] = []
 
     @property
     def epochs_done(self) -> int:
@@ -47,10 +48,14 @@ class EnergyProjection:
         """One epoch (all ranks) used ``energy_j`` over ``steps`` optimizer steps; ``steps_done`` so far in all."""
         self.epoch_energies_j.append(float(energy_j))
         self.epoch_steps.append(max(int(steps or 0), 0))
+        self._steady_indices = self._find_steady()
         if steps_done is not None:
             self.steps_done = int(steps_done)
 
     def _steady(self) -> list[int]:
+        return self._steady_indices
+
+    def _find_steady(self) -> list[int]:
         """Indices of the steady-state epochs (the first left out when it is an outlier)."""
         indices = list(range(len(self.epoch_energies_j)))
         if len(indices) >= 2:
