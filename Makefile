@@ -60,9 +60,11 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-core-mlflow2
 
 # The core suite on the last MLflow 2.x: framework tests are left out (their extras are not
-# installed there); any other skip fails the run (conftest.py).
+# installed there); any other skip fails the run (conftest.py). The slow end-to-end tests (real
+# servers, browsers, PostgreSQL) run on the latest MLflow only: `make test-core-mlflow2 SLOW=1` adds them.
 test-core-mlflow2: $(STAMP2) system-deps
 	@echo "Core suite (no framework extra) on $$($(VENV2)/bin/python -c 'import mlflow; print("MLflow", mlflow.__version__)'):"
-	$(VENV2)/bin/python -m pytest
+	$(VENV2)/bin/python -m pytest $(if $(SLOW),,-m "not slow")

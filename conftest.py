@@ -69,13 +69,28 @@ def _top_level_imports(path: Path) -> frozenset[str]:
     return frozenset(roots)
 
 
+@functools.cache
+def _all_imports(path: Path) -> frozenset[str]:
+    """Every root package a module imports anywhere (functions included)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return frozenset()
+    roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and not n.level}
+    return frozenset(roots)
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     path = Path(collection_path).resolve()
     if path.suffix != ".py" or path.name == "conftest.py" or not path.is_relative_to(ROOT):
         return None
     if path.relative_to(ROOT).parts[0] == "tests" and not path.name.startswith("test_"):
         return True  # helpers of the tests (models, scripts run in subprocesses): no doctests to collect
-    missing = sorted(m for m in _top_level_imports(path) & set(FRAMEWORKS) if not _installed(m))
+    imports = set(_top_level_imports(path))
+    if path.relative_to(ROOT).parts[0] == "integrations":  # adapters: their doctests use the framework too
+        imports |= _all_imports(path)
+    missing = sorted(m for m in imports & set(FRAMEWORKS) if not _installed(m))
     if missing:
         _left_out.append(f"{path.relative_to(ROOT)} (needs {', '.join(missing)})")
         return True

@@ -132,7 +132,15 @@ def check_filter_numbers(filter_string: str | None) -> None:
                 raise RankRequestError(
                     f"Invalid filter: metrics.{key} is compared with {str(value)[:80]}, which is not a finite number."
                 )
-        elif kind == "attribute" and key in _TIME_ATTRIBUTES and isinstance(value, (int, float)):
+        elif kind == "attribute" and key in _TIME_ATTRIBUTES and isinstance(value, (int, float, str)):
+            if isinstance(value, str):  # MLflow 2.x's parser keeps the number as text
+                try:
+                    value = int(value)
+                except ValueError:
+                    try:
+                        value = float(value)
+                    except ValueError:
+                        continue  # MLflow reports the syntax
             if not (_INT64[0] <= value <= _INT64[1]) or (isinstance(value, float) and not math.isfinite(value)):
                 shown = str(value)[:80]
                 raise RankRequestError(

@@ -19,6 +19,12 @@ FAST = {"batch_sizes": [4], "warmup_s": 0.0, "min_duration_s": 0.05}
 NAME = {"name": "model"} if int(mlflow.__version__.split(".")[0]) >= 3 else {"artifact_path": "model"}
 
 
+def run_of(result: Any) -> str:
+    """The evaluation's run: ``EvaluationResult.run_id`` since MLflow 3, the last active run on 2.x."""
+    run_id = getattr(result, "run_id", None)
+    return run_id if run_id is not None else mlflow.last_active_run().info.run_id
+
+
 class Echo(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 - MLflow reads the hints
         return np.zeros(len(model_input))
@@ -46,9 +52,9 @@ def test_pyfunc_is_the_default_and_raw_model_calls_the_estimator(mlflow_experime
     x, y = frame.drop(columns="label"), frame["label"]
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(LogisticRegression().fit(x, y), **NAME, pip_requirements=["scikit-learn"])
-    pyfunc = report_of(evaluate(info.model_uri, frame).run_id, tmp_path / "a")
+    pyfunc = report_of(run_of(evaluate(info.model_uri, frame)), tmp_path / "a")
     assert pyfunc["predict_with"] == "pyfunc" and pyfunc["model"].startswith("MLflow pyfunc model (sklearn")
-    raw = report_of(evaluate(info.model_uri, frame, predict_with="raw_model").run_id, tmp_path / "b")
+    raw = report_of(run_of(evaluate(info.model_uri, frame, predict_with="raw_model")), tmp_path / "b")
     assert raw["predict_with"] == "raw_model" and raw["model"] == "LogisticRegression.predict"
 
 
@@ -58,7 +64,7 @@ def test_raw_model_of_a_keras_model_uses_predict_on_batch(mlflow_experiment: str
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")], name="tiny")
     with mlflow.start_run():
         info = mlflow.keras.log_model(model, **NAME, pip_requirements=["keras"])
-    raw = report_of(evaluate(info.model_uri, frame, predict_with="raw_model").run_id, tmp_path)
+    raw = report_of(run_of(evaluate(info.model_uri, frame, predict_with="raw_model")), tmp_path)
     assert raw["model"] == "Keras model 'tiny'" and raw["results"][0]["predictions"] > 0
 
 

@@ -55,7 +55,7 @@ CHAMPION = Rules(max_inference_energy_per_prediction_j=0.002, max_inference_late
 def test_within_limits_passes_and_the_details_name_batch_size_and_run() -> None:
     result = outcome(CHAMPION, found())
     assert result == {
-        "max_inference_energy_per_prediction_j": ("PASS", "0.001 J <= limit 0.002 J (batch size 32, run e1)"),
+        "max_inference_energy_per_prediction_j": ("PASS", "1 mJ <= limit 2 mJ (batch size 32, run e1)"),
         "max_inference_latency_ms": ("PASS", "2 ms <= limit 5 ms (batch size 32, run e1)"),
         "require_inference_measurement": (
             "PASS", "measured by green.inference_run (batch size 32, run e1, green.inference_meters=cpu:rapl)"),
@@ -65,7 +65,7 @@ def test_within_limits_passes_and_the_details_name_batch_size_and_run() -> None:
 def test_limits_are_inclusive_and_over_the_limit_fails() -> None:
     assert outcome(CHAMPION, found(j=0.002, latency=5.0))["max_inference_latency_ms"][0] == "PASS"
     result = outcome(CHAMPION, found(j=0.0031, latency=7.5))
-    assert result["max_inference_energy_per_prediction_j"] == ("FAIL", "0.0031 J > limit 0.002 J (batch size 32, run e1)")
+    assert result["max_inference_energy_per_prediction_j"] == ("FAIL", "3.1 mJ > limit 2 mJ (batch size 32, run e1)")
     assert result["max_inference_latency_ms"][0] == "FAIL"
 
 
@@ -156,7 +156,7 @@ def test_check_finds_the_evaluation_through_the_version_tag(gated: dict[str, Any
     assert [r.rule for r in heavy.failed] == ["max_inference_energy_per_prediction_j", "max_inference_latency_ms"]
     tags = client.get_model_version(name, v["heavy"]).tags
     assert tags[schema.TAG_GATE] == "failed"
-    assert "max_inference_energy_per_prediction_j: 0.01 J > limit 0.002 J (batch size 32" in tags[schema.TAG_GATE_REASONS]
+    assert "max_inference_energy_per_prediction_j: 10 mJ > limit 2 mJ (batch size 32" in tags[schema.TAG_GATE_REASONS]
     never = check(name, v["never"], gated["policy"], alias="champion", client=client)
     assert {r.rule for r in never.failed} == {"max_inference_energy_per_prediction_j", "max_inference_latency_ms",
                                               "require_inference_measurement"}

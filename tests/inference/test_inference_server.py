@@ -44,6 +44,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
+def run_of(result: Any) -> str:
+    """The evaluation's run: ``EvaluationResult.run_id`` since MLflow 3, the last active run on 2.x."""
+    run_id = getattr(result, "run_id", None)
+    return run_id if run_id is not None else mlflow.last_active_run().info.run_id
+
+
+MODEL_NAME = {"name": "model"} if int(mlflow.__version__.split(".")[0]) >= 3 else {"artifact_path": "model"}
+"""log_model's argument for the model's name: ``name`` since MLflow 3, ``artifact_path`` on 2.x."""
+
+
 class Sluggish(mlflow.pyfunc.PythonModel):
     """A model that takes 30 ms per call, whatever the batch (a big model on a small machine)."""
 
@@ -85,22 +95,22 @@ def _build_zoo(server: GreenServer) -> dict[str, Any]:
     x, y = frame.drop(columns="label"), frame["label"]
     with mlflow.start_run(run_name="fast"):
         mlflow.log_metric("test_accuracy", 0.95)
-        mlflow.sklearn.log_model(LogisticRegression(max_iter=300).fit(x, y), name="model",
+        mlflow.sklearn.log_model(LogisticRegression(max_iter=300).fit(x, y), **MODEL_NAME,
                                  registered_model_name=model, pip_requirements=["scikit-learn"])
     with mlflow.start_run(run_name="sluggish"):
         mlflow.log_metric("test_accuracy", 0.97)
-        mlflow.pyfunc.log_model(name="model", python_model=Sluggish(), registered_model_name=model,
+        mlflow.pyfunc.log_model(**MODEL_NAME, python_model=Sluggish(), registered_model_name=model,
                                 pip_requirements=["mlflow"])
     with mlflow.start_run(run_name="never-evaluated"):
         mlflow.log_metric("test_accuracy", 0.99)
-        mlflow.sklearn.log_model(LogisticRegression(max_iter=20).fit(x, y), name="model",
+        mlflow.sklearn.log_model(LogisticRegression(max_iter=20).fit(x, y), **MODEL_NAME,
                                  registered_model_name=model, pip_requirements=["scikit-learn"])
     evaluations = {}
     for version in ("1", "2"):
         result = mlflow.models.evaluate(f"models:/{model}/{version}", frame, targets="label",
                                         model_type="classifier", evaluators=["default", "green"],
                                         evaluator_config={"green": GREEN, "default": {"log_model_explainability": False}})
-        evaluations[version] = result.run_id
+        evaluations[version] = run_of(result)
     return {"client": client, "model": model, "experiment": experiment, "evaluations": evaluations, "url": server.url}
 
 

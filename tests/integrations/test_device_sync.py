@@ -34,7 +34,7 @@ def test_a_cuda_device_is_synchronised_only_once_cuda_is_initialised(monkeypatch
 
 
 def test_keras_backends_on_a_gpu_get_their_barrier(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")  # the keras extra (an environment with the lightning extra alone lacks it)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert keras_synchronizer("torch") is not None

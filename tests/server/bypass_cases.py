@@ -161,7 +161,7 @@ def case_prompt_tag_then_alias_then_untag(s: Setup) -> None:
     status, body, headers = post(f"{s.server.url}/api/2.0/mlflow/registered-models/alias",
                                  {"name": model, "alias": "champion", "version": failing})
     assert status == 403 and headers["X-MLflow-Green-Gate"] == "failed", body
-    assert "max_energy_kwh: 2 kWh > limit 0.5 kWh" in body["message"]
+    assert "max_energy_kwh: 2 kWh > limit 500 Wh" in body["message"]
     status, body, _ = post(f"{s.server.url}/api/2.0/mlflow/model-versions/delete-tag",
                            {"name": model, "version": failing, "key": PROMPT_TAG}, method="DELETE")
     assert status == 403 and "cannot be deleted" in body["message"], body
@@ -180,7 +180,7 @@ def case_prompt_tag_then_production_then_untag(s: Setup) -> None:
     status, body, _ = post(f"{s.server.url}/api/2.0/mlflow/model-versions/transition-stage",
                            {"name": model, "version": failing, "stage": "Production", "archive_existing_versions": False})
     assert status == 403 and "refused transition to stage 'Production'" in body["message"], body
-    assert "max_energy_kwh: 2 kWh > limit 0.5 kWh" in body["message"]
+    assert "max_energy_kwh: 2 kWh > limit 500 Wh" in body["message"]
     s.direct._get_registry_client().store.delete_model_version_tag(model, failing, PROMPT_TAG)
     s.direct._get_registry_client().store.delete_registered_model_tag(model, PROMPT_TAG)
     assert stage_of(s.client, model, failing) == "None"
@@ -249,8 +249,8 @@ def case_alias_deleted_then_set_again(s: Setup) -> None:
     s.client.delete_registered_model_alias(model, "champion")
     barely = s.version(model, {**GOOD, schema.ACCURACY_PER_KWH: 4600.0})
     refused(lambda: s.client.set_registered_model_alias(model, "champion", barely),
-            f"beat_current_by_percent: 4600 1/kWh < 4725 1/kWh (version {first}, which held alias champion last "
-            "(the alias was removed since): 4500 1/kWh, + 5 %)")
+            f"beat_current_by_percent: 4,600 per kWh < 4,725 per kWh (version {first}, which held alias champion last "
+            "(the alias was removed since): 4,500 per kWh, + 5 %)")
     s.client.set_registered_model_alias(model, "champion", first)  # the last holder itself may come back
     s.client.delete_registered_model_alias(model, "champion")
     clearly = s.version(model, {**GOOD, schema.ACCURACY_PER_KWH: 5000.0})

@@ -108,12 +108,12 @@ def test_a_failing_version_does_not_get_the_alias(client: MlflowClient, experime
     message = str(caught.value)
     assert caught.value.error_code == "PERMISSION_DENIED"
     assert f"mlflow-green gate refused setting alias 'champion' for model '{model}' version {wasteful}" in message
-    for words in ("max_energy_kwh: 2 kWh > limit 0.5 kWh", "min_accuracy_per_kwh: 450 1/kWh < minimum 1000 1/kWh", "measured_only: energy is estimated"):
+    for words in ("max_energy_kwh: 2 kWh > limit 500 Wh", "min_accuracy_per_kwh: 450 per kWh < minimum 1,000 per kWh", "measured_only: energy is estimated"):
         assert words in message
     assert "champion" not in client.get_registered_model(model).aliases
     tags = _gate_tags(client, model, wasteful)
     assert tags[schema.TAG_GATE] == "failed"
-    assert tags[schema.TAG_GATE_REASONS].startswith("max_energy_kwh: 2 kWh > limit 0.5 kWh; ")
+    assert tags[schema.TAG_GATE_REASONS].startswith("max_energy_kwh: 2 kWh > limit 500 Wh; ")
     assert tags[schema.TAG_GATE_POLICY].startswith("green-policy.toml [aliases.champion] sha256:")
 
 
@@ -128,7 +128,7 @@ def test_the_new_champion_must_beat_the_current_one(client: MlflowClient, experi
     current = _version(client, experiment_id, model, GOOD)
     client.set_registered_model_alias(model, "champion", current)
     barely = _version(client, experiment_id, model, ({**GOOD[0], schema.ACCURACY_PER_KWH: 4600.0}, GOOD[1]))
-    with pytest.raises(MlflowException, match=rf"beat_current_by_percent: 4600 1/kWh < 4725 1/kWh \(version {current}, which holds alias champion"):
+    with pytest.raises(MlflowException, match=rf"beat_current_by_percent: 4,600 per kWh < 4,725 per kWh \(version {current}, which holds alias champion"):
         client.set_registered_model_alias(model, "champion", barely)
     clearly = _version(client, experiment_id, model, ({**GOOD[0], schema.ACCURACY_PER_KWH: 5000.0}, GOOD[1]))
     client.set_registered_model_alias(model, "champion", clearly)
@@ -139,7 +139,7 @@ def test_stage_transitions_are_gated(client: MlflowClient, experiment_id: str, m
     wasteful, good = (_version(client, experiment_id, model, logged) for logged in (WASTEFUL, GOOD))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        with pytest.raises(MlflowException, match=r"refused transition to stage 'Production'.*max_energy_kwh: 2 kWh > limit 0.5 kWh"):
+        with pytest.raises(MlflowException, match=r"refused transition to stage 'Production'.*max_energy_kwh: 2 kWh > limit 500 Wh"):
             client.transition_model_version_stage(model, wasteful, "production")
         assert client.get_model_version(model, wasteful).current_stage == "None"
         client.transition_model_version_stage(model, good, "Production")
