@@ -226,7 +226,7 @@ def case_gate_tags_are_written_by_the_gate_only(s: Setup) -> None:
 def case_negative_and_zero_energy_are_refused(s: Setup) -> None:
     model = s.model()
     for energy, words in ((-5.0, "green/energy_kwh = -5 kWh is impossible (negative energy)"),
-                          (0.0, "green/energy_kwh = 0 kWh is impossible for a run that did work (green/duration_s = 60 s)")):
+                          (0.0, "green/energy_kwh = 0 Wh is impossible for a run that did work (green/duration_s = 60 s)")):
         version = s.version(model, {**GOOD, schema.ENERGY_KWH: energy})
         refused(lambda v=version: s.client.set_registered_model_alias(model, "champion", v), words)
     nan_version = s.version(model, {**GOOD, schema.EMISSIONS_KG: math.nan})
