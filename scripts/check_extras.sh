@@ -36,15 +36,17 @@ for extra in "${EXTRAS[@]}"; do
     venv="$OUT/venv-$extra"
     echo "== $extra: $venv"
     "$PYTHON" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
     spec="$WHEEL"
     case "$extra" in
         core) ;;
-        lightning|transformers) "$venv/bin/python" -m pip install --quiet "$TORCH"; spec="$WHEEL[$extra]" ;;
+        lightning|transformers)
+            "$venv/bin/python" -m pip install --quiet "$TORCH" 2>&1 | grep -v "^WARNING: Location" || true
+            spec="$WHEEL[$extra]" ;;
         *) spec="$WHEEL[$extra]" ;;
     esac
-    "$venv/bin/python" -m pip install --quiet "$spec" "${TEST_TOOLS[@]}"
-    installed="$("$venv/bin/python" -c 'import mlflow_green, mlflow; print(mlflow_green.__file__, "MLflow", mlflow.__version__)')"
+    "$venv/bin/python" -m pip install --quiet "$spec" "${TEST_TOOLS[@]}" 2>&1 | grep -v "^WARNING: Location" || true
+    installed="$(cd "$TREE" && "$venv/bin/python" -c 'import mlflow_green, mlflow; print(mlflow_green.__file__, "MLflow", mlflow.__version__)')"
     echo "   $installed"
     set +e
     (cd "$TREE" && "$venv/bin/python" -m pytest -p no:cacheprovider -q -m "not slow" tests) > "$OUT/$extra.log" 2>&1
