@@ -1,0 +1,34 @@
+"""Run by the Hugging Face DDP test under torchrun: two CPU processes (gloo), GreenCallback; rank 0 writes result.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import mlflow  # noqa: E402
+from hf_models import TokenDataset, accuracy, bert_classifier, training_args  # noqa: E402
+from transformers import Trainer  # noqa: E402
+
+from mlflow_green.integrations.transformers import GreenCallback  # noqa: E402
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    mlflow.set_tracking_uri(f"sqlite:///{out / 'ddp.db'}")
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        mlflow.set_experiment("hf-ddp")
+    cb = GreenCallback()
+    trainer = Trainer(model=bert_classifier(), args=training_args(out / "hf", per_device_train_batch_size=8),
+                      train_dataset=TokenDataset(96, seed=1), eval_dataset=TokenDataset(32, seed=2),
+                      compute_metrics=accuracy, callbacks=[cb])
+    trainer.train()
+    (out / f"rank{rank}.json").write_text(json.dumps({"run_id": cb.session.run_id, "world": trainer.args.world_size}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The Hugging Face callback under torchrun: two CPU processes (gloo), one run from rank zero with
+the samples of both ranks and world size 2."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+pytest.importorskip("transformers")
+
+from mlflow_green.record import schema  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_torchrun_two_ranks_log_one_run_with_global_samples(tmp_path: Path) -> None:
+    script = Path(__file__).with_name("hf_ddp_train.py")
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         str(script), str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["run_id"] and ranks[1]["run_id"] is None and ranks[0]["world"] == 2  # only rank zero logs
+    client = MlflowClient(f"sqlite:///{tmp_path / 'ddp.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("hf-ddp").experiment_id])
+    assert run.info.run_id == ranks[0]["run_id"] and run.info.status == "FINISHED"
+    assert run.data.tags[schema.TAG_WORLD_SIZE] == "2"
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["samples"]["train"] == 2 * 96  # both ranks' batches: the whole dataset, twice
+    assert report["distributed"]["world_size"] == 2 and len(report["distributed"]["ranks"]) == 2
+    metrics = run.data.metrics
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / (2 * 96), rel=1e-6)
+    assert schema.FLOP_PER_J in metrics
