@@ -25,217 +25,51 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import numbers
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from mlflow_green.carbon import ENV_REGION, WORLD, CarbonIntensity, resolve_intensity
-from mlflow_green.errors import ConfigError, UnknownMeterError, UnknownRegionError
+from mlflow_green.config_checks import (
+    DEFAULT_PUE,
+    DEFAULT_SAMPLE_INTERVAL_S,
+    DEFAULT_SCOPE,
+    DEFAULTS,
+    ENV_INTENSITY_PROVIDER,
+    ENV_METERS,
+    ENV_PUE,
+    ENV_SAMPLE_INTERVAL_S,
+    ENV_SCOPE,
+    ENV_VARS,
+    FROM_ARGUMENT,
+    FROM_DEFAULT,
+    INTERVAL_RULE,
+    MAX_PUE,
+    MAX_SAMPLE_INTERVAL_S,
+    PUE_RULE,
+    SCOPES,
+    check_interval,
+    check_meters,
+    check_provider,
+    check_pue,
+    check_scope,
+    implicit_source,
+    interval_ok,
+    origin_of,
+    parse_env_number,
+    pue_ok,
+)
+from mlflow_green.errors import ConfigError, UnknownRegionError
 
 logger = logging.getLogger(__name__)
 
-ENV_PUE = "MLFLOW_GREEN_PUE"
-ENV_METERS = "MLFLOW_GREEN_METERS"
-ENV_SAMPLE_INTERVAL_S = "MLFLOW_GREEN_SAMPLE_INTERVAL_S"
-ENV_INTENSITY_PROVIDER = "MLFLOW_GREEN_INTENSITY_PROVIDER"
-ENV_SCOPE = "MLFLOW_GREEN_SCOPE"
-
-ENV_VARS: Mapping[str, str] = MappingProxyType(
-    {
-        "region": ENV_REGION,
-        "pue": ENV_PUE,
-        "meters": ENV_METERS,
-        "sample_interval_s": ENV_SAMPLE_INTERVAL_S,
-        "intensity_provider": ENV_INTENSITY_PROVIDER,
-        "scope": ENV_SCOPE,
-    }
-)
-"""Config field -> the environment variable that sets it."""
-
-DEFAULT_PUE = 1.0
-DEFAULT_SAMPLE_INTERVAL_S = 0.1
-MAX_SAMPLE_INTERVAL_S = 60.0
-DEFAULT_SCOPE = "process"
-SCOPES = ("process", "machine")
-
-_FROM_ARGUMENT = "argument"
-_FROM_DEFAULT = "default"
-
-_PUE_RULE = (
-    "PUE (power usage effectiveness) must be a number from 1.0 to 10: 1.0 means no facility "
-    "overhead, typical data centres are 1.1-1.6"
-)
-_INTERVAL_RULE = (
-    f"the sample interval must be a finite number of seconds > 0 and <= {MAX_SAMPLE_INTERVAL_S:g} "
-    f"(default {DEFAULT_SAMPLE_INTERVAL_S:g}); it only paces power sampling of devices without an energy counter"
-)
-
-
-def _origin(sources: Mapping[str, str], name: str) -> str:
-    """Where a field's value came from, in words, for error messages."""
-    source = sources.get(name, _FROM_ARGUMENT)
-    if source.startswith("env "):
-        return f"environment variable {source[4:]}"
-    if source == _FROM_ARGUMENT:
-        return f"argument {name}="
-    return source
-
-
-_DEFAULTS: Mapping[str, object] = MappingProxyType(
-    {
-        "region": None,
-        "pue": DEFAULT_PUE,
-        "meters": None,
-        "sample_interval_s": DEFAULT_SAMPLE_INTERVAL_S,
-        "intensity_provider": None,
-        "scope": DEFAULT_SCOPE,
-    }
-)
-
-
-def _implicit_source(value: object, default: object) -> str:
-    """The source of a field not listed in ``sources``: ``default`` if it has the default value."""
-    if value is None or default is None:
-        same = value is default
-    else:
-        same = type(value) in (int, float) and value == default
-    return _FROM_DEFAULT if same else _FROM_ARGUMENT
-
-
-def _number(value: object, name: str, sources: Mapping[str, str], rule: str) -> float:
-    """A real number (int, float, numpy scalar), never a bool or a string."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(
-            f"Invalid {name}={value!r} (from {_origin(sources, name)}): expected a number, got "
-            f"{type(value).__name__}; {rule}."
-        )
-    try:
-        return float(value)
-    except (OverflowError, ValueError, TypeError):
-        raise ConfigError(f"Invalid {name}={value!r} (from {_origin(sources, name)}): {rule}.") from None
-
-
-MAX_PUE = 10.0
-"""Far above any real facility (the worst on record are about 3): larger is a typo."""
-
-
-def _pue_ok(pue: float) -> bool:
-    return math.isfinite(pue) and 1.0 <= pue <= MAX_PUE
-
-
-def _interval_ok(interval_s: float) -> bool:
-    return math.isfinite(interval_s) and 0.0 < interval_s <= MAX_SAMPLE_INTERVAL_S
-
-
-def _parse_env_number(raw: str, var: str, rule: str, valid: Callable[[float], bool]) -> float:
-    """Parse a number from an environment variable; errors quote the variable and its text."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"Environment variable {var}={raw!r} is not a number; {rule}.") from None
-    if not valid(value):
-        raise ConfigError(f"Environment variable {var}={raw!r} is out of range; {rule}.")
-    return value
-
-
-def _check_pue(value: object, sources: Mapping[str, str]) -> float:
-    pue = _number(value, "pue", sources, _PUE_RULE)
-    if not _pue_ok(pue):
-        raise ConfigError(f"Invalid pue={value!r} (from {_origin(sources, 'pue')}): {_PUE_RULE}.")
-    return pue
-
-
-def _check_interval(value: object, sources: Mapping[str, str]) -> float:
-    interval_s = _number(value, "sample_interval_s", sources, _INTERVAL_RULE)
-    if not _interval_ok(interval_s):
-        raise ConfigError(
-            f"Invalid sample_interval_s={value!r} (from {_origin(sources, 'sample_interval_s')}): {_INTERVAL_RULE}."
-        )
-    return interval_s
-
-
-def _split_meters(value: object, sources: Mapping[str, str]) -> tuple[str, ...]:
-    """A comma-separated string or a sequence of names -> a tuple of stripped names."""
-    if isinstance(value, str):
-        names: list[object] = list(value.split(","))
-    elif isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
-        names = list(value)
-    else:
-        raise ConfigError(
-            f"Invalid meters={value!r} (from {_origin(sources, 'meters')}): expected meter names as a "
-            f"comma-separated string ('nvml,rapl') or a list of strings, got {type(value).__name__}."
-        )
-    cleaned: list[str] = []
-    for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(
-                f"Invalid meters={value!r} (from {_origin(sources, 'meters')}): every meter name must be "
-                f"a non-empty string, got {name!r}."
-            )
-        cleaned.append(name.strip())
-    if not cleaned:
-        raise ConfigError(
-            f"Invalid meters={value!r} (from {_origin(sources, 'meters')}): name at least one meter, "
-            f"or leave it unset for automatic selection."
-        )
-    return tuple(cleaned)
-
-
-def _check_meters(value: object, sources: Mapping[str, str]) -> tuple[str, ...]:
-    import difflib
-
-    from mlflow_green.plugins import meter_factories
-
-    names = _split_meters(value, sources)
-    origin = _origin(sources, "meters")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"Invalid meters={value!r} (from {origin}): {', '.join(duplicates)} listed twice.")
-    registered = sorted(meter_factories())
-    for name in names:
-        if name not in registered:
-            close = difflib.get_close_matches(name, registered, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UnknownMeterError(
-                f"Unknown meter {name!r} in meters={value!r} (from {origin}).{hint} Registered meters: "
-                f"{', '.join(registered) or 'none'}. Run `mlflow-green doctor` to see which work here."
-            )
-    return names
-
-
-def _check_scope(value: object, sources: Mapping[str, str]) -> str:
-    scope = value.strip().lower() if isinstance(value, str) else value
-    if scope not in SCOPES:
-        raise ConfigError(
-            f"Invalid scope={value!r} (from {_origin(sources, 'scope')}): expected 'process' (bill what this "
-            f"training used: the GPUs its processes hold, its share of CPU and RAM; the default) or 'machine' "
-            f"(whole devices, for a dedicated host)."
-        )
-    return str(scope)
-
-
-def _check_provider(value: object, sources: Mapping[str, str]) -> str:
-    from mlflow_green.plugins import intensity_provider_factories
-
-    origin = _origin(sources, "intensity_provider")
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(
-            f"Invalid intensity_provider={value!r} (from {origin}): expected a provider name, or leave it "
-            f"unset to use the offline table."
-        )
-    name = value.strip()
-    registered = sorted(intensity_provider_factories())
-    if name not in registered:
-        raise ConfigError(
-            f"Unknown carbon-intensity provider {name!r} (from {origin}). Registered providers: "
-            f"{', '.join(registered) or 'none (install a plugin that provides one)'}. Leave it unset to "
-            f"use the offline table."
-        )
-    return name
+__all__ = [
+    "DEFAULT_PUE", "DEFAULT_SAMPLE_INTERVAL_S", "DEFAULT_SCOPE", "ENV_INTENSITY_PROVIDER", "ENV_METERS", "ENV_PUE",
+    "ENV_REGION", "ENV_SAMPLE_INTERVAL_S", "ENV_SCOPE", "ENV_VARS", "MAX_PUE", "MAX_SAMPLE_INTERVAL_S", "SCOPES",
+    "GreenConfig",
+]
 
 
 @dataclass(frozen=True)
@@ -276,21 +110,21 @@ class GreenConfig:
         if not isinstance(self.sources, Mapping):
             raise ConfigError(f"sources must be a mapping of field -> origin, got {self.sources!r}")
         sources = {
-            name: str(self.sources.get(name) or _implicit_source(getattr(self, name), default))
-            for name, default in _DEFAULTS.items()
+            name: str(self.sources.get(name) or implicit_source(getattr(self, name), default))
+            for name, default in DEFAULTS.items()
         }
         set_ = object.__setattr__
         set_(self, "sources", MappingProxyType(sources))
-        set_(self, "pue", _check_pue(self.pue, sources))
-        set_(self, "sample_interval_s", _check_interval(self.sample_interval_s, sources))
-        set_(self, "scope", _check_scope(self.scope, sources))
+        set_(self, "pue", check_pue(self.pue, sources))
+        set_(self, "sample_interval_s", check_interval(self.sample_interval_s, sources))
+        set_(self, "scope", check_scope(self.scope, sources))
         if self.meters is not None:
-            set_(self, "meters", _check_meters(self.meters, sources))
+            set_(self, "meters", check_meters(self.meters, sources))
         if self.intensity_provider is not None:
-            set_(self, "intensity_provider", _check_provider(self.intensity_provider, sources))
+            set_(self, "intensity_provider", check_provider(self.intensity_provider, sources))
         if self.region is not None and not isinstance(self.region, str):
             raise ConfigError(
-                f"Invalid region={self.region!r} (from {_origin(sources, 'region')}): expected a string "
+                f"Invalid region={self.region!r} (from {origin_of(sources, 'region')}): expected a string "
                 f"such as 'FRA', 'FR', 'US-CA' or 'WORLD'."
             )
         carbon = self._carbon(sources)
@@ -310,7 +144,7 @@ class GreenConfig:
         try:
             return resolve_intensity(self.region, self.intensity_provider)
         except UnknownRegionError as exc:
-            raise UnknownRegionError(f"Invalid region (from {_origin(sources, 'region')}): {exc}") from None
+            raise UnknownRegionError(f"Invalid region (from {origin_of(sources, 'region')}): {exc}") from None
 
     @classmethod
     def resolve(
@@ -358,16 +192,16 @@ class GreenConfig:
         for name, value in arguments.items():
             raw = env.get(ENV_VARS[name], "")
             if value is not None:
-                values[name], sources[name] = value, _FROM_ARGUMENT
+                values[name], sources[name] = value, FROM_ARGUMENT
             elif raw.strip():
                 values[name], sources[name] = raw.strip(), f"env {ENV_VARS[name]}"
             else:
-                sources[name] = _FROM_DEFAULT
-        if sources["pue"] != _FROM_ARGUMENT and "pue" in values:
-            values["pue"] = _parse_env_number(values["pue"], ENV_PUE, _PUE_RULE, _pue_ok)
-        if sources["sample_interval_s"] != _FROM_ARGUMENT and "sample_interval_s" in values:
-            values["sample_interval_s"] = _parse_env_number(
-                values["sample_interval_s"], ENV_SAMPLE_INTERVAL_S, _INTERVAL_RULE, _interval_ok
+                sources[name] = FROM_DEFAULT
+        if sources["pue"] != FROM_ARGUMENT and "pue" in values:
+            values["pue"] = parse_env_number(values["pue"], ENV_PUE, PUE_RULE, pue_ok)
+        if sources["sample_interval_s"] != FROM_ARGUMENT and "sample_interval_s" in values:
+            values["sample_interval_s"] = parse_env_number(
+                values["sample_interval_s"], ENV_SAMPLE_INTERVAL_S, INTERVAL_RULE, interval_ok
             )
         config = cls(**values, sources=MappingProxyType(sources))
         logger.debug("mlflow-green config: %s", config.describe())
@@ -412,5 +246,5 @@ class GreenConfig:
             'DEU'
         """
         sources = dict(self.sources)
-        sources.update({name: _FROM_ARGUMENT for name in changes if name in sources})
+        sources.update({name: FROM_ARGUMENT for name in changes if name in sources})
         return dataclasses.replace(self, **changes, sources=MappingProxyType(sources))
