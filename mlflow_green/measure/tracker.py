@@ -2,38 +2,38 @@
 
 Framework-free and MLflow-free: it returns :class:`~mlflow_green.measure.readings.Measurement` values
 in joules, watts and seconds. Logging to MLflow is :mod:`mlflow_green.track` and the callbacks.
+Reading the meters (fail-over, device guard, the sampler thread) is
+:mod:`~mlflow_green.measure.meter_reading`; named windows are :mod:`~mlflow_green.measure.windows`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mlflow_green.config import GreenConfig
 from mlflow_green.errors import ConfigError, TrackerStateError
 from mlflow_green.measure.attribution import Attribution, ProcessTree
-from mlflow_green.measure.device_guard import MAX_PLAUSIBLE_POWER_W, DeviceGuard
-from mlflow_green.measure.failover import MeterRoster, safe
+from mlflow_green.measure.device_guard import MAX_PLAUSIBLE_POWER_W
 from mlflow_green.measure.granularity import GranularityCheck
 from mlflow_green.measure.host import host_id
 from mlflow_green.measure.idle_floor import IdleFloor
+from mlflow_green.measure.meter_reading import TrackerMeters
 from mlflow_green.measure.meters.base import Meter
 from mlflow_green.measure.readings import DeviceCounter, Measurement, Snapshot
 from mlflow_green.measure.sampler import Sampler
 from mlflow_green.measure.selection import MeterSelection, instantiate, select_meters
-from mlflow_green.measure.windows import MeterSpec, WindowRecord, WindowResult, split_meters
+from mlflow_green.measure.windows import MeterSpec, NamedWindows, WindowRecord, WindowResult, split_meters
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["MAX_PLAUSIBLE_POWER_W", "EnergyTracker", "MeterSpec", "WindowRecord", "WindowResult"]
 
 
-class EnergyTracker:
+class EnergyTracker(NamedWindows):
     """Measures the energy of this process's host devices between ``start()`` and ``stop()``.
 
     Configuration is validated here, at construction, before any training starts. Counters are
@@ -112,14 +112,11 @@ class EnergyTracker:
         self.synchronize = synchronize
         self._injected = injected
         self._clock = clock
-        self._lock = threading.Lock()
         self.host = host_id()  # hostname + machine id: two hosts named alike stay two hosts
         self.selection: MeterSelection | None = None
-        self._sampler: Sampler | None = None
+        self._meters: TrackerMeters | None = None
         self._start: Snapshot | None = None
         self._end: Snapshot | None = None
-        self._roster: MeterRoster | None = None
-        self._guard = DeviceGuard(0.0)
         self.granularity = GranularityCheck()
         self.meter_reports: dict[str, Any] = {}
         self._sync_failed = False
@@ -132,15 +129,8 @@ class EnergyTracker:
 
     def fresh(self) -> EnergyTracker:
         """A new, unstarted tracker with the same configuration and injected meters (one per fit)."""
-        return EnergyTracker(
-            config=self.config,
-            meters=list(self._injected),
-            clock=self._clock,
-            device_filter=self.device_filter,
-            processes=self.processes,
-            framework_gpus=self.framework_gpus,
-            synchronize=self.synchronize,
-        )
+        return _unpickled_tracker(self.config, list(self._injected), self._clock, self.device_filter, self.processes,
+                                  self.framework_gpus, self.synchronize)
 
     @property
     def attribution(self) -> Attribution:
@@ -173,18 +163,14 @@ class EnergyTracker:
         else:
             candidates = instantiate(None)
         self.selection = select_meters(candidates, explicit_order=explicit)
-        now_s = self._clock()
-        self._guard = DeviceGuard(now_s)
-        self._roster = MeterRoster(
+        self._meters = TrackerMeters(
             self.selection,
             explicit=explicit,
-            start_s=now_s,
+            clock=self._clock,
             fault=self._fault,
             attribution=self.attribution,
             sample_interval_s=self.config.sample_interval_s,
         )
-        self._roster.start(now_s)
-        self._restart_sampler()
         self.started_at_unix_s = time.time()
         self._start = self.snapshot()
 
@@ -195,20 +181,11 @@ class EnergyTracker:
         if self.total is not None:
             return self.total
         end = self.snapshot()
-        if self._sampler is not None:
-            self._sampler.stop()
-        self.granularity.periods_s.update(self._update_periods_s())
-        for meter in self._meters_opened():
-            try:
-                report = dict(meter.report())
-                if report:
-                    self.meter_reports[meter.name] = report
-            except Exception as exc:
-                logger.debug("meter %s could not report: %s", meter.name, exc)
-            try:
-                meter.close()
-            except Exception as exc:
-                logger.debug("closing meter %s failed: %s", meter.name, exc)
+        meters = self._meters
+        if meters is not None:
+            meters.stop_sampler()
+            self.granularity.periods_s.update(meters.update_periods_s())
+            self.meter_reports.update(meters.close())
         self._end = end
         self.total = end - self._start
         self.granularity.recheck()  # windows and epochs that closed before the update periods were learnt
@@ -230,38 +207,14 @@ class EnergyTracker:
         available meter by priority (opened now), its devices keep the energy counted so far,
         and the switch shows in ``green.meters`` (``cpu:rapl>estimate``) and in ``faults``.
         """
-        roster = self._roster
-        if roster is None:
+        meters = self._meters
+        if meters is None:
             raise TrackerStateError("snapshot() called before start()")
         self._synchronize_devices()
-        with self._lock:
-            now_s = self._clock()
-            fresh: dict[str, DeviceCounter] = {}
-            pending = roster.active()
-            while pending:
-                meter = pending.pop(0)
-                wanted = {c for c, m in roster.assign.items() if m is meter}
-                try:
-                    readings = [d for d in meter.read(now_s) if d.component in wanted]
-                except Exception as exc:  # measurement never crashes training
-                    replacements = roster.fail_over(meter, now_s, f"read() failed: {exc}")
-                    if self._sampler is not None:  # already running: include the replacements
-                        self._restart_sampler()
-                    pending.extend(m for m in replacements if m not in pending)
-                    continue
-                for fault in safe(meter.take_faults, []):
-                    self._fault(meter, fault)
-                for reading in readings:  # a device that reads nonsense is quarantined alone
-                    checked, fault = self._guard.check(reading, now_s)
-                    if fault:
-                        self._fault(meter, fault)
-                    if checked is not None:
-                        fresh[reading.device_id] = roster.with_carry(checked)
-            fresh.update(roster.carried_now(now_s, fresh))
-            for device in fresh.values():
-                roster.last_good[device.device_id] = (now_s, device)
+        now_s, fresh = meters.read()
         devices = tuple(d for d in fresh.values() if self.device_filter is None or self.device_filter(d))
-        self._ensure_sampler()
+        if self.total is None:
+            meters.ensure_sampler()
         snap = Snapshot(now_s, devices, host=self.host)
         self.idle_floor.observe(snap)
         return snap
@@ -278,19 +231,10 @@ class EnergyTracker:
                 logger.warning("mlflow-green: synchronising the devices before reading counters failed: %s", exc)
 
     # -- meters ------------------------------------------------------------------------------
-    def _meters_opened(self) -> list[Meter]:
-        return list(self._roster.opened.values()) if self._roster is not None else []
-
-    def _restart_sampler(self) -> None:
-        if self._sampler is not None:
-            self._sampler.stop()
-        self._sampler = Sampler(self._roster.active() if self._roster is not None else [], clock=self._clock)
-        self._sampler.start()
-
-    def _ensure_sampler(self) -> None:
-        """Start the thread if a meter has come to need it since (a shared GPU, say)."""
-        if self._sampler is not None and self.total is None and not self._sampler.running and self._sampler.needed:
-            self._sampler.start()
+    @property
+    def _sampler(self) -> Sampler | None:
+        """The sampler thread of the started meters (None before ``start()``)."""
+        return self._meters.sampler if self._meters is not None else None
 
     @property
     def start_snapshot(self) -> Snapshot:
@@ -314,55 +258,9 @@ class EnergyTracker:
             return self.total
         return self.snapshot() - self._start
 
-    # -- windows -----------------------------------------------------------------------------
-    def begin(self, name: str) -> Snapshot:
-        """Open the window ``name`` (an epoch, a phase); returns its start snapshot."""
-        if not self.running:
-            raise TrackerStateError(f"begin({name!r}) called while the tracker is not running")
-        snap = self.snapshot()
-        self._open_windows[name] = snap
-        return snap
-
-    def end(self, name: str) -> Measurement:
-        """Close the window ``name`` and return what it measured."""
-        begin = self._open_windows.pop(name, None)
-        if begin is None:
-            raise TrackerStateError(f"end({name!r}) called without a matching begin({name!r})")
-        measurement = self.snapshot() - begin
-        offset_s = begin.timestamp_s - (self._start.timestamp_s if self._start else begin.timestamp_s)
-        self.windows.append(WindowRecord(name, offset_s, measurement))
-        self.check_granularity(measurement, name)
-        return measurement
-
-    def check_granularity(self, measurement: Measurement, name: str) -> bool:
-        """Flag (in report.json, and once in the log) a window shorter than 10 counter update periods.
-
-        The tracker checks its own windows; callers that subtract snapshots themselves (epochs)
-        call this with their window. Returns True when the window is flagged.
-        """
-        return self.granularity.check(measurement, name, self._update_periods_s() if self.total is None else {})
-
-    @property
-    def counter_update_period_s(self) -> float | None:
-        """The slowest known update period of the counters in use, in seconds (None: none known yet).
-
-        NVML learns its counters' periods in the first second or two after start.
-        """
-        periods = {**self.granularity.periods_s, **(self._update_periods_s() if self.total is None else {})}
-        return max(periods.values()) if periods else None
-
+    # -- windows (NamedWindows) -------------------------------------------------------------
     def _update_periods_s(self) -> dict[str, float]:
-        return self._roster.update_periods_s() if self._roster is not None else {}
-
-    @contextlib.contextmanager
-    def window(self, name: str) -> Iterator[WindowResult]:
-        """Measure a ``with`` block; the result's ``measurement`` is set when the block exits."""
-        result = WindowResult(name)
-        self.begin(name)
-        try:
-            yield result
-        finally:
-            result.measurement = self.end(name)
+        return self._meters.update_periods_s() if self._meters is not None else {}
 
     # -- descriptions ------------------------------------------------------------------------
     def meters_tag(self) -> str:
@@ -370,7 +268,7 @@ class EnergyTracker:
 
         A component whose meter failed mid-run lists the meters in order: ``gpu:nvml-counter>estimate``.
         """
-        return self._roster.meters_tag() if self._roster is not None else ""
+        return self._meters.meters_tag() if self._meters is not None else ""
 
     def _fault(self, meter: Meter, message: str) -> None:
         text = f"{meter.name}: {message}"

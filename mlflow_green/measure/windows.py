@@ -1,5 +1,8 @@
 """Named windows of a tracker (an epoch, a phase) and how ``meters=`` is split into names and instances.
 
+:class:`NamedWindows` is the window half of :class:`~mlflow_green.measure.tracker.EnergyTracker`
+(``begin``/``end``/``window``, the granularity check); the tracker supplies the snapshots.
+
 Example:
     >>> split_meters("nvml, rapl")
     ([], ['nvml', 'rapl'])
@@ -7,13 +10,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow_green.errors import ConfigError
+from mlflow_green.errors import ConfigError, TrackerStateError
+from mlflow_green.measure.granularity import GranularityCheck
 from mlflow_green.measure.meters.base import Meter
-from mlflow_green.measure.readings import Measurement
+from mlflow_green.measure.readings import Measurement, Snapshot
 
 MeterSpec = str | Meter
 
@@ -37,6 +42,76 @@ class WindowResult:
     def __init__(self, name: str) -> None:
         self.name = name
         self.measurement: Measurement | None = None
+
+
+class NamedWindows:
+    """Named windows over a tracker's snapshots: ``begin``/``end``/``window`` and the granularity check.
+
+    Mixed into :class:`~mlflow_green.measure.tracker.EnergyTracker`, which provides ``running``,
+    ``snapshot()``, the start snapshot and the counters' update periods.
+    """
+
+    _open_windows: dict[str, Snapshot]
+    _start: Snapshot | None
+    windows: list[WindowRecord]
+    granularity: GranularityCheck
+    total: Measurement | None
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def snapshot(self) -> Snapshot:
+        raise NotImplementedError
+
+    def _update_periods_s(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def begin(self, name: str) -> Snapshot:
+        """Open the window ``name`` (an epoch, a phase); returns its start snapshot."""
+        if not self.running:
+            raise TrackerStateError(f"begin({name!r}) called while the tracker is not running")
+        snap = self.snapshot()
+        self._open_windows[name] = snap
+        return snap
+
+    def end(self, name: str) -> Measurement:
+        """Close the window ``name`` and return what it measured."""
+        begin = self._open_windows.pop(name, None)
+        if begin is None:
+            raise TrackerStateError(f"end({name!r}) called without a matching begin({name!r})")
+        measurement = self.snapshot() - begin
+        offset_s = begin.timestamp_s - (self._start.timestamp_s if self._start else begin.timestamp_s)
+        self.windows.append(WindowRecord(name, offset_s, measurement))
+        self.check_granularity(measurement, name)
+        return measurement
+
+    def check_granularity(self, measurement: Measurement, name: str) -> bool:
+        """Flag (in report.json, and once in the log) a window shorter than 10 counter update periods.
+
+        The tracker checks its own windows; callers that subtract snapshots themselves (epochs)
+        call this with their window. Returns True when the window is flagged.
+        """
+        return self.granularity.check(measurement, name, self._update_periods_s() if self.total is None else {})
+
+    @property
+    def counter_update_period_s(self) -> float | None:
+        """The slowest known update period of the counters in use, in seconds (None: none known yet).
+
+        NVML learns its counters' periods in the first second or two after start.
+        """
+        periods = {**self.granularity.periods_s, **(self._update_periods_s() if self.total is None else {})}
+        return max(periods.values()) if periods else None
+
+    @contextlib.contextmanager
+    def window(self, name: str) -> Iterator[WindowResult]:
+        """Measure a ``with`` block; the result's ``measurement`` is set when the block exits."""
+        result = WindowResult(name)
+        self.begin(name)
+        try:
+            yield result
+        finally:
+            result.measurement = self.end(name)
 
 
 def split_meters(meters: str | Sequence[MeterSpec] | None) -> tuple[list[Meter], list[str]]:

@@ -1,0 +1,174 @@
+"""The meters of one running tracker: opened, read under one lock, polled by one thread, closed.
+
+Nothing here raises for a meter's failure. A meter whose ``read()`` raises is quarantined by the :class:`~mlflow_green.measure.failover.MeterRoster`
+(its components pass to the next meter by priority, opened now); a device that reads nonsense is
+quarantined alone by the :class:`~mlflow_green.measure.device_guard.DeviceGuard`.
+
+Example:
+    >>> from mlflow_green.measure.device_guard import DeviceGuard
+    >>> from mlflow_green.measure.failover import MeterRoster
+    >>> from mlflow_green.measure.selection import select_meters
+    >>> from mlflow_green.testing import FakeMeter
+    >>> roster = MeterRoster(select_meters([FakeMeter({"cpu:0": 10.0})]), explicit=False, start_s=0.0)
+    >>> roster.start(0.0)
+    >>> faults = []
+    >>> counters = read_counters(roster, DeviceGuard(0.0), 1.0, lambda m, text: faults.append(text))
+    >>> sorted(counters), faults
+    (['cpu:0'], [])
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mlflow_green.measure.attribution import Attribution
+from mlflow_green.measure.device_guard import DeviceGuard
+from mlflow_green.measure.failover import MeterRoster, safe
+from mlflow_green.measure.meters.base import Meter
+from mlflow_green.measure.readings import DeviceCounter
+from mlflow_green.measure.sampler import Sampler
+from mlflow_green.measure.selection import MeterSelection
+
+logger = logging.getLogger(__name__)
+
+
+def read_counters(
+    roster: MeterRoster,
+    guard: DeviceGuard,
+    now_s: float,
+    fault: Callable[[Meter, str], None],
+    replaced: Callable[[], object] = lambda: None,
+) -> dict[str, DeviceCounter]:
+    """Every device's cumulative counter at ``now_s``, by device id; never raises for a meter failure.
+
+    Args:
+        roster: The tracker's meters (which measures each component, failed ones, carried devices).
+        guard: Quarantines a device that reads nonsense.
+        now_s: The instant of the read (the tracker's clock).
+        fault: Called with (meter, message) for everything worth a line in ``faults``.
+        replaced: Called after a meter failed over to others (the tracker restarts its sampler).
+    """
+    fresh: dict[str, DeviceCounter] = {}
+    pending = roster.active()
+    while pending:
+        meter = pending.pop(0)
+        wanted = {c for c, m in roster.assign.items() if m is meter}
+        try:
+            readings = [d for d in meter.read(now_s) if d.component in wanted]
+        except Exception as exc:  # measurement never crashes training
+            replacements = roster.fail_over(meter, now_s, f"read() failed: {exc}")
+            replaced()
+            pending.extend(m for m in replacements if m not in pending)
+            continue
+        for message in safe(meter.take_faults, []):
+            fault(meter, message)
+        for reading in readings:  # a device that reads nonsense is quarantined alone
+            checked, message = guard.check(reading, now_s)
+            if message:
+                fault(meter, message)
+            if checked is not None:
+                fresh[reading.device_id] = roster.with_carry(checked)
+    fresh.update(roster.carried_now(now_s, fresh))
+    for device in fresh.values():
+        roster.last_good[device.device_id] = (now_s, device)
+    return fresh
+
+
+def close_meters(meters: Iterable[Meter]) -> dict[str, Any]:
+    """Ask each meter for its report, then close it; returns meter name -> non-empty report."""
+    reports: dict[str, Any] = {}
+    for meter in meters:
+        try:
+            report = dict(meter.report())
+            if report:
+                reports[meter.name] = report
+        except Exception as exc:
+            logger.debug("meter %s could not report: %s", meter.name, exc)
+        try:
+            meter.close()
+        except Exception as exc:
+            logger.debug("closing meter %s failed: %s", meter.name, exc)
+    return reports
+
+
+class TrackerMeters:
+    """The selected meters of one started tracker: opened now, read safely, polled by one sampler thread.
+
+    Args:
+        selection: The outcome of meter selection.
+        explicit: The user named the meters (their order is the priority).
+        clock: The tracker's monotonic clock in seconds.
+        fault: Called with (meter, message) for everything worth a line in the tracker's ``faults``.
+        attribution: Whose energy the meters bill.
+        sample_interval_s: Handed to meters that sample.
+    """
+
+    def __init__(
+        self,
+        selection: MeterSelection,
+        *,
+        explicit: bool,
+        clock: Callable[[], float],
+        fault: Callable[[Meter, str], None],
+        attribution: Attribution,
+        sample_interval_s: float,
+    ) -> None:
+        self._clock = clock
+        self._fault = fault
+        self._lock = threading.Lock()
+        now_s = clock()
+        self.guard = DeviceGuard(now_s)
+        self.roster = MeterRoster(
+            selection,
+            explicit=explicit,
+            start_s=now_s,
+            fault=fault,
+            attribution=attribution,
+            sample_interval_s=sample_interval_s,
+        )
+        self.roster.start(now_s)
+        self.sampler: Sampler | None = None
+        self.restart_sampler()
+
+    def read(self) -> tuple[float, dict[str, DeviceCounter]]:
+        """The clock and every device's counter, read together under the lock (see :func:`read_counters`)."""
+        with self._lock:
+            now_s = self._clock()
+            return now_s, read_counters(self.roster, self.guard, now_s, self._fault, replaced=self._replaced)
+
+    def _replaced(self) -> None:
+        """Meters failed over while the sampler runs: it must poll the replacements too."""
+        if self.sampler is not None:
+            self.restart_sampler()
+
+    def restart_sampler(self) -> None:
+        """A new sampler thread over the meters measuring now (started only if one needs polling)."""
+        if self.sampler is not None:
+            self.sampler.stop()
+        self.sampler = Sampler(self.roster.active(), clock=self._clock)
+        self.sampler.start()
+
+    def ensure_sampler(self) -> None:
+        """Start the thread again if a meter has come to need it since (a shared GPU, say)."""
+        if self.sampler is not None and not self.sampler.running and self.sampler.needed:
+            self.sampler.start()
+
+    def stop_sampler(self) -> None:
+        """Stop the sampler thread (before the final counters are kept)."""
+        if self.sampler is not None:
+            self.sampler.stop()
+
+    def close(self) -> dict[str, Any]:
+        """Close every opened meter; returns meter name -> its non-empty report."""
+        return close_meters(list(self.roster.opened.values()))
+
+    def update_periods_s(self) -> dict[str, float]:
+        """Every opened meter's known counter update periods (device id -> seconds)."""
+        return self.roster.update_periods_s()
+
+    def meters_tag(self) -> str:
+        """The ``green.meters`` tag (see :meth:`~mlflow_green.measure.failover.MeterRoster.meters_tag`)."""
+        return self.roster.meters_tag()
