@@ -17,7 +17,8 @@ The header names the tracking URI (absolute: a relative sqlite path is resolved 
 the run (or the token of the run still to create), whether mlflow-green started the run, and the
 writer (host, boot id, pid, start time: see :mod:`mlflow_green.record.liveness`). A live writer
 holds an exclusive ``flock`` on its file; a replay takes the same lock, so two syncs, or a sync
-and a live writer, never send the same entries.
+and a live writer, never send the same entries. The format (paths, header, entries, state) is
+:mod:`~mlflow_green.record.spool_format`; locking and moving files aside, :mod:`~mlflow_green.record.spool_io`.
 
 Example:
     >>> import tempfile
@@ -37,12 +38,11 @@ import json
 import os
 import secrets
 import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlflow_green.errors import SpoolBusyError, SpoolFormatError
+from mlflow_green.errors import SpoolFormatError
 from mlflow_green.record.liveness import WriterIdentity
 from mlflow_green.record.spool_format import (
     ENV_SPOOL_DIR,
@@ -60,14 +60,7 @@ from mlflow_green.record.spool_format import (
     spool_paths,
     to_send,
 )
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Linux/macOS: no locking
-    fcntl = None  # type: ignore[assignment]
-
-
-_OPEN: weakref.WeakSet[SpoolFile] = weakref.WeakSet()
+from mlflow_green.record.spool_io import hold_until_fork, lock_file, move_aside, write_all
 
 
 class SpoolFile:
@@ -83,7 +76,7 @@ class SpoolFile:
         self._done_seq, state_run_id, aside = read_state(self.state_path, path)
         self.run_id: str | None = state_run_id or header.get("run_id") or None
         self.aside_lines: set[int] = aside
-        _OPEN.add(self)
+        hold_until_fork(self)
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -130,8 +123,8 @@ class SpoolFile:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         lock_fd = None
         try:
-            _write_all(fd, (json.dumps(full, separators=(",", ":")) + "\n").encode())
-            lock_fd = _lock(tmp, block=False)
+            write_all(fd, (json.dumps(full, separators=(",", ":")) + "\n").encode())
+            lock_fd = lock_file(tmp, block=False)
             os.replace(tmp, path)
         except BaseException:
             if lock_fd is not None:
@@ -156,7 +149,7 @@ class SpoolFile:
             if path.exists():
                 raise SpoolFormatError(f"{path.name} is not a regular file")
             raise FileNotFoundError(path)
-        lock_fd = _lock(path, block=False)
+        lock_fd = lock_file(path, block=False)
         try:
             if os.fstat(lock_fd).st_ino != os.stat(path).st_ino:  # replaced between open and lock
                 raise FileNotFoundError(path)
@@ -183,7 +176,7 @@ class SpoolFile:
                 raise FileNotFoundError(f"{self.path} was replaced")
             size = os.fstat(fd).st_size
             try:
-                _write_all(fd, line)
+                write_all(fd, line)
             except OSError:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, size)
@@ -245,55 +238,6 @@ class SpoolFile:
     def read(self) -> ReadResult:
         """Every entry, checked: malformed lines and out-of-order ``seq`` are listed apart."""
         return parse_entries(self.path.read_bytes())
-
-def move_aside(path: Path, reason: str) -> Path:
-    """Move a file (or anything) that is not a usable spool into ``malformed/``, with ``<name>.reason``."""
-    folder = path.parent / MALFORMED_DIR
-    folder.mkdir(exist_ok=True)
-    target = folder / path.name
-    while target.exists():
-        target = folder / f"{path.name}.{secrets.token_hex(2)}"
-    os.replace(path, target)
-    with contextlib.suppress(OSError):  # a full disk: the move is what matters
-        target.with_name(target.name + ".reason").write_text(reason + "\n")
-    state = path.with_name(path.name[: -len(".jsonl")] + ".state") if path.name.endswith(".jsonl") else None
-    if state is not None and state.is_file():
-        os.replace(state, target.with_name(target.name + ".state"))
-    return target
-
-
-def _lock(path: Path, *, block: bool) -> int:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    if fcntl is None:
-        return fd
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
-        raise SpoolBusyError(f"{path.name} is locked by a live writer or another sync") from None
-    except OSError:
-        pass  # a file system without locks: go on unlocked
-    return fd
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _close_inherited_locks() -> None:
-    """In a forked child, close the lock fds: a child (a data-loader worker) must not keep a dead writer's lock."""
-    for spool in list(_OPEN):
-        if spool._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(spool._lock_fd)
-            spool._lock_fd = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 __all__ = [
