@@ -10,26 +10,25 @@ creation is refused, every write after it is set aside with that reason. Waiting
 is always bounded by the caller's timeout; the thread itself may wait on MLflow as long as MLflow
 does, in the background.
 
-One writer per run and process (:data:`LIVE`): a later fit of the same run in the same process
-shares it, so that its writes stay in order.
+One writer per run and process (:data:`LIVE`, :mod:`~mlflow_green.record.live_writers`): a later
+fit of the same run in the same process shares it, so that its writes stay in order. The thread's
+loop (send, retry, set aside) is :class:`~mlflow_green.record.send_loop.SendLoop`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow_green.record.failures import describe, is_transient
 from mlflow_green.record.keeper import SpoolKeeper
+from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, forget_writer, tracking_uri_of
 from mlflow_green.record.messages import WriteCounts
-from mlflow_green.record.ops import RunSpec, send
-from mlflow_green.record.orphans import adopt_orphans
+from mlflow_green.record.ops import RunSpec
+from mlflow_green.record.send_loop import SendLoop
 from mlflow_green.record.spool import canonical_uri, default_spool_dir
 from mlflow_green.record.timeouts import RunTimeouts
 
@@ -37,15 +36,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-logger = logging.getLogger(__name__)
-
-LIVE: dict[tuple[str, str], BackgroundWriter] = {}
-"""The live writers of this process, by (tracking URI, run id or creation token)."""
-LIVE_LOCK = threading.Lock()
-"""Guards :data:`LIVE`; never taken while holding a writer's own lock."""
-
-
-class BackgroundWriter:
+class BackgroundWriter(SendLoop):
     """The queue and thread of one run's writes (see the module docstring). Use ``RunRecorder``."""
 
     def __init__(
@@ -143,9 +134,7 @@ class BackgroundWriter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=0.5)  # it may be inside one of MLflow's requests: never wait on that
         self.keeper.release()
-        with LIVE_LOCK:
-            for key in [key for key, value in LIVE.items() if value is self]:
-                del LIVE[key]
+        forget_writer(self)
 
     def backlog(self) -> tuple[list[dict[str, Any]], set[int]]:
         """The entries not handled yet, and the ``seq`` of those that are in no spool file (memory only)."""
@@ -197,98 +186,6 @@ class BackgroundWriter:
             backlog.append(self._held)
         return sorted(backlog, key=lambda entry: entry["seq"])
 
-    def _run(self) -> None:
-        backoff_s = self.timeouts.retry_start_s
-        first_try = True
-        while True:
-            with self._cond:
-                while not self._queue and not self._closed and not self._stopped:
-                    self._cond.wait(5.0)
-                if self._stopped:
-                    return
-                entry = self._queue[0] if self._queue else None
-            if entry is None:
-                self._finish()
-                return
-            self.keeper.sync_to_disk()
-            error = self._creation_failed_reason(entry)
-            if error is None:
-                try:
-                    sent = send(self.client, entry, self.run_id, first_try=first_try and entry["op"] == "create")
-                except Exception as exc:
-                    if entry["op"] == "create":
-                        first_try = False
-                    if is_transient(exc):
-                        self._transient(exc, backoff_s)
-                        with self._cond:
-                            self._cond.wait_for(lambda: self._stopped, timeout=backoff_s)
-                        backoff_s = min(backoff_s * 2, self.timeouts.retry_max_s)
-                        continue
-                    error = describe(exc)
-                else:
-                    backoff_s = self.timeouts.retry_start_s
-                    self.created_run = sent.run if sent.run is not None else self.created_run
-                    self._done(entry, sent.run_id)
-                    continue
-            self._set_aside(entry, error)
-
-    def _creation_failed_reason(self, entry: Mapping[str, Any]) -> str | None:
-        if self.creation_error is not None and entry["op"] != "create":
-            return f"the run could not be created: {self.creation_error}"
-        return None
-
-    def _transient(self, exc: BaseException, backoff_s: float) -> None:
-        message = describe(exc)
-        if not self.failures or self.failures[-1] != message:
-            logger.warning("mlflow-green: writing to %s failed (%s); retrying in %g s", self._label(), message, backoff_s)
-        self.failures.append(message)
-
-    def _done(self, entry: dict[str, Any], run_id: str) -> None:
-        if entry["op"] == "create":
-            with LIVE_LOCK:  # never taken while holding self._cond (open() takes them in this order)
-                LIVE.setdefault((self.tracking_uri, run_id), self)
-        with self._cond:
-            if entry["op"] == "create":
-                self.run_id = run_id
-            else:
-                self.counts.sent += 1
-        self._progress(entry, run_id if entry["op"] == "create" else None)
-        if not self._adopted:  # the server answers: send what earlier processes left for it
-            self._adopted = True
-            adopt_orphans(self.keeper.folder, self.tracking_uri, self.client, exclude=self.keeper.path)
-
-    def _set_aside(self, entry: dict[str, Any], reason: str) -> None:
-        logger.warning("mlflow-green: the tracking server refused a write (%s) to %s: %s", entry["op"], self._label(), reason)
-        with self._cond:
-            if entry["op"] == "create":
-                self.creation_error = reason
-            else:
-                self.counts.rejected += 1
-                self.counts.reasons.append(reason)
-        kept = self.keeper.reject(entry, reason)
-        if kept is not None:
-            self.counts.rejected_file = kept
-        elif entry["op"] != "create":
-            self.counts.rejected_lost += 1
-        self._progress(entry)
-
-    def _progress(self, entry: dict[str, Any], run_id: str | None = None) -> None:
-        with self._cond:
-            self.keeper.done(entry["seq"], run_id)
-            if self._queue and self._queue[0] is entry:
-                self._queue.popleft()
-            self._cond.notify_all()
-
-    def _finish(self) -> None:
-        """Everything was handled and the writer was closed: delete the spool file."""
-        with self._cond:
-            problem = self.keeper.remove()
-        if problem:
-            self.counts.remove_problem = problem
-        with LIVE_LOCK:
-            for key in [key for key, value in LIVE.items() if value is self]:
-                del LIVE[key]
-
     def _thread_alive_or_idle(self) -> bool:
         return self._thread is None or self._thread.is_alive() or not self._closed
 
@@ -303,20 +200,4 @@ class BackgroundWriter:
         return self._label()
 
 
-
-def tracking_uri_of(client: Any) -> str:
-    """The tracking URI of ``client`` (None: the current one)."""
-    uri = None
-    if client is not None:
-        uri = getattr(client, "tracking_uri", None) or getattr(getattr(client, "_tracking_client", None), "tracking_uri", None)
-    if isinstance(uri, str):
-        return uri
-    try:
-        import mlflow
-
-        return mlflow.get_tracking_uri()
-    except Exception:
-        return ""
-
-
-__all__ = ["LIVE", "BackgroundWriter", "tracking_uri_of"]
+__all__ = ["LIVE", "LIVE_LOCK", "BackgroundWriter", "tracking_uri_of"]

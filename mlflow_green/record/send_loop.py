@@ -1,0 +1,146 @@
+"""The writer thread's loop: send the queue in order, retry what failed for now, set aside what was refused.
+
+A transient failure (connection, timeout, 5xx, 429) is retried after a pause of
+``retry_start_s`` doubling to ``retry_max_s``; a write refused for good is set aside in
+``rejected/`` with MLflow's message and the next ones go on; once the run's creation was refused,
+every later write is set aside with that reason. :class:`SendLoop` is the sending half of
+:class:`~mlflow_green.record.writer.BackgroundWriter`, which owns the queue it reads.
+
+Example::
+
+    writer = BackgroundWriter(MlflowClient(), run_id)   # a SendLoop: its thread runs SendLoop._run
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mlflow_green.record.failures import describe, is_transient
+from mlflow_green.record.keeper import SpoolKeeper
+from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, forget_writer
+from mlflow_green.record.messages import WriteCounts
+from mlflow_green.record.ops import send
+from mlflow_green.record.orphans import adopt_orphans
+from mlflow_green.record.timeouts import RunTimeouts
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+logger = logging.getLogger(__name__)
+
+
+class SendLoop:
+    """The thread side of a run's writer: sends ``_queue``'s head until the queue is empty and closed."""
+
+    client: MlflowClient
+    run_id: str | None
+    tracking_uri: str
+    timeouts: RunTimeouts
+    failures: list[str]
+    counts: WriteCounts
+    creation_error: str | None
+    created_run: Run | None
+    keeper: SpoolKeeper
+    _cond: threading.Condition
+    _queue: deque[dict[str, Any]]
+    _closed: bool
+    _stopped: bool
+    _adopted: bool
+
+    def _label(self) -> str:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        backoff_s = self.timeouts.retry_start_s
+        first_try = True
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed and not self._stopped:
+                    self._cond.wait(5.0)
+                if self._stopped:
+                    return
+                entry = self._queue[0] if self._queue else None
+            if entry is None:
+                self._finish()
+                return
+            self.keeper.sync_to_disk()
+            error = self._creation_failed_reason(entry)
+            if error is None:
+                try:
+                    sent = send(self.client, entry, self.run_id, first_try=first_try and entry["op"] == "create")
+                except Exception as exc:
+                    if entry["op"] == "create":
+                        first_try = False
+                    if is_transient(exc):
+                        self._transient(exc, backoff_s)
+                        with self._cond:
+                            self._cond.wait_for(lambda: self._stopped, timeout=backoff_s)
+                        backoff_s = min(backoff_s * 2, self.timeouts.retry_max_s)
+                        continue
+                    error = describe(exc)
+                else:
+                    backoff_s = self.timeouts.retry_start_s
+                    self.created_run = sent.run if sent.run is not None else self.created_run
+                    self._done(entry, sent.run_id)
+                    continue
+            self._set_aside(entry, error)
+
+    def _creation_failed_reason(self, entry: Mapping[str, Any]) -> str | None:
+        if self.creation_error is not None and entry["op"] != "create":
+            return f"the run could not be created: {self.creation_error}"
+        return None
+
+    def _transient(self, exc: BaseException, backoff_s: float) -> None:
+        message = describe(exc)
+        if not self.failures or self.failures[-1] != message:
+            logger.warning("mlflow-green: writing to %s failed (%s); retrying in %g s", self._label(), message, backoff_s)
+        self.failures.append(message)
+
+    def _done(self, entry: dict[str, Any], run_id: str) -> None:
+        if entry["op"] == "create":
+            with LIVE_LOCK:  # never taken while holding self._cond (open() takes them in this order)
+                LIVE.setdefault((self.tracking_uri, run_id), self)
+        with self._cond:
+            if entry["op"] == "create":
+                self.run_id = run_id
+            else:
+                self.counts.sent += 1
+        self._progress(entry, run_id if entry["op"] == "create" else None)
+        if not self._adopted:  # the server answers: send what earlier processes left for it
+            self._adopted = True
+            adopt_orphans(self.keeper.folder, self.tracking_uri, self.client, exclude=self.keeper.path)
+
+    def _set_aside(self, entry: dict[str, Any], reason: str) -> None:
+        logger.warning("mlflow-green: the tracking server refused a write (%s) to %s: %s", entry["op"], self._label(), reason)
+        with self._cond:
+            if entry["op"] == "create":
+                self.creation_error = reason
+            else:
+                self.counts.rejected += 1
+                self.counts.reasons.append(reason)
+        kept = self.keeper.reject(entry, reason)
+        if kept is not None:
+            self.counts.rejected_file = kept
+        elif entry["op"] != "create":
+            self.counts.rejected_lost += 1
+        self._progress(entry)
+
+    def _progress(self, entry: dict[str, Any], run_id: str | None = None) -> None:
+        with self._cond:
+            self.keeper.done(entry["seq"], run_id)
+            if self._queue and self._queue[0] is entry:
+                self._queue.popleft()
+            self._cond.notify_all()
+
+    def _finish(self) -> None:
+        """Everything was handled and the writer was closed: delete the spool file."""
+        with self._cond:
+            problem = self.keeper.remove()
+        if problem:
+            self.counts.remove_problem = problem
+        forget_writer(self)
