@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mlflow_green.formatting import plural
 from mlflow_green.gates.holders import holder_tag_value
 from mlflow_green.gates.outcome import RuleResult
-from mlflow_green.formatting import plural
 from mlflow_green.record import schema
 
 PASSED = "passed"
