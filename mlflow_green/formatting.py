@@ -15,6 +15,8 @@ The rules:
 - Counts: thousands separators; a noun agrees with its count (``1 rule``, ``2 rules``, ``0 runs``).
 - Unknown, NaN or infinite: ``—``.
 
+Rounding and unit scaling themselves are :mod:`mlflow_green.rounding`.
+
 Example:
     >>> energy_kwh(7.331e-05), emissions_kg(0.0273), ratio(35310.6), plural(1, "rule"), plural(2, "rule")
     ('73.3 mWh', '27.3 g CO2e', '35,311', '1 rule', '2 rules')
@@ -24,87 +26,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from decimal import ROUND_HALF_UP, Context, Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
-MISSING = "—"
-"""What an unknown (None, NaN, infinite) figure is shown as."""
+from mlflow_green.rounding import (
+    ENERGY_UNITS_J,
+    ENERGY_UNITS_KWH,
+    MASS_UNITS_KG,
+    MISSING,
+    POWER_UNITS_W,
+    SIZE_UNITS_BYTES,
+    Units,  # noqa: F401  (the unit tables' type, importable from here as before)
+    finite,
+    group_thousands,
+    plain_decimal,
+    scaled,
+    significant,
+)
 
-Units = tuple[tuple[int, str], ...]
-"""(power of ten of the unit in the input's unit, unit name), largest first."""
-ENERGY_UNITS_KWH: Units = ((6, "GWh"), (3, "MWh"), (0, "kWh"), (-3, "Wh"), (-6, "mWh"), (-9, "µWh"))
-MASS_UNITS_KG: Units = ((3, "t"), (0, "kg"), (-3, "g"), (-6, "mg"))
-POWER_UNITS_W: Units = ((6, "MW"), (3, "kW"), (0, "W"), (-3, "mW"))
-ENERGY_UNITS_J: Units = ((9, "GJ"), (6, "MJ"), (3, "kJ"), (0, "J"), (-3, "mJ"), (-6, "µJ"))
-SIZE_UNITS_BYTES: Units = ((12, "TB"), (9, "GB"), (6, "MB"), (3, "kB"), (0, "B"))
 CO2E = "CO2e"
 
 __all__ = [
     "MISSING", "Figure", "count", "emissions_kg", "energy_j", "energy_kwh", "intensity_g_per_kwh", "number", "plural",
     "power_w", "progress_line", "ratio", "readable_figures", "scaled", "significant", "size_bytes",
 ]
-
-
-def _finite(value: float | int | None) -> bool:
-    return value is not None and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _group(digits: str) -> str:
-    """Thousands separators in the integer part of a plain decimal string (``-12345.6`` → ``-12,345.6``)."""
-    sign = "-" if digits.startswith("-") else ""
-    whole, dot, fraction = digits.lstrip("-").partition(".")
-    groups = []
-    while len(whole) > 3:
-        groups.insert(0, whole[-3:])
-        whole = whole[:-3]
-    groups.insert(0, whole)
-    return sign + ",".join(groups) + dot + fraction
-
-
-def _plain(value: Decimal) -> str:
-    """A decimal without exponent and without trailing zeros (``1.20E+3`` → ``1200``, ``0.500`` → ``0.5``)."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def _round_significant(value: float, digits: int) -> Decimal:
-    return Context(prec=digits, rounding=ROUND_HALF_UP).plus(Decimal(value))
-
-
-def significant(value: float, digits: int = 3) -> str:
-    """``value`` rounded to ``digits`` significant digits, plain decimal, with thousands separators.
-
-    Example:
-        >>> significant(0.000123456), significant(1234567.0), significant(2.0), significant(0.125, 2)
-        ('0.000123', '1,230,000', '2', '0.13')
-    """
-    if not _finite(value):
-        return MISSING
-    if value == 0:
-        return "0"
-    return _group(_plain(_round_significant(float(value), digits)))
-
-
-def scaled(value: float | None, units: Units, zero_unit: str, digits: int = 3) -> str:
-    """``value`` rounded to ``digits`` significant digits, in the largest of ``units`` that shows it as at least 1.
-
-    The value is rounded once, exactly, and then only its decimal point moves (no float
-    division, so the unit and the digits are the same in every language that rounds exactly).
-
-    Example:
-        >>> scaled(0.0123, MASS_UNITS_KG, "g"), scaled(0.0, MASS_UNITS_KG, "g"), scaled(None, MASS_UNITS_KG, "g")
-        ('12.3 g', '0 g', '—')
-    """
-    if value is None or not _finite(value):
-        return MISSING
-    value = float(value)
-    if value == 0:
-        return f"0 {zero_unit}"
-    rounded = _round_significant(value, digits)
-    magnitude = rounded.adjusted()  # the power of ten of the first significant digit
-    exponent, unit = next(((e, u) for e, u in units if magnitude >= e), units[-1])
-    return f"{_group(_plain(rounded.scaleb(-exponent)))} {unit}"
 
 
 def energy_kwh(kwh: float | None) -> str:
@@ -155,7 +99,7 @@ def intensity_g_per_kwh(grams: float | None) -> str:
         >>> intensity_g_per_kwh(56.04), intensity_g_per_kwh(475.3)
         ('56 g CO2e/kWh', '475 g CO2e/kWh')
     """
-    if grams is None or not _finite(grams):
+    if grams is None or not finite(grams):
         return MISSING
     return f"{significant(grams)} g {CO2E}/kWh"
 
@@ -177,11 +121,11 @@ def ratio(value: float | None) -> str:
         >>> ratio(35310.6), ratio(150.5), ratio(12.345), ratio(None)
         ('35,311', '151', '12.3', '—')
     """
-    if value is None or not _finite(value):
+    if value is None or not finite(value):
         return MISSING
     value = float(value)
     if abs(value) >= 100:
-        return _group(_plain(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP)))
+        return group_thousands(plain_decimal(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP)))
     return significant(value)
 
 
@@ -192,7 +136,7 @@ def number(value: float | None, digits: int = 4) -> str:
         >>> number(0.98234), number(123456.0), number(None)
         ('0.9823', '123,500', '—')
     """
-    if value is None or not _finite(value):
+    if value is None or not finite(value):
         return MISSING
     return significant(float(value), digits)
 
@@ -206,7 +150,7 @@ def count(n: int | None) -> str:
     """
     if n is None or isinstance(n, bool) or not math.isfinite(n):
         return MISSING
-    return _group(str(int(n)))
+    return group_thousands(str(int(n)))
 
 
 def plural(n: int, singular: str, plural_form: str | None = None) -> str:
