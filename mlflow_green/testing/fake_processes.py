@@ -15,22 +15,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from mlflow_green.measure.procfs import CpuTimes
 
-
-class FakeCpuTimes(NamedTuple):
-    """The fields ``psutil.cpu_times()`` has on Linux, in seconds summed over all CPUs."""
-
-    user: float
-    nice: float
-    system: float
-    idle: float
-    iowait: float
-    irq: float
-    softirq: float
-    steal: float
-    guest: float
-    guest_nice: float
+FakeCpuTimes = CpuTimes
+"""The fields ``psutil.cpu_times()`` has on Linux, in seconds summed over all CPUs: the very type
+:func:`mlflow_green.measure.procfs.cpu_times` returns, so the fake cannot drift from the real reading."""
 
 
 class FakeProcessTree:
