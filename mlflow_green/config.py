@@ -58,10 +58,10 @@ from mlflow_green.config_checks import (
     implicit_source,
     interval_ok,
     origin_of,
-    parse_env_number,
     pue_ok,
 )
 from mlflow_green.errors import ConfigError, UnknownRegionError
+from mlflow_green.validation import parse_env_number
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from mlflow_green.carbon import ENV_REGION
@@ -114,17 +114,6 @@ def pue_ok(pue: float) -> bool:
 
 def interval_ok(interval_s: float) -> bool:
     return math.isfinite(interval_s) and 0.0 < interval_s <= MAX_SAMPLE_INTERVAL_S
-
-
-def parse_env_number(raw: str, var: str, rule: str, valid: Callable[[float], bool]) -> float:
-    """Parse a number from an environment variable; errors quote the variable and its text."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"Environment variable {var}={raw!r} is not a number; {rule}.") from None
-    if not valid(value):
-        raise ConfigError(f"Environment variable {var}={raw!r} is out of range; {rule}.")
-    return value
 
 
 def check_pue(value: object, sources: Mapping[str, str]) -> float:

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 from mlflow_green.errors import ConfigError
@@ -39,3 +40,14 @@ def check_positive_int(name: str, value: Any, *, optional: bool = True) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ConfigError(f"{name} must be a positive integer{' or None' if optional else ''}, got {value!r}")
+
+
+def parse_env_number(raw: str, var: str, rule: str, valid: Callable[[float], bool]) -> float:
+    """Parse a number from an environment variable; errors quote the variable and its text."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"Environment variable {var}={raw!r} is not a number; {rule}.") from None
+    if not valid(value):
+        raise ConfigError(f"Environment variable {var}={raw!r} is out of range; {rule}.")
+    return value

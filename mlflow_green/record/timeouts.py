@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mlflow_green.errors import ConfigError
+from mlflow_green.validation import parse_env_number
 
 ENV_START_TIMEOUT_S = "MLFLOW_GREEN_START_TIMEOUT_S"
 ENV_END_TIMEOUT_S = "MLFLOW_GREEN_END_TIMEOUT_S"
@@ -94,13 +95,7 @@ def _pick(name: str, value: object, env: Mapping[str, str], variables: tuple[str
         raw = (env.get(var) or "").strip()
         if not raw:
             continue
-        try:
-            parsed = float(raw)
-        except ValueError:
-            raise ConfigError(f"Environment variable {var}={raw!r} is not a number; expected {_RULE}.") from None
-        if not _ok(parsed):
-            raise ConfigError(f"Environment variable {var}={raw!r} is out of range; expected {_RULE}.")
-        return parsed
+        return parse_env_number(raw, var, f"expected {_RULE}", _ok)
     return default
 
 
