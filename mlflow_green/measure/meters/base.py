@@ -17,9 +17,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mlflow_green.measure.readings import Component, DeviceCounter, Provenance
+from mlflow_green.measure.readings import Component, DeviceCounter, Provenance, share_label
 
 if TYPE_CHECKING:
     from mlflow_green.measure.attribution import Attribution
@@ -127,3 +128,44 @@ class Meter(abc.ABC):
     def label(self, component: Component, provenance: Provenance) -> str:
         """How this meter appears in the ``green.meters`` tag for one component."""
         return self.name
+
+
+PROCESS_SHARES: Mapping[Component, str] = MappingProxyType({"cpu": "cpu-time", "ram": "rss"})
+"""How a meter of whole CPU packages and RAM bills a process tree under ``scope="process"``:
+the CPU by its share of CPU time, RAM by its share of resident memory."""
+
+
+class ProcessShareMeter(Meter):
+    """A meter of whole devices that, under ``scope="process"``, bills this process tree's share of them.
+
+    Readings of a component in ``shares`` then carry that share (``share="cpu-time"``), and the
+    ``green.meters`` label says so (``estimate*cpu-time``). Subclasses set ``self.attribution``
+    (``Attribution("machine")`` until the tracker calls :meth:`attribute`) in ``__init__``.
+
+    Example:
+        >>> from mlflow_green.measure.attribution import Attribution
+        >>> from mlflow_green.measure.meters.estimate import EstimateMeter
+        >>> meter = EstimateMeter()
+        >>> meter.attribute(Attribution("process"))
+        >>> meter.share_of("cpu"), meter.label("ram", "estimate")
+        ('cpu-time', 'estimate*rss')
+    """
+
+    shares: ClassVar[Mapping[Component, str]] = PROCESS_SHARES
+    attribution: Attribution
+
+    @property
+    def process_scope(self) -> bool:
+        """True when this meter bills this process tree's share (``scope="process"``)."""
+        return self.attribution.scope == "process"
+
+    def attribute(self, attribution: Attribution) -> None:
+        self.attribution = attribution
+
+    def share_of(self, component: Component) -> str:
+        """The share basis of this meter's reading of ``component`` (``""`` when read whole)."""
+        return self.shares.get(component, "") if self.process_scope else ""
+
+    def label(self, component: Component, provenance: Provenance) -> str:
+        """``<name>``, or ``<name>*cpu-time`` / ``<name>*rss`` when this process tree's share is billed."""
+        return share_label(self.name, self.share_of(component))

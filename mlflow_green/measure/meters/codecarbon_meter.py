@@ -35,8 +35,8 @@ from mlflow_green import codecarbon_data
 from mlflow_green.errors import ConfigError, MeterError
 from mlflow_green.measure import hardware
 from mlflow_green.measure.attribution import Attribution
-from mlflow_green.measure.meters.base import Availability, Meter
-from mlflow_green.measure.readings import Component, DeviceCounter, Provenance, share_label
+from mlflow_green.measure.meters.base import PROCESS_SHARES, Availability, ProcessShareMeter
+from mlflow_green.measure.readings import Component, DeviceCounter, Provenance
 from mlflow_green.units import kwh_to_joules
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ MIN_SAMPLE_INTERVAL_S = 1.0
 """CodeCarbon samples power once a second; measuring more often than that adds only cost."""
 
 _COUNTER_CPU_MODES = frozenset({"intel_rapl", "intel_power_gadget", "windows_emi"})
-PROCESS_SHARES: dict[Component, str] = {"cpu": "cpu-time", "ram": "rss"}
 """What CodeCarbon's process mode apportions by (GPUs stay whole)."""
 _ENERGY_ATTRS: tuple[tuple[Component, str], ...] = (
     ("cpu", "_total_cpu_energy"),
@@ -55,7 +54,7 @@ _ENERGY_ATTRS: tuple[tuple[Component, str], ...] = (
 )
 
 
-class CodeCarbonMeter(Meter):
+class CodeCarbonMeter(ProcessShareMeter):
     """CPU, RAM and GPU energy as CodeCarbon's offline tracker measures them.
 
     Args:
@@ -97,18 +96,6 @@ class CodeCarbonMeter(Meter):
             raise ConfigError(f"sample_interval_s must be > 0 seconds, got {sample_interval_s!r}")
         self.sample_interval_s = max(float(sample_interval_s), MIN_SAMPLE_INTERVAL_S)
         self.poll_interval_s = self.sample_interval_s
-
-    @property
-    def process_scope(self) -> bool:
-        """True when CodeCarbon runs in ``tracking_mode="process"`` (``scope="process"``)."""
-        return self.attribution.scope == "process"
-
-    def attribute(self, attribution: Attribution) -> None:
-        self.attribution = attribution
-
-    def label(self, component: Component, provenance: Provenance) -> str:
-        """``codecarbon``, or ``codecarbon*cpu-time`` / ``codecarbon*rss`` in CodeCarbon's process mode."""
-        return share_label(self.name, PROCESS_SHARES.get(component, "") if self.process_scope else "")
 
     def is_available(self) -> Availability:
         version = codecarbon_data.version()
@@ -212,7 +199,7 @@ class CodeCarbonMeter(Meter):
                     meter=self.name,
                     label=self._label(component),
                     scope="process" if self.process_scope and component in PROCESS_SHARES else "machine",
-                    share=PROCESS_SHARES.get(component, "") if self.process_scope else "",
+                    share=self.share_of(component),
                 )
                 for component, energy_j in totals_j.items()
             )

@@ -38,22 +38,22 @@ from typing import Any
 from mlflow_green.errors import ConfigError, MeterError
 from mlflow_green.measure import procfs
 from mlflow_green.measure.attribution import Attribution, Usage, UsageProbe
-from mlflow_green.measure.meters.base import Availability, Meter
+from mlflow_green.measure.meters.base import PROCESS_SHARES, Availability, ProcessShareMeter
 from mlflow_green.measure.model_cache import cache_dir, cached_model, load_power_model
 from mlflow_green.measure.power_model import PowerModel
-from mlflow_green.measure.readings import Component, DeviceCounter, Provenance, share_label
+from mlflow_green.measure.readings import Component, DeviceCounter
 from mlflow_green.measure.shares import UsageDelta, capacity_share, memory_share
 
 logger = logging.getLogger(__name__)
 
 BYTES_PER_GIB = 2**30
-SHARES: dict[Component, str] = {"cpu": "cpu-time", "ram": "rss"}
+SHARES = PROCESS_SHARES
 """The share each component is apportioned by under ``scope="process"``."""
 
 CpuTimes = Callable[[], Any]
 
 
-class EstimateMeter(Meter):
+class EstimateMeter(ProcessShareMeter):
     """CPU and RAM energy under CodeCarbon's power model, for the whole machine or this process tree.
 
     Args:
@@ -122,14 +122,6 @@ class EstimateMeter(Meter):
             return None
         return {**self._model.describe(), "resolved_from": self.model_source, "scope": self.attribution.scope}
 
-    @property
-    def process_scope(self) -> bool:
-        """True when this meter bills this process tree's share (``scope="process"``)."""
-        return self.attribution.scope == "process"
-
-    def attribute(self, attribution: Attribution) -> None:
-        self.attribution = attribution
-
     def is_available(self) -> Availability:
         try:
             model = self._model or (self._overridden(self._given) if self._given else None)
@@ -147,10 +139,6 @@ class EstimateMeter(Meter):
         except Exception as exc:  # never raise; open() resolves the model or falls back
             reason = f"CPU and RAM estimated ({exc!r} while reading the model)"
         return Availability.yes(reason, {"cpu", "ram"}, "estimate")
-
-    def label(self, component: Component, provenance: Provenance) -> str:
-        """``estimate``, or ``estimate*cpu-time`` / ``estimate*rss`` when this process tree's share is billed."""
-        return share_label(self.name, SHARES.get(component, "") if self.process_scope else "")
 
     # -- Meter API ---------------------------------------------------------------------------
 
@@ -197,7 +185,7 @@ class EstimateMeter(Meter):
                 label=model.cpu_model if component == "cpu" else ram_label,
                 note=self._note(model, component),
                 scope=scope,
-                share=SHARES[component] if self.process_scope else "",
+                share=self.share_of(component),
             )
             for component in ("cpu", "ram")
         )

@@ -37,7 +37,7 @@ from typing import Any
 from mlflow_green.errors import MeterError
 from mlflow_green.measure import hardware, procfs
 from mlflow_green.measure.attribution import Attribution, Usage, UsageProbe
-from mlflow_green.measure.meters.base import Availability, Meter
+from mlflow_green.measure.meters.base import PROCESS_SHARES, Availability, ProcessShareMeter
 from mlflow_green.measure.meters.rapl_availability import availability, permission_reason, read_ascii
 from mlflow_green.measure.meters.rapl_counters import (
     GUARD_POWER_W,
@@ -64,10 +64,10 @@ __all__ = [
 POWERCAP_ROOT = "/sys/class/powercap"
 PROCESS_POLL_INTERVAL_S = 1.0
 """Under ``scope="process"``: how often shares are taken (and the idle floor learnt)."""
-SHARES: dict[Component, str] = {"cpu": "cpu-time", "ram": "rss"}
+SHARES = PROCESS_SHARES
 
 
-class RaplMeter(Meter):
+class RaplMeter(ProcessShareMeter):
     """Per-socket CPU package and DRAM energy from Linux powercap RAPL ``energy_uj`` counters.
 
     Args:
@@ -112,17 +112,9 @@ class RaplMeter(Meter):
         self.attribution = Attribution("machine")
         self.poll_interval_s = MAX_POLL_INTERVAL_S
 
-    @property
-    def process_scope(self) -> bool:
-        """True when this meter bills this process tree's share (``scope="process"``)."""
-        return self.attribution.scope == "process"
-
-    def attribute(self, attribution: Attribution) -> None:
-        self.attribution = attribution
-
     def label(self, component: Component, provenance: Provenance) -> str:
         """``rapl-counter``, or ``rapl-counter*cpu-time`` / ``rapl-counter*rss`` for a process share."""
-        return share_label(f"{self.name}-{provenance}", SHARES.get(component, "") if self.process_scope else "")
+        return share_label(f"{self.name}-{provenance}", self.share_of(component))
 
     # -- availability ------------------------------------------------------------------------
 
@@ -242,7 +234,7 @@ class RaplMeter(Meter):
             label=device.label,
             note=device.note,
             scope="process" if self.process_scope else "machine",
-            share=SHARES[component] if self.process_scope else "",
+            share=self.share_of(component),
         )
 
     def close(self) -> None:
