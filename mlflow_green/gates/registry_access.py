@@ -74,12 +74,7 @@ class ClientRegistry:
         return self.client.get_registered_model(name)
 
     def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
-        try:
-            return self.client.get_model_version_by_alias(name, alias)
-        except Exception as exc:
-            if is_missing(exc) or is_invalid(exc):
-                return None
-            raise
+        return _unless_unset(lambda: self.client.get_model_version_by_alias(name, alias))
 
     def run(self, run_id: str) -> Run:
         return self.client.get_run(run_id)
@@ -138,12 +133,7 @@ class StoreRegistry:
         return self.registry_store.get_registered_model(name)
 
     def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
-        try:
-            return self.registry_store.get_model_version_by_alias(name, alias)
-        except Exception as exc:
-            if is_missing(exc) or is_invalid(exc):
-                return None
-            raise
+        return _unless_unset(lambda: self.registry_store.get_model_version_by_alias(name, alias))
 
     def run(self, run_id: str) -> Run:
         return self.tracking_store.get_run(run_id)
@@ -166,6 +156,16 @@ class StoreRegistry:
 
         for key, value in tags.items():
             self.registry_store.set_registered_model_tag(name, RegisteredModelTag(key, value))
+
+
+def _unless_unset(lookup: Callable[[], ModelVersion]) -> ModelVersion | None:
+    """The version an alias points to; None when the alias is not set (MLflow answers 404 or 400)."""
+    try:
+        return lookup()
+    except Exception as exc:
+        if is_missing(exc) or is_invalid(exc):
+            return None
+        raise
 
 
 def is_missing(exc: Exception) -> bool:
