@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 from typing import Any
 
 import click
 
 from mlflow_green import formatting as fmt
 from mlflow_green._version import __version__
+from mlflow_green.cli.failure import fail
 from mlflow_green.config import GreenConfig
 from mlflow_green.errors import GreenError
 from mlflow_green.measure import hardware
@@ -177,9 +177,5 @@ def doctor(as_json: bool, region: str | None, pue: float | None, meters: str | N
         config = GreenConfig.resolve(region=region, pue=pue, meters=meters, scope=scope)
         report = diagnose(config)
     except GreenError as exc:  # bad configuration: say what and how to fix it, exit 2
-        if as_json:
-            click.echo(json.dumps({"error": str(exc), "type": type(exc).__name__}, indent=2))
-        else:
-            click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc), type(exc).__name__, as_json=as_json, exit_code=2)
     click.echo(json.dumps(report, indent=2) if as_json else _render(report))

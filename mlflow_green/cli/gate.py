@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
+from mlflow_green.cli.failure import fail
 from mlflow_green.errors import GreenError
 from mlflow_green.gates.policy import ENV_GATE_POLICY
 from mlflow_green.text import visible
@@ -26,11 +27,7 @@ EXIT_ERROR = 2
 
 
 def _error(message: str, kind: str, as_json: bool) -> NoReturn:
-    if as_json:
-        click.echo(json.dumps({"error": message, "type": kind}, indent=2))
-    else:
-        click.echo(f"Error: {visible(message)}", err=True)
-    sys.exit(EXIT_ERROR)
+    fail(message, kind, as_json=as_json, exit_code=EXIT_ERROR)
 
 
 @click.command()

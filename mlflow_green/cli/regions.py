@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import sys
 from typing import Any, NoReturn
 
 import click
 
 from mlflow_green import formatting as fmt
 from mlflow_green.carbon import REGIONS_COMMAND, known_regions, offline_intensity
+from mlflow_green.cli.failure import fail
 from mlflow_green.errors import ConfigError, UnknownRegionError
 
 EXIT_NOT_FOUND = 2
@@ -79,11 +79,7 @@ def _not_found(search: str, as_json: bool) -> NoReturn:
         message += " Closest: " + ", ".join(f"{code} ({regions[code]})" for code in suggestions) + "."
     message += (f" Regions are ISO 3166 countries ('FRA' or 'FR'), US states ('US-CA') and Canadian provinces"
                 f" ('CA-QC'); `{REGIONS_COMMAND}` lists all {fmt.count(len(regions))}.")
-    if as_json:
-        click.echo(json.dumps({"error": message, "type": "UnknownRegionError", "suggestions": suggestions}, indent=2))
-    else:
-        click.echo(f"Error: {message}", err=True)
-    sys.exit(EXIT_NOT_FOUND)
+    fail(message, "UnknownRegionError", as_json=as_json, exit_code=EXIT_NOT_FOUND, suggestions=suggestions)
 
 
 @click.command()

@@ -17,6 +17,7 @@ import sys
 
 import click
 
+from mlflow_green.cli.failure import fail
 from mlflow_green.errors import GreenError
 from mlflow_green.record.signing import ENV_TRUSTED_KEYS
 from mlflow_green.text import visible
@@ -50,11 +51,7 @@ def verify(run_id: str, trusted_keys: str | None, tracking_uri: str | None, outp
         result = verify_run(MlflowClient(tracking_uri), run_id, trusted)
     except (GreenError, MlflowException) as exc:
         message = exc.message if isinstance(exc, MlflowException) else str(exc)
-        if as_json:
-            click.echo(json.dumps({"error": message, "type": type(exc).__name__}, indent=2))
-        else:
-            click.echo(f"Error: {visible(message)}", err=True)
-        sys.exit(EXIT_ERROR)
+        fail(message, type(exc).__name__, as_json=as_json, exit_code=EXIT_ERROR)
     if as_json:
         click.echo(json.dumps({"run_id": run_id, "ok": result.ok, "status": result.status, "reason": result.reason,
                                "key_id": result.key_id, "changes": list(result.changes)}, indent=2))
