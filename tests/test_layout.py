@@ -1,13 +1,33 @@
-"""The package's shape (DESIGN.md §2): no import circles, the documented paths keep working."""
+"""The package's shape (DESIGN.md §2): small modules, no import circles, the documented paths keep working."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import mlflow_green
 
 PACKAGE = Path(mlflow_green.__file__).parent
+_INTEGRATIONS_SPEC = importlib.util.find_spec("mlflow_green.integrations")  # found, not imported (no framework)
+INTEGRATIONS = Path(next(iter(_INTEGRATIONS_SPEC.submodule_search_locations or []))) if _INTEGRATIONS_SPEC else None
+
+MAX_MODULE_LINES = 330
+"""No module under mlflow_green/ or integrations/ is longer (DESIGN.md §2 says ~300: one job per module)."""
+
+OVERSIZED_FOR_NOW: dict[str, str] = {
+    "mlflow_green/ranking/core.py": "owned by i14 (ranking by inference), being worked on",
+    "mlflow_green/ranking/stores.py": "owned by i14 (ranking by inference), being worked on",
+    "mlflow_green/training/session.py": "owned by cb11, being split",
+    "integrations/keras_inspector.py": "owned by cb11, being split",
+    "integrations/torch_inspector.py": "owned by cb11, being split",
+    "integrations/transformers.py": "owned by e15 (Hugging Face callback), being worked on",
+}
+"""Modules over :data:`MAX_MODULE_LINES` that another helper still owns, each with why it may be, for now.
+
+The list only shrinks: the lead empties it as their owners land their splits. Never add a file here
+to make the test pass; split the module along its seams instead (re-exporting its public names).
+"""
 
 
 def _module_name(path: Path) -> str:
@@ -139,3 +159,39 @@ def test_the_documented_meter_paths_are_the_same_modules() -> None:
     assert NvmlMeter is Moved
     assert meter_factories()["rapl"] is RaplMeter
     assert callable(hookimpl)
+
+
+def _source_files() -> dict[str, Path]:
+    """Every module of the package and of its framework adapters, by its path in the repository."""
+    files: dict[str, Path] = {}
+    roots = [("mlflow_green", PACKAGE)] + ([("integrations", INTEGRATIONS)] if INTEGRATIONS is not None else [])
+    for prefix, root in roots:
+        for path in root.rglob("*.py"):
+            if prefix == "mlflow_green" and INTEGRATIONS is not None and INTEGRATIONS in path.parents:
+                continue  # an installed wheel keeps the adapters inside the package: named as in the repository
+            files[f"{prefix}/{path.relative_to(root).as_posix()}"] = path
+    return files
+
+
+def _too_long(files: dict[str, Path], limit: int, allowed: dict[str, str]) -> dict[str, int]:
+    lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in files.items()}
+    return {name: n for name, n in sorted(lengths.items()) if n > limit and name not in allowed}
+
+
+def test_no_module_is_over_330_lines() -> None:
+    files = _source_files()
+    assert "mlflow_green/measure/tracker.py" in files and "integrations/keras.py" in files
+    too_long = _too_long(files, MAX_MODULE_LINES, OVERSIZED_FOR_NOW)
+    assert too_long == {}, (
+        f"modules over {MAX_MODULE_LINES} lines: {too_long}; split each along its seams into modules with one job "
+        "(re-export the public names from the old module; see DESIGN.md §2)"
+    )
+
+
+def test_the_size_check_finds_a_long_module(tmp_path: Path) -> None:
+    long, short, listed = tmp_path / "long.py", tmp_path / "short.py", tmp_path / "listed.py"
+    long.write_text("x = 1\n" * 331)
+    short.write_text("x = 1\n" * 330)
+    listed.write_text("x = 1\n" * 400)
+    files = {"mlflow_green/long.py": long, "mlflow_green/short.py": short, "integrations/listed.py": listed}
+    assert _too_long(files, 330, {"integrations/listed.py": "owned by someone, being split"}) == {"mlflow_green/long.py": 331}
