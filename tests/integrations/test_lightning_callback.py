@@ -227,11 +227,31 @@ def test_ddp_two_cpu_processes_log_one_set_of_totals_from_rank_zero(tmp_path: Pa
     assert_green_invariants(run.info.run_id, client)
 
 
+def _torch_gloo_exit_abort(stderr: str) -> bool:
+    """torch's gloo process group sometimes aborts a spawned rank as it exits, after training ended.
+
+    Upstream, not ours: the same script without the callback aborts about one run in three on this
+    machine ("terminate called without an active exception", the rank ends with SIGABRT after
+    "`Trainer.fit` stopped"). Only that exact failure is retried; any other fails the test.
+    """
+    return (
+        "terminate called without an active exception" in stderr
+        and "terminated with signal SIGABRT" in stderr
+        and "`Trainer.fit` stopped: `max_epochs=2` reached" in stderr
+    )
+
+
 @pytest.mark.slow
 def test_ddp_spawn_pickles_the_callback_and_its_state_into_the_users_run(tmp_path: Path) -> None:
     script = Path(__file__).with_name("ddp_spawn_train.py")
-    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    for attempt in range(3):
+        work = tmp_path / f"attempt-{attempt}"
+        work.mkdir()
+        out = subprocess.run([sys.executable, str(script), str(work)], capture_output=True, text=True, timeout=300, cwd=work)
+        if out.returncode == 0 or not _torch_gloo_exit_abort(out.stderr):
+            break
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    tmp_path = work
     result = json.loads((tmp_path / "result.json").read_text())
     client = MlflowClient(result["tracking_uri"])
     [run] = client.search_runs([result["experiment_id"]])  # the spawned ranks logged into the user's run
