@@ -1,7 +1,7 @@
 """Where mlflow-green keeps what it computes once per machine: resolved power models, entry points.
 
-``$MLFLOW_GREEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlflow-green``, else ``~/.cache/mlflow-green``
-(else, with no home folder, ``<temp>/mlflow-green-<uid>``).
+``$MLFLOW_GREEN_CACHE_DIR``, else :func:`user_cache_dir`: ``$XDG_CACHE_HOME/mlflow-green``, else
+``~/.cache/mlflow-green`` (else, with no home folder, ``<temp>/mlflow-green-<uid>``).
 Everything in it can be deleted at any time: it is recomputed on next use. Tests and
 benchmarks point ``MLFLOW_GREEN_CACHE_DIR`` at a temporary folder.
 
@@ -26,6 +26,17 @@ def cache_dir() -> Path:
     configured = os.environ.get(ENV_CACHE_DIR)
     if configured:
         return Path(configured)
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """mlflow-green's folder in the user's cache, whatever ``MLFLOW_GREEN_CACHE_DIR`` says. Never raises.
+
+    ``$XDG_CACHE_HOME/mlflow-green``, else ``~/.cache/mlflow-green``; on a machine where the user
+    has no home folder (``HOME`` unset and no passwd entry: containers run with ``--user N``,
+    system users) ``<temp>/mlflow-green-<uid>``. The spool folder lives under it too
+    (:func:`mlflow_green.record.spool_format.default_spool_dir`).
+    """
     base = os.environ.get("XDG_CACHE_HOME")
     if not base:
         try:

@@ -6,7 +6,8 @@ everything was sent. Whatever is left — the server was down, the process was k
 replayed by ``mlflow-green sync`` (or by a later training of the same tracking server).
 
 Layout of the spool folder (``$MLFLOW_GREEN_SPOOL_DIR``, else ``$XDG_CACHE_HOME/mlflow-green/spool``,
-else ``~/.cache/mlflow-green/spool``; when it cannot be written, :func:`fallback_spool_dir`)::
+else ``~/.cache/mlflow-green/spool``, else with no home folder ``<tmp>/mlflow-green-<uid>/spool``;
+when it cannot be written, :func:`fallback_spool_dir`)::
 
     <run id or new-<token>>.<writer>.jsonl   header line, then one entry per line (see record.ops)
     <same stem>.state                         {"done_seq": 12, "run_id": "..."}: progress

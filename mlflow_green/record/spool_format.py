@@ -31,8 +31,9 @@ def default_spool_dir() -> Path:
     configured = os.environ.get(ENV_SPOOL_DIR)
     if configured:
         return Path(configured)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "mlflow-green" / "spool"
+    from mlflow_green.cache_dir import user_cache_dir
+
+    return user_cache_dir() / "spool"  # never raises: no home folder → under the temp folder
 
 
 def fallback_spool_dir() -> Path:
