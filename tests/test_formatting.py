@@ -71,3 +71,27 @@ def test_a_figure_survives_keras_progress_bar_arithmetic_and_pickling() -> None:
     assert f"{total / max(1, count):.4f}" == "86.1 mWh" and f"{abs(energy):.4e}" == "8.6143e-05"
     assert energy == 8.6143e-05 and isinstance(pickle.loads(pickle.dumps(energy)), float)
     assert f"{formatting.readable_figures({'green/power_w': 41.63})['green/power_w']:.4f}" == "41.6 W"
+
+
+def test_no_message_writes_a_plural_as_s_in_parentheses() -> None:
+    """One plural rule everywhere (``formatting.plural``): no ``write(s)`` or ``device(s)`` in any string
+    of the package (docstrings aside) — the CLI's, the meters' reasons that ``doctor`` prints, the logs."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for folder in ("mlflow_green", "integrations"):
+        for path in sorted((root / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            docstrings = {
+                id(node.body[0].value) for node in ast.walk(tree)
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+            }
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                        and re.search(r"[A-Za-z]\(s\)", node.value)):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value.strip()[:60]!r}")
+    assert found == []

@@ -91,7 +91,7 @@ def _validate(options: dict[str, Any]) -> None:
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(
-            f"mlflow_green.autolog() got unknown option(s) {', '.join(map(repr, unknown))}. "
+            f"mlflow_green.autolog() got unknown {'option' if len(unknown) == 1 else 'options'} {', '.join(map(repr, unknown))}. "
             f"Valid options: {', '.join(known)}, disable"
         )
     from mlflow_green.training.callback_options import session_options

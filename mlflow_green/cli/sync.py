@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from mlflow_green.errors import SpoolFormatError
+from mlflow_green.formatting import count, plural
 from mlflow_green.record.spool import (
     ENV_SPOOL_DIR,
     MALFORMED_DIR,
@@ -108,9 +109,9 @@ def _replay(paths: list[Path], retries: int) -> bool:
             totals["pending"] += result.pending
             click.echo(_describe(result))
     click.echo(
-        f"{len(paths)} spool file(s): {totals['sent']} write(s) sent, {totals['rejected']} set aside, "
-        f"{totals['pending']} still pending; {totals['malformed']} malformed file(s) moved aside, "
-        f"{totals['busy']} being written by a live process."
+        f"{plural(len(paths), 'spool file')}: {plural(totals['sent'], 'write')} sent, {count(totals['rejected'])} set "
+        f"aside, {count(totals['pending'])} still pending; {plural(totals['malformed'], 'malformed file')} moved aside, "
+        f"{count(totals['busy'])} being written by a live process."
     )
     if totals["pending"]:
         click.echo("Run `mlflow-green sync` again when the tracking server is reachable.")
@@ -137,7 +138,7 @@ def _describe(result: object) -> str:
         parts.append("created;")
     elif result.found:
         parts.append("found (an earlier try created it; its answer was lost);")
-    parts.append(f"{result.sent} write(s) sent")
+    parts.append(f"{plural(result.sent, 'write')} sent")
     if result.rejected:
         parts.append(f"; {result.rejected} set aside in {result.rejected_file} ({result.reasons[0]})")
     if result.ended:
@@ -169,7 +170,7 @@ def _dry_run(paths: list[Path]) -> bool:
             pending = to_send(content.entries, spool.done_seq)
             writer = spool.writer
             state = writer.state() if writer is not None else "unknown"
-            click.echo(f"{spool.label()}: {len(pending)} pending write(s) for {spool.tracking_uri} "
+            click.echo(f"{spool.label()}: {plural(len(pending), 'pending write')} for {spool.tracking_uri} "
                        f"({len(content.malformed)} malformed; writer {writer.describe() if writer else '?'}: {state}).")
             pending_total += len(pending)
         finally:

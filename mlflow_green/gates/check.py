@@ -152,7 +152,8 @@ def require_trusted_keys(trusted_keys: TrustedKeys | None, section: str) -> Trus
     if not len(trusted_keys):
         raise SignatureError(
             f"[{section}] sets require_signed = true, but no public key is trusted: set {ENV_TRUSTED_KEYS} to the "
-            "path of the public key(s) that sign your runs (mlflow-green keys generate DIR writes a pair)"
+            f"paths of the public keys that sign your runs, separated by {os.pathsep!r} (mlflow-green keys generate "
+            "DIR writes a pair)"
         )
     return trusted_keys
 

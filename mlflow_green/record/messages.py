@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlflow_green.formatting import plural
 from mlflow_green.record.spool import default_spool_dir
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def recovery_command(tracking_uri: str, spool_dir: Path | None) -> str:
 
 
 def _writes(count: int) -> str:
-    return f"{count} write{'' if count == 1 else 's'}"
+    return plural(count, "write")
 
 
 def close_message(recorder: RunRecorder) -> str | None:

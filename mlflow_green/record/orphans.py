@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlflow_green.formatting import plural
 from mlflow_green.record.spool import canonical_uri, read_header, spool_paths
 
 if TYPE_CHECKING:
@@ -55,8 +56,8 @@ def _replay_all(folder: Path, tracking_uri: str, client: MlflowClient, exclude: 
             continue
         if result.outcome in ("done", "kept", "pending") and (result.sent or result.created or result.ended or result.rejected):
             logger.warning(
-                "mlflow-green: sent %d write(s) an earlier process left for %s (%s)%s%s%s",
-                result.sent, result.label, path.name,
+                "mlflow-green: sent %s an earlier process left for %s (%s)%s%s%s",
+                plural(result.sent, "write"), result.label, path.name,
                 "; created the run" if result.created else "",
                 f"; ended it {result.ended}" if result.ended else "",
                 f"; {result.rejected} set aside in {result.rejected_file}" if result.rejected else "",

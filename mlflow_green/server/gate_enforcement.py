@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 
+from mlflow_green.formatting import plural
 from mlflow_green.gates.check import check_version, remember_holder, require_trusted_keys
 from mlflow_green.gates.policy import ENV_GATE_POLICY, Policy, load_policy
 from mlflow_green.gates.registry import Registry, StoreRegistry
@@ -209,7 +210,7 @@ def register(app: Flask, environ: Mapping[str, str] | None = None) -> GateEnforc
     signed_sections = [rules.section for rules in policy.sections() if rules.require_signed]
     if signed_sections:
         trusted_keys = require_trusted_keys(TrustedKeys.from_env(environ), signed_sections[0])
-        logger.info("mlflow-green: trusting %d signing key(s): %s", len(trusted_keys), ", ".join(trusted_keys.ids))
+        logger.info("mlflow-green: trusting %s: %s", plural(len(trusted_keys), "signing key"), ", ".join(trusted_keys.ids))
     enforcer = GateEnforcer(policy, trusted_keys=trusted_keys)
     app.before_request(enforcer.before_request)
     app.after_request(enforcer.after_request)

@@ -203,7 +203,7 @@ def _answer(run: Callable[[MultiDict[str, str]], Mapping[str, Any]], *, allowed:
         unknown = sorted(set(request.args) - set(allowed))
         if unknown:
             raise RankRequestError(
-                f"Unknown query parameter(s): {', '.join(unknown)}. "
+                f"Unknown query {'parameter' if len(unknown) == 1 else 'parameters'}: {', '.join(unknown)}. "
                 f"Allowed: {', '.join(allowed) if allowed else 'none'}."
             )
         with gc_paused():

@@ -168,7 +168,7 @@ def test_server_down_at_both_ends_and_a_spool_folder_turning_read_only(
     synced = _run_sync(_sync_command(message), env)
     assert synced.returncode == 0, synced.stdout
     run = _the_run(client, experiment, name)
-    assert f"run {run.info.run_id} on {server.url}:{'' if back_mid_training else ' created;'} {left} write(s) sent." in synced.stdout
+    assert f"run {run.info.run_id} on {server.url}:{'' if back_mid_training else ' created;'} {left} {'write' if left == 1 else 'writes'} sent." in synced.stdout
     assert run.info.status == "FINISHED" and run.data.tags[schema.TAG_RUN_TOKEN]
     _steps_once(client, run.info.run_id, 4)
 
@@ -218,7 +218,7 @@ def test_a_full_spool_disk_never_stops_track_or_sync(up: GreenServer, tmp_path: 
                                 env={**__import__("os").environ, **env}, timeout=120)
         assert "Traceback" not in synced.stdout + synced.stderr
         assert synced.returncode == 0, synced.stdout + synced.stderr
-        assert "2 write(s) sent" in synced.stdout
+        assert "2 writes sent" in synced.stdout
         assert [m.value for m in client.get_metric_history(left_run, schema.ENERGY_KWH)] == [1.0, 2.0]
 
         child = Child({"kind": "track", "epochs": 2, "run_name": "full"}, env, preexec=limit)

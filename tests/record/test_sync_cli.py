@@ -59,7 +59,7 @@ def test_sync_sends_only_the_spools_of_its_tracking_uri_unless_all(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # the current one, as sync finds it
     code, output = _sync()
     assert code == 0, output
-    assert f"run {run_id} on {tracking_uri}: 2 write(s) sent." in output
+    assert f"run {run_id} on {tracking_uri}: 2 writes sent." in output
     assert f"Left alone: spool files of other tracking URIs: {dead_uri} (1)" in output
     assert not mine.exists() and other.exists()
     assert len(client.get_metric_history(run_id, schema.ENERGY_KWH)) == 2
@@ -101,8 +101,8 @@ def test_each_file_is_isolated_malformed_ones_are_moved_aside_with_a_reason(
 
     code, output = _sync("--tracking-uri", tracking_uri)
     assert code == 1, output
-    assert f"run {run_id} on {tracking_uri}: 1 write(s) sent." in output
-    assert "5 malformed file(s) moved aside" in output
+    assert f"run {run_id} on {tracking_uri}: 1 write sent." in output
+    assert "5 malformed files moved aside" in output
     aside = spool_dir / MALFORMED_DIR
     assert sorted(p.name for p in aside.iterdir() if not p.name.endswith(".reason")) == [
         "empty.jsonl", "latin1.jsonl", "list.jsonl", "no-run.jsonl", "x.jsonl"]
@@ -122,11 +122,11 @@ def test_a_file_another_sync_holds_is_skipped_then_sent_once_it_is_free(
     code, output = _sync("--tracking-uri", tracking_uri)
     assert code == 1
     assert f"{held.name}: skipped, a live process is writing it (or another sync has it)." in output
-    assert "3 write(s) sent" in output and not free.exists()
+    assert "3 writes sent" in output and not free.exists()
     assert client.get_metric_history(runs[0], schema.ENERGY_KWH) == []
     other_sync.release()
     code, output = _sync("--tracking-uri", tracking_uri)
-    assert code == 0 and f"run {runs[0]} on {tracking_uri}: 3 write(s) sent." in output
+    assert code == 0 and f"run {runs[0]} on {tracking_uri}: 3 writes sent." in output
 
 
 def test_a_training_killed_with_sigkill_is_ended_killed_at_its_last_spooled_point(
@@ -170,5 +170,5 @@ def test_dry_run_lists_what_is_pending_and_sends_nothing(dead_uri: str, spool_di
     path = _left_by_a_dead_server(dead_uri, spool_dir)
     code, output = _sync("--tracking-uri", dead_uri, "--dry-run")
     assert code == 0
-    assert f"run {'d' * 32}: 1 pending write(s) for {dead_uri}" in output and "writer pid" in output
+    assert f"run {'d' * 32}: 1 pending write for {dead_uri}" in output and "writer pid" in output
     assert path.exists()

@@ -105,7 +105,7 @@ def test_rank_by_experiment_name_metric_filter_and_measured_only(http: FlaskClie
     ("query", "status", "message"),
     [
         ("", 400, "Choose experiments"),
-        ("experiment_ids=1&bogus=2", 400, "Unknown query parameter(s): bogus"),
+        ("experiment_ids=1&bogus=2", 400, "Unknown query parameter: bogus"),
         ("experiment_ids=1&measured_only=maybe", 400, "measured_only must be true or false"),
         ("experiment_ids=1;DROP", 400, "experiment_ids must be ids"),
         ("experiment_ids=1&metric=a&metric=b", 400, "metric given 2 times"),

@@ -176,7 +176,7 @@ def resolve_visible(
         index: int | None
         if visible.kind == "index":
             index = int(entry) if int(entry) < len(gpu_uuids) else None
-            why = f"index {entry}: only {len(gpu_uuids)} GPU(s) here"
+            why = f"index {entry}: only {len(gpu_uuids)} {'GPU' if len(gpu_uuids) == 1 else 'GPUs'} here"
         elif visible.kind == "gpu-uuid":
             index = _unique_prefix(str(entry), gpu_uuids)
             why = f"{entry!r} matches no GPU, or more than one"

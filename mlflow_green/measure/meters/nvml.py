@@ -22,7 +22,7 @@ Example:
     >>> nvml = FakeNVML([FakeGPU("GPU-1", name="NVIDIA H100", power_w=300.0)], clock=clock)
     >>> meter = NvmlMeter(nvml=nvml, environ={})
     >>> meter.is_available().reason
-    'NVML: 1 device(s): NVIDIA H100 GPU-1 (energy counter)'
+    'NVML: 1 device: NVIDIA H100 GPU-1 (energy counter)'
     >>> meter.open(clock()); clock.advance(10.0)
     >>> meter.read(clock())[0].energy_j
     3000.0
@@ -190,7 +190,9 @@ class NvmlMeter(Meter):
             modes = [GpuEnergy(nvml, t.gpu.handle, t.gpu.uuid, 0.0).mode for t in targets]
             lines = "; ".join(describe_target(t, m) for t, m in zip(targets, modes))
             readable: list[Provenance] = ["estimate" if m == "none" else m for m in modes]  # type: ignore[misc]
-            return Availability.yes(f"NVML: {len(targets)} device(s): {lines}", {"gpu"}, weakest_provenance(readable))
+            from mlflow_green.formatting import plural  # only here: the meter's import stays light
+
+            return Availability.yes(f"NVML: {plural(len(targets), 'device')}: {lines}", {"gpu"}, weakest_provenance(readable))
         except Exception as exc:
             return Availability.no(f"NVML: cannot list GPUs ({describe_error(exc)})")
         finally:

@@ -74,6 +74,8 @@ def _describe(root: Path, layout: RaplLayout, components: set[Component]) -> str
         )
     dies = max(len(d.zones) for d in layout.packages)
     what = "package and DRAM" if "ram" in components else "package"
-    shape = f"{len(layout.packages)} socket(s)" + (f" of {dies} dies" if dies > 1 else "")
+    from mlflow_green.formatting import plural  # only here: the meter's import stays light
+
+    shape = plural(len(layout.packages), "socket") + (f" of {dies} dies" if dies > 1 else "")
     aside = "; psys (whole platform) not added to them" if layout.psys else ""
     return f"RAPL: {shape}, {what} energy counters under {root}{aside}"

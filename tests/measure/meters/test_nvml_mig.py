@@ -100,7 +100,7 @@ def test_a_slice_shared_with_another_process_is_billed_whole_and_labelled() -> N
 def test_availability_describes_each_slice_and_how_it_is_billed() -> None:
     nvml, _ = _a100()
     reason = NvmlMeter(nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": f"MIG-{PARENT}/1/0"}).is_available().reason
-    assert reason.startswith("NVML: 1 device(s): NVIDIA A100-SXM4-80GB MIG 3g.40gb")
+    assert reason.startswith("NVML: 1 device: NVIDIA A100-SXM4-80GB MIG 3g.40gb")
     assert "MIG slice: 3/7 of GPU-a100a100" in reason and "energy counter" in reason
 
 

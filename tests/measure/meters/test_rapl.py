@@ -38,7 +38,7 @@ def test_two_sockets_with_dram(tree: FakePowercapTree) -> None:
     assert availability.available
     assert availability.components == {"cpu", "ram"}
     assert availability.provenance == "counter"
-    assert "2 socket(s)" in availability.reason
+    assert "2 sockets" in availability.reason
 
     meter.open(100.0)
     assert _by_id(meter, 100.0) == {"cpu:0": 0.0, "ram:0": 0.0, "cpu:1": 0.0, "ram:1": 0.0}
@@ -219,7 +219,7 @@ def test_die_zones_are_read_and_summed_per_socket(tree: FakePowercapTree) -> Non
     meter = _meter(tree)
     availability = meter.is_available()
     assert availability.available and availability.provenance == "counter"
-    assert "2 socket(s) of 2 dies" in availability.reason
+    assert "2 sockets of 2 dies" in availability.reason
     meter.open(0.0)
     tree.advance_dies(0, [30.0, 10.0])
     tree.advance_dies(1, [5.0, 5.0])
