@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlflow_green._version import __version__
+from mlflow_green.errors import ConfigError
 from mlflow_green.measure import hardware
 from mlflow_green.measure.readings import Measurement, Snapshot
 from mlflow_green.measure.tracker import EnergyTracker, MeterSpec
@@ -56,6 +57,14 @@ class TrackedRun(contextlib.ContextDecorator):
             ``MLFLOW_GREEN_START_TIMEOUT_S`` or 2 s); then the creation is spooled.
         end_timeout_s: Longest wait for the writes to be sent on exit (default
             ``MLFLOW_GREEN_END_TIMEOUT_S`` or 30 s); then they stay spooled.
+        synchronize: Called before the counters are read (entering, at each :meth:`log_step`,
+            leaving) to wait for the work queued on the GPU, so that a step's GPU work is billed to
+            it and the block's to the block — what the callbacks do for you. For PyTorch on CUDA:
+            ``torch.cuda.synchronize``; TensorFlow: ``tf.test.experimental.sync_devices``. Its
+            errors are logged once, never raised into the block.
+
+    Raises:
+        ConfigError: at construction, for any invalid argument (``synchronize`` not callable).
 
     Example::
 
@@ -63,6 +72,9 @@ class TrackedRun(contextlib.ContextDecorator):
 
         @mlflow_green.track(region="FR")
         def train():
+            ...
+
+        with mlflow_green.track(synchronize=torch.cuda.synchronize) as t:
             ...
     """
 
@@ -79,8 +91,14 @@ class TrackedRun(contextlib.ContextDecorator):
         scope: str | None = None,
         start_timeout_s: float | None = None,
         end_timeout_s: float | None = None,
+        synchronize: Callable[[], object] | None = None,
     ) -> None:
         check_name("run_name", run_name, example="baseline")
+        if synchronize is not None and not callable(synchronize):
+            raise ConfigError(
+                f"synchronize must be a function that waits for the GPU's queued work (e.g. torch.cuda.synchronize) "
+                f"or None; got {type(synchronize).__name__} {synchronize!r}"
+            )
         check_bool("log_report", log_report)
         self.run_name = run_name
         self.log_report = log_report
@@ -92,6 +110,7 @@ class TrackedRun(contextlib.ContextDecorator):
             sample_interval_s=sample_interval_s,
             intensity_provider=intensity_provider,
             scope=scope,
+            synchronize=synchronize,
         )
         self.measurement: Measurement | None = None
         self._run: RunHandle | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -259,3 +260,58 @@ def test_a_server_that_never_answers_delays_the_block_at_most_the_bounds(tmp_pat
         hole.close()
     assert elapsed_s < 0.2 + 0.5 + 0.5 + 0.6, elapsed_s
     assert t.run_id is None and t.measurement.duration_s < 0.4
+
+
+class _QueuedGpu(FakeMeter):
+    """A GPU whose energy counter counts finished work only: launched work runs asynchronously."""
+
+    def __init__(self) -> None:
+        super().__init__({"gpu:0": 0.0}, name="queued-gpu")
+        self.queued_j = 0.0
+        self.done_j = 0.0
+
+    def launch(self, energy_j: float) -> None:  # a kernel launch returns at once; the GPU works later
+        self.queued_j += energy_j
+
+    def synchronize(self) -> None:  # torch.cuda.synchronize: wait for everything launched
+        self.done_j += self.queued_j
+        self.queued_j = 0.0
+
+    def read(self, now_s: float) -> tuple:
+        return tuple(replace(counter, energy_j=self.done_j) for counter in super().read(now_s))
+
+
+def test_synchronize_bills_the_gpu_work_queued_in_a_step_to_that_step(mlflow_experiment: str) -> None:
+    gpu = _QueuedGpu()
+    with mlflow_green.track(meters=[gpu], synchronize=gpu.synchronize) as t:
+        gpu.launch(30.0)
+        first = t.log_step(0)
+        gpu.launch(50.0)
+    assert first.component_energy_j("gpu") == 30.0  # the step's own work, not left for the next window
+    assert t.measurement.component_energy_j("gpu") == 80.0  # the block's last launch, read after it finished
+    assert MlflowClient().get_run(t.run_id).data.metrics[schema.ENERGY_GPU_KWH] == pytest.approx(80.0 / 3.6e6)
+
+    unsynchronised = _QueuedGpu()  # without it, the counters are read while the work is still queued
+    with mlflow_green.track(meters=[unsynchronised]) as t2:
+        unsynchronised.launch(30.0)
+    assert t2.measurement.component_energy_j("gpu") == 0.0
+
+
+def test_a_failing_synchronize_is_logged_once_and_never_raises_into_the_block(
+        mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    with mlflow_green.track(meters=[_meter()], synchronize=broken) as t:
+        t.log_step(0)
+        t.log_step(1)
+    assert MlflowClient().get_run(t.run_id).info.status == "FINISHED" and t.measurement.energy_j > 0
+    warnings = [r for r in caplog.records if "synchronising the devices" in r.getMessage()]
+    assert len(warnings) == 1 and "illegal memory access" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("synchronize", ["torch.cuda.synchronize", 1, True])
+def test_synchronize_that_is_not_callable_fails_at_construction(mlflow_experiment: str, synchronize: object) -> None:
+    with pytest.raises(mlflow_green.ConfigError, match="synchronize"):
+        mlflow_green.track(synchronize=synchronize)
+    assert MlflowClient().search_runs([mlflow_experiment]) == []
