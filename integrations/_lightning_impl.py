@@ -47,6 +47,7 @@ class GreenCallbackMixin:
         meters: str | Sequence[MeterSpec] | None = None,
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
+        scope: str | None = None,
         start_timeout_s: float | None = None,
         end_timeout_s: float | None = None,
     ) -> None:
@@ -65,6 +66,7 @@ class GreenCallbackMixin:
             meters=meters,
             sample_interval_s=sample_interval_s,
             intensity_provider=intensity_provider,
+            scope=scope,
             start_timeout_s=start_timeout_s,
             end_timeout_s=end_timeout_s,
         )

@@ -82,6 +82,8 @@ class GreenCallback(keras.callbacks.Callback):
         meters: Meter names (or instances) in priority order.
         sample_interval_s: Power sampling interval for meters without a counter.
         intensity_provider: Name of a live carbon-intensity provider plugin.
+        scope: ``process`` (default, else ``MLFLOW_GREEN_SCOPE``): bill this training's GPUs and
+            its share of CPU and RAM; ``machine``: whole devices (a dedicated host).
         start_timeout_s: Longest wait for MLflow to create the run at the start of ``fit``
             (default ``MLFLOW_GREEN_START_TIMEOUT_S`` or 2 s); then the creation is spooled.
         end_timeout_s: Longest wait for the writes to reach MLflow at the end of ``fit``
@@ -112,6 +114,7 @@ class GreenCallback(keras.callbacks.Callback):
         meters: str | Sequence[MeterSpec] | None = None,
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
+        scope: str | None = None,
         start_timeout_s: float | None = None,
         end_timeout_s: float | None = None,
     ) -> None:
@@ -131,6 +134,7 @@ class GreenCallback(keras.callbacks.Callback):
             meters=meters,
             sample_interval_s=sample_interval_s,
             intensity_provider=intensity_provider,
+            scope=scope,
             start_timeout_s=start_timeout_s,
             end_timeout_s=end_timeout_s,
         )

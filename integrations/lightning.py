@@ -36,7 +36,8 @@ Options (validated at construction, ``ConfigError``): ``quality_metric`` (defaul
 ``max_emissions_kg`` (stop via ``trainer.should_stop``, reason tagged ``green.budget_stop``),
 ``live_metrics`` (progress bar; default on unless PyTorch autologging is on),
 ``inspect_model``, ``log_report``, ``run_name``, the tracker's ``region``, ``pue``,
-``meters``, ``sample_interval_s``, ``intensity_provider``, and the bounds on waiting for MLflow
+``meters``, ``sample_interval_s``, ``intensity_provider``, ``scope`` (``process``, the default, else
+``MLFLOW_GREEN_SCOPE``; ``machine`` bills whole devices), and the bounds on waiting for MLflow
 ``start_timeout_s`` / ``end_timeout_s`` (default 2 s / 30 s, ``MLFLOW_GREEN_START_TIMEOUT_S`` /
 ``MLFLOW_GREEN_END_TIMEOUT_S``; see docs/reliability.md).
 """

@@ -96,13 +96,15 @@ class GreenCallback(TrainerCallback):
         sample_interval_s: float | None = None,
         intensity_provider: str | None = None,
         scope: str | None = None,
+        start_timeout_s: float | None = None,
+        end_timeout_s: float | None = None,
     ) -> None:
-        tracker_options: dict[str, Any] = {"scope": scope} if scope is not None else {}
         self.session = TrainingSession.for_callback(
             "transformers", quality_metric=quality_metric, max_energy_kwh=max_energy_kwh,
             max_emissions_kg=max_emissions_kg, live_metrics=live_metrics, inspect_model=inspect_model,
             log_report=log_report, run_name=run_name, region=region, pue=pue, meters=meters,
-            sample_interval_s=sample_interval_s, intensity_provider=intensity_provider, **tracker_options,
+            sample_interval_s=sample_interval_s, intensity_provider=intensity_provider, scope=scope,
+            start_timeout_s=start_timeout_s, end_timeout_s=end_timeout_s,
         )
         self.live_metrics = live_metrics
         self.inspect_model = inspect_model

@@ -77,6 +77,9 @@ def test_unicode_and_html_in_names_are_kept_as_plain_text(mlflow_experiment: str
         ({"inspect_model": "no"}, "inspect_model"),
         ({"region": "Atlantis"}, "Atlantis"),
         ({"pue": 0.5}, "PUE"),
+        ({"scope": "galaxy"}, "scope"),
+        ({"scope": 1}, "scope"),
+        ({"end_timeout_s": -1}, "end_timeout_s"),
     ],
 )
 def test_callbacks_reject_bad_options_at_construction(package: str, kwargs: dict, fragment: str) -> None:

@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from mlflow_green.autologging import import_hooks, patches, state
@@ -27,23 +26,15 @@ from mlflow_green.errors import ConfigError
 
 __all__ = ["autolog", "callback_options", "is_enabled"]
 
-_SESSION_DEFAULTS: dict[str, Any] = {
-    "quality_metric": None, "max_energy_kwh": None, "max_emissions_kg": None, "live_metrics": None,
-    "inspect_model": True, "log_report": True, "run_name": None,
-}
-_TRACKER_INTERNALS = {"self", "config", "clock", "device_filter", "processes"}
-
-
-def _tracker_options() -> tuple[str, ...]:
-    from mlflow_green.measure.tracker import EnergyTracker
-
-    parameters = inspect.signature(EnergyTracker.__init__).parameters
-    return tuple(name for name in parameters if name not in _TRACKER_INTERNALS)
-
 
 def callback_options() -> tuple[str, ...]:
-    """The options ``autolog`` passes to every callback (those every training callback shares)."""
-    return (*_SESSION_DEFAULTS, *_tracker_options())
+    """The options ``autolog`` passes to every callback (those every training callback shares).
+
+    See :data:`mlflow_green.training.callback_options.CALLBACK_OPTIONS`.
+    """
+    from mlflow_green.training.callback_options import CALLBACK_OPTIONS
+
+    return CALLBACK_OPTIONS
 
 
 def is_enabled() -> bool:
@@ -58,7 +49,8 @@ def autolog(*, disable: bool = False, **options: Any) -> None:
         disable: Turn autologging off again (trainings already given a callback keep it).
         **options: Passed to every callback: ``quality_metric``, ``max_energy_kwh``,
             ``max_emissions_kg``, ``live_metrics``, ``inspect_model``, ``log_report``, ``run_name``,
-            ``region``, ``pue``, ``meters``, ``sample_interval_s``, ``intensity_provider``, ``scope``.
+            ``region``, ``pue``, ``meters``, ``sample_interval_s``, ``intensity_provider``, ``scope``
+            (``process`` or ``machine``), ``start_timeout_s``, ``end_timeout_s``.
 
     Raises:
         ConfigError: for an unknown or invalid option, now, before any training.
@@ -94,6 +86,6 @@ def _validate(options: dict[str, Any]) -> None:
             f"mlflow_green.autolog() got unknown {'option' if len(unknown) == 1 else 'options'} {', '.join(map(repr, unknown))}. "
             f"Valid options: {', '.join(known)}, disable"
         )
-    from mlflow_green.training.callback_options import session_options
+    from mlflow_green.training.callback_options import SESSION_DEFAULTS, session_options
 
-    session_options(**{**_SESSION_DEFAULTS, **options})  # ConfigError for a bad value, as a callback would
+    session_options(**{**SESSION_DEFAULTS, **options})  # ConfigError for a bad value, as a callback would

@@ -38,7 +38,7 @@ def options() -> dict[str, Any]:
 
 
 def options_for(callback_class: type) -> dict[str, Any]:
-    """The options ``callback_class`` accepts (a framework's callback may lack one, e.g. ``scope``)."""
+    """The options ``callback_class`` accepts (every GreenCallback takes them all; a third-party subclass may not)."""
     accepted = inspect.signature(callback_class.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
         return options()

@@ -16,6 +16,20 @@ from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.budget import EnergyBudget
 from mlflow_green.validation import check_bool, check_name
 
+CALLBACK_OPTIONS: tuple[str, ...] = (
+    "quality_metric", "max_energy_kwh", "max_emissions_kg", "live_metrics", "inspect_model", "log_report", "run_name",
+    "region", "pue", "meters", "sample_interval_s", "intensity_provider", "scope", "start_timeout_s", "end_timeout_s",
+)
+"""The options every training callback (Keras, Lightning, pytorch_lightning, Hugging Face) takes, under
+these names, and that ``mlflow_green.autolog(**options)`` passes to each of them. A callback may take
+more (Keras: ``samples_per_epoch``)."""
+
+SESSION_DEFAULTS: dict[str, Any] = {
+    "quality_metric": None, "max_energy_kwh": None, "max_emissions_kg": None, "live_metrics": None,
+    "inspect_model": True, "log_report": True, "run_name": None,
+}
+"""The callback options :func:`session_options` requires, with the callbacks' defaults."""
+
 
 def session_options(
     *,
@@ -33,7 +47,8 @@ def session_options(
     """The :class:`~mlflow_green.training.session.TrainingSession` arguments for a callback's options.
 
     ``tracker_options`` are :class:`~mlflow_green.measure.tracker.EnergyTracker`'s: ``region``,
-    ``pue``, ``meters``, ``sample_interval_s``, ``intensity_provider``. ``live_metrics`` and
+    ``pue``, ``meters``, ``sample_interval_s``, ``intensity_provider``, ``scope`` (``process``, the
+    default, or ``machine``; else ``MLFLOW_GREEN_SCOPE``). ``live_metrics`` and
     ``inspect_model`` are checked here and used by the callback itself. ``start_timeout_s`` and
     ``end_timeout_s`` bound the waiting on MLflow (:class:`~mlflow_green.record.timeouts.RunTimeouts`).
     """
