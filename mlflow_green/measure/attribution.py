@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlflow_green.measure import procfs
+from mlflow_green.measure.process_scan import TreeScanner, TreeUsage
 from mlflow_green.measure.readings import Scope
 
 _BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "interrupt", "dpc")
@@ -68,9 +69,33 @@ class ProcessTree:
 
     root_pid: int = field(default_factory=os.getpid)
     exclude_pids: frozenset[int] = frozenset()
+    _scanner: TreeScanner | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if procfs.LINUX:  # members read between rare full scans (see measure.process_scan)
+            object.__setattr__(self, "_scanner", TreeScanner(self.root_pid, self.exclude_pids))
+
+    def usage(self) -> TreeUsage:
+        """The tree's PIDs, CPU seconds (reaped children included) and resident memory, in one pass."""
+        if self._scanner is not None:
+            return self._scanner.read()
+        pids = self._walk()
+        return TreeUsage(pids, _summed(procfs.process_cpu_s, pids), int(_summed(procfs.rss_bytes, pids)))
 
     def pids(self) -> frozenset[int]:
         """The PIDs of the tree now (the root and its descendants that are not excluded)."""
+        return self.usage().pids if self._scanner is not None else self._walk()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the live tree plus the children it reaped, since each started."""
+        return self.usage().cpu_s
+
+    def rss_bytes(self) -> int:
+        """Resident set size of the live tree, summed over its processes (shared pages counted per process)."""
+        return self.usage().rss_bytes
+
+    def _walk(self) -> frozenset[int]:
+        """The tree found by walking every process's children (where /proc cannot be read directly)."""
         if self.root_pid in self.exclude_pids:
             return frozenset()
         found = {self.root_pid}
@@ -83,25 +108,15 @@ class ProcessTree:
                     stack.append(child)
         return frozenset(found)
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the live tree plus the children it reaped, since each started."""
-        total_s = 0.0
-        for pid in self.pids():
-            try:
-                total_s += procfs.process_cpu_s(pid)
-            except (ProcessLookupError, OSError, ValueError):  # exited meanwhile: its parent reaps it
-                continue
-        return total_s
 
-    def rss_bytes(self) -> int:
-        """Resident set size of the live tree, summed over its processes (shared pages counted per process)."""
-        total = 0
-        for pid in self.pids():
-            try:
-                total += procfs.rss_bytes(pid)
-            except (ProcessLookupError, OSError, ValueError):
-                continue
-        return total
+def _summed(read: Callable[[int], float], pids: Iterable[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += read(pid)
+        except (ProcessLookupError, OSError, ValueError):  # exited meanwhile: its parent reaps it
+            continue
+    return total
 
 
 class _Children:
@@ -232,9 +247,14 @@ class UsageProbe:
     def read(self) -> Usage:
         """Usage now. Raises whatever the operating system raises (the meter turns it into MeterError)."""
         busy_s, capacity_s = self.machine()
+        both = getattr(self.processes, "usage", None)
+        if callable(both):  # one pass over the tree for both figures
+            tree = both()
+            cpu_s, rss = tree.cpu_s, tree.rss_bytes
+        else:
+            cpu_s = self.processes.cpu_seconds()
+            rss = self.processes.rss_bytes() if self._memory else 0
         return Usage(
-            tree_cpu_s=float(self.processes.cpu_seconds()),
-            machine_busy_s=busy_s,
-            machine_capacity_s=capacity_s,
-            tree_rss_bytes=int(self.processes.rss_bytes()) if self._memory else 0,
+            tree_cpu_s=float(cpu_s), machine_busy_s=busy_s, machine_capacity_s=capacity_s,
+            tree_rss_bytes=int(rss) if self._memory else 0,
         )

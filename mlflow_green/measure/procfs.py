@@ -21,6 +21,8 @@ import sys
 from typing import Any, NamedTuple
 
 _LINUX = sys.platform.startswith("linux") and os.path.isfile("/proc/stat")
+LINUX = _LINUX
+"""True where this module reads ``/proc`` itself (Linux)."""
 
 
 class CpuTimes(NamedTuple):
@@ -87,6 +89,61 @@ def process_cpu_s(pid: int) -> float:
     except psutil.NoSuchProcess as exc:
         raise ProcessLookupError(pid) from exc
     return times.user + times.system + getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
+
+
+class ProcessStat(NamedTuple):
+    """One process's line of ``/proc/PID/stat``, in the units this package uses."""
+
+    ppid: int
+    cpu_s: float
+    """User + system seconds of the process plus those of the children it reaped."""
+    start_ticks: int
+    """When the process started (clock ticks after boot): tells a reused PID from the process seen before."""
+    rss_bytes: int
+
+
+def process_stat(pid: int) -> ProcessStat:
+    """Parent, CPU time, start time and resident memory of a process in one read (Linux ``/proc`` only).
+
+    Raises:
+        ProcessLookupError: the process does not exist (any more).
+        OSError: there is no ``/proc`` (not Linux) or it cannot be read.
+
+    Example:
+        >>> process_stat(os.getpid()).ppid == os.getppid()
+        True
+    """
+    try:
+        fields = _stat_fields(pid)
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise ProcessLookupError(pid) from exc
+    try:  # fields[0] is field 3 (state): ppid 4, utime..cstime 14-17, starttime 22, rss 24 (pages)
+        return ProcessStat(
+            int(fields[1]), sum(int(v) for v in fields[11:15]) / _clock_ticks(), int(fields[19]),
+            int(fields[21]) * _page_size(),
+        )
+    except (IndexError, ValueError) as exc:  # a kernel without these fields: treat as unreadable
+        raise OSError(f"/proc/{pid}/stat: unexpected format") from exc
+
+
+def last_pid() -> int | None:
+    """The last PID the kernel handed out in this PID namespace (``/proc/sys/kernel/ns_last_pid``), or None.
+
+    Process and thread IDs are handed out in increasing order until they wrap at ``pid_max``: while
+    it has not moved, no process was created anywhere on the machine.
+    """
+    if not _LINUX:
+        return None
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def listed_pids() -> list[int]:
+    """The PIDs of every process now (one listing of ``/proc``; Linux only)."""
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
 def rss_bytes(pid: int) -> int:

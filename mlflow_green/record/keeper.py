@@ -71,13 +71,15 @@ class SpoolKeeper:
         if self.spool is None:
             self.unspooled.add(entry["seq"])
 
-    def done(self, seq: int, run_id: str | None = None) -> None:
-        """Record progress (a failure is remembered, not raised: a later replay resends, harmlessly)."""
-        self.unspooled.discard(seq)
-        if self.spool is None:
+    def done(self, seqs: Iterable[int], run_id: str | None = None) -> None:
+        """Record that the writes ``seqs`` were handled, in one progress write (a failure is remembered,
+        not raised: a later replay resends, harmlessly)."""
+        seqs = list(seqs)
+        self.unspooled.difference_update(seqs)
+        if self.spool is None or not seqs:
             return
         try:
-            self.spool.mark_done(seq, run_id)
+            self.spool.mark_done(max(seqs), run_id)
         except OSError as exc:
             self.progress_problem = self.progress_problem or describe(exc)
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 import importlib
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +111,48 @@ def apply_entry(client: MlflowClient, run_id: str, entry: Mapping[str, Any]) -> 
     if operation is None:
         raise ValueError(f"unknown spooled operation {entry.get('op')!r}")
     operation.apply(client, run_id, entry)
+
+
+BATCHABLE = ("metrics", "tags")
+"""Kinds whose consecutive entries the live writer may send in one ``log_batch`` (see :func:`batch_of`)."""
+
+
+def batch_of(entries: Sequence[Mapping[str, Any]]) -> int:
+    """How many of the leading ``entries`` one ``log_batch`` call can send (at least 1).
+
+    Consecutive ``metrics`` and ``tags`` entries go together within MLflow's limits on one call
+    (1 000 metrics, 100 tags); anything else is sent alone.
+
+    Example:
+        >>> batch_of([{"op": "metrics", "metrics": [["a", 1.0, 0, 0]]}, {"op": "tags", "tags": {"t": "1"}},
+        ...           {"op": "report", "report": {}}])
+        2
+    """
+    metrics = tags = count = 0
+    for entry in entries:
+        if entry.get("op") not in BATCHABLE or entry.get("held"):
+            break
+        metrics += len(entry.get("metrics") or ())
+        tags += len(entry.get("tags") or ())
+        if count and (metrics > _MAX_METRICS_PER_BATCH or tags > _MAX_TAGS_PER_BATCH):
+            break
+        count += 1
+    return max(count, 1)
+
+
+def apply_batch(client: MlflowClient, run_id: str, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Send consecutive ``metrics`` / ``tags`` entries (as chosen by :func:`batch_of`) in one ``log_batch``.
+
+    A tag set twice keeps its later value, as sending the entries one by one would.
+    """
+    if len(entries) == 1:
+        apply_entry(client, run_id, entries[0])
+        return
+    from mlflow.entities import Metric, RunTag
+
+    metrics = [Metric(k, float(v), int(ts), int(step)) for e in entries for k, v, ts, step in e.get("metrics") or ()]
+    tags = {k: str(v) for e in entries for k, v in (e.get("tags") or {}).items()}
+    client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 def check_entry(entry: object) -> str | None:

@@ -17,13 +17,14 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Mapping
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.record.failures import describe, is_transient
 from mlflow_green.record.keeper import SpoolKeeper
 from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, forget_writer
 from mlflow_green.record.messages import WriteCounts
-from mlflow_green.record.ops import send
+from mlflow_green.record.ops import BATCHABLE, Sent, apply_batch, batch_of, send
 from mlflow_green.record.orphans import adopt_orphans
 from mlflow_green.record.timeouts import RunTimeouts
 
@@ -58,21 +59,27 @@ class SendLoop:
     def _run(self) -> None:
         backoff_s = self.timeouts.retry_start_s
         first_try = True
+        alone_until_seq = 0  # after a refused batch, its entries go one by one (only the bad one is set aside)
         while True:
             with self._cond:
                 while not self._queue and not self._closed and not self._stopped:
                     self._cond.wait(5.0)
                 if self._stopped:
                     return
-                entry = self._queue[0] if self._queue else None
-            if entry is None:
+                entries = self._next_entries(alone_until_seq)
+            if not entries:
                 self._finish()
                 return
+            entry = entries[0]
             self.keeper.sync_to_disk()
             error = self._creation_failed_reason(entry)
             if error is None:
                 try:
-                    sent = send(self.client, entry, self.run_id, first_try=first_try and entry["op"] == "create")
+                    if len(entries) > 1:
+                        apply_batch(self.client, self.run_id or "", entries)
+                        sent = Sent(self.run_id or "")
+                    else:
+                        sent = send(self.client, entry, self.run_id, first_try=first_try and entry["op"] == "create")
                 except Exception as exc:
                     if entry["op"] == "create":
                         first_try = False
@@ -82,13 +89,25 @@ class SendLoop:
                             self._cond.wait_for(lambda: self._stopped, timeout=backoff_s)
                         backoff_s = min(backoff_s * 2, self.timeouts.retry_max_s)
                         continue
+                    if len(entries) > 1:  # which one was refused? send them one by one
+                        alone_until_seq = entries[-1]["seq"]
+                        continue
                     error = describe(exc)
                 else:
                     backoff_s = self.timeouts.retry_start_s
                     self.created_run = sent.run if sent.run is not None else self.created_run
-                    self._done(entry, sent.run_id)
+                    self._done(entries, sent.run_id)
                     continue
             self._set_aside(entry, error)
+
+    def _next_entries(self, alone_until_seq: int) -> list[dict[str, Any]]:
+        """The queue's head, with the writes after it that one ``log_batch`` can carry along (under the lock)."""
+        if not self._queue:
+            return []
+        head = self._queue[0]
+        if self.run_id is None or head["seq"] <= alone_until_seq or head["op"] not in BATCHABLE:
+            return [head]
+        return list(islice(self._queue, batch_of(self._queue)))
 
     def _creation_failed_reason(self, entry: Mapping[str, Any]) -> str | None:
         if self.creation_error is not None and entry["op"] != "create":
@@ -101,7 +120,8 @@ class SendLoop:
             logger.warning("mlflow-green: writing to %s failed (%s); retrying in %g s", self._label(), message, backoff_s)
         self.failures.append(message)
 
-    def _done(self, entry: dict[str, Any], run_id: str) -> None:
+    def _done(self, entries: list[dict[str, Any]], run_id: str) -> None:
+        entry = entries[0]
         if entry["op"] == "create":
             with LIVE_LOCK:  # never taken while holding self._cond (open() takes them in this order)
                 LIVE.setdefault((self.tracking_uri, run_id), self)
@@ -109,8 +129,8 @@ class SendLoop:
             if entry["op"] == "create":
                 self.run_id = run_id
             else:
-                self.counts.sent += 1
-        self._progress(entry, run_id if entry["op"] == "create" else None)
+                self.counts.sent += len(entries)
+        self._progress(entries, run_id if entry["op"] == "create" else None)
         if not self._adopted:  # the server answers: send what earlier processes left for it
             self._adopted = True
             adopt_orphans(self.keeper.folder, self.tracking_uri, self.client, exclude=self.keeper.path)
@@ -128,13 +148,14 @@ class SendLoop:
             self.counts.rejected_file = kept
         elif entry["op"] != "create":
             self.counts.rejected_lost += 1
-        self._progress(entry)
+        self._progress([entry])
 
-    def _progress(self, entry: dict[str, Any], run_id: str | None = None) -> None:
+    def _progress(self, entries: list[dict[str, Any]], run_id: str | None = None) -> None:
         with self._cond:
-            self.keeper.done(entry["seq"], run_id)
-            if self._queue and self._queue[0] is entry:
-                self._queue.popleft()
+            self.keeper.done([entry["seq"] for entry in entries], run_id)
+            for entry in entries:
+                if self._queue and self._queue[0] is entry:
+                    self._queue.popleft()
             self._cond.notify_all()
 
     def _finish(self) -> None:

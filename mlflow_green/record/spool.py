@@ -74,6 +74,10 @@ class SpoolFile:
         self.path = path
         self.header = dict(header)
         self._lock_fd = lock_fd
+        self._fd: int | None = None  # kept open for appending (see append)
+        self._inode = 0
+        self._size = 0
+        self._unsynced = True
         self._done_seq, state_run_id, aside = read_state(self.state_path, path)
         self.run_id: str | None = state_run_id or header.get("run_id") or None
         self.aside_lines: set[int] = aside
@@ -161,7 +165,8 @@ class SpoolFile:
         return cls(path, header, lock_fd)
 
     def release(self) -> None:
-        """Unlock (without removing)."""
+        """Close and unlock (without removing)."""
+        self._close_append_fd()
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
@@ -169,27 +174,48 @@ class SpoolFile:
 
     # -- writing -------------------------------------------------------------------------------
     def append(self, entry: Mapping[str, Any]) -> None:
-        """Append one entry (``OSError`` if it cannot be kept; a partial line is rolled back)."""
+        """Append one entry (``OSError`` if it cannot be kept; a partial line is rolled back).
+
+        The file stays open between appends; each append checks that the path still names it (a
+        removed or replaced file is an error, so that the writer makes a new one).
+        """
         line = (json.dumps(entry, allow_nan=False, separators=(",", ":")) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)  # no O_CREAT: a vanished file is an error
+        fd = self._append_fd()
+        if os.stat(self.path).st_ino != self._inode:  # FileNotFoundError if removed
+            raise FileNotFoundError(f"{self.path} was replaced")
+        size = self._size
         try:
-            if self._lock_fd is not None and os.fstat(fd).st_ino != os.fstat(self._lock_fd).st_ino:
+            write_all(fd, line)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+        self._size = size + len(line)
+        self._unsynced = True
+
+    def _append_fd(self) -> int:
+        """The file, open for appending (opened on the first append; no O_CREAT: a vanished file is an error)."""
+        if self._fd is None:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            stat = os.fstat(fd)
+            if self._lock_fd is not None and stat.st_ino != os.fstat(self._lock_fd).st_ino:
+                os.close(fd)
                 raise FileNotFoundError(f"{self.path} was replaced")
-            size = os.fstat(fd).st_size
-            try:
-                write_all(fd, line)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, size)
-                raise
-        finally:
-            os.close(fd)
+            self._fd, self._inode, self._size = fd, stat.st_ino, stat.st_size
+        return self._fd
+
+    def _close_append_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def sync_to_disk(self) -> None:
-        """fsync the file (the writer does it before sending); never raises."""
-        if self._lock_fd is not None:
+        """fsync what was appended since the last call (the writer does it before sending); never raises."""
+        if self._lock_fd is not None and self._unsynced:
             with contextlib.suppress(OSError):
                 os.fsync(self._lock_fd)
+                self._unsynced = False
 
     def mark_done(self, seq: int, run_id: str | None = None) -> None:
         """Record that every entry up to ``seq`` was handled (atomic); ``OSError`` if it cannot be."""

@@ -54,6 +54,7 @@ class FitEndMixin:
             self._log(metrics, step)
             if profile is not None:
                 self._log_model(profile, step)
+            self.output.send_pending()  # the last step is complete: its totals go first, with the tags in one batch
             self._log_tags(tracker, total)
             if self.dist.is_logging_rank:
                 self.report = session_report(self, tracker, total, status)

@@ -46,3 +46,26 @@ def test_a_forked_child_does_not_keep_its_parents_lock(tmp_path: Path) -> None:
         child.kill()
         child.join()
     assert [p.name for p in spool_paths(tmp_path)] == [spool.path.name]
+
+
+def test_the_open_spool_file_notices_when_it_is_removed_or_replaced_and_rolls_back_nothing_else(tmp_path: Path) -> None:
+    """The file stays open between appends; an append after the path changed is an error, not a lost write."""
+    spool = SpoolFile.create(tmp_path, {"tracking_uri": "sqlite:////tmp/m.db", "run_id": "abc"})
+    for seq in (1, 2):
+        spool.append({"seq": seq, "t_ms": 0, "op": "tags", "tags": {"k": str(seq)}})
+    assert [e["seq"] for e in spool.read().entries] == [1, 2]
+    other = tmp_path / "other.jsonl"
+    other.write_text(spool.path.read_text())
+    other.replace(spool.path)  # someone put another file there
+    with pytest.raises(FileNotFoundError):
+        spool.append({"seq": 3, "t_ms": 0, "op": "tags", "tags": {}})
+    spool.path.unlink()
+    with pytest.raises(FileNotFoundError):
+        spool.append({"seq": 3, "t_ms": 0, "op": "tags", "tags": {}})
+    spool.release()
+    fresh = SpoolFile.create(tmp_path, {"tracking_uri": "sqlite:////tmp/m.db", "run_id": "abc"})
+    fresh.append({"seq": 1, "t_ms": 0, "op": "tags", "tags": {}})
+    fresh.release()
+    fresh.append({"seq": 2, "t_ms": 0, "op": "tags", "tags": {}})  # reopened after a release
+    assert [e["seq"] for e in fresh.read().entries] == [1, 2]
+    fresh.remove()

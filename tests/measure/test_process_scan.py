@@ -1,0 +1,228 @@
+"""The incremental process-tree reader: the same tree as a full scan, at the cost of reading its members.
+
+Real processes for what the kernel does (children and grandchildren that start and exit between
+reads, re-parenting); a scripted process table for what cannot be staged here (PID wrap-around,
+a reused PID, ``ns_last_pid`` unreadable).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from mlflow_green.measure import procfs
+from mlflow_green.measure.attribution import ProcessTree
+from mlflow_green.measure.process_scan import FULL_RESCAN_S, TreeScanner
+
+SLEEPER = "import sys, time; sys.stdout.write('up\\n'); sys.stdout.flush(); time.sleep(60)"
+PARENT_OF_SLEEPER = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "sys.stdout.write(f'{child.pid}\\n'); sys.stdout.flush(); time.sleep(60)\n"
+)
+BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\nprint(time.process_time())"
+
+
+def _frozen_clock() -> float:
+    return 0.0  # no periodic full scan: every read after the first is incremental
+
+
+def _spawn(code: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc
+
+
+def test_children_and_grandchildren_started_after_the_first_read_are_found_without_a_full_scan() -> None:
+    scanner = TreeScanner(clock=_frozen_clock)
+    first = scanner.read()
+    assert first.pids == TreeScanner().read().pids  # the first read is a full scan
+    parent = _spawn(PARENT_OF_SLEEPER)
+    try:
+        grandchild = int(parent.stdout.readline())  # type: ignore[union-attr]
+        seen = scanner.read()
+        assert {parent.pid, grandchild} <= seen.pids
+        assert seen.pids == TreeScanner().read().pids  # what a full scan of every process finds
+        assert scanner.full_scans == 1
+        parent.kill()  # the grandchild is re-parented away from our tree: no longer ours
+        parent.wait()
+        after = scanner.read()
+        assert parent.pid not in after.pids and grandchild not in after.pids
+        assert after.pids == TreeScanner().read().pids
+    finally:
+        parent.kill()
+        parent.wait()
+        if procfs.pid_exists(grandchild):
+            os.kill(grandchild, 9)
+
+
+def test_cpu_time_of_a_worker_that_starts_and_exits_between_two_reads_is_counted_once() -> None:
+    scanner = TreeScanner(clock=_frozen_clock)
+    before = scanner.read().cpu_s
+    child = _spawn(BURN.format(s=0.3))
+    deadline = time.monotonic() + 20.0
+    while time.monotonic() < deadline:  # read while it runs: its time so far is in this read
+        during = scanner.read()
+        if child.pid in during.pids and during.cpu_s - before >= 0.1:
+            break
+        time.sleep(0.02)
+    assert child.pid in during.pids
+    child_cpu_s = float(child.communicate()[0])  # reaped: its time moves into our children time
+    after = scanner.read()
+    assert child.pid not in after.pids
+    assert after.cpu_s - before == pytest.approx(child_cpu_s, abs=0.15)
+    assert scanner.full_scans == 1
+
+
+def test_process_tree_reads_only_its_members_between_full_scans() -> None:
+    tree = ProcessTree()
+    sleeper = _spawn(SLEEPER)
+    try:
+        sleeper.stdout.readline()  # type: ignore[union-attr]
+        usage = tree.usage()
+        assert sleeper.pid in usage.pids and usage.pids == TreeScanner().read().pids
+        assert usage.rss_bytes == pytest.approx(sum(procfs.rss_bytes(pid) for pid in usage.pids), rel=0.05)  # stat vs statm
+        assert tree.cpu_seconds() >= usage.cpu_s and tree.rss_bytes() > 0 and tree.pids() == usage.pids
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sleeper.pid not in tree.pids()
+
+
+# -- a scripted process table -----------------------------------------------------------------
+@dataclass
+class ProcTable:
+    """Processes (pid -> parent, CPU seconds), the last PID handed out, and what was read."""
+
+    parents: dict[int, int] = field(default_factory=dict)
+    cpu: dict[int, float] = field(default_factory=dict)
+    last: int | None = 0
+    listings: int = 0
+    stats: list[int] = field(default_factory=list)
+
+    def spawn(self, pid: int, parent: int, cpu_s: float = 1.0) -> None:
+        self.parents[pid], self.cpu[pid] = parent, cpu_s
+        self.last = pid
+
+    def exit(self, pid: int, reaped_by: int | None = None) -> None:
+        if reaped_by is not None:
+            self.cpu[reaped_by] += self.cpu[pid]
+        del self.parents[pid], self.cpu[pid]
+        for child, parent in self.parents.items():
+            if parent == pid:
+                self.parents[child] = 1  # re-parented to init
+
+    def last_pid(self) -> int | None:
+        return self.last
+
+    def listed(self) -> list[int]:
+        self.listings += 1
+        return sorted(self.parents)
+
+    def stat(self, pid: int) -> procfs.ProcessStat:
+        self.stats.append(pid)
+        if pid not in self.parents:
+            raise ProcessLookupError(pid)
+        return procfs.ProcessStat(self.parents[pid], self.cpu[pid], 0, 4096)
+
+    def scanner(self, root: int, exclude: frozenset[int] = frozenset(), clock: object = _frozen_clock) -> TreeScanner:
+        return TreeScanner(root, exclude, clock=clock, last_pid=self.last_pid, listed_pids=self.listed, stat=self.stat)  # type: ignore[arg-type]
+
+
+def _machine() -> ProcTable:
+    table = ProcTable()
+    table.spawn(1, 0)
+    for pid in range(2, 60):
+        table.spawn(pid, 1)  # 58 other processes
+    table.spawn(100, 1, cpu_s=5.0)  # the training
+    return table
+
+
+def test_nothing_created_since_the_last_read_means_no_listing_and_one_stat_per_member() -> None:
+    table = _machine()
+    table.spawn(101, 100, cpu_s=2.0)
+    scanner = table.scanner(100)
+    assert scanner.read().cpu_s == 7.0
+    table.listings, table.stats = 0, []
+    table.cpu[100] += 1.0
+    usage = scanner.read()
+    assert usage.pids == {100, 101} and usage.cpu_s == 8.0
+    assert table.listings == 0 and sorted(table.stats) == [100, 101]
+
+
+def test_new_processes_are_found_among_pids_above_the_last_one_and_only_those_are_read() -> None:
+    table = _machine()
+    scanner = table.scanner(100)
+    scanner.read()
+    table.spawn(150, 1)  # someone else's
+    table.spawn(151, 100, cpu_s=0.5)  # ours
+    table.spawn(152, 151, cpu_s=0.25)  # ours, a grandchild
+    table.stats = []
+    usage = scanner.read()
+    assert usage.pids == {100, 151, 152} and usage.cpu_s == 5.75
+    assert sorted(table.stats) == [100, 150, 151, 152]
+
+
+def test_after_the_pids_wrap_low_new_pids_are_found_too() -> None:
+    table = _machine()
+    table.last = 32_000
+    scanner = table.scanner(100)
+    scanner.read()
+    table.spawn(32_700, 1)
+    table.spawn(70, 100, cpu_s=0.5)  # wrapped past pid_max: a low PID
+    assert scanner.read().pids == {100, 70}
+
+
+def test_a_reused_pid_and_a_re_parented_process_are_told_apart_by_their_parent() -> None:
+    table = _machine()
+    table.spawn(101, 100)
+    table.spawn(102, 101)
+    scanner = table.scanner(100)
+    assert scanner.read().pids == {100, 101, 102}
+    table.exit(101, reaped_by=100)  # 102 is re-parented to init: no longer ours
+    table.spawn(103, 1)
+    assert scanner.read().pids == {100}
+    table.exit(103)
+    table.parents[101], table.cpu[101] = 1, 9.0  # PID 101 reused by someone else's process
+    table.spawn(104, 1)
+    assert scanner.read().pids == {100}
+
+
+def test_excluded_processes_and_their_descendants_are_left_out() -> None:
+    table = _machine()
+    scanner = table.scanner(100, exclude=frozenset({101}))
+    scanner.read()
+    table.spawn(101, 100)
+    table.spawn(102, 101)
+    table.spawn(103, 100, cpu_s=0.5)
+    assert scanner.read().pids == {100, 103}
+
+
+def test_full_scans_happen_first_periodically_and_whenever_the_last_pid_is_unknown() -> None:
+    table = _machine()
+    now = [0.0]
+    scanner = table.scanner(100, clock=lambda: now[0])
+    scanner.read(), scanner.read()
+    assert scanner.full_scans == 1
+    table.parents[50] = 100  # adopted by a sub-reaper in the tree: no new PID shows it
+    assert 50 not in scanner.read().pids
+    now[0] = FULL_RESCAN_S
+    assert 50 in scanner.read().pids and scanner.full_scans == 2
+    table.last = None  # ns_last_pid cannot be read: every read scans
+    scanner.read(), scanner.read()
+    assert scanner.full_scans == 4
+
+
+def test_a_copy_starts_over_with_a_full_scan() -> None:
+    import copy
+    import pickle
+
+    tree = ProcessTree(exclude_pids=frozenset({12345}))
+    assert pickle.loads(pickle.dumps(tree)) == tree == copy.deepcopy(tree)
+    clone = pickle.loads(pickle.dumps(tree))
+    assert clone.pids() == tree.pids() and clone._scanner is not tree._scanner

@@ -1,0 +1,135 @@
+"""The writer sends consecutive metrics and tags in one ``log_batch``; a refusal still sets aside only the bad write.
+
+The client is a real ``MlflowClient`` on a real sqlite store that counts its calls and, while a
+gate is closed, holds the first one (so that the next writes queue up behind it, as they do
+when the server is slower than the training).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_green.measure.tracker import EnergyTracker
+from mlflow_green.record import schema
+from mlflow_green.record.recorder import RunRecorder
+from mlflow_green.record.runs import RunHandle
+from mlflow_green.record.spool import REJECTED_DIR, spool_paths
+from mlflow_green.record.timeouts import RunTimeouts
+from mlflow_green.testing import FakeMeter
+from mlflow_green.training.session import TrainingSession
+
+QUICK = RunTimeouts(start_s=2.0, end_s=10.0, retry_max_s=0.2)
+
+
+class CountingClient(MlflowClient):
+    """A real client that records each store call and can hold them until :attr:`gate` is set."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.calls: list[tuple[str, int, int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.holding = threading.Event()
+
+    def _hold(self) -> None:
+        if not self.gate.is_set():
+            self.holding.set()
+            assert self.gate.wait(10.0)
+
+    def log_batch(self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = (), **kwargs: Any) -> Any:
+        self._hold()
+        self.calls.append(("log_batch", len(metrics), len(tags)))
+        return super().log_batch(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+    def log_dict(self, run_id: str, dictionary: dict[str, Any], artifact_file: str) -> None:
+        self._hold()
+        self.calls.append(("log_dict", 0, 0))
+        super().log_dict(run_id, dictionary, artifact_file)
+
+    def set_terminated(self, run_id: str, status: str | None = None, end_time: int | None = None) -> None:
+        self._hold()
+        self.calls.append(("set_terminated", 0, 0))
+        super().set_terminated(run_id, status=status, end_time=end_time)
+
+
+@pytest.fixture()
+def counting(store: tuple[MlflowClient, str]) -> tuple[CountingClient, str]:
+    client, experiment_id = store
+    counting = CountingClient(client.tracking_uri)
+    return counting, counting.create_run(experiment_id).info.run_id
+
+
+def _queued_behind_a_held_write(client: CountingClient, recorder: RunRecorder) -> None:
+    client.gate.clear()
+    recorder.log_metrics({schema.ENERGY_KWH: 0.5}, step=0)
+    assert client.holding.wait(10.0), "the writer took the first write"
+
+
+def test_writes_queued_behind_a_slow_one_go_in_one_log_batch_later_tag_values_winning(
+    counting: tuple[CountingClient, str], spool_dir: Path
+) -> None:
+    client, run_id = counting
+    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    _queued_behind_a_held_write(client, recorder)
+    recorder.log_metrics({schema.ENERGY_KWH: 1.0, schema.POWER_W: 40.0}, step=1)
+    recorder.log_tags({schema.TAG_METERS: "cpu:first", schema.TAG_SCOPE: "cpu:process"})
+    recorder.log_tags({schema.TAG_METERS: "cpu:estimate"})
+    recorder.log_report({"schema_version": 1})
+    recorder.log_metrics({schema.ENERGY_KWH: 2.0}, step=2)
+    client.gate.set()
+    assert recorder.close() is True
+    assert client.calls == [("log_batch", 1, 0), ("log_batch", 2, 2), ("log_dict", 0, 0), ("log_batch", 1, 0)]
+    run = client.get_run(run_id)
+    assert run.data.tags[schema.TAG_METERS] == "cpu:estimate" and run.data.tags[schema.TAG_SCOPE] == "cpu:process"
+    history = client.get_metric_history(run_id, schema.ENERGY_KWH)
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 1.0), (2, 2.0)]
+    assert recorder.counts.sent == 6 and not spool_paths(spool_dir)
+
+
+def test_a_refused_write_inside_a_batch_is_set_aside_alone_and_the_others_arrive(
+    counting: tuple[CountingClient, str], spool_dir: Path
+) -> None:
+    client, run_id = counting
+    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    _queued_behind_a_held_write(client, recorder)
+    recorder.log_metrics({schema.ENERGY_KWH: 1.0}, step=1)
+    recorder.log_metrics({"energy$kwh": 1.0}, step=1)  # MLflow refuses this name
+    recorder.log_tags({schema.TAG_METERS: "cpu:estimate"})
+    client.gate.set()
+    assert recorder.close() is True
+    assert client.calls[:2] == [("log_batch", 1, 0), ("log_batch", 2, 1)]  # tried together, refused
+    assert client.calls[2:] == [("log_batch", 1, 0), ("log_batch", 1, 0), ("log_batch", 0, 1)]  # then one by one
+    run = client.get_run(run_id)
+    assert run.data.metrics[schema.ENERGY_KWH] == 1.0 and run.data.tags[schema.TAG_METERS] == "cpu:estimate"
+    assert "energy$kwh" not in run.data.metrics
+    [rejected] = list((spool_dir / REJECTED_DIR).iterdir())
+    assert "energy$kwh" in rejected.read_text() and recorder.counts.sent == 3 and recorder.counts.rejected == 1
+
+
+def test_the_end_of_a_fit_is_one_log_batch_and_the_report_then_the_runs_end(
+    counting: tuple[CountingClient, str], spool_dir: Path
+) -> None:
+    client, run_id = counting
+    session = TrainingSession(framework="keras", tracker=EnergyTracker(meters=[FakeMeter({"cpu:0": 50.0})]))
+    session.bind_run(RunHandle(client, run_id, owned=True, timeouts=QUICK))
+    session.begin_fit(planned_epochs=2)
+    for epoch in range(2):
+        session.begin_epoch(epoch)
+        time.sleep(0.02)
+        session.end_epoch(epoch, logs={"accuracy": 0.9}, train_samples=100)
+    time.sleep(0.2)  # the epochs' writes are sent meanwhile
+    client.calls.clear()
+    session.end_fit("FINISHED")
+    assert [name for name, _, _ in client.calls] == ["log_batch", "log_dict", "set_terminated"]
+    [(_, final_metrics, tags)] = [call for call in client.calls if call[0] == "log_batch"]
+    assert final_metrics >= 10 and tags >= 5
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[schema.TAG_METERS]
+    energy = client.get_metric_history(run_id, schema.ENERGY_KWH)
+    assert [m.step for m in energy] == [0, 1]  # the totals at the last step, once
