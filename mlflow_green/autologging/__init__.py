@@ -1,7 +1,7 @@
 """``mlflow_green.autolog()``: every training measured, with no other change to its code.
 
 From the call on, every Keras ``Model.fit``, Lightning / ``pytorch_lightning`` ``Trainer.fit`` /
-``validate`` / ``test`` and Hugging Face ``Trainer.train`` gets a GreenCallback (with the options
+``validate`` / ``test`` / ``predict`` and Hugging Face ``Trainer.train`` gets a GreenCallback (with the options
 given here) unless it already has one. Frameworks are patched when they are imported, so calling
 ``autolog()`` imports none of them and a framework that is not installed is simply never patched.
 It coexists with ``mlflow.autolog()`` in either order: one run (MLflow's), our ``green/*`` keys

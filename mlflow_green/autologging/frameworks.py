@@ -7,7 +7,8 @@ a point MLflow's own autologging does not patch, so the two coexist in either or
 - Keras 3: ``keras.callbacks.CallbackList.__init__`` when ``fit`` builds it (``add_history=True``):
   one GreenCallback per model, so a second ``fit`` of the same model continues its totals.
 - Lightning (``lightning.pytorch`` and ``pytorch_lightning``): ``Trainer.__init__``, and ``fit`` /
-  ``validate`` / ``test`` for trainers built before ``autolog()``: one GreenCallback per trainer.
+  ``validate`` / ``test`` / ``predict`` for trainers built before ``autolog()``: one GreenCallback
+  per trainer (a ``validate``, ``test`` or ``predict`` alone makes a complete measured run).
 - Hugging Face: ``CallbackHandler.on_train_begin``, i.e. the start of every ``Trainer.train``
   (``Trainer``, ``Seq2SeqTrainer`` and any subclass): one GreenCallback per trainer.
 
@@ -99,7 +100,7 @@ def lightning_hook(module: ModuleType) -> None:
         return entry
 
     patch(trainer_class, "__init__", make_init)
-    for name in ("fit", "validate", "test"):
+    for name in ("fit", "validate", "test", "predict"):
         patch(trainer_class, name, make_entry)
 
 

@@ -77,3 +77,33 @@ def test_disable_leaves_new_trainers_alone(mlflow_experiment: str) -> None:
     trainer = lightning.Trainer(max_epochs=1, **quiet_trainer_kwargs())
     assert _greens(trainer) == []
     assert mlflow.active_run() is None
+
+
+@pytest.mark.parametrize("stage", ["validate", "test", "predict"])
+@pytest.mark.parametrize("built", ["before", "after"])
+def test_an_evaluation_alone_is_a_complete_measured_run(stage: str, built: str, mlflow_experiment: str, tmp_path) -> None:
+    """``trainer.validate`` / ``test`` / ``predict`` with no fit, on a trainer built before or after ``autolog()``."""
+    import json
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    _, val = loaders()
+    if built == "before":
+        trainer = lightning.Trainer(**quiet_trainer_kwargs())
+        mlflow_green.autolog()
+    else:
+        mlflow_green.autolog()
+        trainer = lightning.Trainer(**quiet_trainer_kwargs())
+    kwargs = {} if stage == "predict" else {"verbose": False}
+    getattr(trainer, stage)(digits_classifier(), val, **kwargs)
+    [green] = _greens(trainer)
+    [run] = runs_of(mlflow_experiment)
+    assert run.info.run_id == green.session.run_id and run.info.status == "FINISHED"
+    assert run.data.metrics[schema.phase_energy_key(stage)] > 0
+    assert run.data.metrics[schema.phase_energy_per_sample_key(stage)] > 0
+    for tag in (schema.TAG_METERS, schema.TAG_ESTIMATED, schema.TAG_VERSION, schema.TAG_SCOPE):
+        assert run.data.tags.get(tag), tag
+    report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["status"] == "FINISHED" and report["samples"][stage] == 397
+    assert mlflow.active_run() is None
