@@ -4,7 +4,6 @@ anything is measured or written — and unicode or HTML in names is stored as pl
 from __future__ import annotations
 
 import importlib
-
 import math
 
 import mlflow

@@ -87,6 +87,7 @@ def test_installed_wheel_imports_and_runs_doctor(wheel: Path, tmp_path: Path) ->
 # --- metadata an index accepts ---------------------------------------------------------------------
 
 import re  # noqa: E402
+
 import tomllib  # noqa: E402
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))

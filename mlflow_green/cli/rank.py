@@ -21,8 +21,8 @@ import click
 
 from mlflow_green import formatting as fmt
 from mlflow_green.errors import GreenError
-from mlflow_green.record import schema
 from mlflow_green.ranking import BY_VALUES, RankedRow, Ranking, rank
+from mlflow_green.record import schema
 
 FORMATS = ("table", "csv", "json", "markdown")
 
