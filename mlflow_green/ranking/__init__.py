@@ -38,11 +38,14 @@ Example:
 
 Layout (everything public is importable from ``mlflow_green.ranking``):
 
-- :mod:`~mlflow_green.ranking.core`: the values, scoring, ties and Pareto flags (no MLflow);
+- :mod:`~mlflow_green.ranking.core`: scoring, ties and Pareto flags (no MLflow), on the values of
+  :mod:`~mlflow_green.ranking.run_record` (what a run logged), :mod:`~mlflow_green.ranking.leaderboard`
+  (rows and the board) and :mod:`~mlflow_green.ranking.run_values` (reading one value);
 - :mod:`~mlflow_green.ranking.inference_score` and :mod:`~mlflow_green.ranking.evaluations`:
   scoring by inference, and joining runs to their evaluations (no MLflow);
 - :mod:`~mlflow_green.ranking.sql`: the fast path reading SQL tracking stores directly;
-- :mod:`~mlflow_green.ranking.stores`: ranking on store objects, and the view's look-ups;
+- :mod:`~mlflow_green.ranking.stores`: ranking on store objects, and the view's look-ups
+  (:mod:`~mlflow_green.ranking.store_access`: which kind a store is);
 - :mod:`~mlflow_green.ranking.client`: the ``MlflowClient`` fallback and the remote ``/green/api``;
 - :mod:`~mlflow_green.ranking.api`: :func:`rank` and :func:`rank_client`.
 """

@@ -15,12 +15,12 @@ from mlflow_green.ranking.arguments import check_rank_arguments
 from mlflow_green.ranking.client import (
     _ClientRegistry,
     _ClientTracking,
-    _is_rest_store,
     _rank_via_api,
     _registry_store,
     _tracking_store,
 )
 from mlflow_green.ranking.core import Ranking, check_by, gc_paused
+from mlflow_green.ranking.store_access import is_rest_store
 from mlflow_green.ranking.stores import rank_stores
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def rank(
     check_by(by)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     tracking = _tracking_store(client)
-    if _is_rest_store(tracking):
+    if is_rest_store(tracking):
         with gc_paused():
             remote = _rank_via_api(tracking, refs, model, metric, filter_string, measured_only, by)
         if remote is not None:

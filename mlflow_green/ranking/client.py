@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.errors import NotFoundError, RankRequestError
-from mlflow_green.ranking.core import Ranking, _is_instance
+from mlflow_green.ranking.leaderboard import Ranking
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,10 +39,6 @@ def _registry_store(client: MlflowClient) -> Any:
         return client._get_registry_client().store
     except Exception:
         return _ClientRegistry(client)
-
-
-def _is_rest_store(tracking: Any) -> bool:
-    return _is_instance(tracking, "mlflow.store.tracking.rest_store", "RestStore")
 
 
 class _ClientTracking:

@@ -6,7 +6,7 @@ named run that cannot be read leaves the record unranked with the reason. An eva
 that is also in the list (same experiment) is not listed a second time on its own.
 
 Example:
-    >>> from mlflow_green.ranking.core import RunRecord
+    >>> from mlflow_green.ranking.run_record import RunRecord
     >>> train = RunRecord("t1", "cnn", "1", {}, {}, version_tags={"green.inference_run": "e1"})
     >>> evaluation = RunRecord("e1", "eval", "1", {"green/inference_energy_per_prediction_j": 0.01},
     ...                        {"green.inference_batch_size": "32", "green.inference_model_run": "t1"})
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from mlflow_green.inference.link import evaluation_run_id, link_problem, malformed_reason
-from mlflow_green.ranking.core import RunRecord
+from mlflow_green.ranking.run_record import RunRecord
 from mlflow_green.record import schema
 
 Fetch = Callable[[Iterable[str]], Mapping[str, RunRecord]]

@@ -7,7 +7,7 @@ evaluation run ranked on its own). The quality metric is read from the run first
 evaluation (where MLflow's default evaluator logs ``accuracy_score``).
 
 Example:
-    >>> from mlflow_green.ranking.core import RunRecord
+    >>> from mlflow_green.ranking.run_record import RunRecord
     >>> run = RunRecord("r1", "cnn", "1", {"acc": 0.9}, {}, evaluation=RunRecord(
     ...     "e1", "eval", "1", {"green/inference_energy_per_prediction_j": 0.002}, {}))
     >>> figures = inference_figures(run, "acc")
@@ -17,16 +17,16 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlflow_green.ranking.run_values import is_true, metric_key, quality_reason
 from mlflow_green.record import schema
 
 if TYPE_CHECKING:
-    from mlflow_green.ranking.core import RunRecord
+    from mlflow_green.ranking.run_record import RunRecord
 
 NOT_EVALUATED = (
     f"not evaluated: no {schema.INFERENCE_ENERGY_PER_PREDICTION_J} "
@@ -68,8 +68,8 @@ def inference_figures(record: RunRecord, metric: str | None) -> InferenceFigures
     """Score one row by quality per joule per prediction (see the module docstring)."""
     evaluation = evaluation_of(record)
     own, theirs = record.metrics, evaluation.metrics
-    tagged = _clean(record.tags.get(schema.TAG_QUALITY_METRIC))
-    tagged_evaluation = tagged if evaluation is record else _clean(evaluation.tags.get(schema.TAG_QUALITY_METRIC))
+    tagged = metric_key(record.tags.get(schema.TAG_QUALITY_METRIC))
+    tagged_evaluation = tagged if evaluation is record else metric_key(evaluation.tags.get(schema.TAG_QUALITY_METRIC))
     quality_metric = metric or tagged or tagged_evaluation
     quality = None
     if quality_metric:
@@ -77,7 +77,7 @@ def inference_figures(record: RunRecord, metric: str | None) -> InferenceFigures
         if quality is None and quality_metric in (tagged, tagged_evaluation):
             quality = own.get(schema.QUALITY)
     cost = theirs.get(schema.INFERENCE_ENERGY_PER_PREDICTION_J)
-    estimated = (evaluation.tags.get(schema.TAG_INFERENCE_ESTIMATED) or "").strip().lower() == "true"
+    estimated = is_true(evaluation.tags.get(schema.TAG_INFERENCE_ESTIMATED))
     reason = record.missing or record.evaluation_missing or _reason(quality_metric, quality, cost)
     per_j = math.nan if reason else float(quality) / float(cost)  # type: ignore[arg-type]
     batch = evaluation.tags.get(schema.TAG_INFERENCE_BATCH_SIZE)
@@ -91,15 +91,6 @@ def inference_figures(record: RunRecord, metric: str | None) -> InferenceFigures
     return InferenceFigures(cost, quality_metric, quality, per_j, estimated, reason, source, values)
 
 
-@functools.lru_cache(maxsize=1024)
-def _clean(value: str | None) -> str | None:
-    """A ``green.quality_metric`` tag as a metric key (``metrics.`` prefix and backquotes dropped)."""
-    value = (value or "").strip()
-    if value.startswith("metrics."):
-        value = value[len("metrics."):]
-    return value.strip("`") or None
-
-
 def _reason(quality_metric: str | None, quality: float | None, cost: float | None) -> str | None:
     key = schema.INFERENCE_ENERGY_PER_PREDICTION_J
     if cost is None:
@@ -108,10 +99,4 @@ def _reason(quality_metric: str | None, quality: float | None, cost: float | Non
         return f"{key} is NaN"
     if cost <= 0 or math.isinf(cost):
         return f"{key} is {cost:g} J, not a positive number"
-    if not quality_metric:
-        return f"no quality metric: pass metric= or tag the run with {schema.TAG_QUALITY_METRIC}"
-    if quality is None:
-        return f"no quality metric {quality_metric!r}"
-    if not math.isfinite(quality):
-        return f"quality metric {quality_metric!r} is {quality:g}"
-    return None
+    return quality_reason(quality_metric, quality)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlflow_green.errors import RankRequestError
-from mlflow_green.ranking.core import RunRecord, _is_instance, gc_paused
+from mlflow_green.ranking.core import gc_paused
+from mlflow_green.ranking.run_record import RunRecord
 from mlflow_green.record import schema
 
 _ENERGY_KEYS = (schema.ENERGY_KWH, schema.EMISSIONS_KG, schema.QUALITY)
@@ -37,10 +38,6 @@ _INFERENCE_TAG_KEYS = (schema.TAG_INFERENCE_ESTIMATED, schema.TAG_INFERENCE_BATC
 
 class _SqlPathUnavailable(Exception):
     """This MLflow's SQL store internals differ from what the fast path expects."""
-
-
-def _is_sql_store(tracking: Any) -> bool:
-    return _is_instance(tracking, "mlflow.store.tracking.sqlalchemy_store", "SqlAlchemyStore")
 
 
 def _sql_records(

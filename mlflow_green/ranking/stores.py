@@ -16,15 +16,11 @@ from dataclasses import replace
 from typing import Any
 
 from mlflow_green.errors import NotFoundError, RankRequestError
-from mlflow_green.ranking.core import Ranking, RunRecord, _metric_key, check_by, gc_paused, rank_records
+from mlflow_green.ranking.core import Ranking, RunRecord, check_by, gc_paused, rank_records
 from mlflow_green.ranking.evaluations import attach_evaluations
-from mlflow_green.ranking.sql import (
-    _is_sql_store,
-    _request_error,
-    _sql_metric_keys,
-    _sql_records,
-    _SqlPathUnavailable,
-)
+from mlflow_green.ranking.run_values import metric_key
+from mlflow_green.ranking.sql import _request_error, _sql_metric_keys, _sql_records, _SqlPathUnavailable
+from mlflow_green.ranking.store_access import is_sql_store
 from mlflow_green.record import schema
 
 logger = logging.getLogger("mlflow_green.ranking")
@@ -64,7 +60,7 @@ def rank_stores(
 
 def _rank_stores(tracking: Any, registry: Any, experiments: Sequence[str], model: str | None, metric: str | None,
                  filter_string: str | None, measured_only: bool, by: str) -> Ranking:
-    metric = _metric_key(metric)
+    metric = metric_key(metric)
     inference = by == "inference"
     if model is not None:
         records, model_name = _model_records(tracking, registry, model, metric, inference)
@@ -133,7 +129,7 @@ def list_metric_keys(tracking: Any, experiments: Sequence[str]) -> list[str]:
     """
     ids = [experiment_id for experiment_id, _ in resolve_experiments(tracking, experiments)]
     keys: set[str] = set()
-    if _is_sql_store(tracking):
+    if is_sql_store(tracking):
         keys.update(_sql_metric_keys(tracking, ids))
     else:
         for record in _search_records(tracking, ids, None):
@@ -168,7 +164,7 @@ def _run_records(
     tracking: Any, experiment_ids: Sequence[str], metric: str | None, filter_string: str | None,
     inference: bool = False,
 ) -> list[RunRecord]:
-    if _is_sql_store(tracking):
+    if is_sql_store(tracking):
         try:
             return _sql_records(tracking, experiment_ids=experiment_ids, metric=metric, filter_string=filter_string,
                                 inference=inference)
@@ -287,7 +283,7 @@ def _records_by_run_id(tracking: Any, run_ids: Iterable[str], metric: str | None
     run_ids = sorted(set(run_ids))
     if not run_ids:
         return {}
-    if _is_sql_store(tracking):
+    if is_sql_store(tracking):
         try:
             return {r.run_id: r for r in _sql_records(tracking, run_ids=run_ids, metric=metric, inference=inference)}
         except _SqlPathUnavailable as exc:
