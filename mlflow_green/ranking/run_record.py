@@ -1,7 +1,7 @@
 """What ranking reads from one run: :class:`RunRecord` (its latest metrics and tags) and the
 :class:`Compression` summary of its model.
 
-Pure (no MLflow): the stores (:mod:`mlflow_green.ranking.stores`, the SQL fast path) build
+Pure (no MLflow): the stores (:mod:`mlflow_green.ranking.store_runs`, the SQL fast path) build
 the records, :mod:`mlflow_green.ranking.core` ranks them.
 
 Example:
