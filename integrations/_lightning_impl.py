@@ -53,22 +53,11 @@ class GreenCallbackMixin:
     ) -> None:
         super().__init__()
         self.session = TrainingSession.for_callback(
-            "lightning",
-            quality_metric=quality_metric,
-            max_energy_kwh=max_energy_kwh,
-            max_emissions_kg=max_emissions_kg,
-            live_metrics=live_metrics,
-            inspect_model=inspect_model,
-            log_report=log_report,
-            run_name=run_name,
-            region=region,
-            pue=pue,
-            meters=meters,
-            sample_interval_s=sample_interval_s,
-            intensity_provider=intensity_provider,
-            scope=scope,
-            start_timeout_s=start_timeout_s,
-            end_timeout_s=end_timeout_s,
+            "lightning", quality_metric=quality_metric, max_energy_kwh=max_energy_kwh,
+            max_emissions_kg=max_emissions_kg, live_metrics=live_metrics, inspect_model=inspect_model,
+            log_report=log_report, run_name=run_name, region=region, pue=pue, meters=meters,
+            sample_interval_s=sample_interval_s, intensity_provider=intensity_provider, scope=scope,
+            start_timeout_s=start_timeout_s, end_timeout_s=end_timeout_s,
         )
         self.live_metrics = live_metrics
         self.inspect_model = inspect_model

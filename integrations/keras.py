@@ -121,21 +121,10 @@ class GreenCallback(keras.callbacks.Callback):
         super().__init__()
         check_positive_int("samples_per_epoch", samples_per_epoch)
         self.session = TrainingSession.for_callback(
-            "keras",
-            quality_metric=quality_metric,
-            max_energy_kwh=max_energy_kwh,
-            max_emissions_kg=max_emissions_kg,
-            live_metrics=live_metrics,
-            inspect_model=inspect_model,
-            log_report=log_report,
-            run_name=run_name,
-            region=region,
-            pue=pue,
-            meters=meters,
-            sample_interval_s=sample_interval_s,
-            intensity_provider=intensity_provider,
-            scope=scope,
-            start_timeout_s=start_timeout_s,
+            "keras", quality_metric=quality_metric, max_energy_kwh=max_energy_kwh, max_emissions_kg=max_emissions_kg,
+            live_metrics=live_metrics, inspect_model=inspect_model, log_report=log_report, run_name=run_name,
+            region=region, pue=pue, meters=meters, sample_interval_s=sample_interval_s,
+            intensity_provider=intensity_provider, scope=scope, start_timeout_s=start_timeout_s,
             end_timeout_s=end_timeout_s,
         )
         self.live_metrics = live_metrics
