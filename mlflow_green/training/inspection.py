@@ -172,6 +172,56 @@ def tensor_totals(
     }
 
 
+def profile_from_tensors(
+    framework: str,
+    *,
+    params: int,
+    weights: Sequence[TensorStats],
+    prunable: Sequence[TensorStats],
+    stored: Sequence[TensorStats],
+    flops_per_sample: float | None,
+    quantization_modes: Sequence[str],
+    precision: str,
+    notes: Sequence[str],
+    pruned: bool = False,
+) -> ModelProfile:
+    """The :class:`ModelProfile` an inspector assembles from its tensors, the same way for every framework.
+
+    Args:
+        framework: ``keras``, ``torch`` ...
+        params: Parameters counted once per use in the forward pass.
+        weights: Unique parameters; ``prunable``: those sparsity is over; ``stored``: every stored
+            tensor (see :func:`tensor_totals`).
+        flops_per_sample: Forward FLOPs per sample, None if unknown.
+        quantization_modes: Sorted modes (``int8``, ``float8`` ...), joined with ``+``; empty: not quantized.
+        precision: Compute precision.
+        notes: What was not counted and why.
+        pruned: A pruning mark the framework keeps (masks); sparsity over
+            :data:`PRUNED_SPARSITY_THRESHOLD` counts as pruned too.
+
+    Example:
+        >>> from types import SimpleNamespace as T
+        >>> w = T(count=8, nonzero=4, bits=32.0, trainable=True, units=2, zero_units=1, stored_bytes=32)
+        >>> profile = profile_from_tensors("toy", params=16, weights=[w], prunable=[w], stored=[w],
+        ...                                flops_per_sample=None, quantization_modes=(), precision="float32",
+        ...                                notes=())
+        >>> profile.pruned, profile.shared_weights, profile.compression_tag()
+        (True, True, 'pruned,shared')
+    """
+    totals = tensor_totals(weights, prunable, stored)
+    return ModelProfile(
+        framework=framework,
+        params=params,
+        **totals,
+        flops_per_sample=flops_per_sample,
+        pruned=pruned or totals["sparsity"] >= PRUNED_SPARSITY_THRESHOLD,
+        quantization="+".join(quantization_modes) or None,
+        precision=precision,
+        shared_weights=params > totals["params_unique"],
+        notes=tuple(notes),
+    )
+
+
 class ModelInspector(abc.ABC):
     """Reads a :class:`ModelProfile` from models of one framework.
 
