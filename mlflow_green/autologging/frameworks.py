@@ -9,8 +9,10 @@ a point MLflow's own autologging does not patch, so the two coexist in either or
 - Lightning (``lightning.pytorch`` and ``pytorch_lightning``): ``Trainer.__init__``, and ``fit`` /
   ``validate`` / ``test`` / ``predict`` for trainers built before ``autolog()``: one GreenCallback
   per trainer (a ``validate``, ``test`` or ``predict`` alone makes a complete measured run).
-- Hugging Face: ``CallbackHandler.on_train_begin``, i.e. the start of every ``Trainer.train``
-  (``Trainer``, ``Seq2SeqTrainer`` and any subclass): one GreenCallback per trainer.
+- Hugging Face: ``CallbackHandler.on_init_end`` (the end of every ``Trainer.__init__``: its
+  ``evaluate()`` / ``predict()`` outside ``train()`` are measured too) and ``on_train_begin`` (the
+  start of every ``Trainer.train``, for trainers built before ``autolog()``) — ``Trainer``,
+  ``Seq2SeqTrainer`` and any subclass: one GreenCallback per trainer.
 
 A training that already has a GreenCallback (the user's own) is left as it is.
 """
@@ -124,17 +126,18 @@ def _attach_lightning(trainer: Any, package: str) -> None:
 
 # -- Hugging Face ------------------------------------------------------------------------------------
 def transformers_hook(module: ModuleType) -> None:
-    """Patch ``CallbackHandler.on_train_begin`` (``module`` is ``transformers.trainer_callback``)."""
+    """Patch ``CallbackHandler.on_init_end`` and ``on_train_begin`` (``module`` is ``transformers.trainer_callback``)."""
 
-    def make_on_train_begin(original: Callable[..., Any]) -> Callable[..., Any]:
-        def on_train_begin(self: Any, args: Any, train_state: Any, control: Any) -> Any:
+    def make_event(original: Callable[..., Any]) -> Callable[..., Any]:
+        def event(self: Any, args: Any, train_state: Any, control: Any) -> Any:
             if state.is_enabled():
-                _attach_transformers(self)
+                _attach_transformers(self)  # added before the event, so the new callback receives it
             return original(self, args, train_state, control)
 
-        return on_train_begin
+        return event
 
-    patch(module.CallbackHandler, "on_train_begin", make_on_train_begin)
+    patch(module.CallbackHandler, "on_init_end", make_event)
+    patch(module.CallbackHandler, "on_train_begin", make_event)
 
 
 def _attach_transformers(handler: Any) -> None:

@@ -27,6 +27,8 @@ def main() -> None:
                       train_dataset=TokenDataset(96, seed=1), eval_dataset=TokenDataset(32, seed=2),
                       compute_metrics=accuracy, callbacks=[cb])
     trainer.train()
+    trainer.evaluate()  # outside train(): measured on both ranks, logged once
+    trainer.predict(TokenDataset(40, seed=3))
     (out / f"rank{rank}.json").write_text(json.dumps({"run_id": cb.session.run_id, "world": trainer.args.world_size}))
 
 

@@ -1,5 +1,5 @@
 """The Hugging Face callback under torchrun: two CPU processes (gloo), one run from rank zero with
-the samples of both ranks and world size 2."""
+the samples of both ranks and world size 2; evaluate() and predict() after train() measured on both ranks, logged once."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def test_torchrun_two_ranks_log_one_run_with_global_samples(tmp_path: Path) -> N
     assert run.data.tags[schema.TAG_WORLD_SIZE] == "2"
     report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
     assert report["samples"]["train"] == 2 * 96  # both ranks' batches: the whole dataset, twice
+    # evaluations: each dataset once per evaluation, whatever the number of ranks (2 in train, then evaluate, predict)
+    assert {k: report["samples"][k] for k in ("validation", "validate", "predict")} == {"validation": 2 * 32,
+                                                                                       "validate": 32, "predict": 40}
     assert report["distributed"]["world_size"] == 2 and len(report["distributed"]["ranks"]) == 2
     metrics = run.data.metrics
     assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / (2 * 96), rel=1e-6)

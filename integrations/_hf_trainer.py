@@ -1,0 +1,164 @@
+"""How the Hugging Face callback watches its ``Trainer`` where the callback events say too little.
+
+The Trainer gives callbacks no event when ``evaluate()`` or ``predict()`` starts, nor the batches
+of a training step. So the callback finds its Trainer on the call stack (at ``on_init_end`` and
+``on_train_begin``) and wraps three methods *of that instance* (never of the class):
+
+- ``training_step``: batch sizes, the first batch (for the FLOPs), a step that raises;
+- ``evaluate`` / ``predict``: the start and the end of an evaluation outside ``train()``, and an
+  evaluation that raises. Nested calls (``evaluate`` of a dict of datasets calls itself) and calls
+  inside ``train()`` pass straight through.
+
+Example::
+
+    watch_evaluations(trainer, on_begin=begin, on_end=end)   # begin(kind) / end(kind, status)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_WATCHED = "_mlflow_green_watched"
+"""Attribute of a wrapper: which of our callbacks made it (so that a second watch is a no-op)."""
+
+
+def trainer_of(callback: Any) -> Any:
+    """The Trainer whose callback handler is calling ``callback`` (found on the call stack), or None."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        handler = getattr(candidate, "callback_handler", None)
+        if handler is not None and any(cb is callback for cb in getattr(handler, "callbacks", ())):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def evaluation_kind(method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    """``validate`` for ``evaluate()``, ``test`` for ``evaluate(metric_key_prefix="test…")``, ``predict``.
+
+    Example:
+        >>> evaluation_kind("evaluate", (), {}), evaluation_kind("evaluate", (), {"metric_key_prefix": "test"})
+        ('validate', 'test')
+    """
+    if method == "predict":
+        return "predict"
+    prefix = kwargs.get("metric_key_prefix", args[2] if len(args) > 2 else "eval")
+    return "test" if str(prefix).startswith("test") else "validate"
+
+
+def watch_evaluations(
+    trainer: Any,
+    owner: Any,
+    *,
+    busy: Callable[[], bool],
+    on_begin: Callable[[str], None],
+    on_end: Callable[[str, str], None],
+) -> None:
+    """Wrap ``trainer.evaluate`` and ``trainer.predict`` (once per ``owner``).
+
+    Args:
+        trainer: The Trainer.
+        owner: The callback (a second call with the same owner changes nothing).
+        busy: True while the callback measures a training: evaluations then pass through.
+        on_begin: Called with the kind (:func:`evaluation_kind`) before an evaluation outside ``train()``.
+        on_end: Called with the kind and ``FINISHED`` / ``FAILED`` / ``KILLED`` after it.
+    """
+    for method in ("evaluate", "predict"):
+        current = getattr(trainer, method, None)
+        if current is None or getattr(current, _WATCHED, None) is owner:
+            continue
+        while getattr(current, _WATCHED, None) is not None:  # another GreenCallback's (replaced, e.g. by a restore)
+            current = current.__wrapped__
+        setattr(trainer, method, _measured(method, current, trainer, owner, busy, on_begin, on_end))
+
+
+def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: Any, busy: Callable[[], bool],
+              on_begin: Callable[[str], None], on_end: Callable[[str, str], None]) -> Callable[..., Any]:
+    depth = [0]
+
+    def measured(*args: Any, **kwargs: Any) -> Any:
+        if depth[0] or busy() or getattr(trainer, "is_in_train", False):
+            return original(*args, **kwargs)
+        kind = evaluation_kind(method, args, kwargs)
+        depth[0] += 1
+        status = "FAILED"
+        try:
+            _safely(on_begin, kind)
+            result = original(*args, **kwargs)
+            status = "FINISHED"
+            return result
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            depth[0] -= 1
+            _safely(on_end, kind, status)
+
+    setattr(measured, _WATCHED, owner)
+    measured.__wrapped__ = original  # type: ignore[attr-defined]
+    return measured
+
+
+def watch_training_step(trainer: Any, *, on_batch: Callable[[Any, Any], None], on_failure: Callable[[BaseException], None]) -> None:
+    """Wrap ``trainer.training_step``: ``on_batch(model, inputs)`` before each step, ``on_failure(exc)`` if it raises."""
+    original = trainer.training_step
+
+    def training_step(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        on_batch(model, inputs)
+        try:
+            return original(model, inputs, *args, **kwargs)
+        except BaseException as exc:
+            on_failure(exc)
+            raise
+
+    trainer.training_step = training_step
+
+
+def unwatch_training_step(trainer: Any) -> None:
+    """Undo :func:`watch_training_step` (the class's method shows through again)."""
+    if trainer is not None and "training_step" in vars(trainer):
+        try:
+            del trainer.training_step
+        except Exception:
+            pass
+
+
+def dataset_length(dataloader: Any) -> int | None:
+    """Samples in a dataloader's dataset (all ranks), when it has a length."""
+    try:
+        return len(dataloader.dataset)
+    except Exception:
+        return None
+
+
+def floats(values: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers among ``values`` (tensors and numpy scalars included).
+
+    Example:
+        >>> floats({"eval_loss": 0.5, "epoch": 1, "note": "x", "bad": float("nan")})
+        {'eval_loss': 0.5, 'epoch': 1.0}
+    """
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        try:
+            number = float(value.item() if hasattr(value, "item") else value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        if math.isfinite(number):
+            out[str(key)] = number
+    return out
+
+
+def _safely(function: Callable[..., None], *args: Any) -> None:
+    """Measurement never breaks an evaluation."""
+    try:
+        function(*args)
+    except Exception as exc:
+        logger.warning("mlflow-green: could not measure the evaluation: %s", exc)
