@@ -24,6 +24,10 @@ def _clean_green_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, green_cach
     for key in list(os.environ):
         if key.startswith("MLFLOW_GREEN_"):
             monkeypatch.delenv(key)
+    # mlflow.set_experiment() exports MLFLOW_EXPERIMENT_ID for child processes: one test's experiment
+    # (in its own store) must not become the next test's children's default experiment.
+    for key in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MLFLOW_GREEN_SPOOL_DIR", str(tmp_path / "green-spool"))
     monkeypatch.setenv("MLFLOW_GREEN_CACHE_DIR", str(green_cache_dir))
     monkeypatch.setenv("MLFLOW_GREEN_SPOOL_FALLBACK_DIR", str(tmp_path / "green-spool-fallback"))

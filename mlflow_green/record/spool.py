@@ -63,6 +63,9 @@ from mlflow_green.record.spool_format import (
 )
 from mlflow_green.record.spool_io import hold_until_fork, lock_file, move_aside, write_all
 
+# os.access checks with the ids that open() uses where the platform can (not with the real ids).
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids
+
 
 class SpoolFile:
     """One writer's spool file, locked while this object holds it. Not thread-safe: one writer thread.
@@ -177,12 +180,18 @@ class SpoolFile:
         """Append one entry (``OSError`` if it cannot be kept; a partial line is rolled back).
 
         The file stays open between appends; each append checks that the path still names it (a
-        removed or replaced file is an error, so that the writer makes a new one).
+        removed or replaced file is an error, so that the writer makes a new one) and that it can
+        still be written through its path: a folder remounted read-only or made read-only keeps the
+        open descriptor writable, yet sync could no longer finish the file, so it is the error a
+        fresh open gives (``EROFS``, ``EACCES``) and the writer moves to its fallback folder.
         """
         line = (json.dumps(entry, allow_nan=False, separators=(",", ":")) + "\n").encode()
         fd = self._append_fd()
         if os.stat(self.path).st_ino != self._inode:  # FileNotFoundError if removed
             raise FileNotFoundError(f"{self.path} was replaced")
+        if not os.access(self.path, os.W_OK, effective_ids=_EFFECTIVE_IDS):
+            self._close_append_fd()
+            fd = self._append_fd()  # raises the reason (read-only file system, permission denied)
         size = self._size
         try:
             write_all(fd, line)

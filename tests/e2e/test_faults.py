@@ -266,6 +266,7 @@ def test_a_lost_answer_and_refusals_through_a_faulty_proxy(up: GreenServer, tmp_
             recorder.flush()
             proxy.fail("runs/log-batch", status=400, message="refused on purpose")
             recorder.log_metrics({schema.ENERGY_KWH: 2.0}, step=1)
+            recorder.flush()  # sent alone (writes queued together go in one batch: tests/record/test_batching.py)
             recorder.log_metrics({schema.ENERGY_KWH: 3.0}, step=2)
             assert recorder.close() is True
         finally:
