@@ -30,6 +30,11 @@ def main() -> None:
     trainer.evaluate()  # outside train(): measured on both ranks, logged once
     trainer.predict(TokenDataset(40, seed=3))
     (out / f"rank{rank}.json").write_text(json.dumps({"run_id": cb.session.run_id, "world": trainer.args.world_size}))
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # torch's gloo group, left to the interpreter's exit, sometimes aborts a rank
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -25,14 +25,31 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _torch_gloo_exit_abort(stderr: str, work: Path) -> bool:
+    """torch's gloo process group sometimes aborts a rank as it exits, after both ranks finished.
+
+    Upstream, not ours (the Lightning ddp_spawn test sees it without the callback too): "terminate
+    called without an active exception", the rank ends with SIGABRT, after both ranks wrote their
+    result. Only that exact failure is retried; any other fails the test.
+    """
+    return ("terminate called without an active exception" in stderr and "SIGABRT" in stderr
+            and all((work / f"rank{r}.json").exists() for r in (0, 1)))
+
+
 def test_torchrun_two_ranks_log_one_run_with_global_samples(tmp_path: Path) -> None:
     script = Path(__file__).with_name("hf_ddp_train.py")
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-         str(script), str(tmp_path)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
+    for attempt in range(3):
+        work = tmp_path / f"attempt-{attempt}"
+        work.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+             str(script), str(work)],
+            capture_output=True, text=True, timeout=600, cwd=work,
+        )
+        if done.returncode == 0 or not _torch_gloo_exit_abort(done.stderr, work):
+            break
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tmp_path = work
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["run_id"] and ranks[1]["run_id"] is None and ranks[0]["world"] == 2  # only rank zero logs
     client = MlflowClient(f"sqlite:///{tmp_path / 'ddp.db'}")
