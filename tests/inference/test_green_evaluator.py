@@ -175,6 +175,30 @@ def test_inside_a_training_run_the_training_tags_are_kept(registered: dict[str, 
     assert tags[schema.TAG_INFERENCE_METERS]  # the inference measurement's own provenance
 
 
+def test_the_line_without_model_type_is_refused_by_mlflow_and_the_docs_give_the_call_that_works(
+    registered: dict[str, Any], digits_frame: pd.DataFrame
+) -> None:
+    """``mlflow.models.evaluate(model_uri, data, evaluators="green")`` cannot work: MLflow (2.22 and 3.x)
+    requires ``model_type`` or ``extra_metrics`` and refuses the call in its own argument check, before
+    any evaluator is loaded — no plugin can change that without patching MLflow. What the user gets is
+    MLflow's message; docs/inference.md quotes it next to the call that works, and that call works."""
+    from mlflow.exceptions import MlflowException
+
+    uri = f"models:/{registered['name']}/1"
+    with pytest.raises(MlflowException) as refused:
+        mlflow.models.evaluate(uri, digits_frame, evaluators="green")
+    message = refused.value.message
+    assert "extra_metrics argument must be specified" in message
+    assert schema.TAG_INFERENCE_RUN not in MlflowClient().get_model_version(registered["name"], "1").tags
+    root = Path(__file__).resolve().parents[2]
+    docs, readme = (root / "docs" / "inference.md").read_text(), (root / "README.md").read_text()
+    assert message in docs  # searching the error finds the page that explains it
+    assert 'evaluators="green")` is refused by MLflow' in readme
+    result = mlflow.models.evaluate(uri, digits_frame, targets="label", model_type="classifier", evaluators="green",
+                                    evaluator_config={"batch_sizes": [4], "meters": fake_meters(), **FAST})
+    assert result.metrics[schema.INFERENCE_ENERGY_PER_PREDICTION_J] > 0
+
+
 def test_evaluators_none_does_not_run_the_green_evaluator(registered: dict[str, Any],
                                                           digits_frame: pd.DataFrame) -> None:
     result = mlflow.models.evaluate(registered["uri"], digits_frame, targets="label", model_type="classifier",
