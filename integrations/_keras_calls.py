@@ -121,8 +121,8 @@ def input_spec(model: Any, example_input: Any) -> Any:
 
     if example_input is not None:
         return keras.tree.map_structure(tensor, example_input)
-    if graph_of(model) is not None:
-        return model.input
+    if (graph := graph_of(model)) is not None:
+        return graph.input  # a Sequential's own .input raises until it is called; its graph's does not
     shape = (model.get_build_config() or {}).get("input_shape")
     if shape is None:
         try:

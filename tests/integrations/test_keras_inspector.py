@@ -266,6 +266,17 @@ def test_embedding_and_einsum_dense_with_unknown_graph_shape_are_traced() -> Non
     assert profile.params == 50 * 8 + 8 * 6 + 6
 
 
+def test_sequential_with_unknown_graph_shape_is_traced_on_its_own_input() -> None:
+    # a Sequential never called: its .input raises, so the second trace reads its graph's input
+    model = keras.Sequential([
+        keras.Input((7,), dtype="int32"), L.Embedding(50, 8),
+        L.EinsumDense("abc,cd->abd", output_shape=(None, 6), bias_axes="d"), L.Dense(2),
+    ])
+    profile = _inspect(model)
+    assert profile.flops_per_sample == 7 * 6 * (2 * 8 + 1) + 7 * 2 * (2 * 6 + 1)
+    assert profile.params == 50 * 8 + 8 * 6 + 6 + 6 * 2 + 2
+
+
 def test_dynamic_shapes_need_an_example_input_for_flops() -> None:
     x = keras.Input((None, 3))
     model = keras.Model(x, L.Conv1D(4, 3)(x))
