@@ -14,14 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from typing import Any
 
 from mlflow_green._version import __version__
 from mlflow_green.inference.result import InferenceReport, InferenceResult
 from mlflow_green.record import schema
-from mlflow_green.units import joules_to_kwh
+from mlflow_green.units import joules_to_kwh, now_iso_utc, unix_s_to_iso_utc
 
 REPORT_KIND = "inference"
 EXCLUDED = (
@@ -91,12 +90,8 @@ def report_document(report: InferenceReport, *, extra: dict[str, Any] | None = N
         "schema_version": schema.SCHEMA_VERSION,
         "kind": REPORT_KIND,
         "mlflow_green_version": __version__,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "started_at": (
-            _dt.datetime.fromtimestamp(report.started_at_unix_s, _dt.timezone.utc).isoformat(timespec="seconds")
-            if report.started_at_unix_s
-            else None
-        ),
+        "created_at": now_iso_utc(),
+        "started_at": unix_s_to_iso_utc(report.started_at_unix_s),
         "excluded": list(EXCLUDED),
         **report.to_dict(),
         **dict(extra or {}),

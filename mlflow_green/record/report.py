@@ -9,7 +9,6 @@ dynamic energy).
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,7 @@ from mlflow_green.config import GreenConfig
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
-from mlflow_green.units import joules_to_kwh
+from mlflow_green.units import joules_to_kwh, now_iso_utc, unix_s_to_iso_utc
 
 
 def totals_dict(total: Measurement, config: GreenConfig) -> dict[str, Any]:
@@ -84,12 +83,8 @@ def build_report(
     return {
         "schema_version": schema.SCHEMA_VERSION,
         "mlflow_green_version": __version__,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "started_at": (
-            _dt.datetime.fromtimestamp(tracker.started_at_unix_s, _dt.timezone.utc).isoformat(timespec="seconds")
-            if tracker.started_at_unix_s
-            else None
-        ),
+        "created_at": now_iso_utc(),
+        "started_at": unix_s_to_iso_utc(tracker.started_at_unix_s),
         "config": tracker.config.describe(),
         "meters": {
             "tag": tracker.meters_tag(),

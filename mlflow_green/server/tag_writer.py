@@ -2,14 +2,7 @@
 
 Each sqlite write costs 10-30 ms on a small machine; the gate decides on reads only and queues
 its tag writes (the verdict on the version, the alias's holder memory) until MLflow has applied
-the request, so the two never wait on each other's write lock.
-
-Example:
-    >>> writer = TagWriter()
-    >>> done = []
-    >>> writer.submit(lambda: done.append("tags"))
-    >>> writer.flush(timeout_s=5.0), done
-    (True, ['tags'])
+the request, so the two never wait on each other's write lock (example: :class:`TagWriter`).
 """
 
 from __future__ import annotations
