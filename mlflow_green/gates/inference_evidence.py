@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_green.inference.link import evaluation_run_id, link_problem, malformed_reason
 from mlflow_green.record import schema
+
+if TYPE_CHECKING:
+    from mlflow_green.record.signing import Verification
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class InferenceEvidence:
         tags: That run's tags.
         via: ``green.inference_run`` or ``source run``: how it was found.
         missing: Why there is no inference measurement; None when found.
+        signature: The verification of that run's ``green.signature`` (only when the policy sets
+            ``require_signed``; the source run's own verification when found ``via`` it).
     """
 
     run_id: str | None
@@ -41,6 +46,7 @@ class InferenceEvidence:
     tags: Mapping[str, str] = field(default_factory=dict)
     via: str = ""
     missing: str | None = None
+    signature: Verification | None = None
 
     @property
     def batch_size(self) -> str | None:

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,8 @@ from mlflow_green.record.signing import TrustedKeys, verify
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
+
+    from mlflow_green.record.signing import Verification
 
 __all__ = ["ClientRegistry", "Registry", "StoreRegistry", "gather_evidence"]
 
@@ -68,6 +71,12 @@ def _incumbent(registry: Registry, name: str, kind: str, target: str, model_tags
     return Incumbent(memory.version, live, remembered=True, target=label, recorded_accuracy_per_kwh=memory.accuracy_per_kwh)
 
 
+def _verify(registry: Registry, run: Run, trusted_keys: TrustedKeys) -> Verification:
+    """Verify a run's signature with its artifacts read through ``registry``."""
+    return verify(run.info.run_id, dict(run.data.metrics), dict(run.data.tags),
+                  lambda path: registry.read_artifact(run, path), trusted_keys)
+
+
 def gather_evidence(
     registry: Registry,
     name: str,
@@ -91,7 +100,8 @@ def gather_evidence(
             one the gate remembers holding it last (a few extra reads; only when the policy has
             ``beat_current_by_percent``).
         trusted_keys: Verify the run's signature against these keys (only when the policy has
-            ``require_signed``; reads two artifacts).
+            ``require_signed``; reads the manifest and the reports) — and the inference
+            evaluation's, when ``with_inference`` found one in another run.
         with_inference: Also read the version's inference evaluation (``green.inference_run``;
             one extra run read, only when the policy has an inference rule).
 
@@ -120,15 +130,27 @@ def gather_evidence(
     if with_incumbent and target is not None:
         kind, which = ("alias", target_alias) if target_alias is not None else ("stage", target_stage)
         incumbent = _incumbent(registry, name, kind, str(which), tags_of_model())
-    signature = None
-    if trusted_keys is not None and run is not None:
-        signature = verify(run.info.run_id, metrics, tags, lambda path: registry.read_artifact(run, path), trusted_keys)
+    signature = _verify(registry, run, trusted_keys) if trusted_keys is not None and run is not None else None
     inference = None
     if with_inference:
+        evaluations: dict[str, Run | None] = {}
+
+        def read_evaluation(run_id: str) -> Run | None:
+            if run_id not in evaluations:
+                evaluations[run_id] = _read_run(registry, run_id, None)[0]
+            return evaluations[run_id]
+
         inference = find_inference(
             name, str(model_version.version), common["version_tags"], model_version.run_id or None, metrics, tags,
-            read_run=lambda run_id: _read_run(registry, run_id, None)[0],
+            read_run=read_evaluation,
         )
+        if trusted_keys is not None and inference.missing is None and inference.run_id is not None:
+            if run is not None and inference.run_id == run.info.run_id:  # evaluated in its training run
+                inference = dataclasses.replace(inference, signature=signature)
+            else:
+                evaluation = read_evaluation(inference.run_id)
+                if evaluation is not None:
+                    inference = dataclasses.replace(inference, signature=_verify(registry, evaluation, trusted_keys))
     return Evidence(
         run_id=model_version.run_id or None,
         metrics=metrics,

@@ -125,7 +125,12 @@ def measured_only(rules: Rules, evidence: Evidence) -> RuleResult:
 
 def require_signed(rules: Rules, evidence: Evidence) -> RuleResult:
     """The run's green values carry a valid signature (``green.signature``) by a trusted key,
-    and none of them changed since it was signed (see :mod:`mlflow_green.record.signing`)."""
+    and none of them changed since it was signed (see :mod:`mlflow_green.record.signing`).
+
+    When the section's rules read inference figures from another run (the evaluation named by
+    ``green.inference_run``), that run's signature is verified too and its problem is named
+    after ``evaluation run <id> (green.inference_run):``, in the same words.
+    """
     rule = "require_signed"
     if not rules.require_signed:
         return RuleResult(rule, True, None, False, "", "unsigned measurements allowed", skipped=True)
@@ -134,7 +139,20 @@ def require_signed(rules: Rules, evidence: Evidence) -> RuleResult:
     verification = evidence.signature
     if verification is None:
         return RuleResult(rule, False, None, True, "", "the signature was not verified (no verifier configured)")
-    return RuleResult(rule, verification.ok, verification.status, True, "", verification.reason)
+    inference = evidence.inference
+    if inference is None or inference.missing is not None or inference.run_id == evidence.run_id:
+        # no inference figures read, none found (their rules fail), or they are in the source run
+        return RuleResult(rule, verification.ok, verification.status, True, "", verification.reason)
+    evaluated = inference.signature
+    where = f"evaluation run {inference.run_id} ({inference.via})"
+    if evaluated is None:
+        evaluated_detail, evaluated_ok, evaluated_status = f"{where}: the signature was not verified", False, "unsigned"
+    else:
+        evaluated_detail, evaluated_ok, evaluated_status = f"{where}: {evaluated.reason}", evaluated.ok, evaluated.status
+    if not verification.ok:  # the source run's problem first, in the training's own words
+        detail = verification.reason if evaluated_ok else f"{verification.reason}; {evaluated_detail}"
+        return RuleResult(rule, False, verification.status, True, "", detail)
+    return RuleResult(rule, evaluated_ok, evaluated_status, True, "", f"{verification.reason}; {evaluated_detail}")
 
 
 def beat_current_by_percent(rules: Rules, evidence: Evidence) -> RuleResult:

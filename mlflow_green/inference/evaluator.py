@@ -12,6 +12,8 @@ into the evaluation run, all at once and only when the measurement succeeded:
   ``green.inference_batch_size`` and, in a run with no training measurement, the general
   ``green.*`` tags (meters, scope, estimated, region, hardware);
 - the artifact ``green/inference_report.json``;
+- with ``MLFLOW_GREEN_SIGNING_KEY`` set, the signature of the run (``green.signature``, the same
+  signed manifest as a training run's; :mod:`mlflow_green.inference.signing`);
 - on every registered version of the evaluated model, the tag ``green.inference_run``.
 
 ``evaluator_config`` keys: see :data:`~mlflow_green.inference.options.EVALUATOR_KEYS`.
@@ -46,6 +48,7 @@ from mlflow_green.inference.measure import measure_with_options
 from mlflow_green.inference.options import InferenceOptions
 from mlflow_green.inference.record import inference_tags, report_document, result_metrics, run_level_tags, sweep_metrics
 from mlflow_green.inference.registry import model_identity, tag_versions, versions_of
+from mlflow_green.inference.signing import EvaluationSigner
 from mlflow_green.record import schema
 
 logger = logging.getLogger(__name__)
@@ -107,6 +110,7 @@ class GreenEvaluator(ModelEvaluator):
             )
         if run_id is None:
             raise ConfigError("the green evaluator needs the evaluation run (run_id) to log into")
+        signer = EvaluationSigner.from_env()  # a bad key fails here, before anything is measured
         target, data = _target(model, dataset.features_data, predict_with)
 
         report = measure_with_options(target, data, options)  # raises before anything is logged
@@ -125,7 +129,9 @@ class GreenEvaluator(ModelEvaluator):
         quality = quality_metric or DEFAULT_QUALITY_METRICS.get(str(model_type))
         if quality and (quality_metric or schema.TAG_QUALITY_METRIC not in run.data.tags):
             tags[schema.TAG_QUALITY_METRIC] = quality
-        artifact_uri = _log(client, run_id, report, tags, document)
+        artifact_uri, logged = _log(client, run_id, report, tags, document)
+        if signer is not None:  # signed before any version points at it
+            signer.sign(client, run_id, logged, tags, document)
 
         if tag_registered:
             tagged = tag_versions(client, versions_of(client, model, model_id=identity["model_id"]), run_id)
@@ -153,8 +159,10 @@ def _target(model: Any, features: Any, predict_with: str) -> tuple[Any, Any]:
     return raw, features
 
 
-def _log(client: Any, run_id: str, report: Any, tags: dict[str, str], document: dict[str, Any]) -> str:
-    """The report artifact first, then every metric and tag in one batch (the commit point)."""
+def _log(client: Any, run_id: str, report: Any, tags: dict[str, str], document: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The report artifact first, then every metric and tag in one batch (the commit point).
+
+    Returns the report's URI and the metrics logged."""
     import time
 
     from mlflow.entities import Metric, RunTag
@@ -168,7 +176,7 @@ def _log(client: Any, run_id: str, report: Any, tags: dict[str, str], document: 
     ]
     client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
     artifact_root = client.get_run(run_id).info.artifact_uri.rstrip("/")
-    return f"{artifact_root}/{schema.INFERENCE_REPORT_ARTIFACT}"
+    return f"{artifact_root}/{schema.INFERENCE_REPORT_ARTIFACT}", metrics
 
 
 def _selected_implicitly() -> bool:

@@ -23,21 +23,17 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
-import os
-import posixpath
-import tempfile
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.errors import ArgumentTypeError, SignatureError
 from mlflow_green.record import schema
-from mlflow_green.record.signing import Manifest, SigningKey, TrustedKeys, Verification, verify
+from mlflow_green.record.run_artifacts import read_artifact, read_artifacts
+from mlflow_green.record.signing import SIGNED_ARTIFACTS, Manifest, SigningKey, TrustedKeys, Verification, verify
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -70,7 +66,7 @@ class WriteLedger:
     def __init__(self) -> None:
         self._metrics: dict[str, tuple[int, int, float]] = {}
         self._tags: dict[str, str] = {}
-        self._report: str | None = None
+        self._artifacts: dict[str, str] = {}
 
     def observe(self, entry: Mapping[str, Any]) -> None:
         """Record one write (a spool entry: ``metrics``, ``tags`` or ``report``; others are ignored)."""
@@ -82,15 +78,17 @@ class WriteLedger:
                     self._metrics[key] = point
         elif kind == "tags":
             self._tags.update({k: str(v) for k, v in entry.get("tags", {}).items() if k.startswith(schema.TAG_PREFIX)})
-        elif kind == "report" and entry.get("artifact_file", schema.REPORT_ARTIFACT) == schema.REPORT_ARTIFACT:
-            self._report = report_digest(entry.get("report"))
+        elif kind == "report" and entry.get("artifact_file", schema.REPORT_ARTIFACT) in SIGNED_ARTIFACTS:
+            self._artifacts[entry.get("artifact_file", schema.REPORT_ARTIFACT)] = report_digest(entry.get("report"))
 
     def expected(self) -> dict[str, Any]:
-        """The values to find on the server before signing."""
+        """The values to find on the server before signing (``report_digest``: ``green/report.json``'s;
+        ``artifact_digests``: every signed artifact this writer wrote)."""
         return {
             "metrics": {key: point[2] for key, point in self._metrics.items()},
             "tags": dict(self._tags),
-            "report_digest": self._report,
+            "report_digest": self._artifacts.get(schema.REPORT_ARTIFACT),
+            "artifact_digests": dict(self._artifacts),
         }
 
     def sign_entry(self, key: SigningKey) -> dict[str, Any]:
@@ -98,77 +96,89 @@ class WriteLedger:
         return {"op": SIGN_OP, "key_path": key.path, "key_id": key.key_id, "expected": self.expected()}
 
 
-_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-_PROGRESS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """MLflow draws a progress bar for every download; not for our small reads (nor into a CLI's output)."""
-    with _PROGRESS_LOCK:
-        before = os.environ.get(_PROGRESS_BAR)
-        os.environ[_PROGRESS_BAR] = "false"
-        try:
-            yield
-        finally:
-            if before is None:
-                os.environ.pop(_PROGRESS_BAR, None)
-            else:
-                os.environ[_PROGRESS_BAR] = before
-
-
 def _check_client(client: Any) -> None:
     if not all(hasattr(client, name) for name in ("get_run", "list_artifacts", "download_artifacts")):
         raise ArgumentTypeError("client", "an mlflow.MlflowClient", client)
 
 
-def read_artifact(client: MlflowClient, run_id: str, path: str) -> bytes | None:
-    """One artifact of a run through the client; None when the run has none at ``path``."""
-    folder = posixpath.dirname(path) or None
-    if path not in {f.path for f in client.list_artifacts(run_id, folder)}:
-        return None
-    with tempfile.TemporaryDirectory(prefix="mlflow-green-") as tmp, _no_progress_bar():
-        with open(client.download_artifacts(run_id, path, tmp), "rb") as f:
-            return f.read()
+def _expected_digests(expected: Mapping[str, Any]) -> dict[str, str]:
+    digests = dict(expected.get("artifact_digests") or {})
+    if expected.get("report_digest") is not None:  # spooled by an earlier version: the report only
+        digests.setdefault(schema.REPORT_ARTIFACT, expected["report_digest"])
+    return digests
 
 
-def _mismatches(run: Run, report: bytes | None, expected: Mapping[str, Any]) -> list[str]:
+def _mismatches(run: Run, artifacts: Mapping[str, bytes | None], expected: Mapping[str, Any], writer: str) -> list[str]:
     problems = []
     for key, value in (expected.get("metrics") or {}).items():
         now = run.data.metrics.get(key)
         if now is None or not (now == value or (math.isnan(now) and math.isnan(value))):
-            problems.append(f"{key} is {now!r} on the server, but this training logged {value!r}")
+            problems.append(f"{key} is {now!r} on the server, but {writer} logged {value!r}")
     for key, value in (expected.get("tags") or {}).items():
         if run.data.tags.get(key) != value:
-            problems.append(f"{key} is {run.data.tags.get(key)!r} on the server, but this training set {value!r}")
-    digest = expected.get("report_digest")
-    if digest is not None:
+            problems.append(f"{key} is {run.data.tags.get(key)!r} on the server, but {writer} set {value!r}")
+    for path, digest in _expected_digests(expected).items():
+        data = artifacts.get(path)
         try:
-            stored = report_digest(json.loads(report)) if report is not None else None
+            stored = report_digest(json.loads(data)) if data is not None else None
         except ValueError:
             stored = None
         if stored != digest:
-            problems.append(f"{schema.REPORT_ARTIFACT} on the server is not the report this training wrote")
+            problems.append(f"{path} on the server is not the report {writer} wrote")
     return problems
 
 
-def _changed_since_signed(client: MlflowClient, run: Run, key: SigningKey, expected: Mapping[str, Any]) -> list[str]:
+def _written(expected: Mapping[str, Any]) -> set[str]:
+    """The metric and tag keys and artifact paths one writer wrote."""
+    return {*(expected.get("metrics") or {}), *(expected.get("tags") or {}), *_expected_digests(expected)}
+
+
+def _not_written(run: Run, artifacts: Mapping[str, bytes | None], expected: Mapping[str, Any],
+                 vouched_tags: Mapping[str, str]) -> list[str]:
+    """The run's green values (and reports) that this writer did not write (nor would set itself)."""
+    from mlflow_green.record.signing import green_values
+
+    metrics, tags = green_values(run.data.metrics, run.data.tags)
+    tags = {key: value for key, value in tags.items() if vouched_tags.get(key) != value}
+    present = {*metrics, *tags, *(path for path, data in artifacts.items() if data is not None)}
+    return sorted(present - _written(expected))
+
+
+def _keys_for_prior(key: SigningKey, prior_keys: TrustedKeys | None) -> TrustedKeys:
+    keys = {key_id: prior_keys.get(key_id) for key_id in prior_keys.ids} if prior_keys is not None else {}
+    return TrustedKeys({**keys, key.key_id: key.public_key})
+
+
+def _changed_since_signed(client: MlflowClient, run: Run, artifacts: Mapping[str, bytes | None], key: SigningKey,
+                          expected: Mapping[str, Any], prior_keys: TrustedKeys | None) -> list[str]:
     """A run signed before (an earlier fit, then an evaluation): values signed then may change only
     if this writer changed them — anything else changed in between is not signed over."""
     run_id = run.info.run_id
-    prior = verify(run_id, run.data.metrics, run.data.tags, lambda path: read_artifact(client, run_id, path),
-                   TrustedKeys({key.key_id: key.public_key}))
+
+    def read(path: str) -> bytes | None:
+        return artifacts[path] if path in artifacts else read_artifact(client, run_id, path)
+
+    trusted = _keys_for_prior(key, prior_keys)
+    prior = verify(run_id, run.data.metrics, run.data.tags, read, trusted)
     if prior.ok:
         return []
     if prior.status != "tampered" or not prior.changed_keys:
-        return [f"its earlier signature does not verify with key {key.key_id}: {prior.reason}"]
-    written = {*expected.get("metrics", {}), *expected.get("tags", {})}
-    if expected.get("report_digest") is not None:
-        written.add(schema.REPORT_ARTIFACT)
+        return [f"its earlier signature does not verify with key {', '.join(trusted.ids)}: {prior.reason}"]
+    written = _written(expected)
     return [line for key_name, line in zip(prior.changed_keys, prior.changes) if key_name not in written]
 
 
-def sign_run(client: MlflowClient, run_id: str, key: SigningKey, *, expected: Mapping[str, Any] | None = None) -> bool:
+def sign_run(
+    client: MlflowClient,
+    run_id: str,
+    key: SigningKey,
+    *,
+    expected: Mapping[str, Any] | None = None,
+    writer: str = "this training",
+    covered_only: bool = False,
+    prior_keys: TrustedKeys | None = None,
+    vouched_tags: Mapping[str, str] | None = None,
+) -> bool:
     """Sign the run's green values as the server has them now.
 
     Refused (a warning, False) when a value this writer logged is not the run's value on the
@@ -181,6 +191,15 @@ def sign_run(client: MlflowClient, run_id: str, key: SigningKey, *, expected: Ma
         key: The signing key.
         expected: Values this writer logged (:meth:`WriteLedger.expected`); when one differs on
             the server, the run is not signed.
+        writer: Who logged ``expected``, for the warning (``this training``, ``this evaluation``).
+        covered_only: Also refuse when the run holds green values (or a report) that this writer
+            did not write and no earlier valid signature covers: what the ``green`` evaluator
+            asks, so that it never signs a training's figures it did not measure.
+        prior_keys: Public keys an earlier signature of the run may be by, besides ``key`` (the
+            training host's, when an evaluation host signs again with its own key).
+        vouched_tags: With ``covered_only``: tags this host sets on every run it creates (its
+            hardware and region, :mod:`~mlflow_green.record.run_context`), not counted as values
+            it did not write when the run holds exactly these values.
 
     Returns:
         True if signed; False when refused (a warning says why).
@@ -192,17 +211,29 @@ def sign_run(client: MlflowClient, run_id: str, key: SigningKey, *, expected: Ma
     _check_client(client)
     if not isinstance(key, SigningKey):
         raise ArgumentTypeError("key", "a SigningKey (SigningKey.from_file(path))", key)
+    if prior_keys is not None and not isinstance(prior_keys, TrustedKeys):
+        raise ArgumentTypeError("prior_keys", "a TrustedKeys or None", prior_keys)
+    expected = expected or {}
     run = client.get_run(run_id)
-    report = read_artifact(client, run_id, schema.REPORT_ARTIFACT)
-    problems = _mismatches(run, report, expected or {})
+    artifacts = read_artifacts(client, run_id, SIGNED_ARTIFACTS)
+    problems = _mismatches(run, artifacts, expected, writer)
     previous = run.data.tags.get(schema.TAG_SIGNATURE)
     if previous is not None and not problems:
-        problems = _changed_since_signed(client, run, key, expected or {})
+        problems = _changed_since_signed(client, run, artifacts, key, expected, prior_keys)
+    elif previous is None and not problems and covered_only:
+        others = _not_written(run, artifacts, expected, vouched_tags or {})
+        if others:
+            shown = ", ".join(others[:8]) + (f" and {len(others) - 8} more" if len(others) > 8 else "")
+            logger.warning("mlflow-green: not signing run %s: it holds green values %s did not measure and no valid "
+                           "signature covers them (%s); sign them where they were measured (%s there)",
+                           run_id, writer, shown, "MLFLOW_GREEN_SIGNING_KEY")
+            return False
     if problems:
         logger.warning("mlflow-green: not signing run %s: values changed before they could be signed: %s",
                        run_id, "; ".join(problems))
         return False
-    manifest = Manifest.build(run_id, run.data.metrics, run.data.tags, report)
+    manifest = Manifest.build(run_id, run.data.metrics, run.data.tags, artifacts[schema.REPORT_ARTIFACT],
+                              artifacts[schema.INFERENCE_REPORT_ARTIFACT])
     client.log_text(run_id, manifest.to_bytes().decode("utf-8"), schema.SIGNED_MANIFEST_ARTIFACT)
     client.set_tag(run_id, schema.TAG_SIGNATURE, key.sign(manifest))
     logger.info("mlflow-green: signed run %s with key %s", run_id, key.key_id)

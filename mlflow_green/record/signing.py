@@ -2,9 +2,11 @@
 
 Pure (no MLflow I/O): :mod:`mlflow_green.record.run_signature` reads and writes runs.
 
-At the end of a fit, the training host signs a **manifest**: the run id, the latest value of
-every ``green/`` metric, every ``green.`` tag (but ``green.signature``) and the SHA-256 of
-``green/report.json``, as canonical JSON. The manifest's exact bytes are stored as the artifact
+At the end of a fit (or of a ``green`` evaluation), the host that measured signs a **manifest**:
+the run id, the latest value of every ``green/`` metric, every ``green.`` tag (but
+``green.signature``) and the SHA-256 of each report artifact (:data:`SIGNED_ARTIFACTS`:
+``green/report.json`` and ``green/inference_report.json``, ``null`` for one the run does not
+have, so adding it later shows), as canonical JSON. The manifest's exact bytes are stored as the artifact
 ``green/signed_manifest.json`` and the signature as the run tag ``green.signature`` (JSON: the
 key id, the manifest's SHA-256, the signature). A verifier holding the public key checks the
 signature, then compares every signed value with the run's values now and names each one that
@@ -57,6 +59,7 @@ __all__ = [
     "ENV_TRUSTED_KEYS",
     "PRIVATE_KEY_FILE",
     "PUBLIC_KEY_FILE",
+    "SIGNED_ARTIFACTS",
     "Manifest",
     "SigningKey",
     "TrustedKeys",
@@ -69,7 +72,11 @@ __all__ = [
     "verify",
 ]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""Version 2 covers every :data:`SIGNED_ARTIFACTS`; version 1 (``report_sha256`` only) still verifies."""
+
+SIGNED_ARTIFACTS = (schema.REPORT_ARTIFACT, schema.INFERENCE_REPORT_ARTIFACT)
+"""The artifacts whose SHA-256 a signature covers: the training report and the inference report."""
 
 ArtifactReader = Callable[[str], "bytes | None"]
 """Reads one run artifact by path; None when the run has no such artifact."""
@@ -87,6 +94,10 @@ def green_values(metrics: Mapping[str, float], tags: Mapping[str, str]) -> tuple
     return signed_metrics, signed_tags
 
 
+def _sha256(data: bytes | None) -> str | None:
+    return hashlib.sha256(data).hexdigest() if data is not None else None
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What a signature covers.
@@ -95,41 +106,56 @@ class Manifest:
         run_id: The run.
         metrics: Latest value of every ``green/`` metric (non-finite values as ``"nan"``/``"inf"``).
         tags: Every ``green.`` tag but ``green.signature``.
-        report_sha256: SHA-256 of ``green/report.json`` as stored; None when the run has none.
+        artifacts: SHA-256 of each covered artifact as stored, None for one the run did not have
+            (version 2: every :data:`SIGNED_ARTIFACTS`; version 1: ``green/report.json`` only).
+        version: The manifest format (see :data:`MANIFEST_VERSION`).
     """
 
     run_id: str
     metrics: Mapping[str, float | str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
-    report_sha256: str | None = None
+    artifacts: Mapping[str, str | None] = field(default_factory=dict)
+    version: int = MANIFEST_VERSION
+
+    @property
+    def report_sha256(self) -> str | None:
+        """SHA-256 of ``green/report.json`` when signed; None when the run had none."""
+        return self.artifacts.get(schema.REPORT_ARTIFACT)
 
     @classmethod
-    def build(cls, run_id: str, metrics: Mapping[str, float], tags: Mapping[str, str], report: bytes | None) -> Manifest:
+    def build(cls, run_id: str, metrics: Mapping[str, float], tags: Mapping[str, str], report: bytes | None,
+              inference_report: bytes | None = None) -> Manifest:
         """The manifest of a run's values (other metrics and tags are left out)."""
         signed_metrics, signed_tags = green_values(metrics, tags)
-        digest = hashlib.sha256(report).hexdigest() if report is not None else None
-        return cls(run_id, signed_metrics, signed_tags, digest)
+        digests = {schema.REPORT_ARTIFACT: _sha256(report), schema.INFERENCE_REPORT_ARTIFACT: _sha256(inference_report)}
+        return cls(run_id, signed_metrics, signed_tags, digests)
 
     def to_bytes(self) -> bytes:
         """The canonical bytes that are signed and stored as ``green/signed_manifest.json``."""
-        return canonical_json({
-            "version": MANIFEST_VERSION,
-            "run_id": self.run_id,
-            "metrics": dict(self.metrics),
-            "tags": dict(self.tags),
-            "report_sha256": self.report_sha256,
-        })
+        document: dict[str, Any] = {"version": self.version, "run_id": self.run_id, "metrics": dict(self.metrics),
+                                    "tags": dict(self.tags)}
+        if self.version == 1:
+            document["report_sha256"] = self.report_sha256
+        else:
+            document["artifacts_sha256"] = dict(self.artifacts)
+        return canonical_json(document)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
-        """Parse a stored manifest (raises ``ValueError`` when it is not one)."""
+        """Parse a stored manifest, version 1 or 2 (raises ``ValueError`` when it is not one)."""
         value = json.loads(data.decode("utf-8"))
-        if not isinstance(value, dict) or value.get("version") != MANIFEST_VERSION:
-            raise ValueError("not a version 1 mlflow-green manifest")
+        if not isinstance(value, dict) or value.get("version") not in (1, MANIFEST_VERSION):
+            raise ValueError("not a version 1 or 2 mlflow-green manifest")
         metrics, tags = value.get("metrics"), value.get("tags")
         if not isinstance(metrics, dict) or not isinstance(tags, dict) or not isinstance(value.get("run_id"), str):
             raise ValueError("malformed manifest")
-        return cls(value["run_id"], metrics, tags, value.get("report_sha256"))
+        if value["version"] == 1:
+            artifacts = {schema.REPORT_ARTIFACT: value.get("report_sha256")}
+        else:
+            artifacts = value.get("artifacts_sha256")
+            if not isinstance(artifacts, dict) or not all(isinstance(v, (str, type(None))) for v in artifacts.values()):
+                raise ValueError("malformed manifest: artifacts_sha256")
+        return cls(value["run_id"], metrics, tags, artifacts, value["version"])
 
 
 @dataclass(frozen=True)
@@ -158,8 +184,10 @@ def _shown(value: Any) -> str:
 
 
 def compare(manifest: Manifest, metrics: Mapping[str, float], tags: Mapping[str, str],
-            report: bytes | None) -> tuple[tuple[str, str], ...]:
-    """Every difference between what was signed and the run's values now: ``(key, one readable line)``."""
+            read_artifact: ArtifactReader) -> tuple[tuple[str, str], ...]:
+    """Every difference between what was signed and the run's values now: ``(key, one readable line)``.
+
+    ``read_artifact`` is asked only for the artifacts the manifest covers."""
     now_metrics, now_tags = green_values(metrics, tags)
     changes = []
     for kind, signed, now in (("metric", manifest.metrics, now_metrics), ("tag", manifest.tags, now_tags)):
@@ -170,10 +198,11 @@ def compare(manifest: Manifest, metrics: Mapping[str, float], tags: Mapping[str,
                 changes.append((key, f"{key}: {_shown(now[key])} was {'logged' if kind == 'metric' else 'set'} after signing"))
             elif signed[key] != now[key]:
                 changes.append((key, f"{key}: signed {_shown(signed[key])}, now {_shown(now[key])}"))
-    digest = hashlib.sha256(report).hexdigest() if report is not None else None
-    if digest != manifest.report_sha256:
-        what = "removed" if digest is None else "added" if manifest.report_sha256 is None else "changed"
-        changes.append((schema.REPORT_ARTIFACT, f"{schema.REPORT_ARTIFACT}: {what} after signing"))
+    for path in sorted(manifest.artifacts):
+        signed_digest, digest = manifest.artifacts[path], _sha256(read_artifact(path))
+        if digest != signed_digest:
+            what = "removed" if digest is None else "added" if signed_digest is None else "changed"
+            changes.append((path, f"{path}: {what} after signing"))
     return tuple(changes)
 
 
@@ -214,7 +243,7 @@ def verify(
     if manifest.run_id != run_id:
         return Verification(False, "tampered", f"the signature was made for run {manifest.run_id}, not this run "
                             "(copied from another run)", key_id)
-    differences = compare(manifest, metrics, tags, read_artifact(schema.REPORT_ARTIFACT))
+    differences = compare(manifest, metrics, tags, read_artifact)
     if differences:
         changes = tuple(line for _, line in differences)
         return Verification(False, "tampered", "changed after signing: " + "; ".join(changes), key_id, changes,
