@@ -287,6 +287,24 @@ def test_an_invalid_filter_says_so(mlflow_experiment: str, tracking_uri: str, fa
             rank_client(MlflowClient(tracking_uri), mlflow_experiment, filter_string="metrics.acc >")
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["sql", "client-api"])
+@pytest.mark.parametrize(("filter_string", "named"), [
+    ("attributes.start_time > " + "1" * 60, "attributes.start_time is compared with 1111"),
+    ("metrics.acc > 1e999", "metrics.acc is compared with 1e999, which is not a finite number"),
+    ("metrics.acc > 0.5\x00", "control character U\\+0000"),
+])
+def test_numbers_the_database_cannot_compare_are_refused_before_it(
+    mlflow_experiment: str, tracking_uri: str, fast: bool, filter_string: str, named: str
+) -> None:
+    """The Python API, like /green/api: no OverflowError from SQLite, no SQL text from the driver."""
+    with pytest.raises(RankRequestError, match=named) as info:
+        if fast:
+            rank(mlflow_experiment, tracking_uri=tracking_uri, filter_string=filter_string)
+        else:
+            rank_client(MlflowClient(tracking_uri), mlflow_experiment, filter_string=filter_string)
+    assert "SELECT" not in str(info.value) and "Overflow" not in str(info.value)
+
+
 def test_unknown_experiment_lists_close_matches(mlflow_experiment: str, tracking_uri: str) -> None:
     name = MlflowClient(tracking_uri).get_experiment(mlflow_experiment).name
     with pytest.raises(NotFoundError, match="No experiment named") as info:

@@ -20,6 +20,7 @@ from mlflow_green.ranking.client import (
     _tracking_store,
 )
 from mlflow_green.ranking.core import Ranking, check_by, gc_paused
+from mlflow_green.ranking.filter_checks import check_filter
 from mlflow_green.ranking.store_access import is_rest_store
 from mlflow_green.ranking.stores import rank_stores
 
@@ -134,4 +135,5 @@ def _check_request(
         raise RankRequestError("filter_string applies to experiment runs; it cannot be combined with a model.")
     if any(not r.strip() for r in refs) or (model is not None and not model.strip()):
         raise RankRequestError("Experiment and model names must not be empty.")
+    check_filter(filter_string)  # numbers the database cannot compare, before they reach it
     return refs

@@ -37,7 +37,8 @@ from werkzeug.datastructures import MultiDict
 from mlflow_green._version import __version__
 from mlflow_green.errors import GreenError, NotFoundError, RankRequestError
 from mlflow_green.ranking import BY_VALUES, gc_paused, list_experiments, list_metric_keys, list_models, rank_stores
-from mlflow_green.server.api_checks import check_filter, database_error, experiment_refs, names
+from mlflow_green.ranking.filter_checks import check_filter
+from mlflow_green.server.api_checks import database_error, experiment_refs, names
 
 logger = logging.getLogger(__name__)
 
