@@ -51,6 +51,7 @@ def trusted(*paths: Path) -> TrustedKeys:
 
 
 def manifest_of(client: MlflowClient, run_id: str, tmp_path: Path) -> Manifest:
+    tmp_path.mkdir(parents=True, exist_ok=True)  # MLflow 2.x downloads only into an existing folder
     path = client.download_artifacts(run_id, schema.SIGNED_MANIFEST_ARTIFACT, str(tmp_path))
     return Manifest.from_bytes(Path(path).read_bytes())
 
