@@ -3,7 +3,7 @@
 Keras, Lightning and Hugging Face callbacks are thin adapters that call a :class:`TrainingSession`
 at their hooks. Its seams: :meth:`~TrainingSession.bind_run` (where the run is bound) and
 :meth:`~TrainingSession.end_fit` (where a fit's figures are final and everything is flushed). Its
-parts: ``session_run`` (the run and every write), ``phases``, ``projection``, ``steps``, ``figures``,
+parts: ``session_run`` (the run and every write), ``session_profile`` (the model profile), ``phases``, ``projection``, ``steps``, ``figures``,
 ``quality``, ``fit_summary`` (tags, report), ``session_eval`` (evaluations), ``session_state``
 (checkpoints, copies), ``distributed`` (ranks).
 
@@ -43,6 +43,7 @@ from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
 from mlflow_green.training.session_end import FitEndMixin
 from mlflow_green.training.session_eval import EvaluationMixin
+from mlflow_green.training.session_profile import ProfileMixin
 from mlflow_green.training.session_run import SessionRun
 from mlflow_green.training.session_state import StateMixin
 from mlflow_green.training.state import STATE_VERSION
@@ -70,7 +71,7 @@ class EpochResult:
     stop_reason: str | None = None
 
 
-class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin):
+class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
     """One callback's measurements across fits (and test/predict calls), logged to MLflow.
 
     Args:
@@ -276,26 +277,6 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin):
         """True between :meth:`begin_fit` and :meth:`end_fit`."""
         return self.tracker is not None
 
-    def log_profile(self, profile: ModelProfile) -> None:
-        """A model profile: at the fit's first step, at the current step during a fit, at a new step after.
-
-        After a fit (post-training quantization or pruning) the changed ``green/model_*`` values
-        go at the step after the last one and ``green/report.json`` is updated.
-        """
-        if self.tracker is not None and self._first_epoch is None:
-            self.profile = profile  # logged when the first epoch begins
-            return
-        if self.tracker is not None:
-            self._log_model(profile, self.steps.peek(self._epoch) if self._epoch is not None else self.steps.current)
-            return
-        if not self.output.bound and self.dist.is_logging_rank:
-            self.bind_run()
-        self._log_model(profile, self.steps.step_for(self.steps.next_step))
-        if self.report is not None and self.log_report:
-            self.report["model"] = profile.to_dict()
-            self.output.log_report(self.report)
-        self.output.flush()  # outside a fit: the caller expects it in MLflow on return
-
     # -- internals ---------------------------------------------------------------------------
     def _take_counts(self) -> dict[str, int]:
         counts, self._counts = self._counts, {}
@@ -320,13 +301,6 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin):
     def _log(self, metrics: Mapping[str, float], step: int) -> None:
         if self.dist.is_logging_rank:
             self.output.log(metrics, step)
-
-    def _log_model(self, profile: ModelProfile, step: int) -> None:
-        """The profile's ``green/model_*`` values that changed since last logged, and the compression tag."""
-        self.profile = profile
-        if self.dist.is_logging_rank:
-            self.output.log_changed(profile.metrics(), step)
-            self.output.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()})
 
     def _log_tags(self, tracker: EnergyTracker, total: Measurement | None = None) -> None:
         if self.output.bound and self.dist.is_logging_rank:

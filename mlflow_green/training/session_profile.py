@@ -1,0 +1,45 @@
+"""The model's profile in a training session: ``green/model_*`` metrics, the compression tag, and
+``report.json``'s model section — at the fit's first step, at the step in progress, or after a fit
+(post-training quantization or pruning) at a new step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mlflow_green.record import schema
+from mlflow_green.training.inspection import ModelProfile
+
+if TYPE_CHECKING:
+    from mlflow_green.training.session import TrainingSession
+
+
+class ProfileMixin:
+    """The profile methods of a training session."""
+
+    def log_profile(self: TrainingSession, profile: ModelProfile) -> None:
+        """A model profile: at the fit's first step, at the current step during a fit, at a new step after.
+
+        After a fit (post-training quantization or pruning) the changed ``green/model_*`` values
+        go at the step after the last one and ``green/report.json`` is updated.
+        """
+        if self.tracker is not None and self._first_epoch is None:
+            self.profile = profile  # logged when the first epoch begins
+            return
+        if self.tracker is not None:
+            self._log_model(profile, self.steps.peek(self._epoch) if self._epoch is not None else self.steps.current)
+            return
+        if not self.output.bound and self.dist.is_logging_rank:
+            self.bind_run()
+        self._log_model(profile, self.steps.step_for(self.steps.next_step))
+        if self.report is not None and self.log_report:
+            self.report["model"] = profile.to_dict()
+            self.output.log_report(self.report)
+        self.output.flush()  # outside a fit: the caller expects it in MLflow on return
+
+    def _log_model(self: TrainingSession, profile: ModelProfile, step: int) -> None:
+        """The profile's ``green/model_*`` values that changed since last logged, and the compression tag."""
+        self.profile = profile
+        if self.dist.is_logging_rank:
+            self.output.log_changed(profile.metrics(), step)
+            self.output.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()})
