@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-import statistics
+import bisect
 
 OUTLIER_FACTOR = 1.5
 """A first epoch costing more than this times the median of the later ones is not steady state."""
@@ -37,7 +37,12 @@ class EnergyProjection:
         self.epoch_energies_j: list[float] = []
         self.epoch_steps: list[int] = []
         self.steps_done: int | None = None
-        self._steady_indices: list[int] = []
+        # running figures, so that an epoch costs O(log n) however long the fit (eval windows can be many)
+        self._later_sorted_j: list[float] = []  # the energies of every epoch but the first, sorted
+        self._sum_j = 0.0
+        self._stepped_j = 0.0  # energy of the epochs that counted steps
+        self._stepped = 0  # their steps
+        self._first_is_outlier = False
 
     @property
     def epochs_done(self) -> int:
@@ -46,36 +51,34 @@ class EnergyProjection:
 
     def record_epoch(self, energy_j: float, *, steps: int | None = None, steps_done: int | None = None) -> None:
         """One epoch (all ranks) used ``energy_j`` over ``steps`` optimizer steps; ``steps_done`` so far in all."""
-        self.epoch_energies_j.append(float(energy_j))
-        self.epoch_steps.append(max(int(steps or 0), 0))
-        self._steady_indices = self._find_steady()
+        energy_j, steps = float(energy_j), max(int(steps or 0), 0)
+        if self.epoch_energies_j:
+            bisect.insort(self._later_sorted_j, energy_j)
+        self.epoch_energies_j.append(energy_j)
+        self.epoch_steps.append(steps)
+        self._sum_j += energy_j
+        if steps > 0:
+            self._stepped_j += energy_j
+            self._stepped += steps
+        later = _median(self._later_sorted_j)
+        self._first_is_outlier = later is not None and later > 0 and self.epoch_energies_j[0] > OUTLIER_FACTOR * later
         if steps_done is not None:
             self.steps_done = int(steps_done)
 
-    def _steady(self) -> list[int]:
-        return self._steady_indices
-
-    def _find_steady(self) -> list[int]:
-        """Indices of the steady-state epochs (the first left out when it is an outlier)."""
-        indices = list(range(len(self.epoch_energies_j)))
-        if len(indices) >= 2:
-            later = statistics.median(self.epoch_energies_j[1:])
-            if later > 0 and self.epoch_energies_j[0] > OUTLIER_FACTOR * later:
-                return indices[1:]
-        return indices
-
     def mean_epoch_j(self) -> float | None:
-        """Energy of a steady-state epoch (None before the first)."""
-        steady = self._steady()
-        if not steady:
+        """Energy of a steady-state epoch (None before the first); the first epoch left out when it is an outlier."""
+        count = len(self.epoch_energies_j) - self._first_is_outlier
+        if count <= 0:
             return None
-        return sum(self.epoch_energies_j[i] for i in steady) / len(steady)
+        first_j = self.epoch_energies_j[0] if self._first_is_outlier else 0.0
+        return (self._sum_j - first_j) / count
 
     def step_j(self) -> float | None:
         """Energy of a steady-state optimizer step (None when steps are not counted)."""
-        steady = [i for i in self._steady() if self.epoch_steps[i] > 0]
-        steps = sum(self.epoch_steps[i] for i in steady)
-        return sum(self.epoch_energies_j[i] for i in steady) / steps if steps else None
+        energy_j, steps = self._stepped_j, self._stepped
+        if self._first_is_outlier and self.epoch_steps[0] > 0:
+            energy_j, steps = energy_j - self.epoch_energies_j[0], steps - self.epoch_steps[0]
+        return energy_j / steps if steps else None
 
     def projected_j(self, total_j: float) -> float | None:
         """The energy at the planned end: ``total_j`` so far plus the remaining work at the steady rate."""
@@ -90,3 +93,17 @@ class EnergyProjection:
         if not remaining:
             return None
         return total_j + min(remaining)
+
+
+def _median(sorted_values: list[float]) -> float | None:
+    """The median of an already sorted list (None when empty).
+
+    Example:
+        >>> _median([1.0, 2.0, 10.0]), _median([1.0, 3.0]), _median([])
+        (2.0, 2.0, None)
+    """
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    middle = n // 2
+    return sorted_values[middle] if n % 2 else (sorted_values[middle - 1] + sorted_values[middle]) / 2
