@@ -11,7 +11,7 @@ Example:
     >>> found.run_id, found.via, found.batch_size
     ('r1', 'source run', '32')
     >>> print(find_inference("digits", "3", {}, "r1", {}, {}, read_run=lambda run_id: None).missing)
-    no inference measurement: version 3 has no green.inference_run tag and its source run logged no green/inference_energy_per_prediction_j; evaluate it with mlflow.models.evaluate("models:/digits/3", data, evaluators="green", ...)
+    no inference measurement: version 3 has no green.inference_run tag and its source run logged no green/inference_energy_per_prediction_j; evaluate it with mlflow.models.evaluate("models:/digits/3", data, targets=..., model_type=..., evaluators="green")
 """
 
 from __future__ import annotations
@@ -98,6 +98,6 @@ def find_inference(
         missing=(
             f"no inference measurement: version {version} has no {schema.TAG_INFERENCE_RUN} tag and its source run "
             f"logged no {schema.INFERENCE_ENERGY_PER_PREDICTION_J}; evaluate it with "
-            f'mlflow.models.evaluate("models:/{model}/{version}", data, evaluators="green", ...)'
+            f'mlflow.models.evaluate("models:/{model}/{version}", data, targets=..., model_type=..., evaluators="green")'
         ),
     )

@@ -111,11 +111,12 @@ class GreenEvaluator(ModelEvaluator):
         if run_id is None:
             raise ConfigError("the green evaluator needs the evaluation run (run_id) to log into")
         signer = EvaluationSigner.from_env()  # a bad key fails here, before anything is measured
+        client = MlflowClient()
+        _check_earlier_evaluation(client, run_id, options.headline_batch_size)
         target, data = _target(model, dataset.features_data, predict_with)
 
         report = measure_with_options(target, data, options)  # raises before anything is logged
 
-        client = MlflowClient()
         run = client.get_run(run_id)
         identity = model_identity(model, kwargs.get("model_id"))
         document = report_document(report, extra={"evaluated_model": identity, "predict_with": predict_with,
@@ -139,6 +140,26 @@ class GreenEvaluator(ModelEvaluator):
                 logger.info("mlflow-green: %s tagged %s=%s", ", ".join(tagged), schema.TAG_INFERENCE_RUN, run_id)
         artifacts = {"green_inference_report": JsonEvaluationArtifact(uri=artifact_uri, content=document)}
         return EvaluationResult(metrics=result_metrics(report.headline), artifacts=artifacts, run_id=run_id)
+
+
+def _check_earlier_evaluation(client: Any, run_id: str, headline_batch_size: int) -> None:
+    """Refuse a second evaluation whose headline would not be the run's latest figure.
+
+    Each batch size is logged at step = batch size and the headline (the largest) is the value MLflow
+    shows as latest, which ranking and gates read. A run that already holds an evaluation up to a
+    larger batch size would keep that earlier figure as its latest, beside this evaluation's
+    ``green.inference_batch_size``: ranking and gates would read one evaluation's numbers under the
+    other's batch size. Evaluating again with the same or larger batch sizes replaces it cleanly.
+    """
+    earlier = [m.step for m in client.get_metric_history(run_id, schema.INFERENCE_ENERGY_PER_PREDICTION_J)]
+    largest = max(earlier, default=0)
+    if largest > headline_batch_size:
+        raise ConfigError(
+            f"run {run_id} already holds a green evaluation measured up to batch size {largest}; an evaluation "
+            f"up to batch size {headline_batch_size} would not be its latest figure, so ranking and gates would "
+            f"read the earlier one. Evaluate in a new run (outside mlflow.start_run()), or include batch size "
+            f"{largest} or larger in evaluator_config['batch_sizes']"
+        )
 
 
 def _target(model: Any, features: Any, predict_with: str) -> tuple[Any, Any]:

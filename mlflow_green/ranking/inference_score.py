@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 NOT_EVALUATED = (
     f"not evaluated: no {schema.INFERENCE_ENERGY_PER_PREDICTION_J} "
-    "(mlflow.models.evaluate(..., evaluators=\"green\"))"
+    "(mlflow.models.evaluate(model_uri, data, targets=..., model_type=..., evaluators=\"green\"))"
 )
 
 

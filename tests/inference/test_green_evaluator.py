@@ -199,6 +199,34 @@ def test_the_line_without_model_type_is_refused_by_mlflow_and_the_docs_give_the_
     assert result.metrics[schema.INFERENCE_ENERGY_PER_PREDICTION_J] > 0
 
 
+def test_a_second_evaluation_in_one_run_never_hides_behind_the_first(
+    registered: dict[str, Any], digits_frame: pd.DataFrame
+) -> None:
+    """Headline = the largest batch size = MLflow's latest value, which ranking and gates read. A second
+    evaluation in the same run up to a smaller batch size would leave the first one's figure as latest
+    under the second's green.inference_batch_size (a gate passed on numbers it did not measure): refused
+    before the model is called. The same or larger batch sizes replace it."""
+    uri, client = f"models:/{registered['name']}/1", MlflowClient()
+
+    def evaluate(batch_sizes: list[int], watts: float) -> None:
+        meters = [FakeMeter({"cpu:0": watts})]
+        mlflow.models.evaluate(uri, digits_frame, targets="label", model_type="classifier", evaluators="green",
+                               evaluator_config={"batch_sizes": batch_sizes, "meters": meters, **FAST})
+
+    with mlflow.start_run() as run:
+        evaluate([1, 32], 10.0)
+        first = client.get_run(run.info.run_id).data.metrics[schema.INFERENCE_ENERGY_PER_PREDICTION_J]
+        with pytest.raises(ConfigError, match="already holds a green evaluation measured up to batch size 32"):
+            evaluate([4], 1000.0)
+        after = client.get_run(run.info.run_id)
+        assert after.data.metrics[schema.INFERENCE_ENERGY_PER_PREDICTION_J] == first
+        assert after.data.tags[schema.TAG_INFERENCE_BATCH_SIZE] == "32"  # figure and batch size still agree
+        evaluate([64], 1000.0)  # a larger headline replaces it
+        again = client.get_run(run.info.run_id)
+    assert again.data.tags[schema.TAG_INFERENCE_BATCH_SIZE] == "64"
+    assert again.data.metrics[schema.INFERENCE_ENERGY_PER_PREDICTION_J] != first
+
+
 def test_evaluators_none_does_not_run_the_green_evaluator(registered: dict[str, Any],
                                                           digits_frame: pd.DataFrame) -> None:
     result = mlflow.models.evaluate(registered["uri"], digits_frame, targets="label", model_type="classifier",
