@@ -93,6 +93,18 @@ def test_callbacks_reject_bad_options_at_construction(package: str, kwargs: dict
         module.GreenCallback(**kwargs)
 
 
+@pytest.mark.parametrize("disable", ["no", "False", 1, None, []])
+def test_autolog_disable_takes_only_true_or_false(disable: object) -> None:
+    """A string from a config file or CLI flag ("no") would otherwise switch measuring off silently."""
+    mlflow_green.autolog()
+    try:
+        with pytest.raises(ConfigError, match="disable must be True or False"):
+            mlflow_green.autolog(disable=disable)  # type: ignore[arg-type]
+        assert mlflow_green.autologging.is_enabled()  # left as it was
+    finally:
+        mlflow_green.autolog(disable=True)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     pue=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(max_size=8), st.none(), st.booleans()),

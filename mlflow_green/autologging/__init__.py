@@ -64,6 +64,8 @@ def autolog(*, disable: bool = False, **options: Any) -> None:
         >>> mlflow_green.autologging.is_enabled()
         False
     """
+    if not isinstance(disable, bool):  # disable="no" must not switch measuring off
+        raise ConfigError(f"disable must be True or False, got {disable!r}")
     if disable:
         state.configure(False, {})
         for _, hook in HOOKS.values():
