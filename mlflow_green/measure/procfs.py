@@ -1,7 +1,7 @@
 """CPU times, memory and children of processes, read from Linux ``/proc`` (psutil elsewhere).
 
 Reading a few ``/proc`` files is what psutil does on Linux, but importing psutil costs ~10 ms,
-a fifth of the cold-start budget (import + start + stop ≤ 50 ms, DESIGN.md §6). On Linux these
+a fifth of the cold-start budget (import + start + stop ≤ 50 ms, docs/performance.md). On Linux these
 functions read ``/proc`` directly, with the same units and fields as psutil; on other systems,
 or when ``/proc`` is missing, they call psutil.
 
