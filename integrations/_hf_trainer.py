@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -136,24 +135,6 @@ def dataset_length(dataloader: Any) -> int | None:
         return len(dataloader.dataset)
     except Exception:
         return None
-
-
-def floats(values: Mapping[str, Any]) -> dict[str, float]:
-    """The finite numbers among ``values`` (tensors and numpy scalars included).
-
-    Example:
-        >>> floats({"eval_loss": 0.5, "epoch": 1, "note": "x", "bad": float("nan")})
-        {'eval_loss': 0.5, 'epoch': 1.0}
-    """
-    out: dict[str, float] = {}
-    for key, value in values.items():
-        try:
-            number = float(value.item() if hasattr(value, "item") else value)
-        except (TypeError, ValueError, RuntimeError):
-            continue
-        if math.isfinite(number):
-            out[str(key)] = number
-    return out
 
 
 def _safely(function: Callable[..., None], *args: Any) -> None:

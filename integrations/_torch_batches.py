@@ -70,7 +70,12 @@ def example_of(forward: Callable[..., Any], batch: Any) -> Any:
 
 
 def floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The finite numbers among ``metrics`` (tensors read with ``.item()``)."""
+    """The finite numbers among ``metrics`` (tensors and numpy scalars read with ``.item()``).
+
+    Example:
+        >>> floats({"eval_loss": 0.5, "epoch": 1, "note": "x", "bad": float("nan")})
+        {'eval_loss': 0.5, 'epoch': 1.0}
+    """
     out: dict[str, float] = {}
     for key, value in dict(metrics).items():
         try:

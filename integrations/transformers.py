@@ -46,8 +46,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from mlflow_green.integrations import _hf_state
 from mlflow_green.integrations._hf_evaluations import EvaluationsMixin, rank_zero_count
 from mlflow_green.integrations._hf_state import CheckpointMixin
-from mlflow_green.integrations._hf_trainer import floats, trainer_of, unwatch_training_step, watch_training_step
+from mlflow_green.integrations._hf_trainer import trainer_of, unwatch_training_step, watch_training_step
 from mlflow_green.integrations._hf_windows import WindowsMixin
+from mlflow_green.integrations._torch_batches import floats
 from mlflow_green.integrations._torch_distributed import batch_size
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
