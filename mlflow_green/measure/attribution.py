@@ -221,6 +221,8 @@ class UsageProbe:
         cpu_times: The machine's cumulative CPU times (:func:`mlflow_green.measure.procfs.cpu_times`,
             the same as ``psutil.cpu_times``; injectable).
         memory: Whether to read resident memory too (only RAM shares need it).
+        machine: Whether to read the machine's CPU times (not needed for a share of capacity
+            alone, which is then the CPUs × the elapsed time): 0 for both when False.
 
     Example:
         >>> usage = UsageProbe(ProcessTree()).read()
@@ -234,13 +236,17 @@ class UsageProbe:
         cpu_times: Callable[[], Any] = procfs.cpu_times,
         *,
         memory: bool = True,
+        machine: bool = True,
     ) -> None:
         self.processes: ProcessUsage = processes if processes is not None else ProcessTree()
         self._cpu_times = cpu_times
         self._memory = memory
+        self._machine = machine
 
     def machine(self) -> tuple[float, float]:
-        """(busy, capacity) CPU seconds of the machine so far."""
+        """(busy, capacity) CPU seconds of the machine so far ((0, 0) when not read)."""
+        if not self._machine:
+            return 0.0, 0.0
         times = self._cpu_times()
         return busy_cpu_s(times), capacity_cpu_s(times)
 

@@ -12,6 +12,13 @@ at each read, reads only:
   ``pid_max``), so while it has not moved no process was created anywhere, and when it has moved
   the new processes are the listed PIDs above the previous value (all of them after a wrap).
 
+New processes are looked for at most every :data:`DISCOVERY_INTERVAL_S` seconds (threads count
+as PIDs too, so on a busy machine ``ns_last_pid`` moves between almost any two reads, and a listing
+of ``/proc`` costs as much as everything else a read does). A worker found up to that much later is
+billed all the same: its CPU time is cumulative since it started, so it lands in the window where
+it is found; one that starts and exits unseen is in its parent's reaped-children time. Members are
+read through descriptors kept open (one ``pread`` each, see :class:`StatFiles`).
+
 Membership is then worked out from the parents just read, exactly as a full walk would: the root,
 and every process whose parent is in the tree, minus excluded processes and their descendants. A
 worker started since the last read is found at this read; one that exited is gone from the tree
@@ -34,13 +41,16 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from mlflow_green.measure import procfs
 
 FULL_RESCAN_S = 30.0
 """Seconds between two full scans of every process's parent."""
+
+DISCOVERY_INTERVAL_S = 1.0
+"""Seconds between two looks for processes created since the last one (members are read every time)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,10 @@ class TreeScanner:
         clock: Monotonic seconds (for the full rescans).
         last_pid: The last PID handed out, or None when unknown (then every read is a full scan).
         listed_pids: Every PID now.
-        stat: One process's stat (raises ``ProcessLookupError`` / ``OSError`` when it cannot be read).
+        stat: One process's stat (raises ``ProcessLookupError`` / ``OSError`` when it cannot be read;
+            default: :class:`StatFiles`, one descriptor kept open per member). If it has a
+            ``retain(pids)`` method, it is told the members after each read.
+        discovery_interval_s: Seconds between two looks for new processes (0: at every read).
 
     Thread-safe. Pickled (and deep-copied) as a new scanner: a copy starts with a full scan.
     """
@@ -80,14 +93,17 @@ class TreeScanner:
         clock: Callable[[], float] = time.monotonic,
         last_pid: Callable[[], int | None] = procfs.last_pid,
         listed_pids: Callable[[], Iterable[int]] = procfs.listed_pids,
-        stat: Callable[[int], procfs.ProcessStat] = procfs.process_stat,
+        stat: Callable[[int], procfs.ProcessStat] | None = None,
+        discovery_interval_s: float = DISCOVERY_INTERVAL_S,
     ) -> None:
         self.root_pid = os.getpid() if root_pid is None else int(root_pid)
         self.exclude_pids = frozenset(exclude_pids)
         self._clock = clock
         self._last_pid_of = last_pid
         self._listed = listed_pids
-        self._stat = stat
+        self._stat = stat if stat is not None else StatFiles()
+        self._discovery_interval_s = float(discovery_interval_s)
+        self._looked_at_s = -math.inf
         self._lock = threading.Lock()
         self._members: frozenset[int] = frozenset()
         self._last_pid: int | None = None
@@ -101,18 +117,27 @@ class TreeScanner:
     def read(self) -> TreeUsage:
         """The tree now, with its CPU time and memory (raises ``OSError`` if ``/proc`` cannot be listed)."""
         with self._lock:
-            last_pid = self._last_pid_of()
             now_s = self._clock()
-            if last_pid is None or self._last_pid is None or now_s - self._full_at_s >= FULL_RESCAN_S:
-                candidates: Iterable[int] = self._listed()
-                self._full_at_s, self.full_scans = now_s, self.full_scans + 1
-            elif last_pid == self._last_pid:  # no process was created since the last read
-                candidates = self._members
+            if self._last_pid is not None and now_s - self._looked_at_s < self._discovery_interval_s \
+                    and now_s - self._full_at_s < FULL_RESCAN_S:
+                last_pid = self._last_pid  # not time to look for new processes: the members alone
+                candidates: Iterable[int] = self._members
             else:
-                candidates = self._members.union(_created_since(self._listed(), self._last_pid, last_pid))
+                last_pid = self._last_pid_of()
+                self._looked_at_s = now_s
+                if last_pid is None or self._last_pid is None or now_s - self._full_at_s >= FULL_RESCAN_S:
+                    candidates = self._listed()
+                    self._full_at_s, self.full_scans = now_s, self.full_scans + 1
+                elif last_pid == self._last_pid:  # no process was created since the last look
+                    candidates = self._members
+                else:
+                    candidates = self._members.union(_created_since(self._listed(), self._last_pid, last_pid))
             stats = self._stats({self.root_pid, *candidates})
             members = self._tree(stats)
             self._members, self._last_pid = members, last_pid
+            retain = getattr(self._stat, "retain", None)
+            if callable(retain):
+                retain(members)
         alive = [stats[pid] for pid in members if pid in stats]
         return TreeUsage(members, sum(s.cpu_s for s in alive), sum(s.rss_bytes for s in alive))
 
@@ -141,6 +166,76 @@ class TreeScanner:
         return frozenset(found)
 
 
+class StatFiles:
+    """Reads ``/proc/PID/stat`` through a descriptor kept open per process (one ``pread`` a read).
+
+    A kept descriptor stays bound to its process: once that process is reaped it answers
+    ``ESRCH``, even if its PID was handed out again — then the PID's current process, if any, is
+    opened afresh. :meth:`retain` closes the descriptors of processes no longer wanted.
+
+    The calling process itself is read without ``/proc/PID/stat`` (which the kernel builds by
+    walking every thread): its CPU time from the process CPU clock plus its reaped children's
+    time (``os.times``), its memory from ``/proc/self/statm`` — the same figures, to the
+    nanosecond rather than the clock tick.
+
+    Example:
+        >>> files = StatFiles()
+        >>> files(os.getpid()).ppid == os.getppid()
+        True
+        >>> files.retain(()); len(files)
+        0
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[int, procfs.KeptOpen] = {}
+        self._self: tuple[int, procfs.ProcessStat, procfs.KeptOpen] | None = None
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __call__(self, pid: int) -> procfs.ProcessStat:
+        if pid == os.getpid():
+            return self._own()
+        kept = self._files.get(pid)
+        if kept is not None:
+            try:
+                return procfs.parse_stat(pid, procfs.stat_fields(kept.read(4096)))
+            except OSError:  # that process is gone (ESRCH); the PID may name another one now
+                kept.close()
+                del self._files[pid]
+        kept = procfs.KeptOpen(f"/proc/{pid}/stat")
+        try:
+            data = kept.read(4096)
+        except FileNotFoundError as exc:
+            raise ProcessLookupError(pid) from exc
+        except OSError:
+            kept.close()
+            raise
+        self._files[pid] = kept
+        return procfs.parse_stat(pid, procfs.stat_fields(data))
+
+    def retain(self, pids: Collection[int]) -> None:
+        """Close the descriptors of every process not in ``pids``."""
+        for pid in [pid for pid in self._files if pid not in pids]:
+            self._files.pop(pid).close()
+
+    def _own(self) -> procfs.ProcessStat:
+        """This process, from its clocks and ``statm`` (``start_ticks`` from one read of its stat)."""
+        own = self._self
+        if own is None or own[0] != os.getpid():  # first call, or a forked child using a copy
+            pid = os.getpid()
+            own = self._self = (pid, procfs.process_stat(pid), procfs.KeptOpen("/proc/self/statm"))
+        _, first, statm = own
+        times = os.times()
+        return procfs.ProcessStat(
+            os.getppid(), time.process_time() + times.children_user + times.children_system,
+            first.start_ticks, int(statm.read(256).split()[1]) * procfs.page_size(),
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (StatFiles, ())
+
+
 def _created_since(listed: Iterable[int], previous: int, last: int) -> list[int]:
     """The listed PIDs that may have been handed out after ``previous`` (the last PID was ``previous``,
     it is ``last`` now): those above ``previous``; after a wrap (``last < previous``), also those up to ``last``.
@@ -159,4 +254,4 @@ def linux_scanner_available() -> bool:
     return procfs.LINUX
 
 
-__all__ = ["FULL_RESCAN_S", "TreeScanner", "TreeUsage", "linux_scanner_available"]
+__all__ = ["DISCOVERY_INTERVAL_S", "FULL_RESCAN_S", "StatFiles", "TreeScanner", "TreeUsage", "linux_scanner_available"]

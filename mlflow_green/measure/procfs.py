@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
 import sys
@@ -50,6 +52,59 @@ def _page_size() -> int:
     return os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+def page_size() -> int:
+    """Bytes per memory page (``statm`` counts pages)."""
+    return _page_size()
+
+
+class KeptOpen:
+    """A ``/proc`` file kept open and read whole with one ``pread`` each time (one system call, where
+    ``open`` + ``read`` + ``close`` take three, each letting other Python threads take the GIL).
+
+    Reopened once if the descriptor went bad (closed by someone else). Thread-safe (``pread`` has no
+    shared offset); closed on ``exec``.
+
+    Example:
+        >>> KeptOpen("/proc/self/stat").read().startswith(str(os.getpid()).encode())
+        True
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def read(self, size: int = 65536) -> bytes:
+        """The file's content now (``OSError`` as ``os.open`` / ``os.pread`` raise it)."""
+        try:
+            return os.pread(self._descriptor(), size, 0)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+        self._fd = None  # someone closed our descriptor: open the file again
+        return os.pread(self._descriptor(), size, 0)
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        return self._fd
+
+    def close(self) -> None:
+        """Close the descriptor (the next read opens the file again)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (KeptOpen, (self.path,))
+
+
+_LAST_PID = KeptOpen("/proc/sys/kernel/ns_last_pid")
+
+
 def cpu_times() -> Any:
     """The machine's cumulative CPU times (``/proc/stat``; ``psutil.cpu_times()`` elsewhere)."""
     if _LINUX:
@@ -65,7 +120,11 @@ def cpu_times() -> Any:
 def _stat_fields(pid: int) -> list[bytes]:
     """The fields of ``/proc/PID/stat`` after the command name (which may contain spaces)."""
     with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
+        return stat_fields(f.read())
+
+
+def stat_fields(data: bytes) -> list[bytes]:
+    """The fields of a ``/proc/PID/stat`` line after the command name (which may contain spaces)."""
     return data[data.rindex(b")") + 2 :].split()
 
 
@@ -117,6 +176,11 @@ def process_stat(pid: int) -> ProcessStat:
         fields = _stat_fields(pid)
     except (FileNotFoundError, ProcessLookupError) as exc:
         raise ProcessLookupError(pid) from exc
+    return parse_stat(pid, fields)
+
+
+def parse_stat(pid: int, fields: list[bytes]) -> ProcessStat:
+    """A :class:`ProcessStat` from the fields of ``/proc/PID/stat`` after the command name."""
     try:  # fields[0] is field 3 (state): ppid 4, utime..cstime 14-17, starttime 22, rss 24 (pages)
         return ProcessStat(
             int(fields[1]), sum(int(v) for v in fields[11:15]) / _clock_ticks(), int(fields[19]),
@@ -135,8 +199,7 @@ def last_pid() -> int | None:
     if not _LINUX:
         return None
     try:
-        with open("/proc/sys/kernel/ns_last_pid", "rb") as f:
-            return int(f.read())
+        return int(_LAST_PID.read(64))
     except (OSError, ValueError):
         return None
 

@@ -17,7 +17,7 @@ import pytest
 
 from mlflow_green.measure import procfs
 from mlflow_green.measure.attribution import ProcessTree
-from mlflow_green.measure.process_scan import FULL_RESCAN_S, TreeScanner
+from mlflow_green.measure.process_scan import DISCOVERY_INTERVAL_S, FULL_RESCAN_S, StatFiles, TreeScanner
 
 SLEEPER = "import sys, time; sys.stdout.write('up\\n'); sys.stdout.flush(); time.sleep(60)"
 PARENT_OF_SLEEPER = (
@@ -39,7 +39,7 @@ def _spawn(code: str) -> subprocess.Popen[str]:
 
 
 def test_children_and_grandchildren_started_after_the_first_read_are_found_without_a_full_scan() -> None:
-    scanner = TreeScanner(clock=_frozen_clock)
+    scanner = TreeScanner(clock=_frozen_clock, discovery_interval_s=0.0)
     first = scanner.read()
     assert first.pids == TreeScanner().read().pids  # the first read is a full scan
     parent = _spawn(PARENT_OF_SLEEPER)
@@ -62,7 +62,7 @@ def test_children_and_grandchildren_started_after_the_first_read_are_found_witho
 
 
 def test_cpu_time_of_a_worker_that_starts_and_exits_between_two_reads_is_counted_once() -> None:
-    scanner = TreeScanner(clock=_frozen_clock)
+    scanner = TreeScanner(clock=_frozen_clock, discovery_interval_s=0.0)
     before = scanner.read().cpu_s
     child = _spawn(BURN.format(s=0.3))
     deadline = time.monotonic() + 20.0
@@ -130,8 +130,10 @@ class ProcTable:
             raise ProcessLookupError(pid)
         return procfs.ProcessStat(self.parents[pid], self.cpu[pid], 0, 4096)
 
-    def scanner(self, root: int, exclude: frozenset[int] = frozenset(), clock: object = _frozen_clock) -> TreeScanner:
-        return TreeScanner(root, exclude, clock=clock, last_pid=self.last_pid, listed_pids=self.listed, stat=self.stat)  # type: ignore[arg-type]
+    def scanner(self, root: int, exclude: frozenset[int] = frozenset(), clock: object = _frozen_clock,
+                discovery_interval_s: float = 0.0) -> TreeScanner:
+        return TreeScanner(root, exclude, clock=clock, last_pid=self.last_pid, listed_pids=self.listed, stat=self.stat,  # type: ignore[arg-type]
+                           discovery_interval_s=discovery_interval_s)
 
 
 def _machine() -> ProcTable:
@@ -218,6 +220,47 @@ def test_full_scans_happen_first_periodically_and_whenever_the_last_pid_is_unkno
     assert scanner.full_scans == 4
 
 
+def test_new_processes_are_looked_for_once_per_interval_and_billed_in_full_when_found() -> None:
+    """Between two looks only the members are read (no ns_last_pid, no listing); a worker found late
+    brings its whole CPU time so far, so the tree's total is the same as with a look at every read."""
+    table = _machine()
+    now = [0.0]
+    scanner = table.scanner(100, clock=lambda: now[0], discovery_interval_s=DISCOVERY_INTERVAL_S)
+    assert scanner.read().cpu_s == 5.0
+    table.spawn(101, 100, cpu_s=0.0)  # a worker starts just after a read
+    table.listings, table.stats = 0, []
+    now[0] = DISCOVERY_INTERVAL_S / 2
+    table.cpu[101] = 0.75
+    early = scanner.read()
+    assert early.pids == {100} and early.cpu_s == 5.0 and table.listings == 0 and table.stats == [100]
+    now[0] = DISCOVERY_INTERVAL_S
+    table.cpu[101] = 1.5
+    found = scanner.read()
+    assert found.pids == {100, 101} and found.cpu_s == 6.5  # all of its time, none lost
+    table.exit(101, reaped_by=100)  # gone before the next look: in our reaped-children time
+    now[0] = DISCOVERY_INTERVAL_S * 1.25
+    assert scanner.read().cpu_s == 6.5
+
+
+def test_stat_files_keep_one_descriptor_per_member_and_tell_a_reaped_process() -> None:
+    files = StatFiles()
+    sleeper = _spawn(SLEEPER)
+    try:
+        sleeper.stdout.readline()  # type: ignore[union-attr]
+        assert files(sleeper.pid).ppid == os.getpid() and files(os.getpid()).ppid == os.getppid()
+        assert len(files) == 1  # this process is read from its clocks, not a kept stat file
+        sleeper.kill()
+        sleeper.wait()
+        with pytest.raises(ProcessLookupError):
+            files(sleeper.pid)
+        assert len(files) == 0
+        files.retain(())
+        assert len(files) == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_a_copy_starts_over_with_a_full_scan() -> None:
     import copy
     import pickle
@@ -226,3 +269,17 @@ def test_a_copy_starts_over_with_a_full_scan() -> None:
     assert pickle.loads(pickle.dumps(tree)) == tree == copy.deepcopy(tree)
     clone = pickle.loads(pickle.dumps(tree))
     assert clone.pids() == tree.pids() and clone._scanner is not tree._scanner
+
+
+def test_this_process_is_read_from_its_clocks_with_the_same_figures_as_its_stat() -> None:
+    files = StatFiles()
+    before = procfs.process_stat(os.getpid())
+    own = files(os.getpid())
+    after = procfs.process_stat(os.getpid())
+    assert own.ppid == before.ppid and own.start_ticks == before.start_ticks
+    tick_s = 1.0 / os.sysconf("SC_CLK_TCK")
+    assert before.cpu_s - 2 * tick_s <= own.cpu_s <= after.cpu_s + 2 * tick_s
+    assert own.rss_bytes == pytest.approx(after.rss_bytes, rel=0.05)
+    child = _spawn(BURN.format(s=0.2))
+    child_cpu_s = float(child.communicate()[0])  # reaped: its time is in ours now
+    assert files(os.getpid()).cpu_s - own.cpu_s >= child_cpu_s - 2 * tick_s

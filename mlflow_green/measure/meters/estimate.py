@@ -12,7 +12,8 @@ Over an interval of ``Δt`` seconds (between two reads)::
     scope="process":  cpu_j = TDP × process_curve(tree_cpu / capacity) × Δt  (CodeCarbon, tracking_mode="process")
                       ram_j = RAM_W × (tree_rss / installed RAM) × Δt
 
-``busy`` and ``capacity`` are the machine's busy and total CPU seconds, ``tree_cpu`` the user +
+``busy`` and ``capacity`` are the machine's busy and total CPU seconds (under ``scope="process"``,
+``capacity`` is the logical CPUs × ``Δt`` and the machine's times are not read), ``tree_cpu`` the user +
 system seconds of this training's process tree (reaped children included), ``tree_rss`` its
 resident memory (mean of the interval's two ends). With CodeCarbon 3.3 the machine curve is
 ``0.1 + 0.9 × load³`` and the process curve is linear (``TDP × tree_cpu / capacity``): a process
@@ -152,7 +153,8 @@ class EstimateMeter(ProcessShareMeter):
     def open(self, now_s: float) -> None:
         self.model()
         processes = self.attribution.processes if self.process_scope else _NoProcesses()
-        self._probe = UsageProbe(processes, self._cpu_times, memory=self.process_scope)
+        # under scope="process" the share is of the capacity, CPUs × Δt: the machine's times are not read
+        self._probe = UsageProbe(processes, self._cpu_times, memory=self.process_scope, machine=not self.process_scope)
         self._last = (now_s, self._usage())
         self._energy_j = {"cpu": 0.0, "ram": 0.0}
 
