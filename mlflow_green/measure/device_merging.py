@@ -15,9 +15,8 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 
-from mlflow_green.measure.device_energy import DeviceEnergy
+from mlflow_green.measure.device_energy import DeviceEnergy, evolve
 from mlflow_green.measure.provenance import join_shares, weakest_provenance
 
 
@@ -54,7 +53,7 @@ def merge_parallel_devices(ours: Iterable[DeviceEnergy], theirs: Iterable[Device
         if seen is None:
             merged[key] = device
         elif _process_shares(seen, device):
-            merged[key] = replace(
+            merged[key] = evolve(
                 seen,
                 energy_j=seen.energy_j + device.energy_j,
                 provenance=weakest_provenance((seen.provenance, device.provenance)),
@@ -73,9 +72,9 @@ def combine_devices(a: Iterable[DeviceEnergy], b: Iterable[DeviceEnergy], durati
         key = (d.host, d.device_id)
         seen = merged.get(key)
         if seen is None:
-            merged[key] = replace(d, duration_s=duration_s)
+            merged[key] = evolve(d, duration_s=duration_s)
         else:
-            merged[key] = replace(
+            merged[key] = evolve(
                 seen,
                 energy_j=seen.energy_j + d.energy_j,
                 provenance=weakest_provenance((seen.provenance, d.provenance)),

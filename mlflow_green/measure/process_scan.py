@@ -49,6 +49,9 @@ from mlflow_green.measure import procfs
 FULL_RESCAN_S = 30.0
 """Seconds between two full scans of every process's parent."""
 
+RSS_REFRESH_S = 0.5
+"""Seconds for which this process's resident memory, once read, is reused."""
+
 DISCOVERY_INTERVAL_S = 1.0
 """Seconds between two looks for processes created since the last one (members are read every time)."""
 
@@ -176,7 +179,9 @@ class StatFiles:
     The calling process itself is read without ``/proc/PID/stat`` (which the kernel builds by
     walking every thread): its CPU time from the process CPU clock plus its reaped children's
     time (``os.times``), its memory from ``/proc/self/statm`` — the same figures, to the
-    nanosecond rather than the clock tick.
+    nanosecond rather than the clock tick. Its memory is read again at most every
+    :data:`RSS_REFRESH_S` seconds (``statm`` takes the process's memory-map lock, which a training's
+    allocator threads contend for; resident memory moves slowly and bills only the RAM estimate).
 
     Example:
         >>> files = StatFiles()
@@ -189,6 +194,7 @@ class StatFiles:
     def __init__(self) -> None:
         self._files: dict[int, procfs.KeptOpen] = {}
         self._self: tuple[int, procfs.ProcessStat, procfs.KeptOpen] | None = None
+        self._rss: tuple[float, int] = (-math.inf, 0)
 
     def __len__(self) -> int:
         return len(self._files)
@@ -225,11 +231,17 @@ class StatFiles:
         if own is None or own[0] != os.getpid():  # first call, or a forked child using a copy
             pid = os.getpid()
             own = self._self = (pid, procfs.process_stat(pid), procfs.KeptOpen("/proc/self/statm"))
+            self._rss = (-math.inf, 0)
         _, first, statm = own
+        now_s = time.monotonic()
+        read_s, rss_bytes = self._rss
+        if now_s - read_s >= RSS_REFRESH_S:
+            rss_bytes = int(statm.read(256).split()[1]) * procfs.page_size()
+            self._rss = (now_s, rss_bytes)
         times = os.times()
         return procfs.ProcessStat(
             os.getppid(), time.process_time() + times.children_user + times.children_system,
-            first.start_ticks, int(statm.read(256).split()[1]) * procfs.page_size(),
+            first.start_ticks, rss_bytes,
         )
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -254,4 +266,4 @@ def linux_scanner_available() -> bool:
     return procfs.LINUX
 
 
-__all__ = ["DISCOVERY_INTERVAL_S", "FULL_RESCAN_S", "StatFiles", "TreeScanner", "TreeUsage", "linux_scanner_available"]
+__all__ = ["DISCOVERY_INTERVAL_S", "FULL_RESCAN_S", "RSS_REFRESH_S", "StatFiles", "TreeScanner", "TreeUsage", "linux_scanner_available"]

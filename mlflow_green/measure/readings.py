@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlflow_green.measure.device_energy import DeviceCounter, DeviceEnergy
+from mlflow_green.measure.device_energy import DeviceCounter, DeviceEnergy, evolve
 from mlflow_green.measure.device_merging import combine_devices, merge_parallel_devices
 from mlflow_green.measure.provenance import (
     COMPONENTS,
@@ -148,7 +148,7 @@ class Measurement:
 
     def with_host(self, host: str) -> Measurement:
         """The same measurement with every device attributed to ``host``."""
-        return replace(self, devices=tuple(replace(d, host=host) for d in self.devices))
+        return replace(self, devices=tuple(evolve(d, host=host) for d in self.devices))
 
     def __add__(self, other: Measurement) -> Measurement:
         """Sum of two consecutive windows: durations add, per-device energies add."""
@@ -166,7 +166,7 @@ class Measurement:
         return Measurement(
             duration_s,
             tuple(
-                replace(d, energy_j=max(d.energy_j - taken.get((d.host, d.device_id), 0.0), 0.0), duration_s=duration_s)
+                evolve(d, energy_j=max(d.energy_j - taken.get((d.host, d.device_id), 0.0), 0.0), duration_s=duration_s)
                 for d in self.devices
             ),
         )
@@ -184,7 +184,7 @@ class Measurement:
         return Measurement(
             duration_s,
             tuple(
-                replace(d, energy_j=d.energy_j * fraction, duration_s=duration_s, share=join_shares(d.share, share))
+                evolve(d, energy_j=d.energy_j * fraction, duration_s=duration_s, share=join_shares(d.share, share))
                 for d in self.devices
             ),
         )

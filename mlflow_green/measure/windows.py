@@ -75,12 +75,12 @@ class NamedWindows:
         self._open_windows[name] = snap
         return snap
 
-    def end(self, name: str) -> Measurement:
-        """Close the window ``name`` and return what it measured."""
+    def end(self, name: str, at: Snapshot | None = None) -> Measurement:
+        """Close the window ``name`` and return what it measured (until ``at``, a snapshot just taken, or now)."""
         begin = self._open_windows.pop(name, None)
         if begin is None:
             raise TrackerStateError(f"end({name!r}) called without a matching begin({name!r})")
-        measurement = self.snapshot() - begin
+        measurement = (self.snapshot() if at is None else at) - begin
         offset_s = begin.timestamp_s - (self._start.timestamp_s if self._start else begin.timestamp_s)
         self.windows.append(WindowRecord(name, offset_s, measurement))
         self.check_granularity(measurement, name)

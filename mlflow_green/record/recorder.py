@@ -79,18 +79,31 @@ class RunRecorder(BackgroundWriter):
 
     # -- writes (never block, never raise) ---------------------------------------------------
     # -- writes (never block, never raise) ---------------------------------------------------
-    def log_metrics(self, metrics: Mapping[str, float], step: int, timestamp_ms: int | None = None, *, wait: bool = False) -> bool:
+    def log_metrics(self, metrics: Mapping[str, float], step: int, timestamp_ms: int | None = None, *, wait: bool = False,
+                    background: bool = False) -> bool:
         """Queue metrics at ``step``; non-finite values are dropped with a warning.
 
         Timestamps strictly increase from one call to the next, so a later value logged at the
-        same step (the final totals at the last epoch's step) is always the latest one.
+        same step (the final totals at the last epoch's step) is always the latest one. They are
+        in the spool when this returns; with ``background=True`` (the callbacks, at every epoch) the
+        caller only hands them over and the writer thread keeps them in the spool within
+        milliseconds (see :meth:`~mlflow_green.record.writer.BackgroundWriter._later`).
         """
+        now_ms = int(time.time() * 1000)
         if timestamp_ms is None:
-            timestamp_ms = max(int(time.time() * 1000), self._last_timestamp_ms + 1)
+            timestamp_ms = max(now_ms, self._last_timestamp_ms + 1)
         self._last_timestamp_ms = max(self._last_timestamp_ms, timestamp_ms)
-        rows = _rows(metrics, step, timestamp_ms, warn=True)
-        if rows:
-            self._submit({"op": "metrics", "metrics": rows})
+        values, at_ms = dict(metrics), int(timestamp_ms)
+
+        def submit() -> None:
+            rows = _rows(values, step, at_ms, warn=True)
+            if rows:
+                self._submit({"op": "metrics", "metrics": rows}, now_ms)
+
+        if background and not wait:
+            self._later(submit)
+        else:
+            submit()
         return self.flush() if wait else True
 
     def log_tags(self, tags: Mapping[str, str]) -> bool:
@@ -108,7 +121,7 @@ class RunRecorder(BackgroundWriter):
         """Queue the end of the run (``FINISHED``, ``FAILED`` or ``KILLED``), timed now."""
         self._submit({"op": "terminate", "status": status, "end_time_ms": int(time.time() * 1000)})
 
-    def hold_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+    def hold_metrics(self, metrics: Mapping[str, float], step: int, *, background: bool = False) -> None:
         """Keep the metrics of a step that is not complete yet in the spool only, not sent.
 
         They are sent by the next :meth:`log_metrics` at ``step`` (with the step's final values), or,
@@ -116,9 +129,18 @@ class RunRecorder(BackgroundWriter):
         completed step without MLflow ever getting two points at one step. Each call replaces the
         previous hold.
         """
-        rows = _rows(metrics, step, max(int(time.time() * 1000), self._last_timestamp_ms + 1), warn=False)
-        if rows:
-            self._hold({"op": "metrics", "metrics": rows})
+        now_ms = int(time.time() * 1000)
+        values, at_ms = dict(metrics), max(now_ms, self._last_timestamp_ms + 1)
+
+        def hold() -> None:
+            rows = _rows(values, step, at_ms, warn=False)
+            if rows:
+                self._hold({"op": "metrics", "metrics": rows}, now_ms)
+
+        if background:  # handed to the writer thread, which keeps it in the spool within milliseconds
+            self._later(hold)
+        else:
+            hold()
 
     def submit(self, op: str, **fields: Any) -> None:
         """Queue an operation registered with :func:`mlflow_green.record.ops.register_operation`."""
@@ -128,7 +150,9 @@ class RunRecorder(BackgroundWriter):
         """Queue the signature of the run's green values: sent after every write queued before it, so
         it happens once they reached the server, even if that is after a spooled outage
         (:mod:`mlflow_green.record.run_signature`)."""
-        self._submit(self._signing_ledger().sign_entry(key))
+        with self._cond:
+            self._take_intake()  # the writes handed to the writer thread are part of what is signed
+            self._submit(self._signing_ledger().sign_entry(key))
 
     def _signing_ledger(self) -> WriteLedger:
         ledger = self.__dict__.get("_ledger")
@@ -136,9 +160,9 @@ class RunRecorder(BackgroundWriter):
             ledger = self.__dict__["_ledger"] = WriteLedger()
         return ledger
 
-    def _submit(self, entry: dict[str, Any]) -> None:
+    def _submit(self, entry: dict[str, Any], t_ms: int | None = None) -> None:
         self._signing_ledger().observe(entry)  # what this writer sent, checked before signing
-        super()._submit(entry)
+        super()._submit(entry, t_ms)
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Flush (at most the end timeout) and release this writer; reports exactly what is not sent yet.

@@ -56,14 +56,19 @@ class SendLoop:
     def _label(self) -> str:
         raise NotImplementedError
 
+    def _take_intake(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         backoff_s = self.timeouts.retry_start_s
         first_try = True
         alone_until_seq = 0  # after a refused batch, its entries go one by one (only the bad one is set aside)
         while True:
             with self._cond:
+                self._take_intake()
                 while not self._queue and not self._closed and not self._stopped:
                     self._cond.wait(5.0)
+                    self._take_intake()
                 if self._stopped:
                     return
                 entries = self._next_entries(alone_until_seq)

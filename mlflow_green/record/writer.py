@@ -17,10 +17,12 @@ loop (send, retry, set aside) is :class:`~mlflow_green.record.send_loop.SendLoop
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,8 @@ from mlflow_green.record.timeouts import RunTimeouts
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+
+logger = logging.getLogger(__name__)
 
 class BackgroundWriter(SendLoop):
     """The queue and thread of one run's writes (see the module docstring). Use ``RunRecorder``."""
@@ -72,6 +76,8 @@ class BackgroundWriter(SendLoop):
         self._stopped = False
         self._adopted = False
         self._held: dict[str, Any] | None = None
+        self._intake: deque[Callable[[], None]] = deque()
+        self._taking = False
         self._thread: threading.Thread | None = None
         self.keeper = SpoolKeeper(
             Path(spool_dir) if spool_dir is not None else default_spool_dir(),
@@ -115,6 +121,7 @@ class BackgroundWriter(SendLoop):
         """Wait until every queued write was handled (sent or set aside); False if some are still pending."""
         deadline = time.monotonic() + (self.timeouts.end_s if timeout_s is None else timeout_s)
         with self._cond:
+            self._take_intake()
             while self._queue:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -128,6 +135,7 @@ class BackgroundWriter(SendLoop):
         ``mlflow-green sync`` (or a later training) sends it. The writer starts again on the next write.
         """
         with self._cond:
+            self._take_intake()  # what was handed over is kept in the spool before the writer stops
             self._stopped = True
             self._cond.notify_all()
         thread = self._thread
@@ -139,19 +147,55 @@ class BackgroundWriter(SendLoop):
     def backlog(self) -> tuple[list[dict[str, Any]], set[int]]:
         """The entries not handled yet, and the ``seq`` of those that are in no spool file (memory only)."""
         with self._cond:
+            self._take_intake()
             return list(self._queue), set(self.keeper.unspooled)
 
     @property
     def pending(self) -> int:
         """Writes not yet handled."""
         with self._cond:
+            self._take_intake()
             return len(self._queue)
 
     # -- internals ---------------------------------------------------------------------------
-    def _submit(self, entry: dict[str, Any]) -> None:
+    def _later(self, work: Callable[[], None]) -> None:
+        """Hand ``work`` (making an entry and submitting or holding it) to the writer thread.
+
+        The training thread only appends to a deque and wakes the thread, which keeps the entry in
+        the spool (milliseconds later) and sends it; every other write, ``flush``, ``pending``,
+        ``backlog`` and ``stop`` first does what was handed over, so writes keep their order.
+        """
         with self._cond:
+            self._intake.append(work)
+            self._start_or_notify()
+
+    def _take_intake(self) -> None:
+        """Do the handed-over work, in order (under the lock; re-entered calls leave it to the outer one)."""
+        if self._taking:
+            return
+        self._taking = True
+        try:
+            while self._intake:
+                work = self._intake.popleft()
+                try:
+                    work()
+                except Exception as exc:  # a write must never break the writer
+                    logger.warning("mlflow-green: could not queue a write for %s: %r", self.label(), exc)
+        finally:
+            self._taking = False
+
+    def _start_or_notify(self) -> None:
+        """Start the writer thread if it is not running, and wake it (under the lock)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="mlflow-green-writer", daemon=True)
+            self._thread.start()
+        self._cond.notify_all()
+
+    def _submit(self, entry: dict[str, Any], t_ms: int | None = None) -> None:
+        with self._cond:
+            self._take_intake()
             self._seq += 1
-            entry = {"seq": self._seq, "t_ms": int(time.time() * 1000), **entry}
+            entry = {"seq": self._seq, "t_ms": int(time.time() * 1000) if t_ms is None else t_ms, **entry}
             held = self._held
             if held is not None and entry["op"] == "metrics" and entry["metrics"][0][3] == held["metrics"][0][3]:
                 entry["releases"] = held["seq"]  # the held values of that step are sent now
@@ -161,19 +205,17 @@ class BackgroundWriter(SendLoop):
             self._queue.append(entry)
             if entry["op"] != "create":
                 self.counts.submitted += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="mlflow-green-writer", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+            self._start_or_notify()
 
-    def _hold(self, entry: dict[str, Any]) -> None:
+    def _hold(self, entry: dict[str, Any], t_ms: int | None = None) -> None:
         """Spool metrics that are not to be sent yet (a step still open): only a crash makes a replay send them.
 
         Each hold replaces the previous one; the next metrics entry at the same step releases it.
         """
         with self._cond:
+            self._take_intake()
             self._seq += 1
-            entry = {"seq": self._seq, "t_ms": int(time.time() * 1000), **entry, "held": True}
+            entry = {"seq": self._seq, "t_ms": int(time.time() * 1000) if t_ms is None else t_ms, **entry, "held": True}
             if self._held is not None:
                 entry["releases"] = self._held["seq"]
             self._held = entry

@@ -121,6 +121,7 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
         self._first_epoch: int | None = None
         self._counts: dict[str, int] = {}  # samples seen on this rank since the last exchange
         self._steps_done = 0
+        self._phase_ending: tuple[str, int | None] | None = None  # closed by the epoch's end snapshot
 
     def _start_run_totals(self) -> None:
         """A new run: every running total starts at zero."""
@@ -188,6 +189,7 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
         """An epoch starts (the previous epoch's point is sent; the first fixes the step numbering)."""
         if self.tracker is None:
             return
+        self._close_ending_phase()
         self.output.send_pending()
         if self._first_epoch is None:
             self._first_epoch = int(epoch)
@@ -207,13 +209,33 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
     def begin_phase(self, phase: str) -> None:
         """A measured phase starts (``validation`` inside a fit, ``test`` or ``predict``)."""
         if self.tracker is not None and self.tracker.running:
+            self._close_ending_phase()
             self.tracker.begin(phase)
 
-    def end_phase(self, phase: str, *, samples: int | None = None) -> Measurement:
-        """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's."""
+    def end_phase(self, phase: str, *, samples: int | None = None, at_epoch_end: bool = False) -> Measurement:
+        """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's.
+
+        With ``at_epoch_end=True`` (Keras's validation, which the epoch's end follows with nothing
+        but the other callbacks' ``on_test_end`` in between) the phase is closed by the epoch's end
+        snapshot instead of one of its own, and EMPTY is returned: one meter read fewer per epoch.
+        Any other call that opens or closes a window first closes it there and then.
+        """
         if self.tracker is None or not self.tracker.running:
             return EMPTY
-        measurement = self.tracker.end(phase)
+        self._close_ending_phase()
+        if at_epoch_end and self._epoch_start is not None:
+            self._phase_ending = (phase, samples)
+            return EMPTY
+        return self._closed_phase(phase, samples, self.tracker.end(phase))
+
+    def _close_ending_phase(self, at: Snapshot | None = None) -> None:
+        """Close the phase left to end with the epoch (see :meth:`end_phase`), at ``at`` or now."""
+        ending, self._phase_ending = self._phase_ending, None
+        if ending is not None and self.tracker is not None and self.tracker.running:
+            phase, samples = ending
+            self._closed_phase(phase, samples, self.tracker.end(phase, at=at))
+
+    def _closed_phase(self, phase: str, samples: int | None, measurement: Measurement) -> Measurement:
         if phase == "validation" and self._epoch_start is not None:
             self.ledger.add_validation(measurement)
         self.count(phase, samples)
@@ -233,6 +255,7 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
         if self.tracker is None or self._epoch_start is None:
             return EpochResult(EMPTY)
         now = self.tracker.snapshot()
+        self._close_ending_phase(now)
         self.tracker.check_granularity(now - self._epoch_start, f"epoch {epoch}")  # too short for the counters?
         self.count("train", train_samples)
         local = {"epoch": now - self._epoch_start, "validation": self.ledger.epoch_validation,

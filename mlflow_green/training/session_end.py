@@ -38,6 +38,7 @@ class FitEndMixin:
         """
         if self.tracker is None:
             return self.carried
+        self._close_ending_phase()
         tracker, self.tracker = self.tracker, None
         try:
             parts = self.dist.exchange({"total": tracker.stop()}, self._take_counts())

@@ -97,6 +97,7 @@ class EstimateMeter(ProcessShareMeter):
         self._probe: UsageProbe | None = None
         self._last: tuple[float, Usage] | None = None
         self._energy_j: dict[Component, float] = {"cpu": 0.0, "ram": 0.0}
+        self._described: tuple[PowerModel, dict[Component, dict[str, str]]] | None = None
 
     # -- the model -------------------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class EstimateMeter(ProcessShareMeter):
         self._probe = UsageProbe(processes, self._cpu_times, memory=self.process_scope, machine=not self.process_scope)
         self._last = (now_s, self._usage())
         self._energy_j = {"cpu": 0.0, "ram": 0.0}
+        self._described = None  # the attribution may have changed since the last open
 
     def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
         if self._last is None:
@@ -175,22 +177,25 @@ class EstimateMeter(ProcessShareMeter):
         self._energy_j["ram"] += ram_w * delta.duration_s
         if now_s >= last_s:  # a clock that went back is ignored, not subtracted
             self._last = (now_s, usage)
-        scope = "process" if self.process_scope else "machine"
-        ram_label = f"RAM {model.ram_total_bytes / BYTES_PER_GIB:.1f} GiB"
+        described = self._described
+        if described is None or described[0] is not model:
+            described = self._described = (model, self._descriptions(model))
         return tuple(
-            DeviceCounter(
-                device_id=f"{component}:0",
-                component=component,
-                energy_j=self._energy_j[component],
-                provenance="estimate",
-                meter=self.name,
-                label=model.cpu_model if component == "cpu" else ram_label,
-                note=self._note(model, component),
-                scope=scope,
-                share=self.share_of(component),
-            )
-            for component in ("cpu", "ram")
+            DeviceCounter(component=component, energy_j=self._energy_j[component], **fields)
+            for component, fields in described[1].items()
         )
+
+    def _descriptions(self, model: PowerModel) -> dict[Component, dict[str, str]]:
+        """What each reading says besides its energy (the same at every read of one model)."""
+        scope = "process" if self.process_scope else "machine"
+        labels = {"cpu": model.cpu_model, "ram": f"RAM {model.ram_total_bytes / BYTES_PER_GIB:.1f} GiB"}
+        return {
+            component: {
+                "device_id": f"{component}:0", "provenance": "estimate", "meter": self.name, "label": labels[component],
+                "note": self._note(model, component), "scope": scope, "share": self.share_of(component),
+            }
+            for component in ("cpu", "ram")
+        }
 
     def _note(self, model: PowerModel, component: Component) -> str:
         """Which CodeCarbon version and rule produced the number (shown in report.json)."""
