@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from mlflow_green.measure.device_energy import DeviceCounter, DeviceEnergy, evolve
@@ -100,7 +101,7 @@ class Measurement:
     duration_s: float
     devices: tuple[DeviceEnergy, ...] = field(default_factory=tuple)
 
-    @property
+    @cached_property
     def energy_j(self) -> float:
         """Total IT energy of every device, in joules."""
         return sum(d.energy_j for d in self.devices)
@@ -154,6 +155,10 @@ class Measurement:
         """Sum of two consecutive windows: durations add, per-device energies add."""
         if not isinstance(other, Measurement):
             return NotImplemented
+        if not self.devices and not self.duration_s:  # nothing + other (running totals start so)
+            return other
+        if not other.devices and not other.duration_s:
+            return self
         duration_s = self.duration_s + other.duration_s
         return Measurement(duration_s, combine_devices(self.devices, other.devices, duration_s))
 

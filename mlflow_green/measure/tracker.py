@@ -250,6 +250,10 @@ class EnergyTracker(NamedWindows):
             raise TrackerStateError("the tracker has not been stopped")
         return self._end
 
+    def clock_s(self) -> float:
+        """The tracker's clock now (the clock of its snapshots' ``timestamp_s``), without reading a meter."""
+        return self._clock()
+
     def elapsed(self) -> Measurement:
         """The measurement from ``start()`` until now, without stopping."""
         if self._start is None:

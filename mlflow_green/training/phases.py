@@ -3,7 +3,10 @@
 Within an epoch, validation is measured by counters (its own window); the data phase (time the
 loop waited on input, reported by the adapter) is apportioned the energy of the non-validation
 part of the epoch by its share of that time — counters are not read per batch, which would cost
-more than the overhead budget — and labelled so (``share="time"``); train is the rest.
+more than the overhead budget — and labelled so (``share="time"``); train is the rest. An epoch
+that starts at the previous epoch's end snapshot (the gap between them was only the callbacks'
+own epoch-end work, see :data:`~mlflow_green.training.session.EPOCH_GAP_S`) leaves that gap's
+share of time to ``other``, the same way.
 
 Example:
     >>> from mlflow_green.measure.readings import DeviceEnergy, Measurement
@@ -47,13 +50,16 @@ class PhaseLedger:
         self.carried: dict[str, Measurement] = {}
         self.current: dict[str, Measurement] = {}
         self.data_wait_s = 0.0
+        self.gap_s = 0.0
         self._epoch_validation = EMPTY
 
     # -- one epoch -----------------------------------------------------------------------------
-    def begin_epoch(self) -> None:
-        """An epoch starts: no validation and no input wait yet."""
+    def begin_epoch(self, gap_s: float = 0.0) -> None:
+        """An epoch starts: no validation and no input wait yet. ``gap_s``: seconds of its window
+        before it really started (from the previous epoch's end), left to ``other``."""
         self._epoch_validation = EMPTY
         self.data_wait_s = 0.0
+        self.gap_s = max(float(gap_s), 0.0)
 
     def add_data_wait(self, seconds: float) -> None:
         """Time the training loop waited for its next batch (hot path: arithmetic only)."""
@@ -69,16 +75,25 @@ class PhaseLedger:
         return self._epoch_validation
 
     def end_epoch(self, epoch: Measurement, *, validation: Measurement) -> dict[str, Measurement]:
-        """Split ``epoch`` (all ranks) into validation, data and train; add them to the fit's totals."""
+        """Split ``epoch`` (all ranks) into validation, data and train; add them to the fit's totals.
+
+        The epoch's gap (see :meth:`begin_epoch`), if any, is in the returned split as ``other``
+        and is not added: ``other`` is whatever the fit phases leave of the total.
+        """
         rest = epoch - validation
-        data_share = min(self.data_wait_s / rest.duration_s, 1.0) if rest.duration_s > 0 else 0.0
+        data_share = gap_share = 0.0
+        if rest.duration_s > 0:
+            data_share = min(self.data_wait_s / rest.duration_s, 1.0)
+            gap_share = min(self.gap_s / rest.duration_s, 1.0 - data_share)
         split = {
             "validation": validation,
             "data": rest.scaled(data_share, share="time"),
-            "train": rest.scaled(1.0 - data_share, share="time"),
+            "train": rest.scaled(1.0 - data_share - gap_share, share="time"),
         }
         for phase, measurement in split.items():
             self.add(phase, measurement)
+        if gap_share > 0:
+            split[OTHER] = rest.scaled(gap_share, share="time")
         return split
 
     # -- totals --------------------------------------------------------------------------------
@@ -88,6 +103,8 @@ class PhaseLedger:
 
     def totals(self) -> dict[str, Measurement]:
         """Every phase's running total over the run: earlier fits plus the current one."""
+        if not self.carried:  # the run's first fit
+            return dict(self.current)
         phases = dict(self.carried)
         for phase, measurement in self.current.items():
             phases[phase] = phases.get(phase, EMPTY) + measurement

@@ -50,10 +50,16 @@ from mlflow_green.training.state import STATE_VERSION
 from mlflow_green.training.steps import StepCounter
 
 __all__ = [
-    "STATE_VERSION", "TRAINING_FLOPS_PER_FORWARD", "EpochResult", "TrainingSession", "resolve_quality_metric",
+    "EPOCH_GAP_S", "STATE_VERSION", "TRAINING_FLOPS_PER_FORWARD", "EpochResult", "TrainingSession", "resolve_quality_metric",
 ]
 
 logger = logging.getLogger(__name__)
+
+EPOCH_GAP_S = 0.005
+"""An epoch that begins at most this long after the previous one ended (nothing ran between but the
+callbacks' own epoch-end work and the loop's bookkeeping) starts at that end's snapshot, without a
+meter read of its own; the gap's energy goes to ``other`` by its share of the epoch's time (like the
+data phase's). A longer gap — a checkpoint written, another callback's work — is read as usual."""
 
 
 @dataclass
@@ -122,6 +128,7 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
         self._counts: dict[str, int] = {}  # samples seen on this rank since the last exchange
         self._steps_done = 0
         self._phase_ending: tuple[str, int | None] | None = None  # closed by the epoch's end snapshot
+        self._last_epoch_end: Snapshot | None = None  # the next epoch may start there (EPOCH_GAP_S)
 
     def _start_run_totals(self) -> None:
         """A new run: every running total starts at zero."""
@@ -180,7 +187,7 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
         self.quality, self.stop_reason, self.fit_total = None, None, None
         self.epochs = []
         self.projection = EnergyProjection(planned_epochs, planned_steps)
-        self._first_epoch = self._epoch = None
+        self._first_epoch = self._epoch = self._last_epoch_end = self._phase_ending = None
         self._counts = {}
         self._steps_done = int(steps_done or 0)
         self.profile = profile
@@ -199,8 +206,14 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
             if self.profile is not None:
                 self._log_model(self.profile, self.steps.peek(self._first_epoch))
         self._epoch = int(epoch)
-        self._epoch_start = self.tracker.snapshot()
-        self.ledger.begin_epoch()
+        previous, self._last_epoch_end = self._last_epoch_end, None
+        gap_s = self.tracker.clock_s() - previous.timestamp_s if previous is not None else None
+        if previous is not None and gap_s is not None and 0 <= gap_s <= EPOCH_GAP_S:
+            self._epoch_start = previous  # only our own epoch-end work ran since: no meter read
+            self.ledger.begin_epoch(gap_s)
+        else:
+            self._epoch_start = self.tracker.snapshot()
+            self.ledger.begin_epoch()
 
     def add_data_wait(self, seconds: float) -> None:
         """Time the training loop waited for its next batch (hot path: arithmetic only)."""
@@ -210,6 +223,7 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
         """A measured phase starts (``validation`` inside a fit, ``test`` or ``predict``)."""
         if self.tracker is not None and self.tracker.running:
             self._close_ending_phase()
+            self._last_epoch_end = None  # measured work between epochs: the next one reads the meters
             self.tracker.begin(phase)
 
     def end_phase(self, phase: str, *, samples: int | None = None, at_epoch_end: bool = False) -> Measurement:
@@ -268,6 +282,7 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
         self._steps_done = self._steps_done if steps_done is None else int(steps_done)
         self.projection.record_epoch(epoch_m.energy_j, steps=epoch_steps, steps_done=steps_done)
         self._epoch_start = self._epoch = None
+        self._last_epoch_end = now
         total = self._last_total = self.carried + measured["total"]
         step = self.steps.step_for(epoch)
         self._update_quality(logs or {})

@@ -68,7 +68,7 @@ class FitEndMixin:
             logger.warning("mlflow-green: could not finish measuring the fit: %s", exc)
             return self.carried
         finally:
-            self._epoch_start = self._epoch = None
+            self._epoch_start = self._epoch = self._last_epoch_end = None
             self.output.close(status)
 
     def report_phases(self: TrainingSession, total: Measurement) -> dict[str, Measurement]:

@@ -286,3 +286,32 @@ def test_projection_leaves_out_the_compilation_epoch_and_ends_at_the_actual_tota
     # the early stop: the last projection is the actual total, not the 6-epoch plan
     assert projected[-1].step == 2 and projected[-1].value == pytest.approx(energy[-1].value, rel=1e-12)
     assert_green_invariants(run_id)
+
+
+def test_meters_are_read_twice_an_epoch_with_validation_and_a_slow_epoch_end_is_measured(mlflow_experiment: str, digits) -> None:
+    """The epoch's end reading closes the validation too; the next epoch starts there unless more than
+    EPOCH_GAP_S passed (here a callback that takes 50 ms after epoch 1: that gap is read, and is `other`)."""
+    import time
+
+    from mlflow_green.training.session import EPOCH_GAP_S
+
+    x, y, xv, yv = digits
+    meter = FakeMeter({"cpu:0": 50.0})
+    reads_at_end: list[int] = []
+
+    class SlowAfterEpochOne(keras.callbacks.Callback):  # placed after GreenCallback
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            reads_at_end.append(meter.reads)
+            if epoch == 1:
+                time.sleep(10 * EPOCH_GAP_S)
+
+    cb = GreenCallback(meters=[meter], live_metrics=False)
+    _mlp().fit(x, y, validation_data=(xv, yv), epochs=4, batch_size=128, callbacks=[cb, SlowAfterEpochOne()], verbose=0)
+    per_epoch = [b - a for a, b in zip(reads_at_end, reads_at_end[1:])]
+    assert per_epoch == [2, 3, 2], per_epoch  # validation start + epoch end; + the epoch's start after the slow gap
+    run_id = cb.session.run_id
+    assert_green_invariants(run_id)
+    other_j = [m.value * 3.6e6 for m in _history(run_id, schema.ENERGY_OTHER_KWH)]
+    gap_j = 50.0 * 10 * EPOCH_GAP_S
+    assert other_j[2] - other_j[1] >= 0.9 * gap_j  # the 50 ms after epoch 1, read by the meter, is other
+    assert other_j[1] - other_j[0] < 0.5 * gap_j and other_j[3] - other_j[2] < 0.5 * gap_j

@@ -243,3 +243,37 @@ def test_the_callback_pickles_and_deep_copies_with_its_state(mlflow_experiment: 
         assert copied.session.carried.energy_j == cb.session.carried.energy_j
         assert copied.session.config.carbon.region == "FRA" and copied.session.budget.max_energy_kwh == 1.0
     copy.deepcopy(trainer)  # the `copy.deepcopy(trainer)` pattern (tuners, sweeps) works with the callback in it
+
+
+def test_the_epoch_end_reading_closes_the_validation_after_the_last_batch_only(mlflow_experiment: str, tmp_path: Path) -> None:
+    """A validation after the epoch's last batch is closed by on_train_epoch_end's reading (one meter read
+    fewer); a mid-epoch one (val_check_interval) is read when it ends, so training after it is not validation."""
+    meter = FakeMeter(CONSTANT_100_W)
+    seen: list[tuple[str, int]] = []
+
+    class Reads(lightning.Callback):  # after GreenCallback: sees the reads its hooks made
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            if not trainer.sanity_checking:
+                seen.append(("val_start", meter.reads))
+
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            if not trainer.sanity_checking:
+                seen.append(("val_end", meter.reads))
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            seen.append(("epoch_end", meter.reads))
+
+    train, val = loaders()
+    cb = GreenCallback(meters=[meter])
+    trainer = lightning.Trainer(max_epochs=2, val_check_interval=0.5, num_sanity_val_steps=0, callbacks=[cb, Reads()],
+                                **quiet_trainer_kwargs())
+    trainer.fit(_SlowValidation(), train, val)
+    names = [name for name, _ in seen]
+    assert names == ["val_start", "val_end", "val_start", "val_end", "epoch_end"] * 2, names
+    deltas = [b - a for (_, a), (_, b) in zip(seen, seen[1:])]
+    for epoch in range(2):
+        mid_end, epoch_val_end, epoch_end = deltas[5 * epoch], deltas[5 * epoch + 2], deltas[5 * epoch + 3]
+        assert (mid_end, epoch_val_end, epoch_end) == (1, 0, 1), deltas  # mid: its own read; last: the epoch's
+    metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
+    assert metrics[schema.ENERGY_VALIDATION_KWH] * 3.6e6 >= 100.0 * 4 * 0.3 * 0.95  # four slow validations
+    assert_green_invariants(cb.session.run_id)

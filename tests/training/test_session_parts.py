@@ -60,6 +60,42 @@ def test_other_is_what_the_fit_phases_leave_of_the_total_device_by_device() -> N
     assert phases["data"].devices[0].basis == "counter, apportioned by time share"
 
 
+def test_an_epochs_gap_goes_to_other_by_its_share_of_time_and_is_not_a_fit_phase() -> None:
+    ledger = PhaseLedger()
+    ledger.begin_epoch(gap_s=1.0)  # the epoch started at the previous end reading, 1 s before it began
+    ledger.add_data_wait(1.0)
+    split = ledger.end_epoch(_cpu(100.0, 5.0), validation=_cpu(20.0, 1.0))  # rest 80 J over 4 s
+    assert {p: round(m.energy_j, 9) for p, m in split.items()} == {"validation": 20.0, "data": 20.0, "train": 40.0, "other": 20.0}
+    phases = ledger.with_other(_cpu(100.0, 5.0))
+    assert round(phases["other"].energy_j, 9) == 20.0 and sum(m.energy_j for m in phases.values()) == pytest.approx(100.0)
+
+
+def test_an_epoch_starts_at_the_previous_end_reading_only_after_a_gap_of_at_most_epoch_gap_s(mlflow_experiment: str) -> None:
+    from mlflow_green.training.session import EPOCH_GAP_S
+
+    now = [0.0]
+    meter = FakeMeter({"cpu:0": 10.0, "ram:0": 0.0})  # every component scripted: 10 W in all
+    session = TrainingSession(framework="test", tracker=EnergyTracker(meters=[meter], clock=lambda: now[0]))
+    with mlflow.start_run():
+        session.bind_run()
+        session.begin_fit(planned_epochs=3)
+        reads = []
+        for epoch, gap_s in enumerate((1.0, EPOCH_GAP_S / 2, 10 * EPOCH_GAP_S)):
+            now[0] += gap_s
+            before = meter.reads
+            session.begin_epoch(epoch)
+            reads.append(meter.reads - before)
+            now[0] += 2.0
+            session.end_epoch(epoch, train_samples=10)
+        total = session.end_fit()
+    assert reads == [1, 0, 1]  # the first epoch and the one after a long gap read the meters
+    assert [e["duration_s"] for e in session.epochs] == pytest.approx([2.0, 2.0 + EPOCH_GAP_S / 2, 2.0])
+    assert session.epochs[1]["phases_j"]["other"] == pytest.approx(10.0 * EPOCH_GAP_S / 2)
+    phases = session.ledger.with_other(total)
+    assert sum(m.energy_j for m in phases.values()) == pytest.approx(total.energy_j, rel=1e-9)
+    assert phases["other"].energy_j == pytest.approx(10.0 * (1.0 + EPOCH_GAP_S / 2 + 10 * EPOCH_GAP_S), rel=1e-6)
+
+
 # -- ranks -----------------------------------------------------------------------------------------
 def test_one_exchange_merges_the_ranks_measurements_and_sums_their_counts() -> None:
     other_rank = {"m": {"epoch": _cpu(30.0, host="h2").to_dict()}, "n": {"train": 700}}

@@ -1,0 +1,75 @@
+"""Writes handed to the writer thread (``background=True``, what the callbacks do at every epoch):
+in the spool within milliseconds, in order with every other write, sent, and signed."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from mlflow_green.record import schema
+from mlflow_green.record.recorder import RunRecorder
+from mlflow_green.record.spool import spool_paths
+from mlflow_green.record.timeouts import RunTimeouts
+
+QUICK = RunTimeouts(start_s=0.0, end_s=0.5, retry_max_s=0.2)
+
+
+def _spooled_ops(spool_dir: Path) -> list[tuple[str, bool]]:
+    [path] = spool_paths(spool_dir)
+    entries = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    return [(e["op"], bool(e.get("held"))) for e in entries]
+
+
+def test_a_handed_over_hold_is_in_the_spool_within_milliseconds_without_any_other_call(
+    spool_dir: Path, dead_uri: str
+) -> None:
+    recorder = RunRecorder(None, "a" * 32, tracking_uri=dead_uri, timeouts=QUICK)
+    try:
+        recorder.hold_metrics({schema.ENERGY_KWH: 1.0}, step=0, background=True)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not spool_paths(spool_dir):
+            time.sleep(0.005)
+        while time.monotonic() < deadline and _spooled_ops(spool_dir) != [("metrics", True)]:
+            time.sleep(0.005)
+        assert _spooled_ops(spool_dir) == [("metrics", True)]  # the writer thread kept it: a kill now keeps the step
+    finally:
+        recorder.close()
+        recorder.stop()
+
+
+def test_handed_over_and_direct_writes_keep_their_order_and_their_timestamps(spool_dir: Path, dead_uri: str) -> None:
+    recorder = RunRecorder(None, "b" * 32, tracking_uri=dead_uri, timeouts=QUICK)
+    try:
+        before_ms = int(time.time() * 1000)
+        recorder.log_metrics({schema.ENERGY_KWH: 1.0}, step=0, background=True)
+        recorder.hold_metrics({schema.ENERGY_KWH: 2.0}, step=1, background=True)
+        recorder.log_tags({schema.TAG_METERS: "cpu:estimate"})  # direct: after what was handed over
+        recorder.log_metrics({schema.ENERGY_KWH: 2.5}, step=1, background=True)
+        assert recorder.pending >= 3  # pending counts what was handed over
+        ops = _spooled_ops(spool_dir)
+        assert ops == [("metrics", False), ("metrics", True), ("tags", False), ("metrics", False)], ops
+        [path] = spool_paths(spool_dir)
+        entries = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+        assert [e["seq"] for e in entries] == [1, 2, 3, 4]
+        assert entries[3]["releases"] == entries[1]["seq"]  # the step's final values release the held ones
+        assert all(before_ms <= e["t_ms"] <= int(time.time() * 1000) for e in entries)
+        timestamps = [row[2] for e in entries if e["op"] == "metrics" and not e.get("held") for row in e["metrics"]]
+        assert timestamps == sorted(timestamps) and len(set(timestamps)) == 2
+    finally:
+        recorder.close()
+        recorder.stop()
+
+
+def test_handed_over_metrics_reach_the_store_and_close_waits_for_them(tracking_uri: str, store: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = store
+    run_id = client.create_run(experiment_id).info.run_id
+    recorder = RunRecorder(client, run_id, timeouts=RunTimeouts(start_s=2.0, end_s=10.0, retry_max_s=0.2))
+    for step in range(5):
+        recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step, background=True)
+    assert recorder.close()
+    recorder.stop()
+    history = client.get_metric_history(run_id, schema.ENERGY_KWH)
+    assert sorted((m.step, m.value) for m in history) == [(s, float(s)) for s in range(5)]
