@@ -78,6 +78,7 @@ class BackgroundWriter(SendLoop):
         self._held: dict[str, Any] | None = None
         self._intake: deque[Callable[[], None]] = deque()
         self._taking = False
+        self._spool_thread: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         self.keeper = SpoolKeeper(
             Path(spool_dir) if spool_dir is not None else default_spool_dir(),
@@ -159,15 +160,33 @@ class BackgroundWriter(SendLoop):
 
     # -- internals ---------------------------------------------------------------------------
     def _later(self, work: Callable[[], None]) -> None:
-        """Hand ``work`` (making an entry and submitting or holding it) to the writer thread.
+        """Hand ``work`` (making an entry and submitting or holding it) to the spool thread.
 
-        The training thread only appends to a deque and wakes the thread, which keeps the entry in
-        the spool (milliseconds later) and sends it; every other write, ``flush``, ``pending``,
-        ``backlog`` and ``stop`` first does what was handed over, so writes keep their order.
+        The training thread only appends to a deque and wakes the spool thread, which keeps the
+        entry in the spool within milliseconds — it never waits on MLflow, so this holds while the
+        sending thread is retrying a server that is down — and queues it for sending. Every other
+        write, ``flush``, ``pending``, ``backlog`` and ``stop`` first does what was handed over, so
+        writes keep their order.
         """
         with self._cond:
             self._intake.append(work)
-            self._start_or_notify()
+            if self._spool_thread is None:
+                self._spool_thread = threading.Thread(target=self._keep_handed_over, name="mlflow-green-spool", daemon=True)
+                self._spool_thread.start()
+            self._cond.notify_all()
+
+    def _keep_handed_over(self) -> None:
+        """The spool thread: does the handed-over work as it comes; ends after a second with none."""
+        idle_since_s = time.monotonic()
+        with self._cond:
+            while True:
+                if self._intake:
+                    self._take_intake()
+                    idle_since_s = time.monotonic()
+                elif self._stopped or time.monotonic() - idle_since_s >= 1.0:
+                    self._spool_thread = None  # under the lock: the next hand-over starts another
+                    return
+                self._cond.wait(0.5)
 
     def _take_intake(self) -> None:
         """Do the handed-over work, in order (under the lock; re-entered calls leave it to the outer one)."""
@@ -218,8 +237,9 @@ class BackgroundWriter(SendLoop):
             entry = {"seq": self._seq, "t_ms": int(time.time() * 1000) if t_ms is None else t_ms, **entry, "held": True}
             if self._held is not None:
                 entry["releases"] = self._held["seq"]
+            backlog = self._kept_backlog()  # before this hold replaces the last: a new spool file gets it once
             self._held = entry
-            self.keeper.keep(entry, backlog=self._kept_backlog())
+            self.keeper.keep(entry, backlog=backlog)
 
     def _kept_backlog(self) -> list[dict[str, Any]]:
         """What a new spool file must hold: the writes not sent yet, and the held step."""
