@@ -128,8 +128,8 @@ class SessionRun:
             self._key_steps[key] = step
             self._last_values[key] = value
         handle = self._handle()
-        if handle is not None:  # spooled (not sent) until the step is complete: a killed training keeps it
-            handle.recorder.hold_metrics(self._pending, step, background=True)
+        if handle is not None:  # spooled (not sent) before this returns: a training killed now keeps the step
+            handle.recorder.hold_metrics(self._pending, step)
 
     def log_changed(self, metrics: Mapping[str, float], step: int) -> dict[str, float]:
         """Queue only the metrics whose value differs from the last one logged; returns them."""
@@ -148,6 +148,7 @@ class SessionRun:
         self._pending, self._pending_step = {}, None
         handle = self._handle() if metrics and step is not None else None
         if handle is not None:
+            # handed to the writer's spool thread: until it has kept them, the held copy stands for them
             handle.recorder.log_metrics(metrics, step=step, background=True)
 
     def log_tags(self, tags: Mapping[str, str]) -> None:
