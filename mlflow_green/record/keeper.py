@@ -56,8 +56,9 @@ class SpoolKeeper:
         """The spool file in use (None: memory only)."""
         return self.spool.path if self.spool is not None else None
 
-    def keep(self, entry: Entry, backlog: Iterable[Entry]) -> None:
-        """Append ``entry``; ``backlog`` (the writes not sent yet) goes into any new file made meanwhile."""
+    def keep(self, entry: Entry, backlog: Iterable[Entry] | Callable[[], Iterable[Entry]]) -> None:
+        """Append ``entry``; ``backlog`` (the writes not sent yet, or a function that lists them, called
+        only when needed) goes into any new file made meanwhile."""
         if self.spool is not None:
             try:
                 self.spool.append(entry)
@@ -65,8 +66,8 @@ class SpoolKeeper:
             except (OSError, ValueError) as exc:
                 failed, self.spool = self.spool, None
                 failed.release()
-                self._failed(failed.path.parent, exc, [*backlog, entry])
-        elif self._open(self.folder, [*backlog, entry]):  # e.g. space was freed meanwhile
+                self._failed(failed.path.parent, exc, [*_listed(backlog), entry])
+        elif self._open(self.folder, [*_listed(backlog), entry]):  # e.g. space was freed meanwhile
             return
         if self.spool is None:
             self.unspooled.add(entry["seq"])
@@ -156,3 +157,7 @@ class SpoolKeeper:
 
 
 __all__ = ["SpoolKeeper"]
+
+
+def _listed(backlog: Iterable[Entry] | Callable[[], Iterable[Entry]]) -> Iterable[Entry]:
+    return backlog() if callable(backlog) else backlog

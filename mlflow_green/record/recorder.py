@@ -106,10 +106,16 @@ class RunRecorder(BackgroundWriter):
             submit()
         return self.flush() if wait else True
 
-    def log_tags(self, tags: Mapping[str, str]) -> bool:
-        """Queue run tags."""
-        if tags:
-            self._submit({"op": "tags", "tags": {str(k): str(v) for k, v in tags.items()}})
+    def log_tags(self, tags: Mapping[str, str], *, background: bool = False) -> bool:
+        """Queue run tags (``background=True``: handed to the spool thread, see :meth:`log_metrics`)."""
+        if not tags:
+            return True
+        values = {str(k): str(v) for k, v in tags.items()}
+        if background:
+            now_ms = int(time.time() * 1000)
+            self._later(lambda: self._submit({"op": "tags", "tags": values}, now_ms))
+        else:
+            self._submit({"op": "tags", "tags": values})
         return True
 
     def log_report(self, report: Mapping[str, Any]) -> bool:

@@ -220,7 +220,7 @@ class BackgroundWriter(SendLoop):
                 entry["releases"] = held["seq"]  # the held values of that step are sent now
                 self._held = None
             self._stopped = False
-            self.keeper.keep(entry, backlog=self._kept_backlog())
+            self.keeper.keep(entry, backlog=self._kept_backlog)  # listed only if a new spool file is made
             self._queue.append(entry)
             if entry["op"] != "create":
                 self.counts.submitted += 1
@@ -237,15 +237,17 @@ class BackgroundWriter(SendLoop):
             entry = {"seq": self._seq, "t_ms": int(time.time() * 1000) if t_ms is None else t_ms, **entry, "held": True}
             if self._held is not None:
                 entry["releases"] = self._held["seq"]
-            backlog = self._kept_backlog()  # before this hold replaces the last: a new spool file gets it once
+            before = self._held  # a new spool file gets the writes not sent and this hold, each once
             self._held = entry
-            self.keeper.keep(entry, backlog=backlog)
+            self.keeper.keep(entry, backlog=lambda: self._kept_backlog(held=before))
 
-    def _kept_backlog(self) -> list[dict[str, Any]]:
-        """What a new spool file must hold: the writes not sent yet, and the held step."""
+    def _kept_backlog(self, held: dict[str, Any] | None | bool = True) -> list[dict[str, Any]]:
+        """What a new spool file must hold: the writes not sent yet, and the held step (``held``: the
+        current one if True, else the one given)."""
         backlog = list(self._queue)
-        if self._held is not None:
-            backlog.append(self._held)
+        held = self._held if held is True else held
+        if held:
+            backlog.append(held)
         return sorted(backlog, key=lambda entry: entry["seq"])
 
     def _thread_alive_or_idle(self) -> bool:

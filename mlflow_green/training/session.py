@@ -202,9 +202,9 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
             self._first_epoch = int(epoch)
             self.projection.first_epoch = self._first_epoch
             self.steps.begin_fit(self._first_epoch)
-            self._log_tags(self.tracker)
+            self._log_tags(self.tracker, background=True)  # handed over: no spool write on the hook's path
             if self.profile is not None:
-                self._log_model(self.profile, self.steps.peek(self._first_epoch))
+                self._log_model(self.profile, self.steps.peek(self._first_epoch), at_epoch_start=True)
         self._epoch = int(epoch)
         previous, self._last_epoch_end = self._last_epoch_end, None
         gap_s = self.tracker.clock_s() - previous.timestamp_s if previous is not None else None
@@ -340,6 +340,6 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
         if self.dist.is_logging_rank:
             self.output.log(metrics, step)
 
-    def _log_tags(self, tracker: EnergyTracker, total: Measurement | None = None) -> None:
+    def _log_tags(self, tracker: EnergyTracker, total: Measurement | None = None, *, background: bool = False) -> None:
         if self.output.bound and self.dist.is_logging_rank:
-            self.output.log_tags(session_tags(self, tracker, total))
+            self.output.log_tags(session_tags(self, tracker, total), background=background)

@@ -37,9 +37,13 @@ class ProfileMixin:
             self.output.log_report(self.report)
         self.output.flush()  # outside a fit: the caller expects it in MLflow on return
 
-    def _log_model(self: TrainingSession, profile: ModelProfile, step: int) -> None:
-        """The profile's ``green/model_*`` values that changed since last logged, and the compression tag."""
+    def _log_model(self: TrainingSession, profile: ModelProfile, step: int, *, at_epoch_start: bool = False) -> None:
+        """The profile's ``green/model_*`` values that changed since last logged, and the compression tag.
+
+        ``at_epoch_start``: from an epoch's start hook — the values are spooled with the epoch's end
+        values and the tag is handed to the writer thread (no spool write on the hook's path).
+        """
         self.profile = profile
         if self.dist.is_logging_rank:
-            self.output.log_changed(profile.metrics(), step)
-            self.output.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()})
+            self.output.log_changed(profile.metrics(), step, hold=not at_epoch_start)
+            self.output.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()}, background=at_epoch_start)

@@ -116,8 +116,12 @@ class SessionRun:
             self._reopened = True
         return self.run
 
-    def log(self, metrics: Mapping[str, float], step: int) -> None:
-        """Queue metrics at ``step``; values logged again at the same step replace the held ones."""
+    def log(self, metrics: Mapping[str, float], step: int, *, hold: bool = True) -> None:
+        """Queue metrics at ``step``; values logged again at the same step replace the held ones.
+
+        ``hold=False`` leaves them pending without spooling them now: the step's next ``log`` (its
+        epoch's end) holds them with its own values.
+        """
         if not metrics or not self.bound:
             return
         if self._pending_step is not None and step != self._pending_step:
@@ -127,14 +131,14 @@ class SessionRun:
         for key, value in metrics.items():
             self._key_steps[key] = step
             self._last_values[key] = value
-        handle = self._handle()
+        handle = self._handle() if hold else None
         if handle is not None:  # spooled (not sent) before this returns: a training killed now keeps the step
             handle.recorder.hold_metrics(self._pending, step)
 
-    def log_changed(self, metrics: Mapping[str, float], step: int) -> dict[str, float]:
+    def log_changed(self, metrics: Mapping[str, float], step: int, *, hold: bool = True) -> dict[str, float]:
         """Queue only the metrics whose value differs from the last one logged; returns them."""
         changed = {k: v for k, v in metrics.items() if self._last_values.get(k) != v}
-        self.log(changed, step)
+        self.log(changed, step, hold=hold)
         return changed
 
     def next_free_step(self, keys: Iterable[str], base: int) -> int:
@@ -151,11 +155,11 @@ class SessionRun:
             # handed to the writer's spool thread: until it has kept them, the held copy stands for them
             handle.recorder.log_metrics(metrics, step=step, background=True)
 
-    def log_tags(self, tags: Mapping[str, str]) -> None:
-        """Queue run tags."""
+    def log_tags(self, tags: Mapping[str, str], *, background: bool = False) -> None:
+        """Queue run tags (``background=True``: handed to the writer's spool thread)."""
         handle = self._handle() if tags else None
         if handle is not None:
-            handle.recorder.log_tags(tags)
+            handle.recorder.log_tags(tags, background=background)
 
     def log_report(self, report: Mapping[str, Any]) -> None:
         """Queue ``green/report.json``."""
