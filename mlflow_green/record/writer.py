@@ -170,23 +170,31 @@ class BackgroundWriter(SendLoop):
         """
         with self._cond:
             self._intake.append(work)
-            if self._spool_thread is None:
-                self._spool_thread = threading.Thread(target=self._keep_handed_over, name="mlflow-green-spool", daemon=True)
-                self._spool_thread.start()
+            self._start_spool_thread()
             self._cond.notify_all()
 
+    def prepare_handover(self) -> None:
+        """Start the spool thread now (at a fit's start), so that no epoch pays for starting a thread."""
+        with self._cond:
+            self._start_spool_thread()
+
+    def _start_spool_thread(self) -> None:
+        """Start the spool thread if it is not running (under the lock)."""
+        if self._spool_thread is None:
+            self._spool_thread = threading.Thread(target=self._keep_handed_over, name="mlflow-green-spool", daemon=True)
+            self._spool_thread.start()
+
     def _keep_handed_over(self) -> None:
-        """The spool thread: does the handed-over work as it comes; ends after a second with none."""
-        idle_since_s = time.monotonic()
+        """The spool thread: does the handed-over work as it comes, until this writer is closed or stopped."""
         with self._cond:
             while True:
                 if self._intake:
                     self._take_intake()
-                    idle_since_s = time.monotonic()
-                elif self._stopped or time.monotonic() - idle_since_s >= 1.0:
-                    self._spool_thread = None  # under the lock: the next hand-over starts another
+                elif self._stopped or self._closed:
+                    self._spool_thread = None  # under the lock: a later hand-over starts another
                     return
-                self._cond.wait(0.5)
+                else:
+                    self._cond.wait(5.0)
 
     def _take_intake(self) -> None:
         """Do the handed-over work, in order (under the lock; re-entered calls leave it to the outer one)."""

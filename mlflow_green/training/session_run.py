@@ -93,7 +93,7 @@ class SessionRun:
         try:
             if run is None:
                 run = self._spawned_run(**resolve) or resolve_run(run_name=self.run_name, timeouts=self.timeouts, **resolve)
-            run.recorder  # noqa: B018 - opens its writer now
+            run.recorder.prepare_handover()  # opens its writer and its spool thread now, not at an epoch
         except Exception as exc:  # measurement never stops the training
             logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
             return False
