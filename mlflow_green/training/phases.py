@@ -5,7 +5,7 @@ loop waited on input, reported by the adapter) is apportioned the energy of the 
 part of the epoch by its share of that time — counters are not read per batch, which would cost
 more than the overhead budget — and labelled so (``share="time"``); train is the rest. An epoch
 that starts at the previous epoch's end snapshot (the gap between them was only the callbacks'
-own epoch-end work, see :data:`~mlflow_green.training.session.EPOCH_GAP_S`) leaves that gap's
+own epoch-end work, see :data:`~mlflow_green.training.session_windows.EPOCH_GAP_S`) leaves that gap's
 share of time to ``other``, the same way.
 
 Example:

@@ -4,7 +4,8 @@ Keras, Lightning and Hugging Face callbacks are thin adapters that call a :class
 at their hooks. Its seams: :meth:`~TrainingSession.bind_run` (where the run is bound) and
 :meth:`~TrainingSession.end_fit` (where a fit's figures are final and everything is flushed). Its
 parts: ``session_run`` (the run and every write), ``session_profile`` (the model profile), ``phases``, ``projection``, ``steps``, ``figures``,
-``quality``, ``fit_summary`` (tags, report), ``session_eval`` (evaluations), ``session_state``
+``quality``, ``fit_summary`` (tags, report), ``session_windows`` (epoch windows, phases),
+``session_eval`` (evaluations), ``session_state``
 (checkpoints, copies), ``distributed`` (ranks).
 
 Example::
@@ -46,6 +47,7 @@ from mlflow_green.training.session_eval import EvaluationMixin
 from mlflow_green.training.session_profile import ProfileMixin
 from mlflow_green.training.session_run import SessionRun
 from mlflow_green.training.session_state import StateMixin
+from mlflow_green.training.session_windows import EPOCH_GAP_S, WindowsMixin
 from mlflow_green.training.state import STATE_VERSION
 from mlflow_green.training.steps import StepCounter
 
@@ -54,12 +56,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-EPOCH_GAP_S = 0.005
-"""An epoch that begins at most this long after the previous one ended (nothing ran between but the
-callbacks' own epoch-end work and the loop's bookkeeping) starts at that end's snapshot, without a
-meter read of its own; the gap's energy goes to ``other`` by its share of the epoch's time (like the
-data phase's). A longer gap — a checkpoint written, another callback's work — is read as usual."""
 
 
 @dataclass
@@ -77,7 +73,7 @@ class EpochResult:
     stop_reason: str | None = None
 
 
-class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
+class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
     """One callback's measurements across fits (and test/predict calls), logged to MLflow.
 
     Args:
@@ -206,59 +202,11 @@ class TrainingSession(FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
             if self.profile is not None:
                 self._log_model(self.profile, self.steps.peek(self._first_epoch), at_epoch_start=True)
         self._epoch = int(epoch)
-        previous, self._last_epoch_end = self._last_epoch_end, None
-        gap_s = self.tracker.clock_s() - previous.timestamp_s if previous is not None else None
-        if previous is not None and gap_s is not None and 0 <= gap_s <= EPOCH_GAP_S:
-            self._epoch_start = previous  # only our own epoch-end work ran since: no meter read
-            self.ledger.begin_epoch(gap_s)
-        else:
-            self._epoch_start = self.tracker.snapshot()
-            self.ledger.begin_epoch()
+        self._start_epoch_window()
 
     def add_data_wait(self, seconds: float) -> None:
         """Time the training loop waited for its next batch (hot path: arithmetic only)."""
         self.ledger.data_wait_s += seconds
-
-    def begin_phase(self, phase: str) -> None:
-        """A measured phase starts (``validation`` inside a fit, ``test`` or ``predict``)."""
-        if self.tracker is not None and self.tracker.running:
-            self._close_ending_phase()
-            self._last_epoch_end = None  # measured work between epochs: the next one reads the meters
-            self.tracker.begin(phase)
-
-    def end_phase(self, phase: str, *, samples: int | None = None, at_epoch_end: bool = False) -> Measurement:
-        """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's.
-
-        With ``at_epoch_end=True`` (Keras's validation, which the epoch's end follows with nothing
-        but the other callbacks' ``on_test_end`` in between) the phase is closed by the epoch's end
-        snapshot instead of one of its own, and EMPTY is returned: one meter read fewer per epoch.
-        Any other call that opens or closes a window first closes it there and then.
-        """
-        if self.tracker is None or not self.tracker.running:
-            return EMPTY
-        self._close_ending_phase()
-        if at_epoch_end and self._epoch_start is not None:
-            self._phase_ending = (phase, samples)
-            return EMPTY
-        return self._closed_phase(phase, samples, self.tracker.end(phase))
-
-    def _close_ending_phase(self, at: Snapshot | None = None) -> None:
-        """Close the phase left to end with the epoch (see :meth:`end_phase`), at ``at`` or now."""
-        ending, self._phase_ending = self._phase_ending, None
-        if ending is not None and self.tracker is not None and self.tracker.running:
-            phase, samples = ending
-            self._closed_phase(phase, samples, self.tracker.end(phase, at=at))
-
-    def _closed_phase(self, phase: str, samples: int | None, measurement: Measurement) -> Measurement:
-        if phase == "validation" and self._epoch_start is not None:
-            self.ledger.add_validation(measurement)
-        self.count(phase, samples)
-        return measurement
-
-    def count(self, phase: str, samples: int | None) -> None:
-        """This rank saw ``samples`` more samples in ``phase`` (summed over ranks at the next epoch end)."""
-        if samples:
-            self._counts[phase] = self._counts.get(phase, 0) + int(samples)
 
     def end_epoch(self, epoch: int, *, logs: Mapping[str, Any] | None = None, train_samples: int | None = None,
                   steps_done: int | None = None) -> EpochResult:
