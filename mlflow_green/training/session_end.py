@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.measure.readings import Measurement
+from mlflow_green.record import schema
 from mlflow_green.training.distributed import merge_parts
 from mlflow_green.training.figures import efficiency_metrics, projection_metrics
 from mlflow_green.training.fit_summary import session_report
@@ -48,6 +49,7 @@ class FitEndMixin:
             self.fit_total = measured["total"]
             total = self.carried + self.fit_total
             self._update_quality(logs or {})
+            self._warn_if_quality_never_seen(logs or {})
             step = self._final_step()
             metrics = self._running_metrics(total, window=None)
             metrics.update(efficiency_metrics(profile or self.profile, self.samples, total))
@@ -70,6 +72,16 @@ class FitEndMixin:
         finally:
             self._epoch_start = self._epoch = self._last_epoch_end = None
             self.output.close(status)
+
+    def _warn_if_quality_never_seen(self: TrainingSession, logs: Mapping[str, Any]) -> None:
+        """A ``quality_metric`` the fit never logged: say so, and what it did log (else it is silently unused)."""
+        if not self.quality_metric or self.quality is not None or not self.dist.is_logging_rank:
+            return
+        seen = sorted(str(k) for k in logs if not str(k).startswith(schema.METRIC_PREFIX))
+        logger.warning(
+            "mlflow-green: quality_metric=%r was never among the fit's metrics (%s), so green/accuracy_per_kwh "
+            "is not logged; pass one of those names", self.quality_metric, ", ".join(seen) or "none logged",
+        )
 
     def report_phases(self: TrainingSession, total: Measurement) -> dict[str, Measurement]:
         """The phases ``report.json`` shows: train, validation, data, other, and evaluations."""

@@ -315,3 +315,14 @@ def test_meters_are_read_twice_an_epoch_with_validation_and_a_slow_epoch_end_is_
     gap_j = 50.0 * 10 * EPOCH_GAP_S
     assert other_j[2] - other_j[1] >= 0.9 * gap_j  # the 50 ms after epoch 1, read by the meter, is other
     assert other_j[1] - other_j[0] < 0.5 * gap_j and other_j[3] - other_j[2] < 0.5 * gap_j
+
+
+def test_a_quality_metric_the_fit_never_logs_is_reported_not_silently_unused(
+    mlflow_experiment: str, digits, caplog: pytest.LogCaptureFixture
+) -> None:
+    x, y, xv, yv = digits
+    cb = GreenCallback(quality_metric="val_f1", live_metrics=False)
+    _mlp().fit(x, y, validation_data=(xv, yv), epochs=1, batch_size=256, callbacks=[cb], verbose=0)
+    [warning] = [r.getMessage() for r in caplog.records if "quality_metric='val_f1'" in r.getMessage()]
+    assert "val_accuracy" in warning and "green/accuracy_per_kwh is not logged" in warning
+    assert schema.ACCURACY_PER_KWH not in MlflowClient().get_run(cb.session.run_id).data.metrics
