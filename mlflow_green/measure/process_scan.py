@@ -12,12 +12,14 @@ at each read, reads only:
   ``pid_max``), so while it has not moved no process was created anywhere, and when it has moved
   the new processes are the listed PIDs above the previous value (all of them after a wrap).
 
-New processes are looked for at most every :data:`DISCOVERY_INTERVAL_S` seconds (threads count
-as PIDs too, so on a busy machine ``ns_last_pid`` moves between almost any two reads, and a listing
-of ``/proc`` costs as much as everything else a read does). A worker found up to that much later is
-billed all the same: its CPU time is cumulative since it started, so it lands in the window where
-it is found; one that starts and exits unseen is in its parent's reaped-children time. Members are
-read through descriptors kept open (one ``pread`` each, see :class:`StatFiles`).
+New processes are looked for every :data:`DISCOVERY_INTERVAL_S` seconds by a small background
+thread (the *looker*, alive while reads keep coming), not by the reads: threads count as PIDs too,
+so on a busy machine ``ns_last_pid`` moves between almost any two reads, and a listing of ``/proc``
+costs more than everything else a read does. What it finds is read at the next read. A worker found
+up to that much later is billed all the same: its CPU time is cumulative since it started, so it
+lands in the window where it is found; one that starts and exits unseen is in its parent's
+reaped-children time. Members are read through descriptors kept open (one ``pread`` each, see
+:class:`StatFiles`).
 
 Membership is then worked out from the parents just read, exactly as a full walk would: the root,
 and every process whose parent is in the tree, minus excluded processes and their descendants. A
@@ -84,6 +86,8 @@ class TreeScanner:
             default: :class:`StatFiles`, one descriptor kept open per member). If it has a
             ``retain(pids)`` method, it is told the members after each read.
         discovery_interval_s: Seconds between two looks for new processes (0: at every read).
+        looker: Look in a background thread (else only when :meth:`look` is called, or at every
+            read with ``discovery_interval_s=0``).
 
     Thread-safe. Pickled (and deep-copied) as a new scanner: a copy starts with a full scan.
     """
@@ -98,6 +102,7 @@ class TreeScanner:
         listed_pids: Callable[[], Iterable[int]] = procfs.listed_pids,
         stat: Callable[[int], procfs.ProcessStat] | None = None,
         discovery_interval_s: float = DISCOVERY_INTERVAL_S,
+        looker: bool = True,
     ) -> None:
         self.root_pid = os.getpid() if root_pid is None else int(root_pid)
         self.exclude_pids = frozenset(exclude_pids)
@@ -106,7 +111,10 @@ class TreeScanner:
         self._listed = listed_pids
         self._stat = stat if stat is not None else StatFiles()
         self._discovery_interval_s = float(discovery_interval_s)
-        self._looked_at_s = -math.inf
+        self._use_looker = looker and self._discovery_interval_s > 0
+        self._looker: threading.Thread | None = None
+        self._read_at_s = -math.inf  # time.monotonic() of the last read (keeps the looker alive)
+        self._found: set[int] = set()  # found by a look, read at the next read
         self._lock = threading.Lock()
         self._members: frozenset[int] = frozenset()
         self._last_pid: int | None = None
@@ -121,28 +129,63 @@ class TreeScanner:
         """The tree now, with its CPU time and memory (raises ``OSError`` if ``/proc`` cannot be listed)."""
         with self._lock:
             now_s = self._clock()
-            if self._last_pid is not None and now_s - self._looked_at_s < self._discovery_interval_s \
-                    and now_s - self._full_at_s < FULL_RESCAN_S:
-                last_pid = self._last_pid  # not time to look for new processes: the members alone
-                candidates: Iterable[int] = self._members
-            else:
-                last_pid = self._last_pid_of()
-                self._looked_at_s = now_s
-                if last_pid is None or self._last_pid is None or now_s - self._full_at_s >= FULL_RESCAN_S:
-                    candidates = self._listed()
-                    self._full_at_s, self.full_scans = now_s, self.full_scans + 1
-                elif last_pid == self._last_pid:  # no process was created since the last look
-                    candidates = self._members
-                else:
-                    candidates = self._members.union(_created_since(self._listed(), self._last_pid, last_pid))
+            self._read_at_s = time.monotonic()
+            full_due = self._last_pid is None or now_s - self._full_at_s >= FULL_RESCAN_S
+            looking = full_due or self._discovery_interval_s <= 0
+            last_pid = self._last_pid_of() if looking else self._last_pid
+            if full_due or last_pid is None:  # ns_last_pid unreadable: every read scans
+                candidates: Iterable[int] = self._listed()
+                self._full_at_s, self.full_scans = now_s, self.full_scans + 1
+            elif looking:  # look at every read
+                candidates = self._members.union(self._created(last_pid))
+            else:  # the members, and what the last looks found
+                candidates = self._members.union(self._found)
+            self._found = set()
             stats = self._stats({self.root_pid, *candidates})
             members = self._tree(stats)
             self._members, self._last_pid = members, last_pid
             retain = getattr(self._stat, "retain", None)
             if callable(retain):
                 retain(members)
+            if self._use_looker and self._looker is None:
+                self._looker = threading.Thread(target=self._keep_looking, name="mlflow-green-process-looker", daemon=True)
+                self._looker.start()
         alive = [stats[pid] for pid in members if pid in stats]
         return TreeUsage(members, sum(s.cpu_s for s in alive), sum(s.rss_bytes for s in alive))
+
+    def look(self) -> None:
+        """Look for processes created since the last look; the next :meth:`read` reads them."""
+        last_pid = self._last_pid_of()
+        with self._lock:
+            previous = self._last_pid
+            if last_pid is None:  # cannot tell what is new: the next read scans every process
+                self._last_pid = None
+        if last_pid is None or previous is None or last_pid == previous:
+            return
+        new = _created_since(self._listed(), previous, last_pid)  # listed outside the lock: reads go on
+        with self._lock:
+            if self._last_pid == previous:  # a full scan meanwhile saw everything up to its own last PID
+                self._found.update(new)
+                self._last_pid = last_pid
+
+    def _created(self, last_pid: int) -> list[int]:
+        """PIDs that may be new since the last look, looking now (under the lock)."""
+        if self._last_pid is None or last_pid == self._last_pid:
+            return []
+        return _created_since(self._listed(), self._last_pid, last_pid)
+
+    def _keep_looking(self) -> None:
+        """The looker: a look every interval while reads keep coming (ends after ten intervals without one)."""
+        while True:
+            time.sleep(self._discovery_interval_s)
+            with self._lock:
+                if time.monotonic() - self._read_at_s > 10 * self._discovery_interval_s:
+                    self._looker = None
+                    return
+            try:
+                self.look()
+            except Exception:  # /proc unreadable now: the next full scan catches up
+                continue
 
     def _stats(self, pids: Iterable[int]) -> dict[int, procfs.ProcessStat]:
         found = {}

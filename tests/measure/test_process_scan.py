@@ -131,9 +131,9 @@ class ProcTable:
         return procfs.ProcessStat(self.parents[pid], self.cpu[pid], 0, 4096)
 
     def scanner(self, root: int, exclude: frozenset[int] = frozenset(), clock: object = _frozen_clock,
-                discovery_interval_s: float = 0.0) -> TreeScanner:
+                discovery_interval_s: float = 0.0, looker: bool = False) -> TreeScanner:
         return TreeScanner(root, exclude, clock=clock, last_pid=self.last_pid, listed_pids=self.listed, stat=self.stat,  # type: ignore[arg-type]
-                           discovery_interval_s=discovery_interval_s)
+                           discovery_interval_s=discovery_interval_s, looker=looker)
 
 
 def _machine() -> ProcTable:
@@ -220,26 +220,45 @@ def test_full_scans_happen_first_periodically_and_whenever_the_last_pid_is_unkno
     assert scanner.full_scans == 4
 
 
-def test_new_processes_are_looked_for_once_per_interval_and_billed_in_full_when_found() -> None:
-    """Between two looks only the members are read (no ns_last_pid, no listing); a worker found late
-    brings its whole CPU time so far, so the tree's total is the same as with a look at every read."""
+def test_new_processes_are_found_by_a_look_not_by_reads_and_billed_in_full_when_found() -> None:
+    """Reads read the members only (no ns_last_pid, no listing); a look (the looker thread's, every
+    DISCOVERY_INTERVAL_S) finds new processes for the next read, which bills a late-found worker all
+    of its CPU time: the tree's total is the same as with a look at every read."""
     table = _machine()
-    now = [0.0]
-    scanner = table.scanner(100, clock=lambda: now[0], discovery_interval_s=DISCOVERY_INTERVAL_S)
+    scanner = table.scanner(100, discovery_interval_s=DISCOVERY_INTERVAL_S, looker=False)
     assert scanner.read().cpu_s == 5.0
     table.spawn(101, 100, cpu_s=0.0)  # a worker starts just after a read
     table.listings, table.stats = 0, []
-    now[0] = DISCOVERY_INTERVAL_S / 2
     table.cpu[101] = 0.75
     early = scanner.read()
     assert early.pids == {100} and early.cpu_s == 5.0 and table.listings == 0 and table.stats == [100]
-    now[0] = DISCOVERY_INTERVAL_S
+    scanner.look()
+    assert table.listings == 1
     table.cpu[101] = 1.5
     found = scanner.read()
     assert found.pids == {100, 101} and found.cpu_s == 6.5  # all of its time, none lost
     table.exit(101, reaped_by=100)  # gone before the next look: in our reaped-children time
-    now[0] = DISCOVERY_INTERVAL_S * 1.25
-    assert scanner.read().cpu_s == 6.5
+    assert scanner.read().cpu_s == 6.5 and table.listings == 1
+
+
+def test_the_looker_thread_finds_a_new_child_within_a_few_intervals_and_stops_when_reads_stop() -> None:
+    scanner = TreeScanner()
+    scanner.read()
+    sleeper = _spawn(SLEEPER)
+    try:
+        sleeper.stdout.readline()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 5 * DISCOVERY_INTERVAL_S + 5.0
+        while sleeper.pid not in scanner.read().pids:
+            assert time.monotonic() < deadline, "the looker never found the child"
+            time.sleep(0.05)
+        assert scanner.full_scans == 1  # found by looks, not by another full scan
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    looker = scanner._looker
+    assert looker is not None
+    looker.join(timeout=12 * DISCOVERY_INTERVAL_S + 5.0)  # no reads: it ends by itself
+    assert not looker.is_alive() and scanner._looker is None
 
 
 def test_stat_files_keep_one_descriptor_per_member_and_tell_a_reaped_process() -> None:
