@@ -138,6 +138,12 @@ class TreeScanner:
                 self._full_at_s, self.full_scans = now_s, self.full_scans + 1
             elif looking:  # look at every read
                 candidates = self._members.union(self._created(last_pid))
+            elif not self._found and self._members == {self.root_pid}:  # the usual case: this process alone
+                root = self._stats((self.root_pid,)).get(self.root_pid)
+                if root is not None:
+                    self._ensure_looker()
+                    return TreeUsage(self._members, root.cpu_s, root.rss_bytes)
+                candidates = self._members
             else:  # the members, and what the last looks found
                 candidates = self._members.union(self._found)
             self._found = set()
@@ -147,11 +153,15 @@ class TreeScanner:
             retain = getattr(self._stat, "retain", None)
             if callable(retain):
                 retain(members)
-            if self._use_looker and self._looker is None:
-                self._looker = threading.Thread(target=self._keep_looking, name="mlflow-green-process-looker", daemon=True)
-                self._looker.start()
+            self._ensure_looker()
         alive = [stats[pid] for pid in members if pid in stats]
         return TreeUsage(members, sum(s.cpu_s for s in alive), sum(s.rss_bytes for s in alive))
+
+    def _ensure_looker(self) -> None:
+        """Start the looker thread if it should run and does not (under the lock)."""
+        if self._use_looker and self._looker is None:
+            self._looker = threading.Thread(target=self._keep_looking, name="mlflow-green-process-looker", daemon=True)
+            self._looker.start()
 
     def look(self) -> None:
         """Look for processes created since the last look; the next :meth:`read` reads them."""
