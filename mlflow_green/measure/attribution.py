@@ -82,6 +82,16 @@ class ProcessTree:
         pids = self._walk()
         return TreeUsage(pids, _summed(procfs.process_cpu_s, pids), int(_summed(procfs.rss_bytes, pids)))
 
+    def look(self) -> None:
+        """Look for processes created since the last look now (before a last read: none is missed)."""
+        if self._scanner is not None:
+            self._scanner.look()
+
+    def release(self) -> None:
+        """Let go of the reader's thread and descriptors (a tracker stopped; the next read starts over)."""
+        if self._scanner is not None:
+            self._scanner.release()
+
     def pids(self) -> frozenset[int]:
         """The PIDs of the tree now (the root and its descendants that are not excluded)."""
         return self.usage().pids if self._scanner is not None else self._walk()

@@ -43,16 +43,14 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mlflow_green.measure import procfs
+from mlflow_green.measure.stat_files import RSS_REFRESH_S, StatFiles
 
 FULL_RESCAN_S = 30.0
 """Seconds between two full scans of every process's parent."""
-
-RSS_REFRESH_S = 0.5
-"""Seconds for which this process's resident memory, once read, is reused."""
 
 DISCOVERY_INTERVAL_S = 1.0
 """Seconds between two looks for processes created since the last one (members are read every time)."""
@@ -113,6 +111,7 @@ class TreeScanner:
         self._discovery_interval_s = float(discovery_interval_s)
         self._use_looker = looker and self._discovery_interval_s > 0
         self._looker: threading.Thread | None = None
+        self._looker_stop = threading.Event()
         self._read_at_s = -math.inf  # time.monotonic() of the last read (keeps the looker alive)
         self._found: set[int] = set()  # found by a look, read at the next read
         self._lock = threading.Lock()
@@ -160,8 +159,21 @@ class TreeScanner:
     def _ensure_looker(self) -> None:
         """Start the looker thread if it should run and does not (under the lock)."""
         if self._use_looker and self._looker is None:
-            self._looker = threading.Thread(target=self._keep_looking, name="mlflow-green-process-looker", daemon=True)
+            self._looker_stop = threading.Event()
+            self._looker = threading.Thread(target=self._keep_looking, args=(self._looker_stop,),
+                                            name="mlflow-green-process-looker", daemon=True)
             self._looker.start()
+
+    def release(self) -> None:
+        """Stop the looker thread and close the kept descriptors now (a tracker stopped; a later read
+        starts over with a full scan)."""
+        with self._lock:
+            self._looker_stop.set()
+            self._looker = None
+            self._last_pid, self._members, self._found = None, frozenset(), set()
+            close = getattr(self._stat, "close", None)
+            if callable(close):
+                close()
 
     def look(self) -> None:
         """Look for processes created since the last look; the next :meth:`read` reads them."""
@@ -184,13 +196,14 @@ class TreeScanner:
             return []
         return _created_since(self._listed(), self._last_pid, last_pid)
 
-    def _keep_looking(self) -> None:
-        """The looker: a look every interval while reads keep coming (ends after ten intervals without one)."""
-        while True:
-            time.sleep(self._discovery_interval_s)
+    def _keep_looking(self, stop: threading.Event) -> None:
+        """The looker: a look every interval while reads keep coming (ends at :meth:`release`, or after
+        ten intervals without a read)."""
+        while not stop.wait(self._discovery_interval_s):
             with self._lock:
                 if time.monotonic() - self._read_at_s > 10 * self._discovery_interval_s:
-                    self._looker = None
+                    if self._looker is threading.current_thread():
+                        self._looker = None
                     return
             try:
                 self.look()
@@ -220,85 +233,6 @@ class TreeScanner:
                     found.add(child)
                     stack.append(child)
         return frozenset(found)
-
-
-class StatFiles:
-    """Reads ``/proc/PID/stat`` through a descriptor kept open per process (one ``pread`` a read).
-
-    A kept descriptor stays bound to its process: once that process is reaped it answers
-    ``ESRCH``, even if its PID was handed out again — then the PID's current process, if any, is
-    opened afresh. :meth:`retain` closes the descriptors of processes no longer wanted.
-
-    The calling process itself is read without ``/proc/PID/stat`` (which the kernel builds by
-    walking every thread): its CPU time from the process CPU clock plus its reaped children's
-    time (``os.times``), its memory from ``/proc/self/statm`` — the same figures, to the
-    nanosecond rather than the clock tick. Its memory is read again at most every
-    :data:`RSS_REFRESH_S` seconds (``statm`` takes the process's memory-map lock, which a training's
-    allocator threads contend for; resident memory moves slowly and bills only the RAM estimate).
-
-    Example:
-        >>> files = StatFiles()
-        >>> files(os.getpid()).ppid == os.getppid()
-        True
-        >>> files.retain(()); len(files)
-        0
-    """
-
-    def __init__(self) -> None:
-        self._files: dict[int, procfs.KeptOpen] = {}
-        self._self: tuple[int, procfs.ProcessStat, procfs.KeptOpen] | None = None
-        self._rss: tuple[float, int] = (-math.inf, 0)
-
-    def __len__(self) -> int:
-        return len(self._files)
-
-    def __call__(self, pid: int) -> procfs.ProcessStat:
-        if pid == os.getpid():
-            return self._own()
-        kept = self._files.get(pid)
-        if kept is not None:
-            try:
-                return procfs.parse_stat(pid, procfs.stat_fields(kept.read(4096)))
-            except OSError:  # that process is gone (ESRCH); the PID may name another one now
-                kept.close()
-                del self._files[pid]
-        kept = procfs.KeptOpen(f"/proc/{pid}/stat")
-        try:
-            data = kept.read(4096)
-        except FileNotFoundError as exc:
-            raise ProcessLookupError(pid) from exc
-        except OSError:
-            kept.close()
-            raise
-        self._files[pid] = kept
-        return procfs.parse_stat(pid, procfs.stat_fields(data))
-
-    def retain(self, pids: Collection[int]) -> None:
-        """Close the descriptors of every process not in ``pids``."""
-        for pid in [pid for pid in self._files if pid not in pids]:
-            self._files.pop(pid).close()
-
-    def _own(self) -> procfs.ProcessStat:
-        """This process, from its clocks and ``statm`` (``start_ticks`` from one read of its stat)."""
-        own = self._self
-        if own is None or own[0] != os.getpid():  # first call, or a forked child using a copy
-            pid = os.getpid()
-            own = self._self = (pid, procfs.process_stat(pid), procfs.KeptOpen("/proc/self/statm"))
-            self._rss = (-math.inf, 0)
-        _, first, statm = own
-        now_s = time.monotonic()
-        read_s, rss_bytes = self._rss
-        if now_s - read_s >= RSS_REFRESH_S:
-            rss_bytes = int(statm.read(256).split()[1]) * procfs.page_size()
-            self._rss = (now_s, rss_bytes)
-        times = os.times()
-        return procfs.ProcessStat(
-            os.getppid(), time.process_time() + times.children_user + times.children_system,
-            first.start_ticks, rss_bytes,
-        )
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (StatFiles, ())
 
 
 def _created_since(listed: Iterable[int], previous: int, last: int) -> list[int]:

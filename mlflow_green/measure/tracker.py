@@ -180,17 +180,28 @@ class EnergyTracker(NamedWindows):
             raise TrackerStateError("stop() called before start()")
         if self.total is not None:
             return self.total
+        self._processes_call("look")  # a process started since the last look is in the last read
         end = self.snapshot()
         meters = self._meters
         if meters is not None:
             meters.stop_sampler()
             self.granularity.periods_s.update(meters.update_periods_s())
             self.meter_reports.update(meters.close())
+        self._processes_call("release")  # the process reader's thread and descriptors
         self._end = end
         self.total = end - self._start
         self.granularity.recheck()  # windows and epochs that closed before the update periods were learnt
         self.granularity.check(self.total, "total", {})
         return self.total
+
+    def _processes_call(self, name: str) -> None:
+        """Call the process tree's optional ``look`` / ``release`` (a fake may have neither); never raises."""
+        method = getattr(self.processes, name, None)
+        if callable(method):
+            try:
+                method()
+            except Exception as exc:  # measurement never crashes training
+                logger.debug("mlflow-green: process tree %s failed: %s", name, exc)
 
     def __enter__(self) -> EnergyTracker:
         self.start()

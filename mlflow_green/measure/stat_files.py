@@ -1,0 +1,108 @@
+"""``/proc/PID/stat`` read through descriptors kept open, and this process read from its own clocks.
+
+Example:
+    >>> files = StatFiles()
+    >>> files(os.getpid()).ppid == os.getppid()
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Collection
+
+from mlflow_green.measure import procfs
+
+RSS_REFRESH_S = 0.5
+"""Seconds for which this process's resident memory, once read, is reused."""
+
+
+class StatFiles:
+    """Reads ``/proc/PID/stat`` through a descriptor kept open per process (one ``pread`` a read).
+
+    A kept descriptor stays bound to its process: once that process is reaped it answers
+    ``ESRCH``, even if its PID was handed out again — then the PID's current process, if any, is
+    opened afresh. :meth:`retain` closes the descriptors of processes no longer wanted.
+
+    The calling process itself is read without ``/proc/PID/stat`` (which the kernel builds by
+    walking every thread): its CPU time from the process CPU clock plus its reaped children's
+    time (``os.times``), its memory from ``/proc/self/statm`` — the same figures, to the
+    nanosecond rather than the clock tick. Its memory is read again at most every
+    :data:`RSS_REFRESH_S` seconds (``statm`` takes the process's memory-map lock, which a training's
+    allocator threads contend for; resident memory moves slowly and bills only the RAM estimate).
+
+    Example:
+        >>> files = StatFiles()
+        >>> files(os.getpid()).ppid == os.getppid()
+        True
+        >>> files.retain(()); len(files)
+        0
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[int, procfs.KeptOpen] = {}
+        self._self: tuple[int, procfs.ProcessStat, procfs.KeptOpen] | None = None
+        self._rss: tuple[float, int] = (-math.inf, 0)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __call__(self, pid: int) -> procfs.ProcessStat:
+        if pid == os.getpid():
+            return self._own()
+        kept = self._files.get(pid)
+        if kept is not None:
+            try:
+                return procfs.parse_stat(pid, procfs.stat_fields(kept.read(4096)))
+            except OSError:  # that process is gone (ESRCH); the PID may name another one now
+                kept.close()
+                del self._files[pid]
+        kept = procfs.KeptOpen(f"/proc/{pid}/stat")
+        try:
+            data = kept.read(4096)
+        except FileNotFoundError as exc:
+            raise ProcessLookupError(pid) from exc
+        except OSError:
+            kept.close()
+            raise
+        self._files[pid] = kept
+        return procfs.parse_stat(pid, procfs.stat_fields(data))
+
+    def retain(self, pids: Collection[int]) -> None:
+        """Close the descriptors of every process not in ``pids``."""
+        for pid in [pid for pid in self._files if pid not in pids]:
+            self._files.pop(pid).close()
+
+    def close(self) -> None:
+        """Close every kept descriptor (the next call opens what it needs again)."""
+        self.retain(())
+        own, self._self = self._self, None
+        if own is not None:
+            own[2].close()
+
+    def _own(self) -> procfs.ProcessStat:
+        """This process, from its clocks and ``statm`` (``start_ticks`` from one read of its stat)."""
+        own = self._self
+        if own is None or own[0] != os.getpid():  # first call, or a forked child using a copy
+            pid = os.getpid()
+            own = self._self = (pid, procfs.process_stat(pid), procfs.KeptOpen("/proc/self/statm"))
+            self._rss = (-math.inf, 0)
+        _, first, statm = own
+        now_s = time.monotonic()
+        read_s, rss_bytes = self._rss
+        if now_s - read_s >= RSS_REFRESH_S:
+            rss_bytes = int(statm.read(256).split()[1]) * procfs.page_size()
+            self._rss = (now_s, rss_bytes)
+        times = os.times()
+        return procfs.ProcessStat(
+            os.getppid(), time.process_time() + times.children_user + times.children_system,
+            first.start_ticks, rss_bytes,
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (StatFiles, ())
+
+
+__all__ = ["RSS_REFRESH_S", "StatFiles"]
