@@ -136,8 +136,8 @@ class GreenCallbackMixin:
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
             return
-        if self._fitting:  # at the epoch's last batch, on_train_epoch_end's reading closes it (one read fewer)
-            self.session.end_phase("validation", samples=self._eval_samples, at_epoch_end=_ends_the_epoch(trainer))
+        if self._fitting:  # after the epoch's last batch, no training follows it in this epoch
+            self.session.end_phase("validation", samples=self._eval_samples, ends_epoch=_ends_the_epoch(trainer))
             self._last_batch_end_s = time.perf_counter()  # validation within the epoch is not data wait
         else:
             self.session.end_eval("validate", samples=self._eval_samples)
@@ -319,8 +319,8 @@ def _pytorch_autolog_enabled() -> bool:
 
 
 def _ends_the_epoch(trainer: Any) -> bool:
-    """True when this validation ran after the epoch's last batch (Lightning calls ``on_train_epoch_end``
-    next, after only the step's LR-scheduler update and the loggers' save); False mid-epoch or if unknown."""
+    """True when this validation ran after the epoch's last batch (no training follows it before
+    ``on_train_epoch_end``); False mid-epoch or if unknown."""
     try:
         return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
     except AttributeError:

@@ -197,8 +197,8 @@ class GreenCallback(keras.callbacks.Callback):
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         samples = adapter_samples(_iterator_of_caller("evaluate")) or samples_seen(self.model)
-        if self._in_fit:  # Keras calls on_epoch_end next: the epoch's end snapshot closes the validation
-            self.session.end_phase("validation", samples=samples, at_epoch_end=True)
+        if self._in_fit:  # no training follows it in this epoch
+            self.session.end_phase("validation", samples=samples, ends_epoch=True)
         else:
             self._end_eval("test", samples)
 

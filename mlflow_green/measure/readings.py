@@ -166,6 +166,8 @@ class Measurement:
         """This window minus a sub-window of it (e.g. an epoch minus its validation)."""
         if not isinstance(other, Measurement):
             return NotImplemented
+        if not other.devices and not other.duration_s:  # minus nothing
+            return self
         taken = {(d.host, d.device_id): d.energy_j for d in other.devices}
         duration_s = max(self.duration_s - other.duration_s, 0.0)
         return Measurement(

@@ -52,6 +52,8 @@ class NamedWindows:
     """
 
     _open_windows: dict[str, Snapshot]
+    last_window_end: Snapshot | None = None
+    """The reading that closed the last window (see :meth:`end`)."""
     _start: Snapshot | None
     windows: list[WindowRecord]
     granularity: GranularityCheck
@@ -75,12 +77,13 @@ class NamedWindows:
         self._open_windows[name] = snap
         return snap
 
-    def end(self, name: str, at: Snapshot | None = None) -> Measurement:
-        """Close the window ``name`` and return what it measured (until ``at``, a snapshot just taken, or now)."""
+    def end(self, name: str) -> Measurement:
+        """Close the window ``name`` and return what it measured (its end reading is :attr:`last_window_end`)."""
         begin = self._open_windows.pop(name, None)
         if begin is None:
             raise TrackerStateError(f"end({name!r}) called without a matching begin({name!r})")
-        measurement = (self.snapshot() if at is None else at) - begin
+        end = self.last_window_end = self.snapshot()
+        measurement = end - begin
         offset_s = begin.timestamp_s - (self._start.timestamp_s if self._start else begin.timestamp_s)
         self.windows.append(WindowRecord(name, offset_s, measurement))
         self.check_granularity(measurement, name)

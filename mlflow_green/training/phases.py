@@ -74,13 +74,15 @@ class PhaseLedger:
         """The validation measured in the current epoch (this rank's)."""
         return self._epoch_validation
 
-    def end_epoch(self, epoch: Measurement, *, validation: Measurement) -> dict[str, Measurement]:
+    def end_epoch(self, epoch: Measurement, *, validation: Measurement, after: Measurement = EMPTY) -> dict[str, Measurement]:
         """Split ``epoch`` (all ranks) into validation, data and train; add them to the fit's totals.
 
-        The epoch's gap (see :meth:`begin_epoch`), if any, is in the returned split as ``other``
-        and is not added: ``other`` is whatever the fit phases leave of the total.
+        ``after`` is the measured stretch after the epoch's last validation with no training in it
+        (another callback's epoch-end work). It and the epoch's gap (see :meth:`begin_epoch`) are in
+        the returned split as ``other`` and are not added: ``other`` is whatever the fit phases
+        leave of the total.
         """
-        rest = epoch - validation
+        rest = epoch - validation - after
         data_share = gap_share = 0.0
         if rest.duration_s > 0:
             data_share = min(self.data_wait_s / rest.duration_s, 1.0)
@@ -92,8 +94,8 @@ class PhaseLedger:
         }
         for phase, measurement in split.items():
             self.add(phase, measurement)
-        if gap_share > 0:
-            split[OTHER] = rest.scaled(gap_share, share="time")
+        if gap_share > 0 or after.devices:
+            split[OTHER] = (rest.scaled(gap_share, share="time") if gap_share > 0 else EMPTY) + after
         return split
 
     # -- totals --------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ class PhaseLedger:
         ``total`` is the run's running total at the same instant (all ranks), so the four phases
         always add up to it.
         """
-        phases = self.fit_phase_totals()
+        phases = {phase: EMPTY for phase in FIT_PHASES} | self.fit_phase_totals()  # a fit that ended in its first epoch too
         other = total
         for measurement in phases.values():
             other = other - measurement

@@ -123,8 +123,9 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
         self._first_epoch: int | None = None
         self._counts: dict[str, int] = {}  # samples seen on this rank since the last exchange
         self._steps_done = 0
-        self._phase_ending: tuple[str, int | None] | None = None  # closed by the epoch's end snapshot
+        self._validation_end: Snapshot | None = None  # the epoch may end there (EPOCH_GAP_S)
         self._last_epoch_end: Snapshot | None = None  # the next epoch may start there (EPOCH_GAP_S)
+        self._last_epoch_end_s = 0.0  # when that epoch's end was settled (tracker clock)
 
     def _start_run_totals(self) -> None:
         """A new run: every running total starts at zero."""
@@ -183,7 +184,7 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
         self.quality, self.stop_reason, self.fit_total = None, None, None
         self.epochs = []
         self.projection = EnergyProjection(planned_epochs, planned_steps)
-        self._first_epoch = self._epoch = self._last_epoch_end = self._phase_ending = None
+        self._first_epoch = self._epoch = self._last_epoch_end = self._validation_end = None
         self._counts = {}
         self._steps_done = int(steps_done or 0)
         self.profile = profile
@@ -192,7 +193,6 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
         """An epoch starts (the previous epoch's point is sent; the first fixes the step numbering)."""
         if self.tracker is None:
             return
-        self._close_ending_phase()
         self.output.send_pending()
         if self._first_epoch is None:
             self._first_epoch = int(epoch)
@@ -216,16 +216,15 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
         """
         if self.tracker is None or self._epoch_start is None:
             return EpochResult(EMPTY)
-        now = self.tracker.snapshot()
-        self._close_ending_phase(now)
+        now, after_validation = self._end_epoch_window()
         self.tracker.check_granularity(now - self._epoch_start, f"epoch {epoch}")  # too short for the counters?
         self.count("train", train_samples)
         local = {"epoch": now - self._epoch_start, "validation": self.ledger.epoch_validation,
-                 "total": now - self.tracker.start_snapshot}
+                 "after_validation": after_validation, "total": now - self.tracker.start_snapshot}
         measured, counts = self.dist.combine(local, self._take_counts())
         self._add_samples(counts)
         epoch_m = measured["epoch"]
-        split = self.ledger.end_epoch(epoch_m, validation=measured["validation"])
+        split = self.ledger.end_epoch(epoch_m, validation=measured["validation"], after=measured["after_validation"])
         epoch_steps = None if steps_done is None else int(steps_done) - self._steps_done
         self._steps_done = self._steps_done if steps_done is None else int(steps_done)
         self.projection.record_epoch(epoch_m.energy_j, steps=epoch_steps, steps_done=steps_done)

@@ -39,7 +39,6 @@ class FitEndMixin:
         """
         if self.tracker is None:
             return self.carried
-        self._close_ending_phase()
         tracker, self.tracker = self.tracker, None
         try:
             parts = self.dist.exchange({"total": tracker.stop()}, self._take_counts())
@@ -70,7 +69,7 @@ class FitEndMixin:
             logger.warning("mlflow-green: could not finish measuring the fit: %s", exc)
             return self.carried
         finally:
-            self._epoch_start = self._epoch = self._last_epoch_end = None
+            self._epoch_start = self._epoch = self._last_epoch_end = self._validation_end = None
             self.output.close(status)
 
     def _warn_if_quality_never_seen(self: TrainingSession, logs: Mapping[str, Any]) -> None:

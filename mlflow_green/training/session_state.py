@@ -49,7 +49,7 @@ class StateMixin:
         state = dict(self.__dict__)
         if self.tracker is not None or self.evals.in_progress:
             logger.warning("mlflow-green: a session copied while measuring: the copy does not measure the fit in progress")
-        state.update(tracker=None, _epoch_start=None, _epoch=None, _phase_ending=None, _last_epoch_end=None)
+        state.update(tracker=None, _epoch_start=None, _epoch=None, _validation_end=None, _last_epoch_end=None)
         return state
 
 

@@ -1,9 +1,10 @@
 """The windows of a training session inside a fit: where an epoch starts, and measured phases.
 
-Each boundary costs a meter read on the training thread, so two are saved where nothing can
-happen between: an epoch that begins at most :data:`EPOCH_GAP_S` after the previous one ended
-starts at that end's reading, and a phase that the epoch's end follows at once (Keras's
-validation; Lightning's after the epoch's last batch) is closed by the epoch's end reading.
+Each boundary costs a meter read on the training thread, so two are saved where nothing but the
+loop's bookkeeping and the callbacks' own work can happen between: an epoch that begins at most
+:data:`EPOCH_GAP_S` after the previous one ended starts at that end's reading, and an epoch that
+ends at most that long after its last validation (Keras's; Lightning's after the epoch's last
+batch) ends at the validation's reading. A longer stretch is read, and billed to ``other``.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ class WindowsMixin:
         """The current epoch's start: the previous epoch's end reading after a short gap, else a read now."""
         assert self.tracker is not None
         previous, self._last_epoch_end = self._last_epoch_end, None
-        gap_s = self.tracker.clock_s() - previous.timestamp_s if previous is not None else -1.0
-        if previous is not None and 0 <= gap_s <= EPOCH_GAP_S:
+        now_s = self.tracker.clock_s()
+        if previous is not None and 0 <= now_s - self._last_epoch_end_s <= EPOCH_GAP_S:
             self._epoch_start = previous  # only our own epoch-end work ran since: no meter read
-            self.ledger.begin_epoch(gap_s)
+            self.ledger.begin_epoch(now_s - previous.timestamp_s)
         else:
             self._epoch_start = self.tracker.snapshot()
             self.ledger.begin_epoch()
@@ -41,38 +42,41 @@ class WindowsMixin:
     def begin_phase(self: TrainingSession, phase: str) -> None:
         """A measured phase starts (``validation`` inside a fit, ``test`` or ``predict``)."""
         if self.tracker is not None and self.tracker.running:
-            self._close_ending_phase()
             self._last_epoch_end = None  # measured work between epochs: the next one reads the meters
+            self._validation_end = None  # nor does the epoch's end reuse an earlier validation's reading
             self.tracker.begin(phase)
 
-    def end_phase(self: TrainingSession, phase: str, *, samples: int | None = None, at_epoch_end: bool = False) -> Measurement:
+    def end_phase(self: TrainingSession, phase: str, *, samples: int | None = None, ends_epoch: bool = False) -> Measurement:
         """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's.
 
-        With ``at_epoch_end=True`` (Keras's validation, which the epoch's end follows with nothing
-        but the other callbacks' ``on_test_end`` in between) the phase is closed by the epoch's end
-        snapshot instead of one of its own, and EMPTY is returned: one meter read fewer per epoch.
-        Any other call that opens or closes a window first closes it there and then.
+        ``ends_epoch=True``: no training follows it in this epoch (Keras's validation; Lightning's after
+        the epoch's last batch). The epoch's end then reuses this reading if it comes within
+        :data:`EPOCH_GAP_S`; if it comes later (another callback's work came first: a checkpoint, an
+        evaluation), the epoch's end reads the meters and that stretch is ``other``, not training.
         """
         if self.tracker is None or not self.tracker.running:
             return EMPTY
-        self._close_ending_phase()
-        if at_epoch_end and self._epoch_start is not None:
-            self._phase_ending = (phase, samples)
-            return EMPTY
-        return self._closed_phase(phase, samples, self.tracker.end(phase))
-
-    def _close_ending_phase(self: TrainingSession, at: Snapshot | None = None) -> None:
-        """Close the phase left to end with the epoch (see :meth:`end_phase`), at ``at`` or now."""
-        ending, self._phase_ending = self._phase_ending, None
-        if ending is not None and self.tracker is not None and self.tracker.running:
-            phase, samples = ending
-            self._closed_phase(phase, samples, self.tracker.end(phase, at=at))
-
-    def _closed_phase(self: TrainingSession, phase: str, samples: int | None, measurement: Measurement) -> Measurement:
+        measurement = self.tracker.end(phase)
         if phase == "validation" and self._epoch_start is not None:
             self.ledger.add_validation(measurement)
+            self._validation_end = self.tracker.last_window_end if ends_epoch else None
         self.count(phase, samples)
         return measurement
+
+    def _end_epoch_window(self: TrainingSession) -> tuple[Snapshot, Measurement]:
+        """The epoch's end reading, and the stretch after its last validation (``other``), EMPTY if none.
+
+        Also notes when the epoch's end was settled (:attr:`_last_epoch_end_s`): the next epoch's
+        start is judged from there, the stretch since the reading going to ``other`` by time.
+        """
+        assert self.tracker is not None
+        after, self._validation_end = self._validation_end, None
+        self._last_epoch_end_s = self.tracker.clock_s()
+        if after is not None and 0 <= self._last_epoch_end_s - after.timestamp_s <= EPOCH_GAP_S:
+            return after, EMPTY  # only bookkeeping since the validation ended: no meter read
+        now = self.tracker.snapshot()
+        self._last_epoch_end_s = now.timestamp_s
+        return now, (now - after if after is not None else EMPTY)
 
     def count(self: TrainingSession, phase: str, samples: int | None) -> None:
         """This rank saw ``samples`` more samples in ``phase`` (summed over ranks at the next epoch end)."""

@@ -326,3 +326,41 @@ def test_a_quality_metric_the_fit_never_logs_is_reported_not_silently_unused(
     [warning] = [r.getMessage() for r in caplog.records if "quality_metric='val_f1'" in r.getMessage()]
     assert "val_accuracy" in warning and "green/accuracy_per_kwh is not logged" in warning
     assert schema.ACCURACY_PER_KWH not in MlflowClient().get_run(cb.session.run_id).data.metrics
+
+
+def test_work_of_a_callback_before_ours_at_the_epoch_end_is_other_not_validation(mlflow_experiment: str, digits) -> None:
+    """[ModelCheckpoint(...), GreenCallback()]: the other callback's on_epoch_end runs between our validation's
+    end and our epoch end (found by an adversarial probe: it was billed as validation)."""
+    import time
+
+    class SlowEpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            time.sleep(0.2)
+
+    x, y, xv, yv = digits
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0, "ram:0": 0.0})], live_metrics=False)
+    _mlp().fit(x, y, validation_data=(xv, yv), epochs=3, batch_size=128, callbacks=[SlowEpochEnd(), cb], verbose=0)
+    metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
+    validation_j, train_j, other_j = (metrics[k] * 3.6e6 for k in (
+        schema.ENERGY_VALIDATION_KWH, schema.ENERGY_TRAIN_KWH, schema.ENERGY_OTHER_KWH))
+    assert other_j >= 100.0 * 3 * 0.2 * 0.95, (validation_j, train_j, other_j)  # the three sleeps, at 100 W
+    assert validation_j < 100.0 * 3 * 0.2 * 0.5 and train_j < 100.0 * 3 * 0.2, (validation_j, train_j, other_j)
+    assert_green_invariants(cb.session.run_id)
+
+
+def test_a_fit_that_fails_in_its_first_validation_logs_every_phase(mlflow_experiment: str, digits) -> None:
+    """The energy of a failed first epoch is other, and train, validation and data are there at 0 (the
+    four add up at every step; found by an adversarial probe: only other was logged)."""
+
+    class Broken(keras.callbacks.Callback):
+        def on_test_end(self, logs: dict | None = None) -> None:
+            raise RuntimeError("cannot write the checkpoint")
+
+    x, y, xv, yv = digits
+    cb = GreenCallback(live_metrics=False)
+    with pytest.raises(RuntimeError, match="cannot write"):
+        _mlp().fit(x, y, validation_data=(xv, yv), epochs=2, batch_size=256, callbacks=[cb, Broken()], verbose=0)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FAILED"
+    assert_green_invariants(run.info.run_id)
+    assert run.data.metrics[schema.ENERGY_OTHER_KWH] > 0

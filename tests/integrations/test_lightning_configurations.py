@@ -245,9 +245,9 @@ def test_the_callback_pickles_and_deep_copies_with_its_state(mlflow_experiment: 
     copy.deepcopy(trainer)  # the `copy.deepcopy(trainer)` pattern (tuners, sweeps) works with the callback in it
 
 
-def test_the_epoch_end_reading_closes_the_validation_after_the_last_batch_only(mlflow_experiment: str, tmp_path: Path) -> None:
-    """A validation after the epoch's last batch is closed by on_train_epoch_end's reading (one meter read
-    fewer); a mid-epoch one (val_check_interval) is read when it ends, so training after it is not validation."""
+def test_the_epoch_ends_at_the_reading_of_a_validation_after_its_last_batch_only(mlflow_experiment: str, tmp_path: Path) -> None:
+    """An epoch whose last validation ran after its last batch ends at that validation's reading (one meter
+    read fewer); after a mid-epoch one (val_check_interval) training follows, and the epoch's end is read."""
     meter = FakeMeter(CONSTANT_100_W)
     seen: list[tuple[str, int]] = []
 
@@ -273,7 +273,28 @@ def test_the_epoch_end_reading_closes_the_validation_after_the_last_batch_only(m
     deltas = [b - a for (_, a), (_, b) in zip(seen, seen[1:])]
     for epoch in range(2):
         mid_end, epoch_val_end, epoch_end = deltas[5 * epoch], deltas[5 * epoch + 2], deltas[5 * epoch + 3]
-        assert (mid_end, epoch_val_end, epoch_end) == (1, 0, 1), deltas  # mid: its own read; last: the epoch's
+        assert (mid_end, epoch_val_end, epoch_end) == (1, 1, 0), deltas  # the epoch ends at the last one's read
     metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
     assert metrics[schema.ENERGY_VALIDATION_KWH] * 3.6e6 >= 100.0 * 4 * 0.3 * 0.95  # four slow validations
+    assert_green_invariants(cb.session.run_id)
+
+
+def test_a_slow_validation_end_hook_after_ours_is_other_not_validation(mlflow_experiment: str) -> None:
+    """A ModelCheckpoint saving in on_validation_end runs after GreenCallback's: that time is not validation
+    (found by an adversarial probe: the epoch's end reading had closed the validation)."""
+
+    class SlowValidationEnd(lightning.Callback):
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            if not trainer.sanity_checking:
+                time.sleep(0.2)
+
+    train, val = loaders()
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0, "ram:0": 0.0})])
+    trainer = lightning.Trainer(max_epochs=2, num_sanity_val_steps=0, callbacks=[cb, SlowValidationEnd()],
+                                **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier(), train, val)
+    metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
+    validation_j, other_j = (metrics[k] * 3.6e6 for k in (schema.ENERGY_VALIDATION_KWH, schema.ENERGY_OTHER_KWH))
+    assert other_j >= 100.0 * 2 * 0.2 * 0.95, (validation_j, other_j)  # the two sleeps, at 100 W
+    assert validation_j < 100.0 * 2 * 0.2 * 0.5, (validation_j, other_j)  # 397 samples take far less
     assert_green_invariants(cb.session.run_id)
