@@ -38,14 +38,16 @@ def test_a_worker_started_less_than_a_look_interval_before_stop_is_billed_by_the
 
 
 def test_a_stopped_tracker_keeps_no_reader_thread_and_no_descriptors() -> None:
-    fds_before = len(os.listdir("/proc/self/fd"))
+    fds_before, lookers_before = len(os.listdir("/proc/self/fd")), set(_lookers())  # other tests' live trackers
     for _ in range(100):
         tracker = EnergyTracker(meters=["estimate"])
         tracker.start()
         tracker.snapshot()
+        assert tracker.processes._scanner._looker is not None  # reading: its looker runs
         tracker.stop()
+        assert tracker.processes._scanner._looker is None
     deadline = time.monotonic() + 2.0
-    while _lookers() and time.monotonic() < deadline:
+    while set(_lookers()) - lookers_before and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not _lookers()
+    assert not set(_lookers()) - lookers_before
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 5
