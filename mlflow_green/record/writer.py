@@ -228,7 +228,7 @@ class BackgroundWriter(SendLoop):
                 entry["releases"] = held["seq"]  # the held values of that step are sent now
                 self._held = None
             self._stopped = False
-            self.keeper.keep(entry, backlog=self._kept_backlog)  # listed only if a new spool file is made
+            self.keeper.keep(entry, backlog=lambda: self._kept_backlog(self._held))  # listed only if a new file is made
             self._queue.append(entry)
             if entry["op"] != "create":
                 self.counts.submitted += 1
@@ -247,14 +247,12 @@ class BackgroundWriter(SendLoop):
                 entry["releases"] = self._held["seq"]
             before = self._held  # a new spool file gets the writes not sent and this hold, each once
             self._held = entry
-            self.keeper.keep(entry, backlog=lambda: self._kept_backlog(held=before))
+            self.keeper.keep(entry, backlog=lambda: self._kept_backlog(before))
 
-    def _kept_backlog(self, held: dict[str, Any] | None | bool = True) -> list[dict[str, Any]]:
-        """What a new spool file must hold: the writes not sent yet, and the held step (``held``: the
-        current one if True, else the one given)."""
+    def _kept_backlog(self, held: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """What a new spool file must hold: the writes not sent yet, and the held step ``held``."""
         backlog = list(self._queue)
-        held = self._held if held is True else held
-        if held:
+        if held is not None:
             backlog.append(held)
         return sorted(backlog, key=lambda entry: entry["seq"])
 
