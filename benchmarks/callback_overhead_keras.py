@@ -45,9 +45,9 @@ from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
 BATCH_SIZE = 32
-TimedGreenCallback = timed_hooks(GreenCallback)
 EPOCH_HOOKS = {"on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end"}
 FIT_HOOKS = {"on_train_begin", "on_train_end"}
+TimedGreenCallback = timed_hooks(GreenCallback, EPOCH_HOOKS | FIT_HOOKS)
 
 
 class EpochEnds(keras.callbacks.Callback):

@@ -36,9 +36,9 @@ from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
 BATCH_SIZE = 32
-TimedGreenCallback = timed_hooks(GreenCallback)
 FIT_HOOKS = {"on_fit_start", "on_fit_end"}
 EPOCH_HOOKS = {"on_train_epoch_start", "on_train_epoch_end", "on_validation_start", "on_validation_end"}
+TimedGreenCallback = timed_hooks(GreenCallback, EPOCH_HOOKS | FIT_HOOKS)
 
 
 def per_batch_us() -> float:

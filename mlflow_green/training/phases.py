@@ -74,19 +74,23 @@ class PhaseLedger:
         """The validation measured in the current epoch (this rank's)."""
         return self._epoch_validation
 
-    def end_epoch(self, epoch: Measurement, *, validation: Measurement, after: Measurement = EMPTY) -> dict[str, Measurement]:
+    def end_epoch(self, epoch: Measurement, *, validation: Measurement, after: Measurement = EMPTY,
+                  data_wait_s: float | None = None, gap_s: float | None = None) -> dict[str, Measurement]:
         """Split ``epoch`` (all ranks) into validation, data and train; add them to the fit's totals.
 
         ``after`` is the measured stretch after the epoch's last validation with no training in it
         (another callback's epoch-end work). It and the epoch's gap (see :meth:`begin_epoch`) are in
         the returned split as ``other`` and are not added: ``other`` is whatever the fit phases
-        leave of the total.
+        leave of the total. ``data_wait_s`` and ``gap_s`` default to the current epoch's (an epoch
+        accounted for later passes those it had).
         """
+        data_wait_s = self.data_wait_s if data_wait_s is None else data_wait_s
+        gap_s = self.gap_s if gap_s is None else gap_s
         rest = epoch - validation - after
         data_share = gap_share = 0.0
         if rest.duration_s > 0:
-            data_share = min(self.data_wait_s / rest.duration_s, 1.0)
-            gap_share = min(self.gap_s / rest.duration_s, 1.0 - data_share)
+            data_share = min(data_wait_s / rest.duration_s, 1.0)
+            gap_share = min(gap_s / rest.duration_s, 1.0 - data_share)
         split = {
             "validation": validation,
             "data": rest.scaled(data_share, share="time"),

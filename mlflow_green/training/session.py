@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_green.measure.readings import Measurement, Snapshot
@@ -34,15 +33,17 @@ from mlflow_green.record.runs import RunHandle
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.budget import EnergyBudget
 from mlflow_green.training.callback_options import session_options
+from mlflow_green.training.deferred import DeferredWork
 from mlflow_green.training.distributed import DistributedContext
 from mlflow_green.training.evaluation import Evaluations
-from mlflow_green.training.figures import budget_reason, projection_metrics, running_metrics
+from mlflow_green.training.figures import budget_reason, running_metrics
 from mlflow_green.training.fit_summary import session_tags
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
 from mlflow_green.training.session_end import FitEndMixin
+from mlflow_green.training.session_epochs import EpochEndMixin, EpochResult
 from mlflow_green.training.session_eval import EvaluationMixin
 from mlflow_green.training.session_profile import ProfileMixin
 from mlflow_green.training.session_run import SessionRun
@@ -58,22 +59,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class EpochResult:
-    """What one epoch measured, for the adapter.
-
-    Attributes:
-        measurement: The epoch window (all ranks).
-        live: The few figures to show in the progress bar (schema keys).
-        stop_reason: Non-empty when a budget says training must stop.
-    """
-
-    measurement: Measurement
-    live: dict[str, float] = field(default_factory=dict)
-    stop_reason: str | None = None
-
-
-class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
+class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin, StateMixin, ProfileMixin):
     """One callback's measurements across fits (and test/predict calls), logged to MLflow.
 
     Args:
@@ -106,6 +92,7 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
         self.log_report = log_report
         self.dist = DistributedContext()  # the adapter fills it in distributed training
         self.output = SessionRun(run_name, timeouts)
+        self._deferred = DeferredWork()  # epochs accounted for off the training thread (session_epochs)
         self.resumed_run_id: str | None = None  # from a checkpoint, until a run is bound
         self.resumed_from: str | None = None  # the earlier run, when this run starts over
         self._start_run_totals()
@@ -114,8 +101,8 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
         self.profile: ModelProfile | None = None
         self.quality: tuple[str, float] | None = None
         self.stop_reason: str | None = None
-        self.epochs: list[dict[str, Any]] = []
-        self.projection = EnergyProjection()
+        self._epochs: list[dict[str, Any]] = []
+        self._projection = EnergyProjection()
         self.fit_total: Measurement | None = None
         self._epoch_start: Snapshot | None = None
         self._epoch: int | None = None  # the epoch in progress
@@ -130,7 +117,7 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
     def _start_run_totals(self) -> None:
         """A new run: every running total starts at zero."""
         self.carried = EMPTY
-        self.ledger = PhaseLedger()
+        self._ledger = PhaseLedger()
         self.samples: dict[str, int] = {}
         self.steps = StepCounter()
         self.evals = Evaluations()
@@ -164,6 +151,7 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
         """
         if not self.dist.is_logging_rank:
             return
+        self._deferred.settle()
         if self.output.bind(run, **resolve):
             self._start_run_totals()
         resumed, self.resumed_run_id = self.resumed_run_id, None
@@ -176,14 +164,16 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
     def begin_fit(self, *, planned_epochs: int, planned_steps: int | None = None, steps_done: int = 0,
                   profile: ModelProfile | None = None) -> None:
         """Start measuring a fit that ends at epoch ``planned_epochs`` (exclusive) or step ``planned_steps``."""
+        self._deferred.settle()
         self.tracker = self.template.fresh()
         self.tracker.start()
+        self._deferred.start()  # its thread now, not at the first epoch's end
         if self.dist.distributed:
             self._agree_with_rank_zero()
-        self.ledger.current = {}
+        self._ledger.current = {}
         self.quality, self.stop_reason, self.fit_total = None, None, None
-        self.epochs = []
-        self.projection = EnergyProjection(planned_epochs, planned_steps)
+        self._epochs = []
+        self._projection = EnergyProjection(planned_epochs, planned_steps)
         self._first_epoch = self._epoch = self._last_epoch_end = self._validation_end = None
         self._counts = {}
         self._steps_done = int(steps_done or 0)
@@ -191,62 +181,24 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
 
     def begin_epoch(self, epoch: int) -> None:
         """An epoch starts (the previous epoch's point is sent; the first fixes the step numbering)."""
-        if self.tracker is None:
+        tracker = self.tracker
+        if tracker is None:
             return
-        self.output.send_pending()
+        self._deferred.submit(self.output.send_pending)  # after the previous epoch's accounting
         if self._first_epoch is None:
             self._first_epoch = int(epoch)
-            self.projection.first_epoch = self._first_epoch
+            self._projection.first_epoch = self._first_epoch
             self.steps.begin_fit(self._first_epoch)
-            self._log_tags(self.tracker, background=True)  # handed over: no spool write on the hook's path
+            self._deferred.submit(lambda: self._log_tags(tracker, background=True))
             if self.profile is not None:
-                self._log_model(self.profile, self.steps.peek(self._first_epoch), at_epoch_start=True)
+                profile, step = self.profile, self.steps.peek(self._first_epoch)
+                self._deferred.submit(lambda: self._log_model(profile, step, at_epoch_start=True))
         self._epoch = int(epoch)
         self._start_epoch_window()
 
     def add_data_wait(self, seconds: float) -> None:
         """Time the training loop waited for its next batch (hot path: arithmetic only)."""
-        self.ledger.data_wait_s += seconds
-
-    def end_epoch(self, epoch: int, *, logs: Mapping[str, Any] | None = None, train_samples: int | None = None,
-                  steps_done: int | None = None) -> EpochResult:
-        """An epoch ends: split it into phases, log running totals at step = epoch, check budgets.
-
-        ``train_samples`` are this rank's; ``steps_done`` counts optimizer steps since training began.
-        """
-        if self.tracker is None or self._epoch_start is None:
-            return EpochResult(EMPTY)
-        now, after_validation = self._end_epoch_window()
-        self.tracker.check_granularity(now - self._epoch_start, f"epoch {epoch}")  # too short for the counters?
-        self.count("train", train_samples)
-        local = {"epoch": now - self._epoch_start, "validation": self.ledger.epoch_validation,
-                 "after_validation": after_validation, "total": now - self.tracker.start_snapshot}
-        measured, counts = self.dist.combine(local, self._take_counts())
-        self._add_samples(counts)
-        epoch_m = measured["epoch"]
-        split = self.ledger.end_epoch(epoch_m, validation=measured["validation"], after=measured["after_validation"])
-        epoch_steps = None if steps_done is None else int(steps_done) - self._steps_done
-        self._steps_done = self._steps_done if steps_done is None else int(steps_done)
-        self.projection.record_epoch(epoch_m.energy_j, steps=epoch_steps, steps_done=steps_done)
-        self._epoch_start = self._epoch = None
-        self._last_epoch_end = now
-        total = self._last_total = self.carried + measured["total"]
-        step = self.steps.step_for(epoch)
-        self._update_quality(logs or {})
-        metrics = self._running_metrics(total, window=epoch_m)
-        metrics.update(projection_metrics(self.projection.projected_j(total.energy_j), self.config))
-        self._log(metrics, step)
-        self.epochs.append({
-            "epoch": int(epoch), "step": step, "duration_s": epoch_m.duration_s, "energy_j": epoch_m.energy_j,
-            "phases_j": {phase: m.energy_j for phase, m in split.items()}, "data_wait_s": self.ledger.data_wait_s,
-            **({"steps": epoch_steps} if epoch_steps is not None else {}),
-            **({"quality": {self.quality[0]: self.quality[1]}} if self.quality else {}),
-        })
-        live = {key: metrics[key] for key in (schema.ENERGY_KWH, schema.EMISSIONS_KG, schema.POWER_W) if key in metrics}
-        reason = budget_reason(self.budget, self.config, total, next_epoch_j=self.projection.mean_epoch_j())
-        if reason:
-            self.stop_reason = reason
-        return EpochResult(epoch_m, live, reason)
+        self._ledger.data_wait_s += seconds
 
     def check_budget(self) -> str | None:
         """Mid-epoch budget check on the energy used so far (local to this rank)."""
@@ -256,6 +208,29 @@ class TrainingSession(WindowsMixin, FitEndMixin, EvaluationMixin, StateMixin, Pr
         if reason:
             self.stop_reason = reason
         return reason
+
+    # -- what the epochs handed over produce (read after they are accounted for) ----------------
+    @property
+    def ledger(self) -> PhaseLedger:
+        """The run's phase totals (every epoch ended so far accounted for)."""
+        self._deferred.settle()
+        return self._ledger
+
+    @property
+    def projection(self) -> EnergyProjection:
+        """The fit's energy projection (every epoch ended so far accounted for)."""
+        self._deferred.settle()
+        return self._projection
+
+    @property
+    def epochs(self) -> list[dict[str, Any]]:
+        """The fit's epochs as ``report.json`` lists them (every epoch ended so far accounted for)."""
+        self._deferred.settle()
+        return self._epochs
+
+    def settle(self) -> None:
+        """Finish the accounting of the epochs ended so far (done in the background otherwise)."""
+        self._deferred.settle()
 
     @property
     def fitting(self) -> bool:

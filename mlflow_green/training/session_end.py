@@ -37,6 +37,7 @@ class FitEndMixin:
         projection equal to the actual total. This is where a fit's figures are final (the seam
         for signing them) and where the run is flushed and, if we started it, ended.
         """
+        self._deferred.settle()  # every epoch ended so far accounted for, in order, before the totals
         if self.tracker is None:
             return self.carried
         tracker, self.tracker = self.tracker, None
@@ -70,6 +71,7 @@ class FitEndMixin:
             return self.carried
         finally:
             self._epoch_start = self._epoch = self._last_epoch_end = self._validation_end = None
+            self._deferred.close()
             self.output.close(status)
 
     def _warn_if_quality_never_seen(self: TrainingSession, logs: Mapping[str, Any]) -> None:

@@ -34,6 +34,7 @@ class EvaluationMixin:
 
     def begin_eval(self: TrainingSession, kind: str) -> None:
         """``model.evaluate`` / ``trainer.test`` (``test``), ``trainer.validate`` (``validate``) or ``predict`` starts."""
+        self._deferred.settle()
         if self.tracker is not None:  # inside a fit: measured as a phase
             self.begin_phase(kind)
             return
@@ -41,6 +42,7 @@ class EvaluationMixin:
 
     def end_eval(self: TrainingSession, kind: str, *, samples: int | None = None, status: str = "FINISHED") -> Measurement:
         """It ends: ``green/energy_{kind}_kwh`` (running total), joules per sample, tags and the report."""
+        self._deferred.settle()
         if self.tracker is not None:
             return self.end_phase(kind, samples=samples)
         tracker = self.evals.tracker

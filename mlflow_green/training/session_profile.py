@@ -23,6 +23,7 @@ class ProfileMixin:
         After a fit (post-training quantization or pruning) the changed ``green/model_*`` values
         go at the step after the last one and ``green/report.json`` is updated.
         """
+        self._deferred.settle()  # after the values of the epochs ended so far
         if self.tracker is not None and self._first_epoch is None:
             self.profile = profile  # logged when the first epoch begins
             return

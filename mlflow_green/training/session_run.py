@@ -12,7 +12,8 @@ them before closing, so that this waiting is never billed as training.
 One point per step: the metrics of a step are held until the session moves to another step
 (:meth:`~SessionRun.send_pending`), so the end-of-fit totals replace the last epoch's values
 at its step instead of adding a second point there. Held values are spooled (not sent) as they
-are logged, so a training killed before its next step keeps them (a replay sends them).
+are logged — by the writer's spool thread, within milliseconds, so that the training thread does no
+file work at an epoch's end — and a training killed before its next step keeps them (a replay sends them).
 
 Example::
 
@@ -132,8 +133,8 @@ class SessionRun:
             self._key_steps[key] = step
             self._last_values[key] = value
         handle = self._handle() if hold else None
-        if handle is not None:  # spooled (not sent) before this returns: a training killed now keeps the step
-            handle.recorder.hold_metrics(self._pending, step)
+        if handle is not None:  # spooled (not sent) by the spool thread within milliseconds: a training killed then keeps the step
+            handle.recorder.hold_metrics(self._pending, step, background=True)
 
     def log_changed(self, metrics: Mapping[str, float], step: int, *, hold: bool = True) -> dict[str, float]:
         """Queue only the metrics whose value differs from the last one logged; returns them."""

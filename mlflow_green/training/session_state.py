@@ -25,6 +25,7 @@ class StateMixin:
 
     def state_dict(self: TrainingSession) -> dict[str, Any]:
         """What a checkpoint must hold so that a resumed training continues the totals."""
+        self._deferred.settle()
         if self.tracker is None:
             total = self.carried
         elif not self.dist.distributed:  # exact: up to now
@@ -35,6 +36,7 @@ class StateMixin:
 
     def load_state_dict(self: TrainingSession, state: Mapping[str, Any]) -> None:
         """Continue from a checkpoint's :meth:`state_dict` (in its run; a new run starts at zero)."""
+        self._deferred.settle()
         loaded = SessionState.from_dict(state)
         if loaded is None:
             return
@@ -46,6 +48,7 @@ class StateMixin:
 
     # -- pickling (ddp_spawn, copy.deepcopy): state, not running meters or connections ----------
     def __getstate__(self: TrainingSession) -> dict[str, Any]:
+        self._deferred.settle()  # the copy holds every epoch ended so far
         state = dict(self.__dict__)
         if self.tracker is not None or self.evals.in_progress:
             logger.warning("mlflow-green: a session copied while measuring: the copy does not measure the fit in progress")

@@ -34,10 +34,10 @@ class WindowsMixin:
         now_s = self.tracker.clock_s()
         if previous is not None and 0 <= now_s - self._last_epoch_end_s <= EPOCH_GAP_S:
             self._epoch_start = previous  # only our own epoch-end work ran since: no meter read
-            self.ledger.begin_epoch(now_s - previous.timestamp_s)
+            self._ledger.begin_epoch(now_s - previous.timestamp_s)
         else:
             self._epoch_start = self.tracker.snapshot()
-            self.ledger.begin_epoch()
+            self._ledger.begin_epoch()
 
     def begin_phase(self: TrainingSession, phase: str) -> None:
         """A measured phase starts (``validation`` inside a fit, ``test`` or ``predict``)."""
@@ -58,7 +58,7 @@ class WindowsMixin:
             return EMPTY
         measurement = self.tracker.end(phase)
         if phase == "validation" and self._epoch_start is not None:
-            self.ledger.add_validation(measurement)
+            self._ledger.add_validation(measurement)
             self._validation_end = self.tracker.last_window_end if ends_epoch else None
         self.count(phase, samples)
         return measurement

@@ -70,9 +70,10 @@ class Child:
         self.finish()
         raise AssertionError(f"the training ended early ({self.process.returncode}):\n{self.stderr[-6000:]}")
 
-    def wait_paused(self, epoch: int) -> None:
+    def wait_paused(self, epoch: int) -> dict[str, Any]:
         event = self.next_event()
-        assert event == {"event": "paused", "epoch": epoch}, event
+        assert (event["event"], event["epoch"]) == ("paused", epoch), event
+        return event
 
     def release(self) -> None:
         self.process.stdin.write("go\n")  # type: ignore[union-attr]

@@ -3,7 +3,10 @@
 Config: ``kind`` (``track``, ``keras`` or ``lightning``), ``epochs``, ``pause_at`` (epochs after which
 it waits for a line on stdin, so that the test can break something), ``run_name``.
 
-Prints one JSON object per line on stdout: ``{"event": "paused", "epoch": k}`` when it waits, and
+Prints one JSON object per line on stdout: ``{"event": "paused", "epoch": k, "spooled_s": s}`` when it
+waits — once epoch k's point is in the spool (an epoch's accounting and its spool write are done by
+background threads within milliseconds of its end; ``spooled_s`` is how long after the epoch's end
+hooks that took, None if not within 5 s: a spool folder that cannot be written) — and
 ``{"event": "result", ...}`` at the end: the run id, the bind wait (how long the start of the fit
 waited on MLflow), the time from the last release to the return of ``fit`` (the end wait), the
 fit's wall time and what the meters measured. The tracking URI, experiment, spool folder and
@@ -35,9 +38,36 @@ class Clock:
 
     def epoch_end(self, epoch: int) -> None:
         if epoch in self.pause_at:
-            emit(event="paused", epoch=epoch)
+            emit(event="paused", epoch=epoch, spooled_s=spooled_after_s(epoch))
             sys.stdin.readline()
         self.released = time.monotonic()
+
+
+def spooled_after_s(epoch: int, timeout_s: float = 5.0) -> float | None:
+    """Seconds until the spool (or its fallback folder) holds epoch ``epoch``'s point; None if it never does."""
+    import os
+
+    from mlflow_green.record import schema
+
+    folders = [Path(os.environ[name]) for name in ("MLFLOW_GREEN_SPOOL_DIR", "MLFLOW_GREEN_SPOOL_FALLBACK_DIR") if name in os.environ]
+    start_s = time.monotonic()
+    while time.monotonic() - start_s < timeout_s:
+        for path in (p for folder in folders if folder.is_dir() for p in folder.glob("*.jsonl")):
+            try:
+                lines = path.read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # a line being written
+                    continue
+                if entry.get("op") == "metrics" and any(
+                    row[0] == schema.EPOCH_ENERGY_KWH and row[3] == epoch for row in entry["metrics"]
+                ):
+                    return time.monotonic() - start_s
+        time.sleep(0.002)
+    return None
 
 
 def run_track(config: dict[str, Any], clock: Clock) -> dict[str, Any]:

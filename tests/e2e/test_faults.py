@@ -181,7 +181,8 @@ def test_killed_while_the_server_is_down_is_ended_killed_by_sync(kind: str, up: 
     child.wait_paused(0)
     server.stop()
     child.release()
-    child.wait_paused(1)
+    paused = child.wait_paused(1)
+    assert paused["spooled_s"] is not None and paused["spooled_s"] < 1.0, paused  # durable within milliseconds
     child.kill()
     _, entries, _ = spool_entries(tmp_path / "spool")
     last_t_ms = max(e["t_ms"] for e in entries)

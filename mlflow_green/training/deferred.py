@@ -1,0 +1,156 @@
+"""Work the training thread hands over, done in order by a background thread: an epoch's accounting.
+
+An epoch's end must cost the training thread little (≤ 0.2 % of the epoch, DESIGN.md §6). It
+takes its reading and works out now only what must be known now (whether a budget stops the
+training, the figures for the progress bar); the rest — the split into phases, the running totals,
+the projection, the metrics and their write — is handed to a :class:`DeferredWork`, whose thread
+does it in the order handed over, while the training thread is back in the framework's compiled
+step. Whatever reads what that work produces (the end of the fit, a checkpoint, a copy of the
+session) calls :meth:`DeferredWork.settle` first, which finishes the work still queued on the
+calling thread: a reader never sees an epoch half accounted, and nothing is lost if the thread has
+not run yet.
+
+Example:
+    >>> work = DeferredWork()
+    >>> done = []
+    >>> work.submit(lambda: done.append("epoch 0"))
+    >>> work.settle()
+    >>> done
+    ['epoch 0']
+    >>> work.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+IDLE_EXIT_S = 30.0
+"""The thread ends after this long without work (:meth:`DeferredWork.close` ends it at once)."""
+
+
+class DeferredWork:
+    """Jobs done in order by one background thread, or by whoever calls :meth:`settle` first.
+
+    A job that raises is logged and dropped (measurement never breaks training). Thread-safe; a
+    copy (pickle, ``copy.deepcopy``) is a new, empty queue — settle before copying. After a fork,
+    the child starts over with its own locks and thread.
+
+    Handing a job over costs two C-level calls (a deque append and a wake-up token): jobs are only
+    taken from the deque under one lock, by the thread or by :meth:`settle`, so they run in order.
+    """
+
+    def __init__(self, name: str = "mlflow-green-epochs") -> None:
+        self.name = name
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._jobs: deque[Callable[[], object]] = deque()
+        self._running = threading.RLock()  # held while jobs run: a settle waits for the job in progress
+        self._state = threading.Lock()  # the thread's start and end
+        self._tokens: queue.SimpleQueue[bool] = queue.SimpleQueue()  # wakes the thread (False: end)
+        self._thread: threading.Thread | None = None
+        self._draining: int | None = None  # the thread doing jobs now
+
+    def start(self) -> None:
+        """Start the thread now (at a fit's start), so that no epoch pays for starting it."""
+        self._after_fork()
+        with self._state:
+            self._start_thread()
+
+    def submit(self, job: Callable[[], object]) -> None:
+        """Queue ``job``; the thread does it after every job queued before it."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        self._jobs.append(job)
+        if self._thread is None:
+            with self._state:
+                self._start_thread()
+        self._tokens.put(True)
+
+    def settle(self) -> None:
+        """Finish every queued job now, on this thread (waits for the one in progress)."""
+        self._after_fork()
+        if self._draining == threading.get_ident():  # called from a job: the jobs after it come after it
+            return
+        if not self._jobs and not self._running_elsewhere():
+            return
+        with self._running:
+            self._drain()
+
+    def close(self) -> None:
+        """Finish the queued jobs and end the thread (a later :meth:`submit` starts another)."""
+        self.settle()
+        with self._state:
+            if self._thread is not None:
+                self._tokens.put(False)
+                self._thread = None
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued and not started."""
+        return len(self._jobs)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _running_elsewhere(self) -> bool:
+        """True while the thread is in a job (its result is not visible yet)."""
+        if self._running.acquire(blocking=False):
+            self._running.release()
+            return False
+        return True
+
+    def _after_fork(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's thread and lock holders are not here
+            jobs = self._jobs
+            self._reset()
+            self._jobs.extend(jobs)
+
+    def _start_thread(self) -> None:
+        """Start the thread if none runs (under ``_state``)."""
+        if self._thread is None:
+            self._tokens = queue.SimpleQueue()  # a thread told to end may not have read its token yet
+            self._thread = threading.Thread(target=self._loop, args=(self._tokens,), name=self.name, daemon=True)
+            self._thread.start()
+
+    def _drain(self) -> None:
+        """Do the queued jobs in order (under ``_running``)."""
+        self._draining = threading.get_ident()
+        try:
+            while True:
+                try:
+                    job = self._jobs.popleft()
+                except IndexError:
+                    return
+                try:
+                    job()
+                except Exception as exc:  # measurement never crashes training
+                    logger.warning("mlflow-green: could not account for an epoch: %r", exc)
+        finally:
+            self._draining = None
+
+    def _loop(self, tokens: queue.SimpleQueue[bool]) -> None:
+        while True:
+            try:
+                if not tokens.get(timeout=IDLE_EXIT_S):
+                    return  # closed
+            except queue.Empty:
+                with self._state:
+                    if not self._jobs and self._tokens is tokens:
+                        self._thread = None  # under the lock: a later submit starts another
+                        return
+                continue
+            with self._running:
+                self._drain()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (DeferredWork, (self.name,))
+
+
+__all__ = ["IDLE_EXIT_S", "DeferredWork"]

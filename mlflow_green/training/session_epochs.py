@@ -1,0 +1,183 @@
+"""An epoch's end — a part of :class:`~mlflow_green.training.session.TrainingSession`.
+
+The training thread does only what must be done at the epoch's end: the end reading (usually the
+last validation's, see :mod:`~mlflow_green.training.session_windows`), the sample counts (summed
+over ranks), the step, the quality, and — only when asked for — the figures of the progress bar and
+the budget check. The epoch's accounting (the split into phases, the running totals, the
+projection, the metrics and their write) is an :class:`EpochWindow` handed to the session's
+:class:`~mlflow_green.training.deferred.DeferredWork`; with an active budget it is done at once,
+since the budget needs the projection that includes this epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from mlflow_green.config import GreenConfig
+from mlflow_green.measure.readings import Measurement, Snapshot
+from mlflow_green.record import schema
+from mlflow_green.training.figures import budget_reason, projection_metrics, running_metrics
+from mlflow_green.training.phases import EMPTY
+from mlflow_green.units import joules_to_kwh
+
+if TYPE_CHECKING:
+    from mlflow_green.measure.tracker import EnergyTracker
+    from mlflow_green.training.session import TrainingSession
+
+logger = logging.getLogger(__name__)
+
+LIVE_KEYS = (schema.ENERGY_KWH, schema.EMISSIONS_KG, schema.POWER_W)
+"""The figures shown in the progress bar at each epoch's end."""
+
+
+@dataclass(frozen=True)
+class EpochWindow:
+    """What the training thread took at an epoch's end, for its accounting (done later, in order)."""
+
+    epoch: int
+    step: int
+    start: Snapshot
+    end: Snapshot
+    fit_start: Snapshot
+    validation: Measurement
+    after_validation: Measurement
+    data_wait_s: float
+    gap_s: float
+    carried: Measurement
+    train_samples: int | None
+    quality: tuple[str, float] | None
+    steps: int | None
+    steps_done: int | None
+    measured: Mapping[str, Measurement] | None = None  # all ranks, when distributed (combined at once)
+
+    def local(self) -> dict[str, Measurement]:
+        """This rank's windows: the epoch, its validation, the stretch after it, the fit so far."""
+        return {"epoch": self.end - self.start, "validation": self.validation,
+                "after_validation": self.after_validation, "total": self.end - self.fit_start}
+
+
+class EpochResult:
+    """What one epoch measured, for the adapter (worked out when first read).
+
+    Attributes:
+        stop_reason: Non-empty when a budget says training must stop.
+    """
+
+    def __init__(self, measurement: Callable[[], Measurement], live: Callable[[], dict[str, float]],
+                 stop_reason: str | None = None) -> None:
+        self._measurement, self._live = measurement, live
+        self.stop_reason = stop_reason
+
+    @classmethod
+    def of(cls, measurement: Measurement, live: Mapping[str, float] | None = None, stop_reason: str | None = None) -> EpochResult:
+        """A result worked out already."""
+        return cls(lambda: measurement, lambda: dict(live or {}), stop_reason)
+
+    @cached_property
+    def measurement(self) -> Measurement:
+        """The epoch window (all ranks)."""
+        return self._measurement()
+
+    @cached_property
+    def live(self) -> dict[str, float]:
+        """The few figures to show in the progress bar (schema keys)."""
+        return self._live()
+
+
+def live_figures(total_j: float, epoch_j: float, epoch_s: float, config: GreenConfig) -> dict[str, float]:
+    """The progress bar's figures: the running total's energy and emissions, the epoch's mean power."""
+    return {
+        schema.ENERGY_KWH: joules_to_kwh(total_j),
+        schema.EMISSIONS_KG: config.carbon.emissions_kg(total_j, config.pue),
+        schema.POWER_W: epoch_j / epoch_s if epoch_s > 0 else 0.0,
+    }
+
+
+class EpochEndMixin:
+    """The epoch-end methods of a training session."""
+
+    def end_epoch(self: TrainingSession, epoch: int, *, logs: Mapping[str, Any] | None = None, train_samples: int | None = None,
+                  steps_done: int | None = None) -> EpochResult:
+        """An epoch ends: split it into phases, log running totals at step = epoch, check budgets.
+
+        ``train_samples`` are this rank's; ``steps_done`` counts optimizer steps since training began.
+        """
+        tracker = self.tracker
+        if tracker is None or self._epoch_start is None:
+            return EpochResult.of(EMPTY)
+        start = self._epoch_start
+        now, after_validation = self._end_epoch_window()
+        self.count("train", train_samples)
+        epoch_steps = None if steps_done is None else int(steps_done) - self._steps_done
+        self._steps_done = self._steps_done if steps_done is None else int(steps_done)
+        self._epoch_start = self._epoch = None
+        self._last_epoch_end = now
+        self._update_quality(logs or {})
+        ledger = self._ledger
+        window = EpochWindow(
+            epoch=int(epoch), step=self.steps.step_for(epoch), start=start, end=now, fit_start=tracker.start_snapshot,
+            validation=ledger.epoch_validation, after_validation=after_validation, data_wait_s=ledger.data_wait_s,
+            gap_s=ledger.gap_s, carried=self.carried, train_samples=None, quality=self.quality, steps=epoch_steps,
+            steps_done=None if steps_done is None else int(steps_done),
+        )
+        if self.dist.distributed:  # a collective: every rank, now
+            measured, counts = self.dist.combine(window.local(), self._take_counts())
+        else:
+            measured, counts = None, self._take_counts()
+        self._add_samples(counts)
+        window = replace(window, train_samples=self.samples.get("train"), measured=measured)
+        if self.budget.active:  # the budget needs this epoch's projection now
+            self._deferred.settle()
+            total, epoch_m = self._account_epoch(window, tracker)
+            reason = budget_reason(self.budget, self.config, total, next_epoch_j=self._projection.mean_epoch_j())
+            if reason:
+                self.stop_reason = reason
+            live = live_figures(total.energy_j, epoch_m.energy_j, epoch_m.duration_s, self.config)
+            return EpochResult.of(epoch_m, live, reason)
+        self._deferred.submit(lambda: self._account_epoch(window, tracker))
+        return EpochResult(lambda: _epoch_measurement(window), lambda: _live(window, self.config))
+
+    def _account_epoch(self: TrainingSession, window: EpochWindow, tracker: EnergyTracker) -> tuple[Measurement, Measurement]:
+        """The epoch's accounting: phases, running totals, projection, metrics (held at its step)."""
+        measured = window.measured if window.measured is not None else window.local()
+        epoch_m = measured["epoch"]
+        try:
+            tracker.check_granularity(epoch_m, f"epoch {window.epoch}")  # too short for the counters?
+        except Exception as exc:  # a meter failing over meanwhile: the check is for the report only
+            logger.debug("mlflow-green: granularity check of epoch %s skipped: %r", window.epoch, exc)
+        split = self._ledger.end_epoch(epoch_m, validation=measured["validation"], after=measured["after_validation"],
+                                       data_wait_s=window.data_wait_s, gap_s=window.gap_s)
+        self._projection.record_epoch(epoch_m.energy_j, steps=window.steps, steps_done=window.steps_done)
+        total = self._last_total = window.carried + measured["total"]
+        metrics = running_metrics(total, self.config, window=epoch_m, train_samples=window.train_samples,
+                                  phases=self._ledger.with_other(total), quality=window.quality)
+        metrics.update(projection_metrics(self._projection.projected_j(total.energy_j), self.config))
+        self._log(metrics, window.step)
+        self._epochs.append({
+            "epoch": window.epoch, "step": window.step, "duration_s": epoch_m.duration_s, "energy_j": epoch_m.energy_j,
+            "phases_j": {phase: m.energy_j for phase, m in split.items()}, "data_wait_s": window.data_wait_s,
+            **({"steps": window.steps} if window.steps is not None else {}),
+            **({"quality": {window.quality[0]: window.quality[1]}} if window.quality else {}),
+        })
+        return total, epoch_m
+
+
+def _epoch_measurement(window: EpochWindow) -> Measurement:
+    return window.measured["epoch"] if window.measured is not None else window.end - window.start
+
+
+def _live(window: EpochWindow, config: GreenConfig) -> dict[str, float]:
+    """The progress bar's figures without building the measurements (the same sums as the accounting's)."""
+    if window.measured is not None:
+        total, epoch_m = window.carried + window.measured["total"], window.measured["epoch"]
+        return live_figures(total.energy_j, epoch_m.energy_j, epoch_m.duration_s, config)
+    total_j = window.carried.energy_j + window.end.energy_since(window.fit_start)
+    epoch_s = max(window.end.timestamp_s - window.start.timestamp_s, 0.0)
+    return live_figures(total_j, window.end.energy_since(window.start), epoch_s, config)
+
+
+__all__ = ["LIVE_KEYS", "EpochEndMixin", "EpochResult", "EpochWindow", "live_figures"]

@@ -1,0 +1,198 @@
+"""An epoch's accounting is handed to a background thread: same figures, same order, never lost."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import multiprocessing
+import pickle
+import threading
+import time
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_green import EnergyTracker
+from mlflow_green.record import schema
+from mlflow_green.testing import FakeMeter
+from mlflow_green.training.budget import EnergyBudget
+from mlflow_green.training.deferred import DeferredWork
+from mlflow_green.training.session import TrainingSession
+
+
+def _threads(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
+
+
+# -- the queue ---------------------------------------------------------------------------------------
+def test_jobs_run_in_the_order_handed_over_whether_the_thread_or_a_settle_does_them() -> None:
+    work = DeferredWork(name="test-order")
+    done: list[int] = []
+
+    def job(i: int) -> None:
+        if i % 50 == 0:
+            time.sleep(0.01)  # the thread is inside a job while the settle below comes
+        done.append(i)
+
+    for i in range(300):
+        work.submit(lambda i=i: job(i))
+        if i % 97 == 0:
+            work.settle()
+            assert done == list(range(i + 1))  # a settle returns with every job handed over so far done
+    work.settle()
+    assert done == list(range(300))
+    work.close()
+
+
+def test_a_settle_from_inside_a_job_does_not_run_later_jobs_ahead_of_it() -> None:
+    work = DeferredWork(name="test-reentrant")
+    done: list[str] = []
+    work.submit(lambda: (work.settle(), done.append("first")))
+    work.submit(lambda: done.append("second"))
+    work.settle()
+    assert done == ["first", "second"]
+    work.close()
+
+
+def test_a_failing_job_is_logged_and_the_next_one_still_runs(caplog: pytest.LogCaptureFixture) -> None:
+    work = DeferredWork(name="test-failing")
+    done: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+        work.submit(lambda: 1 / 0)
+        work.submit(lambda: done.append("next"))
+        work.settle()
+    assert done == ["next"]
+    assert "could not account for an epoch: ZeroDivisionError" in caplog.text
+    work.close()
+
+
+def test_close_ends_the_thread_and_a_later_job_starts_another() -> None:
+    work = DeferredWork(name="test-close")
+    work.start()
+    assert len(_threads("test-close")) == 1
+    work.close()
+    deadline = time.monotonic() + 5
+    while _threads("test-close") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _threads("test-close")
+    ran = threading.Event()
+    work.submit(ran.set)
+    assert ran.wait(5)  # done by a new thread, with nobody settling
+    work.close()
+
+
+def test_a_copy_is_a_new_empty_queue() -> None:
+    work = DeferredWork(name="test-copy")
+    work.submit(lambda: None)
+    copied = pickle.loads(pickle.dumps(work))
+    assert copied.pending == 0 and copied.name == "test-copy"
+    work.close()
+
+
+def _settle_in_child(work: DeferredWork, answer: multiprocessing.Queue) -> None:
+    done: list[str] = []
+    work.submit(lambda: done.append("child"))
+    work.settle()
+    answer.put(done)
+
+
+def test_a_forked_child_settles_with_its_own_locks() -> None:
+    work = DeferredWork(name="test-fork")
+    release = threading.Event()
+    work.submit(release.wait)  # the parent's thread holds the running lock across the fork
+    time.sleep(0.05)
+    context = multiprocessing.get_context("fork")
+    answer = context.Queue()
+    child = context.Process(target=_settle_in_child, args=(work, answer))
+    child.start()
+    try:
+        assert answer.get(timeout=30) == ["child"]
+    finally:
+        release.set()
+        child.join(30)
+    assert child.exitcode == 0
+    work.close()
+
+
+# -- a session's epochs ------------------------------------------------------------------------------
+def _session(now: list[float], *, budget: EnergyBudget | None = None) -> TrainingSession:
+    meter = FakeMeter({"cpu:0": 10.0, "ram:0": 2.0})
+    return TrainingSession(framework="test", tracker=EnergyTracker(meters=[meter], clock=lambda: now[0]), budget=budget)
+
+
+def _fit(session: TrainingSession, now: list[float], epochs: int = 3) -> list[dict[str, float]]:
+    """A scripted fit: 2 s of training and 0.5 s of validation per epoch; returns each epoch's live figures."""
+    live = []
+    session.bind_run()
+    session.begin_fit(planned_epochs=epochs)
+    for epoch in range(epochs):
+        session.begin_epoch(epoch)
+        now[0] += 2.0
+        session.add_data_wait(0.4)
+        session.begin_phase("validation")
+        now[0] += 0.5
+        session.end_phase("validation", samples=100, ends_epoch=True)
+        result = session.end_epoch(epoch, logs={"val_accuracy": 0.5 + epoch / 10}, train_samples=400)
+        live.append(result.live)
+    session.end_fit("FINISHED")
+    return live
+
+
+def _history(run_id: str) -> dict[str, list[tuple[int, float]]]:
+    client = MlflowClient()
+    keys = [k for k in client.get_run(run_id).data.metrics if k.startswith(schema.METRIC_PREFIX)]
+    return {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in keys}
+
+
+def test_epochs_accounted_in_the_background_log_what_an_epoch_accounted_at_once_logs(mlflow_experiment: str) -> None:
+    figures = {}
+    for name, budget in (("deferred", None), ("at once", EnergyBudget(max_energy_kwh=1e9))):  # a budget accounts at once
+        now = [0.0]
+        session = _session(now, budget=budget)
+        with mlflow.start_run() as run:
+            live = _fit(session, now)
+        figures[name] = (_history(run.info.run_id), live, session.epochs)
+    deferred, at_once = figures["deferred"], figures["at once"]
+    assert deferred[0] == at_once[0] and deferred[2] == at_once[2]
+    assert set(deferred[0]) >= {schema.ENERGY_KWH, schema.phase_energy_key("other"), schema.PROJECTED_ENERGY_KWH}
+    assert [e["epoch"] for e in deferred[2]] == [0, 1, 2]
+    for shown, logged in zip(deferred[1], at_once[1]):  # the progress bar's figures, worked out without the accounting
+        assert shown == pytest.approx(logged, rel=1e-12)
+    energy = dict(deferred[0][schema.ENERGY_KWH])
+    assert [live[schema.ENERGY_KWH] for live in deferred[1][:2]] == pytest.approx([energy[0], energy[1]], rel=1e-12)
+
+
+def test_an_epochs_figures_reach_mlflow_with_no_further_call_from_the_training_thread(mlflow_experiment: str) -> None:
+    now = [0.0]
+    session = _session(now)
+    with mlflow.start_run() as run:
+        session.bind_run()
+        session.begin_fit(planned_epochs=3)
+        session.begin_epoch(0)
+        now[0] += 2.0
+        session.end_epoch(0, train_samples=400)
+        session.begin_epoch(1)  # hands over "send step 0" after step 0's accounting; neither is done here
+        client, deadline = MlflowClient(), time.monotonic() + 30
+        while not client.get_metric_history(run.info.run_id, schema.ENERGY_KWH) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        points = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, schema.ENERGY_KWH)]
+        assert points == [(0, pytest.approx(12.0 * 2.0 / 3.6e6))]
+        session.end_fit("FINISHED")
+    assert not _threads("mlflow-green-epochs") or all(not t.is_alive() for t in _threads("mlflow-green-epochs"))
+
+
+def test_a_checkpoint_and_a_copy_taken_right_after_an_epoch_hold_that_epoch(mlflow_experiment: str) -> None:
+    now = [0.0]
+    session = _session(now)
+    with mlflow.start_run():
+        session.bind_run()
+        session.begin_fit(planned_epochs=2)
+        session.begin_epoch(0)
+        now[0] += 2.0
+        session.end_epoch(0, train_samples=400)
+        state = session.state_dict()  # a checkpoint saved at the epoch's end, before the thread ran
+        copied = copy.deepcopy(session)  # as Lightning copies a trainer's callbacks
+        assert state["phases"]["train"]["energy_j"] == pytest.approx(24.0)
+        assert [e["epoch"] for e in copied.epochs] == [0] and copied.ledger.totals()["train"].energy_j == pytest.approx(24.0)
+        session.end_fit("FINISHED")
