@@ -135,6 +135,8 @@ def report(
     print(f"{name}: {epochs} epochs × {steps} steps, epoch {epoch_s * 1000:.0f} ms; {repeats} fits with and without, interleaved")
     print(f"  per epoch: epoch hooks {epoch_ms:.2f} ms (thread CPU {epoch_cpu_ms:.2f} ms) + per batch {per_batch_us:.2f} µs × {steps}"
           f" = {per_epoch:.2f} ms = {share:.3f} % of an epoch   (budget ≤ {EPOCH_BUDGET_PERCENT} %)")
+    by_hook = ", ".join(f"{name} {1000 * HOOKS.wall_s.get(name, 0.0) / n_epochs:.3f}" for name in sorted(epoch_hooks))
+    print(f"  per epoch by hook (ms): {by_hook}")
     print(f"  fixed per fit: {fit_ms:.1f} ms in the fit-level hooks (thread CPU {fit_cpu_ms:.1f} ms) ="
           f" own work {own_ms:.1f} ms (meters, model profile, totals, tags, report)"
           f" + binding the run {bind_ms:.1f} ms + final writes acknowledged by MLflow {close_ms:.1f} ms"

@@ -196,7 +196,9 @@ class GreenCallback(keras.callbacks.Callback):
             self.session.begin_eval("test")
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
-        samples = adapter_samples(_iterator_of_caller("evaluate")) or samples_seen(self.model)
+        # fit's validation reads the iterator Keras keeps on the model (no walk up the stack)
+        cached = getattr(self.model, "_eval_epoch_iterator", None) if self._in_fit else None
+        samples = adapter_samples(cached if cached is not None else _iterator_of_caller("evaluate")) or samples_seen(self.model)
         if self._in_fit:  # no training follows it in this epoch
             self.session.end_phase("validation", samples=samples, ends_epoch=True)
         else:

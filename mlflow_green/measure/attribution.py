@@ -262,7 +262,7 @@ class UsageProbe:
 
     def read(self) -> Usage:
         """Usage now. Raises whatever the operating system raises (the meter turns it into MeterError)."""
-        busy_s, capacity_s = self.machine()
+        busy_s, capacity_s = self.machine() if self._machine else (0.0, 0.0)
         both = getattr(self.processes, "usage", None)
         if callable(both):  # one pass over the tree for both figures
             tree = both()

@@ -90,6 +90,7 @@ class MeterRoster:
         self.carry: dict[str, DeviceCounter] = {}
         self.last_good: dict[str, tuple[float, DeviceCounter]] = {}
         self.history: dict[Component, list[str]] = {}
+        self._plan: list[tuple[Meter, frozenset[Component], bool]] | None = None
 
     def start(self, now_s: float) -> None:
         """Attribute and open every selected meter; a meter that cannot open fails over now."""
@@ -133,10 +134,23 @@ class MeterRoster:
         """The meters measuring a component now."""
         return distinct(self.assign.values())
 
+    def plan(self) -> list[tuple[Meter, frozenset[Component], bool]]:
+        """What a read does: each active meter, the components taken from it, and whether it reports
+        device faults (overrides ``take_faults``). Worked out once per assignment (a read's hot path)."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = [
+                (meter, frozenset(c for c, m in self.assign.items() if m is meter),
+                 getattr(type(meter), "take_faults", None) is not Meter.take_faults)
+                for meter in self.active()
+            ]
+        return plan
+
     def fail_over(self, meter: Meter, now_s: float, reason: str) -> list[Meter]:
         """Quarantine ``meter``; hand its components to the next meters by priority; return those."""
         self._fault(meter, reason)
         self.failed.add(id(meter))
+        self._plan = None  # the assignment changes below
         for device_id, (seen_s, counter) in list(self.last_good.items()):
             if counter.meter == meter.name and device_id not in self.carry:
                 self.carry[device_id] = self.extrapolated(counter, seen_s, now_s, f"{meter.name} failed: {reason}")

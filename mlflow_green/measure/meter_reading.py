@@ -52,28 +52,34 @@ def read_counters(
         replaced: Called after a meter failed over to others (the tracker restarts its sampler).
     """
     fresh: dict[str, DeviceCounter] = {}
-    pending = roster.active()
+    pending = list(roster.plan())  # the hot path: no meter failed since the last read
+    carry, check = roster.carry, guard.check
     while pending:
-        meter = pending.pop(0)
-        wanted = {c for c, m in roster.assign.items() if m is meter}
+        meter, wanted, reports_faults = pending.pop(0)
         try:
-            readings = [d for d in meter.read(now_s) if d.component in wanted]
+            readings = meter.read(now_s)
         except Exception as exc:  # measurement never crashes training
             replacements = roster.fail_over(meter, now_s, f"read() failed: {exc}")
             replaced()
-            pending.extend(m for m in replacements if m not in pending)
+            queued = {id(m) for m, _, _ in pending} | {id(m) for m in replacements}
+            pending = [step for step in roster.plan() if id(step[0]) in queued]  # with what each measures now
             continue
-        for message in safe(meter.take_faults, []):
-            fault(meter, message)
+        if reports_faults:
+            for message in safe(meter.take_faults, []):
+                fault(meter, message)
         for reading in readings:  # a device that reads nonsense is quarantined alone
-            checked, message = guard.check(reading, now_s)
+            if reading.component not in wanted:
+                continue
+            checked, message = check(reading, now_s)
             if message:
                 fault(meter, message)
             if checked is not None:
-                fresh[reading.device_id] = roster.with_carry(checked)
-    fresh.update(roster.carried_now(now_s, fresh))
-    for device in fresh.values():
-        roster.last_good[device.device_id] = (now_s, device)
+                fresh[reading.device_id] = roster.with_carry(checked) if carry else checked
+    if carry:
+        fresh.update(roster.carried_now(now_s, fresh))
+    last_good = roster.last_good
+    for device_id, device in fresh.items():
+        last_good[device_id] = (now_s, device)
     return fresh
 
 

@@ -116,6 +116,8 @@ class TreeScanner:
         self._found: set[int] = set()  # found by a look, read at the next read
         self._lock = threading.Lock()
         self._members: frozenset[int] = frozenset()
+        self._alone = False  # the members are the root alone
+        self._looking_later = self._discovery_interval_s > 0  # new processes are looked for between reads
         self._last_pid: int | None = None
         self._full_at_s = -math.inf
         self.full_scans = 0
@@ -129,6 +131,17 @@ class TreeScanner:
         with self._lock:
             now_s = self._clock()
             self._read_at_s = time.monotonic()
+            if (self._alone and self._last_pid is not None and not self._found and self._looking_later
+                    and now_s - self._full_at_s < FULL_RESCAN_S):
+                # the usual case, first: this process alone, nothing new found, no full scan due
+                try:
+                    root = self._stat(self.root_pid)
+                except (ProcessLookupError, OSError):
+                    root = None
+                if root is not None:
+                    if self._looker is None:
+                        self._ensure_looker()
+                    return TreeUsage(self._members, root.cpu_s, root.rss_bytes)
             full_due = self._last_pid is None or now_s - self._full_at_s >= FULL_RESCAN_S
             looking = full_due or self._discovery_interval_s <= 0
             last_pid = self._last_pid_of() if looking else self._last_pid
@@ -137,18 +150,13 @@ class TreeScanner:
                 self._full_at_s, self.full_scans = now_s, self.full_scans + 1
             elif looking:  # look at every read
                 candidates = self._members.union(self._created(last_pid))
-            elif not self._found and self._members == {self.root_pid}:  # the usual case: this process alone
-                root = self._stats((self.root_pid,)).get(self.root_pid)
-                if root is not None:
-                    self._ensure_looker()
-                    return TreeUsage(self._members, root.cpu_s, root.rss_bytes)
-                candidates = self._members
             else:  # the members, and what the last looks found
                 candidates = self._members.union(self._found)
             self._found = set()
             stats = self._stats({self.root_pid, *candidates})
             members = self._tree(stats)
             self._members, self._last_pid = members, last_pid
+            self._alone = members == {self.root_pid}
             retain = getattr(self._stat, "retain", None)
             if callable(retain):
                 retain(members)
@@ -171,6 +179,7 @@ class TreeScanner:
             self._looker_stop.set()
             self._looker = None
             self._last_pid, self._members, self._found = None, frozenset(), set()
+            self._alone = False
             close = getattr(self._stat, "close", None)
             if callable(close):
                 close()

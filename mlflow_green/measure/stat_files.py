@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import time
 from collections.abc import Collection
 
@@ -28,7 +29,7 @@ class StatFiles:
 
     The calling process itself is read without ``/proc/PID/stat`` (which the kernel builds by
     walking every thread): its CPU time from the process CPU clock plus its reaped children's
-    time (``os.times``), its memory from ``/proc/self/statm`` — the same figures, to the
+    time (``getrusage(RUSAGE_CHILDREN)``), its memory from ``/proc/self/statm`` — the same figures, to the
     nanosecond rather than the clock tick. Its memory is read again at most every
     :data:`RSS_REFRESH_S` seconds (``statm`` takes the process's memory-map lock, which a training's
     allocator threads contend for; resident memory moves slowly and bills only the RAM estimate).
@@ -95,10 +96,9 @@ class StatFiles:
         if now_s - read_s >= RSS_REFRESH_S:
             rss_bytes = int(statm.read(256).split()[1]) * procfs.page_size()
             self._rss = (now_s, rss_bytes)
-        times = os.times()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # unlike os.times(), no walk over our threads
         return procfs.ProcessStat(
-            os.getppid(), time.process_time() + times.children_user + times.children_system,
-            first.start_ticks, rss_bytes,
+            os.getppid(), time.process_time() + children.ru_utime + children.ru_stime, first.start_ticks, rss_bytes,
         )
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -121,7 +121,8 @@ class EnergyTracker(NamedWindows):
         self.meter_reports: dict[str, Any] = {}
         self._sync_failed = False
         self._open_windows: dict[str, Snapshot] = {}
-        self.windows: list[WindowRecord] = []
+        self._windows: list[WindowRecord] = []
+        self._closed: list[tuple[str, Snapshot, Snapshot]] = []  # closed by close(), recorded when read
         self.faults: list[str] = []
         self.idle_floor = IdleFloor()  # each device's lowest power between snapshots (report.json)
         self.started_at_unix_s: float | None = None
@@ -182,6 +183,7 @@ class EnergyTracker(NamedWindows):
             return self.total
         self._processes_call("look")  # a process started since the last look is in the last read
         end = self.snapshot()
+        self._record_closed()  # windows closed with close(): checked while the meters know their periods
         meters = self._meters
         if meters is not None:
             meters.stop_sampler()
@@ -221,9 +223,11 @@ class EnergyTracker(NamedWindows):
         meters = self._meters
         if meters is None:
             raise TrackerStateError("snapshot() called before start()")
-        self._synchronize_devices()
+        if self.synchronize is not None:
+            self._synchronize_devices()
         now_s, fresh = meters.read()
-        devices = tuple(d for d in fresh.values() if self.device_filter is None or self.device_filter(d))
+        keep = self.device_filter
+        devices = tuple(fresh.values()) if keep is None else tuple(d for d in fresh.values() if keep(d))
         if self.total is None:
             meters.ensure_sampler()
         snap = Snapshot(now_s, devices, host=self.host)

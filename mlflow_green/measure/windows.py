@@ -55,7 +55,8 @@ class NamedWindows:
     last_window_end: Snapshot | None = None
     """The reading that closed the last window (see :meth:`end`)."""
     _start: Snapshot | None
-    windows: list[WindowRecord]
+    _windows: list[WindowRecord]
+    _closed: list[tuple[str, Snapshot, Snapshot]]
     granularity: GranularityCheck
     total: Measurement | None
 
@@ -79,15 +80,38 @@ class NamedWindows:
 
     def end(self, name: str) -> Measurement:
         """Close the window ``name`` and return what it measured (its end reading is :attr:`last_window_end`)."""
+        begin, end = self.close(name)
+        self._record_closed()
+        return end - begin
+
+    def close(self, name: str) -> tuple[Snapshot, Snapshot]:
+        """Close the window ``name`` with a reading now; returns its (begin, end) readings.
+
+        The cheap form of :meth:`end` for a caller that works the measurement out later (a training
+        session, off its training thread): the window's record and its granularity check are made
+        when :attr:`windows` is next read.
+        """
         begin = self._open_windows.pop(name, None)
         if begin is None:
             raise TrackerStateError(f"end({name!r}) called without a matching begin({name!r})")
         end = self.last_window_end = self.snapshot()
-        measurement = end - begin
-        offset_s = begin.timestamp_s - (self._start.timestamp_s if self._start else begin.timestamp_s)
-        self.windows.append(WindowRecord(name, offset_s, measurement))
-        self.check_granularity(measurement, name)
-        return measurement
+        self._closed.append((name, begin, end))
+        return begin, end
+
+    @property
+    def windows(self) -> list[WindowRecord]:
+        """Every closed window, in the order closed (with what it measured)."""
+        self._record_closed()
+        return self._windows
+
+    def _record_closed(self) -> None:
+        """Record the windows closed since the last call, and check their granularity."""
+        while self._closed:
+            name, begin, end = self._closed.pop(0)
+            measurement = end - begin
+            offset_s = begin.timestamp_s - (self._start.timestamp_s if self._start else begin.timestamp_s)
+            self._windows.append(WindowRecord(name, offset_s, measurement))
+            self.check_granularity(measurement, name)
 
     def check_granularity(self, measurement: Measurement, name: str) -> bool:
         """Flag (in report.json, and once in the log) a window shorter than 10 counter update periods.

@@ -23,9 +23,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from mlflow_green.measure.readings import Measurement
+from mlflow_green.measure.readings import Measurement, Snapshot
 
 EMPTY = Measurement(0.0, ())
 """A measurement of nothing (the neutral element of ``+``)."""
@@ -51,13 +51,13 @@ class PhaseLedger:
         self.current: dict[str, Measurement] = {}
         self.data_wait_s = 0.0
         self.gap_s = 0.0
-        self._epoch_validation = EMPTY
+        self._validation_windows: list[tuple[Snapshot, Snapshot]] = []
 
     # -- one epoch -----------------------------------------------------------------------------
     def begin_epoch(self, gap_s: float = 0.0) -> None:
         """An epoch starts: no validation and no input wait yet. ``gap_s``: seconds of its window
         before it really started (from the previous epoch's end), left to ``other``."""
-        self._epoch_validation = EMPTY
+        self._validation_windows: list[tuple[Snapshot, Snapshot]] = []
         self.data_wait_s = 0.0
         self.gap_s = max(float(gap_s), 0.0)
 
@@ -65,14 +65,19 @@ class PhaseLedger:
         """Time the training loop waited for its next batch (hot path: arithmetic only)."""
         self.data_wait_s += seconds
 
-    def add_validation(self, measurement: Measurement) -> None:
-        """A validation window measured inside the current epoch."""
-        self._epoch_validation = self._epoch_validation + measurement
+    def add_validation(self, begin: Snapshot, end: Snapshot) -> None:
+        """A validation window inside the current epoch, by its readings (measured when needed)."""
+        self._validation_windows.append((begin, end))
+
+    @property
+    def validation_windows(self) -> tuple[tuple[Snapshot, Snapshot], ...]:
+        """The readings of the validation windows of the current epoch (this rank's)."""
+        return tuple(self._validation_windows)
 
     @property
     def epoch_validation(self) -> Measurement:
         """The validation measured in the current epoch (this rank's)."""
-        return self._epoch_validation
+        return validation_of(self._validation_windows)
 
     def end_epoch(self, epoch: Measurement, *, validation: Measurement, after: Measurement = EMPTY,
                   data_wait_s: float | None = None, gap_s: float | None = None) -> dict[str, Measurement]:
@@ -142,3 +147,11 @@ class PhaseLedger:
         """Start over (a new run), optionally from a checkpoint's phase totals."""
         self.carried = dict(carried or {})
         self.current = {}
+
+
+def validation_of(windows: Iterable[tuple[Snapshot, Snapshot]]) -> Measurement:
+    """The validation windows of an epoch, by their (begin, end) readings, as one measurement."""
+    total = EMPTY
+    for begin, end in windows:
+        total = total + (end - begin)
+    return total

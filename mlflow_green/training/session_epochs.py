@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from mlflow_green.config import GreenConfig
 from mlflow_green.measure.readings import Measurement, Snapshot
 from mlflow_green.record import schema
 from mlflow_green.training.figures import budget_reason, projection_metrics, running_metrics
-from mlflow_green.training.phases import EMPTY
+from mlflow_green.training.phases import EMPTY, validation_of
 from mlflow_green.units import joules_to_kwh
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ LIVE_KEYS = (schema.ENERGY_KWH, schema.EMISSIONS_KG, schema.POWER_W)
 """The figures shown in the progress bar at each epoch's end."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EpochWindow:
     """What the training thread took at an epoch's end, for its accounting (done later, in order)."""
 
@@ -43,7 +43,7 @@ class EpochWindow:
     start: Snapshot
     end: Snapshot
     fit_start: Snapshot
-    validation: Measurement
+    validation: tuple[tuple[Snapshot, Snapshot], ...]  # the (begin, end) readings of its validation windows
     after_validation: Measurement
     data_wait_s: float
     gap_s: float
@@ -56,8 +56,12 @@ class EpochWindow:
 
     def local(self) -> dict[str, Measurement]:
         """This rank's windows: the epoch, its validation, the stretch after it, the fit so far."""
-        return {"epoch": self.end - self.start, "validation": self.validation,
+        return {"epoch": self.end - self.start, "validation": validation_of(self.validation),
                 "after_validation": self.after_validation, "total": self.end - self.fit_start}
+
+    def measurements(self) -> Mapping[str, Measurement]:
+        """All ranks' windows when distributed (combined at the epoch's end), else this rank's."""
+        return self.measured if self.measured is not None else self.local()
 
 
 class EpochResult:
@@ -120,16 +124,16 @@ class EpochEndMixin:
         ledger = self._ledger
         window = EpochWindow(
             epoch=int(epoch), step=self.steps.step_for(epoch), start=start, end=now, fit_start=tracker.start_snapshot,
-            validation=ledger.epoch_validation, after_validation=after_validation, data_wait_s=ledger.data_wait_s,
+            validation=ledger.validation_windows, after_validation=after_validation, data_wait_s=ledger.data_wait_s,
             gap_s=ledger.gap_s, carried=self.carried, train_samples=None, quality=self.quality, steps=epoch_steps,
             steps_done=None if steps_done is None else int(steps_done),
         )
         if self.dist.distributed:  # a collective: every rank, now
-            measured, counts = self.dist.combine(window.local(), self._take_counts())
+            window.measured, counts = self.dist.combine(window.local(), self._take_counts())
         else:
-            measured, counts = None, self._take_counts()
+            counts = self._take_counts()
         self._add_samples(counts)
-        window = replace(window, train_samples=self.samples.get("train"), measured=measured)
+        window.train_samples = self.samples.get("train")
         if self.budget.active:  # the budget needs this epoch's projection now
             self._deferred.settle()
             total, epoch_m = self._account_epoch(window, tracker)
@@ -143,7 +147,7 @@ class EpochEndMixin:
 
     def _account_epoch(self: TrainingSession, window: EpochWindow, tracker: EnergyTracker) -> tuple[Measurement, Measurement]:
         """The epoch's accounting: phases, running totals, projection, metrics (held at its step)."""
-        measured = window.measured if window.measured is not None else window.local()
+        measured = window.measurements()
         epoch_m = measured["epoch"]
         try:
             tracker.check_granularity(epoch_m, f"epoch {window.epoch}")  # too short for the counters?

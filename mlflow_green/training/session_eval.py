@@ -44,7 +44,7 @@ class EvaluationMixin:
         """It ends: ``green/energy_{kind}_kwh`` (running total), joules per sample, tags and the report."""
         self._deferred.settle()
         if self.tracker is not None:
-            return self.end_phase(kind, samples=samples)
+            return self.end_phase(kind, samples=samples) or EMPTY
         tracker = self.evals.tracker
         if tracker is None:
             return EMPTY

@@ -46,8 +46,11 @@ class WindowsMixin:
             self._validation_end = None  # nor does the epoch's end reuse an earlier validation's reading
             self.tracker.begin(phase)
 
-    def end_phase(self: TrainingSession, phase: str, *, samples: int | None = None, ends_epoch: bool = False) -> Measurement:
+    def end_phase(self: TrainingSession, phase: str, *, samples: int | None = None, ends_epoch: bool = False) -> Measurement | None:
         """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's.
+
+        A validation inside an epoch returns None: it is measured with its epoch's accounting, off
+        the training thread (its readings are kept).
 
         ``ends_epoch=True``: no training follows it in this epoch (Keras's validation; Lightning's after
         the epoch's last batch). The epoch's end then reuses this reading if it comes within
@@ -56,10 +59,13 @@ class WindowsMixin:
         """
         if self.tracker is None or not self.tracker.running:
             return EMPTY
-        measurement = self.tracker.end(phase)
         if phase == "validation" and self._epoch_start is not None:
-            self._ledger.add_validation(measurement)
-            self._validation_end = self.tracker.last_window_end if ends_epoch else None
+            begin, end = self.tracker.close(phase)
+            self._ledger.add_validation(begin, end)
+            self._validation_end = end if ends_epoch else None
+            self.count(phase, samples)
+            return None
+        measurement = self.tracker.end(phase)
         self.count(phase, samples)
         return measurement
 

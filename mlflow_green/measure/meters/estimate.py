@@ -163,7 +163,7 @@ class EstimateMeter(ProcessShareMeter):
     def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
         if self._last is None:
             raise MeterError("estimate: read() before open()")
-        model = self.model()
+        model = self._model if self._model is not None else self.model()
         usage = self._usage()
         last_s, last = self._last
         delta = UsageDelta.between(last, usage, now_s - last_s)
@@ -180,10 +180,9 @@ class EstimateMeter(ProcessShareMeter):
         described = self._described
         if described is None or described[0] is not model:
             described = self._described = (model, self._descriptions(model))
-        return tuple(
-            DeviceCounter(component=component, energy_j=self._energy_j[component], **fields)
-            for component, fields in described[1].items()
-        )
+        cpu, ram = described[1]["cpu"], described[1]["ram"]
+        return (DeviceCounter(component="cpu", energy_j=self._energy_j["cpu"], **cpu),
+                DeviceCounter(component="ram", energy_j=self._energy_j["ram"], **ram))
 
     def _descriptions(self, model: PowerModel) -> dict[Component, dict[str, str]]:
         """What each reading says besides its energy (the same at every read of one model)."""
