@@ -82,6 +82,10 @@ class ProcessTree:
         pids = self._walk()
         return TreeUsage(pids, _summed(procfs.process_cpu_s, pids), int(_summed(procfs.rss_bytes, pids)))
 
+    def capture(self) -> TreeUsage | None:
+        """The tree now if that is cheap (this process alone, nothing to look at first), else None."""
+        return self._scanner.capture() if self._scanner is not None else None
+
     def look(self) -> None:
         """Look for processes created since the last look now (before a last read: none is missed)."""
         if self._scanner is not None:
@@ -259,6 +263,17 @@ class UsageProbe:
             return 0.0, 0.0
         times = self._cpu_times()
         return busy_cpu_s(times), capacity_cpu_s(times)
+
+    def capture(self) -> Usage | None:
+        """Usage now if it is cheap to take (the process tree alone, no machine times), else None."""
+        if self._machine:
+            return None
+        capture = getattr(self.processes, "capture", None)
+        tree = capture() if callable(capture) else None
+        if tree is None:
+            return None
+        return Usage(tree_cpu_s=float(tree.cpu_s), machine_busy_s=0.0, machine_capacity_s=0.0,
+                     tree_rss_bytes=int(tree.rss_bytes) if self._memory else 0)
 
     def read(self) -> Usage:
         """Usage now. Raises whatever the operating system raises (the meter turns it into MeterError)."""

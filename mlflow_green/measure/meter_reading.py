@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mlflow_green.measure.attribution import Attribution
@@ -41,6 +42,7 @@ def read_counters(
     now_s: float,
     fault: Callable[[Meter, str], None],
     replaced: Callable[[], object] = lambda: None,
+    captured: Mapping[int, object] | None = None,
 ) -> dict[str, DeviceCounter]:
     """Every device's cumulative counter at ``now_s``, by device id; never raises for a meter failure.
 
@@ -50,14 +52,17 @@ def read_counters(
         now_s: The instant of the read (the tracker's clock).
         fault: Called with (meter, message) for everything worth a line in ``faults``.
         replaced: Called after a meter failed over to others (the tracker restarts its sampler).
+        captured: What meters captured at ``now_s`` (by ``id(meter)``): those are read from it
+            (:meth:`~mlflow_green.measure.meters.base.Meter.read_captured`), the others now.
     """
     fresh: dict[str, DeviceCounter] = {}
     pending = list(roster.plan())  # the hot path: no meter failed since the last read
     carry, check = roster.carry, guard.check
     while pending:
         meter, wanted, reports_faults = pending.pop(0)
+        raw = captured.get(id(meter)) if captured else None
         try:
-            readings = meter.read(now_s)
+            readings = meter.read(now_s) if raw is None else meter.read_captured(now_s, raw)
         except Exception as exc:  # measurement never crashes training
             replacements = roster.fail_over(meter, now_s, f"read() failed: {exc}")
             replaced()
@@ -137,13 +142,52 @@ class TrackerMeters:
         )
         self.roster.start(now_s)
         self.sampler: Sampler | None = None
+        self._captured: deque[tuple[float, dict[int, object], Callable[[float, dict[str, DeviceCounter]], None]]] = deque()
         self.restart_sampler()
 
     def read(self) -> tuple[float, dict[str, DeviceCounter]]:
-        """The clock and every device's counter, read together under the lock (see :func:`read_counters`)."""
+        """The clock and every device's counter, read together under the lock (see :func:`read_counters`).
+
+        Captures not turned into reads yet are first, in order (a meter's state moves forward only).
+        """
         with self._lock:
+            if self._captured:
+                self._resolve_captured()
             now_s = self._clock()
             return now_s, read_counters(self.roster, self.guard, now_s, self._fault, replaced=self._replaced)
+
+    def capture(self, resolved: Callable[[float, dict[str, DeviceCounter]], None]) -> float | None:
+        """A read now whose work is done later: every measuring meter captures its raw inputs now.
+
+        Returns the instant of the capture, or None when a meter cannot capture (then nothing was
+        taken: read at once). ``resolved(now_s, counters)`` is called with the read once it is
+        worked out — by :meth:`resolve_captured`, or before the next :meth:`read` — in capture order.
+        """
+        with self._lock:
+            if self.sampler is not None and self.sampler.running:  # a polled meter moves between captures
+                return None
+            now_s = self._clock()
+            raws: dict[int, object] = {}
+            for meter, _, _ in self.roster.plan():
+                try:
+                    raw = meter.capture(now_s)
+                except Exception:  # a capture that fails is a read done at once
+                    raw = None
+                if raw is None:
+                    return None
+                raws[id(meter)] = raw
+            self._captured.append((now_s, raws, resolved))
+            return now_s
+
+    def resolve_captured(self) -> None:
+        """Work out the reads captured so far (in order; from any thread)."""
+        with self._lock:
+            self._resolve_captured()
+
+    def _resolve_captured(self) -> None:
+        while self._captured:
+            now_s, raws, resolved = self._captured.popleft()
+            resolved(now_s, read_counters(self.roster, self.guard, now_s, self._fault, replaced=self._replaced, captured=raws))
 
     def _replaced(self) -> None:
         """Meters failed over while the sampler runs: it must poll the replacements too."""

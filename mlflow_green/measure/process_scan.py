@@ -131,17 +131,9 @@ class TreeScanner:
         with self._lock:
             now_s = self._clock()
             self._read_at_s = time.monotonic()
-            if (self._alone and self._last_pid is not None and not self._found and self._looking_later
-                    and now_s - self._full_at_s < FULL_RESCAN_S):
-                # the usual case, first: this process alone, nothing new found, no full scan due
-                try:
-                    root = self._stat(self.root_pid)
-                except (ProcessLookupError, OSError):
-                    root = None
-                if root is not None:
-                    if self._looker is None:
-                        self._ensure_looker()
-                    return TreeUsage(self._members, root.cpu_s, root.rss_bytes)
+            alone = self._read_alone(now_s)  # the usual case, first
+            if alone is not None:
+                return alone
             full_due = self._last_pid is None or now_s - self._full_at_s >= FULL_RESCAN_S
             looking = full_due or self._discovery_interval_s <= 0
             last_pid = self._last_pid_of() if looking else self._last_pid
@@ -163,6 +155,28 @@ class TreeScanner:
             self._ensure_looker()
         alive = [stats[pid] for pid in members if pid in stats]
         return TreeUsage(members, sum(s.cpu_s for s in alive), sum(s.rss_bytes for s in alive))
+
+    def capture(self) -> TreeUsage | None:
+        """The tree now if it is this process alone with nothing new to look at (a cheap read), else None."""
+        with self._lock:
+            now_s = self._clock()
+            alone = self._read_alone(now_s)
+            if alone is not None:
+                self._read_at_s = time.monotonic()
+            return alone
+
+    def _read_alone(self, now_s: float) -> TreeUsage | None:
+        """The usual case (under the lock): this process alone, nothing new found, no full scan due."""
+        if not (self._alone and self._last_pid is not None and not self._found and self._looking_later
+                and now_s - self._full_at_s < FULL_RESCAN_S):
+            return None
+        try:
+            root = self._stat(self.root_pid)
+        except (ProcessLookupError, OSError):
+            return None
+        if self._looker is None:
+            self._ensure_looker()
+        return TreeUsage(self._members, root.cpu_s, root.rss_bytes)
 
     def _ensure_looker(self) -> None:
         """Start the looker thread if it should run and does not (under the lock)."""

@@ -67,6 +67,9 @@ class NamedWindows:
     def snapshot(self) -> Snapshot:
         raise NotImplementedError
 
+    def mark(self) -> Snapshot:
+        raise NotImplementedError
+
     def _update_periods_s(self) -> dict[str, float]:
         raise NotImplementedError
 
@@ -74,7 +77,7 @@ class NamedWindows:
         """Open the window ``name`` (an epoch, a phase); returns its start snapshot."""
         if not self.running:
             raise TrackerStateError(f"begin({name!r}) called while the tracker is not running")
-        snap = self.snapshot()
+        snap = self.mark()
         self._open_windows[name] = snap
         return snap
 
@@ -94,7 +97,7 @@ class NamedWindows:
         begin = self._open_windows.pop(name, None)
         if begin is None:
             raise TrackerStateError(f"end({name!r}) called without a matching begin({name!r})")
-        end = self.last_window_end = self.snapshot()
+        end = self.last_window_end = self.mark()
         self._closed.append((name, begin, end))
         return begin, end
 

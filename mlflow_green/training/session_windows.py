@@ -36,7 +36,7 @@ class WindowsMixin:
             self._epoch_start = previous  # only our own epoch-end work ran since: no meter read
             self._ledger.begin_epoch(now_s - previous.timestamp_s)
         else:
-            self._epoch_start = self.tracker.snapshot()
+            self._epoch_start = self.tracker.mark()
             self._ledger.begin_epoch()
 
     def begin_phase(self: TrainingSession, phase: str) -> None:
@@ -45,6 +45,8 @@ class WindowsMixin:
             self._last_epoch_end = None  # measured work between epochs: the next one reads the meters
             self._validation_end = None  # nor does the epoch's end reuse an earlier validation's reading
             self.tracker.begin(phase)
+            if phase == "validation" and self._epoch_start is not None:  # its reading worked out during it
+                self._deferred.submit(self.tracker.resolve_marks)
 
     def end_phase(self: TrainingSession, phase: str, *, samples: int | None = None, ends_epoch: bool = False) -> Measurement | None:
         """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's.
@@ -80,7 +82,7 @@ class WindowsMixin:
         self._last_epoch_end_s = self.tracker.clock_s()
         if after is not None and 0 <= self._last_epoch_end_s - after.timestamp_s <= EPOCH_GAP_S:
             return after, EMPTY  # only bookkeeping since the validation ended: no meter read
-        now = self.tracker.snapshot()
+        now = self.tracker.mark()
         self._last_epoch_end_s = now.timestamp_s
         return now, (now - after if after is not None else EMPTY)
 

@@ -100,6 +100,22 @@ class Meter(abc.ABC):
             MeterError: when nothing could be read; the tracker then keeps the last good values.
         """
 
+    def capture(self, now_s: float) -> object | None:
+        """Optional: the raw inputs of a read at ``now_s``, taken cheaply and changing nothing.
+
+        A window boundary on a training thread takes these, and :meth:`read_captured` turns them
+        into the read later (in order, off that thread). None (the default) means the meter is
+        read at once. A meter that is polled (``poll_interval_s``) must not capture.
+        """
+        return None
+
+    def read_captured(self, now_s: float, raw: object) -> tuple[DeviceCounter, ...]:
+        """The read at ``now_s`` from what :meth:`capture` took then: what ``read(now_s)`` would have returned.
+
+        Called once per capture, in the order of the captures and before any later ``read``.
+        """
+        raise NotImplementedError(f"{self.name} captures nothing")
+
     def poll(self, now_s: float) -> None:  # noqa: B027 - optional hook
         """Called from the background thread every ``poll_interval_s`` seconds.
 

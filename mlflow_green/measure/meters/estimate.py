@@ -163,8 +163,23 @@ class EstimateMeter(ProcessShareMeter):
     def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
         if self._last is None:
             raise MeterError("estimate: read() before open()")
+        return self._advance(now_s, self._usage())
+
+    def capture(self, now_s: float) -> Usage | None:
+        """The process tree's CPU time and memory now, when that is cheap (this process alone)."""
+        if self._last is None or self._probe is None:
+            return None
+        return self._probe.capture()
+
+    def read_captured(self, now_s: float, raw: object) -> tuple[DeviceCounter, ...]:
+        if self._last is None or not isinstance(raw, Usage):
+            raise MeterError("estimate: read_captured() without an open meter's capture")
+        return self._advance(now_s, raw)
+
+    def _advance(self, now_s: float, usage: Usage) -> tuple[DeviceCounter, ...]:
+        """The energy counters at ``now_s``, the usage then being ``usage`` (integrated since the last)."""
+        assert self._last is not None
         model = self._model if self._model is not None else self.model()
-        usage = self._usage()
         last_s, last = self._last
         delta = UsageDelta.between(last, usage, now_s - last_s)
         if self.process_scope:

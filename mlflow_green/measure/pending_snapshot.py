@@ -1,0 +1,74 @@
+"""A snapshot taken now and worked out later: the cheap reading of a window boundary.
+
+At a boundary on a training thread, :meth:`~mlflow_green.measure.tracker.EnergyTracker.mark`
+has each meter capture its raw inputs (for the estimate meter of a process alone: the process's
+CPU clock and memory) and returns a :class:`PendingSnapshot` with the instant of the capture. Its
+``devices`` are worked out when first read — by the thread that accounts for the epoch, or by
+any reader — from those inputs, in capture order, before any later reading: the same counters a
+:meth:`~mlflow_green.measure.tracker.EnergyTracker.snapshot` taken then would hold.
+
+Example:
+    >>> from mlflow_green.measure.tracker import EnergyTracker
+    >>> from mlflow_green.testing import FakeMeter
+    >>> tracker = EnergyTracker(meters=[FakeMeter({"cpu:0": 10.0, "ram:0": 1.0})])
+    >>> tracker.start()
+    >>> snap = tracker.mark()          # a fake meter captures nothing: read at once
+    >>> type(snap).__name__, [d.device_id for d in snap.devices]
+    ('Snapshot', ['cpu:0', 'ram:0'])
+    >>> _ = tracker.stop()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mlflow_green.measure.readings import DeviceCounter, Snapshot
+
+
+class PendingSnapshot(Snapshot):
+    """A :class:`~mlflow_green.measure.readings.Snapshot` whose devices are worked out on first use.
+
+    Compares, hashes, pickles and subtracts as the snapshot it stands for.
+    """
+
+    def __init__(self, host: str, resolve: Callable[[], None]) -> None:  # noqa: D107 - see the class
+        object.__setattr__(self, "timestamp_s", 0.0)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "_resolve", resolve)
+
+    def fill(self, now_s: float, devices: tuple[DeviceCounter, ...]) -> None:
+        """Set the counters of the capture at ``now_s`` (by the meters, once)."""
+        object.__setattr__(self, "timestamp_s", now_s)
+        object.__setattr__(self, "devices", devices)
+        object.__setattr__(self, "_resolve", None)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "devices":
+            resolve = self.__dict__.get("_resolve")
+            if resolve is not None:
+                resolve()
+            if "devices" in self.__dict__:
+                return self.__dict__["devices"]
+        raise AttributeError(name)
+
+    def resolved(self) -> Snapshot:
+        """The plain snapshot this stands for."""
+        return Snapshot(self.timestamp_s, self.devices, self.host)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PendingSnapshot):
+            other = other.resolved()
+        return self.resolved() == other
+
+    def __hash__(self) -> int:
+        return hash(self.resolved())
+
+    def __repr__(self) -> str:
+        return repr(self.resolved())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Snapshot, (self.timestamp_s, self.devices, self.host))
+
+
+__all__ = ["PendingSnapshot"]

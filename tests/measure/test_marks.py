@@ -1,0 +1,144 @@
+"""Boundary readings captured now and worked out later (``tracker.mark()``): the same counters, in order."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+
+import pytest
+
+from mlflow_green import EnergyTracker
+from mlflow_green.measure.codecarbon_model import resolve
+from mlflow_green.measure.meters.estimate import EstimateMeter
+from mlflow_green.measure.pending_snapshot import PendingSnapshot
+from mlflow_green.measure.readings import Snapshot
+from mlflow_green.testing import FakeMachine, FakeMeter
+
+GIB = 2**30
+XEON = "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def _tracker(machine: FakeMachine, clock: _Clock) -> EnergyTracker:
+    """An estimate meter billing a scripted process tree on a scripted machine (process scope)."""
+    model = resolve(cpu_model=XEON, logical_cpus=2, ram_total_bytes=16 * GIB, sockets=1)
+    meter = EstimateMeter(cpu_times=machine.cpu_times, model=model)
+    return EnergyTracker(meters=[meter], clock=clock, processes=machine.tree, scope="process")
+
+
+def _script(machine: FakeMachine, clock: _Clock, step: int) -> None:
+    """The machine's next stretch: a varying load, so that each window's share differs."""
+    seconds = 1.0 + step % 3
+    clock.now_s += seconds
+    machine.advance(seconds, tree_cpu_s=seconds * (0.2 + 0.25 * (step % 4)), other_cpu_s=seconds * 0.1)
+
+
+def _windows(take: str, resolve_in_between: bool = False) -> list[Snapshot]:
+    machine, clock = FakeMachine(cpus=2, rss_bytes=2 * GIB), _Clock()
+    tracker = _tracker(machine, clock)
+    tracker.start()
+    snaps = []
+    for step in range(8):
+        _script(machine, clock, step)
+        snaps.append(tracker.mark() if take == "mark" else tracker.snapshot())
+        if resolve_in_between and step % 3 == 0:
+            tracker.resolve_marks()
+    _script(machine, clock, 8)
+    tracker.stop()
+    return [Snapshot(s.timestamp_s, s.devices, s.host) for s in snaps]
+
+
+def test_marks_hold_the_counters_snapshots_taken_then_hold() -> None:
+    read = _windows("snapshot")
+    marked = _windows("mark")
+    assert marked == read
+    assert _windows("mark", resolve_in_between=True) == read
+    assert len({s.devices[0].energy_j for s in read}) == len(read)  # the script made every window differ
+
+
+def test_a_mark_is_worked_out_before_any_later_reading_and_in_capture_order() -> None:
+    machine, clock = FakeMachine(cpus=2), _Clock()
+    tracker = _tracker(machine, clock)
+    tracker.start()
+    _script(machine, clock, 0)
+    first = tracker.mark()
+    assert isinstance(first, PendingSnapshot) and "devices" not in first.__dict__  # nothing worked out yet
+    _script(machine, clock, 1)
+    second = tracker.mark()
+    _script(machine, clock, 2)
+    now = tracker.snapshot()  # a later reading works the earlier ones out first, in order
+    assert "devices" in first.__dict__ and "devices" in second.__dict__
+    energies = [s.devices[0].energy_j for s in (tracker.start_snapshot, first, second, now)]
+    assert energies == sorted(energies) and len(set(energies)) == 4
+    assert (second - first).duration_s == pytest.approx(2.0)
+    tracker.stop()
+
+
+def test_marks_are_worked_out_by_another_thread_while_the_training_thread_reads() -> None:
+    machine, clock = FakeMachine(cpus=2), _Clock()
+    tracker = _tracker(machine, clock)
+    tracker.start()
+    marks = []
+    for step in range(50):
+        _script(machine, clock, step)
+        marks.append(tracker.mark())
+        worker = threading.Thread(target=tracker.resolve_marks)
+        worker.start()
+        if step % 7 == 0:
+            tracker.snapshot()
+        worker.join()
+    total = tracker.stop()
+    energies = [m.devices[0].energy_j for m in marks]
+    assert energies == sorted(energies)
+    assert total.energy_j >= marks[-1].devices[0].energy_j - tracker.start_snapshot.devices[0].energy_j
+
+
+def test_a_meter_that_cannot_capture_is_read_at_once() -> None:
+    machine, clock = FakeMachine(cpus=2), _Clock()
+    tracker = _tracker(machine, clock)
+    tracker.start()
+    machine.tree.alone = False  # a tree with children: the scanner must look at them
+    _script(machine, clock, 0)
+    assert type(tracker.mark()) is Snapshot
+    with_fake = EnergyTracker(meters=[FakeMeter({"cpu:0": 5.0, "ram:0": 1.0})])  # a plugin without capture
+    with_fake.start()
+    assert type(with_fake.mark()) is Snapshot
+    with_fake.stop(), tracker.stop()
+
+
+def test_a_mark_compares_pickles_and_copies_as_the_snapshot_it_stands_for() -> None:
+    machine, clock = FakeMachine(cpus=2), _Clock()
+    tracker = _tracker(machine, clock)
+    tracker.start()
+    _script(machine, clock, 0)
+    mark = tracker.mark()
+    for copied in (pickle.loads(pickle.dumps(mark)), copy.deepcopy(mark)):
+        assert type(copied) is Snapshot and copied == mark and mark == copied
+    assert hash(mark) == hash(mark.resolved()) and "cpu:0" in repr(mark)
+    tracker.stop()
+
+
+def test_a_window_closed_with_marks_measures_what_end_measures() -> None:
+    results = {}
+    for how in ("close", "end"):
+        machine, clock = FakeMachine(cpus=2), _Clock()
+        tracker = _tracker(machine, clock)
+        tracker.start()
+        tracker.begin("validation")
+        _script(machine, clock, 1)
+        if how == "close":
+            begin, end = tracker.close("validation")
+            results[how] = end - begin
+        else:
+            results[how] = tracker.end("validation")
+        tracker.stop()
+        assert [w.name for w in tracker.windows] == ["validation"]
+    assert results["close"] == results["end"]
