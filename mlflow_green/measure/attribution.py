@@ -264,14 +264,16 @@ class UsageProbe:
         times = self._cpu_times()
         return busy_cpu_s(times), capacity_cpu_s(times)
 
-    def capture(self) -> Usage | None:
-        """Usage now if it is cheap to take (the process tree alone, no machine times), else None."""
+    def capture(self) -> TreeUsage | None:
+        """The process tree's usage now if it is cheap to take (the tree alone, no machine times), else
+        None; :meth:`usage_of` makes it the :class:`Usage` a read then would have given."""
         if self._machine:
             return None
         capture = getattr(self.processes, "capture", None)
-        tree = capture() if callable(capture) else None
-        if tree is None:
-            return None
+        return capture() if callable(capture) else None
+
+    def usage_of(self, tree: TreeUsage) -> Usage:
+        """The :class:`Usage` of a captured tree (see :meth:`capture`)."""
         return Usage(tree_cpu_s=float(tree.cpu_s), machine_busy_s=0.0, machine_capacity_s=0.0,
                      tree_rss_bytes=int(tree.rss_bytes) if self._memory else 0)
 

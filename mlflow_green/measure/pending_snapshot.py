@@ -21,9 +21,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlflow_green.measure.readings import DeviceCounter, Snapshot
+from mlflow_green.measure.readings import DeviceCounter, Measurement, Snapshot
+
+if TYPE_CHECKING:
+    from mlflow_green.measure.idle_floor import IdleFloor
+    from mlflow_green.measure.meter_reading import TrackerMeters
 
 
 class PendingSnapshot(Snapshot):
@@ -71,4 +75,48 @@ class PendingSnapshot(Snapshot):
         return (Snapshot, (self.timestamp_s, self.devices, self.host))
 
 
-__all__ = ["PendingSnapshot"]
+class MarkedReadings:
+    """The :meth:`mark` half of :class:`~mlflow_green.measure.tracker.EnergyTracker` (which provides
+    its meters, ``snapshot()``, the host, the device filter and the idle floor)."""
+
+    _meters: TrackerMeters | None
+    synchronize: Callable[[], object] | None
+    total: Measurement | None
+    host: str
+    device_filter: Callable[[DeviceCounter], bool] | None
+    idle_floor: IdleFloor
+
+    def snapshot(self) -> Snapshot:
+        raise NotImplementedError
+
+    def mark(self) -> Snapshot:
+        """A reading now for a window boundary, its work done later where the meters allow.
+
+        Every measuring meter captures its raw inputs now (see
+        :meth:`~mlflow_green.measure.meters.base.Meter.capture`); the counters are worked out when
+        the snapshot's ``devices`` are first read, or before any later reading — the same counters as
+        :meth:`snapshot` would hold. Where a meter cannot capture (or devices are synchronised
+        first), this is :meth:`snapshot`.
+        """
+        meters = self._meters
+        if meters is None or self.synchronize is not None or self.total is not None:
+            return self.snapshot()
+        pending = PendingSnapshot(self.host, meters.resolve_captured)
+        now_s = meters.capture(lambda at_s, fresh: self._filled(pending, at_s, fresh))
+        if now_s is None:
+            return self.snapshot()
+        object.__setattr__(pending, "timestamp_s", now_s)
+        return pending
+
+    def resolve_marks(self) -> None:
+        """Work out the readings :meth:`mark` captured so far (off the training thread)."""
+        if self._meters is not None:
+            self._meters.resolve_captured()
+
+    def _filled(self, pending: PendingSnapshot, now_s: float, fresh: dict[str, DeviceCounter]) -> None:
+        keep = self.device_filter
+        pending.fill(now_s, tuple(fresh.values()) if keep is None else tuple(d for d in fresh.values() if keep(d)))
+        self.idle_floor.observe(pending)
+
+
+__all__ = ["MarkedReadings", "PendingSnapshot"]

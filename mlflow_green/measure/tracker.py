@@ -23,7 +23,7 @@ from mlflow_green.measure.host import host_id
 from mlflow_green.measure.idle_floor import IdleFloor
 from mlflow_green.measure.meter_reading import TrackerMeters
 from mlflow_green.measure.meters.base import Meter
-from mlflow_green.measure.pending_snapshot import PendingSnapshot
+from mlflow_green.measure.pending_snapshot import MarkedReadings
 from mlflow_green.measure.readings import DeviceCounter, Measurement, Snapshot
 from mlflow_green.measure.sampler import Sampler
 from mlflow_green.measure.selection import MeterSelection, instantiate, select_meters
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["MAX_PLAUSIBLE_POWER_W", "EnergyTracker", "MeterSpec", "WindowRecord", "WindowResult"]
 
 
-class EnergyTracker(NamedWindows):
+class EnergyTracker(MarkedReadings, NamedWindows):
     """Measures the energy of this process's host devices between ``start()`` and ``stop()``.
 
     Configuration is validated here, at construction, before any training starts. Counters are
@@ -234,35 +234,6 @@ class EnergyTracker(NamedWindows):
         snap = Snapshot(now_s, devices, host=self.host)
         self.idle_floor.observe(snap)
         return snap
-
-    def mark(self) -> Snapshot:
-        """A reading now for a window boundary, its work done later where the meters allow.
-
-        Every measuring meter captures its raw inputs now (see
-        :meth:`~mlflow_green.measure.meters.base.Meter.capture`); the counters are worked out when
-        the snapshot's ``devices`` are first read, or before any later reading — the same counters as
-        :meth:`snapshot` would hold. Where a meter cannot capture (or devices are synchronised
-        first), this is :meth:`snapshot`.
-        """
-        meters = self._meters
-        if meters is None or self.synchronize is not None or self.total is not None:
-            return self.snapshot()
-        pending = PendingSnapshot(self.host, meters.resolve_captured)
-        now_s = meters.capture(lambda at_s, fresh: self._filled(pending, at_s, fresh))
-        if now_s is None:
-            return self.snapshot()
-        object.__setattr__(pending, "timestamp_s", now_s)
-        return pending
-
-    def resolve_marks(self) -> None:
-        """Work out the readings :meth:`mark` captured so far (off the training thread)."""
-        if self._meters is not None:
-            self._meters.resolve_captured()
-
-    def _filled(self, pending: PendingSnapshot, now_s: float, fresh: dict[str, DeviceCounter]) -> None:
-        keep = self.device_filter
-        pending.fill(now_s, tuple(fresh.values()) if keep is None else tuple(d for d in fresh.values() if keep(d)))
-        self.idle_floor.observe(pending)
 
     def _synchronize_devices(self) -> None:
         """Wait for the work queued on the devices, so that it is billed to the window ending now."""

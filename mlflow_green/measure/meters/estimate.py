@@ -42,6 +42,7 @@ from mlflow_green.measure.attribution import Attribution, Usage, UsageProbe
 from mlflow_green.measure.meters.base import PROCESS_SHARES, Availability, ProcessShareMeter
 from mlflow_green.measure.model_cache import cache_dir, cached_model, load_power_model
 from mlflow_green.measure.power_model import PowerModel
+from mlflow_green.measure.process_scan import TreeUsage
 from mlflow_green.measure.readings import Component, DeviceCounter
 from mlflow_green.measure.shares import UsageDelta, capacity_share, memory_share
 
@@ -165,16 +166,16 @@ class EstimateMeter(ProcessShareMeter):
             raise MeterError("estimate: read() before open()")
         return self._advance(now_s, self._usage())
 
-    def capture(self, now_s: float) -> Usage | None:
+    def capture(self, now_s: float) -> TreeUsage | None:
         """The process tree's CPU time and memory now, when that is cheap (this process alone)."""
         if self._last is None or self._probe is None:
             return None
         return self._probe.capture()
 
     def read_captured(self, now_s: float, raw: object) -> tuple[DeviceCounter, ...]:
-        if self._last is None or not isinstance(raw, Usage):
+        if self._last is None or self._probe is None or not isinstance(raw, TreeUsage):
             raise MeterError("estimate: read_captured() without an open meter's capture")
-        return self._advance(now_s, raw)
+        return self._advance(now_s, self._probe.usage_of(raw))
 
     def _advance(self, now_s: float, usage: Usage) -> tuple[DeviceCounter, ...]:
         """The energy counters at ``now_s``, the usage then being ``usage`` (integrated since the last)."""
