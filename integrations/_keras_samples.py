@@ -49,3 +49,31 @@ def adapter_samples(epoch_iterator: Any) -> int | None:
         return int(steps * batch_size)
     except Exception:
         return None
+
+
+class AdapterCounts:
+    """:func:`adapter_samples` of a fit's iterators, each worked out once it is known.
+
+    ``fit`` keeps its training and validation iterators for all its epochs, and their adapters do
+    not change: a count is asked once per iterator (a count unknown until the first pass ends —
+    ``tf.data`` of unknown cardinality — is asked again). Copies and pickles start empty.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[Any, int]] = {}
+
+    def __call__(self, iterator: Any) -> int | None:
+        known = self._known.get(id(iterator))
+        if known is not None and known[0] is iterator:
+            return known[1]
+        count = adapter_samples(iterator)
+        if count:
+            self._known[id(iterator)] = (iterator, count)
+        return count
+
+    def clear(self) -> None:
+        """Forget the iterators (a fit ended or starts)."""
+        self._known = {}
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (AdapterCounts, ())

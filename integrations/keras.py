@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_guard import CallGuard, caller_frame
-from mlflow_green.integrations._keras_samples import adapter_samples, samples_seen
+from mlflow_green.integrations._keras_samples import AdapterCounts, adapter_samples, samples_seen
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
@@ -136,6 +136,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._eval_guard: CallGuard | None = None
         self._validation_watched = False
         self._epoch_train_samples: int | None = None
+        self._adapter_counts = AdapterCounts()  # the data adapters' counts, per iterator of this fit
         self._last_budget_check_s = 0.0
         self._at_exit_registered = False
 
@@ -144,6 +145,7 @@ class GreenCallback(keras.callbacks.Callback):
         if self._in_fit:  # the previous fit ended without telling us (it cannot, now: belt and braces)
             self._finish("FAILED")
         self._in_fit = True
+        self._adapter_counts.clear()
         self._live = self.live_metrics if self.live_metrics is not None else not _keras_autolog_enabled()
         self.session.bind_run()
         self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
@@ -198,7 +200,8 @@ class GreenCallback(keras.callbacks.Callback):
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         # fit's validation reads the iterator Keras keeps on the model (no walk up the stack)
         cached = getattr(self.model, "_eval_epoch_iterator", None) if self._in_fit else None
-        samples = adapter_samples(cached if cached is not None else _iterator_of_caller("evaluate")) or samples_seen(self.model)
+        counted = self._adapter_counts(cached) if cached is not None else adapter_samples(_iterator_of_caller("evaluate"))
+        samples = counted or samples_seen(self.model)
         if self._in_fit:  # no training follows it in this epoch
             self.session.end_phase("validation", samples=samples, ends_epoch=True)
         else:
@@ -257,7 +260,7 @@ class GreenCallback(keras.callbacks.Callback):
         if guard is not None and guard.samples:
             return guard.samples
         if guard is not None and not guard.stop_requested and not getattr(self.model, "stop_training", False):
-            known = adapter_samples(guard.epoch_iterator)
+            known = self._adapter_counts(guard.epoch_iterator)
             if known:
                 return known
         return samples_seen(self.model) or adapter_samples(guard.epoch_iterator if guard is not None else None)
@@ -291,6 +294,7 @@ class GreenCallback(keras.callbacks.Callback):
             return
         self._in_fit = False
         guard, self._fit_guard = self._fit_guard, None
+        self._adapter_counts.clear()
         if guard is not None:
             guard.remove()
         profile = self._profile() if status == "FINISHED" and self.inspect_model else None

@@ -235,12 +235,21 @@ class Figure(float):
     __radd__ = __add__
 
 
+_SUFFIX_WRITERS: tuple[tuple[str, Callable[[float], str]], ...] = (
+    ("_kwh", energy_kwh), ("_kg", emissions_kg), ("_w", power_w), ("_j", energy_j),
+)
+_WRITER_OF: dict[str, Callable[[float], str]] = {}  # per key seen (the schema's few), worked out once
+
+
+def _writer_for(key: str) -> Callable[[float], str]:
+    writer = next((w for suffix, w in _SUFFIX_WRITERS if key.endswith(suffix)), number)
+    if len(_WRITER_OF) < 256:
+        _WRITER_OF[key] = writer
+    return writer
+
+
 def readable_figures(figures: Mapping[str, float]) -> dict[str, Figure]:
     """Schema-keyed figures (``green/energy_kwh``, ``green/emissions_kg``, ``green/power_w`` …) as
     :class:`Figure` values that write themselves in the unit their key names."""
-    writers: dict[str, Callable[[float], str]] = {"_kwh": energy_kwh, "_kg": emissions_kg, "_w": power_w, "_j": energy_j}
-    out: dict[str, Figure] = {}
-    for key, value in figures.items():
-        writer = next((w for suffix, w in writers.items() if key.endswith(suffix)), number)
-        out[key] = Figure(value, writer)
-    return out
+    writers = _WRITER_OF
+    return {key: Figure(value, writers.get(key) or _writer_for(key)) for key, value in figures.items()}

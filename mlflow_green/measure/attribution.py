@@ -82,9 +82,14 @@ class ProcessTree:
         pids = self._walk()
         return TreeUsage(pids, _summed(procfs.process_cpu_s, pids), int(_summed(procfs.rss_bytes, pids)))
 
-    def capture(self) -> TreeUsage | None:
-        """The tree now if that is cheap (this process alone, nothing to look at first), else None."""
+    def capture(self) -> tuple[float, int] | None:
+        """(CPU seconds, resident bytes) of the tree now if that is cheap (this process alone, nothing
+        to look at first), else None."""
         return self._scanner.capture() if self._scanner is not None else None
+
+    def capturer(self) -> Callable[[], tuple[float, int] | None] | None:
+        """:meth:`capture` itself, one call shorter (None where the tree is not read from ``/proc``)."""
+        return self._scanner.capture if self._scanner is not None else None
 
     def look(self) -> None:
         """Look for processes created since the last look now (before a last read: none is missed)."""
@@ -264,18 +269,29 @@ class UsageProbe:
         times = self._cpu_times()
         return busy_cpu_s(times), capacity_cpu_s(times)
 
-    def capture(self) -> TreeUsage | None:
-        """The process tree's usage now if it is cheap to take (the tree alone, no machine times), else
-        None; :meth:`usage_of` makes it the :class:`Usage` a read then would have given."""
+    def capturer(self) -> Callable[[], tuple[float, int] | None] | None:
+        """What captures the billed processes' usage at a window boundary, cheaply: a callable giving
+        (CPU seconds, resident bytes) now, or None when that is not cheap now; None when no capture
+        can stand for a read (the machine's times are read too, or the processes cannot be captured).
+        :meth:`usage_of` makes a capture the :class:`Usage` a read then would have given."""
         if self._machine:
             return None
+        direct = getattr(self.processes, "capturer", None)
+        if callable(direct):
+            return direct()
         capture = getattr(self.processes, "capture", None)
-        return capture() if callable(capture) else None
+        return capture if callable(capture) else None
 
-    def usage_of(self, tree: TreeUsage) -> Usage:
-        """The :class:`Usage` of a captured tree (see :meth:`capture`)."""
-        return Usage(tree_cpu_s=float(tree.cpu_s), machine_busy_s=0.0, machine_capacity_s=0.0,
-                     tree_rss_bytes=int(tree.rss_bytes) if self._memory else 0)
+    def capture(self) -> tuple[float, int] | None:
+        """(CPU seconds, resident bytes) of the billed processes now if that is cheap, else None (see :meth:`capturer`)."""
+        capture = self.capturer()
+        return capture() if capture is not None else None
+
+    def usage_of(self, captured: tuple[float, int]) -> Usage:
+        """The :class:`Usage` of a capture (see :meth:`capturer`)."""
+        cpu_s, rss_bytes = captured
+        return Usage(tree_cpu_s=float(cpu_s), machine_busy_s=0.0, machine_capacity_s=0.0,
+                     tree_rss_bytes=int(rss_bytes) if self._memory else 0)
 
     def read(self) -> Usage:
         """Usage now. Raises whatever the operating system raises (the meter turns it into MeterError)."""

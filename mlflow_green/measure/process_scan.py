@@ -108,6 +108,7 @@ class TreeScanner:
         self._last_pid_of = last_pid
         self._listed = listed_pids
         self._stat = stat if stat is not None else StatFiles()
+        self._own_usage: Callable[[], tuple[float, int]] | None = getattr(self._stat, "own_usage", None)
         self._discovery_interval_s = float(discovery_interval_s)
         self._use_looker = looker and self._discovery_interval_s > 0
         self._looker: threading.Thread | None = None
@@ -156,27 +157,38 @@ class TreeScanner:
         alive = [stats[pid] for pid in members if pid in stats]
         return TreeUsage(members, sum(s.cpu_s for s in alive), sum(s.rss_bytes for s in alive))
 
-    def capture(self) -> TreeUsage | None:
-        """The tree now if it is this process alone with nothing new to look at (a cheap read), else None."""
+    def capture(self) -> tuple[float, int] | None:
+        """(CPU seconds, resident bytes) of the tree now if it is this process alone with nothing new to
+        look at (a cheap read, from this process's clocks), else None."""
         with self._lock:
             now_s = self._clock()
-            alone = self._read_alone(now_s)
+            alone = self._alone_usage(now_s)
             if alone is not None:
                 self._read_at_s = time.monotonic()
             return alone
 
     def _read_alone(self, now_s: float) -> TreeUsage | None:
         """The usual case (under the lock): this process alone, nothing new found, no full scan due."""
+        alone = self._alone_usage(now_s)
+        return None if alone is None else TreeUsage(self._members, alone[0], alone[1])
+
+    def _alone_usage(self, now_s: float) -> tuple[float, int] | None:
+        """(CPU seconds, resident bytes) of the root when it is the tree alone and no look is due (under the lock)."""
         if not (self._alone and self._last_pid is not None and not self._found and self._looking_later
                 and now_s - self._full_at_s < FULL_RESCAN_S):
             return None
         try:
-            root = self._stat(self.root_pid)
+            own = self._own_usage
+            if own is not None and self.root_pid == os.getpid():
+                usage = own()
+            else:
+                root = self._stat(self.root_pid)
+                usage = (root.cpu_s, root.rss_bytes)
         except (ProcessLookupError, OSError):
             return None
         if self._looker is None:
             self._ensure_looker()
-        return TreeUsage(self._members, root.cpu_s, root.rss_bytes)
+        return usage
 
     def _ensure_looker(self) -> None:
         """Start the looker thread if it should run and does not (under the lock)."""

@@ -83,23 +83,32 @@ class StatFiles:
         if own is not None:
             own[2].close()
 
-    def _own(self) -> procfs.ProcessStat:
-        """This process, from its clocks and ``statm`` (``start_ticks`` from one read of its stat)."""
+    def own_usage(self) -> tuple[float, int]:
+        """(CPU seconds with those of the reaped children, resident bytes) of the calling process, from
+        its clocks: the cheapest read there is (a window boundary takes it on the training thread)."""
         own = self._self
         if own is None or own[0] != os.getpid():  # first call, or a forked child using a copy
-            pid = os.getpid()
-            own = self._self = (pid, procfs.process_stat(pid), procfs.KeptOpen("/proc/self/statm"))
-            self._rss = (-math.inf, 0)
-        _, first, statm = own
+            own = self._open_own()
         now_s = time.monotonic()
         read_s, rss_bytes = self._rss
         if now_s - read_s >= RSS_REFRESH_S:
-            rss_bytes = int(statm.read(256).split()[1]) * procfs.page_size()
+            rss_bytes = int(own[2].read(256).split()[1]) * procfs.page_size()
             self._rss = (now_s, rss_bytes)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # unlike os.times(), no walk over our threads
-        return procfs.ProcessStat(
-            os.getppid(), time.process_time() + children.ru_utime + children.ru_stime, first.start_ticks, rss_bytes,
-        )
+        return time.process_time() + children.ru_utime + children.ru_stime, rss_bytes
+
+    def _own(self) -> procfs.ProcessStat:
+        """This process, from its clocks and ``statm`` (``start_ticks`` from one read of its stat)."""
+        cpu_s, rss_bytes = self.own_usage()
+        own = self._self
+        assert own is not None
+        return procfs.ProcessStat(os.getppid(), cpu_s, own[1].start_ticks, rss_bytes)
+
+    def _open_own(self) -> tuple[int, procfs.ProcessStat, procfs.KeptOpen]:
+        pid = os.getpid()
+        own = self._self = (pid, procfs.process_stat(pid), procfs.KeptOpen("/proc/self/statm"))
+        self._rss = (-math.inf, 0)
+        return own
 
     def __reduce__(self) -> tuple[object, ...]:
         return (StatFiles, ())

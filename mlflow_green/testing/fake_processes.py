@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-from mlflow_green.measure.process_scan import TreeUsage
 from mlflow_green.measure.procfs import CpuTimes
 
 FakeCpuTimes = CpuTimes
@@ -40,12 +39,12 @@ class FakeProcessTree:
         self.alone = True
         """Like a real tree of one process: it can be captured at a window boundary (see :meth:`capture`)."""
 
-    def capture(self) -> TreeUsage | None:
+    def capture(self) -> tuple[float, int] | None:
         """Its usage now, as a real tree of this process alone gives it to a boundary; None when not
         :attr:`alone` (a real tree with children is read at once) or when reading fails."""
         if not self.alone or self.fail is not None:
             return None
-        return TreeUsage(frozenset(), self.cpu_s, self.rss)
+        return self.cpu_s, self.rss
 
     def cpu_seconds(self) -> float:
         """Cumulative CPU seconds (raises :attr:`fail` if set, like a vanished /proc)."""

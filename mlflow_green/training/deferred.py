@@ -42,8 +42,9 @@ class DeferredWork:
     copy (pickle, ``copy.deepcopy``) is a new, empty queue — settle before copying. After a fork,
     the child starts over with its own locks and thread.
 
-    Handing a job over costs two C-level calls (a deque append and a wake-up token): jobs are only
-    taken from the deque under one lock, by the thread or by :meth:`settle`, so they run in order.
+    Handing a job over costs a deque append, and a wake-up token only when none is waiting to be
+    taken already: jobs are only taken from the deque under one lock, by the thread or by
+    :meth:`settle`, so they run in order.
     """
 
     def __init__(self, name: str = "mlflow-green-epochs") -> None:
@@ -58,6 +59,7 @@ class DeferredWork:
         self._tokens: queue.SimpleQueue[bool] = queue.SimpleQueue()  # wakes the thread (False: end)
         self._thread: threading.Thread | None = None
         self._draining: int | None = None  # the thread doing jobs now
+        self._woken = False  # a wake-up token is in the queue, not yet taken by the thread
 
     def start(self) -> None:
         """Start the thread now (at a fit's start), so that no epoch pays for starting it."""
@@ -73,7 +75,9 @@ class DeferredWork:
         if self._thread is None:
             with self._state:
                 self._start_thread()
-        self._tokens.put(True)
+        if not self._woken:  # else the thread, once it takes the token, does this job too
+            self._woken = True
+            self._tokens.put(True)
 
     def settle(self) -> None:
         """Finish every queued job now, on this thread (waits for the one in progress)."""
@@ -116,6 +120,7 @@ class DeferredWork:
         """Start the thread if none runs (under ``_state``)."""
         if self._thread is None:
             self._tokens = queue.SimpleQueue()  # a thread told to end may not have read its token yet
+            self._woken = False
             self._thread = threading.Thread(target=self._loop, args=(self._tokens,), name=self.name, daemon=True)
             self._thread.start()
 
@@ -138,7 +143,10 @@ class DeferredWork:
     def _loop(self, tokens: queue.SimpleQueue[bool]) -> None:
         while True:
             try:
-                if not tokens.get(timeout=IDLE_EXIT_S):
+                token = tokens.get(timeout=IDLE_EXIT_S)
+                if tokens is self._tokens:
+                    self._woken = False  # before the jobs are taken: a job handed over after this wakes us again
+                if not token:
                     return  # closed
             except queue.Empty:
                 with self._state:

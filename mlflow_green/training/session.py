@@ -99,7 +99,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         # this fit
         self.tracker: EnergyTracker | None = None
         self.profile: ModelProfile | None = None
-        self.quality: tuple[str, float] | None = None
+        self._quality: tuple[str, float] | None = None
         self.stop_reason: str | None = None
         self._epochs: list[dict[str, Any]] = []
         self._projection = EnergyProjection()
@@ -171,7 +171,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if self.dist.distributed:
             self._agree_with_rank_zero()
         self._ledger.current = {}
-        self.quality, self.stop_reason, self.fit_total = None, None, None
+        self._quality, self.stop_reason, self.fit_total = None, None, None
         self._epochs = []
         self._projection = EnergyProjection(planned_epochs, planned_steps)
         self._first_epoch = self._epoch = self._last_epoch_end = self._validation_end = None
@@ -228,6 +228,12 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self._deferred.settle()
         return self._epochs
 
+    @property
+    def quality(self) -> tuple[str, float] | None:
+        """The quality metric's name and latest value (every epoch ended so far accounted for)."""
+        self._deferred.settle()
+        return self._quality
+
     def settle(self) -> None:
         """Finish the accounting of the epochs ended so far (done in the background otherwise)."""
         self._deferred.settle()
@@ -250,7 +256,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
     def _update_quality(self, logs: Mapping[str, Any]) -> None:
         quality = quality_from_logs(self.quality_metric, logs)
         if quality is not None:
-            self.quality = quality
+            self._quality = quality
 
     def _running_metrics(self, total: Measurement, *, window: Measurement | None) -> dict[str, float]:
         return running_metrics(

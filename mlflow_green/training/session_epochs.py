@@ -2,9 +2,9 @@
 
 The training thread does only what must be done at the epoch's end: the end reading (usually the
 last validation's, see :mod:`~mlflow_green.training.session_windows`), the sample counts (summed
-over ranks), the step, the quality, and — only when asked for — the figures of the progress bar and
-the budget check. The epoch's accounting (the split into phases, the running totals, the
-projection, the metrics and their write) is an :class:`EpochWindow` handed to the session's
+over ranks), the step, a copy of the epoch's logs, and — only when asked for — the figures of the
+progress bar and the budget check. The epoch's accounting (the quality, the split into phases, the
+running totals, the projection, the metrics and their write) is an :class:`EpochWindow` handed to the session's
 :class:`~mlflow_green.training.deferred.DeferredWork`; with an active budget it is done at once,
 since the budget needs the projection that includes this epoch.
 """
@@ -49,7 +49,7 @@ class EpochWindow:
     gap_s: float
     carried: Measurement
     train_samples: int | None
-    quality: tuple[str, float] | None
+    logs: Mapping[str, Any] | None  # the epoch's metrics (a copy), for the quality
     steps: int | None
     steps_done: int | None
     measured: Mapping[str, Measurement] | None = None  # all ranks, when distributed (combined at once)
@@ -120,12 +120,11 @@ class EpochEndMixin:
         self._steps_done = self._steps_done if steps_done is None else int(steps_done)
         self._epoch_start = self._epoch = None
         self._last_epoch_end = now
-        self._update_quality(logs or {})
         ledger = self._ledger
         window = EpochWindow(
             epoch=int(epoch), step=self.steps.step_for(epoch), start=start, end=now, fit_start=tracker.start_snapshot,
             validation=ledger.validation_windows, after_validation=after_validation, data_wait_s=ledger.data_wait_s,
-            gap_s=ledger.gap_s, carried=self.carried, train_samples=None, quality=self.quality, steps=epoch_steps,
+            gap_s=ledger.gap_s, carried=self.carried, train_samples=None, logs=dict(logs) if logs else None, steps=epoch_steps,
             steps_done=None if steps_done is None else int(steps_done),
         )
         if self.dist.distributed:  # a collective: every rank, now
@@ -149,6 +148,9 @@ class EpochEndMixin:
         """The epoch's accounting: phases, running totals, projection, metrics (held at its step)."""
         measured = window.measurements()
         epoch_m = measured["epoch"]
+        if window.logs:
+            self._update_quality(window.logs)
+        quality = self._quality
         try:
             tracker.check_granularity(epoch_m, f"epoch {window.epoch}")  # too short for the counters?
         except Exception as exc:  # a meter failing over meanwhile: the check is for the report only
@@ -158,14 +160,14 @@ class EpochEndMixin:
         self._projection.record_epoch(epoch_m.energy_j, steps=window.steps, steps_done=window.steps_done)
         total = self._last_total = window.carried + measured["total"]
         metrics = running_metrics(total, self.config, window=epoch_m, train_samples=window.train_samples,
-                                  phases=self._ledger.with_other(total), quality=window.quality)
+                                  phases=self._ledger.with_other(total), quality=quality)
         metrics.update(projection_metrics(self._projection.projected_j(total.energy_j), self.config))
         self._log(metrics, window.step)
         self._epochs.append({
             "epoch": window.epoch, "step": window.step, "duration_s": epoch_m.duration_s, "energy_j": epoch_m.energy_j,
             "phases_j": {phase: m.energy_j for phase, m in split.items()}, "data_wait_s": window.data_wait_s,
             **({"steps": window.steps} if window.steps is not None else {}),
-            **({"quality": {window.quality[0]: window.quality[1]}} if window.quality else {}),
+            **({"quality": {quality[0]: quality[1]}} if quality else {}),
         })
         return total, epoch_m
 

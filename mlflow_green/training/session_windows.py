@@ -44,9 +44,7 @@ class WindowsMixin:
         if self.tracker is not None and self.tracker.running:
             self._last_epoch_end = None  # measured work between epochs: the next one reads the meters
             self._validation_end = None  # nor does the epoch's end reuse an earlier validation's reading
-            self.tracker.begin(phase)
-            if phase == "validation" and self._epoch_start is not None:  # its reading worked out during it
-                self._deferred.submit(self.tracker.resolve_marks)
+            self.tracker.begin(phase)  # inside an epoch: worked out with the phase's end reading
 
     def end_phase(self: TrainingSession, phase: str, *, samples: int | None = None, ends_epoch: bool = False) -> Measurement | None:
         """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's.

@@ -45,6 +45,39 @@ def test_jobs_run_in_the_order_handed_over_whether_the_thread_or_a_settle_does_t
     work.close()
 
 
+def test_every_job_is_done_by_the_thread_without_a_settle_however_the_hand_overs_fall() -> None:
+    """A hand-over skips the wake-up while one is waiting to be taken: no job may be left behind by it
+    (jobs handed over in bursts, while the thread is inside a job, just after it woke, while idle)."""
+    work = DeferredWork(name="test-wakeups")
+    done: list[tuple[int, str]] = []
+    worker_names: set[str] = set()
+
+    def job(i: int) -> None:
+        if i % 7 == 0:
+            time.sleep(0.002)  # the thread is inside a job while more come
+        done.append((i, threading.current_thread().name))
+
+    for burst in range(60):
+        for i in range(burst % 5 + 1):
+            work.submit(lambda n=burst * 10 + i: job(n))
+        if burst % 3 == 0:
+            time.sleep(0.001 * (burst % 4))  # sometimes idle, sometimes not
+        else:
+            for _ in range(burst % 50):  # held on this thread, as a training step holds the GIL
+                pass
+    deadline = time.monotonic() + 10
+    while work.pending and time.monotonic() < deadline:
+        time.sleep(0.005)
+    expected = [burst * 10 + i for burst in range(60) for i in range(burst % 5 + 1)]
+    deadline = time.monotonic() + 10
+    while len(done) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    worker_names.update(name for _, name in done)
+    assert [i for i, _ in done] == expected  # all done, in order, and no settle was called
+    assert worker_names == {"test-wakeups"}
+    work.close()
+
+
 def test_a_settle_from_inside_a_job_does_not_run_later_jobs_ahead_of_it() -> None:
     work = DeferredWork(name="test-reentrant")
     done: list[str] = []

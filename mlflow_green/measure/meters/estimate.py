@@ -42,7 +42,6 @@ from mlflow_green.measure.attribution import Attribution, Usage, UsageProbe
 from mlflow_green.measure.meters.base import PROCESS_SHARES, Availability, ProcessShareMeter
 from mlflow_green.measure.model_cache import cache_dir, cached_model, load_power_model
 from mlflow_green.measure.power_model import PowerModel
-from mlflow_green.measure.process_scan import TreeUsage
 from mlflow_green.measure.readings import Component, DeviceCounter
 from mlflow_green.measure.shares import UsageDelta, capacity_share, memory_share
 
@@ -96,6 +95,7 @@ class EstimateMeter(ProcessShareMeter):
         self.model_source = ""
         self.attribution = Attribution("machine")
         self._probe: UsageProbe | None = None
+        self._capture: Callable[[], tuple[float, int] | None] | None = None  # the probe's, while open
         self._last: tuple[float, Usage] | None = None
         self._energy_j: dict[Component, float] = {"cpu": 0.0, "ram": 0.0}
         self._described: tuple[PowerModel, dict[Component, dict[str, str]]] | None = None
@@ -157,6 +157,7 @@ class EstimateMeter(ProcessShareMeter):
         processes = self.attribution.processes if self.process_scope else _NoProcesses()
         # under scope="process" the share is of the capacity, CPUs × Δt: the machine's times are not read
         self._probe = UsageProbe(processes, self._cpu_times, memory=self.process_scope, machine=not self.process_scope)
+        self._capture = self._probe.capturer()
         self._last = (now_s, self._usage())
         self._energy_j = {"cpu": 0.0, "ram": 0.0}
         self._described = None  # the attribution may have changed since the last open
@@ -166,14 +167,13 @@ class EstimateMeter(ProcessShareMeter):
             raise MeterError("estimate: read() before open()")
         return self._advance(now_s, self._usage())
 
-    def capture(self, now_s: float) -> TreeUsage | None:
-        """The process tree's CPU time and memory now, when that is cheap (this process alone)."""
-        if self._last is None or self._probe is None:
-            return None
-        return self._probe.capture()
+    def capture(self, now_s: float) -> tuple[float, int] | None:
+        """The process tree's CPU seconds and resident bytes now, when that is cheap (this process alone)."""
+        capture = self._capture
+        return capture() if capture is not None and self._last is not None else None
 
     def read_captured(self, now_s: float, raw: object) -> tuple[DeviceCounter, ...]:
-        if self._last is None or self._probe is None or not isinstance(raw, TreeUsage):
+        if self._last is None or self._probe is None or not isinstance(raw, tuple):
             raise MeterError("estimate: read_captured() without an open meter's capture")
         return self._advance(now_s, self._probe.usage_of(raw))
 
@@ -223,6 +223,7 @@ class EstimateMeter(ProcessShareMeter):
     def close(self) -> None:
         self._last = None
         self._probe = None
+        self._capture = None
 
 
 class _NoProcesses:
