@@ -3,8 +3,10 @@
 The budgets (DESIGN.md §6, for a model the size of the digits zoo): the callback's work per
 epoch ≤ 0.2 % of the epoch, and its fixed cost per fit ≤ 20 ms. Both are *direct* costs: the
 time the training thread spends inside the callback (every hook call timed, wall and thread CPU),
-plus its per-batch wrappers timed over many calls — whole-fit A/B differences on a shared 2-core
-machine are noisier (±20 %) than the 0.2 % being measured, so they are printed for information.
+plus its per-batch wrappers timed over many calls, and — per epoch — the CPU time of the
+callback's own background threads (the epoch's accounting, spool writes, looks for new
+processes), which a framework keeping every core busy loses too; the verdict is printed both ways.
+Whole-fit A/B differences on a shared 2-core machine are noisier (±20 %) than the 0.2 % being measured, so they are printed for information.
 
 The fixed cost is split into the callback's own work (meters, model profile, final totals,
 tags, report) and the wait for MLflow: binding the run and, at the end of the fit, the wait
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +88,47 @@ class Clock:
 HOOKS = Clock()
 MLFLOW = Clock()
 
+BACKGROUND_THREADS = ("mlflow-green-epochs", "mlflow-green-spool", "mlflow-green-process-looker")
+"""The callback's own background threads: the epoch's accounting, spool writes, looks for new processes
+(the MLflow writer thread's sends are the tracking store's cost, as any MLflow logging's)."""
+
+
+class BackgroundCpu:
+    """CPU seconds of the callback's background threads, sampled at every timed hook.
+
+    They run while the framework computes; on a machine whose cores the framework keeps busy they
+    take that time from it, so they count as the callback's cost per epoch. A thread is sampled
+    through its CPU clock (``pthread_getcpuclockid``); one seen for the first time is billed all
+    its CPU so far (a looker left running by the previous fit is billed to the next: conservative).
+    """
+
+    def __init__(self) -> None:
+        self.total_s = 0.0
+        self.by_name_s: dict[str, float] = {}
+        self._last: dict[int, tuple[threading.Thread, float]] = {}
+
+    def sample(self) -> None:
+        for thread in threading.enumerate():
+            if thread.name not in BACKGROUND_THREADS or thread.ident is None:
+                continue
+            try:
+                cpu_s = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except (OSError, ProcessLookupError):
+                continue
+            last = self._last.get(id(thread))
+            used_s = cpu_s - (last[1] if last is not None and last[0] is thread else 0.0)
+            self.total_s += used_s
+            self.by_name_s[thread.name] = self.by_name_s.get(thread.name, 0.0) + used_s
+            self._last[id(thread)] = (thread, cpu_s)
+
+    def clear(self) -> None:
+        self.sample()
+        self.total_s = 0.0
+        self.by_name_s = {}
+
+
+BACKGROUND = BackgroundCpu()
+
 
 def timed_hooks(cls: type, names: set[str]) -> type:
     """A subclass of callback ``cls`` whose hooks ``names`` are timed into :data:`HOOKS`, and whose
@@ -98,6 +142,7 @@ def timed_hooks(cls: type, names: set[str]) -> type:
         method = getattr(cls, name)
 
         def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            BACKGROUND.sample()  # before the hook's own work: what the threads did while the framework ran
             wall, cpu, paused = time.perf_counter(), time.thread_time(), GC.total_s
             try:
                 return method(self, *args, **kwargs)
@@ -147,12 +192,13 @@ def report(
 ) -> None:
     """Run fits without and with the callback alternately; print the figures and the verdicts."""
     timed_fit(True)  # warm-up: first store access, first meter probe, kernels
-    HOOKS.clear(), MLFLOW.clear()
+    HOOKS.clear(), MLFLOW.clear(), BACKGROUND.clear()
     plain: list[FitResult] = []
     green: list[FitResult] = []
     for _ in range(repeats):
         plain.append(timed_fit(False))
         green.append(timed_fit(True))
+    BACKGROUND.sample()
     epoch_s = statistics.median(i for _, intervals in plain for i in intervals)
     green_epoch_s = statistics.median(i for _, intervals in green for i in intervals)
     n_epochs = repeats * epochs
@@ -170,6 +216,14 @@ def report(
           f" = {per_epoch:.2f} ms = {share:.3f} % of an epoch   (budget ≤ {EPOCH_BUDGET_PERCENT} %)")
     by_hook = ", ".join(f"{name} {1000 * HOOKS.wall_s.get(name, 0.0) / n_epochs:.3f}" for name in sorted(epoch_hooks))
     print(f"  per epoch by hook (ms): {by_hook}")
+    background_ms = 1000 * BACKGROUND.total_s / n_epochs
+    total_epoch_ms = per_epoch + background_ms
+    total_share = 100 * total_epoch_ms / (1000 * epoch_s)
+    print(f"  per epoch with the background threads' CPU (epoch accounting, spool writes, process looks):"
+          f" {per_epoch:.2f} + {background_ms:.2f} = {total_epoch_ms:.2f} ms = {total_share:.3f} % of an epoch"
+          f"   (budget ≤ {EPOCH_BUDGET_PERCENT} %)")
+    by_thread = ", ".join(f"{n} {1000 * t / n_epochs:.2f}" for n, t in sorted(BACKGROUND.by_name_s.items()))
+    print(f"  background per epoch by thread (ms): {by_thread or 'none'}")
     print(f"  fixed per fit: {fit_ms:.1f} ms in the fit-level hooks (thread CPU {fit_cpu_ms:.1f} ms) ="
           f" own work {own_ms:.1f} ms (meters, model profile, totals, tags, report)"
           f" + binding the run {bind_ms:.1f} ms + final writes acknowledged by MLflow {close_ms:.1f} ms"
@@ -182,8 +236,10 @@ def report(
     whole = 100 * (green_epoch_s - epoch_s) / epoch_s
     print(f"  for information, A/B median epoch: {epoch_s * 1000:.1f} ms without, {green_epoch_s * 1000:.1f} ms with"
           f" ({whole:+.2f} %, within the machine's noise)")
-    ok_epoch = share <= EPOCH_BUDGET_PERCENT
+    ok_thread = share <= EPOCH_BUDGET_PERCENT
+    ok_epoch = total_share <= EPOCH_BUDGET_PERCENT  # the threads' CPU is taken from a framework that keeps the cores busy
     ok_fit = own_ms + bind_ms <= FIT_BUDGET_MS
-    print("  verdict: per epoch", "within budget" if ok_epoch else "OVER BUDGET", "| fixed per fit",
+    print("  verdict: per epoch on the training thread", "within budget" if ok_thread else "OVER BUDGET",
+          "| per epoch with the background threads", "within budget" if ok_epoch else "OVER BUDGET", "| fixed per fit",
           "within budget" if ok_fit else "OVER BUDGET",
           f"(the final MLflow write wait, {close_ms:.0f} ms, is the tracking store's latency)")
