@@ -308,7 +308,10 @@ def test_meters_are_read_twice_an_epoch_with_validation_and_a_slow_epoch_end_is_
     cb = GreenCallback(meters=[meter], live_metrics=False)
     _mlp().fit(x, y, validation_data=(xv, yv), epochs=4, batch_size=128, callbacks=[cb, SlowAfterEpochOne()], verbose=0)
     per_epoch = [b - a for a, b in zip(reads_at_end, reads_at_end[1:])]
-    assert per_epoch == [2, 3, 2], per_epoch  # validation start + epoch end; + the epoch's start after the slow gap
+    # validation start + epoch end; + the epoch's start after the slow gap. Any stretch over EPOCH_GAP_S is
+    # read (on a loaded machine the epoch thread or a garbage collection can hold the GIL that long between
+    # two epochs): an epoch may then read once more, but the slow gap is always read
+    assert per_epoch[1] >= 3 and 2 in (per_epoch[0], per_epoch[2]) and max(per_epoch) <= 4, per_epoch
     run_id = cb.session.run_id
     assert_green_invariants(run_id)
     other_j = [m.value * 3.6e6 for m in _history(run_id, schema.ENERGY_OTHER_KWH)]
