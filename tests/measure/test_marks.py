@@ -34,6 +34,14 @@ def _tracker(machine: FakeMachine, clock: _Clock) -> EnergyTracker:
     return EnergyTracker(meters=[meter], clock=clock, processes=machine.tree, scope="process")
 
 
+def _started() -> tuple[FakeMachine, _Clock, EnergyTracker]:
+    """A scripted machine and clock, and a started tracker over them."""
+    machine, clock = FakeMachine(cpus=2), _Clock()
+    tracker = _tracker(machine, clock)
+    tracker.start()
+    return machine, clock, tracker
+
+
 def _script(machine: FakeMachine, clock: _Clock, step: int) -> None:
     """The machine's next stretch: a varying load, so that each window's share differs."""
     seconds = 1.0 + step % 3
@@ -65,9 +73,7 @@ def test_marks_hold_the_counters_snapshots_taken_then_hold() -> None:
 
 
 def test_a_mark_is_worked_out_before_any_later_reading_and_in_capture_order() -> None:
-    machine, clock = FakeMachine(cpus=2), _Clock()
-    tracker = _tracker(machine, clock)
-    tracker.start()
+    machine, clock, tracker = _started()
     _script(machine, clock, 0)
     first = tracker.mark()
     assert isinstance(first, PendingSnapshot) and "devices" not in first.__dict__  # nothing worked out yet
@@ -83,9 +89,7 @@ def test_a_mark_is_worked_out_before_any_later_reading_and_in_capture_order() ->
 
 
 def test_marks_are_worked_out_by_another_thread_while_the_training_thread_reads() -> None:
-    machine, clock = FakeMachine(cpus=2), _Clock()
-    tracker = _tracker(machine, clock)
-    tracker.start()
+    machine, clock, tracker = _started()
     marks = []
     for step in range(50):
         _script(machine, clock, step)
@@ -102,9 +106,7 @@ def test_marks_are_worked_out_by_another_thread_while_the_training_thread_reads(
 
 
 def test_a_meter_that_cannot_capture_is_read_at_once() -> None:
-    machine, clock = FakeMachine(cpus=2), _Clock()
-    tracker = _tracker(machine, clock)
-    tracker.start()
+    machine, clock, tracker = _started()
     machine.tree.alone = False  # a tree with children: the scanner must look at them
     _script(machine, clock, 0)
     assert type(tracker.mark()) is Snapshot
@@ -115,9 +117,7 @@ def test_a_meter_that_cannot_capture_is_read_at_once() -> None:
 
 
 def test_a_mark_compares_pickles_and_copies_as_the_snapshot_it_stands_for() -> None:
-    machine, clock = FakeMachine(cpus=2), _Clock()
-    tracker = _tracker(machine, clock)
-    tracker.start()
+    machine, clock, tracker = _started()
     _script(machine, clock, 0)
     mark = tracker.mark()
     for copied in (pickle.loads(pickle.dumps(mark)), copy.deepcopy(mark)):
