@@ -26,6 +26,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -33,6 +34,11 @@ logger = logging.getLogger(__name__)
 
 IDLE_EXIT_S = 30.0
 """The thread ends after this long without work (:meth:`DeferredWork.close` ends it at once)."""
+
+BOUNDARY_DELAY_S = 0.02
+"""Woken, the thread waits this long before it works: the training thread leaves the epoch's boundary
+(the framework's bookkeeping, the next epoch's start, the first steps) without waiting for the GIL,
+and the work is done while the framework's compiled steps have released it."""
 
 
 class DeferredWork:
@@ -148,6 +154,7 @@ class DeferredWork:
                     self._woken = False  # before the jobs are taken: a job handed over after this wakes us again
                 if not token:
                     return  # closed
+                time.sleep(BOUNDARY_DELAY_S)
             except queue.Empty:
                 with self._state:
                     if not self._jobs and self._tokens is tokens:
@@ -161,4 +168,4 @@ class DeferredWork:
         return (DeferredWork, (self.name,))
 
 
-__all__ = ["IDLE_EXIT_S", "DeferredWork"]
+__all__ = ["BOUNDARY_DELAY_S", "IDLE_EXIT_S", "DeferredWork"]
