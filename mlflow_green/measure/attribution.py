@@ -282,11 +282,6 @@ class UsageProbe:
         capture = getattr(self.processes, "capture", None)
         return capture if callable(capture) else None
 
-    def capture(self) -> tuple[float, int] | None:
-        """(CPU seconds, resident bytes) of the billed processes now if that is cheap, else None (see :meth:`capturer`)."""
-        capture = self.capturer()
-        return capture() if capture is not None else None
-
     def usage_of(self, captured: tuple[float, int]) -> Usage:
         """The :class:`Usage` of a capture (see :meth:`capturer`)."""
         cpu_s, rss_bytes = captured
