@@ -28,11 +28,12 @@ def evolve(record: _Record, **changes: Any) -> _Record:
         >>> evolve(DeviceEnergy("cpu:0", "cpu", "rapl", "counter", 50.0, 2.0), energy_j=10.0).power_w
         5.0
     """
-    unknown = changes.keys() - record.__dict__.keys()
-    if unknown:
-        raise TypeError(f"{type(record).__name__} has no field {sorted(unknown)[0]!r}")
+    fields = record.__dict__
+    for name in changes:
+        if name not in fields:
+            raise TypeError(f"{type(record).__name__} has no field {name!r}")
     copy = object.__new__(type(record))
-    copy.__dict__.update(record.__dict__)
+    copy.__dict__.update(fields)
     copy.__dict__.update(changes)
     return copy
 

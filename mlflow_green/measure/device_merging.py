@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mlflow_green.measure.device_energy import DeviceEnergy, evolve
-from mlflow_green.measure.provenance import join_shares, weakest_provenance
+from mlflow_green.measure.provenance import join_shares, weaker
 
 
 def _is_gpu_uuid(device_id: str) -> bool:
@@ -56,7 +56,7 @@ def merge_parallel_devices(ours: Iterable[DeviceEnergy], theirs: Iterable[Device
             merged[key] = evolve(
                 seen,
                 energy_j=seen.energy_j + device.energy_j,
-                provenance=weakest_provenance((seen.provenance, device.provenance)),
+                provenance=weaker(seen.provenance, device.provenance),
                 share=join_shares(seen.share, device.share),
                 note=seen.note or device.note,
             )
@@ -77,7 +77,7 @@ def combine_devices(a: Iterable[DeviceEnergy], b: Iterable[DeviceEnergy], durati
             merged[key] = evolve(
                 seen,
                 energy_j=seen.energy_j + d.energy_j,
-                provenance=weakest_provenance((seen.provenance, d.provenance)),
+                provenance=weaker(seen.provenance, d.provenance),
                 note=seen.note or d.note,
                 share=join_shares(seen.share, d.share),
                 scope="process" if "process" in (seen.scope, d.scope) else "machine",

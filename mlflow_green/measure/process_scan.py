@@ -1,9 +1,9 @@
 """A process tree read incrementally from Linux ``/proc``: only its members between rare full scans.
 
-Finding a process's descendants needs every process's parent, i.e. reading the ``stat`` file of
-every process on the machine (about 1 ms for 130 processes, ten times more on a busy host). A
-meter reads the tree at every window boundary, so :class:`TreeScanner` remembers the tree and,
-at each read, reads only:
+Finding a process's descendants takes the kernel's children lists of each of its threads (and
+theirs), or where it keeps none every process's parent — the ``stat`` file of every process on
+the machine (about 1 ms for 130 processes, ten times more on a busy host). A meter reads the tree
+at every window boundary, so :class:`TreeScanner` remembers the tree and, at each read, reads only:
 
 - the ``stat`` of the processes that were in the tree at the last read (their CPU time, memory
   and parent: one small read each), and
@@ -28,7 +28,9 @@ and its CPU time is in its parent's reaped-children time; a process re-parented 
 (its parent in the tree exited) leaves it. A full scan is made at the first read, every
 :data:`FULL_RESCAN_S` seconds, and at every read where ``ns_last_pid`` cannot be read: it catches
 what the PID order cannot show (a process adopted by a sub-reaper in the tree, or more than
-``pid_max`` processes created between two reads).
+``pid_max`` processes created between two reads). A full scan reads the kernel's children lists
+(``/proc/PID/task/TID/children``: the tree itself, a few reads) where it keeps them, else the
+``stat`` of every process.
 
 Example:
     >>> scanner = TreeScanner()
@@ -86,6 +88,9 @@ class TreeScanner:
         discovery_interval_s: Seconds between two looks for new processes (0: at every read).
         looker: Look in a background thread (else only when :meth:`look` is called, or at every
             read with ``discovery_interval_s=0``).
+        descendants: A process's descendants now, for the full scans (raises ``OSError`` when it
+            cannot tell); default: the kernel's children lists when ``listed_pids`` is the real
+            listing, else None (every full scan reads every listed process).
 
     Thread-safe. Pickled (and deep-copied) as a new scanner: a copy starts with a full scan.
     """
@@ -101,12 +106,16 @@ class TreeScanner:
         stat: Callable[[int], procfs.ProcessStat] | None = None,
         discovery_interval_s: float = DISCOVERY_INTERVAL_S,
         looker: bool = True,
+        descendants: Callable[[int], Iterable[int]] | None = None,
     ) -> None:
         self.root_pid = os.getpid() if root_pid is None else int(root_pid)
         self.exclude_pids = frozenset(exclude_pids)
         self._clock = clock
         self._last_pid_of = last_pid
         self._listed = listed_pids
+        if descendants is None and listed_pids is procfs.listed_pids:
+            descendants = procfs.descendants
+        self._descendants = descendants
         self._stat = stat if stat is not None else StatFiles()
         self._own_usage: Callable[[], tuple[float, int]] | None = getattr(self._stat, "own_usage", None)
         self._discovery_interval_s = float(discovery_interval_s)
@@ -139,7 +148,7 @@ class TreeScanner:
             looking = full_due or self._discovery_interval_s <= 0
             last_pid = self._last_pid_of() if looking else self._last_pid
             if full_due or last_pid is None:  # ns_last_pid unreadable: every read scans
-                candidates: Iterable[int] = self._listed()
+                candidates: Iterable[int] = self._every_candidate()
                 self._full_at_s, self.full_scans = now_s, self.full_scans + 1
             elif looking:  # look at every read
                 candidates = self._members.union(self._created(last_pid))
@@ -224,6 +233,16 @@ class TreeScanner:
             if self._last_pid == previous:  # a full scan meanwhile saw everything up to its own last PID
                 self._found.update(new)
                 self._last_pid = last_pid
+
+    def _every_candidate(self) -> Iterable[int]:
+        """A full scan's candidates: the root's descendants by the kernel's children lists where it
+        keeps them (the tree exactly, whatever the PID order), else every listed process."""
+        if self._descendants is not None:
+            try:
+                return self._descendants(self.root_pid)
+            except OSError:  # no children lists here (or the root is gone): list every process
+                self._descendants = None
+        return self._listed()
 
     def _created(self, last_pid: int) -> list[int]:
         """PIDs that may be new since the last look, looking now (under the lock)."""

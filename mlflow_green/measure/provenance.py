@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Literal
 
@@ -38,8 +39,10 @@ SHARE_BASES: dict[str, str] = {
 ``share == ""``; several bases apply in turn and are joined with ``+`` (``cpu-time+time``)."""
 
 
+@functools.lru_cache(maxsize=512)
 def join_shares(*shares: str) -> str:
-    """The bases of several apportionments, each once, in a stable order.
+    """The bases of several apportionments, each once, in a stable order (cached: window arithmetic
+    joins the same few at every epoch).
 
     Example:
         >>> join_shares("", "cpu-time", "time+cpu-time")
@@ -88,4 +91,16 @@ def weakest_provenance(values: Iterable[Provenance]) -> Provenance:
     values = list(values)
     if not values:  # nothing measured is not a measurement
         return "estimate"
-    return min(values, key=lambda p: _PROVENANCE_RANK[p])
+    return min(values, key=_PROVENANCE_RANK.__getitem__)
+
+
+def weaker(a: Provenance, b: Provenance) -> Provenance:
+    """The weaker of two provenances (:func:`weakest_provenance` of a pair, without building one).
+
+    Example:
+        >>> weaker("counter", "sampled"), weaker("counter", "counter")
+        ('sampled', 'counter')
+    """
+    if a == b:
+        return a
+    return a if _PROVENANCE_RANK[a] <= _PROVENANCE_RANK[b] else b

@@ -37,6 +37,7 @@ from mlflow_green.measure.provenance import (
     basis,
     join_shares,
     share_label,
+    weaker,
     weakest_provenance,
 )
 
@@ -63,7 +64,7 @@ class Snapshot:
         for now in self.devices:
             then = before.get(now.device_id)
             start_j = then.energy_j if then is not None else 0.0
-            provenance = now.provenance if then is None else weakest_provenance((now.provenance, then.provenance))
+            provenance = now.provenance if then is None else weaker(now.provenance, then.provenance)
             if abs(now.estimated_j - (then.estimated_j if then is not None else 0.0)) > 1e-9:
                 provenance = "estimate"  # the window holds estimated energy, or corrects an estimate
             devices.append(

@@ -182,7 +182,7 @@ class RunRecorder(BackgroundWriter):
             last = self._refs <= 0
             if last:
                 self._closed = True
-                self._cond.notify_all()
+                self.wake_all()
         done = self.flush(budget_s)
         if last:
             thread = self._thread

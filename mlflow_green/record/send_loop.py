@@ -14,7 +14,9 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from itertools import islice
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SEND_INTERVAL_S = 1.0
+"""While training, writes that come within this long of the last send wait for each other and go in
+one request (a flush, the end of a fit or a close sends at once)."""
+
 
 class SendLoop:
     """The thread side of a run's writer: sends ``_queue``'s head until the queue is empty and closed."""
@@ -52,6 +58,9 @@ class SendLoop:
     _closed: bool
     _stopped: bool
     _adopted: bool
+    _flushers: int  # callers waiting for the queue to empty: nothing gathers then
+    _sent_at_s: float = -math.inf  # time.monotonic() of the last send
+    _gathering: bool = False  # the thread waits in _gather
 
     def _label(self) -> str:
         raise NotImplementedError
@@ -71,6 +80,7 @@ class SendLoop:
                     self._take_intake()
                 if self._stopped:
                     return
+                self._gather()
                 entries = self._next_entries(alone_until_seq)
             if not entries:
                 self._finish()
@@ -100,10 +110,31 @@ class SendLoop:
                     error = describe(exc)
                 else:
                     backoff_s = self.timeouts.retry_start_s
+                    self._sent_at_s = time.monotonic()
                     self.created_run = sent.run if sent.run is not None else self.created_run
                     self._done(entries, sent.run_id)
                     continue
             self._set_aside(entry, error)
+
+    def _gather(self) -> None:
+        """Let writes gather until :data:`SEND_INTERVAL_S` after the last send (under the lock).
+
+        Only while the head is a write that one batch carries along, nobody waits for the queue to
+        empty (a flush, the end of a fit, a close) and the writer is not stopped: the points of short
+        epochs then reach MLflow together, at most one request a second, each epoch's points within
+        about a second of its end (they are in the spool at once).
+        """
+        while (self._queue and not self._closed and not self._stopped and not self._flushers
+               and self.run_id is not None and self._queue[0]["op"] in BATCHABLE):
+            wait_s = self._sent_at_s + SEND_INTERVAL_S - time.monotonic()
+            if wait_s <= 0:
+                return
+            self._gathering = True  # a write that can wait does not wake this thread
+            try:
+                self._cond.wait(wait_s)
+            finally:
+                self._gathering = False
+            self._take_intake()
 
     def _next_entries(self, alone_until_seq: int) -> list[dict[str, Any]]:
         """The queue's head, with the writes after it that one ``log_batch`` can carry along (under the lock)."""

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_green.record.keeper import SpoolKeeper
 from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, forget_writer, tracking_uri_of
 from mlflow_green.record.messages import WriteCounts
-from mlflow_green.record.ops import RunSpec
+from mlflow_green.record.ops import BATCHABLE, RunSpec
 from mlflow_green.record.send_loop import SendLoop
 from mlflow_green.record.spool import canonical_uri, default_spool_dir
 from mlflow_green.record.timeouts import RunTimeouts
@@ -67,7 +67,9 @@ class BackgroundWriter(SendLoop):
         self.counts = WriteCounts()
         self.creation_error: str | None = None
         self.created_run: Run | None = None
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the queue: the writer thread and whoever waits on it
+        self._handed_over = threading.Condition(lock)  # wakes the spool thread only (see _later)
         self._queue: deque[dict[str, Any]] = deque()
         self._seq = 0
         self._last_timestamp_ms = 0
@@ -75,6 +77,7 @@ class BackgroundWriter(SendLoop):
         self._closed = False
         self._stopped = False
         self._adopted = False
+        self._flushers = 0
         self._held: dict[str, Any] | None = None
         self._intake: deque[Callable[[], None]] = deque()
         self._taking = False
@@ -123,11 +126,16 @@ class BackgroundWriter(SendLoop):
         deadline = time.monotonic() + (self.timeouts.end_s if timeout_s is None else timeout_s)
         with self._cond:
             self._take_intake()
-            while self._queue:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
+            self._flushers += 1  # the writer thread sends at once (no gathering)
+            self._cond.notify_all()
+            try:
+                while self._queue:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._flushers -= 1
         return True
 
     def stop(self) -> None:
@@ -138,7 +146,7 @@ class BackgroundWriter(SendLoop):
         with self._cond:
             self._take_intake()  # what was handed over is kept in the spool before the writer stops
             self._stopped = True
-            self._cond.notify_all()
+            self.wake_all()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=0.5)  # it may be inside one of MLflow's requests: never wait on that
@@ -171,7 +179,7 @@ class BackgroundWriter(SendLoop):
         with self._cond:
             self._intake.append(work)
             self._start_spool_thread()
-            self._cond.notify_all()
+            self._handed_over.notify()
 
     def prepare_handover(self) -> None:
         """Start the spool thread now (at a fit's start), so that no epoch pays for starting a thread."""
@@ -194,7 +202,12 @@ class BackgroundWriter(SendLoop):
                     self._spool_thread = None  # under the lock: a later hand-over starts another
                     return
                 else:
-                    self._cond.wait(5.0)
+                    self._handed_over.wait(5.0)
+
+    def wake_all(self) -> None:
+        """Wake every thread of this writer and every waiter (under the lock: closed or stopped)."""
+        self._cond.notify_all()
+        self._handed_over.notify_all()
 
     def _take_intake(self) -> None:
         """Do the handed-over work, in order (under the lock; re-entered calls leave it to the outer one)."""
@@ -211,12 +224,14 @@ class BackgroundWriter(SendLoop):
         finally:
             self._taking = False
 
-    def _start_or_notify(self) -> None:
-        """Start the writer thread if it is not running, and wake it (under the lock)."""
+    def _start_or_notify(self, op: str = "") -> None:
+        """Start the writer thread if it is not running, and wake it (under the lock) unless it is
+        gathering and ``op`` can wait with the rest (see :meth:`_gather`)."""
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="mlflow-green-writer", daemon=True)
             self._thread.start()
-        self._cond.notify_all()
+        if not (self._gathering and op in BATCHABLE):
+            self._cond.notify_all()
 
     def _submit(self, entry: dict[str, Any], t_ms: int | None = None) -> None:
         with self._cond:
@@ -232,7 +247,7 @@ class BackgroundWriter(SendLoop):
             self._queue.append(entry)
             if entry["op"] != "create":
                 self.counts.submitted += 1
-            self._start_or_notify()
+            self._start_or_notify(entry["op"])
 
     def _hold(self, entry: dict[str, Any], t_ms: int | None = None) -> None:
         """Spool metrics that are not to be sent yet (a step still open): only a crash makes a replay send them.

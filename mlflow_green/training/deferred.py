@@ -38,7 +38,9 @@ IDLE_EXIT_S = 30.0
 BOUNDARY_DELAY_S = 0.02
 """Woken, the thread waits this long before it works: the training thread leaves the epoch's boundary
 (the framework's bookkeeping, the next epoch's start, the first steps) without waiting for the GIL,
-and the work is done while the framework's compiled steps have released it."""
+and the work is done while the framework's compiled steps have released it. What is handed over
+meanwhile (an epoch's end right after its validation, the next epoch's start) is done on the same
+wake-up."""
 
 
 class DeferredWork:
@@ -84,6 +86,11 @@ class DeferredWork:
         if not self._woken:  # else the thread, once it takes the token, does this job too
             self._woken = True
             self._tokens.put(True)
+
+    def in_job(self) -> bool:
+        """True when called from inside a job (on the thread, or on a thread settling): what the job
+        hands on may be done at once, it is off the training thread already or due now."""
+        return self._draining == threading.get_ident()
 
     def settle(self) -> None:
         """Finish every queued job now, on this thread (waits for the one in progress)."""
@@ -150,11 +157,11 @@ class DeferredWork:
         while True:
             try:
                 token = tokens.get(timeout=IDLE_EXIT_S)
-                if tokens is self._tokens:
-                    self._woken = False  # before the jobs are taken: a job handed over after this wakes us again
                 if not token:
                     return  # closed
-                time.sleep(BOUNDARY_DELAY_S)
+                time.sleep(BOUNDARY_DELAY_S)  # jobs handed over meanwhile ride on this wake-up
+                if tokens is self._tokens:
+                    self._woken = False  # before the jobs are taken: a job handed over after this wakes us again
             except queue.Empty:
                 with self._state:
                     if not self._jobs and self._tokens is tokens:

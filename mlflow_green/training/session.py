@@ -184,12 +184,12 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         tracker = self.tracker
         if tracker is None:
             return
-        self._deferred.submit(self.output.send_pending)  # after the previous epoch's accounting
+        self._deferred.submit(lambda: self.output.send_pending(background=False))  # after the previous epoch's accounting
         if self._first_epoch is None:
             self._first_epoch = int(epoch)
             self._projection.first_epoch = self._first_epoch
             self.steps.begin_fit(self._first_epoch)
-            self._deferred.submit(lambda: self._log_tags(tracker, background=True))
+            self._deferred.submit(lambda: self._log_tags(tracker))  # spooled by the epochs' thread
             if self.profile is not None:
                 profile, step = self.profile, self.steps.peek(self._first_epoch)
                 self._deferred.submit(lambda: self._log_model(profile, step, at_epoch_start=True))
@@ -265,8 +265,8 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         )
 
     def _log(self, metrics: Mapping[str, float], step: int) -> None:
-        if self.dist.is_logging_rank:
-            self.output.log(metrics, step)
+        if self.dist.is_logging_rank:  # the epochs' thread spools them itself; the training thread hands them over
+            self.output.log(metrics, step, background=not self._deferred.in_job())
 
     def _log_tags(self, tracker: EnergyTracker, total: Measurement | None = None, *, background: bool = False) -> None:
         if self.output.bound and self.dist.is_logging_rank:

@@ -46,5 +46,6 @@ class ProfileMixin:
         """
         self.profile = profile
         if self.dist.is_logging_rank:
-            self.output.log_changed(profile.metrics(), step, hold=not at_epoch_start)
-            self.output.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()}, background=at_epoch_start)
+            handover = at_epoch_start and not self._deferred.in_job()
+            self.output.log_changed(profile.metrics(), step, hold=not at_epoch_start, background=handover)
+            self.output.log_tags({schema.TAG_COMPRESSION: profile.compression_tag()}, background=handover)

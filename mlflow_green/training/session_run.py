@@ -117,29 +117,30 @@ class SessionRun:
             self._reopened = True
         return self.run
 
-    def log(self, metrics: Mapping[str, float], step: int, *, hold: bool = True) -> None:
+    def log(self, metrics: Mapping[str, float], step: int, *, hold: bool = True, background: bool = True) -> None:
         """Queue metrics at ``step``; values logged again at the same step replace the held ones.
 
         ``hold=False`` leaves them pending without spooling them now: the step's next ``log`` (its
-        epoch's end) holds them with its own values.
+        epoch's end) holds them with its own values. ``background=False``: spooled by the calling
+        thread (one that is not the training thread: the epochs' accounting), not handed over.
         """
         if not metrics or not self.bound:
             return
         if self._pending_step is not None and step != self._pending_step:
-            self.send_pending()
+            self.send_pending(background=background)
         self._pending_step = step
         self._pending.update(metrics)
         for key, value in metrics.items():
             self._key_steps[key] = step
             self._last_values[key] = value
         handle = self._handle() if hold else None
-        if handle is not None:  # spooled (not sent) by the spool thread within milliseconds: a training killed then keeps the step
-            handle.recorder.hold_metrics(self._pending, step, background=True)
+        if handle is not None:  # spooled (not sent) within milliseconds: a training killed then keeps the step
+            handle.recorder.hold_metrics(self._pending, step, background=background)
 
-    def log_changed(self, metrics: Mapping[str, float], step: int, *, hold: bool = True) -> dict[str, float]:
+    def log_changed(self, metrics: Mapping[str, float], step: int, *, hold: bool = True, background: bool = True) -> dict[str, float]:
         """Queue only the metrics whose value differs from the last one logged; returns them."""
         changed = {k: v for k, v in metrics.items() if self._last_values.get(k) != v}
-        self.log(changed, step, hold=hold)
+        self.log(changed, step, hold=hold, background=background)
         return changed
 
     def next_free_step(self, keys: Iterable[str], base: int) -> int:
@@ -147,14 +148,17 @@ class SessionRun:
         used = [self._key_steps[k] for k in keys if k in self._key_steps]
         return max([base, *(s + 1 for s in used)])
 
-    def send_pending(self) -> None:
-        """Hand the held step's metrics to the writer (the training thread never waits for MLflow)."""
+    def send_pending(self, *, background: bool = True) -> None:
+        """Hand the held step's metrics to the writer (the training thread never waits for MLflow).
+
+        ``background=False``: spooled by the calling thread (not the training thread), see :meth:`log`.
+        """
         metrics, step = self._pending, self._pending_step
         self._pending, self._pending_step = {}, None
         handle = self._handle() if metrics and step is not None else None
         if handle is not None:
             # handed to the writer's spool thread: until it has kept them, the held copy stands for them
-            handle.recorder.log_metrics(metrics, step=step, background=True)
+            handle.recorder.log_metrics(metrics, step=step, background=background)
 
     def log_tags(self, tags: Mapping[str, str], *, background: bool = False) -> None:
         """Queue run tags (``background=True``: handed to the writer's spool thread)."""
