@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 
@@ -56,19 +57,23 @@ class AdapterCounts:
 
     ``fit`` keeps its training and validation iterators for all its epochs, and their adapters do
     not change: a count is asked once per iterator (a count unknown until the first pass ends —
-    ``tf.data`` of unknown cardinality — is asked again). Copies and pickles start empty.
+    ``tf.data`` of unknown cardinality — is asked again). An iterator is held weakly: forgetting it
+    never runs its (and its dataset's) teardown inside a callback hook. Copies and pickles start empty.
     """
 
     def __init__(self) -> None:
-        self._known: dict[int, tuple[Any, int]] = {}
+        self._known: dict[int, tuple[weakref.ref[Any], int]] = {}
 
     def __call__(self, iterator: Any) -> int | None:
         known = self._known.get(id(iterator))
-        if known is not None and known[0] is iterator:
+        if known is not None and known[0]() is iterator:
             return known[1]
         count = adapter_samples(iterator)
         if count:
-            self._known[id(iterator)] = (iterator, count)
+            try:
+                self._known[id(iterator)] = (weakref.ref(iterator), count)
+            except TypeError:  # not weakly referable: asked each time
+                pass
         return count
 
     def clear(self) -> None:

@@ -10,7 +10,9 @@ at every window boundary, so :class:`TreeScanner` remembers the tree and, at eac
 - the ``stat`` of the processes created since the last read, if any: the kernel hands out PIDs in
   increasing order (``/proc/sys/kernel/ns_last_pid``, the last one handed out, wraps at
   ``pid_max``), so while it has not moved no process was created anywhere, and when it has moved
-  the new processes are the listed PIDs above the previous value (all of them after a wrap).
+  the new processes are the listed PIDs above the previous value (all of them after a wrap); a
+  look keeps those whose parent is in the tree (or among them), so that processes started elsewhere
+  on the machine cost the reads nothing.
 
 New processes are looked for every :data:`DISCOVERY_INTERVAL_S` seconds by a small background
 thread (the *looker*, alive while reads keep coming), not by the reads: threads count as PIDs too,
@@ -117,6 +119,7 @@ class TreeScanner:
             descendants = procfs.descendants
         self._descendants = descendants
         self._stat = stat if stat is not None else StatFiles()
+        self._peek = stat if stat is not None else procfs.process_stat  # a look's reads keep no descriptor
         self._own_usage: Callable[[], tuple[float, int]] | None = getattr(self._stat, "own_usage", None)
         self._discovery_interval_s = float(discovery_interval_s)
         self._use_looker = looker and self._discovery_interval_s > 0
@@ -230,9 +233,26 @@ class TreeScanner:
             return
         new = _created_since(self._listed(), previous, last_pid)  # listed outside the lock: reads go on
         with self._lock:
+            tree = set(self._members) | self._found
+        ours = self._born_in(tree, new, previous)
+        with self._lock:
             if self._last_pid == previous:  # a full scan meanwhile saw everything up to its own last PID
-                self._found.update(new)
+                self._found.update(ours)
                 self._last_pid = last_pid
+
+    def _born_in(self, tree: set[int], new: list[int], previous: int) -> list[int]:
+        """The processes among ``new`` whose parent is in ``tree`` or among them (oldest first): the
+        others — created elsewhere on the machine — are no business of the next read (it stays cheap)."""
+        ours = []
+        for pid in sorted(new, key=lambda p: (p <= previous, p)):  # handed-out order, across a wrap
+            try:
+                parent = self._peek(pid).ppid
+            except (ProcessLookupError, OSError):  # exited meanwhile: its parent reaps its time
+                continue
+            if parent in tree:
+                tree.add(pid)
+                ours.append(pid)
+        return ours
 
     def _every_candidate(self) -> Iterable[int]:
         """A full scan's candidates: the root's descendants by the kernel's children lists where it

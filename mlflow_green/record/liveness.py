@@ -46,6 +46,20 @@ def _boot_id() -> str:
             return ""
 
 
+_OWN_START_S: dict[int, float] = {}
+
+
+def _own_start_s(pid: int) -> float:
+    """This process's start time, read once (``pid`` is ours: a forked child reads its own); 0 if unknown."""
+    started = _OWN_START_S.get(pid)
+    if started is None:
+        started = _started_s(pid)
+        if started is None:
+            return 0.0
+        _OWN_START_S[pid] = started
+    return started
+
+
 def _started_s(pid: int) -> float | None:
     """The start time of ``pid``; None if there is no such process or it is a zombie (it has exited)."""
     try:
@@ -77,9 +91,9 @@ class WriterIdentity:
 
     @classmethod
     def current(cls) -> WriterIdentity:
-        """This process."""
+        """This process (its start time read once per process: a spool file is made at every fit)."""
         pid = os.getpid()
-        return cls(socket.gethostname(), _boot_id(), pid, _started_s(pid) or 0.0)
+        return cls(socket.gethostname(), _boot_id(), pid, _own_start_s(pid))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> WriterIdentity | None:

@@ -241,6 +241,27 @@ def test_new_processes_are_found_by_a_look_not_by_reads_and_billed_in_full_when_
     assert scanner.read().cpu_s == 6.5 and table.listings == 1
 
 
+def test_a_look_keeps_only_processes_born_in_the_tree_so_the_next_read_reads_no_stranger() -> None:
+    """Processes started elsewhere on the machine (most of what moves ``ns_last_pid`` on a shared
+    host) are checked by the look, in the background, and never read again at a window boundary."""
+    table = _machine()
+    scanner = table.scanner(100, discovery_interval_s=DISCOVERY_INTERVAL_S, looker=False)
+    scanner.read()
+    for pid in range(150, 160):
+        table.spawn(pid, 1)  # someone else's
+    scanner.look()
+    table.stats = []
+    assert scanner.read().pids == {100} and table.stats == [100]  # no stranger read at the boundary
+    table.spawn(160, 1)
+    table.spawn(161, 100, cpu_s=0.5)  # ours
+    table.spawn(162, 161, cpu_s=0.25)  # ours, a grandchild born before the look
+    scanner.look()
+    table.stats = []
+    usage = scanner.read()
+    assert usage.pids == {100, 161, 162} and usage.cpu_s == 5.75
+    assert sorted(table.stats) == [100, 161, 162]
+
+
 def test_the_looker_thread_finds_a_new_child_within_a_few_intervals_and_stops_when_reads_stop() -> None:
     scanner = TreeScanner()
     scanner.read()
