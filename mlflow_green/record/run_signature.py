@@ -66,7 +66,7 @@ class WriteLedger:
     def __init__(self) -> None:
         self._metrics: dict[str, tuple[int, int, float]] = {}
         self._tags: dict[str, str] = {}
-        self._artifacts: dict[str, str] = {}
+        self._artifacts: dict[str, Any] = {}  # artifact file -> the report written (its digest when signing)
 
     def observe(self, entry: Mapping[str, Any]) -> None:
         """Record one write (a spool entry: ``metrics``, ``tags`` or ``report``; others are ignored)."""
@@ -79,16 +79,18 @@ class WriteLedger:
         elif kind == "tags":
             self._tags.update({k: str(v) for k, v in entry.get("tags", {}).items() if k.startswith(schema.TAG_PREFIX)})
         elif kind == "report" and entry.get("artifact_file", schema.REPORT_ARTIFACT) in SIGNED_ARTIFACTS:
-            self._artifacts[entry.get("artifact_file", schema.REPORT_ARTIFACT)] = report_digest(entry.get("report"))
+            # kept as written (the entry's own copy), digested only when a signature asks for it
+            self._artifacts[entry.get("artifact_file", schema.REPORT_ARTIFACT)] = entry.get("report")
 
     def expected(self) -> dict[str, Any]:
         """The values to find on the server before signing (``report_digest``: ``green/report.json``'s;
         ``artifact_digests``: every signed artifact this writer wrote)."""
+        digests = {name: report_digest(report) for name, report in self._artifacts.items()}
         return {
             "metrics": {key: point[2] for key, point in self._metrics.items()},
             "tags": dict(self._tags),
-            "report_digest": self._artifacts.get(schema.REPORT_ARTIFACT),
-            "artifact_digests": dict(self._artifacts),
+            "report_digest": digests.get(schema.REPORT_ARTIFACT),
+            "artifact_digests": digests,
         }
 
     def sign_entry(self, key: SigningKey) -> dict[str, Any]:
