@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow_green.record.send_loop import SEND_INTERVAL_S
+
 EPOCH_BUDGET_PERCENT = 0.2
 FIT_BUDGET_MS = 20.0
 
@@ -230,8 +232,8 @@ def report(
     by_thread = ", ".join(f"{n} {1000 * t / n_epochs:.2f}" for n, t in sorted(BACKGROUND.by_name_s.items()))
     print(f"  background per epoch by thread (ms): {by_thread or 'none'}; as a share of one core:"
           f" {100 * background_ms / (1000 * epoch_s):.3f} %")
-    print(f"  for information, the MLflow writer thread (the tracking store's work on our writes, sent at most once a"
-          f" second): {1000 * WRITER.total_s / n_epochs:.2f} ms CPU per epoch")
+    print(f"  for information, the MLflow writer thread (the tracking store's work on our writes, sent at most every"
+          f" {SEND_INTERVAL_S:g} s): {1000 * WRITER.total_s / n_epochs:.2f} ms CPU per epoch")
     print(f"  fixed per fit: {fit_ms:.1f} ms in the fit-level hooks (thread CPU {fit_cpu_ms:.1f} ms) ="
           f" own work {own_ms:.1f} ms (meters, model profile, totals, tags, report)"
           f" + binding the run {bind_ms:.1f} ms + final writes acknowledged by MLflow {close_ms:.1f} ms"

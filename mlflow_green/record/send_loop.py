@@ -36,9 +36,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SEND_INTERVAL_S = 1.0
+SEND_INTERVAL_S = 5.0
 """While training, writes that come within this long of the last send wait for each other and go in
-one request (a flush, the end of a fit or a close sends at once)."""
+one request (a flush, the end of a fit or a close sends at once). A ``log_batch`` on a sqlite store
+costs ~11 ms of CPU a call plus ~1.5 ms per epoch's points: epochs shorter than this share a call."""
 
 
 class SendLoop:
@@ -121,8 +122,8 @@ class SendLoop:
 
         Only while the head is a write that one batch carries along, nobody waits for the queue to
         empty (a flush, the end of a fit, a close) and the writer is not stopped: the points of short
-        epochs then reach MLflow together, at most one request a second, each epoch's points within
-        about a second of its end (they are in the spool at once).
+        epochs then reach MLflow together, at most one request every :data:`SEND_INTERVAL_S`, each
+        epoch's points within that long of its end (they are in the spool within milliseconds).
         """
         while (self._queue and not self._closed and not self._stopped and not self._flushers
                and self.run_id is not None and self._queue[0]["op"] in BATCHABLE):
