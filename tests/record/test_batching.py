@@ -133,3 +133,39 @@ def test_the_end_of_a_fit_is_one_log_batch_and_the_report_then_the_runs_end(
     assert run.info.status == "FINISHED" and run.data.tags[schema.TAG_METERS]
     energy = client.get_metric_history(run_id, schema.ENERGY_KWH)
     assert [m.step for m in energy] == [0, 1]  # the totals at the last step, once
+
+
+def test_while_training_writes_gather_for_the_send_interval_and_a_flush_sends_at_once(
+    counting: tuple[CountingClient, str], spool_dir: Path
+) -> None:
+    """Epochs shorter than ``SEND_INTERVAL_S`` share one request (a sqlite ``log_batch`` costs ~11 ms of
+    CPU a call); each point is in the spool at once, and a flush does not wait for the interval."""
+    from mlflow_green.record.send_loop import SEND_INTERVAL_S
+    from mlflow_green.record.spool_format import parse_entries
+
+    client, run_id = counting
+    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    recorder.log_metrics({schema.ENERGY_KWH: 0.1}, step=0)
+    deadline = time.monotonic() + 10
+    while not client.calls and time.monotonic() < deadline:  # the first write goes at once
+        time.sleep(0.01)
+    assert client.calls == [("log_batch", 1, 0)]
+    started = time.monotonic()
+    for step in range(1, 6):  # five short epochs
+        recorder.log_metrics({schema.ENERGY_KWH: 0.1 * (step + 1), schema.POWER_W: 40.0}, step=step)
+        time.sleep(0.05)
+    spooled = parse_entries(spool_paths(spool_dir)[0].read_bytes()).entries
+    assert [e["metrics"][0][3] for e in spooled if e.get("op") == "metrics"] == [0, 1, 2, 3, 4, 5]  # all kept already
+    assert client.calls == [("log_batch", 1, 0)] and time.monotonic() - started < SEND_INTERVAL_S  # none sent yet
+    flushed_at = time.monotonic()
+    assert recorder.flush(timeout_s=10.0)
+    assert time.monotonic() - flushed_at < SEND_INTERVAL_S / 2  # a flush does not wait for the interval
+    assert client.calls == [("log_batch", 1, 0), ("log_batch", 10, 0)]  # the five epochs in one request
+    recorder.log_metrics({schema.ENERGY_KWH: 0.9}, step=6)
+    deadline = time.monotonic() + SEND_INTERVAL_S + 10
+    while len(client.calls) < 3 and time.monotonic() < deadline:  # sent without a flush, within the interval
+        time.sleep(0.05)
+    assert client.calls[2] == ("log_batch", 1, 0)
+    assert [(m.step, round(m.value, 6)) for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [
+        (s, round(0.1 * (s + 1), 6)) for s in range(6)] + [(6, 0.9)]
+    assert recorder.close() is True
