@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -325,3 +326,59 @@ def test_this_process_is_read_from_its_clocks_with_the_same_figures_as_its_stat(
     child = _spawn(BURN.format(s=0.2))
     child_cpu_s = float(child.communicate()[0])  # reaped: its time is in ours now
     assert files(os.getpid()).cpu_s - own.cpu_s >= child_cpu_s - 2 * tick_s
+
+
+def _tree_by_parents(root: int) -> set[int]:
+    children = procfs.children_by_parent()
+    found, stack = {root}, [root]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def test_a_full_scan_by_children_lists_finds_the_tree_every_parent_shows() -> None:
+    """Children forked by another thread than the main one, and grandchildren, are in the kernel's
+    children lists of the thread that made them: the walk reads every thread's list."""
+    started: list[subprocess.Popen[str]] = []
+    spawned, done = threading.Event(), threading.Event()
+
+    def spawn() -> None:
+        started.append(subprocess.Popen([sys.executable, "-c", PARENT_OF_SLEEPER], stdout=subprocess.PIPE, text=True))
+
+    def spawn_and_stay() -> None:  # alive while the tree is read: its child is in its own list
+        spawn()
+        spawned.set()
+        done.wait(60)
+
+    worker = threading.Thread(target=spawn_and_stay)
+    worker.start()
+    assert spawned.wait(60)
+    spawn()  # and one from the main thread
+    grandchildren: set[int] = set()
+    try:
+        grandchildren = {int(p.stdout.readline()) for p in started}  # type: ignore[union-attr]
+        expected = _tree_by_parents(os.getpid())
+        assert {p.pid for p in started} | grandchildren <= expected
+        assert {os.getpid(), *procfs.descendants(os.getpid())} == expected
+        scanner = TreeScanner()
+        assert scanner.read().pids == expected and scanner.full_scans == 1
+    finally:
+        done.set()
+        worker.join()
+        for p in started:
+            p.kill()
+            p.wait()
+        for pid in grandchildren:
+            if procfs.pid_exists(pid):
+                os.kill(pid, 9)
+
+
+def test_where_the_kernel_keeps_no_children_lists_a_full_scan_reads_every_process() -> None:
+    def no_lists(pid: int) -> list[int]:
+        raise OSError("no children lists")
+
+    scanner = TreeScanner(descendants=no_lists)
+    assert scanner.read().pids == _tree_by_parents(os.getpid())
