@@ -70,15 +70,36 @@ def stored_weights(model: Any, calls: list[Call], notes: list[str]) -> list[Weig
             uses[id(var)] += call.mult
     owners = {id(v): layer for layer in reversed(all_layers(model)) for v in own_variables(layer)}
     trainable = {id(v) for v in model.trainable_weights}
-    variables = dedupe(model.weights)
-    read = read_together(variables)
     infos = []
+    for chunk in _chunks(dedupe(model.weights)):
+        read = read_together(chunk)  # dropped after its chunk: a large model is never copied whole
+        for var in chunk:
+            try:
+                infos.append(_weight_info(var, owners.get(id(var)), max(1, uses[id(var)]), id(var) in trainable, read.get(id(var))))
+            except Exception as exc:
+                notes.append(f"variable {getattr(var, 'path', var)} skipped: {type(exc).__name__}")
+    return infos
+
+
+READ_CHUNK_BYTES: Final = 64 * 2**20
+"""At most this many bytes of variables are read in one operation (and held in host memory at once)."""
+
+
+def _chunks(variables: list[Any]) -> list[list[Any]]:
+    """``variables`` in order, in runs of at most :data:`READ_CHUNK_BYTES` (a larger variable alone)."""
+    chunks: list[list[Any]] = [[]]
+    size = 0
     for var in variables:
         try:
-            infos.append(_weight_info(var, owners.get(id(var)), max(1, uses[id(var)]), id(var) in trainable, read.get(id(var))))
-        except Exception as exc:
-            notes.append(f"variable {getattr(var, 'path', var)} skipped: {type(exc).__name__}")
-    return infos
+            nbytes = prod(var.shape) * max(1, _dtype_bits(keras.backend.standardize_dtype(var.dtype)) // 8)
+        except Exception:
+            nbytes = READ_CHUNK_BYTES  # unknown: on its own
+        if chunks[-1] and size + nbytes > READ_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(var)
+        size += nbytes
+    return [chunk for chunk in chunks if chunk]
 
 
 def read_together(variables: list[Any]) -> dict[int, np.ndarray]:
@@ -86,7 +107,8 @@ def read_together(variables: list[Any]) -> dict[int, np.ndarray]:
 
     On TensorFlow (eager) one ``identity_n`` reads them all: a read per variable costs a quarter of
     a millisecond of Python and op dispatch, a model's worth of them most of an inspection. Elsewhere,
-    or if the joint read fails (a distributed variable), empty: each is read on its own.
+    or if the joint read fails (a distributed variable), empty: each is read on its own. The caller
+    bounds the bytes read at once (:data:`READ_CHUNK_BYTES`).
     """
     if not variables or keras.backend.backend() != "tensorflow":
         return {}

@@ -150,6 +150,30 @@ def test_zeroed_dense_columns_give_structured_sparsity() -> None:
     assert profile.sparsity == pytest.approx(0.25)
 
 
+def test_a_model_larger_than_one_read_is_read_in_runs_with_the_same_figures() -> None:
+    """Variables are read a run of at most 64 MiB at a time (a large model is never copied whole into
+    host memory): a 72 MiB embedding between small layers reads alone, the counts stay exact."""
+    from mlflow_green.integrations._keras_weights import READ_CHUNK_BYTES
+
+    model = keras.Sequential([keras.Input((8,), dtype="int32"), L.Embedding(18_432, 1024), L.Dense(16), L.Dense(4)])
+    embedding, dense, _ = model.layers
+    assert embedding.embeddings.numpy().nbytes > READ_CHUNK_BYTES
+    for layer in model.layers:  # no zero by chance among 19 M random values, nor in a bias
+        layer.set_weights([np.ones_like(w) for w in layer.get_weights()])
+    table = embedding.get_weights()[0]
+    table[:4608] = 0.0  # a quarter of the rows
+    embedding.set_weights([table])
+    kernel, bias = dense.get_weights()
+    kernel[:, :4] = 0.0  # 4 of 16 units
+    dense.set_weights([kernel, bias])
+    profile = _inspect(model)
+    params = 18_432 * 1024 + (1024 * 16 + 16) + (16 * 4 + 4)
+    zeros = 4608 * 1024 + 1024 * 4
+    assert profile.params == params
+    assert profile.params_nonzero == params - zeros
+    assert profile.sparsity == pytest.approx(zeros / (18_432 * 1024 + 1024 * 16 + 16 * 4), rel=1e-6)
+
+
 def test_zeroed_conv_filters_and_depthwise_channels_give_structured_sparsity() -> None:
     x = keras.Input((8, 8, 4))
     conv, depthwise = L.Conv2D(8, 3), L.DepthwiseConv2D(3)
