@@ -120,13 +120,15 @@ class SendLoop:
     def _gather(self) -> None:
         """Let writes gather until :data:`SEND_INTERVAL_S` after the last send (under the lock).
 
-        Only while the head is a write that one batch carries along, nobody waits for the queue to
-        empty (a flush, the end of a fit, a close) and the writer is not stopped: the points of short
+        Only while the head is a write that one batch carries along, the whole queue fits in one
+        request (MLflow's limits: 1 000 metrics, 100 tags), nobody waits for the queue to empty (a
+        flush, the end of a fit, a close) and the writer is not stopped: the points of short
         epochs then reach MLflow together, at most one request every :data:`SEND_INTERVAL_S`, each
         epoch's points within that long of its end (they are in the spool within milliseconds).
         """
         while (self._queue and not self._closed and not self._stopped and not self._flushers
-               and self.run_id is not None and self._queue[0]["op"] in BATCHABLE):
+               and self.run_id is not None and self._queue[0]["op"] in BATCHABLE
+               and batch_of(self._queue) == len(self._queue)):  # more than one request's worth: send now
             wait_s = self._sent_at_s + SEND_INTERVAL_S - time.monotonic()
             if wait_s <= 0:
                 return

@@ -169,3 +169,29 @@ def test_while_training_writes_gather_for_the_send_interval_and_a_flush_sends_at
     assert [(m.step, round(m.value, 6)) for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [
         (s, round(0.1 * (s + 1), 6)) for s in range(6)] + [(6, 0.9)]
     assert recorder.close() is True
+
+
+def test_more_than_one_request_of_writes_is_sent_without_waiting_for_the_interval(
+    counting: tuple[CountingClient, str], spool_dir: Path
+) -> None:
+    """A producer faster than one request per interval (per-step logging of many values) never lets the
+    queue grow: once the writes exceed one ``log_batch`` (1 000 metrics) they go at once, in full requests."""
+    from mlflow_green.record.send_loop import SEND_INTERVAL_S
+
+    client, run_id = counting
+    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    recorder.log_metrics({schema.ENERGY_KWH: 0.0}, step=0)
+    deadline = time.monotonic() + 10
+    while not client.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    for step in range(1, 61):  # 60 steps × 25 values = 1 500 metrics, within a fraction of the interval
+        recorder.log_metrics({f"{schema.METRIC_PREFIX}value_{i}": float(step + i) for i in range(25)}, step=step)
+    while sum(n for _, n, _ in client.calls) < 1001 and time.monotonic() - started < SEND_INTERVAL_S:
+        time.sleep(0.01)
+    assert time.monotonic() - started < SEND_INTERVAL_S * 0.8  # not held for the interval
+    assert client.calls[1] == ("log_batch", 1000, 0)  # a full request first
+    assert recorder.flush(timeout_s=10.0)
+    assert sum(n for _, n, _ in client.calls) == 1501
+    assert len(client.get_metric_history(run_id, f"{schema.METRIC_PREFIX}value_0")) == 60
+    assert recorder.close() is True
