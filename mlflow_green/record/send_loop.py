@@ -81,7 +81,9 @@ class SendLoop:
                     self._take_intake()
                 if self._stopped:
                     return
-                self._gather()
+                self._gather(alone_until_seq)
+                if self._stopped:  # stopped while gathering: what is not sent stays spooled
+                    return
                 entries = self._next_entries(alone_until_seq)
             if not entries:
                 self._finish()
@@ -117,17 +119,19 @@ class SendLoop:
                     continue
             self._set_aside(entry, error)
 
-    def _gather(self) -> None:
+    def _gather(self, alone_until_seq: int = 0) -> None:
         """Let writes gather until :data:`SEND_INTERVAL_S` after the last send (under the lock).
 
-        Only while the head is a write that one batch carries along, the whole queue fits in one
-        request (MLflow's limits: 1 000 metrics, 100 tags), nobody waits for the queue to empty (a
-        flush, the end of a fit, a close) and the writer is not stopped: the points of short
+        Only while the head is a write that one batch carries along (and not one of a refused batch's,
+        which are sent one by one at once), the whole queue fits in one request (MLflow's limits:
+        1 000 metrics, 100 tags), nobody waits for the queue to empty (a flush, the end of a fit, a
+        close, the interpreter's exit) and the writer is not stopped: the points of short
         epochs then reach MLflow together, at most one request every :data:`SEND_INTERVAL_S`, each
         epoch's points within that long of its end (they are in the spool within milliseconds).
         """
         while (self._queue and not self._closed and not self._stopped and not self._flushers
                and self.run_id is not None and self._queue[0]["op"] in BATCHABLE
+               and self._queue[0]["seq"] > alone_until_seq  # a refused batch's writes go one after another
                and batch_of(self._queue) == len(self._queue)):  # more than one request's worth: send now
             wait_s = self._sent_at_s + SEND_INTERVAL_S - time.monotonic()
             if wait_s <= 0:

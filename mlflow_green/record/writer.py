@@ -17,10 +17,13 @@ loop (send, retry, set aside) is :class:`~mlflow_green.record.send_loop.SendLoop
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +42,14 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 logger = logging.getLogger(__name__)
+
+EXIT_SEND_S = 1.0
+"""At the interpreter's exit, writes still waiting to be gathered into a request are sent, waiting at
+most this long for all writers together; what is not sent by then stays spooled (``mlflow-green
+sync``, or the next training against the same server, sends it)."""
+
+_WRITERS: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
+
 
 class BackgroundWriter(SendLoop):
     """The queue and thread of one run's writes (see the module docstring). Use ``RunRecorder``."""
@@ -89,6 +100,7 @@ class BackgroundWriter(SendLoop):
                             "token": self.spec.token if self.spec else None},
             label=self.label,
         )
+        _WRITERS.add(self)
         if spec is not None and run_id is None:
             self._submit({"op": "create", "run": spec.to_dict()})
 
@@ -137,6 +149,11 @@ class BackgroundWriter(SendLoop):
             finally:
                 self._flushers -= 1
         return True
+
+    def sending(self) -> bool:
+        """True while writes are queued and this writer's thread runs to send them (not stopped)."""
+        with self._cond:
+            return bool(self._queue) and not self._stopped and self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop the background writer now, as if this process ended: what is not sent stays spooled (unlocked).
@@ -286,3 +303,18 @@ class BackgroundWriter(SendLoop):
 
 
 __all__ = ["LIVE", "LIVE_LOCK", "BackgroundWriter", "tracking_uri_of"]
+
+
+def _send_gathered_at_exit() -> None:
+    """The interpreter exits: send what the writers were gathering, within :data:`EXIT_SEND_S`."""
+    deadline = time.monotonic() + EXIT_SEND_S
+    for writer in list(_WRITERS):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        with contextlib.suppress(Exception):
+            if writer.sending():
+                writer.flush(remaining)
+
+
+atexit.register(_send_gathered_at_exit)

@@ -195,3 +195,84 @@ def test_more_than_one_request_of_writes_is_sent_without_waiting_for_the_interva
     assert sum(n for _, n, _ in client.calls) == 1501
     assert len(client.get_metric_history(run_id, f"{schema.METRIC_PREFIX}value_0")) == 60
     assert recorder.close() is True
+
+
+def _sent_first(client: CountingClient, recorder: RunRecorder) -> None:
+    """A first write, sent: the next ones gather for the send interval."""
+    recorder.log_metrics({schema.ENERGY_KWH: 0.0}, step=0)
+    deadline = time.monotonic() + 10
+    while not client.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # its send completed
+
+
+def test_a_refused_gathered_batch_is_sent_one_by_one_at_once_not_one_per_interval(
+    counting: tuple[CountingClient, str], spool_dir: Path
+) -> None:
+    from mlflow_green.record.send_loop import SEND_INTERVAL_S
+
+    client, run_id = counting
+    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    _sent_first(client, recorder)
+    started = time.monotonic()
+    for step in range(1, 6):
+        recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
+    recorder.log_metrics({"energy$kwh": 1.0}, step=6)  # MLflow refuses this name: the batch is refused
+    deadline = started + 3 * SEND_INTERVAL_S
+    while recorder.pending and time.monotonic() < deadline:  # no flush: the writer alone
+        time.sleep(0.05)
+    assert recorder.pending == 0 and time.monotonic() - started < 2 * SEND_INTERVAL_S  # one interval, then at once
+    assert [m.step for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [0, 1, 2, 3, 4, 5]
+    assert recorder.counts.rejected == 1
+    assert recorder.close() is True
+
+
+def test_a_writer_stopped_while_gathering_sends_nothing_more_and_keeps_it_spooled(
+    counting: tuple[CountingClient, str], spool_dir: Path
+) -> None:
+    """``stop()`` is what the end of the process does to the writer: what was not sent stays in the spool
+    (for ``mlflow-green sync``), it is not sent behind the stop's back."""
+    client, run_id = counting
+    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    _sent_first(client, recorder)
+    for step in range(1, 4):
+        recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
+    time.sleep(0.3)  # the writer is gathering them
+    recorder.stop()
+    time.sleep(1.0)
+    assert [m.step for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [0]
+    from mlflow_green.record.spool_format import parse_entries
+
+    [spooled] = spool_paths(spool_dir)
+    entries = parse_entries(spooled.read_bytes()).entries
+    assert [e["metrics"][0][3] for e in entries if e.get("op") == "metrics"] == [0, 1, 2, 3]  # all kept for a sync
+
+
+def test_writes_gathering_when_the_interpreter_exits_are_sent_at_exit(store: tuple[MlflowClient, str], tmp_path: Path) -> None:
+    """A script that logs and exits without closing its writer: the gathered writes go out at exit (within
+    a second), not only with the next ``mlflow-green sync``."""
+    import subprocess
+    import sys
+
+    client, experiment_id = store
+    run_id = client.create_run(experiment_id).info.run_id
+    script = (
+        "import sys, time\n"
+        "from mlflow import MlflowClient\n"
+        "from mlflow_green.record.recorder import RunRecorder\n"
+        "recorder = RunRecorder(MlflowClient(sys.argv[1]), sys.argv[2])\n"
+        "recorder.log_metrics({'green/energy_kwh': 0.0}, step=0)\n"
+        "time.sleep(1.0)\n"  # sent; the next ones gather
+        "for step in range(1, 6):\n"
+        "    recorder.log_metrics({'green/energy_kwh': float(step)}, step=step)\n"
+    )
+    env = {**__import__("os").environ, "MLFLOW_GREEN_SPOOL_DIR": str(tmp_path / "spool")}
+    done = subprocess.run([sys.executable, "-c", script, client.tracking_uri, run_id], env=env, timeout=60,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [m.step for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [0, 1, 2, 3, 4, 5]
+    from mlflow_green.record.spool_format import parse_entries, read_state
+
+    [spooled] = spool_paths(tmp_path / "spool")  # the writer was not closed: its file stays, all of it done
+    done_seq, _, _ = read_state(spooled.with_name(spooled.name[: -len(".jsonl")] + ".state"), spooled)
+    assert done_seq == max(e["seq"] for e in parse_entries(spooled.read_bytes()).entries)
