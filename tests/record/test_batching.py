@@ -19,7 +19,9 @@ from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.runs import RunHandle
+from mlflow_green.record.send_loop import SEND_INTERVAL_S
 from mlflow_green.record.spool import REJECTED_DIR, spool_paths
+from mlflow_green.record.spool_format import parse_entries, read_state
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.testing import FakeMeter
 from mlflow_green.training.session import TrainingSession
@@ -135,14 +137,9 @@ def test_the_end_of_a_fit_is_one_log_batch_and_the_report_then_the_runs_end(
     assert [m.step for m in energy] == [0, 1]  # the totals at the last step, once
 
 
-def test_while_training_writes_gather_for_the_send_interval_and_a_flush_sends_at_once(
-    counting: tuple[CountingClient, str], spool_dir: Path
-) -> None:
-    """Epochs shorter than ``SEND_INTERVAL_S`` share one request (a sqlite ``log_batch`` costs ~11 ms of
-    CPU a call); each point is in the spool at once, and a flush does not wait for the interval."""
-    from mlflow_green.record.send_loop import SEND_INTERVAL_S
-    from mlflow_green.record.spool_format import parse_entries
-
+@pytest.fixture()
+def gathering(counting: tuple[CountingClient, str], spool_dir: Path) -> tuple[CountingClient, str, RunRecorder]:
+    """A recorder whose first write (step 0) was sent: the next ones gather for the send interval."""
     client, run_id = counting
     recorder = RunRecorder(client, run_id, timeouts=QUICK)
     recorder.log_metrics({schema.ENERGY_KWH: 0.1}, step=0)
@@ -150,6 +147,16 @@ def test_while_training_writes_gather_for_the_send_interval_and_a_flush_sends_at
     while not client.calls and time.monotonic() < deadline:  # the first write goes at once
         time.sleep(0.01)
     assert client.calls == [("log_batch", 1, 0)]
+    time.sleep(0.2)  # its send completed
+    return client, run_id, recorder
+
+
+def test_while_training_writes_gather_for_the_send_interval_and_a_flush_sends_at_once(
+    gathering: tuple[CountingClient, str, RunRecorder], spool_dir: Path
+) -> None:
+    """Epochs shorter than ``SEND_INTERVAL_S`` share one request (a sqlite ``log_batch`` costs ~11 ms of
+    CPU a call); each point is in the spool at once, and a flush does not wait for the interval."""
+    client, run_id, recorder = gathering
     started = time.monotonic()
     for step in range(1, 6):  # five short epochs
         recorder.log_metrics({schema.ENERGY_KWH: 0.1 * (step + 1), schema.POWER_W: 40.0}, step=step)
@@ -172,18 +179,11 @@ def test_while_training_writes_gather_for_the_send_interval_and_a_flush_sends_at
 
 
 def test_more_than_one_request_of_writes_is_sent_without_waiting_for_the_interval(
-    counting: tuple[CountingClient, str], spool_dir: Path
+    gathering: tuple[CountingClient, str, RunRecorder],
 ) -> None:
     """A producer faster than one request per interval (per-step logging of many values) never lets the
     queue grow: once the writes exceed one ``log_batch`` (1 000 metrics) they go at once, in full requests."""
-    from mlflow_green.record.send_loop import SEND_INTERVAL_S
-
-    client, run_id = counting
-    recorder = RunRecorder(client, run_id, timeouts=QUICK)
-    recorder.log_metrics({schema.ENERGY_KWH: 0.0}, step=0)
-    deadline = time.monotonic() + 10
-    while not client.calls and time.monotonic() < deadline:
-        time.sleep(0.01)
+    client, run_id, recorder = gathering
     started = time.monotonic()
     for step in range(1, 61):  # 60 steps × 25 values = 1 500 metrics, within a fraction of the interval
         recorder.log_metrics({f"{schema.METRIC_PREFIX}value_{i}": float(step + i) for i in range(25)}, step=step)
@@ -197,23 +197,10 @@ def test_more_than_one_request_of_writes_is_sent_without_waiting_for_the_interva
     assert recorder.close() is True
 
 
-def _sent_first(client: CountingClient, recorder: RunRecorder) -> None:
-    """A first write, sent: the next ones gather for the send interval."""
-    recorder.log_metrics({schema.ENERGY_KWH: 0.0}, step=0)
-    deadline = time.monotonic() + 10
-    while not client.calls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)  # its send completed
-
-
 def test_a_refused_gathered_batch_is_sent_one_by_one_at_once_not_one_per_interval(
-    counting: tuple[CountingClient, str], spool_dir: Path
+    gathering: tuple[CountingClient, str, RunRecorder],
 ) -> None:
-    from mlflow_green.record.send_loop import SEND_INTERVAL_S
-
-    client, run_id = counting
-    recorder = RunRecorder(client, run_id, timeouts=QUICK)
-    _sent_first(client, recorder)
+    client, run_id, recorder = gathering
     started = time.monotonic()
     for step in range(1, 6):
         recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
@@ -228,21 +215,17 @@ def test_a_refused_gathered_batch_is_sent_one_by_one_at_once_not_one_per_interva
 
 
 def test_a_writer_stopped_while_gathering_sends_nothing_more_and_keeps_it_spooled(
-    counting: tuple[CountingClient, str], spool_dir: Path
+    gathering: tuple[CountingClient, str, RunRecorder], spool_dir: Path,
 ) -> None:
     """``stop()`` is what the end of the process does to the writer: what was not sent stays in the spool
     (for ``mlflow-green sync``), it is not sent behind the stop's back."""
-    client, run_id = counting
-    recorder = RunRecorder(client, run_id, timeouts=QUICK)
-    _sent_first(client, recorder)
+    client, run_id, recorder = gathering
     for step in range(1, 4):
         recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
     time.sleep(0.3)  # the writer is gathering them
     recorder.stop()
     time.sleep(1.0)
     assert [m.step for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [0]
-    from mlflow_green.record.spool_format import parse_entries
-
     [spooled] = spool_paths(spool_dir)
     entries = parse_entries(spooled.read_bytes()).entries
     assert [e["metrics"][0][3] for e in entries if e.get("op") == "metrics"] == [0, 1, 2, 3]  # all kept for a sync
@@ -271,8 +254,6 @@ def test_writes_gathering_when_the_interpreter_exits_are_sent_at_exit(store: tup
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert [m.step for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [0, 1, 2, 3, 4, 5]
-    from mlflow_green.record.spool_format import parse_entries, read_state
-
     [spooled] = spool_paths(tmp_path / "spool")  # the writer was not closed: its file stays, all of it done
     done_seq, _, _ = read_state(spooled.with_name(spooled.name[: -len(".jsonl")] + ".state"), spooled)
     assert done_seq == max(e["seq"] for e in parse_entries(spooled.read_bytes()).entries)
