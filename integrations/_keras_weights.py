@@ -91,7 +91,7 @@ def _chunks(variables: list[Any]) -> list[list[Any]]:
     size = 0
     for var in variables:
         try:
-            nbytes = prod(var.shape) * max(1, _dtype_bits(keras.backend.standardize_dtype(var.dtype)) // 8)
+            nbytes = _stored_bytes(var, keras.backend.standardize_dtype(var.dtype))
         except Exception:
             nbytes = READ_CHUNK_BYTES  # unknown: on its own
         if chunks[-1] and size + nbytes > READ_CHUNK_BYTES:
@@ -121,6 +121,11 @@ def read_together(variables: list[Any]) -> dict[int, np.ndarray]:
         return {id(var): np.asarray(tensor.numpy()) for var, tensor in zip(variables, tensors, strict=True)}
     except Exception:  # each variable is read on its own (and a failing one noted there)
         return {}
+
+
+def _stored_bytes(var: Any, dtype: str) -> int:
+    """Bytes of ``var`` as stored (``dtype``: its standardized dtype; at least a byte a value)."""
+    return prod(var.shape) * max(1, _dtype_bits(dtype) // 8)
 
 
 def _dtype_bits(dtype: str) -> int:
@@ -186,7 +191,7 @@ def _weight_info(var: Any, layer: Any, uses: int, trainable: bool, read: np.ndar
         dtype=dtype,
         bits=float(bits or _dtype_bits(dtype)),
         count=int(values.size),
-        stored_bytes=prod(var.shape) * max(1, _dtype_bits(dtype) // 8),
+        stored_bytes=_stored_bytes(var, dtype),
         nonzero=int(np.count_nonzero(values)),
         uses=uses,
         trainable=trainable,

@@ -132,7 +132,7 @@ class SendLoop:
         while (self._queue and not self._closed and not self._stopped and not self._flushers
                and self.run_id is not None and self._queue[0]["op"] in BATCHABLE
                and self._queue[0]["seq"] > alone_until_seq  # a refused batch's writes go one after another
-               and batch_of(self._queue) == len(self._queue)):  # more than one request's worth: send now
+               and self._one_request_holds_all()):  # more than one request's worth: send now
             wait_s = self._sent_at_s + SEND_INTERVAL_S - time.monotonic()
             if wait_s <= 0:
                 return
@@ -142,6 +142,10 @@ class SendLoop:
             finally:
                 self._gathering = False
             self._take_intake()
+
+    def _one_request_holds_all(self) -> bool:
+        """True while one ``log_batch`` can carry the whole queue (under the lock)."""
+        return batch_of(self._queue) == len(self._queue)
 
     def _next_entries(self, alone_until_seq: int) -> list[dict[str, Any]]:
         """The queue's head, with the writes after it that one ``log_batch`` can carry along (under the lock)."""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_green.record.keeper import SpoolKeeper
 from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, forget_writer, tracking_uri_of
 from mlflow_green.record.messages import WriteCounts
-from mlflow_green.record.ops import BATCHABLE, RunSpec, batch_of
+from mlflow_green.record.ops import BATCHABLE, RunSpec
 from mlflow_green.record.send_loop import SendLoop
 from mlflow_green.record.spool import canonical_uri, default_spool_dir
 from mlflow_green.record.timeouts import RunTimeouts
@@ -247,7 +247,7 @@ class BackgroundWriter(SendLoop):
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="mlflow-green-writer", daemon=True)
             self._thread.start()
-        if not (self._gathering and op in BATCHABLE and batch_of(self._queue) == len(self._queue)):
+        if not (self._gathering and op in BATCHABLE and self._one_request_holds_all()):
             self._cond.notify_all()
 
     def _submit(self, entry: dict[str, Any], t_ms: int | None = None) -> None:
