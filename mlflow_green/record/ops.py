@@ -44,6 +44,7 @@ import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.record import schema
@@ -128,16 +129,53 @@ def batch_of(entries: Sequence[Mapping[str, Any]]) -> int:
         ...           {"op": "report", "report": {}}])
         2
     """
-    metrics = tags = count = 0
-    for entry in entries:
+    return LeadingBatch().size(entries)
+
+
+class LeadingBatch:
+    """:func:`batch_of` over a queue that grows at its tail and is taken from its head, kept up to date:
+    while the head stays the same entry, each entry is looked at once (a queue that gathers writes for
+    seconds is not walked again at every write).
+
+    Example:
+        >>> from collections import deque
+        >>> queue, leading = deque(), LeadingBatch()
+        >>> queue.append({"op": "metrics", "metrics": [["a", 1.0, 0, 0]]}); leading.size(queue)
+        1
+        >>> queue.append({"op": "tags", "tags": {"t": "1"}}); leading.size(queue)
+        2
+        >>> queue.append({"op": "report", "report": {}}); leading.size(queue)
+        2
+    """
+
+    def __init__(self) -> None:
+        self._head: Mapping[str, Any] | None = None
+        self._count = self._metrics = self._tags = 0
+        self._ended = False  # an entry that cannot join the batch was met: later ones do not count
+
+    def size(self, queue: Sequence[Mapping[str, Any]]) -> int:
+        """How many of ``queue``'s leading entries one ``log_batch`` call can send (at least 1)."""
+        if not queue:
+            return 1
+        if queue[0] is not self._head:  # the head was sent: start over from the new one
+            self._head, self._count, self._metrics, self._tags, self._ended = queue[0], 0, 0, 0, False
+        if not self._ended and self._count < len(queue):
+            unseen = list(islice(reversed(queue), len(queue) - self._count))
+            for entry in reversed(unseen):
+                if not self._join(entry):
+                    self._ended = True
+                    break
+        return max(self._count, 1)
+
+    def _join(self, entry: Mapping[str, Any]) -> bool:
         if entry.get("op") not in BATCHABLE or entry.get("held"):
-            break
-        metrics += len(entry.get("metrics") or ())
-        tags += len(entry.get("tags") or ())
-        if count and (metrics > _MAX_METRICS_PER_BATCH or tags > _MAX_TAGS_PER_BATCH):
-            break
-        count += 1
-    return max(count, 1)
+            return False
+        metrics = self._metrics + len(entry.get("metrics") or ())
+        tags = self._tags + len(entry.get("tags") or ())
+        if self._count and (metrics > _MAX_METRICS_PER_BATCH or tags > _MAX_TAGS_PER_BATCH):
+            return False
+        self._count, self._metrics, self._tags = self._count + 1, metrics, tags
+        return True
 
 
 def apply_batch(client: MlflowClient, run_id: str, entries: Sequence[Mapping[str, Any]]) -> None:

@@ -26,7 +26,7 @@ from mlflow_green.record.failures import describe, is_transient
 from mlflow_green.record.keeper import SpoolKeeper
 from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, forget_writer
 from mlflow_green.record.messages import WriteCounts
-from mlflow_green.record.ops import BATCHABLE, Sent, apply_batch, batch_of, send
+from mlflow_green.record.ops import BATCHABLE, LeadingBatch, Sent, apply_batch, send
 from mlflow_green.record.orphans import adopt_orphans
 from mlflow_green.record.timeouts import RunTimeouts
 
@@ -56,6 +56,7 @@ class SendLoop:
     keeper: SpoolKeeper
     _cond: threading.Condition
     _queue: deque[dict[str, Any]]
+    _leading: LeadingBatch  # how much of the queue one log_batch carries, kept up to date
     _closed: bool
     _stopped: bool
     _adopted: bool
@@ -145,7 +146,7 @@ class SendLoop:
 
     def _one_request_holds_all(self) -> bool:
         """True while one ``log_batch`` can carry the whole queue (under the lock)."""
-        return batch_of(self._queue) == len(self._queue)
+        return self._leading.size(self._queue) == len(self._queue)
 
     def _next_entries(self, alone_until_seq: int) -> list[dict[str, Any]]:
         """The queue's head, with the writes after it that one ``log_batch`` can carry along (under the lock)."""
@@ -154,7 +155,7 @@ class SendLoop:
         head = self._queue[0]
         if self.run_id is None or head["seq"] <= alone_until_seq or head["op"] not in BATCHABLE:
             return [head]
-        return list(islice(self._queue, batch_of(self._queue)))
+        return list(islice(self._queue, self._leading.size(self._queue)))
 
     def _creation_failed_reason(self, entry: Mapping[str, Any]) -> str | None:
         if self.creation_error is not None and entry["op"] != "create":

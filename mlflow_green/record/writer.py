@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_green.record.keeper import SpoolKeeper
 from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, forget_writer, tracking_uri_of
 from mlflow_green.record.messages import WriteCounts
-from mlflow_green.record.ops import BATCHABLE, RunSpec
+from mlflow_green.record.ops import BATCHABLE, LeadingBatch, RunSpec
 from mlflow_green.record.send_loop import SendLoop
 from mlflow_green.record.spool import canonical_uri, default_spool_dir
 from mlflow_green.record.timeouts import RunTimeouts
@@ -82,6 +82,7 @@ class BackgroundWriter(SendLoop):
         self._cond = threading.Condition(lock)  # the queue: the writer thread and whoever waits on it
         self._handed_over = threading.Condition(lock)  # wakes the spool thread only (see _later)
         self._queue: deque[dict[str, Any]] = deque()
+        self._leading = LeadingBatch()
         self._seq = 0
         self._last_timestamp_ms = 0
         self._refs = 1

@@ -257,3 +257,45 @@ def test_writes_gathering_when_the_interpreter_exits_are_sent_at_exit(store: tup
     [spooled] = spool_paths(tmp_path / "spool")  # the writer was not closed: its file stays, all of it done
     done_seq, _, _ = read_state(spooled.with_name(spooled.name[: -len(".jsonl")] + ".state"), spooled)
     assert done_seq == max(e["seq"] for e in parse_entries(spooled.read_bytes()).entries)
+
+
+def _leading_batch_by_hand(queue: list[dict[str, Any]]) -> int:
+    """The leading entries one log_batch carries, counted from scratch (MLflow's 1 000 metrics, 100 tags)."""
+    metrics = tags = count = 0
+    for entry in queue:
+        if entry["op"] not in ("metrics", "tags") or entry.get("held"):
+            break
+        metrics += len(entry.get("metrics", ()))
+        tags += len(entry.get("tags", {}))
+        if count and (metrics > 1000 or tags > 100):
+            break
+        count += 1
+    return max(count, 1)
+
+
+def test_the_writer_s_batch_size_kept_up_to_date_equals_counting_the_queue_again() -> None:
+    """The writer counts what one request carries as writes arrive and leave, not by walking the queue
+    at every write; over a random mix of writes, sends and limits it says what a fresh count says."""
+    import random
+    from collections import deque
+
+    from mlflow_green.record.ops import LeadingBatch, batch_of
+
+    rng = random.Random(7)
+    queue: deque[dict[str, Any]] = deque()
+    leading = LeadingBatch()
+    for seq in range(4000):
+        kind = rng.choices(["metrics", "tags", "held", "report"], weights=[60, 25, 5, 3])[0]
+        if kind == "tags":
+            entry: dict[str, Any] = {"op": "tags", "tags": {f"t{i}": "v" for i in range(rng.randint(1, 40))}}
+        elif kind == "report":
+            entry = {"op": "report", "report": {}}
+        else:
+            entry = {"op": "metrics", "metrics": [["m", 1.0, 0, seq]] * rng.randint(1, 300), "held": kind == "held"}
+        queue.append(entry)
+        if rng.random() < 0.15:  # a send takes the head's batch
+            for _ in range(leading.size(queue)):
+                queue.popleft()
+        expected = _leading_batch_by_hand(list(queue))
+        assert (leading.size(queue) if queue else expected) == expected
+        assert batch_of(list(queue)) == expected
