@@ -10,7 +10,8 @@ at every window boundary, so :class:`TreeScanner` remembers the tree and, at eac
 - the ``stat`` of the processes created since the last read, if any: the kernel hands out PIDs in
   increasing order (``/proc/sys/kernel/ns_last_pid``, the last one handed out, wraps at
   ``pid_max``), so while it has not moved no process was created anywhere, and when it has moved
-  the new processes are the listed PIDs above the previous value (all of them after a wrap); a
+  the new processes are the listed PIDs between the previous value and the new one (across the
+  wrap after one; processes older than a wrap, above the counter, are not new); a
   look keeps those whose parent is in the tree (or among them), so that processes started elsewhere
   on the machine cost the reads nothing.
 
@@ -311,14 +312,17 @@ class TreeScanner:
 
 def _created_since(listed: Iterable[int], previous: int, last: int) -> list[int]:
     """The listed PIDs that may have been handed out after ``previous`` (the last PID was ``previous``,
-    it is ``last`` now): those above ``previous``; after a wrap (``last < previous``), also those up to ``last``.
+    it is ``last`` now): those above ``previous`` up to ``last``; after a wrap (``last < previous``),
+    those above ``previous`` and those up to ``last``. A process older than the last wrap keeps a PID
+    above the counter: it is not new (were it peeked at every look, a machine's long-lived daemons
+    would be read every second). One created after ``last`` was read is found at the next look.
 
     Example:
-        >>> _created_since([1, 5, 90, 120], 100, 110), _created_since([1, 5, 90, 120], 100, 7)
-        ([120], [1, 5, 120])
+        >>> _created_since([1, 5, 90, 105, 120], 100, 110), _created_since([1, 5, 90, 120], 100, 7)
+        ([105], [1, 5, 120])
     """
     if last >= previous:
-        return [pid for pid in listed if pid > previous]
+        return [pid for pid in listed if previous < pid <= last]
     return [pid for pid in listed if pid > previous or pid <= last]
 
 

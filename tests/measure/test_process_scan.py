@@ -181,6 +181,26 @@ def test_after_the_pids_wrap_low_new_pids_are_found_too() -> None:
     assert scanner.read().pids == {100, 70}
 
 
+def test_processes_older_than_the_last_wrap_are_not_read_by_a_look_whenever_the_counter_moves() -> None:
+    """After the PIDs wrapped, the machine's long-lived processes (kernel workers, daemons) keep PIDs
+    above the counter: they are not new, and a look (every second, whenever anything started) does
+    not read them; what was handed out since the last look is read, and ours found."""
+    table = _machine()
+    for pid in range(30_000, 30_008):
+        table.spawn(pid, 2)  # started before the wrap
+    table.last = 200  # the counter wrapped since
+    scanner = table.scanner(100, discovery_interval_s=DISCOVERY_INTERVAL_S, looker=False)
+    scanner.read()
+    for _ in range(3):
+        table.spawn(table.last + 1, 1)  # someone else's process: the counter moves
+        table.stats = []
+        scanner.look()
+        assert table.stats == [table.last]  # the new one alone, none of the old ones
+    table.spawn(table.last + 1, 100, cpu_s=0.5)
+    scanner.look()
+    assert scanner.read().pids == {100, table.last}
+
+
 def test_a_reused_pid_and_a_re_parented_process_are_told_apart_by_their_parent() -> None:
     table = _machine()
     table.spawn(101, 100)
