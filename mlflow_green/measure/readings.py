@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 from mlflow_green.measure.device_energy import DeviceCounter, DeviceEnergy, evolve
@@ -112,11 +111,12 @@ class Measurement:
 
     duration_s: float
     devices: tuple[DeviceEnergy, ...] = field(default_factory=tuple)
+    energy_j: float = field(init=False, repr=False, compare=False)
+    """Total IT energy of every device, in joules (worked out once, at construction: a few additions,
+    cheaper than a cached property's lookup and lock)."""
 
-    @cached_property
-    def energy_j(self) -> float:
-        """Total IT energy of every device, in joules."""
-        return sum(d.energy_j for d in self.devices)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "energy_j", sum(d.energy_j for d in self.devices))
 
     @property
     def power_w(self) -> float:
