@@ -11,9 +11,8 @@ at every window boundary, so :class:`TreeScanner` remembers the tree and, at eac
   increasing order (``/proc/sys/kernel/ns_last_pid``, the last one handed out, wraps at
   ``pid_max``), so while it has not moved no process was created anywhere, and when it has moved
   the new processes are the listed PIDs between the previous value and the new one (across the
-  wrap after one; processes older than a wrap, above the counter, are not new); a
-  look keeps those whose parent is in the tree (or among them), so that processes started elsewhere
-  on the machine cost the reads nothing.
+  wrap after one); a look keeps those whose parent is in the tree (or among them), so that
+  processes started elsewhere on the machine cost the reads nothing.
 
 New processes are looked for every :data:`DISCOVERY_INTERVAL_S` seconds by a small background
 thread (the *looker*, alive while reads keep coming), not by the reads: threads count as PIDs too,
@@ -311,11 +310,8 @@ class TreeScanner:
 
 
 def _created_since(listed: Iterable[int], previous: int, last: int) -> list[int]:
-    """The listed PIDs that may have been handed out after ``previous`` (the last PID was ``previous``,
-    it is ``last`` now): those above ``previous`` up to ``last``; after a wrap (``last < previous``),
-    those above ``previous`` and those up to ``last``. A process older than the last wrap keeps a PID
-    above the counter: it is not new (were it peeked at every look, a machine's long-lived daemons
-    would be read every second). One created after ``last`` was read is found at the next look.
+    """The listed PIDs handed out after ``previous`` up to ``last`` (across the wrap if ``last < previous``):
+    not a process older than the last wrap (PID above the counter); one newer than ``last`` is found next time.
 
     Example:
         >>> _created_since([1, 5, 90, 105, 120], 100, 110), _created_since([1, 5, 90, 120], 100, 7)
