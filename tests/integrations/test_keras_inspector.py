@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -380,3 +384,21 @@ def test_lazy_builtin_registration_loads_this_inspector() -> None:
     lazy = LazyInspector("keras", "mlflow_green.integrations.keras_inspector", "KerasInspector", ("keras",))
     assert lazy.supports(_mlp()) and not lazy.supports(object())
     assert lazy.inspect(_mlp()).params == 64 * 32 + 32 + 32 * 10 + 10
+
+
+def test_a_model_built_under_mirrored_strategy_reports_what_the_same_model_reports_without_it(tmp_path: Path) -> None:
+    """Under ``tf.distribute`` a model's variables are mirrored on every replica: the inspector reads
+    each once and the figures (parameters, zeros, structured sparsity, size) are the model's."""
+    pytest.importorskip("tensorflow")
+    script = Path(__file__).with_name("keras_mirrored_case.py")
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["replicas"] == 2
+    plain, mirrored = result["plain"], result["mirrored"]
+    assert mirrored == plain
+    metrics = mirrored["metrics"]
+    assert metrics["green/model_params"] == 8 * 16 + 16 + 16 * 3 + 3
+    # zeros: 2 of the 8 kernel rows (32 weights) and the 19 zero-initialised biases
+    assert metrics["green/model_params_nonzero"] == 195 - 32 - 19
+    assert metrics["green/model_size_bytes"] == 195 * 4
