@@ -284,12 +284,13 @@ def test_a_look_keeps_only_processes_born_in_the_tree_so_the_next_read_reads_no_
 
 
 def test_the_looker_thread_finds_a_new_child_within_a_few_intervals_and_stops_when_reads_stop() -> None:
-    scanner = TreeScanner()
+    interval_s = DISCOVERY_INTERVAL_S / 4  # the real looker, at a quarter of its interval (it ends after ten idle ones)
+    scanner = TreeScanner(discovery_interval_s=interval_s)
     scanner.read()
     sleeper = _spawn(SLEEPER)
     try:
         sleeper.stdout.readline()  # type: ignore[union-attr]
-        deadline = time.monotonic() + 5 * DISCOVERY_INTERVAL_S + 5.0
+        deadline = time.monotonic() + 5 * interval_s + 5.0
         while sleeper.pid not in scanner.read().pids:
             assert time.monotonic() < deadline, "the looker never found the child"
             time.sleep(0.05)
@@ -299,7 +300,7 @@ def test_the_looker_thread_finds_a_new_child_within_a_few_intervals_and_stops_wh
         sleeper.wait()
     looker = scanner._looker
     assert looker is not None
-    looker.join(timeout=12 * DISCOVERY_INTERVAL_S + 5.0)  # no reads: it ends by itself
+    looker.join(timeout=12 * interval_s + 5.0)  # no reads: it ends by itself
     assert not looker.is_alive() and scanner._looker is None
 
 
