@@ -106,6 +106,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self.fit_total: Measurement | None = None
         self._epoch_start: Snapshot | None = None
         self._epoch: int | None = None  # the epoch in progress
+        self._epochs_begun = 0  # epochs begun so far (an epoch's accounting tells whether the next one began)
         self._last_total: Measurement | None = None
         self._first_epoch: int | None = None
         self._counts: dict[str, int] = {}  # samples seen on this rank since the last exchange
@@ -185,6 +186,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if tracker is None:
             return
         self._deferred.submit(lambda: self.output.send_pending(background=False))  # after the previous epoch's accounting
+        self._epochs_begun += 1  # after the hand-over: an accounting that sees it has the send queued behind it
         if self._first_epoch is None:
             self._first_epoch = int(epoch)
             self._projection.first_epoch = self._first_epoch
@@ -264,9 +266,9 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
             phases=self.ledger.with_other(total), quality=self.quality,
         )
 
-    def _log(self, metrics: Mapping[str, float], step: int) -> None:
+    def _log(self, metrics: Mapping[str, float], step: int, *, hold: bool = True) -> None:
         if self.dist.is_logging_rank:  # the epochs' thread spools them itself; the training thread hands them over
-            self.output.log(metrics, step, background=not self._deferred.in_job())
+            self.output.log(metrics, step, hold=hold, background=not self._deferred.in_job())
 
     def _log_tags(self, tracker: EnergyTracker, total: Measurement | None = None, *, background: bool = False) -> None:
         if self.output.bound and self.dist.is_logging_rank:

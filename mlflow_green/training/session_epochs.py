@@ -53,6 +53,7 @@ class EpochWindow:
     steps: int | None
     steps_done: int | None
     measured: Mapping[str, Measurement] | None = None  # all ranks, when distributed (combined at once)
+    begun: int = 0  # epochs begun when it ended: more by its accounting's time means the next epoch began
 
     def local(self) -> dict[str, Measurement]:
         """This rank's windows: the epoch, its validation, the stretch after it, the fit so far."""
@@ -125,7 +126,7 @@ class EpochEndMixin:
             epoch=int(epoch), step=self.steps.step_for(epoch), start=start, end=now, fit_start=tracker.start_snapshot,
             validation=ledger.validation_windows, after_validation=after_validation, data_wait_s=ledger.data_wait_s,
             gap_s=ledger.gap_s, carried=self.carried, train_samples=None, logs=dict(logs) if logs else None, steps=epoch_steps,
-            steps_done=None if steps_done is None else int(steps_done),
+            steps_done=None if steps_done is None else int(steps_done), begun=self._epochs_begun,
         )
         if self.dist.distributed:  # a collective: every rank, now
             window.measured, counts = self.dist.combine(window.local(), self._take_counts())
@@ -162,7 +163,10 @@ class EpochEndMixin:
         metrics = running_metrics(total, self.config, window=epoch_m, train_samples=window.train_samples,
                                   phases=self._ledger.with_other(total), quality=quality)
         metrics.update(projection_metrics(self._projection.projected_j(total.energy_j), self.config))
-        self._log(metrics, window.step)
+        # Held (spooled, not sent) until the next epoch begins, so that a training killed meanwhile keeps
+        # its step; if the next epoch has begun already, its start's send is queued right behind this
+        # job and spools the same values: a hold would be written only to be released at once.
+        self._log(metrics, window.step, hold=self._epochs_begun == window.begun)
         self._epochs.append({
             "epoch": window.epoch, "step": window.step, "duration_s": epoch_m.duration_s, "energy_j": epoch_m.energy_j,
             "phases_j": {phase: m.energy_j for phase, m in split.items()}, "data_wait_s": window.data_wait_s,

@@ -73,3 +73,48 @@ def test_handed_over_metrics_reach_the_store_and_close_waits_for_them(tracking_u
     recorder.stop()
     history = client.get_metric_history(run_id, schema.ENERGY_KWH)
     assert sorted((m.step, m.value) for m in history) == [(s, float(s)) for s in range(5)]
+
+
+def _metric_lines(spool_dir: Path) -> list[tuple[int, bool]]:
+    """(step, held) of each spooled metrics entry carrying the energy total, in order."""
+    [path] = spool_paths(spool_dir)
+    entries = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    return [(e["metrics"][0][3], bool(e.get("held"))) for e in entries
+            if e["op"] == "metrics" and any(row[0] == schema.ENERGY_KWH for row in e["metrics"])]
+
+
+def test_an_epoch_is_held_until_the_next_begins_and_spooled_once_when_the_next_began_before_its_accounting(
+    spool_dir: Path, dead_uri: str
+) -> None:
+    """An epoch's values are held in the spool at its end (a training killed then keeps the step) and
+    spooled to be sent when the next epoch begins. Usually the next epoch has begun by the time the
+    epoch is accounted for (in the background, after the boundary): then they are spooled once, to be
+    sent, without a hold written only to be released at once."""
+    import threading
+
+    from mlflow_green.measure.tracker import EnergyTracker
+    from mlflow_green.record.runs import RunHandle
+    from mlflow_green.testing import FakeMeter
+    from mlflow_green.training.session import TrainingSession
+
+    session = TrainingSession(framework="keras", tracker=EnergyTracker(meters=[FakeMeter({"cpu:0": 50.0})]))
+    session.bind_run(RunHandle(MlflowClient(dead_uri), "c" * 32, owned=True, timeouts=QUICK))
+    session.begin_fit(planned_epochs=3)
+    try:
+        session.begin_epoch(0)
+        session.end_epoch(0, logs={"accuracy": 0.5}, train_samples=10)
+        session.settle()  # accounted for before the next epoch begins: held
+        assert _metric_lines(spool_dir) == [(0, True)]
+        busy = threading.Event()
+        session._deferred.submit(busy.wait)  # the epochs' thread is busy: epoch 1 is accounted for after epoch 2 began
+        session.begin_epoch(1)
+        session.end_epoch(1, logs={"accuracy": 0.6}, train_samples=10)
+        session.begin_epoch(2)
+        busy.set()
+        session.settle()
+        assert _metric_lines(spool_dir) == [(0, True), (0, False), (1, False)]  # step 1 once, to be sent
+        session.end_epoch(2, logs={"accuracy": 0.7}, train_samples=10)
+        session.settle()
+        assert _metric_lines(spool_dir)[-1] == (2, True)  # the last epoch is held until the fit's end
+    finally:
+        session.end_fit("FINISHED")
