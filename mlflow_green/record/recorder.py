@@ -198,6 +198,13 @@ class RunRecorder(BackgroundWriter):
 
 def _rows(metrics: Mapping[str, float], step: int, timestamp_ms: int, *, warn: bool) -> list[list[Any]]:
     """``[key, value, timestamp_ms, step]`` rows; non-finite values are left out (with a warning if ``warn``)."""
+    timestamp_ms, step = int(timestamp_ms), int(step)
+    try:  # the usual case, at every epoch: every value a finite number
+        rows = [[key, float(value), timestamp_ms, step] for key, value in metrics.items()]
+        if all(math.isfinite(row[1]) for row in rows):
+            return rows
+    except (TypeError, ValueError):
+        pass
     rows = []
     for key, value in metrics.items():
         if value is None or not math.isfinite(float(value)):

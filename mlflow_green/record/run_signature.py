@@ -72,10 +72,12 @@ class WriteLedger:
         """Record one write (a spool entry: ``metrics``, ``tags`` or ``report``; others are ignored)."""
         kind = entry.get("op")
         if kind == "metrics":
+            latest, prefix = self._metrics, schema.METRIC_PREFIX
             for key, value, timestamp_ms, step in entry.get("metrics", ()):
-                point = (int(step), int(timestamp_ms), float(value))
-                if key.startswith(schema.METRIC_PREFIX) and (key not in self._metrics or point > self._metrics[key]):
-                    self._metrics[key] = point
+                if key.startswith(prefix):
+                    point, known = (int(step), int(timestamp_ms), float(value)), latest.get(key)
+                    if known is None or point > known:
+                        latest[key] = point
         elif kind == "tags":
             self._tags.update({k: str(v) for k, v in entry.get("tags", {}).items() if k.startswith(schema.TAG_PREFIX)})
         elif kind == "report" and entry.get("artifact_file", schema.REPORT_ARTIFACT) in SIGNED_ARTIFACTS:

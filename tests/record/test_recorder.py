@@ -67,6 +67,23 @@ def test_a_write_the_server_refuses_is_set_aside_and_the_next_ones_still_arrive(
     assert not spool_paths(spool_dir)
 
 
+def test_values_that_are_not_finite_numbers_are_left_out_with_a_warning_and_the_others_arrive(
+    store: tuple[MlflowClient, str], spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, experiment_id = store
+    run_id = client.create_run(experiment_id).info.run_id
+    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    recorder.log_metrics({schema.ENERGY_KWH: 2.0, schema.POWER_W: float("nan"), schema.DURATION_S: 3}, step=0)
+    recorder.log_metrics({schema.ENERGY_KWH: 2.5, schema.EMISSIONS_KG: float("inf"), schema.QUALITY: None}, step=1)  # type: ignore[dict-item]
+    assert recorder.close(timeout_s=10) is True
+    assert client.get_run(run_id).data.metrics == {schema.ENERGY_KWH: 2.5, schema.DURATION_S: 3.0}
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [(0, 2.0), (1, 2.5)]
+    dropped = sorted(m for m in _warnings(caplog) if "not a finite number" in m)
+    assert dropped == [f"mlflow-green: not logging {schema.EMISSIONS_KG}=inf (not a finite number)",
+                       f"mlflow-green: not logging {schema.POWER_W}=nan (not a finite number)",
+                       f"mlflow-green: not logging {schema.QUALITY}=None (not a finite number)"]
+
+
 def test_an_unwritable_spool_folder_falls_back_is_reported_once_and_never_raises(
     store: tuple[MlflowClient, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
