@@ -6,6 +6,9 @@ time the training thread spends inside the callback (every hook call timed, wall
 plus its per-batch wrappers timed over many calls, and — per epoch — the CPU time of the
 callback's own background threads (the epoch's accounting, spool writes, looks for new
 processes), which a framework keeping every core busy loses too; the verdict is printed both ways.
+The background CPU per epoch is what ran between two epoch ends of a fit (the steady work); what
+ran before a fit's first epoch end and after its last (the fit's tags and model metrics, looks) is
+the fit's own and joins the fixed cost.
 Whole-fit A/B differences on a shared 2-core machine are noisier (±20 %) than the 0.2 % being measured, so they are printed for information.
 
 The fixed cost is split into the callback's own work (meters, model profile, final totals,
@@ -109,6 +112,27 @@ class BackgroundCpu:
         self.total_s = 0.0
         self.by_name_s: dict[str, float] = {}
         self._last: dict[int, tuple[threading.Thread, float]] = {}
+        # Between two epoch ends of one fit: the steady per-epoch work (the previous epoch's accounting
+        # and send, the looks). Before a fit's first epoch end and after its last: the fit's own (its
+        # tags and model metrics at the first epoch, the looks until the meters stop).
+        self.steady_s = 0.0
+        self.steady_by_name_s: dict[str, float] = {}
+        self.steady_intervals = 0
+        self._epoch_end: tuple[float, dict[str, float]] | None = None
+
+    def fit_started(self) -> None:
+        """A fit starts: the next epoch end is its first."""
+        self._epoch_end = None
+
+    def epoch_ended(self) -> None:
+        """An epoch ends (sampled just before): what ran since the previous epoch end of this fit is steady work."""
+        if self._epoch_end is not None:
+            total_s, by_name = self._epoch_end
+            self.steady_s += self.total_s - total_s
+            for name, used_s in self.by_name_s.items():
+                self.steady_by_name_s[name] = self.steady_by_name_s.get(name, 0.0) + used_s - by_name.get(name, 0.0)
+            self.steady_intervals += 1
+        self._epoch_end = (self.total_s, dict(self.by_name_s))
 
     def sample(self) -> None:
         for thread in threading.enumerate():
@@ -126,9 +150,14 @@ class BackgroundCpu:
 
     def clear(self) -> None:
         self.sample()
-        self.total_s = 0.0
-        self.by_name_s = {}
+        self.total_s = self.steady_s = 0.0
+        self.by_name_s, self.steady_by_name_s = {}, {}
+        self.steady_intervals = 0
+        self._epoch_end = None
 
+
+EPOCH_END_HOOKS = {"on_epoch_end", "on_train_epoch_end"}  # Keras, Lightning
+FIT_START_HOOKS = {"on_train_begin", "on_fit_start"}
 
 BACKGROUND = BackgroundCpu()
 WRITER = BackgroundCpu(("mlflow-green-writer",))
@@ -149,6 +178,10 @@ def timed_hooks(cls: type, names: set[str]) -> type:
         def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
             BACKGROUND.sample()  # before the hook's own work: what the threads did while the framework ran
             WRITER.sample()
+            if name in FIT_START_HOOKS:
+                BACKGROUND.fit_started()
+            elif name in EPOCH_END_HOOKS:
+                BACKGROUND.epoch_ended()
             wall, cpu, paused = time.perf_counter(), time.thread_time(), GC.total_s
             try:
                 return method(self, *args, **kwargs)
@@ -223,21 +256,27 @@ def report(
           f" = {per_epoch:.2f} ms = {share:.3f} % of an epoch   (budget ≤ {EPOCH_BUDGET_PERCENT} %)")
     by_hook = ", ".join(f"{name} {1000 * HOOKS.wall_s.get(name, 0.0) / n_epochs:.3f}" for name in sorted(epoch_hooks))
     print(f"  per epoch by hook (ms): {by_hook}")
-    background_ms = 1000 * BACKGROUND.total_s / n_epochs
+    intervals = max(BACKGROUND.steady_intervals, 1)
+    background_ms = 1000 * BACKGROUND.steady_s / intervals  # steady: between two epoch ends of a fit
+    background_fit_ms = max(1000 * BACKGROUND.total_s - background_ms * n_epochs, 0.0) / repeats
     total_epoch_ms = per_epoch + background_ms
     total_share = 100 * total_epoch_ms / (1000 * epoch_s)
-    print(f"  per epoch with the background threads' CPU (epoch accounting, spool writes, process looks):"
-          f" {per_epoch:.2f} + {background_ms:.2f} = {total_epoch_ms:.2f} ms = {total_share:.3f} % of an epoch"
-          f"   (budget ≤ {EPOCH_BUDGET_PERCENT} %)")
-    by_thread = ", ".join(f"{n} {1000 * t / n_epochs:.2f}" for n, t in sorted(BACKGROUND.by_name_s.items()))
+    print(f"  per epoch with the background threads' CPU (epoch accounting, spool writes, process looks; between two"
+          f" epoch ends, {BACKGROUND.steady_intervals} intervals): {per_epoch:.2f} + {background_ms:.2f} = {total_epoch_ms:.2f} ms"
+          f" = {total_share:.3f} % of an epoch   (budget ≤ {EPOCH_BUDGET_PERCENT} %)")
+    by_thread = ", ".join(f"{n} {1000 * t / intervals:.2f}" for n, t in sorted(BACKGROUND.steady_by_name_s.items()))
     print(f"  background per epoch by thread (ms): {by_thread or 'none'}; as a share of one core:"
-          f" {100 * background_ms / (1000 * epoch_s):.3f} %")
+          f" {100 * background_ms / (1000 * epoch_s):.3f} %; the fit's own background work (its tags and model"
+          f" metrics, looks before the first epoch end and after the last): {background_fit_ms:.1f} ms per fit"
+          f" (all background CPU averaged over every epoch, as printed before stop 20: {1000 * BACKGROUND.total_s / n_epochs:.2f} ms)")
     print(f"  for information, the MLflow writer thread (the tracking store's work on our writes, sent at most every"
           f" {SEND_INTERVAL_S:g} s): {1000 * WRITER.total_s / n_epochs:.2f} ms CPU per epoch")
+    fixed_ms = own_ms + bind_ms + background_fit_ms
     print(f"  fixed per fit: {fit_ms:.1f} ms in the fit-level hooks (thread CPU {fit_cpu_ms:.1f} ms) ="
           f" own work {own_ms:.1f} ms (meters, model profile, totals, tags, report)"
           f" + binding the run {bind_ms:.1f} ms + final writes acknowledged by MLflow {close_ms:.1f} ms"
-          f"   (budget ≤ {FIT_BUDGET_MS:.0f} ms: own work + binding {own_ms + bind_ms:.1f} ms)")
+          f"   (budget ≤ {FIT_BUDGET_MS:.0f} ms: own work + binding + the fit's background work"
+          f" {own_ms:.1f} + {bind_ms:.1f} + {background_fit_ms:.1f} = {fixed_ms:.1f} ms)")
     gc_epoch_ms = 1000 * HOOKS.gc_total(epoch_hooks) / n_epochs
     gc_fit_ms = 1000 * HOOKS.gc_total(fit_hooks) / repeats
     print(f"  garbage collections that fell inside the hooks (the framework's heap; not counted above):"
@@ -248,7 +287,7 @@ def report(
           f" ({whole:+.2f} %, within the machine's noise)")
     ok_thread = share <= EPOCH_BUDGET_PERCENT
     ok_epoch = total_share <= EPOCH_BUDGET_PERCENT  # the threads' CPU is taken from a framework that keeps the cores busy
-    ok_fit = own_ms + bind_ms <= FIT_BUDGET_MS
+    ok_fit = fixed_ms <= FIT_BUDGET_MS
     print("  verdict: per epoch on the training thread", "within budget" if ok_thread else "OVER BUDGET",
           "| per epoch with the background threads", "within budget" if ok_epoch else "OVER BUDGET", "| fixed per fit",
           "within budget" if ok_fit else "OVER BUDGET",
