@@ -47,12 +47,18 @@ def test_writes_never_wait_and_close_waits_at_most_the_end_timeout_whatever_mlfl
     assert f"`mlflow-green sync --tracking-uri {uri}`" in message
 
 
-def test_a_write_the_server_refuses_is_set_aside_and_the_next_ones_still_arrive(
-    store: tuple[MlflowClient, str], spool_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture()
+def on_store(store: tuple[MlflowClient, str]) -> tuple[MlflowClient, str, RunRecorder]:
+    """A new run in the test's store, and a recorder writing into it."""
     client, experiment_id = store
     run_id = client.create_run(experiment_id).info.run_id
-    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    return client, run_id, RunRecorder(client, run_id, timeouts=QUICK)
+
+
+def test_a_write_the_server_refuses_is_set_aside_and_the_next_ones_still_arrive(
+    on_store: tuple[MlflowClient, str, RunRecorder], spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, run_id, recorder = on_store
     recorder.log_metrics({"energy$kwh": 1.0}, step=0)
     recorder.log_metrics({schema.ENERGY_KWH: 2.0}, step=0)
     recorder.log_tags({schema.TAG_METERS: "cpu:estimate"})
@@ -68,11 +74,9 @@ def test_a_write_the_server_refuses_is_set_aside_and_the_next_ones_still_arrive(
 
 
 def test_values_that_are_not_finite_numbers_are_left_out_with_a_warning_and_the_others_arrive(
-    store: tuple[MlflowClient, str], spool_dir: Path, caplog: pytest.LogCaptureFixture
+    on_store: tuple[MlflowClient, str, RunRecorder], caplog: pytest.LogCaptureFixture
 ) -> None:
-    client, experiment_id = store
-    run_id = client.create_run(experiment_id).info.run_id
-    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    client, run_id, recorder = on_store
     recorder.log_metrics({schema.ENERGY_KWH: 2.0, schema.POWER_W: float("nan"), schema.DURATION_S: 3}, step=0)
     recorder.log_metrics({schema.ENERGY_KWH: 2.5, schema.EMISSIONS_KG: float("inf"), schema.QUALITY: None}, step=1)  # type: ignore[dict-item]
     assert recorder.close(timeout_s=10) is True
