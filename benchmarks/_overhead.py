@@ -268,7 +268,7 @@ def report(
     print(f"  background per epoch by thread (ms): {by_thread or 'none'}; as a share of one core:"
           f" {100 * background_ms / (1000 * epoch_s):.3f} %; the fit's own background work (its tags and model"
           f" metrics, looks before the first epoch end and after the last): {background_fit_ms:.1f} ms per fit"
-          f" (all background CPU averaged over every epoch, as printed before stop 20: {1000 * BACKGROUND.total_s / n_epochs:.2f} ms)")
+          f" (averaged over every epoch instead, the fit's own included: {1000 * BACKGROUND.total_s / n_epochs:.2f} ms)")
     print(f"  for information, the MLflow writer thread (the tracking store's work on our writes, sent at most every"
           f" {SEND_INTERVAL_S:g} s): {1000 * WRITER.total_s / n_epochs:.2f} ms CPU per epoch")
     fixed_ms = own_ms + bind_ms + background_fit_ms

@@ -115,27 +115,16 @@ def apply_entry(client: MlflowClient, run_id: str, entry: Mapping[str, Any]) -> 
 
 
 BATCHABLE = ("metrics", "tags")
-"""Kinds whose consecutive entries the live writer may send in one ``log_batch`` (see :func:`batch_of`)."""
-
-
-def batch_of(entries: Sequence[Mapping[str, Any]]) -> int:
-    """How many of the leading ``entries`` one ``log_batch`` call can send (at least 1).
-
-    Consecutive ``metrics`` and ``tags`` entries go together within MLflow's limits on one call
-    (1 000 metrics, 100 tags); anything else is sent alone.
-
-    Example:
-        >>> batch_of([{"op": "metrics", "metrics": [["a", 1.0, 0, 0]]}, {"op": "tags", "tags": {"t": "1"}},
-        ...           {"op": "report", "report": {}}])
-        2
-    """
-    return LeadingBatch().size(entries)
+"""Kinds whose consecutive entries the live writer may send in one ``log_batch`` (see :class:`LeadingBatch`)."""
 
 
 class LeadingBatch:
-    """:func:`batch_of` over a queue that grows at its tail and is taken from its head, kept up to date:
-    while the head stays the same entry, each entry is looked at once (a queue that gathers writes for
-    seconds is not walked again at every write).
+    """How many of a queue's leading entries one ``log_batch`` call can send, kept up to date as the
+    queue grows at its tail and is taken from its head.
+
+    Consecutive ``metrics`` and ``tags`` entries go together within MLflow's limits on one call
+    (1 000 metrics, 100 tags); anything else is sent alone. While the head stays the same entry, each
+    entry is looked at once (a queue that gathers writes for seconds is not walked again at every write).
 
     Example:
         >>> from collections import deque
@@ -179,7 +168,7 @@ class LeadingBatch:
 
 
 def apply_batch(client: MlflowClient, run_id: str, entries: Sequence[Mapping[str, Any]]) -> None:
-    """Send consecutive ``metrics`` / ``tags`` entries (as chosen by :func:`batch_of`) in one ``log_batch``.
+    """Send consecutive ``metrics`` / ``tags`` entries (as chosen by :class:`LeadingBatch`) in one ``log_batch``.
 
     A tag set twice keeps its later value, as sending the entries one by one would.
     """

@@ -120,7 +120,7 @@ class SendLoop:
                     continue
             self._set_aside(entry, error)
 
-    def _gather(self, alone_until_seq: int = 0) -> None:
+    def _gather(self, alone_until_seq: int) -> None:
         """Let writes gather until :data:`SEND_INTERVAL_S` after the last send (under the lock).
 
         Only while the head is a write that one batch carries along (and not one of a refused batch's,

@@ -303,9 +303,6 @@ class BackgroundWriter(SendLoop):
         return self._label()
 
 
-__all__ = ["LIVE", "LIVE_LOCK", "BackgroundWriter", "tracking_uri_of"]
-
-
 def _send_gathered_at_exit() -> None:
     """The interpreter exits: send what the writers were gathering, within :data:`EXIT_SEND_S`."""
     deadline = time.monotonic() + EXIT_SEND_S
@@ -319,3 +316,5 @@ def _send_gathered_at_exit() -> None:
 
 
 atexit.register(_send_gathered_at_exit)
+
+__all__ = ["LIVE", "LIVE_LOCK", "BackgroundWriter", "tracking_uri_of"]

@@ -7,8 +7,13 @@ when the server is slower than the training).
 
 from __future__ import annotations
 
+import os
+import random
+import subprocess
+import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ from mlflow import MlflowClient
 
 from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
+from mlflow_green.record.ops import LeadingBatch
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.runs import RunHandle
 from mlflow_green.record.send_loop import SEND_INTERVAL_S
@@ -234,9 +240,6 @@ def test_a_writer_stopped_while_gathering_sends_nothing_more_and_keeps_it_spoole
 def test_writes_gathering_when_the_interpreter_exits_are_sent_at_exit(store: tuple[MlflowClient, str], tmp_path: Path) -> None:
     """A script that logs and exits without closing its writer: the gathered writes go out at exit (within
     a second), not only with the next ``mlflow-green sync``."""
-    import subprocess
-    import sys
-
     client, experiment_id = store
     run_id = client.create_run(experiment_id).info.run_id
     script = (
@@ -249,7 +252,7 @@ def test_writes_gathering_when_the_interpreter_exits_are_sent_at_exit(store: tup
         "for step in range(1, 6):\n"
         "    recorder.log_metrics({'green/energy_kwh': float(step)}, step=step)\n"
     )
-    env = {**__import__("os").environ, "MLFLOW_GREEN_SPOOL_DIR": str(tmp_path / "spool")}
+    env = {**os.environ, "MLFLOW_GREEN_SPOOL_DIR": str(tmp_path / "spool")}
     done = subprocess.run([sys.executable, "-c", script, client.tracking_uri, run_id], env=env, timeout=60,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -276,11 +279,6 @@ def _leading_batch_by_hand(queue: list[dict[str, Any]]) -> int:
 def test_the_writer_s_batch_size_kept_up_to_date_equals_counting_the_queue_again() -> None:
     """The writer counts what one request carries as writes arrive and leave, not by walking the queue
     at every write; over a random mix of writes, sends and limits it says what a fresh count says."""
-    import random
-    from collections import deque
-
-    from mlflow_green.record.ops import LeadingBatch, batch_of
-
     rng = random.Random(7)
     queue: deque[dict[str, Any]] = deque()
     leading = LeadingBatch()
@@ -297,5 +295,4 @@ def test_the_writer_s_batch_size_kept_up_to_date_equals_counting_the_queue_again
             for _ in range(leading.size(queue)):
                 queue.popleft()
         expected = _leading_batch_by_hand(list(queue))
-        assert (leading.size(queue) if queue else expected) == expected
-        assert batch_of(list(queue)) == expected
+        assert leading.size(queue) == expected
