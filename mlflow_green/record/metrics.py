@@ -54,9 +54,9 @@ def energy_metrics(
     return metrics
 
 
-def phase_metrics(phases: Mapping[str, Measurement]) -> dict[str, float]:
-    """``green/energy_{phase}_kwh`` for each measured phase (running totals)."""
-    return {schema.phase_energy_key(name): joules_to_kwh(m.energy_j) for name, m in phases.items()}
+def phase_metrics(phases_j: Mapping[str, float]) -> dict[str, float]:
+    """``green/energy_{phase}_kwh`` for each measured phase, from its running total in joules."""
+    return {schema.phase_energy_key(name): joules_to_kwh(energy_j) for name, energy_j in phases_j.items()}
 
 
 def run_tags(

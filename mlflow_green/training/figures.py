@@ -27,12 +27,12 @@ def running_metrics(
     *,
     window: Measurement | None,
     train_samples: int | None,
-    phases: Mapping[str, Measurement],
+    phases_j: Mapping[str, float],
     quality: tuple[str, float] | None,
 ) -> dict[str, float]:
-    """Running totals (energy, emissions, duration, per component, per phase) and quality per kWh."""
+    """Running totals (energy, emissions, duration, per component, per phase in joules) and quality per kWh."""
     metrics = energy_metrics(total, config.carbon, config.pue, window=window, samples=train_samples)
-    metrics.update(phase_metrics(phases))
+    metrics.update(phase_metrics(phases_j))
     if quality is not None and total.energy_j > 0:
         metrics[schema.QUALITY] = quality[1]
         metrics[schema.ACCURACY_PER_KWH] = quality[1] / joules_to_kwh(total.energy_j)

@@ -15,9 +15,9 @@ Example:
     >>> ledger.add_data_wait(2.0)
     >>> epoch = Measurement(10.0, (DeviceEnergy("cpu:0", "cpu", "rapl", "counter", 100.0, 10.0),))
     >>> split = ledger.end_epoch(epoch, validation=Measurement(0.0))
-    >>> round(split["data"].energy_j, 6), round(split["train"].energy_j, 6)
+    >>> round(split["data"], 6), round(split["train"], 6)
     (20.0, 80.0)
-    >>> split["data"].devices[0].basis
+    >>> ledger.totals()["data"].devices[0].basis
     'counter, apportioned by time share'
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from mlflow_green.measure.readings import Measurement, Snapshot
+from mlflow_green.training.phase_sums import DeviceKey, PhaseSum, joules_by_device
 
 EMPTY = Measurement(0.0, ())
 """A measurement of nothing (the neutral element of ``+``)."""
@@ -47,8 +48,9 @@ class PhaseLedger:
     """
 
     def __init__(self) -> None:
-        self.carried: dict[str, Measurement] = {}
-        self.current: dict[str, Measurement] = {}
+        self._carried: dict[str, Measurement] = {}
+        self._carried_j: dict[str, dict[DeviceKey, float]] = {}
+        self._current: dict[str, PhaseSum] = {}
         self.data_wait_s = 0.0
         self.gap_s = 0.0
         self._validation_windows: list[tuple[Snapshot, Snapshot]] = []
@@ -80,45 +82,68 @@ class PhaseLedger:
         return validation_of(self._validation_windows)
 
     def end_epoch(self, epoch: Measurement, *, validation: Measurement, after: Measurement = EMPTY,
-                  data_wait_s: float | None = None, gap_s: float | None = None) -> dict[str, Measurement]:
+                  data_wait_s: float | None = None, gap_s: float | None = None) -> dict[str, float]:
         """Split ``epoch`` (all ranks) into validation, data and train; add them to the fit's totals.
 
         ``after`` is the measured stretch after the epoch's last validation with no training in it
         (another callback's epoch-end work). It and the epoch's gap (see :meth:`begin_epoch`) are in
         the returned split as ``other`` and are not added: ``other`` is whatever the fit phases
         leave of the total. ``data_wait_s`` and ``gap_s`` default to the current epoch's (an epoch
-        accounted for later passes those it had).
+        accounted for later passes those it had). Returns the joules of each part of the epoch.
+
+        The rest of the epoch (``epoch - validation - after``, device by device) is apportioned as
+        floats: the same numbers as the measurements' arithmetic, without building them.
         """
         data_wait_s = self.data_wait_s if data_wait_s is None else data_wait_s
         gap_s = self.gap_s if gap_s is None else gap_s
-        rest = epoch - validation - after
+        taken = _joules(validation)
+        after_j = _joules(after)
+        rest_j = [max(max(d.energy_j - taken.get((d.host, d.device_id), 0.0), 0.0) - after_j.get((d.host, d.device_id), 0.0), 0.0)
+                  for d in epoch.devices]
+        rest_s = max(max(epoch.duration_s - validation.duration_s, 0.0) - after.duration_s, 0.0)
         data_share = gap_share = 0.0
-        if rest.duration_s > 0:
-            data_share = min(data_wait_s / rest.duration_s, 1.0)
-            gap_share = min(gap_s / rest.duration_s, 1.0 - data_share)
-        split = {
-            "validation": validation,
-            "data": rest.scaled(data_share, share="time"),
-            "train": rest.scaled(1.0 - data_share - gap_share, share="time"),
-        }
-        for phase, measurement in split.items():
-            self.add(phase, measurement)
+        if rest_s > 0:
+            data_share = min(data_wait_s / rest_s, 1.0)
+            gap_share = min(gap_s / rest_s, 1.0 - data_share)
+        train_share = 1.0 - data_share - gap_share
+        self._sum("validation").add(validation)
+        self._sum("data").add_devices(epoch.devices, [j * data_share for j in rest_j], duration_s=rest_s * data_share, share="time")
+        self._sum("train").add_devices(epoch.devices, [j * train_share for j in rest_j], duration_s=rest_s * train_share, share="time")
+        rest_total_j = sum(rest_j)
+        split = {"validation": validation.energy_j, "data": rest_total_j * data_share, "train": rest_total_j * train_share}
         if gap_share > 0 or after.devices:
-            split[OTHER] = (rest.scaled(gap_share, share="time") if gap_share > 0 else EMPTY) + after
+            split[OTHER] = rest_total_j * gap_share + after.energy_j
         return split
 
     # -- totals --------------------------------------------------------------------------------
+    @property
+    def current(self) -> dict[str, Measurement]:
+        """Phase totals of the fit in progress."""
+        return {phase: total.measurement() for phase, total in self._current.items()}
+
+    @current.setter
+    def current(self, phases: Mapping[str, Measurement]) -> None:
+        self._current = {phase: PhaseSum.of(m) for phase, m in phases.items()}
+
+    @property
+    def carried(self) -> dict[str, Measurement]:
+        """Phase totals of earlier fits in the same run (and of a resumed checkpoint)."""
+        return dict(self._carried)
+
+    @carried.setter
+    def carried(self, phases: Mapping[str, Measurement]) -> None:
+        self._carried = dict(phases)
+        self._carried_j = {phase: _joules(m) for phase, m in self._carried.items()}
+
     def add(self, phase: str, measurement: Measurement) -> None:
         """Add ``measurement`` to the current fit's ``phase``."""
-        self.current[phase] = self.current.get(phase, EMPTY) + measurement
+        self._sum(phase).add(measurement)
 
     def totals(self) -> dict[str, Measurement]:
         """Every phase's running total over the run: earlier fits plus the current one."""
-        if not self.carried:  # the run's first fit
-            return dict(self.current)
-        phases = dict(self.carried)
-        for phase, measurement in self.current.items():
-            phases[phase] = phases.get(phase, EMPTY) + measurement
+        phases = dict(self._carried)
+        for phase, total in self._current.items():
+            phases[phase] = phases.get(phase, EMPTY) + total.measurement()
         return phases
 
     def fit_phase_totals(self) -> dict[str, Measurement]:
@@ -138,15 +163,59 @@ class PhaseLedger:
         phases[OTHER] = Measurement(other.duration_s, other.devices)
         return phases
 
+    def energy_with_other_j(self, total: Measurement) -> dict[str, float]:
+        """The joules of :meth:`with_other`'s phases (the same sums), without building the measurements.
+
+        Example:
+            >>> from mlflow_green.measure.readings import DeviceEnergy
+            >>> cpu = lambda j, s: Measurement(s, (DeviceEnergy("cpu:0", "cpu", "rapl", "counter", j, s),))
+            >>> ledger = PhaseLedger()
+            >>> ledger.begin_epoch()
+            >>> ledger.end_epoch(cpu(80.0, 4.0), validation=cpu(20.0, 1.0))
+            {'validation': 20.0, 'data': 0.0, 'train': 60.0}
+            >>> ledger.energy_with_other_j(cpu(100.0, 5.0))
+            {'train': 60.0, 'validation': 20.0, 'data': 0.0, 'other': 20.0}
+        """
+        by_phase: dict[str, Mapping[DeviceKey, float]] = {}
+        for phase in FIT_PHASES:
+            current = self._current.get(phase)
+            carried = self._carried_j.get(phase)
+            if carried is None:
+                by_phase[phase] = current.joules if current is not None else {}
+            else:
+                by_phase[phase] = joules_by_device((carried, current.joules)) if current is not None else carried
+        phases_j = {phase: sum(joules.values()) for phase, joules in by_phase.items()}
+        parts = list(by_phase.values())
+        other_j = 0.0
+        for device in total.devices:
+            key, left_j = (device.host, device.device_id), device.energy_j
+            for joules in parts:
+                if joules:
+                    left_j = max(left_j - joules.get(key, 0.0), 0.0)
+            other_j += left_j
+        phases_j[OTHER] = other_j
+        return phases_j
+
     def close_fit(self) -> None:
         """The fit ended: its phases join the carried totals."""
         self.carried = self.totals()
-        self.current = {}
+        self._current = {}
 
     def reset(self, carried: Mapping[str, Measurement] | None = None) -> None:
         """Start over (a new run), optionally from a checkpoint's phase totals."""
         self.carried = dict(carried or {})
-        self.current = {}
+        self._current = {}
+
+    def _sum(self, phase: str) -> PhaseSum:
+        total = self._current.get(phase)
+        if total is None:
+            total = self._current[phase] = PhaseSum()
+        return total
+
+
+def _joules(measurement: Measurement) -> dict[DeviceKey, float]:
+    """Per-device joules of one measurement (a device listed twice counts once, as in ``-``)."""
+    return {(d.host, d.device_id): d.energy_j for d in measurement.devices}
 
 
 def validation_of(windows: Iterable[tuple[Snapshot, Snapshot]]) -> Measurement:

@@ -263,7 +263,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
     def _running_metrics(self, total: Measurement, *, window: Measurement | None) -> dict[str, float]:
         return running_metrics(
             total, self.config, window=window, train_samples=self.samples.get("train"),
-            phases=self.ledger.with_other(total), quality=self.quality,
+            phases_j=self.ledger.energy_with_other_j(total), quality=self.quality,
         )
 
     def _log(self, metrics: Mapping[str, float], step: int, *, hold: bool = True) -> None:

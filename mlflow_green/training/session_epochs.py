@@ -161,7 +161,7 @@ class EpochEndMixin:
         self._projection.record_epoch(epoch_m.energy_j, steps=window.steps, steps_done=window.steps_done)
         total = self._last_total = window.carried + measured["total"]
         metrics = running_metrics(total, self.config, window=epoch_m, train_samples=window.train_samples,
-                                  phases=self._ledger.with_other(total), quality=quality)
+                                  phases_j=self._ledger.energy_with_other_j(total), quality=quality)
         metrics.update(projection_metrics(self._projection.projected_j(total.energy_j), self.config))
         # Held (spooled, not sent) until the next epoch begins, so that a training killed meanwhile keeps
         # its step; if the next epoch has begun already, its start's send is queued right behind this
@@ -169,7 +169,7 @@ class EpochEndMixin:
         self._log(metrics, window.step, hold=self._epochs_begun == window.begun)
         self._epochs.append({
             "epoch": window.epoch, "step": window.step, "duration_s": epoch_m.duration_s, "energy_j": epoch_m.energy_j,
-            "phases_j": {phase: m.energy_j for phase, m in split.items()}, "data_wait_s": window.data_wait_s,
+            "phases_j": split, "data_wait_s": window.data_wait_s,
             **({"steps": window.steps} if window.steps is not None else {}),
             **({"quality": {quality[0]: quality[1]}} if quality else {}),
         })

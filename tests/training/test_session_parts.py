@@ -65,7 +65,7 @@ def test_an_epochs_gap_goes_to_other_by_its_share_of_time_and_is_not_a_fit_phase
     ledger.begin_epoch(gap_s=1.0)  # the epoch started at the previous end reading, 1 s before it began
     ledger.add_data_wait(1.0)
     split = ledger.end_epoch(_cpu(100.0, 5.0), validation=_cpu(20.0, 1.0))  # rest 80 J over 4 s
-    assert {p: round(m.energy_j, 9) for p, m in split.items()} == {"validation": 20.0, "data": 20.0, "train": 40.0, "other": 20.0}
+    assert {p: round(energy_j, 9) for p, energy_j in split.items()} == {"validation": 20.0, "data": 20.0, "train": 40.0, "other": 20.0}
     phases = ledger.with_other(_cpu(100.0, 5.0))
     assert round(phases["other"].energy_j, 9) == 20.0 and sum(m.energy_j for m in phases.values()) == pytest.approx(100.0)
 
