@@ -54,6 +54,7 @@ from mlflow_green.record.spool_format import (
     ReadResult,
     canonical_uri,
     default_spool_dir,
+    encode_entry,
     fallback_spool_dir,
     parse_entries,
     read_header,
@@ -65,10 +66,6 @@ from mlflow_green.record.spool_io import hold_until_fork, lock_file, move_aside,
 
 # os.access checks with the ids that open() uses where the platform can (not with the real ids).
 _EFFECTIVE_IDS = os.access in os.supports_effective_ids
-
-_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-"""One spool line's JSON (one encoder for every append)."""
-
 
 class SpoolFile:
     """One writer's spool file, locked while this object holds it. Not thread-safe: one writer thread.
@@ -188,7 +185,7 @@ class SpoolFile:
         open descriptor writable, yet sync could no longer finish the file, so it is the error a
         fresh open gives (``EROFS``, ``EACCES``) and the writer moves to its fallback folder.
         """
-        line = (_ENCODE(entry) + "\n").encode()
+        line = encode_entry(entry)
         fd = self._append_fd()
         if os.stat(self.path).st_ino != self._inode:  # FileNotFoundError if removed
             raise FileNotFoundError(f"{self.path} was replaced")

@@ -69,3 +69,28 @@ def test_the_open_spool_file_notices_when_it_is_removed_or_replaced_and_rolls_ba
     fresh.append({"seq": 2, "t_ms": 0, "op": "tags", "tags": {}})  # reopened after a release
     assert [e["seq"] for e in fresh.read().entries] == [1, 2]
     fresh.remove()
+
+
+@pytest.mark.parametrize("entry", [
+    {"seq": 1, "t_ms": 5, "op": "metrics", "metrics": [["green/energy_kwh", 1.3016317446595159e-06, 5, 0],
+                                                       ["green/power_w", 2.5e300, 5, 0], ["green/duration_s", 0.1 + 0.2, 5, 0]]},
+    {"seq": 2, "t_ms": 5, "op": "tags", "tags": {"green.hardware.cpu": "Intel® Xeon®\tline\nbreak \"quoted\" \\ é 漢"}},
+    {"seq": 3, "t_ms": 5, "op": "report", "report": {"flops_per_sample": None, "nested": [1, [2.0, {"a": True}]]}},
+    {"seq": 4, "t_ms": 5, "op": "tags", "tags": {"green.note": "a lone surrogate \ud800 in a name"}},
+    {"seq": 5, "t_ms": 2**70, "op": "report", "report": {"null": "the word null in a value is no None"}},
+])
+def test_a_spool_line_reads_back_as_the_entry_whichever_encoder_wrote_it(tmp_path: Path, entry: dict) -> None:
+    spool = SpoolFile.create(tmp_path, {"tracking_uri": "sqlite:////tmp/m.db", "run_id": "abc"})
+    spool.append(entry)
+    [line] = spool.path.read_bytes().splitlines()[1:]
+    assert json.loads(line) == json.loads(json.dumps(entry)) and b"\n" not in line
+    assert spool.read().entries == [json.loads(json.dumps(entry))]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_value_json_has_no_number_for_is_refused_and_nothing_is_written(tmp_path: Path, value: float) -> None:
+    spool = SpoolFile.create(tmp_path, {"tracking_uri": "sqlite:////tmp/m.db", "run_id": "abc"})
+    size = spool.path.stat().st_size
+    with pytest.raises(ValueError, match="JSON compliant"):
+        spool.append({"seq": 1, "t_ms": 5, "op": "metrics", "metrics": [["green/energy_kwh", value, 5, 0]]})
+    assert spool.path.stat().st_size == size
