@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mlflow_green.measure.device_energy import DeviceCounter, DeviceEnergy, evolve
+from mlflow_green.measure.device_energy import DeviceCounter, DeviceEnergy, build, evolve
 from mlflow_green.measure.device_merging import combine_devices, merge_parallel_devices
 from mlflow_green.measure.provenance import (
     COMPONENTS,
@@ -67,7 +67,8 @@ class Snapshot:
             if abs(now.estimated_j - (then.estimated_j if then is not None else 0.0)) > 1e-9:
                 provenance = "estimate"  # the window holds estimated energy, or corrects an estimate
             devices.append(
-                DeviceEnergy(
+                build(
+                    DeviceEnergy,
                     device_id=now.device_id,
                     component=now.component,
                     meter=now.meter,

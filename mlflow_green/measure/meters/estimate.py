@@ -39,6 +39,7 @@ from typing import Any
 from mlflow_green.errors import ConfigError, MeterError
 from mlflow_green.measure import procfs
 from mlflow_green.measure.attribution import Attribution, Usage, UsageProbe
+from mlflow_green.measure.device_energy import build
 from mlflow_green.measure.meters.base import PROCESS_SHARES, Availability, ProcessShareMeter
 from mlflow_green.measure.model_cache import cache_dir, cached_model, load_power_model
 from mlflow_green.measure.power_model import PowerModel
@@ -197,8 +198,8 @@ class EstimateMeter(ProcessShareMeter):
         if described is None or described[0] is not model:
             described = self._described = (model, self._descriptions(model))
         cpu, ram = described[1]["cpu"], described[1]["ram"]
-        return (DeviceCounter(component="cpu", energy_j=self._energy_j["cpu"], **cpu),
-                DeviceCounter(component="ram", energy_j=self._energy_j["ram"], **ram))
+        return (build(DeviceCounter, component="cpu", energy_j=self._energy_j["cpu"], **cpu),
+                build(DeviceCounter, component="ram", energy_j=self._energy_j["ram"], **ram))
 
     def _descriptions(self, model: PowerModel) -> dict[Component, dict[str, str]]:
         """What each reading says besides its energy (the same at every read of one model)."""
