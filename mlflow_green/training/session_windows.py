@@ -64,7 +64,8 @@ class WindowsMixin:
             self._ledger.add_validation(begin, end)
             self._validation_end = end if ends_epoch else None
             self.count(phase, samples)
-            self._deferred.submit(self.tracker.resolve_marks)  # worked out while the framework wraps up
+            if not ends_epoch:  # else the epoch's end follows at once and its accounting works them out
+                self._deferred.submit(self.tracker.resolve_marks)  # worked out while the framework wraps up
             return None
         measurement = self.tracker.end(phase)
         self.count(phase, samples)
