@@ -51,6 +51,14 @@ class PhaseSum:
     Attributes:
         duration_s: Seconds the phase's parts lasted, in all.
         joules: Energy per device (by :data:`DeviceKey`), in the order the devices first came.
+
+    Example:
+        >>> from mlflow_green.measure.readings import DeviceEnergy, Measurement
+        >>> gpu = DeviceEnergy("gpu:GPU-1", "gpu", "nvml", "counter", 300.0, 1.0, host="h")
+        >>> total = PhaseSum.of(Measurement(1.0, (gpu,)))
+        >>> total.add(Measurement(1.0, (DeviceEnergy("gpu:GPU-1", "gpu", "nvml", "sampled", 100.0, 1.0, host="h"),)))
+        >>> total.joules, total.energy_j, total.measurement().devices[0].provenance
+        ({('h', 'gpu:GPU-1'): 400.0}, 400.0, 'sampled')
     """
 
     def __init__(self) -> None:
