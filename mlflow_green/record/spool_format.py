@@ -38,7 +38,7 @@ def encode_entry(entry: Any) -> bytes:
     An epoch's metrics are written at every epoch, so the line is made by orjson (a fifth of the
     ``json`` module's time). orjson writes NaN and infinity as ``null``, which no entry of ours holds
     otherwise but where a report or a tag has one: a line with a ``null`` in it, or one orjson
-    cannot write (an integer past 64 bits, a key that is not a string), is made again by ``json``,
+    cannot write (an integer past 64 bits, a key that is not a string, a NumPy float), is made again by ``json``,
     which refuses the non-numbers as before. Both read back as the same values.
 
     Example:
@@ -49,10 +49,10 @@ def encode_entry(entry: Any) -> bytes:
     """
     try:
         line = orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
+        if b"null" not in line:
+            return line
     except orjson.JSONEncodeError:
-        line = b"null"
-    if b"null" not in line:
-        return line
+        pass
     return (_ENCODE(entry) + "\n").encode()
 
 

@@ -31,20 +31,6 @@ from mlflow_green.measure.readings import Measurement
 DeviceKey = tuple[str, str]
 """(host, device id): how a device is matched across windows of one process."""
 
-_JOINED: dict[tuple[str, str], str] = {}
-
-
-def joined_share(share: str, basis: str) -> str:
-    """``join_shares(share, basis)``, remembered (the same few pairs come back at every epoch)."""
-    if not basis:
-        return share
-    pair = (share, basis)
-    joined = _JOINED.get(pair)
-    if joined is None:
-        joined = _JOINED[pair] = join_shares(share, basis)
-    return joined
-
-
 class PhaseSum:
     """Joules per device and the duration of one phase's running total.
 
@@ -78,7 +64,7 @@ class PhaseSum:
         joules, kinds = self.joules, self._kinds
         for device, energy_j in zip(devices, energies_j, strict=True) if energies_j is not None else ((d, d.energy_j) for d in devices):
             key = (device.host, device.device_id)
-            device_share = joined_share(device.share, share) if share else device.share
+            device_share = join_shares(device.share, share) if share else device.share
             kind = kinds.get(key)
             if kind is None:
                 joules[key] = energy_j
@@ -123,4 +109,4 @@ def joules_by_device(measurements: Iterable[Mapping[DeviceKey, float]]) -> dict[
     return added
 
 
-__all__ = ["DeviceKey", "PhaseSum", "joined_share", "joules_by_device"]
+__all__ = ["DeviceKey", "PhaseSum", "joules_by_device"]

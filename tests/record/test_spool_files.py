@@ -7,6 +7,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlflow_green.errors import SpoolBusyError
@@ -78,6 +79,7 @@ def test_the_open_spool_file_notices_when_it_is_removed_or_replaced_and_rolls_ba
     {"seq": 3, "t_ms": 5, "op": "report", "report": {"flops_per_sample": None, "nested": [1, [2.0, {"a": True}]]}},
     {"seq": 4, "t_ms": 5, "op": "tags", "tags": {"green.note": "a lone surrogate \ud800 in a name"}},
     {"seq": 5, "t_ms": 2**70, "op": "report", "report": {"null": "the word null in a value is no None"}},
+    {"seq": 6, "t_ms": 5, "op": "report", "report": {"val_accuracy": np.float64(0.91)}},  # a framework's number
 ])
 def test_a_spool_line_reads_back_as_the_entry_whichever_encoder_wrote_it(tmp_path: Path, entry: dict) -> None:
     spool = SpoolFile.create(tmp_path, {"tracking_uri": "sqlite:////tmp/m.db", "run_id": "abc"})
