@@ -7,6 +7,7 @@ nor part of ``weight_bits`` (see :mod:`mlflow_green.integrations.keras_inspector
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -72,10 +73,12 @@ def stored_weights(model: Any, calls: list[Call], notes: list[str]) -> list[Weig
     trainable = {id(v) for v in model.trainable_weights}
     infos = []
     for chunk in _chunks(dedupe(model.weights)):
-        read = read_together(chunk)  # dropped after its chunk: a large model is never copied whole
-        for var in chunk:
+        # dropped after its chunk: a large model is never copied whole
+        read = read_together([var for var, _, _ in chunk])
+        for var, dtype, nbytes in chunk:
             try:
-                infos.append(_weight_info(var, owners.get(id(var)), max(1, uses[id(var)]), id(var) in trainable, read.get(id(var))))
+                owner, used = owners.get(id(var)), max(1, uses[id(var)])
+                infos.append(_weight_info(var, dtype, nbytes, owner, used, id(var) in trainable, read.get(id(var))))
             except Exception as exc:
                 notes.append(f"variable {getattr(var, 'path', var)} skipped: {type(exc).__name__}")
     return infos
@@ -85,42 +88,66 @@ READ_CHUNK_BYTES: Final = 64 * 2**20
 """At most this many bytes of variables are read in one operation (and held in host memory at once)."""
 
 
-def _chunks(variables: list[Any]) -> list[list[Any]]:
-    """``variables`` in order, in runs of at most :data:`READ_CHUNK_BYTES` (a larger variable alone)."""
-    chunks: list[list[Any]] = [[]]
+def _chunks(variables: list[Any]) -> list[list[tuple[Any, str | None, int | None]]]:
+    """``variables`` with their standardized dtypes and stored bytes (None: unknown), in order, in runs
+    of at most :data:`READ_CHUNK_BYTES` (a larger variable alone)."""
+    chunks: list[list[tuple[Any, str | None, int | None]]] = [[]]
     size = 0
     for var in variables:
         try:
-            nbytes = _stored_bytes(var, keras.backend.standardize_dtype(var.dtype))
+            dtype: str | None = keras.backend.standardize_dtype(var.dtype)
+            nbytes: int | None = _stored_bytes(var, dtype)
         except Exception:
-            nbytes = READ_CHUNK_BYTES  # unknown: on its own
-        if chunks[-1] and size + nbytes > READ_CHUNK_BYTES:
+            dtype, nbytes = None, None  # unknown: read on its own
+        if chunks[-1] and size + (nbytes or READ_CHUNK_BYTES) > READ_CHUNK_BYTES:
             chunks.append([])
             size = 0
-        chunks[-1].append(var)
-        size += nbytes
+        chunks[-1].append((var, dtype, nbytes))
+        size += nbytes or READ_CHUNK_BYTES
     return [chunk for chunk in chunks if chunk]
 
 
 def read_together(variables: list[Any]) -> dict[int, np.ndarray]:
-    """The values of ``variables`` read in one operation where the backend allows it, by ``id``.
+    """The values of ``variables`` read at once where the backend allows it, by ``id``.
 
     On TensorFlow (eager) one ``identity_n`` reads them all: a read per variable costs a quarter of
-    a millisecond of Python and op dispatch, a model's worth of them most of an inspection. Elsewhere,
-    or if the joint read fails (a distributed variable), empty: each is read on its own. The caller
+    a millisecond of Python and op dispatch, a model's worth of them most of an inspection. On JAX a
+    variable's array is viewed in host memory as it is (``np.asarray``: no copy on the CPU; Keras's
+    ``convert_to_numpy`` copies, seven times the cost); on torch a tensor's CPU storage likewise
+    (bfloat16, which NumPy has not, is left to Keras). Where a read fails (a distributed variable),
+    that variable is left out: it is read on its own, and a failing one noted there. The caller
     bounds the bytes read at once (:data:`READ_CHUNK_BYTES`).
     """
-    if not variables or keras.backend.backend() != "tensorflow":
+    if not variables:
         return {}
+    backend = keras.backend.backend()
     try:
-        import tensorflow as tf
+        if backend == "tensorflow":
+            import tensorflow as tf
 
-        if not tf.executing_eagerly():
-            return {}
-        tensors = tf.identity_n([var.value for var in variables])
-        return {id(var): np.asarray(tensor.numpy()) for var, tensor in zip(variables, tensors, strict=True)}
+            if not tf.executing_eagerly():
+                return {}
+            tensors = tf.identity_n([var.value for var in variables])
+            return {id(var): np.asarray(tensor.numpy()) for var, tensor in zip(variables, tensors, strict=True)}
     except Exception:  # each variable is read on its own (and a failing one noted there)
         return {}
+    if backend not in ("jax", "torch"):
+        return {}
+    read = {}
+    for var in variables:
+        try:
+            read[id(var)] = np.asarray(var.value) if backend == "jax" else _torch_host_view(var.value)
+        except Exception:  # read on its own
+            continue
+    return read
+
+
+def _torch_host_view(value: Any) -> np.ndarray:
+    """A torch tensor's values in host memory (its own storage on the CPU)."""
+    tensor = value.detach()
+    if str(tensor.dtype) == "torch.bfloat16":
+        raise TypeError("bfloat16: read by Keras")
+    return tensor.cpu().numpy()
 
 
 def _stored_bytes(var: Any, dtype: str) -> int:
@@ -128,6 +155,7 @@ def _stored_bytes(var: Any, dtype: str) -> int:
     return prod(var.shape) * max(1, _dtype_bits(dtype) // 8)
 
 
+@functools.lru_cache(maxsize=64)
 def _dtype_bits(dtype: str) -> int:
     match = re.search(r"\d+", dtype)
     return int(match.group()) if match else 8  # bool
@@ -173,8 +201,18 @@ def _unit_axes(layer: Any, name: str, ndim: int) -> tuple[int, ...]:
     return ()
 
 
-def _weight_info(var: Any, layer: Any, uses: int, trainable: bool, read: np.ndarray | None = None) -> WeightInfo:
-    dtype, name = keras.backend.standardize_dtype(var.dtype), var.name
+def _weight_info(
+    var: Any,
+    dtype: str | None,
+    stored_bytes: int | None,
+    layer: Any,
+    uses: int,
+    trainable: bool,
+    read: np.ndarray | None = None,
+) -> WeightInfo:
+    """``dtype``, ``stored_bytes``: ``var``'s standardized dtype and bytes as stored (None: worked out
+    here); ``read``: its values, read already."""
+    dtype, name = dtype or keras.backend.standardize_dtype(var.dtype), var.name
     role = "prunable" if name in PRUNABLE_NAMES else "other"
     if getattr(layer, "quantization_mode", None) and role == "other" and name.endswith(_AUX_SUFFIXES):
         role = "quant_aux"
@@ -191,7 +229,7 @@ def _weight_info(var: Any, layer: Any, uses: int, trainable: bool, read: np.ndar
         dtype=dtype,
         bits=float(bits or _dtype_bits(dtype)),
         count=int(values.size),
-        stored_bytes=_stored_bytes(var, dtype),
+        stored_bytes=stored_bytes if stored_bytes is not None else _stored_bytes(var, dtype),
         nonzero=int(np.count_nonzero(values)),
         uses=uses,
         trainable=trainable,

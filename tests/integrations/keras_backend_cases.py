@@ -163,6 +163,30 @@ def _(out: Path):
     return {"run_id": cb.session.run_id}
 
 
+@case("inspect_pruned")
+def _(out: Path):
+    """A conv net with a zeroed filter, a zeroed Dense unit and a bfloat16 layer, inspected (no fit): the
+    variables are read the backend's own way (TensorFlow: one identity_n; JAX: a host view; torch: the CPU
+    storage, bfloat16 through Keras), and the figures must be the same on every backend."""
+    import numpy as np
+
+    from mlflow_green.training.inspectors import inspect_model
+
+    x = keras.Input((8, 8, 1))
+    conv, dense = keras.layers.Conv2D(4, 3), keras.layers.Dense(6)
+    y = keras.layers.Dense(3, dtype="bfloat16")(dense(keras.layers.Flatten()(conv(x))))
+    model = keras.Model(x, y)
+    kernel, bias = conv.get_weights()
+    kernel[..., 1] = 0.0  # 1 of 4 filters
+    conv.set_weights([np.where(kernel == 0, 0.0, kernel + 1e-3).astype("float32"), bias])
+    kernel, bias = dense.get_weights()
+    kernel[:, 2] = 0.0  # 1 of 6 units
+    dense.set_weights([kernel, bias])
+    profile = inspect_model(model)
+    fields = ("params", "params_nonzero", "sparsity", "structured_sparsity", "size_bytes", "flops_per_sample", "weight_bits")
+    return {name: getattr(profile, name) for name in fields}
+
+
 if __name__ == "__main__":
     backend, out = sys.argv[1], Path(sys.argv[2])
     assert keras.backend.backend() == backend

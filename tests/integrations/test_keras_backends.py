@@ -92,6 +92,20 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     assert report["samples"] == {"train": 2 * 640, "validation": 2 * 128, "test": 200, "predict": 100}
     assert_green_invariants(results["evaluate_and_predict"]["run_id"], client)
 
+    # The inspector reads the variables the backend's own way; the figures are the same everywhere.
+    # Conv2D(4, 3) on 8x8x1: 36 + 4 (filter 1 zeroed: 9); Dense(6) on 144: 864 + 6 (unit 2 zeroed: 144);
+    # Dense(3) in bfloat16: 18 + 3. Biases start at zero (13). FLOPs: 144 x (2x9 + 1) + 6 x (2x144 + 1) + 3 x (2x6 + 1).
+    inspected = results["inspect_pruned"]
+    assert inspected == {
+        "params": 931,
+        "params_nonzero": 931 - 9 - 144 - 13,
+        "sparsity": pytest.approx(153 / 918),
+        "structured_sparsity": pytest.approx(2 / 13),
+        "size_bytes": 910 * 4 + 21 * 2,
+        "flops_per_sample": 2736 + 1734 + 39,
+        "weight_bits": pytest.approx((910 * 32 + 21 * 16) / 931),  # every parameter, biases too
+    }, inspected
+
 
 def test_tensorflow_backend(mlflow_experiment: str, tmp_path: Path) -> None:
     from keras_backend_cases import run_cases
