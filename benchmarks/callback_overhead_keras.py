@@ -22,17 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _backend_from_argv() -> str:
-    if "--backend" in sys.argv:
-        return sys.argv[sys.argv.index("--backend") + 1]
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
-
-
-os.environ["KERAS_BACKEND"] = _backend_from_argv()  # before Keras is imported
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
+
+from _keras_backend import use_backend_from_argv  # noqa: E402
+
+use_backend_from_argv()  # before Keras is imported
 
 import keras  # noqa: E402
 import mlflow  # noqa: E402

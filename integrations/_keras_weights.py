@@ -99,11 +99,12 @@ def _chunks(variables: list[Any]) -> list[list[tuple[Any, str | None, int | None
             nbytes: int | None = _stored_bytes(var, dtype)
         except Exception:
             dtype, nbytes = None, None  # unknown: read on its own
-        if chunks[-1] and size + (nbytes or READ_CHUNK_BYTES) > READ_CHUNK_BYTES:
+        counted = READ_CHUNK_BYTES if nbytes is None else nbytes
+        if chunks[-1] and size + counted > READ_CHUNK_BYTES:
             chunks.append([])
             size = 0
         chunks[-1].append((var, dtype, nbytes))
-        size += nbytes or READ_CHUNK_BYTES
+        size += counted
     return [chunk for chunk in chunks if chunk]
 
 
@@ -136,18 +137,11 @@ def read_together(variables: list[Any]) -> dict[int, np.ndarray]:
     read = {}
     for var in variables:
         try:
-            read[id(var)] = np.asarray(var.value) if backend == "jax" else _torch_host_view(var.value)
-        except Exception:  # read on its own
+            # torch refuses dtypes NumPy has not (bfloat16): those are read by Keras, on their own
+            read[id(var)] = np.asarray(var.value) if backend == "jax" else var.value.detach().cpu().numpy()
+        except Exception:
             continue
     return read
-
-
-def _torch_host_view(value: Any) -> np.ndarray:
-    """A torch tensor's values in host memory (its own storage on the CPU)."""
-    tensor = value.detach()
-    if str(tensor.dtype) == "torch.bfloat16":
-        raise TypeError("bfloat16: read by Keras")
-    return tensor.cpu().numpy()
 
 
 def _stored_bytes(var: Any, dtype: str) -> int:
