@@ -105,17 +105,21 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
     return measured
 
 
-def watch_training_step(trainer: Any, *, on_batch: Callable[[Any, Any], None], on_failure: Callable[[BaseException], None]) -> None:
-    """Wrap ``trainer.training_step``: ``on_batch(model, inputs)`` before each step, ``on_failure(exc)`` if it raises."""
+def watch_training_step(trainer: Any, *, on_batch: Callable[[Any, Any], None], on_trained: Callable[[Any], None],
+                        on_failure: Callable[[BaseException], None]) -> None:
+    """Wrap ``trainer.training_step``: ``on_batch(model, inputs)`` before each step, ``on_trained(inputs)``
+    after it, ``on_failure(exc)`` if it raises (its batch was not trained)."""
     original = trainer.training_step
 
     def training_step(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         on_batch(model, inputs)
         try:
-            return original(model, inputs, *args, **kwargs)
+            loss = original(model, inputs, *args, **kwargs)
         except BaseException as exc:
             on_failure(exc)
             raise
+        on_trained(inputs)
+        return loss
 
     trainer.training_step = training_step
 

@@ -271,3 +271,10 @@ def _leading_dim(batch: Any) -> int:
         return int(shape[0]) if shape else 0
     except (TypeError, ValueError, IndexError):
         return 0
+
+
+def reads_input_in_python() -> bool:
+    """True on backends that read each batch in Python (torch, JAX): input waits can be timed."""
+    import keras
+
+    return keras.backend.backend() in ("torch", "jax")

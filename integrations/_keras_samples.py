@@ -19,6 +19,8 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from mlflow_green.integrations._keras_guard import caller_frame
+
 
 def samples_seen(model: Any) -> int | None:
     """Samples the built-in steps processed since the metrics were last reset (None when unknown)."""
@@ -82,3 +84,9 @@ class AdapterCounts:
 
     def __reduce__(self) -> tuple[type, tuple[()]]:
         return (AdapterCounts, ())
+
+
+def iterator_of_caller(method: str) -> Any:
+    """The ``epoch_iterator`` of the running ``fit`` / ``evaluate`` / ``predict`` (None when not found)."""
+    frame = caller_frame(method)
+    return frame.f_locals.get("epoch_iterator") if frame is not None else None

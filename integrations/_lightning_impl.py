@@ -168,6 +168,8 @@ class GreenCallbackMixin:
         status = "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"
         if self._fitting:
             self._fitting = False
+            self.session.count("train", self._epoch_samples)  # an epoch cut short: the samples it trained
+            self._epoch_samples = 0
             self.session.end_fit(status, logs=floats(trainer.callback_metrics))
         elif self.session.eval_in_progress:
             self.session.end_eval(self.session.evals.kind or "test", samples=self._eval_samples, status=status)

@@ -26,8 +26,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise MissingExtraError("keras", "keras", "mlflow_green.integrations.keras") from exc
 
 from mlflow_green.formatting import readable_figures
-from mlflow_green.integrations._keras_guard import CallGuard, caller_frame
-from mlflow_green.integrations._keras_samples import AdapterCounts, adapter_samples, samples_seen
+from mlflow_green.integrations._keras_guard import CallGuard, reads_input_in_python
+from mlflow_green.integrations._keras_samples import AdapterCounts, adapter_samples, iterator_of_caller, samples_seen
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
@@ -136,6 +136,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._eval_guard: CallGuard | None = None
         self._validation_watched = False
         self._epoch_train_samples: int | None = None
+        self._epoch_open = False  # between on_epoch_begin and on_epoch_end
         self._adapter_counts = AdapterCounts()  # the data adapters' counts, per iterator of this fit
         self._last_budget_check_s = 0.0
         self._at_exit_registered = False
@@ -150,7 +151,7 @@ class GreenCallback(keras.callbacks.Callback):
         self.session.bind_run()
         self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
         self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0))
-        self._fit_guard = CallGuard(self.model, self._abort, python_input=_reads_input_in_python()).watch("fit")
+        self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit")
         self._validation_watched = False
         self._fit_guard.on_step_end = self._check_budget
         if self.inspect_model:
@@ -165,11 +166,13 @@ class GreenCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.session.begin_epoch(epoch)
         self._epoch_train_samples = None
+        self._epoch_open = True
         if self._fit_guard is not None:
             self._fit_guard.reset_counts()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         guard = self._fit_guard
+        self._epoch_open = False
         if self._epoch_train_samples is None:  # no validation this epoch: read the count now
             self._epoch_train_samples = self._train_samples_seen()
         if guard is not None:
@@ -194,13 +197,13 @@ class GreenCallback(keras.callbacks.Callback):
                 self._validation_watched = True
             self.session.begin_phase("validation")
         else:
-            self._eval_guard = CallGuard(self.model, self._abort, python_input=_reads_input_in_python()).watch("evaluate")
+            self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("evaluate")
             self.session.begin_eval("test")
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         # fit's validation reads the iterator Keras keeps on the model (no walk up the stack)
         cached = getattr(self.model, "_eval_epoch_iterator", None) if self._in_fit else None
-        counted = self._adapter_counts(cached) if cached is not None else adapter_samples(_iterator_of_caller("evaluate"))
+        counted = self._adapter_counts(cached) if cached is not None else adapter_samples(iterator_of_caller("evaluate"))
         samples = counted or samples_seen(self.model)
         if self._in_fit:  # no training follows it in this epoch
             self.session.end_phase("validation", samples=samples, ends_epoch=True)
@@ -209,12 +212,12 @@ class GreenCallback(keras.callbacks.Callback):
 
     def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self._in_fit:
-            self._eval_guard = CallGuard(self.model, self._abort, python_input=_reads_input_in_python()).watch("predict")
+            self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("predict")
         self.session.begin_eval("predict")
 
     def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
         guard = self._eval_guard
-        samples = guard.samples if guard is not None and guard.samples else adapter_samples(_iterator_of_caller("predict"))
+        samples = guard.samples if guard is not None and guard.samples else adapter_samples(iterator_of_caller("predict"))
         if self._in_fit:
             self.session.end_eval("predict", samples=samples)
         else:
@@ -248,12 +251,8 @@ class GreenCallback(keras.callbacks.Callback):
             return None
 
     def _train_samples_seen(self) -> int | None:
-        """Training samples of the epoch: the option, else the batches actually seen, else the adapter's count.
-
-        Cheapest exact source first: the batches counted at each read (torch, JAX); the data
-        adapter's count for a completed epoch over an input of known size; else the count the
-        built-in train step kept (reading it costs a device read).
-        """
+        """Training samples of the epoch: the option, else the cheapest exact count — the batches read
+        (torch, JAX), the adapter's count of a completed epoch of known size, the train step's count."""
         if self.samples_per_epoch:
             return self.samples_per_epoch
         guard = self._fit_guard
@@ -264,6 +263,16 @@ class GreenCallback(keras.callbacks.Callback):
             if known:
                 return known
         return samples_seen(self.model) or adapter_samples(guard.epoch_iterator if guard is not None else None)
+
+    def _cut_short_epoch_samples(self) -> int | None:
+        """Samples an epoch ended early (an exception, an interrupt) trained: those seen, never a full epoch's."""
+        if self._epoch_train_samples is not None:  # its validation had begun: its training was complete
+            return self._epoch_train_samples
+        guard = self._fit_guard
+        if guard is not None and guard.samples:
+            return guard.samples
+        return samples_seen(self.model)
+
     def _check_budget(self) -> None:
         """After a train step (hot path): compare the energy so far with the budget every few seconds."""
         if not self.session.budget.active:
@@ -293,6 +302,9 @@ class GreenCallback(keras.callbacks.Callback):
         if not self._in_fit:
             return
         self._in_fit = False
+        if self._epoch_open:  # the fit ended inside an epoch: the samples it trained are billed too
+            self._epoch_open = False
+            self.session.count("train", self._cut_short_epoch_samples())
         guard, self._fit_guard = self._fit_guard, None
         self._adapter_counts.clear()
         if guard is not None:
@@ -315,12 +327,3 @@ def _keras_autolog_enabled() -> bool:
     except Exception:
         return False
 
-
-def _reads_input_in_python() -> bool:
-    """True on backends that read each batch in Python (torch, JAX): input waits can be timed."""
-    return keras.backend.backend() in ("torch", "jax")
-
-
-def _iterator_of_caller(method: str) -> Any:
-    frame = caller_frame(method)
-    return frame.f_locals.get("epoch_iterator") if frame is not None else None

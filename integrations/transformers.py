@@ -247,7 +247,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
             logger.info("mlflow-green: Trainer not found from the callback; samples are counted from the step count")
             return
         self._trainer = trainer
-        watch_training_step(trainer, on_batch=self._on_batch, on_failure=self._on_step_failure)
+        watch_training_step(trainer, on_batch=self._on_batch, on_trained=self._on_trained, on_failure=self._on_step_failure)
 
     def _on_batch(self, model: Any, inputs: Any) -> None:
         if self._needs_profile:
@@ -255,6 +255,8 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
             profile = self._inspect(getattr(self._trainer, "model", None) or model, inputs)
             if profile is not None:
                 self.session.log_profile(profile)
+
+    def _on_trained(self, inputs: Any) -> None:
         self._samples += batch_size(inputs)
 
     def _on_step_failure(self, exc: BaseException) -> None:
@@ -279,6 +281,8 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         if not self._training:
             return
         self._training = False
+        if self._window is not None:  # the training ended inside a window: the samples it trained count
+            self.session.count("train", self._samples or self._steps_samples())
         self._window, self._closing, self._in_validation = None, False, False
         self._detach()
         self.session.end_fit(status, logs=self._logs, profile=profile)

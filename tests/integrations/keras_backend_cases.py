@@ -74,6 +74,21 @@ class RaiseAtEpochEnd(keras.callbacks.Callback):
             raise self.exc
 
 
+class RaiseAtBatchEnd(keras.callbacks.Callback):
+    """Raises after ``batch`` (counted from 0) of ``epoch`` trained: the fit ends inside that epoch."""
+
+    def __init__(self, exc: BaseException, *, epoch: int, batch: int) -> None:
+        super().__init__()
+        self.exc, self.epoch, self.batch, self.current = exc, epoch, batch, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
+            raise self.exc
+
+
 def case(name):
     def register(fn):
         CASES[name] = fn
@@ -136,6 +151,18 @@ def _(out: Path):
         out = failing_fit(GreenCallback(), RaiseAtEpochEnd(RuntimeError("callback bug"), epoch=0))
         still_active = mlflow.active_run().info.run_id if mlflow.active_run() else None
     return {**out, "users_run_id": users.info.run_id, "still_active": still_active}
+
+
+@case("exception_in_the_first_epoch")
+def _(out: Path):
+    # 3 of the first epoch's 10 batches of 64 trained, then a callback raises: 192 samples
+    return failing_fit(GreenCallback(), RaiseAtBatchEnd(RuntimeError("callback bug"), epoch=0, batch=2))
+
+
+@case("exception_in_a_later_epoch")
+def _(out: Path):
+    # a whole epoch (640) and 3 batches of the second (192): 832 samples, not the first epoch's 640
+    return failing_fit(GreenCallback(), RaiseAtBatchEnd(RuntimeError("callback bug"), epoch=1, batch=2))
 
 
 @case("budget_stop_mid_epoch")

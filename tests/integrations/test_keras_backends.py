@@ -55,6 +55,15 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         # the meters stopped when the fit ended, not 0.5 s later nor at exit
         assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (name, failed.data.metrics, result)
         assert_green_invariants(failed.info.run_id, client)
+    # A fit that ends inside an epoch bills the samples that epoch trained (and no more).
+    for name, samples in (("exception_in_the_first_epoch", 3 * 64), ("exception_in_a_later_epoch", 640 + 3 * 64)):
+        failed = run(name)
+        assert results[name]["raised"] == "RuntimeError" and failed.info.status == "FAILED", name
+        assert _report(client, failed.info.run_id, tmp_path)["samples"] == {"train": samples}, name
+        metrics = failed.data.metrics
+        assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-6), name
+        assert metrics[schema.FLOP_PER_J] > 0, name
+        assert_green_invariants(failed.info.run_id, client)
     nxt = run("checkpoint_cannot_write", "next_run_id")
     assert nxt.info.run_id != results["checkpoint_cannot_write"]["run_id"], "the next fit logged into the failed run"
     assert nxt.info.status == "FINISHED"

@@ -232,6 +232,20 @@ def test_keyboard_interrupt_ends_the_fit_killed_and_the_users_run_stays_open(mlf
     assert_green_invariants(users.info.run_id)
 
 
+def test_an_epoch_cut_short_counts_the_samples_it_trained(mlflow_experiment: str, tmp_path: Path) -> None:
+    train, val = loaders()
+    cb = GreenCallback()
+    with pytest.raises(RuntimeError, match="loss exploded"):  # the 4th step of the 2nd epoch raises
+        lightning.Trainer(max_epochs=3, callbacks=[cb], **quiet_trainer_kwargs()).fit(digits_classifier(fail_at_epoch=1), train, val)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FAILED"
+    samples = 1400 + 3 * 64  # a whole epoch, then the 3 batches the second one trained
+    assert _report(run.info.run_id, tmp_path)["samples"]["train"] == samples
+    metrics = run.data.metrics
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-6)
+    assert_green_invariants(run.info.run_id)
+
+
 def test_the_callback_pickles_and_deep_copies_with_its_state(mlflow_experiment: str) -> None:
     train, val = loaders()
     cb = GreenCallback(region="FR", max_energy_kwh=1.0)

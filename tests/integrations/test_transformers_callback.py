@@ -25,6 +25,10 @@ def _steps(run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in MlflowClient().get_metric_history(run_id, key))
 
 
+def _report(run_id: str, tmp_path: Path) -> dict:
+    return json.loads(Path(MlflowClient().download_artifacts(run_id, schema.REPORT_ARTIFACT, str(tmp_path / run_id))).read_text())
+
+
 def _bert_trainer(tmp_path: Path, cb: GreenCallback | None, **args: object) -> Trainer:
     return Trainer(
         model=bert_classifier(), args=training_args(tmp_path / "out", **args), compute_metrics=accuracy,
@@ -114,13 +118,13 @@ def test_an_energy_budget_stops_training_cleanly(mlflow_experiment: str, tmp_pat
 def test_a_failing_step_ends_the_run_failed_with_the_energy_so_far(mlflow_experiment: str, tmp_path: Path) -> None:
     cb = GreenCallback()
     model = bert_classifier()
-    calls = {"n": 0}
+    calls = {"trained": 0}
     forward = model.forward
 
     def failing_forward(*args: object, **kwargs: object) -> object:
-        calls["n"] += 1
-        if calls["n"] == 12 and model.training:
+        if model.training and calls["trained"] == TRAIN // 16 + 2:  # the third step of the second epoch
             raise RuntimeError("out of memory (simulated)")
+        calls["trained"] += model.training
         return forward(*args, **kwargs)
 
     model.forward = failing_forward
@@ -132,6 +136,11 @@ def test_a_failing_step_ends_the_run_failed_with_the_energy_so_far(mlflow_experi
     run = MlflowClient().get_run(cb.session.run_id)
     assert run.info.status == "FAILED"
     assert run.data.metrics[schema.ENERGY_KWH] > 0 and mlflow.active_run() is None
+    # the samples of every step that trained, the cut-short epoch's too; not the failing step's batch
+    samples = (TRAIN // 16 + 2) * 16
+    assert calls["trained"] == TRAIN // 16 + 2 and _report(run.info.run_id, tmp_path)["samples"]["train"] == samples
+    metrics = run.data.metrics
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-6)
 
 
 def test_bad_options_fail_at_construction() -> None:
