@@ -28,7 +28,7 @@ from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, forget_writer
 from mlflow_green.record.messages import WriteCounts
 from mlflow_green.record.ops import BATCHABLE, LeadingBatch, Sent, apply_batch, send
 from mlflow_green.record.orphans import adopt_orphans
-from mlflow_green.record.timeouts import RunTimeouts
+from mlflow_green.record.timeouts import DEFAULT_SEND_INTERVAL_S, RunTimeouts
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SEND_INTERVAL_S = 5.0
-"""While training, writes that come within this long of the last send wait for each other and go in
-one request (a flush, the end of a fit or a close sends at once). A ``log_batch`` on a sqlite store
-costs ~11 ms of CPU a call plus ~1.5 ms per epoch's points: epochs shorter than this share a call."""
+SEND_INTERVAL_S = DEFAULT_SEND_INTERVAL_S
+"""The default of ``RunTimeouts.send_interval_s`` (``MLFLOW_GREEN_SEND_INTERVAL_S``): while training,
+writes that come within this long of the last send wait for each other and go in one request (a
+flush, the end of a fit or a close sends at once). A ``log_batch`` on a sqlite store costs ~11 ms of
+CPU a call plus ~1.5 ms per epoch's points: epochs shorter than this share a call."""
 
 
 class SendLoop:
@@ -121,20 +122,20 @@ class SendLoop:
             self._set_aside(entry, error)
 
     def _gather(self, alone_until_seq: int) -> None:
-        """Let writes gather until :data:`SEND_INTERVAL_S` after the last send (under the lock).
+        """Let writes gather until ``timeouts.send_interval_s`` after the last send (under the lock).
 
         Only while the head is a write that one batch carries along (and not one of a refused batch's,
         which are sent one by one at once), the whole queue fits in one request (MLflow's limits:
         1 000 metrics, 100 tags), nobody waits for the queue to empty (a flush, the end of a fit, a
         close, the interpreter's exit) and the writer is not stopped: the points of short
-        epochs then reach MLflow together, at most one request every :data:`SEND_INTERVAL_S`, each
+        epochs then reach MLflow together, at most one request every interval, each
         epoch's points within that long of its end (they are in the spool within milliseconds).
         """
         while (self._queue and not self._closed and not self._stopped and not self._flushers
                and self.run_id is not None and self._queue[0]["op"] in BATCHABLE
                and self._queue[0]["seq"] > alone_until_seq  # a refused batch's writes go one after another
                and self._one_request_holds_all()):  # more than one request's worth: send now
-            wait_s = self._sent_at_s + SEND_INTERVAL_S - time.monotonic()
+            wait_s = self._sent_at_s + self.timeouts.send_interval_s - time.monotonic()
             if wait_s <= 0:
                 return
             self._gathering = True  # a write that can wait does not wake this thread

@@ -13,6 +13,10 @@ runs in a background thread and training only waits for it up to the deadline.
 - ``MLFLOW_GREEN_RETRY_MAX_S``: the longest pause of the background writer between two tries
   of a write that failed transiently (it starts at 1 s, or at this value if smaller, and doubles);
   default 60 s.
+- ``MLFLOW_GREEN_SEND_INTERVAL_S``: while training, writes that come within this long of the
+  last send wait for each other and go in one request (a flush, the end of a fit or a close send
+  at once); default 5 s, ``0`` sends each write as soon as it comes. Each write is in the spool
+  within milliseconds whatever this is: it only sets how soon points show in MLflow.
 
 The meters measure the training, never this waiting: they start after the run is bound and
 stop before the backlog is flushed.
@@ -39,10 +43,12 @@ ENV_START_TIMEOUT_S = "MLFLOW_GREEN_START_TIMEOUT_S"
 ENV_END_TIMEOUT_S = "MLFLOW_GREEN_END_TIMEOUT_S"
 ENV_FLUSH_TIMEOUT_S = "MLFLOW_GREEN_FLUSH_TIMEOUT_S"
 ENV_RETRY_MAX_S = "MLFLOW_GREEN_RETRY_MAX_S"
+ENV_SEND_INTERVAL_S = "MLFLOW_GREEN_SEND_INTERVAL_S"
 
 DEFAULT_START_TIMEOUT_S = 2.0
 DEFAULT_END_TIMEOUT_S = 30.0
 DEFAULT_RETRY_MAX_S = 60.0
+DEFAULT_SEND_INTERVAL_S = 5.0
 RETRY_START_S = 1.0
 MAX_TIMEOUT_S = 3600.0
 
@@ -57,11 +63,13 @@ class RunTimeouts:
         start_s: Longest wait for the run to be created at the start of a fit.
         end_s: Longest wait for the backlog at the end of a fit.
         retry_max_s: Longest pause between two tries of a transiently failing write.
+        send_interval_s: How long writes gather after a send before the next one (0: no gathering).
     """
 
     start_s: float = DEFAULT_START_TIMEOUT_S
     end_s: float = DEFAULT_END_TIMEOUT_S
     retry_max_s: float = DEFAULT_RETRY_MAX_S
+    send_interval_s: float = DEFAULT_SEND_INTERVAL_S
 
     @property
     def retry_start_s(self) -> float:
@@ -83,7 +91,8 @@ class RunTimeouts:
         retry = _pick("retry_max_s", None, env, (ENV_RETRY_MAX_S,), DEFAULT_RETRY_MAX_S)
         if retry <= 0:
             raise ConfigError(f"Environment variable {ENV_RETRY_MAX_S}={env.get(ENV_RETRY_MAX_S)!r} must be > 0")
-        return cls(start, end, retry)
+        send_interval = _pick("send_interval_s", None, env, (ENV_SEND_INTERVAL_S,), DEFAULT_SEND_INTERVAL_S)
+        return cls(start, end, retry, send_interval)
 
 
 def _pick(name: str, value: object, env: Mapping[str, str], variables: tuple[str, ...], default: float) -> float:
@@ -105,10 +114,12 @@ def _ok(seconds: float) -> bool:
 
 __all__ = [
     "DEFAULT_END_TIMEOUT_S",
+    "DEFAULT_SEND_INTERVAL_S",
     "DEFAULT_START_TIMEOUT_S",
     "ENV_END_TIMEOUT_S",
     "ENV_FLUSH_TIMEOUT_S",
     "ENV_RETRY_MAX_S",
+    "ENV_SEND_INTERVAL_S",
     "ENV_START_TIMEOUT_S",
     "RunTimeouts",
 ]

@@ -13,6 +13,8 @@
   process tree, for process shares (``scope="process"``).
 - :class:`FakeIntensityProvider`: a live carbon-intensity provider answering fixed values.
 - :class:`PerReadMeter`: energy per counter read, for deterministic budget tests.
+- :class:`OutageRelay`: a TCP relay in front of a real tracking server, cut off and restored on
+  the same port in milliseconds (an outage without restarting the server).
 
 Submodules that import MLflow (not loaded by this package):
 :mod:`mlflow_green.testing.server` (``GreenServer``: a real ``mlflow server --app-name green``)
@@ -27,6 +29,7 @@ from mlflow_green.testing.fake_meter import FakeMeter, PerReadMeter, registered_
 from mlflow_green.testing.fake_nvml import FakeFault, FakeGPU, FakeMIG, FakeNVML, FakeProcess, ManualClock
 from mlflow_green.testing.fake_powercap import FakePowercapTree
 from mlflow_green.testing.fake_processes import FakeMachine, FakeProcessTree
+from mlflow_green.testing.outage import OutageRelay
 
 __all__ = [
     "FakeFault",
@@ -41,6 +44,7 @@ __all__ = [
     "FakePowercapTree",
     "FakeProcessTree",
     "ManualClock",
+    "OutageRelay",
     "registered_intensity_providers",
     "registered_meters",
 ]

@@ -25,6 +25,7 @@ from mlflow.entities import ViewType
 
 from mlflow_green.record import schema
 from mlflow_green.record.spool import to_send
+from mlflow_green.testing import OutageRelay
 from mlflow_green.testing.server import GreenServer
 
 pytestmark = pytest.mark.slow
@@ -34,19 +35,20 @@ KINDS = ["track", "keras", "lightning"]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GreenServer]:
-    with GreenServer(tmp_path_factory.mktemp("fault-server"), app_name=None) as running:
-        yield running
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutageRelay]:
+    """A real server, reached through a relay: ``down()`` is an outage as the client sees a stopped
+    server (connection refused, open connections cut), ``up()`` ends it in milliseconds, not the
+    seconds a server restart takes."""
+    with GreenServer(tmp_path_factory.mktemp("fault-server"), app_name=None) as running, OutageRelay(running.url) as relayed:
+        yield relayed
 
 
 @pytest.fixture()
-def up(server: GreenServer) -> Iterator[GreenServer]:
-    """The server is up when the test starts (and left up)."""
-    if server.process is None:
-        server.start()
-    yield server
-    if server.process is None:
-        server.start()
+def up(relay: OutageRelay) -> Iterator[OutageRelay]:
+    """The server is reachable when the test starts (and left so)."""
+    relay.up()
+    yield relay
+    relay.up()
 
 
 @pytest.fixture()
@@ -56,7 +58,7 @@ def faults(tmp_path: Path) -> Iterator[FolderFaults]:
     folder_faults.undo()
 
 
-def _env(server: GreenServer, tmp_path: Path, experiment: str, *, mlflow_retries: str) -> dict[str, str]:
+def _env(server: OutageRelay, tmp_path: Path, experiment: str, *, mlflow_retries: str) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     home.chmod(0o777)
@@ -117,7 +119,7 @@ def _wait_for_run(client: MlflowClient, experiment: str, name: str, timeout_s: f
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_server_down_at_both_ends_and_a_spool_folder_turning_read_only(
-    kind: str, up: GreenServer, tmp_path: Path, faults: FolderFaults
+    kind: str, up: OutageRelay, tmp_path: Path, faults: FolderFaults
 ) -> None:
     """Start: waits at most 2 s (the default), then spools the run's creation; the background writer
     creates the run once the server is back (track), or sync does (Keras, Lightning: the server stays
@@ -129,12 +131,12 @@ def test_server_down_at_both_ends_and_a_spool_folder_turning_read_only(
     env = _env(server, tmp_path, experiment, mlflow_retries="2")
     faults.writable_by_child(tmp_path / "spool", tmp_path / "fallback", tmp_path / "home")
     back_mid_training = kind == "track"  # the other frameworks: the server stays down, sync creates the run
-    server.stop()
+    server.down()
     child = Child({"kind": kind, "epochs": 4, "pause_at": [0, 1, 2], "run_name": name}, env, demote=faults.demote)
     child.wait_paused(0)
     client = MlflowClient(server.url)
     if back_mid_training:
-        server.start()
+        server.up()
         run_id = _wait_for_run(client, experiment, name)
     child.release()
     child.wait_paused(1)
@@ -142,7 +144,7 @@ def test_server_down_at_both_ends_and_a_spool_folder_turning_read_only(
     child.release()
     child.wait_paused(2)
     if back_mid_training:
-        server.stop()
+        server.down()
     child.release()
     result = child.result()
     print(f"\n{kind}: waited {result['bind_wait_s']:.2f} s entering the fit, {result['end_wait_s']:.2f} s leaving it; "
@@ -164,7 +166,7 @@ def test_server_down_at_both_ends_and_a_spool_folder_turning_read_only(
     assert f"kept in {path}" in message
     assert "Traceback" not in child.stderr
 
-    server.start()
+    server.up()
     synced = _run_sync(_sync_command(message), env)
     assert synced.returncode == 0, synced.stdout
     run = _the_run(client, experiment, name)
@@ -174,12 +176,12 @@ def test_server_down_at_both_ends_and_a_spool_folder_turning_read_only(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_killed_while_the_server_is_down_is_ended_killed_by_sync(kind: str, up: GreenServer, tmp_path: Path) -> None:
+def test_killed_while_the_server_is_down_is_ended_killed_by_sync(kind: str, up: OutageRelay, tmp_path: Path) -> None:
     server, experiment, name = up, f"faults-killed-{kind}", f"killed-{kind}"
     env = _env(server, tmp_path, experiment, mlflow_retries="0")
     child = Child({"kind": kind, "epochs": 5, "pause_at": [0, 1], "run_name": name}, env)
     child.wait_paused(0)
-    server.stop()
+    server.down()
     child.release()
     paused = child.wait_paused(1)
     assert paused["spooled_s"] is not None and paused["spooled_s"] < 1.0, paused  # durable within milliseconds
@@ -187,7 +189,7 @@ def test_killed_while_the_server_is_down_is_ended_killed_by_sync(kind: str, up: 
     _, entries, _ = spool_entries(tmp_path / "spool")
     last_t_ms = max(e["t_ms"] for e in entries)
 
-    server.start()
+    server.up()
     synced = _run_sync([str(Path(sys.executable).with_name("mlflow-green")), "sync"], env)
     assert synced.returncode == 0, synced.stdout
     assert f"ended KILLED (its writer, pid {child.process.pid} on host" in synced.stdout
@@ -197,7 +199,7 @@ def test_killed_while_the_server_is_down_is_ended_killed_by_sync(kind: str, up: 
     _steps_once(client, run.info.run_id, 2)
 
 
-def test_a_full_spool_disk_never_stops_track_or_sync(up: GreenServer, tmp_path: Path, faults: FolderFaults) -> None:
+def test_a_full_spool_disk_never_stops_track_or_sync(up: OutageRelay, tmp_path: Path, faults: FolderFaults) -> None:
     server, experiment = up, "faults-full"
     env = _env(server, tmp_path, experiment, mlflow_retries="0")
     client = MlflowClient(server.url)
@@ -232,7 +234,7 @@ def test_a_full_spool_disk_never_stops_track_or_sync(up: GreenServer, tmp_path: 
         assert run.info.status == "FINISHED"
 
 
-def test_a_lost_answer_and_refusals_through_a_faulty_proxy(up: GreenServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lost_answer_and_refusals_through_a_faulty_proxy(up: OutageRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow_green
     from mlflow_green.record.recorder import RunRecorder
     from mlflow_green.record.timeouts import RunTimeouts

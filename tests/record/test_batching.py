@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from mlflow_green.testing import FakeMeter
 from mlflow_green.training.session import TrainingSession
 
 QUICK = RunTimeouts(start_s=2.0, end_s=10.0, retry_max_s=0.2)
+GATHER_S = 1.5
+"""The ``gathering`` fixture's send interval (``MLFLOW_GREEN_SEND_INTERVAL_S``): short, so that waiting for it is short."""
 
 
 class CountingClient(MlflowClient):
@@ -144,10 +147,11 @@ def test_the_end_of_a_fit_is_one_log_batch_and_the_report_then_the_runs_end(
 
 
 @pytest.fixture()
-def gathering(counting: tuple[CountingClient, str], spool_dir: Path) -> tuple[CountingClient, str, RunRecorder]:
-    """A recorder whose first write (step 0) was sent: the next ones gather for the send interval."""
+def gathering(request: pytest.FixtureRequest, counting: tuple[CountingClient, str], spool_dir: Path) -> tuple[CountingClient, str, RunRecorder]:
+    """A recorder whose first write (step 0) was sent: the next ones gather for the send interval
+    (:data:`GATHER_S`, or the test's indirect parameter)."""
     client, run_id = counting
-    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    recorder = RunRecorder(client, run_id, timeouts=replace(QUICK, send_interval_s=getattr(request, "param", GATHER_S)))
     recorder.log_metrics({schema.ENERGY_KWH: 0.1}, step=0)
     deadline = time.monotonic() + 10
     while not client.calls and time.monotonic() < deadline:  # the first write goes at once
@@ -160,22 +164,23 @@ def gathering(counting: tuple[CountingClient, str], spool_dir: Path) -> tuple[Co
 def test_while_training_writes_gather_for_the_send_interval_and_a_flush_sends_at_once(
     gathering: tuple[CountingClient, str, RunRecorder], spool_dir: Path
 ) -> None:
-    """Epochs shorter than ``SEND_INTERVAL_S`` share one request (a sqlite ``log_batch`` costs ~11 ms of
+    """Epochs shorter than the send interval share one request (a sqlite ``log_batch`` costs ~11 ms of
     CPU a call); each point is in the spool at once, and a flush does not wait for the interval."""
     client, run_id, recorder = gathering
+    interval_s = recorder.timeouts.send_interval_s
     started = time.monotonic()
     for step in range(1, 6):  # five short epochs
         recorder.log_metrics({schema.ENERGY_KWH: 0.1 * (step + 1), schema.POWER_W: 40.0}, step=step)
         time.sleep(0.05)
     spooled = parse_entries(spool_paths(spool_dir)[0].read_bytes()).entries
     assert [e["metrics"][0][3] for e in spooled if e.get("op") == "metrics"] == [0, 1, 2, 3, 4, 5]  # all kept already
-    assert client.calls == [("log_batch", 1, 0)] and time.monotonic() - started < SEND_INTERVAL_S  # none sent yet
+    assert client.calls == [("log_batch", 1, 0)] and time.monotonic() - started < interval_s  # none sent yet
     flushed_at = time.monotonic()
     assert recorder.flush(timeout_s=10.0)
-    assert time.monotonic() - flushed_at < SEND_INTERVAL_S / 2  # a flush does not wait for the interval
+    assert time.monotonic() - flushed_at < interval_s / 2  # a flush does not wait for the interval
     assert client.calls == [("log_batch", 1, 0), ("log_batch", 10, 0)]  # the five epochs in one request
     recorder.log_metrics({schema.ENERGY_KWH: 0.9}, step=6)
-    deadline = time.monotonic() + SEND_INTERVAL_S + 10
+    deadline = time.monotonic() + interval_s + 10
     while len(client.calls) < 3 and time.monotonic() < deadline:  # sent without a flush, within the interval
         time.sleep(0.05)
     assert client.calls[2] == ("log_batch", 1, 0)
@@ -184,6 +189,24 @@ def test_while_training_writes_gather_for_the_send_interval_and_a_flush_sends_at
     assert recorder.close() is True
 
 
+def test_a_send_interval_of_zero_sends_each_write_as_it_comes(
+    counting: tuple[CountingClient, str], spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``MLFLOW_GREEN_SEND_INTERVAL_S=0``: nothing gathers, each epoch's points reach MLflow at once."""
+    monkeypatch.setenv("MLFLOW_GREEN_SEND_INTERVAL_S", "0")
+    client, run_id = counting
+    recorder = RunRecorder(client, run_id)
+    for step in range(3):
+        logged_at = time.monotonic()
+        recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
+        while len(client.calls) <= step and time.monotonic() - logged_at < 10:
+            time.sleep(0.01)
+        assert time.monotonic() - logged_at < SEND_INTERVAL_S / 2, f"step {step} waited for an interval"
+    assert client.calls == [("log_batch", 1, 0)] * 3
+    assert recorder.close() is True
+
+
+@pytest.mark.parametrize("gathering", [SEND_INTERVAL_S], indirect=True)  # the default: a producer far faster
 def test_more_than_one_request_of_writes_is_sent_without_waiting_for_the_interval(
     gathering: tuple[CountingClient, str, RunRecorder],
 ) -> None:
@@ -207,14 +230,15 @@ def test_a_refused_gathered_batch_is_sent_one_by_one_at_once_not_one_per_interva
     gathering: tuple[CountingClient, str, RunRecorder],
 ) -> None:
     client, run_id, recorder = gathering
+    interval_s = recorder.timeouts.send_interval_s
     started = time.monotonic()
     for step in range(1, 6):
         recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
     recorder.log_metrics({"energy$kwh": 1.0}, step=6)  # MLflow refuses this name: the batch is refused
-    deadline = started + 3 * SEND_INTERVAL_S
+    deadline = started + 3 * interval_s
     while recorder.pending and time.monotonic() < deadline:  # no flush: the writer alone
         time.sleep(0.05)
-    assert recorder.pending == 0 and time.monotonic() - started < 2 * SEND_INTERVAL_S  # one interval, then at once
+    assert recorder.pending == 0 and time.monotonic() - started < 2 * interval_s  # one interval, then at once
     assert [m.step for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [0, 1, 2, 3, 4, 5]
     assert recorder.counts.rejected == 1
     assert recorder.close() is True
@@ -230,7 +254,7 @@ def test_a_writer_stopped_while_gathering_sends_nothing_more_and_keeps_it_spoole
         recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
     time.sleep(0.3)  # the writer is gathering them
     recorder.stop()
-    time.sleep(1.0)
+    time.sleep(recorder.timeouts.send_interval_s)  # past the interval: a writer not stopped would send them
     assert [m.step for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [0]
     [spooled] = spool_paths(spool_dir)
     entries = parse_entries(spooled.read_bytes()).entries

@@ -17,6 +17,15 @@ def test_arguments_beat_variables_which_beat_the_defaults() -> None:
     assert RunTimeouts.resolve(start_timeout_s=0, end_timeout_s=1, environ=env) == RunTimeouts(0.0, 1.0, 5.0)
 
 
+def test_the_send_interval_comes_from_its_variable_and_a_bad_one_fails_first() -> None:
+    assert RunTimeouts.resolve(environ={}).send_interval_s == 5.0
+    assert RunTimeouts.resolve(environ={"MLFLOW_GREEN_SEND_INTERVAL_S": "0"}).send_interval_s == 0.0
+    assert RunTimeouts.resolve(environ={"MLFLOW_GREEN_SEND_INTERVAL_S": " 1.5 "}).send_interval_s == 1.5
+    for bad in ("-1", "soon", "nan", "1e9"):
+        with pytest.raises(ConfigError, match="MLFLOW_GREEN_SEND_INTERVAL_S"):
+            RunTimeouts.resolve(environ={"MLFLOW_GREEN_SEND_INTERVAL_S": bad})
+
+
 @pytest.mark.parametrize("options", [{"start_timeout_s": -1}, {"end_timeout_s": "30"}, {"end_timeout_s": True}])
 def test_the_callbacks_reject_bad_timeouts_at_construction(options: dict) -> None:
     """Both callbacks build their session with TrainingSession.for_callback."""

@@ -23,7 +23,7 @@ from mlflow_green.gates import check, loads_policy
 from mlflow_green.record import schema
 from mlflow_green.record.run_signature import verify_run
 from mlflow_green.record.signing import ENV_SIGNING_KEY, ENV_TRUSTED_KEYS, TrustedKeys, generate_key_pair
-from mlflow_green.testing import FakeMeter
+from mlflow_green.testing import FakeMeter, OutageRelay
 from mlflow_green.testing.server import GreenServer
 
 SIGNED_POLICY = loads_policy("[default]\nmax_energy_kwh = 1\nrequire_signed = true\n")
@@ -158,15 +158,15 @@ def test_a_server_down_at_the_end_of_the_fit_gets_the_signature_with_the_spooled
     env = {**os.environ, ENV_SIGNING_KEY: str(key_pair[0]), "MLFLOW_GREEN_SPOOL_DIR": str(spool),
            "MLFLOW_GREEN_END_TIMEOUT_S": "1", "MLFLOW_GREEN_RETRY_MAX_S": "0.5",
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
-    with GreenServer(tmp_path / "server") as server:
+    with GreenServer(tmp_path / "server") as real, OutageRelay(real.url) as server:  # down(): refused, as when stopped
         training = subprocess.Popen([sys.executable, "-c", TRAINING, server.url], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, text=True, env=env)
         run_id = training.stdout.readline().strip()
-        server.stop()
+        server.down()
         training.communicate("go\n", timeout=120)
         assert training.returncode == 0
         assert any(spool.rglob("*")), "the end of the fit was spooled"
-        server.start()
+        server.up()
         client = MlflowClient(server.url)
         assert schema.TAG_SIGNATURE not in client.get_run(run_id).data.tags
         synced = CliRunner().invoke(main, ["sync", "--tracking-uri", server.url], env={"MLFLOW_GREEN_SPOOL_DIR": str(spool)})
