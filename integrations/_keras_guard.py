@@ -65,9 +65,11 @@ class CallGuard:
         data_wait_s: Seconds spent reading training batches since :meth:`reset_counts`.
         batches: Training batches read since :meth:`reset_counts`.
         samples: Samples in those batches.
+        trained_samples: Of those, the samples of batches a step finished with (the count at the
+            last training step's end): a batch read and never trained (its step raised) is not in it.
         stop_requested: Set to stop training at the end of the current batch (the flag is
             never set inside the compiled step: on JAX that deletes the model's state).
-        on_step_end: Called after each step of the first watched call (hot path).
+        on_step_end: Called after each training step of ``fit`` (hot path).
     """
 
     def __init__(self, model: Any, on_abort: Callable[[BaseException], None], *, python_input: bool) -> None:
@@ -81,6 +83,7 @@ class CallGuard:
         self.data_wait_s = 0.0
         self.batches = 0
         self.samples = 0
+        self.trained_samples = 0
         self.stop_requested = False
         self.on_step_end: Callable[[], None] | None = None
 
@@ -103,7 +106,7 @@ class CallGuard:
                     self._set(callbacks, hook, self._guarded_hook(hook, original))
         step = getattr(self.model, _STEP_FUNCTIONS[method], None)
         if step is not None and not self._ours(step):
-            self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(step, first=not self._wrapped))
+            self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(step, training=method == "fit"))
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
@@ -132,7 +135,7 @@ class CallGuard:
 
     def reset_counts(self) -> None:
         """A new epoch: input wait and counts start at zero."""
-        self.data_wait_s, self.batches, self.samples = 0.0, 0, 0
+        self.data_wait_s, self.batches, self.samples, self.trained_samples = 0.0, 0, 0, 0
 
     # -- wrappers ------------------------------------------------------------------------------
     def abort(self, exc: BaseException) -> None:
@@ -170,7 +173,7 @@ class CallGuard:
 
         return self._mark(guarded, original)
 
-    def _guarded_step(self, original: Callable[..., Any], *, first: bool) -> Callable[..., Any]:
+    def _guarded_step(self, original: Callable[..., Any], *, training: bool) -> Callable[..., Any]:
         guard = self
 
         def step(*args: Any, **kwargs: Any) -> Any:
@@ -179,8 +182,10 @@ class CallGuard:
             except BaseException as exc:
                 guard.abort(exc)
                 raise
-            if first and guard.on_step_end is not None:
-                guard.on_step_end()
+            if training:
+                guard.trained_samples = guard.samples
+                if guard.on_step_end is not None:
+                    guard.on_step_end()
             return outputs
 
         return self._mark(step, original)

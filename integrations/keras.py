@@ -269,8 +269,8 @@ class GreenCallback(keras.callbacks.Callback):
         if self._epoch_train_samples is not None:  # its validation had begun: its training was complete
             return self._epoch_train_samples
         guard = self._fit_guard
-        if guard is not None and guard.samples:
-            return guard.samples
+        if guard is not None and guard.samples:  # torch, JAX: the batches read, less one its step never trained
+            return guard.trained_samples
         return samples_seen(self.model)
 
     def _check_budget(self) -> None:

@@ -40,11 +40,11 @@ def mlp() -> keras.Model:
 
 
 class Batches(keras.utils.PyDataset):
-    """64-sample batches; optionally slow (input wait) or failing at a given read."""
+    """64-sample batches; optionally slow (input wait), failing at a given read, or one batch no step can train."""
 
-    def __init__(self, n: int = 10, *, sleep_s: float = 0.0, fail_at: int | None = None) -> None:
+    def __init__(self, n: int = 10, *, sleep_s: float = 0.0, fail_at: int | None = None, untrainable: int | None = None) -> None:
         super().__init__()
-        self.n, self.sleep_s, self.fail_at, self.reads = n, sleep_s, fail_at, 0
+        self.n, self.sleep_s, self.fail_at, self.untrainable, self.reads = n, sleep_s, fail_at, untrainable, 0
 
     def __len__(self) -> int:
         return self.n
@@ -55,12 +55,19 @@ class Batches(keras.utils.PyDataset):
             raise OSError("corrupt shard")
         time.sleep(self.sleep_s)
         j = (i * 64) % 576
+        if i == self.untrainable:  # read fine, but 60 features for a 64-input model: the step raises
+            return X[j : j + 64, :60], Y[j : j + 64]
         return X[j : j + 64], Y[j : j + 64]
 
 
 class Clock(keras.callbacks.Callback):
+    """When the fit began, and how many training batches ended (their step finished) in all."""
+
     def on_train_begin(self, logs=None):
-        self.start_s = time.monotonic()
+        self.start_s, self.batch_ends = time.monotonic(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batch_ends += 1
 
 
 class RaiseAtEpochEnd(keras.callbacks.Callback):
@@ -118,7 +125,7 @@ def failing_fit(cb: GreenCallback, *callbacks, x=None, **kwargs) -> dict:
         raised = type(exc).__name__
     elapsed_s = time.monotonic() - clock.start_s
     time.sleep(0.5)
-    return {"raised": raised, "elapsed_s": elapsed_s, "run_id": cb.session.run_id,
+    return {"raised": raised, "elapsed_s": elapsed_s, "run_id": cb.session.run_id, "batch_ends": clock.batch_ends,
             "active_after": mlflow.active_run().info.run_id if mlflow.active_run() else None}
 
 
@@ -159,6 +166,12 @@ def _(out: Path):
     return failing_fit(GreenCallback(), RaiseAtBatchEnd(RuntimeError("callback bug"), epoch=0, batch=2))
 
 
+@case("a_batch_the_step_cannot_train")
+def _(out: Path):
+    # batches 0-2 trained, then the step raises on batch 3 (read, never trained): 192 samples
+    return failing_fit(GreenCallback(), x=Batches(10, untrainable=3), shuffle=False)
+
+
 @case("exception_in_a_later_epoch")
 def _(out: Path):
     # a whole epoch (640) and 3 batches of the second (192): 832 samples, not the first epoch's 640
@@ -168,9 +181,9 @@ def _(out: Path):
 @case("budget_stop_mid_epoch")
 def _(out: Path):
     # 1 kJ per counter read: start, epoch begin, then the first in-epoch check (after 2 s) is over 1.5 kJ
-    cb = GreenCallback(meters=[PerReadMeter(1000.0)], max_energy_kwh=1500 / 3.6e6)
-    history = mlp().fit(Batches(30, sleep_s=0.1), epochs=3, verbose=0, callbacks=[cb])
-    return {"run_id": cb.session.run_id, "epochs": len(history.history["loss"])}
+    cb, clock = GreenCallback(meters=[PerReadMeter(1000.0)], max_energy_kwh=1500 / 3.6e6), Clock()
+    history = mlp().fit(Batches(30, sleep_s=0.1), epochs=3, verbose=0, callbacks=[clock, cb])
+    return {"run_id": cb.session.run_id, "epochs": len(history.history["loss"]), "batch_ends": clock.batch_ends}
 
 
 @case("input_wait")

@@ -56,9 +56,11 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (name, failed.data.metrics, result)
         assert_green_invariants(failed.info.run_id, client)
     # A fit that ends inside an epoch bills the samples that epoch trained (and no more).
-    for name, samples in (("exception_in_the_first_epoch", 3 * 64), ("exception_in_a_later_epoch", 640 + 3 * 64)):
-        failed = run(name)
-        assert results[name]["raised"] == "RuntimeError" and failed.info.status == "FAILED", name
+    for name, batches in (("exception_in_the_first_epoch", 3), ("exception_in_a_later_epoch", 10 + 3),
+                          ("a_batch_the_step_cannot_train", 3)):
+        failed, samples = run(name), 64 * results[name]["batch_ends"]
+        assert results[name]["raised"] is not None and failed.info.status == "FAILED", name
+        assert samples == 64 * batches, (name, results[name])
         assert _report(client, failed.info.run_id, tmp_path)["samples"] == {"train": samples}, name
         metrics = failed.data.metrics
         assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-6), name
@@ -77,6 +79,7 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     # A budget stop mid-epoch is a clean stop on every backend (JAX: no "Array has been deleted").
     stopped = run("budget_stop_mid_epoch")
     assert results["budget_stop_mid_epoch"]["epochs"] == 1
+    assert results["budget_stop_mid_epoch"]["batch_ends"] < 30, "stopped inside the epoch, not at its end"
     assert stopped.info.status == "FINISHED" and "budget exhausted" in stopped.data.tags[schema.TAG_BUDGET_STOP]
     assert_green_invariants(stopped.info.run_id, client)
 
