@@ -46,7 +46,7 @@ def mlflow_experiment(tracking_uri: str, tmp_path: Path, request: pytest.Fixture
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    name = f"{request.node.name}-{os.getpid()}-{id(tmp_path)}"
+    name = f"{request.node.nodeid}-{os.getpid()}"  # unique: the same test name in two modules, one store
     experiment_id = mlflow.create_experiment(name, artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_experiment(experiment_id=experiment_id)
     yield experiment_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -20,7 +21,7 @@ from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  #
 from mlflow_green.errors import ConfigError  # noqa: E402
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
 from mlflow_green.record import schema  # noqa: E402
-from mlflow_green.testing import PerReadMeter  # noqa: E402
+from mlflow_green.testing import FakeMeter, PerReadMeter  # noqa: E402
 
 
 def _history(run_id: str, key: str, client: MlflowClient | None = None) -> list:
@@ -111,6 +112,27 @@ def test_energy_budget_stops_through_should_stop_with_the_reason_tagged(mlflow_e
     assert trainer.current_epoch < 6
     tag = MlflowClient().get_run(cb.session.run_id).data.tags[schema.TAG_BUDGET_STOP]
     assert tag.startswith("energy budget") and "next epoch" in tag
+
+
+def test_an_energy_budget_spent_mid_epoch_stops_inside_the_epoch(mlflow_experiment: str) -> None:
+    """1 kW for 0.15 s a batch, 22 batches an epoch: the 1.5 kJ budget is spent mid-epoch; the check every
+    2 s stops training there, not at the epoch's end (nor after the 3 epochs asked for)."""
+
+    class SlowBatches(lightning.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, *args: object) -> None:
+            SlowBatches.batches += 1
+            time.sleep(0.15)
+
+    train, val = loaders()
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 1000.0})], max_energy_kwh=1500 / 3.6e6)
+    trainer = lightning.Trainer(max_epochs=3, callbacks=[SlowBatches(), cb], num_sanity_val_steps=0, **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier(), train, val)
+    assert SlowBatches.batches < 22, "stopped inside the first epoch"
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[schema.TAG_BUDGET_STOP].startswith("energy budget")
+    assert_green_invariants(run.info.run_id)
 
 
 def test_an_exception_during_fit_leaves_the_run_failed_with_the_energy_so_far(mlflow_experiment: str) -> None:

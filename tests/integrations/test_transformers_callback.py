@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import mlflow
@@ -12,11 +13,12 @@ from mlflow import MlflowClient
 pytest.importorskip("transformers")
 
 from hf_models import SEQ_LEN, TokenDataset, accuracy, bert_classifier, gpt2_lm, training_args  # noqa: E402
-from transformers import Trainer  # noqa: E402
+from transformers import Trainer, TrainerCallback  # noqa: E402
 
 from mlflow_green.errors import ConfigError  # noqa: E402
 from mlflow_green.integrations.transformers import GreenCallback  # noqa: E402
 from mlflow_green.record import schema  # noqa: E402
+from mlflow_green.testing import FakeMeter  # noqa: E402
 
 TRAIN, EVAL = 128, 64
 
@@ -113,6 +115,23 @@ def test_an_energy_budget_stops_training_cleanly(mlflow_experiment: str, tmp_pat
     assert run.info.status == "FINISHED"
     assert "energy budget" in run.data.tags[schema.TAG_BUDGET_STOP]
     assert trainer.state.epoch < 5
+
+
+def test_an_energy_budget_spent_mid_epoch_stops_inside_the_epoch(mlflow_experiment: str, tmp_path: Path) -> None:
+    """1 kW for 0.4 s a step, 8 steps an epoch: the 1.5 kJ budget is spent mid-epoch; the check every 2 s
+    stops training there, not at the epoch's end."""
+
+    class SlowSteps(TrainerCallback):
+        def on_step_end(self, *args: object, **kwargs: object) -> None:
+            time.sleep(0.4)
+
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 1000.0})], max_energy_kwh=1500 / 3.6e6)
+    trainer = _bert_trainer(tmp_path, cb, num_train_epochs=3)
+    trainer.add_callback(SlowSteps())
+    trainer.train()
+    assert trainer.state.global_step < TRAIN // 16, "stopped inside the first epoch"
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[schema.TAG_BUDGET_STOP].startswith("energy budget")
 
 
 def test_a_failing_step_ends_the_run_failed_with_the_energy_so_far(mlflow_experiment: str, tmp_path: Path) -> None:
