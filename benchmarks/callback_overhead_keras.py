@@ -69,7 +69,7 @@ def per_batch_us(python_input: bool) -> float:
     def bare(*args: object) -> None:
         return None
 
-    step = guard._guarded_step(bare, first=True)
+    step = guard._guarded_step(bare, training=True)
     hook = guard._guarded_hook("on_train_batch_end", bare)
     cost = per_call_us(lambda: (step(None), hook(0), hook(0)), lambda: (bare(None), bare(0), bare(0)))
     if python_input:  # each batch read goes through the timed iterator
