@@ -25,11 +25,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+
+from mlflow_green.training.termination import SigtermWatch
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class CallGuard:
         self._python_input = python_input
         self._wrapped: list[tuple[Any, str]] = []
         self._aborted = False
-        self._previous_sigterm: Any = None
+        self._sigterm = SigtermWatch(lambda: self.abort(SystemExit(128 + signal.SIGTERM)))  # ends KILLED, now
         self.data_wait_s = 0.0
         self.batches = 0
         self.samples = 0
@@ -110,8 +111,7 @@ class CallGuard:
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
-        if self._previous_sigterm is None:
-            self._take_sigterm()
+        self._sigterm.take()
         return self
 
     def _ours(self, fn: Any) -> bool:
@@ -131,7 +131,7 @@ class CallGuard:
             except Exception as exc:  # the model or iterator may be gone
                 logger.debug("mlflow-green: could not restore %s: %s", name, exc)
         self._wrapped = []
-        self._restore_sigterm()
+        self._sigterm.restore()
 
     def reset_counts(self) -> None:
         """A new epoch: input wait and counts start at zero."""
@@ -197,38 +197,6 @@ class CallGuard:
             return _WatchedIterator(iter(original()), guard, timed)
 
         return self._mark(source, original)
-
-    # -- SIGTERM -------------------------------------------------------------------------------
-    def _take_sigterm(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            previous = signal.getsignal(signal.SIGTERM)
-            if previous is signal.SIG_IGN or previous is None:
-                return
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-            self._previous_sigterm = previous
-        except (ValueError, OSError):  # not the main interpreter, or no signals here
-            self._previous_sigterm = None
-
-    def _restore_sigterm(self) -> None:
-        previous, self._previous_sigterm = self._previous_sigterm, None
-        if previous is None:
-            return
-        try:
-            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
-                signal.signal(signal.SIGTERM, previous)
-        except (ValueError, OSError):
-            pass
-
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        previous = self._previous_sigterm
-        self.abort(SystemExit(128 + signum))  # ends the measurement KILLED, now
-        self._restore_sigterm()
-        if callable(previous):
-            previous(signum, frame)
-        elif previous == signal.SIG_DFL:
-            signal.raise_signal(signum)  # terminate as the process would have without us
 
 
 class _WatchedIterator:

@@ -6,12 +6,18 @@ package gets its own class built from :class:`GreenCallbackMixin` by :func:`make
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlflow_green.formatting import readable_figures
+from mlflow_green.integrations._lightning_trainer import (
+    RootDevice,
+    ends_the_epoch,
+    pytorch_autolog_enabled,
+    show_in_progress_bar,
+)
 from mlflow_green.integrations._torch_batches import batch_size, example_of, floats
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
@@ -72,6 +78,7 @@ class GreenCallbackMixin:
         self._last_budget_check_s = 0.0
         self._epoch_samples = 0
         self._eval_samples = 0
+        self._at_exit_registered = False
 
     # -- fit ---------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -80,7 +87,7 @@ class GreenCallbackMixin:
             self.session.load_state_dict(self._pending_state)
             self._pending_state = None
         self._bind(trainer)
-        self._live = self.live_metrics if self.live_metrics is not None else not _pytorch_autolog_enabled()
+        self._live = self.live_metrics if self.live_metrics is not None else not pytorch_autolog_enabled()
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
         max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
         self.session.begin_fit(planned_epochs=max_epochs, planned_steps=max_steps, steps_done=trainer.global_step)
@@ -90,6 +97,9 @@ class GreenCallbackMixin:
         if self.inspect_model and self._example is not None:
             self._log_profile(trainer, pl_module)
         self._last_budget_check_s = time.perf_counter()
+        if not self._at_exit_registered:
+            atexit.register(self._finish_at_exit)
+            self._at_exit_registered = True
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.session.begin_epoch(trainer.current_epoch)
@@ -137,7 +147,7 @@ class GreenCallbackMixin:
         if trainer.sanity_checking:
             return
         if self._fitting:  # after the epoch's last batch, no training follows it in this epoch
-            self.session.end_phase("validation", samples=self._eval_samples, ends_epoch=_ends_the_epoch(trainer))
+            self.session.end_phase("validation", samples=self._eval_samples, ends_epoch=ends_the_epoch(trainer))
             self._last_batch_end_s = time.perf_counter()  # validation within the epoch is not data wait
         else:
             self.session.end_eval("validate", samples=self._eval_samples)
@@ -151,7 +161,7 @@ class GreenCallbackMixin:
         if self._live and getattr(trainer, "progress_bar_callback", None) is not None:
             # Written as the CLI and the view write them ("86.1 mWh", not 8.61e-05 or 0.000), straight
             # into the bar's figures: never into callback_metrics, so no logger logs them twice.
-            _show_in_progress_bar(trainer, result.live)
+            show_in_progress_bar(trainer, result.live)
         if result.stop_reason:
             logger.warning("mlflow-green: stopping training: %s", result.stop_reason)
             trainer.should_stop = True
@@ -167,12 +177,21 @@ class GreenCallbackMixin:
         # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
         status = "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"
         if self._fitting:
-            self._fitting = False
-            self.session.count("train", self._epoch_samples)  # an epoch cut short: the samples it trained
-            self._epoch_samples = 0
-            self.session.end_fit(status, logs=floats(trainer.callback_metrics))
+            self._end_fit_early(status, floats(trainer.callback_metrics))
         elif self.session.eval_in_progress:
             self.session.end_eval(self.session.evals.kind or "test", samples=self._eval_samples, status=status)
+
+    def _end_fit_early(self, status: str, logs: dict[str, float] | None = None) -> None:
+        self._fitting = False
+        self.session.count("train", self._epoch_samples)  # an epoch cut short: the samples it trained
+        self._epoch_samples = 0
+        self.session.end_fit(status, logs=logs)
+
+    def _finish_at_exit(self) -> None:
+        """A fit still open when the interpreter exits ends ``KILLED``: e.g. a ddp_spawn rank that
+        ``torch.multiprocessing`` terminated because another rank failed (no hook sees that)."""
+        if self._fitting:
+            self._end_fit_early("KILLED")
 
     # -- test / predict ------------------------------------------------------------------------
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
@@ -226,6 +245,7 @@ class GreenCallbackMixin:
         state.pop("log", None)
         state.pop("log_dict", None)
         state["_flop_cache"] = {}  # a cache keyed by the model's classes
+        state["_at_exit_registered"] = False  # a spawned rank registers its own
         return state
 
     # -- internals ---------------------------------------------------------------------------
@@ -254,7 +274,7 @@ class GreenCallbackMixin:
         """
         world_size = int(getattr(trainer, "world_size", 1) or 1)
         template = self.session.template
-        bind_device(template, _RootDevice(trainer))
+        bind_device(template, RootDevice(trainer))
         self.session.dist = distributed_context(
             world_size=world_size, is_logging_rank=bool(trainer.is_global_zero), tracker=template
         )
@@ -285,45 +305,8 @@ class GreenCallbackMixin:
             self.session.log_profile(profile)
 
 
-def _show_in_progress_bar(trainer: Any, live: Mapping[str, float]) -> None:
-    try:
-        figures = trainer.progress_bar_metrics  # the dict the progress bar reads at each refresh
-        figures.update({key: format(value, "") for key, value in readable_figures(live).items()})
-    except Exception as exc:  # display only: never break training
-        logger.debug("mlflow-green: progress bar figures not shown (%s)", exc)
-
-
 def make_callback_class(callback_base: type, module: str) -> type:
     """The GreenCallback class for one Lightning package (its ``Callback`` as base)."""
     cls = type("GreenCallback", (GreenCallbackMixin, callback_base), {"__module__": module})
     cls.__doc__ = GreenCallbackMixin.__doc__
     return cls
-
-
-class _RootDevice:
-    """The device a trainer's strategy trains on, asked when needed."""
-
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
-
-    def __call__(self) -> Any:
-        return self.trainer.strategy.root_device
-
-
-def _pytorch_autolog_enabled() -> bool:
-    """True if ``mlflow.pytorch.autolog()`` is on (its callback logs ``callback_metrics``)."""
-    try:
-        from mlflow.utils.autologging_utils import autologging_is_disabled
-
-        return not autologging_is_disabled("pytorch")
-    except Exception:
-        return False
-
-
-def _ends_the_epoch(trainer: Any) -> bool:
-    """True when this validation ran after the epoch's last batch (no training follows it before
-    ``on_train_epoch_end``); False mid-epoch or if unknown."""
-    try:
-        return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
-    except AttributeError:
-        return False

@@ -54,6 +54,7 @@ from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
 from mlflow_green.training.session import TrainingSession
+from mlflow_green.training.termination import SigtermWatch
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         self._logs: dict[str, float] = {}
         self._training = self._by_steps = self._closing = self._in_validation = self._needs_profile = False
         self._at_exit_registered = False
+        self._sigterm = SigtermWatch(self._on_sigterm)
         self._samples = self._steps = self._eval_steps = 0
         self._last_step_end_s = self._last_budget_check_s = 0.0
 
@@ -151,6 +153,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         if not self._at_exit_registered:
             atexit.register(self._finish_at_exit)
             self._at_exit_registered = True
+        self._sigterm.take()  # SIGTERM: the run ends KILLED at that moment, then the process terminates
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not self._training or self._by_steps:
@@ -284,8 +287,12 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         if self._window is not None:  # the training ended inside a window: the samples it trained count
             self.session.count("train", self._samples or self._steps_samples())
         self._window, self._closing, self._in_validation = None, False, False
+        self._sigterm.restore()
         self._detach()
         self.session.end_fit(status, logs=self._logs, profile=profile)
+
+    def _on_sigterm(self) -> None:
+        self._finish("KILLED")
 
     def _finish_at_exit(self) -> None:
         """A training or evaluation that never ended (an exception outside a step) ends FAILED."""

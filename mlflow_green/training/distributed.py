@@ -34,6 +34,8 @@ class DistributedContext:
         all_gather: A collective that returns every rank's picklable object, in rank order
             (``torch.distributed.all_gather_object``); None in a single process.
         rank_totals: Each rank's own fit total, for ``report.json`` (filled at the end of a fit).
+        gathered_at_end: False when a fit or evaluation failed: its end was not gathered from the
+            other ranks (a collective at a failure can hang), only the last epoch end's was.
     """
 
     world_size: int = 1
@@ -41,6 +43,7 @@ class DistributedContext:
     is_logging_rank: bool = True
     all_gather: Callable[[Any], list[Any]] | None = None
     rank_totals: list[dict[str, Any]] = field(default_factory=list)
+    gathered_at_end: bool = True
 
     @property
     def distributed(self) -> bool:

@@ -70,6 +70,7 @@ def session_report(session: TrainingSession, tracker: EnergyTracker, total: Meas
                 "world_size": session.dist.world_size,
                 "hosts": session.dist.hosts,
                 "ranks": session.dist.rank_totals,
+                "gathered_at_end": session.dist.gathered_at_end,
             },
         },
     )

@@ -108,6 +108,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self._epoch: int | None = None  # the epoch in progress
         self._epochs_begun = 0  # epochs begun so far (an epoch's accounting tells whether the next one began)
         self._last_total: Measurement | None = None
+        self._gathered: tuple[Measurement, Snapshot] | None = None  # every rank's fit total at the last epoch end, and its reading
         self._first_epoch: int | None = None
         self._counts: dict[str, int] = {}  # samples seen on this rank since the last exchange
         self._steps_done = 0
@@ -169,13 +170,14 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self.tracker = self.template.fresh()
         self.tracker.start()
         self._deferred.start()  # its thread now, not at the first epoch's end
+        self.dist.gathered_at_end = True
         if self.dist.distributed:
             self._agree_with_rank_zero()
         self._ledger.current = {}
         self._quality, self.stop_reason, self.fit_total = None, None, None
         self._epochs = []
         self._projection = EnergyProjection(planned_epochs, planned_steps)
-        self._first_epoch = self._epoch = self._last_epoch_end = self._validation_end = None
+        self._first_epoch = self._epoch = self._last_epoch_end = self._validation_end = self._gathered = None
         self._counts = {}
         self._steps_done = int(steps_done or 0)
         self.profile = profile

@@ -22,6 +22,7 @@ from mlflow_green.training.fit_summary import session_report
 from mlflow_green.training.inspection import ModelProfile
 
 if TYPE_CHECKING:
+    from mlflow_green.measure.tracker import EnergyTracker
     from mlflow_green.training.session import TrainingSession
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,13 @@ class FitEndMixin:
             return self.carried
         tracker, self.tracker = self.tracker, None
         try:
-            parts = self.dist.exchange({"total": tracker.stop()}, self._take_counts())
-            self.dist.record_rank_totals(parts, "total")
+            stopped = tracker.stop()
+            if self.dist.distributed and status != "FINISHED":  # no collective: the other ranks may never join it
+                parts = [({"total": self._failed_fit_total(tracker, stopped)}, self._take_counts())]
+                self.dist.gathered_at_end = False
+            else:
+                parts = self.dist.exchange({"total": stopped}, self._take_counts())
+                self.dist.record_rank_totals(parts, "total")
             measured, counts = merge_parts(parts)
             self._add_samples(counts)
             self.fit_total = measured["total"]
@@ -83,6 +89,17 @@ class FitEndMixin:
             "mlflow-green: quality_metric=%r was never among the fit's metrics (%s), so green/accuracy_per_kwh "
             "is not logged; pass one of those names", self.quality_metric, ", ".join(seen) or "none logged",
         )
+
+    def _failed_fit_total(self: TrainingSession, tracker: EnergyTracker, stopped: Measurement) -> Measurement:
+        """A distributed fit that failed: every rank's total at the last epoch end, plus this rank's since.
+
+        A collective at a failure can hang (another rank is stuck in the framework's own collective, or
+        dead): the ranks' energy after their last epoch end is not gathered, only this rank's.
+        """
+        if self._gathered is None:  # no epoch ended: this rank's energy only
+            return stopped
+        total, end = self._gathered
+        return total + (tracker.end_snapshot - end)
 
     def report_phases(self: TrainingSession, total: Measurement) -> dict[str, Measurement]:
         """The phases ``report.json`` shows: train, validation, data, other, and evaluations."""

@@ -160,6 +160,7 @@ class EpochEndMixin:
                                        data_wait_s=window.data_wait_s, gap_s=window.gap_s)
         self._projection.record_epoch(epoch_m.energy_j, steps=window.steps, steps_done=window.steps_done)
         total = self._last_total = window.carried + measured["total"]
+        self._gathered = (measured["total"], window.end)
         metrics = running_metrics(total, self.config, window=epoch_m, train_samples=window.train_samples,
                                   phases_j=self._ledger.energy_with_other_j(total), quality=quality)
         metrics.update(projection_metrics(self._projection.projected_j(total.energy_j), self.config))

@@ -49,7 +49,11 @@ class EvaluationMixin:
         if tracker is None:
             return EMPTY
         local = self.evals.end()
-        measured, counts = self.dist.combine({"m": local}, {"n": samples or 0})
+        if status == "FINISHED":
+            measured, counts = self.dist.combine({"m": local}, {"n": samples or 0})
+        else:  # no collective at a failure (see end_fit): this rank's energy only
+            measured, counts = {"m": local}, {"n": samples or 0}
+            self.dist.gathered_at_end = not self.dist.distributed
         measurement = self.evals.add(kind, measured["m"])
         try:
             if not self.output.bound:

@@ -28,6 +28,7 @@ from mlflow_green.record.report import build_report
 from mlflow_green.record.runs import RunHandle, resolve_run
 from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
+from mlflow_green.training.termination import SigtermWatch
 from mlflow_green.validation import check_bool, check_name
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class TrackedRun(contextlib.ContextDecorator):
         self._last_step: int | None = None
         self._last_snapshot: Snapshot | None = None
         self._samples = 0
+        self._closed = False
+        self._sigterm = SigtermWatch(lambda: self._close("KILLED"))
         self._signing_key = SigningKey.from_env()  # MLFLOW_GREEN_SIGNING_KEY; a bad key fails here
 
     @property
@@ -140,22 +143,32 @@ class TrackedRun(contextlib.ContextDecorator):
         except Exception as exc:  # measurement never stops the training
             logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
         self.tracker.start()
+        self._closed = False
+        self._sigterm.take()  # SIGTERM: the run ends KILLED at that moment, then the process terminates
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        status = "FINISHED"
+        if exc_type is not None:
+            status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        self._close(status)
+        return False
+
+    def _close(self, status: str) -> None:
+        """Stop measuring, log the totals, end the run with ``status`` (once: ``__exit__`` or SIGTERM)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sigterm.restore()
         try:
             self.measurement = self.tracker.stop()  # before any waiting on MLflow
             if self._recorder is not None:
-                self._log_totals()
+                self._log_totals(status)
         except Exception as error:  # measurement never crashes training
             logger.warning("mlflow-green: could not finish measuring: %s", error)
         finally:
             if self._run is not None:
-                status = "FINISHED"
-                if exc_type is not None:
-                    status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
                 self._run.finish(status)  # at most timeouts.end_s
-        return False
 
     # -- progress ----------------------------------------------------------------------------
     def add_samples(self, samples: int) -> None:
@@ -177,7 +190,7 @@ class TrackedRun(contextlib.ContextDecorator):
             self._recorder.log_metrics(metrics, step=step)
         return window
 
-    def _log_totals(self) -> None:
+    def _log_totals(self, status: str) -> None:
         assert self.measurement is not None
         cfg = self.tracker.config
         total = self.measurement
@@ -200,7 +213,7 @@ class TrackedRun(contextlib.ContextDecorator):
             )
         )
         if self.log_report:
-            self._recorder.log_report(build_report(self.tracker, total, extra={"samples": self._samples}))
+            self._recorder.log_report(build_report(self.tracker, total, extra={"samples": self._samples, "status": status}))
         if self._signing_key is not None:  # sent after the values above (see record.run_signature)
             self._recorder.sign(self._signing_key)
 

@@ -1,4 +1,4 @@
-"""Run by the SIGTERM test: ``python sigterm_train.py keras|lightning OUT_DIR``.
+"""Run by the SIGTERM test: ``python sigterm_train.py keras|lightning|transformers|track OUT_DIR``.
 
 Trains slowly with GreenCallback into OUT_DIR/mlflow.db and writes OUT_DIR/started (the run id
 and the time) once an epoch is done; the test then sends SIGTERM.
@@ -53,6 +53,33 @@ if FRAMEWORK == "keras":
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(Slow(), epochs=200, verbose=0, callbacks=[cb, Started()])
+elif FRAMEWORK == "transformers":
+    from hf_models import TokenDataset, bert_classifier, training_args
+    from transformers import Trainer, TrainerCallback
+
+    from mlflow_green.integrations.transformers import GreenCallback
+
+    cb = GreenCallback()
+
+    class Started(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            if int(state.epoch or 0) == 2:
+                started(cb.session.run_id)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            time.sleep(0.05)
+
+    Trainer(model=bert_classifier(), args=training_args(OUT / "hf", num_train_epochs=200, eval_strategy="no"),
+            train_dataset=TokenDataset(64, seed=1), callbacks=[cb, Started()]).train()
+elif FRAMEWORK == "track":
+    import mlflow_green
+
+    with mlflow_green.track() as t:
+        for step in range(2000):
+            time.sleep(0.05)
+            t.log_step(step, samples=32)
+            if step == 10:
+                started(t.run_id)
 else:
     import lightning
     from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs

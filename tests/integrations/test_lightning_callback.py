@@ -287,6 +287,30 @@ def test_ddp_spawn_pickles_the_callback_and_its_state_into_the_users_run(tmp_pat
     assert run.data.metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(run.data.metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-9)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("strategy", "status"), [("ddp", "FAILED"), ("ddp_spawn", "KILLED")])
+def test_a_rank_that_raises_ends_the_run_with_the_energy_so_far_and_nothing_hangs(strategy: str, status: str, tmp_path: Path) -> None:
+    """Rank 1 raises in its second epoch. Rank 0 is then inside DDP's own collective: a collective of ours
+    at the failure would never be joined (the job hung for good). With ddp, rank 0 gets the broken
+    connection and ends the run FAILED; with ddp_spawn, torch terminates rank 0, which ends it KILLED."""
+    script = Path(__file__).with_name("ddp_failure_train.py")
+    out = subprocess.run([sys.executable, str(script), str(tmp_path), strategy, "1"], capture_output=True, text=True,
+                         timeout=240, cwd=tmp_path)
+    assert "loss exploded on rank 1" in out.stderr, out.stderr[-3000:]
+    assert json.loads((tmp_path / "result.json").read_text())["raised"], "the fit raised in the launching process"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'ddp.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("ddp-failure").experiment_id])
+    assert run.info.status == status
+    history = assert_green_invariants(run.info.run_id, client)
+    energy = [m.value for m in history[schema.ENERGY_KWH]]
+    assert len(energy) == 2 and energy[1] > energy[0], "the final totals, at the step after the epoch that ended"
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["status"] == status and report["distributed"]["gathered_at_end"] is False
+    # both ranks' first epoch (gathered at its end), then rank 0's batches of the second
+    assert 1400 < report["samples"]["train"] < 2800
+    assert run.data.metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(energy[1] * 3.6e6 / report["samples"]["train"], rel=1e-9)
+
+
 def test_post_training_quantization_is_logged_with_log_model(mlflow_experiment: str) -> None:
     import warnings
 

@@ -18,9 +18,10 @@ SCRIPT = Path(__file__).with_name("sigterm_train.py")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("framework", ["keras", "lightning"])
+@pytest.mark.parametrize("framework", ["keras", "lightning", "transformers", "track"])
 def test_sigterm_ends_the_run_killed_with_the_energy_until_then(framework: str, tmp_path: Path) -> None:
-    pytest.importorskip(framework)
+    if framework != "track":
+        pytest.importorskip(framework)
     child = subprocess.Popen([sys.executable, str(SCRIPT), framework, str(tmp_path)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -36,7 +37,7 @@ def test_sigterm_ends_the_run_killed_with_the_energy_until_then(framework: str, 
     finally:
         if child.poll() is None:
             child.kill()
-    if framework == "keras":  # the process still dies of the signal, as it would without the callback
+    if framework != "lightning":  # the process still dies of the signal, as it would without the callback
         assert child.returncode == -signal.SIGTERM, output[-3000:]
     # (Lightning turns SIGTERM into its SIGTERMException at the end of the batch, then exits)
     started = json.loads((tmp_path / "started").read_text())
@@ -47,3 +48,7 @@ def test_sigterm_ends_the_run_killed_with_the_energy_until_then(framework: str, 
     assert run.info.end_time / 1000 <= killed_at + 5.0
     assert run.data.metrics[schema.ENERGY_KWH] > 0
     assert run.data.metrics[schema.DURATION_S] >= 1.0
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["status"] == "KILLED"
+    # the meters stopped at the signal (Lightning: at the end of the batch), not while the run was being ended
+    assert run.data.metrics[schema.DURATION_S] <= killed_at - run.info.start_time / 1000 + 1.0

@@ -1,0 +1,84 @@
+"""SIGTERM during a measured training: end the measurement ``KILLED`` at that moment, then terminate.
+
+A scheduler (Kubernetes, Slurm, a CI runner) stops a training with SIGTERM. Python's default is to
+die at once — no ``finally``, no ``atexit`` — so a run would stay ``RUNNING`` without its totals.
+While a training is measured, :class:`SigtermWatch` takes SIGTERM: it first calls ``on_term``
+(the callback or ``track()`` stops its meters, logs the totals so far and ends its run ``KILLED``),
+then does what the process would have done without it: the previous handler if there was one
+(e.g. a framework's own), else the default (the process terminates by the signal). Handlers can
+only be set from the main thread: elsewhere the watch does nothing. A SIGTERM the process ignores
+stays ignored.
+
+Example:
+    >>> ended = []
+    >>> watch = SigtermWatch(lambda: ended.append("KILLED"))
+    >>> watch.take(); watch.restore()
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class SigtermWatch:
+    """Takes SIGTERM between :meth:`take` and :meth:`restore` (see the module docstring).
+
+    Args:
+        on_term: Called once, in the main thread, when SIGTERM arrives (before the process
+            terminates); what it raises is logged, never propagated.
+    """
+
+    def __init__(self, on_term: Callable[[], None]) -> None:
+        self.on_term = on_term
+        self._previous: Any = None
+
+    @property
+    def watching(self) -> bool:
+        """True while SIGTERM is ours."""
+        return self._previous is not None
+
+    def take(self) -> None:
+        """Take SIGTERM (main thread only; a no-op elsewhere, when SIGTERM is ignored, or if taken already)."""
+        if self._previous is not None or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            previous = signal.getsignal(signal.SIGTERM)
+            if previous is signal.SIG_IGN or previous is None:  # ignored, or set outside Python: left alone
+                return
+            signal.signal(signal.SIGTERM, self._handle)
+            self._previous = previous
+        except (ValueError, OSError):  # not the main interpreter, or no signals here
+            self._previous = None
+
+    def restore(self) -> None:
+        """Give SIGTERM back to the handler it had before :meth:`take` (if it is still ours)."""
+        previous, self._previous = self._previous, None
+        if previous is None:
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) == self._handle:
+                signal.signal(signal.SIGTERM, previous)
+        except (ValueError, OSError):
+            pass
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous
+        self.restore()
+        try:
+            self.on_term()
+        except Exception as exc:  # the process terminates anyway
+            logger.warning("mlflow-green: could not end the measurement at SIGTERM: %s", exc)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signum)  # terminate as the process would have without us
+
+
+__all__ = ["SigtermWatch"]
