@@ -17,6 +17,7 @@ from typing import Any
 from mlflow_green.integrations._hf_trainer import dataset_length, watch_evaluations
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.training.session import TrainingSession
+from mlflow_green.training.termination import SigtermWatch
 
 
 class EvaluationsMixin:
@@ -27,6 +28,7 @@ class EvaluationsMixin:
     _trainer_for_eval: Any       # the Trainer whose evaluate() / predict() this callback measures
     _eval_samples: int | None    # samples of the evaluation in progress (counted on the world's process zero)
     _eval_steps: int             # its prediction steps on this rank (when the dataset has no length)
+    _sigterm: SigtermWatch       # SIGTERM ends the training or evaluation in progress KILLED
 
     def _watch(self, trainer: Any) -> None:
         if trainer is None:
@@ -47,8 +49,10 @@ class EvaluationsMixin:
         self._setup_ranks(trainer.args, trainer.state, is_zero=trainer.is_world_process_zero())
         self._eval_samples, self._eval_steps = None, 0
         self.session.begin_eval(kind)
+        self._sigterm.take()
 
     def _end_eval(self, kind: str, status: str) -> None:
+        self._sigterm.restore()
         if not self.session.eval_in_progress:
             return
         samples = self._eval_samples

@@ -293,6 +293,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
 
     def _on_sigterm(self) -> None:
         self._finish("KILLED")
+        self._finish_eval("KILLED")
 
     def _finish_at_exit(self) -> None:
         """A training or evaluation that never ended (an exception outside a step) ends FAILED."""

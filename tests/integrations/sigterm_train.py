@@ -71,6 +71,25 @@ elif FRAMEWORK == "transformers":
 
     Trainer(model=bert_classifier(), args=training_args(OUT / "hf", num_train_epochs=200, eval_strategy="no"),
             train_dataset=TokenDataset(64, seed=1), callbacks=[cb, Started()]).train()
+elif FRAMEWORK == "transformers-evaluate":  # trainer.evaluate() alone, outside train()
+    from hf_models import TokenDataset, bert_classifier, training_args
+    from transformers import Trainer, TrainerCallback
+
+    from mlflow_green.integrations.transformers import GreenCallback
+
+    cb = GreenCallback()
+
+    class Started(TrainerCallback):
+        steps = 0
+
+        def on_prediction_step(self, args, state, control, **kwargs):
+            Started.steps += 1
+            time.sleep(0.05)
+            if Started.steps == 20:
+                started(cb.session.run_id)
+
+    Trainer(model=bert_classifier(), args=training_args(OUT / "hf", per_device_eval_batch_size=2),
+            eval_dataset=TokenDataset(4000, seed=2), callbacks=[cb, Started()]).evaluate()
 elif FRAMEWORK == "track":
     import mlflow_green
 

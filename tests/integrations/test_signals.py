@@ -52,3 +52,26 @@ def test_sigterm_ends_the_run_killed_with_the_energy_until_then(framework: str, 
     assert report["status"] == "KILLED"
     # the meters stopped at the signal (Lightning: at the end of the batch), not while the run was being ended
     assert run.data.metrics[schema.DURATION_S] <= killed_at - run.info.start_time / 1000 + 1.0
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_trainer_evaluate_alone_ends_its_run_killed(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    child = subprocess.Popen([sys.executable, str(SCRIPT), "transformers-evaluate", str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "started").exists():
+            assert child.poll() is None, child.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the evaluation never got going"
+            time.sleep(0.2)
+        child.send_signal(signal.SIGTERM)
+        output = child.communicate(timeout=120)[0]
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGTERM, output[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])  # made when it ended
+    assert run.info.status == "KILLED", output[-3000:]
+    assert run.data.metrics[schema.phase_energy_key("validate")] > 0
