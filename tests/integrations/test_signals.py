@@ -17,26 +17,35 @@ from mlflow_green.record import schema
 SCRIPT = Path(__file__).with_name("sigterm_train.py")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("framework", ["keras", "lightning", "transformers", "track"])
-def test_sigterm_ends_the_run_killed_with_the_energy_until_then(framework: str, tmp_path: Path) -> None:
-    if framework != "track":
-        pytest.importorskip(framework)
-    child = subprocess.Popen([sys.executable, str(SCRIPT), framework, str(tmp_path)],
+def _terminated_once_started(case: str, tmp_path: Path, *, after_s: float) -> tuple[subprocess.Popen, str, float]:
+    """Run ``sigterm_train.py CASE``; once it wrote ``started`` (and ``after_s`` later), SIGTERM it.
+
+    Returns the finished child, its output and when the signal was sent.
+    """
+    child = subprocess.Popen([sys.executable, str(SCRIPT), case, str(tmp_path)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 240
         while not (tmp_path / "started").exists():
             assert child.poll() is None, child.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, "the training never got to its second epoch"
+            assert time.monotonic() < deadline, f"{case}: the training never got going"
             time.sleep(0.2)
-        time.sleep(0.5)
+        time.sleep(after_s)
         killed_at = time.time()
         child.send_signal(signal.SIGTERM)
         output = child.communicate(timeout=120)[0]
     finally:
         if child.poll() is None:
             child.kill()
+    return child, output, killed_at
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["keras", "lightning", "transformers", "track"])
+def test_sigterm_ends_the_run_killed_with_the_energy_until_then(framework: str, tmp_path: Path) -> None:
+    if framework != "track":
+        pytest.importorskip(framework)
+    child, output, killed_at = _terminated_once_started(framework, tmp_path, after_s=0.5)
     if framework != "lightning":  # the process still dies of the signal, as it would without the callback
         assert child.returncode == -signal.SIGTERM, output[-3000:]
     # (Lightning turns SIGTERM into its SIGTERMException at the end of the batch, then exits)
@@ -57,19 +66,7 @@ def test_sigterm_ends_the_run_killed_with_the_energy_until_then(framework: str, 
 @pytest.mark.slow
 def test_sigterm_during_a_trainer_evaluate_alone_ends_its_run_killed(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    child = subprocess.Popen([sys.executable, str(SCRIPT), "transformers-evaluate", str(tmp_path)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not (tmp_path / "started").exists():
-            assert child.poll() is None, child.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, "the evaluation never got going"
-            time.sleep(0.2)
-        child.send_signal(signal.SIGTERM)
-        output = child.communicate(timeout=120)[0]
-    finally:
-        if child.poll() is None:
-            child.kill()
+    child, output, _ = _terminated_once_started("transformers-evaluate", tmp_path, after_s=0.0)
     assert child.returncode == -signal.SIGTERM, output[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])  # made when it ended
