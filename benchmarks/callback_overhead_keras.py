@@ -7,7 +7,7 @@ active MLflow run on a sqlite store (``--own-run``: the callback starts and ends
 
 Usage::
 
-    python benchmarks/callback_overhead_keras.py [--repeats 4] [--epochs 5] [--backend tensorflow|torch|jax] [--own-run] [--fake-meter]
+    python benchmarks/callback_overhead_keras.py [--repeats 4] [--epochs 10] [--backend tensorflow|torch|jax] [--own-run] [--fake-meter]
 
 ``--fake-meter`` measures with a meter whose read costs nothing, to tell the callback's own cost
 from the meters' (reading counters, and under ``scope=process`` this process tree's share).
@@ -91,7 +91,7 @@ def per_batch_us(python_input: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--backend", default=os.environ["KERAS_BACKEND"])
     parser.add_argument("--own-run", action="store_true", help="no active run: the callback starts its own")
     parser.add_argument("--fake-meter", action="store_true", help="a meter whose reads cost nothing")

@@ -7,7 +7,7 @@ an active MLflow run on a sqlite store (``--own-run``: the callback starts and e
 
 Usage::
 
-    python benchmarks/callback_overhead_lightning.py [--repeats 4] [--epochs 5] [--own-run] [--fake-meter] [--threads 1]
+    python benchmarks/callback_overhead_lightning.py [--repeats 4] [--epochs 10] [--own-run] [--fake-meter] [--threads 1]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class EpochEnds(lightning.Callback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--own-run", action="store_true", help="no active run: the callback starts its own")
     parser.add_argument("--fake-meter", action="store_true", help="a meter whose reads cost nothing")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steady epochs on a shared machine)")

@@ -284,9 +284,11 @@ class UsageProbe:
 
     def usage_of(self, captured: tuple[float, int]) -> Usage:
         """The :class:`Usage` of a capture (see :meth:`capturer`)."""
-        cpu_s, rss_bytes = captured
-        return Usage(tree_cpu_s=float(cpu_s), machine_busy_s=0.0, machine_capacity_s=0.0,
-                     tree_rss_bytes=int(rss_bytes) if self._memory else 0)
+        cpu_s, rss_bytes = captured  # without the frozen dataclass's __init__: every window boundary makes one
+        usage = object.__new__(Usage)
+        usage.__dict__.update(tree_cpu_s=float(cpu_s), machine_busy_s=0.0, machine_capacity_s=0.0,
+                              tree_rss_bytes=int(rss_bytes) if self._memory else 0)
+        return usage
 
     def read(self) -> Usage:
         """Usage now. Raises whatever the operating system raises (the meter turns it into MeterError)."""

@@ -52,6 +52,25 @@ def _page_size() -> int:
     return os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+_OWN_PID = [os.getpid()]
+
+
+def own_pid() -> int:
+    """This process's PID, without a system call (glibc no longer caches ``getpid``): kept up to date in
+    a forked child by ``os.register_at_fork``. A window boundary asks it on the training thread."""
+    return _OWN_PID[0]
+
+
+def _forked() -> None:
+    _OWN_PID[0] = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+else:  # pragma: no cover - every POSIX system has it; elsewhere ask each time
+    own_pid = os.getpid  # noqa: F811
+
+
 def page_size() -> int:
     """Bytes per memory page (``statm`` counts pages)."""
     return _page_size()

@@ -23,12 +23,13 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+from mlflow_green.measure.procfs import own_pid
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,15 @@ BOUNDARY_DELAY_S = 0.02
 and the work is done while the framework's compiled steps have released it. What is handed over
 meanwhile (an epoch's end right after its validation, the next epoch's start) is done on the same
 wake-up."""
+
+COALESCE_S = 0.5
+"""The thread works at most this often: jobs handed over within this long of its last work wait and
+are done together (short epochs are accounted a few at a time). Each wake-up of a thread that has sat
+idle while the framework ran costs more than the work it does (its code and data are no longer in
+the processor's caches), so ten epochs of 50 ms cost the background about what three cost one at a
+time. A :meth:`DeferredWork.settle` (the fit's end, a checkpoint, a copy) does the waiting jobs at
+once, and an epoch's values are held in the spool at most this long later than the epoch's end
+(what a training killed with SIGKILL can lose of its last steps' points)."""
 
 
 class DeferredWork:
@@ -60,7 +70,7 @@ class DeferredWork:
         self._reset()
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
+        self._pid = own_pid()
         self._jobs: deque[Callable[[], object]] = deque()
         self._running = threading.RLock()  # held while jobs run: a settle waits for the job in progress
         self._state = threading.Lock()  # the thread's start and end
@@ -77,7 +87,7 @@ class DeferredWork:
 
     def submit(self, job: Callable[[], object]) -> None:
         """Queue ``job``; the thread does it after every job queued before it."""
-        if self._pid != os.getpid():
+        if self._pid != own_pid():
             self._after_fork()
         self._jobs.append(job)
         if self._thread is None:
@@ -124,7 +134,7 @@ class DeferredWork:
         return True
 
     def _after_fork(self) -> None:
-        if self._pid != os.getpid():  # a forked child: the parent's thread and lock holders are not here
+        if self._pid != own_pid():  # a forked child: the parent's thread and lock holders are not here
             jobs = self._jobs
             self._reset()
             self._jobs.extend(jobs)
@@ -154,12 +164,14 @@ class DeferredWork:
             self._draining = None
 
     def _loop(self, tokens: queue.SimpleQueue[bool]) -> None:
+        last_work_s = -COALESCE_S
         while True:
             try:
                 token = tokens.get(timeout=IDLE_EXIT_S)
                 if not token:
                     return  # closed
-                time.sleep(BOUNDARY_DELAY_S)  # jobs handed over meanwhile ride on this wake-up
+                # jobs handed over meanwhile ride on this wake-up: the boundary's, and those until the spacing is up
+                time.sleep(max(BOUNDARY_DELAY_S, last_work_s + COALESCE_S - time.monotonic()))
                 if tokens is self._tokens:
                     self._woken = False  # before the jobs are taken: a job handed over after this wakes us again
             except queue.Empty:
@@ -170,9 +182,10 @@ class DeferredWork:
                 continue
             with self._running:
                 self._drain()
+            last_work_s = time.monotonic()
 
     def __reduce__(self) -> tuple[object, ...]:
         return (DeferredWork, (self.name,))
 
 
-__all__ = ["BOUNDARY_DELAY_S", "IDLE_EXIT_S", "DeferredWork"]
+__all__ = ["BOUNDARY_DELAY_S", "COALESCE_S", "IDLE_EXIT_S", "DeferredWork"]

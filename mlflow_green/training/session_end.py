@@ -20,6 +20,7 @@ from mlflow_green.training.distributed import merge_parts
 from mlflow_green.training.figures import efficiency_metrics, projection_metrics
 from mlflow_green.training.fit_summary import session_report
 from mlflow_green.training.inspection import ModelProfile
+from mlflow_green.training.termination import sigterm_held
 
 if TYPE_CHECKING:
     from mlflow_green.measure.tracker import EnergyTracker
@@ -38,6 +39,10 @@ class FitEndMixin:
         projection equal to the actual total. This is where a fit's figures are final (the seam
         for signing them) and where the run is flushed and, if we started it, ended.
         """
+        with sigterm_held():  # a SIGTERM now (another rank failed, a scheduler) waits for the totals and report
+            return self._end_fit(status, logs=logs, profile=profile)
+
+    def _end_fit(self: TrainingSession, status: str, *, logs: Mapping[str, Any] | None, profile: ModelProfile | None) -> Measurement:
         self._deferred.settle()  # every epoch ended so far accounted for, in order, before the totals
         if self.tracker is None:
             return self.carried

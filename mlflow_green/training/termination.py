@@ -17,10 +17,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -81,4 +82,45 @@ class SigtermWatch:
             signal.raise_signal(signum)  # terminate as the process would have without us
 
 
-__all__ = ["SigtermWatch"]
+@contextlib.contextmanager
+def sigterm_held() -> Iterator[None]:
+    """Hold a SIGTERM that arrives inside the block until the block ends, then deliver it as it would
+    have been: to the handler in force before (which may raise, e.g. Lightning's, whose broadcast
+    fails when another rank is gone), else by default (the process terminates).
+
+    For the end of a measurement (the final read, the totals, ``green/report.json``, the run's end): a
+    handler that raises there would cut them short, leaving a run without its report. Main thread
+    only (a no-op elsewhere, and where SIGTERM is ignored or set outside Python).
+
+    Example:
+        >>> with sigterm_held():
+        ...     pass  # a SIGTERM here would be delivered on leaving the block
+    """
+    received: list[tuple[int, FrameType | None]] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        received.append((signum, frame))
+
+    previous: Any = None
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            current = signal.getsignal(signal.SIGTERM)
+            if current is not signal.SIG_IGN and current is not None:
+                signal.signal(signal.SIGTERM, hold)
+                previous = current
+    try:
+        yield
+    finally:
+        if previous is not None:
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(signal.SIGTERM) == hold:
+                    signal.signal(signal.SIGTERM, previous)
+            if received:
+                signum, frame = received[0]
+                if callable(previous):
+                    previous(signum, frame)
+                elif previous == signal.SIG_DFL:
+                    signal.raise_signal(signum)
+
+
+__all__ = ["SigtermWatch", "sigterm_held"]

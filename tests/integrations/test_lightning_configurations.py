@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import pickle
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -230,6 +232,47 @@ def test_keyboard_interrupt_ends_the_fit_killed_and_the_users_run_stays_open(mlf
         assert MlflowClient().get_run(users.info.run_id).info.status == "RUNNING"
     assert cb.session.run_id == users.info.run_id
     assert_green_invariants(users.info.run_id)
+
+
+def test_a_sigterm_while_the_fits_end_is_measured_waits_for_the_totals_and_the_report(mlflow_experiment: str, tmp_path: Path) -> None:
+    """When a ddp_spawn rank fails, torch terminates the others, and Lightning's SIGTERM handler raises
+    there (its broadcast finds the failed rank gone). Arriving while our fit's end was being measured,
+    its error cut the totals short (the run ended without green/report.json, 1 run in 9), or, raised
+    inside the final meter read, was taken for a meter failure and swallowed. Now a SIGTERM then waits
+    until the run is complete, and the handler's error is raised after it."""
+    fit_ended: list[bool] = []
+    sent: list[bool] = []
+
+    def power_w(elapsed_s: float) -> float:  # the final read (tracker.stop) is where the signal comes
+        if fit_ended and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return 100.0
+
+    class FitEnds(lightning.Callback):
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            fit_ended.append(True)
+
+    handled: list[int] = []
+
+    def broadcast_fails(signum: int, frame: object) -> None:
+        handled.append(signum)
+        raise RuntimeError("Connection closed by peer")
+
+    train, val = loaders()
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": power_w})])
+    previous = signal.signal(signal.SIGTERM, broadcast_fails)
+    try:
+        with pytest.raises(RuntimeError, match="Connection closed by peer"):
+            lightning.Trainer(max_epochs=2, callbacks=[FitEnds(), cb], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sent and handled == [signal.SIGTERM]
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FINISHED"  # the training had finished; the signal came during the last read
+    report = _report(run.info.run_id, tmp_path)
+    assert report["status"] == "FINISHED" and len(report["epochs"]) == 2
+    assert_green_invariants(run.info.run_id)
 
 
 def test_an_epoch_cut_short_counts_the_samples_it_trained(mlflow_experiment: str, tmp_path: Path) -> None:

@@ -349,6 +349,29 @@ def test_this_process_is_read_from_its_clocks_with_the_same_figures_as_its_stat(
     assert files(os.getpid()).cpu_s - own.cpu_s >= child_cpu_s - 2 * tick_s
 
 
+def test_a_forked_child_reads_its_own_clocks_not_its_parents() -> None:
+    """This process's PID is kept without a system call (a window boundary asks it): a forked child must
+    see its own, or its reads would be its parent's figures from the parent's descriptors."""
+    files = StatFiles()
+    files(os.getpid())  # the parent's own reader is open before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: burn CPU of its own, then report its PID as seen and its CPU as read
+        try:
+            deadline = time.process_time() + 0.2
+            while time.process_time() < deadline:
+                pass
+            os.write(write, f"{procfs.own_pid()} {os.getpid()} {files(os.getpid()).cpu_s}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        seen_pid, real_pid, child_cpu_s = answer.read().split()
+    os.waitpid(pid, 0)
+    assert int(seen_pid) == int(real_pid) == pid != procfs.own_pid() == os.getpid()
+    assert 0.15 <= float(child_cpu_s) < time.process_time()  # its own CPU time, not the parent's
+
+
 def _tree_by_parents(root: int) -> set[int]:
     children = procfs.children_by_parent()
     found, stack = {root}, [root]

@@ -8,6 +8,7 @@ import multiprocessing
 import pickle
 import threading
 import time
+from collections.abc import Callable
 
 import mlflow
 import pytest
@@ -17,7 +18,7 @@ from mlflow_green import EnergyTracker
 from mlflow_green.record import schema
 from mlflow_green.testing import FakeMeter
 from mlflow_green.training.budget import EnergyBudget
-from mlflow_green.training.deferred import DeferredWork
+from mlflow_green.training.deferred import COALESCE_S, DeferredWork
 from mlflow_green.training.session import TrainingSession
 
 
@@ -85,6 +86,40 @@ def test_a_settle_from_inside_a_job_does_not_run_later_jobs_ahead_of_it() -> Non
     work.submit(lambda: done.append("second"))
     work.settle()
     assert done == ["first", "second"]
+    work.close()
+
+
+def test_jobs_handed_over_soon_after_the_threads_last_work_wait_and_are_done_together() -> None:
+    """Short epochs are accounted a few at a time: a job handed over within COALESCE_S of the thread's
+    last work waits for the spacing to be up, and the jobs that came meanwhile ride on the same wake-up;
+    a settle does the waiting jobs at once."""
+    work = DeferredWork(name="test-coalesce")
+    done_at: dict[str, float] = {}
+
+    def job(name: str) -> Callable[[], None]:
+        return lambda: done_at.setdefault(name, time.monotonic())
+
+    def wait_for(*names: str) -> None:
+        deadline = time.monotonic() + 10
+        while not set(names) <= set(done_at) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert set(names) <= set(done_at), done_at
+
+    work.submit(job("epoch 0"))
+    wait_for("epoch 0")
+    first_s = done_at["epoch 0"]
+    work.submit(job("epoch 1"))  # an epoch of 50 ms: within the spacing
+    time.sleep(0.05)
+    work.submit(job("epoch 2"))
+    time.sleep(0.05)
+    work.submit(job("epoch 3"))
+    wait_for("epoch 1", "epoch 2", "epoch 3")
+    assert done_at["epoch 1"] - first_s >= COALESCE_S - 0.05  # waited for the spacing
+    assert done_at["epoch 3"] - done_at["epoch 1"] < 0.05  # one wake-up did the three
+    work.submit(job("epoch 4"))  # within the spacing again: a settle (the fit's end) does it now
+    started_s = time.monotonic()
+    work.settle()
+    assert "epoch 4" in done_at and done_at["epoch 4"] - started_s < 0.05
     work.close()
 
 

@@ -1,15 +1,18 @@
-"""SigtermWatch with real signals sent to this process: ends first, then does what the process would have done."""
+"""SigtermWatch and sigterm_held with real signals sent to this process: the measurement ends first, then the
+process does what it would have done."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
 import pytest
 
-from mlflow_green.training.termination import SigtermWatch
+from mlflow_green.training.termination import SigtermWatch, sigterm_held
 
 
 @pytest.fixture()
@@ -64,3 +67,56 @@ def test_an_ignored_sigterm_stays_ignored_and_other_threads_cannot_take_it() -> 
     thread.start()
     thread.join()
     assert not elsewhere.watching and signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_a_sigterm_inside_a_held_block_reaches_the_handler_it_had_when_the_block_ends(own_handler: list[str]) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        own_handler.append("report logged")  # the block's work is not cut short
+    assert own_handler == ["report logged", "framework"]
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_handler_that_raises_raises_after_the_held_block_not_inside_it() -> None:
+    def broadcast_fails(signum: int, frame: object) -> None:
+        raise RuntimeError("Connection closed by peer")
+
+    previous = signal.signal(signal.SIGTERM, broadcast_fails)
+    done: list[str] = []
+    try:
+        with pytest.raises(RuntimeError, match="Connection closed"), sigterm_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("totals")
+            done.append("report")
+        assert done == ["totals", "report"]
+        assert signal.getsignal(signal.SIGTERM) is broadcast_fails
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_with_the_default_disposition_the_process_terminates_after_the_held_block() -> None:
+    code = (
+        "import os, signal, sys\n"
+        "from mlflow_green.training.termination import sigterm_held\n"
+        "with sigterm_held():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    print('finished inside', flush=True)\n"
+        "print('after the block', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "finished inside\n" and done.returncode == -signal.SIGTERM
+
+
+def test_a_held_block_off_the_main_thread_changes_nothing() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[object] = []
+
+    def elsewhere() -> None:
+        with sigterm_held():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert seen == [before]
