@@ -57,7 +57,8 @@ _OWN_PID = [os.getpid()]
 
 def own_pid() -> int:
     """This process's PID, without a system call (glibc no longer caches ``getpid``): kept up to date in
-    a forked child by ``os.register_at_fork``. A window boundary asks it on the training thread."""
+    a forked child by ``os.register_at_fork`` (where there is no fork, the PID never changes). A window
+    boundary asks it on the training thread."""
     return _OWN_PID[0]
 
 
@@ -67,8 +68,6 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
-else:  # pragma: no cover - every POSIX system has it; elsewhere ask each time
-    own_pid = os.getpid  # noqa: F811
 
 
 def page_size() -> int:
