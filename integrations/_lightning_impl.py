@@ -78,6 +78,7 @@ class GreenCallbackMixin:
         self._last_budget_check_s = 0.0
         self._epoch_samples = 0
         self._eval_samples = 0
+        self._in_epoch = False  # between our on_train_epoch_start and on_train_epoch_end
         self._at_exit_registered = False
 
     # -- fit ---------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ class GreenCallbackMixin:
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
         max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
         self.session.begin_fit(planned_epochs=max_epochs, planned_steps=max_steps, steps_done=trainer.global_step)
-        self._fitting = True
+        self._fitting, self._in_epoch = True, False
         self._example = getattr(pl_module, "example_input_array", None)
         self._needs_profile = self.inspect_model and self._example is None  # inspected on the first batch
         if self.inspect_model and self._example is not None:
@@ -101,12 +102,25 @@ class GreenCallbackMixin:
             atexit.register(self._finish_at_exit)
             self._at_exit_registered = True
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if self._fitting:  # a checkpoint's global_step is restored after on_fit_start, before this
+            self.session.restore_steps(trainer.global_step)
+
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.session.begin_epoch(trainer.current_epoch)
+        self._in_epoch = True
         self._epoch_samples = 0
         self._last_batch_end_s = time.perf_counter()
 
+    def _resumed_inside_an_epoch(self, trainer: Any) -> None:
+        """Lightning resuming from a mid-epoch checkpoint calls no ``on_train_epoch_start`` for the
+        epoch it resumes: that epoch begins at its first batch (or validation) seen here."""
+        if self._fitting and not trainer.sanity_checking:
+            self.on_train_epoch_start(trainer, None)
+
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if not self._in_epoch:
+            self._resumed_inside_an_epoch(trainer)
         now_s = time.perf_counter()
         self.session.add_data_wait(now_s - self._last_batch_end_s)  # the loop was fetching this batch
         if self._needs_profile:
@@ -135,6 +149,8 @@ class GreenCallbackMixin:
         self._eval_samples = 0
         if trainer.sanity_checking:
             return
+        if self._fitting and not self._in_epoch:  # resumed right before the epoch's validation
+            self._resumed_inside_an_epoch(trainer)
         if self._fitting:
             self.session.begin_phase("validation")
         else:  # trainer.validate
@@ -158,6 +174,7 @@ class GreenCallbackMixin:
             trainer.current_epoch, logs=logs, train_samples=self._epoch_samples, steps_done=trainer.global_step
         )
         self._epoch_samples = 0
+        self._in_epoch = False
         if self._live and getattr(trainer, "progress_bar_callback", None) is not None:
             # Written as the CLI and the view write them ("86.1 mWh", not 8.61e-05 or 0.000), straight
             # into the bar's figures: never into callback_metrics, so no logger logs them twice.
@@ -182,7 +199,7 @@ class GreenCallbackMixin:
             self.session.end_eval(self.session.evals.kind or "test", samples=self._eval_samples, status=status)
 
     def _end_fit_early(self, status: str, logs: dict[str, float] | None = None) -> None:
-        self._fitting = False
+        self._fitting = self._in_epoch = False
         self.session.count("train", self._epoch_samples)  # an epoch cut short: the samples it trained
         self._epoch_samples = 0
         self.session.end_fit(status, logs=logs)

@@ -182,6 +182,12 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self._steps_done = int(steps_done or 0)
         self.profile = profile
 
+    def restore_steps(self, steps_done: int) -> None:
+        """The framework restored its optimizer-step count after the fit began (Lightning restores a
+        checkpoint's ``global_step`` after ``on_fit_start``): the next epoch's steps count from there."""
+        if self._first_epoch is None:
+            self._steps_done = int(steps_done or 0)
+
     def begin_epoch(self, epoch: int) -> None:
         """An epoch starts (the previous epoch's point is sent; the first fixes the step numbering)."""
         tracker = self.tracker

@@ -302,16 +302,10 @@ class _CrashAtStep(lightning.Callback):
             raise RuntimeError("node lost")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Lightning restarting mid-epoch does not call on_train_epoch_start for the resumed epoch, so "
-    "TrainingSession.begin_epoch never runs and end_epoch returns early (_epoch_start is None): the resumed "
-    "epoch 1 gets no point (green/energy_kwh steps [2], expected [1, 2]), its 896 trained samples are dropped "
-    "(report samples.train 1400, expected 2296; green/energy_per_sample_j 0.113 J instead of 0.069 J), its "
-    "energy and its validation's energy land in `other` while its 397 validation samples are counted, and "
-    "epoch 2 is reported with 66 optimizer steps instead of 22 (steps_done taken at on_fit_start, before "
-    "Lightning restores global_step)"))
 @pytest.mark.parametrize("which", ["path", "last"])
 def test_resume_from_a_mid_epoch_checkpoint_into_a_new_run(which: str, mlflow_experiment: str, tmp_path: Path) -> None:
+    """Lightning resuming inside an epoch calls no on_train_epoch_start for it: the epoch still gets its point,
+    its samples (those trained after the resume) and its optimizer steps (from the restored global_step)."""
     train, val = loaders()
     kwargs = {**quiet_trainer_kwargs(), "enable_checkpointing": True, "default_root_dir": tmp_path}
     folder = tmp_path / "ckpt"
@@ -341,12 +335,9 @@ def test_resume_from_a_mid_epoch_checkpoint_into_a_new_run(which: str, mlflow_ex
     assert [r.info.status for r in _runs(mlflow_experiment)] == ["FAILED", "FINISHED"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "on_fit_start passes steps_done=trainer.global_step, but Lightning restores global_step only after "
-    "on_fit_start (Trainer._run: restore_training_state): the first resumed epoch is counted as 66 optimizer "
-    "steps instead of 22 (report epochs steps [66, 22]), so the per-step rate is a third of the real one and "
-    "green/projected_energy_kwh after epoch 2 is energy + epoch_energy/3 instead of energy + epoch_energy"))
 def test_resume_with_max_steps_projects_from_the_restored_global_step(mlflow_experiment: str, tmp_path: Path) -> None:
+    """Lightning restores a checkpoint's global_step after on_fit_start: the steps of the first resumed epoch
+    count from the restored step, not from 0."""
     train, val = loaders()
     kwargs = {**quiet_trainer_kwargs(), "enable_checkpointing": True, "default_root_dir": tmp_path}
     folder = tmp_path / "ckpt"
