@@ -53,6 +53,25 @@ def caller_frame(method: str) -> FrameType | None:
     return None
 
 
+def stands_aside(callback: Any, method: str, kind: type) -> bool:
+    """True when another ``kind`` (a GreenCallback) comes before ``callback`` in the callbacks of the running
+    ``fit`` / ``evaluate`` / ``predict``: two would log every figure twice into one run, so ``callback``
+    steps out of this call (its place in the call's list taken by a callback that does nothing), with a
+    warning. The user's own list is not changed: each call makes its own."""
+    frame = caller_frame(method)
+    listed = getattr(frame.f_locals.get("callbacks") if frame is not None else None, "callbacks", None)
+    if not isinstance(listed, list):
+        return False
+    index = next((i for i, cb in enumerate(listed) if cb is callback), None)
+    if index is None or not any(isinstance(cb, kind) for cb in listed[:index]):
+        return False
+    import keras
+
+    listed[index] = keras.callbacks.Callback()  # the call's remaining hooks skip this one
+    logger.warning("mlflow-green: two GreenCallbacks in one %s: the first measures it, the other stands aside (pass one)", method)
+    return True
+
+
 class CallGuard:
     """Guards the ``fit`` / ``evaluate`` / ``predict`` calls of ``model`` that one measurement covers.
 
@@ -75,6 +94,7 @@ class CallGuard:
 
     def __init__(self, model: Any, on_abort: Callable[[BaseException], None], *, python_input: bool) -> None:
         self.model = model
+        self.counts_batches = python_input  # samples and batches are counted exactly (0 is a count)
         self.on_abort = on_abort
         self.epoch_iterator: Any = None
         self._python_input = python_input
@@ -180,7 +200,8 @@ class CallGuard:
             try:
                 outputs = original(*args, **kwargs)
             except BaseException as exc:
-                guard.abort(exc)
+                if not _end_of_data(exc):  # Keras ends the epoch on those and goes on (data ran out)
+                    guard.abort(exc)
                 raise
             if training:
                 guard.trained_samples = guard.samples
@@ -230,6 +251,12 @@ class _WatchedIterator:
 
     def __getattr__(self, name: str) -> Any:  # e.g. a DataLoader iterator's attributes
         return getattr(self._inner, name)
+
+
+def _end_of_data(exc: BaseException) -> bool:
+    """The input's end signalled inside a step (``StopIteration``; TensorFlow's ``OutOfRangeError``):
+    Keras catches it, warns that the input ran out, ends the epoch and goes on — not a failure."""
+    return isinstance(exc, StopIteration) or any(c.__name__ == "OutOfRangeError" for c in type(exc).__mro__)
 
 
 def _leading_dim(batch: Any) -> int:

@@ -12,12 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlflow_green.integrations._lightning_trainer import (
-    RootDevice,
-    ends_the_epoch,
-    pytorch_autolog_enabled,
-    show_in_progress_bar,
-)
+from mlflow_green.integrations._lightning_trainer import RootDevice, ends_the_epoch, show_in_progress_bar
+from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.integrations._torch_batches import batch_size, example_of, floats
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
@@ -88,7 +84,7 @@ class GreenCallbackMixin:
             self.session.load_state_dict(self._pending_state)
             self._pending_state = None
         self._bind(trainer)
-        self._live = self.live_metrics if self.live_metrics is not None else not pytorch_autolog_enabled()
+        self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("pytorch")
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
         max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
         self.session.begin_fit(planned_epochs=max_epochs, planned_steps=max_steps, steps_done=trainer.global_step)

@@ -30,16 +30,6 @@ class RootDevice:
         return self.trainer.strategy.root_device
 
 
-def pytorch_autolog_enabled() -> bool:
-    """True if ``mlflow.pytorch.autolog()`` is on (its callback logs ``callback_metrics``)."""
-    try:
-        from mlflow.utils.autologging_utils import autologging_is_disabled
-
-        return not autologging_is_disabled("pytorch")
-    except Exception:
-        return False
-
-
 def ends_the_epoch(trainer: Any) -> bool:
     """True when this validation ran after the epoch's last batch (no training follows it before
     ``on_train_epoch_end``); False mid-epoch or if unknown."""

@@ -26,8 +26,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise MissingExtraError("keras", "keras", "mlflow_green.integrations.keras") from exc
 
 from mlflow_green.formatting import readable_figures
-from mlflow_green.integrations._keras_guard import CallGuard, reads_input_in_python
+from mlflow_green.integrations._keras_guard import CallGuard, reads_input_in_python, stands_aside
 from mlflow_green.integrations._keras_samples import AdapterCounts, adapter_samples, iterator_of_caller, samples_seen
+from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
@@ -143,11 +144,13 @@ class GreenCallback(keras.callbacks.Callback):
 
     # -- fit ---------------------------------------------------------------------------------
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if stands_aside(self, "fit", GreenCallback):  # another GreenCallback comes first in this fit
+            return
         if self._in_fit:  # the previous fit ended without telling us (it cannot, now: belt and braces)
             self._finish("FAILED")
         self._in_fit = True
         self._adapter_counts.clear()
-        self._live = self.live_metrics if self.live_metrics is not None else not _keras_autolog_enabled()
+        self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("keras", "tensorflow")
         self.session.bind_run()
         self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
         self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0))
@@ -196,7 +199,7 @@ class GreenCallback(keras.callbacks.Callback):
                 self._fit_guard.watch("evaluate", timed=False)  # Keras reuses the validation's iterator and callbacks
                 self._validation_watched = True
             self.session.begin_phase("validation")
-        else:
+        elif not stands_aside(self, "evaluate", GreenCallback):
             self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("evaluate")
             self.session.begin_eval("test")
 
@@ -211,6 +214,8 @@ class GreenCallback(keras.callbacks.Callback):
             self._end_eval("test", samples)
 
     def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self._in_fit and stands_aside(self, "predict", GreenCallback):
+            return
         if not self._in_fit:
             self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("predict")
         self.session.begin_eval("predict")
@@ -269,7 +274,7 @@ class GreenCallback(keras.callbacks.Callback):
         if self._epoch_train_samples is not None:  # its validation had begun: its training was complete
             return self._epoch_train_samples
         guard = self._fit_guard
-        if guard is not None and guard.samples:  # torch, JAX: the batches read, less one its step never trained
+        if guard is not None and guard.counts_batches:  # torch, JAX: the batches read, less one its step never trained
             return guard.trained_samples
         return samples_seen(self.model)
 
@@ -316,14 +321,4 @@ class GreenCallback(keras.callbacks.Callback):
         """A fit still open at exit (ended in a way no hook saw) ends FAILED."""
         if self._in_fit:
             self._finish("FAILED")
-
-
-def _keras_autolog_enabled() -> bool:
-    """True if ``mlflow.keras.autolog()`` / ``mlflow.autolog()`` is on (its callback logs ``logs``)."""
-    try:
-        from mlflow.utils.autologging_utils import autologging_is_disabled
-
-        return not autologging_is_disabled("keras") or not autologging_is_disabled("tensorflow")
-    except Exception:
-        return False
 
