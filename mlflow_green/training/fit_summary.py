@@ -15,6 +15,7 @@ from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
 from mlflow_green.record.metrics import measured_gpus, run_tags
 from mlflow_green.record.report import build_report
+from mlflow_green.training.state import SessionState
 
 if TYPE_CHECKING:
     from mlflow_green.training.session import TrainingSession
@@ -66,6 +67,9 @@ def session_report(session: TrainingSession, tracker: EnergyTracker, total: Meas
                 "stopped": session.stop_reason,
             },
             "resumed_from": session.resumed_from,
+            # what a later fit with another callback in this run continues from (training.run_history)
+            "state": SessionState(session.run_id, total, session.ledger.totals(), dict(session.samples),
+                                  session.last_step).to_dict(),
             "distributed": {
                 "world_size": session.dist.world_size,
                 "hosts": session.dist.hosts,

@@ -42,6 +42,7 @@ from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
+from mlflow_green.training.run_history import earlier_fits
 from mlflow_green.training.session_end import FitEndMixin
 from mlflow_green.training.session_epochs import EpochEndMixin, EpochResult
 from mlflow_green.training.session_eval import EvaluationMixin
@@ -154,13 +155,27 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if not self.dist.is_logging_rank:
             return
         self._deferred.settle()
+        fresh = self.steps.last_step is None and self.resumed_run_id is None  # nothing logged, nothing loaded
         if self.output.bind(run, **resolve):
             self._start_run_totals()
+            fresh = True
+        if fresh and self.output.run is not None and not self.output.owned and self.output.run_id:
+            self._continue_earlier_fits(self.output.run.client, self.output.run_id)
         resumed, self.resumed_run_id = self.resumed_run_id, None
         if resumed and self.output.bound and resumed != self.output.run_id:
             self._start_run_totals()
             self.resumed_from = resumed
             self.output.log_tags({schema.TAG_RESUMED_FROM: resumed})
+
+    def _continue_earlier_fits(self, client: Any, run_id: str) -> None:
+        """A run of the user's holding earlier fits' figures (another callback's): continue its totals and steps."""
+        earlier = earlier_fits(client, run_id)
+        if earlier is None:
+            return
+        if earlier.state is not None:
+            self.carried, self.samples = earlier.state.total, dict(earlier.state.samples)
+            self.ledger.reset(earlier.state.phases)
+        self.steps = StepCounter(earlier.last_step)
 
     # -- fit --------------------------------------------------------------------------------
     def begin_fit(self, *, planned_epochs: int, planned_steps: int | None = None, steps_done: int = 0,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -213,19 +214,13 @@ def test_resumed_fit_in_the_same_active_run_with_the_same_callback(mlflow_experi
     assert projected[3] == pytest.approx(energy[3] + 2 * epoch[3], rel=1e-6)  # the run's total so far + 2 epochs
 
 
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    "a fresh GreenCallback in a run that already holds an earlier fit's green/ metrics starts its totals, steps and "
-    "samples at zero. Resumed at initial_epoch=3: green/energy_kwh falls from step 2 to step 3 (TF: 4.8e-07 -> "
-    "5.8e-08), the run's final energy is the second fit's alone and the final green/energy_per_sample_j divides it "
-    "by 3 x 1280 samples, not 6 x 1280. Restarted at epoch 0: every green/ metric has two points at steps 0, 1 and 2 "
-    "(TF green/energy_kwh at step 0: 3.9e-07 and 5.7e-08; green/model_params twice at step 0), where a second fit "
-    "should continue at steps 3-5. The session never reads the run's last step and totals back when it binds to a "
-    "run another session logged (TrainingSession.bind_run / SessionRun.bind; Keras has no counterpart of "
-    "Lightning's state_dict)"))
 @pytest.mark.parametrize("initial_epoch", [3, 0], ids=["resumed-at-epoch-3", "restarted-at-epoch-0"])
 def test_a_later_fit_with_a_fresh_callback_in_the_run_of_an_earlier_fit(
     initial_epoch: int, mlflow_experiment: str, tmp_path: Path
 ) -> None:
+    """A new callback in a run holding an earlier fit's figures (a re-run script, BackupAndRestore) continues
+    the run's totals and steps from the earlier fit's report, as the same callback would (they started at zero:
+    the running total fell, or two points at each step)."""
     x, y, _, _ = _data()
     model = _mlp()
     with mlflow.start_run() as run:
@@ -235,6 +230,22 @@ def test_a_later_fit_with_a_fresh_callback_in_the_run_of_an_earlier_fit(
                   callbacks=[GreenCallback()])
     # the run's totals go on, the steps continue after the last one
     _check_run(MlflowClient(), run.info.run_id, tmp_path, steps=[0, 1, 2, 3, 4, 5], samples=[N_TRAIN] * 6)
+
+
+def test_a_fresh_callback_in_a_run_whose_earlier_fit_left_no_report_continues_its_steps(
+    mlflow_experiment: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An earlier fit killed before its report (its points replayed from the spool): the steps go on after its
+    last one, its totals cannot be read back and start again, with a warning that says so."""
+    x, y, _, _ = _data()
+    with mlflow.start_run() as run:
+        for step in range(3):  # what a killed fit's replayed spool leaves: points, no green/report.json
+            mlflow.log_metric(schema.ENERGY_KWH, (step + 1) * 1e-7, step=step)
+        with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+            _mlp().fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[GreenCallback()])
+    history = MlflowClient().get_metric_history(run.info.run_id, schema.ENERGY_KWH)
+    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]  # one point a step: none written twice
+    assert "its steps are continued, its totals start again from zero" in caplog.text
 
 
 # -- 3. validation_split=0.2 ------------------------------------------------------------------------

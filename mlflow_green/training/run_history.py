@@ -1,0 +1,64 @@
+"""What earlier fits left in a run that a new callback logs into: their totals, so that it continues them.
+
+A fresh callback (a new ``GreenCallback()`` for a second ``fit``, a script restarted with
+``mlflow.start_run(run_id=...)`` after a crash, Keras's ``BackupAndRestore``) that logs into a run
+holding an earlier fit's ``green/`` figures continues that run's running totals and steps, as the
+same callback would: the earlier fit's ``green/report.json`` holds its session state. A run whose
+earlier fit left no report (killed) continues its steps only, with a warning.
+
+Example:
+    >>> earlier = EarlierFits(state=None, last_step=4)
+    >>> earlier.last_step
+    4
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow_green.record import schema
+from mlflow_green.training.state import SessionState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EarlierFits:
+    """The run's state as the earlier fits left it (None without a report) and its last ``green/`` step."""
+
+    state: SessionState | None
+    last_step: int | None
+
+
+def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
+    """What earlier fits logged into ``run_id`` (None: nothing, the run holds no ``green/energy_kwh``).
+
+    One metric-history read when the run holds none (the usual case: a new run of the user's);
+    never raises (an unreachable server: None, as for a new run).
+    """
+    try:
+        history = client.get_metric_history(run_id, schema.ENERGY_KWH)
+    except Exception as exc:  # the server went away: as for a new run
+        logger.debug("mlflow-green: could not read run %s's earlier fits: %r", run_id, exc)
+        return None
+    if not history:
+        return None
+    last_step = max(int(m.step) for m in history)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(client.download_artifacts(run_id, schema.REPORT_ARTIFACT, tmp), encoding="utf-8") as f:
+                report = json.load(f)
+        state = SessionState.from_dict(report["state"])
+    except Exception as exc:  # no report (a killed fit), or one written before reports held the state
+        logger.warning("mlflow-green: run %s holds green/ figures of an earlier fit but no state in its %s (%s): its "
+                       "steps are continued, its totals start again from zero", run_id, schema.REPORT_ARTIFACT,
+                       type(exc).__name__)
+        return EarlierFits(None, last_step)
+    return EarlierFits(state, max(last_step, state.last_step or 0) if state is not None else last_step)
+
+
+__all__ = ["EarlierFits", "earlier_fits"]
