@@ -4,6 +4,7 @@ DDP script (importable by spawned ranks)."""
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any
 
 import torch
@@ -60,6 +61,38 @@ def digits_classifier(package: str = "lightning.pytorch", *, fail_at_epoch: int 
             return torch.optim.Adam(self.parameters(), lr=1e-2)
 
     return DigitsClassifier()
+
+
+def slow_digits_classifier(*, step_s: float = 0.0, first_validation_batch_s: float = 0.0, sanity_batch_s: float = 0.0) -> Any:
+    """A small digits classifier (no example input) whose steps take time: each training step ``step_s``,
+    the first batch of each real validation ``first_validation_batch_s``, each sanity-check batch ``sanity_batch_s``."""
+    pl = lightning_module()
+
+    class SlowDigits(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            time.sleep(step_s)
+            x, y = batch
+            return nn.functional.cross_entropy(self(x), y)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            if self.trainer.sanity_checking:
+                time.sleep(sanity_batch_s)
+            elif batch_idx == 0:
+                time.sleep(first_validation_batch_s)
+            x, y = batch
+            self.log("val_acc", (self(x).argmax(1) == y).float().mean())
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return SlowDigits()
 
 
 def quiet_trainer_kwargs() -> dict[str, Any]:

@@ -21,7 +21,7 @@ import lightning  # noqa: E402
 import torch  # noqa: E402
 from green_invariants import assert_green_invariants  # noqa: E402
 from lightning.pytorch.demos import LightningTransformer  # noqa: E402
-from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
+from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs, slow_digits_classifier  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
@@ -41,29 +41,9 @@ def _history(run_id: str, key: str) -> list:
     return sorted(MlflowClient().get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
 
 
-class _SlowValidation(lightning.LightningModule):
-    """A digits classifier whose validation takes 0.3 s per pass."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        time.sleep(0.01)  # the step itself: 22 batches, ~0.2 s an epoch at least
-        return nn.functional.cross_entropy(self(x), y)
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        if batch_idx == 0:
-            time.sleep(0.3)
-        x, y = batch
-        self.log("val_acc", (self(x).argmax(1) == y).float().mean())
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+def _slow_validation() -> Any:
+    """Training steps of 10 ms (22 batches: ~0.2 s an epoch at least); each validation's first batch 0.3 s."""
+    return slow_digits_classifier(step_s=0.01, first_validation_batch_s=0.3)
 
 
 def test_mid_epoch_validation_is_validation_not_data_wait(mlflow_experiment: str, tmp_path: Path) -> None:
@@ -71,7 +51,7 @@ def test_mid_epoch_validation_is_validation_not_data_wait(mlflow_experiment: str
     cb = GreenCallback(meters=[FakeMeter(CONSTANT_100_W)])
     trainer = lightning.Trainer(max_epochs=1, val_check_interval=0.5, num_sanity_val_steps=0, callbacks=[cb],
                                 **quiet_trainer_kwargs())
-    trainer.fit(_SlowValidation(), train, val)
+    trainer.fit(_slow_validation(), train, val)
     metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
     # two validations of >= 0.3 s in the epoch; the training steps take >= 0.2 s and wait on no input
     assert metrics[schema.ENERGY_VALIDATION_KWH] * 3.6e6 >= 100.0 * 0.6 * 0.95
@@ -333,7 +313,7 @@ def test_the_epoch_ends_at_the_reading_of_a_validation_after_its_last_batch_only
     cb = GreenCallback(meters=[meter])
     trainer = lightning.Trainer(max_epochs=2, val_check_interval=0.5, num_sanity_val_steps=0, callbacks=[cb, Reads()],
                                 **quiet_trainer_kwargs())
-    trainer.fit(_SlowValidation(), train, val)
+    trainer.fit(_slow_validation(), train, val)
     names = [name for name, _ in seen]
     assert names == ["val_start", "val_end", "val_start", "val_end", "epoch_end"] * 2, names
     deltas = [b - a for (_, a), (_, b) in zip(seen, seen[1:])]

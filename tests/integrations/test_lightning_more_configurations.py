@@ -25,8 +25,7 @@ import lightning  # noqa: E402
 import torch  # noqa: E402
 from green_invariants import assert_green_invariants  # noqa: E402
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint  # noqa: E402
-from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
-from torch import nn  # noqa: E402
+from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs, slow_digits_classifier  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
@@ -131,30 +130,6 @@ def test_check_val_every_n_epoch_validates_only_the_epochs_it_runs(mlflow_experi
 
 
 # -- 2. the sanity check ------------------------------------------------------------------------------
-class _SlowSanityCheck(lightning.LightningModule):
-    """Digits classifier whose sanity-check validation batches take 0.25 s each (real ones are fast)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.cross_entropy(self(x), y)
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        if self.trainer.sanity_checking:
-            time.sleep(0.25)
-        x, y = batch
-        self.log("val_acc", (self(x).argmax(1) == y).float().mean())
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 @pytest.mark.parametrize("sanity_steps", [2, 0])
 def test_the_sanity_check_is_other_not_validation(sanity_steps: int, mlflow_experiment: str, tmp_path: Path) -> None:
     """docs/schema.md and docs/lightning.md: "Lightning's sanity check is `other`"."""
@@ -162,7 +137,7 @@ def test_the_sanity_check_is_other_not_validation(sanity_steps: int, mlflow_expe
     cb, counter = _green(), Counter()
     trainer = lightning.Trainer(max_epochs=2, num_sanity_val_steps=sanity_steps, callbacks=[cb, counter],
                                 **quiet_trainer_kwargs())
-    trainer.fit(_SlowSanityCheck(), train, val)
+    trainer.fit(slow_digits_classifier(sanity_batch_s=0.25), train, val)
     assert counter.sanity == 128 * sanity_steps and counter.validation == 2 * 397
     hist, report = _check_fit_run(cb.session.run_id, tmp_path, counter)
     validation_j = _values(hist, schema.ENERGY_VALIDATION_KWH)[0] * J_PER_KWH
