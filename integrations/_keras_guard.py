@@ -57,17 +57,22 @@ def stands_aside(callback: Any, method: str, kind: type) -> bool:
     """True when another ``kind`` (a GreenCallback) comes before ``callback`` in the callbacks of the running
     ``fit`` / ``evaluate`` / ``predict``: two would log every figure twice into one run, so ``callback``
     steps out of this call (its place in the call's list taken by a callback that does nothing), with a
-    warning. The user's own list is not changed: each call makes its own."""
+    warning. The same callback passed twice is called once. The call's list is Keras's own copy of the
+    user's callbacks (a ``CallbackList`` the user passed keeps the change)."""
     frame = caller_frame(method)
     listed = getattr(frame.f_locals.get("callbacks") if frame is not None else None, "callbacks", None)
     if not isinstance(listed, list):
         return False
-    index = next((i for i, cb in enumerate(listed) if cb is callback), None)
-    if index is None or not any(isinstance(cb, kind) for cb in listed[:index]):
+    positions = [i for i, cb in enumerate(listed) if cb is callback]
+    if not positions:
         return False
     import keras
 
-    listed[index] = keras.callbacks.Callback()  # the call's remaining hooks skip this one
+    for later in positions[1:]:  # the same instance twice: its hooks would run twice
+        listed[later] = keras.callbacks.Callback()
+    if not any(isinstance(cb, kind) for cb in listed[: positions[0]]):
+        return False
+    listed[positions[0]] = keras.callbacks.Callback()  # the call's remaining hooks skip this one
     logger.warning("mlflow-green: two GreenCallbacks in one %s: the first measures it, the other stands aside (pass one)", method)
     return True
 
@@ -94,7 +99,7 @@ class CallGuard:
 
     def __init__(self, model: Any, on_abort: Callable[[BaseException], None], *, python_input: bool) -> None:
         self.model = model
-        self.counts_batches = python_input  # samples and batches are counted exactly (0 is a count)
+        self.counts_batches = False  # the training input is read through our iterator: counts are exact (0 is one)
         self.on_abort = on_abort
         self.epoch_iterator: Any = None
         self._python_input = python_input
@@ -131,6 +136,7 @@ class CallGuard:
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
+            self.counts_batches = self.counts_batches or timed
         self._sigterm.take()
         return self
 

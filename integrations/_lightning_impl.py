@@ -21,6 +21,7 @@ from mlflow_green.record.runs import RunHandle
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
 from mlflow_green.training.session import TrainingSession
+from mlflow_green.training.termination import sigterm_held
 
 logger = logging.getLogger(__name__)
 
@@ -183,8 +184,9 @@ class GreenCallbackMixin:
         if not self._fitting:
             return
         self._fitting = False
-        profile = self._inspect(trainer, pl_module) if self.inspect_model else None
-        self.session.end_fit("FINISHED", logs=floats(trainer.callback_metrics), profile=profile)
+        with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
+            profile = self._inspect(trainer, pl_module) if self.inspect_model else None
+            self.session.end_fit("FINISHED", logs=floats(trainer.callback_metrics), profile=profile)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed

@@ -33,6 +33,7 @@ from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
 from mlflow_green.training.session import TrainingSession
+from mlflow_green.training.termination import sigterm_held
 from mlflow_green.validation import check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -314,8 +315,9 @@ class GreenCallback(keras.callbacks.Callback):
         self._adapter_counts.clear()
         if guard is not None:
             guard.remove()
-        profile = self._profile() if status == "FINISHED" and self.inspect_model else None
-        self.session.end_fit(status, logs=logs, profile=profile)
+        with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
+            profile = self._profile() if status == "FINISHED" and self.inspect_model else None
+            self.session.end_fit(status, logs=logs, profile=profile)
 
     def _finish_at_exit(self) -> None:
         """A fit still open at exit (ended in a way no hook saw) ends FAILED."""

@@ -47,8 +47,12 @@ def session_tags(session: TrainingSession, tracker: EnergyTracker, total: Measur
     return tags
 
 
-def session_report(session: TrainingSession, tracker: EnergyTracker, total: Measurement, status: str) -> dict[str, Any]:
-    """``green/report.json``: the tracker's breakdown plus the session's phases, epochs, model and budget."""
+def session_report(session: TrainingSession, tracker: EnergyTracker, total: Measurement, status: str,
+                   run_total: Measurement | None = None) -> dict[str, Any]:
+    """``green/report.json``: the tracker's breakdown plus the session's phases, epochs, model and budget.
+
+    ``run_total``: the run's running total as this fit leaves it (the state a later callback continues
+    from); default the totals carried so far (an evaluation's report does not change them)."""
     phases = session.report_phases(total)
     return build_report(
         tracker,
@@ -68,8 +72,7 @@ def session_report(session: TrainingSession, tracker: EnergyTracker, total: Meas
             },
             "resumed_from": session.resumed_from,
             # what a later fit with another callback in this run continues from (training.run_history)
-            "state": SessionState(session.run_id, total, session.ledger.totals(), dict(session.samples),
-                                  session.last_step).to_dict(),
+            "state": session_state(session, run_total),
             "distributed": {
                 "world_size": session.dist.world_size,
                 "hosts": session.dist.hosts,
@@ -78,6 +81,12 @@ def session_report(session: TrainingSession, tracker: EnergyTracker, total: Meas
             },
         },
     )
+
+
+def session_state(session: TrainingSession, run_total: Measurement | None = None) -> dict[str, Any]:
+    """The run's totals, phases, samples and last step (``report.json``'s ``state``)."""
+    total = run_total if run_total is not None else session.carried
+    return SessionState(session.run_id, total, session.ledger.totals(), dict(session.samples), session.last_step).to_dict()
 
 
 def estimated_so_far(tracker: EnergyTracker) -> bool:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,4 +63,24 @@ def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
     return EarlierFits(state, max(last_step, state.last_step or 0) if state is not None else last_step)
 
 
-__all__ = ["EarlierFits", "earlier_fits"]
+def read_within(read: Callable[[], EarlierFits | None], timeout_s: float) -> EarlierFits | None:
+    """``read()`` in a worker thread, waited for at most ``timeout_s`` (None if it is late or raises)."""
+    result: list[EarlierFits | None] = []
+
+    def worker() -> None:
+        try:
+            result.append(read())
+        except Exception as exc:  # measurement never stops the training
+            logger.debug("mlflow-green: could not read the run's earlier fits: %r", exc)
+
+    thread = threading.Thread(target=worker, name="mlflow-green-earlier-fits", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        logger.warning("mlflow-green: the run's earlier fits could not be read within %.3g s: its totals and steps "
+                       "are not continued (the tracking server is slow or down)", timeout_s)
+        return None
+    return result[0] if result else None
+
+
+__all__ = ["EarlierFits", "earlier_fits", "read_within"]

@@ -42,7 +42,7 @@ from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
-from mlflow_green.training.run_history import earlier_fits
+from mlflow_green.training.run_history import earlier_fits, read_within
 from mlflow_green.training.session_end import FitEndMixin
 from mlflow_green.training.session_epochs import EpochEndMixin, EpochResult
 from mlflow_green.training.session_eval import EvaluationMixin
@@ -159,17 +159,21 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if self.output.bind(run, **resolve):
             self._start_run_totals()
             fresh = True
-        if fresh and self.output.run is not None and not self.output.owned and self.output.run_id:
-            self._continue_earlier_fits(self.output.run.client, self.output.run_id)
         resumed, self.resumed_run_id = self.resumed_run_id, None
         if resumed and self.output.bound and resumed != self.output.run_id:
             self._start_run_totals()
+            fresh = True  # a checkpoint of another run: this run's own earlier fits, if any, go on
             self.resumed_from = resumed
             self.output.log_tags({schema.TAG_RESUMED_FROM: resumed})
+        if fresh and self.output.run is not None and not self.output.owned and self.output.run_id:
+            self._continue_earlier_fits(self.output.run, self.output.run_id)
 
-    def _continue_earlier_fits(self, client: Any, run_id: str) -> None:
-        """A run of the user's holding earlier fits' figures (another callback's): continue its totals and steps."""
-        earlier = earlier_fits(client, run_id)
+    def _continue_earlier_fits(self, run: RunHandle, run_id: str) -> None:
+        """A run of the user's holding earlier fits' figures (another callback's): continue its totals and steps.
+
+        Read in a worker thread, waited for at most the start timeout (the training never waits longer
+        for MLflow); not read in time, the run is taken as holding none."""
+        earlier = read_within(lambda: earlier_fits(run.client, run_id), (run.timeouts or RunTimeouts.resolve()).start_s)
         if earlier is None:
             return
         if earlier.state is not None:

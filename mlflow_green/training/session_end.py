@@ -39,7 +39,9 @@ class FitEndMixin:
         projection equal to the actual total. This is where a fit's figures are final (the seam
         for signing them) and where the run is flushed and, if we started it, ended.
         """
-        with sigterm_held():  # a SIGTERM now (another rank failed, a scheduler) waits for the totals and report
+        # a SIGTERM now (another rank failed, a scheduler) waits for the totals and report — except around a
+        # collective (a distributed fit that finished), which SIGTERM must be able to end if a rank is gone
+        with sigterm_held(enabled=not (self.dist.distributed and status == "FINISHED")):
             return self._end_fit(status, logs=logs, profile=profile)
 
     def _end_fit(self: TrainingSession, status: str, *, logs: Mapping[str, Any] | None, profile: ModelProfile | None) -> Measurement:
@@ -71,7 +73,7 @@ class FitEndMixin:
             self.output.send_pending()  # the last step is complete: its totals go first, with the tags in one batch
             self._log_tags(tracker, total)
             if self.dist.is_logging_rank:
-                self.report = session_report(self, tracker, total, status)
+                self.report = session_report(self, tracker, total, status, run_total=total)
                 if self.log_report:
                     self.output.log_report(self.report)
             self.carried = total

@@ -83,14 +83,17 @@ class SigtermWatch:
 
 
 @contextlib.contextmanager
-def sigterm_held() -> Iterator[None]:
+def sigterm_held(enabled: bool = True) -> Iterator[None]:
     """Hold a SIGTERM that arrives inside the block until the block ends, then deliver it as it would
     have been: to the handler in force before (which may raise, e.g. Lightning's, whose broadcast
-    fails when another rank is gone), else by default (the process terminates).
+    fails when another rank is gone), else by default (the process terminates). A second SIGTERM
+    inside the block is delivered at once (whoever sends it insists).
 
     For the end of a measurement (the final read, the totals, ``green/report.json``, the run's end): a
     handler that raises there would cut them short, leaving a run without its report. Main thread
-    only (a no-op elsewhere, and where SIGTERM is ignored or set outside Python).
+    only (a no-op elsewhere, and where SIGTERM is ignored or set outside Python). ``enabled=False``:
+    a no-op — for a block that may wait in a collective for a rank that is gone, which SIGTERM must
+    still be able to end.
 
     Example:
         >>> with sigterm_held():
@@ -100,9 +103,13 @@ def sigterm_held() -> Iterator[None]:
 
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append((signum, frame))
+        if len(received) > 1:  # insisted: as if not held
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, previous)
+            _deliver(previous, signum, frame)
 
     previous: Any = None
-    if threading.current_thread() is threading.main_thread():
+    if enabled and threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
             current = signal.getsignal(signal.SIGTERM)
             if current is not signal.SIG_IGN and current is not None:
@@ -115,12 +122,16 @@ def sigterm_held() -> Iterator[None]:
             with contextlib.suppress(ValueError, OSError):
                 if signal.getsignal(signal.SIGTERM) == hold:
                     signal.signal(signal.SIGTERM, previous)
-            if received:
-                signum, frame = received[0]
-                if callable(previous):
-                    previous(signum, frame)
-                elif previous == signal.SIG_DFL:
-                    signal.raise_signal(signum)
+            if len(received) == 1:
+                _deliver(previous, *received[0])
+
+
+def _deliver(handler: Any, signum: int, frame: FrameType | None) -> None:
+    """Do what SIGTERM would have done under ``handler``: call it, or terminate by default."""
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)
 
 
 __all__ = ["SigtermWatch", "sigterm_held"]

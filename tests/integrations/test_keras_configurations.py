@@ -436,6 +436,30 @@ def test_two_green_callbacks_in_one_fit(mlflow_experiment: str, tmp_path: Path) 
     check_two_callbacks_in_one_fit(two_callbacks_in_one_fit(tmp_path), MlflowClient(), tmp_path)
 
 
+def test_the_same_callback_passed_twice_measures_once(mlflow_experiment: str, tmp_path: Path) -> None:
+    x, y, xv, yv = _data()
+    cb = GreenCallback()
+    _mlp().fit(x, y, validation_data=(xv, yv), epochs=2, batch_size=BATCH, verbose=0, callbacks=[cb, cb])
+    _check_run(MlflowClient(), cb.session.run_id, tmp_path, steps=[0, 1], samples=[N_TRAIN] * 2, validation=2 * N_VAL)
+
+
+def test_an_evaluation_by_another_callback_between_two_fits_leaves_the_runs_totals_to_continue(
+    mlflow_experiment: str, tmp_path: Path
+) -> None:
+    """A fresh callback that only evaluates in the run writes a report whose state is still the run's totals
+    (not the evaluation's energy alone), so that a third callback's fit continues from the first fit's."""
+    x, y, xv, yv = _data()
+    model = _mlp()
+    with mlflow.start_run() as run:
+        model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[GreenCallback()])
+        after_first = MlflowClient().get_run(run.info.run_id).data.metrics[schema.ENERGY_KWH]
+        model.evaluate(xv, yv, batch_size=BATCH, verbose=0, callbacks=[GreenCallback()])
+        model.fit(x, y, initial_epoch=2, epochs=4, batch_size=BATCH, verbose=0, callbacks=[GreenCallback()])
+    hist = _check_run(MlflowClient(), run.info.run_id, tmp_path, steps=[0, 1, 2, 3], samples=[N_TRAIN] * 4)
+    energy = {m.step: m.value for m in hist[schema.ENERGY_KWH]}
+    assert energy[1] == pytest.approx(after_first) and energy[2] > after_first  # the running total goes on
+
+
 # -- 10. one callback for fit, evaluate, predict, fit, without an active run ----------------------------
 @case
 def reuse_for_fit_evaluate_predict_fit(out: Path) -> Result:

@@ -120,3 +120,19 @@ def test_a_held_block_off_the_main_thread_changes_nothing() -> None:
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+def test_a_second_sigterm_inside_a_held_block_is_delivered_at_once(own_handler: list[str]) -> None:
+    with sigterm_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        own_handler.append("held")
+        os.kill(os.getpid(), signal.SIGTERM)  # whoever sends it insists
+        own_handler.append("after the second")
+    assert own_handler == ["held", "framework", "after the second"]
+
+
+def test_a_disabled_hold_changes_nothing(own_handler: list[str]) -> None:
+    with sigterm_held(enabled=False):  # around a collective a SIGTERM must still end the wait
+        os.kill(os.getpid(), signal.SIGTERM)
+        own_handler.append("after")
+    assert own_handler == ["framework", "after"]
