@@ -55,18 +55,24 @@ class CountingClient(MlflowClient):
 
     def log_batch(self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = (), **kwargs: Any) -> Any:
         self._hold()
-        self.calls.append(("log_batch", len(metrics), len(tags)))
-        return super().log_batch(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+        try:
+            return super().log_batch(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+        finally:  # recorded once the store has it: a test that sees the call may read the values
+            self.calls.append(("log_batch", len(metrics), len(tags)))
 
     def log_dict(self, run_id: str, dictionary: dict[str, Any], artifact_file: str) -> None:
         self._hold()
-        self.calls.append(("log_dict", 0, 0))
-        super().log_dict(run_id, dictionary, artifact_file)
+        try:
+            super().log_dict(run_id, dictionary, artifact_file)
+        finally:
+            self.calls.append(("log_dict", 0, 0))
 
     def set_terminated(self, run_id: str, status: str | None = None, end_time: int | None = None) -> None:
         self._hold()
-        self.calls.append(("set_terminated", 0, 0))
-        super().set_terminated(run_id, status=status, end_time=end_time)
+        try:
+            super().set_terminated(run_id, status=status, end_time=end_time)
+        finally:
+            self.calls.append(("set_terminated", 0, 0))
 
 
 @pytest.fixture()
