@@ -15,7 +15,6 @@ from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
 from mlflow_green.record.metrics import measured_gpus, run_tags
 from mlflow_green.record.report import build_report
-from mlflow_green.training.state import SessionState
 
 if TYPE_CHECKING:
     from mlflow_green.training.session import TrainingSession
@@ -72,7 +71,7 @@ def session_report(session: TrainingSession, tracker: EnergyTracker, total: Meas
             },
             "resumed_from": session.resumed_from,
             # what a later fit with another callback in this run continues from (training.run_history)
-            "state": session_state(session, run_total),
+            "state": session.run_state(run_total).to_dict(),
             "distributed": {
                 "world_size": session.dist.world_size,
                 "hosts": session.dist.hosts,
@@ -81,12 +80,6 @@ def session_report(session: TrainingSession, tracker: EnergyTracker, total: Meas
             },
         },
     )
-
-
-def session_state(session: TrainingSession, run_total: Measurement | None = None) -> dict[str, Any]:
-    """The run's totals, phases, samples and last step (``report.json``'s ``state``)."""
-    total = run_total if run_total is not None else session.carried
-    return SessionState(session.run_id, total, session.ledger.totals(), dict(session.samples), session.last_step).to_dict()
 
 
 def estimated_so_far(tracker: EnergyTracker) -> bool:

@@ -177,8 +177,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if earlier is None:
             return
         if earlier.state is not None:
-            self.carried, self.samples = earlier.state.total, dict(earlier.state.samples)
-            self.ledger.reset(earlier.state.phases)
+            self.take_state(earlier.state)
         self.steps = StepCounter(earlier.last_step)
 
     # -- fit --------------------------------------------------------------------------------

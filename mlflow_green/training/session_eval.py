@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
-from mlflow_green.training.fit_summary import session_report, session_state
+from mlflow_green.training.fit_summary import session_report
 from mlflow_green.training.phases import EMPTY
 from mlflow_green.units import joules_to_kwh
 
@@ -79,6 +79,6 @@ class EvaluationMixin:
         else:
             self.report["phases"].update({k: m.to_dict() for k, m in self.evals.totals.items()})
             self.report["samples"] = dict(self.samples)
-            self.report["state"] = session_state(self)  # the evaluation's samples too
+            self.report["state"] = self.run_state().to_dict()  # the evaluation's samples too
         if self.log_report:
             self.output.log_report(self.report)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mlflow_green.measure.readings import Measurement
 from mlflow_green.training.state import SessionState
 from mlflow_green.training.steps import StepCounter
 
@@ -32,7 +33,7 @@ class StateMixin:
             total = self.carried + self.tracker.elapsed()
         else:  # no collective here (only some ranks save checkpoints): as of the last epoch end
             total = self._last_total if self._last_total is not None else self.carried
-        return SessionState(self.run_id, total, self.ledger.totals(), dict(self.samples), self.last_step).to_dict()
+        return self.run_state(total).to_dict()
 
     def load_state_dict(self: TrainingSession, state: Mapping[str, Any]) -> None:
         """Continue from a checkpoint's :meth:`state_dict` (in its run; a new run starts at zero)."""
@@ -40,11 +41,18 @@ class StateMixin:
         loaded = SessionState.from_dict(state)
         if loaded is None:
             return
-        self.carried = loaded.total
-        self.ledger.reset(loaded.phases)
-        self.samples = dict(loaded.samples)
-        self.steps = StepCounter(loaded.last_step)
+        self.take_state(loaded)
         self.resumed_run_id = loaded.run_id
+
+    def run_state(self: TrainingSession, total: Measurement | None = None) -> SessionState:
+        """The run's totals (``total``, default those carried so far), phases, samples and last step."""
+        return SessionState(self.run_id, self.carried if total is None else total, self.ledger.totals(),
+                            dict(self.samples), self.last_step)
+
+    def take_state(self: TrainingSession, state: SessionState) -> None:
+        """Go on from ``state``'s totals, phases, samples and last step."""
+        self.carried, self.samples, self.steps = state.total, dict(state.samples), StepCounter(state.last_step)
+        self.ledger.reset(state.phases)
 
     # -- pickling (ddp_spawn, copy.deepcopy): state, not running meters or connections ----------
     def __getstate__(self: TrainingSession) -> dict[str, Any]:
@@ -58,10 +66,8 @@ class StateMixin:
 
     def _agree_with_rank_zero(self: TrainingSession) -> None:
         """Every rank takes rank zero's run totals (only it knows whether the run is a new one)."""
-        state = SessionState(self.run_id, self.carried, self.ledger.totals(), dict(self.samples), self.last_step)
         assert self.dist.all_gather is not None
-        zero = SessionState.from_dict(self.dist.all_gather(state.to_dict())[0])
+        zero = SessionState.from_dict(self.dist.all_gather(self.run_state().to_dict())[0])
         if zero is not None:
-            self.carried, self.samples, self.steps = zero.total, dict(zero.samples), StepCounter(zero.last_step)
-            self.ledger.reset(zero.phases)
+            self.take_state(zero)
 
