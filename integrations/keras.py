@@ -206,7 +206,7 @@ class GreenCallback(keras.callbacks.Callback):
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         # fit's validation reads the iterator Keras keeps on the model (no walk up the stack)
-        cached = getattr(self.model, "_eval_epoch_iterator", None) if self._in_fit else None
+        cached = getattr(self._model, "_eval_epoch_iterator", None) if self._in_fit else None  # not .model: JAX syncs
         counted = self._adapter_counts(cached) if cached is not None else adapter_samples(iterator_of_caller("evaluate"))
         samples = counted or samples_seen(self.model)
         if self._in_fit:  # no training follows it in this epoch

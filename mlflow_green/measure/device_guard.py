@@ -45,6 +45,11 @@ class DeviceGuard:
         self.last_good: dict[tuple[str, str], tuple[float, DeviceCounter]] = {}
         self._offsets: dict[tuple[str, str], tuple[float, float]] = {}
 
+    @property
+    def rebased(self) -> bool:
+        """Whether some device's counter was rebased (its readings are the meter's plus an offset)."""
+        return bool(self._offsets)
+
     def check(self, reading: DeviceCounter, now_s: float) -> tuple[DeviceCounter | None, str]:
         """The reading to use (None: nothing usable yet) and a fault message ("" when sane).
 

@@ -23,6 +23,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from itertools import islice
 from typing import Any
 
 from mlflow_green.measure.attribution import Attribution
@@ -143,6 +144,8 @@ class TrackerMeters:
         self.roster.start(now_s)
         self.sampler: Sampler | None = None
         self._captured: deque[tuple[float, dict[int, object], Callable[[float, dict[str, DeviceCounter]], None]]] = deque()
+        self._previewed: dict[int, dict[str, float]] = {}  # id(resolved) -> counters, for the first captures waiting
+        self._preview_state: object = None  # the meter's state after the last capture previewed
         self.restart_sampler()
 
     def read(self) -> tuple[float, dict[str, DeviceCounter]]:
@@ -167,8 +170,19 @@ class TrackerMeters:
             if self.sampler is not None and self.sampler.running:  # a polled meter moves between captures
                 return None
             now_s = self._clock()
+            plan = self.roster.plan()
+            if len(plan) == 1:  # the usual case, one meter measuring all (a boundary's hot path)
+                meter = plan[0][0]
+                try:
+                    raw = meter.capture(now_s)
+                except Exception:  # a capture that fails is a read done at once
+                    raw = None
+                if raw is None:
+                    return None
+                self._captured.append((now_s, {id(meter): raw}, resolved))
+                return now_s
             raws: dict[int, object] = {}
-            for meter, _, _ in self.roster.plan():
+            for meter, _, _ in plan:
                 try:
                     raw = meter.capture(now_s)
                 except Exception:  # a capture that fails is a read done at once
@@ -179,6 +193,37 @@ class TrackerMeters:
             self._captured.append((now_s, raws, resolved))
             return now_s
 
+    def preview(self, resolved: object) -> dict[str, float] | None:
+        """The counters (device id -> joules) of the capture handed ``resolved``, worked out without moving
+        the meters on: a figure shown at once, the read left to whoever works the captures out.
+
+        Each capture is previewed once, in order, from where the previous preview left off; the
+        previews are dropped when the captures are worked out. None where reading is the only way to
+        tell: the capture is not waiting, several meters measure, a failed meter's devices are carried,
+        a counter was rebased, or the meter cannot preview.
+        """
+        with self._lock:
+            previewed = self._previewed
+            counters = previewed.get(id(resolved))
+            if counters is not None or not self._captured:
+                return counters
+            plan = self.roster.plan()
+            if len(plan) != 1 or self.roster.carry or self.guard.rebased:
+                return None
+            meter, wanted, _ = plan[0]
+            new = list(islice(self._captured, len(previewed), None))
+            try:
+                previews = meter.preview_captured([(now_s, raws.get(id(meter))) for now_s, raws, _ in new], wanted,
+                                                  self._preview_state)
+            except Exception:  # reading will tell (and deal with the failure)
+                return None
+            if previews is None or len(previews[0]) != len(new):
+                return None
+            for (_, _, later), counters in zip(new, previews[0]):
+                previewed[id(later)] = counters
+            self._preview_state = previews[1]
+            return previewed.get(id(resolved))
+
     def resolve_captured(self) -> None:
         """Work out the reads captured so far (in order; from any thread)."""
         with self._lock:
@@ -188,6 +233,8 @@ class TrackerMeters:
         while self._captured:
             now_s, raws, resolved = self._captured.popleft()
             resolved(now_s, read_counters(self.roster, self.guard, now_s, self._fault, replaced=self._replaced, captured=raws))
+        self._previewed.clear()  # every capture is read: a later preview starts from the meters' state
+        self._preview_state = None
 
     def _replaced(self) -> None:
         """Meters failed over while the sampler runs: it must poll the replacements too."""

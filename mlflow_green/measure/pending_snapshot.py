@@ -46,6 +46,7 @@ class PendingSnapshot(Snapshot):
         object.__setattr__(self, "timestamp_s", now_s)
         object.__setattr__(self, "devices", devices)
         object.__setattr__(self, "_resolve", None)
+        object.__setattr__(self, "_filled", None)
 
     def __getattr__(self, name: str) -> Any:
         if name == "devices":
@@ -101,12 +102,29 @@ class MarkedReadings:
         meters = self._meters
         if meters is None or self.synchronize is not None or self.total is not None:
             return self.snapshot()
-        pending = PendingSnapshot(self.host, meters.resolve_captured)
-        now_s = meters.capture(lambda at_s, fresh: self._filled(pending, at_s, fresh))
+        pending = object.__new__(PendingSnapshot)  # a window boundary's hot path: no __init__ call
+        filled = lambda at_s, fresh: self._filled(pending, at_s, fresh)  # noqa: E731
+        pending.__dict__.update(timestamp_s=0.0, host=self.host, _resolve=meters.resolve_captured, _filled=filled)
+        now_s = meters.capture(filled)
         if now_s is None:
             return self.snapshot()
-        object.__setattr__(pending, "timestamp_s", now_s)
+        pending.__dict__["timestamp_s"] = now_s  # the same as its fill's (which may have come already)
         return pending
+
+    def energies_j(self, *snapshots: Snapshot) -> list[dict[str, float]]:
+        """Each snapshot's counters as energy by device id, for a figure shown at once.
+
+        A snapshot :meth:`mark` captured and not worked out yet is previewed from its capture where
+        the meters can tell (the energy its reading will hold, the meters not moved on: the thread
+        that accounts for the epoch reads it later); otherwise it is worked out now.
+        """
+        meters = self._meters if self.device_filter is None else None  # a filter applies when worked out
+        energies = []
+        for snap in snapshots:
+            filled = snap.__dict__.get("_filled") if isinstance(snap, PendingSnapshot) else None
+            preview = meters.preview(filled) if filled is not None and meters is not None else None
+            energies.append(preview if preview is not None else {d.device_id: d.energy_j for d in snap.devices})
+        return energies
 
     def resolve_marks(self) -> None:
         """Work out the readings :meth:`mark` captured so far (off the training thread)."""

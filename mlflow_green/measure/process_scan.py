@@ -176,7 +176,7 @@ class TreeScanner:
             now_s = self._clock()
             alone = self._alone_usage(now_s)
             if alone is not None:
-                self._read_at_s = time.monotonic()
+                self._read_at_s = now_s if self._clock is time.monotonic else time.monotonic()
             return alone
 
     def _read_alone(self, now_s: float) -> TreeUsage | None:

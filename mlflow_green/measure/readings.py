@@ -42,7 +42,7 @@ from mlflow_green.measure.provenance import (
 
 __all__ = [
     "COMPONENTS", "PROVENANCES", "SCOPES", "SHARE_BASES", "Component", "DeviceCounter", "DeviceEnergy",
-    "Measurement", "Provenance", "Scope", "Snapshot", "basis", "join_shares", "share_label", "weakest_provenance",
+    "Measurement", "Provenance", "Scope", "Snapshot", "basis", "energy_between", "join_shares", "share_label", "weakest_provenance",
 ]
 
 
@@ -84,16 +84,16 @@ class Snapshot:
             )
         return Measurement(duration_s=duration_s, devices=tuple(devices))
 
-    def energy_since(self, earlier: Snapshot) -> float:
-        """``(self - earlier).energy_j`` without building the measurement (the same sum, in the same order).
 
-        Example:
-            >>> a = Snapshot(10.0, (DeviceCounter("cpu:0", "cpu", 100.0, "counter", "rapl"),))
-            >>> Snapshot(12.0, (DeviceCounter("cpu:0", "cpu", 150.0, "counter", "rapl"),)).energy_since(a)
-            50.0
-        """
-        before = {d.device_id: d.energy_j for d in earlier.devices}
-        return sum(max(now.energy_j - before.get(now.device_id, 0.0), 0.0) for now in self.devices)
+def energy_between(now_j: Mapping[str, float], before_j: Mapping[str, float]) -> float:
+    """The energy of the window between two snapshots' counters (device id -> joules): the same sum,
+    device by device in the same order, as ``(now - before).energy_j``, without building the measurement.
+
+    Example:
+        >>> energy_between({"cpu:0": 150.0, "ram:0": 8.0}, {"cpu:0": 100.0})
+        58.0
+    """
+    return sum(max(energy_j - before_j.get(device_id, 0.0), 0.0) for device_id, energy_j in now_j.items())
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,19 @@ def capacity_share(usage: UsageDelta, cpus: int = 0) -> float:
     When the machine's CPU times did not advance (a frozen or faked clock), ``cpus × duration``
     stands in for the capacity.
     """
-    capacity_s = usage.capacity_s if usage.capacity_s > 0 else cpus * usage.duration_s
-    return _clamp01(usage.tree_cpu_s / capacity_s) if capacity_s > 0 else 0.0
+    return share_of_capacity(usage.tree_cpu_s, usage.capacity_s, usage.duration_s, cpus)
+
+
+def share_of_capacity(tree_cpu_s: float, capacity_s: float, duration_s: float, cpus: int) -> float:
+    """:func:`capacity_share` on plain numbers (``capacity_s`` 0: ``cpus × duration_s`` stands in).
+
+    Example:
+        >>> share_of_capacity(1.0, 0.0, 10.0, 2)
+        0.05
+    """
+    if capacity_s <= 0:
+        capacity_s = cpus * duration_s
+    return _clamp01(tree_cpu_s / capacity_s) if capacity_s > 0 else 0.0
 
 
 def memory_share(rss_bytes: float, total_bytes: float) -> float:

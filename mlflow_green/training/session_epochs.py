@@ -14,11 +14,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.config import GreenConfig
-from mlflow_green.measure.readings import Measurement, Snapshot
+from mlflow_green.measure.readings import Measurement, Snapshot, energy_between
 from mlflow_green.record import schema
 from mlflow_green.training.figures import budget_reason, projection_metrics, running_metrics
 from mlflow_green.training.phases import EMPTY, validation_of
@@ -75,6 +74,8 @@ class EpochResult:
     def __init__(self, measurement: Callable[[], Measurement], live: Callable[[], dict[str, float]],
                  stop_reason: str | None = None) -> None:
         self._measurement, self._live = measurement, live
+        self._measured: Measurement | None = None
+        self._figures: dict[str, float] | None = None
         self.stop_reason = stop_reason
 
     @classmethod
@@ -82,15 +83,19 @@ class EpochResult:
         """A result worked out already."""
         return cls(lambda: measurement, lambda: dict(live or {}), stop_reason)
 
-    @cached_property
+    @property
     def measurement(self) -> Measurement:
-        """The epoch window (all ranks)."""
-        return self._measurement()
+        """The epoch window (all ranks; worked out on first read)."""
+        if self._measured is None:
+            self._measured = self._measurement()
+        return self._measured
 
-    @cached_property
+    @property
     def live(self) -> dict[str, float]:
-        """The few figures to show in the progress bar (schema keys)."""
-        return self._live()
+        """The few figures to show in the progress bar (schema keys; worked out on first read)."""
+        if self._figures is None:  # a plain attribute: a cached_property takes a lock (Python 3.11)
+            self._figures = self._live()
+        return self._figures
 
 
 def live_figures(total_j: float, epoch_j: float, epoch_s: float, config: GreenConfig) -> dict[str, float]:
@@ -143,7 +148,7 @@ class EpochEndMixin:
             live = live_figures(total.energy_j, epoch_m.energy_j, epoch_m.duration_s, self.config)
             return EpochResult.of(epoch_m, live, reason)
         self._deferred.submit(lambda: self._account_epoch(window, tracker))
-        return EpochResult(lambda: _epoch_measurement(window), lambda: _live(window, self.config))
+        return EpochResult(lambda: _epoch_measurement(window), lambda: _live(window, self.config, tracker))
 
     def _account_epoch(self: TrainingSession, window: EpochWindow, tracker: EnergyTracker) -> tuple[Measurement, Measurement]:
         """The epoch's accounting: phases, running totals, projection, metrics (held at its step)."""
@@ -181,14 +186,16 @@ def _epoch_measurement(window: EpochWindow) -> Measurement:
     return window.measured["epoch"] if window.measured is not None else window.end - window.start
 
 
-def _live(window: EpochWindow, config: GreenConfig) -> dict[str, float]:
-    """The progress bar's figures without building the measurements (the same sums as the accounting's)."""
+def _live(window: EpochWindow, config: GreenConfig, tracker: EnergyTracker) -> dict[str, float]:
+    """The progress bar's figures without building the measurements (the same sums as the accounting's;
+    readings not worked out yet are previewed from their captures, the work left to the accounting)."""
     if window.measured is not None:
         total, epoch_m = window.carried + window.measured["total"], window.measured["epoch"]
         return live_figures(total.energy_j, epoch_m.energy_j, epoch_m.duration_s, config)
-    total_j = window.carried.energy_j + window.end.energy_since(window.fit_start)
+    end_j, start_j, fit_start_j = tracker.energies_j(window.end, window.start, window.fit_start)
+    total_j = window.carried.energy_j + energy_between(end_j, fit_start_j)
     epoch_s = max(window.end.timestamp_s - window.start.timestamp_s, 0.0)
-    return live_figures(total_j, window.end.energy_since(window.start), epoch_s, config)
+    return live_figures(total_j, energy_between(end_j, start_j), epoch_s, config)
 
 
 __all__ = ["LIVE_KEYS", "EpochEndMixin", "EpochResult", "EpochWindow", "live_figures"]

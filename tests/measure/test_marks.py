@@ -142,3 +142,54 @@ def test_a_window_closed_with_marks_measures_what_end_measures() -> None:
         tracker.stop()
         assert [w.name for w in tracker.windows] == ["validation"]
     assert results["close"] == results["end"]
+
+
+def _counters(snap: Snapshot) -> dict[str, float]:
+    return {d.device_id: d.energy_j for d in snap.devices}
+
+
+def test_a_figure_shown_at_once_previews_a_mark_with_the_energy_its_reading_will_hold() -> None:
+    """The progress bar's figures come from previews (nothing read on the training thread); the
+    readings worked out later hold exactly those numbers, whatever came between."""
+    machine, clock = FakeMachine(cpus=2, rss_bytes=2 * GIB), _Clock()
+    tracker = _tracker(machine, clock)
+    tracker.start()
+    shown: list[tuple[Snapshot, dict[str, float]]] = []
+    for step in range(12):
+        _script(machine, clock, step)
+        machine.tree.rss += (step % 5) * 2**27  # memory moves too: RAM is integrated over each interval
+        mark = tracker.mark()
+        assert isinstance(mark, PendingSnapshot)
+        if step % 2:  # an epoch's end: its figures, and the epoch's start again (previewed once before)
+            before = dict(mark.__dict__)
+            preview, again = tracker.energies_j(mark, shown[-1][0])
+            assert "devices" not in mark.__dict__ and mark.__dict__ == before  # previewed, not read
+            assert again == shown[-1][1]
+            shown.append((mark, preview))
+        else:
+            shown.append((mark, tracker.energies_j(mark)[0]))
+        if step % 5 == 4:
+            tracker.resolve_marks()  # the epochs' thread catches up now and then
+        if step == 7:
+            tracker.snapshot()  # a read between marks
+    tracker.stop()
+    assert [preview for _, preview in shown] == [_counters(mark) for mark, _ in shown]  # exactly, not approximately
+    assert len({preview["ram:0"] for _, preview in shown}) == len(shown)
+
+
+def test_a_mark_a_meter_cannot_preview_is_worked_out_for_the_figure() -> None:
+    class CapturingOnly(EstimateMeter):
+        def preview_captured(self, captures, components, state=None):  # type: ignore[no-untyped-def]
+            return None
+
+    machine, clock = FakeMachine(cpus=2, rss_bytes=GIB), _Clock()
+    model = resolve(cpu_model=XEON, logical_cpus=2, ram_total_bytes=16 * GIB, sockets=1)
+    tracker = EnergyTracker(meters=[CapturingOnly(cpu_times=machine.cpu_times, model=model)], clock=clock,
+                            processes=machine.tree, scope="process")
+    tracker.start()
+    _script(machine, clock, 1)
+    mark = tracker.mark()
+    assert isinstance(mark, PendingSnapshot) and "devices" not in mark.__dict__
+    figure = tracker.energies_j(mark)[0]
+    assert "devices" in mark.__dict__ and figure == _counters(mark) and figure["cpu:0"] > 0
+    tracker.stop()

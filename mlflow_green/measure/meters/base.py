@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -115,6 +115,19 @@ class Meter(abc.ABC):
         Called once per capture, in the order of the captures and before any later ``read``.
         """
         raise NotImplementedError(f"{self.name} captures nothing")
+
+    def preview_captured(
+        self, captures: Sequence[tuple[float, object]], components: Iterable[Component], state: object = None,
+    ) -> tuple[list[dict[str, float]], object] | None:
+        """Optional: the counters of the devices of ``components`` after each of ``captures`` (in order,
+        device id -> joules), worked out without moving the meter's state on.
+
+        What :meth:`read_captured` of each in turn would count: a training thread shows the figures
+        of a boundary at once and leaves the reads to the thread that accounts for the epoch. Returns
+        the counters and an opaque state to pass with the captures that follow (``state`` None: they
+        follow the last read). None (the default): only reading tells.
+        """
+        return None
 
     def poll(self, now_s: float) -> None:  # noqa: B027 - optional hook
         """Called from the background thread every ``poll_interval_s`` seconds.

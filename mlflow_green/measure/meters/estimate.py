@@ -33,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mlflow_green.errors import ConfigError, MeterError
@@ -44,11 +44,13 @@ from mlflow_green.measure.meters.base import PROCESS_SHARES, Availability, Proce
 from mlflow_green.measure.model_cache import cache_dir, cached_model, load_power_model
 from mlflow_green.measure.power_model import PowerModel
 from mlflow_green.measure.readings import Component, DeviceCounter
-from mlflow_green.measure.shares import UsageDelta, capacity_share, memory_share
+from mlflow_green.measure.shares import UsageDelta, memory_share, share_of_capacity
 
 logger = logging.getLogger(__name__)
 
 BYTES_PER_GIB = 2**30
+DEVICE_IDS: dict[Component, str] = {"cpu": "cpu:0", "ram": "ram:0"}
+"""The device each component's energy is counted under."""
 SHARES = PROCESS_SHARES
 """The share each component is apportioned by under ``scope="process"``."""
 
@@ -178,20 +180,52 @@ class EstimateMeter(ProcessShareMeter):
             raise MeterError("estimate: read_captured() without an open meter's capture")
         return self._advance(now_s, self._probe.usage_of(raw))
 
+    def preview_captured(
+        self, captures: Sequence[tuple[float, object]], components: Iterable[Component], state: object = None,
+    ) -> tuple[list[dict[str, float]], object] | None:
+        if self._last is None or not self.process_scope:
+            return None
+        model = self._model if self._model is not None else self.model()
+        if isinstance(state, tuple):
+            last_s, cpu_s, rss_bytes, cpu_j, ram_j = state
+        else:
+            last_s, last = self._last
+            cpu_s, rss_bytes, cpu_j, ram_j = last.tree_cpu_s, last.tree_rss_bytes, self._energy_j["cpu"], self._energy_j["ram"]
+        cpu_id = DEVICE_IDS["cpu"] if "cpu" in components else None
+        ram_id = DEVICE_IDS["ram"] if "ram" in components else None
+        counters = []
+        for now_s, raw in captures:  # what _advance does with each, on copies
+            if not isinstance(raw, tuple):
+                return None
+            now_cpu_s, now_rss_bytes = float(raw[0]), int(raw[1])
+            duration_s = max(now_s - last_s, 0.0)
+            cpu_w, ram_w = _process_w(model, duration_s, now_cpu_s - cpu_s, (rss_bytes + now_rss_bytes) / 2.0)
+            cpu_j += cpu_w * duration_s
+            ram_j += ram_w * duration_s
+            if now_s >= last_s:
+                last_s, cpu_s, rss_bytes = now_s, now_cpu_s, now_rss_bytes
+            after = {}
+            if cpu_id:
+                after[cpu_id] = cpu_j
+            if ram_id:
+                after[ram_id] = ram_j
+            counters.append(after)
+        return counters, (last_s, cpu_s, rss_bytes, cpu_j, ram_j)
+
     def _advance(self, now_s: float, usage: Usage) -> tuple[DeviceCounter, ...]:
         """The energy counters at ``now_s``, the usage then being ``usage`` (integrated since the last)."""
         assert self._last is not None
         model = self._model if self._model is not None else self.model()
         last_s, last = self._last
-        delta = UsageDelta.between(last, usage, now_s - last_s)
+        duration_s = max(now_s - last_s, 0.0)
         if self.process_scope:
-            cpu_w = model.cpu_power_w(capacity_share(delta, model.logical_cpus), process=True)
-            ram_w = model.ram_power_w * memory_share(delta.rss_bytes, model.ram_total_bytes)
+            cpu_w, ram_w = _process_w(model, duration_s, usage.tree_cpu_s - last.tree_cpu_s,
+                                      (last.tree_rss_bytes + usage.tree_rss_bytes) / 2.0)
         else:
-            cpu_w = model.cpu_power_w(delta.machine_load)
+            cpu_w = model.cpu_power_w(UsageDelta.between(last, usage, duration_s).machine_load)
             ram_w = model.ram_power_w
-        self._energy_j["cpu"] += cpu_w * delta.duration_s
-        self._energy_j["ram"] += ram_w * delta.duration_s
+        self._energy_j["cpu"] += cpu_w * duration_s
+        self._energy_j["ram"] += ram_w * duration_s
         if now_s >= last_s:  # a clock that went back is ignored, not subtracted
             self._last = (now_s, usage)
         described = self._described
@@ -207,7 +241,7 @@ class EstimateMeter(ProcessShareMeter):
         labels = {"cpu": model.cpu_model, "ram": f"RAM {model.ram_total_bytes / BYTES_PER_GIB:.1f} GiB"}
         return {
             component: {
-                "device_id": f"{component}:0", "provenance": "estimate", "meter": self.name, "label": labels[component],
+                "device_id": DEVICE_IDS[component], "provenance": "estimate", "meter": self.name, "label": labels[component],
                 "note": self._note(model, component), "scope": scope, "share": self.share_of(component),
             }
             for component in ("cpu", "ram")
@@ -225,6 +259,14 @@ class EstimateMeter(ProcessShareMeter):
         self._last = None
         self._probe = None
         self._capture = None
+
+
+def _process_w(model: PowerModel, duration_s: float, tree_cpu_s: float, rss_bytes: float) -> tuple[float, float]:
+    """(CPU watts, RAM watts) of a process tree that used ``tree_cpu_s`` CPU seconds over ``duration_s``
+    (a negative jitter counts 0) with ``rss_bytes`` resident on average: its share of the capacity on the
+    process curve, its share of the machine's RAM."""
+    share = share_of_capacity(max(tree_cpu_s, 0.0), 0.0, duration_s, model.logical_cpus)
+    return model.cpu_power_w(share, process=True), model.ram_power_w * memory_share(rss_bytes, model.ram_total_bytes)
 
 
 class _NoProcesses:
