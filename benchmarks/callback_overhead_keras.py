@@ -64,7 +64,9 @@ def per_batch_us(python_input: bool) -> float:
         stop_training = False
 
     guard = CallGuard(Model(), lambda exc: None, python_input=python_input)
-    guard.on_step_end = GreenCallback()._check_budget
+    callback = GreenCallback()
+    if callback.session.budget.active:  # as on_train_begin does: without a budget, nothing runs after a step
+        guard.on_step_end = callback._check_budget
 
     def bare(*args: object) -> None:
         return None

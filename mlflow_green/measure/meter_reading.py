@@ -167,7 +167,7 @@ class TrackerMeters:
         worked out — by :meth:`resolve_captured`, or before the next :meth:`read` — in capture order.
         """
         with self._lock:
-            if self.sampler is not None and self.sampler.running:  # a polled meter moves between captures
+            if self.sampler is not None and self.sampler.polling:  # a polled meter moves between captures
                 return None
             now_s = self._clock()
             plan = self.roster.plan()

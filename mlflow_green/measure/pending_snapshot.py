@@ -122,8 +122,17 @@ class MarkedReadings:
         energies = []
         for snap in snapshots:
             filled = snap.__dict__.get("_filled") if isinstance(snap, PendingSnapshot) else None
-            preview = meters.preview(filled) if filled is not None and meters is not None else None
-            energies.append(preview if preview is not None else {d.device_id: d.energy_j for d in snap.devices})
+            if filled is not None and meters is not None:
+                preview = meters.preview(filled)
+                if preview is not None:
+                    energies.append(preview)
+                    continue
+            counters = snap.__dict__.get("_counters_j")  # a snapshot's devices never change: listed once
+            if counters is None:
+                counters = {d.device_id: d.energy_j for d in snap.devices}
+                if not isinstance(snap, PendingSnapshot) or "devices" in snap.__dict__:
+                    snap.__dict__["_counters_j"] = counters
+            energies.append(counters)
         return energies
 
     def resolve_marks(self) -> None:

@@ -191,7 +191,7 @@ class TreeScanner:
             return None
         try:
             own = self._own_usage
-            if own is not None and self.root_pid == procfs.own_pid():
+            if own is not None and self.root_pid == procfs.OWN_PID[0]:
                 usage = own()
             else:
                 root = self._stat(self.root_pid)

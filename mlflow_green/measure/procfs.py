@@ -52,18 +52,19 @@ def _page_size() -> int:
     return os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-_OWN_PID = [os.getpid()]
+OWN_PID = [os.getpid()]
+"""``[this process's PID]``, kept up to date in a forked child (see :func:`own_pid`); a window
+boundary's hot path reads ``OWN_PID[0]`` without the call."""
 
 
 def own_pid() -> int:
     """This process's PID, without a system call (glibc no longer caches ``getpid``): kept up to date in
-    a forked child by ``os.register_at_fork`` (where there is no fork, the PID never changes). A window
-    boundary asks it on the training thread."""
-    return _OWN_PID[0]
+    a forked child by ``os.register_at_fork`` (where there is no fork, the PID never changes)."""
+    return OWN_PID[0]
 
 
 def _forked() -> None:
-    _OWN_PID[0] = os.getpid()
+    OWN_PID[0] = os.getpid()
 
 
 if hasattr(os, "register_at_fork"):

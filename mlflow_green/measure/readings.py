@@ -93,7 +93,12 @@ def energy_between(now_j: Mapping[str, float], before_j: Mapping[str, float]) ->
         >>> energy_between({"cpu:0": 150.0, "ram:0": 8.0}, {"cpu:0": 100.0})
         58.0
     """
-    return sum(max(energy_j - before_j.get(device_id, 0.0), 0.0) for device_id, energy_j in now_j.items())
+    total_j = 0.0
+    for device_id, energy_j in now_j.items():  # a loop, not sum() of a generator: an epoch's end calls it
+        window_j = energy_j - before_j.get(device_id, 0.0)
+        if window_j > 0:
+            total_j += window_j
+    return total_j
 
 
 @dataclass(frozen=True)

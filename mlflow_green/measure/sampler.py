@@ -38,6 +38,8 @@ class Sampler:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.polling = False
+        """True from the start of the thread until it stopped (a thread that died of itself: still True)."""
         self._failed: set[str] = set()
 
     @property
@@ -68,6 +70,7 @@ class Sampler:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="mlflow-green-sampler", daemon=True)
         self._thread.start()
+        self.polling = True
 
     def stop(self) -> None:
         """Stop the thread and wait for it (at most about one interval)."""
@@ -76,6 +79,7 @@ class Sampler:
             self._thread.join(timeout=5.0)
             if not self._thread.is_alive():
                 self._thread = None
+                self.polling = False
             else:  # a meter's poll() is stuck; the daemon thread dies with the process
                 logger.warning("mlflow-green: the sampler thread did not stop within 5 s")
 

@@ -87,7 +87,7 @@ class StatFiles:
         """(CPU seconds with those of the reaped children, resident bytes) of the calling process, from
         its clocks: the cheapest read there is (a window boundary takes it on the training thread)."""
         own = self._self
-        if own is None or own[0] != procfs.own_pid():  # first call, or a forked child using a copy
+        if own is None or own[0] != procfs.OWN_PID[0]:  # first call, or a forked child using a copy
             own = self._open_own()
         now_s = time.monotonic()
         read_s, rss_bytes = self._rss

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from mlflow_green.measure.procfs import own_pid
+from mlflow_green.measure.procfs import OWN_PID, own_pid
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class DeferredWork:
 
     def submit(self, job: Callable[[], object]) -> None:
         """Queue ``job``; the thread does it after every job queued before it."""
-        if self._pid != own_pid():
+        if self._pid != OWN_PID[0]:  # own_pid() without the call: an epoch's end hands its work over here
             self._after_fork()
         self._jobs.append(job)
         if self._thread is None:

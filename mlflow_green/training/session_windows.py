@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlflow_green.errors import TrackerStateError
 from mlflow_green.measure.readings import Measurement, Snapshot
 from mlflow_green.training.phases import EMPTY
 
@@ -41,10 +42,15 @@ class WindowsMixin:
 
     def begin_phase(self: TrainingSession, phase: str) -> None:
         """A measured phase starts (``validation`` inside a fit, ``test`` or ``predict``)."""
-        if self.tracker is not None and self.tracker.running:
-            self._last_epoch_end = None  # measured work between epochs: the next one reads the meters
-            self._validation_end = None  # nor does the epoch's end reuse an earlier validation's reading
-            self.tracker.begin(phase)  # inside an epoch: worked out with the phase's end reading
+        tracker = self.tracker
+        if tracker is None:
+            return
+        try:
+            tracker.begin(phase)  # inside an epoch: worked out with the phase's end reading
+        except TrackerStateError:  # not running
+            return
+        self._last_epoch_end = None  # measured work between epochs: the next one reads the meters
+        self._validation_end = None  # nor does the epoch's end reuse an earlier validation's reading
 
     def end_phase(self: TrainingSession, phase: str, *, samples: int | None = None, ends_epoch: bool = False) -> Measurement | None:
         """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's.

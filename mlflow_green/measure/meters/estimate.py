@@ -44,7 +44,7 @@ from mlflow_green.measure.meters.base import PROCESS_SHARES, Availability, Proce
 from mlflow_green.measure.model_cache import cache_dir, cached_model, load_power_model
 from mlflow_green.measure.power_model import PowerModel
 from mlflow_green.measure.readings import Component, DeviceCounter
-from mlflow_green.measure.shares import UsageDelta, memory_share, share_of_capacity
+from mlflow_green.measure.shares import UsageDelta
 
 logger = logging.getLogger(__name__)
 
@@ -265,8 +265,14 @@ def _process_w(model: PowerModel, duration_s: float, tree_cpu_s: float, rss_byte
     """(CPU watts, RAM watts) of a process tree that used ``tree_cpu_s`` CPU seconds over ``duration_s``
     (a negative jitter counts 0) with ``rss_bytes`` resident on average: its share of the capacity on the
     process curve, its share of the machine's RAM."""
-    share = share_of_capacity(max(tree_cpu_s, 0.0), 0.0, duration_s, model.logical_cpus)
-    return model.cpu_power_w(share, process=True), model.ram_power_w * memory_share(rss_bytes, model.ram_total_bytes)
+    # share_of_capacity() and memory_share() written out: an epoch's end previews its readings with this on
+    # the training thread, where each call costs microseconds (tests/measure check it against them)
+    capacity_s = model.logical_cpus * duration_s
+    share = max(tree_cpu_s, 0.0) / capacity_s if capacity_s > 0 else 0.0
+    total_bytes = model.ram_total_bytes
+    memory = rss_bytes / total_bytes if total_bytes > 0 else 0.0
+    return (model.cpu_power_w(0.0 if share != share else min(share, 1.0), process=True),
+            model.ram_power_w * (0.0 if memory != memory else min(max(memory, 0.0), 1.0)))
 
 
 class _NoProcesses:

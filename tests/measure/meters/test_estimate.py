@@ -159,3 +159,18 @@ def test_errors(xeon_model) -> None:  # type: ignore[no-untyped-def]
     machine.tree.fail = ProcessLookupError("gone")
     with pytest.raises(MeterError, match="gone"):
         meter.read(1.0)
+
+
+@pytest.mark.parametrize("tree_cpu_s", [-0.5, 0.0, 0.3, 1.999, 2.0, 7.5, float("nan")])
+@pytest.mark.parametrize("duration_s", [0.0, 1.0, 1e-9])
+@pytest.mark.parametrize("rss_bytes", [0.0, 3.2e9, 1e15, float("nan")])
+def test_the_process_power_of_a_boundary_is_the_shares_arithmetic(xeon_model, tree_cpu_s, duration_s, rss_bytes) -> None:  # type: ignore[no-untyped-def]
+    """The process-scope power, written out for the epoch boundary's hot path, is exactly what the
+    share functions give (capacity share on the process curve, memory share of the RAM power)."""
+    from mlflow_green.measure.meters.estimate import _process_w
+    from mlflow_green.measure.shares import memory_share, share_of_capacity
+
+    cpu_w, ram_w = _process_w(xeon_model, duration_s, tree_cpu_s, rss_bytes)
+    share = share_of_capacity(max(tree_cpu_s, 0.0), 0.0, duration_s, xeon_model.logical_cpus)
+    assert cpu_w == xeon_model.cpu_power_w(share, process=True)
+    assert ram_w == xeon_model.ram_power_w * memory_share(rss_bytes, xeon_model.ram_total_bytes)
