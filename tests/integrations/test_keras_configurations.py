@@ -396,6 +396,10 @@ def check_backup_and_restore(result: Result, client: MlflowClient, tmp: Path) ->
     # the resumed fit: a new run (the failed one ended), steps = Keras's epochs, totals of this fit only
     assert result["run_id"] != result["first_run_id"] and result["active_after"] is None
     _check_run(client, result["run_id"], tmp, steps=[3, 4], samples=[N_TRAIN] * 2, report_steps=[3, 4])
+    resumed = client.get_run(result["run_id"])  # linked to the run it resumes, as a Lightning checkpoint's would be
+    assert resumed.data.tags.get(schema.TAG_RESUMED_FROM) == result["first_run_id"]
+    assert schema.TAG_RESUMED_FROM not in client.get_run(result["first_run_id"]).data.tags
+    assert not (tmp / "backup").exists()  # Keras removed the folder at the end, the callback's note with it
 
 
 def test_backup_and_restore_resumes_after_an_interrupted_fit(mlflow_experiment: str, tmp_path: Path) -> None:

@@ -1,0 +1,90 @@
+"""Keras's ``BackupAndRestore``: which run a restored fit resumes (``green.resumed_from``).
+
+A fit interrupted with ``keras.callbacks.BackupAndRestore(backup_dir)`` in its callbacks is run
+again (often by a new process) and Keras restores it from the backup: its weights, and the epoch to
+go on from. The new fit logs into a new run (the interrupted one ended FAILED or KILLED) whose totals
+start at zero, like a Lightning fit resumed from another run's checkpoint; what links the two is the
+tag ``green.resumed_from``. For that, the callback keeps the id of the run it logs into in the
+backup folder (``mlflow_green.json``, beside Keras's ``training_metadata.json``), and a fit that
+Keras restores from a backup reads it.
+
+Keras deletes the folder when the fit completes (``delete_checkpoint=True``, the default), the file
+with it. A backup folder on a remote filesystem (``gs://…``) is left alone: no tag then.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = tempfile.mkdtemp()
+    >>> record_run([folder], "3f2a")
+    >>> restored_run_id([folder]) is None  # no backup of Keras's there: nothing restored
+    True
+    >>> _ = (pathlib.Path(folder) / "training_metadata.json").write_text('{"epoch": 3}')
+    >>> restored_run_id([folder])
+    '3f2a'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from mlflow_green.integrations._keras_guard import caller_frame
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "mlflow_green.json"
+"""What the callback keeps in a backup folder: ``{"run_id": …}``."""
+_KERAS_METADATA = "training_metadata.json"  # BackupAndRestore's: present when there is a backup to restore
+
+
+def backup_folders(callbacks: Any = None) -> list[str]:
+    """The local backup folders of the ``BackupAndRestore`` callbacks in a fit's callback list (default:
+    the running ``fit``'s)."""
+    try:
+        import keras
+
+        if callbacks is None:
+            frame = caller_frame("fit")
+            callbacks = frame.f_locals.get("callbacks") if frame is not None else None
+        listed = getattr(callbacks, "callbacks", callbacks) or []
+        folders = [str(cb.backup_dir) for cb in listed if isinstance(cb, keras.callbacks.BackupAndRestore)]
+    except Exception as exc:  # measurement never breaks training
+        logger.debug("mlflow-green: could not look for BackupAndRestore: %r", exc)
+        return []
+    return [folder for folder in folders if "://" not in folder]
+
+
+def restored_run_id(folders: Iterable[str]) -> str | None:
+    """The run of the fit that wrote the backup Keras restores from (None: no backup, or not ours)."""
+    for folder in folders:
+        if not os.path.exists(os.path.join(folder, _KERAS_METADATA)):
+            continue
+        try:
+            with open(os.path.join(folder, RUN_FILE), encoding="utf-8") as file:
+                run_id = json.load(file).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(run_id, str) and run_id:
+            return run_id
+    return None
+
+
+def record_run(folders: Sequence[str], run_id: str | None) -> None:
+    """Keep ``run_id`` in each backup folder (created if need be), for a fit restored from it later."""
+    if not run_id:
+        return
+    for folder in folders:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, RUN_FILE)
+            with open(f"{path}.tmp", "w", encoding="utf-8") as file:
+                json.dump({"run_id": run_id}, file)
+            os.replace(f"{path}.tmp", path)
+        except OSError as exc:
+            logger.warning("mlflow-green: could not note the run in the backup folder %s (%s): a fit restored "
+                           "from it will not be tagged green.resumed_from", folder, exc)
+
+
+__all__ = ["RUN_FILE", "backup_folders", "record_run", "restored_run_id"]
