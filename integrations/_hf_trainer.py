@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mlflow_green.measure.signal_safety import passes_through
+
 logger = logging.getLogger(__name__)
 
 _WATCHED = "_mlflow_green_watched"
@@ -100,6 +102,7 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
             depth[0] -= 1
             _safely(on_end, kind, status)
 
+    passes_through(measured)
     setattr(measured, _WATCHED, owner)
     measured.__wrapped__ = original  # type: ignore[attr-defined]
     return measured
@@ -121,7 +124,7 @@ def watch_training_step(trainer: Any, *, on_batch: Callable[[Any, Any], None], o
         on_trained(inputs)
         return loss
 
-    trainer.training_step = training_step
+    trainer.training_step = passes_through(training_step)
 
 
 def unwatch_training_step(trainer: Any) -> None:

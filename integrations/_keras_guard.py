@@ -30,6 +30,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.termination import SigtermWatch
 
 logger = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ class CallGuard:
                 guard.model.stop_training = True
             return result
 
-        return self._mark(guarded, original)
+        return self._mark(passes_through(guarded), original)
 
     def _guarded_step(self, original: Callable[..., Any], *, training: bool) -> Callable[..., Any]:
         guard = self
@@ -215,7 +216,7 @@ class CallGuard:
                     guard.on_step_end()
             return outputs
 
-        return self._mark(step, original)
+        return self._mark(passes_through(step), original)
 
     def _watched_source(self, original: Callable[[], Any], *, timed: bool) -> Callable[[], Any]:
         guard = self
@@ -223,7 +224,7 @@ class CallGuard:
         def source() -> Any:
             return _WatchedIterator(iter(original()), guard, timed)
 
-        return self._mark(source, original)
+        return self._mark(passes_through(source), original)
 
 
 class _WatchedIterator:
@@ -239,6 +240,7 @@ class _WatchedIterator:
     def __iter__(self) -> _WatchedIterator:
         return self
 
+    @passes_through
     def __next__(self) -> Any:
         start_s = time.perf_counter()
         try:

@@ -27,6 +27,7 @@ from typing import Any
 
 from mlflow_green.autologging import state
 from mlflow_green.autologging.patches import patch
+from mlflow_green.measure.signal_safety import passes_through
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def _keras_callback_list_init(original: Callable[..., None]) -> Callable[..., No
             callbacks = _with_keras_callback(callbacks, model)
         original(self, callbacks=callbacks, add_history=add_history, add_progbar=add_progbar, model=model, **params)
 
-    return __init__
+    return passes_through(__init__)
 
 
 def _with_keras_callback(callbacks: Any, model: Any) -> Any:
@@ -91,7 +92,7 @@ def lightning_hook(module: ModuleType) -> None:
             if state.is_enabled():
                 _attach_lightning(self, package)
 
-        return __init__
+        return passes_through(__init__)
 
     def make_entry(original: Callable[..., Any]) -> Callable[..., Any]:
         def entry(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -99,7 +100,7 @@ def lightning_hook(module: ModuleType) -> None:
                 _attach_lightning(self, package)
             return original(self, *args, **kwargs)
 
-        return entry
+        return passes_through(entry)
 
     patch(trainer_class, "__init__", make_init)
     for name in ("fit", "validate", "test", "predict"):
@@ -134,7 +135,7 @@ def transformers_hook(module: ModuleType) -> None:
                 _attach_transformers(self)  # added before the event, so the new callback receives it
             return original(self, args, train_state, control)
 
-        return event
+        return passes_through(event)
 
     patch(module.CallbackHandler, "on_init_end", make_event)
     patch(module.CallbackHandler, "on_train_begin", make_event)

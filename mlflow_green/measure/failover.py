@@ -35,6 +35,7 @@ from mlflow_green.measure.readings import (
     weakest_provenance,
 )
 from mlflow_green.measure.selection import MeterSelection
+from mlflow_green.measure.signal_safety import raised_by_signal_handler
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def safe(call: Callable[[], Any], default: Any) -> Any:
     try:
         return call()
     except Exception as exc:
+        if raised_by_signal_handler(exc):
+            raise
         logger.debug("mlflow-green: meter hook %s failed: %s", getattr(call, "__name__", call), exc)
         return default
 

@@ -33,6 +33,7 @@ from mlflow_green.measure.meters.base import Meter
 from mlflow_green.measure.readings import DeviceCounter
 from mlflow_green.measure.sampler import Sampler
 from mlflow_green.measure.selection import MeterSelection
+from mlflow_green.measure.signal_safety import raised_by_signal_handler
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def read_counters(
         try:
             readings = meter.read(now_s) if raw is None else meter.read_captured(now_s, raw)
         except Exception as exc:  # measurement never crashes training
+            if raised_by_signal_handler(exc):  # a SIGTERM's handler raised in the read: not the meter's failure
+                raise
             replacements = roster.fail_over(meter, now_s, f"read() failed: {exc}")
             replaced()
             queued = {id(m) for m, _, _ in pending} | {id(m) for m in replacements}
@@ -175,7 +178,9 @@ class TrackerMeters:
                 meter = plan[0][0]
                 try:
                     raw = meter.capture(now_s)
-                except Exception:  # a capture that fails is a read done at once
+                except Exception as exc:  # a capture that fails is a read done at once
+                    if raised_by_signal_handler(exc):
+                        raise
                     raw = None
                 if raw is None:
                     return None
@@ -185,7 +190,9 @@ class TrackerMeters:
             for meter, _, _ in plan:
                 try:
                     raw = meter.capture(now_s)
-                except Exception:  # a capture that fails is a read done at once
+                except Exception as exc:  # a capture that fails is a read done at once
+                    if raised_by_signal_handler(exc):
+                        raise
                     raw = None
                 if raw is None:
                     return None
@@ -215,7 +222,9 @@ class TrackerMeters:
             try:
                 previews = meter.preview_captured([(now_s, raws.get(id(meter))) for now_s, raws, _ in new], wanted,
                                                   self._preview_state)
-            except Exception:  # reading will tell (and deal with the failure)
+            except Exception as exc:  # reading will tell (and deal with the failure)
+                if raised_by_signal_handler(exc):
+                    raise
                 return None
             if previews is None or len(previews[0]) != len(new):
                 return None

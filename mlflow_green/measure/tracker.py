@@ -27,6 +27,7 @@ from mlflow_green.measure.pending_snapshot import MarkedReadings
 from mlflow_green.measure.readings import DeviceCounter, Measurement, Snapshot
 from mlflow_green.measure.sampler import Sampler
 from mlflow_green.measure.selection import MeterSelection, instantiate, select_meters
+from mlflow_green.measure.signal_safety import raised_by_signal_handler
 from mlflow_green.measure.windows import MeterSpec, NamedWindows, WindowRecord, WindowResult, split_meters
 
 logger = logging.getLogger(__name__)
@@ -242,6 +243,8 @@ class EnergyTracker(MarkedReadings, NamedWindows):
         try:
             self.synchronize()
         except Exception as exc:  # measurement never crashes training
+            if raised_by_signal_handler(exc):  # a SIGTERM's handler raised while the devices were waited for
+                raise
             if not self._sync_failed:
                 self._sync_failed = True
                 logger.warning("mlflow-green: synchronising the devices before reading counters failed: %s", exc)

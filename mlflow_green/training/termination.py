@@ -7,7 +7,9 @@ While a training is measured, :class:`SigtermWatch` takes SIGTERM: it first call
 then does what the process would have done without it: the previous handler if there was one
 (e.g. a framework's own), else the default (the process terminates by the signal). Handlers can
 only be set from the main thread: elsewhere the watch does nothing. A SIGTERM the process ignores
-stays ignored.
+stays ignored. One that arrives while mlflow-green's own code runs (a meter read that holds the
+meters' lock, which ending the measurement takes again) is delivered again :data:`DEFER_S` later,
+until it arrives in the training's own code (at most :data:`MAX_DEFER_S`).
 
 Example:
     >>> ended = []
@@ -25,7 +27,15 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
+from mlflow_green.measure.signal_safety import inside_own_code, note_handler
+
 logger = logging.getLogger(__name__)
+
+DEFER_S = 0.01
+"""A SIGTERM that arrives inside mlflow-green's own code (a meter read, a spool write) is delivered
+again this much later, until it arrives outside (see :func:`~mlflow_green.measure.signal_safety.inside_own_code`)."""
+MAX_DEFER_S = 3.0
+"""For at most this long in all: then it is handled wherever it arrives."""
 
 
 class SigtermWatch:
@@ -39,6 +49,7 @@ class SigtermWatch:
     def __init__(self, on_term: Callable[[], None]) -> None:
         self.on_term = on_term
         self._previous: Any = None
+        self._deferred_s = 0.0
 
     @property
     def watching(self) -> bool:
@@ -55,6 +66,7 @@ class SigtermWatch:
                 return
             signal.signal(signal.SIGTERM, self._handle)
             self._previous = previous
+            self._deferred_s = 0.0
         except (ValueError, OSError):  # not the main interpreter, or no signals here
             self._previous = None
 
@@ -70,6 +82,12 @@ class SigtermWatch:
             pass
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._deferred_s < MAX_DEFER_S and inside_own_code(frame):  # it may hold a lock that ending takes
+            self._deferred_s += DEFER_S
+            again = threading.Timer(DEFER_S, signal.raise_signal, (signum,))
+            again.daemon = True
+            again.start()
+            return
         previous = self._previous
         self.restore()
         try:
@@ -80,6 +98,9 @@ class SigtermWatch:
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
             signal.raise_signal(signum)  # terminate as the process would have without us
+
+
+note_handler(SigtermWatch._handle)  # it gives SIGTERM back before it calls on: an error through it is the signal's
 
 
 @contextlib.contextmanager
@@ -108,6 +129,7 @@ def sigterm_held(enabled: bool = True) -> Iterator[None]:
                 signal.signal(signal.SIGTERM, previous)
             _deliver(previous, signum, frame)
 
+    note_handler(hold)
     previous: Any = None
     if enabled and threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
@@ -134,4 +156,4 @@ def _deliver(handler: Any, signum: int, frame: FrameType | None) -> None:
         signal.raise_signal(signum)
 
 
-__all__ = ["SigtermWatch", "sigterm_held"]
+__all__ = ["DEFER_S", "MAX_DEFER_S", "SigtermWatch", "sigterm_held"]

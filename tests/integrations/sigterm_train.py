@@ -53,6 +53,30 @@ if FRAMEWORK == "keras":
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(Slow(), epochs=200, verbose=0, callbacks=[cb, Started()])
+elif FRAMEWORK == "keras-in-read":  # the SIGTERM arrives inside a meter read, which holds the meters' lock
+    import signal
+
+    import keras
+    import numpy as np
+
+    from mlflow_green.integrations.keras import GreenCallback
+    from mlflow_green.testing import FakeMeter
+
+    class SignalledInRead(FakeMeter):
+        read_count = 0
+
+        def read(self, now_s: float):  # type: ignore[no-untyped-def]
+            SignalledInRead.read_count += 1
+            if SignalledInRead.read_count == 8:  # a boundary of the third epoch or so
+                started(cb.session.run_id)
+                signal.raise_signal(signal.SIGTERM)  # the scheduler's SIGTERM, in the middle of the read
+            return super().read(now_s)
+
+    cb = GreenCallback(meters=[SignalledInRead({"cpu:0": 20.0, "ram:0": 2.0})])
+    x, y = np.random.rand(160, 8).astype("float32"), np.random.randint(0, 2, 160)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, validation_data=(x, y), batch_size=16, epochs=200, verbose=0, callbacks=[cb])
 elif FRAMEWORK == "transformers":
     from hf_models import TokenDataset, bert_classifier, training_args
     from transformers import Trainer, TrainerCallback

@@ -72,3 +72,22 @@ def test_sigterm_during_a_trainer_evaluate_alone_ends_its_run_killed(tmp_path: P
     [run] = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])  # made when it ended
     assert run.info.status == "KILLED", output[-3000:]
     assert run.data.metrics[schema.phase_energy_key("validate")] > 0
+
+
+@pytest.mark.slow
+def test_sigterm_inside_a_meter_read_ends_the_run_killed_instead_of_hanging(tmp_path: Path) -> None:
+    """The read holds the meters' lock; ending the measurement takes it again: handled there, the process
+    hung. The watch has the signal delivered again once the read is over."""
+    pytest.importorskip("keras")
+    child = subprocess.Popen([sys.executable, str(SCRIPT), "keras-in-read", str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output = child.communicate(timeout=180)[0]
+    except subprocess.TimeoutExpired:
+        child.kill()
+        pytest.fail("the training hung on a SIGTERM that came in the middle of a meter read")
+    assert child.returncode == -signal.SIGTERM, output[-3000:]
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(json.loads((tmp_path / "started").read_text())["run_id"])
+    assert run.info.status == "KILLED", output[-3000:]
+    assert run.data.tags[schema.TAG_METERS] == "cpu:fake,ram:fake"  # the signal was not taken for a meter failure
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
