@@ -239,11 +239,14 @@ class TrackerMeters:
             self._resolve_captured()
 
     def _resolve_captured(self) -> None:
-        while self._captured:
-            now_s, raws, resolved = self._captured.popleft()
-            resolved(now_s, read_counters(self.roster, self.guard, now_s, self._fault, replaced=self._replaced, captured=raws))
-        self._previewed.clear()  # every capture is read: a later preview starts from the meters' state
-        self._preview_state = None
+        try:
+            while self._captured:
+                now_s, raws, resolved = self._captured.popleft()
+                resolved(now_s, read_counters(self.roster, self.guard, now_s, self._fault, replaced=self._replaced,
+                                              captured=raws))
+        finally:  # the captures read (all, or up to a signal's error): a later preview starts from the meters' state
+            self._previewed.clear()
+            self._preview_state = None
 
     def _replaced(self) -> None:
         """Meters failed over while the sampler runs: it must poll the replacements too."""
