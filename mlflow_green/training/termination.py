@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
+from mlflow_green.measure.procfs import own_pid
 from mlflow_green.measure.signal_safety import inside_own_code, note_handler
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class SigtermWatch:
         self.on_term = on_term
         self._previous: Any = None
         self._deferred_s = 0.0
+        self._pid = 0  # the process that took SIGTERM (a forked child inherits the handler, not the watch)
 
     @property
     def watching(self) -> bool:
@@ -67,12 +70,16 @@ class SigtermWatch:
             signal.signal(signal.SIGTERM, self._handle)
             self._previous = previous
             self._deferred_s = 0.0
+            self._pid = own_pid()
+            _TAKEN.append(self)
         except (ValueError, OSError):  # not the main interpreter, or no signals here
             self._previous = None
 
     def restore(self) -> None:
         """Give SIGTERM back to the handler it had before :meth:`take` (if it is still ours)."""
         previous, self._previous = self._previous, None
+        if self in _TAKEN:
+            _TAKEN.remove(self)
         if previous is None:
             return
         try:
@@ -82,6 +89,12 @@ class SigtermWatch:
             pass
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if own_pid() != self._pid:  # a process forked from the training (a data loader's worker, which its pool
+            previous = self._previous  # stops with SIGTERM): as without us; it has no measurement to end
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(signal.SIGTERM, previous)
+            _deliver(previous, signum, frame)
+            return
         if self._deferred_s < MAX_DEFER_S and inside_own_code(frame):  # it may hold a lock that ending takes
             self._deferred_s += DEFER_S
             again = threading.Timer(DEFER_S, signal.raise_signal, (signum,))
@@ -100,6 +113,24 @@ class SigtermWatch:
             signal.raise_signal(signum)  # terminate as the process would have without us
 
 
+_TAKEN: list[SigtermWatch] = []
+"""The watches holding SIGTERM in this process, in the order they took it."""
+
+
+def _forked() -> None:
+    """In a process forked from a measured training (a data loader's worker), SIGTERM goes back to what it
+    was before any watch took it: the child has no measurement to end, and a Python handler there can miss
+    a SIGTERM that arrives just before a blocking call (a pool stopping its workers would wait forever)."""
+    for watch in reversed(_TAKEN):
+        previous, watch._previous = watch._previous, None
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            if previous is not None and signal.getsignal(signal.SIGTERM) == watch._handle:
+                signal.signal(signal.SIGTERM, previous)
+    _TAKEN.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 note_handler(SigtermWatch._handle)  # it gives SIGTERM back before it calls on: an error through it is the signal's
 
 

@@ -497,14 +497,64 @@ def test_one_callback_reused_for_fit_evaluate_predict_fit(mlflow_experiment: str
     check_reuse_for_fit_evaluate_predict_fit(reuse_for_fit_evaluate_predict_fit(tmp_path), MlflowClient(), tmp_path)
 
 
+# -- 13. steps_per_execution: several batches in one call of the step function ------------------------------
+@case
+def steps_per_execution(out: Path) -> Result:
+    x, y, xv, yv = _data()
+    cb, counter = GreenCallback(), Counter()
+    model = _mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=4)
+    model.fit(x, y, validation_data=(xv, yv), epochs=3, batch_size=BATCH, verbose=0, callbacks=[counter, cb])
+    return {"run_id": cb.session.run_id, "epochs": counter.epochs, "active_after": _active()}
+
+
+def check_steps_per_execution(result: Result, client: MlflowClient, tmp: Path) -> None:
+    _no_error(result)
+    assert result["epochs"] == [0, 1, 2] and result["active_after"] is None
+    _check_run(client, result["run_id"], tmp, steps=[0, 1, 2], samples=[N_TRAIN] * 3, validation=3 * N_VAL,
+               report_steps=[0, 1, 2])
+
+
+def test_steps_per_execution(mlflow_experiment: str, tmp_path: Path) -> None:
+    check_steps_per_execution(steps_per_execution(tmp_path), MlflowClient(), tmp_path)
+
+
+# -- 14. a PyDataset read by worker processes: the training's process tree grows --------------------------
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.x, self.y, _, _ = _data()
+
+    def __len__(self) -> int:
+        return BATCHES
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[i * BATCH:(i + 1) * BATCH], self.y[i * BATCH:(i + 1) * BATCH]
+
+
+def test_a_pydataset_read_by_worker_processes(mlflow_experiment: str, tmp_path: Path) -> None:
+    _, _, xv, yv = _data()
+    cb, counter = GreenCallback(), Counter()
+    _mlp().fit(_Batches(workers=2, use_multiprocessing=True), validation_data=(xv, yv), epochs=3, verbose=0,
+               callbacks=[counter, cb])
+    assert counter.batches == [BATCHES] * 3
+    _check_run(MlflowClient(), cb.session.run_id, tmp_path, steps=[0, 1, 2], samples=[N_TRAIN] * 3,
+               validation=3 * N_VAL, report_steps=[0, 1, 2])
+
+
 CHECKS: dict[str, Callable[[Result, MlflowClient, Path], None]] = {name: globals()[f"check_{name}"] for name in CASES}
 
 
 # -- torch and JAX: the same cases in one subprocess per backend ------------------------------------------
 OTHER_BACKEND_CASES = (  # those where the backend changes the path: where the input is read, how a fit stops
     "validation_every_other_epoch", "steps_per_epoch_data_runs_out", "terminate_on_nan", "backup_and_restore",
-    "two_callbacks_in_one_fit",
+    "two_callbacks_in_one_fit", "steps_per_execution",
 )
+NOT_ON = {"torch": {"steps_per_execution"}}  # Keras refuses steps_per_execution > 1 on torch
+
+
+def _cases_on(backend: str) -> list[str]:
+    return [name for name in OTHER_BACKEND_CASES if name not in NOT_ON.get(backend, set())]
 
 
 @pytest.fixture(scope="module")
@@ -516,7 +566,7 @@ def other_backend(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], t
         if backend not in done:
             pytest.importorskip(backend)
             out = tmp_path_factory.mktemp(f"keras-{backend}")
-            proc = subprocess.run([sys.executable, __file__, backend, str(out), *OTHER_BACKEND_CASES],
+            proc = subprocess.run([sys.executable, __file__, backend, str(out), *_cases_on(backend)],
                                   capture_output=True, text=True, timeout=300)
             if proc.returncode != 0:
                 pytest.fail(f"{backend} cases: {proc.stdout[-3000:]}{proc.stderr[-3000:]}")
@@ -528,7 +578,7 @@ def other_backend(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], t
 
 
 @pytest.mark.parametrize(("backend", "name"), [
-    pytest.param(backend, name, id=f"{backend}-{name}") for backend in ("torch", "jax") for name in OTHER_BACKEND_CASES
+    pytest.param(backend, name, id=f"{backend}-{name}") for backend in ("torch", "jax") for name in _cases_on(backend)
 ])
 def test_on_torch_and_jax(backend: str, name: str, other_backend, tmp_path: Path) -> None:
     results, client, _ = other_backend(backend)
