@@ -72,16 +72,20 @@ def restored_run_id(folders: Iterable[str]) -> str | None:
 
 
 def record_run(folders: Sequence[str], run_id: str | None) -> None:
-    """Keep ``run_id`` in each backup folder (created if need be), for a fit restored from it later."""
-    if not run_id:
-        return
+    """Keep ``run_id`` in each backup folder (created if need be), for a fit restored from it later (no run:
+    an earlier note is removed, so that a restore is not linked to a run this fit did not log into)."""
     for folder in folders:
+        path = os.path.join(folder, RUN_FILE)
         try:
+            if not run_id:
+                if os.path.exists(path):
+                    os.remove(path)
+                continue
             os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, RUN_FILE)
-            with open(f"{path}.tmp", "w", encoding="utf-8") as file:
+            written = f"{path}.{os.getpid()}.tmp"
+            with open(written, "w", encoding="utf-8") as file:
                 json.dump({"run_id": run_id}, file)
-            os.replace(f"{path}.tmp", path)
+            os.replace(written, path)
         except OSError as exc:
             logger.warning("mlflow-green: could not note the run in the backup folder %s (%s): a fit restored "
                            "from it will not be tagged green.resumed_from", folder, exc)

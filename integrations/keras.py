@@ -154,8 +154,8 @@ class GreenCallback(keras.callbacks.Callback):
         self._adapter_counts.clear()
         self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("keras", "tensorflow")
         backups = backup_folders()  # a fit Keras restores from a backup resumes the run that wrote it
-        self.session.resumed_run_id = restored_run_id(backups) or self.session.resumed_run_id
         self.session.bind_run()
+        self.session.note_resumed_from(restored_run_id(backups))
         record_run(backups, self.session.run_id)
         self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
         self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0))

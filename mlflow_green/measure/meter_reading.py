@@ -173,21 +173,8 @@ class TrackerMeters:
             if self.sampler is not None and self.sampler.polling:  # a polled meter moves between captures
                 return None
             now_s = self._clock()
-            plan = self.roster.plan()
-            if len(plan) == 1:  # the usual case, one meter measuring all (a boundary's hot path)
-                meter = plan[0][0]
-                try:
-                    raw = meter.capture(now_s)
-                except Exception as exc:  # a capture that fails is a read done at once
-                    if raised_by_signal_handler(exc):
-                        raise
-                    raw = None
-                if raw is None:
-                    return None
-                self._captured.append((now_s, {id(meter): raw}, resolved))
-                return now_s
             raws: dict[int, object] = {}
-            for meter, _, _ in plan:
+            for meter, _, _ in self.roster.plan():
                 try:
                     raw = meter.capture(now_s)
                 except Exception as exc:  # a capture that fails is a read done at once
@@ -241,9 +228,10 @@ class TrackerMeters:
     def _resolve_captured(self) -> None:
         try:
             while self._captured:
-                now_s, raws, resolved = self._captured.popleft()
+                now_s, raws, resolved = self._captured[0]
                 resolved(now_s, read_counters(self.roster, self.guard, now_s, self._fault, replaced=self._replaced,
                                               captured=raws))
+                self._captured.popleft()  # read: a signal's error before this leaves it queued, read later
         finally:  # the captures read (all, or up to a signal's error): a later preview starts from the meters' state
             self._previewed.clear()
             self._preview_state = None

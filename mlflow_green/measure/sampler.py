@@ -69,8 +69,8 @@ class Sampler:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="mlflow-green-sampler", daemon=True)
-        self._thread.start()
         self.polling = True
+        self._thread.start()
 
     def stop(self) -> None:
         """Stop the thread and wait for it (at most about one interval)."""

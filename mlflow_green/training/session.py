@@ -168,6 +168,13 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if fresh and self.output.run is not None and not self.output.owned and self.output.run_id:
             self._continue_earlier_fits(self.output.run, self.output.run_id)
 
+    def note_resumed_from(self, run_id: str | None) -> None:
+        """This fit resumes one that logged into ``run_id`` (a framework's backup restored it): tag the run
+        ``green.resumed_from`` if it is another run (its totals are this run's, as :meth:`bind_run` made them)."""
+        if run_id and self.output.bound and run_id != self.output.run_id and self.resumed_from != run_id:
+            self.resumed_from = run_id
+            self.output.log_tags({schema.TAG_RESUMED_FROM: run_id})
+
     def _continue_earlier_fits(self, run: RunHandle, run_id: str) -> None:
         """A run of the user's holding earlier fits' figures (another callback's): continue its totals and steps.
 

@@ -90,17 +90,21 @@ class SigtermWatch:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if own_pid() != self._pid:  # a process forked from the training (a data loader's worker, which its pool
-            previous = self._previous  # stops with SIGTERM): as without us; it has no measurement to end
+            previous = self._previous if self._previous is not None else signal.SIG_DFL  # stops with SIGTERM): as
+            # without us; it has no measurement to end
             with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(signal.SIGTERM, previous)
             _deliver(previous, signum, frame)
             return
         if self._deferred_s < MAX_DEFER_S and inside_own_code(frame):  # it may hold a lock that ending takes
             self._deferred_s += DEFER_S
-            again = threading.Timer(DEFER_S, signal.raise_signal, (signum,))
-            again.daemon = True
-            again.start()
-            return
+            again = threading.Timer(DEFER_S, signal.pthread_kill, (threading.main_thread().ident, signum))
+            again.daemon = True  # to the main thread: it interrupts a blocking call there, as the first did
+            try:
+                again.start()
+                return
+            except RuntimeError:  # no thread can start (the interpreter is shutting down): handled now
+                pass
         previous = self._previous
         self.restore()
         try:
@@ -121,17 +125,17 @@ def _forked() -> None:
     """In a process forked from a measured training (a data loader's worker), SIGTERM goes back to what it
     was before any watch took it: the child has no measurement to end, and a Python handler there can miss
     a SIGTERM that arrives just before a blocking call (a pool stopping its workers would wait forever)."""
-    for watch in reversed(_TAKEN):
-        previous, watch._previous = watch._previous, None
+    for watch in reversed(_TAKEN):  # their _previous kept: a handler installed over ours may still call ours
         with contextlib.suppress(ValueError, OSError, TypeError):
-            if previous is not None and signal.getsignal(signal.SIGTERM) == watch._handle:
-                signal.signal(signal.SIGTERM, previous)
+            if signal.getsignal(signal.SIGTERM) == watch._handle:
+                signal.signal(signal.SIGTERM, watch._previous)
     _TAKEN.clear()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
-note_handler(SigtermWatch._handle)  # it gives SIGTERM back before it calls on: an error through it is the signal's
+note_handler(SigtermWatch._handle)
+inside_own_code(None)  # where our code lives, found now rather than inside a signal handler  # it gives SIGTERM back before it calls on: an error through it is the signal's
 
 
 @contextlib.contextmanager

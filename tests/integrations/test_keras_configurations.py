@@ -406,6 +406,23 @@ def test_backup_and_restore_resumes_after_an_interrupted_fit(mlflow_experiment: 
     check_backup_and_restore(backup_and_restore(tmp_path), MlflowClient(), tmp_path)
 
 
+def test_backup_and_restore_resumed_in_the_same_active_run_continues_its_totals(mlflow_experiment: str, tmp_path: Path) -> None:
+    """Keras's own example: interrupted, then fit again with a new callback, inside one active run: the run
+    goes on (steps, totals, samples), not tagged as resumed from itself."""
+    x, y, _, _ = _data()
+    backup = str(tmp_path / "backup")
+    with mlflow.start_run() as run:
+        with pytest.raises(RuntimeError):
+            _mlp().fit(x, y, epochs=5, batch_size=BATCH, verbose=0, callbacks=[
+                keras.callbacks.BackupAndRestore(backup), RaiseAtEpochEnd(2), GreenCallback()])
+        again, second = Counter(), GreenCallback()
+        _mlp().fit(x, y, epochs=5, batch_size=BATCH, verbose=0, callbacks=[again, keras.callbacks.BackupAndRestore(backup), second])
+    assert again.epochs == [3, 4] and second.session.run_id == run.info.run_id
+    client = MlflowClient()
+    _check_run(client, run.info.run_id, tmp_path, steps=[0, 1, 2, 3, 4], samples=[N_TRAIN] * 5, report_steps=[3, 4])
+    assert schema.TAG_RESUMED_FROM not in client.get_run(run.info.run_id).data.tags
+
+
 # -- 9. two GreenCallback instances in one fit (a user error) ------------------------------------------
 @case
 def two_callbacks_in_one_fit(out: Path) -> Result:

@@ -125,3 +125,26 @@ def test_own_code_is_told_from_a_wrapper_that_passes_the_frameworks_work_through
     wrapped = CallGuard(Model(), lambda exc: None, python_input=False)._guarded_step(framework_step, training=False)
     assert wrapped() is False
     assert passes_through(framework_step) is framework_step
+
+
+def test_a_capture_whose_read_a_signal_cut_short_is_read_later(raising_handler: None) -> None:
+    class InterruptedOnce(EstimateMeter):
+        interrupted = False
+
+        def read_captured(self, now_s, raw):  # type: ignore[no-untyped-def]
+            if not InterruptedOnce.interrupted:
+                InterruptedOnce.interrupted = True
+                signal.raise_signal(signal.SIGTERM)
+            return super().read_captured(now_s, raw)
+
+    machine = FakeMachine(cpus=2)
+    model = resolve(cpu_model="Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz", logical_cpus=2, ram_total_bytes=2**34, sockets=1)
+    tracker = EnergyTracker(meters=[InterruptedOnce(cpu_times=machine.cpu_times, model=model)], processes=machine.tree,
+                            scope="process")
+    tracker.start()
+    machine.advance(1.0, tree_cpu_s=0.5)
+    mark = tracker.mark()
+    with pytest.raises(Preempted):
+        tracker.resolve_marks()
+    assert mark.devices and not tracker.faults  # still queued, read at the next need
+    tracker.stop()

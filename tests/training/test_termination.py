@@ -159,3 +159,22 @@ def test_a_forked_child_terminates_by_sigterm_without_ending_the_parents_measure
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
     assert not called.exists()
     assert (tmp_path / "handler in the child").read_text() == repr(signal.SIG_DFL)
+
+
+def test_a_forked_child_terminates_when_a_handler_installed_over_the_watch_calls_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    watch = SigtermWatch(lambda: None)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    watch.take()
+    handler = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda signum, frame: handler(signum, frame))  # a framework's, calling ours on
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os._exit(0)  # not reached
+        _, status = os.waitpid(pid, 0)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        watch.restore()
+        signal.signal(signal.SIGTERM, previous)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
