@@ -536,29 +536,6 @@ def test_steps_per_execution(mlflow_experiment: str, tmp_path: Path) -> None:
     check_steps_per_execution(steps_per_execution(tmp_path), MlflowClient(), tmp_path)
 
 
-# -- 14. a PyDataset read by worker processes: the training's process tree grows --------------------------
-class _Batches(keras.utils.PyDataset):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.x, self.y, _, _ = _data()
-
-    def __len__(self) -> int:
-        return BATCHES
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.x[i * BATCH:(i + 1) * BATCH], self.y[i * BATCH:(i + 1) * BATCH]
-
-
-def test_a_pydataset_read_by_worker_processes(mlflow_experiment: str, tmp_path: Path) -> None:
-    _, _, xv, yv = _data()
-    cb, counter = GreenCallback(), Counter()
-    _mlp().fit(_Batches(workers=2, use_multiprocessing=True), validation_data=(xv, yv), epochs=3, verbose=0,
-               callbacks=[counter, cb])
-    assert counter.batches == [BATCHES] * 3
-    _check_run(MlflowClient(), cb.session.run_id, tmp_path, steps=[0, 1, 2], samples=[N_TRAIN] * 3,
-               validation=3 * N_VAL, report_steps=[0, 1, 2])
-
-
 CHECKS: dict[str, Callable[[Result, MlflowClient, Path], None]] = {name: globals()[f"check_{name}"] for name in CASES}
 
 
