@@ -97,7 +97,7 @@ def inside_own_code(frame: FrameType | None, depth: int = 500) -> bool:
 def _own_dirs() -> tuple[str, ...]:
     global _OWN_DIRS
     if _OWN_DIRS is None:
-        dirs = [os.path.dirname(os.path.abspath(_package_file())) + os.sep]
+        dirs = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep]  # mlflow_green/
         try:
             spec = importlib.util.find_spec("mlflow_green.integrations")
             dirs += [os.path.abspath(p) + os.sep for p in (spec.submodule_search_locations or [])] if spec else []
@@ -105,12 +105,6 @@ def _own_dirs() -> tuple[str, ...]:
             pass
         _OWN_DIRS = tuple(dirs)
     return _OWN_DIRS
-
-
-def _package_file() -> str:
-    import mlflow_green
-
-    return mlflow_green.__file__ or __file__
 
 
 def _code_of(handler: Any) -> CodeType | None:
