@@ -109,12 +109,21 @@ def pytest_runtest_logreport(report: Any) -> None:
         _bad_skips.append(f"{report.nodeid or report.fspath}: {reason}")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: what a worker left out of its collection is listed by the controller."""
+    _left_out.extend(getattr(node, "workeroutput", {}).get("green_left_out", []))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _left_out:
         terminalreporter.write_line(f"Left out here, their framework is not installed: {', '.join(sorted(set(_left_out)))}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    worker_output = getattr(session.config, "workeroutput", None)  # a pytest-xdist worker: hand the list on
+    if worker_output is not None:
+        worker_output["green_left_out"] = list(_left_out)
     if _bad_skips and os.environ.get("MLFLOW_GREEN_ALLOW_SKIPS") != "1":
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
