@@ -228,6 +228,8 @@ def report(
     epoch_hooks: set[str],
     fit_hooks: set[str],
     per_batch_us: float,
+    validation_steps: int = 0,
+    per_validation_batch_us: float = 0.0,
 ) -> None:
     """Run fits without and with the callback alternately; print the figures and the verdicts."""
     timed_fit(True)  # warm-up: first store access, first meter probe, kernels
@@ -244,7 +246,7 @@ def report(
     n_epochs = repeats * epochs
     epoch_ms = 1000 * HOOKS.total(epoch_hooks) / n_epochs
     epoch_cpu_ms = 1000 * HOOKS.total(epoch_hooks, cpu=True) / n_epochs
-    per_epoch = epoch_ms + per_batch_us * steps / 1000
+    per_epoch = epoch_ms + (per_batch_us * steps + per_validation_batch_us * validation_steps) / 1000
     share = 100 * per_epoch / (1000 * epoch_s)
     fit_ms = 1000 * HOOKS.total(fit_hooks) / repeats
     fit_cpu_ms = 1000 * HOOKS.total(fit_hooks, cpu=True) / repeats
@@ -253,6 +255,7 @@ def report(
     own_ms = fit_ms - bind_ms - close_ms
     print(f"{name}: {epochs} epochs × {steps} steps, epoch {epoch_s * 1000:.0f} ms; {repeats} fits with and without, interleaved")
     print(f"  per epoch: epoch hooks {epoch_ms:.2f} ms (thread CPU {epoch_cpu_ms:.2f} ms) + per batch {per_batch_us:.2f} µs × {steps}"
+          f" + per validation batch {per_validation_batch_us:.2f} µs × {validation_steps}"
           f" = {per_epoch:.2f} ms = {share:.3f} % of an epoch   (budget ≤ {EPOCH_BUDGET_PERCENT} %)")
     by_hook = ", ".join(f"{name} {1000 * HOOKS.wall_s.get(name, 0.0) / n_epochs:.3f}" for name in sorted(epoch_hooks))
     print(f"  per epoch by hook (ms): {by_hook}")

@@ -56,8 +56,10 @@ class EpochEnds(keras.callbacks.Callback):
         self.ends_s.append(time.perf_counter())
 
 
-def per_batch_us(python_input: bool) -> float:
-    """Microseconds the callback's per-batch wrappers add: the step function and two CallbackList hooks."""
+def per_batch_us(python_input: bool, *, training: bool = True) -> float:
+    """Microseconds the callback adds per batch (``training``) or per validation batch: the guard's wrappers
+    of the step function and of two CallbackList hooks, the callback's own two batch hooks (which Keras calls
+    at every step), and with input read in Python the watched iterator (timed when training)."""
     from _overhead import per_call_us
 
     class Model:
@@ -71,9 +73,12 @@ def per_batch_us(python_input: bool) -> float:
     def bare(*args: object) -> None:
         return None
 
-    step = guard._guarded_step(bare, training=True)
-    hook = guard._guarded_hook("on_train_batch_end", bare)
-    cost = per_call_us(lambda: (step(None), hook(0), hook(0)), lambda: (bare(None), bare(0), bare(0)))
+    step = guard._guarded_step(bare, training=training)
+    hook = guard._guarded_hook("on_train_batch_end" if training else "on_test_batch_end", bare)
+    own_begin = callback.on_train_batch_begin if training else callback.on_test_batch_begin
+    own_end = callback.on_train_batch_end if training else callback.on_test_batch_end
+    cost = per_call_us(lambda: (step(None), hook(0), hook(0), own_begin(0, logs=None), own_end(0, logs=None)),
+                       lambda: (bare(None), bare(0), bare(0)))
     if python_input:  # each batch read goes through the timed iterator
         from mlflow_green.integrations._keras_guard import _WatchedIterator
 
@@ -84,7 +89,7 @@ def per_batch_us(python_input: bool) -> float:
             pass
         bare_s = time.perf_counter() - start_s
         start_s = time.perf_counter()
-        for _ in _WatchedIterator(iter(items), guard, True):
+        for _ in _WatchedIterator(iter(items), guard, training):
             pass
         cost += max(time.perf_counter() - start_s - bare_s, 0.0) / len(items) * 1e6
     return cost
@@ -128,7 +133,8 @@ def main() -> None:
             + (", meter reads free (fake meter)" if args.fake_meter else ", meters selected on this machine"),
             timed_fit=timed_fit, repeats=args.repeats, epochs=args.epochs, steps=steps,
             epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS,
-            per_batch_us=per_batch_us(keras.backend.backend() in ("torch", "jax")),
+            per_batch_us=per_batch_us(python_input := keras.backend.backend() in ("torch", "jax")),
+            validation_steps=-(-len(val[0]) // BATCH_SIZE), per_validation_batch_us=per_batch_us(python_input, training=False),
         )
 
 

@@ -58,6 +58,17 @@ def per_batch_us() -> float:
     return per_call_us(hooks, lambda: None)
 
 
+def per_validation_batch_us() -> float:
+    """Microseconds GreenCallback's on_validation_batch_end costs per validation batch."""
+
+    class Trainer:
+        sanity_checking = False
+
+    callback, trainer = GreenCallback(), Trainer()
+    batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
+    return per_call_us(lambda: callback.on_validation_batch_end(trainer, None, None, batch, 1), lambda: None)
+
+
 class EpochEnds(lightning.Callback):
     def __init__(self) -> None:
         self.ends_s: list[float] = []
@@ -110,6 +121,7 @@ def main() -> None:
             + (", meter reads free (fake meter)" if args.fake_meter else ", meters selected on this machine"),
             timed_fit=timed_fit, repeats=args.repeats, epochs=args.epochs, steps=steps,
             epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS, per_batch_us=per_batch_us(),
+            validation_steps=len(val), per_validation_batch_us=per_validation_batch_us(),
         )
 
 

@@ -281,6 +281,11 @@ def _leading_dim(batch: Any) -> int:
         return 0
 
 
+def no_batch_work(batch: int, logs: dict[str, Any] | None = None) -> None:
+    """A GreenCallback's per-batch hooks: Keras calls them at every step and nothing is done there (Keras's
+    own ``on_train_batch_begin`` would call ``on_batch_begin`` in turn: two calls a step instead of one)."""
+
+
 def reads_input_in_python() -> bool:
     """True on backends that read each batch in Python (torch, JAX): input waits can be timed."""
     import keras

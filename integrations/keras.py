@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_backup import backup_folders, record_run, restored_run_id
-from mlflow_green.integrations._keras_guard import CallGuard, reads_input_in_python, stands_aside
+from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, reads_input_in_python, stands_aside
 from mlflow_green.integrations._keras_samples import AdapterCounts, adapter_samples, iterator_of_caller, samples_seen
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
@@ -168,7 +168,7 @@ class GreenCallback(keras.callbacks.Callback):
                 self.session.log_profile(profile)
         self._last_budget_check_s = time.perf_counter()
         if not self._at_exit_registered:
-            atexit.register(self._finish_at_exit)
+            atexit.register(self._finish, "FAILED")  # a fit still open at exit (ended in a way no hook saw)
             self._at_exit_registered = True
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -232,6 +232,9 @@ class GreenCallback(keras.callbacks.Callback):
             self.session.end_eval("predict", samples=samples)
         else:
             self._end_eval("predict", samples)
+
+    on_train_batch_begin = on_train_batch_end = on_test_batch_begin = on_test_batch_end = staticmethod(no_batch_work)
+    on_predict_batch_begin = on_predict_batch_end = staticmethod(no_batch_work)
 
     def log_model(self, model: keras.Model | None = None) -> ModelProfile | None:
         """Inspect ``model`` (default: the last trained one) again and log its compression metadata.
@@ -322,9 +325,4 @@ class GreenCallback(keras.callbacks.Callback):
         with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
             profile = self._profile() if status == "FINISHED" and self.inspect_model else None
             self.session.end_fit(status, logs=logs, profile=profile)
-
-    def _finish_at_exit(self) -> None:
-        """A fit still open at exit (ended in a way no hook saw) ends FAILED."""
-        if self._in_fit:
-            self._finish("FAILED")
 
