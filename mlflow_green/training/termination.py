@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from mlflow_green.measure.procfs import own_pid
 from mlflow_green.measure.signal_safety import inside_own_code, note_handler
 
 logger = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ class SigtermWatch:
             signal.signal(signal.SIGTERM, self._handle)
             self._previous = previous
             self._deferred_s = 0.0
-            self._pid = own_pid()
+            self._pid = os.getpid()
             _TAKEN.append(self)
         except (ValueError, OSError):  # not the main interpreter, or no signals here
             self._previous = None
@@ -89,9 +88,11 @@ class SigtermWatch:
             pass
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if own_pid() != self._pid:  # a process forked from the training (a data loader's worker, which its pool
-            previous = self._previous if self._previous is not None else signal.SIG_DFL  # stops with SIGTERM): as
-            # without us; it has no measurement to end
+        # A process forked from the training (a data loader's worker, which its pool stops with SIGTERM): as
+        # without us, it has no measurement to end. os.getpid(), not the PID kept up to date at fork: a SIGTERM
+        # can arrive while the child runs the at-fork handlers registered before that one (logging's).
+        if os.getpid() != self._pid:
+            previous = self._previous if self._previous is not None else signal.SIG_DFL
             with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(signal.SIGTERM, previous)
             _deliver(previous, signum, frame)

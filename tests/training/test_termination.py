@@ -178,3 +178,35 @@ def test_a_forked_child_terminates_when_a_handler_installed_over_the_watch_calls
         watch.restore()
         signal.signal(signal.SIGTERM, previous)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+_EARLY_SIGTERM_CHILD = """
+import os, signal, sys
+from pathlib import Path
+# Registered before mlflow-green is imported, so it runs first in a forked child: a pool stopping a worker it has
+# just forked (Keras's PyDataset with use_multiprocessing) sends SIGTERM while the child is still in the at-fork
+# handlers registered before mlflow-green's (logging's).
+os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGTERM))
+from mlflow_green.training.termination import SigtermWatch
+called = Path(sys.argv[1])
+watch = SigtermWatch(lambda: called.write_text(f"ended in process {os.getpid()}"))
+watch.take()
+pid = os.fork()
+if pid == 0:
+    os._exit(0)  # not reached: SIGTERM terminates the child
+_, status = os.waitpid(pid, 0)
+print("terminated by SIGTERM" if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM else f"status {status}")
+watch.restore()
+"""
+
+
+def test_a_sigterm_that_reaches_a_forked_child_before_its_at_fork_handlers_ran_does_not_end_the_parents_measurement(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Seen with a Keras PyDataset read by worker processes: the child, taking itself for the training, ended
+    the parent's run KILLED and removed its spool file (the parent's later writes went to a new file)."""
+    called = tmp_path / "on_term called"
+    result = subprocess.run([sys.executable, "-c", _EARLY_SIGTERM_CHILD, str(called)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "terminated by SIGTERM"
+    assert not called.exists(), called.read_text()
