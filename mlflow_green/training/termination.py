@@ -122,19 +122,60 @@ _TAKEN: list[SigtermWatch] = []
 """The watches holding SIGTERM in this process, in the order they took it."""
 
 
+_HELD: list[tuple[Callable[[int, FrameType | None], None], Any]] = []
+"""The holds of :func:`sigterm_held` in force in this process, with the handler each replaced."""
+
+
+_MASK_BEFORE_FORK: list[set[signal.Signals] | None] = [None]
+"""The forking thread's signal mask before :func:`_forking` blocked SIGTERM (None: not blocked by us)."""
+
+
+def _forking() -> None:
+    """Before a fork while SIGTERM is ours: block it in the forking thread, until the child has SIGTERM back
+    as it was. A pool stops a worker it has just forked with SIGTERM (Keras's PyDataset with
+    ``use_multiprocessing``); reaching the child while it still has our Python handler, the signal was lost
+    (Python clears the signals caught before a child's at-fork handlers) or handled as if in the training,
+    and the worker lived on (its pool, joining it, waited forever)."""
+    _MASK_BEFORE_FORK[0] = None
+    if _TAKEN or _HELD:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            _MASK_BEFORE_FORK[0] = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _unmask() -> None:
+    """The forking thread's signal mask as before :func:`_forking` (a SIGTERM kept pending is delivered now)."""
+    mask, _MASK_BEFORE_FORK[0] = _MASK_BEFORE_FORK[0], None
+    if mask is not None and signal.SIGTERM not in mask:
+        with contextlib.suppress(ValueError, OSError):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def _forked() -> None:
     """In a process forked from a measured training (a data loader's worker), SIGTERM goes back to what it
-    was before any watch took it: the child has no measurement to end, and a Python handler there can miss
-    a SIGTERM that arrives just before a blocking call (a pool stopping its workers would wait forever)."""
-    for watch in reversed(_TAKEN):  # their _previous kept: a handler installed over ours may still call ours
-        with contextlib.suppress(ValueError, OSError, TypeError):
-            if signal.getsignal(signal.SIGTERM) == watch._handle:
-                signal.signal(signal.SIGTERM, watch._previous)
-    _TAKEN.clear()
+    was before any watch took it or any hold held it: the child has no measurement to end, and a Python
+    handler there can miss a SIGTERM that arrives just before a blocking call (a pool stopping its workers
+    would wait forever); a hold would keep the child alive. Then SIGTERM is unblocked (see :func:`_forking`)."""
+    try:
+        _give_sigterm_back()
+    finally:
+        _unmask()
+
+
+def _give_sigterm_back() -> None:
+    ours = [(watch._handle, watch._previous) for watch in _TAKEN] + list(_HELD)
+    with contextlib.suppress(ValueError, OSError, TypeError):
+        for _ in range(len(ours)):  # each of ours in force gives way to the handler it replaced
+            current = signal.getsignal(signal.SIGTERM)
+            previous = next((before for handler, before in ours if handler == current), None)
+            if previous is None:
+                break
+            signal.signal(signal.SIGTERM, previous)
+    _TAKEN.clear()  # their _previous kept: a handler installed over ours may still call ours
+    _HELD.clear()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
+    os.register_at_fork(before=_forking, after_in_parent=_unmask, after_in_child=_forked)
 note_handler(SigtermWatch._handle)
 inside_own_code(None)  # where our code lives, found now rather than inside a signal handler  # it gives SIGTERM back before it calls on: an error through it is the signal's
 
@@ -157,10 +198,11 @@ def sigterm_held(enabled: bool = True) -> Iterator[None]:
         ...     pass  # a SIGTERM here would be delivered on leaving the block
     """
     received: list[tuple[int, FrameType | None]] = []
+    pid = os.getpid()
 
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append((signum, frame))
-        if len(received) > 1:  # insisted: as if not held
+        if len(received) > 1 or os.getpid() != pid:  # insisted, or a forked child (nothing to finish): as if not held
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(signal.SIGTERM, previous)
             _deliver(previous, signum, frame)
@@ -173,10 +215,13 @@ def sigterm_held(enabled: bool = True) -> Iterator[None]:
             if current is not signal.SIG_IGN and current is not None:
                 signal.signal(signal.SIGTERM, hold)
                 previous = current
+                _HELD.append((hold, previous))
     try:
         yield
     finally:
         if previous is not None:
+            if (hold, previous) in _HELD:
+                _HELD.remove((hold, previous))
             with contextlib.suppress(ValueError, OSError):
                 if signal.getsignal(signal.SIGTERM) == hold:
                     signal.signal(signal.SIGTERM, previous)

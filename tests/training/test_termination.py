@@ -161,6 +161,29 @@ def test_a_forked_child_terminates_by_sigterm_without_ending_the_parents_measure
     assert (tmp_path / "handler in the child").read_text() == repr(signal.SIG_DFL)
 
 
+def test_a_child_forked_while_sigterm_is_held_terminates_by_sigterm(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A data loader's worker forked while the parent held SIGTERM (the end of its fit) is not held: its pool
+    stops it with SIGTERM (a held one kept it alive, and a pool joining it waited forever)."""
+    called = tmp_path / "on_term called"
+    watch = SigtermWatch(lambda: called.write_text("in the child"))
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    watch.take()
+    try:
+        with sigterm_held():
+            pid = os.fork()
+            if pid == 0:
+                (tmp_path / "handler in the child").write_text(repr(signal.getsignal(signal.SIGTERM)))
+                os.kill(os.getpid(), signal.SIGTERM)
+                os._exit(0)  # not reached: SIGTERM terminates it
+            _, status = os.waitpid(pid, 0)
+    finally:
+        watch.restore()
+        signal.signal(signal.SIGTERM, previous)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    assert not called.exists()
+    assert (tmp_path / "handler in the child").read_text() == repr(signal.SIG_DFL)
+
+
 def test_a_forked_child_terminates_when_a_handler_installed_over_the_watch_calls_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
     watch = SigtermWatch(lambda: None)
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -187,26 +210,30 @@ from pathlib import Path
 # just forked (Keras's PyDataset with use_multiprocessing) sends SIGTERM while the child is still in the at-fork
 # handlers registered before mlflow-green's (logging's).
 os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGTERM))
-from mlflow_green.training.termination import SigtermWatch
+import contextlib
+from mlflow_green.training.termination import SigtermWatch, sigterm_held
 called = Path(sys.argv[1])
 watch = SigtermWatch(lambda: called.write_text(f"ended in process {os.getpid()}"))
 watch.take()
-pid = os.fork()
-if pid == 0:
-    os._exit(0)  # not reached: SIGTERM terminates the child
-_, status = os.waitpid(pid, 0)
+with sigterm_held() if sys.argv[2] == "held" else contextlib.nullcontext():  # forked while the fit's end is measured
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)  # not reached: SIGTERM terminates the child
+    _, status = os.waitpid(pid, 0)
 print("terminated by SIGTERM" if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM else f"status {status}")
 watch.restore()
 """
 
 
+@pytest.mark.parametrize("parent", ["watch", "held"])
 def test_a_sigterm_that_reaches_a_forked_child_before_its_at_fork_handlers_ran_does_not_end_the_parents_measurement(
-        tmp_path) -> None:  # type: ignore[no-untyped-def]
+        tmp_path, parent: str) -> None:  # type: ignore[no-untyped-def]
     """Seen with a Keras PyDataset read by worker processes: the child, taking itself for the training, ended
-    the parent's run KILLED and removed its spool file (the parent's later writes went to a new file)."""
+    the parent's run KILLED and removed its spool file (the parent's later writes went to a new file); forked
+    while the parent held SIGTERM (the end of a fit), the child held it too and lived on."""
     called = tmp_path / "on_term called"
-    result = subprocess.run([sys.executable, "-c", _EARLY_SIGTERM_CHILD, str(called)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-c", _EARLY_SIGTERM_CHILD, str(called), parent], capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "terminated by SIGTERM"
     assert not called.exists(), called.read_text()
