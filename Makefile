@@ -11,7 +11,7 @@ MLFLOW2 ?= mlflow==2.22.5
 MLFLOW2_PINS := "$(MLFLOW2)" "sqlalchemy<2.1"
 STAMP2 := $(VENV2)/.mlflow-green-installed
 # psycopg2: MLflow 2.x's PostgreSQL store (MLflow 3 also takes psycopg 3)
-CORE_TEST_DEPS := "pytest>=8" "pytest-xdist>=3.5" "hypothesis>=6" "psycopg[binary]>=3.1" "psycopg2-binary>=2.9" "playwright>=1.45" \
+CORE_TEST_DEPS := "pytest>=8" "pytest-xdist>=3.6" "hypothesis>=6" "psycopg[binary]>=3.1" "psycopg2-binary>=2.9" "playwright>=1.45" \
 	"trove-classifiers>=2024.1"
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 # Test processes (pytest-xdist; 0: one process). Most of the suite's time is in subprocesses and

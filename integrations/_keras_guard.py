@@ -286,6 +286,10 @@ def no_batch_work(batch: int, logs: dict[str, Any] | None = None) -> None:
     own ``on_train_batch_begin`` would call ``on_batch_begin`` in turn: two calls a step instead of one)."""
 
 
+no_batch_work._is_default = True  # type: ignore[attr-defined]  # as Keras marks its own do-nothing hooks: a
+# callback list whose batch hooks all do nothing dispatches them asynchronously (torch, JAX); ours must not stop that
+
+
 def reads_input_in_python() -> bool:
     """True on backends that read each batch in Python (torch, JAX): input waits can be timed."""
     import keras

@@ -126,8 +126,9 @@ _HELD: list[tuple[Callable[[int, FrameType | None], None], Any]] = []
 """The holds of :func:`sigterm_held` in force in this process, with the handler each replaced."""
 
 
-_MASK_BEFORE_FORK: list[set[signal.Signals] | None] = [None]
-"""The forking thread's signal mask before :func:`_forking` blocked SIGTERM (None: not blocked by us)."""
+_UNBLOCK_AFTER_FORK: set[int] = set()
+"""The threads forking now in which :func:`_forking` blocked SIGTERM (two threads may fork at once: each
+gives back its own)."""
 
 
 def _forking() -> None:
@@ -136,18 +137,31 @@ def _forking() -> None:
     ``use_multiprocessing``); reaching the child while it still has our Python handler, the signal was lost
     (Python clears the signals caught before a child's at-fork handlers) or handled as if in the training,
     and the worker lived on (its pool, joining it, waited forever)."""
-    _MASK_BEFORE_FORK[0] = None
     if _TAKEN or _HELD:
         with contextlib.suppress(ValueError, OSError, AttributeError):
-            _MASK_BEFORE_FORK[0] = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            if signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}):
+                _UNBLOCK_AFTER_FORK.add(threading.get_ident())
 
 
-def _unmask() -> None:
-    """The forking thread's signal mask as before :func:`_forking` (a SIGTERM kept pending is delivered now)."""
-    mask, _MASK_BEFORE_FORK[0] = _MASK_BEFORE_FORK[0], None
-    if mask is not None and signal.SIGTERM not in mask:
-        with contextlib.suppress(ValueError, OSError):
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+def _unblock(child: bool = False) -> None:
+    """Unblock SIGTERM in the forking thread if :func:`_forking` blocked it (one kept pending is delivered
+    now). A handler that raises for it here — inside the fork, where the error would be printed and dropped —
+    gets it again a moment later, as the main thread's signal."""
+    ident = threading.get_ident()  # the forking thread's, in the child too
+    if ident not in _UNBLOCK_AFTER_FORK:
+        return
+    _UNBLOCK_AFTER_FORK.discard(ident)
+    if child:
+        _UNBLOCK_AFTER_FORK.clear()  # the other threads forking are not in the child
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    except (ValueError, OSError):
+        pass
+    except BaseException:  # noqa: BLE001 - raised by a handler of the SIGTERM kept pending: delivered again
+        again = threading.Timer(DEFER_S, signal.pthread_kill, (threading.main_thread().ident, signal.SIGTERM))
+        again.daemon = True
+        with contextlib.suppress(RuntimeError):
+            again.start()
 
 
 def _forked() -> None:
@@ -158,7 +172,7 @@ def _forked() -> None:
     try:
         _give_sigterm_back()
     finally:
-        _unmask()
+        _unblock(child=True)
 
 
 def _give_sigterm_back() -> None:
@@ -175,7 +189,7 @@ def _give_sigterm_back() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_forking, after_in_parent=_unmask, after_in_child=_forked)
+    os.register_at_fork(before=_forking, after_in_parent=_unblock, after_in_child=_forked)
 note_handler(SigtermWatch._handle)
 inside_own_code(None)  # where our code lives, found now rather than inside a signal handler  # it gives SIGTERM back before it calls on: an error through it is the signal's
 

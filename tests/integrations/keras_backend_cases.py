@@ -203,6 +203,15 @@ def _(out: Path):
     return {"run_id": cb.session.run_id}
 
 
+@case("async_batch_hooks")
+def _(out: Path):
+    """Keras dispatches the batch hooks of a callback list asynchronously on torch and JAX when every
+    callback's do nothing: GreenCallback's do nothing and must not turn that off."""
+    lists = {name: keras.callbacks.CallbackList(callbacks, add_history=True, model=mlp())
+             for name, callbacks in (("without", []), ("with", [GreenCallback()]))}
+    return {name: [cl._async_train, cl._async_test, cl._async_predict] for name, cl in lists.items()}
+
+
 @case("inspect_pruned")
 def _(out: Path):
     """A conv net with a zeroed filter, a zeroed Dense unit and a bfloat16 layer, inspected (no fit): the

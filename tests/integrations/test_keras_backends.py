@@ -107,6 +107,8 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     # The inspector reads the variables the backend's own way; the figures are the same everywhere.
     # Conv2D(4, 3) on 8x8x1: 36 + 4 (filter 1 zeroed: 9); Dense(6) on 144: 864 + 6 (unit 2 zeroed: 144);
     # Dense(3) in bfloat16: 18 + 3. Biases start at zero (13). FLOPs: 144 x (2x9 + 1) + 6 x (2x144 + 1) + 3 x (2x6 + 1).
+    threads_safe = backend != "tensorflow"  # Keras dispatches batch hooks asynchronously on torch and JAX only
+    assert results["async_batch_hooks"] == {"without": [threads_safe] * 3, "with": [threads_safe] * 3}, results["async_batch_hooks"]
     inspected = results["inspect_pruned"]
     assert inspected == {
         "params": 931,

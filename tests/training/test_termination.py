@@ -3,6 +3,7 @@ process does what it would have done."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -237,3 +238,46 @@ def test_a_sigterm_that_reaches_a_forked_child_before_its_at_fork_handlers_ran_d
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "terminated by SIGTERM"
     assert not called.exists(), called.read_text()
+
+
+_MASK_AROUND_FORK = """
+import json, os, signal, sys, threading
+def blocked():
+    return signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+seen = {}
+os.register_at_fork(after_in_child=lambda: seen.update(child_at_fork=blocked()))  # runs before mlflow-green's
+from mlflow_green.training.termination import SigtermWatch
+watch = SigtermWatch(lambda: None)
+if sys.argv[1] == "watch":
+    watch.take()
+read, write = os.pipe()
+def fork():
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, json.dumps(dict(seen, child_after=blocked())).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    seen["parent_after"] = blocked()
+for where in ("main", "thread"):
+    if where == "main":
+        fork()
+    else:
+        thread = threading.Thread(target=fork)
+        thread.start()
+        thread.join()
+    child = json.loads(os.read(read, 1000))
+    print(json.dumps({"where": where, **child, "parent_after": seen.pop("parent_after")}))
+watch.restore()
+"""
+
+
+@pytest.mark.parametrize("watch", ["watch", "none"])
+def test_sigterm_is_blocked_in_a_forked_child_until_it_has_sigterm_back_and_nowhere_after(watch: str) -> None:
+    """The child's earlier at-fork handlers run with SIGTERM blocked (a pool's SIGTERM waits, then terminates
+    the worker as without us); after the fork neither process has it blocked; no watch, no change."""
+    result = subprocess.run([sys.executable, "-c", _MASK_AROUND_FORK, watch], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    forks = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [fork["where"] for fork in forks] == ["main", "thread"]
+    for fork in forks:
+        assert fork == {"where": fork["where"], "child_at_fork": watch == "watch", "child_after": False, "parent_after": False}
