@@ -3,6 +3,7 @@ process does what it would have done."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -139,40 +140,20 @@ def test_a_disabled_hold_changes_nothing(own_handler: list[str]) -> None:
     assert own_handler == ["framework", "after"]
 
 
-def test_a_forked_child_terminates_by_sigterm_without_ending_the_parents_measurement(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("parent", ["watching", "holding"])
+def test_a_forked_child_terminates_by_sigterm_without_ending_the_parents_measurement(tmp_path, parent: str) -> None:  # type: ignore[no-untyped-def]
     """A data loader's worker process (forked: it inherits the handler) is stopped by its pool with SIGTERM.
     It has no measurement to end: it terminates as it would have without us (it ended the parent's run
-    KILLED, or hung on the parent's locks, and the fit with it)."""
+    KILLED, or hung on the parent's locks, and the fit with it). Forked while the parent held SIGTERM (the
+    end of its fit), it is not held either (a held one kept it alive, and a pool joining it waited forever)."""
     called = tmp_path / "on_term called"
     watch = SigtermWatch(lambda: called.write_text("in the child"))
     previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     watch.take()
     try:
-        pid = os.fork()
-        if pid == 0:  # the worker: SIGTERM as before the watch (a Python handler can miss one before a blocking call)
-            (tmp_path / "handler in the child").write_text(repr(signal.getsignal(signal.SIGTERM)))
-            os.kill(os.getpid(), signal.SIGTERM)
-            os._exit(0)  # not reached: SIGTERM terminates it
-        _, status = os.waitpid(pid, 0)
-    finally:
-        watch.restore()
-        signal.signal(signal.SIGTERM, previous)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
-    assert not called.exists()
-    assert (tmp_path / "handler in the child").read_text() == repr(signal.SIG_DFL)
-
-
-def test_a_child_forked_while_sigterm_is_held_terminates_by_sigterm(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A data loader's worker forked while the parent held SIGTERM (the end of its fit) is not held: its pool
-    stops it with SIGTERM (a held one kept it alive, and a pool joining it waited forever)."""
-    called = tmp_path / "on_term called"
-    watch = SigtermWatch(lambda: called.write_text("in the child"))
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    watch.take()
-    try:
-        with sigterm_held():
+        with sigterm_held() if parent == "holding" else contextlib.nullcontext():
             pid = os.fork()
-            if pid == 0:
+            if pid == 0:  # the worker: SIGTERM as before the watch (a Python handler can miss one before a blocking call)
                 (tmp_path / "handler in the child").write_text(repr(signal.getsignal(signal.SIGTERM)))
                 os.kill(os.getpid(), signal.SIGTERM)
                 os._exit(0)  # not reached: SIGTERM terminates it
