@@ -69,7 +69,7 @@ class WindowsMixin:
             self.session.end_phase("validation")
         step = int(state.global_step) if self._by_steps else window
         samples = self._samples or self._steps_samples()  # this rank's: end_epoch sums them over ranks
-        result = self.session.end_epoch(step, logs=self._logs, train_samples=samples)
+        result = self.session.end_epoch(step, logs=self._logs, train_samples=samples, steps_done=int(state.global_step))
         if self.live_metrics is not False and self.session.dist.is_logging_rank:
             show(step, self._by_steps, result.live)
         if result.stop_reason:

@@ -144,7 +144,8 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         self._watch(trainer)
         self._attach(trainer)
         first = self._first_window(state)
-        self.session.begin_fit(planned_epochs=self._planned_windows(args, state, first))
+        self.session.begin_fit(planned_epochs=self._planned_windows(args, state, first),  # the nearer end of the two
+                               planned_steps=int(state.max_steps or 0) or None, steps_done=int(state.global_step or 0))
         self._training = True
         self._logs = {}
         self._last_budget_check_s = time.perf_counter()

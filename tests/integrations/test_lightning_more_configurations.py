@@ -24,7 +24,7 @@ pytest.importorskip("lightning")
 import lightning  # noqa: E402
 import torch  # noqa: E402
 from green_invariants import assert_green_invariants  # noqa: E402
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint  # noqa: E402
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer  # noqa: E402
 from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs, slow_digits_classifier  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
@@ -202,11 +202,16 @@ def test_max_time_stops_mid_epoch_with_the_samples_of_the_cut_epoch(mlflow_exper
     train, val = loaders()
 
     class Slow(lightning.Callback):
-        def on_train_batch_end(self, *args: Any) -> None:
-            time.sleep(0.03)  # ~0.7 s an epoch: max_time cuts the third epoch
+        """At the sixth batch of the second epoch, waits until max_time is up: the Timer stops the fit at that
+        batch's end or the next one, inside the epoch, however long the epochs take on a busy machine."""
+
+        def on_train_batch_end(self, trainer: lightning.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if trainer.current_epoch == 1 and batch_idx == 5:
+                timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+                time.sleep(max(timer.time_remaining() or 0.0, 0.0) + 0.05)
 
     cb, counter = _green(), Counter()
-    trainer = lightning.Trainer(max_epochs=50, max_time={"seconds": 2}, callbacks=[cb, counter, Slow()], **quiet_trainer_kwargs())
+    trainer = lightning.Trainer(max_epochs=50, max_time={"seconds": 3}, callbacks=[cb, counter, Slow()], **quiet_trainer_kwargs())
     trainer.fit(digits_classifier(), train, val)
     last = counter.epochs[-1]
     assert 0 < counter.train[last] < 1400, "the Timer did not stop inside an epoch"
