@@ -148,11 +148,12 @@ def _unblock(child: bool = False) -> None:
     now). A handler that raises for it here — inside the fork, where the error would be printed and dropped —
     gets it again a moment later, as the main thread's signal."""
     ident = threading.get_ident()  # the forking thread's, in the child too
-    if ident not in _UNBLOCK_AFTER_FORK:
-        return
+    blocked = ident in _UNBLOCK_AFTER_FORK
     _UNBLOCK_AFTER_FORK.discard(ident)
     if child:
         _UNBLOCK_AFTER_FORK.clear()  # the other threads forking are not in the child
+    if not blocked:
+        return
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     except (ValueError, OSError):
