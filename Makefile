@@ -15,7 +15,7 @@ CORE_TEST_DEPS := "pytest>=8" "pytest-xdist>=3.6" "hypothesis>=6" "psycopg[binar
 	"trove-classifiers>=2024.1"
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 # Test processes (pytest-xdist; 0: one process). Most of the suite's time is in subprocesses and
-# servers that wait on each other: two workers finish the suite on 2 cores in about 2/3 of the time.
+# servers that wait on each other: two workers finish the suite on 2 cores in about 70 % of the time.
 # Each test file runs whole in one worker (--dist loadfile), in its order.
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile

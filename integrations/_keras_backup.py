@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -78,7 +79,7 @@ def record_run(folders: Sequence[str], run_id: str | None) -> None:
         path = os.path.join(folder, RUN_FILE)
         try:
             if not run_id:
-                if os.path.exists(path):
+                with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
                 continue
             os.makedirs(folder, exist_ok=True)

@@ -92,20 +92,12 @@ class SigtermWatch:
         # without us, it has no measurement to end. os.getpid(), not the PID kept up to date at fork: a SIGTERM
         # can arrive while the child runs the at-fork handlers registered before that one (logging's).
         if os.getpid() != self._pid:
-            previous = self._previous if self._previous is not None else signal.SIG_DFL
-            with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(signal.SIGTERM, previous)
-            _deliver(previous, signum, frame)
+            _give_back(self._previous if self._previous is not None else signal.SIG_DFL, signum, frame)
             return
         if self._deferred_s < MAX_DEFER_S and inside_own_code(frame):  # it may hold a lock that ending takes
             self._deferred_s += DEFER_S
-            again = threading.Timer(DEFER_S, signal.pthread_kill, (threading.main_thread().ident, signum))
-            again.daemon = True  # to the main thread: it interrupts a blocking call there, as the first did
-            try:
-                again.start()
-                return
-            except RuntimeError:  # no thread can start (the interpreter is shutting down): handled now
-                pass
+            if _deliver_later(signum):
+                return  # else no thread can start (the interpreter is shutting down): handled now
         previous = self._previous
         self.restore()
         try:
@@ -159,10 +151,7 @@ def _unblock(child: bool = False) -> None:
     except (ValueError, OSError):
         pass
     except BaseException:  # noqa: BLE001 - raised by a handler of the SIGTERM kept pending: delivered again
-        again = threading.Timer(DEFER_S, signal.pthread_kill, (threading.main_thread().ident, signal.SIGTERM))
-        again.daemon = True
-        with contextlib.suppress(RuntimeError):
-            again.start()
+        _deliver_later(signal.SIGTERM)
 
 
 def _forked() -> None:
@@ -191,8 +180,8 @@ def _give_sigterm_back() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_forking, after_in_parent=_unblock, after_in_child=_forked)
-note_handler(SigtermWatch._handle)
-inside_own_code(None)  # where our code lives, found now rather than inside a signal handler  # it gives SIGTERM back before it calls on: an error through it is the signal's
+note_handler(SigtermWatch._handle)  # it gives SIGTERM back before it calls on: an error through it is the signal's
+inside_own_code(None)  # where our code lives, found now rather than inside a signal handler
 
 
 @contextlib.contextmanager
@@ -218,9 +207,7 @@ def sigterm_held(enabled: bool = True) -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append((signum, frame))
         if len(received) > 1 or os.getpid() != pid:  # insisted, or a forked child (nothing to finish): as if not held
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(signal.SIGTERM, previous)
-            _deliver(previous, signum, frame)
+            _give_back(previous, signum, frame)
 
     note_handler(hold)
     previous: Any = None
@@ -235,13 +222,32 @@ def sigterm_held(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         if previous is not None:
-            if (hold, previous) in _HELD:
+            with contextlib.suppress(ValueError):  # not there in a forked child
                 _HELD.remove((hold, previous))
             with contextlib.suppress(ValueError, OSError):
                 if signal.getsignal(signal.SIGTERM) == hold:
                     signal.signal(signal.SIGTERM, previous)
             if len(received) == 1:
                 _deliver(previous, *received[0])
+
+
+def _give_back(handler: Any, signum: int, frame: FrameType | None) -> None:
+    """SIGTERM back to ``handler``, then delivered as it would have been under it."""
+    with contextlib.suppress(ValueError, OSError, TypeError):
+        signal.signal(signal.SIGTERM, handler)
+    _deliver(handler, signum, frame)
+
+
+def _deliver_later(signum: int) -> bool:
+    """Send ``signum`` to the main thread again :data:`DEFER_S` from now (it interrupts a blocking call there,
+    as the first did); False when no thread can start (the interpreter is shutting down)."""
+    again = threading.Timer(DEFER_S, signal.pthread_kill, (threading.main_thread().ident, signum))
+    again.daemon = True
+    try:
+        again.start()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _deliver(handler: Any, signum: int, frame: FrameType | None) -> None:
