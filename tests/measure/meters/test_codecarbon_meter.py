@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from mlflow_green.measure.readings import Snapshot
 
 _NETWORK_EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.sendto", "urllib.Request")
 _watching: list[list[str]] = []
+_earlier_threads: set[int] = set()  # threads other tests left running (a writer retrying a stopped server): not watched
 
 
 def _audit(event: str, args: Any) -> None:
-    if _watching and event in _NETWORK_EVENTS:
+    if _watching and event in _NETWORK_EVENTS and threading.get_ident() not in _earlier_threads:
         _watching[-1].append(f"{event} {args!r}")
 
 
@@ -31,6 +33,7 @@ def test_offline_tracker_reads_cumulative_energy_without_network_or_files(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     network: list[str] = []
+    _earlier_threads.update(t.ident for t in threading.enumerate() if t is not threading.current_thread() and t.ident)
     _watching.append(network)
     socket.getaddrinfo("localhost", None)  # prove the watch sees a lookup...
     assert network and network.pop().startswith("socket.getaddrinfo")  # ...then expect none
