@@ -125,7 +125,7 @@ class BackgroundCpu:
         self._epoch_end = None
 
     def epoch_ended(self) -> None:
-        """An epoch ends (sampled just before): what ran since the previous epoch end of this fit is steady work."""
+        """An epoch ends (sampled as its hook returns): what ran since the previous epoch end of this fit is steady work."""
         if self._epoch_end is not None:
             total_s, by_name = self._epoch_end
             self.steady_s += self.total_s - total_s
@@ -176,17 +176,19 @@ def timed_hooks(cls: type, names: set[str]) -> type:
         method = getattr(cls, name)
 
         def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
-            BACKGROUND.sample()  # before the hook's own work: what the threads did while the framework ran
-            WRITER.sample()
-            if name in FIT_START_HOOKS:
-                BACKGROUND.fit_started()
-            elif name in EPOCH_END_HOOKS:
-                BACKGROUND.epoch_ended()
+            # The hook is timed first, as the framework's step left the caches: sampling the threads before
+            # it would enter the kernel and warm the clocks the hook reads (it made hooks look 15-25 % cheaper)
             wall, cpu, paused = time.perf_counter(), time.thread_time(), GC.total_s
             try:
                 return method(self, *args, **kwargs)
             finally:
                 HOOKS.add(name, time.perf_counter() - wall, time.thread_time() - cpu, GC.total_s - paused)
+                BACKGROUND.sample()  # what the threads did while the framework ran, up to this hook's end
+                WRITER.sample()
+                if name in FIT_START_HOOKS:
+                    BACKGROUND.fit_started()
+                elif name in EPOCH_END_HOOKS:
+                    BACKGROUND.epoch_ended()
 
         timed.__name__ = name
         return timed

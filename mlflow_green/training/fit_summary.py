@@ -47,12 +47,13 @@ def session_tags(session: TrainingSession, tracker: EnergyTracker, total: Measur
 
 
 def session_report(session: TrainingSession, tracker: EnergyTracker, total: Measurement, status: str,
-                   run_total: Measurement | None = None) -> dict[str, Any]:
+                   run_total: Measurement | None = None, *, evaluations_only: bool = False) -> dict[str, Any]:
     """``green/report.json``: the tracker's breakdown plus the session's phases, epochs, model and budget.
 
     ``run_total``: the run's running total as this fit leaves it (the state a later callback continues
-    from); default the totals carried so far (an evaluation's report does not change them)."""
-    phases = session.report_phases(total)
+    from); default the totals carried so far (an evaluation's report does not change them).
+    ``evaluations_only``: the run holds no fit, ``total`` is its evaluations' energy."""
+    phases = session.report_phases(total, evaluations_in_total=evaluations_only)
     return build_report(
         tracker,
         total,

@@ -108,9 +108,17 @@ class FitEndMixin:
         total, end = self._gathered
         return total + (tracker.end_snapshot - end)
 
-    def report_phases(self: TrainingSession, total: Measurement) -> dict[str, Measurement]:
-        """The phases ``report.json`` shows: train, validation, data, other, and evaluations."""
-        phases = self.ledger.with_other(total)
+    def report_phases(self: TrainingSession, total: Measurement, *, evaluations_in_total: bool = False) -> dict[str, Measurement]:
+        """The phases ``report.json`` shows: train, validation, data, other, and evaluations.
+
+        ``evaluations_in_total``: ``total`` is the evaluations' (a run holding no fit); the fit phases
+        then add up to what is left of it (nothing), not to the evaluations a second time as ``other``.
+        """
+        fit_total = total
+        if evaluations_in_total:
+            for measurement in self.evals.totals.values():
+                fit_total = fit_total - measurement
+        phases = self.ledger.with_other(fit_total)
         phases.update({p: m for p, m in self.ledger.totals().items() if p not in phases})
         phases.update(self.evals.totals)
         return phases

@@ -73,9 +73,11 @@ class EvaluationMixin:
 
     def _log_eval_summary(self: TrainingSession, tracker: EnergyTracker, status: str) -> None:
         """Tags and report after an evaluation: a run holding only evaluations gets them all."""
-        if self.report is None:
-            self._log_tags(tracker, self.evals.total())
-            self.report = session_report(self, tracker, self.evals.total(), status)
+        if self.report is None or self.report.get("evaluations_only"):  # a run of evaluations: the report of them all
+            if self.report is None:
+                self._log_tags(tracker, self.evals.total())
+            self.report = session_report(self, tracker, self.evals.total(), status, evaluations_only=True)
+            self.report["evaluations_only"] = True
         else:
             self.report["phases"].update({k: m.to_dict() for k, m in self.evals.totals.items()})
             self.report["samples"] = dict(self.samples)
