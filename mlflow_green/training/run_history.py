@@ -20,9 +20,10 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mlflow_green.record import schema
+from mlflow_green.record.creation import find_runs
 from mlflow_green.training.state import SessionState
 
 logger = logging.getLogger(__name__)
@@ -63,24 +64,43 @@ def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
     return EarlierFits(state, max(last_step, state.last_step or 0) if state is not None else last_step)
 
 
-def read_within(read: Callable[[], EarlierFits | None], timeout_s: float) -> EarlierFits | None:
+def created_run_id(client: Callable[[], Any], pending_run: dict[str, str | None]) -> str | None:
+    """The id of the run a checkpoint's ``pending_run`` names (created since, and tagged with its token), or None."""
+    token, experiment_id = pending_run.get("token"), pending_run.get("experiment_id")
+    if not token:
+        return None
+    mlflow_client = client()
+    if experiment_id is None and pending_run.get("experiment_name"):
+        experiment = mlflow_client.get_experiment_by_name(pending_run["experiment_name"])
+        experiment_id = experiment.experiment_id if experiment is not None else None
+    if experiment_id is None:
+        return None
+    runs = find_runs(mlflow_client, experiment_id, token)
+    return runs[0].info.run_id if runs else None
+
+
+Read = TypeVar("Read")
+
+
+def read_within(read: Callable[[], Read | None], timeout_s: float, what: str = "the run's earlier fits",
+                consequence: str = "its totals and steps are not continued") -> Read | None:
     """``read()`` in a worker thread, waited for at most ``timeout_s`` (None if it is late or raises)."""
-    result: list[EarlierFits | None] = []
+    result: list[Read | None] = []
 
     def worker() -> None:
         try:
             result.append(read())
         except Exception as exc:  # measurement never stops the training
-            logger.debug("mlflow-green: could not read the run's earlier fits: %r", exc)
+            logger.debug("mlflow-green: could not read %s: %r", what, exc)
 
-    thread = threading.Thread(target=worker, name="mlflow-green-earlier-fits", daemon=True)
+    thread = threading.Thread(target=worker, name="mlflow-green-run-history", daemon=True)
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
-        logger.warning("mlflow-green: the run's earlier fits could not be read within %.3g s: its totals and steps "
-                       "are not continued (the tracking server is slow or down)", timeout_s)
+        logger.warning("mlflow-green: %s could not be read within %.3g s: %s (the tracking server is slow or down)",
+                       what, timeout_s, consequence)
         return None
     return result[0] if result else None
 
 
-__all__ = ["EarlierFits", "earlier_fits", "read_within"]
+__all__ = ["EarlierFits", "created_run_id", "earlier_fits", "read_within"]

@@ -42,7 +42,7 @@ from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
-from mlflow_green.training.run_history import earlier_fits, read_within
+from mlflow_green.training.run_history import created_run_id, earlier_fits, read_within
 from mlflow_green.training.session_end import FitEndMixin
 from mlflow_green.training.session_epochs import EpochEndMixin, EpochResult
 from mlflow_green.training.session_eval import EvaluationMixin
@@ -95,6 +95,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self.output = SessionRun(run_name, timeouts)
         self._deferred = DeferredWork()  # epochs accounted for off the training thread (session_epochs)
         self.resumed_run_id: str | None = None  # from a checkpoint, until a run is bound
+        self.resumed_pending_run: dict[str, str | None] | None = None  # a checkpoint's run not created when written
         self.resumed_from: str | None = None  # the earlier run, when this run starts over
         self._start_run_totals()
         # this fit
@@ -155,11 +156,17 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if not self.dist.is_logging_rank:
             return
         self._deferred.settle()
-        fresh = self.steps.last_step is None and self.resumed_run_id is None  # nothing logged, nothing loaded
+        fresh = self.steps.last_step is None and self.resumed_run_id is None and self.resumed_pending_run is None  # nothing logged, nothing loaded
         if self.output.bind(run, **resolve):
             self._start_run_totals()
             fresh = True
         resumed, self.resumed_run_id = self.resumed_run_id, None
+        pending, self.resumed_pending_run = self.resumed_pending_run, None
+        if pending is not None and self.output.bound:  # the checkpoint's run was not created when it was written
+            resumed = self._created_run_id(pending)
+            if resumed is None:  # its run cannot be told: another run's totals, not this one's
+                self._start_run_totals()
+                fresh = True
         if resumed and self.output.bound and resumed != self.output.run_id:
             self._start_run_totals()
             fresh = True  # a checkpoint of another run: this run's own earlier fits, if any, go on
@@ -167,6 +174,21 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
             self.output.log_tags({schema.TAG_RESUMED_FROM: resumed})
         if fresh and self.output.run is not None and not self.output.owned and self.output.run_id:
             self._continue_earlier_fits(self.output.run, self.output.run_id)
+
+    def _created_run_id(self: TrainingSession, pending_run: dict[str, str | None]) -> str | None:
+        """The run a checkpoint written before its run's creation belongs to, found by its creation token
+        (waited for at most the start timeout; None if it cannot be found)."""
+        handle = self.output.run
+        if handle is None or not pending_run.get("token"):
+            found = None
+        else:
+            found = read_within(lambda: created_run_id(lambda: handle.client, pending_run),
+                                (handle.timeouts or RunTimeouts.resolve()).start_s, what="the checkpoint's run",
+                                consequence="the resumed totals start at zero")
+        if found is None:
+            logger.warning("mlflow-green: the checkpoint was written before its MLflow run was created, and that run "
+                           "cannot be found now: this run's totals start at zero (not tagged %s)", schema.TAG_RESUMED_FROM)
+        return found
 
     def note_resumed_from(self, run_id: str | None) -> None:
         """This fit resumes one that logged into ``run_id`` (a framework's backup restored it): tag the run

@@ -107,6 +107,17 @@ class SessionRun:
             self._key_steps, self._last_values = {}, {}
         return changed
 
+    def pending_creation(self) -> dict[str, str | None] | None:
+        """While the bound run waits for MLflow to create it: its creation token and experiment, which
+        find it once created (a checkpoint written meanwhile holds them instead of its id); else None."""
+        handle = self.run or self._last
+        if handle is None or handle.run_id is not None:
+            return None
+        spec = getattr(handle.recorder, "spec", None)
+        if spec is None:
+            return None
+        return {"token": spec.token, "experiment_id": spec.experiment_id, "experiment_name": spec.experiment_name}
+
     # -- writes (queued, never raise) -----------------------------------------------------------
     def _handle(self) -> RunHandle | None:
         """The run to write into; after a fit, a writer is reopened on its run (ended by the next flush/close)."""

@@ -43,11 +43,15 @@ class StateMixin:
             return
         self.take_state(loaded)
         self.resumed_run_id = loaded.run_id
+        # written before its run was created: found by its creation token when a run is bound ({}: cannot be)
+        self.resumed_pending_run = (loaded.pending_run or {}) if loaded.run_id is None else None
 
     def run_state(self: TrainingSession, total: Measurement | None = None) -> SessionState:
         """The run's totals (``total``, default those carried so far), phases, samples and last step."""
-        return SessionState(self.run_id, self.carried if total is None else total, self.ledger.totals(),
-                            dict(self.samples), self.last_step)
+        run_id = self.run_id
+        return SessionState(run_id, self.carried if total is None else total, self.ledger.totals(),
+                            dict(self.samples), self.last_step,
+                            pending_run=self.output.pending_creation() if run_id is None else None)
 
     def take_state(self: TrainingSession, state: SessionState) -> None:
         """Go on from ``state``'s totals, phases, samples and last step."""

@@ -30,6 +30,9 @@ class SessionState:
         phases: Energy per phase.
         samples: Samples per phase.
         last_step: The last step logged.
+        pending_run: While the run was not created yet (its creation spooled, ``run_id`` None): how to
+            find it once it is — its creation token (tagged ``green.run_token`` on the run) and
+            experiment (``{"token", "experiment_id", "experiment_name"}``).
     """
 
     run_id: str | None
@@ -37,6 +40,7 @@ class SessionState:
     phases: dict[str, Measurement] = field(default_factory=dict)
     samples: dict[str, int] = field(default_factory=dict)
     last_step: int | None = None
+    pending_run: dict[str, str | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint form (plain JSON-ready values)."""
@@ -47,6 +51,7 @@ class SessionState:
             "phases": {phase: m.to_dict() for phase, m in self.phases.items()},
             "samples": dict(self.samples),
             "last_step": self.last_step,
+            **({"pending_run": dict(self.pending_run)} if self.pending_run else {}),
         }
 
     @classmethod
@@ -64,4 +69,12 @@ class SessionState:
             phases={phase: Measurement.from_dict(m) for phase, m in state.get("phases", {}).items()},
             samples={k: int(v) for k, v in state.get("samples", {}).items()},
             last_step=state.get("last_step"),
+            pending_run=_pending_run(state.get("pending_run")),
         )
+
+
+def _pending_run(value: Any) -> dict[str, str | None] | None:
+    """A checkpoint's ``pending_run``, if it names a token (anything else: None)."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("token"), str) or not value["token"]:
+        return None
+    return {k: (str(value[k]) if value.get(k) is not None else None) for k in ("token", "experiment_id", "experiment_name")}
