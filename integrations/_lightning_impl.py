@@ -21,6 +21,7 @@ from mlflow_green.record.runs import RunHandle
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
 from mlflow_green.training.session import TrainingSession
+from mlflow_green.training.spawn_return import CarriesSession
 from mlflow_green.training.termination import sigterm_held
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ BUDGET_CHECK_INTERVAL_S = 2.0
 """How often, within an epoch, the energy used so far is compared with the budget (single process)."""
 
 
-class GreenCallbackMixin:
+class GreenCallbackMixin(CarriesSession):
     """Logs energy, emissions and compression metadata of a Lightning training into MLflow.
 
     See :class:`mlflow_green.integrations.lightning.GreenCallback` for the behaviour and options.
@@ -110,8 +111,7 @@ class GreenCallbackMixin:
         self._last_batch_end_s = time.perf_counter()
 
     def _resumed_inside_an_epoch(self, trainer: Any) -> None:
-        """Lightning resuming from a mid-epoch checkpoint calls no ``on_train_epoch_start`` for the
-        epoch it resumes: that epoch begins at its first batch (or validation) seen here."""
+        """A resumed mid-epoch checkpoint gets no ``on_train_epoch_start``: its epoch begins at its first batch (or validation)."""
         if self._fitting and not trainer.sanity_checking:
             self.on_train_epoch_start(trainer, None)
 
@@ -203,10 +203,13 @@ class GreenCallbackMixin:
         self.session.end_fit(status, logs=logs)
 
     def _finish_at_exit(self) -> None:
-        """A fit still open when the interpreter exits ends ``KILLED``: e.g. a ddp_spawn rank that
-        ``torch.multiprocessing`` terminated because another rank failed (no hook sees that)."""
+        """A fit open at exit ends ``KILLED`` (a ddp_spawn rank terminated because another failed: no hook sees it)."""
         if self._fitting:
             self._end_fit_early("KILLED")
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if trainer.is_global_zero:  # a ddp_spawn rank zero: its run and totals go back to the launching process
+            self._hand_session_back()
 
     # -- test / predict ------------------------------------------------------------------------
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
@@ -256,6 +259,8 @@ class GreenCallbackMixin:
     # -- pickling (ddp_spawn, copy.deepcopy(trainer)) -----------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         """The callback's own state: not the model's ``log`` / ``log_dict`` that Lightning attaches at each fit."""
+        _ = self.session  # one an earlier spawn handed back first; then a spawned copy may hand its own back
+        self._spawn_return.pickled_by_owner()
         state = dict(self.__dict__)
         state.pop("log", None)
         state.pop("log_dict", None)
@@ -282,11 +287,9 @@ class GreenCallbackMixin:
         self.session.bind_run()
 
     def _setup_distributed(self, trainer: Any) -> None:
-        """Fill the session's :class:`~mlflow_green.training.distributed.DistributedContext` from the trainer.
-
-        Each rank bills its own process tree and devices (``integrations/_torch_distributed.py``);
-        the device's queue is synchronised at window boundaries.
-        """
+        """The session's distributed context from the trainer: each rank bills its own process tree and
+        devices (``integrations/_torch_distributed.py``), its device's queue synchronised at boundaries."""
+        self._spawn_return.owner_works()  # a hook in this process: no spawned copy hands a session back now
         world_size = int(getattr(trainer, "world_size", 1) or 1)
         template = self.session.template
         bind_device(template, RootDevice(trainer))

@@ -124,7 +124,7 @@ class SessionRun:
         if self.run is None and self._last is not None:
             last = self._last
             self.run = last.share() if last.pending else RunHandle(
-                last._client, last.run_id, timeouts=self.timeouts, tracking_uri=last.recorder.tracking_uri)
+                last._client, last.run_id, timeouts=self.timeouts, tracking_uri=last.tracking_uri or last.recorder.tracking_uri)
             self._reopened = True
         return self.run
 
@@ -216,9 +216,20 @@ class SessionRun:
     def __getstate__(self) -> dict[str, Any]:
         """The run's identity, not its connections; plus the MLflow context of the pickling process."""
         state = dict(self.__dict__)
+        handle = self.run or self._last
+        uri = handle.tracking_uri if handle is not None else None
         state.update(run=None, _last=None, _reopened=False, _pending_step=None, _pending={}, _run_id=self.run_id)
         state["context"] = _mlflow_context() or self.context
+        state["_last_uri"] = uri or (state["context"] or {}).get("tracking_uri")
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A copy of a session that had bound a run writes after-fit figures (an evaluation) into that run, as
+        the original would (the run of a ``ddp_spawn`` fit, handed back to the launching process, included)."""
+        uri = state.pop("_last_uri", None)
+        self.__dict__.update(state)
+        if self._run_id is not None and uri:
+            self._last = RunHandle(None, self._run_id, timeouts=self.timeouts, tracking_uri=uri)
 
     def _spawned_run(self, **resolve: Any) -> RunHandle | None:
         """In a process started from a pickled session (ddp_spawn): the launching process's run.

@@ -1,8 +1,11 @@
-"""Run by the ddp_spawn test: ``python ddp_spawn_train.py OUT_DIR``.
+"""Run by the ddp_spawn tests: ``python ddp_spawn_train.py OUT_DIR [users-run|own-run-then-test]``.
 
-In the user's own MLflow run (tracking URI and experiment set here, in the launching process
-only): one single-process fit, then a ``ddp_spawn`` fit of two CPU ranks with the same callback.
-The spawned ranks unpickle the callback; its state (run, totals, steps) must carry over.
+``users-run`` (default): in the user's own MLflow run (tracking URI and experiment set here, in the
+launching process only): one single-process fit, then a ``ddp_spawn`` fit of two CPU ranks with the
+same callback. The spawned ranks unpickle the callback; its state (run, totals, steps) must carry over.
+
+``own-run-then-test``: no active run: a ``ddp_spawn`` fit (the callback's own run), then ``trainer.test``
+(spawned again). The launcher's callback must know the fit's run, and the test log into it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class Digits(lightning.LightningModule):
         x, y = batch
         return nn.functional.cross_entropy(self(x), y)
 
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test_acc", (self(x).argmax(1) == y).float().mean(), sync_dist=True)
+
     def validation_step(self, batch, batch_idx):
         x, y = batch
         self.log("val_acc", (self(x).argmax(1) == y).float().mean(), sync_dist=True)
@@ -51,6 +58,15 @@ def main() -> None:
     mlflow.set_experiment(experiment_id=mlflow.create_experiment("spawn", artifact_location=(out / "art").as_uri()))
     train, val = loaders()
     cb = GreenCallback()
+    if sys.argv[2:] == ["own-run-then-test"]:
+        trainer = lightning.Trainer(max_epochs=2, strategy="ddp_spawn", devices=2, callbacks=[cb], **quiet_trainer_kwargs())
+        trainer.fit(Digits(), train, val)
+        fit_run = cb.session.run_id
+        trainer.test(Digits(), val)
+        result = {"fit_run": fit_run, "test_run": cb.session.run_id, "tracking_uri": mlflow.get_tracking_uri(),
+                  "experiment_id": mlflow.get_experiment_by_name("spawn").experiment_id}
+        (out / "result.json").write_text(json.dumps(result))
+        return
     with mlflow.start_run() as run:
         lightning.Trainer(max_epochs=1, callbacks=[cb], **quiet_trainer_kwargs()).fit(Digits(), train, val)
         first_energy_j = cb.session.carried.energy_j

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
@@ -263,18 +265,24 @@ def _torch_gloo_exit_abort(stderr: str) -> bool:
     )
 
 
-@pytest.mark.slow
-def test_ddp_spawn_pickles_the_callback_and_its_state_into_the_users_run(tmp_path: Path) -> None:
+def _ddp_spawn_script(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """Run ddp_spawn_train.py (retried only on the upstream abort at exit); its result.json."""
     script = Path(__file__).with_name("ddp_spawn_train.py")
+    env = {**os.environ, "MLFLOW_GREEN_CACHE_DIR": str(tmp_path / "cache")}
     for attempt in range(3):
         work = tmp_path / f"attempt-{attempt}"
         work.mkdir()
-        out = subprocess.run([sys.executable, str(script), str(work)], capture_output=True, text=True, timeout=300, cwd=work)
+        out = subprocess.run([sys.executable, str(script), str(work), *args], capture_output=True, text=True,
+                             timeout=300, cwd=work, env=env)
         if out.returncode == 0 or not _torch_gloo_exit_abort(out.stderr):
             break
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    tmp_path = work
-    result = json.loads((tmp_path / "result.json").read_text())
+    return json.loads((work / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_ddp_spawn_pickles_the_callback_and_its_state_into_the_users_run(tmp_path: Path) -> None:
+    result = _ddp_spawn_script(tmp_path)
     client = MlflowClient(result["tracking_uri"])
     [run] = client.search_runs([result["experiment_id"]])  # the spawned ranks logged into the user's run
     assert run.info.run_id == result["run_id"] == result["still_active"]
@@ -285,6 +293,18 @@ def test_ddp_spawn_pickles_the_callback_and_its_state_into_the_users_run(tmp_pat
     assert hist[schema.ENERGY_KWH][1].value * 3.6e6 > result["first_energy_j"]
     samples = 1400 + 2 * 1400
     assert run.data.metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(run.data.metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_after_a_ddp_spawn_fit_the_launcher_knows_its_run_and_a_test_logs_into_it(tmp_path: Path) -> None:
+    result = _ddp_spawn_script(tmp_path, "own-run-then-test")
+    client = MlflowClient(result["tracking_uri"])
+    [run] = client.search_runs([result["experiment_id"]])  # one run: the test went into the fit's
+    assert result["fit_run"] == result["test_run"] == run.info.run_id
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics[schema.phase_energy_key("test")] > 0
+    assert_green_invariants(run.info.run_id, client)
+    assert not list((tmp_path / "cache" / "spawned").iterdir()), "the handed-back sessions are read and removed"
 
 
 @pytest.mark.slow

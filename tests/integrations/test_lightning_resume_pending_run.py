@@ -18,42 +18,44 @@ pytest.importorskip("lightning")
 import lightning  # noqa: E402
 import torch  # noqa: E402
 from green_invariants import assert_green_invariants  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
 
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
 from mlflow_green.record import schema  # noqa: E402
 
 
-def _trainer(callback: GreenCallback, max_epochs: int, checkpoints: Path | None = None) -> lightning.Trainer:
-    kwargs = quiet_trainer_kwargs()
-    if checkpoints is not None:
-        kwargs["enable_checkpointing"] = True
-        kwargs["callbacks"] = [callback, ModelCheckpoint(dirpath=checkpoints, every_n_train_steps=1, save_top_k=-1)]
-    else:
-        kwargs["callbacks"] = [callback]
-    return lightning.Trainer(max_epochs=max_epochs, **kwargs)
+class _SaveAtTrainStart(lightning.Callback):
+    """Saves a checkpoint as training starts (after GreenCallback began the fit)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+def _trainer(callback: GreenCallback, max_epochs: int, checkpoint: Path | None = None) -> lightning.Trainer:
+    callbacks = [callback] if checkpoint is None else [callback, _SaveAtTrainStart(checkpoint)]
+    return lightning.Trainer(max_epochs=max_epochs, callbacks=callbacks, **quiet_trainer_kwargs())
 
 
 @pytest.fixture()
 def first_fit_on_a_fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
-    """A fit on a database MLflow has not made yet (1-2 s to make), its run not waited for: the first
-    checkpoints are written before the run exists. Returns (its run id, the first such checkpoint)."""
+    """A fit on a database MLflow has not made yet (1-2 s to make), its run not waited for: a checkpoint
+    saved as training starts is written before the run exists. Returns (its run id, that checkpoint)."""
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'fresh.db'}")
     monkeypatch.setenv("MLFLOW_GREEN_START_TIMEOUT_S", "0")
+    monkeypatch.setenv("MLFLOW_GREEN_END_TIMEOUT_S", "300")  # the fit's end waits for the run, however busy the machine
     train, val = loaders()
     first = GreenCallback()
-    _trainer(first, 1, tmp_path / "checkpoints").fit(digits_classifier(), train, val)
+    checkpoint = tmp_path / "at-start.ckpt"
+    _trainer(first, 1, checkpoint).fit(digits_classifier(), train, val)
     monkeypatch.delenv("MLFLOW_GREEN_START_TIMEOUT_S")
-    assert first.session.run_id is not None  # created by the fit's end
-    written_pending = []
-    for path in sorted((tmp_path / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime):
-        state = torch.load(path, weights_only=False)["callbacks"]["GreenCallback"]
-        if state["run_id"] is None:
-            assert state["pending_run"]["token"] and state["total"]["energy_j"] > 0
-            written_pending.append(path)
-    assert written_pending, "no checkpoint was written before the run was created"
-    return first.session.run_id, written_pending[0]
+    assert first.session.run_id is not None, "the run was created by the fit's end"
+    state = torch.load(checkpoint, weights_only=False)["callbacks"]["GreenCallback"]
+    assert state["run_id"] is None, "the checkpoint was written before the run was created"
+    assert state["pending_run"]["token"] and state["total"]["energy_j"] > 0
+    return first.session.run_id, checkpoint
 
 
 def test_a_new_run_resumed_from_it_starts_at_zero_and_names_the_run_created_since(
