@@ -93,8 +93,8 @@ class Clock:
 HOOKS = Clock()
 MLFLOW = Clock()
 
-BACKGROUND_THREADS = ("mlflow-green-epochs", "mlflow-green-spool", "mlflow-green-process-looker")
-"""The callback's own background threads: the epoch's accounting, spool writes, looks for new processes
+BACKGROUND_THREADS = ("mlflow-green-epochs", "mlflow-green-spool", "mlflow-green-process-looker", "mlflow-green-fit-watch")
+"""The callback's own background threads: the epoch's accounting, spool writes, looks for new processes, Keras's fit watch
 (the MLflow writer thread's sends are the tracking store's cost, as any MLflow logging's)."""
 
 

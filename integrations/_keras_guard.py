@@ -30,6 +30,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from mlflow_green.integrations._keras_fit_watch import FitWatch
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.termination import SigtermWatch
 
@@ -113,6 +114,7 @@ class CallGuard:
         self.trained_samples = 0
         self.stop_requested = False
         self.on_step_end: Callable[[], None] | None = None
+        self._fit_watch: FitWatch | None = None
 
     # -- install / remove ----------------------------------------------------------------------
     def watch(self, method: str, *, timed: bool = True) -> CallGuard:
@@ -138,6 +140,8 @@ class CallGuard:
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
             self.counts_batches = self.counts_batches or timed
+        if method == "fit" and frame is not None and self._fit_watch is None:  # an exception in Keras's own code
+            self._fit_watch = FitWatch(frame, self.abort)
         self._sigterm.take()
         return self
 
@@ -158,6 +162,8 @@ class CallGuard:
             except Exception as exc:  # the model or iterator may be gone
                 logger.debug("mlflow-green: could not restore %s: %s", name, exc)
         self._wrapped = []
+        if self._fit_watch is not None:
+            self._fit_watch.stop()
         self._sigterm.restore()
 
     def reset_counts(self) -> None:

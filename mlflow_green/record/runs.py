@@ -259,10 +259,14 @@ def _deactivate(handle: RunHandle) -> None:
     try:
         from mlflow.tracking import fluent
 
-        active = fluent._active_run_stack.get()
-        if active and active[-1].info.run_id == handle.run_id:
-            active.pop()
-            fluent._last_active_run_id.set(handle.run_id)
+        stacks = fluent._active_run_stack
+        # every thread's active runs: the thread that activated it may not be this one (a fit that failed
+        # in Keras's own code is ended by the thread watching it)
+        every = stacks.get_all_thread_values().values() if hasattr(stacks, "get_all_thread_values") else [stacks.get()]
+        for active in every:
+            if active and active[-1].info.run_id == handle.run_id:
+                active.pop()
+                fluent._last_active_run_id.set(handle.run_id)
     except Exception as exc:
         logger.debug("mlflow-green: could not pop run %s from the active runs: %s", handle.run_id, exc)
 

@@ -114,8 +114,8 @@ def run_cases(out: Path) -> dict[str, dict]:
     return results
 
 
-def failing_fit(cb: GreenCallback, *callbacks, x=None, **kwargs) -> dict:
-    """A fit that raises; then 0.5 s in this process before anything is read (the meters must have stopped)."""
+def failing_fit(cb: GreenCallback, *callbacks, x=None, sleep_s: float = 0.5, **kwargs) -> dict:
+    """A fit that raises; then ``sleep_s`` in this process before anything is read (the meters must have stopped)."""
     clock = Clock()
     try:
         mlp().fit(x if x is not None else X, None if x is not None else Y, epochs=3, batch_size=64, verbose=0,
@@ -124,7 +124,7 @@ def failing_fit(cb: GreenCallback, *callbacks, x=None, **kwargs) -> dict:
     except BaseException as exc:  # noqa: BLE001
         raised = type(exc).__name__
     elapsed_s = time.monotonic() - clock.start_s
-    time.sleep(0.5)
+    time.sleep(sleep_s)
     return {"raised": raised, "elapsed_s": elapsed_s, "run_id": cb.session.run_id, "batch_ends": clock.batch_ends,
             "active_after": mlflow.active_run().info.run_id if mlflow.active_run() else None}
 
@@ -140,6 +140,13 @@ def _(out: Path):
     nxt = GreenCallback()
     mlp().fit(X, Y, epochs=1, batch_size=128, verbose=0, callbacks=[nxt])
     return {**out, "next_run_id": nxt.session.run_id}
+
+
+@case("error_in_keras_own_code")
+def _(out: Path):
+    # validation inputs and targets of different lengths: Keras raises building the validation's iterator,
+    # after the first epoch trained, outside every hook and step
+    return failing_fit(GreenCallback(), validation_data=(X[:50], Y[:40]), sleep_s=2.0)
 
 
 @case("keyboard_interrupt_in_a_callback")

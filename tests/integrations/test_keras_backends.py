@@ -55,6 +55,13 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         # the meters stopped when the fit ended, not 0.5 s later nor at exit
         assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (name, failed.data.metrics, result)
         assert_green_invariants(failed.info.run_id, client)
+    # An exception in Keras's own code (no hook sees it): ended FAILED within a look of the fit's frame
+    # leaving the stack, not when the process exits (the 2 s after it are not billed)
+    result, failed = results["error_in_keras_own_code"], run("error_in_keras_own_code")
+    assert result["raised"] == "ValueError" and failed.info.status == "FAILED", (result, failed.info.status)
+    assert result["active_after"] is None, "the failed run is still the active run"
+    assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 1.0, (failed.data.metrics, result)
+    assert_green_invariants(failed.info.run_id, client)
     # A fit that ends inside an epoch bills the samples that epoch trained (and no more).
     for name, batches in (("exception_in_the_first_epoch", 3), ("exception_in_a_later_epoch", 10 + 3),
                           ("a_batch_the_step_cannot_train", 3)):

@@ -1,0 +1,71 @@
+"""Sees a Keras ``fit`` end by an exception raised in Keras's own code, which no callback hook sees.
+
+``fit`` builds the validation's data iterator, syncs state and gathers logs between the hooks: an
+error there (``validation_data`` whose inputs and targets differ in length, a validation generator
+that fails as Keras peeks at it) leaves ``fit`` without ``on_train_end`` and outside every function
+:class:`~mlflow_green.integrations._keras_guard.CallGuard` wraps. A thread looks, every
+:data:`LOOK_INTERVAL_S`, whether ``fit``'s frame is still on its thread's stack (``sys._current_frames``:
+tens of microseconds a look, off the training thread); once it is not, the measurement ends ``FAILED``
+then — at most one interval after ``fit`` raised, not when the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+logger = logging.getLogger(__name__)
+
+LOOK_INTERVAL_S = 0.25
+
+
+class FitLeft(RuntimeError):
+    """``fit`` ended without calling ``on_train_end`` (an exception raised in Keras's own code)."""
+
+
+class FitWatch:
+    """Calls ``on_left()`` once if ``frame`` leaves the stack of the thread running it before :meth:`stop`."""
+
+    def __init__(self, frame: FrameType, on_left: Callable[[BaseException], None]) -> None:
+        self._frame: FrameType | None = frame
+        self._thread_id = threading.get_ident()
+        self._on_left = on_left
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="mlflow-green-fit-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """The fit ended through a hook: stop watching (the frame is no longer held)."""
+        self._stop.set()
+        self._frame = None
+
+    def _running(self) -> bool:
+        frame = sys._current_frames().get(self._thread_id)
+        while frame is not None:
+            if frame is self._frame:
+                return True
+            frame = frame.f_back
+        return False
+
+    def _watch(self) -> None:
+        while not self._stop.wait(LOOK_INTERVAL_S):
+            try:
+                if self._running():
+                    continue
+            except Exception as exc:  # never a reason to end a measurement
+                logger.debug("mlflow-green: could not look at fit's frame: %r", exc)
+                continue
+            if self._stop.is_set():
+                return
+            self._frame = None
+            try:
+                self._on_left(FitLeft("Keras fit ended by an exception raised outside the callbacks and steps"))
+            except Exception as exc:  # measurement never breaks training
+                logger.warning("mlflow-green: could not end the measurement of a failed fit: %s", exc)
+            return
+
+
+__all__ = ["LOOK_INTERVAL_S", "FitLeft", "FitWatch"]
