@@ -45,6 +45,9 @@ def adapter_samples(epoch_iterator: Any) -> int | None:
         batch_size = adapter.batch_size
         if not steps or not batch_size:
             return None
+        per_epoch = getattr(epoch_iterator, "steps_per_epoch", None)
+        if per_epoch and per_epoch != adapter.num_batches:  # epochs that are not whole passes: one may be cut
+            return None  # short where the data runs out (its last batches partial): the steps' count tells
         if steps == adapter.num_batches and adapter.has_partial_batch and adapter.partial_batch_size:
             return int((steps - 1) * batch_size + adapter.partial_batch_size)
         if steps == adapter.num_batches and adapter.has_partial_batch is None:

@@ -304,6 +304,29 @@ def check_steps_per_epoch_data_runs_out(result: Result, client: MlflowClient, tm
 
 
 
+@case
+def steps_per_epoch_arrays_run_out(out: Path) -> Result:
+    """Arrays of 200 samples in batches of 30 (the 7th of 20), 3 steps an epoch: epochs of 90, 90, then the
+    last batch alone (20: the data ran out), then 90 again — not four epochs of 90."""
+    x, y = _digits()
+    cb, counter = GreenCallback(), Counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras warns that the input ran out
+        _mlp().fit(x[:200], y[:200], batch_size=30, steps_per_epoch=3, epochs=4, shuffle=False, verbose=0,
+                   callbacks=[counter, cb])
+    return {"run_id": cb.session.run_id, "batches": counter.batches}
+
+
+def check_steps_per_epoch_arrays_run_out(result: Result, client: MlflowClient, tmp: Path) -> None:
+    _no_error(result)
+    assert result["batches"] == [3, 3, 1, 3]
+    _check_run(client, result["run_id"], tmp, steps=[0, 1, 2, 3], samples=[90, 90, 20, 90], report_steps=[0, 1, 2, 3])
+
+
+def test_steps_per_epoch_with_arrays_that_run_out(mlflow_experiment: str, tmp_path: Path) -> None:
+    check_steps_per_epoch_arrays_run_out(steps_per_epoch_arrays_run_out(tmp_path), MlflowClient(), tmp_path)
+
+
 def test_steps_per_epoch_with_a_repeated_dataset(mlflow_experiment: str, tmp_path: Path) -> None:
     check_steps_per_epoch_repeated_dataset(steps_per_epoch_repeated_dataset(tmp_path), MlflowClient(), tmp_path)
 
@@ -541,7 +564,8 @@ CHECKS: dict[str, Callable[[Result, MlflowClient, Path], None]] = {name: globals
 
 # -- torch and JAX: the same cases in one subprocess per backend ------------------------------------------
 OTHER_BACKEND_CASES = (  # those where the backend changes the path: where the input is read, how a fit stops
-    "validation_every_other_epoch", "steps_per_epoch_data_runs_out", "terminate_on_nan", "backup_and_restore",
+    "validation_every_other_epoch", "steps_per_epoch_data_runs_out", "steps_per_epoch_arrays_run_out", "terminate_on_nan",
+    "backup_and_restore",
     "two_callbacks_in_one_fit", "steps_per_execution",
 )
 NOT_ON = {"torch": {"steps_per_execution"}}  # Keras refuses steps_per_execution > 1 on torch
