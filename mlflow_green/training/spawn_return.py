@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -51,6 +52,7 @@ class SpawnReturn:
         self.__dict__.update(state)
         if self.owner_pid == os.getpid():  # a copy inside the owner's process: a channel of its own
             self.identity, self.sent = uuid.uuid4().hex, False
+            self._cleanup_registered = False
 
     @property
     def spawned(self) -> bool:
@@ -62,8 +64,12 @@ class SpawnReturn:
         return cache_dir() / "spawned" / f"{self.owner_pid}-{self.identity}.pkl"
 
     def pickled_by_owner(self) -> None:
-        """The owner pickles the callback (for a spawn, or a copy): look for a session coming back."""
+        """The owner pickles the callback (for a spawn, or a copy): look for a session coming back (a file
+        handed back and never read is removed when the owner exits)."""
         if not self.spawned:
+            if not self.__dict__.get("_cleanup_registered"):
+                atexit.register(_remove, self.path())
+                self._cleanup_registered = True
             self.sent = True
 
     def send(self, session: TrainingSession) -> None:
@@ -109,6 +115,13 @@ class SpawnReturn:
         """The owner runs a hook itself: no spawned copy is writing back now."""
         if not self.spawned:
             self.sent = False
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 class CarriesSession:
