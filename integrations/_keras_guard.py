@@ -171,6 +171,11 @@ class CallGuard:
         self.data_wait_s, self.batches, self.samples, self.trained_samples = 0.0, 0, 0, 0
 
     # -- wrappers ------------------------------------------------------------------------------
+    @property
+    def aborted(self) -> bool:
+        """True once the call was seen ending with an exception."""
+        return self._aborted
+
     def abort(self, exc: BaseException) -> None:
         """The call ends with ``exc``: tell the callback once."""
         if self._aborted:

@@ -259,8 +259,7 @@ class GreenCallbackMixin(CarriesSession):
     # -- pickling (ddp_spawn, copy.deepcopy(trainer)) -----------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         """The callback's own state: not the model's ``log`` / ``log_dict`` that Lightning attaches at each fit."""
-        _ = self.session  # one an earlier spawn handed back first; then a spawned copy may hand its own back
-        self._spawn_return.pickled_by_owner()
+        self._session_for_work()  # one an earlier spawn handed back first (the copy's channel is armed by pickling)
         state = dict(self.__dict__)
         state.pop("log", None)
         state.pop("log_dict", None)
@@ -289,7 +288,7 @@ class GreenCallbackMixin(CarriesSession):
     def _setup_distributed(self, trainer: Any) -> None:
         """The session's distributed context from the trainer: each rank bills its own process tree and
         devices (``integrations/_torch_distributed.py``), its device's queue synchronised at boundaries."""
-        self._spawn_return.owner_works()  # a hook in this process: no spawned copy hands a session back now
+        self._session_for_work()  # one a spawned rank zero handed back first; none is looked for meanwhile
         world_size = int(getattr(trainer, "world_size", 1) or 1)
         template = self.session.template
         bind_device(template, RootDevice(trainer))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +40,7 @@ from mlflow_green.validation import check_positive_int
 
 logger = logging.getLogger(__name__)
 
+_ENDING = threading.RLock()  # ends fits one at a time (a watching thread's end and the training thread's next fit)
 BUDGET_CHECK_INTERVAL_S = 2.0
 """How often, within an epoch, the energy used so far is compared with the budget."""
 
@@ -148,8 +150,7 @@ class GreenCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if stands_aside(self, "fit", GreenCallback):  # another GreenCallback comes first in this fit
             return
-        if self._in_fit:  # the previous fit ended without telling us (it cannot, now: belt and braces)
-            self._finish("FAILED")
+        self._finish("FAILED")  # a fit still open (belt and braces); or waits for one a watching thread is ending
         self._in_fit = True
         self._adapter_counts.clear()
         self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("keras", "tensorflow")
@@ -237,12 +238,9 @@ class GreenCallback(keras.callbacks.Callback):
     on_predict_batch_begin = on_predict_batch_end = staticmethod(no_batch_work)
 
     def log_model(self, model: keras.Model | None = None) -> ModelProfile | None:
-        """Inspect ``model`` (default: the last trained one) again and log its compression metadata.
-
-        For compression applied after ``fit``: ``model.quantize("int8")`` or one-shot pruning,
-        then ``callback.log_model()`` logs the changed ``green/model_*`` values at the step
-        after the last one, and updates ``green.compression`` and ``green/report.json``.
-        """
+        """Inspect ``model`` (default: the last trained one) again and log its compression metadata: after
+        ``model.quantize("int8")`` or one-shot pruning, the changed ``green/model_*`` values at the step after
+        the last one, ``green.compression`` and ``green/report.json`` updated."""
         model = model if model is not None else self.model
         profile = inspect_model(model) if model is not None else None
         if profile is not None:
@@ -260,8 +258,7 @@ class GreenCallback(keras.callbacks.Callback):
         try:
             return inspect_model(self.model)
         except Exception as exc:  # measurement never crashes training
-            logger.warning("mlflow-green: could not inspect the model: %s", exc)
-            return None
+            return logger.warning("mlflow-green: could not inspect the model: %s", exc)
 
     def _train_samples_seen(self) -> int | None:
         """Training samples of the epoch: the option, else the cheapest exact count — the batches read
@@ -300,10 +297,11 @@ class GreenCallback(keras.callbacks.Callback):
     def _abort(self, exc: BaseException) -> None:
         """The fit (or evaluate / predict) ends with ``exc``, now: stop measuring, end our run."""
         status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
-        if self._in_fit:
-            self._finish(status)
-        elif self.session.eval_in_progress:
-            self._end_eval(self.session.evals.kind or "test", None, status=status)
+        with _ENDING:  # the fit's own guard only: a late watch of an earlier fit never ends the next one
+            if self._in_fit and (self._fit_guard is None or self._fit_guard.aborted):
+                self._finish(status)
+            elif not self._in_fit and self.session.eval_in_progress:
+                self._end_eval(self.session.evals.kind or "test", None, status=status)
 
     def _end_eval(self, kind: str, samples: int | None, status: str = "FINISHED") -> None:
         guard, self._eval_guard = self._eval_guard, None
@@ -312,6 +310,10 @@ class GreenCallback(keras.callbacks.Callback):
         self.session.end_eval(kind, samples=samples, status=status)
 
     def _finish(self, status: str, logs: dict[str, Any] | None = None) -> None:
+        with _ENDING:  # a thread watching the fit may end it while the training thread starts the next
+            self._finish_now(status, logs)
+
+    def _finish_now(self, status: str, logs: dict[str, Any] | None) -> None:
         if not self._in_fit:
             return
         self._in_fit = False

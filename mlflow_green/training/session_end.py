@@ -114,11 +114,7 @@ class FitEndMixin:
         ``evaluations_in_total``: ``total`` is the evaluations' (a run holding no fit); the fit phases
         then add up to what is left of it (nothing), not to the evaluations a second time as ``other``.
         """
-        fit_total = total
-        if evaluations_in_total:
-            for measurement in self.evals.totals.values():
-                fit_total = fit_total - measurement
-        phases = self.ledger.with_other(fit_total)
+        phases = self.ledger.with_other(total - self.evals.total() if evaluations_in_total else total)
         phases.update({p: m for p, m in self.ledger.totals().items() if p not in phases})
         phases.update(self.evals.totals)
         return phases

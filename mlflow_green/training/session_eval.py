@@ -73,11 +73,15 @@ class EvaluationMixin:
 
     def _log_eval_summary(self: TrainingSession, tracker: EnergyTracker, status: str) -> None:
         """Tags and report after an evaluation: a run holding only evaluations gets them all."""
-        if self.report is None or self.report.get("evaluations_only"):  # a run of evaluations: the report of them all
+        no_fit = not self.ledger.totals() and self.carried.energy_j == 0  # no fit in this run (nor an earlier one's state)
+        if no_fit and (self.report is None or self.report.get("evaluations_only")):  # the report of them all
             if self.report is None:
                 self._log_tags(tracker, self.evals.total())
             self.report = session_report(self, tracker, self.evals.total(), status, evaluations_only=True)
             self.report["evaluations_only"] = True
+        elif self.report is None:  # a run an earlier fit logged into (its state continued): a fit's report
+            self._log_tags(tracker, self.evals.total())
+            self.report = session_report(self, tracker, self.carried, status)
         else:
             self.report["phases"].update({k: m.to_dict() for k, m in self.evals.totals.items()})
             self.report["samples"] = dict(self.samples)

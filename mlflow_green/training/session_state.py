@@ -43,8 +43,8 @@ class StateMixin:
             return
         self.take_state(loaded)
         self.resumed_run_id = loaded.run_id
-        # written before its run was created: found by its creation token when a run is bound ({}: cannot be)
-        self.resumed_pending_run = (loaded.pending_run or {}) if loaded.run_id is None else None
+        # written before its run was created: found by its creation token when a run is bound
+        self.resumed_pending_run = loaded.pending_run if loaded.run_id is None else None
 
     def run_state(self: TrainingSession, total: Measurement | None = None) -> SessionState:
         """The run's totals (``total``, default those carried so far), phases, samples and last step."""

@@ -52,11 +52,12 @@ class SigtermWatch:
         self._previous: Any = None
         self._deferred_s = 0.0
         self._pid = 0  # the process that took SIGTERM (a forked child inherits the handler, not the watch)
+        self._disarmed = False  # restored off the main thread: the handler stays and passes SIGTERM on
 
     @property
     def watching(self) -> bool:
         """True while SIGTERM is ours."""
-        return self._previous is not None
+        return self._previous is not None and not self._disarmed
 
     def take(self) -> None:
         """Take SIGTERM (main thread only; a no-op elsewhere, when SIGTERM is ignored, or if taken already)."""
@@ -64,9 +65,13 @@ class SigtermWatch:
             return
         try:
             previous = signal.getsignal(signal.SIGTERM)
+            earlier = getattr(previous, "__self__", None)
+            if isinstance(earlier, SigtermWatch) and earlier._disarmed:  # a watch given back off the main thread
+                previous, earlier._previous, earlier._disarmed = earlier._previous, None, False
             if previous is signal.SIG_IGN or previous is None:  # ignored, or set outside Python: left alone
                 return
             signal.signal(signal.SIGTERM, self._handle)
+            self._disarmed = False
             self._previous = previous
             self._deferred_s = 0.0
             self._pid = os.getpid()
@@ -75,10 +80,18 @@ class SigtermWatch:
             self._previous = None
 
     def restore(self) -> None:
-        """Give SIGTERM back to the handler it had before :meth:`take` (if it is still ours)."""
-        previous, self._previous = self._previous, None
+        """Give SIGTERM back to the handler it had before :meth:`take` (if it is still ours).
+
+        Off the main thread (a measurement ended by a watching thread), where handlers cannot be set:
+        the watch is disarmed instead — a SIGTERM goes straight on to that handler, and the next
+        :meth:`take` puts it back.
+        """
         if self in _TAKEN:
             _TAKEN.remove(self)
+        if self._previous is not None and threading.current_thread() is not threading.main_thread():
+            self._disarmed = True
+            return
+        previous, self._previous = self._previous, None
         if previous is None:
             return
         try:
@@ -91,8 +104,11 @@ class SigtermWatch:
         # A process forked from the training (a data loader's worker, which its pool stops with SIGTERM): as
         # without us, it has no measurement to end. os.getpid(), not the PID kept up to date at fork: a SIGTERM
         # can arrive while the child runs the at-fork handlers registered before that one (logging's).
-        if os.getpid() != self._pid:
-            _give_back(self._previous if self._previous is not None else signal.SIG_DFL, signum, frame)
+        if os.getpid() != self._pid or self._disarmed:  # a forked child; or this watch was given back
+            previous, self._disarmed = self._previous, False
+            if os.getpid() == self._pid:
+                self._previous = None
+            _give_back(previous if previous is not None else signal.SIG_DFL, signum, frame)
             return
         if self._deferred_s < MAX_DEFER_S and inside_own_code(frame):  # it may hold a lock that ending takes
             self._deferred_s += DEFER_S

@@ -5,7 +5,8 @@ launching process only): one single-process fit, then a ``ddp_spawn`` fit of two
 same callback. The spawned ranks unpickle the callback; its state (run, totals, steps) must carry over.
 
 ``own-run-then-test``: no active run: a ``ddp_spawn`` fit (the callback's own run), then ``trainer.test``
-(spawned again). The launcher's callback must know the fit's run, and the test log into it.
+(spawned again), then a test on one device in this process. The launcher's callback must know the fit's
+run, and both tests log into it.
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def main() -> None:
         trainer.fit(Digits(), train, val)
         fit_run = cb.session.run_id
         trainer.test(Digits(), val)
-        result = {"fit_run": fit_run, "test_run": cb.session.run_id, "tracking_uri": mlflow.get_tracking_uri(),
+        test_run = cb.session.run_id
+        lightning.Trainer(callbacks=[cb], **quiet_trainer_kwargs()).test(Digits(), val)  # in this process, one device
+        result = {"fit_run": fit_run, "test_run": test_run, "single_test_run": cb.session.run_id,
+                  "tracking_uri": mlflow.get_tracking_uri(),
                   "experiment_id": mlflow.get_experiment_by_name("spawn").experiment_id}
         (out / "result.json").write_text(json.dumps(result))
         return

@@ -300,7 +300,7 @@ def test_after_a_ddp_spawn_fit_the_launcher_knows_its_run_and_a_test_logs_into_i
     result = _ddp_spawn_script(tmp_path, "own-run-then-test")
     client = MlflowClient(result["tracking_uri"])
     [run] = client.search_runs([result["experiment_id"]])  # one run: the test went into the fit's
-    assert result["fit_run"] == result["test_run"] == run.info.run_id
+    assert result["fit_run"] == result["test_run"] == result["single_test_run"] == run.info.run_id
     assert run.info.status == "FINISHED"
     assert run.data.metrics[schema.phase_energy_key("test")] > 0
     assert_green_invariants(run.info.run_id, client)

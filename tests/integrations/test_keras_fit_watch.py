@@ -1,0 +1,46 @@
+"""A Keras fit ended by an exception in Keras's own code is ended by the thread watching it; SIGTERM still works after."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+pytest.importorskip("keras")
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys, time
+    os.environ["KERAS_BACKEND"] = "torch"
+    import keras, mlflow, numpy as np
+    from mlflow_green.integrations.keras import GreenCallback
+    mlflow.set_tracking_uri(sys.argv[1])
+    x, y = np.random.rand(64, 8).astype("float32"), np.random.randint(0, 2, 64)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    cb = GreenCallback()
+    try:  # inputs and targets of different lengths: Keras raises building the validation's iterator
+        model.fit(x, y, validation_data=(x[:50], y[:40]), epochs=2, verbose=0, callbacks=[cb])
+    except ValueError:
+        pass
+    time.sleep(1.0)  # the watching thread ends the measurement (and gives SIGTERM back) meanwhile
+    print("run", cb.session.run_id, "active", mlflow.active_run(), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+    print("survived SIGTERM", flush=True)
+""")
+
+
+def test_after_the_watch_ended_a_failed_fit_sigterm_still_terminates(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-c", SCRIPT, uri], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert "survived SIGTERM" not in done.stdout, done.stdout + done.stderr[-3000:]
+    assert done.returncode == -signal.SIGTERM, done.stdout + done.stderr[-3000:]
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("run ")]
+    run_id = line.split()[1]
+    assert line.endswith("active None"), line
+    assert MlflowClient(uri).get_run(run_id).info.status == "FAILED"
