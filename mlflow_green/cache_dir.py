@@ -2,7 +2,8 @@
 
 ``$MLFLOW_GREEN_CACHE_DIR``, else :func:`user_cache_dir`: ``$XDG_CACHE_HOME/mlflow-green``, else
 ``~/.cache/mlflow-green`` (else, with no home folder, ``<temp>/mlflow-green-<uid>``).
-Everything in it can be deleted at any time: it is recomputed on next use. Tests and
+Everything in it can be deleted at any time: it is recomputed on next use (except, while a
+``ddp_spawn`` training runs, the sessions its ranks hand back in ``spawned/``). Tests and
 benchmarks point ``MLFLOW_GREEN_CACHE_DIR`` at a temporary folder.
 
 Example:
