@@ -243,8 +243,9 @@ def _activate(handle: RunHandle) -> None:
     try:
         from mlflow.tracking import fluent
 
-        fluent._active_run_stack.get().append(fluent.ActiveRun(run))
-        handle.fluent = True
+        stack, active = fluent._active_run_stack.get(), fluent.ActiveRun(run)
+        stack.append(active)
+        handle.fluent, handle._activated = True, (stack, active)
     except Exception as exc:  # another MLflow version: the run is still written, just not active
         logger.debug("mlflow-green: could not make run %s active: %s", handle.run_id, exc)
 
@@ -259,14 +260,16 @@ def _deactivate(handle: RunHandle) -> None:
     try:
         from mlflow.tracking import fluent
 
-        stacks = fluent._active_run_stack
-        # every thread's active runs: the thread that activated it may not be this one (a fit that failed
-        # in Keras's own code is ended by the thread watching it)
-        every = stacks.get_all_thread_values().values() if hasattr(stacks, "get_all_thread_values") else [stacks.get()]
-        for active in every:
-            if active and active[-1].info.run_id == handle.run_id:
-                active.pop()
+        # the very entry we pushed, from the stack of the thread that activated it (the thread ending it may be
+        # another: a fit that failed in Keras's own code is ended by the thread watching it)
+        runs, active = handle.__dict__.pop("_activated", (fluent._active_run_stack.get(), None))
+        if active is None:  # made fluent without _activate: the top, if it is our run
+            active = runs[-1] if runs and runs[-1].info.run_id == handle.run_id else None
+        for index in range(len(runs) - 1, -1, -1):  # by identity: a run pushed meanwhile by another thread stays
+            if runs[index] is active:
+                del runs[index]
                 fluent._last_active_run_id.set(handle.run_id)
+                break
     except Exception as exc:
         logger.debug("mlflow-green: could not pop run %s from the active runs: %s", handle.run_id, exc)
 
