@@ -298,7 +298,7 @@ class GreenCallback(keras.callbacks.Callback):
         """The fit (or evaluate / predict) ends with ``exc``, now: stop measuring, end our run."""
         status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
         with _ENDING:  # the fit's own guard only: a late watch of an earlier fit never ends the next one
-            if self._in_fit and (self._fit_guard is None or self._fit_guard.aborted):
+            if self._in_fit and self._fit_guard is not None and self._fit_guard.aborted:
                 self._finish(status)
             elif not self._in_fit and self.session.eval_in_progress:
                 self._end_eval(self.session.evals.kind or "test", None, status=status)

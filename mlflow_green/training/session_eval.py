@@ -80,7 +80,7 @@ class EvaluationMixin:
             self.report = session_report(self, tracker, self.evals.total(), status, evaluations_only=True)
             self.report["evaluations_only"] = True
         elif self.report is None:  # a run an earlier fit logged into (its state continued): a fit's report
-            self._log_tags(tracker, self.evals.total())
+            self._log_tags(tracker, self.carried)
             self.report = session_report(self, tracker, self.carried, status)
         else:
             self.report["phases"].update({k: m.to_dict() for k, m in self.evals.totals.items()})

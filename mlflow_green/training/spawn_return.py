@@ -65,8 +65,10 @@ class SpawnReturn:
         if self.owner_pid != os.getpid():  # a copy of a copy (pickled where it was spawned): it hands nothing back
             return {"owner_pid": os.getpid(), "identity": uuid.uuid4().hex, "armed": False, "sent": False,
                     "_looked_s": -LOOK_INTERVAL_S}
-        if not self.sent:
-            atexit.register(_remove, self.path())  # one handed back and never read
+        path = self.path()
+        if path not in _REMOVE_AT_EXIT:  # one handed back and never read
+            _REMOVE_AT_EXIT.add(path)
+            atexit.register(_remove, path)
         self.sent = True
         return {"owner_pid": self.owner_pid, "identity": self.identity, "armed": True, "sent": False,
                 "_looked_s": -LOOK_INTERVAL_S}
@@ -85,7 +87,11 @@ class SpawnReturn:
         if not self.armed or self.owner_pid == os.getpid():
             return
         try:
-            write_atomically(self.path(), pickle.dumps(session))
+            path = self.path()
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if path.parent.stat().st_uid == os.getuid():  # made before with the umask's mode (0775 under umask 002)
+                path.parent.chmod(0o700)
+            write_atomically(path, pickle.dumps(session))
         except Exception as exc:  # measurement never breaks training
             logger.warning("mlflow-green: could not hand the measured session back to the launching process (%s): "
                            "there, the callback does not know the run this training logged into", exc)
@@ -117,6 +123,9 @@ class SpawnReturn:
     def owner_works(self) -> None:
         """The owner runs a fit or an evaluation itself: no copy is handing a session back now."""
         self.sent = False
+
+
+_REMOVE_AT_EXIT: set[Path] = set()
 
 
 def _private(folder: Path) -> bool:

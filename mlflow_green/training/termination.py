@@ -68,6 +68,8 @@ class SigtermWatch:
             earlier = getattr(previous, "__self__", None)
             if isinstance(earlier, SigtermWatch) and earlier._disarmed:  # a watch given back off the main thread
                 previous, earlier._previous, earlier._disarmed = earlier._previous, None, False
+                if earlier in _TAKEN:
+                    _TAKEN.remove(earlier)
             if previous is signal.SIG_IGN or previous is None:  # ignored, or set outside Python: left alone
                 return
             signal.signal(signal.SIGTERM, self._handle)
@@ -86,11 +88,11 @@ class SigtermWatch:
         the watch is disarmed instead — a SIGTERM goes straight on to that handler, and the next
         :meth:`take` puts it back.
         """
+        if self._previous is not None and threading.current_thread() is not threading.main_thread():
+            self._disarmed = True  # still among the taken watches: a fork gives SIGTERM back as from any
+            return
         if self in _TAKEN:
             _TAKEN.remove(self)
-        if self._previous is not None and threading.current_thread() is not threading.main_thread():
-            self._disarmed = True
-            return
         previous, self._previous = self._previous, None
         if previous is None:
             return
@@ -108,6 +110,8 @@ class SigtermWatch:
             previous, self._disarmed = self._previous, False
             if os.getpid() == self._pid:
                 self._previous = None
+                if self in _TAKEN:
+                    _TAKEN.remove(self)
             _give_back(previous if previous is not None else signal.SIG_DFL, signum, frame)
             return
         if self._deferred_s < MAX_DEFER_S and inside_own_code(frame):  # it may hold a lock that ending takes
