@@ -4,9 +4,10 @@
 error there (``validation_data`` whose inputs and targets differ in length, a validation generator
 that fails as Keras peeks at it) leaves ``fit`` without ``on_train_end`` and outside every function
 :class:`~mlflow_green.integrations._keras_guard.CallGuard` wraps. A thread looks, every
-:data:`LOOK_INTERVAL_S`, whether ``fit``'s frame is still on its thread's stack (``sys._current_frames``:
-tens of microseconds a look, off the training thread); once it is not, the measurement ends ``FAILED``
-then — at most one interval after ``fit`` raised, not when the process exits.
+:data:`LOOK_INTERVAL_S`: if a training step finished since its last look, ``fit`` is running (an attribute
+read); if none did, whether ``fit``'s frame is still on its thread's stack (``sys._current_frames`` and a
+walk up the stack: tens of microseconds, off the training thread). Once it is not, the measurement ends
+``FAILED`` then — at most two intervals after ``fit`` raised, not when the process exits.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ class FitLeft(RuntimeError):
 
 
 class FitWatch:
-    """Calls ``on_left()`` once if ``frame`` leaves the stack of the thread running it before :meth:`stop`."""
+    """Calls ``on_left()`` once if ``frame`` leaves the stack of the thread running it before :meth:`stop`
+    (``activity()``: a count that moves while the frame surely runs, e.g. training steps finished)."""
 
-    def __init__(self, frame: FrameType, on_left: Callable[[BaseException], None]) -> None:
+    def __init__(self, frame: FrameType, on_left: Callable[[BaseException], None], activity: Callable[[], int]) -> None:
         self._frame: FrameType | None = frame
+        self._activity = activity  # training steps finished so far
         self._thread_id = threading.get_ident()
         self._on_left = on_left
         self._stop = threading.Event()
@@ -51,9 +54,11 @@ class FitWatch:
         return False
 
     def _watch(self) -> None:
+        steps = -1
         while not self._stop.wait(LOOK_INTERVAL_S):
             try:
-                if self._running():
+                steps, before = self._activity(), steps
+                if steps != before or self._running():  # a step since the last look: no need to walk the stack
                     continue
             except Exception as exc:  # never a reason to end a measurement
                 logger.debug("mlflow-green: could not look at fit's frame: %r", exc)

@@ -112,6 +112,7 @@ class CallGuard:
         self.batches = 0
         self.samples = 0
         self.trained_samples = 0
+        self.steps = 0  # training steps finished in this fit (never reset: the fit's watch reads it)
         self.stop_requested = False
         self.on_step_end: Callable[[], None] | None = None
         self._fit_watch: FitWatch | None = None
@@ -141,7 +142,7 @@ class CallGuard:
             self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
             self.counts_batches = self.counts_batches or timed
         if method == "fit" and frame is not None and self._fit_watch is None:  # an exception in Keras's own code
-            self._fit_watch = FitWatch(frame, self.abort)
+            self._fit_watch = FitWatch(frame, self.abort, lambda: self.steps)
         self._sigterm.take()
         return self
 
@@ -222,6 +223,7 @@ class CallGuard:
                     guard.abort(exc)
                 raise
             if training:
+                guard.steps += 1
                 guard.trained_samples = guard.samples
                 if guard.on_step_end is not None:
                     guard.on_step_end()
