@@ -20,7 +20,7 @@ from types import FrameType
 
 logger = logging.getLogger(__name__)
 
-LOOK_INTERVAL_S = 0.25
+LOOK_INTERVAL_S = 0.5
 
 
 class FitLeft(RuntimeError):

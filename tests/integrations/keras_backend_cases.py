@@ -146,7 +146,7 @@ def _(out: Path):
 def _(out: Path):
     # validation inputs and targets of different lengths: Keras raises building the validation's iterator,
     # after the first epoch trained, outside every hook and step
-    return failing_fit(GreenCallback(), validation_data=(X[:50], Y[:40]), sleep_s=2.0)
+    return failing_fit(GreenCallback(), validation_data=(X[:50], Y[:40]), sleep_s=2.5)
 
 
 @case("keyboard_interrupt_in_a_callback")

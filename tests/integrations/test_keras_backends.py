@@ -60,7 +60,7 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     result, failed = results["error_in_keras_own_code"], run("error_in_keras_own_code")
     assert result["raised"] == "ValueError" and failed.info.status == "FAILED", (result, failed.info.status)
     assert result["active_after"] is None, "the failed run is still the active run"
-    assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 1.0, (failed.data.metrics, result)
+    assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 1.5, (failed.data.metrics, result)
     assert_green_invariants(failed.info.run_id, client)
     # A fit that ends inside an epoch bills the samples that epoch trained (and no more).
     for name, batches in (("exception_in_the_first_epoch", 3), ("exception_in_a_later_epoch", 10 + 3),

@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
         model.fit(x, y, validation_data=(x[:50], y[:40]), epochs=2, verbose=0, callbacks=[cb])
     except ValueError:
         pass
-    time.sleep(2.0)  # the watching thread ends the measurement (and gives SIGTERM back) meanwhile
+    time.sleep(3.0)  # the watching thread ends the measurement (and gives SIGTERM back) meanwhile
     print("run", cb.session.run_id, "active", mlflow.active_run(), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(10)
