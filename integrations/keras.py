@@ -40,7 +40,7 @@ from mlflow_green.validation import check_positive_int
 
 logger = logging.getLogger(__name__)
 
-_ENDING = threading.RLock()  # ends fits one at a time (a watching thread's end and the training thread's next fit)
+_ENDING = threading.RLock()  # ends fits one at a time (a watching thread's end, the training thread's next fit)
 BUDGET_CHECK_INTERVAL_S = 2.0
 """How often, within an epoch, the energy used so far is compared with the budget."""
 
@@ -249,16 +249,16 @@ class GreenCallback(keras.callbacks.Callback):
 
     # -- pickling (copy.deepcopy, scikit-learn clones) ------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.update(_model=None, _fit_guard=None, _eval_guard=None, _in_fit=False, _at_exit_registered=False)
-        return state
+        return {**self.__dict__, "_model": None, "_fit_guard": None, "_eval_guard": None, "_in_fit": False,
+                "_at_exit_registered": False}
 
     # -- internals ---------------------------------------------------------------------------
     def _profile(self) -> ModelProfile | None:
         try:
             return inspect_model(self.model)
         except Exception as exc:  # measurement never crashes training
-            return logger.warning("mlflow-green: could not inspect the model: %s", exc)
+            logger.warning("mlflow-green: could not inspect the model: %s", exc)
+            return None
 
     def _train_samples_seen(self) -> int | None:
         """Training samples of the epoch: the option, else the cheapest exact count — the batches read

@@ -262,9 +262,7 @@ def _deactivate(handle: RunHandle) -> None:
 
         # the very entry we pushed, from the stack of the thread that activated it (the thread ending it may be
         # another: a fit that failed in Keras's own code is ended by the thread watching it)
-        runs, active = handle.__dict__.pop("_activated", (fluent._active_run_stack.get(), None))
-        if active is None:  # made fluent without _activate: the top, if it is our run
-            active = runs[-1] if runs and runs[-1].info.run_id == handle.run_id else None
+        runs, active = handle.__dict__.pop("_activated", ([], None))
         for index in range(len(runs) - 1, -1, -1):  # by identity: a run pushed meanwhile by another thread stays
             if runs[index] is active:
                 del runs[index]

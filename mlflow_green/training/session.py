@@ -179,7 +179,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         """The run a checkpoint written before its run's creation belongs to, found by its creation token
         (waited for at most the start timeout; None if it cannot be found)."""
         handle = self.output.run
-        if handle is None or not pending_run.get("token"):
+        if handle is None:
             found = None
         else:
             found = read_within(lambda: created_run_id(lambda: handle.client, pending_run),

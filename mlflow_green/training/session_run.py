@@ -216,9 +216,9 @@ class SessionRun:
     def __getstate__(self) -> dict[str, Any]:
         """The run's identity, not its connections; plus the MLflow context of the pickling process."""
         state = dict(self.__dict__)
-        handle = self.run or self._last
-        recorder = handle._recorder if handle is not None else None  # its server (not a new writer opened for it)
-        uri = (handle.tracking_uri or (recorder.tracking_uri if recorder is not None else None)) if handle is not None else None
+        handle, uri = self.run or self._last, None
+        if handle is not None:  # its server (read from its writer if it has one; none is opened for it)
+            uri = handle.tracking_uri or getattr(handle._recorder, "tracking_uri", None)
         state.update(run=None, _last=None, _reopened=False, _pending_step=None, _pending={}, _run_id=self.run_id)
         state["context"] = _mlflow_context() or self.context
         state["_last_uri"] = uri or (state["context"] or {}).get("tracking_uri")
