@@ -8,6 +8,11 @@ tag ``green.resumed_from``. For that, the callback keeps the id of the run it lo
 backup folder (``mlflow_green.json``, beside Keras's ``training_metadata.json``), and a fit that
 Keras restores from a backup reads it.
 
+A fit whose run MLflow had not created yet when it started (a fresh database, a slow server: the
+creation is spooled) notes the run's creation token instead (``{"pending_run": {"token": …}}``), by
+which the restored fit finds the run once created (tagged ``green.run_token``), as a Lightning
+checkpoint written before its run existed does.
+
 Keras deletes the folder when the fit completes (``delete_checkpoint=True``, the default), the file
 with it. A backup folder on a remote filesystem (``gs://…``) is left alone: no tag then.
 
@@ -15,10 +20,10 @@ Example:
     >>> import tempfile, pathlib
     >>> folder = tempfile.mkdtemp()
     >>> record_run([folder], "3f2a")
-    >>> restored_run_id([folder]) is None  # no backup of Keras's there: nothing restored
+    >>> restored_run([folder]) is None  # no backup of Keras's there: nothing restored
     True
     >>> _ = (pathlib.Path(folder) / "training_metadata.json").write_text('{"epoch": 3}')
-    >>> restored_run_id([folder])
+    >>> restored_run([folder])
     '3f2a'
 """
 
@@ -32,11 +37,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mlflow_green.integrations._keras_guard import caller_frame
+from mlflow_green.training.state import pending_run_of
 
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "mlflow_green.json"
-"""What the callback keeps in a backup folder: ``{"run_id": …}``."""
+"""What the callback keeps in a backup folder: ``{"run_id": …}``, or ``{"pending_run": …}`` before the run exists."""
+PendingRun = dict[str, str | None]
 _KERAS_METADATA = "training_metadata.json"  # BackupAndRestore's: present when there is a backup to restore
 
 
@@ -57,39 +64,44 @@ def backup_folders(callbacks: Any = None) -> list[str]:
     return [folder for folder in folders if "://" not in folder]
 
 
-def restored_run_id(folders: Iterable[str]) -> str | None:
-    """The run of the fit that wrote the backup Keras restores from (None: no backup, or not ours)."""
+def restored_run(folders: Iterable[str]) -> str | PendingRun | None:
+    """The run of the fit that wrote the backup Keras restores from: its id, or its ``pending_run`` (token and
+    experiment) if it was not created when the backup was written (None: no backup, or not ours)."""
     for folder in folders:
         if not os.path.exists(os.path.join(folder, _KERAS_METADATA)):
             continue
         try:
             with open(os.path.join(folder, RUN_FILE), encoding="utf-8") as file:
-                run_id = json.load(file).get("run_id")
+                note = json.load(file)
+            run_id, pending = note.get("run_id"), pending_run_of(note.get("pending_run"))
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(run_id, str) and run_id:
             return run_id
+        if pending is not None:
+            return pending
     return None
 
 
-def record_run(folders: Sequence[str], run_id: str | None) -> None:
-    """Keep ``run_id`` in each backup folder (created if need be), for a fit restored from it later (no run:
-    an earlier note is removed, so that a restore is not linked to a run this fit did not log into)."""
+def record_run(folders: Sequence[str], run: str | PendingRun | None) -> None:
+    """Keep ``run`` (its id, else its ``pending_run`` while MLflow has not created it) in each backup folder
+    (created if need be), for a fit restored from it later (None: an earlier note is removed, so that a
+    restore is not linked to a run this fit did not log into)."""
     for folder in folders:
         path = os.path.join(folder, RUN_FILE)
         try:
-            if not run_id:
+            if not run:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
                 continue
             os.makedirs(folder, exist_ok=True)
             written = f"{path}.{os.getpid()}.tmp"
             with open(written, "w", encoding="utf-8") as file:
-                json.dump({"run_id": run_id}, file)
+                json.dump({"run_id": run} if isinstance(run, str) else {"pending_run": run}, file)
             os.replace(written, path)
         except OSError as exc:
             logger.warning("mlflow-green: could not note the run in the backup folder %s (%s): a fit restored "
                            "from it will not be tagged green.resumed_from", folder, exc)
 
 
-__all__ = ["RUN_FILE", "backup_folders", "record_run", "restored_run_id"]
+__all__ = ["RUN_FILE", "PendingRun", "backup_folders", "record_run", "restored_run"]

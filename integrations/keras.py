@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise MissingExtraError("keras", "keras", "mlflow_green.integrations.keras") from exc
 
 from mlflow_green.formatting import readable_figures
-from mlflow_green.integrations._keras_backup import backup_folders, record_run, restored_run_id
+from mlflow_green.integrations._keras_backup import backup_folders, record_run, restored_run
 from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, reads_input_in_python, stands_aside
 from mlflow_green.integrations._keras_samples import AdapterCounts, adapter_samples, iterator_of_caller, samples_seen
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
@@ -156,8 +156,8 @@ class GreenCallback(keras.callbacks.Callback):
         self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("keras", "tensorflow")
         backups = backup_folders()  # a fit Keras restores from a backup resumes the run that wrote it
         self.session.bind_run()
-        self.session.note_resumed_from(restored_run_id(backups))
-        record_run(backups, self.session.run_id)
+        self.session.note_resumed_from(restored_run(backups))  # by its id, or the token of a run then not created
+        record_run(backups, self.session.run_id or self.session.output.pending_creation())
         self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
         self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0))
         self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit")

@@ -3,10 +3,9 @@
 Keras, Lightning and Hugging Face callbacks are thin adapters that call a :class:`TrainingSession`
 at their hooks. Its seams: :meth:`~TrainingSession.bind_run` (where the run is bound) and
 :meth:`~TrainingSession.end_fit` (where a fit's figures are final and everything is flushed). Its
-parts: ``session_run`` (the run and every write), ``session_profile`` (the model profile), ``phases``, ``projection``, ``steps``, ``figures``,
-``quality``, ``fit_summary`` (tags, report), ``session_windows`` (epoch windows, phases),
-``session_eval`` (evaluations), ``session_state``
-(checkpoints, copies), ``distributed`` (ranks).
+parts: ``session_run`` (the run and every write), ``session_profile`` (the model profile), ``phases``, ``projection``,
+``steps``, ``figures``, ``quality``, ``fit_summary`` (tags, report), ``session_windows`` (epoch windows, phases),
+``session_eval`` (evaluations), ``session_state`` (checkpoints, copies), ``distributed`` (ranks).
 
 Example::
 
@@ -186,14 +185,15 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
                                 (handle.timeouts or RunTimeouts.resolve()).start_s, what="the checkpoint's run",
                                 consequence="the resumed totals start at zero")
         if found is None:
-            logger.warning("mlflow-green: the checkpoint was written before its MLflow run was created, and that run "
+            logger.warning("mlflow-green: the checkpoint (or backup) was written before its MLflow run was created, and that run "
                            "cannot be found now: this run's totals start at zero (not tagged %s)", schema.TAG_RESUMED_FROM)
         return found
 
-    def note_resumed_from(self, run_id: str | None) -> None:
-        """This fit resumes one that logged into ``run_id`` (a framework's backup restored it): tag the run
-        ``green.resumed_from`` if it is another run (its totals are this run's, as :meth:`bind_run` made them)."""
-        if run_id and self.output.bound and run_id != self.output.run_id and self.resumed_from != run_id:
+    def note_resumed_from(self, run: str | dict[str, str | None] | None) -> None:
+        """This fit resumes one that logged into ``run`` (a framework's backup restored it; a dict: the backup's
+        ``pending_run``, written before that run was created): tag the run ``green.resumed_from`` if it is another."""
+        run_id = self._created_run_id(run) if isinstance(run, dict) and self.output.bound else run
+        if isinstance(run_id, str) and run_id and self.output.bound and run_id != self.output.run_id and self.resumed_from != run_id:
             self.resumed_from = run_id
             self.output.log_tags({schema.TAG_RESUMED_FROM: run_id})
 

@@ -69,12 +69,12 @@ class SessionState:
             phases={phase: Measurement.from_dict(m) for phase, m in state.get("phases", {}).items()},
             samples={k: int(v) for k, v in state.get("samples", {}).items()},
             last_step=state.get("last_step"),
-            pending_run=_pending_run(state.get("pending_run")),
+            pending_run=pending_run_of(state.get("pending_run")),
         )
 
 
-def _pending_run(value: Any) -> dict[str, str | None] | None:
-    """A checkpoint's ``pending_run``, if it names a token (anything else: None)."""
+def pending_run_of(value: Any) -> dict[str, str | None] | None:
+    """A checkpoint's (or a backup's) ``pending_run``, if it names a token (anything else: None)."""
     if not isinstance(value, Mapping) or not isinstance(value.get("token"), str) or not value["token"]:
         return None
     return {k: (str(value[k]) if value.get(k) is not None else None) for k in ("token", "experiment_id", "experiment_name")}
