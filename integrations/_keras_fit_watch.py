@@ -45,6 +45,21 @@ class FitWatch:
         self._stop.set()
         self._frame = None
 
+    def left(self) -> bool:
+        """True if ``fit`` is no longer running (asked from any thread; False once stopped): a hook of another
+        call (``evaluate`` right after ``fit`` raised in Keras's own code) can tell before the thread looks."""
+        target = self._frame
+        if target is None:
+            return False
+        if threading.get_ident() != self._thread_id:
+            return not self._running()
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:  # fit's own hooks: a few frames up
+            if frame is target:
+                return False
+            frame = frame.f_back
+        return True
+
     def _running(self) -> bool:
         frame = sys._current_frames().get(self._thread_id)
         while frame is not None:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from mlflow_green.integrations._keras_fit_watch import FitWatch
+from mlflow_green.integrations._keras_fit_watch import FitLeft, FitWatch
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.termination import SigtermWatch
 
@@ -166,6 +166,13 @@ class CallGuard:
         if self._fit_watch is not None:
             self._fit_watch.stop()
         self._sigterm.restore()
+
+    def end_if_fit_left(self) -> None:
+        """A hook of another call after the watched ``fit`` raised in Keras's own code, before its watch looked:
+        the fit ends now (``FAILED``), so that the call is not taken for the fit's validation."""
+        if self._fit_watch is not None and not self._aborted and self._fit_watch.left():
+            self._fit_watch.stop()
+            self.abort(FitLeft("Keras fit ended by an exception raised outside the callbacks and steps"))
 
     def reset_counts(self) -> None:
         """A new epoch: input wait and counts start at zero."""

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from mlflow_green.integrations._keras_guard import caller_frame
@@ -93,3 +94,31 @@ def iterator_of_caller(method: str) -> Any:
     """The ``epoch_iterator`` of the running ``fit`` / ``evaluate`` / ``predict`` (None when not found)."""
     frame = caller_frame(method)
     return frame.f_locals.get("epoch_iterator") if frame is not None else None
+
+
+def samples_cut_short(validation_counted: int | None, guard: Any, model: Callable[[], Any]) -> int | None:
+    """Samples an epoch ended early (an exception, an interrupt) trained: those seen, never a full epoch's.
+
+    ``validation_counted``: the epoch's count taken as its validation began (its training was complete
+    then); ``guard``: the fit's :class:`~mlflow_green.integrations._keras_guard.CallGuard` (or None);
+    ``model``: returns the model (called only if needed: on JAX, the callback's ``model`` syncs its state)."""
+    if validation_counted is not None:
+        return validation_counted
+    if guard is not None and guard.counts_batches:  # torch, JAX: the batches read, less one its step never trained
+        return guard.trained_samples
+    return samples_seen(model())
+
+
+def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any], adapter_counts: AdapterCounts) -> int | None:
+    """Training samples of an epoch: ``option`` (``samples_per_epoch``), else the cheapest exact count — the
+    batches read (torch, JAX), the adapter's count of a completed epoch of known size, the train step's count
+    (``model``: as for :func:`samples_cut_short`)."""
+    if option:
+        return option
+    if guard is not None and guard.samples:
+        return guard.samples
+    if guard is not None and not guard.stop_requested and not getattr(model(), "stop_training", False):
+        known = adapter_counts(guard.epoch_iterator)
+        if known:
+            return known
+    return samples_seen(model()) or adapter_samples(guard.epoch_iterator if guard is not None else None)

@@ -29,7 +29,14 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_backup import backup_folders, record_run, restored_run
 from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, reads_input_in_python, stands_aside
-from mlflow_green.integrations._keras_samples import AdapterCounts, adapter_samples, iterator_of_caller, samples_seen
+from mlflow_green.integrations._keras_samples import (
+    AdapterCounts,
+    adapter_samples,
+    epoch_train_samples,
+    iterator_of_caller,
+    samples_cut_short,
+    samples_seen,
+)
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
@@ -198,7 +205,7 @@ class GreenCallback(keras.callbacks.Callback):
 
     # -- validation inside fit, evaluate and predict outside it --------------------------------
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if self._in_fit:
+        if self._still_in_fit():
             if self._epoch_train_samples is None:  # before evaluate resets the metrics
                 self._epoch_train_samples = self._train_samples_seen()
             if self._fit_guard is not None and not self._validation_watched:
@@ -220,7 +227,7 @@ class GreenCallback(keras.callbacks.Callback):
             self._end_eval("test", samples)
 
     def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if not self._in_fit and stands_aside(self, "predict", GreenCallback):
+        if not self._still_in_fit() and stands_aside(self, "predict", GreenCallback):
             return
         if not self._in_fit:
             self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("predict")
@@ -261,27 +268,16 @@ class GreenCallback(keras.callbacks.Callback):
             return None
 
     def _train_samples_seen(self) -> int | None:
-        """Training samples of the epoch: the option, else the cheapest exact count — the batches read
-        (torch, JAX), the adapter's count of a completed epoch of known size, the train step's count."""
-        if self.samples_per_epoch:
-            return self.samples_per_epoch
-        guard = self._fit_guard
-        if guard is not None and guard.samples:
-            return guard.samples
-        if guard is not None and not guard.stop_requested and not getattr(self.model, "stop_training", False):
-            known = self._adapter_counts(guard.epoch_iterator)
-            if known:
-                return known
-        return samples_seen(self.model) or adapter_samples(guard.epoch_iterator if guard is not None else None)
+        return epoch_train_samples(self.samples_per_epoch, self._fit_guard, self._synced_model, self._adapter_counts)
 
-    def _cut_short_epoch_samples(self) -> int | None:
-        """Samples an epoch ended early (an exception, an interrupt) trained: those seen, never a full epoch's."""
-        if self._epoch_train_samples is not None:  # its validation had begun: its training was complete
-            return self._epoch_train_samples
-        guard = self._fit_guard
-        if guard is not None and guard.counts_batches:  # torch, JAX: the batches read, less one its step never trained
-            return guard.trained_samples
-        return samples_seen(self.model)
+    def _synced_model(self) -> keras.Model:
+        return self.model  # on JAX, with the state synced (not ``_model``)
+
+    def _still_in_fit(self) -> bool:
+        """In a fit (its validation, a callback's predict), not right after one that Keras's own code ended."""
+        if self._in_fit and self._fit_guard is not None:
+            self._fit_guard.end_if_fit_left()  # ended FAILED now, before its watch's next look
+        return self._in_fit
 
     def _check_budget(self) -> None:
         """After a train step (hot path): compare the energy so far with the budget every few seconds."""
@@ -319,7 +315,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._in_fit = False
         if self._epoch_open:  # the fit ended inside an epoch: the samples it trained are billed too
             self._epoch_open = False
-            self.session.count("train", self._cut_short_epoch_samples())
+            self.session.count("train", samples_cut_short(self._epoch_train_samples, self._fit_guard, self._synced_model))
         guard, self._fit_guard = self._fit_guard, None
         self._adapter_counts.clear()
         if guard is not None:

@@ -149,6 +149,25 @@ def _(out: Path):
     return failing_fit(GreenCallback(), validation_data=(X[:50], Y[:40]), sleep_s=2.5)
 
 
+@case("evaluate_right_after_an_error_in_keras_own_code")
+def _(out: Path):
+    # the same failure, then at once (before the fit's watch looks) an evaluate and a predict with the callback
+    cb, clock = GreenCallback(), Clock()
+    try:
+        mlp().fit(X, Y, epochs=3, batch_size=64, verbose=0, validation_data=(X[:50], Y[:40]), callbacks=[clock, cb])
+        raised = None
+    except ValueError as exc:
+        raised = type(exc).__name__
+    elapsed_s = time.monotonic() - clock.start_s
+    fit_run = cb.session.run_id
+    model = cb.model
+    model.evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=[cb])
+    model.predict(X[:192], batch_size=64, verbose=0, callbacks=[cb])
+    time.sleep(1.5)  # the watch's looks: nothing more is billed to the fit
+    return {"raised": raised, "elapsed_s": elapsed_s, "run_id": fit_run, "eval_run_id": cb.session.run_id,
+            "active_after": mlflow.active_run().info.run_id if mlflow.active_run() else None}
+
+
 @case("keyboard_interrupt_in_a_callback")
 def _(out: Path):
     return failing_fit(GreenCallback(), RaiseAtEpochEnd(KeyboardInterrupt(), epoch=0))

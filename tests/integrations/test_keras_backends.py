@@ -62,6 +62,19 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     assert result["active_after"] is None, "the failed run is still the active run"
     assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 1.5, (failed.data.metrics, result)
     assert_green_invariants(failed.info.run_id, client)
+    # An evaluate and a predict right after it (before the watch looked): the fit ends FAILED as they start, and
+    # they are billed as themselves, not as the fit's validation
+    result, failed = results["evaluate_right_after_an_error_in_keras_own_code"], run("evaluate_right_after_an_error_in_keras_own_code")
+    assert result["raised"] == "ValueError" and failed.info.status == "FAILED" and result["active_after"] is None
+    metrics = failed.data.metrics
+    assert metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (metrics, result)
+    assert metrics[schema.ENERGY_VALIDATION_KWH] == 0.0, "no validation ran: the fit failed building it"
+    assert result["eval_run_id"] == result["run_id"]  # logged into the fit's run, as after any fit
+    for kind, samples in (("test", 128), ("predict", 192)):
+        energy_kwh = metrics[f"green/energy_{kind}_kwh"]
+        assert energy_kwh > 0 and metrics[f"green/energy_per_sample_{kind}_j"] == pytest.approx(
+            energy_kwh * 3.6e6 / samples, rel=1e-6), (kind, metrics)
+    assert_green_invariants(failed.info.run_id, client)
     # A fit that ends inside an epoch bills the samples that epoch trained (and no more).
     for name, batches in (("exception_in_the_first_epoch", 3), ("exception_in_a_later_epoch", 10 + 3),
                           ("a_batch_the_step_cannot_train", 3)):

@@ -44,3 +44,33 @@ def test_after_the_watch_ended_a_failed_fit_sigterm_still_terminates(tmp_path: P
     run_id = line.split()[1]
     assert line.endswith("active None"), line
     assert MlflowClient(uri).get_run(run_id).info.status == "FAILED"
+
+
+def test_whether_the_fit_left_is_told_from_its_own_thread_and_from_another() -> None:
+    import itertools
+    import sys as _sys
+    import threading
+
+    from mlflow_green.integrations._keras_fit_watch import FitWatch
+
+    ended: list[BaseException] = []
+    seen: dict[str, bool] = {}
+
+    def fit() -> FitWatch:  # stands for Keras's fit: the watch holds its frame
+        watch = FitWatch(_sys._getframe(), ended.append, itertools.count().__next__)  # steps always moving: no look ends it
+        seen["inside, same thread"] = watch.left()
+        other = threading.Thread(target=lambda: seen.__setitem__("inside, other thread", watch.left()))
+        other.start()
+        other.join()
+        return watch
+
+    watch = fit()
+    seen["after, same thread"] = watch.left()
+    other = threading.Thread(target=lambda: seen.__setitem__("after, other thread", watch.left()))
+    other.start()
+    other.join()
+    watch.stop()
+    seen["stopped"] = watch.left()
+    assert seen == {"inside, same thread": False, "inside, other thread": False, "after, same thread": True,
+                    "after, other thread": True, "stopped": False}
+    assert ended == [], "asking never ends the fit; the guard does"
