@@ -316,6 +316,8 @@ class GreenCallback(keras.callbacks.Callback):
         if self._epoch_open:  # the fit ended inside an epoch: the samples it trained are billed too
             self._epoch_open = False
             self.session.count("train", samples_cut_short(self._epoch_train_samples, self._fit_guard, self._synced_model))
+            if self._fit_guard is not None:  # its input wait so far: the cut-short epoch is split as a whole one's
+                self.session.add_data_wait(self._fit_guard.data_wait_s)
         guard, self._fit_guard = self._fit_guard, None
         self._adapter_counts.clear()
         if guard is not None:

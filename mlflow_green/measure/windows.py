@@ -87,6 +87,10 @@ class NamedWindows:
         self._record_closed()
         return end - begin
 
+    def opened(self, name: str) -> Snapshot | None:
+        """The start reading of the window ``name`` if it is open (begun, not closed), else None."""
+        return self._open_windows.get(name)
+
     def close(self, name: str) -> tuple[Snapshot, Snapshot]:
         """Close the window ``name`` with a reading now; returns its (begin, end) readings.
 

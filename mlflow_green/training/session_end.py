@@ -20,6 +20,7 @@ from mlflow_green.training.distributed import merge_parts
 from mlflow_green.training.figures import efficiency_metrics, projection_metrics
 from mlflow_green.training.fit_summary import session_report
 from mlflow_green.training.inspection import ModelProfile
+from mlflow_green.training.phases import EMPTY
 from mlflow_green.training.termination import sigterm_held
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class FitEndMixin:
         tracker, self.tracker = self.tracker, None
         try:
             stopped = tracker.stop()
+            self._close_cut_short_epoch(tracker)
             if self.dist.distributed and status != "FINISHED":  # no collective: the other ranks may never join it
                 parts = [({"total": self._failed_fit_total(tracker, stopped)}, self._take_counts())]
                 self.dist.gathered_at_end = False
@@ -86,6 +88,21 @@ class FitEndMixin:
             self._epoch_start = self._epoch = self._last_epoch_end = self._validation_end = None
             self._deferred.close()
             self.output.close(status)
+
+    def _close_cut_short_epoch(self: TrainingSession, tracker: EnergyTracker) -> None:
+        """A fit that ended inside an epoch (an exception, an interrupt): the epoch's part until the meters
+        stopped is split like a whole epoch's — its training to ``train`` (and ``data``), a validation it was in
+        (ended or not) to ``validation`` — not left to ``other``. This rank's, as the failed fit's total is."""
+        start = self._epoch_start
+        if start is None:
+            return
+        end = tracker.end_snapshot
+        validation = self._ledger.epoch_validation
+        opened = tracker.opened("validation")  # the fit ended during a validation
+        if opened is not None:
+            validation = validation + (end - opened)
+        after = end - self._validation_end if self._validation_end is not None and opened is None else EMPTY
+        self._ledger.end_epoch(end - start, validation=validation, after=after)
 
     def _warn_if_quality_never_seen(self: TrainingSession, logs: Mapping[str, Any]) -> None:
         """A ``quality_metric`` the fit never logged: say so, and what it did log (else it is silently unused)."""

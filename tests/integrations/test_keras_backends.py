@@ -85,6 +85,8 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         metrics = failed.data.metrics
         assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-6), name
         assert metrics[schema.FLOP_PER_J] > 0, name
+        # the cut-short epoch's training is billed to train, not left to other (setup, teardown, the callback)
+        assert metrics[schema.ENERGY_OTHER_KWH] < metrics[schema.ENERGY_TRAIN_KWH], (name, metrics)
         assert_green_invariants(failed.info.run_id, client)
     nxt = run("checkpoint_cannot_write", "next_run_id")
     assert nxt.info.run_id != results["checkpoint_cannot_write"]["run_id"], "the next fit logged into the failed run"

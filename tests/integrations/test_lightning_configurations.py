@@ -267,6 +267,12 @@ def test_an_epoch_cut_short_counts_the_samples_it_trained(mlflow_experiment: str
     assert _report(run.info.run_id, tmp_path)["samples"]["train"] == samples
     metrics = run.data.metrics
     assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / samples, rel=1e-6)
+    # the cut-short epoch's training is billed to train, not left to other (steps: epoch 0, then the final totals)
+    client = MlflowClient()
+    train, other = ([m.value for m in client.get_metric_history(run.info.run_id, key)]
+                    for key in (schema.ENERGY_TRAIN_KWH, schema.ENERGY_OTHER_KWH))
+    assert len(train) == len(other) == 2 and train[1] > train[0]
+    assert other[1] - other[0] < train[1] - train[0], (train, other)
     assert_green_invariants(run.info.run_id)
 
 

@@ -96,6 +96,43 @@ def test_an_epoch_starts_at_the_previous_end_reading_only_after_a_gap_of_at_most
     assert phases["other"].energy_j == pytest.approx(10.0 * (1.0 + EPOCH_GAP_S / 2 + 10 * EPOCH_GAP_S), rel=1e-6)
 
 
+@pytest.mark.parametrize("ends", ["in training", "in a validation", "after the epoch's validation"])
+def test_a_fit_ended_inside_an_epoch_splits_that_epoch_like_a_whole_one(mlflow_experiment: str, ends: str) -> None:
+    """10 W throughout: 1 s setup, epoch 0 whole (3 s training, 1 s validation), then epoch 1 cut short."""
+    now = [0.0]
+    session = TrainingSession(framework="test", tracker=EnergyTracker(meters=[FakeMeter({"cpu:0": 10.0, "ram:0": 0.0})],
+                                                                     clock=lambda: now[0]))
+    with mlflow.start_run() as run:
+        session.bind_run()
+        session.begin_fit(planned_epochs=3)
+        now[0] += 1.0
+        for epoch in (0, 1):
+            session.begin_epoch(epoch)
+            session.add_data_wait(0.5)
+            now[0] += 3.0
+            if epoch == 1 and ends == "in training":
+                break
+            session.begin_phase("validation")
+            now[0] += 1.0
+            if epoch == 1 and ends == "in a validation":
+                break
+            session.end_phase("validation", samples=10, ends_epoch=True)
+            if epoch == 1:
+                now[0] += 0.25  # another callback's epoch-end work, then the fit fails before the epoch ends
+                break
+            session.end_epoch(epoch, train_samples=10)
+        total = session.end_fit("FAILED")
+    cut = {"in training": {"train": 25.0, "data": 5.0, "validation": 0.0, "other": 0.0},
+           "in a validation": {"train": 25.0, "data": 5.0, "validation": 10.0, "other": 0.0},
+           "after the epoch's validation": {"train": 25.0, "data": 5.0, "validation": 10.0, "other": 2.5}}[ends]
+    expected = {"train": 25.0 + cut["train"], "data": 5.0 + cut["data"], "validation": 10.0 + cut["validation"],
+                "other": 10.0 + cut["other"]}  # the setup, and what came after the cut epoch's validation
+    phases = session.ledger.with_other(total)
+    assert {p: round(m.energy_j, 6) for p, m in phases.items()} == expected
+    metrics = MlflowClient().get_run(run.info.run_id).data.metrics
+    assert {p: round(metrics[f"green/energy_{p}_kwh"] * 3.6e6, 6) for p in expected} == expected
+
+
 # -- ranks -----------------------------------------------------------------------------------------
 def test_one_exchange_merges_the_ranks_measurements_and_sums_their_counts() -> None:
     other_rank = {"m": {"epoch": _cpu(30.0, host="h2").to_dict()}, "n": {"train": 700}}
