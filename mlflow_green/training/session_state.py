@@ -2,7 +2,8 @@
 
 ``state_dict`` / ``load_state_dict`` carry a run's totals through a checkpoint (a resumed
 training continues them in the same run; in another run they start at zero). A session pickles
-(``ddp_spawn``, ``copy.deepcopy``) with its state but without running meters or connections.
+(``ddp_spawn``, ``copy.deepcopy``) with its state but without running meters or connections; one
+copied while it measures copies its configuration only (a fresh, unbound session).
 """
 
 from __future__ import annotations
@@ -60,13 +61,22 @@ class StateMixin:
 
     # -- pickling (ddp_spawn, copy.deepcopy): state, not running meters or connections ----------
     def __getstate__(self: TrainingSession) -> dict[str, Any]:
+        if self.tracker is not None or self.evals.in_progress:  # its totals are about to be stale: not carried on
+            logger.warning("mlflow-green: a callback copied while it measures (a deepcopy or pickle during fit, evaluate "
+                           "or predict) starts afresh: the copy neither measures that call nor logs into its run")
+            return self._unbound_copy().__getstate__()
         self._deferred.settle()  # the copy holds every epoch ended so far
         state = dict(self.__dict__)
-        if self.tracker is not None or self.evals.in_progress:
-            logger.warning("mlflow-green: a session copied while measuring: the copy does not measure the fit in progress")
         state.update(tracker=None, _epoch_start=None, _epoch=None, _validation_end=None, _last_epoch_end=None)
         return state
 
+
+    def _unbound_copy(self: TrainingSession) -> TrainingSession:
+        """A session with this one's configuration and nothing measured or bound: what a copy taken while
+        measuring becomes (its state would be stale, and logged into the run it would rewrite the run's figures)."""
+        return type(self)(framework=self.framework, tracker=self.template, quality_metric=self.quality_metric,
+                          budget=self.budget, log_report=self.log_report, run_name=self.output.run_name,
+                          timeouts=self.output.timeouts)
 
     def _agree_with_rank_zero(self: TrainingSession) -> None:
         """Every rank takes rank zero's run totals (only it knows whether the run is a new one)."""

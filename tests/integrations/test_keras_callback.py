@@ -118,6 +118,31 @@ def test_evaluate_and_predict_log_test_and_inference_energy(mlflow_experiment: s
     )
 
 
+def test_a_copy_taken_during_fit_never_rewrites_the_fits_run(mlflow_experiment: str, digits, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A deepcopy of the callback at epoch 0's end (a snapshot of the callbacks, a clone), used after the fit
+    for an evaluate: the copy starts afresh (its epoch-0 totals would be stale) and logs into a run of its own."""
+    import copy
+
+    x, y, xv, yv = digits
+    cb, copies = GreenCallback(), []
+    snapshot = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: copies.append(copy.deepcopy(cb)) if epoch == 0 else None)
+    _mlp().fit(x, y, validation_data=(xv, yv), epochs=3, batch_size=128, callbacks=[cb, snapshot], verbose=0)
+    fit_run = cb.session.run_id
+    client = MlflowClient()
+    report = Path(client.download_artifacts(fit_run, schema.REPORT_ARTIFACT, str(tmp_path / "before"))).read_text()
+    metrics = client.get_run(fit_run).data.metrics
+    assert "copied while it measures" in caplog.text
+    [during] = copies
+    assert during.session.run_id is None and during.session.carried.energy_j == 0
+    _mlp().evaluate(xv, yv, batch_size=100, callbacks=[during], verbose=0)
+    assert during.session.run_id not in (None, fit_run)
+    assert client.get_run(during.session.run_id).data.metrics[schema.ENERGY_TEST_KWH] > 0
+    assert Path(client.download_artifacts(fit_run, schema.REPORT_ARTIFACT, str(tmp_path / "after"))).read_text() == report
+    assert client.get_run(fit_run).data.metrics == metrics
+    assert [m.step for m in _history(fit_run, schema.ENERGY_KWH)] == [0, 1, 2]
+
+
 def test_energy_budget_stops_training_cleanly_and_tags_the_reason(mlflow_experiment: str, digits) -> None:
     x, y, _, _ = digits
     # Each counter read adds 1 kJ. Reads: fit start, then begin/end of each epoch. After epoch 1

@@ -253,14 +253,17 @@ def test_an_epochs_figures_reach_mlflow_with_no_further_call_from_the_training_t
 def test_a_checkpoint_and_a_copy_taken_right_after_an_epoch_hold_that_epoch(mlflow_experiment: str) -> None:
     now = [0.0]
     session = _session(now)
-    with mlflow.start_run():
+    with mlflow.start_run() as run:
         session.bind_run()
         session.begin_fit(planned_epochs=2)
         session.begin_epoch(0)
         now[0] += 2.0
         session.end_epoch(0, train_samples=400)
         state = session.state_dict()  # a checkpoint saved at the epoch's end, before the thread ran
-        copied = copy.deepcopy(session)  # as Lightning copies a trainer's callbacks
+        during = copy.deepcopy(session)  # a copy while it measures: its configuration only (its totals would go stale)
         assert state["phases"]["train"]["energy_j"] == pytest.approx(24.0)
-        assert [e["epoch"] for e in copied.epochs] == [0] and copied.ledger.totals()["train"].energy_j == pytest.approx(24.0)
+        assert during.epochs == [] and during.run_id is None and during.carried.energy_j == 0 and during.last_step is None
         session.end_fit("FINISHED")
+    after = copy.deepcopy(session)  # after the fit: the run's state (as Lightning copies a trainer's callbacks)
+    assert [e["epoch"] for e in after.epochs] == [0] and after.ledger.totals()["train"].energy_j == pytest.approx(24.0)
+    assert after.run_id == run.info.run_id and after.carried.energy_j == session.carried.energy_j
