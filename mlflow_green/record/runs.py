@@ -227,6 +227,13 @@ def _local_experiment() -> tuple[str | None, str | None]:
         return "0", None
 
 
+def pending_outer_run() -> RunHandle | None:
+    """The innermost run we started on this thread that MLflow has not created yet (not active, so not
+    :func:`mlflow.active_run`), or None."""
+    stack = _pending_stack()
+    return stack[-1] if stack else None
+
+
 def _pending_stack() -> list[RunHandle]:
     stack = getattr(_pending, "stack", None)
     if stack is None:
@@ -272,4 +279,4 @@ def _deactivate(handle: RunHandle) -> None:
         logger.debug("mlflow-green: could not pop run %s from the active runs: %s", handle.run_id, exc)
 
 
-__all__ = ["RunHandle", "resolve_run"]
+__all__ = ["RunHandle", "pending_outer_run", "resolve_run"]

@@ -28,14 +28,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mlflow_green.record.runs import RunHandle, resolve_run
+from mlflow_green.record.runs import RunHandle, pending_outer_run, resolve_run
 from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
 
 logger = logging.getLogger(__name__)
+
+_BOUND: weakref.WeakSet[SessionRun] = weakref.WeakSet()
+"""Sessions with a fit or an evaluation in progress (bound, not closed yet)."""
 
 
 class SessionRun:
@@ -93,7 +97,8 @@ class SessionRun:
         previous = self.run_id
         try:
             if run is None:
-                run = self._spawned_run(**resolve) or resolve_run(run_name=self.run_name, timeouts=self.timeouts, **resolve)
+                run = self._spawned_run(**resolve) or resolve_run(
+                    run_name=self.run_name, timeouts=self.timeouts, nested=not resolve and self._inside_another(), **resolve)
             run.recorder.prepare_handover()  # opens its writer and its spool thread now, not at an epoch
         except Exception as exc:  # measurement never stops the training
             logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
@@ -101,11 +106,30 @@ class SessionRun:
         if self.run is not None and self.run is not run:
             self.run.finish()
         self.run, self._last, self._reopened = run, None, False
+        _BOUND.add(self)
         current = run.run_id
         changed = previous is not None and (current is None or current != previous)
         if changed or previous is None:
             self._key_steps, self._last_values = {}, {}
         return changed
+
+    def _inside_another(self) -> bool:
+        """The run this session would log into (the active run) is one another session measures a call into
+        now: a fit started from a callback of another fit. Two histories of steps would clash in one run, so
+        this one gets a child run of it instead."""
+        import mlflow
+
+        others = [other.run for other in list(_BOUND) if other is not self and other.run is not None]
+        if not others:
+            return False
+        active, outer = mlflow.active_run(), pending_outer_run()
+        if active is not None:
+            inside = any(handle.run_id == active.info.run_id for handle in others)
+        else:
+            inside = outer is not None and any(handle.recorder is outer.recorder for handle in others)
+        if inside:
+            logger.info("mlflow-green: a fit or evaluation inside another one's measurement gets a child run of its run")
+        return inside
 
     def pending_creation(self) -> dict[str, str | None] | None:
         """While the bound run waits for MLflow to create it: its creation token and experiment, which
@@ -203,6 +227,7 @@ class SessionRun:
         """
         self.send_pending()
         run, self.run = self.run, None
+        _BOUND.discard(self)
         if run is None:
             return
         if self.signing_key is not None:  # after every write of this fit or evaluation (see record.run_signature)

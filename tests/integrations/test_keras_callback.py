@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -141,6 +142,36 @@ def test_a_copy_taken_during_fit_never_rewrites_the_fits_run(mlflow_experiment: 
     assert Path(client.download_artifacts(fit_run, schema.REPORT_ARTIFACT, str(tmp_path / "after"))).read_text() == report
     assert client.get_run(fit_run).data.metrics == metrics
     assert [m.step for m in _history(fit_run, schema.ENERGY_KWH)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("users_run", [False, True])
+def test_a_fit_inside_another_fits_callback_gets_a_child_run(mlflow_experiment: str, digits, users_run: bool) -> None:
+    """A probe model fitted with its own GreenCallback at each epoch end of an outer fit: each probe gets a child
+    of the run the outer fit logs into (its own, or the user's), never a second history in that run."""
+    x, y, _, _ = digits
+    probes: list[GreenCallback] = []
+
+    def probe(epoch: int, logs: dict) -> None:
+        probes.append(GreenCallback(run_name=f"probe{epoch}"))
+        _mlp().fit(x[:300], y[:300], epochs=2, batch_size=100, verbose=0, callbacks=[probes[-1]])
+        assert mlflow.active_run().info.run_id == outer.session.run_id, "the outer run is active again"
+
+    outer = GreenCallback(run_name="outer")
+    with contextlib.ExitStack() as stack:
+        user = stack.enter_context(mlflow.start_run()) if users_run else None
+        _mlp().fit(x, y, epochs=2, batch_size=128, verbose=0,
+                   callbacks=[outer, keras.callbacks.LambdaCallback(on_epoch_end=probe)])
+        assert user is None or outer.session.run_id == user.info.run_id
+    assert mlflow.active_run() is None
+    client = MlflowClient()
+    assert [m.step for m in _history(outer.session.run_id, schema.ENERGY_KWH)] == [0, 1]
+    assert len({cb.session.run_id for cb in probes} | {outer.session.run_id}) == 3
+    for cb in probes:
+        run = client.get_run(cb.session.run_id)
+        assert run.data.tags["mlflow.parentRunId"] == outer.session.run_id and run.info.status == "FINISHED"
+        assert [m.step for m in _history(run.info.run_id, schema.ENERGY_KWH)] == [0, 1]
+        assert_green_invariants(run.info.run_id)
+    assert_green_invariants(outer.session.run_id)
 
 
 def test_energy_budget_stops_training_cleanly_and_tags_the_reason(mlflow_experiment: str, digits) -> None:
