@@ -230,12 +230,12 @@ class SessionRun:
         _BOUND.discard(self)
         if run is None:
             return
+        if not self._reopened:  # before the wait: a write meanwhile (another thread's evaluation) goes into this run
+            self._last = run
+        self._reopened = False
         if self.signing_key is not None:  # after every write of this fit or evaluation (see record.run_signature)
             run.recorder.sign(self.signing_key)
         run.finish(status)
-        if not self._reopened:
-            self._last = run
-        self._reopened = False
 
     # -- pickling (ddp_spawn, copy.deepcopy) ----------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
