@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
 from mlflow_green.integrations._lightning_trainer import RootDevice, ends_the_epoch, show_in_progress_bar
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.integrations._torch_batches import batch_size, example_of, floats
@@ -78,6 +79,7 @@ class GreenCallbackMixin(CarriesSession):
         self._eval_samples = 0
         self._in_epoch = False  # between our on_train_epoch_start and on_train_epoch_end
         self._at_exit_registered = False
+        self._guard = EarlierCallbacksGuard()  # our on_exception runs even if an earlier callback's raises
 
     # -- fit ---------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -86,6 +88,7 @@ class GreenCallbackMixin(CarriesSession):
             self.session.load_state_dict(self._pending_state)
             self._pending_state = None
         self._bind(trainer)
+        self._guard.guard(trainer, self)
         self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("pytorch")
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
         max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
@@ -180,16 +183,8 @@ class GreenCallbackMixin(CarriesSession):
             logger.warning("mlflow-green: stopping training: %s", result.stop_reason)
             trainer.should_stop = True
 
-    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        if not self._fitting:
-            return
-        self._fitting = False
-        with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
-            profile = self._inspect(trainer, pl_module) if self.inspect_model else None
-            self.session.end_fit("FINISHED", logs=floats(trainer.callback_metrics), profile=profile)
-
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
+        self._guard.restore()  # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
         status = "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"
         if self._fitting:
             self._end_fit_early(status, floats(trainer.callback_metrics))
@@ -208,6 +203,13 @@ class GreenCallbackMixin(CarriesSession):
             self._end_fit_early("KILLED")
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """The call's end (after every ``on_fit_end``: an exception in one of them fails the fit's run)."""
+        self._guard.restore()
+        if self._fitting:
+            self._fitting = False
+            with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
+                profile = self._inspect(trainer, pl_module) if self.inspect_model else None
+                self.session.end_fit("FINISHED", logs=floats(trainer.callback_metrics), profile=profile)
         if trainer.is_global_zero:  # a ddp_spawn rank zero: its run and totals go back to the launching process
             self._hand_session_back()
 
@@ -289,17 +291,15 @@ class GreenCallbackMixin(CarriesSession):
         """The session's distributed context from the trainer: each rank bills its own process tree and
         devices (``integrations/_torch_distributed.py``), its device's queue synchronised at boundaries."""
         self._session_for_work()  # one a spawned rank zero handed back first; none is looked for meanwhile
-        world_size = int(getattr(trainer, "world_size", 1) or 1)
-        template = self.session.template
-        bind_device(template, RootDevice(trainer))
-        self.session.dist = distributed_context(
-            world_size=world_size, is_logging_rank=bool(trainer.is_global_zero), tracker=template
-        )
+        bind_device(self.session.template, RootDevice(trainer))
+        self.session.dist = distributed_context(world_size=int(getattr(trainer, "world_size", 1) or 1),
+                                                is_logging_rank=bool(trainer.is_global_zero), tracker=self.session.template)
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         self._setup_distributed(trainer)
         self._eval_samples = 0
         self._bind(trainer, keep=True)
+        self._guard.guard(trainer, self)
         self.session.begin_eval(kind)
 
     def _inspect(self, trainer: Any, pl_module: Any) -> ModelProfile | None:
