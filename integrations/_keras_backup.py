@@ -36,7 +36,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mlflow_green.integrations._keras_guard import caller_frame
+from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.training.state import pending_run_of
 
 logger = logging.getLogger(__name__)

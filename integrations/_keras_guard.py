@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 from mlflow_green.integrations._keras_fit_watch import FitLeft, FitWatch
+from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.termination import SigtermWatch
 
@@ -43,40 +42,6 @@ _CALLBACK_HOOKS = (
     "on_train_end",
 )
 _STEP_FUNCTIONS = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
-
-
-def caller_frame(method: str) -> FrameType | None:
-    """The innermost frame of a Keras ``fit`` / ``evaluate`` / ``predict`` running this code."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == method and "epoch_iterator" in frame.f_locals:
-            return frame
-        frame = frame.f_back
-    return None
-
-
-def stands_aside(callback: Any, method: str, kind: type) -> bool:
-    """True when another ``kind`` (a GreenCallback) comes before ``callback`` in the callbacks of the running
-    ``fit`` / ``evaluate`` / ``predict``: two would log every figure twice into one run, so ``callback``
-    steps out of this call (its place in the call's list taken by a callback that does nothing), with a
-    warning. The same callback passed twice is called once. The call's list is Keras's own copy of the
-    user's callbacks (a ``CallbackList`` the user passed keeps the change)."""
-    frame = caller_frame(method)
-    listed = getattr(frame.f_locals.get("callbacks") if frame is not None else None, "callbacks", None)
-    if not isinstance(listed, list):
-        return False
-    positions = [i for i, cb in enumerate(listed) if cb is callback]
-    if not positions:
-        return False
-    import keras
-
-    for later in positions[1:]:  # the same instance twice: its hooks would run twice
-        listed[later] = keras.callbacks.Callback()
-    if not any(isinstance(cb, kind) for cb in listed[: positions[0]]):
-        return False
-    listed[positions[0]] = keras.callbacks.Callback()  # the call's remaining hooks skip this one
-    logger.warning("mlflow-green: two GreenCallbacks in one %s: the first measures it, the other stands aside (pass one)", method)
-    return True
 
 
 class CallGuard:
@@ -116,6 +81,7 @@ class CallGuard:
         self.stop_requested = False
         self.on_step_end: Callable[[], None] | None = None
         self._fit_watch: FitWatch | None = None
+        self.in_own_hook = False  # inside the watched call's own on_test_begin / on_predict_begin
 
     # -- install / remove ----------------------------------------------------------------------
     def watch(self, method: str, *, timed: bool = True) -> CallGuard:
@@ -170,6 +136,8 @@ class CallGuard:
     def end_if_fit_left(self) -> None:
         """A hook of another call after the watched ``fit`` raised in Keras's own code, before its watch looked:
         the fit ends now (``FAILED``), so that the call is not taken for the fit's validation."""
+        if self.in_own_hook:  # fit's own validation (or predict from one of its hooks): fit runs
+            return
         if self._fit_watch is not None and not self._aborted and self._fit_watch.left():
             self._fit_watch.stop()
             self.abort(FitLeft("Keras fit ended by an exception raised outside the callbacks and steps"))
@@ -206,6 +174,8 @@ class CallGuard:
     def _guarded_hook(self, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
         guard = self
         apply_stop = hook == "on_train_batch_end"
+        if hook in ("on_test_begin", "on_predict_begin"):  # called through the watched call's own hooks
+            return self._mark(passes_through(self._noted_hook(original)), original)
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -218,6 +188,22 @@ class CallGuard:
             return result
 
         return self._mark(passes_through(guarded), original)
+
+    def _noted_hook(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """A call-start hook that notes, while it runs, that the watched call itself calls it (fit's validation)."""
+        guard = self
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            guard.in_own_hook = True
+            try:
+                return original(*args, **kwargs)
+            except BaseException as exc:
+                guard.abort(exc)
+                raise
+            finally:
+                guard.in_own_hook = False
+
+        return noted
 
     def _guarded_step(self, original: Callable[..., Any], *, training: bool) -> Callable[..., Any]:
         guard = self

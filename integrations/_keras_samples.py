@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from mlflow_green.integrations._keras_guard import caller_frame
+from mlflow_green.integrations._keras_frames import caller_frame
 
 
 def samples_seen(model: Any) -> int | None:

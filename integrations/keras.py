@@ -28,7 +28,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_backup import backup_folders, record_run, restored_run
-from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, reads_input_in_python, stands_aside
+from mlflow_green.integrations._keras_frames import stands_aside
+from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, reads_input_in_python
 from mlflow_green.integrations._keras_samples import (
     AdapterCounts,
     adapter_samples,

@@ -1,0 +1,55 @@
+"""Where a Keras ``fit`` / ``evaluate`` / ``predict`` is running: its frame on the stack, and its callbacks.
+
+Keras does not hand callbacks the call they run in; its frame (found by name, holding an
+``epoch_iterator``) does: its callback list and data iterator.
+
+Example:
+    >>> caller_frame("fit") is None  # no fit running here
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import FrameType
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def caller_frame(method: str) -> FrameType | None:
+    """The innermost frame of a Keras ``fit`` / ``evaluate`` / ``predict`` running this code."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == method and "epoch_iterator" in frame.f_locals:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def stands_aside(callback: Any, method: str, kind: type) -> bool:
+    """True when another ``kind`` (a GreenCallback) comes before ``callback`` in the callbacks of the running
+    ``fit`` / ``evaluate`` / ``predict``: two would log every figure twice into one run, so ``callback``
+    steps out of this call (its place in the call's list taken by a callback that does nothing), with a
+    warning. The same callback passed twice is called once. The call's list is Keras's own copy of the
+    user's callbacks (a ``CallbackList`` the user passed keeps the change)."""
+    frame = caller_frame(method)
+    listed = getattr(frame.f_locals.get("callbacks") if frame is not None else None, "callbacks", None)
+    if not isinstance(listed, list):
+        return False
+    positions = [i for i, cb in enumerate(listed) if cb is callback]
+    if not positions:
+        return False
+    import keras
+
+    for later in positions[1:]:  # the same instance twice: its hooks would run twice
+        listed[later] = keras.callbacks.Callback()
+    if not any(isinstance(cb, kind) for cb in listed[: positions[0]]):
+        return False
+    listed[positions[0]] = keras.callbacks.Callback()  # the call's remaining hooks skip this one
+    logger.warning("mlflow-green: two GreenCallbacks in one %s: the first measures it, the other stands aside (pass one)", method)
+    return True
+
+
+__all__ = ["caller_frame", "stands_aside"]
