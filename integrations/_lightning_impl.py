@@ -262,11 +262,10 @@ class GreenCallbackMixin(CarriesSession):
     def __getstate__(self) -> dict[str, Any]:
         """The callback's own state: not the model's ``log`` / ``log_dict`` that Lightning attaches at each fit."""
         self._session_for_work()  # one an earlier spawn handed back first (the copy's channel is armed by pickling)
-        state = dict(self.__dict__)
-        state.pop("log", None)
-        state.pop("log_dict", None)
+        state = {key: value for key, value in self.__dict__.items() if key not in ("log", "log_dict")}
         state["_flop_cache"] = {}  # a cache keyed by the model's classes
         state["_at_exit_registered"] = False  # a spawned rank registers its own
+        state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
         return state
 
     # -- internals ---------------------------------------------------------------------------

@@ -67,3 +67,84 @@ def test_a_fit_whose_on_fit_end_fails_ends_its_run_failed(mlflow_experiment: str
     assert run.info.status == "FAILED" and cb.session.tracker is None
     assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, schema.ENERGY_KWH)] == [0, 1]
     assert_green_invariants(run.info.run_id)
+
+
+class Notify(lightning.Callback):
+    """A notifier written as a staticmethod hook (Lightning looks it up on the instance)."""
+
+    seen: list[str] = []
+
+    @staticmethod
+    def on_exception(trainer: lightning.Trainer, pl_module: lightning.LightningModule, exception: BaseException) -> None:
+        Notify.seen.append(repr(exception))
+
+
+class SetsItsOwnHook(lightning.Callback):
+    """Sets its ``on_exception`` on the instance (its class keeps Lightning's no-op); it raises."""
+
+    def __init__(self) -> None:
+        self.on_exception = self.alert
+
+    def alert(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, exception: BaseException) -> None:
+        raise ConnectionError("alert endpoint unreachable")
+
+
+def test_earlier_hooks_of_any_form_are_called_as_lightning_calls_them_and_left_as_they_were(mlflow_experiment: str) -> None:
+    train, val = loaders()
+    Notify.seen.clear()
+    notify, own, cb = Notify(), SetsItsOwnHook(), GreenCallback()
+    with pytest.raises(ConnectionError):  # the user's error went to the staticmethod hook, then the alert raised
+        lightning.Trainer(max_epochs=2, callbacks=[notify, own, cb], **quiet_trainer_kwargs()).fit(
+            digits_classifier(fail_at_epoch=1), train, val)
+    assert Notify.seen == ["RuntimeError('loss exploded')"]
+    assert MlflowClient().get_run(cb.session.run_id).info.status == "FAILED" and cb.session.tracker is None
+    assert "on_exception" not in vars(notify) and vars(own)["on_exception"] == own.alert
+
+
+def test_a_probe_fits_failure_through_a_shared_alert_callback_leaves_the_outer_run_alone(mlflow_experiment: str) -> None:
+    """One alerting instance listed before the GreenCallbacks of an outer fit and of a probe fit run inside it:
+    the probe fails (the outer fit catches it and goes on); only the probe's run fails."""
+    train, val = loaders()
+    alert, outer, probes = Alert(), GreenCallback(run_name="outer"), []
+
+    class Diverges(lightning.Callback):
+        def on_train_batch_end(self, trainer: lightning.Trainer, *args: object) -> None:
+            raise RuntimeError("probe diverged")
+
+    class Probe(lightning.Callback):
+        def on_train_epoch_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
+            if trainer.current_epoch == 0:
+                probes.append(GreenCallback(run_name="probe"))
+                with pytest.raises(ConnectionError):
+                    lightning.Trainer(max_epochs=1, limit_train_batches=2, callbacks=[alert, probes[-1], Diverges()],
+                                      **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
+
+    lightning.Trainer(max_epochs=3, limit_train_batches=5, callbacks=[alert, outer, Probe()], **quiet_trainer_kwargs()).fit(
+        digits_classifier(), train, val)
+    client = MlflowClient()
+    assert client.get_run(outer.session.run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(outer.session.run_id, schema.ENERGY_KWH)] == [0, 1, 2]
+    [probe] = probes
+    assert client.get_run(probe.session.run_id).info.status == "FAILED"
+    assert client.get_run(probe.session.run_id).data.tags["mlflow.parentRunId"] == outer.session.run_id
+    assert "on_exception" not in vars(alert)
+
+
+def test_a_copy_taken_during_fit_validates_into_a_run_of_its_own(mlflow_experiment: str) -> None:
+    import copy
+
+    train, val = loaders()
+    cb, copies = GreenCallback(), []
+
+    class Snapshot(lightning.Callback):
+        def on_train_epoch_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
+            copies.append(copy.deepcopy(cb))
+
+    model = digits_classifier()
+    lightning.Trainer(max_epochs=1, callbacks=[cb, Snapshot()], **quiet_trainer_kwargs()).fit(model, train, val)
+    [during] = copies
+    lightning.Trainer(callbacks=[during], **quiet_trainer_kwargs()).validate(model, val)
+    client = MlflowClient()
+    assert during.session.run_id not in (None, cb.session.run_id)
+    assert client.get_run(during.session.run_id).data.metrics[schema.phase_energy_key("validate")] > 0
+    assert schema.phase_energy_key("validate") not in client.get_run(cb.session.run_id).data.metrics
