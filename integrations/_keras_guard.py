@@ -82,6 +82,7 @@ class CallGuard:
         self.on_step_end: Callable[[], None] | None = None
         self._fit_watch: FitWatch | None = None
         self.in_own_hook = False  # inside the watched call's own on_test_begin / on_predict_begin
+        self.validating = False  # between the watched call's own on_test_begin and on_test_end
 
     # -- install / remove ----------------------------------------------------------------------
     def watch(self, method: str, *, timed: bool = True) -> CallGuard:
@@ -102,7 +103,8 @@ class CallGuard:
                     self._set(callbacks, hook, self._guarded_hook(hook, original))
         step = getattr(self.model, _STEP_FUNCTIONS[method], None)
         if step is not None and not self._ours(step):
-            self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(step, training=method == "fit"))
+            self._set(self.model, _STEP_FUNCTIONS[method],
+                      self._guarded_step(step, training=method == "fit", only_validating=method == "evaluate" and not timed))
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
@@ -174,8 +176,8 @@ class CallGuard:
     def _guarded_hook(self, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
         guard = self
         apply_stop = hook == "on_train_batch_end"
-        if hook in ("on_test_begin", "on_predict_begin"):  # called through the watched call's own hooks
-            return self._mark(passes_through(self._noted_hook(original)), original)
+        if hook in ("on_test_begin", "on_predict_begin", "on_test_end"):  # called through the watched call's own hooks
+            return self._mark(passes_through(self._noted_hook(original, validating=hook == "on_test_begin")), original)
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -189,12 +191,13 @@ class CallGuard:
 
         return self._mark(passes_through(guarded), original)
 
-    def _noted_hook(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        """A call-start hook that notes, while it runs, that the watched call itself calls it (fit's validation)."""
+    def _noted_hook(self, original: Callable[..., Any], *, validating: bool) -> Callable[..., Any]:
+        """A call's start (end) hook that notes, while it runs, that the watched call itself calls it (fit's
+        validation), and whether its own validation runs from there on."""
         guard = self
 
         def noted(*args: Any, **kwargs: Any) -> Any:
-            guard.in_own_hook = True
+            guard.in_own_hook, guard.validating = True, validating
             try:
                 return original(*args, **kwargs)
             except BaseException as exc:
@@ -205,14 +208,17 @@ class CallGuard:
 
         return noted
 
-    def _guarded_step(self, original: Callable[..., Any], *, training: bool) -> Callable[..., Any]:
+    def _guarded_step(self, original: Callable[..., Any], *, training: bool, only_validating: bool = False) -> Callable[..., Any]:
+        """``only_validating``: the test step of a fit's validation, which the model's ``evaluate`` from a callback
+        of the fit calls too (an error there, caught by that callback, does not end the fit)."""
         guard = self
 
         def step(*args: Any, **kwargs: Any) -> Any:
             try:
                 outputs = original(*args, **kwargs)
             except BaseException as exc:
-                if not _end_of_data(exc):  # Keras ends the epoch on those and goes on (data ran out)
+                # Keras ends the epoch on the end of data and goes on (data ran out)
+                if not _end_of_data(exc) and (guard.validating or not only_validating):
                     guard.abort(exc)
                 raise
             if training:

@@ -174,6 +174,31 @@ def test_a_fit_inside_another_fits_callback_gets_a_child_run(mlflow_experiment: 
     assert_green_invariants(outer.session.run_id)
 
 
+def test_an_evaluate_failing_inside_a_callback_of_the_fit_and_caught_there_does_not_end_the_fit(
+    mlflow_experiment: str, digits
+) -> None:
+    """A callback evaluates the model on a bad probe batch at each epoch end and tolerates the error: the step
+    function it fails in is the fit's validation's too, but the fit goes on, and so does its run."""
+    x, y, xv, yv = digits
+    model, errors = _mlp(), []
+
+    def probe(epoch: int, logs: dict) -> None:
+        try:
+            model.evaluate(xv[:64, :60], yv[:64], verbose=0)  # 60 features for a 64-input model
+        except Exception as exc:  # tolerated
+            errors.append(type(exc).__name__)
+
+    cb = GreenCallback()
+    model.fit(x, y, validation_data=(xv, yv), epochs=3, batch_size=128, verbose=0,
+              callbacks=[cb, keras.callbacks.LambdaCallback(on_epoch_end=probe)])
+    assert len(errors) == 3
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FINISHED" and schema.ENERGY_TEST_KWH not in run.data.metrics
+    assert [m.step for m in _history(run.info.run_id, schema.ENERGY_KWH)] == [0, 1, 2]
+    assert all(m.value > 0 for m in _history(run.info.run_id, schema.ENERGY_VALIDATION_KWH))
+    assert_green_invariants(run.info.run_id)
+
+
 def test_energy_budget_stops_training_cleanly_and_tags_the_reason(mlflow_experiment: str, digits) -> None:
     x, y, _, _ = digits
     # Each counter read adds 1 kJ. Reads: fit start, then begin/end of each epoch. After epoch 1
