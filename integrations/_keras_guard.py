@@ -144,6 +144,10 @@ class CallGuard:
             self._fit_watch.stop()
             self.abort(FitLeft("Keras fit ended by an exception raised outside the callbacks and steps"))
 
+    def fit_running(self) -> bool:
+        """False once the watched ``fit`` left (an exception in Keras's own code its watch has not seen yet)."""
+        return self._fit_watch is None or not self._fit_watch.left()
+
     def reset_counts(self) -> None:
         """A new epoch: input wait and counts start at zero."""
         self.data_wait_s, self.batches, self.samples, self.trained_samples = 0.0, 0, 0, 0

@@ -140,6 +140,7 @@ def resolve_run(
     nested: bool = False,
     tags: dict[str, str] | None = None,
     timeouts: RunTimeouts | None = None,
+    parent: RunHandle | None = None,
 ) -> RunHandle:
     """The run to log into: ``run_id`` if given, else the active run, else a new run.
 
@@ -153,6 +154,7 @@ def resolve_run(
         nested: Start a child of the active run instead of logging into it.
         tags: Extra tags of a run we start.
         timeouts: Bounds on waiting (default: ``MLFLOW_GREEN_*`` variables).
+        parent: Start a child of this run (ours, created or not yet) whatever the active run.
     """
     import mlflow
 
@@ -161,7 +163,11 @@ def resolve_run(
         return RunHandle(None, run_id, timeouts=timeouts, tracking_uri=tracking_uri or mlflow.get_tracking_uri())
     active = mlflow.active_run()
     parent_run_id = parent_token = None
-    if active is not None:
+    if parent is not None:
+        spec = getattr(parent.recorder, "spec", None)
+        parent_run_id = parent.run_id
+        parent_token = spec.token if parent_run_id is None and spec is not None else None
+    elif active is not None:
         if not nested:
             return RunHandle(None, active.info.run_id, timeouts=timeouts, tracking_uri=mlflow.get_tracking_uri())
         parent_run_id = active.info.run_id
@@ -227,13 +233,6 @@ def _local_experiment() -> tuple[str | None, str | None]:
         return "0", None
 
 
-def pending_outer_run() -> RunHandle | None:
-    """The innermost run we started on this thread that MLflow has not created yet (not active, so not
-    :func:`mlflow.active_run`), or None."""
-    stack = _pending_stack()
-    return stack[-1] if stack else None
-
-
 def _pending_stack() -> list[RunHandle]:
     stack = getattr(_pending, "stack", None)
     if stack is None:
@@ -279,4 +278,4 @@ def _deactivate(handle: RunHandle) -> None:
         logger.debug("mlflow-green: could not pop run %s from the active runs: %s", handle.run_id, exc)
 
 
-__all__ = ["RunHandle", "pending_outer_run", "resolve_run"]
+__all__ = ["RunHandle", "resolve_run"]

@@ -28,11 +28,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mlflow_green.record.runs import RunHandle, pending_outer_run, resolve_run
+from mlflow_green.record.runs import RunHandle, resolve_run
 from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
 
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 _BOUND: weakref.WeakSet[SessionRun] = weakref.WeakSet()
 """Sessions with a fit or an evaluation in progress (bound, not closed yet)."""
+_BIND_COUNT = 0  # the order sessions were bound in (the innermost of nested calls is the last)
 
 
 class SessionRun:
@@ -60,6 +62,8 @@ class SessionRun:
         self._last: RunHandle | None = None  # the run of the last fit, for writes after it (an evaluation)
         self._run_id: str | None = None
         self._reopened = False
+        self._thread, self._bound_seq = 0, 0  # the thread that bound the run, and when
+        self.still_in_call: Callable[[], bool] | None = None  # the adapter's word that its call still runs
         self.context: dict[str, Any] | None = None  # MLflow context of the process that pickled us
         self._pending_step: int | None = None
         self._pending: dict[str, float] = {}
@@ -97,8 +101,9 @@ class SessionRun:
         previous = self.run_id
         try:
             if run is None:
+                outer = None if resolve else self._outer_run()
                 run = self._spawned_run(**resolve) or resolve_run(
-                    run_name=self.run_name, timeouts=self.timeouts, nested=not resolve and self._inside_another(), **resolve)
+                    run_name=self.run_name, timeouts=self.timeouts, nested=outer is not None, parent=outer, **resolve)
             run.recorder.prepare_handover()  # opens its writer and its spool thread now, not at an epoch
         except Exception as exc:  # measurement never stops the training
             logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
@@ -106,6 +111,9 @@ class SessionRun:
         if self.run is not None and self.run is not run:
             self.run.finish()
         self.run, self._last, self._reopened = run, None, False
+        global _BIND_COUNT
+        _BIND_COUNT += 1
+        self._thread, self._bound_seq = threading.get_ident(), _BIND_COUNT
         _BOUND.add(self)
         current = run.run_id
         changed = previous is not None and (current is None or current != previous)
@@ -113,23 +121,33 @@ class SessionRun:
             self._key_steps, self._last_values = {}, {}
         return changed
 
-    def _inside_another(self) -> bool:
-        """The run this session would log into (the active run) is one another session measures a call into
-        now: a fit started from a callback of another fit. Two histories of steps would clash in one run, so
-        this one gets a child run of it instead."""
+    def _outer_run(self) -> RunHandle | None:
+        """The run of another session measuring a call on this thread now (a fit started from a callback of
+        another fit), when this one would log into that run or start a run beside it; this one then gets a
+        child run of it (two histories of steps would clash in one run). None: not inside another."""
         import mlflow
 
-        others = [other.run for other in list(_BOUND) if other is not self and other.run is not None]
+        me = threading.get_ident()
+        others = sorted((other for other in list(_BOUND) if other is not self and other.run is not None
+                         and other._thread == me and other._in_call()), key=lambda other: other._bound_seq)
         if not others:
-            return False
-        active, outer = mlflow.active_run(), pending_outer_run()
-        if active is not None:
-            inside = any(handle.run_id == active.info.run_id for handle in others)
-        else:
-            inside = outer is not None and any(handle.recorder is outer.recorder for handle in others)
-        if inside:
+            return None
+        active = mlflow.active_run()
+        if active is not None:  # the outer one's, or a run of the user's started inside it (logged into, as asked)
+            inside = [other.run for other in others if other.run is not None and other.run.run_id == active.info.run_id]
+            outer = inside[-1] if inside else None
+        else:  # the outer one's run, not active (not created yet, or created late in the background)
+            outer = others[-1].run
+        if outer is not None:
             logger.info("mlflow-green: a fit or evaluation inside another one's measurement gets a child run of its run")
-        return inside
+        return outer
+
+    def _in_call(self) -> bool:
+        """False once the adapter knows the call it measures has left (before the session heard of it)."""
+        try:
+            return self.still_in_call is None or self.still_in_call()
+        except Exception:
+            return True
 
     def pending_creation(self) -> dict[str, str | None] | None:
         """While the bound run waits for MLflow to create it: its creation token and experiment, which
@@ -228,6 +246,7 @@ class SessionRun:
         self.send_pending()
         run, self.run = self.run, None
         _BOUND.discard(self)
+        self.still_in_call = None
         if run is None:
             return
         if not self._reopened:  # before the wait: a write meanwhile (another thread's evaluation) goes into this run
@@ -244,7 +263,8 @@ class SessionRun:
         handle, uri = self.run or self._last, None
         if handle is not None:  # its server (read from its writer if it has one; none is opened for it)
             uri = handle.tracking_uri or getattr(handle._recorder, "tracking_uri", None)
-        state.update(run=None, _last=None, _reopened=False, _pending_step=None, _pending={}, _run_id=self.run_id)
+        state.update(run=None, _last=None, _reopened=False, _pending_step=None, _pending={}, _run_id=self.run_id,
+                     still_in_call=None)
         state["context"] = _mlflow_context() or self.context
         state["_last_uri"] = uri or (state["context"] or {}).get("tracking_uri")
         return state
