@@ -63,3 +63,19 @@ def digits() -> tuple:
     x = (data.data / 16.0).astype("float32")
     y = data.target.astype("int64")
     return x[:1400], y[:1400], x[1400:], y[1400:]
+
+
+@pytest.fixture()
+def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tracking store MLflow has not made yet (1-2 s to make), set as the tracking URI, and runs not waited for
+    as calls start (``MLFLOW_GREEN_START_TIMEOUT_S=0``: their creation is spooled); the end of a call waits for
+    them however busy the machine. Returns the test's folder."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'fresh.db'}")
+    # the new store's Default experiment: not an experiment an earlier test made active in another store
+    # (MLflow keeps the active experiment's id across tracking URIs; setting one here would make the database now)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    monkeypatch.setenv("MLFLOW_GREEN_START_TIMEOUT_S", "0")
+    monkeypatch.setenv("MLFLOW_GREEN_END_TIMEOUT_S", "300")
+    return tmp_path

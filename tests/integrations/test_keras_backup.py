@@ -7,7 +7,6 @@ import json
 import logging
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -72,19 +71,6 @@ def _fit(callbacks: list[keras.callbacks.Callback]) -> None:
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=4, batch_size=64, verbose=0, callbacks=callbacks)
-
-
-@pytest.fixture()
-def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A database MLflow has not made yet (1-2 s to make); the fits' runs not waited for as they start."""
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'fresh.db'}")
-    # the new store's Default experiment: not an experiment an earlier test made active in another store
-    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
-    for variable in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("MLFLOW_GREEN_START_TIMEOUT_S", "0")
-    monkeypatch.setenv("MLFLOW_GREEN_END_TIMEOUT_S", "300")  # the fit's end waits for the run, however busy the machine
-    return tmp_path
 
 
 def test_a_fit_restored_from_a_backup_written_before_its_run_existed_names_that_run(fresh_store: Path,

@@ -27,16 +27,8 @@ def _mlp() -> keras.Model:
     return model
 
 
-def test_a_probe_inside_a_fit_whose_run_was_created_late_is_still_its_child(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digits
-) -> None:
+def test_a_probe_inside_a_fit_whose_run_was_created_late_is_still_its_child(fresh_store: Path, digits) -> None:
     x, y, _, _ = digits
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'fresh.db'}")  # made in 1-2 s, after the fit's start
-    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
-    for variable in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("MLFLOW_GREEN_START_TIMEOUT_S", "0")
-    monkeypatch.setenv("MLFLOW_GREEN_END_TIMEOUT_S", "300")
     probes: list[GreenCallback] = []
 
     def probe(epoch: int, logs: dict) -> None:

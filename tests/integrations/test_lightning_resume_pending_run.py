@@ -40,17 +40,10 @@ def _trainer(callback: GreenCallback, max_epochs: int, checkpoint: Path | None =
 
 
 @pytest.fixture()
-def first_fit_on_a_fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+def first_fit_on_a_fresh_store(fresh_store: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
     """A fit on a database MLflow has not made yet (1-2 s to make), its run not waited for: a checkpoint
     saved as training starts is written before the run exists. Returns (its run id, that checkpoint)."""
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'fresh.db'}")
-    # the new store's Default experiment: not an experiment an earlier test made active in another store
-    # (MLflow keeps the active experiment's id across tracking URIs; setting one here would make the database now)
-    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
-    for variable in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("MLFLOW_GREEN_START_TIMEOUT_S", "0")
-    monkeypatch.setenv("MLFLOW_GREEN_END_TIMEOUT_S", "300")  # the fit's end waits for the run, however busy the machine
+    tmp_path = fresh_store
     train, val = loaders()
     first = GreenCallback()
     checkpoint = tmp_path / "at-start.ckpt"
