@@ -19,9 +19,10 @@ import logging
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from mlflow_green.measure.readings import Measurement
 from mlflow_green.record import schema
 from mlflow_green.record.creation import find_runs
 from mlflow_green.training.state import SessionState
@@ -29,39 +30,54 @@ from mlflow_green.training.state import SessionState
 logger = logging.getLogger(__name__)
 
 
+EVALUATION_KINDS = ("test", "predict", "validate")
+"""The evaluations outside a fit whose running totals a new callback in the run continues."""
+
+
 @dataclass(frozen=True)
 class EarlierFits:
-    """The run's state as the earlier fits left it (None without a report) and its last ``green/`` step."""
+    """The run's state as the earlier fits left it (None without a report) and its last ``green/`` step; the
+    evaluations' running totals (from the report) and the last step of each evaluation metric logged."""
 
     state: SessionState | None
     last_step: int | None
+    evaluations: dict[str, Measurement] = field(default_factory=dict)
+    key_steps: dict[str, int] = field(default_factory=dict)
 
 
 def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
-    """What earlier fits logged into ``run_id`` (None: nothing, the run holds no ``green/energy_kwh``).
+    """What earlier fits and evaluations logged into ``run_id`` (None: nothing ``green/`` of theirs).
 
-    One metric-history read when the run holds none (the usual case: a new run of the user's);
-    never raises (an unreachable server: None, as for a new run).
+    One run read when the run holds none (the usual case: a new run of the user's), then a metric-history
+    read per ``green/`` energy metric it holds; never raises (an unreachable server: None, as for a new run).
     """
+    evaluation_keys = [key for kind in EVALUATION_KINDS
+                       for key in (schema.phase_energy_key(kind), schema.phase_energy_per_sample_key(kind))]
     try:
-        history = client.get_metric_history(run_id, schema.ENERGY_KWH)
+        held = client.get_run(run_id).data.metrics
+        logged = [key for key in (schema.ENERGY_KWH, *evaluation_keys) if key in held]
+        key_steps = {key: max(int(m.step) for m in client.get_metric_history(run_id, key)) for key in logged}
     except Exception as exc:  # the server went away: as for a new run
         logger.debug("mlflow-green: could not read run %s's earlier fits: %r", run_id, exc)
         return None
-    if not history:
+    if not key_steps:
         return None
-    last_step = max(int(m.step) for m in history)
+    last_step = key_steps.pop(schema.ENERGY_KWH, None)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             with open(client.download_artifacts(run_id, schema.REPORT_ARTIFACT, tmp), encoding="utf-8") as f:
                 report = json.load(f)
-        state = SessionState.from_dict(report["state"])
+        state = SessionState.from_dict(report["state"]) if last_step is not None else None
+        evaluations = {kind: Measurement.from_dict(report["phases"][kind]) for kind in EVALUATION_KINDS
+                       if kind in report.get("phases", {})}
     except Exception as exc:  # no report (a killed fit), or one written before reports held the state
         logger.warning("mlflow-green: run %s holds green/ figures of an earlier fit but no state in its %s (%s): its "
                        "steps are continued, its totals start again from zero", run_id, schema.REPORT_ARTIFACT,
                        type(exc).__name__)
-        return EarlierFits(None, last_step)
-    return EarlierFits(state, max(last_step, state.last_step or 0) if state is not None else last_step)
+        return EarlierFits(None, last_step, key_steps=key_steps)
+    if state is not None and last_step is not None:
+        last_step = max(last_step, state.last_step or 0)
+    return EarlierFits(state, last_step, evaluations, key_steps)
 
 
 def created_run_id(client: Callable[[], Any], pending_run: dict[str, str | None]) -> str | None:
@@ -103,4 +119,4 @@ def read_within(read: Callable[[], Read | None], timeout_s: float, what: str = "
     return result[0] if result else None
 
 
-__all__ = ["EarlierFits", "created_run_id", "earlier_fits", "read_within"]
+__all__ = ["EVALUATION_KINDS", "EarlierFits", "created_run_id", "earlier_fits", "read_within"]

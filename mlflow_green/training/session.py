@@ -203,11 +203,8 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         Read in a worker thread, waited for at most the start timeout (the training never waits longer
         for MLflow); not read in time, the run is taken as holding none."""
         earlier = read_within(lambda: earlier_fits(run.client, run_id), (run.timeouts or RunTimeouts.resolve()).start_s)
-        if earlier is None:
-            return
-        if earlier.state is not None:
-            self.take_state(earlier.state)
-        self.steps = StepCounter(earlier.last_step)
+        if earlier is not None:
+            self.take_earlier(earlier)
 
     # -- fit --------------------------------------------------------------------------------
     def begin_fit(self, *, planned_epochs: int, planned_steps: int | None = None, steps_done: int = 0,

@@ -196,6 +196,11 @@ class SessionRun:
         self.log(changed, step, hold=hold, background=background)
         return changed
 
+    def key_steps_logged(self, key_steps: Mapping[str, int]) -> None:
+        """Points the run already holds (another callback's): later values of those keys go after them."""
+        for key, step in key_steps.items():
+            self._key_steps[key] = max(step, self._key_steps.get(key, step))
+
     def next_free_step(self, keys: Iterable[str], base: int) -> int:
         """The first step >= ``base`` at which none of ``keys`` has a point yet."""
         used = [self._key_steps[k] for k in keys if k in self._key_steps]

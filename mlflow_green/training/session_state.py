@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.measure.readings import Measurement
+from mlflow_green.training.phases import EMPTY
+from mlflow_green.training.run_history import EarlierFits
 from mlflow_green.training.state import SessionState
 from mlflow_green.training.steps import StepCounter
 
@@ -53,6 +55,18 @@ class StateMixin:
         return SessionState(run_id, self.carried if total is None else total, self.ledger.totals(),
                             dict(self.samples), self.last_step,
                             pending_run=self.output.pending_creation() if run_id is None else None)
+
+    def take_earlier(self: TrainingSession, earlier: EarlierFits) -> None:
+        """Go on from what other callbacks logged into the run: the fits' totals and steps, the evaluations'
+        running totals (an evaluation measured before the run was bound adds to them), and past the last step
+        of each evaluation metric (one point per step)."""
+        if earlier.state is not None:
+            self.take_state(earlier.state)
+        if earlier.last_step is not None or earlier.state is not None:
+            self.steps = StepCounter(earlier.last_step)
+        for kind, measurement in earlier.evaluations.items():
+            self.evals.totals[kind] = measurement + self.evals.totals.get(kind, EMPTY)
+        self.output.key_steps_logged(earlier.key_steps)
 
     def take_state(self: TrainingSession, state: SessionState) -> None:
         """Go on from ``state``'s totals, phases, samples and last step."""

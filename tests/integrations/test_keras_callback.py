@@ -199,6 +199,31 @@ def test_an_evaluate_failing_inside_a_callback_of_the_fit_and_caught_there_does_
     assert_green_invariants(run.info.run_id)
 
 
+@pytest.mark.parametrize("fit_first", [True, False])
+def test_evaluations_by_new_callbacks_in_one_run_keep_one_point_per_step_and_a_running_total(
+    mlflow_experiment: str, digits, fit_first: bool
+) -> None:
+    """A fit and an evaluate with one callback, then an evaluate with a new one, in the user's run (or two
+    evaluates with two callbacks): the new callback's point goes after the run's, adding to its total."""
+    x, y, xv, yv = digits
+    first, second = GreenCallback(), GreenCallback()
+    with mlflow.start_run() as run:
+        model = _mlp()
+        if fit_first:
+            model.fit(x, y, epochs=2, batch_size=128, verbose=0, callbacks=[first])
+        model.evaluate(xv, yv, batch_size=100, verbose=0, callbacks=[first])
+        model.evaluate(xv, yv, batch_size=100, verbose=0, callbacks=[second])
+    history = _history(run.info.run_id, schema.ENERGY_TEST_KWH)
+    steps = [m.step for m in history]
+    assert steps == ([1, 2] if fit_first else [0, 1]), steps
+    assert history[0].value * 3.6e6 == pytest.approx(first.session.evals.totals["test"].energy_j, rel=1e-9)
+    # the second callback's total: the first's, plus its own evaluation
+    assert history[1].value * 3.6e6 == pytest.approx(second.session.evals.totals["test"].energy_j, rel=1e-9)
+    assert history[1].value > history[0].value
+    per_sample = [m.step for m in _history(run.info.run_id, schema.phase_energy_per_sample_key("test"))]
+    assert per_sample == steps
+
+
 def test_energy_budget_stops_training_cleanly_and_tags_the_reason(mlflow_experiment: str, digits) -> None:
     x, y, _, _ = digits
     # Each counter read adds 1 kJ. Reads: fit start, then begin/end of each epoch. After epoch 1
