@@ -156,6 +156,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
             return
         self._deferred.settle()
         fresh = self.steps.last_step is None and self.resumed_run_id is None and self.resumed_pending_run is None  # nothing logged, nothing loaded
+        previous = self.output.run_id  # a run this session logged into (an evaluation) holds nothing new for it
         if self.output.bind(run, **resolve):
             self._start_run_totals()
             fresh = True
@@ -171,7 +172,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
             fresh = True  # a checkpoint of another run: this run's own earlier fits, if any, go on
             self.resumed_from = resumed
             self.output.log_tags({schema.TAG_RESUMED_FROM: resumed})
-        if fresh and self.output.run is not None and not self.output.owned and self.output.run_id:
+        if fresh and self.output.run is not None and not self.output.owned and self.output.run_id not in (None, previous):
             self._continue_earlier_fits(self.output.run, self.output.run_id)
 
     def _created_run_id(self: TrainingSession, pending_run: dict[str, str | None]) -> str | None:
@@ -186,7 +187,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
                                 consequence="the resumed totals start at zero")
         if found is None:
             logger.warning("mlflow-green: the checkpoint (or backup) was written before its MLflow run was created, and that run "
-                           "cannot be found now: this run's totals start at zero (not tagged %s)", schema.TAG_RESUMED_FROM)
+                           "cannot be found now: not tagged %s (a resumed checkpoint's totals start at zero)", schema.TAG_RESUMED_FROM)
         return found
 
     def note_resumed_from(self, run: str | dict[str, str | None] | None) -> None:
@@ -214,7 +215,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self.tracker = self.template.fresh()
         self.tracker.start()
         self._deferred.start()  # its thread now, not at the first epoch's end
-        self.dist.gathered_at_end = True
+        self.output.in_call, self.dist.gathered_at_end = True, True  # a call inside it gets a child run (until close)
         if self.dist.distributed:
             self._agree_with_rank_zero()
         self._ledger.current = {}

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 _BOUND: weakref.WeakSet[SessionRun] = weakref.WeakSet()
 """Sessions with a fit or an evaluation in progress (bound, not closed yet)."""
 _BIND_COUNT = 0  # the order sessions were bound in (the innermost of nested calls is the last)
+_BOUND_LOCK = threading.Lock()  # binds and closes on several threads (a fit's watch ends it on its own)
 
 
 class SessionRun:
@@ -64,6 +65,7 @@ class SessionRun:
         self._reopened = False
         self._thread, self._bound_seq = 0, 0  # the thread that bound the run, and when
         self.still_in_call: Callable[[], bool] | None = None  # the adapter's word that its call still runs
+        self.in_call = False  # a fit measured into the bound run runs (set by the session, cleared by close)
         self.context: dict[str, Any] | None = None  # MLflow context of the process that pickled us
         self._pending_step: int | None = None
         self._pending: dict[str, float] = {}
@@ -112,9 +114,10 @@ class SessionRun:
             self.run.finish()
         self.run, self._last, self._reopened = run, None, False
         global _BIND_COUNT
-        _BIND_COUNT += 1
-        self._thread, self._bound_seq = threading.get_ident(), _BIND_COUNT
-        _BOUND.add(self)
+        with _BOUND_LOCK:
+            _BIND_COUNT += 1
+            self._thread, self._bound_seq = threading.get_ident(), _BIND_COUNT
+            _BOUND.add(self)
         current = run.run_id
         changed = previous is not None and (current is None or current != previous)
         if changed or previous is None:
@@ -128,7 +131,9 @@ class SessionRun:
         import mlflow
 
         me = threading.get_ident()
-        others = sorted((other for other in list(_BOUND) if other is not self and other.run is not None
+        with _BOUND_LOCK:
+            bound = list(_BOUND)
+        others = sorted((other for other in bound if other is not self and other.run is not None
                          and other._thread == me and other._in_call()), key=lambda other: other._bound_seq)
         if not others:
             return None
@@ -143,11 +148,11 @@ class SessionRun:
         return outer
 
     def _in_call(self) -> bool:
-        """False once the adapter knows the call it measures has left (before the session heard of it)."""
+        """True while a fit it measures runs: begun, not closed, and (the adapter's word) not left yet."""
         try:
-            return self.still_in_call is None or self.still_in_call()
+            return self.in_call and (self.still_in_call is None or self.still_in_call())
         except Exception:
-            return True
+            return self.in_call
 
     def pending_creation(self) -> dict[str, str | None] | None:
         """While the bound run waits for MLflow to create it: its creation token and experiment, which
@@ -250,8 +255,9 @@ class SessionRun:
         """
         self.send_pending()
         run, self.run = self.run, None
-        _BOUND.discard(self)
-        self.still_in_call = None
+        with _BOUND_LOCK:
+            _BOUND.discard(self)
+        self.still_in_call, self.in_call = None, False
         if run is None:
             return
         if not self._reopened:  # before the wait: a write meanwhile (another thread's evaluation) goes into this run
@@ -269,7 +275,7 @@ class SessionRun:
         if handle is not None:  # its server (read from its writer if it has one; none is opened for it)
             uri = handle.tracking_uri or getattr(handle._recorder, "tracking_uri", None)
         state.update(run=None, _last=None, _reopened=False, _pending_step=None, _pending={}, _run_id=self.run_id,
-                     still_in_call=None)
+                     still_in_call=None, in_call=False)
         state["context"] = _mlflow_context() or self.context
         state["_last_uri"] = uri or (state["context"] or {}).get("tracking_uri")
         return state

@@ -185,3 +185,43 @@ def test_config_tracker_and_session_pickle_and_deep_copy(mlflow_experiment: str)
         assert copied.run_id == session.run_id and copied.last_step == 0
         assert copied.carried.energy_j == session.carried.energy_j and copied.samples == {"train": 32}
         assert copied.output.context["run_id"] is None and copied.output.context["tracking_uri"] == mlflow.get_tracking_uri()
+
+
+def test_a_session_that_evaluated_then_fits_in_the_same_run_counts_its_evaluation_once(mlflow_experiment: str) -> None:
+    """10 W: an evaluation of 1 s, a fit, another evaluation of 1 s, one session, in the user's run."""
+    now = [0.0]
+    session = TrainingSession(framework="test", tracker=EnergyTracker(meters=[FakeMeter({"cpu:0": 10.0, "ram:0": 0.0})],
+                                                                     clock=lambda: now[0]))
+    with mlflow.start_run() as run:
+        session.begin_eval("test")
+        now[0] += 1.0
+        session.end_eval("test", samples=10)
+        session.bind_run()  # the fit's start: the run holds only this session's own evaluation
+        session.begin_fit(planned_epochs=1)
+        session.begin_epoch(0)
+        now[0] += 1.0
+        session.end_epoch(0, train_samples=5)
+        session.end_fit("FINISHED")
+        session.begin_eval("test")
+        now[0] += 1.0
+        session.end_eval("test", samples=10)
+    history = MlflowClient().get_metric_history(run.info.run_id, schema.ENERGY_TEST_KWH)
+    assert sorted((m.step, round(m.value * 3.6e6, 6)) for m in history) == [(0, 10.0), (1, 20.0)]
+
+
+def test_a_session_left_bound_outside_any_fit_is_no_outer_call(mlflow_experiment: str) -> None:
+    """A callback's model profile logged before it trained binds a run and stays bound; a later, unrelated fit on
+    the same thread is not inside it (no child run)."""
+    from mlflow_green.training.inspection import ModelProfile
+
+    first = TrainingSession(framework="test", tracker=EnergyTracker(meters=[FakeMeter({"cpu:0": 10.0})]))
+    first.log_profile(ModelProfile(framework="keras", params=10, params_unique=10, params_trainable=10, params_nonzero=10,
+                                   sparsity=0.0, structured_sparsity=0.0, weight_bits=32.0, size_bytes=40,
+                                   compressed_size_bytes=40))
+    mlflow.end_run()  # the user ends whatever run is active
+    second = TrainingSession(framework="test", tracker=EnergyTracker(meters=[FakeMeter({"cpu:0": 10.0})]))
+    second.bind_run()
+    second.begin_fit(planned_epochs=1)
+    second.end_fit()
+    assert first.run_id is not None and second.run_id != first.run_id
+    assert "mlflow.parentRunId" not in MlflowClient().get_run(second.run_id).data.tags
