@@ -52,4 +52,25 @@ def stands_aside(callback: Any, method: str, kind: type) -> bool:
     return True
 
 
-__all__ = ["caller_frame", "stands_aside"]
+def live_figures_allowed(requested: bool | None, autologging: bool) -> bool:
+    """Whether the callback may add its live figures to Keras's ``logs`` in the running ``fit``.
+
+    MLflow's own Keras callback (``mlflow.keras.MlflowCallback``, or the one autologging adds) logs
+    every key in ``logs`` at each epoch: the figures would be logged a second time at every step. So
+    they are left out when one is in the fit or autologging is on — with a warning when
+    ``requested`` (``live_metrics=True``) asked for them; ``requested=False`` leaves them out always.
+    """
+    if requested is False:
+        return False
+    frame = caller_frame("fit")
+    listed = getattr(frame.f_locals.get("callbacks") if frame is not None else None, "callbacks", None)
+    beside = any(type(cb).__module__.startswith("mlflow.") for cb in listed) if isinstance(listed, list) else False
+    if not (beside or autologging):
+        return True
+    if requested:
+        logger.warning("mlflow-green: live_metrics=True, but MLflow's own callback logs Keras's logs in this fit: the "
+                       "live figures are not added to them (each would be logged twice at every step)")
+    return False
+
+
+__all__ = ["caller_frame", "live_figures_allowed", "stands_aside"]

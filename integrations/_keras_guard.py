@@ -78,6 +78,7 @@ class CallGuard:
         self.samples = 0
         self.trained_samples = 0
         self.steps = 0  # training steps finished in this fit (never reset: the fit's watch reads it)
+        self.epoch_first_step, self.step_failed = 0, False  # ``steps`` as the epoch began; a training step raised in it
         self.stop_requested = False
         self.on_step_end: Callable[[], None] | None = None
         self._fit_watch: FitWatch | None = None
@@ -151,6 +152,7 @@ class CallGuard:
     def reset_counts(self) -> None:
         """A new epoch: input wait and counts start at zero."""
         self.data_wait_s, self.batches, self.samples, self.trained_samples = 0.0, 0, 0, 0
+        self.epoch_first_step, self.step_failed = self.steps, False
 
     # -- wrappers ------------------------------------------------------------------------------
     @property
@@ -223,6 +225,7 @@ class CallGuard:
             except BaseException as exc:
                 # Keras ends the epoch on the end of data and goes on (data ran out)
                 if not _end_of_data(exc) and (guard.validating or not only_validating):
+                    guard.step_failed = guard.step_failed or training
                     guard.abort(exc)
                 raise
             if training:

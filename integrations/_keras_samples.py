@@ -106,7 +106,13 @@ def samples_cut_short(validation_counted: int | None, guard: Any, model: Callabl
         return validation_counted
     if guard is not None and guard.counts_batches:  # torch, JAX: the batches read, less one its step never trained
         return guard.trained_samples
-    return samples_seen(model())
+    seen = samples_seen(model())
+    if seen and guard is not None and guard.step_failed:  # TensorFlow counts the failing batch before its step raises
+        batch = getattr(getattr(guard.epoch_iterator, "data_adapter", None), "batch_size", None)
+        per_call = getattr(model(), "steps_per_execution", 1) or 1  # a failing call's earlier steps: not counted
+        if isinstance(batch, int) and batch > 0 and isinstance(per_call, int):
+            return min(seen, (guard.steps - guard.epoch_first_step) * per_call * batch)
+    return seen
 
 
 def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any], adapter_counts: AdapterCounts) -> int | None:

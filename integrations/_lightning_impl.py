@@ -13,12 +13,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
-from mlflow_green.integrations._lightning_trainer import RootDevice, ends_the_epoch, show_in_progress_bar
+from mlflow_green.integrations._lightning_trainer import (
+    RootDevice,
+    bind_trainer_run,
+    ends_the_epoch,
+    show_in_progress_bar,
+    started_tracker,
+    stop_unused,
+)
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.integrations._torch_batches import batch_size, example_of, floats
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
-from mlflow_green.record.runs import RunHandle
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
 from mlflow_green.training.session import TrainingSession
@@ -80,19 +86,29 @@ class GreenCallbackMixin(CarriesSession):
         self._in_epoch = False  # between our on_train_epoch_start and on_train_epoch_end
         self._at_exit_registered = False
         self._guard = EarlierCallbacksGuard()  # our on_exception runs even if an earlier callback's raises
+        self._early: Any = None  # the fit's tracker, started at setup (see setup)
 
     # -- fit ---------------------------------------------------------------------------------
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """A fit's measurement starts here: the module's ``setup``, ``configure_model``, the strategy's and a checkpoint's
+        restore are its ``other`` (``prepare_data``, the DataModule's ``setup`` and DDP's start come before: docs/lightning.md)."""
+        self._early = stop_unused(self._early)
+        if stage == "fit":
+            self._setup_distributed(trainer)
+            self._early = started_tracker(self.session.template)
+
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._setup_distributed(trainer)
         if self._pending_state is not None:
             self.session.load_state_dict(self._pending_state)
             self._pending_state = None
-        self._bind(trainer)
+        bind_trainer_run(self.session, trainer)
         self._guard.guard(trainer, self)
         self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("pytorch")
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
         max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
-        self.session.begin_fit(planned_epochs=max_epochs, planned_steps=max_steps, steps_done=trainer.global_step)
+        early, self._early = self._early, None
+        self.session.begin_fit(planned_epochs=max_epochs, planned_steps=max_steps, steps_done=trainer.global_step, tracker=early)
         self._fitting, self._in_epoch = True, False
         self._example = getattr(pl_module, "example_input_array", None)
         self._needs_profile = self.inspect_model and self._example is None  # inspected on the first batch
@@ -186,6 +202,7 @@ class GreenCallbackMixin(CarriesSession):
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self._guard.restore()  # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
         status = "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"
+        self._early = stop_unused(self._early)
         if self._fitting:
             self._end_fit_early(status, floats(trainer.callback_metrics))
         elif self.session.eval_in_progress:
@@ -205,6 +222,7 @@ class GreenCallbackMixin(CarriesSession):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """The call's end (after every ``on_fit_end``: an exception in one of them fails the fit's run)."""
         self._guard.restore()
+        self._early = stop_unused(self._early)
         if self._fitting:
             self._fitting = False
             with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
@@ -234,7 +252,7 @@ class GreenCallbackMixin(CarriesSession):
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return self.session.state_dict()
+        return self.session.state_dict(epoch_samples=self._epoch_samples if self._in_epoch else 0)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning restores callbacks before on_fit_start: apply it there, with the run known.
@@ -266,26 +284,10 @@ class GreenCallbackMixin(CarriesSession):
         state["_flop_cache"] = {}  # a cache keyed by the model's classes
         state["_at_exit_registered"] = False  # a spawned rank registers its own
         state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
+        state["_early"] = None
         return state
 
     # -- internals ---------------------------------------------------------------------------
-    def _bind(self, trainer: Any, *, keep: bool = False) -> None:
-        """Lightning's MLFlowLogger's run, else the active run, else a new one (rank zero only)."""
-        if not trainer.is_global_zero:
-            return
-        if keep and self.session.run_id is not None:
-            return
-        for candidate in getattr(trainer, "loggers", None) or []:
-            if type(candidate).__name__ == "MLFlowLogger":
-                try:
-                    run = RunHandle(candidate.experiment, candidate.run_id)
-                except Exception as exc:
-                    logger.warning("mlflow-green: MLFlowLogger has no usable run (%s)", exc)
-                    break
-                self.session.bind_run(run)
-                return
-        self.session.bind_run()
-
     def _setup_distributed(self, trainer: Any) -> None:
         """The session's distributed context from the trainer: each rank bills its own process tree and
         devices (``integrations/_torch_distributed.py``), its device's queue synchronised at boundaries."""
@@ -297,7 +299,7 @@ class GreenCallbackMixin(CarriesSession):
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         self._setup_distributed(trainer)
         self._eval_samples = 0
-        self._bind(trainer, keep=True)
+        bind_trainer_run(self.session, trainer, keep=True)
         self._guard.guard(trainer, self)
         self.session.begin_eval(kind)
 

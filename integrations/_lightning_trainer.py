@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlflow_green.formatting import readable_figures
+from mlflow_green.record.runs import RunHandle
 
 logger = logging.getLogger(__name__)
 
@@ -37,3 +38,39 @@ def ends_the_epoch(trainer: Any) -> bool:
         return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
     except AttributeError:
         return False
+
+
+def bind_trainer_run(session: Any, trainer: Any, *, keep: bool = False) -> None:
+    """Bind ``session`` to Lightning's MLFlowLogger's run, else the active run, else a new one (rank zero only).
+    ``keep``: an evaluation keeps the run already bound."""
+    if not trainer.is_global_zero:
+        return
+    if keep and session.run_id is not None:
+        return
+    for candidate in getattr(trainer, "loggers", None) or []:
+        if type(candidate).__name__ == "MLFlowLogger":
+            try:
+                run = RunHandle(candidate.experiment, candidate.run_id)
+            except Exception as exc:
+                logger.warning("mlflow-green: MLFlowLogger has no usable run (%s)", exc)
+                break
+            session.bind_run(run)
+            return
+    session.bind_run()
+
+
+def started_tracker(template: Any) -> Any:
+    """A fresh tracker of ``template``, started now (None if it cannot start: the fit then starts measuring later)."""
+    try:
+        tracker = template.fresh()
+        tracker.start()
+    except Exception as exc:  # measurement never crashes training
+        logger.debug("mlflow-green: could not start measuring at setup: %s", exc)
+        return None
+    return tracker
+
+
+def stop_unused(tracker: Any) -> None:
+    """Stop a tracker :func:`started_tracker` started that no fit took (the setup after it failed); returns None."""
+    if tracker is not None and tracker.running:
+        tracker.stop()

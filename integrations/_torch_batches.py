@@ -30,15 +30,44 @@ def inputs_of(batch: Any) -> Any:
 
 
 def batch_size(batch: Any) -> int:
-    """Samples in a batch: the first dimension of its inputs (0 when unknown)."""
-    inputs = inputs_of(batch)
-    shape = getattr(inputs, "shape", None)
-    if shape is not None and len(shape) > 0 and isinstance(shape[0], numbers.Integral):
-        return int(shape[0])
-    try:
-        return len(inputs)
-    except TypeError:
+    """Samples in a batch: the first dimension of its first tensor of one dimension or more (0 when unknown).
+
+    Inputs of several tensors (``([x1, x2], y)``, ``({"a": xa, "b": xb}, y)``) count samples, not
+    inputs; a 0-d tensor beside them (a count, an index) is passed over; a list of strings or numbers
+    (texts) is a batch of its length.
+
+    Example:
+        >>> import torch
+        >>> batch_size(({"a": torch.zeros(4, 3), "b": torch.zeros(4, 5)}, torch.zeros(4)))
+        4
+        >>> batch_size((torch.tensor(7), [torch.zeros(6, 2)])), batch_size((["a text", "another"], None))
+        (6, 2)
+    """
+    first = batch[0] if type(batch) is tuple or type(batch) is list else batch  # the usual (x, y): one lookup
+    shape = getattr(first, "shape", None)
+    if shape is not None and len(shape) > 0 and type(shape[0]) is int and shape[0] > 0:
+        return shape[0]
+    return _leading_size(batch)
+
+
+def _leading_size(batch: Any) -> int:
+    shape = getattr(batch, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) > 0 and isinstance(shape[0], numbers.Integral) else 0
+    if isinstance(batch, (list, tuple)):
+        items: Any = batch
+    elif isinstance(batch, Mapping):
+        items = batch.values()
+    else:
         return 0
+    scalars = 0
+    for item in items:
+        size = _leading_size(item)
+        if size:
+            return size
+        if isinstance(item, (str, bytes, numbers.Number)):
+            scalars += 1
+    return len(batch) if scalars and scalars == len(batch) and not isinstance(batch, Mapping) else 0
 
 
 def positional_arity(forward: Callable[..., Any]) -> int:

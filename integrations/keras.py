@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_backup import backup_folders, record_run, restored_run
-from mlflow_green.integrations._keras_frames import stands_aside
+from mlflow_green.integrations._keras_frames import live_figures_allowed, stands_aside
 from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, reads_input_in_python
 from mlflow_green.integrations._keras_samples import (
     AdapterCounts,
@@ -161,7 +161,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._finish("FAILED")  # a fit still open (belt and braces); or waits for one a watching thread is ending
         self._in_fit = True
         self._adapter_counts.clear()
-        self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("keras", "tensorflow")
+        self._live = live_figures_allowed(self.live_metrics, mlflow_autologging_on("keras", "tensorflow"))
         backups = backup_folders()  # a fit Keras restores from a backup resumes the run that wrote it
         self.session.bind_run()
         self.session.note_resumed_from(restored_run(backups))  # by its id, or the token of a run then not created

@@ -128,10 +128,8 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
 
     @classmethod
     def for_callback(cls, framework: str, **options: Any) -> TrainingSession:
-        """Validate a callback's options (``ConfigError`` at construction) and build its session.
-
-        See :func:`~mlflow_green.training.callback_options.session_options` for the options.
-        """
+        """Validate a callback's options (``ConfigError`` at construction: see
+        :func:`~mlflow_green.training.callback_options.session_options`) and build its session."""
         return cls(framework=framework, **session_options(**options))
 
     # -- run (seam: where the run is bound) ------------------------------------------------------
@@ -148,9 +146,8 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
     def bind_run(self, run: RunHandle | None = None, **resolve: Any) -> None:
         """Log into ``run``, else resolve one (explicit id, active run, or a new one).
 
-        Only the logging rank binds a run. A different run from the previous one starts the
-        totals over; so does a run other than the one a resumed checkpoint was logged into
-        (tagged ``green.resumed_from``).
+        Only the logging rank binds a run. A different run from the previous one starts the totals over;
+        so does a run other than the one a resumed checkpoint was logged into (tagged ``green.resumed_from``).
         """
         if not self.dist.is_logging_rank:
             return
@@ -172,6 +169,8 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
             fresh = True  # a checkpoint of another run: this run's own earlier fits, if any, go on
             self.resumed_from = resumed
             self.output.log_tags({schema.TAG_RESUMED_FROM: resumed})
+        elif resumed and self.output.run is not None and resumed == self.output.run_id:  # its own run: did it go on?
+            self._continue_earlier_fits(self.output.run, resumed, after_step=-1 if self.last_step is None else self.last_step)
         if fresh and self.output.run is not None and not self.output.owned and self.output.run_id not in (None, previous):
             self._continue_earlier_fits(self.output.run, self.output.run_id)
 
@@ -198,22 +197,24 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
             self.resumed_from = run_id
             self.output.log_tags({schema.TAG_RESUMED_FROM: run_id})
 
-    def _continue_earlier_fits(self, run: RunHandle, run_id: str) -> None:
+    def _continue_earlier_fits(self, run: RunHandle, run_id: str, after_step: int | None = None) -> None:
         """A run of the user's holding earlier fits' figures (another callback's): continue its totals and steps.
-
-        Read in a worker thread, waited for at most the start timeout (the training never waits longer
-        for MLflow); not read in time, the run is taken as holding none."""
+        ``after_step``: a checkpoint of this run resumed — only if the run went on past its last step (the fit
+        that wrote it logged later epochs before it failed: their energy was spent, their steps are taken).
+        Read in a worker thread, waited for at most the start timeout; not read in time: as holding none."""
         earlier = read_within(lambda: earlier_fits(run.client, run_id), (run.timeouts or RunTimeouts.resolve()).start_s)
-        if earlier is not None:
+        if earlier is not None and (after_step is None or (earlier.last_step is not None and earlier.last_step > after_step)):
             self.take_earlier(earlier)
 
     # -- fit --------------------------------------------------------------------------------
     def begin_fit(self, *, planned_epochs: int, planned_steps: int | None = None, steps_done: int = 0,
-                  profile: ModelProfile | None = None) -> None:
-        """Start measuring a fit that ends at epoch ``planned_epochs`` (exclusive) or step ``planned_steps``."""
+                  profile: ModelProfile | None = None, tracker: EnergyTracker | None = None) -> None:
+        """Start measuring a fit that ends at epoch ``planned_epochs`` (exclusive) or step ``planned_steps``
+        (``tracker``: one of the template's started earlier, at the framework's setup)."""
         self._deferred.settle()
-        self.tracker = self.template.fresh()
-        self.tracker.start()
+        self.tracker = tracker if tracker is not None and tracker.running else self.template.fresh()
+        if not self.tracker.running:
+            self.tracker.start()
         self._deferred.start()  # its thread now, not at the first epoch's end
         self.output.in_call, self.dist.gathered_at_end = True, True  # a call inside it gets a child run (until close)
         if self.dist.distributed:

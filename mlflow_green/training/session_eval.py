@@ -54,6 +54,10 @@ class EvaluationMixin:
         else:  # no collective at a failure (see end_fit): this rank's energy only
             measured, counts = {"m": local}, {"n": samples or 0}
             self.dist.gathered_at_end = not self.dist.distributed
+        if self.dist.is_logging_rank and self._active_run_elsewhere():  # the user's run now: its totals, not the fit's
+            ended = self.evals.ended_kind
+            self.bind_run()
+            self.evals.ended_kind = ended
         measurement = self.evals.add(kind, measured["m"])
         try:
             if not self.output.bound:
@@ -70,6 +74,19 @@ class EvaluationMixin:
         finally:
             self.output.close(status)
         return measurement
+
+    def _active_run_elsewhere(self: TrainingSession) -> bool:
+        """After a fit that logged into a run no longer active (its own, ended), the user started another: an
+        evaluation now logs into the active run (as one before any fit would), not into the fit's."""
+        if self.output.run is not None or not self.output.bound:
+            return False
+        try:
+            import mlflow
+
+            active = mlflow.active_run()
+        except Exception:
+            return False
+        return active is not None and active.info.run_id != self.output.run_id
 
     def _log_eval_summary(self: TrainingSession, tracker: EnergyTracker, status: str) -> None:
         """Tags and report after an evaluation: a run holding only evaluations gets them all."""

@@ -27,8 +27,11 @@ logger = logging.getLogger(__name__)
 class StateMixin:
     """The checkpoint and copy methods of a training session."""
 
-    def state_dict(self: TrainingSession) -> dict[str, Any]:
-        """What a checkpoint must hold so that a resumed training continues the totals."""
+    def state_dict(self: TrainingSession, epoch_samples: int = 0) -> dict[str, Any]:
+        """What a checkpoint must hold so that a resumed training continues the totals.
+
+        ``epoch_samples``: the training samples of the epoch in progress so far (a checkpoint written inside an
+        epoch holds its energy up to now, and so the samples that energy trained)."""
         self._deferred.settle()
         if self.tracker is None:
             total = self.carried
@@ -36,7 +39,10 @@ class StateMixin:
             total = self.carried + self.tracker.elapsed()
         else:  # no collective here (only some ranks save checkpoints): as of the last epoch end
             total = self._last_total if self._last_total is not None else self.carried
-        return self.run_state(total).to_dict()
+        state = self.run_state(total).to_dict()
+        if epoch_samples > 0 and self.tracker is not None and not self.dist.distributed:
+            state["samples"]["train"] = state["samples"].get("train", 0) + int(epoch_samples)
+        return state
 
     def load_state_dict(self: TrainingSession, state: Mapping[str, Any]) -> None:
         """Continue from a checkpoint's :meth:`state_dict` (in its run; a new run starts at zero)."""

@@ -74,6 +74,8 @@ class WindowsMixin:
                 self._deferred.submit(self.tracker.resolve_marks)  # worked out while the framework wraps up
             return None
         measurement = self.tracker.end(phase)
+        if phase == "validation" and not self.dist.distributed:  # between two epochs (an evaluate from another callback's
+            self._ledger.add(phase, measurement)  # epoch end, with ours): validation's energy, as its samples are
         self.count(phase, samples)
         return measurement
 

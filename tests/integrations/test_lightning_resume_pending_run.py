@@ -70,16 +70,22 @@ def test_a_new_run_resumed_from_it_starts_at_zero_and_names_the_run_created_sinc
     assert_green_invariants(run.info.run_id)
 
 
-def test_the_same_run_resumed_from_it_goes_on_from_the_checkpoints_totals(first_fit_on_a_fresh_store: tuple[str, Path]) -> None:
+def test_the_same_run_resumed_from_it_goes_on_from_the_runs_latest_totals(first_fit_on_a_fresh_store: tuple[str, Path]) -> None:
+    """The checkpoint was written as training started; the run went on past it (its epoch 0 logged): the resumed
+    fit continues the run's latest totals (the first fit's whole energy) after its last step — one point per step."""
     first_run, checkpoint = first_fit_on_a_fresh_store
     carried_j = torch.load(checkpoint, weights_only=False)["callbacks"]["GreenCallback"]["total"]["energy_j"]
+    first_total_j = MlflowClient().get_run(first_run).data.metrics[schema.ENERGY_KWH] * 3.6e6
+    assert first_total_j > carried_j
     train, val = loaders()
     again = GreenCallback()
     with mlflow.start_run(run_id=first_run):
         _trainer(again, 2).fit(digits_classifier(), train, val, ckpt_path=str(checkpoint))
     run = MlflowClient().get_run(first_run)
     assert schema.TAG_RESUMED_FROM not in run.data.tags
-    assert run.data.metrics[schema.ENERGY_KWH] * 3.6e6 == pytest.approx(carried_j + again.session.fit_total.energy_j, rel=1e-6)
+    assert run.data.metrics[schema.ENERGY_KWH] * 3.6e6 == pytest.approx(first_total_j + again.session.fit_total.energy_j, rel=1e-6)
+    hist = assert_green_invariants(first_run)
+    assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1, 2]
 
 
 def test_a_run_that_cannot_be_found_is_not_taken_for_this_one(first_fit_on_a_fresh_store: tuple[str, Path], tmp_path: Path) -> None:
