@@ -1,0 +1,103 @@
+"""Keras cases an adversarial round found (stop 29), each on a real tiny ``fit`` (the suite's backend):
+
+- MLflow's own Keras callback in the fit logs every key of ``logs``: the live figures are not put there
+  (two points at every step otherwise), also with ``live_metrics=True`` under autologging;
+- an ``evaluate`` after a fit, inside a run the user started since, logs into that run;
+- an ``evaluate`` with the fit's callback from another callback's epoch end is validation (energy and samples);
+- (TensorFlow) a batch whose train step raised is not counted as trained.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import pytest
+from green_invariants import assert_green_invariants
+from mlflow import MlflowClient
+
+keras = pytest.importorskip("keras")
+
+from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
+from mlflow_green.record import schema  # noqa: E402
+from mlflow_green.testing import FakeMeter  # noqa: E402
+
+J_PER_KWH = 3.6e6
+
+
+def _green(**options: object) -> GreenCallback:
+    return GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})], **options)
+
+
+def _mlp() -> keras.Model:
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def test_beside_mlflows_keras_callback_each_green_metric_has_one_point_per_step(mlflow_experiment: str, digits) -> None:
+    x, y, _, _ = digits
+    with mlflow.start_run() as run:
+        history = _mlp().fit(x, y, epochs=2, batch_size=200, verbose=0,
+                             callbacks=[_green(), mlflow.keras.MlflowCallback()])
+    hist = assert_green_invariants(run.info.run_id)
+    assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1]
+    assert not [key for key in history.history if key.startswith("green/")]
+
+
+def test_live_metrics_forced_under_autologging_warns_and_logs_once(mlflow_experiment: str, digits, caplog) -> None:
+    x, y, _, _ = digits
+    mlflow.tensorflow.autolog(log_models=False) if keras.backend.backend() == "tensorflow" else mlflow.keras.autolog(log_models=False)
+    try:
+        with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+            _mlp().fit(x, y, epochs=2, batch_size=200, verbose=0, callbacks=[_green(live_metrics=True)])
+        run_id = mlflow.last_active_run().info.run_id
+    finally:
+        mlflow.autolog(disable=True)
+    assert "live_metrics=True" in caplog.text
+    hist = assert_green_invariants(run_id)
+    assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1]
+
+
+def test_an_evaluate_after_the_fit_inside_a_run_started_since_logs_into_that_run(mlflow_experiment: str, digits) -> None:
+    x, y, xv, yv = digits
+    green, model = _green(), _mlp()
+    model.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[green])
+    fit_run = green.session.run_id
+    with mlflow.start_run() as mine:
+        model.evaluate(xv, yv, verbose=0, callbacks=[green])
+    client = MlflowClient()
+    assert schema.phase_energy_key("test") in client.get_run(mine.info.run_id).data.metrics
+    assert schema.phase_energy_key("test") not in client.get_run(fit_run).data.metrics
+
+
+def test_an_evaluate_with_the_fits_callback_between_epochs_is_validation(mlflow_experiment: str, digits) -> None:
+    x, y, xv, yv = digits
+    green = _green()
+
+    class EvaluateAtEpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.model.evaluate(xv[:200], yv[:200], verbose=0, callbacks=[green])
+
+    _mlp().fit(x, y, epochs=2, batch_size=200, verbose=0, callbacks=[green, EvaluateAtEpochEnd()])
+    run = MlflowClient().get_run(green.session.run_id)
+    assert_green_invariants(run.info.run_id)
+    assert green.session.samples["validation"] == 400
+    validation_j = run.data.metrics[schema.ENERGY_VALIDATION_KWH] * J_PER_KWH
+    assert validation_j > 0
+    assert schema.phase_energy_key("test") not in run.data.metrics
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow counts the failing batch; the others do not")
+def test_tensorflow_a_batch_whose_step_raised_is_not_counted(mlflow_experiment: str, digits) -> None:
+    x, y, _, _ = digits
+    y = y.copy()
+    y[1000] = 99  # the 11th batch of 100 raises in the loss
+    green = _green()
+    with pytest.raises(Exception, match="99"):
+        _mlp().fit(x, y, epochs=2, batch_size=100, shuffle=False, verbose=0, callbacks=[green])
+    assert green.session.samples["train"] == 1000
+    run = MlflowClient().get_run(green.session.run_id)
+    assert run.info.status == "FAILED"
+    energy_j = run.data.metrics[schema.ENERGY_KWH] * J_PER_KWH
+    assert run.data.metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(energy_j / 1000, rel=1e-6)
