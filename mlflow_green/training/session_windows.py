@@ -75,7 +75,8 @@ class WindowsMixin:
             return None
         measurement = self.tracker.end(phase)
         if phase == "validation" and not self.dist.distributed:  # between two epochs (an evaluate from another callback's
-            self._ledger.add(phase, measurement)  # epoch end, with ours): validation's energy, as its samples are
+            self._deferred.settle()  # epoch end, with ours): validation's energy, as its samples are — after the epoch's
+            self._ledger.add(phase, measurement)  # accounting (its point's phases end at its end)
         self.count(phase, samples)
         return measurement
 

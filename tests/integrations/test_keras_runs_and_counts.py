@@ -1,15 +1,13 @@
 """Keras cases an adversarial round found (stop 29), each on a real tiny ``fit`` (the suite's backend):
 
 - MLflow's own Keras callback in the fit logs every key of ``logs``: the live figures are not put there
-  (two points at every step otherwise), also with ``live_metrics=True`` under autologging;
+  (two points at every step otherwise);
 - an ``evaluate`` after a fit, inside a run the user started since, logs into that run;
 - an ``evaluate`` with the fit's callback from another callback's epoch end is validation (energy and samples);
 - (TensorFlow) a batch whose train step raised is not counted as trained.
 """
 
 from __future__ import annotations
-
-import logging
 
 import mlflow
 import pytest
@@ -43,20 +41,6 @@ def test_beside_mlflows_keras_callback_each_green_metric_has_one_point_per_step(
     hist = assert_green_invariants(run.info.run_id)
     assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1]
     assert not [key for key in history.history if key.startswith("green/")]
-
-
-def test_live_metrics_forced_under_autologging_warns_and_logs_once(mlflow_experiment: str, digits, caplog) -> None:
-    x, y, _, _ = digits
-    mlflow.tensorflow.autolog(log_models=False) if keras.backend.backend() == "tensorflow" else mlflow.keras.autolog(log_models=False)
-    try:
-        with caplog.at_level(logging.WARNING, logger="mlflow_green"):
-            _mlp().fit(x, y, epochs=2, batch_size=200, verbose=0, callbacks=[_green(live_metrics=True)])
-        run_id = mlflow.last_active_run().info.run_id
-    finally:
-        mlflow.autolog(disable=True)
-    assert "live_metrics=True" in caplog.text
-    hist = assert_green_invariants(run_id)
-    assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1]
 
 
 def test_an_evaluate_after_the_fit_inside_a_run_started_since_logs_into_that_run(mlflow_experiment: str, digits) -> None:
