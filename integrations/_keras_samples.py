@@ -106,10 +106,11 @@ def samples_cut_short(validation_counted: int | None, guard: Any, model: Callabl
         return validation_counted
     if guard is not None and guard.counts_batches:  # torch, JAX: the batches read, less one its step never trained
         return guard.trained_samples
-    seen = samples_seen(model())
+    keras_model = model()
+    seen = samples_seen(keras_model)
     if seen and guard is not None and guard.step_failed:  # TensorFlow counts the failing batch before its step raises
         batch = getattr(getattr(guard.epoch_iterator, "data_adapter", None), "batch_size", None)
-        per_call = getattr(model(), "steps_per_execution", 1) or 1  # a failing call's earlier steps: not counted
+        per_call = getattr(keras_model, "steps_per_execution", 1) or 1  # a failing call's earlier steps: not counted
         if isinstance(batch, int) and batch > 0 and isinstance(per_call, int):
             return min(seen, (guard.steps - guard.epoch_first_step) * per_call * batch)
     return seen

@@ -119,15 +119,3 @@ def gpu_uuids(device: Any) -> list[str]:
         return [str(torch.cuda.get_device_properties(device).uuid)]
     except Exception:
         return []
-
-
-def batch_size(batch: Any) -> int:
-    """Samples in a batch: the first dimension of its first tensor (dict, tuple or tensor); 0 if unknown."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() > 0 else 0
-    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else ()
-    for item in items:
-        size = batch_size(item)
-        if size:
-            return size
-    return 0

@@ -48,8 +48,7 @@ from mlflow_green.integrations._hf_evaluations import EvaluationsMixin, rank_zer
 from mlflow_green.integrations._hf_state import CheckpointMixin
 from mlflow_green.integrations._hf_trainer import trainer_of, unwatch_training_step, watch_training_step
 from mlflow_green.integrations._hf_windows import WindowsMixin
-from mlflow_green.integrations._torch_batches import floats
-from mlflow_green.integrations._torch_distributed import batch_size
+from mlflow_green.integrations._torch_batches import batch_size, floats
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model
