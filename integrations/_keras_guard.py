@@ -164,11 +164,12 @@ class CallGuard:
         """The call ends with ``exc``: tell the callback once."""
         if self._aborted:
             return
-        self._aborted = True
-        try:
-            self.on_abort(exc)
-        except Exception as err:  # measurement never hides the user's exception
-            logger.warning("mlflow-green: could not end the measurement: %s", err)
+        with self._sigterm.ending_elsewhere():  # a SIGTERM meanwhile (to the main thread) waits for the run's end
+            self._aborted = True
+            try:
+                self.on_abort(exc)
+            except Exception as err:  # measurement never hides the user's exception
+                logger.warning("mlflow-green: could not end the measurement: %s", err)
 
     def _set(self, owner: Any, name: str, wrapper: Any) -> None:
         setattr(owner, name, wrapper)

@@ -37,6 +37,10 @@ DEFER_S = 0.01
 again this much later, until it arrives outside (see :func:`~mlflow_green.measure.signal_safety.inside_own_code`)."""
 MAX_DEFER_S = 3.0
 """For at most this long in all: then it is handled wherever it arrives."""
+ENDING_WAIT_S = 10.0
+"""A SIGTERM that arrives while another thread ends the measurement (see :meth:`SigtermWatch.ending_elsewhere`)
+waits this long at most for that end (the run's totals, report and status) before passing on: within the grace
+period schedulers give before SIGKILL (Kubernetes 30 s, Slurm's KillWait 30 s)."""
 
 
 class SigtermWatch:
@@ -53,6 +57,16 @@ class SigtermWatch:
         self._deferred_s = 0.0
         self._pid = 0  # the process that took SIGTERM (a forked child inherits the handler, not the watch)
         self._disarmed = False  # restored off the main thread: the handler stays and passes SIGTERM on
+        self._settled = threading.Event()  # cleared while another thread ends the measurement
+        self._settled.set()
+
+    def __getstate__(self) -> dict[str, Any]:  # a callback holding one is copied and pickled (an Event is not)
+        return {key: value for key, value in self.__dict__.items() if key != "_settled"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._settled = threading.Event()
+        self._settled.set()
 
     @property
     def watching(self) -> bool:
@@ -102,6 +116,26 @@ class SigtermWatch:
         except (ValueError, OSError):
             pass
 
+    @contextlib.contextmanager
+    def ending_elsewhere(self) -> Iterator[None]:
+        """The measurement is ended inside this block, possibly by a thread other than the main one (a watch
+        that saw the training end): a SIGTERM meanwhile waits for the block's end (at most :data:`ENDING_WAIT_S`)
+        before it passes on — terminating at once would leave the run ``RUNNING`` without its totals.
+
+        Example:
+            >>> watch = SigtermWatch(lambda: None)
+            >>> with watch.ending_elsewhere():
+            ...     pass  # end the measurement here
+        """
+        if threading.current_thread() is threading.main_thread():  # where the handler runs: nothing to wait for
+            yield
+            return
+        self._settled.clear()
+        try:
+            yield
+        finally:
+            self._settled.set()
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         # A process forked from the training (a data loader's worker, which its pool stops with SIGTERM): as
         # without us, it has no measurement to end. os.getpid(), not the PID kept up to date at fork: a SIGTERM
@@ -112,6 +146,7 @@ class SigtermWatch:
                 self._previous = None
                 if self in _TAKEN:
                     _TAKEN.remove(self)
+                self._settled.wait(ENDING_WAIT_S)  # given back by a thread ending the measurement: let it finish
             _give_back(previous if previous is not None else signal.SIG_DFL, signum, frame)
             return
         if self._deferred_s < MAX_DEFER_S and inside_own_code(frame):  # it may hold a lock that ending takes
@@ -124,6 +159,7 @@ class SigtermWatch:
             self.on_term()
         except Exception as exc:  # the process terminates anyway
             logger.warning("mlflow-green: could not end the measurement at SIGTERM: %s", exc)
+        self._settled.wait(ENDING_WAIT_S)  # another thread was ending it already: on_term left it to that thread
         if callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
@@ -278,4 +314,4 @@ def _deliver(handler: Any, signum: int, frame: FrameType | None) -> None:
         signal.raise_signal(signum)
 
 
-__all__ = ["DEFER_S", "MAX_DEFER_S", "SigtermWatch", "sigterm_held"]
+__all__ = ["DEFER_S", "ENDING_WAIT_S", "MAX_DEFER_S", "SigtermWatch", "sigterm_held"]
