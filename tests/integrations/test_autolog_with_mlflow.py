@@ -44,3 +44,48 @@ def _check(framework: str, runs: list[dict]) -> None:
             # ours: one point per step (the final totals replace the last epoch's at its step, not a second point)
             assert len(steps) == len(set(steps)), (key, points)
     assert run["tags"][schema.TAG_METERS]
+
+
+LIVE_UNDER_AUTOLOG = """
+import json, logging, os, sys
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.autolog(log_models=False, log_datasets=False, silent=True)  # MLflow's Keras autologging, as a user turns it on
+import keras
+from sklearn.datasets import load_digits
+from mlflow_green.integrations.keras import GreenCallback
+warnings = []
+handler = logging.Handler()
+handler.emit = lambda record: warnings.append(record.getMessage())
+logging.getLogger("mlflow_green").addHandler(handler)
+data = load_digits()
+x, y = (data.data / 16.0).astype("float32"), data.target
+model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+cb = GreenCallback(live_metrics=True)  # asked for, beside MLflow's callback: each figure would be logged twice
+history = model.fit(x[:600], y[:600], validation_data=(x[600:800], y[600:800]), epochs=3, batch_size=128, verbose=0,
+                    callbacks=[cb])
+client = mlflow.MlflowClient()
+[run] = client.search_runs(["0"])
+steps = {key: [m.step for m in client.get_metric_history(run.info.run_id, key)] for key in run.data.metrics}
+json.dump({"run_id": run.info.run_id, "ours": cb.session.run_id, "steps": steps, "warnings": warnings,
+           "history_keys": sorted(history.history)}, open("result.json", "w"))
+"""
+
+
+def test_live_metrics_asked_for_under_mlflow_keras_autologging_warn_and_log_once_per_step(tmp_path: Path) -> None:
+    pytest.importorskip("keras")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-c", LIVE_UNDER_AUTOLOG, uri], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["ours"] == result["run_id"], "one run: autologging's, which the callback logs into"
+    assert any("live_metrics=True" in message for message in result["warnings"]), result["warnings"]
+    assert {"loss", "val_loss", schema.ENERGY_KWH} <= set(result["steps"]), sorted(result["steps"])
+    for key, steps in result["steps"].items():  # a live figure in the logs would be logged again by MLflow's callback
+        if key.startswith(schema.METRIC_PREFIX):
+            assert len(steps) == len(set(steps)), (key, steps)
+    assert sorted(result["steps"][schema.ENERGY_KWH]) == [0, 1, 2]
+    assert schema.ENERGY_KWH not in result["history_keys"], "no live figures in the logs MLflow's callback logs"
