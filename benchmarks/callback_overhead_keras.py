@@ -80,7 +80,7 @@ def per_batch_us(python_input: bool, *, training: bool = True) -> float:
     cost = per_call_us(lambda: (step(None), hook(0), hook(0), own_begin(0, logs=None), own_end(0, logs=None)),
                        lambda: (bare(None), bare(0), bare(0)))
     if python_input:  # each batch read goes through the timed iterator
-        from mlflow_green.integrations._keras_guard import _WatchedIterator
+        from mlflow_green.integrations._keras_input import WatchedIterator
 
         batch = ([0.0] * 32, [0] * 32)
         items = [batch] * 100_000
@@ -89,7 +89,7 @@ def per_batch_us(python_input: bool, *, training: bool = True) -> float:
             pass
         bare_s = time.perf_counter() - start_s
         start_s = time.perf_counter()
-        for _ in _WatchedIterator(iter(items), guard, training):
+        for _ in WatchedIterator(iter(items), guard, training):
             pass
         cost += max(time.perf_counter() - start_s - bare_s, 0.0) / len(items) * 1e6
     return cost

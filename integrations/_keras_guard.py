@@ -8,11 +8,11 @@ is measured, :class:`CallGuard` wraps, on the instances of that one call only:
 - the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``);
 - on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed
   (input wait) and counted (batches and samples seen), and its exceptions are seen;
-- ``SIGTERM`` (main thread only): the measurement ends ``KILLED`` at that moment, then the
-  previous handler runs (by default the process terminates as it would have).
+- ``SIGTERM`` and ``SIGINT`` (Ctrl-C; main thread only): the measurement ends ``KILLED`` at that moment, then
+  the previous handler runs (the process terminates, ``KeyboardInterrupt`` is raised, as they would have).
 
-On any of these the guard calls ``on_abort(exception)`` once, at that moment, then lets the
-exception go on. Everything is restored by :meth:`CallGuard.remove`.
+On any of these the guard calls ``on_abort(exception)`` once, at that moment, then lets the exception go on.
+Everything is restored by :meth:`CallGuard.remove`.
 
 Input wait per backend: torch and JAX read each batch in Python (``next()`` on the data
 iterator), so the wait is measured. TensorFlow reads its input inside the compiled step
@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
 from mlflow_green.integrations._keras_fit_watch import FitLeft, FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
+from mlflow_green.integrations._keras_input import WatchedIterator, end_of_data
+from mlflow_green.integrations._keras_interrupt import raise_again_at_next_hook
 from mlflow_green.measure.signal_safety import passes_through
+from mlflow_green.training.interrupts import SigintWatch
 from mlflow_green.training.termination import SigtermWatch
 
 logger = logging.getLogger(__name__)
@@ -71,8 +73,10 @@ class CallGuard:
         self.epoch_iterator: Any = None
         self._python_input = python_input
         self._wrapped: list[tuple[Any, str]] = []
+        self._callbacks: Any = None  # the watched call's CallbackList
         self._aborted = False
         self._sigterm = SigtermWatch(lambda: self.abort(SystemExit(128 + signal.SIGTERM)))  # ends KILLED, now
+        self._sigint = SigintWatch(self._ctrl_c)  # Ctrl-C wherever it lands: KILLED, now
         self.data_wait_s = 0.0
         self.batches = 0
         self.samples = 0
@@ -86,15 +90,17 @@ class CallGuard:
         self.validating = False  # between the watched call's own on_test_begin and on_test_end
 
     # -- install / remove ----------------------------------------------------------------------
-    def watch(self, method: str, *, timed: bool = True) -> CallGuard:
+    def watch(self, method: str, *, timed: bool = True, ours: Any = None) -> CallGuard:
         """Watch the running ``method`` call: its callbacks, step function and input; take SIGTERM.
 
         ``timed``: its batches count as input wait and samples (the training input), else its
-        input is only watched for errors (validation inside a fit).
+        input is only watched for errors (validation inside a fit). ``ours``: the callback whose
+        ``on_train_begin`` calls this (see :meth:`watch_later_starts`).
         """
         frame = caller_frame(method)
         local = frame.f_locals if frame is not None else {}
         callbacks, iterator = local.get("callbacks"), local.get("epoch_iterator")
+        self._callbacks = callbacks if callbacks is not None else self._callbacks
         if self.epoch_iterator is None:
             self.epoch_iterator = iterator
         if callbacks is not None:
@@ -113,28 +119,56 @@ class CallGuard:
         if method == "fit" and frame is not None and self._fit_watch is None:  # an exception in Keras's own code
             self._fit_watch = FitWatch(frame, self.abort, lambda: self.steps)
         self._sigterm.take()
+        self._sigint.take()
+        if ours is not None:
+            self.watch_later_starts(ours)
         return self
 
     def _ours(self, fn: Any) -> bool:
         return getattr(fn, "_green_guard", None) is self
 
+    def watch_later_starts(self, ours: Any) -> None:
+        """Watch, for this one call each, the ``on_train_begin`` of the callbacks after ``ours`` in the fit's list:
+        Keras calls them after ours returns, in the dispatch the list's wrapped hooks came too late for (a
+        ``CSVLogger`` that cannot open its file): an exception there ends the fit at once, not a watch's look later."""
+        listed = list(getattr(self._callbacks, "callbacks", None) or [])
+        for callback in listed[next((i for i, c in enumerate(listed) if c is ours), len(listed)) + 1:]:
+            original = getattr(callback, "on_train_begin", None)
+            if original is not None and not self._ours(original):
+                self._set(callback, "on_train_begin", self._mark(passes_through(self._started_once(callback, original)), original))
+
+    def _started_once(self, owner: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+        def started(*args: Any, **kwargs: Any) -> Any:
+            self._restore(owner, "on_train_begin")  # its own again from now on (a later fit, a probe's)
+            try:
+                return original(*args, **kwargs)
+            except BaseException as exc:
+                self.abort(exc)
+                raise
+
+        return started
+
     def remove(self) -> None:
         """Restore everything wrapped, and the previous SIGTERM handler."""
         for owner, name in reversed(self._wrapped):
-            try:
-                current = owner.__dict__.get(name) if hasattr(owner, "__dict__") else None
-                if self._ours(current):
-                    original = current._green_original
-                    if getattr(original, "__self__", None) is owner and getattr(type(owner), name, None) is not None:
-                        delattr(owner, name)  # was the class's method: drop the instance attribute
-                    else:
-                        setattr(owner, name, original)
-            except Exception as exc:  # the model or iterator may be gone
-                logger.debug("mlflow-green: could not restore %s: %s", name, exc)
+            self._restore(owner, name)
         self._wrapped = []
         if self._fit_watch is not None:
             self._fit_watch.stop()
         self._sigterm.restore()
+        self._sigint.restore()
+
+    def _restore(self, owner: Any, name: str) -> None:
+        try:
+            current = owner.__dict__.get(name) if hasattr(owner, "__dict__") else None
+            if self._ours(current):
+                original = current._green_original
+                if getattr(original, "__self__", None) is owner and getattr(type(owner), name, None) is not None:
+                    delattr(owner, name)  # was the class's method: drop the instance attribute
+                else:
+                    setattr(owner, name, original)
+        except Exception as exc:  # the model or iterator may be gone
+            logger.debug("mlflow-green: could not restore %s: %s", name, exc)
 
     def end_if_fit_left(self) -> None:
         """A hook of another call after the watched ``fit`` raised in Keras's own code, before its watch looked:
@@ -164,12 +198,19 @@ class CallGuard:
         """The call ends with ``exc``: tell the callback once."""
         if self._aborted:
             return
-        with self._sigterm.ending_elsewhere():  # a SIGTERM meanwhile (to the main thread) waits for the run's end
+        # a SIGTERM or Ctrl-C meanwhile (to the main thread) waits for the run's end
+        with self._sigterm.ending_elsewhere(), self._sigint.ending_elsewhere():
             self._aborted = True
             try:
                 self.on_abort(exc)
             except Exception as err:  # measurement never hides the user's exception
                 logger.warning("mlflow-green: could not end the measurement: %s", err)
+
+    def _ctrl_c(self) -> None:
+        """SIGINT: end the measurement ``KILLED`` (a lost ``KeyboardInterrupt`` is raised again at the next hook)."""
+        self.abort(KeyboardInterrupt())
+        if self._callbacks is not None:
+            raise_again_at_next_hook(self._callbacks)
 
     def _set(self, owner: Any, name: str, wrapper: Any) -> None:
         setattr(owner, name, wrapper)
@@ -225,7 +266,7 @@ class CallGuard:
                 outputs = original(*args, **kwargs)
             except BaseException as exc:
                 # Keras ends the epoch on the end of data and goes on (data ran out)
-                if not _end_of_data(exc) and (guard.validating or not only_validating):
+                if not end_of_data(exc) and (guard.validating or not only_validating):
                     guard.step_failed = guard.step_failed or training
                     guard.abort(exc)
                 raise
@@ -242,63 +283,9 @@ class CallGuard:
         guard = self
 
         def source() -> Any:
-            return _WatchedIterator(iter(original()), guard, timed)
+            return WatchedIterator(iter(original()), guard, timed)
 
         return self._mark(passes_through(source), original)
-
-
-class _WatchedIterator:
-    """A data iterator watched for errors; when ``timed``, each ``next()`` is timed (input wait) and counted."""
-
-    __slots__ = ("_inner", "_guard", "_timed")
-
-    def __init__(self, inner: Any, guard: CallGuard, timed: bool) -> None:
-        self._inner = inner
-        self._guard = guard
-        self._timed = timed
-
-    def __iter__(self) -> _WatchedIterator:
-        return self
-
-    @passes_through
-    def __next__(self) -> Any:
-        start_s = time.perf_counter()
-        try:
-            batch = next(self._inner)
-        except StopIteration:
-            raise
-        except BaseException as exc:
-            self._guard.abort(exc)
-            raise
-        if self._timed:
-            guard = self._guard
-            guard.data_wait_s += time.perf_counter() - start_s
-            guard.batches += 1
-            guard.samples += _leading_dim(batch)
-        return batch
-
-    def __getattr__(self, name: str) -> Any:  # e.g. a DataLoader iterator's attributes
-        return getattr(self._inner, name)
-
-
-def _end_of_data(exc: BaseException) -> bool:
-    """The input's end signalled inside a step (``StopIteration``; TensorFlow's ``OutOfRangeError``):
-    Keras catches it, warns that the input ran out, ends the epoch and goes on — not a failure."""
-    return isinstance(exc, StopIteration) or any(c.__name__ == "OutOfRangeError" for c in type(exc).__mro__)
-
-
-def _leading_dim(batch: Any) -> int:
-    """Samples in a batch ``(x, y[, w])``: the first dimension of its first array."""
-    first = batch
-    while isinstance(first, (tuple, list)) and first:
-        first = first[0]
-    if isinstance(first, dict) and first:
-        first = next(iter(first.values()))
-    shape = getattr(first, "shape", None)
-    try:
-        return int(shape[0]) if shape else 0
-    except (TypeError, ValueError, IndexError):
-        return 0
 
 
 def no_batch_work(batch: int, logs: dict[str, Any] | None = None) -> None:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
+from mlflow_green.integrations._lightning_fetch import FetchTimer
 from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
 from mlflow_green.integrations._lightning_trainer import (
     RootDevice,
@@ -37,7 +39,7 @@ BUDGET_CHECK_INTERVAL_S = 2.0
 """How often, within an epoch, the energy used so far is compared with the budget (single process)."""
 
 
-class GreenCallbackMixin(CarriesSession):
+class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
     """Logs energy, emissions and compression metadata of a Lightning training into MLflow.
 
     See :class:`mlflow_green.integrations.lightning.GreenCallback` for the behaviour and options.
@@ -79,10 +81,9 @@ class GreenCallbackMixin(CarriesSession):
         self._example: Any = None
         self._model_of_fit = 0  # id() of the model the example belongs to
         self._flop_cache: dict[str, Any] = {}
-        self._last_batch_end_s = 0.0
-        self._last_budget_check_s = 0.0
-        self._epoch_samples = 0
-        self._eval_samples = 0
+        self._last_batch_end_s = self._last_budget_check_s = 0.0
+        self._epoch_samples = self._eval_samples = 0
+        self._fetch: FetchTimer | None = None  # the fit's input wait: the time inside its training loop's fetches
         self._in_epoch = False  # between our on_train_epoch_start and on_train_epoch_end
         self._at_exit_registered = False
         self._guard = EarlierCallbacksGuard()  # our on_exception runs even if an earlier callback's raises
@@ -104,6 +105,7 @@ class GreenCallbackMixin(CarriesSession):
             self._pending_state = None
         bind_trainer_run(self.session, trainer)
         self._guard.guard(trainer, self)
+        self._fetch = FetchTimer.install(trainer)  # None on a Lightning without its hooks: the gaps between batches
         self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("pytorch")
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
         max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
@@ -137,8 +139,8 @@ class GreenCallbackMixin(CarriesSession):
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if not self._in_epoch:
             self._resumed_inside_an_epoch(trainer)
-        now_s = time.perf_counter()
-        self.session.add_data_wait(now_s - self._last_batch_end_s)  # the loop was fetching this batch
+        now_s = time.perf_counter()  # the loop was fetching this batch
+        self.session.add_data_wait(self._fetch.take_s() if self._fetch is not None else now_s - self._last_batch_end_s)
         if self._needs_profile:
             self._needs_profile = False
             try:  # one sample of the first batch, kept for the end-of-fit profile
@@ -185,6 +187,8 @@ class GreenCallbackMixin(CarriesSession):
             self.session.end_eval("validate", samples=self._eval_samples)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._fetch is not None:  # fetched inside the last step (a training_step reading a dataloader_iter)
+            self.session.add_data_wait(self._fetch.take_s())
         logs = floats(trainer.callback_metrics)
         result = self.session.end_epoch(
             trainer.current_epoch, logs=logs, train_samples=self._epoch_samples, steps_done=trainer.global_step
@@ -200,7 +204,7 @@ class GreenCallbackMixin(CarriesSession):
             trainer.should_stop = True
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self._guard.restore()  # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
+        self._let_go()  # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
         status = "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"
         self._early = stop_unused(self._early)
         if self._fitting:
@@ -221,7 +225,7 @@ class GreenCallbackMixin(CarriesSession):
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """The call's end (after every ``on_fit_end``: an exception in one of them fails the fit's run)."""
-        self._guard.restore()
+        self._let_go()
         self._early = stop_unused(self._early)
         if self._fitting:
             self._fitting = False
@@ -230,25 +234,6 @@ class GreenCallbackMixin(CarriesSession):
                 self.session.end_fit("FINISHED", logs=floats(trainer.callback_metrics), profile=profile)
         if trainer.is_global_zero:  # a ddp_spawn rank zero: its run and totals go back to the launching process
             self._hand_session_back()
-
-    # -- test / predict ------------------------------------------------------------------------
-    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
-        self._begin_eval(trainer, "test")
-
-    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_samples += batch_size(batch)
-
-    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
-        self.session.end_eval("test", samples=self._eval_samples)
-
-    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
-        self._begin_eval(trainer, "predict")
-
-    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_samples += batch_size(batch)
-
-    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
-        self.session.end_eval("predict", samples=self._eval_samples)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -284,7 +269,7 @@ class GreenCallbackMixin(CarriesSession):
         state["_flop_cache"] = {}  # a cache keyed by the model's classes
         state["_at_exit_registered"] = False  # a spawned rank registers its own
         state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
-        state["_early"] = None
+        state["_early"] = state["_fetch"] = None
         return state
 
     # -- internals ---------------------------------------------------------------------------
@@ -295,6 +280,13 @@ class GreenCallbackMixin(CarriesSession):
         bind_device(self.session.template, RootDevice(trainer))
         self.session.dist = distributed_context(world_size=int(getattr(trainer, "world_size", 1) or 1),
                                                 is_logging_rank=bool(trainer.is_global_zero), tracker=self.session.template)
+
+    def _let_go(self) -> None:
+        """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the epoch loop's fetch hooks."""
+        self._guard.restore()
+        if self._fetch is not None:
+            self._fetch.remove()
+            self._fetch = None
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         self._setup_distributed(trainer)

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import numbers
@@ -34,7 +35,7 @@ def batch_size(batch: Any) -> int:
 
     Inputs of several tensors (``([x1, x2], y)``, ``({"a": xa, "b": xb}, y)``) count samples, not
     inputs; a 0-d tensor beside them (a count, an index) is passed over; a list of strings or numbers
-    (texts) is a batch of its length.
+    (texts) is a batch of its length; a dataclass's fields are looked through as a tuple's items.
 
     Example:
         >>> import torch
@@ -58,6 +59,8 @@ def _leading_size(batch: Any) -> int:
         items: Any = batch
     elif isinstance(batch, Mapping):
         items = batch.values()
+    elif dataclasses.is_dataclass(batch) and not isinstance(batch, type):  # a batch class of its own (Lightning allows them)
+        items = [getattr(batch, f.name, None) for f in dataclasses.fields(batch)]
     else:
         return 0
     scalars = 0
@@ -67,7 +70,7 @@ def _leading_size(batch: Any) -> int:
             return size
         if isinstance(item, (str, bytes, numbers.Number)):
             scalars += 1
-    return len(batch) if scalars and scalars == len(batch) and not isinstance(batch, Mapping) else 0
+    return len(batch) if scalars and scalars == len(items) and isinstance(batch, (list, tuple)) else 0
 
 
 def positional_arity(forward: Callable[..., Any]) -> int:
@@ -86,13 +89,15 @@ def example_of(forward: Callable[..., Any], batch: Any) -> Any:
     ``forward(x)`` gets ``x`` of ``(x, y)``; a forward taking two or more arguments
     (``forward(inputs, target)``, as Lightning's demo Transformer) gets that many leading
     elements of the batch as a tuple (positional arguments); a dict batch is keyword arguments
-    when ``forward`` takes no positional argument beyond it.
+    when ``forward`` takes no positional argument beyond it — the keys it names (``{"x", "y"}`` for
+    ``forward(x)``: ``x`` alone), every key if it takes ``**kwargs``.
     """
     arity = positional_arity(forward)
+    keywords = _keywords_for(forward, batch) if isinstance(batch, Mapping) else None
     if isinstance(batch, (list, tuple)) and arity >= 2 and len(batch) >= arity:
         example: Any = tuple(batch[:arity])
-    elif isinstance(batch, Mapping) and _takes_keywords(forward, batch):
-        example = dict(batch)
+    elif keywords:
+        example = keywords
     else:
         example = inputs_of(batch)
     return _one_sample(example, batch_size(batch))
@@ -116,12 +121,16 @@ def floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _takes_keywords(forward: Callable[..., Any], batch: Mapping[str, Any]) -> bool:
+def _keywords_for(forward: Callable[..., Any], batch: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The keyword arguments ``forward`` takes from a dict batch (None: it names none of its keys)."""
     try:
         params = inspect.signature(forward).parameters
     except (TypeError, ValueError):
-        return False
-    return any(k in params for k in batch) or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(batch)
+    named = {key: value for key, value in batch.items() if key in params and params[key].kind is not inspect.Parameter.VAR_POSITIONAL}
+    return named or None
 
 
 def _one_sample(example: Any, size: int) -> Any:

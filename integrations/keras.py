@@ -168,7 +168,7 @@ class GreenCallback(keras.callbacks.Callback):
         record_run(backups, self.session.run_id or self.session.output.pending_creation())
         self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
         self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0))
-        self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit")
+        self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit", ours=self)
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
         self._validation_watched = False
         self._fit_guard.on_step_end = self._check_budget

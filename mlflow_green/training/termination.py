@@ -51,6 +51,9 @@ class SigtermWatch:
             terminates); what it raises is logged, never propagated.
     """
 
+    signum: int = signal.SIGTERM
+    """The signal watched (:class:`~mlflow_green.training.interrupts.SigintWatch`: SIGINT, Ctrl-C)."""
+
     def __init__(self, on_term: Callable[[], None]) -> None:
         self.on_term = on_term
         self._previous: Any = None
@@ -78,7 +81,7 @@ class SigtermWatch:
         if self._previous is not None or threading.current_thread() is not threading.main_thread():
             return
         try:
-            previous = signal.getsignal(signal.SIGTERM)
+            previous = signal.getsignal(self.signum)
             earlier = getattr(previous, "__self__", None)
             if isinstance(earlier, SigtermWatch) and earlier._disarmed:  # a watch given back off the main thread
                 previous, earlier._previous, earlier._disarmed = earlier._previous, None, False
@@ -86,12 +89,13 @@ class SigtermWatch:
                     _TAKEN.remove(earlier)
             if previous is signal.SIG_IGN or previous is None:  # ignored, or set outside Python: left alone
                 return
-            signal.signal(signal.SIGTERM, self._handle)
+            signal.signal(self.signum, self._handle)
             self._disarmed = False
             self._previous = previous
             self._deferred_s = 0.0
             self._pid = os.getpid()
-            _TAKEN.append(self)
+            if self.signum == signal.SIGTERM:  # a forked child gets SIGTERM back from these (SIGINT: from the handler)
+                _TAKEN.append(self)
         except (ValueError, OSError):  # not the main interpreter, or no signals here
             self._previous = None
 
@@ -111,8 +115,8 @@ class SigtermWatch:
         if previous is None:
             return
         try:
-            if signal.getsignal(signal.SIGTERM) == self._handle:
-                signal.signal(signal.SIGTERM, previous)
+            if signal.getsignal(self.signum) == self._handle:
+                signal.signal(self.signum, previous)
         except (ValueError, OSError):
             pass
 
@@ -158,7 +162,7 @@ class SigtermWatch:
         try:
             self.on_term()
         except Exception as exc:  # the process terminates anyway
-            logger.warning("mlflow-green: could not end the measurement at SIGTERM: %s", exc)
+            logger.warning("mlflow-green: could not end the measurement at %s: %s", signal.Signals(signum).name, exc)
         self._settled.wait(ENDING_WAIT_S)  # another thread was ending it already: on_term left it to that thread
         if callable(previous):
             previous(signum, frame)
@@ -288,9 +292,9 @@ def sigterm_held(enabled: bool = True) -> Iterator[None]:
 
 
 def _give_back(handler: Any, signum: int, frame: FrameType | None) -> None:
-    """SIGTERM back to ``handler``, then delivered as it would have been under it."""
+    """The signal back to ``handler``, then delivered as it would have been under it."""
     with contextlib.suppress(ValueError, OSError, TypeError):
-        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signum, handler)
     _deliver(handler, signum, frame)
 
 

@@ -149,6 +149,32 @@ def _(out: Path):
     return failing_fit(GreenCallback(), validation_data=(X[:50], Y[:40]), sleep_s=2.5)
 
 
+class RaiseAtTrainBegin(keras.callbacks.Callback):
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def on_train_begin(self, logs=None):
+        raise self.exc
+
+
+@case("later_callback_fails_at_train_begin")
+def _(out: Path):
+    # listed after ours, in the same on_train_begin dispatch (a CSVLogger that cannot open its file; Ctrl-C)
+    seen = {}
+    for name, exc in (("interrupt", KeyboardInterrupt()), ("oserror", OSError("cannot open the log file"))):
+        cb = GreenCallback()
+        try:
+            mlp().fit(X, Y, epochs=2, batch_size=64, verbose=0, callbacks=[cb, RaiseAtTrainBegin(exc)])
+            raised = None
+        except BaseException as exc:  # noqa: BLE001
+            raised = type(exc).__name__
+        active = mlflow.active_run()  # what the user's except block finds, at once
+        status = mlflow.MlflowClient().get_run(cb.session.run_id).info.status
+        seen[name] = {"raised": raised, "status": status, "active": active.info.run_id if active else None}
+    return seen
+
+
 @case("evaluate_right_after_an_error_in_keras_own_code")
 def _(out: Path):
     # the same failure, then at once (before the fit's watch looks) an evaluate and a predict with the callback

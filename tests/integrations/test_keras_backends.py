@@ -55,6 +55,11 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         # the meters stopped when the fit ended, not 0.5 s later nor at exit
         assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (name, failed.data.metrics, result)
         assert_green_invariants(failed.info.run_id, client)
+    # A callback after ours failing in the same on_train_begin dispatch: ended at once (not a watch's look later)
+    assert results["later_callback_fails_at_train_begin"] == {
+        "interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
+        "oserror": {"raised": "OSError", "status": "FAILED", "active": None},
+    }
     # An exception in Keras's own code (no hook sees it): ended FAILED within a look of the fit's frame
     # leaving the stack, not when the process exits (the 2 s after it are not billed)
     result, failed = results["error_in_keras_own_code"], run("error_in_keras_own_code")

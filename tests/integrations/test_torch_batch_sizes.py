@@ -28,3 +28,32 @@ def test_a_hugging_face_batch_encoding_counts_its_samples() -> None:
     transformers = pytest.importorskip("transformers")
     encoding = transformers.BatchEncoding({"input_ids": torch.zeros(5, 7, dtype=torch.long), "labels": torch.zeros(5)})
     assert batch_size(encoding) == 5
+
+
+def test_a_dataclass_batch_counts_the_samples_of_its_fields() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Batch:  # a batch class of the user's own, which Lightning moves between devices as it does tuples
+        ids: list
+        x: torch.Tensor
+        y: torch.Tensor
+
+    assert batch_size(Batch(["a", "b", "c"], torch.zeros(3, 8), torch.zeros(3))) == 3
+
+
+def test_a_dict_batch_gives_forward_the_keys_it_names() -> None:
+    from mlflow_green.integrations._torch_batches import example_of
+
+    class Net(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    class Kw(torch.nn.Module):
+        def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+            return inputs["x"]
+
+    batch = {"x": torch.zeros(4, 64), "y": torch.zeros(4)}
+    example = example_of(Net().forward, batch)
+    assert set(example) == {"x"} and example["x"].shape == (1, 64)  # forward(x=..., y=...) would raise
+    assert set(example_of(Kw().forward, batch)) == {"x", "y"}

@@ -1,0 +1,32 @@
+"""A Ctrl-C that Python lost, raised again at the fit's next hook.
+
+A SIGINT's ``KeyboardInterrupt`` is raised wherever the main thread is when Python runs the handler —
+now and then inside a garbage collection's callback (a weakref's, SQLAlchemy's), where Python prints
+"Exception ignored" and goes on: the training would go on after Ctrl-C ended its measurement ``KILLED``.
+The fit's own ``CallbackList`` (one per ``fit`` call) then raises it at its next batch or epoch hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RAISE_AT = ("on_train_batch_begin", "on_test_batch_begin", "on_predict_batch_begin", "on_epoch_begin", "on_epoch_end",
+            "on_test_begin", "on_predict_begin")
+"""The hooks of the fit's ``CallbackList`` that raise a lost Ctrl-C (once)."""
+
+
+def raise_again_at_next_hook(callbacks: Any) -> None:
+    """Make the next call of one of :data:`RAISE_AT` on ``callbacks`` (the fit's ``CallbackList``) raise
+    ``KeyboardInterrupt`` — once: the hooks are the list's own again after it."""
+
+    def raise_interrupt(*args: Any, **kwargs: Any) -> None:
+        for name in RAISE_AT:
+            callbacks.__dict__.pop(name, None)
+        raise KeyboardInterrupt("Ctrl-C (raised again: Python had ignored it inside a garbage collection's callback)")
+
+    for name in RAISE_AT:
+        if getattr(callbacks, name, None) is not None:
+            setattr(callbacks, name, raise_interrupt)
+
+
+__all__ = ["RAISE_AT", "raise_again_at_next_hook"]

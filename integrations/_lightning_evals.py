@@ -1,0 +1,43 @@
+"""The Lightning callback's ``trainer.test`` and ``trainer.predict`` hooks (``validate`` is with the fit's validation).
+
+Each call alone is measured as itself (``green/energy_test_kwh``, ``green/energy_predict_kwh``) into the run of
+the fit before it, or a run of its own; its samples are the batches its steps finished.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow_green.integrations._torch_batches import batch_size
+from mlflow_green.training.session import TrainingSession
+
+
+class EvaluationHooksMixin:
+    """``on_test_*`` and ``on_predict_*`` of :class:`~mlflow_green.integrations._lightning_impl.GreenCallbackMixin`."""
+
+    session: TrainingSession
+    _eval_samples: int
+
+    def _begin_eval(self, trainer: Any, kind: str) -> None:
+        raise NotImplementedError
+
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        self._begin_eval(trainer, "test")
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_samples += batch_size(batch)
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.end_eval("test", samples=self._eval_samples)
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        self._begin_eval(trainer, "predict")
+
+    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_samples += batch_size(batch)
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        self.session.end_eval("predict", samples=self._eval_samples)
+
+
+__all__ = ["EvaluationHooksMixin"]

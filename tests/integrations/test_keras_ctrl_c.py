@@ -1,0 +1,83 @@
+"""A real Ctrl-C (SIGINT) during a Keras fit ends the callback's run KILLED at once, wherever it lands.
+
+On TensorFlow the KeyboardInterrupt usually surfaces in Keras's or TensorFlow's own code (the epoch's
+input iterator being built, the step's dispatch), where no hook of the callback sees it: the run stayed
+RUNNING and active for a second, then ended FAILED (7 interrupts in 8).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("keras")
+
+SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys, threading, time
+    os.environ["KERAS_BACKEND"] = sys.argv[2]
+    import keras, mlflow, numpy as np
+    from mlflow_green.integrations.keras import GreenCallback
+    mlflow.set_tracking_uri(sys.argv[1])
+    x, y = np.random.rand(1280, 64).astype("float32"), np.random.randint(0, 10, 1280)
+    seen = []
+    for delay_s in (0.3, 0.67, 1.01, 1.43):
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(10, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        cb = GreenCallback()
+
+        class CtrlC(keras.callbacks.Callback):  # a user's Ctrl-C, this long after the training began
+            def on_train_begin(self, logs=None):
+                threading.Timer(delay_s, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+        raised = None
+        try:
+            model.fit(x, y, validation_data=(x[:300], y[:300]), epochs=60, batch_size=32, verbose=0,
+                      callbacks=[cb, CtrlC()])
+        except KeyboardInterrupt:
+            raised = "KeyboardInterrupt"
+            active = mlflow.active_run()  # what the user's except block finds
+            status = mlflow.MlflowClient().get_run(cb.session.run_id).info.status
+            seen.append({"raised": raised, "status": status, "active": active.info.run_id if active else None,
+                         "handler_back": signal.getsignal(signal.SIGINT) is signal.default_int_handler})
+    json.dump(seen, open("result.json", "w"))
+""")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
+def test_ctrl_c_anywhere_in_a_fit_ends_its_run_killed_before_the_users_except_block(backend: str, tmp_path: Path) -> None:
+    pytest.importorskip(backend)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-c", SCRIPT, uri, backend], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    seen = json.loads((tmp_path / "result.json").read_text())
+    assert len(seen) == 4, (seen, done.stderr[-5000:])
+    for interrupt in seen:
+        assert interrupt == {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None, "handler_back": True}
+
+
+def test_a_sigint_handler_of_the_users_own_is_left_alone(tmp_path: Path) -> None:
+    from mlflow_green.training.interrupts import SigintWatch
+
+    def graceful(signum: int, frame: object) -> None:  # a user's graceful stop: sets a flag, raises nothing
+        return None
+
+    previous = signal.signal(signal.SIGINT, graceful)
+    try:
+        watch = SigintWatch(lambda: None)
+        watch.take()
+        assert signal.getsignal(signal.SIGINT) is graceful and not watch.watching
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        watch.take()
+        assert watch.watching and signal.getsignal(signal.SIGINT) == watch._handle
+        watch.restore()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
