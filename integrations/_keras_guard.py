@@ -74,6 +74,7 @@ class CallGuard:
         self._python_input = python_input
         self._wrapped: list[tuple[Any, str]] = []
         self._callbacks: Any = None  # the watched call's CallbackList
+        self.validates = False  # the watched fit has validation data (validation_split's included)
         self._aborted = False
         self._sigterm = SigtermWatch(lambda: self.abort(SystemExit(128 + signal.SIGTERM)))  # ends KILLED, now
         self._sigint = SigintWatch(self._ctrl_c)  # Ctrl-C wherever it lands: KILLED, now
@@ -100,6 +101,7 @@ class CallGuard:
         frame = caller_frame(method)
         local = frame.f_locals if frame is not None else {}
         callbacks, iterator = local.get("callbacks"), local.get("epoch_iterator")
+        self.validates = self.validates or (method == "fit" and local.get("validation_data") is not None)
         self._callbacks = callbacks if callbacks is not None else self._callbacks
         if self.epoch_iterator is None:
             self.epoch_iterator = iterator

@@ -106,6 +106,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
         bind_trainer_run(self.session, trainer)
         self._guard.guard(trainer, self)
         self._fetch = FetchTimer.install(trainer)  # None on a Lightning without its hooks: the gaps between batches
+        self.session.expects_validation = bool(getattr(trainer, "enable_validation", False))  # quality: val metrics
         self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("pytorch")
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
         max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None

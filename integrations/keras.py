@@ -170,8 +170,8 @@ class GreenCallback(keras.callbacks.Callback):
         self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0))
         self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit", ours=self)
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
-        self._validation_watched = False
-        self._fit_guard.on_step_end = self._check_budget
+        self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget
+        self.session.expects_validation = self._fit_guard.validates  # quality from val_ metrics (validation_freq)
         if self.inspect_model:
             profile = self._profile()
             if profile is not None:

@@ -17,16 +17,21 @@ TRAINING_FLOPS_PER_FORWARD = 3.0
 """Training FLOPs ≈ 3 × forward FLOPs per sample (forward + backward, the usual estimate)."""
 
 
-def resolve_quality_metric(requested: str | None, logs: Mapping[str, Any]) -> str | None:
+def resolve_quality_metric(requested: str | None, logs: Mapping[str, Any], *, validated: bool = False) -> str | None:
     """The quality metric to use from epoch ``logs``.
 
     ``requested`` if given (None when absent from ``logs``); otherwise ``val_accuracy``, then
-    the first ``val_*`` metric containing ``acc``, then ``accuracy``, then any metric containing
-    ``acc`` (loss-like metrics are never chosen automatically).
+    the first validation metric (``val_*``, ``val/*``, ``valid*``) containing ``acc``, then ``accuracy``,
+    then any metric containing ``acc`` (loss-like metrics are never chosen automatically).
+    ``validated``: the fit validates (in some epochs: Keras's ``validation_freq``, Lightning's
+    ``check_val_every_n_epoch``) — only validation metrics are chosen, so that an epoch without
+    validation does not put the training accuracy into the same series.
 
     Example:
         >>> resolve_quality_metric(None, {"loss": 0.3, "val_acc": 0.9})
         'val_acc'
+        >>> resolve_quality_metric(None, {"loss": 0.3, "accuracy": 0.8}, validated=True) is None
+        True
     """
     if requested:
         return requested if requested in logs else None
@@ -35,21 +40,24 @@ def resolve_quality_metric(requested: str | None, logs: Mapping[str, Any]) -> st
         if candidate in names:
             return candidate
     for name in names:
-        if name.startswith("val_") and "acc" in name:
+        if name.startswith("val") and "acc" in name:
             return name
+    if validated:
+        return None
     if "accuracy" in names:
         return "accuracy"
     return next((name for name in names if "acc" in name), None)
 
 
-def quality_from_logs(requested: str | None, logs: Mapping[str, Any]) -> tuple[str, float] | None:
-    """``(name, value)`` of the quality metric in ``logs``, None if absent or not a finite number.
+def quality_from_logs(requested: str | None, logs: Mapping[str, Any], *, validated: bool = False) -> tuple[str, float] | None:
+    """``(name, value)`` of the quality metric in ``logs``, None if absent or not a finite number
+    (``validated``: see :func:`resolve_quality_metric`).
 
     Example:
         >>> quality_from_logs(None, {"val_accuracy": 0.91})
         ('val_accuracy', 0.91)
     """
-    name = resolve_quality_metric(requested, logs)
+    name = resolve_quality_metric(requested, logs, validated=validated)
     if name is None:
         return None
     try:

@@ -52,9 +52,7 @@ from mlflow_green.training.session_windows import EPOCH_GAP_S, WindowsMixin
 from mlflow_green.training.state import STATE_VERSION
 from mlflow_green.training.steps import StepCounter
 
-__all__ = [
-    "EPOCH_GAP_S", "STATE_VERSION", "TRAINING_FLOPS_PER_FORWARD", "EpochResult", "TrainingSession", "resolve_quality_metric",
-]
+__all__ = ["EPOCH_GAP_S", "STATE_VERSION", "TRAINING_FLOPS_PER_FORWARD", "EpochResult", "TrainingSession", "resolve_quality_metric"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +70,8 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         run_name: Name of the run started when there is no active run.
         timeouts: Bounds on waiting for MLflow at the start and the end of a fit.
     """
+
+    expects_validation = False  # set by the callback at each fit: quality then from validation metrics only
 
     def __init__(
         self,
@@ -310,7 +310,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
                 self.samples[phase] = self.samples.get(phase, 0) + int(n)
 
     def _update_quality(self, logs: Mapping[str, Any]) -> None:
-        quality = quality_from_logs(self.quality_metric, logs)
+        quality = quality_from_logs(self.quality_metric, logs, validated=self.expects_validation)
         if quality is not None:
             self._quality = quality
 

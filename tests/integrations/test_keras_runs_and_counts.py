@@ -85,3 +85,20 @@ def test_tensorflow_a_batch_whose_step_raised_is_not_counted(mlflow_experiment: 
     assert run.info.status == "FAILED"
     energy_j = run.data.metrics[schema.ENERGY_KWH] * J_PER_KWH
     assert run.data.metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(energy_j / 1000, rel=1e-6)
+
+
+@pytest.mark.parametrize("validation_freq", [2, [2, 3]])
+def test_validating_only_some_epochs_keeps_the_quality_series_one_metric(validation_freq, mlflow_experiment: str,
+                                                                          digits) -> None:
+    x, y, xv, yv = digits
+    green = _green()
+    history = _mlp().fit(x, y, validation_data=(xv, yv), validation_freq=validation_freq, epochs=3, batch_size=200,
+                         verbose=0, callbacks=[green])
+    client = MlflowClient()
+    run = client.get_run(green.session.run_id)
+    quality = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, schema.QUALITY))
+    assert run.data.tags[schema.TAG_QUALITY_METRIC] == "val_accuracy"
+    # epoch 0 did not validate: no quality point then (it was the training accuracy, in the same series)
+    assert [step for step, _ in quality] == [1, 2]
+    assert quality[0][1] == pytest.approx(history.history["val_accuracy"][0])
+    assert_green_invariants(run.info.run_id)

@@ -363,3 +363,23 @@ def test_validate_fit_test_on_one_trainer(mlflow_experiment: str, tmp_path: Path
     _, report = _check_fit_run(fit_run, tmp_path, counter)
     assert report["samples"]["test"] == 397 and "validate" not in report["samples"]
     assert report["phases"]["test"]["energy_j"] > 0 and "validate" not in report["phases"]
+
+
+def test_validating_every_second_epoch_keeps_the_quality_series_one_metric(mlflow_experiment: str) -> None:
+    class LogsTrainAccuracy(type(digits_classifier())):  # type: ignore[misc]
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            logits = self(x)
+            self.log("train_acc", (logits.argmax(1) == y).float().mean())
+            return torch.nn.functional.cross_entropy(logits, y)
+
+    train, val = loaders()
+    cb = _green()
+    trainer = lightning.Trainer(max_epochs=3, check_val_every_n_epoch=2, num_sanity_val_steps=0, callbacks=[cb],
+                                **quiet_trainer_kwargs())
+    trainer.fit(LogsTrainAccuracy(), train, val)
+    client = MlflowClient()
+    run = client.get_run(cb.session.run_id)
+    assert run.data.tags[schema.TAG_QUALITY_METRIC] == "val_acc"
+    quality = sorted(m.step for m in client.get_metric_history(run.info.run_id, schema.QUALITY))
+    assert quality == [1, 2]  # epoch 0 did not validate: its train_acc is not in the series
