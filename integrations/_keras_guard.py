@@ -44,6 +44,7 @@ _CALLBACK_HOOKS = (
     "on_train_end",
 )
 _STEP_FUNCTIONS = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
+_START_HOOKS = {"fit": "on_train_begin", "evaluate": "on_test_begin", "predict": "on_predict_begin"}
 
 
 class CallGuard:
@@ -123,25 +124,25 @@ class CallGuard:
         self._sigterm.take()
         self._sigint.take()
         if ours is not None:
-            self.watch_later_starts(ours)
+            self.watch_later_starts(ours, _START_HOOKS[method])
         return self
 
     def _ours(self, fn: Any) -> bool:
         return getattr(fn, "_green_guard", None) is self
 
-    def watch_later_starts(self, ours: Any) -> None:
-        """Watch, for this one call each, the ``on_train_begin`` of the callbacks after ``ours`` in the fit's list:
+    def watch_later_starts(self, ours: Any, hook: str = "on_train_begin") -> None:
+        """Watch, for this one call each, the start ``hook`` of the callbacks after ``ours`` in the call's list:
         Keras calls them after ours returns, in the dispatch the list's wrapped hooks came too late for (a
-        ``CSVLogger`` that cannot open its file): an exception there ends the fit at once, not a watch's look later."""
+        ``CSVLogger`` that cannot open its file): an exception there ends the call at once, not a watch's look later."""
         listed = list(getattr(self._callbacks, "callbacks", None) or [])
         for callback in listed[next((i for i, c in enumerate(listed) if c is ours), len(listed)) + 1:]:
-            original = getattr(callback, "on_train_begin", None)
+            original = getattr(callback, hook, None)
             if original is not None and not self._ours(original):
-                self._set(callback, "on_train_begin", self._mark(passes_through(self._started_once(callback, original)), original))
+                self._set(callback, hook, self._mark(passes_through(self._started_once(callback, hook, original)), original))
 
-    def _started_once(self, owner: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+    def _started_once(self, owner: Any, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def started(*args: Any, **kwargs: Any) -> Any:
-            self._restore(owner, "on_train_begin")  # its own again from now on (a later fit, a probe's)
+            self._restore(owner, hook)  # its own again from now on (a later call, a probe's)
             try:
                 return original(*args, **kwargs)
             except BaseException as exc:

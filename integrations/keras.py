@@ -215,7 +215,7 @@ class GreenCallback(keras.callbacks.Callback):
                 self._validation_watched = True
             self.session.begin_phase("validation")
         elif not stands_aside(self, "evaluate", GreenCallback):
-            self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("evaluate")
+            self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("evaluate", ours=self)
             self.session.begin_eval("test")
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
@@ -232,7 +232,7 @@ class GreenCallback(keras.callbacks.Callback):
         if not self._still_in_fit() and stands_aside(self, "predict", GreenCallback):
             return
         if not self._in_fit:
-            self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("predict")
+            self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("predict", ours=self)
         self.session.begin_eval("predict")
 
     def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:

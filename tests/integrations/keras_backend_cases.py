@@ -149,7 +149,7 @@ def _(out: Path):
     return failing_fit(GreenCallback(), validation_data=(X[:50], Y[:40]), sleep_s=2.5)
 
 
-class RaiseAtTrainBegin(keras.callbacks.Callback):
+class RaiseAtBegin(keras.callbacks.Callback):
     def __init__(self, exc: BaseException) -> None:
         super().__init__()
         self.exc = exc
@@ -157,15 +157,24 @@ class RaiseAtTrainBegin(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         raise self.exc
 
+    on_test_begin = on_predict_begin = on_train_begin
+
 
 @case("later_callback_fails_at_train_begin")
 def _(out: Path):
     # listed after ours, in the same on_train_begin dispatch (a CSVLogger that cannot open its file; Ctrl-C)
     seen = {}
-    for name, exc in (("interrupt", KeyboardInterrupt()), ("oserror", OSError("cannot open the log file"))):
-        cb = GreenCallback()
+    calls = (("interrupt", KeyboardInterrupt(), "fit"), ("oserror", OSError("cannot open the log file"), "fit"),
+             ("evaluate_interrupt", KeyboardInterrupt(), "evaluate"), ("predict_interrupt", KeyboardInterrupt(), "predict"))
+    for name, exc, call in calls:
+        cb, model = GreenCallback(), mlp()
         try:
-            mlp().fit(X, Y, epochs=2, batch_size=64, verbose=0, callbacks=[cb, RaiseAtTrainBegin(exc)])
+            if call == "fit":
+                model.fit(X, Y, epochs=2, batch_size=64, verbose=0, callbacks=[cb, RaiseAtBegin(exc)])
+            elif call == "evaluate":
+                model.evaluate(X, Y, batch_size=64, verbose=0, callbacks=[cb, RaiseAtBegin(exc)])
+            else:
+                model.predict(X, batch_size=64, verbose=0, callbacks=[cb, RaiseAtBegin(exc)])
             raised = None
         except BaseException as exc:  # noqa: BLE001
             raised = type(exc).__name__

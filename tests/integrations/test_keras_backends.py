@@ -55,10 +55,12 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         # the meters stopped when the fit ended, not 0.5 s later nor at exit
         assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (name, failed.data.metrics, result)
         assert_green_invariants(failed.info.run_id, client)
-    # A callback after ours failing in the same on_train_begin dispatch: ended at once (not a watch's look later)
+    # A callback after ours failing in the same start dispatch (fit, evaluate, predict): ended at once, not later or never
     assert results["later_callback_fails_at_train_begin"] == {
         "interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
         "oserror": {"raised": "OSError", "status": "FAILED", "active": None},
+        "evaluate_interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
+        "predict_interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
     }
     # An exception in Keras's own code (no hook sees it): ended FAILED within a look of the fit's frame
     # leaving the stack, not when the process exits (the 2 s after it are not billed)
