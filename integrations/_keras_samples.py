@@ -16,11 +16,14 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from mlflow_green.integrations._keras_frames import caller_frame
+
+logger = logging.getLogger(__name__)
 
 
 def samples_seen(model: Any) -> int | None:
@@ -108,6 +111,8 @@ def samples_cut_short(validation_counted: int | None, guard: Any, model: Callabl
         return guard.trained_samples
     keras_model = model()
     seen = samples_seen(keras_model)
+    if seen is not None and seen == _batches_this_epoch(guard, keras_model) and _own_train_step(keras_model):
+        return None  # batches, not samples (see epoch_train_samples)
     if seen and guard is not None and guard.step_failed:  # TensorFlow counts the failing batch before its step raises
         batch = getattr(getattr(guard.epoch_iterator, "data_adapter", None), "batch_size", None)
         per_call = getattr(keras_model, "steps_per_execution", 1) or 1  # a failing call's earlier steps: not counted
@@ -124,8 +129,42 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
         return option
     if guard is not None and guard.samples:
         return guard.samples
-    if guard is not None and not guard.stop_requested and not getattr(model(), "stop_training", False):
-        known = adapter_counts(guard.epoch_iterator)
+    keras_model = model()
+    batches = _batches_this_epoch(guard, keras_model)
+    whole = batches is not None and batches >= (getattr(getattr(guard, "epoch_iterator", None), "num_batches", None) or 0) > 0
+    if guard is not None and not guard.stop_requested and (whole or not getattr(keras_model, "stop_training", False)):
+        known = adapter_counts(guard.epoch_iterator)  # an epoch stopped at its end (EarlyStopping) is whole
         if known:
             return known
-    return samples_seen(model()) or adapter_samples(guard.epoch_iterator if guard is not None else None)
+    seen = samples_seen(keras_model)
+    if seen is not None and seen == batches and _own_train_step(keras_model):
+        _warn_counts_batches(keras_model)
+        return adapter_samples(guard.epoch_iterator if guard is not None else None)
+    return seen or adapter_samples(guard.epoch_iterator if guard is not None else None)
+
+
+def _batches_this_epoch(guard: Any, model: Any) -> int | None:
+    """Training batches the epoch's finished step calls covered (None without a guard)."""
+    if guard is None:
+        return None
+    per_call = getattr(model, "steps_per_execution", 1)
+    return (guard.steps - guard.epoch_first_step) * (per_call if isinstance(per_call, int) and per_call > 0 else 1)
+
+
+def _own_train_step(model: Any) -> bool:
+    """The model's class (or one of its bases outside Keras) defines ``train_step``: the user's own step."""
+    return any("train_step" in vars(cls) and not cls.__module__.startswith("keras.") for cls in type(model).__mro__)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_counts_batches(model: Any) -> None:
+    name = type(model).__name__
+    if name not in _WARNED:
+        _WARNED.add(name)
+        logger.warning(
+            "mlflow-green: %s's own train_step adds 1 per batch to the loss tracker (update_state(loss) without a "
+            "sample_weight), so the samples it trained are not known here: green/energy_per_sample_j and "
+            "green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...), or update the tracker with "
+            "sample_weight=batch size as Keras's own train_step does.", name)

@@ -102,3 +102,53 @@ def test_validating_only_some_epochs_keeps_the_quality_series_one_metric(validat
     assert [step for step, _ in quality] == [1, 2]
     assert quality[0][1] == pytest.approx(history.history["val_accuracy"][0])
     assert_green_invariants(run.info.run_id)
+
+
+def _guides_train_step_model() -> keras.Model:
+    """The custom train_step of Keras's guide "Customizing what happens in fit()": the loss tracker updated with the
+    loss alone (one per batch, not the batch's samples)."""
+    tf = pytest.importorskip("tensorflow")
+
+    class Custom(keras.Sequential):
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self.compute_loss(y=y, y_pred=y_pred)
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            for metric in self.metrics:
+                metric.update_state(loss) if metric.name == "loss" else metric.update_state(y, y_pred)
+            return {m.name: m.result() for m in self.metrics}
+
+    model = Custom([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="torch and JAX count the batches read instead")
+def test_a_train_step_counting_batches_gives_no_per_sample_figures_rather_than_wrong_ones(
+        mlflow_experiment: str, digits, caplog: pytest.LogCaptureFixture) -> None:
+    import tensorflow as tf
+
+    x, y, _, _ = digits
+    green = _green()
+    _guides_train_step_model().fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(64), epochs=2, verbose=0,
+                                   callbacks=[green])
+    metrics = MlflowClient().get_run(green.session.run_id).data.metrics
+    assert schema.ENERGY_PER_SAMPLE_J not in metrics and schema.FLOP_PER_J not in metrics  # were 64x off
+    assert any("samples_per_epoch" in r.getMessage() for r in caplog.records)
+    counted = _green(samples_per_epoch=len(x))  # told: the figures are back
+    _guides_train_step_model().fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(64), epochs=2, verbose=0,
+                                   callbacks=[counted])
+    metrics = MlflowClient().get_run(counted.session.run_id).data.metrics
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * J_PER_KWH / (2 * len(x)))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="torch and JAX count the batches read instead")
+def test_an_epoch_stopped_at_its_end_counts_its_samples_whole(mlflow_experiment: str, digits) -> None:
+    x, y, _, _ = digits
+    green = _green()
+    stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=0)  # stops at epoch 1's end
+    _guides_train_step_model().fit(x, y, epochs=5, batch_size=64, verbose=0, callbacks=[stop, green])
+    metrics = MlflowClient().get_run(green.session.run_id).data.metrics
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * J_PER_KWH / (2 * len(x)))
