@@ -119,7 +119,8 @@ class CallGuard:
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
             self.counts_batches = self.counts_batches or timed
-        if method == "fit" and frame is not None and self._fit_watch is None:  # an exception in Keras's own code
+        if (method == "fit" or ours is not None) and frame is not None and self._fit_watch is None:  # an exception in Keras's
+            # own code (fit's; evaluate's or predict's alone: TensorFlow reads predict's input in Python, outside the step)
             self._fit_watch = FitWatch(frame, self.abort, lambda: self.steps)
         self._sigterm.take()
         self._sigint.take()
@@ -289,6 +290,16 @@ class CallGuard:
             return WatchedIterator(iter(original()), guard, timed)
 
         return self._mark(passes_through(source), original)
+
+
+def open_fit_status(guard: CallGuard | None) -> str:
+    """The status of a fit still open as the same callback's next fit begins: ``FAILED`` — and a warning when that
+    fit is still running (the callback was given to a fit started inside the fit it measures: a probe's)."""
+    if guard is not None and not guard.aborted and guard.fit_running():
+        logger.warning("mlflow-green: this GreenCallback was given to a fit started inside the fit it measures; the outer "
+                       "fit's run ends here (FAILED) and its later epochs are not logged. Give the inner fit a "
+                       "GreenCallback() of its own: it gets a child run, and the outer one goes on.")
+    return "FAILED"
 
 
 def no_batch_work(batch: int, logs: dict[str, Any] | None = None) -> None:

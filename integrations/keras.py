@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_backup import backup_folders, record_run, restored_run
 from mlflow_green.integrations._keras_frames import live_figures_allowed, stands_aside
-from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, reads_input_in_python
+from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, open_fit_status, reads_input_in_python
 from mlflow_green.integrations._keras_samples import (
     AdapterCounts,
     adapter_samples,
@@ -158,7 +158,7 @@ class GreenCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if stands_aside(self, "fit", GreenCallback):  # another GreenCallback comes first in this fit
             return
-        self._finish("FAILED")  # a fit still open (belt and braces); or waits for one a watching thread is ending
+        self._finish(open_fit_status(self._fit_guard) if self._in_fit else "FAILED")  # an open fit; or waits for one a watch ends
         self._in_fit = True
         self._adapter_counts.clear()
         self._live = live_figures_allowed(self.live_metrics, mlflow_autologging_on("keras", "tensorflow"))
@@ -298,7 +298,7 @@ class GreenCallback(keras.callbacks.Callback):
         with _ENDING:  # the fit's own guard only: a late watch of an earlier fit never ends the next one
             if self._in_fit and self._fit_guard is not None and self._fit_guard.aborted:
                 self._finish(status)
-            elif not self._in_fit and self.session.eval_in_progress:
+            elif not self._in_fit and self.session.eval_in_progress and getattr(self._eval_guard, "aborted", True):
                 self._end_eval(self.session.evals.kind or "test", None, status=status)
 
     def _end_eval(self, kind: str, samples: int | None, status: str = "FINISHED") -> None:

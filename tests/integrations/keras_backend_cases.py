@@ -184,6 +184,21 @@ def _(out: Path):
     return seen
 
 
+@case("predict_alone_with_failing_input")
+def _(out: Path):
+    # TensorFlow reads predict's input in Python, outside the step: the error leaves predict where no hook sees it
+    cb = GreenCallback()
+    try:
+        mlp().predict(Batches(5, fail_at=3), verbose=0, callbacks=[cb])
+        raised = None
+    except Exception as exc:  # noqa: BLE001
+        raised = type(exc).__name__
+    time.sleep(1.5)  # the watch's looks
+    run = mlflow.MlflowClient().get_run(cb.session.run_id) if cb.session.run_id else None
+    return {"raised": raised, "status": run.info.status if run else None,
+            "energy_predict_kwh": run.data.metrics.get("green/energy_predict_kwh") if run else None}
+
+
 @case("evaluate_right_after_an_error_in_keras_own_code")
 def _(out: Path):
     # the same failure, then at once (before the fit's watch looks) an evaluate and a predict with the callback

@@ -62,6 +62,9 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         "evaluate_interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
         "predict_interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
     }
+    # A predict alone whose input fails (outside the step on TensorFlow): a FAILED run with its energy, not none
+    result = results["predict_alone_with_failing_input"]
+    assert result["raised"] is not None and result["status"] == "FAILED" and result["energy_predict_kwh"] > 0, result
     # An exception in Keras's own code (no hook sees it): ended FAILED within a look of the fit's frame
     # leaving the stack, not when the process exits (the 2 s after it are not billed)
     result, failed = results["error_in_keras_own_code"], run("error_in_keras_own_code")

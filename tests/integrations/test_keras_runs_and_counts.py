@@ -152,3 +152,17 @@ def test_an_epoch_stopped_at_its_end_counts_its_samples_whole(mlflow_experiment:
     _guides_train_step_model().fit(x, y, epochs=5, batch_size=64, verbose=0, callbacks=[stop, green])
     metrics = MlflowClient().get_run(green.session.run_id).data.metrics
     assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * J_PER_KWH / (2 * len(x)))
+
+
+def test_the_fits_own_callback_given_to_a_fit_inside_it_says_what_that_does(mlflow_experiment: str, digits,
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
+    x, y, _, _ = digits
+    green = _green()
+
+    class Probe(keras.callbacks.Callback):  # trains a probe at each epoch's end, with the outer fit's own callback
+        def on_epoch_end(self, epoch, logs=None):
+            _mlp().fit(x[:200], y[:200], epochs=1, batch_size=100, verbose=0, callbacks=[green])
+
+    _mlp().fit(x, y, epochs=2, batch_size=200, verbose=0, callbacks=[green, Probe()])
+    warnings = [r.getMessage() for r in caplog.records if "given to a fit started inside the fit" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # it was silent: the outer run ended FAILED although its training succeeded
