@@ -32,6 +32,7 @@ from lightning_digits import Classifier, baseline  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
+from mlflow_green.integrations._lightning_fetch import FetchTimer  # noqa: E402
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
@@ -42,20 +43,35 @@ TimedGreenCallback = timed_hooks(GreenCallback, EPOCH_HOOKS | FIT_HOOKS)
 
 
 def per_batch_us() -> float:
-    """Microseconds GreenCallback's on_train_batch_start + on_train_batch_end cost per batch."""
+    """Microseconds GreenCallback adds per batch: its on_train_batch_start + on_train_batch_end, and the timing of
+    the loop's fetch (the epoch loop's two fetch hooks, wrapped as on_fit_start wraps them) over Lightning's own."""
+
+    class EpochLoop:  # Lightning's hooks around each fetch (its profiler's; no-ops without a profiler)
+        def _on_before_fetch(self) -> None:
+            return None
+
+        def _on_after_fetch(self) -> None:
+            return None
+
+        def on_run_start(self, data_fetcher: object) -> None:
+            return None
 
     class Trainer:
         should_stop = False
         sanity_checking = False
+        fit_loop = type("FitLoop", (), {"epoch_loop": EpochLoop()})()
 
-    callback, trainer = GreenCallback(), Trainer()
+    callback, trainer, bare = GreenCallback(), Trainer(), EpochLoop()
+    callback._fetch = FetchTimer.install(trainer)  # as on_fit_start does
+    loop = trainer.fit_loop.epoch_loop
     batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
 
     def hooks() -> None:
+        loop._on_before_fetch(), loop._on_after_fetch()
         callback.on_train_batch_start(trainer, None, batch, 1)
         callback.on_train_batch_end(trainer, None, None, batch, 1)
 
-    return per_call_us(hooks, lambda: None)
+    return per_call_us(hooks, lambda: (bare._on_before_fetch(), bare._on_after_fetch()))
 
 
 def per_validation_batch_us() -> float:
