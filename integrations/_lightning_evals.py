@@ -30,11 +30,10 @@ class EvaluationHooksMixin:
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.end_eval("test", samples=self._eval_samples)
 
+    on_predict_batch_end = on_test_batch_end  # the samples of each batch its steps finished
+
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         self._begin_eval(trainer, "predict")
-
-    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_samples += batch_size(batch)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.end_eval("predict", samples=self._eval_samples)
