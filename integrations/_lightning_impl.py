@@ -216,6 +216,9 @@ class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
     def _end_fit_early(self, status: str, logs: dict[str, float] | None = None) -> None:
         self._fitting = self._in_epoch = False
         self.session.count("train", self._epoch_samples)  # an epoch cut short: the samples it trained
+        tracker = self.session.tracker  # and those of the validation it was in (its energy is validation's too)
+        if tracker is not None and tracker.running and tracker.opened("validation") is not None:
+            self.session.count("validation", self._eval_samples)
         self._epoch_samples = 0
         self.session.end_fit(status, logs=logs)
 

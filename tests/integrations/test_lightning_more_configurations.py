@@ -383,3 +383,20 @@ def test_validating_every_second_epoch_keeps_the_quality_series_one_metric(mlflo
     assert run.data.tags[schema.TAG_QUALITY_METRIC] == "val_acc"
     quality = sorted(m.step for m in client.get_metric_history(run.info.run_id, schema.QUALITY))
     assert quality == [1, 2]  # epoch 0 did not validate: its train_acc is not in the series
+
+
+def test_a_validation_that_fails_counts_the_batches_it_finished(mlflow_experiment: str, tmp_path: Path) -> None:
+    class FailsInSecondValidation(type(digits_classifier())):  # type: ignore[misc]
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            if self.current_epoch == 1 and batch_idx == 2:
+                raise RuntimeError("a corrupt validation shard")
+            super().validation_step(batch, batch_idx)
+
+    train, val = loaders()  # validation: 397 samples in batches of 128
+    cb = _green()
+    trainer = lightning.Trainer(max_epochs=3, num_sanity_val_steps=0, callbacks=[cb], **quiet_trainer_kwargs())
+    with pytest.raises(RuntimeError, match="corrupt"):
+        trainer.fit(FailsInSecondValidation(), train, val)
+    assert MlflowClient().get_run(cb.session.run_id).info.status == "FAILED"
+    # epoch 0's whole validation, and the two batches the failed one finished (they were billed, not counted)
+    assert _report(cb.session.run_id, tmp_path)["samples"] == {"train": 2 * 1400, "validation": 397 + 2 * 128}
