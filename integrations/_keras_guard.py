@@ -84,6 +84,7 @@ class CallGuard:
         self.samples = 0
         self.trained_samples = 0
         self.steps = 0  # training steps finished in this fit (never reset: the fit's watch reads it)
+        self.test_steps = 0  # test (predict) steps finished in the current validation, or in the watched call
         self.epoch_first_step, self.step_failed = 0, False  # ``steps`` as the epoch began; a training step raised in it
         self.stop_requested = False
         self.on_step_end: Callable[[], None] | None = None
@@ -250,6 +251,8 @@ class CallGuard:
 
         def noted(*args: Any, **kwargs: Any) -> Any:
             guard.in_own_hook, guard.validating = True, validating
+            if validating:
+                guard.test_steps = 0
             try:
                 return original(*args, **kwargs)
             except BaseException as exc:
@@ -279,6 +282,8 @@ class CallGuard:
                 guard.trained_samples = guard.samples
                 if guard.on_step_end is not None:
                     guard.on_step_end()
+            else:
+                guard.test_steps += 1
             return outputs
 
         return self._mark(passes_through(step), original)

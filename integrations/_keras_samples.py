@@ -121,6 +121,37 @@ def samples_cut_short(validation_counted: int | None, guard: Any, model: Callabl
     return seen
 
 
+def evaluation_cut_short(guard: Any, model: Callable[[], Any], iterator: Any) -> int | None:
+    """Samples a validation (or an ``evaluate``) that ended early evaluated: its finished test steps' batches
+    (``iterator``: its epoch iterator), at most the metrics' count since it began (TensorFlow counts a failing
+    batch before its step raises); the metrics' count alone when the batch size is unknown."""
+    keras_model = model()
+    seen = samples_seen(keras_model)
+    batch = getattr(getattr(iterator, "data_adapter", None), "batch_size", None)
+    per_call = getattr(keras_model, "steps_per_execution", 1) or 1
+    if guard is None or not isinstance(batch, int) or batch <= 0 or not isinstance(per_call, int):
+        return seen
+    finished = guard.test_steps * per_call * batch
+    whole = adapter_samples(iterator)  # a last partial batch
+    finished = min(finished, whole) if whole else finished
+    return finished if seen is None else min(seen, finished)
+
+
+def test_cut_short(kind: str, guard: Any, model: Callable[[], Any]) -> int | None:
+    """Samples an ``evaluate`` alone (``kind`` "test") that ended early evaluated (see :func:`evaluation_cut_short`;
+    ``guard``: the call's); None for ``predict``."""
+    return evaluation_cut_short(guard, model, guard.epoch_iterator) if kind == "test" and guard is not None else None
+
+
+def count_cut_short(session: Any, validation_counted: int | None, guard: Any, model: Callable[[], Any]) -> None:
+    """Count what an epoch ended early (see :func:`samples_cut_short`) trained, and what the validation it was in
+    evaluated (its energy is billed to validation up to the end: so are its finished batches' samples)."""
+    session.count("train", samples_cut_short(validation_counted, guard, model))
+    tracker = session.tracker
+    if tracker is not None and tracker.running and tracker.opened("validation") is not None:
+        session.count("validation", evaluation_cut_short(guard, model, getattr(model(), "_eval_epoch_iterator", None)))
+
+
 def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any], adapter_counts: AdapterCounts) -> int | None:
     """Training samples of an epoch: ``option`` (``samples_per_epoch``), else the cheapest exact count — the
     batches read (torch, JAX), the adapter's count of a completed epoch of known size, the train step's count

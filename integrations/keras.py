@@ -33,10 +33,11 @@ from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, ope
 from mlflow_green.integrations._keras_samples import (
     AdapterCounts,
     adapter_samples,
+    count_cut_short,
     epoch_train_samples,
     iterator_of_caller,
-    samples_cut_short,
     samples_seen,
+    test_cut_short,
 )
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
@@ -137,8 +138,7 @@ class GreenCallback(keras.callbacks.Callback):
             "keras", quality_metric=quality_metric, max_energy_kwh=max_energy_kwh, max_emissions_kg=max_emissions_kg,
             live_metrics=live_metrics, inspect_model=inspect_model, log_report=log_report, run_name=run_name,
             region=region, pue=pue, meters=meters, sample_interval_s=sample_interval_s,
-            intensity_provider=intensity_provider, scope=scope, start_timeout_s=start_timeout_s,
-            end_timeout_s=end_timeout_s,
+            intensity_provider=intensity_provider, scope=scope, start_timeout_s=start_timeout_s, end_timeout_s=end_timeout_s,
         )
         self.live_metrics = live_metrics
         self.samples_per_epoch = samples_per_epoch
@@ -283,10 +283,8 @@ class GreenCallback(keras.callbacks.Callback):
 
     def _check_budget(self) -> None:
         """After a train step (hot path): compare the energy so far with the budget every few seconds."""
-        if not self.session.budget.active:
-            return
         now_s = time.perf_counter()
-        if now_s - self._last_budget_check_s < BUDGET_CHECK_INTERVAL_S:
+        if not self.session.budget.active or now_s - self._last_budget_check_s < BUDGET_CHECK_INTERVAL_S:
             return
         self._last_budget_check_s = now_s
         if self.session.check_budget() and self._fit_guard is not None:
@@ -305,6 +303,7 @@ class GreenCallback(keras.callbacks.Callback):
         guard, self._eval_guard = self._eval_guard, None
         if guard is not None:
             guard.remove()
+        samples = samples if samples is not None or status == "FINISHED" else test_cut_short(kind, guard, self._synced_model)
         self.session.end_eval(kind, samples=samples, status=status)
 
     def _finish(self, status: str, logs: dict[str, Any] | None = None) -> None:
@@ -317,7 +316,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._in_fit = False
         if self._epoch_open:  # the fit ended inside an epoch: the samples it trained are billed too
             self._epoch_open = False
-            self.session.count("train", samples_cut_short(self._epoch_train_samples, self._fit_guard, self._synced_model))
+            count_cut_short(self.session, self._epoch_train_samples, self._fit_guard, self._synced_model)  # and its validation's
             if self._fit_guard is not None:  # its input wait so far: the cut-short epoch is split as a whole one's
                 self.session.add_data_wait(self._fit_guard.data_wait_s)
         guard, self._fit_guard = self._fit_guard, None

@@ -211,11 +211,65 @@ def _(out: Path):
     elapsed_s = time.monotonic() - clock.start_s
     fit_run = cb.session.run_id
     model = cb.model
-    model.evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=[cb])
+
+    class EvaluateBegins(keras.callbacks.Callback):  # called right before ours: when the evaluate's hooks start
+        def on_test_begin(self, logs=None):
+            self.at_s = time.monotonic()
+
+    begins = EvaluateBegins()
+    model.evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=[begins, cb])
     model.predict(X[:192], batch_size=64, verbose=0, callbacks=[cb])
     time.sleep(1.5)  # the watch's looks: nothing more is billed to the fit
     return {"raised": raised, "elapsed_s": elapsed_s, "run_id": fit_run, "eval_run_id": cb.session.run_id,
+            "until_evaluate_s": begins.at_s - clock.start_s,
             "active_after": mlflow.active_run().info.run_id if mlflow.active_run() else None}
+
+
+class FailsAtIndex(keras.utils.PyDataset):
+    """``n`` batches of 64; reading batch ``index`` raises (a corrupt shard)."""
+
+    def __init__(self, n: int, index: int) -> None:
+        super().__init__()
+        self.n, self.index = n, index
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if i == self.index:
+            raise OSError("corrupt shard")
+        return X[i * 64 : (i + 1) * 64], Y[i * 64 : (i + 1) * 64]
+
+
+class RaiseAtTestBatchEnd(keras.callbacks.Callback):
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        self.batch = batch
+
+    def on_test_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            raise RuntimeError("cannot write the validation's log")
+
+
+@case("validation_cut_short")
+def _(out: Path):
+    """A validation (and an evaluate alone) that fails after some of its batches: their samples are counted, as
+    their energy is billed to it — its input failing at its 4th batch (3 of 64 done), another callback raising
+    after its 2nd (2 of 64 done)."""
+    seen = {}
+    for name, validation, extra in (("input_fails", FailsAtIndex(5, 3), []),
+                                    ("callback_raises", (X[:256], Y[:256]), [RaiseAtTestBatchEnd(1)])):
+        cb = GreenCallback()
+        try:
+            mlp().fit(X, Y, epochs=2, batch_size=64, verbose=0, validation_data=validation, callbacks=[cb, *extra])
+        except Exception as exc:  # noqa: BLE001
+            seen[name] = {"raised": type(exc).__name__, "run_id": cb.session.run_id}
+    cb = GreenCallback()
+    try:
+        mlp().evaluate(X[:256], Y[:256], batch_size=64, verbose=0, callbacks=[cb, RaiseAtTestBatchEnd(1)])
+    except Exception as exc:  # noqa: BLE001
+        seen["evaluate_alone"] = {"raised": type(exc).__name__, "run_id": cb.session.run_id}
+    return seen
 
 
 @case("keyboard_interrupt_in_a_callback")

@@ -400,3 +400,11 @@ def test_a_validation_that_fails_counts_the_batches_it_finished(mlflow_experimen
     assert MlflowClient().get_run(cb.session.run_id).info.status == "FAILED"
     # epoch 0's whole validation, and the two batches the failed one finished (they were billed, not counted)
     assert _report(cb.session.run_id, tmp_path)["samples"] == {"train": 2 * 1400, "validation": 397 + 2 * 128}
+
+
+def test_two_green_callbacks_in_one_trainer_are_refused_before_anything_is_logged(mlflow_experiment: str) -> None:
+    """docs/lightning.md, "Runs": one GreenCallback per Trainer — Lightning refuses two stateful callbacks of one
+    class (their checkpoint states would clash) as the Trainer is made, with an error that names the callback."""
+    with pytest.raises(RuntimeError, match="more than one stateful callback of type `GreenCallback`"):
+        lightning.Trainer(max_epochs=1, callbacks=[_green(), _green()], **quiet_trainer_kwargs())
+    assert _runs(mlflow_experiment) == [] and mlflow.active_run() is None
