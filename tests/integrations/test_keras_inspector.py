@@ -402,3 +402,39 @@ def test_a_model_built_under_mirrored_strategy_reports_what_the_same_model_repor
     # zeros: 2 of the 8 kernel rows (32 weights) and the 19 zero-initialised biases
     assert metrics["green/model_params_nonzero"] == 195 - 32 - 19
     assert metrics["green/model_size_bytes"] == 195 * 4
+
+
+# --- keras.applications: the figures docs/schema.md quotes, and an independent count --------------
+def _hand_count(model: keras.Model) -> int:
+    """Forward FLOPs from each layer's configuration and output shape alone (2 per multiply-add, 1 per bias add)."""
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, L.DepthwiseConv2D):  # before Conv2D: a subclass of it in some Keras versions
+            _, h, w, c = layer.output.shape
+            macs = h * w * c * layer.kernel_size[0] * layer.kernel_size[1]  # one input channel per output channel
+        elif isinstance(layer, L.Conv2D):
+            _, h, w, c = layer.output.shape
+            macs = h * w * c * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1] // layer.groups
+        elif isinstance(layer, L.Dense):
+            h = w = 1
+            c = layer.units
+            macs = layer.input.shape[-1] * layer.units
+        else:
+            continue
+        flops += 2 * macs + (h * w * c if layer.use_bias else 0)
+    return flops
+
+
+@pytest.mark.parametrize(("name", "documented_flops", "params"), [
+    ("MobileNetV2", 601.5e6, 3_538_984),  # 300 M multiply-adds published (Sandler et al. 2018)
+    ("ResNet50", 7.73e9, 25_636_712),  # 3.8 G multiply-adds published (He et al. 2016)
+    ("EfficientNetB0", 771.6e6, 5_330_571),  # 0.39 G multiply-adds published (Tan & Le 2019)
+])
+def test_keras_applications_at_224_match_the_documented_figures_and_a_count_from_the_layers(
+        name: str, documented_flops: float, params: int) -> None:
+    """docs/schema.md's table: random weights (nothing downloaded), the 224×224 models of the papers."""
+    model = getattr(keras.applications, name)(weights=None, input_shape=(224, 224, 3))
+    profile = _inspect(model)
+    assert profile.params == params == model.count_params()
+    assert profile.flops_per_sample == _hand_count(model)
+    assert profile.flops_per_sample == pytest.approx(documented_flops, rel=1e-3)
