@@ -367,6 +367,15 @@ def _(out: Path):
     return {name: getattr(profile, name) for name in fields}
 
 
+@case("inspect_mobilenet_v2")
+def _(out: Path):
+    """keras.applications.MobileNetV2 at 224 (random weights): docs/schema.md's figures on every backend."""
+    from mlflow_green.training.inspectors import inspect_model
+
+    profile = inspect_model(keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3)))
+    return {"params": profile.params, "flops_per_sample": profile.flops_per_sample}
+
+
 if __name__ == "__main__":
     backend, out = sys.argv[1], Path(sys.argv[2])
     assert keras.backend.backend() == backend

@@ -154,6 +154,9 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     assert report["samples"] == {"train": 2 * 640, "validation": 2 * 128, "test": 200, "predict": 100}
     assert_green_invariants(results["evaluate_and_predict"]["run_id"], client)
 
+    # keras.applications.MobileNetV2 at 224: docs/schema.md's figures (test_keras_inspector.py counts them from the layers)
+    assert results["inspect_mobilenet_v2"] == {"params": 3_538_984, "flops_per_sample": 601_549_544}
+
     # The inspector reads the variables the backend's own way; the figures are the same everywhere.
     # Conv2D(4, 3) on 8x8x1: 36 + 4 (filter 1 zeroed: 9); Dense(6) on 144: 864 + 6 (unit 2 zeroed: 144);
     # Dense(3) in bfloat16: 18 + 3. Biases start at zero (13). FLOPs: 144 x (2x9 + 1) + 6 x (2x144 + 1) + 3 x (2x6 + 1).
