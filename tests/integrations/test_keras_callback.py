@@ -318,6 +318,36 @@ def test_model_metadata_is_logged_at_begin_and_again_when_training_pruned_it(mlf
     assert run.data.metrics[schema.FLOP_PER_J] == pytest.approx(expected, rel=1e-6)
 
 
+class _PruneMoreEachEpoch(keras.callbacks.Callback):
+    """A pruning schedule: after epoch e, the first (e + 1) quarters of every Dense kernel's columns are zero; then
+    ``green.log_model()`` logs the change at the epoch's step (docs/keras.md, "Model inspection")."""
+
+    def __init__(self, green: GreenCallback) -> None:
+        super().__init__()
+        self.green = green
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for layer in self.model.layers:
+            if isinstance(layer, keras.layers.Dense):
+                kernel = keras.ops.convert_to_numpy(layer.kernel).copy()
+                kernel[:, : kernel.shape[1] * (epoch + 1) // 4] = 0.0
+                layer.kernel.assign(kernel)
+        self.green.log_model()
+
+
+def test_a_pruning_schedule_logs_each_epochs_sparsity_at_its_step_through_log_model(mlflow_experiment: str, digits) -> None:
+    x, y, xv, yv = digits
+    cb = GreenCallback()
+    _mlp().fit(x, y, validation_data=(xv, yv), epochs=3, batch_size=128, callbacks=[cb, _PruneMoreEachEpoch(cb)], verbose=0)
+    run_id = cb.session.run_id
+    # Dense(64, 32): 8, 16, 24 of 32 columns; Dense(32, 10): 2, 5, 7 of 10 — of 2 368 kernel weights
+    expected = [(64 * 8 + 32 * 2) / 2368, (64 * 16 + 32 * 5) / 2368, (64 * 24 + 32 * 7) / 2368]
+    sparsity = _history(run_id, schema.MODEL_SPARSITY)
+    assert [m.step for m in sparsity] == [0, 1, 2]
+    assert [m.value for m in sparsity] == pytest.approx(expected, abs=1e-4), [m.value for m in sparsity]
+    assert_green_invariants(run_id)
+
+
 def test_post_training_quantization_is_logged_into_the_same_run_at_a_new_step(mlflow_experiment: str, digits, tmp_path: Path) -> None:
     import warnings
 

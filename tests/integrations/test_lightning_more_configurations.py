@@ -408,3 +408,32 @@ def test_two_green_callbacks_in_one_trainer_are_refused_before_anything_is_logge
     with pytest.raises(RuntimeError, match="more than one stateful callback of type `GreenCallback`"):
         lightning.Trainer(max_epochs=1, callbacks=[_green(), _green()], **quiet_trainer_kwargs())
     assert _runs(mlflow_experiment) == [] and mlflow.active_run() is None
+
+
+class LogModelAfterPruning(lightning.Callback):
+    """Listed after ModelPruning: logs the model's compression metadata at each epoch's end (docs/lightning.md)."""
+
+    def __init__(self, green: GreenCallback) -> None:
+        self.green = green
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self.green.log_model(pl_module)
+
+
+@pytest.mark.parametrize("log_each_epoch", [False, True])
+def test_model_pruning_during_training(log_each_epoch: bool, mlflow_experiment: str, tmp_path: Path) -> None:
+    """Lightning's ModelPruning (half of what is left, at each epoch's end): the fit's start and end profiles give
+    sparsity at the first and last steps; a callback calling ``log_model`` after the pruning one logs each epoch's."""
+    from lightning.pytorch.callbacks import ModelPruning
+
+    green = _green()
+    pruning = ModelPruning("l1_unstructured", amount=0.5, use_global_unstructured=False, verbose=0)
+    callbacks = [green, pruning] + ([LogModelAfterPruning(green)] if log_each_epoch else [])
+    trainer = lightning.Trainer(max_epochs=3, callbacks=callbacks, num_sanity_val_steps=0, **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier(), *loaders())
+    run_id = green.session.run_id
+    sparsity = [(m.step, round(m.value, 4)) for m in _history(run_id, schema.MODEL_SPARSITY)]
+    # the pruned weights lose half of what is left each epoch (sparsity over the prunable weights, as in report.json)
+    assert sparsity == ([(0, 0.5), (1, 0.75), (2, 0.875)] if log_each_epoch else [(0, 0.0), (2, 0.875)]), sparsity
+    assert _report(run_id, tmp_path)["model"]["sparsity"] == pytest.approx(0.875)
+    assert_green_invariants(run_id)
