@@ -18,6 +18,7 @@ from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
 from mlflow_green.integrations._lightning_trainer import (
     RootDevice,
     bind_trainer_run,
+    end_unbegun_fit,
     ends_the_epoch,
     show_in_progress_bar,
     started_tracker,
@@ -207,7 +208,8 @@ class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self._let_go()  # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
         status = "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"
-        self._early = stop_unused(self._early)
+        if not self._fitting:  # ended after our setup, before on_fit_start: a run for what was measured since
+            self._early = end_unbegun_fit(self.session, trainer, self._early, status)
         if self._fitting:
             self._end_fit_early(status, floats(trainer.callback_metrics))
         elif self.session.eval_in_progress:

@@ -74,3 +74,20 @@ def stop_unused(tracker: Any) -> None:
     """Stop a tracker :func:`started_tracker` started that no fit took (the setup after it failed); returns None."""
     if tracker is not None and tracker.running:
         tracker.stop()
+
+
+def end_unbegun_fit(session: Any, trainer: Any, tracker: Any, status: str) -> None:
+    """A fit that ended between the callback's ``setup`` and its ``on_fit_start`` (``configure_optimizers``
+    raising, a checkpoint that cannot be restored, another callback's ``setup``, Ctrl-C meanwhile): its run ends
+    ``status`` with what ``tracker`` measured since ``setup``. Single process only (binding a DDP fit's run is a
+    collective, which a rank that failed alone must not enter); else the tracker is stopped. Returns None."""
+    if tracker is None or not tracker.running or session.dist.distributed:
+        return stop_unused(tracker)
+    try:
+        bind_trainer_run(session, trainer)
+        session.begin_fit(planned_epochs=0, steps_done=getattr(trainer, "global_step", 0) or 0, tracker=tracker)
+        session.end_fit(status)
+    except Exception as exc:  # measurement never hides the user's exception
+        logger.warning("mlflow-green: could not log the fit that failed before it began: %s", exc)
+        stop_unused(tracker)
+    return None

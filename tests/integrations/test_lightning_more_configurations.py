@@ -437,3 +437,40 @@ def test_model_pruning_during_training(log_each_epoch: bool, mlflow_experiment: 
     assert sparsity == ([(0, 0.5), (1, 0.75), (2, 0.875)] if log_each_epoch else [(0, 0.0), (2, 0.875)]), sparsity
     assert _report(run_id, tmp_path)["model"]["sparsity"] == pytest.approx(0.875)
     assert_green_invariants(run_id)
+
+
+class _FailsInSetup(lightning.Callback):
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        raise RuntimeError("cannot reach the feature store")
+
+
+@pytest.mark.parametrize(("where", "raised", "status"), [
+    ("configure_optimizers", RuntimeError, "FAILED"),
+    ("a later callback's setup", RuntimeError, "FAILED"),
+    ("configure_optimizers, Ctrl-C", SystemExit, "KILLED"),  # Lightning exits with SystemExit(1) on KeyboardInterrupt
+])
+def test_a_fit_that_ends_before_training_begins_gets_its_run(where: str, raised: type, status: str,
+                                                              mlflow_experiment: str, tmp_path: Path) -> None:
+    """docs/lightning.md, "When the measurement starts": measured from our setup, so a fit ending between it and
+    on_fit_start is a run with that energy (it was none: the measurement was dropped)."""
+    model, callbacks = digits_classifier(), [_green()]
+    if where == "a later callback's setup":
+        callbacks.append(_FailsInSetup())
+    else:
+        interrupt = where.endswith("Ctrl-C")
+
+        def configure_optimizers() -> Any:
+            time.sleep(0.3)  # building the optimizer takes a while, then fails
+            raise KeyboardInterrupt() if interrupt else RuntimeError("unknown optimizer 'adamw8bit'")
+
+        model.configure_optimizers = configure_optimizers
+    with pytest.raises(raised):
+        lightning.Trainer(max_epochs=2, callbacks=callbacks, **quiet_trainer_kwargs()).fit(model, *loaders())
+    runs = _runs(mlflow_experiment)
+    assert len(runs) == 1 and runs[0].info.status == status and mlflow.active_run() is None
+    metrics = runs[0].data.metrics
+    assert metrics[schema.ENERGY_KWH] > 0 and metrics[schema.ENERGY_OTHER_KWH] == metrics[schema.ENERGY_KWH]
+    if where.startswith("configure_optimizers"):  # the 0.3 s at 100 W
+        assert metrics[schema.ENERGY_KWH] * J_PER_KWH >= 100.0 * 0.3 * 0.95, metrics
+    assert _report(runs[0].info.run_id, tmp_path)["status"] == status
+    assert_green_invariants(runs[0].info.run_id)

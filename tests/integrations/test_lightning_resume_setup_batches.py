@@ -139,7 +139,9 @@ def test_the_modules_setup_is_measured_as_other(mlflow_experiment: str, tmp_path
     assert other_j >= 100.0 * 0.45  # FakeMeter: 100 W over the half second of setup (at least)
 
 
-def test_a_setup_that_fails_leaves_no_run_and_no_measurement_running(mlflow_experiment: str, tmp_path: Any) -> None:
+def test_a_setup_that_fails_gets_a_failed_run_and_no_measurement_running(mlflow_experiment: str, tmp_path: Any) -> None:
+    """The module's setup fails after ours started measuring: a FAILED run with that energy (it was none: the
+    measurement dropped), and nothing left measuring."""
     model = digits_classifier()
 
     def failing_setup(stage: str) -> None:
@@ -150,8 +152,10 @@ def test_a_setup_that_fails_leaves_no_run_and_no_measurement_running(mlflow_expe
     train, val = loaders()
     with pytest.raises(ValueError, match="no data"):
         lightning.Trainer(callbacks=[green], **_kwargs(tmp_path)).fit(model, train, val)
-    assert green._early is None
-    assert MlflowClient().search_runs([mlflow_experiment]) == []
+    assert green._early is None and (green.session.tracker is None or not green.session.tracker.running)
+    runs = MlflowClient().search_runs([mlflow_experiment])
+    assert [run.info.status for run in runs] == ["FAILED"] and mlflow.active_run() is None
+    assert runs[0].data.metrics[schema.ENERGY_OTHER_KWH] == runs[0].data.metrics[schema.ENERGY_KWH] > 0
 
 
 class _TwoInputs(Dataset):
