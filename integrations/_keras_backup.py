@@ -104,4 +104,15 @@ def record_run(folders: Sequence[str], run: str | PendingRun | None) -> None:
                            "from it will not be tagged green.resumed_from", folder, exc)
 
 
-__all__ = ["RUN_FILE", "PendingRun", "backup_folders", "record_run", "restored_run"]
+
+
+def bind_resumable(session: Any) -> None:
+    """Bind the fit's run (``session.bind_run``): a fit Keras restores from a ``BackupAndRestore`` backup resumes the
+    run that wrote it (tagged ``green.resumed_from``), and the run is recorded in the backup folders for the next."""
+    backups = backup_folders()
+    session.bind_run()
+    session.note_resumed_from(restored_run(backups))  # by its id, or the token of a run then not created
+    record_run(backups, session.run_id or session.output.pending_creation())
+
+
+__all__ = ["RUN_FILE", "PendingRun", "backup_folders", "bind_resumable", "record_run", "restored_run"]

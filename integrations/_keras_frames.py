@@ -73,4 +73,19 @@ def live_figures_allowed(requested: bool | None, autologging: bool) -> bool:
     return False
 
 
-__all__ = ["caller_frame", "live_figures_allowed", "stands_aside"]
+
+
+def fit_epochs(params: dict[str, Any] | None) -> int:
+    """The epochs the running ``fit`` was asked for: from the callback's ``params``, else (a ``CallbackList`` the
+    user made without them, which Keras passes on as it is) from ``fit``'s own arguments; 0 if unknown."""
+    epochs = (params or {}).get("epochs")
+    if epochs is None:
+        frame = caller_frame("fit")
+        epochs = frame.f_locals.get("epochs") if frame is not None else None
+    try:
+        return int(epochs or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+__all__ = ["caller_frame", "fit_epochs", "live_figures_allowed", "stands_aside"]

@@ -27,8 +27,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise MissingExtraError("keras", "keras", "mlflow_green.integrations.keras") from exc
 
 from mlflow_green.formatting import readable_figures
-from mlflow_green.integrations._keras_backup import backup_folders, record_run, restored_run
-from mlflow_green.integrations._keras_frames import live_figures_allowed, stands_aside
+from mlflow_green.integrations._keras_backup import bind_resumable
+from mlflow_green.integrations._keras_frames import fit_epochs, live_figures_allowed, stands_aside
 from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, open_fit_status, reads_input_in_python
 from mlflow_green.integrations._keras_samples import (
     AdapterCounts,
@@ -162,12 +162,13 @@ class GreenCallback(keras.callbacks.Callback):
         self._in_fit = True
         self._adapter_counts.clear()
         self._live = live_figures_allowed(self.live_metrics, mlflow_autologging_on("keras", "tensorflow"))
-        backups = backup_folders()  # a fit Keras restores from a backup resumes the run that wrote it
-        self.session.bind_run()
-        self.session.note_resumed_from(restored_run(backups))  # by its id, or the token of a run then not created
-        record_run(backups, self.session.run_id or self.session.output.pending_creation())
-        self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
-        self.session.begin_fit(planned_epochs=int(self.params.get("epochs") or 0))
+        try:
+            bind_resumable(self.session)  # a fit Keras restores from a backup resumes the run that wrote it
+            self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
+            self.session.begin_fit(planned_epochs=fit_epochs(self.params))
+        except Exception as exc:  # measurement never crashes training: this fit goes unmeasured, its run ended
+            logger.warning("mlflow-green: could not start measuring this fit (%r); it trains unmeasured", exc)
+            return self._finish("FAILED")
         self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit", ours=self)
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
         self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget

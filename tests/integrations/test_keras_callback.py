@@ -521,3 +521,20 @@ def test_a_fit_that_fails_in_its_first_validation_logs_every_phase(mlflow_experi
     assert run.info.status == "FAILED"
     assert_green_invariants(run.info.run_id)
     assert run.data.metrics[schema.ENERGY_OTHER_KWH] > 0
+
+
+def test_a_callback_list_made_without_params_is_measured_like_a_list(mlflow_experiment: str, digits) -> None:
+    """``fit(callbacks=CallbackList([...], model=m))`` without ``epochs=``: Keras passes the list on as it is, so our
+    ``params`` is None (found by an adversarial probe: AttributeError into fit, the run left RUNNING and active, the
+    next fit logging into it)."""
+    x, y, xv, yv = digits
+    cb, model = GreenCallback(), _mlp()
+    callbacks = keras.callbacks.CallbackList([cb, keras.callbacks.History()], model=model)
+    model.fit(x, y, validation_data=(xv, yv), epochs=3, batch_size=128, callbacks=callbacks, verbose=0)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FINISHED" and mlflow.active_run() is None
+    # the projection knew the 3 epochs from fit's own arguments: at epoch 0, about 3 epochs' energy
+    projected = _history(cb.session.run_id, schema.PROJECTED_ENERGY_KWH)
+    energy = _history(cb.session.run_id, schema.ENERGY_KWH)
+    assert [m.step for m in energy] == [0, 1, 2] and projected[0].value > 2 * energy[0].value
+    assert_green_invariants(cb.session.run_id)
