@@ -30,6 +30,7 @@ from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_backup import bind_resumable
 from mlflow_green.integrations._keras_frames import fit_epochs, live_figures_allowed, stands_aside
 from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, open_fit_status, reads_input_in_python
+from mlflow_green.integrations._keras_profile import log_built_profile
 from mlflow_green.integrations._keras_samples import (
     AdapterCounts,
     adapter_samples,
@@ -151,7 +152,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._epoch_train_samples: int | None = None
         self._epoch_open = False  # between on_epoch_begin and on_epoch_end
         self._adapter_counts = AdapterCounts()  # the data adapters' counts, per iterator of this fit
-        self._last_budget_check_s = 0.0
+        self._last_budget_check_s, self._profile_pending = 0.0, False  # pending: the model not built at the fit's start
         self._at_exit_registered = False
 
     # -- fit ---------------------------------------------------------------------------------
@@ -173,10 +174,7 @@ class GreenCallback(keras.callbacks.Callback):
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
         self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget
         self.session.expects_validation = self._fit_guard.validates  # quality from val_ metrics (validation_freq)
-        if self.inspect_model:
-            profile = self._profile()
-            if profile is not None:
-                self.session.log_profile(profile)
+        self._profile_pending = self.inspect_model and not log_built_profile(self.session, self._profile)  # built yet?
         self._last_budget_check_s = time.perf_counter()
         if not self._at_exit_registered:
             atexit.register(self._finish, "FAILED")  # a fit still open at exit (ended in a way no hook saw)
@@ -196,6 +194,8 @@ class GreenCallback(keras.callbacks.Callback):
             self._epoch_train_samples = self._train_samples_seen()
         if guard is not None:
             self.session.add_data_wait(guard.data_wait_s)
+        if self._profile_pending:  # TensorFlow built the model in its first step: its profile at this epoch's step
+            self._profile_pending = not log_built_profile(self.session, self._profile)
         result = self.session.end_epoch(epoch, logs=logs or {}, train_samples=self._epoch_train_samples)
         if self._live and logs is not None:  # the progress bar writes them as the CLI and the view do
             logs.update(readable_figures(result.live))
@@ -325,6 +325,6 @@ class GreenCallback(keras.callbacks.Callback):
         if guard is not None:
             guard.remove()
         with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
-            profile = self._profile() if status == "FINISHED" and self.inspect_model else None
+            profile = self._profile() if (status == "FINISHED" or self._profile_pending) and self.inspect_model else None
             self.session.end_fit(status, logs=logs, profile=profile)
 

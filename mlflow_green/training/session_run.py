@@ -28,21 +28,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mlflow_green.record.runs import RunHandle, resolve_run
 from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
+from mlflow_green.training import outer_calls
 
 logger = logging.getLogger(__name__)
 
-_BOUND: weakref.WeakSet[SessionRun] = weakref.WeakSet()
-"""Sessions with a fit or an evaluation in progress (bound, not closed yet)."""
-_BIND_COUNT = 0  # the order sessions were bound in (the innermost of nested calls is the last)
-_BOUND_LOCK = threading.Lock()  # binds and closes on several threads (a fit's watch ends it on its own)
 
 
 class SessionRun:
@@ -113,11 +108,7 @@ class SessionRun:
         if self.run is not None and self.run is not run:
             self.run.finish()
         self.run, self._last, self._reopened = run, None, False
-        global _BIND_COUNT
-        with _BOUND_LOCK:
-            _BIND_COUNT += 1
-            self._thread, self._bound_seq = threading.get_ident(), _BIND_COUNT
-            _BOUND.add(self)
+        outer_calls.enter(self)  # with a fit or an evaluation in progress (until closed)
         current = run.run_id
         changed = previous is not None and (current is None or current != previous)
         if changed or previous is None:
@@ -130,11 +121,7 @@ class SessionRun:
         child run of it (two histories of steps would clash in one run). None: not inside another."""
         import mlflow
 
-        me = threading.get_ident()
-        with _BOUND_LOCK:
-            bound = list(_BOUND)
-        others = sorted((other for other in bound if other is not self and other.run is not None
-                         and other._thread == me and other._in_call()), key=lambda other: other._bound_seq)
+        others = outer_calls.outer_calls(exclude=self)
         if not others:
             return None
         active = mlflow.active_run()
@@ -255,8 +242,7 @@ class SessionRun:
         """
         self.send_pending()
         run, self.run = self.run, None
-        with _BOUND_LOCK:
-            _BOUND.discard(self)
+        outer_calls.leave(self)
         self.still_in_call, self.in_call = None, False
         if run is None:
             return

@@ -28,6 +28,8 @@ from mlflow_green.record.report import build_report
 from mlflow_green.record.runs import RunHandle, resolve_run
 from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
+from mlflow_green.training import outer_calls
+from mlflow_green.training.outer_calls import MeasuredBlock
 from mlflow_green.training.termination import SigtermWatch
 from mlflow_green.validation import check_bool, check_name
 
@@ -115,6 +117,7 @@ class TrackedRun(contextlib.ContextDecorator):
         )
         self.measurement: Measurement | None = None
         self._run: RunHandle | None = None
+        self._block: MeasuredBlock | None = None  # the block as an outer call, while it runs
         self._recorder: RunRecorder | None = None
         self._last_step: int | None = None
         self._last_snapshot: Snapshot | None = None
@@ -140,6 +143,8 @@ class TrackedRun(contextlib.ContextDecorator):
         try:  # at most timeouts.start_s; the meters do not run meanwhile
             self._run = resolve_run(run_name=self.run_name, timeouts=self.timeouts)
             self._recorder = self._run.recorder
+            self._block = MeasuredBlock(self._run)  # a callback's fit inside the block gets a child run of it
+            outer_calls.enter(self._block)
         except Exception as exc:  # measurement never stops the training
             logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
         self.tracker.start()
@@ -160,6 +165,8 @@ class TrackedRun(contextlib.ContextDecorator):
             return
         self._closed = True
         self._sigterm.restore()
+        if self._block is not None:
+            outer_calls.leave(self._block)
         try:
             self.measurement = self.tracker.stop()  # before any waiting on MLflow
             if self._recorder is not None:

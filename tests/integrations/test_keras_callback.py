@@ -538,3 +538,35 @@ def test_a_callback_list_made_without_params_is_measured_like_a_list(mlflow_expe
     energy = _history(cb.session.run_id, schema.ENERGY_KWH)
     assert [m.step for m in energy] == [0, 1, 2] and projected[0].value > 2 * energy[0].value
     assert_green_invariants(cb.session.run_id)
+
+
+def _unbuilt() -> keras.Model:  # no keras.Input: TensorFlow builds it in the first training step
+    model = keras.Sequential([keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("fails_in_first_epoch", [False, True])
+def test_a_model_built_in_its_first_step_is_profiled_once_built(fails_in_first_epoch: bool, mlflow_experiment: str,
+                                                                  digits) -> None:
+    """A Sequential without keras.Input (a subclassed model alike) has no variables at on_train_begin on TensorFlow
+    (found by an adversarial probe: green/model_params 0 at step 0, and a failed run had no FLOP/J)."""
+    x, y, xv, yv = digits
+    cb = GreenCallback()
+
+    class FailsAtBatch3(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if batch == 3:
+                raise RuntimeError("loss exploded")
+
+    callbacks = [cb, FailsAtBatch3()] if fails_in_first_epoch else [cb]
+    with pytest.raises(RuntimeError) if fails_in_first_epoch else contextlib.nullcontext():
+        _unbuilt().fit(x, y, validation_data=(xv, yv), epochs=2, batch_size=128, callbacks=callbacks, verbose=0)
+    run_id = cb.session.run_id
+    params = 64 * 16 + 16 + 16 * 10 + 10
+    assert [(m.step, m.value) for m in _history(run_id, schema.MODEL_PARAMS)] == [(0, params)]
+    metrics = MlflowClient().get_run(run_id).data.metrics
+    assert metrics[schema.MODEL_FLOPS_PER_SAMPLE] == 2 * (64 * 16 + 16 * 10) + 16 + 10
+    assert metrics[schema.FLOP_PER_J] > 0
+    assert MlflowClient().get_run(run_id).info.status == ("FAILED" if fails_in_first_epoch else "FINISHED")
+    assert_green_invariants(run_id)

@@ -474,3 +474,30 @@ def test_a_fit_that_ends_before_training_begins_gets_its_run(where: str, raised:
         assert metrics[schema.ENERGY_KWH] * J_PER_KWH >= 100.0 * 0.3 * 0.95, metrics
     assert _report(runs[0].info.run_id, tmp_path)["status"] == status
     assert_green_invariants(runs[0].info.run_id)
+
+
+def test_a_fit_inside_track_gets_a_child_run_of_the_blocks_run(mlflow_experiment: str, tmp_path: Path) -> None:
+    """docs/lightning.md: ``with mlflow_green.track(): trainer.fit(...)`` bills what precedes every callback hook (a
+    DataModule's setup) to the block's run; the GreenCallback kept in the Trainer gets a child run of it with the
+    fit's phases and epochs (found by an adversarial probe: both wrote into one run — two points at step 0, the
+    total going down, the callback's report replaced)."""
+    import mlflow_green
+
+    class SlowSetup(lightning.LightningDataModule):
+        def setup(self, stage: str) -> None:
+            time.sleep(0.5)  # before any callback hook: only the block sees it
+
+        def train_dataloader(self) -> DataLoader:
+            return loaders()[0]
+
+    green = _green()
+    with mlflow_green.track(meters=[FakeMeter(CONSTANT_100_W)]) as block:
+        lightning.Trainer(max_epochs=2, callbacks=[green], **quiet_trainer_kwargs()).fit(digits_classifier(), datamodule=SlowSetup())
+    child = MlflowClient().get_run(green.session.run_id)
+    assert child.data.tags["mlflow.parentRunId"] == block.run_id != child.info.run_id
+    assert child.info.status == "FINISHED" and mlflow.active_run() is None
+    assert [m.step for m in _history(child.info.run_id, schema.ENERGY_KWH)] == [0, 1]
+    assert _report(child.info.run_id, tmp_path)["samples"] == {"train": 2800}
+    assert_green_invariants(child.info.run_id)
+    blocks = _history(block.run_id, schema.ENERGY_KWH)  # one point: the whole block, setup included
+    assert len(blocks) == 1 and blocks[0].value * J_PER_KWH >= child.data.metrics[schema.ENERGY_KWH] * J_PER_KWH + 100.0 * 0.5 * 0.9
