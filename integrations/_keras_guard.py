@@ -29,7 +29,7 @@ from typing import Any
 
 from mlflow_green.integrations._keras_fit_watch import FitLeft, FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
-from mlflow_green.integrations._keras_input import WatchedIterator, end_of_data
+from mlflow_green.integrations._keras_input import WatchedIterator, end_of_data, leading_dim
 from mlflow_green.integrations._keras_interrupt import raise_again_at_next_hook
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.interrupts import SigintWatch
@@ -85,6 +85,7 @@ class CallGuard:
         self.trained_samples = 0
         self.steps = 0  # training steps finished in this fit (never reset: the fit's watch reads it)
         self.test_steps = 0  # test (predict) steps finished in the current validation, or in the watched call
+        self.predicted = 0  # samples the watched predict's finished steps returned outputs for
         self.epoch_first_step, self.step_failed = 0, False  # ``steps`` as the epoch began; a training step raised in it
         self.stop_requested = False
         self.on_step_end: Callable[[], None] | None = None
@@ -114,8 +115,8 @@ class CallGuard:
                     self._set(callbacks, hook, self._guarded_hook(hook, original))
         step = getattr(self.model, _STEP_FUNCTIONS[method], None)
         if step is not None and not self._ours(step):
-            self._set(self.model, _STEP_FUNCTIONS[method],
-                      self._guarded_step(step, training=method == "fit", only_validating=method == "evaluate" and not timed))
+            self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(
+                step, training=method == "fit", only_validating=method == "evaluate" and not timed, predicting=method == "predict"))
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
@@ -263,9 +264,12 @@ class CallGuard:
 
         return noted
 
-    def _guarded_step(self, original: Callable[..., Any], *, training: bool, only_validating: bool = False) -> Callable[..., Any]:
+    def _guarded_step(self, original: Callable[..., Any], *, training: bool, only_validating: bool = False,
+                      predicting: bool = False) -> Callable[..., Any]:
         """``only_validating``: the test step of a fit's validation, which the model's ``evaluate`` from a callback
-        of the fit calls too (an error there, caught by that callback, does not end the fit)."""
+        of the fit calls too (an error there, caught by that callback, does not end the fit). ``predicting``: the
+        samples of each call's outputs are counted (TensorFlow reads predict's input inside the step: of unknown
+        size — a generator, a ``PyDataset``, ``tf.data`` — they are the only count)."""
         guard = self
 
         def step(*args: Any, **kwargs: Any) -> Any:
@@ -284,6 +288,8 @@ class CallGuard:
                     guard.on_step_end()
             else:
                 guard.test_steps += 1
+                if predicting:
+                    guard.predicted += leading_dim(outputs)
             return outputs
 
         return self._mark(passes_through(step), original)

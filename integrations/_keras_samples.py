@@ -139,8 +139,10 @@ def evaluation_cut_short(guard: Any, model: Callable[[], Any], iterator: Any) ->
 
 def test_cut_short(kind: str, guard: Any, model: Callable[[], Any]) -> int | None:
     """Samples an ``evaluate`` alone (``kind`` "test") that ended early evaluated (see :func:`evaluation_cut_short`;
-    ``guard``: the call's); None for ``predict``."""
-    return evaluation_cut_short(guard, model, guard.epoch_iterator) if kind == "test" and guard is not None else None
+    ``guard``: the call's); for ``predict``, those its finished steps returned outputs for."""
+    if guard is None:
+        return None
+    return evaluation_cut_short(guard, model, guard.epoch_iterator) if kind == "test" else guard.predicted or None
 
 
 def count_cut_short(session: Any, validation_counted: int | None, guard: Any, model: Callable[[], Any]) -> None:

@@ -238,7 +238,7 @@ class GreenCallback(keras.callbacks.Callback):
 
     def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
         guard = self._eval_guard
-        samples = guard.samples if guard is not None and guard.samples else adapter_samples(iterator_of_caller("predict"))
+        samples = (guard and (guard.predicted or guard.samples)) or adapter_samples(iterator_of_caller("predict"))
         if self._in_fit:
             self.session.end_eval("predict", samples=samples)
         else:

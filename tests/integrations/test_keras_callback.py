@@ -570,3 +570,28 @@ def test_a_model_built_in_its_first_step_is_profiled_once_built(fails_in_first_e
     assert metrics[schema.FLOP_PER_J] > 0
     assert MlflowClient().get_run(run_id).info.status == ("FAILED" if fails_in_first_epoch else "FINISHED")
     assert_green_invariants(run_id)
+
+
+@pytest.mark.parametrize("source", ["generator", "pydataset", "tf.data"])
+def test_predict_on_input_of_unknown_size_counts_what_it_predicted(source: str, mlflow_experiment: str, digits) -> None:
+    """TensorFlow reads predict's input inside the step: the samples are those of the outputs (found by an adversarial
+    probe: no green/energy_per_sample_predict_j and no predict samples for a generator, a PyDataset, tf.data)."""
+    import tensorflow as tf
+
+    x = digits[0][:230]
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self) -> int:
+            return 5
+
+        def __getitem__(self, i: int) -> tuple:
+            return (x[i * 50 : (i + 1) * 50],)
+
+    inputs = {"generator": lambda: ((x[i : i + 50],) for i in range(0, 230, 50)), "pydataset": Batches,
+              "tf.data": lambda: tf.data.Dataset.from_tensor_slices(x).batch(50)}[source]()
+    cb, model = GreenCallback(), _mlp()
+    predicted = model.predict(inputs, verbose=0, callbacks=[cb])
+    assert len(predicted) == 230
+    metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
+    assert metrics[schema.phase_energy_per_sample_key("predict")] == pytest.approx(
+        metrics[schema.ENERGY_PREDICT_KWH] * 3.6e6 / 230, rel=1e-6)
