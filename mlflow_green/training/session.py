@@ -173,17 +173,16 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
             self._continue_earlier_fits(self.output.run, resumed, after_step=-1 if self.last_step is None else self.last_step)
         if fresh and self.output.run is not None and not self.output.owned and self.output.run_id not in (None, previous):
             self._continue_earlier_fits(self.output.run, self.output.run_id)
+        elif not fresh and self.output.run is not None and not self.output.owned and self.output.run_id == previous:
+            self._continue_earlier_fits(self.output.run, previous, after_step=self.last_step)  # another callback's fits since?
 
     def _created_run_id(self: TrainingSession, pending_run: dict[str, str | None]) -> str | None:
         """The run a checkpoint written before its run's creation belongs to, found by its creation token
         (waited for at most the start timeout; None if it cannot be found)."""
         handle = self.output.run
-        if handle is None:
-            found = None
-        else:
-            found = read_within(lambda: created_run_id(lambda: handle.client, pending_run),
-                                (handle.timeouts or RunTimeouts.resolve()).start_s, what="the checkpoint's run",
-                                consequence="the resumed totals start at zero")
+        found = None if handle is None else read_within(
+            lambda: created_run_id(lambda: handle.client, pending_run), (handle.timeouts or RunTimeouts.resolve()).start_s,
+            what="the checkpoint's run", consequence="the resumed totals start at zero")
         if found is None:
             logger.warning("mlflow-green: the checkpoint (or backup) was written before its MLflow run was created, and that run "
                            "cannot be found now: not tagged %s (a resumed checkpoint's totals start at zero)", schema.TAG_RESUMED_FROM)

@@ -595,3 +595,19 @@ def test_predict_on_input_of_unknown_size_counts_what_it_predicted(source: str, 
     metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
     assert metrics[schema.phase_energy_per_sample_key("predict")] == pytest.approx(
         metrics[schema.ENERGY_PREDICT_KWH] * 3.6e6 / 230, rel=1e-6)
+
+
+def test_two_callbacks_training_in_turn_in_one_run_continue_each_others_totals(mlflow_experiment: str, digits, tmp_path: Path) -> None:
+    """GAN-style turns in the user's run — A, B, A, B, one epoch each (found by an adversarial probe: steps
+    [0, 1, 1, 2], the total going down, one fit's energy lost: a reused callback went on from its own totals)."""
+    x, y, _, _ = digits
+    (a, cb_a), (b, cb_b) = (_mlp(), GreenCallback()), (_mlp(), GreenCallback())
+    with mlflow.start_run() as run:
+        for model, cb in ((a, cb_a), (b, cb_b), (a, cb_a), (b, cb_b)):
+            model.fit(x, y, epochs=1, batch_size=128, callbacks=[cb], verbose=0)
+    energy = _history(run.info.run_id, schema.ENERGY_KWH)
+    assert [m.step for m in energy] == [0, 1, 2, 3]
+    assert all(later.value > earlier.value for earlier, later in zip(energy, energy[1:]))
+    report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["samples"] == {"train": 4 * len(x)}
+    assert_green_invariants(run.info.run_id)
