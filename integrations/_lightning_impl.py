@@ -25,7 +25,7 @@ from mlflow_green.integrations._lightning_trainer import (
     stop_unused,
 )
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
-from mlflow_green.integrations._torch_batches import batch_size, example_of, floats
+from mlflow_green.integrations._torch_batches import batch_size, example_of, floats, same_batch, training_batches
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
@@ -89,6 +89,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
         self._at_exit_registered = False
         self._guard = EarlierCallbacksGuard()  # our on_exception runs even if an earlier callback's raises
         self._early: Any = None  # the fit's tracker, started at setup (see setup)
+        self._sizes, self._profiled = batch_size, same_batch  # a training batch's samples, its part profiled
 
     # -- fit ---------------------------------------------------------------------------------
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -124,6 +125,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
             self._at_exit_registered = True
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._sizes, self._profiled = training_batches(trainer)  # a CombinedLoader's batches: several loaders' in one
         if self._fitting:  # a checkpoint's global_step is restored after on_fit_start, before this
             self.session.restore_steps(trainer.global_step)
 
@@ -146,14 +148,14 @@ class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
         if self._needs_profile:
             self._needs_profile = False
             try:  # one sample of the first batch, kept for the end-of-fit profile
-                self._example = example_of(pl_module.forward, batch)
+                self._example = example_of(pl_module.forward, self._profiled(batch))
             except Exception as exc:
                 logger.debug("mlflow-green: no example input from the first batch: %s", exc)
             self._log_profile(trainer, pl_module)
             self._last_batch_end_s = time.perf_counter()  # profiling is not data wait
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._epoch_samples += batch_size(batch)
+        self._epoch_samples += self._sizes(batch)
         end_s = time.perf_counter()
         self._last_batch_end_s = end_s
         if (

@@ -83,6 +83,48 @@ def positional_arity(forward: Callable[..., Any]) -> int:
     return max(sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty), 1)
 
 
+def combined_loaders(trainer: Any) -> bool:
+    """True when the fit's training batches hold several loaders' batches: a ``CombinedLoader`` (or a dict / list of
+    loaders given to ``fit``, which Lightning combines) in a mode other than ``"sequential"`` — each batch then a dict
+    or list of the loaders' own batches, of different samples (see :func:`combined_batch_size`)."""
+    try:
+        combined = trainer.fit_loop._combined_loader
+        return combined is not None and len(combined.flattened) > 1 and combined._mode != "sequential"
+    except (AttributeError, TypeError):
+        return False
+
+
+def combined_batch_size(batch: Any) -> int:
+    """Samples in a batch of several loaders' batches (``{"a": (xa, ya), "b": (xb, yb)}``): the sum of theirs (a
+    loader run out in ``max_size`` mode gives None: 0).
+
+    Example:
+        >>> import torch
+        >>> combined_batch_size({"a": (torch.zeros(64, 3), torch.zeros(64)), "b": [torch.zeros(32, 3), None]})
+        96
+    """
+    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else [batch]
+    return sum(batch_size(item) for item in items if item is not None)
+
+
+def first_loaders_batch(batch: Any) -> Any:
+    """The first loader's batch of a combined batch (the one profiled for FLOPs)."""
+    if isinstance(batch, Mapping):
+        return next(iter(batch.values()), batch)
+    return batch[0] if isinstance(batch, (list, tuple)) and batch else batch
+
+
+def same_batch(batch: Any) -> Any:
+    """The batch itself (one loader's: the one profiled for FLOPs)."""
+    return batch
+
+
+def training_batches(trainer: Any) -> tuple[Callable[[Any], int], Callable[[Any], Any]]:
+    """How the fit's training batches count: (samples in a batch, the batch to profile for FLOPs) — one loader's,
+    or several loaders' combined (:func:`combined_loaders`)."""
+    return (combined_batch_size, first_loaders_batch) if combined_loaders(trainer) else (batch_size, same_batch)
+
+
 def example_of(forward: Callable[..., Any], batch: Any) -> Any:
     """A one-sample example input for ``forward`` from a training batch (a detached copy).
 

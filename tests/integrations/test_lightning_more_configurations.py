@@ -501,3 +501,31 @@ def test_a_fit_inside_track_gets_a_child_run_of_the_blocks_run(mlflow_experiment
     assert_green_invariants(child.info.run_id)
     blocks = _history(block.run_id, schema.ENERGY_KWH)  # one point: the whole block, setup included
     assert len(blocks) == 1 and blocks[0].value * J_PER_KWH >= child.data.metrics[schema.ENERGY_KWH] * J_PER_KWH + 100.0 * 0.5 * 0.9
+
+
+@pytest.mark.parametrize("form", ["dict", "list"])
+def test_a_combined_loader_counts_every_loaders_samples_and_profiles_the_first(form: str, mlflow_experiment: str,
+                                                                              tmp_path: Path) -> None:
+    """A CombinedLoader of two training loaders: each step trains on both loaders' batches (found by an adversarial
+    probe: only the first loader's samples were counted, and the profile failed on the combined batch: no FLOPs)."""
+    from lightning.pytorch.utilities import CombinedLoader
+
+    train, _ = loaders()  # 1400 samples in 22 batches of 64
+    dataset = train.dataset
+    other = DataLoader(TensorDataset(dataset.tensors[0][:704], dataset.tensors[1][:704]), batch_size=32)  # 22 of 32
+    model = digits_classifier()
+    model.example_input_array = None  # profiled on the first batch
+
+    def training_step(batch: Any, batch_idx: int) -> torch.Tensor:
+        parts = batch.values() if isinstance(batch, dict) else batch
+        return sum(torch.nn.functional.cross_entropy(model(x), y) for x, y in parts)
+
+    model.training_step = training_step
+    combined = CombinedLoader({"a": train, "b": other} if form == "dict" else [train, other], "max_size_cycle")
+    green = _green()
+    lightning.Trainer(max_epochs=2, callbacks=[green], **quiet_trainer_kwargs()).fit(model, combined)
+    run_id = green.session.run_id
+    assert _report(run_id, tmp_path)["samples"] == {"train": 2 * (1400 + 704)}
+    metrics = MlflowClient().get_run(run_id).data.metrics
+    assert metrics[schema.MODEL_FLOPS_PER_SAMPLE] == 2 * (64 * 32 + 32 * 10) + 32 + 10 and metrics[schema.FLOP_PER_J] > 0
+    assert_green_invariants(run_id)
