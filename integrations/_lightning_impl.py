@@ -15,6 +15,7 @@ from typing import Any
 from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
 from mlflow_green.integrations._lightning_fetch import FetchTimer
 from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
+from mlflow_green.integrations._lightning_profile import ProfileMixin
 from mlflow_green.integrations._lightning_trainer import (
     RootDevice,
     bind_trainer_run,
@@ -25,11 +26,9 @@ from mlflow_green.integrations._lightning_trainer import (
     stop_unused,
 )
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
-from mlflow_green.integrations._torch_batches import batch_size, example_of, floats, same_batch, training_batches
+from mlflow_green.integrations._torch_batches import batch_size, floats, same_batch, training_batches
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
-from mlflow_green.training.inspection import ModelProfile
-from mlflow_green.training.inspectors import inspect_model
 from mlflow_green.training.session import TrainingSession
 from mlflow_green.training.spawn_return import CarriesSession
 from mlflow_green.training.termination import sigterm_held
@@ -40,7 +39,7 @@ BUDGET_CHECK_INTERVAL_S = 2.0
 """How often, within an epoch, the energy used so far is compared with the budget (single process)."""
 
 
-class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
+class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
     """Logs energy, emissions and compression metadata of a Lightning training into MLflow.
 
     See :class:`mlflow_green.integrations.lightning.GreenCallback` for the behaviour and options.
@@ -145,17 +144,14 @@ class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
             self._resumed_inside_an_epoch(trainer)
         now_s = time.perf_counter()  # the loop was fetching this batch
         self.session.add_data_wait(self._fetch.take_s() if self._fetch is not None else now_s - self._last_batch_end_s)
-        if self._needs_profile:
-            self._needs_profile = False
-            try:  # one sample of the first batch, kept for the end-of-fit profile
-                self._example = example_of(pl_module.forward, self._profiled(batch))
-            except Exception as exc:
-                logger.debug("mlflow-green: no example input from the first batch: %s", exc)
-            self._log_profile(trainer, pl_module)
+        if self._needs_profile and batch is not None:  # None: a training_step reading a dataloader_iter (at its end)
+            self._profile_first_batch(trainer, pl_module, batch)
             self._last_batch_end_s = time.perf_counter()  # profiling is not data wait
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._epoch_samples += self._sizes(batch)
+        if self._needs_profile:  # the batch start had none (a training_step reading a dataloader_iter)
+            self._profile_first_batch(trainer, pl_module, batch)
         end_s = time.perf_counter()
         self._last_batch_end_s = end_s
         if (
@@ -251,24 +247,6 @@ class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
         # Lightning restores callbacks before on_fit_start: apply it there, with the run known.
         self._pending_state = dict(state_dict)
 
-    def log_model(self, model: Any, *, example_input: Any = None, precision: str | None = None) -> ModelProfile | None:
-        """Inspect ``model`` again and log its compression metadata into the run of the last fit.
-
-        For compression applied after ``fit`` (e.g. ``torch.ao.quantization.quantize_dynamic``
-        or one-shot pruning): the changed ``green/model_*`` values are logged at the step after
-        the last one, ``green.compression`` and ``green/report.json`` are updated.
-        """
-        example = example_input if example_input is not None else getattr(model, "example_input_array", None)
-        if example is None and id(model) == self._model_of_fit:
-            example = self._example
-        context: dict[str, Any] = {"precision": precision}
-        if example is not None:
-            context["example_input"] = example
-        profile = inspect_model(model, **context)
-        if profile is not None:
-            self.session.log_profile(profile)
-        return profile
-
     # -- pickling (ddp_spawn, copy.deepcopy(trainer)) -----------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         """The callback's own state: not the model's ``log`` / ``log_dict`` that Lightning attaches at each fit."""
@@ -302,25 +280,6 @@ class GreenCallbackMixin(EvaluationHooksMixin, CarriesSession):
         bind_trainer_run(self.session, trainer, keep=True)
         self._guard.guard(trainer, self)
         self.session.begin_eval(kind)
-
-    def _inspect(self, trainer: Any, pl_module: Any) -> ModelProfile | None:
-        """Profile the model on the fit's example input (its ``example_input_array`` or one sample of the first batch)."""
-        self._model_of_fit = id(pl_module)
-        precision = str(getattr(trainer, "precision", "") or "") or None
-        context: dict[str, Any] = {"precision": precision}
-        if self._example is not None:
-            context["example_input"] = self._example
-            context["flop_cache"] = self._flop_cache  # the end-of-fit profile skips the FLOP pass if nothing changed
-        try:
-            return inspect_model(pl_module, **context)
-        except Exception as exc:  # measurement never crashes training
-            logger.warning("mlflow-green: could not inspect the model: %s", exc)
-            return None
-
-    def _log_profile(self, trainer: Any, pl_module: Any) -> None:
-        profile = self._inspect(trainer, pl_module)
-        if profile is not None:
-            self.session.log_profile(profile)
 
 
 def make_callback_class(callback_base: type, module: str) -> type:

@@ -529,3 +529,20 @@ def test_a_combined_loader_counts_every_loaders_samples_and_profiles_the_first(f
     metrics = MlflowClient().get_run(run_id).data.metrics
     assert metrics[schema.MODEL_FLOPS_PER_SAMPLE] == 2 * (64 * 32 + 32 * 10) + 32 + 10 and metrics[schema.FLOP_PER_J] > 0
     assert_green_invariants(run_id)
+
+
+def test_a_training_step_reading_a_dataloader_iter_is_profiled_on_its_first_batch(mlflow_experiment: str) -> None:
+    """``training_step(self, dataloader_iter)``: Lightning hands on_train_batch_start ``batch=None`` (found by an
+    adversarial probe: no example input, so no FLOPs and no FLOP/J); the batch end has the batch."""
+    class ReadsIterator(type(digits_classifier())):  # Lightning looks for the parameter on the class's hook
+        def training_step(self, dataloader_iter: Any) -> torch.Tensor:
+            (x, y), _, _ = next(dataloader_iter)
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+    model = ReadsIterator()
+    model.example_input_array = None
+    green = _green()
+    lightning.Trainer(max_epochs=1, callbacks=[green], **quiet_trainer_kwargs()).fit(model, loaders()[0])
+    metrics = MlflowClient().get_run(green.session.run_id).data.metrics
+    assert metrics[schema.MODEL_FLOPS_PER_SAMPLE] == 2 * (64 * 32 + 32 * 10) + 32 + 10 and metrics[schema.FLOP_PER_J] > 0
+    assert_green_invariants(green.session.run_id)
