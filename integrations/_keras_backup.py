@@ -104,8 +104,6 @@ def record_run(folders: Sequence[str], run: str | PendingRun | None) -> None:
                            "from it will not be tagged green.resumed_from", folder, exc)
 
 
-
-
 def bind_resumable(session: Any) -> None:
     """Bind the fit's run (``session.bind_run``): a fit Keras restores from a ``BackupAndRestore`` backup resumes the
     run that wrote it (tagged ``green.resumed_from``), and the run is recorded in the backup folders for the next."""

@@ -73,8 +73,6 @@ def live_figures_allowed(requested: bool | None, autologging: bool) -> bool:
     return False
 
 
-
-
 def fit_epochs(params: dict[str, Any] | None) -> int:
     """The epochs the running ``fit`` was asked for: from the callback's ``params``, else (a ``CallbackList`` the
     user made without them, which Keras passes on as it is) from ``fit``'s own arguments; 0 if unknown."""

@@ -151,7 +151,9 @@ def count_cut_short(session: Any, validation_counted: int | None, guard: Any, mo
     session.count("train", samples_cut_short(validation_counted, guard, model))
     tracker = session.tracker
     if tracker is not None and tracker.running and tracker.opened("validation") is not None:
-        session.count("validation", evaluation_cut_short(guard, model, getattr(model(), "_eval_epoch_iterator", None)))
+        keras_model = model()  # once: on JAX each read syncs the model's state
+        validation = getattr(keras_model, "_eval_epoch_iterator", None)
+        session.count("validation", evaluation_cut_short(guard, lambda: keras_model, validation))
 
 
 def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any], adapter_counts: AdapterCounts) -> int | None:

@@ -141,8 +141,7 @@ class GreenCallback(keras.callbacks.Callback):
             region=region, pue=pue, meters=meters, sample_interval_s=sample_interval_s,
             intensity_provider=intensity_provider, scope=scope, start_timeout_s=start_timeout_s, end_timeout_s=end_timeout_s,
         )
-        self.live_metrics = live_metrics
-        self.samples_per_epoch = samples_per_epoch
+        self.live_metrics, self.samples_per_epoch = live_metrics, samples_per_epoch
         self.inspect_model = inspect_model
         self._live = bool(live_metrics) if live_metrics is not None else True
         self._in_fit = False
@@ -169,7 +168,8 @@ class GreenCallback(keras.callbacks.Callback):
             self.session.begin_fit(planned_epochs=fit_epochs(self.params))
         except Exception as exc:  # measurement never crashes training: this fit goes unmeasured, its run ended
             logger.warning("mlflow-green: could not start measuring this fit (%r); it trains unmeasured", exc)
-            return self._finish("FAILED")
+            self._finish("FAILED")
+            return self.session.output.close("FAILED")  # the run bound before it failed (no fit began: nothing else ends it)
         self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit", ours=self)
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
         self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget

@@ -39,7 +39,6 @@ from mlflow_green.training import outer_calls
 logger = logging.getLogger(__name__)
 
 
-
 class SessionRun:
     """The run of one session (bound lazily, at the first fit or evaluation).
 
