@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +33,22 @@ def _clean_green_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, green_cach
     monkeypatch.setenv("MLFLOW_GREEN_SPOOL_DIR", str(tmp_path / "green-spool"))
     monkeypatch.setenv("MLFLOW_GREEN_CACHE_DIR", str(green_cache_dir))
     monkeypatch.setenv("MLFLOW_GREEN_SPOOL_FALLBACK_DIR", str(tmp_path / "green-spool-fallback"))
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """SIGINT and SIGTERM as they were before each test: a test must not change them for the tests after it,
+    nor for the processes those start. Lightning, interrupted, ignores SIGINT from then on (its graceful
+    shutdown's ``signal.signal(SIGINT, SIG_IGN)``), and children inherit an ignored signal: a later test's
+    subprocess then never saw its Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in before.items():
+        if handler is not None and signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,8 @@ SCRIPT = textwrap.dedent("""
     import keras, mlflow, numpy as np
     from mlflow_green.integrations.keras import GreenCallback
     mlflow.set_tracking_uri(sys.argv[1])
+    # as at a terminal: an ignored SIGINT is inherited (Lightning, interrupted, ignores it from then on)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, f"SIGINT is {signal.getsignal(signal.SIGINT)}"
     x, y = np.random.rand(1280, 64).astype("float32"), np.random.randint(0, 10, 1280)
     seen = []
     for delay_s in (0.3, 0.67, 1.01, 1.43):
