@@ -5,8 +5,9 @@ it waits for a line on stdin, so that the test can break something), ``run_name`
 
 Prints one JSON object per line on stdout: ``{"event": "paused", "epoch": k, "spooled_s": s}`` when it
 waits — once epoch k's point is in the spool (an epoch's accounting and its spool write are done by
-background threads within milliseconds of its end; ``spooled_s`` is how long after the epoch's end
-hooks that took, None if not within 5 s: a spool folder that cannot be written) — and
+background threads, for short epochs like these at most ``COALESCE_S`` (2 s) after its end; ``spooled_s``
+is how long after the epoch's end hooks that took, None if not within 5 s: a spool folder that cannot be
+written) — and
 ``{"event": "result", ...}`` at the end: the run id, the bind wait (how long the start of the fit
 waited on MLflow), the time from the last release to the return of ``fit`` (the end wait), the
 fit's wall time and what the meters measured. The tracking URI, experiment, spool folder and
