@@ -16,8 +16,6 @@ from mlflow_green.measure.readings import Measurement
 from mlflow_green.record import schema
 from mlflow_green.record.metrics import energy_metrics, phase_metrics
 from mlflow_green.training.budget import EnergyBudget
-from mlflow_green.training.inspection import ModelProfile
-from mlflow_green.training.quality import training_flops
 from mlflow_green.units import joules_to_kwh
 
 
@@ -49,12 +47,12 @@ def projection_metrics(projected_j: float | None, config: GreenConfig) -> dict[s
     }
 
 
-def efficiency_metrics(profile: ModelProfile | None, samples: Mapping[str, int], total: Measurement) -> dict[str, float]:
-    """``green/flop_per_j``: the FLOPs of the samples processed per joule (needs the model's FLOPs)."""
-    if profile is None or not profile.flops_per_sample or total.energy_j <= 0:
+def efficiency_metrics(flops: float | None, total: Measurement) -> dict[str, float]:
+    """``green/flop_per_j``: the FLOPs of the samples processed (see :class:`~mlflow_green.training.run_flops.RunFlops`)
+    per joule; none without them."""
+    if not flops or flops <= 0 or total.energy_j <= 0:
         return {}
-    flops = training_flops(profile.flops_per_sample, samples)
-    return {schema.FLOP_PER_J: flops / total.energy_j} if flops > 0 else {}
+    return {schema.FLOP_PER_J: flops / total.energy_j}
 
 
 def budget_reason(budget: EnergyBudget, config: GreenConfig, total: Measurement, *, next_epoch_j: float | None) -> str | None:

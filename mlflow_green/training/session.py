@@ -3,8 +3,8 @@
 Keras, Lightning and Hugging Face callbacks are thin adapters that call a :class:`TrainingSession`
 at their hooks. Its seams: :meth:`~TrainingSession.bind_run` (where the run is bound) and
 :meth:`~TrainingSession.end_fit` (where a fit's figures are final and everything is flushed). Its
-parts: ``session_run`` (the run and every write), ``session_profile`` (the model profile), ``phases``, ``projection``,
-``steps``, ``figures``, ``quality``, ``fit_summary`` (tags, report), ``session_windows`` (epoch windows, phases),
+parts: ``session_run`` (the run, its writes), ``session_profile`` (model profile), ``phases``, ``projection``, ``steps``,
+``figures``, ``quality``, ``run_flops``, ``fit_summary`` (tags, report), ``session_windows`` (epoch windows, phases),
 ``session_eval`` (evaluations), ``session_state`` (checkpoints, copies), ``distributed`` (ranks).
 
 Example::
@@ -41,6 +41,7 @@ from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
+from mlflow_green.training.run_flops import RunFlops
 from mlflow_green.training.run_history import created_run_id, earlier_fits, read_within
 from mlflow_green.training.session_end import FitEndMixin
 from mlflow_green.training.session_epochs import EpochEndMixin, EpochResult
@@ -89,8 +90,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self.config = tracker.config
         self.quality_metric = quality_metric
         self.budget = budget or EnergyBudget()
-        self.log_report = log_report
-        self.dist = DistributedContext()  # the adapter fills it in distributed training
+        self.log_report, self.dist = log_report, DistributedContext()  # dist: the adapter fills it in distributed training
         self.output = SessionRun(run_name, timeouts)
         self._deferred = DeferredWork()  # epochs accounted for off the training thread (session_epochs)
         self.resumed_run_id: str | None = None  # from a checkpoint, until a run is bound
@@ -122,6 +122,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self.carried = EMPTY
         self._ledger = PhaseLedger()
         self.samples: dict[str, int] = {}
+        self.flops = RunFlops()  # the FLOPs of the run's fits, each at its own model's
         self.steps = StepCounter()
         self.evals = Evaluations()
         self.report: dict[str, Any] | None = None
@@ -224,6 +225,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self._projection = EnergyProjection(planned_epochs, planned_steps)
         self._first_epoch = self._epoch = self._last_epoch_end = self._validation_end = self._gathered = None
         self._counts = {}
+        self.flops.begin_fit(self.samples)
         self._steps_done = int(steps_done or 0)
         self.profile = profile
 

@@ -67,7 +67,9 @@ class FitEndMixin:
             self._warn_if_quality_never_seen(logs or {})
             step = self._final_step()
             metrics = self._running_metrics(total, window=None)
-            metrics.update(efficiency_metrics(profile or self.profile, self.samples, total))
+            fit_profile = profile or self.profile  # the run's FLOPs: this fit's samples at its model's, the earlier fits' at theirs
+            run_flops = self.flops.end_fit(fit_profile.flops_per_sample if fit_profile is not None else None, self.samples)
+            metrics.update(efficiency_metrics(run_flops, total))
             metrics.update(projection_metrics(total.energy_j, self.config))
             self._log(metrics, step)
             if profile is not None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.training.phases import EMPTY
+from mlflow_green.training.run_flops import RunFlops
 from mlflow_green.training.run_history import EarlierFits
 from mlflow_green.training.state import SessionState
 from mlflow_green.training.steps import StepCounter
@@ -39,10 +40,10 @@ class StateMixin:
             total = self.carried + self.tracker.elapsed()
         else:  # no collective here (only some ranks save checkpoints): as of the last epoch end
             total = self._last_total if self._last_total is not None else self.carried
-        state = self.run_state(total).to_dict()
+        samples = dict(self.samples)
         if epoch_samples > 0 and self.tracker is not None and not self.dist.distributed:
-            state["samples"]["train"] = state["samples"].get("train", 0) + int(epoch_samples)
-        return state
+            samples["train"] = samples.get("train", 0) + int(epoch_samples)
+        return self.run_state(total, samples).to_dict()
 
     def load_state_dict(self: TrainingSession, state: Mapping[str, Any]) -> None:
         """Continue from a checkpoint's :meth:`state_dict` (in its run; a new run starts at zero)."""
@@ -55,12 +56,13 @@ class StateMixin:
         # written before its run was created: found by its creation token when a run is bound
         self.resumed_pending_run = loaded.pending_run if loaded.run_id is None else None
 
-    def run_state(self: TrainingSession, total: Measurement | None = None) -> SessionState:
-        """The run's totals (``total``, default those carried so far), phases, samples and last step."""
-        run_id = self.run_id
-        return SessionState(run_id, self.carried if total is None else total, self.ledger.totals(),
-                            dict(self.samples), self.last_step,
-                            pending_run=self.output.pending_creation() if run_id is None else None)
+    def run_state(self: TrainingSession, total: Measurement | None = None, samples: dict[str, int] | None = None) -> SessionState:
+        """The run's totals (``total``, default those carried so far), phases, samples (default those counted so far),
+        FLOPs and last step."""
+        run_id, samples = self.run_id, dict(self.samples) if samples is None else samples
+        flops = self.flops.total(self.profile.flops_per_sample if self.profile is not None else None, samples)
+        return SessionState(run_id, self.carried if total is None else total, self.ledger.totals(), samples, self.last_step,
+                            pending_run=self.output.pending_creation() if run_id is None else None, flops=flops)
 
     def take_earlier(self: TrainingSession, earlier: EarlierFits) -> None:
         """Go on from what other callbacks logged into the run: the fits' totals and steps, the evaluations'
@@ -77,6 +79,7 @@ class StateMixin:
     def take_state(self: TrainingSession, state: SessionState) -> None:
         """Go on from ``state``'s totals, phases, samples and last step."""
         self.carried, self.samples, self.steps = state.total, dict(state.samples), StepCounter(state.last_step)
+        self.flops = RunFlops.from_state(state.flops, state.samples)
         self.ledger.reset(state.phases)
 
     # -- pickling (ddp_spawn, copy.deepcopy): state, not running meters or connections ----------

@@ -30,6 +30,8 @@ class SessionState:
         phases: Energy per phase.
         samples: Samples per phase.
         last_step: The last step logged.
+        flops: FLOPs the run's fits did, each fit's samples at its own model's FLOPs per sample (None:
+            not known).
         pending_run: While the run was not created yet (its creation spooled, ``run_id`` None): how to
             find it once it is — its creation token (tagged ``green.run_token`` on the run) and
             experiment (``{"token", "experiment_id", "experiment_name"}``).
@@ -41,6 +43,7 @@ class SessionState:
     samples: dict[str, int] = field(default_factory=dict)
     last_step: int | None = None
     pending_run: dict[str, str | None] | None = None
+    flops: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint form (plain JSON-ready values)."""
@@ -52,6 +55,7 @@ class SessionState:
             "samples": dict(self.samples),
             "last_step": self.last_step,
             **({"pending_run": dict(self.pending_run)} if self.pending_run else {}),
+            **({"flops": self.flops} if self.flops is not None else {}),
         }
 
     @classmethod
@@ -70,6 +74,7 @@ class SessionState:
             samples={k: int(v) for k, v in state.get("samples", {}).items()},
             last_step=state.get("last_step"),
             pending_run=pending_run_of(state.get("pending_run")),
+            flops=float(state["flops"]) if isinstance(state.get("flops"), (int, float)) else None,
         )
 
 
