@@ -209,6 +209,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         if not self._fitting:  # ended after our setup, before on_fit_start: a run for what was measured since
             self._early = end_unbegun_fit(self.session, trainer, self._early, status)
         if self._fitting:
+            self._profile_if_never(trainer, pl_module)
             self._end_fit_early(status, floats(trainer.callback_metrics))
         elif self.session.eval_in_progress:
             self.session.end_eval(self.session.evals.kind or "test", samples=self._eval_samples, status=status)

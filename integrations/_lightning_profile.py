@@ -69,6 +69,13 @@ class ProfileMixin:
             logger.warning("mlflow-green: could not inspect the model: %s", exc)
             return None
 
+    def _profile_if_never(self, trainer: Any, pl_module: Any) -> None:
+        """A fit ending before its first training batch (a failed sanity check) was never profiled: its parameters
+        now (no FLOPs without an example input)."""
+        if self._needs_profile:
+            self._needs_profile = False
+            self._log_profile(trainer, pl_module)
+
     def _log_profile(self, trainer: Any, pl_module: Any) -> None:
         profile = self._inspect(trainer, pl_module)
         if profile is not None:

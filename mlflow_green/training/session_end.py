@@ -74,6 +74,8 @@ class FitEndMixin:
             self._log(metrics, step)
             if profile is not None:
                 self._log_model(profile, step)
+            elif self._first_epoch is None and self.profile is not None:  # ended before its first epoch (a failed
+                self._log_model(self.profile, step)  # sanity check): the model's figures are logged as an epoch begins
             self.output.send_pending()  # the last step is complete: its totals go first, with the tags in one batch
             self._log_tags(tracker, total)
             if self.dist.is_logging_rank:

@@ -148,6 +148,27 @@ def test_the_sanity_check_is_other_not_validation(sanity_steps: int, mlflow_expe
     assert report["epochs"][0]["phases_j"]["validation"] < 100.0 * 0.25
 
 
+def test_a_fit_failing_in_its_sanity_check_logs_its_models_parameters(mlflow_experiment: str, tmp_path: Path) -> None:
+    """Without ``example_input_array`` the model is profiled on the first training batch: a fit that failed in
+    its sanity check, before any, logged no ``green/model_params`` (the parameters need no batch)."""
+    train, val = loaders()
+    cb = _green()
+    model = digits_classifier()
+    model.example_input_array = None
+
+    def failing_validation_step(batch: Any, batch_idx: int) -> None:
+        raise ValueError("bad validation")
+
+    model.validation_step = failing_validation_step
+    trainer = lightning.Trainer(max_epochs=2, callbacks=[cb], **quiet_trainer_kwargs())
+    with pytest.raises(ValueError, match="bad validation"):
+        trainer.fit(model, train, val)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.metrics[schema.MODEL_PARAMS] == sum(p.numel() for p in model.parameters())
+    assert schema.MODEL_FLOPS_PER_SAMPLE not in run.data.metrics  # no example input: FLOPs unknown, not 0
+
+
 # -- 3. gradient accumulation and max_steps ------------------------------------------------------------
 def test_accumulate_grad_batches_projects_from_optimizer_steps(mlflow_experiment: str, tmp_path: Path) -> None:
     train, val = loaders()  # 22 batches an epoch: 6 optimizer steps with accumulate_grad_batches=4
