@@ -34,7 +34,7 @@ class FitWatch:
     def __init__(self, frame: FrameType, on_left: Callable[[BaseException], None], activity: Callable[[], int]) -> None:
         self._frame: FrameType | None = frame
         self._activity = activity  # training steps finished so far
-        self._thread_id = threading.get_ident()
+        self.thread_id = threading.get_ident()
         self._on_left = on_left
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="mlflow-green-fit-watch", daemon=True)
@@ -51,7 +51,7 @@ class FitWatch:
         target = self._frame
         if target is None:
             return False
-        if threading.get_ident() != self._thread_id:
+        if threading.get_ident() != self.thread_id:
             return not self._running()
         frame: FrameType | None = sys._getframe(1)
         while frame is not None:  # fit's own hooks: a few frames up
@@ -61,7 +61,7 @@ class FitWatch:
         return True
 
     def _running(self) -> bool:
-        frame = sys._current_frames().get(self._thread_id)
+        frame = sys._current_frames().get(self.thread_id)
         while frame is not None:
             if frame is self._frame:
                 return True

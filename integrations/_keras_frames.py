@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from types import FrameType
 from typing import Any
 
@@ -28,12 +29,20 @@ def caller_frame(method: str) -> FrameType | None:
     return None
 
 
-def stands_aside(callback: Any, method: str, kind: type) -> bool:
+def busy_elsewhere(guard: Any) -> bool:
+    """True while the fit ``guard`` watches (the one a callback measures) runs in a thread other than this one."""
+    watch = getattr(guard, "_fit_watch", None)
+    return watch is not None and watch.thread_id != threading.get_ident() and not guard.aborted and guard.fit_running()
+
+
+def stands_aside(callback: Any, method: str, kind: type, *, elsewhere: bool = False) -> bool:
     """True when another ``kind`` (a GreenCallback) comes before ``callback`` in the callbacks of the running
     ``fit`` / ``evaluate`` / ``predict``: two would log every figure twice into one run, so ``callback``
     steps out of this call (its place in the call's list taken by a callback that does nothing), with a
     warning. The same callback passed twice is called once. The call's list is Keras's own copy of the
-    user's callbacks (a ``CallbackList`` the user passed keeps the change)."""
+    user's callbacks (a ``CallbackList`` the user passed keeps the change). ``elsewhere``: ``callback``
+    measures a fit running in another thread — one instance cannot measure two calls at once: it steps out
+    of this one."""
     frame = caller_frame(method)
     listed = getattr(frame.f_locals.get("callbacks") if frame is not None else None, "callbacks", None)
     if not isinstance(listed, list):
@@ -45,6 +54,11 @@ def stands_aside(callback: Any, method: str, kind: type) -> bool:
 
     for later in positions[1:]:  # the same instance twice: its hooks would run twice
         listed[later] = keras.callbacks.Callback()
+    if elsewhere:
+        listed[positions[0]] = keras.callbacks.Callback()
+        logger.warning("mlflow-green: this GreenCallback is measuring a fit in another thread; this %s (thread %s) goes "
+                       "unmeasured. Give each thread's fit its own GreenCallback().", method, threading.current_thread().name)
+        return True
     if not any(isinstance(cb, kind) for cb in listed[: positions[0]]):
         return False
     listed[positions[0]] = keras.callbacks.Callback()  # the call's remaining hooks skip this one

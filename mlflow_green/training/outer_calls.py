@@ -13,9 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 _CALLS: weakref.WeakSet[Any] = weakref.WeakSet()
 """The measured calls (sessions bound for a fit or an evaluation, ``track()`` blocks), until they end."""
@@ -24,12 +27,23 @@ _LOCK = threading.Lock()  # enters and leaves on several threads (a fit's watch 
 
 
 def enter(call: Any) -> None:
-    """``call`` (with a ``run`` and an ``_in_call()``) is measured on this thread from now on."""
+    """``call`` (with a ``run`` and an ``_in_call()``) is measured on this thread from now on.
+
+    Another call measured on another thread meanwhile (two trainings in two threads of one process) is warned
+    about: the meters measure the process (or the machine), not a thread, so each run holds both trainings'
+    energy while they overlap."""
     global _COUNT
+    me = threading.get_ident()
     with _LOCK:
         _COUNT += 1
-        call._thread, call._bound_seq = threading.get_ident(), _COUNT
+        call._thread, call._bound_seq = me, _COUNT
+        elsewhere = [other for other in _CALLS if other is not call and other._thread != me]
         _CALLS.add(call)
+    if any(other._in_call() for other in elsewhere):
+        logger.warning(
+            "mlflow-green: another training or evaluation is measured in another thread of this process; the meters "
+            "measure the process, not a thread, so while both run each run holds both's energy (do not add their "
+            "energies up). Run concurrent trainings in separate processes to measure each on its own.")
 
 
 def leave(call: Any) -> None:
