@@ -1,12 +1,16 @@
 """Forward FLOPs per sample of a Keras model, from its layer calls (multiply-add = 2, bias add = 1).
 
-Counted: Dense, EinsumDense, Conv1D/2D/3D, Conv*Transpose, DepthwiseConv1D/2D, SeparableConv1D/2D
-and MultiHeadAttention (projections, ``QK^T``, attention x V), per call; the rest is named in the
-notes (see :mod:`mlflow_green.integrations.keras_inspector`).
+Counted: Dense, EinsumDense, Conv1D/2D/3D, Conv*Transpose, DepthwiseConv1D/2D, SeparableConv1D/2D,
+MultiHeadAttention (projections, ``QK^T``, attention x V), the recurrent layers SimpleRNN, LSTM and GRU
+(their cells' kernel and recurrent products and bias adds at every time step: 1, 4 and 3 gates; the gates'
+element-wise products are not multiply-adds), and Bidirectional / TimeDistributed around counted layers,
+per call; the rest is named in the notes and in a warning (see
+:mod:`mlflow_green.integrations.keras_inspector`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -25,6 +29,16 @@ from mlflow_green.integrations._keras_calls import (
     trace,
 )
 
+logger = logging.getLogger(__name__)
+COUNTED = (*FLOP_LAYERS, L.RNN, L.Bidirectional, L.TimeDistributed)
+"""Layers whose FLOPs are counted (a recurrent layer or a wrapper around an uncounted layer: skipped)."""
+GATES = {"SimpleRNNCell": 1, "LSTMCell": 4, "GRUCell": 3}
+"""Per cell type, the matrix products of one time step (each ``units`` wide)."""
+
+
+class NotCounted(Exception):
+    """A layer of a counted type around one whose FLOPs are not counted (an RNN with a custom cell)."""
+
 
 def forward_flops(model: Any, calls: list[Call], example_input: Any, notes: list[str]) -> float | None:
     """FLOPs per sample; a graph without static shapes is traced on its inputs once more."""
@@ -35,6 +49,8 @@ def forward_flops(model: Any, calls: list[Call], example_input: Any, notes: list
             total, unknown, skipped = _sum_flops(traced)
     if skipped:
         notes.append("FLOPs not counted for layer types: " + ", ".join(sorted(skipped)))
+        logger.warning("mlflow-green: FLOPs are not counted for the layer types %s: green/model_flops_per_sample and "
+                       "green/flop_per_j leave them out", ", ".join(sorted(skipped)))
     if unknown:
         notes.append("FLOPs unknown (no static shapes; pass example_input) for: " + ", ".join(unknown[:5]))
         return None
@@ -46,13 +62,16 @@ def _sum_flops(calls: list[Call]) -> tuple[float, list[str], set[str]]:
     total, unknown, skipped = 0.0, [], set()
     for call in (c for c in calls if c.count_flops):
         layer = call.layer
-        if not isinstance(layer, FLOP_LAYERS):
+        if not isinstance(layer, COUNTED):
             weighted = layer.weights if call.opaque else own_variables(layer)
             if isinstance(layer, LEAVES) or (weighted and "normalization" not in type(layer).__module__):
                 skipped.add(type(layer).__name__)
             continue
         try:
             flops = _layer_flops(layer, call)
+        except NotCounted as exc:
+            skipped.add(str(exc))
+            continue
         except Exception:
             flops = None
         if flops is None:
@@ -74,6 +93,8 @@ def _layer_flops(layer: Any, call: Call) -> float | None:
         return _mha_flops(layer, call)
     x = next((s for s in [*call.args, *call.kwargs.values()] if s is not None), None)
     y = call.outputs[0] if call.outputs else None
+    if isinstance(layer, (L.RNN, L.Bidirectional, L.TimeDistributed)):
+        return _sequence_flops(layer, x, y)
     bias = int(bool(getattr(layer, "use_bias", False) or getattr(layer, "bias_axes", None)))
     if x is not None and y is not None and isinstance(layer, L.EinsumDense):
         return _einsum_flops(layer, x, y, bias)  # Keras often leaves output dims None here
@@ -93,6 +114,31 @@ def _layer_flops(layer: Any, call: Call) -> float | None:
     if isinstance(layer, CONV_T):  # every input position scatters a k x c_in x filters product
         return float(2 * k * c_in * layer.filters * in_pos + bias * layer.filters * out_pos)
     return float(out_pos * layer.filters * (2 * k * c_in // (getattr(layer, "groups", 1) or 1) + bias))
+
+
+def _sequence_flops(layer: Any, x: Shape | None, y: Shape | None) -> float | None:
+    """A recurrent layer's FLOPs (every time step), a Bidirectional's (both directions) or a TimeDistributed's
+    (its layer at every time step); None when the time steps or the input's width are not static."""
+    if x is None or len(x) < 3 or None in x[1:]:
+        return None
+    if isinstance(layer, L.Bidirectional):
+        return sum(_sequence_flops(inner, x, None) or 0.0 for inner in (layer.forward_layer, layer.backward_layer))
+    if isinstance(layer, L.TimeDistributed):
+        inner = layer.layer
+        if not isinstance(inner, COUNTED):
+            if inner.weights and "normalization" not in type(inner).__module__:
+                raise NotCounted(f"TimeDistributed({type(inner).__name__})")
+            return 0.0  # as the same layer's own call: no FLOPs counted, nothing to say
+        inner_y = (y[0], *y[2:]) if y is not None and len(y) > 2 else None
+        step = _layer_flops(inner, Call(inner, [(x[0], *x[2:])], {}, [inner_y] if inner_y else [], 1))
+        return None if step is None else float(x[1]) * step
+    cell = layer.cell
+    gates = GATES.get(type(cell).__name__)
+    if gates is None:
+        raise NotCounted(f"{type(layer).__name__}({type(cell).__name__})")
+    units, width = int(cell.units), int(x[-1])
+    biases = (2 if getattr(cell, "reset_after", False) else 1) * int(bool(cell.use_bias))
+    return float(x[1]) * gates * units * (2 * (width + units) + biases)
 
 
 def _einsum_flops(layer: Any, x: Shape, y: Shape, bias: int) -> float | None:

@@ -335,13 +335,56 @@ def test_custom_composite_layer_in_a_graph_is_traced_per_call() -> None:
     assert profile.flops_per_sample == 2 * 8 * (2 * 8 + 1) + 4 * (2 * 8 + 1)
 
 
-def test_unusual_layers_are_skipped_and_noted() -> None:
-    x = keras.Input((5, 3))
-    profile = _inspect(keras.Model(x, L.Dense(2)(L.LSTM(4)(x))))
-    lstm = 4 * 4 * (3 + 4 + 1)
-    assert profile.params == lstm + 4 * 2 + 2
-    assert profile.flops_per_sample == 2 * (2 * 4 + 1)
-    assert any("LSTM" in note for note in profile.notes)
+T, WIDTH, UNITS = 5, 3, 4  # time steps, input width, recurrent units
+
+
+@pytest.mark.parametrize(("layer", "gates", "biases"), [
+    (lambda: L.SimpleRNN(UNITS), 1, 1),
+    (lambda: L.LSTM(UNITS), 4, 1),
+    (lambda: L.GRU(UNITS), 3, 2),  # reset_after (Keras's default): an input and a recurrent bias
+    (lambda: L.GRU(UNITS, reset_after=False), 3, 1),
+], ids=["SimpleRNN", "LSTM", "GRU", "GRU-reset_before"])
+def test_recurrent_layers_count_every_time_steps_gate_products(layer: object, gates: int, biases: int) -> None:
+    """An LSTM counted 0 FLOPs (the model's figure was the final Dense alone: flop_per_j 240x low)."""
+    x = keras.Input((T, WIDTH))
+    profile = _inspect(keras.Model(x, L.Dense(2)(layer()(x))))
+    step = gates * UNITS * (2 * (WIDTH + UNITS) + biases)  # kernel and recurrent products, bias adds, per gate
+    assert profile.flops_per_sample == T * step + 2 * (2 * UNITS + 1)
+    assert not any("FLOPs not counted" in note for note in profile.notes)
+
+
+def test_bidirectional_counts_both_directions_and_time_distributed_every_step() -> None:
+    x = keras.Input((T, WIDTH))
+    lstm = T * 4 * UNITS * (2 * (WIDTH + UNITS) + 1)
+    bidirectional = _inspect(keras.Model(x, L.Dense(2)(L.Bidirectional(L.LSTM(UNITS))(x))))
+    assert bidirectional.flops_per_sample == 2 * lstm + 2 * (2 * 2 * UNITS + 1)
+    distributed = _inspect(keras.Model(x, L.Dense(2)(L.Flatten()(L.TimeDistributed(L.Dense(UNITS))(x)))))
+    assert distributed.flops_per_sample == T * UNITS * (2 * WIDTH + 1) + 2 * (2 * T * UNITS + 1)
+
+
+class OwnCell(L.Layer):
+    """A recurrent cell of the user's own: its FLOPs are not known."""
+
+    def __init__(self, units: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.units = self.state_size = units
+
+    def build(self, input_shape: tuple) -> None:
+        self.w = self.add_weight(shape=(input_shape[-1], self.units))
+
+    def call(self, x: object, states: object) -> tuple:
+        out = keras.ops.matmul(x, self.w)
+        return out, [out]
+
+
+def test_layers_whose_flops_are_not_known_are_skipped_noted_and_warned(caplog: pytest.LogCaptureFixture) -> None:
+    x = keras.Input((T, WIDTH))
+    with caplog.at_level("WARNING", logger="mlflow_green"):
+        profile = _inspect(keras.Model(x, L.Dense(2)(L.RNN(OwnCell(UNITS))(x))))
+    assert profile.params == WIDTH * UNITS + UNITS * 2 + 2
+    assert profile.flops_per_sample == 2 * (2 * UNITS + 1)
+    assert any("RNN(OwnCell)" in note for note in profile.notes)
+    assert any("not counted for the layer types RNN(OwnCell)" in r.getMessage() for r in caplog.records)
 
 
 # --- subclassed models and other objects -------------------------------------------------------
