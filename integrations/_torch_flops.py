@@ -84,6 +84,28 @@ def _extra_flops(module: nn.Module, args: tuple[Any, ...], output: Any) -> float
     return 2.0 * out.numel() * (module.in_channels // module.groups) * k + bias
 
 
+_GATES: Final = {"LSTM": 4, "GRU": 3}  # nn.RNN: 1
+
+
+def recurrent_flops(module: nn.RNNBase, args: tuple[Any, ...]) -> float:
+    """An ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` call's FLOPs (the whole batch): at every time step of every layer and
+    direction, the gates' input and recurrent products and both bias adds (and an LSTM's projection). Its
+    fused kernel hides them from ``FlopCounterMode`` (an LSTM counted none)."""
+    x = args[0] if args else None
+    data = getattr(x, "data", x) if isinstance(x, nn.utils.rnn.PackedSequence) else x
+    if not isinstance(data, torch.Tensor):
+        return 0.0
+    steps = data.shape[0] if isinstance(x, nn.utils.rnn.PackedSequence) or data.dim() < 3 else data.shape[0] * data.shape[1]
+    gates, hidden, proj = _GATES.get(module.mode, 1), module.hidden_size, getattr(module, "proj_size", 0) or 0
+    state, directions = proj or hidden, 2 if module.bidirectional else 1
+    flops, width = 0.0, module.input_size
+    for _ in range(module.num_layers):
+        per_step = gates * hidden * (2 * (width + state) + (2 if module.bias else 0)) + (2 * hidden * proj)
+        flops += directions * per_step * steps
+        width = directions * state
+    return float(flops)
+
+
 def counted_flops(
     model: nn.Module, example_input: Any, notes: list[str], cache: dict[str, Any] | None
 ) -> tuple[dict[int, int] | None, float | None]:
@@ -126,11 +148,16 @@ def _count_flops(model: nn.Module, example_input: Any, notes: list[str]) -> tupl
         notes.append("no example_input: FLOPs unknown; params count modules per registration, not per call")
         return None, None
     calls: Counter[int] = Counter()
-    extra = [0.0]
+    extra, counters, before = [0.0], [], {}
+
+    def seen(module: nn.Module, args: tuple[Any, ...]) -> None:  # an RNN: what the counter has before its call
+        before[id(module)] = counters[0].get_total_flops() if counters else 0
 
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         calls[id(module)] += 1
         extra[0] += _extra_flops(module, args, output)
+        if isinstance(module, nn.RNNBase) and counters:  # its own count instead of the part the counter saw
+            extra[0] += recurrent_flops(module, args) - (counters[0].get_total_flops() - before.pop(id(module), 0))
 
     modules = list(model.modules())
     training = [m.training for m in modules]
@@ -138,11 +165,13 @@ def _count_flops(model: nn.Module, example_input: Any, notes: list[str]) -> tupl
     handles, fastpath = [], _MHA.get_fastpath_enabled() if _MHA is not None else None
     try:
         handles = [m.register_forward_hook(hook) for m in modules]
+        handles += [m.register_forward_pre_hook(seen) for m in modules if isinstance(m, nn.RNNBase)]
         model.eval()
         if _MHA is not None:
             _MHA.set_fastpath_enabled(False)  # the fused fast paths hide their FLOPs
         args, kwargs = _call_arguments(model, example_input)
         with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS) as counter:
+            counters.append(counter)
             model(*args, **kwargs)
         total = counter.get_total_flops() + extra[0]
     except Exception as exc:
@@ -163,8 +192,6 @@ def _count_flops(model: nn.Module, example_input: Any, notes: list[str]) -> tupl
     if first is None or first.dim() == 0:
         notes.append("batch size of example_input unknown: FLOPs are per call, taken as one sample")
     notes.append("FLOPs: matmul/conv/attention and bias adds; activations, norms, pooling not counted")
-    if any(isinstance(m, nn.RNNBase) for m in modules):
-        notes.append("RNN/LSTM/GRU FLOPs (fused ops) not counted")
     if any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in modules):
         notes.append("FLOPs of quantized ops other than Linear/Conv (e.g. quantized add) not counted")
     return dict(calls), total / samples

@@ -34,7 +34,9 @@ What is counted (see :class:`mlflow_green.training.inspection.ModelProfile` for 
   LightningModule's ``example_input_array``) under ``FlopCounterMode`` (matmul, conv, attention;
   1 multiply-add = 2 FLOPs) divided by the first dimension of the first input tensor, plus by hand
   bias adds of Linear/Conv (1 FLOP per output value, as the Keras inspector) and quantized
-  Linear/Conv/ConvTranspose modules, which ``FlopCounterMode`` does not see. Activations, norms,
+  Linear/Conv/ConvTranspose modules, which ``FlopCounterMode`` does not see, and ``nn.RNN`` / ``nn.LSTM`` /
+  ``nn.GRU`` counted by hand (every time step, layer and direction: the gates' input and recurrent
+  products and both bias adds; their fused kernels hide them). Activations, norms,
   pooling, element-wise and other quantized ops are not counted. The pass runs in eval mode (no
   BatchNorm updates, no dropout); every module's train/eval flag and pruned weight attribute
   are restored. A tuple or list input is positional arguments, a dict keyword arguments
