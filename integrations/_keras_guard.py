@@ -105,6 +105,7 @@ class CallGuard:
         local = frame.f_locals if frame is not None else {}
         callbacks, iterator = local.get("callbacks"), local.get("epoch_iterator")
         self.validates = self.validates or (method == "fit" and local.get("validation_data") is not None)
+        self.outside_fit = method == "fit" and frame is None  # a CallbackList driven by the user's own loop
         self._callbacks = callbacks if callbacks is not None else self._callbacks
         if self.epoch_iterator is None:
             self.epoch_iterator = iterator

@@ -165,6 +165,9 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
     if guard is not None and guard.samples:
         return guard.samples
     keras_model = model()
+    if getattr(guard, "outside_fit", False):  # a loop of the user's own drives the callbacks: no count to trust
+        _warn_once(type(keras_model).__name__ + " loop", OWN_LOOP)
+        return None
     batches = _batches_this_epoch(guard, keras_model)
     whole = batches is not None and batches >= (getattr(getattr(guard, "epoch_iterator", None), "num_batches", None) or 0) > 0
     if guard is not None and not guard.stop_requested and (whole or not getattr(keras_model, "stop_training", False)):
@@ -192,14 +195,21 @@ def _own_train_step(model: Any) -> bool:
 
 
 _WARNED: set[str] = set()
+OWN_LOOP = ("mlflow-green: GreenCallback is driven by a training loop of your own (a CallbackList called by hand, not "
+            "model.fit): the samples it trains are not known (train_on_batch resets the metrics' counts at every call), "
+            "so green/energy_per_sample_j and green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...).")
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message)
 
 
 def _warn_counts_batches(model: Any) -> None:
     name = type(model).__name__
-    if name not in _WARNED:
-        _WARNED.add(name)
-        logger.warning(
-            "mlflow-green: %s's own train_step adds 1 per batch to the loss tracker (update_state(loss) without a "
-            "sample_weight), so the samples it trained are not known here: green/energy_per_sample_j and "
-            "green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...), or update the tracker with "
-            "sample_weight=batch size as Keras's own train_step does.", name)
+    _warn_once(name, (
+        f"mlflow-green: {name}'s own train_step adds 1 per batch to the loss tracker (update_state(loss) without a "
+        "sample_weight), so the samples it trained are not known here: green/energy_per_sample_j and "
+        "green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...), or update the tracker with "
+        "sample_weight=batch size as Keras's own train_step does."))

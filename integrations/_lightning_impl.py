@@ -79,7 +79,6 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self._pending_state: Mapping[str, Any] | None = None
         self._needs_profile = False
         self._example: Any = None
-        self._model_of_fit = 0  # id() of the model the example belongs to
         self._flop_cache: dict[str, Any] = {}
         self._last_batch_end_s = self._last_budget_check_s = 0.0
         self._epoch_samples = self._eval_samples = 0
@@ -231,7 +230,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """The call's end (after every ``on_fit_end``: an exception in one of them fails the fit's run)."""
         self._let_go()
-        self._early = stop_unused(self._early)
+        self._early = stop_unused(self._early, unlogged=stage == "fit" and not self._fitting)
         if self._fitting:
             self._fitting = False
             with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete

@@ -23,7 +23,6 @@ class ProfileMixin:
 
     session: Any
     _example: Any
-    _model_of_fit: int
     _flop_cache: dict[str, Any]
     _needs_profile: bool
     _profiled: Any
@@ -36,7 +35,7 @@ class ProfileMixin:
         the last one, ``green.compression`` and ``green/report.json`` are updated.
         """
         example = example_input if example_input is not None else getattr(model, "example_input_array", None)
-        if example is None and id(model) == self._model_of_fit:
+        if example is None:  # the fit's (a quantized copy takes the same input; another that does not: FLOPs noted unknown)
             example = self._example
         context: dict[str, Any] = {"precision": precision}
         if example is not None:
@@ -57,7 +56,6 @@ class ProfileMixin:
 
     def _inspect(self, trainer: Any, pl_module: Any) -> ModelProfile | None:
         """Profile the model on the fit's example input (its ``example_input_array`` or one sample of the first batch)."""
-        self._model_of_fit = id(pl_module)
         precision = str(getattr(trainer, "precision", "") or "") or None
         context: dict[str, Any] = {"precision": precision}
         if self._example is not None:

@@ -70,10 +70,20 @@ def started_tracker(template: Any) -> Any:
     return tracker
 
 
-def stop_unused(tracker: Any) -> None:
-    """Stop a tracker :func:`started_tracker` started that no fit took (the setup after it failed); returns None."""
+def stop_unused(tracker: Any, *, unlogged: bool = False) -> None:
+    """Stop a tracker :func:`started_tracker` started that no fit took (the setup after it failed); returns None.
+
+    ``unlogged``: the call ended without an error before its fit began — Lightning's ``Tuner`` (``lr_find``,
+    ``scale_batch_size``) runs its trials in such a call and ends it before the fit's start hooks: a warning
+    says what was measured and is not logged, and how to have it billed."""
     if tracker is not None and tracker.running:
-        tracker.stop()
+        measured = tracker.stop()
+        if unlogged:
+            logger.warning(
+                "mlflow-green: a Trainer.fit ended before it began training (Lightning's Tuner: lr_find or "
+                "scale_batch_size): its %.1f J are not logged. Put LearningRateFinder / BatchSizeFinder in the "
+                "Trainer's callbacks instead (their trials are billed to the fit's run, as other), or run the "
+                "tuner inside mlflow_green.track().", measured.energy_j)
 
 
 def end_unbegun_fit(session: Any, trainer: Any, tracker: Any, status: str) -> None:

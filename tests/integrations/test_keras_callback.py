@@ -611,3 +611,41 @@ def test_two_callbacks_training_in_turn_in_one_run_continue_each_others_totals(m
     report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
     assert report["samples"] == {"train": 4 * len(x)}
     assert_green_invariants(run.info.run_id)
+
+
+def _own_loop(cb: GreenCallback, epochs: int = 2) -> tuple[keras.Model, int]:
+    """The custom-loop pattern of TensorFlow's guides: a CallbackList driven by hand, train_on_batch per batch."""
+    x, y = np.random.default_rng(0).random((256, 16)).astype("float32"), np.random.default_rng(1).integers(0, 4, 256)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(4)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    callbacks = keras.callbacks.CallbackList([cb], add_history=True, model=model, epochs=epochs, steps=4)
+    callbacks.on_train_begin()
+    logs: dict = {}
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        for step in range(4):
+            callbacks.on_train_batch_begin(step)
+            logs = model.train_on_batch(x[step * 64:(step + 1) * 64], y[step * 64:(step + 1) * 64], return_dict=True)
+            callbacks.on_train_batch_end(step, logs)
+        callbacks.on_epoch_end(epoch, logs)
+    callbacks.on_train_end(logs)
+    return model, 256 * epochs
+
+
+def test_a_loop_of_the_users_own_logs_no_per_sample_figures_unless_told_the_samples(
+        mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    """train_on_batch resets the metrics at every call: the count Keras's fit leaves was one batch an epoch
+    (joules per sample 4x high here, 8x in the report that found it). Now left out, with a warning that says
+    what to pass; with ``samples_per_epoch`` the figures are there."""
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    with caplog.at_level("WARNING", logger="mlflow_green"):
+        _own_loop(cb)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FINISHED"
+    assert schema.ENERGY_PER_SAMPLE_J not in run.data.metrics and schema.FLOP_PER_J not in run.data.metrics
+    assert any("a training loop of your own" in r.getMessage() and "samples_per_epoch" in r.getMessage()
+               for r in caplog.records)
+    told = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})], samples_per_epoch=256)
+    _, trained = _own_loop(told)
+    metrics = MlflowClient().get_run(told.session.run_id).data.metrics
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / trained, rel=1e-6)

@@ -256,15 +256,20 @@ def test_min_epochs_outlasts_early_stopping(mlflow_experiment: str, tmp_path: Pa
 
 
 # -- 8. the learning-rate finder -----------------------------------------------------------------------
-def test_lr_find_then_fit_on_the_same_trainer(mlflow_experiment: str, tmp_path: Path) -> None:
+def test_lr_find_then_fit_on_the_same_trainer(mlflow_experiment: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The Tuner's trials end its fit before the callbacks' start hooks: no run of their own, and a warning
+    that says their energy is not logged and how to have it billed (it was dropped silently)."""
     from lightning.pytorch.tuner import Tuner
 
     train, val = loaders()
     cb, counter = _green(), Counter()
     trainer = lightning.Trainer(max_epochs=2, default_root_dir=tmp_path, callbacks=[cb, counter], **quiet_trainer_kwargs())
     model = digits_classifier()
-    Tuner(trainer).lr_find(model, train_dataloaders=train, val_dataloaders=val, num_training=20, update_attr=False)
+    with caplog.at_level("WARNING", logger="mlflow_green"):
+        Tuner(trainer).lr_find(model, train_dataloaders=train, val_dataloaders=val, num_training=20, update_attr=False)
     assert mlflow.active_run() is None
+    assert any("Lightning's Tuner" in r.getMessage() and "are not logged" in r.getMessage() and "LearningRateFinder"
+               in r.getMessage() for r in caplog.records)
     counter.reset()  # what the fit itself trains
     trainer.fit(model, train, val)
     runs = _runs(mlflow_experiment)

@@ -104,3 +104,27 @@ def test_a_state_without_flops_counts_every_sample_at_the_current_models_flops()
     flops.begin_fit(old.samples)
     assert flops.end_fit(10.0, {"train": 150}) == 3 * 10.0 * 150
     assert RunFlops.from_state(None, {"test": 5}).earlier == 0.0  # evaluations only: no training FLOPs
+
+
+def test_a_quantized_copy_logged_after_the_fit_keeps_its_flops_in_the_report(mlflow_experiment: str, tmp_path: Path) -> None:
+    """``log_model(quantize_dynamic(model))`` on a model profiled on its first batch: the copy was inspected
+    without an example input, so ``green/report.json`` lost the FLOPs (None, "FLOPs unknown") while the metric
+    kept them. The fit's example input serves the copy too."""
+    import json
+
+    import torch
+
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])
+    model = digits_classifier()
+    model.example_input_array = None  # profiled on the first training batch
+    trainer = lightning.Trainer(max_epochs=1, default_root_dir=tmp_path, callbacks=[cb], **quiet_trainer_kwargs())
+    trainer.fit(model, *loaders())
+    fitted_flops = cb.session.profile.flops_per_sample
+    quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    profile = cb.log_model(quantized)
+    assert profile is not None and profile.flops_per_sample == fitted_flops  # the same products, in int8
+    path = MlflowClient().download_artifacts(cb.session.run_id, schema.REPORT_ARTIFACT, str(tmp_path / "report"))
+    report = json.loads(Path(path).read_text())
+    assert report["model"]["flops_per_sample"] == fitted_flops
+    assert report["model"]["flops_per_sample"] == MlflowClient().get_run(cb.session.run_id).data.metrics[
+        schema.MODEL_FLOPS_PER_SAMPLE]
