@@ -178,7 +178,10 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
     if seen is not None and seen == batches and _own_train_step(keras_model):
         _warn_counts_batches(keras_model)
         return adapter_samples(guard.epoch_iterator if guard is not None else None)
-    return seen or adapter_samples(guard.epoch_iterator if guard is not None else None)
+    counted = seen or adapter_samples(guard.epoch_iterator if guard is not None else None)
+    if not counted and batches:  # trained, and no count: say so rather than leave the figures out silently
+        _warn_once(type(keras_model).__name__ + " unknown", UNKNOWN.format(name=type(keras_model).__name__))
+    return counted
 
 
 def _batches_this_epoch(guard: Any, model: Any) -> int | None:
@@ -195,6 +198,9 @@ def _own_train_step(model: Any) -> bool:
 
 
 _WARNED: set[str] = set()
+UNKNOWN = ("mlflow-green: the samples {name} trained in this fit are not known (its input's size is not, and its "
+           "metrics did not count them: a tf.distribute strategy's input, a train_step of your own): "
+           "green/energy_per_sample_j and green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...).")
 OWN_LOOP = ("mlflow-green: GreenCallback is driven by a training loop of your own (a CallbackList called by hand, not "
             "model.fit): the samples it trains are not known (train_on_batch resets the metrics' counts at every call), "
             "so green/energy_per_sample_j and green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...).")

@@ -649,3 +649,37 @@ def test_a_loop_of_the_users_own_logs_no_per_sample_figures_unless_told_the_samp
     _, trained = _own_loop(told)
     metrics = MlflowClient().get_run(told.session.run_id).data.metrics
     assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / trained, rel=1e-6)
+
+
+def test_a_fit_whose_samples_cannot_be_counted_says_so(mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Keras's guide's lower-level train_step (compile without a loss, a Mean tracker of its own) on tf.data: no
+    count anywhere, and the per-sample figures were left out without a word. Now a warning names the option."""
+    tf = pytest.importorskip("tensorflow")
+
+    class OwnTrackerModel(keras.Model):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+
+        @property
+        def metrics(self) -> list:
+            return [self.loss_tracker]
+
+        def train_step(self, data: tuple) -> dict:
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, self(x, training=True)))
+            self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+            self.loss_tracker.update_state(loss)
+            return {"loss": self.loss_tracker.result()}
+
+    x, y = np.random.default_rng(0).random((256, 16)).astype("float32"), np.random.default_rng(1).integers(0, 4, 256)
+    inputs = keras.Input((16,))
+    model = OwnTrackerModel(inputs, keras.layers.Dense(4, activation="softmax")(inputs))
+    model.compile(optimizer="sgd")
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    with caplog.at_level("WARNING", logger="mlflow_green"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(64), epochs=2, callbacks=[cb], verbose=0)
+    assert schema.ENERGY_PER_SAMPLE_J not in MlflowClient().get_run(cb.session.run_id).data.metrics
+    assert any("samples OwnTrackerModel trained in this fit are not known" in r.getMessage() and "samples_per_epoch"
+               in r.getMessage() for r in caplog.records)
