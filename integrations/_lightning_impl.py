@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from mlflow_green.integrations._lightning_profile import ProfileMixin
 from mlflow_green.integrations._lightning_trainer import (
     RootDevice,
     bind_trainer_run,
+    busy_in_another_thread,
     end_unbegun_fit,
     ends_the_epoch,
     show_in_progress_bar,
@@ -87,12 +89,16 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self._at_exit_registered = False
         self._guard = EarlierCallbacksGuard()  # our on_exception runs even if an earlier callback's raises
         self._early: Any = None  # the fit's tracker, started at setup (see setup)
+        self._thread = 0  # the thread of the call measured last (another's call at once: this one stands aside)
         self._sizes, self._profiled = batch_size, same_batch  # a training batch's samples, its part profiled
 
     # -- fit ---------------------------------------------------------------------------------
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """A fit's measurement starts here: the module's ``setup``, ``configure_model``, the strategy's and a checkpoint's
         restore are its ``other`` (``prepare_data``, the DataModule's ``setup`` and DDP's start come before: docs/lightning.md)."""
+        if busy_in_another_thread(self, trainer):
+            return
+        self._thread = threading.get_ident()
         self._early = stop_unused(self._early)
         if stage == "fit":
             self._setup_distributed(trainer)
@@ -256,6 +262,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         state["_at_exit_registered"] = False  # a spawned rank registers its own
         state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
         state["_early"] = state["_fetch"] = None
+        state["_thread"] = 0  # a copy (ddp_spawn, deepcopy) measures in threads of its own
         return state
 
     # -- internals ---------------------------------------------------------------------------

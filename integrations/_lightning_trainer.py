@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,6 +69,20 @@ def started_tracker(template: Any) -> Any:
         logger.debug("mlflow-green: could not start measuring at setup: %s", exc)
         return None
     return tracker
+
+
+def busy_in_another_thread(callback: Any, trainer: Any) -> bool:
+    """True when ``callback`` measures a call (a fit from its ``setup`` on, an evaluation) running in another thread
+    — one instance cannot measure two at once (two Trainers in two threads given one callback): it is then taken
+    out of ``trainer``'s callbacks, with a warning, and this Trainer's calls go unmeasured."""
+    if callback._thread in (0, threading.get_ident()):
+        return False
+    if callback._early is None and not callback._fitting and not callback.session.eval_in_progress:
+        return False
+    trainer.callbacks = [c for c in trainer.callbacks if c is not callback]
+    logger.warning("mlflow-green: this GreenCallback is measuring a Trainer in another thread; this Trainer (thread %s) "
+                   "goes unmeasured. Give each Trainer its own GreenCallback().", threading.current_thread().name)
+    return True
 
 
 def stop_unused(tracker: Any, *, unlogged: bool = False) -> None:
