@@ -1,23 +1,23 @@
 """Sees every way a Keras ``fit`` / ``evaluate`` / ``predict`` can end, and times input waits.
 
-Keras has no "on exception" hook: an exception raised by another callback, by the input
-pipeline or by a compiled step leaves ``fit`` without calling ``on_train_end``. While a call
-is measured, :class:`CallGuard` wraps, on the instances of that one call only:
+Keras has no "on exception" hook: an exception raised by another callback, by the input pipeline or by a compiled
+step leaves ``fit`` without calling ``on_train_end``. While a call is measured, :class:`CallGuard` wraps, on the
+instances of that one call only:
 
 - the call's ``CallbackList`` hooks (an exception or ``KeyboardInterrupt`` in any callback);
 - the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``);
-- on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed
-  (input wait) and counted (batches and samples seen), and its exceptions are seen;
+- on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed (input wait) and
+  counted (batches and samples seen), and its exceptions are seen;
 - ``SIGTERM`` and ``SIGINT`` (Ctrl-C; main thread only): the measurement ends ``KILLED`` at that moment, then
-  the previous handler runs (the process terminates, ``KeyboardInterrupt`` is raised, as they would have).
+  the previous handler runs (the process terminates, ``KeyboardInterrupt`` is raised, as they would have); a
+  step that raised something else for the Ctrl-C (TensorFlow's C code, given the interrupt inside a Python
+  callback of its own: ``SystemError``, ``UnknownError``) raises ``KeyboardInterrupt`` from it.
 
-On any of these the guard calls ``on_abort(exception)`` once, at that moment, then lets the exception go on.
-Everything is restored by :meth:`CallGuard.remove`.
+On any of these the guard calls ``on_abort(exception)`` once, at that moment, then lets the exception go on;
+:meth:`CallGuard.remove` restores everything.
 
-Input wait per backend: torch and JAX read each batch in Python (``next()`` on the data
-iterator), so the wait is measured. TensorFlow reads its input inside the compiled step
-(``tf.data``, prefetched in parallel): it cannot be told apart from the step, so the wait is 0
-and counted in train.
+Input wait: torch and JAX read each batch in Python (``next()`` on the data iterator): timed. TensorFlow reads its
+input inside the compiled step (``tf.data``, prefetched in parallel): not told apart, 0, counted in train.
 """
 
 from __future__ import annotations
@@ -30,19 +30,16 @@ from typing import Any
 from mlflow_green.integrations._keras_fit_watch import FitLeft, FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import WatchedIterator, end_of_data, leading_dim
-from mlflow_green.integrations._keras_interrupt import raise_again_at_next_hook
+from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_at_next_hook
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.interrupts import SigintWatch
 from mlflow_green.training.termination import SigtermWatch
 
 logger = logging.getLogger(__name__)
 
-_CALLBACK_HOOKS = (
-    "on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end",
-    "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
-    "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end",
-    "on_train_end",
-)
+_CALLBACK_HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end", "on_test_begin",
+                   "on_test_end", "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
+                   "on_predict_batch_begin", "on_predict_batch_end", "on_train_end")
 _STEP_FUNCTIONS = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
 _START_HOOKS = {"fit": "on_train_begin", "evaluate": "on_test_begin", "predict": "on_predict_begin"}
 
@@ -76,7 +73,7 @@ class CallGuard:
         self._wrapped: list[tuple[Any, str]] = []
         self._callbacks: Any = None  # the watched call's CallbackList
         self.validates = False  # the watched fit has validation data (validation_split's included)
-        self._aborted = False
+        self._aborted = self.interrupted = False  # interrupted: a Ctrl-C was handled during the call
         self._sigterm = SigtermWatch(lambda: self.abort(SystemExit(128 + signal.SIGTERM)))  # ends KILLED, now
         self._sigint = SigintWatch(self._ctrl_c)  # Ctrl-C wherever it lands: KILLED, now
         self.data_wait_s = 0.0
@@ -215,6 +212,7 @@ class CallGuard:
 
     def _ctrl_c(self) -> None:
         """SIGINT: end the measurement ``KILLED`` (a lost ``KeyboardInterrupt`` is raised again at the next hook)."""
+        self.interrupted = True
         self.abort(KeyboardInterrupt())
         if self._callbacks is not None:
             raise_again_at_next_hook(self._callbacks)
@@ -281,6 +279,8 @@ class CallGuard:
                 if not end_of_data(exc) and (guard.validating or not only_validating):
                     guard.step_failed = guard.step_failed or training
                     guard.abort(exc)
+                if guard.interrupted and not isinstance(exc, KeyboardInterrupt):
+                    raise ctrl_c_from(exc) from exc
                 raise
             if training:
                 guard.steps += 1

@@ -29,4 +29,10 @@ def raise_again_at_next_hook(callbacks: Any) -> None:
             setattr(callbacks, name, raise_interrupt)
 
 
-__all__ = ["RAISE_AT", "raise_again_at_next_hook"]
+def ctrl_c_from(exc: BaseException) -> KeyboardInterrupt:
+    """The ``KeyboardInterrupt`` for a Ctrl-C the framework raised as ``exc`` (TensorFlow's C code, given it inside a
+    Python callback of its own, raises ``SystemError: bad argument to internal function`` or ``UnknownError``)."""
+    return KeyboardInterrupt(f"Ctrl-C (the framework raised it as {type(exc).__name__}: {exc})")
+
+
+__all__ = ["RAISE_AT", "ctrl_c_from", "raise_again_at_next_hook"]

@@ -84,3 +84,37 @@ def test_a_sigint_handler_of_the_users_own_is_left_alone(tmp_path: Path) -> None
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_the_framework_raises_as_another_error_reaches_the_user_as_keyboard_interrupt(mlflow_experiment: str) -> None:
+    """TensorFlow's C code, handed the interrupt inside a Python callback of its own, raised ``SystemError: bad
+    argument to internal function`` out of ``fit`` (seen in the suite): the user's ``except KeyboardInterrupt``
+    missed it. The step here does what that C code does; the run still ends ``KILLED`` at the Ctrl-C."""
+    import keras
+    import mlflow
+    import numpy as np
+
+    from mlflow_green.integrations.keras import GreenCallback
+    from mlflow_green.testing import FakeMeter
+
+    class ConvertsCtrlC(keras.Sequential):
+        steps = 0
+
+        def train_step(self, data: object) -> object:
+            type(self).steps += 1
+            if type(self).steps == 3:
+                try:
+                    signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, handled by Python here
+                except KeyboardInterrupt:
+                    raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
+            return super().train_step(data)
+
+    model = ConvertsCtrlC([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    x, y = np.random.default_rng(0).random((64, 4)).astype("float32"), np.zeros(64, dtype="int64")
+    with pytest.raises(KeyboardInterrupt) as raised:
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[cb])
+    assert isinstance(raised.value.__cause__, SystemError)
+    assert mlflow.MlflowClient().get_run(cb.session.run_id).info.status == "KILLED"
+    assert mlflow.active_run() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
