@@ -9,21 +9,17 @@ their own fit, with a warning that the process's energy is in both runs while th
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
-import mlflow
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 
 keras = pytest.importorskip("keras")
 
-from green_invariants import assert_green_invariants  # noqa: E402
+from threaded_fits import assert_each_measured_its_own, assert_the_first_measured_alone, fits_at_once, warnings_while  # noqa: E402
 
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
-from mlflow_green.record import schema  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
 X = np.random.default_rng(0).random((256, 16)).astype("float32")
@@ -51,51 +47,22 @@ class PauseAfterFirstEpoch(keras.callbacks.Callback):
 
 def _fits_at_once(first_callback: GreenCallback, second_callback: GreenCallback) -> dict[str, str]:
     """A fit of 3 epochs in a thread, held after its first epoch while a fit of 2 epochs runs in the main thread."""
-    in_fit, go_on, ended = threading.Event(), threading.Event(), {}
-
-    def first() -> None:
-        try:
-            _model().fit(X, Y, epochs=3, batch_size=32, verbose=0,
-                         callbacks=[first_callback, PauseAfterFirstEpoch(in_fit, go_on)])
-            ended["first"] = "returned"
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            ended["first"] = repr(exc)
-
-    thread = threading.Thread(target=first, name="first-fit")
-    thread.start()
-    try:
-        assert in_fit.wait(120)
-        _model().fit(X, Y, epochs=2, batch_size=32, verbose=0, callbacks=[second_callback])
-        ended["second"] = "returned"
-    finally:
-        go_on.set()
-        thread.join(120)
-    return ended
+    return fits_at_once(
+        lambda in_fit, go_on: _model().fit(X, Y, epochs=3, batch_size=32, verbose=0,
+                                           callbacks=[first_callback, PauseAfterFirstEpoch(in_fit, go_on)]),
+        lambda: _model().fit(X, Y, epochs=2, batch_size=32, verbose=0, callbacks=[second_callback]))
 
 
 def test_one_callback_given_to_two_fits_at_once_measures_the_first_and_the_second_stands_aside(
         mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
     cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
-    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
-        assert _fits_at_once(cb, cb) == {"first": "returned", "second": "returned"}
-    warnings = [r.getMessage() for r in caplog.records]
+    warnings = warnings_while(caplog, lambda: _fits_at_once(cb, cb))
     assert any("measuring a fit in another thread; this fit (thread MainThread) goes unmeasured" in w for w in warnings)
     assert not any("inside the fit it measures" in w for w in warnings)
-    [run] = MlflowClient().search_runs([mlflow_experiment])
-    assert run.info.status == "FINISHED" and run.info.run_id == cb.session.run_id
-    hist = assert_green_invariants(run.info.run_id)
-    assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1, 2]  # the first fit's three epochs, once each
-    assert mlflow.active_run() is None
+    assert_the_first_measured_alone(cb, mlflow_experiment)
 
 
 def test_two_callbacks_in_two_fits_at_once_each_measure_their_own_and_say_the_energies_overlap(
         mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
     first, second = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
-    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
-        assert _fits_at_once(first, second) == {"first": "returned", "second": "returned"}
-    assert any("another training or evaluation is measured in another thread" in r.getMessage() for r in caplog.records)
-    runs = {r.info.run_id: r for r in MlflowClient().search_runs([mlflow_experiment])}
-    assert set(runs) == {first.session.run_id, second.session.run_id}
-    for run_id, epochs in ((first.session.run_id, [0, 1, 2]), (second.session.run_id, [0, 1])):
-        assert runs[run_id].info.status == "FINISHED"
-        assert [m.step for m in assert_green_invariants(run_id)[schema.ENERGY_KWH]] == epochs
+    assert_each_measured_its_own(first, second, warnings_while(caplog, lambda: _fits_at_once(first, second)))

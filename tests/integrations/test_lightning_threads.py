@@ -9,22 +9,18 @@ a warning that the process's energy is in both runs while they overlap.
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
-import mlflow
 import pytest
-from mlflow import MlflowClient
 
 pytest.importorskip("lightning")
 
 import lightning  # noqa: E402
-from green_invariants import assert_green_invariants  # noqa: E402
 from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
+from threaded_fits import assert_each_measured_its_own, assert_the_first_measured_alone, fits_at_once, warnings_while  # noqa: E402
 
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
-from mlflow_green.record import schema  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
 
@@ -42,48 +38,21 @@ class PauseAfterFirstEpoch(lightning.Callback):
 
 def _fits_at_once(first: GreenCallback, second: GreenCallback) -> dict[str, str]:
     """A Trainer of 3 epochs in a thread, held after its first epoch while a Trainer of 2 epochs fits in the main thread."""
-    in_fit, go_on, ended = threading.Event(), threading.Event(), {}
-
-    def fit_first() -> None:
-        try:
-            trainer = lightning.Trainer(max_epochs=3, callbacks=[first, PauseAfterFirstEpoch(in_fit, go_on)],
-                                        **quiet_trainer_kwargs())
-            trainer.fit(digits_classifier(), *loaders())
-            ended["first"] = "returned"
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            ended["first"] = repr(exc)
-
-    thread = threading.Thread(target=fit_first, name="first-fit")
-    thread.start()
-    try:
-        assert in_fit.wait(120)
-        lightning.Trainer(max_epochs=2, callbacks=[second], **quiet_trainer_kwargs()).fit(digits_classifier(), *loaders())
-        ended["second"] = "returned"
-    finally:
-        go_on.set()
-        thread.join(120)
-    return ended
+    return fits_at_once(
+        lambda in_fit, go_on: lightning.Trainer(max_epochs=3, callbacks=[first, PauseAfterFirstEpoch(in_fit, go_on)],
+                                                **quiet_trainer_kwargs()).fit(digits_classifier(), *loaders()),
+        lambda: lightning.Trainer(max_epochs=2, callbacks=[second], **quiet_trainer_kwargs()).fit(digits_classifier(), *loaders()))
 
 
 def test_one_callback_given_to_two_trainers_at_once_measures_the_first_and_the_second_goes_unmeasured(
         mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
     cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
-    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
-        assert _fits_at_once(cb, cb) == {"first": "returned", "second": "returned"}
-    assert any("measuring a Trainer in another thread; this Trainer (thread MainThread) goes unmeasured" in r.getMessage()
-               for r in caplog.records)
-    [run] = MlflowClient().search_runs([mlflow_experiment])
-    assert run.info.status == "FINISHED" and run.info.run_id == cb.session.run_id
-    assert [m.step for m in assert_green_invariants(run.info.run_id)[schema.ENERGY_KWH]] == [0, 1, 2]
-    assert mlflow.active_run() is None
+    warnings = warnings_while(caplog, lambda: _fits_at_once(cb, cb))
+    assert any("measuring a Trainer in another thread; this Trainer (thread MainThread) goes unmeasured" in w for w in warnings)
+    assert_the_first_measured_alone(cb, mlflow_experiment)
 
 
 def test_two_callbacks_in_two_trainers_at_once_each_measure_their_own_and_say_the_energies_overlap(
         mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
     first, second = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
-    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
-        assert _fits_at_once(first, second) == {"first": "returned", "second": "returned"}
-    assert any("another training or evaluation is measured in another thread" in r.getMessage() for r in caplog.records)
-    for cb, epochs in ((first, [0, 1, 2]), (second, [0, 1])):
-        assert MlflowClient().get_run(cb.session.run_id).info.status == "FINISHED"
-        assert [m.step for m in assert_green_invariants(cb.session.run_id)[schema.ENERGY_KWH]] == epochs
+    assert_each_measured_its_own(first, second, warnings_while(caplog, lambda: _fits_at_once(first, second)))
