@@ -122,7 +122,7 @@ def _sequence_flops(layer: Any, x: Shape | None, y: Shape | None) -> float | Non
     if x is None or len(x) < 3 or None in x[1:]:
         return None
     if isinstance(layer, L.Bidirectional):
-        return sum(_sequence_flops(inner, x, None) or 0.0 for inner in (layer.forward_layer, layer.backward_layer))
+        return sum(_sequence_flops(inner, x, None) for inner in (layer.forward_layer, layer.backward_layer))  # type: ignore[misc]
     if isinstance(layer, L.TimeDistributed):
         inner = layer.layer
         if not isinstance(inner, COUNTED):

@@ -72,7 +72,7 @@ class CallGuard:
         self._python_input = python_input
         self._wrapped: list[tuple[Any, str]] = []
         self._callbacks: Any = None  # the watched call's CallbackList
-        self.validates = False  # the watched fit has validation data (validation_split's included)
+        self.validates = self.outside_fit = False  # validation data in the watched fit; a CallbackList of the user's own loop
         self._aborted = self.interrupted = False  # interrupted: a Ctrl-C was handled during the call
         self._sigterm = SigtermWatch(lambda: self.abort(SystemExit(128 + signal.SIGTERM)))  # ends KILLED, now
         self._sigint = SigintWatch(self._ctrl_c)  # Ctrl-C wherever it lands: KILLED, now

@@ -165,7 +165,7 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
     if guard is not None and guard.samples:
         return guard.samples
     keras_model = model()
-    if getattr(guard, "outside_fit", False):  # a loop of the user's own drives the callbacks: no count to trust
+    if guard is not None and guard.outside_fit:  # a loop of the user's own drives the callbacks: no count to trust
         _warn_once(type(keras_model).__name__ + " loop", OWN_LOOP)
         return None
     batches = _batches_this_epoch(guard, keras_model)
