@@ -152,7 +152,7 @@ def main() -> int:
             return 2
     nvml, handle, load, synchronize, name = _fake() if args.fake else _real(args.device)
     meter = NvmlMeter(nvml=nvml, environ={}) if args.fake else NvmlMeter()
-    tracker = EnergyTracker(meters=[meter], region="FR", synchronize=synchronize)
+    tracker = EnergyTracker(meters=[meter], region="FRA", synchronize=synchronize)
     print(f"gpu_truth on {name}: {args.seconds:g} s load, power sampled every {SAMPLE_INTERVAL_S * 1000:.0f} ms")
     lengths_s = (0.25, 1.0)
     with PowerSampler(nvml, handle) as sampler:

@@ -54,6 +54,9 @@ from mlflow_green.testing.fake_nvml_types import (
 
 __all__ = ["FakeFault", "FakeGPU", "FakeMIG", "FakeNVML", "FakeProcess", "ManualClock", "NVMLError"]
 
+PROCESS_SAMPLE_BUFFER = 100
+"""Per-process utilisation sample periods the fake driver keeps (``nvmlDeviceGetProcessUtilization``)."""
+
 class FakeNVML:
     """An object with the ``pynvml`` functions mlflow-green uses, over a list of fake GPUs.
 
@@ -228,19 +231,30 @@ class FakeNVML:
         return self._processes(gpu, mig, "graphics")
 
     def nvmlDeviceGetProcessUtilization(self, handle: Handle, timeStamp: int) -> list[ProcessUtilizationSample]:  # noqa: N802, N803
-        """The latest per-process sample newer than ``timeStamp`` (µs); NotFound when there is none."""
+        """The buffered per-process samples newer than ``timeStamp`` (µs); NotFound when there is none.
+
+        As the driver does: one sample per busy process every ``process_sample_period_s``, kept in a
+        buffer of ``PROCESS_SAMPLE_BUFFER`` periods (``timeStamp=0`` returns all of it, including
+        samples from before the caller started looking); idle processes are not sampled.
+        """
         gpu = self._whole_gpu("nvmlDeviceGetProcessUtilization", handle)
         if not gpu.process_utilisation or gpu.mig_devices:
             raise NVMLError_NotSupported()
-        period_s = gpu.process_sample_period_s
-        sample_s = (self.elapsed_s() // period_s) * period_s if period_s > 0 else self.elapsed_s()
-        stamp_us = round((self.unix_epoch_s + sample_s) * 1e6)
-        samples = [
-            ProcessUtilizationSample(p.pid, stamp_us, round(value_at(p.sm_util, sample_s)))
-            for p in gpu.processes
-            if p.alive(sample_s) and value_at(p.sm_util, sample_s) > 0
-        ]
-        if stamp_us <= int(timeStamp) or not samples:
+        period_s, now_s = gpu.process_sample_period_s, self.elapsed_s()
+        latest = int(now_s // period_s) if period_s > 0 else 0
+        ticks = range(max(latest - PROCESS_SAMPLE_BUFFER + 1, 0), latest + 1) if period_s > 0 else [0]
+        samples = []
+        for tick in ticks:
+            sample_s = tick * period_s if period_s > 0 else now_s
+            stamp_us = round((self.unix_epoch_s + sample_s) * 1e6)
+            if stamp_us <= int(timeStamp):
+                continue
+            samples += [
+                ProcessUtilizationSample(p.pid, stamp_us, round(value_at(p.sm_util, sample_s)))
+                for p in gpu.processes
+                if p.alive(sample_s) and value_at(p.sm_util, sample_s) > 0
+            ]
+        if not samples:
             raise NVMLError_NotFound()
         return samples
 

@@ -47,7 +47,7 @@ def test_result_fields_are_pynvmls() -> None:
     fields = {f for f, _ in pynvml.c_nvmlProcessInfo_v3_t._fields_} - {"usedGpuCcProtectedMemory"}
     assert fields <= set(vars(proc))
     clock.set(1.0)
-    (sample,) = nvml.nvmlDeviceGetProcessUtilization(gpu0, 0)
+    sample = nvml.nvmlDeviceGetProcessUtilization(gpu0, 0)[-1]
     assert {f for f, _ in pynvml.c_nvmlProcessUtilizationSample_t._fields_} == set(vars(sample))
     assert (sample.pid, sample.smUtil) == (os.getpid(), 40)
     with pytest.raises(fake_errors.NVMLError_NotFound):  # nothing newer than the last sample
@@ -55,6 +55,25 @@ def test_result_fields_are_pynvmls() -> None:
     assert {f for f, _ in pynvml.c_nvmlUtilization_t._fields_} == set(vars(nvml.nvmlDeviceGetUtilizationRates(gpu0)))
     mig_handle = nvml.nvmlDeviceGetMigDeviceHandleByIndex(gpu1, 0)
     assert {f for f, _ in pynvml.c_nvmlDeviceAttributes._fields_} == set(vars(nvml.nvmlDeviceGetAttributes(mig_handle)))
+
+
+def test_per_process_utilisation_is_a_buffer_of_busy_samples_since_the_timestamp() -> None:
+    clock = ManualClock()
+    ours, idle = FakeProcess(os.getpid(), sm_util=lambda t_s: 90.0 if t_s < 1.0 else 0.0), FakeProcess(7)
+    nvml = FakeNVML([FakeGPU("GPU-0", processes=[ours, idle], process_sample_period_s=0.25)], clock=clock,
+                    unix_epoch_s=100.0)
+    nvml.nvmlInit()
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.set(3.0)
+    samples = nvml.nvmlDeviceGetProcessUtilization(handle, 0)  # 0: the whole buffer, from before too
+    assert [(s.pid, s.timeStamp, s.smUtil) for s in samples] == [
+        (os.getpid(), round((100.0 + t_s) * 1e6), 90) for t_s in (0.0, 0.25, 0.5, 0.75)
+    ]  # the idle process is never sampled, nor ours once idle
+    with pytest.raises(fake_errors.NVMLError_NotFound):
+        nvml.nvmlDeviceGetProcessUtilization(handle, samples[-1].timeStamp)
+    clock.set(100.0)  # the buffer keeps PROCESS_SAMPLE_BUFFER periods: the busy second has left it
+    with pytest.raises(fake_errors.NVMLError_NotFound):
+        nvml.nvmlDeviceGetProcessUtilization(handle, 0)
 
 
 def test_mig_devices_behave_like_real_ones() -> None:

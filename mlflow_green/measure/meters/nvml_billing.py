@@ -10,7 +10,8 @@ and report.json says so.
 
 While other processes use the GPU at the same time, this tree is billed its share of the
 GPU's utilisation as NVML reports it per process (``nvmlDeviceGetProcessUtilization``, sampled
-from the thread while the sharing lasts; when every process is idle, the share of processes
+from the thread while the sharing lasts; samples taken before the tracker opened do not count;
+when every process is idle — no new sample for ``IDLE_AFTER_S`` — the share of processes
 holding a context); where that is not supported the GPU is billed whole and labelled
 ``shared-whole``. Two fallbacks when NVML's PIDs cannot be matched to ours (containers report
 host PIDs): a GPU the framework says it uses (``framework-device``), else a GPU whose listed
@@ -38,6 +39,11 @@ from mlflow_green.measure.meters.nvml_inventory import (
 )
 from mlflow_green.measure.readings import join_shares
 
+IDLE_AFTER_S = 1.0
+"""No new per-process utilisation sample for this long: every process on the GPU is idle (a busy
+one is sampled several times a second), and the idle power is split by the processes holding a
+context rather than by the last busy share (seen on an H200: a stale 100 % share billed two idle
+contexts' power to one)."""
 UNREADABLE_LISTS_TO_BILL = 2
 """Reads in a row whose process lists fail before a GPU nothing else attributes is billed whole."""
 NOT_SEEN = "no process of this training has held a context on it"
@@ -131,6 +137,8 @@ class TargetBilling:
     shared: bool = False
     util_supported: bool = True
     last_util_us: int = 0
+    last_busy_s: float | None = None
+    context_share: float = 1.0
     first_billed_s: float | None = None
     unreadable_lists: int = 0
     processes_seen: bool = False
@@ -211,7 +219,7 @@ class TargetBilling:
         self.processes_seen = self.processes_seen or bool(seen.ours or seen.foreign)
         if self.status != "billed":
             if seen.ours:
-                self.share = self._share_now(seen, nvml)
+                self.share = self._share_now(seen, nvml, now_s)
                 self.pending_j *= self.share
                 self.pending_est_j *= self.share
                 how = "shared with other processes" if seen.foreign else "held by this training alone"
@@ -230,9 +238,9 @@ class TargetBilling:
             return
         if self.bases & {"framework-device", "unattributed"}:
             return
-        self.share = self._share_now(seen, nvml) if (seen.ours or seen.foreign) else 1.0
+        self.share = self._share_now(seen, nvml, now_s) if (seen.ours or seen.foreign) else 1.0
 
-    def _share_now(self, seen: Observation, nvml: Any) -> float:
+    def _share_now(self, seen: Observation, nvml: Any, now_s: float) -> float:
         """This tree's share of the device over the interval just ended."""
         if not seen.foreign:
             self.shared = False
@@ -240,18 +248,33 @@ class TargetBilling:
         if not seen.ours:
             return 0.0
         was_shared, self.shared = self.shared, True
-        share = self.sample_utilisation(nvml, seen.ours) if self.util_supported else None
+        self.context_share = len(seen.ours) / (len(seen.ours) + len(seen.foreign))
+        share = self.sample_utilisation(nvml, seen.ours, now_s) if self.util_supported else None
         if share is not None:
             return share
         if not self.util_supported:
             self.bases.add("shared-whole")
             return 1.0
-        if was_shared and "gpu-utilisation" in self.bases:
+        if was_shared and "gpu-utilisation" in self.bases and not self.idle(now_s):
             return self.share  # no newer sample since the thread's last one
         self.bases.add("gpu-utilisation")  # nobody busy: split by the processes holding a context
-        return len(seen.ours) / (len(seen.ours) + len(seen.foreign))
+        return self.context_share
 
-    def sample_utilisation(self, nvml: Any, ours: Collection[int]) -> float | None:
+    def idle(self, now_s: float) -> bool:
+        """True when no process on the device has been sampled busy for ``IDLE_AFTER_S``."""
+        return self.last_busy_s is None or now_s - self.last_busy_s >= IDLE_AFTER_S
+
+    def skip_earlier_samples(self, nvml: Any) -> None:
+        """At open: the per-process samples NVML still buffers from before are not this window's."""
+        if self.target.is_mig:
+            return
+        try:
+            stamps = [int(s.timeStamp) for s in nvml.nvmlDeviceGetProcessUtilization(self.target.handle, 0)]
+        except Exception:  # NotFound (none buffered), NotSupported: learnt at the first read
+            return
+        self.last_util_us = max(stamps, default=0)
+
+    def sample_utilisation(self, nvml: Any, ours: Collection[int], now_s: float) -> float | None:
         """This tree's share of the SM utilisation in NVML's newest per-process samples.
 
         None when there is no new sample (or nobody was busy); marks the device
@@ -276,15 +299,19 @@ class TargetBilling:
             self.last_util_us = max(self.last_util_us, stamp)
         total = sum(util for _, util in latest.values())
         if total <= 0:
+            self.last_busy_s = None if latest else self.last_busy_s  # sampled, and nobody busy
             return None
+        self.last_busy_s = now_s
         self.bases.add("gpu-utilisation")
         return sum(util for pid, (_, util) in latest.items() if pid in ours) / total
 
-    def poll_share(self, nvml: Any, ours: Collection[int]) -> None:
-        """Refresh the share from the thread while the device is shared."""
-        share = self.sample_utilisation(nvml, ours)
+    def poll_share(self, nvml: Any, ours: Collection[int], now_s: float) -> None:
+        """Refresh the share from the thread while the device is shared (idle: split by contexts)."""
+        share = self.sample_utilisation(nvml, ours, now_s)
         if share is not None:
             self.share = share
+        elif self.idle(now_s):
+            self.share = self.context_share
 
     def energy_j(self, now_s: float) -> tuple[float, float]:
         """Billed energy now and its estimated part, including a failing GPU's extrapolation."""

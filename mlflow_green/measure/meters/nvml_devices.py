@@ -84,6 +84,8 @@ class OpenGpus:
             if source is None:
                 source = sources[target.gpu.index] = GpuEnergy(nvml, target.gpu.handle, target.gpu.uuid, now_s)
             bills.append(TargetBilling(target, source))
+            if attribution.scope == "process":
+                bills[-1].skip_earlier_samples(nvml)
         return cls(nvml, bills, attribution, sample_interval_s=sample_interval_s, now_s=now_s)
 
     @property
@@ -138,7 +140,7 @@ class OpenGpus:
         for bill in self.bills:
             if id(bill.source) in updated:
                 if self._sampling_share(bill):
-                    bill.poll_share(self.nvml, self._our_pids(now_s))
+                    bill.poll_share(self.nvml, self._our_pids(now_s), now_s)
                 bill.step(now_s)
 
     def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
