@@ -176,7 +176,8 @@ class FakeGPU:
             (0: continuously); real GPUs update every 20–100 ms.
         counter_resets_at_s: Times at which the energy counter restarts from zero (a driver reload).
         power_limit_w: ``nvmlDeviceGetEnforcedPowerLimit`` in watts (None: not supported).
-        utilisation_pct: ``nvmlDeviceGetUtilizationRates().gpu`` (None: not supported).
+        utilisation_pct: ``nvmlDeviceGetUtilizationRates().gpu`` (None: not supported); never less
+            than its processes' ``sm_util`` summed (capped at 100), as a real GPU reports.
         processes: Processes holding a context on it (ignored in MIG mode: see ``mig_devices``).
         process_utilisation: Whether ``nvmlDeviceGetProcessUtilization`` works.
         process_sample_period_s: How often the driver samples per-process utilisation.

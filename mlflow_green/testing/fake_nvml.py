@@ -207,7 +207,9 @@ class FakeNVML:
         gpu = self._whole_gpu("nvmlDeviceGetUtilizationRates", handle)
         if gpu.utilisation_pct is None or gpu.mig_devices:
             raise NVMLError_NotSupported()
-        return Utilization(round(value_at(gpu.utilisation_pct, self.elapsed_s())))
+        t_s = self.elapsed_s()  # at least what its processes keep busy, as on a real GPU
+        busy_pct = sum(value_at(p.sm_util, t_s) for p in gpu.processes if p.alive(t_s))
+        return Utilization(round(max(value_at(gpu.utilisation_pct, t_s), min(busy_pct, 100.0))))
 
     # -- processes -------------------------------------------------------------------------------
     def _processes(self, gpu: FakeGPU, mig: FakeMIG | None, kind: str) -> list[ProcessInfo]:

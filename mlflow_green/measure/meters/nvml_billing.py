@@ -9,11 +9,12 @@ is kept aside and billed when the context appears, unless another process was se
 and report.json says so.
 
 While other processes use the GPU at the same time, this tree is billed its share of the
-GPU's utilisation as NVML reports it per process (``nvmlDeviceGetProcessUtilization``, sampled
-from the thread while the sharing lasts; samples taken before the tracker opened do not count;
-when every process is idle — no new sample for ``IDLE_AFTER_S`` — the share of processes
-holding a context); where that is not supported the GPU is billed whole and labelled
-``shared-whole``. Two fallbacks when NVML's PIDs cannot be matched to ours (containers report
+GPU's utilisation as NVML reports it per process, sampled from the thread while the sharing
+lasts (:mod:`~mlflow_green.measure.meters.nvml_share`: when every process is idle, its share of
+the processes holding a context); where that is not supported the GPU is billed whole and
+labelled ``shared-whole``. While this tree is alone on a billed GPU, the thread lists its
+processes every :data:`LIST_INTERVAL_S`, so that another job arriving mid-epoch is billed its
+share from then on, not at the next window boundary. Two fallbacks when NVML's PIDs cannot be matched to ours (containers report
 host PIDs): a GPU the framework says it uses (``framework-device``), else a GPU whose listed
 processes all live outside this PID namespace (``unattributed``), billed whole and labelled.
 
@@ -31,19 +32,16 @@ from typing import Any
 from mlflow_green.measure import procfs
 from mlflow_green.measure.meters.nvml_energy import GpuEnergy
 from mlflow_green.measure.meters.nvml_inventory import (
-    NVML_ERROR_NOT_FOUND,
     NVML_ERROR_NOT_SUPPORTED,
     Target,
     describe_error,
     error_code,
 )
+from mlflow_green.measure.meters.nvml_share import UtilisationShare
 from mlflow_green.measure.readings import join_shares
 
-IDLE_AFTER_S = 1.0
-"""No new per-process utilisation sample for this long: every process on the GPU is idle (a busy
-one is sampled several times a second), and the idle power is split by the processes holding a
-context rather than by the last busy share (seen on an H200: a stale 100 % share billed two idle
-contexts' power to one)."""
+LIST_INTERVAL_S = 1.0
+"""Seconds between two listings of a billed GPU's processes by the thread (alone on it, or sharing it idle)."""
 UNREADABLE_LISTS_TO_BILL = 2
 """Reads in a row whose process lists fail before a GPU nothing else attributes is billed whole."""
 NOT_SEEN = "no process of this training has held a context on it"
@@ -135,10 +133,8 @@ class TargetBilling:
     reason: str = NOT_SEEN
     share: float = 1.0
     shared: bool = False
-    util_supported: bool = True
-    last_util_us: int = 0
-    last_busy_s: float | None = None
-    context_share: float = 1.0
+    util: UtilisationShare = field(init=False)
+    listed_s: float = float("-inf")
     first_billed_s: float | None = None
     unreadable_lists: int = 0
     processes_seen: bool = False
@@ -148,6 +144,7 @@ class TargetBilling:
     def __post_init__(self) -> None:
         if self.target.fraction < 1.0:
             self.bases.add("mig")
+        self.util = UtilisationShare(self.target.handle, supported=not self.target.is_mig)
 
     @property
     def billed(self) -> bool:
@@ -242,76 +239,51 @@ class TargetBilling:
 
     def _share_now(self, seen: Observation, nvml: Any, now_s: float) -> float:
         """This tree's share of the device over the interval just ended."""
-        if not seen.foreign:
+        if not seen.foreign or not seen.ours:  # alone, or no longer there: nothing to sample
             self.shared = False
-            return 1.0
-        if not seen.ours:
-            return 0.0
+            return 1.0 if seen.ours else 0.0
         was_shared, self.shared = self.shared, True
-        self.context_share = len(seen.ours) / (len(seen.ours) + len(seen.foreign))
-        share = self.sample_utilisation(nvml, seen.ours, now_s) if self.util_supported else None
+        self.util.context_share = len(seen.ours) / (len(seen.ours) + len(seen.foreign))
+        share = self.util.sample(nvml, seen.ours, now_s)
         if share is not None:
+            self.bases.add("gpu-utilisation")
             return share
-        if not self.util_supported:
+        if not self.util.supported:
             self.bases.add("shared-whole")
             return 1.0
-        if was_shared and "gpu-utilisation" in self.bases and not self.idle(now_s):
-            return self.share  # no newer sample since the thread's last one
+        if was_shared and "gpu-utilisation" in self.bases and not self.util.idle(nvml, now_s):
+            return self.share  # someone is busy, and no newer sample since the thread's last one
         self.bases.add("gpu-utilisation")  # nobody busy: split by the processes holding a context
-        return self.context_share
+        return self.util.context_share
 
-    def idle(self, now_s: float) -> bool:
-        """True when no process on the device has been sampled busy for ``IDLE_AFTER_S``."""
-        return self.last_busy_s is None or now_s - self.last_busy_s >= IDLE_AFTER_S
+    @property
+    def sampling_share(self) -> bool:
+        """The thread samples this device's per-process utilisation (billed, and shared now)."""
+        return self.billed and self.shared and self.util.supported
 
-    def skip_earlier_samples(self, nvml: Any) -> None:
-        """At open: the per-process samples NVML still buffers from before are not this window's."""
-        if self.target.is_mig:
-            return
-        try:
-            stamps = [int(s.timeStamp) for s in nvml.nvmlDeviceGetProcessUtilization(self.target.handle, 0)]
-        except Exception:  # NotFound (none buffered), NotSupported: learnt at the first read
-            return
-        self.last_util_us = max(stamps, default=0)
+    def watched(self, now_s: float) -> bool:
+        """The thread lists this device's processes now: billed by its share (not by a fallback), alone
+        on it or sharing it idle, and the last listing is :data:`LIST_INTERVAL_S` old."""
+        return (self.billed and not self.bases & {"framework-device", "unattributed"}
+                and now_s - self.listed_s >= LIST_INTERVAL_S and self.source.mode != "none")
 
-    def sample_utilisation(self, nvml: Any, ours: Collection[int], now_s: float) -> float | None:
-        """This tree's share of the SM utilisation in NVML's newest per-process samples.
-
-        None when there is no new sample (or nobody was busy); marks the device
-        ``util_supported = False`` when NVML does not report per-process utilisation here.
-        """
-        if self.target.is_mig:
-            self.util_supported = False
-            return None
-        try:
-            samples = list(nvml.nvmlDeviceGetProcessUtilization(self.target.handle, self.last_util_us))
-        except Exception as exc:
-            if error_code(exc) == NVML_ERROR_NOT_SUPPORTED:
-                self.util_supported = False
-            elif error_code(exc) != NVML_ERROR_NOT_FOUND:
-                self.source.events.append(f"per-process utilisation unreadable ({describe_error(exc)})")
-            return None
-        latest: dict[int, tuple[int, float]] = {}
-        for sample in samples:
-            stamp = int(sample.timeStamp)
-            if stamp >= latest.get(int(sample.pid), (-1, 0.0))[0]:
-                latest[int(sample.pid)] = (stamp, float(sample.smUtil))
-            self.last_util_us = max(self.last_util_us, stamp)
-        total = sum(util for _, util in latest.values())
-        if total <= 0:
-            self.last_busy_s = None if latest else self.last_busy_s  # sampled, and nobody busy
-            return None
-        self.last_busy_s = now_s
-        self.bases.add("gpu-utilisation")
-        return sum(util for pid, (_, util) in latest.items() if pid in ours) / total
-
-    def poll_share(self, nvml: Any, ours: Collection[int], now_s: float) -> None:
+    def poll_share(self, nvml: Any, ours: frozenset[int], now_s: float) -> None:
         """Refresh the share from the thread while the device is shared (idle: split by contexts)."""
-        share = self.sample_utilisation(nvml, ours, now_s)
+        share = self.util.sample(nvml, ours, now_s)
         if share is not None:
             self.share = share
-        elif self.idle(now_s):
-            self.share = self.context_share
+        elif not self.util.supported:  # refused from now on
+            self.bases.add("shared-whole")
+            self.share = 1.0
+        elif self.util.idle(nvml, now_s):
+            self.share = self.util.context_share
+            if self.watched(now_s):  # who holds a context now (a process gone, or ours gone)
+                self.relist(nvml, ours, now_s)
+
+    def relist(self, nvml: Any, ours: frozenset[int], now_s: float) -> None:
+        """From the thread: who holds a context now; the share from now on (a job arriving or leaving)."""
+        self.listed_s = now_s
+        self.apply(now_s, observe(nvml, self.target.handle, ours), nvml)
 
     def energy_j(self, now_s: float) -> tuple[float, float]:
         """Billed energy now and its estimated part, including a failing GPU's extrapolation."""

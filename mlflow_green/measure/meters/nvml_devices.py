@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from mlflow_green.measure.attribution import Attribution
-from mlflow_green.measure.meters.nvml_billing import TargetBilling, normalise_uuid, observe
+from mlflow_green.measure.meters.nvml_billing import LIST_INTERVAL_S, TargetBilling, normalise_uuid, observe
 from mlflow_green.measure.meters.nvml_energy import PROBE_INTERVAL_S, GpuEnergy
 from mlflow_green.measure.meters.nvml_inventory import Target
 from mlflow_green.measure.readings import DeviceCounter
@@ -85,7 +85,7 @@ class OpenGpus:
                 source = sources[target.gpu.index] = GpuEnergy(nvml, target.gpu.handle, target.gpu.uuid, now_s)
             bills.append(TargetBilling(target, source))
             if attribution.scope == "process":
-                bills[-1].skip_earlier_samples(nvml)
+                bills[-1].util.skip_earlier_samples(nvml)
         return cls(nvml, bills, attribution, sample_interval_s=sample_interval_s, now_s=now_s)
 
     @property
@@ -98,13 +98,11 @@ class OpenGpus:
         """The thread's period now: fast while learning update periods, else only while needed."""
         if any(s.probing for s in self.sources):
             return PROBE_INTERVAL_S
-        if any(s.needs_sampling for s in self.sources) or any(self._sampling_share(b) for b in self.bills):
+        if any(s.needs_sampling for s in self.sources) or any(b.sampling_share for b in self.bills):
             return self.sample_interval_s
+        if self.attribution.scope == "process" and any(b.watched(float("inf")) for b in self.bills):
+            return LIST_INTERVAL_S  # alone on a GPU: another job may arrive mid-epoch
         return None
-
-    @staticmethod
-    def _sampling_share(bill: TargetBilling) -> bool:
-        return bill.billed and bill.shared and bill.util_supported
 
     def _our_pids(self, now_s: float) -> frozenset[int]:
         seen_s, pids = self._pids
@@ -130,7 +128,7 @@ class OpenGpus:
         updated: set[int] = set()
         for source in self.sources:
             source.probe(now_s)
-            shared = any(b.source is source and self._sampling_share(b) for b in self.bills)
+            shared = any(b.source is source and b.sampling_share for b in self.bills)
             due_s = self._next_sample_s[id(source)]
             if (source.needs_sampling or shared) and now_s >= due_s - 0.5 * self.sample_interval_s:
                 # on a fixed grid: a thread that wakes a little late or early keeps the rate
@@ -139,9 +137,15 @@ class OpenGpus:
                 updated.add(id(source))
         for bill in self.bills:
             if id(bill.source) in updated:
-                if self._sampling_share(bill):
+                if bill.sampling_share:
                     bill.poll_share(self.nvml, self._our_pids(now_s), now_s)
                 bill.step(now_s)
+            elif self.attribution.scope == "process" and not bill.shared and bill.watched(now_s):
+                bill.source.update(now_s, from_thread=True)  # what ran alone is billed at the old share
+                for same in self.bills:
+                    if same.source is bill.source:
+                        same.step(now_s)
+                bill.relist(self.nvml, self._our_pids(now_s), now_s)
 
     def read(self, now_s: float) -> tuple[DeviceCounter, ...]:
         """Every billed device's cumulative energy now (at a window boundary)."""
@@ -217,7 +221,7 @@ class OpenGpus:
                     "measured_by": b.source.mode,
                     **({"model": b.source.model} if b.source.model else {}),
                     "update_period_s": b.source.update_period_s,
-                    "events": list(b.source.events),
+                    "events": list(b.source.events) + b.util.error_events(),
                 }
                 for b in self.bills
             ],
