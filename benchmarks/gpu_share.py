@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,12 +205,25 @@ def _raw_view(nvml: Any, handle: Any, ours: int, neighbour: int) -> str:
         stamp_us = int((time.time() - 2.0) * 1e6)
         samples = nvml.nvmlDeviceGetProcessUtilization(handle, stamp_us)
         latest: dict[int, int] = {}
+        stamps: dict[int, list[int]] = {}
         for s in samples:
             latest[int(s.pid)] = int(s.smUtil)
+            stamps.setdefault(int(s.pid), []).append(int(s.timeStamp))
         parts.append("process SM % " + (", ".join(f"{p}:{u}" for p, u in sorted(latest.items())) or "(none)"))
+        parts.append("samples in 2 s (count, median step ms, last stamp mod 1 s in ms) " + ", ".join(
+            f"{p}:{len(v)}/{_median_step_ms(v)}/{sorted(v)[-1] // 1000 % 1000}" for p, v in sorted(stamps.items())))
     except Exception as exc:
         parts.append(f"process utilisation: {type(exc).__name__}: {exc}")
+    try:
+        parts.append(f"device utilisation {nvml.nvmlDeviceGetUtilizationRates(handle).gpu} %")
+    except Exception as exc:
+        parts.append(f"device utilisation: {type(exc).__name__}")
     return "; ".join(parts)
+
+
+def _median_step_ms(stamps_us: list[int]) -> str:
+    steps = [(b - a) / 1000 for a, b in zip(sorted(stamps_us), sorted(stamps_us)[1:])]
+    return f"{statistics.median(steps):.0f}" if steps else "-"
 
 
 def _gpu(measurement: Any) -> tuple[float, str]:
@@ -241,12 +255,20 @@ def main() -> int:
                                  region="FRA", scope=scope, synchronize=synchronize)
             for scope in ("process", "machine")
         }
+        # a third, with one window over "alone" and "shared": the neighbour starts mid-window
+        trackers["process, one window"] = EnergyTracker(
+            meters=[NvmlMeter(nvml=nvml, environ={}) if args.fake else NvmlMeter()], region="FRA", scope="process",
+            synchronize=synchronize)
         for tracker in trackers.values():
             tracker.start()
         raw: dict[str, str] = {}
         ours_batches: dict[int, int] = {}
         for index, phase in enumerate(PHASES):
             time.sleep(max(origin_unix + index * phase_s - time.time(), 0.0))
+            if phase == "alone":
+                trackers["process, one window"].begin("alone+shared")
+            if phase == "neighbour only":
+                trackers["process, one window"].end("alone+shared")
             with trackers["process"].window(phase), trackers["machine"].window(phase):
                 end_unix = origin_unix + (index + 1) * phase_s
                 half = threading.Timer(phase_s / 2, lambda p=phase: raw.__setitem__(
@@ -271,6 +293,10 @@ def main() -> int:
     process_j, basis = _gpu(totals["process"])
     print(f"  {'whole run':<15} {machine_j:9.1f} J {process_j:11.1f} J "
           f"{process_j / machine_j if machine_j else float('nan'):6.3f}  {basis}")
+    span_j, _ = _gpu(windows["process, one window"]["alone+shared"])
+    phases_j = sum(_gpu(windows["process"][p])[0] for p in ("alone", "shared"))
+    print(f"  one window over alone + shared (the neighbour starts mid-window): {span_j:.1f} J billed, against "
+          f"{phases_j:.1f} J in the two phases' windows ({100 * (span_j - phases_j) / phases_j:+.2f} %)")
     if ours_batches and theirs_batches:
         ours_f = ours_batches[2] / ours_batches[1]
         theirs_f = theirs_batches[2] / theirs_batches[3]
