@@ -120,6 +120,7 @@ class TrackedRun(contextlib.ContextDecorator):
         self._block: MeasuredBlock | None = None  # the block as an outer call, while it runs
         self._recorder: RunRecorder | None = None
         self._last_step: int | None = None
+        self._held: dict[str, float] = {}  # the last step's values: spooled, sent with the next step or the totals
         self._last_snapshot: Snapshot | None = None
         self._samples = 0
         self._closed = False
@@ -190,11 +191,16 @@ class TrackedRun(contextlib.ContextDecorator):
         window = now - (self._last_snapshot or self.tracker.start_snapshot)
         total = now - self.tracker.start_snapshot
         self._last_snapshot = now
-        self._last_step = int(step)
+        previous_step, self._last_step = self._last_step, int(step)
         if self._recorder is not None:
             cfg = self.tracker.config
             metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=window, samples=self._samples)
-            self._recorder.log_metrics(metrics, step=step)
+            if self._held and previous_step is not None and previous_step != self._last_step:
+                self._recorder.log_metrics(self._held, step=previous_step)  # sends the step held so far
+            self._held = {**(self._held if previous_step == self._last_step else {}), **metrics}
+            # held, not sent: the block's end sends this step with the final totals (one point per step);
+            # a process killed meanwhile sends it from its spool
+            self._recorder.hold_metrics(self._held, self._last_step)
         return window
 
     def _log_totals(self, status: str) -> None:
@@ -204,9 +210,10 @@ class TrackedRun(contextlib.ContextDecorator):
         if self._last_step is None:  # one point: the whole block is the window
             metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=total, samples=self._samples)
             self._recorder.log_metrics(metrics, step=0)
-        else:  # totals at the last step; the last step's own window figures stay as logged
-            metrics = energy_metrics(total, cfg.carbon, cfg.pue, samples=self._samples)
+        else:  # totals at the last step, sent with its own window figures (held until now): one point
+            metrics = {**self._held, **energy_metrics(total, cfg.carbon, cfg.pue, samples=self._samples)}
             self._recorder.log_metrics(metrics, step=self._last_step)
+            self._held = {}
         self._recorder.log_tags(
             run_tags(
                 version=__version__,

@@ -42,9 +42,12 @@ def test_track_starts_and_ends_its_own_run_with_metrics_tags_and_report(
     assert metrics[schema.EMISSIONS_KG] == pytest.approx(total_kwh * 1.2 * intensity / 1000)
     assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(t.measurement.energy_j / 300)
     history = client.get_metric_history(t.run_id, schema.ENERGY_KWH)
-    assert sorted({m.step for m in history}) == [0, 1, 2]
     values = [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
     assert values == sorted(values), "energy is a running total"
+    assert values[-1] == pytest.approx(total_kwh)  # the last step holds the block's final totals
+    for key in (schema.ENERGY_KWH, schema.EPOCH_ENERGY_KWH, schema.ENERGY_CPU_KWH, schema.DURATION_S):
+        steps = sorted(m.step for m in client.get_metric_history(t.run_id, key))
+        assert steps == [0, 1, 2], f"{key}: one point per step, the final totals sent with the last step's: {steps}"
     assert not any(key.startswith("system/") for key in metrics)
 
     tags = run.data.tags
