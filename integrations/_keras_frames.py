@@ -29,10 +29,14 @@ def caller_frame(method: str) -> FrameType | None:
     return None
 
 
-def busy_elsewhere(guard: Any) -> bool:
-    """True while the fit ``guard`` watches (the one a callback measures) runs in a thread other than this one."""
-    watch = getattr(guard, "_fit_watch", None)
-    return watch is not None and watch.thread_id != threading.get_ident() and not guard.aborted and guard.fit_running()
+def busy_elsewhere(*guards: Any) -> bool:
+    """True while a call one of ``guards`` watches (the fit, evaluate or predict a callback measures) runs in a
+    thread other than this one."""
+    for guard in guards:
+        watch = getattr(guard, "_fit_watch", None)
+        if watch is not None and watch.thread_id != threading.get_ident() and not guard.aborted and guard.fit_running():
+            return True
+    return False
 
 
 def stands_aside(callback: Any, method: str, kind: type, *, elsewhere: bool = False) -> bool:
@@ -41,7 +45,7 @@ def stands_aside(callback: Any, method: str, kind: type, *, elsewhere: bool = Fa
     steps out of this call (its place in the call's list taken by a callback that does nothing), with a
     warning. The same callback passed twice is called once. The call's list is Keras's own copy of the
     user's callbacks (a ``CallbackList`` the user passed keeps the change). ``elsewhere``: ``callback``
-    measures a fit running in another thread — one instance cannot measure two calls at once: it steps out
+    measures a call running in another thread — one instance cannot measure two calls at once: it steps out
     of this one."""
     frame = caller_frame(method)
     listed = getattr(frame.f_locals.get("callbacks") if frame is not None else None, "callbacks", None)
@@ -56,8 +60,8 @@ def stands_aside(callback: Any, method: str, kind: type, *, elsewhere: bool = Fa
         listed[later] = keras.callbacks.Callback()
     if elsewhere:
         listed[positions[0]] = keras.callbacks.Callback()
-        logger.warning("mlflow-green: this GreenCallback is measuring a fit in another thread; this %s (thread %s) goes "
-                       "unmeasured. Give each thread's fit its own GreenCallback().", method, threading.current_thread().name)
+        logger.warning("mlflow-green: this GreenCallback is measuring a call in another thread; this %s (thread %s) goes "
+                       "unmeasured. Give each thread its own GreenCallback().", method, threading.current_thread().name)
         return True
     if not any(isinstance(cb, kind) for cb in listed[: positions[0]]):
         return False

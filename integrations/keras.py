@@ -156,7 +156,7 @@ class GreenCallback(keras.callbacks.Callback):
 
     # -- fit ---------------------------------------------------------------------------------
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if stands_aside(self, "fit", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard)):  # or one first
+        if stands_aside(self, "fit", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard, self._eval_guard)):  # or one first
             return
         self._finish(open_fit_status(self._fit_guard) if self._in_fit else "FAILED")  # an open fit; or waits for one a watch ends
         self._in_fit = True
@@ -215,7 +215,7 @@ class GreenCallback(keras.callbacks.Callback):
                 self._fit_guard.watch("evaluate", timed=False)  # Keras reuses the validation's iterator and callbacks
                 self._validation_watched = True
             self.session.begin_phase("validation")
-        elif not stands_aside(self, "evaluate", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard)):
+        elif not stands_aside(self, "evaluate", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard, self._eval_guard)):
             self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("evaluate", ours=self)
             self.session.begin_eval("test")
 
@@ -230,7 +230,7 @@ class GreenCallback(keras.callbacks.Callback):
             self._end_eval("test", samples)
 
     def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if not self._still_in_fit() and stands_aside(self, "predict", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard)):
+        if not self._still_in_fit() and stands_aside(self, "predict", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard, self._eval_guard)):
             return
         if not self._in_fit:
             self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("predict", ours=self)
@@ -280,7 +280,7 @@ class GreenCallback(keras.callbacks.Callback):
         """In a fit (its validation, a callback's predict), not right after one that Keras's own code ended."""
         if self._in_fit and self._fit_guard is not None:
             self._fit_guard.end_if_fit_left()  # ended FAILED now, before its watch's next look
-        return self._in_fit and not busy_elsewhere(self._fit_guard)  # not another thread's call
+        return self._in_fit and not busy_elsewhere(self._fit_guard, self._eval_guard)  # not another thread's call
 
     def _check_budget(self) -> None:
         """After a train step (hot path): compare the energy so far with the budget every few seconds."""

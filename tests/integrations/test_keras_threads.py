@@ -57,7 +57,7 @@ def test_one_callback_given_to_two_fits_at_once_measures_the_first_and_the_secon
         mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
     cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
     warnings = warnings_while(caplog, lambda: _fits_at_once(cb, cb))
-    assert any("measuring a fit in another thread; this fit (thread MainThread) goes unmeasured" in w for w in warnings)
+    assert any("measuring a call in another thread; this fit (thread MainThread) goes unmeasured" in w for w in warnings)
     assert not any("inside the fit it measures" in w for w in warnings)
     assert_the_first_measured_alone(cb, mlflow_experiment)
 
@@ -66,3 +66,67 @@ def test_two_callbacks_in_two_fits_at_once_each_measure_their_own_and_say_the_en
         mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
     first, second = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
     assert_each_measured_its_own(first, second, warnings_while(caplog, lambda: _fits_at_once(first, second)))
+
+
+class PauseAfterFirstBatch(keras.callbacks.Callback):
+    """Holds an evaluate after its first batch until the other thread's call has run."""
+
+    def __init__(self, in_call: threading.Event, go_on: threading.Event) -> None:
+        super().__init__()
+        self.in_call, self.go_on = in_call, go_on
+
+    def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
+        if batch == 0:
+            self.in_call.set()
+            assert self.go_on.wait(120)
+
+
+def _evaluate_held(cb: GreenCallback) -> Any:
+    return lambda in_call, go_on: _model().evaluate(X, Y, batch_size=32, verbose=0,
+                                                    callbacks=[cb, PauseAfterFirstBatch(in_call, go_on)])
+
+
+def _only_the_evaluation_measured(cb: GreenCallback, experiment_id: str) -> None:
+    from mlflow import MlflowClient
+
+    from mlflow_green.record import schema
+
+    [run] = MlflowClient().search_runs([experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_id == cb.session.run_id
+    assert schema.ENERGY_TEST_KWH in run.data.metrics
+    assert schema.ENERGY_KWH not in run.data.metrics  # no fit's epochs in it
+    assert len(MlflowClient().get_metric_history(run.info.run_id, schema.ENERGY_TEST_KWH)) == 1
+
+
+@pytest.mark.parametrize("second", ["fit", "predict"])
+def test_a_call_starting_while_the_same_callback_measures_an_evaluate_in_another_thread_stands_aside(
+        second: str, mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    other = {"fit": lambda: _model().fit(X, Y, epochs=2, batch_size=32, verbose=0, callbacks=[cb]),
+             "predict": lambda: _model().predict(X, batch_size=32, verbose=0, callbacks=[cb])}[second]
+    warnings = warnings_while(caplog, lambda: fits_at_once(_evaluate_held(cb), other))  # the evaluate raised nothing
+    assert any(f"measuring a call in another thread; this {second} (thread MainThread) goes unmeasured" in w
+               for w in warnings), warnings
+    _only_the_evaluation_measured(cb, mlflow_experiment)
+
+
+def test_two_evaluates_at_once_with_one_callback_measure_the_first(mlflow_experiment: str,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    second = lambda: _model().evaluate(X[:64], Y[:64], batch_size=32, verbose=0, callbacks=[cb])  # noqa: E731
+    warnings = warnings_while(caplog, lambda: fits_at_once(_evaluate_held(cb), second))
+    assert any("measuring a call in another thread; this evaluate (thread MainThread) goes unmeasured" in w
+               for w in warnings), warnings
+    _only_the_evaluation_measured(cb, mlflow_experiment)
+    assert _report(cb)["samples"] == {"test": len(X)}  # the first's 256 samples, not the second's 64
+
+
+def _report(cb: GreenCallback) -> dict:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(MlflowClient().download_artifacts(cb.session.run_id, "green/report.json", tmp)).read_text())
