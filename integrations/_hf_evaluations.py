@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlflow_green.integrations._hf_threads import CallOwner, frame_of
 from mlflow_green.integrations._hf_trainer import dataset_length, watch_evaluations
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.training.session import TrainingSession
@@ -29,12 +30,18 @@ class EvaluationsMixin:
     _eval_samples: int | None    # samples of the evaluation in progress (counted on the world's process zero)
     _eval_steps: int             # its prediction steps on this rank (when the dataset has no length)
     _sigterm: SigtermWatch       # SIGTERM ends the training or evaluation in progress KILLED
+    _owner: CallOwner | None     # the thread (and call) of the training or evaluation it measures
 
     def _watch(self, trainer: Any) -> None:
         if trainer is None:
             return
         self._trainer_for_eval = trainer
-        watch_evaluations(trainer, self, busy=lambda: self._training, on_begin=self._begin_eval, on_end=self._end_eval)
+        watch_evaluations(trainer, self, busy=lambda: self._training, elsewhere=self._elsewhere, on_begin=self._begin_eval,
+                          on_end=self._end_eval)
+
+    def _elsewhere(self) -> bool:
+        """True while it measures a training or evaluation running in another thread."""
+        return self._owner is not None and self._owner.elsewhere()
 
     def _setup_ranks(self, args: Any, state: Any, *, is_zero: bool | None = None) -> None:
         """Each rank bills its own processes and devices; the device's queue is synchronised at window ends."""
@@ -48,11 +55,13 @@ class EvaluationsMixin:
         trainer = self._trainer_for_eval
         self._setup_ranks(trainer.args, trainer.state, is_zero=trainer.is_world_process_zero())
         self._eval_samples, self._eval_steps = None, 0
+        self._owner = CallOwner.here(frame_of("measured"))
         self.session.begin_eval(kind)
         self._sigterm.take()
 
     def _end_eval(self, kind: str, status: str) -> None:
         self._sigterm.restore()
+        self._owner = None
         if not self.session.eval_in_progress:
             return
         samples = self._eval_samples

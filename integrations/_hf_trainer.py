@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mlflow_green.integrations._hf_threads import stood_aside
 from mlflow_green.measure.signal_safety import passes_through
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def watch_evaluations(
     owner: Any,
     *,
     busy: Callable[[], bool],
+    elsewhere: Callable[[], bool],
     on_begin: Callable[[str], None],
     on_end: Callable[[str, str], None],
 ) -> None:
@@ -68,6 +70,8 @@ def watch_evaluations(
         trainer: The Trainer.
         owner: The callback (a second call with the same owner changes nothing).
         busy: True while the callback measures a training: evaluations then pass through.
+        elsewhere: True while the callback measures a call in another thread: the evaluation goes unmeasured,
+            the callback out of the Trainer's callbacks meanwhile (:func:`~._hf_threads.stood_aside`).
         on_begin: Called with the kind (:func:`evaluation_kind`) before an evaluation outside ``train()``.
         on_end: Called with the kind and ``FINISHED`` / ``FAILED`` / ``KILLED`` after it.
     """
@@ -77,15 +81,20 @@ def watch_evaluations(
             continue
         while getattr(current, _WATCHED, None) is not None:  # another GreenCallback's (replaced, e.g. by a restore)
             current = current.__wrapped__
-        setattr(trainer, method, _measured(method, current, trainer, owner, busy, on_begin, on_end))
+        setattr(trainer, method, _measured(method, current, trainer, owner, (busy, elsewhere), on_begin, on_end))
 
 
-def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: Any, busy: Callable[[], bool],
-              on_begin: Callable[[str], None], on_end: Callable[[str, str], None]) -> Callable[..., Any]:
+def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: Any,
+              busy: tuple[Callable[[], bool], Callable[[], bool]], on_begin: Callable[[str], None],
+              on_end: Callable[[str, str], None]) -> Callable[..., Any]:
     depth = [0]
+    busy_here, busy_elsewhere = busy
 
     def measured(*args: Any, **kwargs: Any) -> Any:
-        if depth[0] or busy() or getattr(trainer, "is_in_train", False):
+        if busy_elsewhere():
+            with stood_aside(trainer, owner, method):
+                return original(*args, **kwargs)
+        if depth[0] or busy_here() or getattr(trainer, "is_in_train", False):
             return original(*args, **kwargs)
         kind = evaluation_kind(method, args, kwargs)
         depth[0] += 1

@@ -46,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from mlflow_green.integrations import _hf_state
 from mlflow_green.integrations._hf_evaluations import EvaluationsMixin, rank_zero_count
 from mlflow_green.integrations._hf_state import CheckpointMixin
+from mlflow_green.integrations._hf_threads import CallOwner, frame_of, stand_in
 from mlflow_green.integrations._hf_trainer import trainer_of, unwatch_training_step, watch_training_step
 from mlflow_green.integrations._hf_windows import WindowsMixin
 from mlflow_green.integrations._torch_batches import batch_size, floats
@@ -120,6 +121,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         self._logs: dict[str, float] = {}
         self._training = self._by_steps = self._closing = self._in_validation = self._needs_profile = False
         self._at_exit_registered = False
+        self._owner: CallOwner | None = None
         self._sigterm = SigtermWatch(self._on_sigterm)
         self._samples = self._steps = self._eval_steps = 0
         self._last_step_end_s = self._last_budget_check_s = 0.0
@@ -130,6 +132,8 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
 
     # -- training ------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if self._elsewhere():  # another Trainer's training or evaluation, in another thread: this one goes unmeasured
+            return stand_in(trainer_of(self), self)
         if self._training:  # the previous train() raised outside a step and was never closed
             self._finish("FAILED")
         self._setup_ranks(args, state)
@@ -145,7 +149,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         first = self._first_window(state)
         self.session.begin_fit(planned_epochs=self._planned_windows(args, state, first),  # the nearer end of the two
                                planned_steps=int(state.max_steps or 0) or None, steps_done=int(state.global_step or 0))
-        self._training = True
+        self._training, self._owner = True, CallOwner.here(frame_of("train", trainer))
         self._logs = {}
         self._last_budget_check_s = time.perf_counter()
         if self._by_steps:
@@ -283,7 +287,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
     def _finish(self, status: str, profile: ModelProfile | None = None) -> None:
         if not self._training:
             return
-        self._training = False
+        self._training, self._owner = False, None
         if self._window is not None:  # the training ended inside a window: the samples it trained count
             self.session.count("train", self._samples or self._steps_samples())
         self._window, self._closing, self._in_validation = None, False, False
