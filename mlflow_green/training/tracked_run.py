@@ -29,6 +29,7 @@ from mlflow_green.record.runs import RunHandle, resolve_run
 from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training import outer_calls
+from mlflow_green.training.held_step import HeldStep
 from mlflow_green.training.outer_calls import MeasuredBlock
 from mlflow_green.training.termination import SigtermWatch
 from mlflow_green.validation import check_bool, check_name
@@ -120,7 +121,7 @@ class TrackedRun(contextlib.ContextDecorator):
         self._block: MeasuredBlock | None = None  # the block as an outer call, while it runs
         self._recorder: RunRecorder | None = None
         self._last_step: int | None = None
-        self._held: dict[str, float] = {}  # the last step's values: spooled, sent with the next step or the totals
+        self._held: HeldStep | None = None  # the last step's values, sent with the next step or the final totals
         self._last_snapshot: Snapshot | None = None
         self._samples = 0
         self._closed = False
@@ -191,29 +192,23 @@ class TrackedRun(contextlib.ContextDecorator):
         window = now - (self._last_snapshot or self.tracker.start_snapshot)
         total = now - self.tracker.start_snapshot
         self._last_snapshot = now
-        previous_step, self._last_step = self._last_step, int(step)
+        self._last_step = int(step)
         if self._recorder is not None:
             cfg = self.tracker.config
             metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=window, samples=self._samples)
-            if self._held and previous_step is not None and previous_step != self._last_step:
-                self._recorder.log_metrics(self._held, step=previous_step)  # sends the step held so far
-            self._held = {**(self._held if previous_step == self._last_step else {}), **metrics}
-            # held, not sent: the block's end sends this step with the final totals (one point per step);
-            # a process killed meanwhile sends it from its spool
-            self._recorder.hold_metrics(self._held, self._last_step)
+            if self._held is None:
+                self._held = HeldStep(self._recorder)
+            self._held.hold(metrics, self._last_step)  # the block's end sends it with its final totals
         return window
 
     def _log_totals(self, status: str) -> None:
         assert self.measurement is not None
         cfg = self.tracker.config
         total = self.measurement
-        if self._last_step is None:  # one point: the whole block is the window
+        totals = energy_metrics(total, cfg.carbon, cfg.pue, samples=self._samples)
+        if self._held is None or self._held.finish(totals) is None:  # one point: the whole block is the window
             metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=total, samples=self._samples)
             self._recorder.log_metrics(metrics, step=0)
-        else:  # totals at the last step, sent with its own window figures (held until now): one point
-            metrics = {**self._held, **energy_metrics(total, cfg.carbon, cfg.pue, samples=self._samples)}
-            self._recorder.log_metrics(metrics, step=self._last_step)
-            self._held = {}
         self._recorder.log_tags(
             run_tags(
                 version=__version__,

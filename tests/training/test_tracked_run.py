@@ -318,3 +318,21 @@ def test_synchronize_that_is_not_callable_fails_at_construction(mlflow_experimen
     with pytest.raises(mlflow_green.ConfigError, match="synchronize"):
         mlflow_green.track(synchronize=synchronize)
     assert MlflowClient().search_runs([mlflow_experiment]) == []
+
+
+def test_a_step_shows_in_mlflow_while_the_block_runs_on_and_the_final_totals_follow_it(mlflow_experiment: str) -> None:
+    import time
+
+    from mlflow_green.training.held_step import RELEASE_AFTER_S
+
+    client = MlflowClient()
+    with mlflow_green.track(meters=[_meter()], region="FR") as t:
+        t.log_step(0, samples=100)
+        deadline = time.monotonic() + RELEASE_AFTER_S + 10.0
+        while not client.get_metric_history(t.run_id, schema.ENERGY_KWH) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the block goes on after its last step (an evaluation, a save)
+        assert [m.step for m in client.get_metric_history(t.run_id, schema.ENERGY_KWH)] == [0], "step 0 not live"
+    history = client.get_metric_history(t.run_id, schema.ENERGY_KWH)
+    assert sorted(m.step for m in history) == [0, 1]  # the final totals one step after the last (sent) one
+    assert max(history, key=lambda m: m.step).value == pytest.approx(t.measurement.energy_j / 3.6e6)
+    assert [m.step for m in client.get_metric_history(t.run_id, schema.EPOCH_ENERGY_KWH)] == [0]

@@ -1,0 +1,90 @@
+"""The last step of a ``track()`` block, held so that its final totals land at that step, not beside it.
+
+``t.log_step(n)`` logs running totals at step ``n``; the block's end logs the final totals (what ran
+after the last step included). Sent at once, the step and the totals would be two points at one
+step. So a step's values are *held*: kept in the spool (a training killed then keeps them), not sent,
+until the next step (sent then), the block's end (sent with the final totals: one point), or
+:data:`RELEASE_AFTER_S` without either (sent, so that the run's page stays live) — the block's end
+then logs its totals one step after the last.
+
+Example:
+    >>> sent = []
+    >>> class Recorder:
+    ...     def log_metrics(self, metrics, step): sent.append((step, dict(metrics)))
+    ...     def hold_metrics(self, metrics, step): pass
+    >>> held = HeldStep(Recorder())
+    >>> held.hold({"green/energy_kwh": 1.0}, step=0)
+    >>> held.hold({"green/energy_kwh": 2.0}, step=1)
+    >>> held.finish({"green/energy_kwh": 2.5})  # the step the final totals went to
+    1
+    >>> sent
+    [(0, {'green/energy_kwh': 1.0}), (1, {'green/energy_kwh': 2.5})]
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+RELEASE_AFTER_S = 2.0
+"""A held step not followed by another step or the block's end within this long is sent."""
+
+
+class HeldStep:
+    """A ``track()`` block's last step's metrics: held, then sent exactly once (thread-safe)."""
+
+    def __init__(self, recorder: Any, release_after_s: float = RELEASE_AFTER_S) -> None:
+        self._recorder = recorder
+        self._release_after_s = release_after_s
+        self._lock = threading.Lock()
+        self._step: int | None = None
+        self._values: dict[str, float] = {}
+        self._sent_step: int | None = None
+        self._timer: threading.Timer | None = None
+
+    def hold(self, metrics: Mapping[str, float], step: int) -> None:
+        """Hold ``metrics`` at ``step``; a step held before it is sent now (the same step again: merged)."""
+        with self._lock:
+            self._cancel()
+            if self._step is not None and self._step != step:
+                self._send()
+            self._values = {**(self._values if self._step == step else {}), **metrics}
+            self._step = step
+            self._recorder.hold_metrics(self._values, step)
+            self._timer = threading.Timer(self._release_after_s, self.release)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def release(self) -> None:
+        """Send the held step now (its timer)."""
+        with self._lock:
+            self._send()
+
+    def finish(self, totals: Mapping[str, float]) -> int | None:
+        """Send the final ``totals``: with the held step; else one step after the last one sent (None if no step
+        was ever held: the caller logs them as the block's only point). Returns the step used."""
+        with self._lock:
+            self._cancel()
+            if self._step is not None:
+                step, values = self._step, {**self._values, **totals}
+                self._step, self._values = None, {}
+                self._recorder.log_metrics(values, step=step)
+                return step
+            if self._sent_step is None:
+                return None
+            self._recorder.log_metrics(dict(totals), step=self._sent_step + 1)
+            return self._sent_step + 1
+
+    def _send(self) -> None:
+        if self._step is not None:
+            self._recorder.log_metrics(self._values, step=self._step)
+            self._sent_step, self._step, self._values = self._step, None, {}
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+__all__ = ["RELEASE_AFTER_S", "HeldStep"]
