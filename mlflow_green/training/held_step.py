@@ -37,7 +37,7 @@ class HeldStep:
     def __init__(self, recorder: Any, release_after_s: float = RELEASE_AFTER_S) -> None:
         self._recorder = recorder
         self._release_after_s = release_after_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a SIGTERM handler may finish it on the thread inside hold()
         self._step: int | None = None
         self._values: dict[str, float] = {}
         self._sent_step: int | None = None
