@@ -112,17 +112,12 @@ def main() -> int:
     if gpu:
         sys.path.insert(0, str(Path(__file__).parent))
         import pynvml
+        from _nvml_handle import nvml_handle_of
         from gpu_truth import PowerSampler
 
-        from mlflow_green.measure import hardware
 
         pynvml.nvmlInit()
-        uuid = str(torch.cuda.get_device_properties(0).uuid).lower().removeprefix("gpu-")
-        handle = next(
-            h
-            for h in (pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount()))
-            if hardware.text(pynvml.nvmlDeviceGetUUID(h)).lower().removeprefix("gpu-") == uuid
-        )
+        handle = nvml_handle_of(pynvml, 0)
         sampler = PowerSampler(pynvml, handle).__enter__()
         epoch_marks = _EpochMarks()
         trainer.callbacks.append(epoch_marks)

@@ -135,6 +135,7 @@ def _real(device: int, phase_s: float, workdir: Path) -> tuple[Any, Any, Callabl
     """pynvml, the handle, a load (returns its batches), a synchronize, the phase origin (unix s), the neighbour."""
     import pynvml
     import torch
+    from _nvml_handle import nvml_handle_of
 
     cuda = torch.device("cuda", device)
     a = torch.randn(8192, 8192, device=cuda, dtype=torch.bfloat16)
@@ -142,12 +143,7 @@ def _real(device: int, phase_s: float, workdir: Path) -> tuple[Any, Any, Callabl
     torch.matmul(a, b)
     torch.cuda.synchronize(cuda)
     pynvml.nvmlInit()
-    uuid = str(torch.cuda.get_device_properties(cuda).uuid).lower().removeprefix("gpu-")
-    handle = next(
-        h
-        for h in (pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount()))
-        if hardware.text(pynvml.nvmlDeviceGetUUID(h)).lower().removeprefix("gpu-") == uuid
-    )
+    handle = nvml_handle_of(pynvml, cuda)
     neighbour = Neighbour(device, phase_s, workdir)
     neighbour.wait_ready()
     origin_unix = time.time() + 2.0

@@ -101,18 +101,14 @@ def _real(device: int) -> tuple[Any, Any, Callable[[float], None], Callable[[], 
     """pynvml, the NVML handle of ``cuda:<device>``, a load runner, a synchronize, and its name."""
     import pynvml
     import torch
+    from _nvml_handle import nvml_handle_of
 
     cuda = torch.device("cuda", device)
     a = torch.randn(8192, 8192, device=cuda, dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device=cuda, dtype=torch.bfloat16)
     torch.cuda.synchronize(cuda)
     pynvml.nvmlInit()
-    uuid = str(torch.cuda.get_device_properties(cuda).uuid).lower().removeprefix("gpu-")
-    handle = next(
-        h
-        for h in (pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount()))
-        if hardware.text(pynvml.nvmlDeviceGetUUID(h)).lower().removeprefix("gpu-") == uuid
-    )
+    handle = nvml_handle_of(pynvml, cuda)
 
     def load(seconds: float) -> None:
         end_s = time.monotonic() + seconds

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from mlflow_green.integrations._stack_frames import frame_on_stack
+
 logger = logging.getLogger(__name__)
 
 
@@ -46,12 +48,7 @@ class CallOwner:
             return False
         if self.frame is None:
             return any(t.ident == self.thread_id and t.is_alive() for t in threading.enumerate())
-        frame = sys._current_frames().get(self.thread_id)
-        while frame is not None:
-            if frame is self.frame:
-                return True
-            frame = frame.f_back
-        return False
+        return frame_on_stack(self.thread_id, self.frame)
 
 
 def frame_of(name: str, instance: Any = None) -> FrameType | None:

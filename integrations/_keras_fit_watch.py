@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from mlflow_green.integrations._stack_frames import frame_on_stack
+
 logger = logging.getLogger(__name__)
 
 LOOK_INTERVAL_S = 0.5
@@ -61,12 +63,7 @@ class FitWatch:
         return True
 
     def _running(self) -> bool:
-        frame = sys._current_frames().get(self.thread_id)
-        while frame is not None:
-            if frame is self._frame:
-                return True
-            frame = frame.f_back
-        return False
+        return self._frame is not None and frame_on_stack(self.thread_id, self._frame)
 
     def _watch(self) -> None:
         steps = -1

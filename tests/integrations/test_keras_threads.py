@@ -9,7 +9,6 @@ their own fit, with a warning that the process's energy is in both runs while th
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,13 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from threaded_fits import assert_each_measured_its_own, assert_the_first_measured_alone, fits_at_once, warnings_while  # noqa: E402
+from threaded_fits import (  # noqa: E402
+    PausesOnce,
+    assert_each_measured_its_own,
+    assert_the_first_measured_alone,
+    fits_at_once,
+    warnings_while,
+)
 
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
@@ -32,24 +37,21 @@ def _model() -> keras.Model:
     return model
 
 
-class PauseAfterFirstEpoch(keras.callbacks.Callback):
-    """Holds the first fit after its first epoch until the second fit has run."""
-
-    def __init__(self, in_fit: threading.Event, go_on: threading.Event) -> None:
-        super().__init__()
-        self.in_fit, self.go_on = in_fit, go_on
+class PauseOnce(PausesOnce, keras.callbacks.Callback):
+    """Holds a fit after its first epoch, an evaluate after its first batch, until the other thread's call has run."""
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        if epoch == 0:
-            self.in_fit.set()
-            assert self.go_on.wait(120)
+        self.pause()
+
+    def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.pause()
 
 
 def _fits_at_once(first_callback: GreenCallback, second_callback: GreenCallback) -> dict[str, str]:
     """A fit of 3 epochs in a thread, held after its first epoch while a fit of 2 epochs runs in the main thread."""
     return fits_at_once(
         lambda in_fit, go_on: _model().fit(X, Y, epochs=3, batch_size=32, verbose=0,
-                                           callbacks=[first_callback, PauseAfterFirstEpoch(in_fit, go_on)]),
+                                           callbacks=[first_callback, PauseOnce(in_fit, go_on)]),
         lambda: _model().fit(X, Y, epochs=2, batch_size=32, verbose=0, callbacks=[second_callback]))
 
 
@@ -68,22 +70,9 @@ def test_two_callbacks_in_two_fits_at_once_each_measure_their_own_and_say_the_en
     assert_each_measured_its_own(first, second, warnings_while(caplog, lambda: _fits_at_once(first, second)))
 
 
-class PauseAfterFirstBatch(keras.callbacks.Callback):
-    """Holds an evaluate after its first batch until the other thread's call has run."""
-
-    def __init__(self, in_call: threading.Event, go_on: threading.Event) -> None:
-        super().__init__()
-        self.in_call, self.go_on = in_call, go_on
-
-    def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
-        if batch == 0:
-            self.in_call.set()
-            assert self.go_on.wait(120)
-
-
 def _evaluate_held(cb: GreenCallback) -> Any:
     return lambda in_call, go_on: _model().evaluate(X, Y, batch_size=32, verbose=0,
-                                                    callbacks=[cb, PauseAfterFirstBatch(in_call, go_on)])
+                                                    callbacks=[cb, PauseOnce(in_call, go_on)])
 
 
 def _only_the_evaluation_measured(cb: GreenCallback, experiment_id: str) -> None:

@@ -21,7 +21,7 @@ pytest.importorskip("transformers")
 
 from green_invariants import assert_green_invariants  # noqa: E402
 from hf_models import TokenDataset, bert_classifier, training_args  # noqa: E402
-from threaded_fits import fits_at_once, warnings_while  # noqa: E402
+from threaded_fits import PausesOnce, fits_at_once, warnings_while  # noqa: E402
 from transformers import Trainer, TrainerCallback  # noqa: E402
 
 from mlflow_green.integrations.transformers import GreenCallback  # noqa: E402
@@ -31,23 +31,14 @@ from mlflow_green.testing import FakeMeter  # noqa: E402
 TRAIN, EVAL = 64, 48
 
 
-class PauseOnce(TrainerCallback):
+class PauseOnce(PausesOnce, TrainerCallback):
     """Holds the first call after its first training step (or prediction step) until the other call has run."""
 
-    def __init__(self, in_call: threading.Event, go_on: threading.Event) -> None:
-        self.in_call, self.go_on, self.paused = in_call, go_on, False
-
-    def _pause(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self.in_call.set()
-            assert self.go_on.wait(120)
-
     def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-        self._pause()
+        self.pause()
 
     def on_prediction_step(self, *args: Any, **kwargs: Any) -> None:
-        self._pause()
+        self.pause()
 
 
 def _trainer(tmp_path: Path, name: str, cb: GreenCallback, *extra: TrainerCallback) -> Trainer:

@@ -7,6 +7,21 @@ from collections.abc import Callable
 from typing import Any
 
 
+class PausesOnce:
+    """Mixed into a framework's callback: ``pause()`` holds the call once, at its first pause point, until the
+    other thread's call has run (``in_call`` set, ``go_on`` awaited)."""
+
+    def __init__(self, in_call: threading.Event, go_on: threading.Event) -> None:
+        super().__init__()
+        self.in_call, self.go_on, self.paused = in_call, go_on, False
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.in_call.set()
+            assert self.go_on.wait(120)
+
+
 def fits_at_once(first: Callable[[threading.Event, threading.Event], None], second: Callable[[], None]) -> dict[str, str]:
     """Run ``first(in_fit, go_on)`` in a thread — it sets ``in_fit`` after its first epoch and waits for ``go_on`` —
     and ``second()`` in this thread meanwhile; returns how each ended ("returned" or the exception's repr)."""
