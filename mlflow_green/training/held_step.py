@@ -23,49 +23,53 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 RELEASE_AFTER_S = 2.0
 """A held step not followed by another step or the block's end within this long is sent."""
 
 
 class HeldStep:
-    """A ``track()`` block's last step's metrics: held, then sent exactly once (thread-safe)."""
+    """A ``track()`` block's last step's metrics: held, then sent exactly once (thread-safe; one helper thread,
+    started at the first step, waits out the release delay and ends with the block)."""
 
     def __init__(self, recorder: Any, release_after_s: float = RELEASE_AFTER_S) -> None:
         self._recorder = recorder
         self._release_after_s = release_after_s
-        self._lock = threading.RLock()  # a SIGTERM handler may finish it on the thread inside hold()
+        self._cond = threading.Condition(threading.RLock())  # a SIGTERM handler may finish it inside hold()
         self._step: int | None = None
         self._values: dict[str, float] = {}
         self._sent_step: int | None = None
-        self._timer: threading.Timer | None = None
+        self._due_s = 0.0
+        self._thread: threading.Thread | None = None
+        self._finished = False
 
     def hold(self, metrics: Mapping[str, float], step: int) -> None:
         """Hold ``metrics`` at ``step``; a step held before it is sent now (the same step again: merged)."""
-        with self._lock:
-            self._cancel()
+        with self._cond:
             if self._step is not None and self._step != step:
                 self._send()
             self._values = {**(self._values if self._step == step else {}), **metrics}
             self._step = step
             self._recorder.hold_metrics(self._values, step)
-            self._timer = threading.Timer(self._release_after_s, self.release)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def release(self) -> None:
-        """Send the held step now (its timer)."""
-        with self._lock:
-            self._send()
+            self._due_s = time.monotonic() + self._release_after_s
+            if self._thread is None and not self._finished:
+                self._thread = threading.Thread(target=self._release_when_due, name="mlflow-green-held-step", daemon=True)
+                self._thread.start()
+            self._cond.notify()
 
     def finish(self, totals: Mapping[str, float]) -> int | None:
         """Send the final ``totals``: with the held step; else one step after the last one sent (None if no step
         was ever held: the caller logs them as the block's only point). Returns the step used."""
-        with self._lock:
-            self._cancel()
+        with self._cond:
+            self._finished = True
+            self._cond.notify()
             if self._step is not None:
                 step, values = self._step, {**self._values, **totals}
                 self._step, self._values = None, {}
@@ -76,15 +80,23 @@ class HeldStep:
             self._recorder.log_metrics(dict(totals), step=self._sent_step + 1)
             return self._sent_step + 1
 
+    def _release_when_due(self) -> None:
+        with self._cond:
+            while not self._finished:
+                wait_s = self._due_s - time.monotonic() if self._step is not None else None
+                if wait_s is not None and wait_s <= 0:
+                    try:
+                        self._send()
+                    except Exception as exc:  # measurement never breaks training: the block's end sends the totals
+                        logger.debug("mlflow-green: could not send a held step: %r", exc)
+                        self._step = None
+                    continue
+                self._cond.wait(wait_s)
+
     def _send(self) -> None:
         if self._step is not None:
             self._recorder.log_metrics(self._values, step=self._step)
             self._sent_step, self._step, self._values = self._step, None, {}
-
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 __all__ = ["RELEASE_AFTER_S", "HeldStep"]
