@@ -73,15 +73,22 @@ def started_tracker(template: Any) -> Any:
 
 def busy_in_another_thread(callback: Any, trainer: Any) -> bool:
     """True when ``callback`` measures a call (a fit from its ``setup`` on, an evaluation) running in another thread
-    — one instance cannot measure two at once (two Trainers in two threads given one callback): it is then taken
-    out of ``trainer``'s callbacks, with a warning, and this Trainer's calls go unmeasured."""
+    — one instance cannot measure two at once (two Trainers in two threads given one callback): for this call of
+    ``trainer`` it is then swapped out of its callbacks, with a warning, and put back at the call's ``teardown``
+    (Lightning's, which runs when the call raises too): this call goes unmeasured, the Trainer's later ones not."""
     if callback._thread in (0, threading.get_ident()):
         return False
     if callback._early is None and not callback._fitting and not callback.session.eval_in_progress:
         return False
-    trainer.callbacks = [c for c in trainer.callbacks if c is not callback]
-    logger.warning("mlflow-green: this GreenCallback is measuring a Trainer in another thread; this Trainer (thread %s) "
-                   "goes unmeasured. Give each Trainer its own GreenCallback().", threading.current_thread().name)
+    base = next(c for c in type(callback).__mro__[1:] if c.__name__ == "Callback")
+
+    class StandIn(base):  # type: ignore[misc, valid-type]
+        def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            trainer.callbacks = [callback if c is self else c for c in trainer.callbacks]
+
+    trainer.callbacks = [StandIn() if c is callback else c for c in trainer.callbacks]
+    logger.warning("mlflow-green: this GreenCallback is measuring a Trainer in another thread; this Trainer's call "
+                   "(thread %s) goes unmeasured. Give each Trainer its own GreenCallback().", threading.current_thread().name)
     return True
 
 
