@@ -75,7 +75,8 @@ def stood_aside(trainer: Any, callback: Any, method: str) -> Iterator[None]:
     positions = [i for i, cb in enumerate(listed or []) if cb is callback]
     for i in positions:
         listed[i] = TrainerCallback()  # type: ignore[index]
-    _warn(method)
+    if positions:  # else out already: an evaluation inside a training that stands aside (warned about once)
+        _warn(method)
     try:
         yield
     finally:
@@ -90,11 +91,10 @@ def stand_in(trainer: Any, callback: Any) -> None:
     from transformers import TrainerCallback
 
     class StandIn(TrainerCallback):
+        _green_original = callback
+
         def _back(self) -> None:
-            listed = getattr(getattr(trainer, "callback_handler", None), "callbacks", None) or []
-            for i, cb in enumerate(listed):
-                if cb is self:
-                    listed[i] = callback
+            put_back(trainer, callback)
 
         def on_train_end(self, *args: Any, **kwargs: Any) -> None:
             self._back()
@@ -110,4 +110,13 @@ def stand_in(trainer: Any, callback: Any) -> None:
     _warn("train")
 
 
-__all__ = ["CallOwner", "frame_of", "stand_in", "stood_aside"]
+def put_back(trainer: Any, callback: Any) -> None:
+    """``callback`` back in ``trainer``'s callbacks in place of a :func:`stand_in` left there (a training that
+    stood aside and raised: no ``on_train_end``)."""
+    listed = getattr(getattr(trainer, "callback_handler", None), "callbacks", None) or []
+    for i, cb in enumerate(listed):
+        if getattr(cb, "_green_original", None) is callback:
+            listed[i] = callback
+
+
+__all__ = ["CallOwner", "frame_of", "put_back", "stand_in", "stood_aside"]

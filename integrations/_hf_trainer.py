@@ -2,12 +2,14 @@
 
 The Trainer gives callbacks no event when ``evaluate()`` or ``predict()`` starts, nor the batches
 of a training step. So the callback finds its Trainer on the call stack (at ``on_init_end`` and
-``on_train_begin``) and wraps three methods *of that instance* (never of the class):
+``on_train_begin``) and wraps four methods *of that instance* (never of the class):
 
 - ``training_step``: batch sizes, the first batch (for the FLOPs), a step that raises;
 - ``evaluate`` / ``predict``: the start and the end of an evaluation outside ``train()``, and an
   evaluation that raises. Nested calls (``evaluate`` of a dict of datasets calls itself) and calls
-  inside ``train()`` pass straight through.
+  inside ``train()`` pass straight through;
+- ``train``: only while the callback measures a call in another thread, to stand aside for it
+  (:mod:`~mlflow_green.integrations._hf_threads`), back in place however it ends.
 
 Example::
 
@@ -21,7 +23,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mlflow_green.integrations._hf_threads import stood_aside
+from mlflow_green.integrations._hf_threads import put_back, stood_aside
 from mlflow_green.measure.signal_safety import passes_through
 
 logger = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ def watch_evaluations(
         on_begin: Called with the kind (:func:`evaluation_kind`) before an evaluation outside ``train()``.
         on_end: Called with the kind and ``FINISHED`` / ``FAILED`` / ``KILLED`` after it.
     """
-    for method in ("evaluate", "predict"):
+    for method in ("evaluate", "predict", "train"):  # train: only to stand aside (and put back) in another thread
         current = getattr(trainer, method, None)
         if current is None or getattr(current, _WATCHED, None) is owner:
             continue
@@ -89,12 +91,21 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
               on_end: Callable[[str, str], None]) -> Callable[..., Any]:
     depth = [0]
     busy_here, busy_elsewhere = busy
+    # train() calls of this Trainer in progress (not its is_in_train: a train() that raised leaves that set)
+    trainings = vars(trainer).setdefault("_mlflow_green_trainings", [0])
 
     def measured(*args: Any, **kwargs: Any) -> Any:
         if busy_elsewhere():
             with stood_aside(trainer, owner, method):
                 return original(*args, **kwargs)
-        if depth[0] or busy_here() or getattr(trainer, "is_in_train", False):
+        put_back(trainer, owner)  # a training that stood aside in the other thread and raised left a stand-in
+        if method == "train":
+            trainings[0] += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                trainings[0] -= 1
+        if depth[0] or busy_here() or trainings[0]:
             return original(*args, **kwargs)
         kind = evaluation_kind(method, args, kwargs)
         depth[0] += 1

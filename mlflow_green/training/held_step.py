@@ -13,8 +13,10 @@ Example:
     ...     def log_metrics(self, metrics, step): sent.append((step, dict(metrics)))
     ...     def hold_metrics(self, metrics, step): pass
     >>> held = HeldStep(Recorder())
-    >>> held.hold({"green/energy_kwh": 1.0}, step=0)
+    >>> held.hold({"green/energy_kwh": 1.0}, step=0)  # the step used
+    0
     >>> held.hold({"green/energy_kwh": 2.0}, step=1)
+    1
     >>> held.finish({"green/energy_kwh": 2.5})  # the step the final totals went to
     1
     >>> sent
@@ -49,10 +51,22 @@ class HeldStep:
         self._due_s = 0.0
         self._thread: threading.Thread | None = None
         self._finished = False
+        self._warned = False
 
-    def hold(self, metrics: Mapping[str, float], step: int) -> None:
-        """Hold ``metrics`` at ``step``; a step held before it is sent now (the same step again: merged)."""
+    def hold(self, metrics: Mapping[str, float], step: int) -> int:
+        """Hold ``metrics`` at ``step``; a step held before it is sent now (the same step again: merged).
+
+        Steps only go up (one point per step): a step lower than the one held, or one already sent, is logged
+        at the next free step instead, with a warning (once). Returns the step used.
+        """
         with self._cond:
+            floor = max(s for s in (self._step, self._sent_step, -1) if s is not None)
+            if step < floor or (step == floor and step == self._sent_step and self._step is None):
+                if not self._warned:
+                    self._warned = True
+                    logger.warning("mlflow-green: log_step(%s) after step %s: steps only go up (one point per step); "
+                                   "logged at step %s instead", step, floor, floor + 1)
+                step = floor + 1
             if self._step is not None and self._step != step:
                 self._send()
             self._values = {**(self._values if self._step == step else {}), **metrics}
@@ -63,6 +77,7 @@ class HeldStep:
                 self._thread = threading.Thread(target=self._release_when_due, name="mlflow-green-held-step", daemon=True)
                 self._thread.start()
             self._cond.notify()
+            return step
 
     def finish(self, totals: Mapping[str, float]) -> int | None:
         """Send the final ``totals``: with the held step; else one step after the last one sent (None if no step

@@ -22,6 +22,7 @@ from mlflow_green.errors import ConfigError
 from mlflow_green.measure import hardware
 from mlflow_green.measure.readings import Measurement, Snapshot
 from mlflow_green.measure.tracker import EnergyTracker, MeterSpec
+from mlflow_green.record import schema
 from mlflow_green.record.metrics import energy_metrics, measured_gpus, run_tags
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.report import build_report
@@ -142,8 +143,13 @@ class TrackedRun(contextlib.ContextDecorator):
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> TrackedRun:
+        if self.tracker.started_at_unix_s is not None:  # the same track() object entered again: a fresh measurement
+            self.tracker, self.measurement, self._held, self._last_step = self.tracker.fresh(), None, None, None
+            self._last_snapshot, self._samples = None, 0
+        outer = outer_calls.outer_calls(exclude=None)  # inside another block (or a callback's fit): a child run
         try:  # at most timeouts.start_s; the meters do not run meanwhile
-            self._run = resolve_run(run_name=self.run_name, timeouts=self.timeouts)
+            self._run = resolve_run(run_name=self.run_name, timeouts=self.timeouts, parent=outer[-1].run if outer else None,
+                                    nested=not outer and _active_run_measured())
             self._recorder = self._run.recorder
             self._block = MeasuredBlock(self._run)  # a callback's fit inside the block gets a child run of it
             outer_calls.enter(self._block)
@@ -186,6 +192,10 @@ class TrackedRun(contextlib.ContextDecorator):
 
     def log_step(self, step: int, *, samples: int | None = None) -> Measurement:
         """Log running totals at ``step`` (e.g. the epoch) and return the energy since the last step."""
+        if self._closed or not self.tracker.running:  # outside the block: nothing is measured there
+            logger.warning("mlflow-green: log_step(%s) outside the track() block (%s): nothing logged", step,
+                           "it has ended" if self._closed else "it has not begun")
+            return Measurement(0.0)
         if samples:
             self.add_samples(samples)
         now = self.tracker.snapshot()
@@ -198,7 +208,7 @@ class TrackedRun(contextlib.ContextDecorator):
             metrics = energy_metrics(total, cfg.carbon, cfg.pue, window=window, samples=self._samples)
             if self._held is None:
                 self._held = HeldStep(self._recorder)
-            self._held.hold(metrics, self._last_step)  # the block's end sends it with its final totals
+            self._last_step = self._held.hold(metrics, self._last_step)  # the block's end sends it with its totals
         return window
 
     def _log_totals(self, status: str) -> None:
@@ -225,6 +235,24 @@ class TrackedRun(contextlib.ContextDecorator):
             self._recorder.log_report(build_report(self.tracker, total, extra={"samples": self._samples, "status": status}))
         if self._signing_key is not None:  # sent after the values above (see record.run_signature)
             self._recorder.sign(self._signing_key)
+
+
+def _active_run_measured() -> bool:
+    """True when the active run already holds ``green/`` running totals (an earlier block's, a fit's): a block in
+    it gets a child run, with a warning — its own totals and steps from zero would clash with them."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is None:
+        return False
+    try:
+        held = schema.ENERGY_KWH in mlflow.MlflowClient().get_run(active.info.run_id).data.metrics
+    except Exception:  # the server away: as for a run holding nothing
+        return False
+    if held:
+        logger.warning("mlflow-green: the active run %s already holds green/ figures (an earlier measurement); this "
+                       "track() block logs into a child run of it", active.info.run_id)
+    return held
 
 
 track = TrackedRun

@@ -75,3 +75,30 @@ def test_the_call_that_started_first_is_measured_and_the_other_stands_aside(
         [point] = MlflowClient().get_metric_history(run.info.run_id, schema.ENERGY_VALIDATE_KWH)
         per_sample_j = run.data.metrics[schema.phase_energy_per_sample_key("validate")]
         assert per_sample_j == pytest.approx(point.value * 3.6e6 / EVAL)  # the first evaluation's samples
+
+
+class RaiseOnce(TrainerCallback):
+    """A training that fails at its first step's end (outside the training step)."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+        if not self.raised:
+            self.raised = True
+            raise RuntimeError("the second training fails")
+
+
+def test_a_training_standing_aside_that_raises_leaves_the_callback_in_its_trainer_for_its_next_calls(
+        mlflow_experiment: str, tmp_path: Path) -> None:
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    second_trainer = _trainer(tmp_path, "second", cb, RaiseOnce())
+
+    def run_first(in_call: threading.Event, go_on: threading.Event) -> None:
+        _trainer(tmp_path, "first", cb, PauseOnce(in_call, go_on)).train()
+
+    with pytest.raises(RuntimeError, match="the second training fails"):
+        fits_at_once(run_first, second_trainer.train)
+    assert cb in second_trainer.callback_handler.callbacks
+    second_trainer.evaluate()  # alone now (HF leaves is_in_train set after a train() that raised): measured
+    assert schema.ENERGY_VALIDATE_KWH in MlflowClient().get_run(cb.session.run_id).data.metrics

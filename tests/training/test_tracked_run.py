@@ -336,3 +336,66 @@ def test_a_step_shows_in_mlflow_while_the_block_runs_on_and_the_final_totals_fol
     assert sorted(m.step for m in history) == [0, 1]  # the final totals one step after the last (sent) one
     assert max(history, key=lambda m: m.step).value == pytest.approx(t.measurement.energy_j / 3.6e6)
     assert [m.step for m in client.get_metric_history(t.run_id, schema.EPOCH_ENERGY_KWH)] == [0]
+
+
+def test_steps_only_go_up_a_step_logged_again_or_lower_goes_to_the_next_free_one(
+        mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="mlflow_green"), mlflow_green.track(meters=[_meter()], region="FR") as t:
+        for step in (0, 1, 2, 0, 1):  # a loop whose counter restarts
+            t.log_step(step)
+    steps = sorted(m.step for m in MlflowClient().get_metric_history(t.run_id, schema.ENERGY_KWH))
+    assert steps == [0, 1, 2, 3, 4]
+    assert sum("steps only go up" in r.getMessage() for r in caplog.records) == 1  # said once
+
+
+def test_a_track_object_entered_again_measures_afresh_in_a_new_run(mlflow_experiment: str) -> None:
+    block = mlflow_green.track(meters=[_meter()], region="FR")
+    with block as first:
+        first.log_step(0)
+    first_run = block.run_id
+    with block as second:  # raised TrackerStateError after creating a run, left RUNNING and active
+        second.log_step(0)
+    assert block.run_id != first_run and mlflow.active_run() is None
+    for run_id in (first_run, block.run_id):
+        assert MlflowClient().get_run(run_id).info.status == "FINISHED"
+        assert [m.step for m in MlflowClient().get_metric_history(run_id, schema.ENERGY_KWH)] == [0]
+
+
+def test_log_step_outside_the_block_logs_nothing_and_says_so(mlflow_experiment: str,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with mlflow_green.track(meters=[_meter()], region="FR") as t:
+        t.log_step(0)
+    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+        assert t.log_step(1).energy_j == 0.0
+    assert any("outside the track() block (it has ended): nothing logged" in r.getMessage() for r in caplog.records)
+    assert [m.step for m in MlflowClient().get_metric_history(t.run_id, schema.ENERGY_KWH)] == [0]
+
+
+def test_a_block_inside_a_block_gets_a_child_run(mlflow_experiment: str) -> None:
+    with mlflow_green.track(meters=[_meter()], region="FR", run_name="outer") as outer:
+        outer.log_step(0)
+        with mlflow_green.track(meters=[_meter()], region="FR", run_name="inner") as inner:
+            inner.log_step(0)
+        outer.log_step(1)
+    client = MlflowClient()
+    child = client.get_run(inner.run_id)
+    assert inner.run_id != outer.run_id and child.data.tags.get("mlflow.parentRunId") == outer.run_id
+    assert child.info.run_name == "inner" and child.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(outer.run_id, schema.ENERGY_KWH)] == [0, 1]
+
+
+def test_a_second_block_in_a_run_of_yours_already_measured_gets_a_child_run(mlflow_experiment: str) -> None:
+    with mlflow.start_run() as mine:
+        for _ in range(2):  # e.g. training, then fine-tuning, each in its own block
+            with mlflow_green.track(meters=[_meter()], region="FR") as t:
+                t.log_step(0)
+                t.log_step(1)
+        second = t.run_id
+    client = MlflowClient()
+    assert [m.step for m in client.get_metric_history(mine.info.run_id, schema.ENERGY_KWH)] == [0, 1]
+    assert second != mine.info.run_id and client.get_run(second).data.tags.get("mlflow.parentRunId") == mine.info.run_id
+    assert [m.step for m in client.get_metric_history(second, schema.ENERGY_KWH)] == [0, 1]
