@@ -32,6 +32,7 @@ from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training import outer_calls
 from mlflow_green.training.held_step import HeldStep
 from mlflow_green.training.outer_calls import MeasuredBlock
+from mlflow_green.training.run_history import read_within
 from mlflow_green.training.termination import SigtermWatch
 from mlflow_green.validation import check_bool, check_name
 
@@ -149,7 +150,7 @@ class TrackedRun(contextlib.ContextDecorator):
         outer = outer_calls.outer_calls(exclude=None)  # inside another block (or a callback's fit): a child run
         try:  # at most timeouts.start_s; the meters do not run meanwhile
             self._run = resolve_run(run_name=self.run_name, timeouts=self.timeouts, parent=outer[-1].run if outer else None,
-                                    nested=not outer and _active_run_measured())
+                                    nested=not outer and _active_run_measured(self.timeouts.start_s))
             self._recorder = self._run.recorder
             self._block = MeasuredBlock(self._run)  # a callback's fit inside the block gets a child run of it
             outer_calls.enter(self._block)
@@ -237,18 +238,17 @@ class TrackedRun(contextlib.ContextDecorator):
             self._recorder.sign(self._signing_key)
 
 
-def _active_run_measured() -> bool:
+def _active_run_measured(timeout_s: float) -> bool:
     """True when the active run already holds ``green/`` running totals (an earlier block's, a fit's): a block in
-    it gets a child run, with a warning — its own totals and steps from zero would clash with them."""
+    it gets a child run, with a warning — its own totals and steps from zero would clash with them. Read in a
+    worker thread for at most ``timeout_s`` (the start timeout); not read in time: as holding none."""
     import mlflow
 
     active = mlflow.active_run()
     if active is None:
         return False
-    try:
-        held = schema.ENERGY_KWH in mlflow.MlflowClient().get_run(active.info.run_id).data.metrics
-    except Exception:  # the server away: as for a run holding nothing
-        return False
+    held = read_within(lambda: schema.ENERGY_KWH in mlflow.MlflowClient().get_run(active.info.run_id).data.metrics,
+                       timeout_s, what="the active run's earlier figures", consequence="the block logs into it")
     if held:
         logger.warning("mlflow-green: the active run %s already holds green/ figures (an earlier measurement); this "
                        "track() block logs into a child run of it", active.info.run_id)
