@@ -65,6 +65,10 @@ class FitEndMixin:
             total = self.carried + self.fit_total
             self._update_quality(logs or {})
             self._warn_if_quality_never_seen(logs or {})
+            if status == "FINISHED" and not self._epochs and not self.dist.distributed:
+                logger.warning("mlflow-green: this fit finished without an epoch ending (it started at its last epoch: "
+                               "initial_epoch, a checkpoint resumed at max_epochs; or it trained no batch): its run "
+                               "holds one point, its setup's energy as other")
             step = self._final_step()
             metrics = self._running_metrics(total, window=None)
             fit_profile = profile or self.profile  # the run's FLOPs: this fit's samples at its model's, the earlier fits' at theirs

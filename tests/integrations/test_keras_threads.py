@@ -119,3 +119,4 @@ def _report(cb: GreenCallback) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         return json.loads(Path(MlflowClient().download_artifacts(cb.session.run_id, "green/report.json", tmp)).read_text())
+
