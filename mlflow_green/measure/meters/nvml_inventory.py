@@ -41,6 +41,7 @@ def error_code(exc: BaseException) -> int | None:
 
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NOT_FOUND = 6
+NVML_ERROR_NO_PERMISSION = 4
 
 
 @dataclass

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_green.measure.meters.nvml_inventory import (
+    NVML_ERROR_NO_PERMISSION,
     NVML_ERROR_NOT_FOUND,
     NVML_ERROR_NOT_SUPPORTED,
     describe_error,
@@ -47,7 +48,6 @@ MAX_PERIOD_S = 1.0
 """NVML's documented longest sampling period: a longer gap was a quiet spell, not the period."""
 MIN_PERIOD_S = 0.02
 """Timestamps closer than this are one sampling, not two (processes sampled a little out of step)."""
-NVML_ERROR_NO_PERMISSION = 4
 REFUSED = (NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_NO_PERMISSION)
 """Errors that do not pass: per-process utilisation is unavailable on this device for this run."""
 
@@ -64,6 +64,7 @@ class UtilisationShare:
         sample_period_s: The driver's sampling period, as seen: the shortest gap between two
             sample timestamps (gaps under :data:`MIN_PERIOD_S` are processes sampled out of step).
         context_share: This tree's share of the processes holding a context, at the last listing.
+        skip_pending: The skip at open failed (a transient error): it is done at the first sample.
         errors: Each distinct query error and how many times it happened (for report.json).
     """
 
@@ -73,7 +74,6 @@ class UtilisationShare:
     last_busy_s: float | None = None
     sample_period_s: float = 0.0
     context_share: float = 1.0
-    sampled: bool = False
     skip_pending: bool = False
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -136,7 +136,6 @@ class UtilisationShare:
         if gaps_s:
             seen_s = min([*gaps_s, *([self.sample_period_s] if self.sample_period_s else [])])
             self.sample_period_s = min(seen_s, MAX_PERIOD_S)
-        self.sampled = True
 
     def idle(self, nvml: Any, now_s: float) -> bool:
         """True when no process on the device is busy now."""
