@@ -95,3 +95,20 @@ def test_resume_into_a_new_run_starts_at_zero_and_names_the_earlier_run(mlflow_e
     assert report["samples"]["train"] == TRAIN  # only the resumed epoch
     assert_green_invariants(run.info.run_id)
     assert MlflowClient().get_run(first.session.run_id).data.metrics[schema.ENERGY_KWH] > 0  # the earlier run untouched
+
+
+def test_a_checkpoint_resumed_at_its_last_epoch_says_it_trained_no_epoch(mlflow_experiment: str, tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="mlflow_green"):
+        _trainer(out, GreenCallback(live_metrics=False), epochs=1).train()
+        trained = [r for r in caplog.records if "finished without an epoch ending" in r.getMessage()]
+        assert trained == []  # a train() that trained: no such warning
+        again = GreenCallback(live_metrics=False)
+        _trainer(out, again, epochs=1).train(resume_from_checkpoint=str(out / "checkpoint-4"))  # nothing left
+    said = [r.getMessage() for r in caplog.records if "finished without an epoch ending" in r.getMessage()]
+    assert len(said) == 1, said
+    run = MlflowClient().get_run(again.session.run_id)
+    assert run.info.status == "FINISHED"
+    assert _steps(run.info.run_id, schema.ENERGY_KWH) == [0]
+    assert_green_invariants(run.info.run_id, MlflowClient())
