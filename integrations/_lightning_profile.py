@@ -13,7 +13,7 @@ from typing import Any
 
 from mlflow_green.integrations._torch_batches import example_of
 from mlflow_green.training.inspection import ModelProfile
-from mlflow_green.training.inspectors import inspect_model
+from mlflow_green.training.inspectors import inspect_model, require_inspectable
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class ProfileMixin:
         or one-shot pruning): the changed ``green/model_*`` values are logged at the step after
         the last one, ``green.compression`` and ``green/report.json`` are updated.
         """
+        require_inspectable(model, "a torch.nn.Module (the LightningModule, or a quantized or pruned copy of it)")
         example = example_input if example_input is not None else getattr(model, "example_input_array", None)
         if example is None:  # the fit's (a quantized copy takes the same input; another that does not: FLOPs noted unknown)
             example = self._example

@@ -43,7 +43,7 @@ from mlflow_green.integrations._keras_samples import (
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
-from mlflow_green.training.inspectors import inspect_model
+from mlflow_green.training.inspectors import inspect_model, require_inspectable
 from mlflow_green.training.session import TrainingSession
 from mlflow_green.training.termination import sigterm_held
 from mlflow_green.validation import check_positive_int
@@ -248,11 +248,11 @@ class GreenCallback(keras.callbacks.Callback):
     on_predict_batch_begin = on_predict_batch_end = staticmethod(no_batch_work)
 
     def log_model(self, model: keras.Model | None = None) -> ModelProfile | None:
-        """Inspect ``model`` (default: the last trained one) again and log its compression metadata: after
-        ``model.quantize("int8")`` or one-shot pruning, the changed ``green/model_*`` values at the step after
-        the last one, ``green.compression`` and ``green/report.json`` updated."""
+        """Inspect ``model`` (default: the last trained one) again and log what changed (after ``quantize("int8")``,
+        pruning): ``green/model_*`` at the step after the last, ``green.compression``, ``green/report.json``."""
         model = model if model is not None else self.model
-        profile = inspect_model(model) if model is not None else None
+        require_inspectable(model, "a keras.Model (or none after a fit: the last trained one)")
+        profile = inspect_model(model)
         if profile is not None:
             self.session.log_profile(profile)
         return profile

@@ -52,7 +52,7 @@ from mlflow_green.integrations._hf_windows import WindowsMixin
 from mlflow_green.integrations._torch_batches import batch_size, floats
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
-from mlflow_green.training.inspectors import inspect_model
+from mlflow_green.training.inspectors import inspect_model, require_inspectable
 from mlflow_green.training.session import TrainingSession
 from mlflow_green.training.termination import SigtermWatch
 
@@ -240,6 +240,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
 
         For compression applied after training (``torch.ao.quantization.quantize_dynamic``, pruning).
         """
+        require_inspectable(model, "a torch.nn.Module (the Trainer's model, or a quantized or pruned copy of it)")
         profile = self._inspect(model, example_input, precision)
         if profile is not None:
             self.session.log_profile(profile)

@@ -162,6 +162,7 @@ def resolve_run(
     if run_id is not None:
         return RunHandle(None, run_id, timeouts=timeouts, tracking_uri=tracking_uri or mlflow.get_tracking_uri())
     active = mlflow.active_run()
+    environment_run_id = users_run_id() if active is None else None
     parent_run_id = parent_token = None
     if parent is not None:
         spec = getattr(parent.recorder, "spec", None)
@@ -176,6 +177,10 @@ def resolve_run(
         if not nested:
             return outer.share()
         parent_run_id, parent_token = outer.run_id, None if outer.run_id else outer.recorder.spec.token  # type: ignore[union-attr]
+    elif environment_run_id is not None:  # `mlflow run`'s run: the user's, logged into and never ended by us
+        if not nested:
+            return RunHandle(None, environment_run_id, timeouts=timeouts, tracking_uri=mlflow.get_tracking_uri())
+        parent_run_id = environment_run_id
     spec = _spec(run_name, experiment_id, tags, parent_run_id, parent_token)
     recorder = RunRecorder.open(None, spec=spec, tracking_uri=mlflow.get_tracking_uri(), owned=True, timeouts=timeouts)
     handle = RunHandle(None, None, owned=True, recorder=recorder, timeouts=timeouts)
@@ -189,6 +194,21 @@ def resolve_run(
             recorder.tracking_uri, timeouts.start_s, recorder.failures[-1] if recorder.failures else "no answer yet",
         )
     return handle
+
+
+ENV_RUN_ID = "MLFLOW_RUN_ID"
+"""MLflow's variable naming the run that ``mlflow.start_run()`` resumes (``mlflow run`` sets it for its entry point)."""
+
+
+def users_run_id() -> str | None:
+    """The run the user's code logs into: the active run, else the one ``MLFLOW_RUN_ID`` names (what ``mlflow run``
+    sets, and ``mlflow.start_run()`` would resume); None for neither. No server call."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None:
+        return active.info.run_id
+    return os.environ.get(ENV_RUN_ID, "").strip() or None
 
 
 def _spec(run_name: str | None, experiment_id: str | None, tags: dict[str, str] | None,

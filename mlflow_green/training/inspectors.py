@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from mlflow_green.errors import ArgumentTypeError
 from mlflow_green.plugins.manager import inspector_factories
 from mlflow_green.training.inspection import ModelInspector, ModelProfile
 
@@ -41,3 +42,23 @@ def inspect_model(model: Any, **context: Any) -> ModelProfile | None:
             return None
     logger.info("mlflow-green: no model inspector supports %s", type(model).__name__)
     return None
+
+
+def require_inspectable(model: Any, expected: str) -> None:
+    """Raise :class:`~mlflow_green.errors.ArgumentTypeError` when no registered inspector supports ``model``:
+    a model handed to ``log_model`` explicitly (a ``state_dict``, a checkpoint path, None) is the caller's
+    mistake, said at once rather than logged as nothing. ``expected`` names what is accepted.
+
+    Example:
+        >>> require_inspectable({"weight": 1}, "a torch.nn.Module")
+        Traceback (most recent call last):
+        ...
+        mlflow_green.errors.ArgumentTypeError: model must be a torch.nn.Module, got {'weight': 1} (dict)
+    """
+    for factory in model_inspectors().values():
+        try:
+            if factory().supports(model):
+                return
+        except Exception:  # a broken inspector: inspect_model says so
+            return
+    raise ArgumentTypeError("model", expected, model)

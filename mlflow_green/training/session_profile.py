@@ -30,13 +30,16 @@ class ProfileMixin:
         if self.tracker is not None:
             self._log_model(profile, self.steps.peek(self._epoch) if self._epoch is not None else self.steps.current)
             return
-        if not self.output.bound and self.dist.is_logging_rank:
+        bound_now = not self.output.bound and self.dist.is_logging_rank
+        if bound_now:  # before any fit or evaluation (a baseline's profile): the run they will log into
             self.bind_run()
         self._log_model(profile, self.steps.step_for(self.steps.next_step))
         if self.report is not None and self.log_report:
             self.report["model"] = profile.to_dict()
             self.output.log_report(self.report)
         self.output.flush()  # outside a fit: the caller expects it in MLflow on return
+        if bound_now:  # a run of its own ended (FINISHED), never left running or active; a later call logs into it
+            self.output.close("FINISHED")
 
     def _log_model(self: TrainingSession, profile: ModelProfile, step: int, *, at_epoch_start: bool = False) -> None:
         """The profile's ``green/model_*`` values that changed since last logged, and the compression tag.

@@ -26,7 +26,7 @@ from mlflow_green.record import schema
 from mlflow_green.record.metrics import energy_metrics, measured_gpus, run_tags
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.report import build_report
-from mlflow_green.record.runs import RunHandle, resolve_run
+from mlflow_green.record.runs import RunHandle, resolve_run, users_run_id
 from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training import outer_calls
@@ -244,14 +244,14 @@ def _active_run_measured(timeout_s: float) -> bool:
     worker thread for at most ``timeout_s`` (the start timeout); not read in time: as holding none."""
     import mlflow
 
-    active = mlflow.active_run()
-    if active is None:
+    run_id = users_run_id()  # the active run, or MLFLOW_RUN_ID's
+    if run_id is None:
         return False
-    held = read_within(lambda: schema.ENERGY_KWH in mlflow.MlflowClient().get_run(active.info.run_id).data.metrics,
+    held = read_within(lambda: schema.ENERGY_KWH in mlflow.MlflowClient().get_run(run_id).data.metrics,
                        timeout_s, what="the active run's earlier figures", consequence="the block logs into it")
     if held:
         logger.warning("mlflow-green: the active run %s already holds green/ figures (an earlier measurement); this "
-                       "track() block logs into a child run of it", active.info.run_id)
+                       "track() block logs into a child run of it", run_id)
     return held
 
 
