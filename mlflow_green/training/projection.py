@@ -73,6 +73,13 @@ class EnergyProjection:
         first_j = self.epoch_energies_j[0] if self._first_is_outlier else 0.0
         return (self._sum_j - first_j) / count
 
+    def more_planned(self) -> bool:
+        """False once the planned epochs (or ``max_steps``) are done — no next epoch for a budget to forecast;
+        True while some are left, or when the plan is unknown."""
+        if self.planned_epochs > 0 and self.planned_epochs - self.first_epoch - self.epochs_done <= 0:
+            return False
+        return not (self.planned_steps is not None and self.steps_done is not None and self.steps_done >= self.planned_steps)
+
     def step_j(self) -> float | None:
         """Energy of a steady-state optimizer step (None when steps are not counted)."""
         energy_j, steps = self._stepped_j, self._stepped

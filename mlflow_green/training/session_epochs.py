@@ -142,7 +142,8 @@ class EpochEndMixin:
         if self.budget.active:  # the budget needs this epoch's projection now
             self._deferred.settle()
             total, epoch_m = self._account_epoch(window, tracker)
-            reason = budget_reason(self.budget, self.config, total, next_epoch_j=self._projection.mean_epoch_j())
+            next_epoch_j = self._projection.mean_epoch_j() if self._projection.more_planned() else None  # the last: none
+            reason = budget_reason(self.budget, self.config, total, next_epoch_j=next_epoch_j)
             if reason:
                 self.stop_reason = reason
             live = live_figures(total.energy_j, epoch_m.energy_j, epoch_m.duration_s, self.config)

@@ -243,6 +243,19 @@ def test_energy_budget_stops_training_cleanly_and_tags_the_reason(mlflow_experim
     assert at_stop.step == 0 and at_stop.value == pytest.approx(3000 / 3.6e6)
 
 
+@pytest.mark.parametrize("initial_epoch", [0, 4], ids=["one-epoch-fit", "last-of-five"])
+def test_a_budget_that_would_not_afford_a_next_epoch_says_nothing_when_none_is_planned(
+        initial_epoch: int, mlflow_experiment: str, digits, caplog: pytest.LogCaptureFixture) -> None:
+    x, y, _, _ = digits
+    cb = GreenCallback(meters=[PerReadMeter(1000.0)], max_energy_kwh=2500 / 3.6e6)  # as above: no second epoch affordable
+    with caplog.at_level("WARNING", logger="mlflow_green"):
+        history = _mlp().fit(x, y, epochs=initial_epoch + 1, initial_epoch=initial_epoch, batch_size=256, callbacks=[cb],
+                             verbose=0)
+    assert len(history.history["loss"]) == 1  # every planned epoch ran: the budget stopped nothing
+    assert schema.TAG_BUDGET_STOP not in MlflowClient().get_run(cb.session.run_id).data.tags
+    assert not [r for r in caplog.records if "stopping training" in r.getMessage()]
+
+
 def test_an_exhausted_budget_stops_after_the_epoch(mlflow_experiment: str, digits) -> None:
     x, y, _, _ = digits
     cb = GreenCallback(meters=[PerReadMeter(1000.0)], max_emissions_kg=1e-9)
