@@ -161,7 +161,7 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
     batches read (torch, JAX), the adapter's count of a completed epoch of known size, the train step's count
     (``model``: as for :func:`samples_cut_short`)."""
     if option:
-        return option
+        return _option_for_epoch(option, guard, model)
     if guard is not None and guard.samples:
         return guard.samples
     keras_model = model()
@@ -182,6 +182,16 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
     if not counted and batches:  # trained, and no count: say so rather than leave the figures out silently
         _warn_once(type(keras_model).__name__ + " unknown", UNKNOWN.format(name=type(keras_model).__name__))
     return counted
+
+
+def _option_for_epoch(option: int, guard: Any, model: Callable[[], Any]) -> int:
+    """``samples_per_epoch`` for a whole epoch; for one cut short (a budget or ``stop_training`` mid-epoch) the share
+    its finished steps trained — when the epoch's batches are known, else the whole option."""
+    total = getattr(getattr(guard, "epoch_iterator", None), "num_batches", None)
+    if guard is None or not isinstance(total, int) or total <= 0 or guard.steps - guard.epoch_first_step >= total:
+        return option  # whole (or of unknown length): no model read on the usual path (on JAX it syncs the state)
+    batches = _batches_this_epoch(guard, model())
+    return option if batches is None or batches >= total else round(option * batches / total)
 
 
 def _batches_this_epoch(guard: Any, model: Any) -> int | None:

@@ -316,6 +316,25 @@ def _(out: Path):
     return {"run_id": cb.session.run_id, "epochs": len(history.history["loss"]), "batch_ends": clock.batch_ends}
 
 
+class StopAtBatchEnd(RaiseAtBatchEnd):
+    """Sets ``stop_training`` after ``batch`` of ``epoch``: Keras ends the fit cleanly inside that epoch."""
+
+    def __init__(self, *, epoch: int, batch: int) -> None:
+        super().__init__(RuntimeError("unused"), epoch=epoch, batch=batch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
+            self.model.stop_training = True
+
+
+@case("samples_per_epoch_cut_short")
+def _(out: Path):
+    # samples_per_epoch=640 (10 batches of 64); the second epoch stopped after 3 batches: 640 + 192 trained
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})], samples_per_epoch=640)
+    mlp().fit(Batches(10), epochs=3, verbose=0, callbacks=[cb, StopAtBatchEnd(epoch=1, batch=2)])
+    return {"run_id": cb.session.run_id, "train": cb.session.samples.get("train")}
+
+
 @case("input_wait")
 def _(out: Path):
     cb = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])

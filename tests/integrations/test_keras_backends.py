@@ -133,6 +133,10 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     assert stopped.info.status == "FINISHED" and "budget exhausted" in stopped.data.tags[schema.TAG_BUDGET_STOP]
     assert_green_invariants(stopped.info.run_id, client)
 
+    # samples_per_epoch counts a whole epoch; an epoch stopped cleanly mid-way (stop_training, a budget) its share
+    assert results["samples_per_epoch_cut_short"]["train"] == 640 + 3 * 64
+    assert_green_invariants(run("samples_per_epoch_cut_short").info.run_id, client)
+
     # Input wait: torch and JAX read batches in Python (timed); TensorFlow reads inside the step.
     waited = run("input_wait").data.metrics
     data, train = waited[schema.ENERGY_DATA_KWH], waited[schema.ENERGY_TRAIN_KWH]
