@@ -47,8 +47,8 @@ def adapter_samples(epoch_iterator: Any) -> int | None:
         adapter = epoch_iterator.data_adapter
         steps = epoch_iterator.num_batches
         batch_size = adapter.batch_size
-        if not steps or not batch_size:
-            return None
+        if not steps or not batch_size or adapter.num_batches is None:
+            return None  # (an input whose size the adapter does not know — a torch IterableDataset — may end partial)
         per_epoch = getattr(epoch_iterator, "steps_per_epoch", None)
         if per_epoch and per_epoch != adapter.num_batches:  # epochs that are not whole passes: one may be cut
             return None  # short where the data runs out (its last batches partial): the steps' count tells
@@ -168,6 +168,11 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
     if guard is not None and guard.outside_fit:  # a loop of the user's own drives the callbacks: no count to trust
         _warn_once(type(keras_model).__name__ + " loop", OWN_LOOP)
         return None
+    if guard is not None and guard.steps == guard.epoch_first_step and not guard.samples:  # no train step ran
+        if not getattr(guard, "warned_no_batch", False):  # once a fit (TensorFlow's metrics count a batch anyway)
+            guard.warned_no_batch = True
+            logger.warning(NO_BATCH)
+        return 0
     batches = _batches_this_epoch(guard, keras_model)
     whole = batches is not None and batches >= (getattr(getattr(guard, "epoch_iterator", None), "num_batches", None) or 0) > 0
     if guard is not None and not guard.stop_requested and (whole or not getattr(keras_model, "stop_training", False)):
@@ -188,6 +193,8 @@ def _option_for_epoch(option: int, guard: Any, model: Callable[[], Any]) -> int:
     """``samples_per_epoch`` for a whole epoch; for one cut short (a budget or ``stop_training`` mid-epoch) the share
     its finished steps trained — when the epoch's batches are known, else the whole option."""
     total = getattr(getattr(guard, "epoch_iterator", None), "num_batches", None)
+    if guard is not None and not guard.outside_fit and guard.steps == guard.epoch_first_step:
+        return 0  # no train step ran (empty input)
     if guard is None or not isinstance(total, int) or total <= 0 or guard.steps - guard.epoch_first_step >= total:
         return option  # whole (or of unknown length): no model read on the usual path (on JAX it syncs the state)
     batches = _batches_this_epoch(guard, model())
@@ -211,6 +218,8 @@ _WARNED: set[str] = set()
 UNKNOWN = ("mlflow-green: the samples {name} trained in this fit are not known (its input's size is not, and its "
            "metrics did not count them: a tf.distribute strategy's input, a train_step of your own): "
            "green/energy_per_sample_j and green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...).")
+NO_BATCH = ("mlflow-green: an epoch of this fit trained no batch (its input is empty): it counts no sample, and a fit "
+            "that trained none has no green/energy_per_sample_j or green/flop_per_j")
 OWN_LOOP = ("mlflow-green: GreenCallback is driven by a training loop of your own (a CallbackList called by hand, not "
             "model.fit): the samples it trains are not known (train_on_batch resets the metrics' counts at every call), "
             "so green/energy_per_sample_j and green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...).")

@@ -46,7 +46,7 @@ def bind_trainer_run(session: Any, trainer: Any, *, keep: bool = False) -> None:
     ``keep``: an evaluation keeps the run already bound."""
     if not trainer.is_global_zero:
         return
-    if keep and session.run_id is not None:
+    if keep and session.output.bound:  # the fit's run, created or still waiting for its server (spooled)
         return
     for candidate in getattr(trainer, "loggers", None) or []:
         if type(candidate).__name__ == "MLFlowLogger":

@@ -335,6 +335,28 @@ def _(out: Path):
     return {"run_id": cb.session.run_id, "train": cb.session.samples.get("train")}
 
 
+@case("torch_iterable_validation")
+def _(out: Path):
+    # torch: DataLoaders over an IterableDataset (no length; its last batch partial): the rows, not batches x size
+    if keras.backend.backend() != "torch":
+        return {"skipped": "torch only"}
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Rows(IterableDataset):
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __iter__(self):
+            return ((torch.from_numpy(X[i]), torch.tensor(Y[i])) for i in range(self.n))
+
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    mlp().fit(DataLoader(Rows(300), batch_size=64), validation_data=DataLoader(Rows(100), batch_size=64), epochs=2,
+              verbose=0, callbacks=[cb])
+    mlp().evaluate(DataLoader(Rows(100), batch_size=64), verbose=0, callbacks=[evaluated := GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])])
+    return {"run_id": cb.session.run_id, "samples": cb.session.samples, "test": evaluated.session.samples}
+
+
 @case("input_wait")
 def _(out: Path):
     cb = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])

@@ -35,3 +35,19 @@ def test_a_fit_starting_at_its_last_epoch_says_it_trained_no_epoch(mlflow_experi
     run = MlflowClient().get_run(cb.session.run_id)
     assert run.info.status == "FINISHED"
     assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, schema.ENERGY_KWH)] == [0]
+
+
+def test_a_fit_on_empty_input_counts_no_sample_and_says_so(mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    """TensorFlow runs the epochs of an empty array without a step (torch and JAX refuse it), and its metrics count a
+    batch anyway: no sample is counted, so no per-sample figure is made up."""
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+        try:
+            _model().fit(X[:0], Y[:0], epochs=2, verbose=0, callbacks=[cb])
+        except ValueError:  # torch and JAX: Keras refuses an empty input before training
+            pytest.skip(f"Keras on {keras.backend.backend()} refuses an empty input")
+    assert any("trained no batch" in r.getMessage() for r in caplog.records)
+    metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
+    assert schema.ENERGY_KWH in metrics
+    assert schema.ENERGY_PER_SAMPLE_J not in metrics and schema.FLOP_PER_J not in metrics
+    assert cb.session.samples.get("train", 0) == 0

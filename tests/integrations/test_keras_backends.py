@@ -137,6 +137,11 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     assert results["samples_per_epoch_cut_short"]["train"] == 640 + 3 * 64
     assert_green_invariants(run("samples_per_epoch_cut_short").info.run_id, client)
 
+    if backend == "torch":  # 300 training and 100 validation rows in 64-row batches, the last partial: rows counted
+        iterable = results["torch_iterable_validation"]
+        assert iterable["samples"] == {"train": 600, "validation": 200} and iterable["test"] == {"test": 100}, iterable
+        assert_green_invariants(iterable["run_id"], client)
+
     # Input wait: torch and JAX read batches in Python (timed); TensorFlow reads inside the step.
     waited = run("input_wait").data.metrics
     data, train = waited[schema.ENERGY_DATA_KWH], waited[schema.ENERGY_TRAIN_KWH]

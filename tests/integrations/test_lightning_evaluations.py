@@ -16,6 +16,7 @@ from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  #
 
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
 from mlflow_green.record import schema  # noqa: E402
+from mlflow_green.testing import FakeMeter  # noqa: E402
 
 
 def _report(run_id: str, tmp_path: Path) -> dict[str, Any]:
@@ -55,3 +56,31 @@ def test_evaluations_alone_share_a_run_whose_report_totals_them_all_once(mlflow_
     fit_report = _report(cb.session.run_id, tmp_path)
     assert "evaluations_only" not in fit_report and fit_report["phases"]["train"]["energy_j"] > 0
     assert _report(run_id, tmp_path)["totals"]["energy_j"] == pytest.approx(report["totals"]["energy_j"], rel=1e-12)
+
+
+def test_evaluations_after_a_fit_whose_server_is_down_go_into_its_spooled_run(mlflow_experiment: str, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit's run is not created (its server is down): ``test`` and ``predict`` after it are kept for that run
+    (one spool file, one run to create), not for a run of their own."""
+    import mlflow
+
+    from mlflow_green.record.spool_format import parse_entries, spool_paths
+    from mlflow_green.testing.server import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    monkeypatch.setenv("MLFLOW_GREEN_START_TIMEOUT_S", "0")
+    monkeypatch.setenv("MLFLOW_GREEN_END_TIMEOUT_S", "0.5")
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    train, val = loaders()
+    green = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])
+    trainer = lightning.Trainer(callbacks=[green], **{**quiet_trainer_kwargs(), "max_epochs": 2, "limit_train_batches": 3})
+    model = digits_classifier()
+    trainer.fit(model, train, val)
+    trainer.test(model, val)
+    trainer.predict(model, val)
+    [spooled] = spool_paths(tmp_path / "green-spool")
+    entries = parse_entries(spooled.read_bytes()).entries
+    assert [e["op"] for e in entries].count("create") == 1
+    keys = {row[0] for e in entries if e["op"] == "metrics" for row in e["metrics"]}
+    assert {schema.ENERGY_KWH, schema.ENERGY_TEST_KWH, schema.ENERGY_PREDICT_KWH} <= keys
