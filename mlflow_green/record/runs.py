@@ -184,14 +184,15 @@ def resolve_run(
     spec = _spec(run_name, experiment_id, tags, parent_run_id, parent_token)
     recorder = RunRecorder.open(None, spec=spec, tracking_uri=mlflow.get_tracking_uri(), owned=True, timeouts=timeouts)
     handle = RunHandle(None, None, owned=True, recorder=recorder, timeouts=timeouts)
-    if recorder.wait_created(timeouts.start_s) is not None:
+    start_s = timeouts.start_for(recorder.tracking_uri)
+    if recorder.wait_created(start_s) is not None:
         _activate(handle)
     else:
         _pending_stack().append(handle)
         logger.warning(
             "mlflow-green: the tracking server %s did not create the run within %g s (%s); training goes on, "
             "measured, and the run is created as soon as the server answers (or by `mlflow-green sync`)",
-            recorder.tracking_uri, timeouts.start_s, recorder.failures[-1] if recorder.failures else "no answer yet",
+            recorder.tracking_uri, start_s, recorder.failures[-1] if recorder.failures else "no answer yet",
         )
     return handle
 

@@ -7,6 +7,8 @@ runs in a background thread and training only waits for it up to the deadline.
 - ``MLFLOW_GREEN_START_TIMEOUT_S`` (argument ``start_timeout_s``): how long the start of a fit
   waits for MLflow to create its run; default 2 s. After that the creation is spooled and
   training starts; the run is created as soon as the server answers (or by ``mlflow-green sync``).
+  A store on this machine's disk (``sqlite:`` with a file, ``file:``, a folder) is waited for up to
+  the end timeout unless a start timeout was chosen (:meth:`RunTimeouts.start_for`).
 - ``MLFLOW_GREEN_END_TIMEOUT_S`` (argument ``end_timeout_s``): how long the end of a fit waits
   for the backlog (metrics, tags, report, the run's end) to be sent; default 30 s. What is left
   stays in the spool. ``MLFLOW_GREEN_FLUSH_TIMEOUT_S`` is the older name of the same setting.
@@ -34,7 +36,8 @@ import math
 import numbers
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 from mlflow_green.errors import ConfigError
 from mlflow_green.validation import parse_env_number
@@ -70,6 +73,13 @@ class RunTimeouts:
     end_s: float = DEFAULT_END_TIMEOUT_S
     retry_max_s: float = DEFAULT_RETRY_MAX_S
     send_interval_s: float = DEFAULT_SEND_INTERVAL_S
+    start_chosen: bool = field(default=True, compare=False)  # False: the default, which a local store extends
+
+    def start_for(self, tracking_uri: str | None) -> float:
+        """The start bound for ``tracking_uri``. A local store (a ``sqlite:`` file, a ``file:`` or folder store) is
+        never down, only slow to make its tables the first time (seconds on a busy machine): unless a start
+        timeout was chosen, it is waited for up to the end timeout, so that its run exists as training starts."""
+        return self.start_s if self.start_chosen or not is_local_store(tracking_uri) else max(self.start_s, self.end_s)
 
     @property
     def retry_start_s(self) -> float:
@@ -92,7 +102,23 @@ class RunTimeouts:
         if retry <= 0:
             raise ConfigError(f"Environment variable {ENV_RETRY_MAX_S}={env.get(ENV_RETRY_MAX_S)!r} must be > 0")
         send_interval = _pick("send_interval_s", None, env, (ENV_SEND_INTERVAL_S,), DEFAULT_SEND_INTERVAL_S)
-        return cls(start, end, retry, send_interval)
+        chosen = start_timeout_s is not None or bool((env.get(ENV_START_TIMEOUT_S) or "").strip())
+        return cls(start, end, retry, send_interval, start_chosen=chosen)
+
+
+def is_local_store(tracking_uri: str | None) -> bool:
+    """True for a tracking store on this machine's disk: ``sqlite:`` with a file, ``file:``, a folder path.
+
+    Example:
+        >>> [is_local_store(u) for u in ("sqlite:///mlflow.db", "./mlruns", "http://host:5000", "postgresql://db/m")]
+        [True, True, False, False]
+    """
+    if not tracking_uri:
+        return False
+    scheme = urlparse(tracking_uri).scheme.lower()
+    if scheme == "sqlite":
+        return ":memory:" not in tracking_uri
+    return scheme in ("", "file") or len(scheme) == 1  # a path (a Windows drive letter reads as a scheme)
 
 
 def _pick(name: str, value: object, env: Mapping[str, str], variables: tuple[str, ...], default: float) -> float:
@@ -122,4 +148,5 @@ __all__ = [
     "ENV_SEND_INTERVAL_S",
     "ENV_START_TIMEOUT_S",
     "RunTimeouts",
+    "is_local_store",
 ]

@@ -182,7 +182,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         (waited for at most the start timeout; None if it cannot be found)."""
         handle = self.output.run
         found = None if handle is None else read_within(
-            lambda: created_run_id(lambda: handle.client, pending_run), (handle.timeouts or RunTimeouts.resolve()).start_s,
+            lambda: created_run_id(lambda: handle.client, pending_run), (handle.timeouts or RunTimeouts.resolve()).start_for(handle.tracking_uri),
             what="the checkpoint's run", consequence="the resumed totals start at zero")
         if found is None:
             logger.warning("mlflow-green: the checkpoint (or backup) was written before its MLflow run was created, and that run "
@@ -202,7 +202,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         ``after_step``: a checkpoint of this run resumed — only if the run went on past its last step (the fit
         that wrote it logged later epochs before it failed: their energy was spent, their steps are taken).
         Read in a worker thread, waited for at most the start timeout; not read in time: as holding none."""
-        earlier = read_within(lambda: earlier_fits(run.client, run_id), (run.timeouts or RunTimeouts.resolve()).start_s)
+        earlier = read_within(lambda: earlier_fits(run.client, run_id), (run.timeouts or RunTimeouts.resolve()).start_for(run.tracking_uri))
         if earlier is not None and (after_step is None or (earlier.last_step is not None and earlier.last_step > after_step)):
             self.take_earlier(earlier)
 

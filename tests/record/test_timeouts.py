@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from pathlib import Path
+
 import pytest
 
 from mlflow_green.errors import ConfigError
@@ -34,3 +38,42 @@ def test_the_callbacks_reject_bad_timeouts_at_construction(options: dict) -> Non
             "keras", quality_metric=None, max_energy_kwh=None, max_emissions_kg=None, live_metrics=None,
             inspect_model=True, log_report=True, run_name=None, **options,
         )
+
+
+def test_a_local_store_is_waited_for_up_to_the_end_timeout_unless_a_start_timeout_was_chosen() -> None:
+    default = RunTimeouts.resolve(environ={})
+    assert default.start_for("sqlite:////tmp/x/mlflow.db") == 30.0 and default.start_for("./mlruns") == 30.0
+    assert default.start_for("file:///tmp/mlruns") == 30.0
+    assert default.start_for("http://127.0.0.1:5000") == 2.0 and default.start_for("postgresql://db/mlflow") == 2.0
+    assert default.start_for(None) == 2.0 and default.start_for("sqlite:///:memory:") == 2.0
+    chosen = RunTimeouts.resolve(environ={"MLFLOW_GREEN_START_TIMEOUT_S": "0"})
+    assert chosen.start_for("sqlite:////tmp/x/mlflow.db") == 0.0
+    assert RunTimeouts.resolve(start_timeout_s=1, environ={}).start_for("./mlruns") == 1.0
+    assert RunTimeouts(start_s=0.5).start_for("./mlruns") == 0.5  # made by hand: as given
+
+
+def test_a_sqlite_store_busy_for_longer_than_the_start_timeout_still_has_the_run_as_training_starts(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Another connection holds the database for 3 s (a fresh store makes its tables for as long on a busy
+    machine): the block waits for its run rather than spooling its creation with a warning."""
+    import mlflow
+
+    import mlflow_green
+    from mlflow_green.testing import FakeMeter
+
+    database = tmp_path / "busy.db"
+    mlflow.set_tracking_uri(f"sqlite:///{database}")
+    mlflow.set_experiment("busy")  # the tables exist
+    holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(3.0, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        with caplog.at_level("WARNING", logger="mlflow_green"), mlflow_green.track(meters=[FakeMeter({"cpu:0": 10.0})]) as block:
+            started_with = block.run_id
+    finally:
+        release.join()
+        holder.close()
+    assert started_with is not None  # created before the block's body ran
+    assert not [r for r in caplog.records if "did not create the run" in r.getMessage()]
+    assert mlflow.MlflowClient().get_run(started_with).info.status == "FINISHED"
