@@ -122,10 +122,10 @@ class GreenConfig:
             set_(self, "meters", check_meters(self.meters, sources))
         if self.intensity_provider is not None:
             set_(self, "intensity_provider", check_provider(self.intensity_provider, sources))
-        if self.region is not None and not isinstance(self.region, str):
+        if self.region is not None and (not isinstance(self.region, str) or not self.region.strip()):
             raise ConfigError(
-                f"Invalid region={self.region!r} (from {origin_of(sources, 'region')}): expected a string "
-                f"such as 'FRA', 'FR', 'US-CA' or 'WORLD'."
+                f"Invalid region={self.region!r} (from {origin_of(sources, 'region')}): expected a region code "
+                f"such as 'FRA', 'FR', 'US-CA' or 'WORLD' (or no region: the world average)."
             )
         carbon = self._carbon(sources)
         set_(self, "carbon", carbon)

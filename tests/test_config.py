@@ -244,8 +244,15 @@ def test_unknown_region_from_environment() -> None:
 
 
 def test_region_wrong_type() -> None:
-    with pytest.raises(ConfigError, match="expected a string"):
+    with pytest.raises(ConfigError, match="expected a region code"):
         GreenConfig.resolve(region=49, environ={})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_region_argument_is_refused_and_a_blank_variable_is_unset(blank: str) -> None:
+    with pytest.raises(ConfigError, match="expected a region code .*no region"):
+        GreenConfig.resolve(region=blank, environ={})
+    assert GreenConfig.resolve(environ={ENV_REGION: blank}).carbon.region == WORLD
 
 
 # --- intensity provider ------------------------------------------------------------------------
@@ -310,6 +317,10 @@ region_like = st.from_regex(r"\A\s*((US|USA|CA|CAN)[-_ ])?[A-Za-zé ]{0,12}\s*\Z
 @given(region_like, st.booleans())
 def test_property_any_region_text_resolves_or_is_unknown(region: str, from_env: bool) -> None:
     kwargs = {"environ": {ENV_REGION: region}} if from_env else {"region": region, "environ": {}}
+    if not from_env and not region.strip():  # a blank argument is refused (a blank variable is unset)
+        with pytest.raises(ConfigError):
+            GreenConfig.resolve(**kwargs)  # type: ignore[arg-type]
+        return
     try:
         cfg = GreenConfig.resolve(**kwargs)  # type: ignore[arg-type]
     except UnknownRegionError:

@@ -9,12 +9,19 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.budget import EnergyBudget
 from mlflow_green.validation import check_bool, check_name
+
+logger = logging.getLogger(__name__)
+
+LOWER_IS_BETTER = re.compile(r"loss|error|mse|mae|perplexity|rmse", re.IGNORECASE)
+"""Metric names whose lower values are better: as a quality metric they rank the worse model first."""
 
 CALLBACK_OPTIONS: tuple[str, ...] = (
     "quality_metric", "max_energy_kwh", "max_emissions_kg", "live_metrics", "inspect_model", "log_report", "run_name",
@@ -53,6 +60,10 @@ def session_options(
     ``end_timeout_s`` bound the waiting on MLflow (:class:`~mlflow_green.record.timeouts.RunTimeouts`).
     """
     check_name("quality_metric", quality_metric, example="val_accuracy")
+    if quality_metric and LOWER_IS_BETTER.search(quality_metric):
+        logger.warning("mlflow-green: quality_metric=%r looks like a metric where lower is better: green/accuracy_per_kwh "
+                       "(quality ÷ kWh) ranks higher values first, so the worse model would rank first. Give one where "
+                       "higher is better (an accuracy, an F1, an AUC).", quality_metric)
     check_name("run_name", run_name, example="baseline-cnn")
     check_bool("live_metrics", live_metrics, optional=True)
     check_bool("inspect_model", inspect_model)

@@ -62,6 +62,7 @@ class SessionRun:
         self.in_call = False  # a fit measured into the bound run runs (set by the session, cleared by close)
         self.context: dict[str, Any] | None = None  # MLflow context of the process that pickled us
         self._pending_step: int | None = None
+        self._name_warned = False  # run_name given and an existing run bound: said once
         self._pending: dict[str, float] = {}
         self._key_steps: dict[str, int] = {}
         self._last_values: dict[str, float] = {}
@@ -107,6 +108,10 @@ class SessionRun:
         if self.run is not None and self.run is not run:
             self.run.finish()
         self.run, self._last, self._reopened = run, None, False
+        if self.run_name and not run.owned and not getattr(self, "_name_warned", False):  # the user's run (or a logger's): not renamed
+            self._name_warned = True
+            logger.warning("mlflow-green: run_name=%r names a run the callback starts; it logs into an existing run "
+                           "here (the active run, MLFLOW_RUN_ID's or the logger's), whose name is left as it is", self.run_name)
         outer_calls.enter(self)  # with a fit or an evaluation in progress (until closed)
         current = run.run_id
         changed = previous is not None and (current is None or current != previous)

@@ -92,3 +92,15 @@ def test_autolog_passes_scope_to_the_callback_it_adds(
     [run] = MlflowClient().search_runs([mlflow_experiment])
     assert run.data.tags[schema.TAG_SCOPE].split(",") == ["cpu:machine", "ram:machine"]
     assert not [r for r in caplog.records if "has no option" in r.getMessage()]
+
+
+@pytest.mark.parametrize("module", list(CALLBACKS))
+def test_a_quality_metric_where_lower_is_better_is_warned_about_at_construction(
+        module: str, caplog: pytest.LogCaptureFixture) -> None:
+    callback = _callback_class(module)
+    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+        callback(quality_metric="val_loss")
+        callback(quality_metric="eval_mse")
+        callback(quality_metric="val_accuracy")
+    warned = [r.getMessage() for r in caplog.records if "lower is better" in r.getMessage()]
+    assert len(warned) == 2 and "'val_loss'" in warned[0] and "'eval_mse'" in warned[1]

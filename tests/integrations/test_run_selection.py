@@ -120,3 +120,19 @@ def test_log_model_of_something_that_is_not_a_model_says_so(not_a_model: Any, ml
             green.log_model(not_a_model)
     assert not os.environ.get("MLFLOW_RUN_ID")
     assert MlflowClient().search_runs([mlflow_experiment]) == []  # nothing logged
+
+
+def test_run_name_of_a_callback_logging_into_the_users_run_is_said_to_be_unused(
+        mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    green = green_keras.GreenCallback(meters=_meters(), run_name="baseline-cnn")
+    with caplog.at_level("WARNING", logger="mlflow_green"), mlflow.start_run(run_name="mine") as users:
+        _keras_model().fit(X, Y, epochs=1, verbose=0, callbacks=[green])
+        _keras_model().fit(X, Y, epochs=1, verbose=0, callbacks=[green])
+    said = [r.getMessage() for r in caplog.records if "run_name='baseline-cnn'" in r.getMessage()]
+    assert len(said) == 1  # once, not at every fit
+    assert MlflowClient().get_run(users.info.run_id).info.run_name == "mine"
+    own = green_keras.GreenCallback(meters=_meters(), run_name="baseline-cnn")
+    with caplog.at_level("WARNING", logger="mlflow_green"):
+        _keras_model().fit(X, Y, epochs=1, verbose=0, callbacks=[own])  # its own run: named, nothing said
+    assert MlflowClient().get_run(own.session.run_id).info.run_name == "baseline-cnn"
+    assert len([r for r in caplog.records if "run_name='baseline-cnn'" in r.getMessage()]) == 1
