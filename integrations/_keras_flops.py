@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from typing import Any
 
 from mlflow_green.integrations._keras_calls import (
@@ -36,6 +37,22 @@ GATES = {"SimpleRNNCell": 1, "LSTMCell": 4, "GRUCell": 3}
 """Per cell type, the matrix products of one time step (each ``units`` wide)."""
 
 
+_WARNED: weakref.WeakKeyDictionary[Any, set[frozenset[str]]] = weakref.WeakKeyDictionary()
+"""Per model, the sets of layer types whose FLOPs were said not to be counted."""
+
+
+def _first_warning(model: Any, layer_types: frozenset[str]) -> bool:
+    """True the first time ``model`` is found with ``layer_types`` not counted (always True for a model that
+    cannot be weakly referenced)."""
+    try:
+        warned = _WARNED.setdefault(model, set())
+    except TypeError:
+        return True
+    first = layer_types not in warned
+    warned.add(layer_types)
+    return first
+
+
 class NotCounted(Exception):
     """A layer of a counted type around one whose FLOPs are not counted (an RNN with a custom cell)."""
 
@@ -49,8 +66,9 @@ def forward_flops(model: Any, calls: list[Call], example_input: Any, notes: list
             total, unknown, skipped = _sum_flops(traced)
     if skipped:
         notes.append("FLOPs not counted for layer types: " + ", ".join(sorted(skipped)))
-        logger.warning("mlflow-green: FLOPs are not counted for the layer types %s: green/model_flops_per_sample and "
-                       "green/flop_per_j leave them out", ", ".join(sorted(skipped)))
+        if _first_warning(model, frozenset(skipped)):  # once a model (a fit profiles it as it starts and as it ends)
+            logger.warning("mlflow-green: FLOPs are not counted for the layer types %s: green/model_flops_per_sample and "
+                           "green/flop_per_j leave them out", ", ".join(sorted(skipped)))
     if unknown:
         notes.append("FLOPs unknown (no static shapes; pass example_input) for: " + ", ".join(unknown[:5]))
         return None
