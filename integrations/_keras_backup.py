@@ -108,7 +108,7 @@ def bind_resumable(session: Any) -> None:
     """Bind the fit's run (``session.bind_run``): a fit Keras restores from a ``BackupAndRestore`` backup resumes the
     run that wrote it (tagged ``green.resumed_from``), and the run is recorded in the backup folders for the next."""
     backups = backup_folders()
-    session.bind_run()
+    session.bind_run(activate=False)  # active from the first epoch: callbacks starting a run of their own come first
     session.note_resumed_from(restored_run(backups))  # by its id, or the token of a run then not created
     record_run(backups, session.run_id or session.output.pending_creation())
 

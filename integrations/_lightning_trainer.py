@@ -57,7 +57,7 @@ def bind_trainer_run(session: Any, trainer: Any, *, keep: bool = False) -> None:
                 break
             session.bind_run(run)
             return
-    session.bind_run()
+    session.bind_run(activate=keep)  # a fit's run active from its first epoch: callbacks starting their own come first
 
 
 def started_tracker(template: Any) -> Any:

@@ -141,6 +141,7 @@ def resolve_run(
     tags: dict[str, str] | None = None,
     timeouts: RunTimeouts | None = None,
     parent: RunHandle | None = None,
+    activate: bool = True,
 ) -> RunHandle:
     """The run to log into: ``run_id`` if given, else the active run, else a new run.
 
@@ -155,6 +156,7 @@ def resolve_run(
         tags: Extra tags of a run we start.
         timeouts: Bounds on waiting (default: ``MLFLOW_GREEN_*`` variables).
         parent: Start a child of this run (ours, created or not yet) whatever the active run.
+        activate: Make a run we start MLflow's active run now (else later: :func:`activate_if_none_active`).
     """
     import mlflow
 
@@ -186,7 +188,8 @@ def resolve_run(
     handle = RunHandle(None, None, owned=True, recorder=recorder, timeouts=timeouts)
     start_s = timeouts.start_for(recorder.tracking_uri)
     if recorder.wait_created(start_s) is not None:
-        _activate(handle)
+        if activate:
+            _activate(handle)
     else:
         _pending_stack().append(handle)
         logger.warning(
@@ -275,6 +278,16 @@ def _activate(handle: RunHandle) -> None:
         handle.fluent, handle._activated = True, (stack, active)
     except Exception as exc:  # another MLflow version: the run is still written, just not active
         logger.debug("mlflow-green: could not make run %s active: %s", handle.run_id, exc)
+
+
+def activate_if_none_active(handle: RunHandle) -> None:
+    """Make ``handle`` (a run we started, created by now) MLflow's active run if no run is active: a fit's run, at
+    its first epoch — the user's own callbacks that start a run as the fit begins (``mlflow.start_run()`` in their
+    ``on_train_begin``) have done so by then, and would fail on a run of ours already active."""
+    import mlflow
+
+    if handle.owned and not handle.fluent and handle.recorder.created_run is not None and mlflow.active_run() is None:
+        _activate(handle)
 
 
 def _deactivate(handle: RunHandle) -> None:

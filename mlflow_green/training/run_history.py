@@ -43,6 +43,7 @@ class EarlierFits:
     last_step: int | None
     evaluations: dict[str, Measurement] = field(default_factory=dict)
     key_steps: dict[str, int] = field(default_factory=dict)
+    block: bool = False  # the figures are a ``track()`` block's (no fit state to continue)
 
 
 def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
@@ -65,6 +66,8 @@ def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
         with tempfile.TemporaryDirectory() as tmp:
             with open(client.download_artifacts(run_id, schema.REPORT_ARTIFACT, tmp), encoding="utf-8") as f:
                 report = json.load(f)
+        if "state" not in report and "framework" not in report:  # a track() block's report
+            return EarlierFits(None, last_step, key_steps=key_steps, block=True)
         state = SessionState.from_dict(report["state"]) if last_step is not None else None
         evaluations = {kind: Measurement.from_dict(report["phases"][kind]) for kind in EVALUATION_KINDS
                        if kind in report.get("phases", {})}

@@ -42,7 +42,7 @@ from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
 from mlflow_green.training.run_flops import RunFlops
-from mlflow_green.training.run_history import created_run_id, earlier_fits, read_within
+from mlflow_green.training.run_history import created_run_id, read_within
 from mlflow_green.training.session_end import FitEndMixin
 from mlflow_green.training.session_epochs import EpochEndMixin, EpochResult
 from mlflow_green.training.session_eval import EvaluationMixin
@@ -144,7 +144,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         """The last step logged into the run (None before the first epoch)."""
         return self.steps.last_step
 
-    def bind_run(self, run: RunHandle | None = None, **resolve: Any) -> None:
+    def bind_run(self, run: RunHandle | None = None, *, activate: bool = True, **resolve: Any) -> None:
         """Log into ``run``, else resolve one (explicit id, active run, or a new one).
 
         Only the logging rank binds a run. A different run from the previous one starts the totals over;
@@ -155,7 +155,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self._deferred.settle()
         fresh = self.steps.last_step is None and self.resumed_run_id is None and self.resumed_pending_run is None  # nothing logged, nothing loaded
         previous = self.output.run_id  # a run this session logged into (an evaluation) holds nothing new for it
-        if self.output.bind(run, **resolve):
+        if self.output.bind(run, activate=activate, **resolve):
             self._start_run_totals()
             fresh = True
         resumed, self.resumed_run_id = self.resumed_run_id, None
@@ -197,15 +197,6 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
             self.resumed_from = run_id
             self.output.log_tags({schema.TAG_RESUMED_FROM: run_id})
 
-    def _continue_earlier_fits(self, run: RunHandle, run_id: str, after_step: int | None = None) -> None:
-        """A run of the user's holding earlier fits' figures (another callback's): continue its totals and steps.
-        ``after_step``: a checkpoint of this run resumed — only if the run went on past its last step (the fit
-        that wrote it logged later epochs before it failed: their energy was spent, their steps are taken).
-        Read in a worker thread, waited for at most the start timeout; not read in time: as holding none."""
-        earlier = read_within(lambda: earlier_fits(run.client, run_id), (run.timeouts or RunTimeouts.resolve()).start_for(run.tracking_uri))
-        if earlier is not None and (after_step is None or (earlier.last_step is not None and earlier.last_step > after_step)):
-            self.take_earlier(earlier)
-
     # -- fit --------------------------------------------------------------------------------
     def begin_fit(self, *, planned_epochs: int, planned_steps: int | None = None, steps_done: int = 0,
                   profile: ModelProfile | None = None, tracker: EnergyTracker | None = None) -> None:
@@ -243,8 +234,8 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self._deferred.submit(lambda: self.output.send_pending(background=False))  # after the previous epoch's accounting
         self._epochs_begun += 1  # after the hand-over: an accounting that sees it has the send queued behind it
         if self._first_epoch is None:
-            self._first_epoch = int(epoch)
-            self._projection.first_epoch = self._first_epoch
+            self.output.activate()  # the run it started, bound with activate=False (see SessionRun.bind)
+            self._first_epoch = self._projection.first_epoch = int(epoch)
             self.steps.begin_fit(self._first_epoch)
             self._deferred.submit(lambda: self._log_tags(tracker))  # spooled by the epochs' thread
             if self.profile is not None:

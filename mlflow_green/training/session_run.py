@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mlflow_green.record.runs import RunHandle, resolve_run
+from mlflow_green.record.runs import RunHandle, activate_if_none_active, resolve_run
 from mlflow_green.record.signing import SigningKey
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training import outer_calls
@@ -87,11 +87,12 @@ class SessionRun:
         """True if the bound run was started by us (so we end it)."""
         return self.run is not None and self.run.owned
 
-    def bind(self, run: RunHandle | None = None, **resolve: Any) -> bool:
+    def bind(self, run: RunHandle | None = None, *, activate: bool = True, **resolve: Any) -> bool:
         """Log into ``run``, else resolve one (explicit id, active run, or a new one we own).
 
         Returns True if the run is a different one from the run bound before (the caller
-        starts its totals over). Waits at most the start timeout; never raises for MLflow.
+        starts its totals over). Waits at most the start timeout; never raises for MLflow. ``activate=False``
+        (a fit): a run started here becomes MLflow's active run at :meth:`activate`, not now.
         """
         if run is None and self.owned:
             return False  # a fit in progress keeps its run
@@ -100,7 +101,8 @@ class SessionRun:
             if run is None:
                 outer = None if resolve else self._outer_run()
                 run = self._spawned_run(**resolve) or resolve_run(
-                    run_name=self.run_name, timeouts=self.timeouts, nested=outer is not None, parent=outer, **resolve)
+                    run_name=self.run_name, timeouts=self.timeouts, nested=outer is not None, parent=outer,
+                    activate=activate, **resolve)
             run.recorder.prepare_handover()  # opens its writer and its spool thread now, not at an epoch
         except Exception as exc:  # measurement never stops the training
             logger.warning("mlflow-green: no MLflow run to log into (%s); measuring without logging", exc)
@@ -118,6 +120,11 @@ class SessionRun:
         if changed or previous is None:
             self._key_steps, self._last_values = {}, {}
         return changed
+
+    def activate(self) -> None:
+        """A fit's first epoch begins: its run, if we started it, becomes MLflow's active run unless one is."""
+        if self.run is not None:
+            activate_if_none_active(self.run)
 
     def _outer_run(self) -> RunHandle | None:
         """The run of another session measuring a call on this thread now (a fit started from a callback of

@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.measure.readings import Measurement
+from mlflow_green.record.runs import RunHandle, resolve_run
+from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.phases import EMPTY
 from mlflow_green.training.run_flops import RunFlops
-from mlflow_green.training.run_history import EarlierFits
+from mlflow_green.training.run_history import EarlierFits, earlier_fits, read_within
 from mlflow_green.training.state import SessionState
 from mlflow_green.training.steps import StepCounter
 
@@ -63,6 +65,22 @@ class StateMixin:
         flops = self.flops.total(self.profile.flops_per_sample if self.profile is not None else None, samples)
         return SessionState(run_id, self.carried if total is None else total, self.ledger.totals(), samples, self.last_step,
                             pending_run=self.output.pending_creation() if run_id is None else None, flops=flops)
+
+    def _continue_earlier_fits(self: TrainingSession, run: RunHandle, run_id: str, after_step: int | None = None) -> None:
+        """A run of the user's holding earlier fits' figures (another callback's): continue its totals and steps.
+        ``after_step``: a checkpoint of this run resumed — only if the run went on past its last step (the fit
+        that wrote it logged later epochs before it failed: their energy was spent, their steps are taken).
+        Read in a worker thread, waited for at most the start timeout; not read in time: as holding none. A
+        ``track()`` block's figures (no fit state): a child run of it, as a block after a fit's figures gets."""
+        timeout_s = (run.timeouts or RunTimeouts.resolve()).start_for(run.tracking_uri)
+        earlier = read_within(lambda: earlier_fits(run.client, run_id), timeout_s)
+        if earlier is not None and earlier.block and after_step is None:
+            logger.warning("mlflow-green: run %s already holds a track() block's green/ figures; this callback logs "
+                           "into a child run of it (its totals and steps from zero would clash with them)", run_id)
+            child = resolve_run(run_name=self.output.run_name, timeouts=self.output.timeouts, nested=True, activate=False)
+            self.output.bind(child)  # the totals are at zero still (nothing was taken from the user's run)
+        elif earlier is not None and (after_step is None or (earlier.last_step is not None and earlier.last_step > after_step)):
+            self.take_earlier(earlier)
 
     def take_earlier(self: TrainingSession, earlier: EarlierFits) -> None:
         """Go on from what other callbacks logged into the run: the fits' totals and steps, the evaluations'

@@ -136,3 +136,87 @@ def test_run_name_of_a_callback_logging_into_the_users_run_is_said_to_be_unused(
         _keras_model().fit(X, Y, epochs=1, verbose=0, callbacks=[own])  # its own run: named, nothing said
     assert MlflowClient().get_run(own.session.run_id).info.run_name == "baseline-cnn"
     assert len([r for r in caplog.records if "run_name='baseline-cnn'" in r.getMessage()]) == 1
+
+
+class _KerasUsersLogger(keras.callbacks.Callback):
+    """A logger of the user's own: its run, started as the fit begins and ended as it ends."""
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        mlflow.start_run(run_name="mine")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        mlflow.log_metrics(logs or {}, step=epoch)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        mlflow.end_run()
+
+
+class _LightningUsersLogger(lightning.Callback):
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        mlflow.start_run(run_name="mine")
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        mlflow.log_metric("epoch_seen", trainer.current_epoch, step=trainer.current_epoch)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        mlflow.end_run()
+
+
+@pytest.mark.parametrize("framework", ["lightning", "keras"])
+def test_a_callback_of_the_users_starting_its_own_run_as_the_fit_begins_still_can(framework: str,
+                                                                                  mlflow_experiment: str) -> None:
+    """The callback's own run becomes MLflow's active run at the first epoch, not as the fit begins: a user's
+    logger listed after it that calls ``mlflow.start_run()`` then (it raised "Run ... is already active") works."""
+    if framework == "lightning":
+        green = green_lightning.GreenCallback(meters=_meters())
+        train, val = loaders()
+        kwargs = {**quiet_trainer_kwargs(), "max_epochs": 2, "limit_train_batches": 3, "limit_val_batches": 1}
+        lightning.Trainer(callbacks=[green, _LightningUsersLogger()], **kwargs).fit(digits_classifier(), train, val)
+        users_key = "epoch_seen"
+    else:
+        green = green_keras.GreenCallback(meters=_meters())
+        _keras_model().fit(X, Y, epochs=2, verbose=0, callbacks=[green, _KerasUsersLogger()])
+        users_key = "loss"
+    client = MlflowClient()
+    [mine] = [r for r in client.search_runs([mlflow_experiment]) if r.info.run_name == "mine"]
+    assert mine.info.status == "FINISHED" and users_key in mine.data.metrics
+    ours = client.get_run(green.session.run_id)
+    assert ours.info.run_id != mine.info.run_id and ours.info.status == "FINISHED"
+    assert_green_invariants(ours.info.run_id, client)
+    assert mlflow.active_run() is None
+
+
+def test_the_callbacks_own_run_is_the_active_run_during_the_fit(mlflow_experiment: str) -> None:
+    seen: list[str | None] = []
+    peek = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
+        mlflow.active_run().info.run_id if mlflow.active_run() else None))
+    green = green_keras.GreenCallback(meters=_meters())
+    _keras_model().fit(X, Y, epochs=2, verbose=0, callbacks=[green, peek])
+    assert seen == [green.session.run_id] * 2  # the user's mlflow.log_* inside the fit go into it
+    assert mlflow.active_run() is None and mlflow.last_active_run().info.run_id == green.session.run_id
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate"])
+def test_a_callback_in_a_run_holding_a_track_block_gets_a_child_run(call: str, mlflow_experiment: str,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """As a block after a fit's figures does: the block's totals and steps are left as they are (its energy went
+    down, its report was overwritten and an evaluation took its step 0)."""
+    green = green_keras.GreenCallback(meters=_meters())
+    with caplog.at_level("WARNING", logger="mlflow_green"), mlflow.start_run() as users:
+        with mlflow_green.track(meters=_meters()):
+            sum(range(10_000))
+        client = MlflowClient()
+        before = [(m.step, m.value) for m in client.get_metric_history(users.info.run_id, schema.ENERGY_KWH)]
+        if call == "fit":
+            _keras_model().fit(X, Y, epochs=2, verbose=0, callbacks=[green])
+        else:
+            _keras_model().evaluate(X, Y, verbose=0, callbacks=[green])
+    assert [(m.step, m.value) for m in client.get_metric_history(users.info.run_id, schema.ENERGY_KWH)] == before
+    child = client.get_run(green.session.run_id)
+    assert child.data.tags.get("mlflow.parentRunId") == users.info.run_id and child.info.status == "FINISHED"
+    if call == "fit":
+        assert_green_invariants(child.info.run_id, client)
+    else:
+        assert child.data.metrics[schema.ENERGY_TEST_KWH] > 0
+    assert any("holds a track() block's green/ figures" in r.getMessage() for r in caplog.records)
+    assert not any("KeyError" in r.getMessage() for r in caplog.records)
