@@ -190,6 +190,9 @@ def resolve_run(
     if recorder.wait_created(start_s) is not None:
         if activate:
             _activate(handle)
+    elif recorder.creation_error is not None:  # refused for good (a deleted experiment): said once, by the writer
+        logger.warning("mlflow-green: training goes on, measured, but nothing reaches MLflow: the run could not be created "
+                       "(%s); its writes are kept aside in the spool's rejected/ folder", recorder.creation_error)
     else:
         _pending_stack().append(handle)
         logger.warning(

@@ -185,7 +185,8 @@ class SendLoop:
             adopt_orphans(self.keeper.folder, self.tracking_uri, self.client, exclude=self.keeper.path)
 
     def _set_aside(self, entry: dict[str, Any], reason: str) -> None:
-        logger.warning("mlflow-green: the tracking server refused a write (%s) to %s: %s", entry["op"], self._label(), reason)
+        if entry["op"] == "create" or self.creation_error is None:  # the writes after a refused creation: said at close
+            logger.warning("mlflow-green: the tracking server refused a write (%s) to %s: %s", entry["op"], self._label(), reason)
         with self._cond:
             if entry["op"] == "create":
                 self.creation_error = reason

@@ -77,3 +77,25 @@ def test_a_sqlite_store_busy_for_longer_than_the_start_timeout_still_has_the_run
     assert started_with is not None  # created before the block's body ran
     assert not [r for r in caplog.records if "did not create the run" in r.getMessage()]
     assert mlflow.MlflowClient().get_run(started_with).info.status == "FINISHED"
+
+
+def test_a_run_the_store_refuses_to_create_is_said_once_as_refused_not_as_late(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A deleted experiment (the store refuses the run for good): one warning for the refusal and one saying that
+    nothing reaches MLflow — not 'did not create the run within 30 s (no answer yet)', nor one per write."""
+    import mlflow
+
+    import mlflow_green
+    from mlflow_green.testing import FakeMeter
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'refusing.db'}")
+    experiment_id = mlflow.set_experiment("gone").experiment_id
+    mlflow.MlflowClient().delete_experiment(experiment_id)
+    with caplog.at_level("WARNING", logger="mlflow_green"):
+        with mlflow_green.track(meters=[FakeMeter({"cpu:0": 10.0})]) as block:
+            for step in range(3):
+                block.log_step(step)
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "did not create the run within" in m]
+    assert len([m for m in said if "refused a write" in m]) == 1
+    assert len([m for m in said if "nothing reaches MLflow" in m and "deleted" in m]) == 1
