@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlflow_green._version import __version__
 from mlflow_green.record import schema
 from mlflow_green.training.inspection import ModelProfile
 
@@ -33,6 +34,7 @@ class ProfileMixin:
         bound_now = not self.output.bound and self.dist.is_logging_rank
         if bound_now:  # before any fit or evaluation (a baseline's profile): the run they will log into
             self.bind_run()
+            self.output.log_tags({schema.TAG_VERSION: __version__})  # what made the run (no measurement: no meters)
         self._log_model(profile, self.steps.step_for(self.steps.next_step))
         if self.report is not None and self.log_report:
             self.report["model"] = profile.to_dict()

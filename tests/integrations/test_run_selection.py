@@ -99,6 +99,7 @@ def test_log_model_before_any_fit_ends_its_run_and_leaves_nothing_active(framewo
     client = MlflowClient()
     assert client.get_run(baseline).info.status == "FINISHED"
     assert client.get_run(baseline).data.metrics[schema.MODEL_PARAMS] == profile.params
+    assert client.get_run(baseline).data.tags[schema.TAG_VERSION] == mlflow_green.__version__
     assert mlflow.active_run() is None
     with mlflow.start_run() as users:  # the user's next run starts (it raised "already active")
         pass
