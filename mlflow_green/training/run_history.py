@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.record import schema
+from mlflow_green.record.bounded_read import read_within
 from mlflow_green.record.creation import find_runs
 from mlflow_green.training.state import SessionState
 
@@ -104,30 +104,6 @@ def created_run_id(client: Callable[[], Any], pending_run: dict[str, str | None]
         return None
     runs = find_runs(mlflow_client, experiment_id, token)
     return runs[0].info.run_id if runs else None
-
-
-Read = TypeVar("Read")
-
-
-def read_within(read: Callable[[], Read | None], timeout_s: float, what: str = "the run's earlier fits",
-                consequence: str = "its totals and steps are not continued") -> Read | None:
-    """``read()`` in a worker thread, waited for at most ``timeout_s`` (None if it is late or raises)."""
-    result: list[Read | None] = []
-
-    def worker() -> None:
-        try:
-            result.append(read())
-        except Exception as exc:  # measurement never stops the training
-            logger.debug("mlflow-green: could not read %s: %r", what, exc)
-
-    thread = threading.Thread(target=worker, name="mlflow-green-run-history", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        logger.warning("mlflow-green: %s could not be read within %.3g s: %s (the tracking server is slow or down)",
-                       what, timeout_s, consequence)
-        return None
-    return result[0] if result else None
 
 
 __all__ = ["EVALUATION_KINDS", "EarlierFits", "created_run_id", "earlier_fits", "read_within"]

@@ -221,3 +221,24 @@ def test_a_callback_in_a_run_holding_a_track_block_gets_a_child_run(call: str, m
         assert child.data.metrics[schema.ENERGY_TEST_KWH] > 0
     assert any("holds a track() block's green/ figures" in r.getMessage() for r in caplog.records)
     assert not any("KeyError" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("named", ["missing", "deleted"])
+def test_mlflow_run_id_naming_no_usable_run_says_so_and_measures_into_a_run_of_its_own(
+        named: str, mlflow_experiment: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    client = MlflowClient()
+    if named == "deleted":
+        run_id = client.create_run(mlflow_experiment).info.run_id
+        client.delete_run(run_id)
+    else:
+        run_id = "0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+    green = green_keras.GreenCallback(meters=_meters())
+    with caplog.at_level("WARNING", logger="mlflow_green"):
+        _keras_model().fit(X, Y, epochs=2, verbose=0, callbacks=[green])
+    said = [r.getMessage() for r in caplog.records if "MLFLOW_RUN_ID=" + run_id in r.getMessage()]
+    assert len(said) == 1 and ("was deleted" if named == "deleted" else "does not exist") in said[0]
+    assert green.session.run_id not in (None, run_id)
+    assert client.get_run(green.session.run_id).info.status == "FINISHED"
+    assert_green_invariants(green.session.run_id, client)
+    assert not [r for r in caplog.records if "refused a write" in r.getMessage()]
