@@ -141,7 +141,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         if resumed is not None:  # trainer.train(resume_from_checkpoint=...): continue the checkpoint's totals
             self.session.load_state_dict(resumed)
         _hf_state.register(state, type(self).__name__, self.state())
-        self.session.bind_run(activate=False)  # active from the first epoch (a callback starting its own run comes first)
+        self.session.bind_run()  # active at once: HF's own MLflowCallback (report_to="mlflow") then logs into it
         self._by_steps = str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "steps"
         trainer = trainer_of(self)
         self._watch(trainer)

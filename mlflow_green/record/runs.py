@@ -26,10 +26,10 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from mlflow_green.record.bounded_read import read_within
 from mlflow_green.record.ops import RunSpec
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.timeouts import RunTimeouts
+from mlflow_green.record.users_run import named_run_usable, users_run_id
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -180,7 +180,7 @@ def resolve_run(
         if not nested:
             return outer.share()
         parent_run_id, parent_token = outer.run_id, None if outer.run_id else outer.recorder.spec.token  # type: ignore[union-attr]
-    elif environment_run_id is not None and _named_run_usable(environment_run_id, timeouts):  # `mlflow run`'s: the user's
+    elif environment_run_id is not None and named_run_usable(environment_run_id, timeouts):  # `mlflow run`'s: the user's
         if not nested:
             return RunHandle(None, environment_run_id, timeouts=timeouts, tracking_uri=mlflow.get_tracking_uri())
         parent_run_id = environment_run_id
@@ -202,42 +202,6 @@ def resolve_run(
             recorder.tracking_uri, start_s, recorder.failures[-1] if recorder.failures else "no answer yet",
         )
     return handle
-
-
-ENV_RUN_ID = "MLFLOW_RUN_ID"
-"""MLflow's variable naming the run that ``mlflow.start_run()`` resumes (``mlflow run`` sets it for its entry point)."""
-
-
-def users_run_id() -> str | None:
-    """The run the user's code logs into: the active run, else the one ``MLFLOW_RUN_ID`` names (what ``mlflow run``
-    sets, and ``mlflow.start_run()`` would resume); None for neither. No server call."""
-    import mlflow
-
-    active = mlflow.active_run()
-    if active is not None:
-        return active.info.run_id
-    return os.environ.get(ENV_RUN_ID, "").strip() or None
-
-
-def _named_run_usable(run_id: str, timeouts: RunTimeouts) -> bool:
-    """False, with a warning, when ``MLFLOW_RUN_ID``'s run does not exist or is deleted (``mlflow.start_run()`` would
-    raise): a run of our own is started instead. Asked within the start timeout; no answer in time: True."""
-    import mlflow
-
-    def stage() -> str | None:
-        try:
-            return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage
-        except Exception as exc:
-            return "missing" if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" else None
-
-    uri = mlflow.get_tracking_uri()
-    found = read_within(stage, timeouts.start_for(uri), what=f"run {run_id} ({ENV_RUN_ID})", consequence="it is logged into")
-    if found not in ("missing", "deleted"):
-        return True
-    logger.warning("mlflow-green: %s=%s names a run that %s on %s (mlflow.start_run() would refuse it): the measurement "
-                   "goes into a run of its own instead", ENV_RUN_ID, run_id,
-                   "was deleted" if found == "deleted" else "does not exist", uri)
-    return False
 
 
 def _spec(run_name: str | None, experiment_id: str | None, tags: dict[str, str] | None,
