@@ -52,8 +52,19 @@ def test_a_local_store_is_waited_for_up_to_the_end_timeout_unless_a_start_timeou
     assert RunTimeouts(start_s=0.5).start_for("./mlruns") == 0.5  # made by hand: as given
 
 
+@pytest.fixture()
+def made_store(tmp_path: Path) -> Path:
+    """A sqlite store whose tables exist, made before the test runs (MLflow 2 configures logging from alembic's
+    file as it makes them, which drops the handlers ``caplog`` installed for a test already running)."""
+    import mlflow
+
+    database = tmp_path / "store.db"
+    mlflow.MlflowClient(f"sqlite:///{database}").search_experiments()
+    return database
+
+
 def test_a_sqlite_store_busy_for_longer_than_the_start_timeout_still_has_the_run_as_training_starts(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        made_store: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Another connection holds the database for 3 s (a fresh store makes its tables for as long on a busy
     machine): the block waits for its run rather than spooling its creation with a warning."""
     import mlflow
@@ -61,7 +72,7 @@ def test_a_sqlite_store_busy_for_longer_than_the_start_timeout_still_has_the_run
     import mlflow_green
     from mlflow_green.testing import FakeMeter
 
-    database = tmp_path / "busy.db"
+    database = made_store
     mlflow.set_tracking_uri(f"sqlite:///{database}")
     mlflow.set_experiment("busy")  # the tables exist
     holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
@@ -80,7 +91,7 @@ def test_a_sqlite_store_busy_for_longer_than_the_start_timeout_still_has_the_run
 
 
 def test_a_run_the_store_refuses_to_create_is_said_once_as_refused_not_as_late(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        made_store: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A deleted experiment (the store refuses the run for good): one warning for the refusal and one saying that
     nothing reaches MLflow — not 'did not create the run within 30 s (no answer yet)', nor one per write."""
     import mlflow
@@ -88,7 +99,7 @@ def test_a_run_the_store_refuses_to_create_is_said_once_as_refused_not_as_late(
     import mlflow_green
     from mlflow_green.testing import FakeMeter
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'refusing.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{made_store}")
     experiment_id = mlflow.set_experiment("gone").experiment_id
     mlflow.MlflowClient().delete_experiment(experiment_id)
     with caplog.at_level("WARNING", logger="mlflow_green"):
