@@ -23,7 +23,6 @@ from typing import Any
 
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.record import schema
-from mlflow_green.record.bounded_read import read_within
 from mlflow_green.record.creation import find_runs
 from mlflow_green.training.state import SessionState
 
@@ -106,4 +105,4 @@ def created_run_id(client: Callable[[], Any], pending_run: dict[str, str | None]
     return runs[0].info.run_id if runs else None
 
 
-__all__ = ["EVALUATION_KINDS", "EarlierFits", "created_run_id", "earlier_fits", "read_within"]
+__all__ = ["EVALUATION_KINDS", "EarlierFits", "created_run_id", "earlier_fits"]

@@ -28,6 +28,7 @@ from typing import Any
 from mlflow_green.measure.readings import Measurement, Snapshot
 from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
+from mlflow_green.record.bounded_read import read_within
 from mlflow_green.record.runs import RunHandle
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.budget import EnergyBudget
@@ -42,7 +43,7 @@ from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
 from mlflow_green.training.quality import TRAINING_FLOPS_PER_FORWARD, quality_from_logs, resolve_quality_metric
 from mlflow_green.training.run_flops import RunFlops
-from mlflow_green.training.run_history import created_run_id, read_within
+from mlflow_green.training.run_history import created_run_id
 from mlflow_green.training.session_end import FitEndMixin
 from mlflow_green.training.session_epochs import EpochEndMixin, EpochResult
 from mlflow_green.training.session_eval import EvaluationMixin

@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.measure.readings import Measurement
+from mlflow_green.record.bounded_read import read_within
 from mlflow_green.record.runs import RunHandle, resolve_run
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.phases import EMPTY
 from mlflow_green.training.run_flops import RunFlops
-from mlflow_green.training.run_history import EarlierFits, earlier_fits, read_within
+from mlflow_green.training.run_history import EarlierFits, earlier_fits
 from mlflow_green.training.state import SessionState
 from mlflow_green.training.steps import StepCounter
 

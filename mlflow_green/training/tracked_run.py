@@ -23,6 +23,7 @@ from mlflow_green.measure import hardware
 from mlflow_green.measure.readings import Measurement, Snapshot
 from mlflow_green.measure.tracker import EnergyTracker, MeterSpec
 from mlflow_green.record import schema
+from mlflow_green.record.bounded_read import read_within
 from mlflow_green.record.metrics import energy_metrics, measured_gpus, run_tags
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.report import build_report
@@ -32,7 +33,6 @@ from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training import outer_calls
 from mlflow_green.training.held_step import HeldStep
 from mlflow_green.training.outer_calls import MeasuredBlock
-from mlflow_green.training.run_history import read_within
 from mlflow_green.training.termination import SigtermWatch
 from mlflow_green.validation import check_bool, check_name
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from mlflow_green.training.run_history import EarlierFits, read_within
+from mlflow_green.record.bounded_read import read_within
+from mlflow_green.training.run_history import EarlierFits
 
 
 def test_a_read_that_is_late_is_given_up_at_the_timeout_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
