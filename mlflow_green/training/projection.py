@@ -1,15 +1,24 @@
 """Projected energy of a training: what the planned epochs (or steps) will cost at the steady rate.
 
-The first epoch often carries one-off work (graph compilation, cuDNN autotuning, warm caches):
-when it costs more than :data:`OUTLIER_FACTOR` times the median of the later epochs it is left
-out of the rate. With a step limit (``max_steps``) the rate is per optimizer step; with both
-limits the nearer end wins. Once the fit has ended, the projection is the actual total.
+An epoch's cost is what the running total grew by since the previous epoch's end: the epoch and
+the work between it and the one before (another callback's checkpoint or evaluation at each
+epoch's end recurs, and a forecast without it falls short). The fit's first epoch has no earlier
+end in the fit (what ran before it, the fit's setup, does not recur): its window is the rate only
+until a later epoch is done, then it is left out — it lacks the work after it that recurs, and often
+carries one-off work (graph compilation, cuDNN autotuning, warm caches). Without the running totals
+(``record_epoch`` given windows only), the first epoch is left out when it costs more than
+:data:`OUTLIER_FACTOR` times the median of the later ones. With a step limit (``max_steps``) the rate
+is per optimizer step; with both limits the nearer end wins. Once the fit has ended, the projection
+is the actual total.
 
 Example:
     >>> p = EnergyProjection(planned_epochs=5)
-    >>> for energy_j in (300.0, 100.0, 100.0):   # epoch 0 compiles the graph
-    ...     p.record_epoch(energy_j)
-    >>> p.projected_j(total_j=510.0)
+    >>> p.record_epoch(300.0, total_j=310.0)   # epoch 0 compiles the graph (10 J of setup before it)
+    >>> p.projected_j(total_j=310.0)            # four epochs left at epoch 0's rate: all there is so far
+    1510.0
+    >>> p.record_epoch(90.0, total_j=410.0)    # 90 J in the epoch, 10 J of checkpoint before it
+    >>> p.record_epoch(90.0, total_j=510.0)
+    >>> p.projected_j(total_j=510.0)            # two epochs left at 100 J each
     710.0
 """
 
@@ -42,16 +51,29 @@ class EnergyProjection:
         self._sum_j = 0.0
         self._stepped_j = 0.0  # energy of the epochs that counted steps
         self._stepped = 0  # their steps
-        self._first_is_outlier = False
+        self._first_is_outlier = False  # or left out: the later epochs' costs are the total's growth
+        self._last_total_j: float | None = None  # the running total at the last epoch's end
+        self._grown = False  # a later epoch's cost is the total's growth
 
     @property
     def epochs_done(self) -> int:
         """Epochs measured in this fit."""
         return len(self.epoch_energies_j)
 
-    def record_epoch(self, energy_j: float, *, steps: int | None = None, steps_done: int | None = None) -> None:
-        """One epoch (all ranks) used ``energy_j`` over ``steps`` optimizer steps; ``steps_done`` so far in all."""
+    def record_epoch(self, energy_j: float, *, total_j: float | None = None, steps: int | None = None,
+                     steps_done: int | None = None) -> None:
+        """One epoch (all ranks) used ``energy_j`` in its window over ``steps`` optimizer steps; the running
+        total is ``total_j`` at its end, ``steps_done`` the optimizer steps so far in all.
+
+        After the fit's first epoch, the epoch's cost is the total's growth since the last epoch's end
+        (its window and the work between the two), when ``total_j`` is given and has not gone back; the
+        first epoch then leaves the rate (see the module's docstring).
+        """
         energy_j, steps = float(energy_j), max(int(steps or 0), 0)
+        if total_j is not None:
+            last_j, self._last_total_j = self._last_total_j, float(total_j)
+            if last_j is not None and self.epoch_energies_j and total_j >= last_j:  # (a reading reused: equal, to rounding)
+                energy_j, self._grown = max(float(total_j) - last_j, energy_j), True
         if self.epoch_energies_j:
             bisect.insort(self._later_sorted_j, energy_j)
         self.epoch_energies_j.append(energy_j)
@@ -61,7 +83,8 @@ class EnergyProjection:
             self._stepped_j += energy_j
             self._stepped += steps
         later = _median(self._later_sorted_j)
-        self._first_is_outlier = later is not None and later > 0 and self.epoch_energies_j[0] > OUTLIER_FACTOR * later
+        self._first_is_outlier = self._grown or (later is not None and later > 0
+                                                 and self.epoch_energies_j[0] > OUTLIER_FACTOR * later)
         if steps_done is not None:
             self.steps_done = int(steps_done)
 

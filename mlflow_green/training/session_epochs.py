@@ -164,8 +164,8 @@ class EpochEndMixin:
             logger.debug("mlflow-green: granularity check of epoch %s skipped: %r", window.epoch, exc)
         split = self._ledger.end_epoch(epoch_m, validation=measured["validation"], after=measured["after_validation"],
                                        data_wait_s=window.data_wait_s, gap_s=window.gap_s)
-        self._projection.record_epoch(epoch_m.energy_j, steps=window.steps, steps_done=window.steps_done)
         total = self._last_total = window.carried + measured["total"]
+        self._projection.record_epoch(epoch_m.energy_j, total_j=total.energy_j, steps=window.steps, steps_done=window.steps_done)
         self._gathered = (measured["total"], window.end)
         metrics = running_metrics(total, self.config, window=epoch_m, train_samples=window.train_samples,
                                   phases_j=self._ledger.energy_with_other_j(total), quality=quality)

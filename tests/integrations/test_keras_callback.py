@@ -430,10 +430,42 @@ def test_projection_leaves_out_the_compilation_epoch_and_ends_at_the_actual_tota
     energy = _history(run_id, schema.ENERGY_KWH)
     projected = _history(run_id, schema.PROJECTED_ENERGY_KWH)
     assert len(epoch_j) == 3 and epoch_j[0] > 1.5 * epoch_j[1], "epoch 0 traces the graph: an outlier"
-    # after epoch 1, the 4 remaining epochs cost what epoch 1 did (epoch 0 is not steady state)
-    assert projected[1].value == pytest.approx(energy[1].value + 4 * epoch_j[1] / 3.6e6, rel=1e-9)
+    # after epoch 1, the 4 remaining epochs cost what epoch 1 did, the work since epoch 0's end included
+    # (epoch 0 is not steady state)
+    assert projected[1].value == pytest.approx(energy[1].value + 4 * (energy[1].value - energy[0].value), rel=1e-9)
     # the early stop: the last projection is the actual total, not the 6-epoch plan
     assert projected[-1].step == 2 and projected[-1].value == pytest.approx(energy[-1].value, rel=1e-12)
+    assert_green_invariants(run_id)
+
+
+class _SlowCheckpoint(keras.callbacks.Callback):
+    """Another callback's recurring work after each epoch's end (a checkpoint written): 0.3 s."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        import time
+
+        time.sleep(0.3)
+
+
+def test_projection_counts_the_work_between_epochs_that_recurs(mlflow_experiment: str, digits) -> None:
+    """A checkpoint after every epoch is part of what each remaining epoch costs: the forecast after
+    epoch 2 of 5 is the total plus two more epochs *with* their checkpoints — the final total."""
+    x, y, _, _ = digits
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])  # energy proportional to time
+    _mlp().fit(x, y, epochs=5, batch_size=64, callbacks=[cb, _SlowCheckpoint()], verbose=0)
+    run_id = cb.session.run_id
+    epoch_kwh = [m.value for m in _history(run_id, schema.EPOCH_ENERGY_KWH)]
+    energy = [m.value for m in _history(run_id, schema.ENERGY_KWH)]
+    projected = [m.value for m in _history(run_id, schema.PROJECTED_ENERGY_KWH)]
+    growth = energy[2] - energy[1]
+    assert growth > epoch_kwh[2] + 0.25 * 100 / 3.6e6, "the checkpoint's 0.3 s is between epochs 1 and 2"
+    # the rate: the later epochs' growth (epoch 0's window, without a checkpoint before it, is left out)
+    rate = (energy[1] - energy[0] + growth) / 2
+    assert projected[2] == pytest.approx(energy[2] + 2 * rate, rel=1e-9)
+    # the forecast is within 15 % of what the fit then cost (the window alone falls ~50 % short of the rest)
+    assert projected[2] == pytest.approx(energy[-1], rel=0.15)
+    assert energy[2] + 2 * epoch_kwh[2] < energy[-1] - 0.5 * 2 * 0.3 * 100 / 3.6e6
+    assert projected[-1] == pytest.approx(energy[-1], rel=1e-12)
     assert_green_invariants(run_id)
 
 

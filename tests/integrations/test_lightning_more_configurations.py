@@ -185,7 +185,7 @@ def test_accumulate_grad_batches_projects_from_optimizer_steps(mlflow_experiment
     assert projected[0] == pytest.approx(energy[0] + epoch_energy[0] * 9 / 6, rel=1e-6)
     # after epoch 1: 12 done, 3 left
     assert projected[1] > energy[1]
-    assert projected[1] - energy[1] < epoch_energy[1]  # 3 steps left is half an epoch, not 22 batches' worth
+    assert projected[1] - energy[1] < energy[1] - energy[0]  # 3 steps left is half an epoch, not 22 batches' worth
 
 
 # -- 4. fast_dev_run and overfit_batches ---------------------------------------------------------------
@@ -572,3 +572,29 @@ def test_a_training_step_reading_a_dataloader_iter_is_profiled_on_its_first_batc
     metrics = MlflowClient().get_run(green.session.run_id).data.metrics
     assert metrics[schema.MODEL_FLOPS_PER_SAMPLE] == 2 * (64 * 32 + 32 * 10) + 32 + 10 and metrics[schema.FLOP_PER_J] > 0
     assert_green_invariants(green.session.run_id)
+
+
+# -- 12. the projection counts the work between epochs that recurs -------------------------------------
+
+
+class _SlowCheckpoint(lightning.Callback):
+    """Another callback's work at every epoch's end, after ours (a checkpoint written): 0.3 s."""
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        time.sleep(0.3)
+
+
+def test_projection_counts_a_checkpoint_written_after_every_epoch(mlflow_experiment: str, tmp_path: Path) -> None:
+    """After epoch 1 of 4, the two remaining epochs cost what epoch 1 grew the total by: its window and
+    the 0.3 s checkpoint after epoch 0 (the window alone would forecast 0.6 s × 100 W short)."""
+    train, val = loaders()
+    cb, counter = _green(), Counter()
+    trainer = lightning.Trainer(max_epochs=4, callbacks=[cb, _SlowCheckpoint(), counter], **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier(), train, val)
+    hist, _ = _check_fit_run(cb.session.run_id, tmp_path, counter)
+    energy, projected = _values(hist, schema.ENERGY_KWH), _values(hist, schema.PROJECTED_ENERGY_KWH)
+    epochs = _values(hist, schema.EPOCH_ENERGY_KWH)
+    growth = energy[1] - energy[0]
+    assert growth - epochs[1] > 0.25 * 100 / J_PER_KWH, "epoch 0's checkpoint falls between the two epoch ends"
+    assert projected[1] == pytest.approx(energy[1] + 2 * growth, rel=1e-6)  # epoch 0's window left out
+    assert projected[1] > energy[1] + 2 * epochs[1] + 2 * 0.25 * 100 / J_PER_KWH
