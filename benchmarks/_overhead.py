@@ -92,6 +92,9 @@ class Clock:
 
 
 HOOKS = Clock()
+TRAINING_ENDED = "training_ended"
+"""The reading as an epoch's training ends, taken outside the callback's hooks (Keras: as its callback list begins
+``on_epoch_end``)."""
 MLFLOW = Clock()
 
 BACKGROUND_THREADS = ("mlflow-green-epochs", "mlflow-green-spool", "mlflow-green-process-looker", "mlflow-green-fit-watch")
@@ -209,6 +212,19 @@ def timed_hooks(cls: type, names: set[str]) -> type:
         output = self.session.output
         output.bind = MLFLOW.timed("bind", output.bind)
         output.close = MLFLOW.timed("close", output.close)
+        # the reading as an epoch's training ends (Keras: called by its callback list's on_epoch_end, before any
+        # callback's), timed as the hooks are; Lightning's is inside the last batch's on_train_batch_end
+        ended = self.session.training_ended
+
+        def training_ended() -> None:
+            wall_s, paused_s = time.perf_counter(), GC.total_s
+            try:
+                ended()
+            finally:
+                wall_s = time.perf_counter() - wall_s
+                HOOKS.add(TRAINING_ENDED, wall_s, wall_s, GC.total_s - paused_s)
+
+        self.session.training_ended = training_ended
 
     namespace: dict[str, Any] = {name: timed_method(name) for name in names}
     namespace["__init__"] = __init__

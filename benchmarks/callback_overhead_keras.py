@@ -31,7 +31,7 @@ use_backend_from_argv()  # before Keras is imported
 
 import keras  # noqa: E402
 import mlflow  # noqa: E402
-from _overhead import report, timed_hooks  # noqa: E402
+from _overhead import TRAINING_ENDED, report, timed_hooks  # noqa: E402
 from keras_digits import baseline  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
@@ -43,6 +43,7 @@ BATCH_SIZE = 32
 EPOCH_HOOKS = {"on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end"}
 FIT_HOOKS = {"on_train_begin", "on_train_end"}
 TimedGreenCallback = timed_hooks(GreenCallback, EPOCH_HOOKS | FIT_HOOKS)
+EPOCH_HOOKS |= {TRAINING_ENDED}  # timed by TimedGreenCallback's session
 
 
 class EpochEnds(keras.callbacks.Callback):

@@ -62,6 +62,7 @@ class CallGuard:
         stop_requested: Set to stop training at the end of the current batch (the flag is
             never set inside the compiled step: on JAX that deletes the model's state).
         on_step_end: Called after each training step of ``fit`` (hot path).
+        on_epoch_end_start: Called as the call's callback list begins its ``on_epoch_end`` (before any callback's).
     """
 
     def __init__(self, model: Any, on_abort: Callable[[BaseException], None], *, python_input: bool) -> None:
@@ -86,6 +87,7 @@ class CallGuard:
         self.epoch_first_step, self.step_failed = 0, False  # ``steps`` as the epoch began; a training step raised in it
         self.stop_requested = False
         self.on_step_end: Callable[[], None] | None = None
+        self.on_epoch_end_start: Callable[[], None] | None = None
         self._fit_watch: FitWatch | None = None
         self.in_own_hook = False  # inside the watched call's own on_test_begin / on_predict_begin
         self.validating = False  # between the watched call's own on_test_begin and on_test_end
@@ -228,12 +230,14 @@ class CallGuard:
 
     def _guarded_hook(self, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
         guard = self
-        apply_stop = hook == "on_train_batch_end"
+        apply_stop, epoch_end = hook == "on_train_batch_end", hook == "on_epoch_end"
         if hook in ("on_test_begin", "on_predict_begin", "on_test_end"):  # called through the watched call's own hooks
             return self._mark(passes_through(self._noted_hook(original, validating=hook == "on_test_begin")), original)
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
+                if epoch_end and guard.on_epoch_end_start is not None:
+                    guard.on_epoch_end_start()
                 result = original(*args, **kwargs)
             except BaseException as exc:
                 guard.abort(exc)
@@ -321,10 +325,3 @@ def no_batch_work(batch: int, logs: dict[str, Any] | None = None) -> None:
 
 no_batch_work._is_default = True  # type: ignore[attr-defined]  # as Keras marks its own do-nothing hooks: a
 # callback list whose batch hooks all do nothing dispatches them asynchronously (torch, JAX); ours must not stop that
-
-
-def reads_input_in_python() -> bool:
-    """True on backends that read each batch in Python (torch, JAX): input waits can be timed."""
-    import keras
-
-    return keras.backend.backend() in ("torch", "jax")

@@ -73,4 +73,11 @@ def leading_dim(batch: Any) -> int:
         return 0
 
 
-__all__ = ["WatchedIterator", "end_of_data", "leading_dim"]
+def reads_input_in_python() -> bool:
+    """True on backends that read each batch in Python (torch, JAX): input waits can be timed."""
+    import keras
+
+    return keras.backend.backend() in ("torch", "jax")
+
+
+__all__ = ["WatchedIterator", "end_of_data", "leading_dim", "reads_input_in_python"]

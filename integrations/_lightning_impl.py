@@ -84,6 +84,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self._flop_cache: dict[str, Any] = {}
         self._last_batch_end_s = self._last_budget_check_s = 0.0
         self._epoch_samples = self._eval_samples = 0
+        self._last_batch_idx: int | None = None  # the epoch's last batch (its training ends there)
         self._fetch: FetchTimer | None = None  # the fit's input wait: the time inside its training loop's fetches
         self._in_epoch = False  # between our on_train_epoch_start and on_train_epoch_end
         self._at_exit_registered = False
@@ -138,6 +139,8 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self._in_epoch = True
         self._epoch_samples = 0
         self._last_batch_end_s = time.perf_counter()
+        batches = getattr(trainer, "num_training_batches", None)  # inf: an iterable without a length
+        self._last_batch_idx = int(batches) - 1 if isinstance(batches, int) and batches > 0 else None
 
     def _resumed_inside_an_epoch(self, trainer: Any) -> None:
         """A resumed mid-epoch checkpoint gets no ``on_train_epoch_start``: its epoch begins at its first batch (or validation)."""
@@ -159,6 +162,8 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
             self._profile_first_batch(trainer, pl_module, batch)
         end_s = time.perf_counter()
         self._last_batch_end_s = end_s
+        if batch_idx == self._last_batch_idx:  # the epoch's training is over: read now, reused by what follows
+            self.session.training_ended()  # (its validation, or its end: after other callbacks' work, read again)
         if (
             self.session.budget.active
             and self.session.dist.world_size == 1  # ranks must agree: in DDP budgets are checked at epoch end

@@ -29,7 +29,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_backup import bind_resumable
 from mlflow_green.integrations._keras_frames import busy_elsewhere, fit_epochs, live_figures_allowed, stands_aside
-from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, open_fit_status, reads_input_in_python
+from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, open_fit_status
+from mlflow_green.integrations._keras_input import reads_input_in_python
 from mlflow_green.integrations._keras_profile import log_built_profile
 from mlflow_green.integrations._keras_samples import (
     AdapterCounts,
@@ -83,9 +84,8 @@ class GreenCallback(keras.callbacks.Callback):
             checked at each epoch end against the next epoch's projected use, and every 2 s
             against the actual use); the reason is tagged ``green.budget_stop``.
         max_emissions_kg: The same for emissions.
-        live_metrics: Add ``green/energy_kwh``, ``green/emissions_kg`` and ``green/power_w`` to
-            the epoch ``logs`` (progress bar and History). Default: on, except when Keras
-            autologging is on (MLflow's callback would log them a second time).
+        live_metrics: Add ``green/energy_kwh``, ``green/emissions_kg`` and ``green/power_w`` to the epoch
+            ``logs`` (progress bar, History). Default: on, unless Keras autologging is (it would log them twice).
         samples_per_epoch: Training samples per epoch, for joules per sample and FLOP/J.
             Default: the samples the train step actually saw (any input, even of unknown
             length), else the batches read (torch, JAX), else Keras's data adapter.
@@ -172,13 +172,13 @@ class GreenCallback(keras.callbacks.Callback):
             return self.session.output.close("FAILED")  # the run bound before it failed (no fit began: nothing else ends it)
         self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit", ours=self)
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
-        self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget
+        self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget  # a reading as the epoch ends:
+        self._fit_guard.on_epoch_end_start = self.session.training_ended  # before the callbacks listed ahead of us
         self.session.expects_validation = self._fit_guard.validates  # quality from val_ metrics (validation_freq)
         self._profile_pending = self.inspect_model and not log_built_profile(self.session, self._profile)  # built yet?
         self._last_budget_check_s = time.perf_counter()
-        if not self._at_exit_registered:
-            atexit.register(self._finish, "FAILED")  # a fit still open at exit (ended in a way no hook saw)
-            self._at_exit_registered = True
+        if not self._at_exit_registered:  # a fit still open at exit (ended in a way no hook saw)
+            self._at_exit_registered = bool(atexit.register(self._finish, "FAILED"))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.session.begin_epoch(epoch)

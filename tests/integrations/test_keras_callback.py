@@ -550,6 +550,48 @@ def test_work_of_a_callback_before_ours_at_the_epoch_end_is_other_not_validation
     assert_green_invariants(cb.session.run_id)
 
 
+def test_work_of_a_callback_before_ours_at_the_end_of_an_epoch_without_validation_is_other(
+    mlflow_experiment: str, digits
+) -> None:
+    """[ModelCheckpoint(...), GreenCallback()] with no validation: the checkpoint is written after the epoch's
+    last step and before our epoch end — a reading as Keras's epoch-end hooks begin makes it `other`, not train
+    (it was inside the epoch's window, billed to training)."""
+    import time
+
+    class SlowEpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            time.sleep(0.2)
+
+    class TrainingClock(keras.callbacks.Callback):  # the epochs' training, from their start to their last step
+        training_s = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.began_s = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.training_s += time.perf_counter() - self.began_s
+
+    x, y, _, _ = digits
+    clock = TrainingClock()
+    meter = FakeMeter({"cpu:0": 100.0, "ram:0": 0.0})
+    cb = GreenCallback(meters=[meter], live_metrics=False)
+    reads: list[int] = []
+
+    class Reads(keras.callbacks.Callback):  # after ours: the meter's reads at each epoch end
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            reads.append(meter.reads)
+
+    _mlp().fit(x, y, epochs=3, batch_size=128, callbacks=[clock, SlowEpochEnd(), cb, Reads()], verbose=0)
+    metrics = MlflowClient().get_run(cb.session.run_id).data.metrics
+    train_j, data_j, other_j = (metrics[k] * 3.6e6 for k in (schema.ENERGY_TRAIN_KWH, schema.ENERGY_DATA_KWH,
+                                                             schema.ENERGY_OTHER_KWH))
+    assert other_j >= 100.0 * 3 * 0.2 * 0.95, (train_j, other_j)  # the three checkpoints, at 100 W
+    assert train_j + data_j <= 100.0 * (clock.training_s + 3 * 0.02), (train_j, data_j, clock.training_s, other_j)
+    # a reading as training ends, one after the checkpoint (one more where a loaded host delays the next epoch's start)
+    assert all(2 <= b - a <= 3 for a, b in zip(reads, reads[1:])), reads
+    assert_green_invariants(cb.session.run_id)
+
+
 def test_a_fit_that_fails_in_its_first_validation_logs_every_phase(mlflow_experiment: str, digits) -> None:
     """The energy of a failed first epoch is other, and train, validation and data are there at 0 (the
     four add up at every step; found by an adversarial probe: only other was logged)."""

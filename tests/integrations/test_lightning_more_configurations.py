@@ -598,3 +598,63 @@ def test_projection_counts_a_checkpoint_written_after_every_epoch(mlflow_experim
     assert growth - epochs[1] > 0.25 * 100 / J_PER_KWH, "epoch 0's checkpoint falls between the two epoch ends"
     assert projected[1] == pytest.approx(energy[1] + 2 * growth, rel=1e-6)  # epoch 0's window left out
     assert projected[1] > energy[1] + 2 * epochs[1] + 2 * 0.25 * 100 / J_PER_KWH
+
+
+# -- 13. another callback's epoch-end work before ours, without validation: other, not train --------------
+
+
+class _Clock(lightning.Callback):
+    """Listed first: the epochs' training from their start to their last batch's end."""
+
+    def __init__(self) -> None:
+        self.training_s = 0.0
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.began_s = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.last_batch_s = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self.training_s += self.last_batch_s - self.began_s
+
+
+def test_epoch_end_work_of_a_callback_before_ours_without_validation_is_other(mlflow_experiment: str,
+                                                                             tmp_path: Path) -> None:
+    """[Slow(), GreenCallback()] and no validation: the 0.3 s of the callback listed first runs after the
+    epoch's last batch and before our epoch end — read as `other` from a reading at the last batch's end,
+    not billed to training; a meter read costs nothing more than before when nothing runs between."""
+    train, _ = loaders()
+    clock, meter, counter = _Clock(), FakeMeter(CONSTANT_100_W), Counter()
+    cb = GreenCallback(meters=[meter])
+    trainer = lightning.Trainer(max_epochs=3, callbacks=[clock, _SlowCheckpoint(), cb, counter], **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier(), train)
+    hist, _ = _check_fit_run(cb.session.run_id, tmp_path, counter)
+    train_j = hist[schema.ENERGY_TRAIN_KWH][-1].value * J_PER_KWH
+    data_j = hist[schema.ENERGY_DATA_KWH][-1].value * J_PER_KWH
+    other = _values(hist, schema.ENERGY_OTHER_KWH)
+    assert all(other[e] - other.get(e - 1, 0.0) >= 0.3 * 100 * 0.95 / J_PER_KWH for e in (0, 1, 2)), other
+    assert train_j + data_j <= 100.0 * (clock.training_s + 3 * 0.02), (train_j, data_j, clock.training_s)
+
+
+def test_a_validation_at_the_epoch_end_starts_at_the_reading_of_its_last_batch(
+    mlflow_experiment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last batch's reading is the validation's start when it follows within 5 ms: two reads an epoch, as
+    before (widened to 50 ms: a loaded host's pauses)."""
+    import mlflow_green.training.session_windows as windows
+
+    train, val = loaders()
+    meter, counter, reads = FakeMeter(CONSTANT_100_W), Counter(), []
+
+    class Reads(lightning.Callback):
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            reads.append(meter.reads)
+
+    monkeypatch.setattr(windows, "EPOCH_GAP_S", 0.05)
+    cb = GreenCallback(meters=[meter])
+    trainer = lightning.Trainer(max_epochs=4, num_sanity_val_steps=0, callbacks=[cb, counter, Reads()],
+                                **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier(), train, val)
+    _check_fit_run(cb.session.run_id, tmp_path, counter)
+    assert [b - a for a, b in zip(reads, reads[1:])] == [2, 2, 2], reads
