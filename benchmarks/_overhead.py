@@ -94,7 +94,7 @@ class Clock:
 HOOKS = Clock()
 TRAINING_ENDED = "training_ended"
 """The reading as an epoch's training ends, taken outside the callback's hooks (Keras: as its callback list begins
-``on_epoch_end``)."""
+``on_epoch_end``; Lightning: as its fit loop's ``on_advance_end`` begins)."""
 MLFLOW = Clock()
 
 BACKGROUND_THREADS = ("mlflow-green-epochs", "mlflow-green-spool", "mlflow-green-process-looker", "mlflow-green-fit-watch")
@@ -212,8 +212,8 @@ def timed_hooks(cls: type, names: set[str]) -> type:
         output = self.session.output
         output.bind = MLFLOW.timed("bind", output.bind)
         output.close = MLFLOW.timed("close", output.close)
-        # the reading as an epoch's training ends (Keras: called by its callback list's on_epoch_end, before any
-        # callback's), timed as the hooks are; Lightning's is inside the last batch's on_train_batch_end
+        # the reading as an epoch's training ends, outside the callback's hooks (Keras: as its callback list begins
+        # on_epoch_end; Lightning: as its fit loop's on_advance_end begins), timed as the hooks are
         ended = self.session.training_ended
 
         def training_ended() -> None:

@@ -20,7 +20,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 import lightning  # noqa: E402
 import mlflow  # noqa: E402
 import torch  # noqa: E402
-from _overhead import GC, HOOKS, per_call_us, report, timed_hooks  # noqa: E402
+from _overhead import TRAINING_ENDED, per_call_us, report, timed_hooks  # noqa: E402
 from lightning_digits import Classifier, baseline  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -39,22 +38,9 @@ from mlflow_green.testing import FakeMeter  # noqa: E402
 
 BATCH_SIZE = 32
 FIT_HOOKS = {"on_fit_start", "teardown"}  # the fit ends (its run too) at our teardown, after every on_fit_end
-LAST_BATCH_END = "on_train_batch_end (last)"
-"""The epoch's last ``on_train_batch_end``: it reads the meters as the epoch's training ends (the other batches'
-calls are :func:`per_batch_us`'s)."""
-EPOCH_HOOKS = {"on_train_epoch_start", "on_train_epoch_end", "on_validation_start", "on_validation_end", LAST_BATCH_END}
-
-
-class TimedGreenCallback(timed_hooks(GreenCallback, (EPOCH_HOOKS - {LAST_BATCH_END}) | FIT_HOOKS)):  # type: ignore[misc]
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if batch_idx != self._last_batch_idx:
-            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        wall_s, paused_s = time.perf_counter(), GC.total_s  # timed as the other epoch hooks are (see timed_hooks)
-        try:
-            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        finally:
-            wall_s = time.perf_counter() - wall_s
-            HOOKS.add(LAST_BATCH_END, wall_s, wall_s, GC.total_s - paused_s)
+EPOCH_HOOKS = {"on_train_epoch_start", "on_train_epoch_end", "on_validation_start", "on_validation_end"}
+TimedGreenCallback = timed_hooks(GreenCallback, EPOCH_HOOKS | FIT_HOOKS)
+EPOCH_HOOKS |= {TRAINING_ENDED}  # the reading as the fit loop ends an epoch: timed by TimedGreenCallback's session
 
 
 def per_batch_us() -> float:

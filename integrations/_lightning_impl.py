@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlflow_green.integrations._lightning_epoch_end import EpochEndReading
 from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
 from mlflow_green.integrations._lightning_fetch import FetchTimer
 from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
@@ -84,8 +85,8 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self._flop_cache: dict[str, Any] = {}
         self._last_batch_end_s = self._last_budget_check_s = 0.0
         self._epoch_samples = self._eval_samples = 0
-        self._last_batch_idx: int | None = None  # the epoch's last batch (its training ends there)
         self._fetch: FetchTimer | None = None  # the fit's input wait: the time inside its training loop's fetches
+        self._epoch_end: EpochEndReading | None = None  # the fit loop's epoch end, wrapped for the fit
         self._in_epoch = False  # between our on_train_epoch_start and on_train_epoch_end
         self._at_exit_registered = False
         self._guard = EarlierCallbacksGuard()  # our on_exception runs even if an earlier callback's raises
@@ -113,6 +114,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         bind_trainer_run(self.session, trainer)
         self._guard.guard(trainer, self)
         self._fetch = FetchTimer.install(trainer)  # None on a Lightning without its hooks: the gaps between batches
+        self._epoch_end = EpochEndReading.install(trainer, self)  # a reading before the callbacks' epoch ends
         self.session.expects_validation = bool(getattr(trainer, "enable_validation", False))  # quality: val metrics
         self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("pytorch")
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
@@ -139,8 +141,6 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self._in_epoch = True
         self._epoch_samples = 0
         self._last_batch_end_s = time.perf_counter()
-        batches = getattr(trainer, "num_training_batches", None)  # inf: an iterable without a length
-        self._last_batch_idx = int(batches) - 1 if isinstance(batches, int) and batches > 0 else None
 
     def _resumed_inside_an_epoch(self, trainer: Any) -> None:
         """A resumed mid-epoch checkpoint gets no ``on_train_epoch_start``: its epoch begins at its first batch (or validation)."""
@@ -162,8 +162,6 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
             self._profile_first_batch(trainer, pl_module, batch)
         end_s = time.perf_counter()
         self._last_batch_end_s = end_s
-        if batch_idx == self._last_batch_idx:  # the epoch's training is over: read now, reused by what follows
-            self.session.training_ended()  # (its validation, or its end: after other callbacks' work, read again)
         if (
             self.session.budget.active
             and self.session.dist.world_size == 1  # ranks must agree: in DDP budgets are checked at epoch end
@@ -266,7 +264,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         state["_flop_cache"] = {}  # a cache keyed by the model's classes
         state["_at_exit_registered"] = False  # a spawned rank registers its own
         state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
-        state["_early"] = state["_fetch"] = None
+        state["_early"] = state["_fetch"] = state["_epoch_end"] = None
         state["_thread"] = 0  # a copy (ddp_spawn, deepcopy) measures in threads of its own
         return state
 
@@ -280,11 +278,14 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
                                                 is_logging_rank=bool(trainer.is_global_zero), tracker=self.session.template)
 
     def _let_go(self) -> None:
-        """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the epoch loop's fetch hooks."""
+        """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks."""
         self._guard.restore()
         if self._fetch is not None:
             self._fetch.remove()
             self._fetch = None
+        if self._epoch_end is not None:
+            self._epoch_end.remove()
+            self._epoch_end = None
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         self._setup_distributed(trainer)

@@ -73,12 +73,11 @@ class NamedWindows:
     def _update_periods_s(self) -> dict[str, float]:
         raise NotImplementedError
 
-    def begin(self, name: str, *, at: Snapshot | None = None) -> Snapshot:
-        """Open the window ``name`` (an epoch, a phase) at a reading now, or at the reading ``at`` (taken
-        just before by this tracker); returns its start snapshot."""
+    def begin(self, name: str) -> Snapshot:
+        """Open the window ``name`` (an epoch, a phase); returns its start snapshot."""
         if not self.running:
             raise TrackerStateError(f"begin({name!r}) called while the tracker is not running")
-        snap = self.mark() if at is None else at
+        snap = self.mark()
         self._open_windows[name] = snap
         return snap
 

@@ -4,7 +4,7 @@ Each boundary costs a meter read on the training thread, so two are saved where 
 loop's bookkeeping and the callbacks' own work can happen between: an epoch that begins at most
 :data:`EPOCH_GAP_S` after the previous one ended starts at that end's reading, and an epoch that
 ends at most that long after its last validation (Keras's; Lightning's after the epoch's last
-batch) ends at the validation's reading — with no validation, at Keras's reading as the epoch's end
+batch) ends at the validation's reading — with no validation, at the reading taken as the epoch's end
 hooks begin (:meth:`WindowsMixin.training_ended`). A longer stretch is read, and billed to ``other``.
 """
 
@@ -49,10 +49,8 @@ class WindowsMixin:
         tracker = self.tracker
         if tracker is None:
             return
-        trained, now_s = self._validation_end, tracker.clock_s()
-        reuse = trained if trained is not None and 0 <= now_s - trained.timestamp_s <= EPOCH_GAP_S else None
-        try:  # (a reading as the epoch's training ended, just before: reused, see training_ended)
-            tracker.begin(phase, at=reuse)  # inside an epoch: worked out with the phase's end reading
+        try:
+            tracker.begin(phase)  # inside an epoch: worked out with the phase's end reading
         except TrackerStateError:  # not running
             return
         self._last_epoch_end = None  # measured work between epochs: the next one reads the meters
@@ -87,11 +85,11 @@ class WindowsMixin:
         return measurement
 
     def training_ended(self: TrainingSession) -> None:
-        """The epoch's training is over (Keras: as its callback list's ``on_epoch_end`` starts; Lightning: at
-        its last batch's end). With no validation ending the epoch, a reading now ends its training: what
-        comes next within :data:`EPOCH_GAP_S` reuses it (a validation's start, the epoch's end); an epoch end
-        that comes later (a callback listed before this one wrote a checkpoint) reads again, and that
-        stretch is ``other``, not training — as after a validation."""
+        """The epoch's training is over and its end hooks begin (Keras: as its callback list's ``on_epoch_end``
+        starts; Lightning: as its fit loop's ``on_advance_end`` does). With no validation ending the epoch, a
+        reading now ends its training: the epoch's end reuses it if it comes within :data:`EPOCH_GAP_S`; if
+        later (a callback listed before this one wrote a checkpoint), that stretch is read as ``other``, not
+        training — as after a validation."""
         tracker = self.tracker
         if tracker is None or self._epoch_start is None or self._validation_end is not None or not tracker.running:
             return

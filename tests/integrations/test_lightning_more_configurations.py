@@ -622,8 +622,8 @@ class _Clock(lightning.Callback):
 def test_epoch_end_work_of_a_callback_before_ours_without_validation_is_other(mlflow_experiment: str,
                                                                              tmp_path: Path) -> None:
     """[Slow(), GreenCallback()] and no validation: the 0.3 s of the callback listed first runs after the
-    epoch's last batch and before our epoch end — read as `other` from a reading at the last batch's end,
-    not billed to training; a meter read costs nothing more than before when nothing runs between."""
+    epoch's last batch and before our epoch end — read as `other` from a reading taken as the fit loop ends
+    the epoch (before any callback's on_train_epoch_end), not billed to training."""
     train, _ = loaders()
     clock, meter, counter = _Clock(), FakeMeter(CONSTANT_100_W), Counter()
     cb = GreenCallback(meters=[meter])
@@ -637,11 +637,39 @@ def test_epoch_end_work_of_a_callback_before_ours_without_validation_is_other(ml
     assert train_j + data_j <= 100.0 * (clock.training_s + 3 * 0.02), (train_j, data_j, clock.training_s)
 
 
-def test_a_validation_at_the_epoch_end_starts_at_the_reading_of_its_last_batch(
+def test_the_modules_own_batch_end_work_on_the_last_batch_is_training(mlflow_experiment: str, tmp_path: Path) -> None:
+    """The module's ``on_train_batch_end`` runs after every callback's: on the epoch's last batch it is training
+    too, not `other` (an adversarial probe found it billed to `other` when the reading was taken at our
+    last-batch hook; it is taken as the fit loop ends the epoch)."""
+
+    class SlowBatchEnd(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(64, 10)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            return torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            time.sleep(0.1)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), 0.1)
+
+    x, y = torch.randn(160, 64), torch.randint(0, 10, (160,))
+    cb, counter = _green(), Counter()
+    trainer = lightning.Trainer(max_epochs=3, callbacks=[cb, counter], **quiet_trainer_kwargs())
+    trainer.fit(SlowBatchEnd(), DataLoader(TensorDataset(x, y), batch_size=32))
+    hist, _ = _check_fit_run(cb.session.run_id, tmp_path, counter)
+    other = _values(hist, schema.ENERGY_OTHER_KWH)
+    assert all(other[e] - other.get(e - 1, 0.0) < 0.05 * 100 / J_PER_KWH for e in (1, 2)), other  # a last batch's 0.1 s
+
+
+def test_a_fit_with_validation_still_reads_the_meters_twice_an_epoch(
     mlflow_experiment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The last batch's reading is the validation's start when it follows within 5 ms: two reads an epoch, as
-    before (widened to 50 ms: a loaded host's pauses)."""
+    """The reading as the fit loop ends the epoch is the validation's end reading, reused: no extra read
+    (widened to 50 ms: a loaded host's pauses)."""
     import mlflow_green.training.session_windows as windows
 
     train, val = loaders()
@@ -658,3 +686,4 @@ def test_a_validation_at_the_epoch_end_starts_at_the_reading_of_its_last_batch(
     trainer.fit(digits_classifier(), train, val)
     _check_fit_run(cb.session.run_id, tmp_path, counter)
     assert [b - a for a, b in zip(reads, reads[1:])] == [2, 2, 2], reads
+    assert "on_advance_end" not in trainer.fit_loop.__dict__  # the loop's own method again after the fit
