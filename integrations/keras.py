@@ -172,8 +172,8 @@ class GreenCallback(keras.callbacks.Callback):
             return self.session.output.close("FAILED")  # the run bound before it failed (no fit began: nothing else ends it)
         self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit", ours=self)
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
-        self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget  # a reading as the epoch ends:
-        self._fit_guard.on_epoch_end_start = self.session.training_ended  # before the callbacks listed ahead of us
+        self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget
+        self._fit_guard.on_epoch_end_start = self.session.training_ended  # read before callbacks listed ahead of ours
         self.session.expects_validation = self._fit_guard.validates  # quality from val_ metrics (validation_freq)
         self._profile_pending = self.inspect_model and not log_built_profile(self.session, self._profile)  # built yet?
         self._last_budget_check_s = time.perf_counter()

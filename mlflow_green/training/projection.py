@@ -51,7 +51,7 @@ class EnergyProjection:
         self._sum_j = 0.0
         self._stepped_j = 0.0  # energy of the epochs that counted steps
         self._stepped = 0  # their steps
-        self._first_is_outlier = False  # or left out: the later epochs' costs are the total's growth
+        self._first_left_out = False  # an outlier, or the later epochs' costs are the total's growth
         self._last_total_j: float | None = None  # the running total at the last epoch's end
         self._grown = False  # a later epoch's cost is the total's growth
 
@@ -83,17 +83,17 @@ class EnergyProjection:
             self._stepped_j += energy_j
             self._stepped += steps
         later = _median(self._later_sorted_j)
-        self._first_is_outlier = self._grown or (later is not None and later > 0
+        self._first_left_out = self._grown or (later is not None and later > 0
                                                  and self.epoch_energies_j[0] > OUTLIER_FACTOR * later)
         if steps_done is not None:
             self.steps_done = int(steps_done)
 
     def mean_epoch_j(self) -> float | None:
-        """Energy of a steady-state epoch (None before the first); the first epoch left out when it is an outlier."""
-        count = len(self.epoch_energies_j) - self._first_is_outlier
+        """Energy of a steady-state epoch (None before the first); the first epoch left out as the module's docstring says."""
+        count = len(self.epoch_energies_j) - self._first_left_out
         if count <= 0:
             return None
-        first_j = self.epoch_energies_j[0] if self._first_is_outlier else 0.0
+        first_j = self.epoch_energies_j[0] if self._first_left_out else 0.0
         return (self._sum_j - first_j) / count
 
     def more_planned(self) -> bool:
@@ -106,7 +106,7 @@ class EnergyProjection:
     def step_j(self) -> float | None:
         """Energy of a steady-state optimizer step (None when steps are not counted)."""
         energy_j, steps = self._stepped_j, self._stepped
-        if self._first_is_outlier and self.epoch_steps[0] > 0:
+        if self._first_left_out and self.epoch_steps[0] > 0:
             energy_j, steps = energy_j - self.epoch_energies_j[0], steps - self.epoch_steps[0]
         return energy_j / steps if steps else None
 

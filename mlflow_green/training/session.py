@@ -114,7 +114,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self._first_epoch: int | None = None
         self._counts: dict[str, int] = {}  # samples seen on this rank since the last exchange
         self._steps_done = 0
-        self._validation_end: Snapshot | None = None  # the epoch may end there (EPOCH_GAP_S)
+        self._work_end: Snapshot | None = None  # the reading that ended the epoch's training or last validation: its end may reuse it (EPOCH_GAP_S)
         self._last_epoch_end: Snapshot | None = None  # the next epoch may start there (EPOCH_GAP_S)
         self._last_epoch_end_s = 0.0  # when that epoch's end was settled (tracker clock)
 
@@ -215,7 +215,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self._quality, self.stop_reason, self.fit_total = None, None, None
         self._epochs = []
         self._projection = EnergyProjection(planned_epochs, planned_steps)
-        self._first_epoch = self._epoch = self._last_epoch_end = self._validation_end = self._gathered = None
+        self._first_epoch = self._epoch = self._last_epoch_end = self._work_end = self._gathered = None
         self._counts = {}
         self.flops.begin_fit(self.samples)
         self._steps_done = int(steps_done or 0)

@@ -93,7 +93,7 @@ class FitEndMixin:
             logger.warning("mlflow-green: could not finish measuring the fit: %s", exc)
             return self.carried
         finally:
-            self._epoch_start = self._epoch = self._last_epoch_end = self._validation_end = None
+            self._epoch_start = self._epoch = self._last_epoch_end = self._work_end = None
             self._deferred.close()
             self.output.close(status)
 
@@ -109,7 +109,7 @@ class FitEndMixin:
         opened = tracker.opened("validation")  # the fit ended during a validation
         if opened is not None:
             validation = validation + (end - opened)
-        after = end - self._validation_end if self._validation_end is not None and opened is None else EMPTY
+        after = end - self._work_end if self._work_end is not None and opened is None else EMPTY
         self._ledger.end_epoch(end - start, validation=validation, after=after)
 
     def _warn_if_quality_never_seen(self: TrainingSession, logs: Mapping[str, Any]) -> None:

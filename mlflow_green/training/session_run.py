@@ -110,7 +110,7 @@ class SessionRun:
         if self.run is not None and self.run is not run:
             self.run.finish()
         self.run, self._last, self._reopened = run, None, False
-        if self.run_name and not run.owned and not getattr(self, "_name_warned", False):  # the user's run (or a logger's): not renamed
+        if self.run_name and not run.owned and not self._name_warned:  # the user's run (or a logger's): not renamed
             self._name_warned = True
             logger.warning("mlflow-green: run_name=%r names a run the callback starts; it logs into an existing run "
                            "here (the active run, MLFLOW_RUN_ID's or the logger's), whose name is left as it is", self.run_name)

@@ -54,7 +54,7 @@ class WindowsMixin:
         except TrackerStateError:  # not running
             return
         self._last_epoch_end = None  # measured work between epochs: the next one reads the meters
-        self._validation_end = None  # nor does the epoch's end reuse an earlier validation's reading
+        self._work_end = None  # nor does the epoch's end reuse an earlier validation's reading
 
     def end_phase(self: TrainingSession, phase: str, *, samples: int | None = None, ends_epoch: bool = False) -> Measurement | None:
         """A measured phase ends; returns its (local) measurement. ``samples`` are this rank's.
@@ -72,7 +72,7 @@ class WindowsMixin:
         if phase == "validation" and self._epoch_start is not None:
             begin, end = self.tracker.close(phase)
             self._ledger.add_validation(begin, end)
-            self._validation_end = end if ends_epoch else None
+            self._work_end = end if ends_epoch else None
             self.count(phase, samples)
             if not ends_epoch:  # else the epoch's end follows at once and its accounting works them out
                 self._deferred.submit(self.tracker.resolve_marks)  # worked out while the framework wraps up
@@ -91,10 +91,10 @@ class WindowsMixin:
         later (a callback listed before this one wrote a checkpoint), that stretch is read as ``other``, not
         training — as after a validation."""
         tracker = self.tracker
-        if tracker is None or self._epoch_start is None or self._validation_end is not None or not tracker.running:
+        if tracker is None or self._epoch_start is None or self._work_end is not None or not tracker.running:
             return
         try:
-            self._validation_end = tracker.mark()
+            self._work_end = tracker.mark()
         except Exception as exc:  # measurement never crashes training: the epoch's end reads the meters itself
             logger.debug("mlflow-green: no reading as the epoch's training ended: %r", exc)
 
@@ -105,7 +105,7 @@ class WindowsMixin:
         start is judged from there, the stretch since the reading going to ``other`` by time.
         """
         assert self.tracker is not None
-        after, self._validation_end = self._validation_end, None
+        after, self._work_end = self._work_end, None
         self._last_epoch_end_s = self.tracker.clock_s()
         if after is not None and 0 <= self._last_epoch_end_s - after.timestamp_s <= EPOCH_GAP_S:
             return after, EMPTY  # only bookkeeping since the validation ended: no meter read
