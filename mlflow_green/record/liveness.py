@@ -11,6 +11,10 @@ Example:
     'alive'
     >>> WriterIdentity(me.host, me.boot_id, me.pid, me.started_s - 1000.0).state()   # the pid was reused
     'dead'
+    >>> WriterIdentity(me.host, me.boot_id, me.pid, me.started_s + 5.0, me.start_ticks).state()  # the clock drifted
+    'alive'
+    >>> WriterIdentity(me.host, me.boot_id, me.pid, me.started_s, me.start_ticks + 100).state()  # the pid was reused
+    'dead'
     >>> WriterIdentity("another-host", "", me.pid, me.started_s).state()              # cannot be seen from here
     'unknown'
     >>> WriterIdentity(me.host, "an-earlier-boot", me.pid, me.started_s).state()     # the host rebooted since
@@ -47,6 +51,19 @@ def _boot_id() -> str:
 
 
 _OWN_START_S: dict[int, float] = {}
+_OWN_START_TICKS: dict[int, int | None] = {}
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks after boot (Linux ``/proc``; None elsewhere or if it is gone). Unlike a
+    start time in seconds since the epoch — boot time (a whole second, from the wall clock) plus these ticks — it
+    does not move when the wall clock drifts from the time since boot (here ~150 ppm: a second every two hours)."""
+    from mlflow_green.measure.procfs import process_stat
+
+    try:
+        return process_stat(pid).start_ticks
+    except (ProcessLookupError, OSError):
+        return None
 
 
 def _own_start_s(pid: int) -> float:
@@ -82,18 +99,23 @@ class WriterIdentity:
         boot_id: The kernel boot id of the writer's host ("" where unknown).
         pid: The writer's process id.
         started_s: The writer's start time (seconds since the epoch), as the OS reports it.
+        start_ticks: The same in clock ticks after boot (Linux; None elsewhere, and in spool files of
+            versions before it): compared first, being exact.
     """
 
     host: str
     boot_id: str
     pid: int
     started_s: float
+    start_ticks: int | None = None
 
     @classmethod
     def current(cls) -> WriterIdentity:
         """This process (its start time read once per process: a spool file is made at every fit)."""
         pid = os.getpid()
-        return cls(socket.gethostname(), _boot_id(), pid, _own_start_s(pid))
+        if pid not in _OWN_START_TICKS:
+            _OWN_START_TICKS[pid] = _start_ticks(pid)
+        return cls(socket.gethostname(), _boot_id(), pid, _own_start_s(pid), _OWN_START_TICKS[pid])
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> WriterIdentity | None:
@@ -101,7 +123,9 @@ class WriterIdentity:
         if not isinstance(data, Mapping):
             return None
         try:
-            return cls(str(data["host"]), str(data.get("boot_id", "")), int(data["pid"]), float(data["started_s"]))
+            ticks = data.get("start_ticks")
+            return cls(str(data["host"]), str(data.get("boot_id", "")), int(data["pid"]), float(data["started_s"]),
+                       None if ticks is None else int(ticks))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -117,6 +141,9 @@ class WriterIdentity:
         started = _started_s(self.pid)
         if started is None:
             return "dead" if not _pid_exists(self.pid) or _is_zombie(self.pid) else "unknown"
+        ticks = _start_ticks(self.pid) if self.start_ticks is not None else None
+        if ticks is not None:  # exact, whatever the wall clock did since the writer started
+            return "alive" if ticks == self.start_ticks else "dead"
         return "alive" if abs(started - self.started_s) <= _START_TOLERANCE_S else "dead"
 
     def describe(self) -> str:

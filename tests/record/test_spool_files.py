@@ -20,7 +20,7 @@ def test_a_spool_file_names_its_absolute_tracking_uri_run_and_writer(tmp_path: P
     header = json.loads(spool.path.read_text().splitlines()[0])
     assert header["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}", "a relative path is made absolute"
     assert header["token"] == "t0k" and header["owned"] is True and header.get("run_id") is None
-    assert set(header["writer"]) == {"host", "boot_id", "pid", "started_s"}
+    assert set(header["writer"]) == {"host", "boot_id", "pid", "started_s", "start_ticks"}
     assert spool.writer is not None and spool.writer.state() == "alive"
     with pytest.raises(SpoolBusyError):
         SpoolFile.acquire(spool.path)
