@@ -46,7 +46,12 @@ class PendingSnapshot(Snapshot):
         object.__setattr__(self, "timestamp_s", now_s)
         object.__setattr__(self, "devices", devices)
         object.__setattr__(self, "_resolve", None)
-        object.__setattr__(self, "_filled", None)
+        object.__setattr__(self, "_filler", None)
+
+    def __call__(self, now_s: float, fresh: dict[str, DeviceCounter]) -> None:
+        """The meters' read of this capture, worked out (the capture's ``resolved`` callback: see
+        :meth:`~mlflow_green.measure.meter_reading.TrackerMeters.capture`)."""
+        self.__dict__["_filler"]._filled(self, now_s, fresh)
 
     def __getattr__(self, name: str) -> Any:
         if name == "devices":
@@ -102,13 +107,13 @@ class MarkedReadings:
         meters = self._meters
         if meters is None or self.synchronize is not None or self.total is not None:
             return self.snapshot()
-        pending = object.__new__(PendingSnapshot)  # a window boundary's hot path: no __init__ call
-        filled = lambda at_s, fresh: self._filled(pending, at_s, fresh)  # noqa: E731
-        pending.__dict__.update(timestamp_s=0.0, host=self.host, _resolve=meters.resolve_captured, _filled=filled)
-        now_s = meters.capture(filled)
+        pending = object.__new__(PendingSnapshot)  # a window boundary's hot path: no __init__ call, few stores
+        state = pending.__dict__
+        state["host"], state["_resolve"], state["_filler"] = self.host, meters.resolve, self
+        now_s = meters.capture(pending)  # the meters call pending(now_s, counters) once worked out
         if now_s is None:
             return self.snapshot()
-        pending.__dict__["timestamp_s"] = now_s  # the same as its fill's (which may have come already)
+        state["timestamp_s"] = now_s  # the same as its fill's (which may have come already)
         return pending
 
     def energies_j(self, *snapshots: Snapshot) -> list[dict[str, float]]:
@@ -121,9 +126,9 @@ class MarkedReadings:
         meters = self._meters if self.device_filter is None else None  # a filter applies when worked out
         energies = []
         for snap in snapshots:
-            filled = snap.__dict__.get("_filled") if isinstance(snap, PendingSnapshot) else None
-            if filled is not None and meters is not None:
-                preview = meters.preview(filled)
+            waiting = isinstance(snap, PendingSnapshot) and snap.__dict__.get("_filler") is not None
+            if waiting and meters is not None:
+                preview = meters.preview(snap)
                 if preview is not None:
                     energies.append(preview)
                     continue

@@ -7,12 +7,9 @@ at every window boundary, so :class:`TreeScanner` remembers the tree and, at eac
 
 - the ``stat`` of the processes that were in the tree at the last read (their CPU time, memory
   and parent: one small read each), and
-- the ``stat`` of the processes created since the last read, if any: the kernel hands out PIDs in
-  increasing order (``/proc/sys/kernel/ns_last_pid``, the last one handed out, wraps at
-  ``pid_max``), so while it has not moved no process was created anywhere, and when it has moved
-  the new processes are the listed PIDs between the previous value and the new one (across the
-  wrap after one); a look keeps those whose parent is in the tree (or among them), so that
-  processes started elsewhere on the machine cost the reads nothing.
+- the ``stat`` of the processes created since the last read, if any (told by the order of PIDs, see
+  :mod:`~mlflow_green.measure.pid_order`) whose parent is in the tree (or among them): processes
+  started elsewhere on the machine cost the reads nothing.
 
 New processes are looked for every :data:`DISCOVERY_INTERVAL_S` seconds by a small background
 thread (the *looker*, alive while reads keep coming), not by the reads: threads count as PIDs too,
@@ -51,6 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mlflow_green.measure import procfs
+from mlflow_green.measure.pid_order import created_since
 from mlflow_green.measure.stat_files import RSS_REFRESH_S, StatFiles
 
 FULL_RESCAN_S = 30.0
@@ -120,7 +118,7 @@ class TreeScanner:
         self._descendants = descendants
         self._stat = stat if stat is not None else StatFiles()
         self._peek = stat if stat is not None else procfs.process_stat  # a look's reads keep no descriptor
-        self._own_usage: Callable[[], tuple[float, int]] | None = getattr(self._stat, "own_usage", None)
+        self._own_usage: Callable[..., tuple[float, int]] | None = getattr(self._stat, "own_usage", None)
         self._discovery_interval_s = float(discovery_interval_s)
         self._use_looker = looker and self._discovery_interval_s > 0
         self._looker: threading.Thread | None = None
@@ -133,6 +131,7 @@ class TreeScanner:
         self._looking_later = self._discovery_interval_s > 0  # new processes are looked for between reads
         self._last_pid: int | None = None
         self._full_at_s = -math.inf
+        self._cheap_until_s = -math.inf  # see _note_cheap
         self.full_scans = 0
         """How many full scans were made (for tests and benchmarks)."""
 
@@ -144,9 +143,9 @@ class TreeScanner:
         with self._lock:
             now_s = self._clock()
             self._read_at_s = time.monotonic()
-            alone = self._read_alone(now_s)  # the usual case, first
+            alone = self._alone_usage(now_s)  # the usual case, first: this process alone, no look or scan due
             if alone is not None:
-                return alone
+                return TreeUsage(self._members, alone[0], alone[1])
             full_due = self._last_pid is None or now_s - self._full_at_s >= FULL_RESCAN_S
             looking = full_due or self._discovery_interval_s <= 0
             last_pid = self._last_pid_of() if looking else self._last_pid
@@ -166,6 +165,7 @@ class TreeScanner:
             if callable(retain):
                 retain(members)
             self._ensure_looker()
+            self._note_cheap()
         alive = [stats[pid] for pid in members if pid in stats]
         return TreeUsage(members, sum(s.cpu_s for s in alive), sum(s.rss_bytes for s in alive))
 
@@ -174,15 +174,17 @@ class TreeScanner:
         look at (a cheap read, from this process's clocks), else None."""
         with self._lock:
             now_s = self._clock()
-            alone = self._alone_usage(now_s)
-            if alone is not None:
-                self._read_at_s = now_s if self._clock is time.monotonic else time.monotonic()
-            return alone
-
-    def _read_alone(self, now_s: float) -> TreeUsage | None:
-        """The usual case (under the lock): this process alone, nothing new found, no full scan due."""
-        alone = self._alone_usage(now_s)
-        return None if alone is None else TreeUsage(self._members, alone[0], alone[1])
+            monotonic = self._clock is time.monotonic
+            if now_s < self._cheap_until_s and self.root_pid == procfs.OWN_PID[0]:  # nothing else to check
+                try:
+                    usage = self._own_usage(now_s) if monotonic else self._own_usage()  # type: ignore[misc]
+                except OSError:
+                    return None
+            else:
+                usage = self._alone_usage(now_s)
+            if usage is not None:
+                self._read_at_s = now_s if monotonic else time.monotonic()
+            return usage
 
     def _alone_usage(self, now_s: float) -> tuple[float, int] | None:
         """(CPU seconds, resident bytes) of the root when it is the tree alone and no look is due (under the lock)."""
@@ -200,7 +202,15 @@ class TreeScanner:
             return None
         if self._looker is None:
             self._ensure_looker()
+            self._note_cheap()
         return usage
+
+    def _note_cheap(self) -> None:
+        """Until when :meth:`capture` may read this process's clocks, checking nothing else (under the lock; called
+        wherever it changes): the tree is this process alone, no look found any, the looker runs, no full scan due."""
+        cheap = (self._alone and self._last_pid is not None and not self._found and self._looking_later
+                 and self._own_usage is not None and self._looker is not None)
+        self._cheap_until_s = self._full_at_s + FULL_RESCAN_S if cheap else -math.inf
 
     def _ensure_looker(self) -> None:
         """Start the looker thread if it should run and does not (under the lock)."""
@@ -218,6 +228,7 @@ class TreeScanner:
             self._looker = None
             self._last_pid, self._members, self._found = None, frozenset(), set()
             self._alone = False
+            self._cheap_until_s = -math.inf
             close = getattr(self._stat, "close", None)
             if callable(close):
                 close()
@@ -231,7 +242,7 @@ class TreeScanner:
                 self._last_pid = None
         if last_pid is None or previous is None or last_pid == previous:
             return
-        new = _created_since(self._listed(), previous, last_pid)  # listed outside the lock: reads go on
+        new = created_since(self._listed(), previous, last_pid)  # listed outside the lock: reads go on
         with self._lock:
             tree = set(self._members) | self._found
         ours = self._born_in(tree, new, previous)
@@ -239,6 +250,7 @@ class TreeScanner:
             if self._last_pid == previous:  # a full scan meanwhile saw everything up to its own last PID
                 self._found.update(ours)
                 self._last_pid = last_pid
+                self._note_cheap()
 
     def _born_in(self, tree: set[int], new: list[int], previous: int) -> list[int]:
         """The processes among ``new`` whose parent is in ``tree`` or among them (oldest first): the
@@ -268,7 +280,7 @@ class TreeScanner:
         """PIDs that may be new since the last look, looking now (under the lock)."""
         if self._last_pid is None or last_pid == self._last_pid:
             return []
-        return _created_since(self._listed(), self._last_pid, last_pid)
+        return created_since(self._listed(), self._last_pid, last_pid)
 
     def _keep_looking(self, stop: threading.Event) -> None:
         """The looker: a look every interval while reads keep coming (ends at :meth:`release`, or after
@@ -277,7 +289,7 @@ class TreeScanner:
             with self._lock:
                 if time.monotonic() - self._read_at_s > 10 * self._discovery_interval_s:
                     if self._looker is threading.current_thread():
-                        self._looker = None
+                        self._looker, self._cheap_until_s = None, -math.inf
                     return
             try:
                 self.look()
@@ -307,19 +319,6 @@ class TreeScanner:
                     found.add(child)
                     stack.append(child)
         return frozenset(found)
-
-
-def _created_since(listed: Iterable[int], previous: int, last: int) -> list[int]:
-    """The listed PIDs handed out after ``previous`` up to ``last`` (across the wrap if ``last < previous``):
-    not a process older than the last wrap (PID above the counter); one newer than ``last`` is found next time.
-
-    Example:
-        >>> _created_since([1, 5, 90, 105, 120], 100, 110), _created_since([1, 5, 90, 120], 100, 7)
-        ([105], [1, 5, 120])
-    """
-    if last >= previous:
-        return [pid for pid in listed if previous < pid <= last]
-    return [pid for pid in listed if pid > previous or pid <= last]
 
 
 def linux_scanner_available() -> bool:

@@ -83,13 +83,15 @@ class StatFiles:
         if own is not None:
             own[2].close()
 
-    def own_usage(self) -> tuple[float, int]:
+    def own_usage(self, now_s: float | None = None) -> tuple[float, int]:
         """(CPU seconds with those of the reaped children, resident bytes) of the calling process, from
-        its clocks: the cheapest read there is (a window boundary takes it on the training thread)."""
+        its clocks: the cheapest read there is (a window boundary takes it on the training thread).
+        ``now_s``: ``time.monotonic()`` now, if the caller has it."""
         own = self._self
         if own is None or own[0] != procfs.OWN_PID[0]:  # first call, or a forked child using a copy
             own = self._open_own()
-        now_s = time.monotonic()
+        if now_s is None:
+            now_s = time.monotonic()
         read_s, rss_bytes = self._rss
         if now_s - read_s >= RSS_REFRESH_S:
             rss_bytes = int(own[2].read(256).split()[1]) * procfs.page_size()

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -107,6 +107,11 @@ class Meter(abc.ABC):
         into the read later (in order, off that thread). None (the default) means the meter is
         read at once. A meter that is polled (``poll_interval_s``) must not capture.
         """
+        return None
+
+    def capturer(self) -> Callable[[], object | None] | None:
+        """Optional: what :meth:`capture` does, as a callable without arguments, valid until the meter is
+        closed (a window boundary's shortest path); None (the default): :meth:`capture` is called."""
         return None
 
     def read_captured(self, now_s: float, raw: object) -> tuple[DeviceCounter, ...]:

@@ -175,6 +175,10 @@ class EstimateMeter(ProcessShareMeter):
         capture = self._capture
         return capture() if capture is not None and self._last is not None else None
 
+    def capturer(self) -> Callable[[], tuple[float, int] | None] | None:
+        """The process tree's own capture (the scanner's: None once it is released), while the meter is open."""
+        return self._capture if self._last is not None else None
+
     def read_captured(self, now_s: float, raw: object) -> tuple[DeviceCounter, ...]:
         if self._last is None or self._probe is None or not isinstance(raw, tuple):
             raise MeterError("estimate: read_captured() without an open meter's capture")
