@@ -426,3 +426,44 @@ def test_where_the_kernel_keeps_no_children_lists_a_full_scan_reads_every_proces
 
     scanner = TreeScanner(descendants=no_lists)
     assert scanner.read().pids == _tree_by_parents(os.getpid())
+
+
+CHEAP_CAPTURE = """
+import json, subprocess, sys
+from mlflow_green.measure.process_scan import FULL_RESCAN_S, TreeScanner
+now = [0.0]
+scanner = TreeScanner(clock=lambda: now[0], discovery_interval_s=60.0)  # a looker that never looks by itself here
+seen = {"before any read": scanner.capture()}
+scanner.read()
+seen["alone"] = scanner.capture()
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+scanner.look()
+seen["a look found a child"] = scanner.capture()
+seen["child read"] = child.pid in scanner.read().pids
+seen["with the child"] = scanner.capture()
+child.kill(); child.wait()
+scanner.read()
+seen["alone again"] = scanner.capture()
+now[0] = FULL_RESCAN_S + 1.0
+seen["full scan due"] = scanner.capture()
+scanner.read()
+seen["after the full scan"] = scanner.capture()
+scanner.release()
+seen["released"] = scanner.capture()
+print(json.dumps(seen))
+"""
+
+
+def test_a_boundary_capture_reads_this_process_clocks_only_while_nothing_else_needs_reading() -> None:
+    """The window boundary's capture: this process's CPU time and memory, from its clocks, while the tree is
+    this process alone; None (a full read instead) before the first read, once a look found a child, while
+    the child lives, when a full scan is due, and once released. (A fresh interpreter: no children of pytest's.)"""
+    out = subprocess.run([sys.executable, "-c", CHEAP_CAPTURE], capture_output=True, text=True, timeout=120, check=True)
+    seen = __import__("json").loads(out.stdout)
+    for cheap in ("alone", "alone again", "after the full scan"):
+        cpu_s, rss_bytes = seen[cheap]
+        assert cpu_s > 0 and rss_bytes > 1_000_000, (cheap, seen)
+    assert seen["alone again"][0] >= seen["alone"][0]
+    assert seen["child read"] is True
+    for read_instead in ("before any read", "a look found a child", "with the child", "full scan due", "released"):
+        assert seen[read_instead] is None, (read_instead, seen)
