@@ -9,7 +9,9 @@ background threads, for short epochs like these at most ``COALESCE_S`` (2 s) aft
 is how long after the epoch's end hooks that took, None if not within 5 s: a spool folder that cannot be
 written) — and
 ``{"event": "result", ...}`` at the end: the run id, the bind wait (how long the start of the fit
-waited on MLflow), the time from the last release to the return of ``fit`` (the end wait), the
+waited on MLflow: mlflow-green's fit-start hook, timed by callbacks around it), the end wait (its
+fit-end hook, timed the same way; a ``track()`` block: from its last step to its return), the time from
+the last epoch's end to the return (``after_last_epoch_s``: the framework's own end-of-fit work too), the
 fit's wall time and what the meters measured. The tracking URI, experiment, spool folder and
 timeouts come from the environment (``MLFLOW_*``, ``MLFLOW_GREEN_*``). The meter is a fake with
 a constant draw (no RAPL here); everything else is real.
@@ -36,6 +38,7 @@ class Clock:
     def __init__(self, pause_at: list[int]) -> None:
         self.pause_at = set(pause_at)
         self.before_bind = self.after_bind = self.released = 0.0
+        self.end_began = self.end_done = 0.0  # around mlflow-green's fit-end hook (Keras, Lightning)
 
     def epoch_end(self, epoch: int) -> None:
         if epoch in self.pause_at:
@@ -96,9 +99,15 @@ def run_keras(config: dict[str, Any], clock: Clock) -> dict[str, Any]:
         def on_train_begin(self, logs: Any = None) -> None:
             clock.before_bind = time.monotonic()
 
+        def on_train_end(self, logs: Any = None) -> None:
+            clock.end_began = time.monotonic()
+
     class After(keras.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:
             clock.after_bind = time.monotonic()
+
+        def on_train_end(self, logs: Any = None) -> None:
+            clock.end_done = time.monotonic()
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             clock.epoch_end(epoch)
@@ -126,9 +135,15 @@ def run_lightning(config: dict[str, Any], clock: Clock) -> dict[str, Any]:
         def on_fit_start(self, trainer: Any, module: Any) -> None:
             clock.before_bind = time.monotonic()
 
+        def teardown(self, trainer: Any, module: Any, stage: str) -> None:
+            clock.end_began = time.monotonic()
+
     class After(lightning.Callback):
         def on_fit_start(self, trainer: Any, module: Any) -> None:
             clock.after_bind = time.monotonic()
+
+        def teardown(self, trainer: Any, module: Any, stage: str) -> None:
+            clock.end_done = time.monotonic()
 
         def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
             clock.epoch_end(trainer.current_epoch)
@@ -163,7 +178,9 @@ def main() -> None:
     started = time.monotonic()
     result = runner(config, clock)
     returned = time.monotonic()
-    emit(event="result", bind_wait_s=clock.after_bind - clock.before_bind, end_wait_s=returned - clock.released,
+    end_wait_s = clock.end_done - clock.end_began if clock.end_done else returned - clock.released
+    emit(event="result", bind_wait_s=clock.after_bind - clock.before_bind, end_wait_s=end_wait_s,
+         after_last_epoch_s=returned - clock.released,
          fit_s=returned - started, **result)
 
 

@@ -148,7 +148,8 @@ def test_server_down_at_both_ends_and_a_spool_folder_turning_read_only(
         server.down()
     child.release()
     result = child.result()
-    print(f"\n{kind}: waited {result['bind_wait_s']:.2f} s entering the fit, {result['end_wait_s']:.2f} s leaving it; "
+    print(f"\n{kind}: waited {result['bind_wait_s']:.2f} s entering the fit, {result['end_wait_s']:.2f} s leaving it "
+          f"({result['after_last_epoch_s']:.2f} s from the last epoch's end to the return); "
           f"measured {result['measured_s']:.2f} s of a {result['fit_s']:.2f} s fit")
     assert result["run_id"] == (run_id if back_mid_training else None)
     assert result["bind_wait_s"] <= 2.0 + 1.0, result
