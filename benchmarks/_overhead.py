@@ -4,7 +4,8 @@ The budgets (DESIGN.md §6, for a model the size of the digits zoo): the callbac
 epoch ≤ 0.2 % of the epoch, and its fixed cost per fit ≤ 20 ms. Both are *direct* costs: the
 time the training thread spends inside the callback (every hook call timed by the wall clock; a fit
 hook's thread CPU too),
-plus its per-batch wrappers timed over many calls, and — per epoch — the CPU time of the
+plus its per-batch work timed where it runs (once per batch inside the fits without the callback, see
+``_in_fit_probe``: about twenty times what a warm loop of calls reads), and — per epoch — the CPU time of the
 callback's own background threads (the epoch's accounting, spool writes, looks for new
 processes), which a framework keeping every core busy loses too; the verdict is printed both ways.
 The background CPU per epoch is what ran between two epoch ends of a fit (the steady work); what
@@ -32,6 +33,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from _in_fit_probe import InFitProbe
 
 from mlflow_green.record.send_loop import SEND_INTERVAL_S
 
@@ -259,8 +262,15 @@ def report(
     per_batch_us: float,
     validation_steps: int = 0,
     per_validation_batch_us: float = 0.0,
+    batch_probe: InFitProbe | None = None,
+    validation_probe: InFitProbe | None = None,
+    per_batch_extra_us: float = 0.0,
 ) -> None:
-    """Run fits without and with the callback alternately; print the figures and the verdicts."""
+    """Run fits without and with the callback alternately; print the figures and the verdicts.
+
+    ``per_batch_us`` / ``per_validation_batch_us``: the per-batch work timed in a warm loop; where the fits
+    without the callback ran ``batch_probe`` / ``validation_probe`` at each batch's end, the work's cost in
+    place (see ``_in_fit_probe``) is counted instead, plus ``per_batch_extra_us`` parts the probe leaves out."""
     timed_fit(True)  # warm-up: first store access, first meter probe, kernels
     HOOKS.clear(), MLFLOW.clear(), BACKGROUND.clear(), WRITER.clear()
     plain: list[FitResult] = []
@@ -274,6 +284,11 @@ def report(
     green_epoch_s = statistics.median(i for _, intervals in green for i in intervals)
     n_epochs = repeats * epochs
     epoch_ms = 1000 * HOOKS.total(epoch_hooks) / n_epochs
+    warm = f"{per_batch_us:.2f} µs and {per_validation_batch_us:.2f} µs in a warm loop"
+    if batch_probe is not None and batch_probe.samples:
+        per_batch_us = batch_probe.cost_us() + per_batch_extra_us
+    if validation_probe is not None and validation_probe.samples:
+        per_validation_batch_us = validation_probe.cost_us()
     per_epoch = epoch_ms + (per_batch_us * steps + per_validation_batch_us * validation_steps) / 1000
     share = 100 * per_epoch / (1000 * epoch_s)
     fit_ms = 1000 * HOOKS.total(fit_hooks) / repeats
@@ -285,6 +300,8 @@ def report(
     print(f"  per epoch: epoch hooks {epoch_ms:.2f} ms (wall) + per batch {per_batch_us:.2f} µs × {steps}"
           f" + per validation batch {per_validation_batch_us:.2f} µs × {validation_steps}"
           f" = {per_epoch:.2f} ms = {share:.3f} % of an epoch   (budget ≤ {EPOCH_BUDGET_PERCENT} %)")
+    if batch_probe is not None and batch_probe.samples:
+        print(f"  per batch timed inside the fits, once per batch ({batch_probe.samples} batches; {warm})")
     by_hook = ", ".join(f"{name} {1000 * HOOKS.wall_s.get(name, 0.0) / n_epochs:.3f}" for name in sorted(epoch_hooks))
     print(f"  per epoch by hook (ms): {by_hook}")
     intervals = max(BACKGROUND.steady_intervals, 1)

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,6 +32,7 @@ use_backend_from_argv()  # before Keras is imported
 
 import keras  # noqa: E402
 import mlflow  # noqa: E402
+from _in_fit_probe import InFitProbe  # noqa: E402
 from _overhead import TRAINING_ENDED, report, timed_hooks  # noqa: E402
 from keras_digits import baseline  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
@@ -57,11 +59,10 @@ class EpochEnds(keras.callbacks.Callback):
         self.ends_s.append(time.perf_counter())
 
 
-def per_batch_us(python_input: bool, *, training: bool = True) -> float:
-    """Microseconds the callback adds per batch (``training``) or per validation batch: the guard's wrappers
-    of the step function and of two CallbackList hooks, the callback's own two batch hooks (which Keras calls
-    at every step), and with input read in Python the watched iterator (timed when training)."""
-    from _overhead import per_call_us
+def batch_work(python_input: bool, *, training: bool = True) -> tuple[Callable[[], object], Callable[[], object]]:
+    """What the callback adds per batch (``training``) or per validation batch, and a bare stand-in making the
+    framework's own calls: the guard's wrappers of the step function and of two CallbackList hooks, and the
+    callback's own two batch hooks (which Keras calls at every step)."""
 
     class Model:
         stop_training = False
@@ -78,22 +79,52 @@ def per_batch_us(python_input: bool, *, training: bool = True) -> float:
     hook = guard._guarded_hook("on_train_batch_end" if training else "on_test_batch_end", bare)
     own_begin = callback.on_train_batch_begin if training else callback.on_test_batch_begin
     own_end = callback.on_train_batch_end if training else callback.on_test_batch_end
-    cost = per_call_us(lambda: (step(None), hook(0), hook(0), own_begin(0, logs=None), own_end(0, logs=None)),
-                       lambda: (bare(None), bare(0), bare(0)))
-    if python_input:  # each batch read goes through the timed iterator
-        from mlflow_green.integrations._keras_input import WatchedIterator
+    return (lambda: (step(None), hook(0), hook(0), own_begin(0, logs=None), own_end(0, logs=None)),
+            lambda: (bare(None), bare(0), bare(0)))
 
-        batch = ([0.0] * 32, [0] * 32)
-        items = [batch] * 100_000
-        start_s = time.perf_counter()
-        for _ in iter(items):
-            pass
-        bare_s = time.perf_counter() - start_s
-        start_s = time.perf_counter()
-        for _ in WatchedIterator(iter(items), guard, training):
-            pass
-        cost += max(time.perf_counter() - start_s - bare_s, 0.0) / len(items) * 1e6
-    return cost
+
+def per_batch_us(python_input: bool, *, training: bool = True) -> float:
+    """Microseconds the callback adds per batch, timed in a warm loop (see :func:`batch_work`)."""
+    from _overhead import per_call_us
+
+    return per_call_us(*batch_work(python_input, training=training))
+
+
+def watched_iterator_us(python_input: bool) -> float:
+    """Microseconds the watched iterator adds to each batch read in Python (torch, JAX), timed in a loop."""
+    if not python_input:
+        return 0.0
+    from mlflow_green.integrations._keras_input import WatchedIterator
+
+    class Model:
+        stop_training = False
+
+    guard = CallGuard(Model(), lambda exc: None, python_input=python_input)
+    batch = ([0.0] * 32, [0] * 32)
+    items = [batch] * 100_000
+    start_s = time.perf_counter()
+    for _ in iter(items):
+        pass
+    bare_s = time.perf_counter() - start_s
+    start_s = time.perf_counter()
+    for _ in WatchedIterator(iter(items), guard, True):
+        pass
+    return max(time.perf_counter() - start_s - bare_s, 0.0) / len(items) * 1e6
+
+
+class BatchProbe(keras.callbacks.Callback):
+    """In the fits without GreenCallback: the per-batch work run once per batch, where it would run (see
+    ``_in_fit_probe``)."""
+
+    def __init__(self, python_input: bool) -> None:
+        super().__init__()
+        self.train, self.validation = (InFitProbe(*batch_work(python_input, training=t)) for t in (True, False))
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.train()
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.validation()
 
 
 def main() -> None:
@@ -115,7 +146,7 @@ def main() -> None:
         model.fit(*train, batch_size=BATCH_SIZE, epochs=1, verbose=0)  # trace: not part of either figure
         ends = EpochEnds()
         meters = [FakeMeter({"cpu:0": 50.0, "ram:0": 5.0})] if args.fake_meter else None
-        callbacks = [TimedGreenCallback(meters=meters), ends] if with_callback else [ends]
+        callbacks = [TimedGreenCallback(meters=meters), ends] if with_callback else [probe, ends]
         run = None if args.own_run else mlflow.start_run()
         start_s = time.perf_counter()
         model.fit(*train, validation_data=val, batch_size=BATCH_SIZE, epochs=args.epochs, callbacks=callbacks, verbose=0)
@@ -124,6 +155,8 @@ def main() -> None:
             mlflow.end_run()
         return total_s, [b - a for a, b in zip(ends.ends_s, ends.ends_s[1:])]
 
+    python_input = keras.backend.backend() in ("torch", "jax")
+    probe = BatchProbe(python_input)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_GREEN_SPOOL_DIR"] = str(Path(tmp) / "spool")
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/bench.db")
@@ -134,8 +167,9 @@ def main() -> None:
             + (", meter reads free (fake meter)" if args.fake_meter else ", meters selected on this machine"),
             timed_fit=timed_fit, repeats=args.repeats, epochs=args.epochs, steps=steps,
             epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS,
-            per_batch_us=per_batch_us(python_input := keras.backend.backend() in ("torch", "jax")),
+            per_batch_us=per_batch_us(python_input) + watched_iterator_us(python_input),
             validation_steps=-(-len(val[0]) // BATCH_SIZE), per_validation_batch_us=per_batch_us(python_input, training=False),
+            batch_probe=probe.train, validation_probe=probe.validation, per_batch_extra_us=watched_iterator_us(python_input),
         )
 
 

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 import lightning  # noqa: E402
 import mlflow  # noqa: E402
 import torch  # noqa: E402
+from _in_fit_probe import InFitProbe  # noqa: E402
 from _overhead import TRAINING_ENDED, per_call_us, report, timed_hooks  # noqa: E402
 from lightning_digits import Classifier, baseline  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
@@ -43,9 +45,10 @@ TimedGreenCallback = timed_hooks(GreenCallback, EPOCH_HOOKS | FIT_HOOKS)
 EPOCH_HOOKS |= {TRAINING_ENDED}  # the reading as the fit loop ends an epoch: timed by TimedGreenCallback's session
 
 
-def per_batch_us() -> float:
-    """Microseconds GreenCallback adds per batch: its on_train_batch_start + on_train_batch_end, and the timing of
-    the loop's fetch (the epoch loop's two fetch hooks, wrapped as on_fit_start wraps them) over Lightning's own."""
+def batch_work() -> tuple[Callable[[], object], Callable[[], object]]:
+    """What GreenCallback adds per batch, and a bare stand-in: its on_train_batch_start + on_train_batch_end, and
+    the timing of the loop's fetch (the epoch loop's two fetch hooks, wrapped as on_fit_start wraps them) over
+    Lightning's own."""
 
     class EpochLoop:  # Lightning's hooks around each fetch (its profiler's; no-ops without a profiler)
         def _on_before_fetch(self) -> None:
@@ -72,18 +75,33 @@ def per_batch_us() -> float:
         callback.on_train_batch_start(trainer, None, batch, 1)
         callback.on_train_batch_end(trainer, None, None, batch, 1)
 
-    return per_call_us(hooks, lambda: (bare._on_before_fetch(), bare._on_after_fetch()))
+    return hooks, lambda: (bare._on_before_fetch(), bare._on_after_fetch())  # without the callback: no calls of its hooks
 
 
-def per_validation_batch_us() -> float:
-    """Microseconds GreenCallback's on_validation_batch_end costs per validation batch."""
+def validation_batch_work() -> tuple[Callable[[], object], Callable[[], object]]:
+    """GreenCallback's on_validation_batch_end (its cost per validation batch), and a bare stand-in."""
 
     class Trainer:
         sanity_checking = False
 
     callback, trainer = GreenCallback(), Trainer()
     batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
-    return per_call_us(lambda: callback.on_validation_batch_end(trainer, None, None, batch, 1), lambda: None)
+
+    return lambda: callback.on_validation_batch_end(trainer, None, None, batch, 1), lambda: None
+
+
+class BatchProbe(lightning.Callback):
+    """In the fits without GreenCallback: the per-batch work run once per batch, where it would run (see
+    ``_in_fit_probe``)."""
+
+    def __init__(self) -> None:
+        self.train, self.validation = InFitProbe(*batch_work()), InFitProbe(*validation_batch_work())
+
+    def on_train_batch_end(self, *args: object) -> None:
+        self.train()
+
+    def on_validation_batch_end(self, *args: object) -> None:
+        self.validation()
 
 
 class EpochEnds(lightning.Callback):
@@ -115,7 +133,7 @@ def main() -> None:
     def timed_fit(with_callback: bool) -> tuple[float, list[float]]:
         ends = EpochEnds()
         meters = [FakeMeter({"cpu:0": 50.0, "ram:0": 5.0})] if args.fake_meter else None
-        callbacks = [TimedGreenCallback(meters=meters), ends] if with_callback else [ends]
+        callbacks = [TimedGreenCallback(meters=meters), ends] if with_callback else [probe, ends]
         trainer = lightning.Trainer(
             max_epochs=args.epochs, callbacks=callbacks, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0,
@@ -128,6 +146,7 @@ def main() -> None:
             mlflow.end_run()
         return total_s, [b - a for a, b in zip(ends.ends_s, ends.ends_s[1:])]
 
+    probe = BatchProbe()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_GREEN_SPOOL_DIR"] = str(Path(tmp) / "spool")
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/bench.db")
@@ -137,8 +156,9 @@ def main() -> None:
             + (", callback's own run" if args.own_run else ", in an active run")
             + (", meter reads free (fake meter)" if args.fake_meter else ", meters selected on this machine"),
             timed_fit=timed_fit, repeats=args.repeats, epochs=args.epochs, steps=steps,
-            epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS, per_batch_us=per_batch_us(),
-            validation_steps=len(val), per_validation_batch_us=per_validation_batch_us(),
+            epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS, per_batch_us=per_call_us(*batch_work()),
+            validation_steps=len(val), per_validation_batch_us=per_call_us(*validation_batch_work()),
+            batch_probe=probe.train, validation_probe=probe.validation,
         )
 
 
