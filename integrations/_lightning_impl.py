@@ -84,6 +84,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self._example: Any = None
         self._flop_cache: dict[str, Any] = {}
         self._last_batch_end_s = self._last_budget_check_s = 0.0
+        self._budget_per_batch = False  # a budget checked after batches (set as the fit starts)
         self._epoch_samples = self._eval_samples = 0
         self._fetch: FetchTimer | None = None  # the fit's input wait: the time inside its training loop's fetches
         self._epoch_end: EpochEndReading | None = None  # the fit loop's epoch end, wrapped for the fit
@@ -126,7 +127,8 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self._needs_profile = self.inspect_model and self._example is None  # inspected on the first batch
         if self.inspect_model and self._example is not None:
             self._log_profile(trainer, pl_module)
-        self._last_budget_check_s = time.perf_counter()
+        self._last_budget_check_s = time.perf_counter()  # ranks must agree: in DDP budgets are checked at epoch end
+        self._budget_per_batch = self.session.budget.active and self.session.dist.world_size == 1
         if not self._at_exit_registered:
             atexit.register(self._finish_at_exit)
             self._at_exit_registered = True
@@ -150,8 +152,8 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if not self._in_epoch:
             self._resumed_inside_an_epoch(trainer)
-        now_s = time.perf_counter()  # the loop was fetching this batch
-        self.session.add_data_wait(self._fetch.take_s() if self._fetch is not None else now_s - self._last_batch_end_s)
+        if self._fetch is None:  # no fetch timer (its time is taken at the epoch's end): the gap since the last batch
+            self.session.add_data_wait(time.perf_counter() - self._last_batch_end_s)
         if self._needs_profile and batch is not None:  # None: a training_step reading a dataloader_iter (at its end)
             self._profile_first_batch(trainer, pl_module, batch)
             self._last_batch_end_s = time.perf_counter()  # profiling is not data wait
@@ -160,13 +162,9 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self._epoch_samples += self._sizes(batch)
         if self._needs_profile:  # the batch start had none (a training_step reading a dataloader_iter)
             self._profile_first_batch(trainer, pl_module, batch)
-        end_s = time.perf_counter()
-        self._last_batch_end_s = end_s
-        if (
-            self.session.budget.active
-            and self.session.dist.world_size == 1  # ranks must agree: in DDP budgets are checked at epoch end
-            and end_s - self._last_budget_check_s >= BUDGET_CHECK_INTERVAL_S
-        ):
+        if self._fetch is None:
+            self._last_batch_end_s = time.perf_counter()
+        if self._budget_per_batch and (end_s := time.perf_counter()) - self._last_budget_check_s >= BUDGET_CHECK_INTERVAL_S:
             self._last_budget_check_s = end_s
             if self.session.check_budget():
                 trainer.should_stop = True
@@ -281,6 +279,8 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks."""
         self._guard.restore()
         if self._fetch is not None:
+            if self._in_epoch:  # an epoch cut short: its input wait so far
+                self.session.add_data_wait(self._fetch.take_s())
             self._fetch.remove()
             self._fetch = None
         if self._epoch_end is not None:

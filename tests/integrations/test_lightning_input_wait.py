@@ -91,6 +91,28 @@ def test_reading_slow_input_is_input_wait(mlflow_experiment: str) -> None:
     assert_green_invariants(cb.session.run_id)
 
 
+def test_a_fit_failing_inside_an_epoch_keeps_that_epochs_input_wait(mlflow_experiment: str) -> None:
+    """The fetch timer's input wait is handed to the session at the epoch's end, not at every batch: an epoch cut
+    short by an error (at its 8th of 10 batches, after 8 slow reads) bills its reads to data all the same."""
+    class FailsInTheSecondEpoch(type(digits_classifier())):  # type: ignore[misc]
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            if self.current_epoch == 1 and batch_idx == 7:
+                raise RuntimeError("a bad batch")
+            return super().training_step(batch, batch_idx)
+
+    train = DataLoader(SlowDigits(), batch_size=32)  # 10 batches, >= 32 ms each to read
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": WATTS})])
+    with pytest.raises(RuntimeError, match="a bad batch"):
+        lightning.Trainer(max_epochs=2, callbacks=[cb], **quiet_trainer_kwargs()).fit(FailsInTheSecondEpoch(), train)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == "FAILED"
+    phases = _phases_j(cb.session.run_id)
+    read_j = WATTS * (320 + 8 * 32) * 0.001  # the first epoch's 320 reads and the cut-short epoch's 256: 57.6 J at least
+    assert phases["data"] >= 0.95 * read_j, phases
+    assert phases["data"] < 2.0 * read_j, phases
+    assert_green_invariants(cb.session.run_id)
+
+
 def test_a_dict_batch_with_more_keys_than_forward_takes_still_gets_flops(mlflow_experiment: str) -> None:
     train, _ = loaders()
 
