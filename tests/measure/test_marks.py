@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from mlflow_green import EnergyTracker
+from mlflow_green.errors import MeterError
 from mlflow_green.measure.codecarbon_model import resolve
 from mlflow_green.measure.meters.estimate import EstimateMeter
 from mlflow_green.measure.pending_snapshot import PendingSnapshot
@@ -192,4 +193,54 @@ def test_a_mark_a_meter_cannot_preview_is_worked_out_for_the_figure() -> None:
     assert isinstance(mark, PendingSnapshot) and "devices" not in mark.__dict__
     figure = tracker.energies_j(mark)[0]
     assert "devices" in mark.__dict__ and figure == _counters(mark) and figure["cpu:0"] > 0
+    tracker.stop()
+
+
+class _DirectCapture(FakeMeter):
+    """A plugin meter with a direct capture (``capturer()``): its raw input is the instant; counted, and failing
+    on demand where the capture is worked out."""
+
+    def __init__(self) -> None:
+        super().__init__({"cpu:0": 10.0, "ram:0": 1.0}, name="direct")
+        self.direct_captures = 0
+        self.failing = False
+
+    def capturer(self):  # type: ignore[no-untyped-def]
+        def capture() -> float:
+            self.direct_captures += 1
+            return 0.0
+        return capture
+
+    def capture(self, now_s: float) -> object:
+        raise AssertionError("capture(now_s) called although the meter has a direct capture")
+
+    def read_captured(self, now_s: float, raw: object):  # type: ignore[no-untyped-def]
+        return self.read(now_s)
+
+    def read(self, now_s: float):  # type: ignore[no-untyped-def]
+        if self.failing:
+            raise MeterError("direct: scripted failure")
+        return super().read(now_s)
+
+
+def test_a_meters_direct_capture_is_taken_at_boundaries_and_dropped_once_it_fails_over() -> None:
+    """The boundary calls the one meter's ``capturer()`` result (not ``capture(now_s)``); after that meter fails
+    over, the boundaries read its replacement (which captures nothing) at once, never the failed meter again."""
+    clock = _Clock()
+    direct, spare = _DirectCapture(), FakeMeter({"cpu:0": 20.0, "ram:0": 2.0}, name="spare", priority=10)
+    tracker = EnergyTracker(meters=[direct, spare], clock=clock)
+    tracker.start()
+    clock.now_s = 1.0
+    first = tracker.mark()
+    assert isinstance(first, PendingSnapshot) and direct.direct_captures == 1
+    assert first.devices[0].energy_j == pytest.approx(10.0) and first.devices[0].meter == "direct"
+    direct.failing = True
+    clock.now_s = 2.0
+    tracker.mark().devices  # its reading fails: the CPU goes over to the spare meter
+    captures = direct.direct_captures
+    clock.now_s = 3.0
+    after = tracker.mark()
+    assert type(after) is Snapshot and direct.direct_captures == captures
+    assert after.devices[0].meter == "spare"
+    assert "spare" in tracker.meters_tag()
     tracker.stop()
