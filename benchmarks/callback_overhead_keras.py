@@ -157,6 +157,7 @@ def main() -> None:
 
     python_input = keras.backend.backend() in ("torch", "jax")
     probe = BatchProbe(python_input)
+    iterator_us = watched_iterator_us(python_input)  # left out of the probe: timed in a loop, added to both
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_GREEN_SPOOL_DIR"] = str(Path(tmp) / "spool")
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/bench.db")
@@ -167,9 +168,9 @@ def main() -> None:
             + (", meter reads free (fake meter)" if args.fake_meter else ", meters selected on this machine"),
             timed_fit=timed_fit, repeats=args.repeats, epochs=args.epochs, steps=steps,
             epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS,
-            per_batch_us=per_batch_us(python_input) + watched_iterator_us(python_input),
+            per_batch_us=per_batch_us(python_input) + iterator_us,
             validation_steps=-(-len(val[0]) // BATCH_SIZE), per_validation_batch_us=per_batch_us(python_input, training=False),
-            batch_probe=probe.train, validation_probe=probe.validation, per_batch_extra_us=watched_iterator_us(python_input),
+            batch_probe=probe.train, validation_probe=probe.validation, per_batch_extra_us=iterator_us,
         )
 
 

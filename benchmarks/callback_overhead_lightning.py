@@ -86,7 +86,6 @@ def validation_batch_work() -> tuple[Callable[[], object], Callable[[], object]]
 
     callback, trainer = GreenCallback(), Trainer()
     batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
-
     return lambda: callback.on_validation_batch_end(trainer, None, None, batch, 1), lambda: None
 
 
