@@ -37,6 +37,7 @@ from _overhead import TRAINING_ENDED, report, timed_hooks  # noqa: E402
 from keras_digits import baseline  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
+from mlflow_green.integrations._keras_batch_list import does_nothing_per_batch  # noqa: E402
 from mlflow_green.integrations._keras_guard import CallGuard  # noqa: E402
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
@@ -61,8 +62,9 @@ class EpochEnds(keras.callbacks.Callback):
 
 def batch_work(python_input: bool, *, training: bool = True) -> tuple[Callable[[], object], Callable[[], object]]:
     """What the callback adds per batch (``training``) or per validation batch, and a bare stand-in making the
-    framework's own calls: the guard's wrappers of the step function and of two CallbackList hooks, and the
-    callback's own two batch hooks (which Keras calls at every step)."""
+    framework's own calls: the guard's wrappers of the step function and of two CallbackList hooks — and the
+    callback's own two batch hooks where Keras still calls them (a subclass with batch hooks of its own; a plain
+    GreenCallback is left out of its fit's batch hooks, see ``_keras_batch_list``)."""
 
     class Model:
         stop_training = False
@@ -77,6 +79,8 @@ def batch_work(python_input: bool, *, training: bool = True) -> tuple[Callable[[
 
     step = guard._guarded_step(bare, training=training)
     hook = guard._guarded_hook("on_train_batch_end" if training else "on_test_batch_end", bare)
+    if does_nothing_per_batch(callback):
+        return (lambda: (step(None), hook(0), hook(0))), (lambda: (bare(None), bare(0), bare(0)))
     own_begin = callback.on_train_batch_begin if training else callback.on_test_batch_begin
     own_end = callback.on_train_batch_end if training else callback.on_test_batch_end
     return (lambda: (step(None), hook(0), hook(0), own_begin(0, logs=None), own_end(0, logs=None)),

@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from mlflow_green.integrations._stack_frames import frame_on_stack
 
@@ -85,4 +86,15 @@ class FitWatch:
             return
 
 
-__all__ = ["LOOK_INTERVAL_S", "FitLeft", "FitWatch"]
+def open_fit_status(guard: Any) -> str:
+    """The status of a fit still open as the same callback's next fit begins (``guard``: that fit's ``CallGuard``):
+    ``FAILED`` — and a warning when that fit is still running (the callback was given to a fit started inside the
+    fit it measures: a probe's)."""
+    if guard is not None and not guard.aborted and guard.fit_running():
+        logger.warning("mlflow-green: this GreenCallback was given to a fit started inside the fit it measures; the outer "
+                       "fit's run ends here (FAILED) and its later epochs are not logged. Give the inner fit a "
+                       "GreenCallback() of its own: it gets a child run, and the outer one goes on.")
+    return "FAILED"
+
+
+__all__ = ["LOOK_INTERVAL_S", "FitLeft", "FitWatch", "open_fit_status"]

@@ -1,10 +1,10 @@
 """Sees every way a Keras ``fit`` / ``evaluate`` / ``predict`` can end, and times input waits.
 
-Keras has no "on exception" hook: an exception raised by another callback, by the input pipeline or by a compiled
-step leaves ``fit`` without calling ``on_train_end``. While a call is measured, :class:`CallGuard` wraps, on the
-instances of that one call only:
-
-- the call's ``CallbackList`` hooks (an exception or ``KeyboardInterrupt`` in any callback);
+Keras has no "on exception" hook: an exception raised by another callback, by the input pipeline or by a compiled step
+leaves ``fit`` without calling ``on_train_end``. While a call is measured, :class:`CallGuard` wraps, on the instances
+of that one call only:
+- the call's ``CallbackList`` hooks (an exception or ``KeyboardInterrupt`` in any callback; a fit's batch hooks skip
+  ours: :mod:`~mlflow_green.integrations._keras_batch_list`);
 - the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``);
 - on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed (input wait) and
   counted (batches and samples seen), and its exceptions are seen;
@@ -14,9 +14,7 @@ instances of that one call only:
   callback of its own: ``SystemError``, ``UnknownError``) raises ``KeyboardInterrupt`` from it.
 
 On any of these the guard calls ``on_abort(exception)`` once, at that moment, then lets the exception go on;
-:meth:`CallGuard.remove` restores everything.
-
-Input wait: torch and JAX read each batch in Python (``next()`` on the data iterator): timed. TensorFlow reads its
+:meth:`CallGuard.remove` restores everything. Input wait: torch and JAX read each batch in Python (``next()`` on the data iterator): timed. TensorFlow reads its
 input inside the compiled step (``tf.data``, prefetched in parallel): not told apart, 0, counted in train.
 """
 
@@ -27,9 +25,10 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from mlflow_green.integrations._keras_batch_list import BatchList, does_nothing_per_batch
 from mlflow_green.integrations._keras_fit_watch import FitLeft, FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
-from mlflow_green.integrations._keras_input import WatchedIterator, end_of_data, leading_dim
+from mlflow_green.integrations._keras_input import end_of_data, leading_dim, watched_source
 from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_at_next_hook
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.interrupts import SigintWatch
@@ -89,6 +88,7 @@ class CallGuard:
         self.on_step_end: Callable[[], None] | None = None
         self.on_epoch_end_start: Callable[[], None] | None = None
         self._fit_watch: FitWatch | None = None
+        self._batch_list: BatchList | None = None  # the fit's batch hooks skip ours
         self.in_own_hook = False  # inside the watched call's own on_test_begin / on_predict_begin
         self.validating = False  # between the watched call's own on_test_begin and on_test_end
 
@@ -109,6 +109,8 @@ class CallGuard:
         if self.epoch_iterator is None:
             self.epoch_iterator = iterator
         if callbacks is not None:
+            if method == "fit" and frame is not None and self._batch_list is None and does_nothing_per_batch(ours):
+                self._batch_list = BatchList(callbacks, ours)  # slim from the first epoch's begin on
             for hook in _CALLBACK_HOOKS:
                 original = getattr(callbacks, hook, None)
                 if original is not None and not self._ours(original):
@@ -119,7 +121,7 @@ class CallGuard:
                 step, training=method == "fit", only_validating=method == "evaluate" and not timed, predicting=method == "predict"))
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):
-            self._set(iterator, "_get_iterator", self._watched_source(source, timed=timed))
+            self._set(iterator, "_get_iterator", self._mark(passes_through(watched_source(source, self, timed)), source))
             self.counts_batches = self.counts_batches or timed
         if (method == "fit" or ours is not None) and frame is not None and self._fit_watch is None:  # an exception in Keras's
             # own code (fit's; evaluate's or predict's alone: TensorFlow reads predict's input in Python, outside the step)
@@ -159,6 +161,8 @@ class CallGuard:
         for owner, name in reversed(self._wrapped):
             self._restore(owner, name)
         self._wrapped = []
+        if self._batch_list is not None:
+            self._batch_list.restore()
         if self._fit_watch is not None:
             self._fit_watch.stop()
         self._sigterm.restore()
@@ -233,20 +237,36 @@ class CallGuard:
         apply_stop, epoch_end = hook == "on_train_batch_end", hook == "on_epoch_end"
         if hook in ("on_test_begin", "on_predict_begin", "on_test_end"):  # called through the watched call's own hooks
             return self._mark(passes_through(self._noted_hook(original, validating=hook == "on_test_begin")), original)
+        if "_batch_" in hook:  # the hot path: once per step
 
-        def guarded(*args: Any, **kwargs: Any) -> Any:
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    result = original(*args, **kwargs)
+                except BaseException as exc:
+                    guard.abort(exc)
+                    raise
+                if apply_stop and guard.stop_requested:
+                    guard.model.stop_training = True
+                return result
+
+            return self._mark(passes_through(guarded), original)
+
+        def guarded_whole(*args: Any, **kwargs: Any) -> Any:  # with every callback of the list (see BatchList)
+            batches = guard._batch_list
+            if batches is not None:
+                batches.whole()
             try:
                 if epoch_end and guard.on_epoch_end_start is not None:
                     guard.on_epoch_end_start()
-                result = original(*args, **kwargs)
+                return original(*args, **kwargs)
             except BaseException as exc:
                 guard.abort(exc)
                 raise
-            if apply_stop and guard.stop_requested:
-                guard.model.stop_training = True
-            return result
+            finally:
+                if guard._batch_list is not None:
+                    guard._batch_list.slim()
 
-        return self._mark(passes_through(guarded), original)
+        return self._mark(passes_through(guarded_whole), original)
 
     def _noted_hook(self, original: Callable[..., Any], *, validating: bool) -> Callable[..., Any]:
         """A call's start (end) hook that notes, while it runs, that the watched call itself calls it (fit's
@@ -257,6 +277,8 @@ class CallGuard:
             guard.in_own_hook, guard.validating = True, validating
             if validating:
                 guard.test_steps = 0
+            if guard._batch_list is not None:
+                guard._batch_list.whole()
             try:
                 return original(*args, **kwargs)
             except BaseException as exc:
@@ -264,6 +286,8 @@ class CallGuard:
                 raise
             finally:
                 guard.in_own_hook = False
+                if guard._batch_list is not None:
+                    guard._batch_list.slim()
 
         return noted
 
@@ -298,30 +322,3 @@ class CallGuard:
             return outputs
 
         return self._mark(passes_through(step), original)
-
-    def _watched_source(self, original: Callable[[], Any], *, timed: bool) -> Callable[[], Any]:
-        guard = self
-
-        def source() -> Any:
-            return WatchedIterator(iter(original()), guard, timed)
-
-        return self._mark(passes_through(source), original)
-
-
-def open_fit_status(guard: CallGuard | None) -> str:
-    """The status of a fit still open as the same callback's next fit begins: ``FAILED`` — and a warning when that
-    fit is still running (the callback was given to a fit started inside the fit it measures: a probe's)."""
-    if guard is not None and not guard.aborted and guard.fit_running():
-        logger.warning("mlflow-green: this GreenCallback was given to a fit started inside the fit it measures; the outer "
-                       "fit's run ends here (FAILED) and its later epochs are not logged. Give the inner fit a "
-                       "GreenCallback() of its own: it gets a child run, and the outer one goes on.")
-    return "FAILED"
-
-
-def no_batch_work(batch: int, logs: dict[str, Any] | None = None) -> None:
-    """A GreenCallback's per-batch hooks: Keras calls them at every step and nothing is done there (Keras's
-    own ``on_train_batch_begin`` would call ``on_batch_begin`` in turn: two calls a step instead of one)."""
-
-
-no_batch_work._is_default = True  # type: ignore[attr-defined]  # as Keras marks its own do-nothing hooks: a
-# callback list whose batch hooks all do nothing dispatches them asynchronously (torch, JAX); ours must not stop that

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mlflow_green.measure.signal_safety import passes_through
@@ -53,6 +54,15 @@ class WatchedIterator:
         return getattr(self._inner, name)
 
 
+def watched_source(original: Callable[[], Any], guard: Any, timed: bool) -> Callable[[], Any]:
+    """The epoch iterator's ``_get_iterator`` whose iterators are :class:`WatchedIterator` (``guard``: the ``CallGuard``)."""
+
+    def source() -> Any:
+        return WatchedIterator(iter(original()), guard, timed)
+
+    return source
+
+
 def end_of_data(exc: BaseException) -> bool:
     """The input's end signalled inside a step (``StopIteration``; TensorFlow's ``OutOfRangeError``):
     Keras catches it, warns that the input ran out, ends the epoch and goes on — not a failure."""
@@ -80,4 +90,4 @@ def reads_input_in_python() -> bool:
     return keras.backend.backend() in ("torch", "jax")
 
 
-__all__ = ["WatchedIterator", "end_of_data", "leading_dim", "reads_input_in_python"]
+__all__ = ["WatchedIterator", "end_of_data", "watched_source", "leading_dim", "reads_input_in_python"]

@@ -28,8 +28,10 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_backup import bind_resumable
+from mlflow_green.integrations._keras_batch_list import no_batch_work
+from mlflow_green.integrations._keras_fit_watch import open_fit_status
 from mlflow_green.integrations._keras_frames import busy_elsewhere, fit_epochs, live_figures_allowed, stands_aside
-from mlflow_green.integrations._keras_guard import CallGuard, no_batch_work, open_fit_status
+from mlflow_green.integrations._keras_guard import CallGuard
 from mlflow_green.integrations._keras_input import reads_input_in_python
 from mlflow_green.integrations._keras_profile import log_built_profile
 from mlflow_green.integrations._keras_samples import (
@@ -141,13 +143,11 @@ class GreenCallback(keras.callbacks.Callback):
             region=region, pue=pue, meters=meters, sample_interval_s=sample_interval_s,
             intensity_provider=intensity_provider, scope=scope, start_timeout_s=start_timeout_s, end_timeout_s=end_timeout_s,
         )
-        self.live_metrics, self.samples_per_epoch = live_metrics, samples_per_epoch
-        self.inspect_model = inspect_model
+        self.live_metrics, self.samples_per_epoch, self.inspect_model = live_metrics, samples_per_epoch, inspect_model
         self._live = bool(live_metrics) if live_metrics is not None else True
-        self._in_fit = False
+        self._in_fit = self._validation_watched = False
         self._fit_guard: CallGuard | None = None
         self._eval_guard: CallGuard | None = None
-        self._validation_watched = False
         self._epoch_train_samples: int | None = None
         self._epoch_open = False  # between on_epoch_begin and on_epoch_end
         self._adapter_counts = AdapterCounts()  # the data adapters' counts, per iterator of this fit
@@ -172,7 +172,7 @@ class GreenCallback(keras.callbacks.Callback):
             return self.session.output.close("FAILED")  # the run bound before it failed (no fit began: nothing else ends it)
         self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit", ours=self)
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
-        self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget
+        self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget if self.session.budget.active else None
         self._fit_guard.on_epoch_end_start = self.session.training_ended  # read before callbacks listed ahead of ours
         self.session.expects_validation = self._fit_guard.validates  # quality from val_ metrics (validation_freq)
         self._profile_pending = self.inspect_model and not log_built_profile(self.session, self._profile)  # built yet?

@@ -383,6 +383,65 @@ def _(out: Path):
     return {name: [cl._async_train, cl._async_test, cl._async_predict] for name, cl in lists.items()}
 
 
+class ListSeen(keras.callbacks.Callback):
+    """Notes which callbacks the fit's list holds at each batch and epoch end, and whether ``logs`` had the live figures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: keras.callbacks.CallbackList | None = None
+        self.at_batches: set[tuple[str, ...]] = set()
+        self.at_epoch_ends: list[list] = []  # [callbacks listed, live figures in logs] (as JSON gives them back)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(type(cb).__name__ for cb in self.listed.callbacks)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.at_batches.add(self.names())
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.at_batches.add(self.names())
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.at_epoch_ends.append([list(self.names()), "green/energy_kwh" in (logs or {})])
+
+
+class OwnBatchHook(GreenCallback):
+    """A subclass with a batch hook of its own: called at every batch, as any callback's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_ends = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.batch_ends += 1
+
+
+@case("batch_hooks_skip_ours")
+def _(out: Path):
+    """GreenCallback does nothing per batch: the fit's batch hooks call the other callbacks only; every other hook
+    sees the whole list in its order (a callback after ours reads the live figures); the list is whole after the
+    fit, and after a fit that fails inside an epoch."""
+    before, after, cb = ListSeen(), ListSeen(), GreenCallback()
+    listed = keras.callbacks.CallbackList([before, cb, after], add_history=True, model=mlp(), epochs=2)
+    before.listed = after.listed = listed
+    listed.model.fit(X, Y, validation_data=(X[:128], Y[:128]), epochs=2, batch_size=64, verbose=0, callbacks=listed)
+    failing, failed = ListSeen(), GreenCallback()
+    failing.listed = keras.callbacks.CallbackList(
+        [failed, failing, RaiseAtBatchEnd(RuntimeError("loss exploded"), epoch=1, batch=2)], add_history=True, model=mlp(),
+        epochs=3)
+    try:
+        failing.listed.model.fit(X, Y, epochs=3, batch_size=64, verbose=0, callbacks=failing.listed)
+    except RuntimeError:
+        pass
+    own = OwnBatchHook()
+    mlp().fit(X, Y, epochs=2, batch_size=64, verbose=0, callbacks=[own])
+    return {"at_batches": sorted(map(list, before.at_batches | after.at_batches)), "before": before.at_epoch_ends,
+            "after": after.at_epoch_ends, "listed_after": list(before.names()), "run_id": cb.session.run_id,
+            "failed_run_id": failed.session.run_id, "failing_batches": sorted(map(list, failing.at_batches)),
+            "failing_after": list(failing.names()),
+            "own_batch_ends": own.batch_ends, "own_run_id": own.session.run_id}
+
+
 @case("inspect_pruned")
 def _(out: Path):
     """A conv net with a zeroed filter, a zeroed Dense unit and a bfloat16 layer, inspected (no fit): the

@@ -169,6 +169,18 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     # The inspector reads the variables the backend's own way; the figures are the same everywhere.
     # Conv2D(4, 3) on 8x8x1: 36 + 4 (filter 1 zeroed: 9); Dense(6) on 144: 864 + 6 (unit 2 zeroed: 144);
     # Dense(3) in bfloat16: 18 + 3. Biases start at zero (13). FLOPs: 144 x (2x9 + 1) + 6 x (2x144 + 1) + 3 x (2x6 + 1).
+    # GreenCallback does nothing per batch: the batch hooks call the others only; every other hook sees the whole list.
+    seen = results["batch_hooks_skip_ours"]
+    whole = ["ListSeen", "GreenCallback", "ListSeen", "History"]
+    assert seen["at_batches"] == [["ListSeen", "ListSeen", "History"]], seen
+    assert seen["before"] == [[whole, False]] * 2 and seen["after"] == [[whole, True]] * 2, seen  # live figures: after ours
+    assert seen["listed_after"] == whole
+    assert [m.step for m in client.get_metric_history(seen["run_id"], schema.ENERGY_KWH)] == [0, 1]
+    assert seen["failing_batches"] == [["ListSeen", "RaiseAtBatchEnd", "History"]] and seen["failing_after"] == [
+        "GreenCallback", "ListSeen", "RaiseAtBatchEnd", "History"], seen
+    assert run("batch_hooks_skip_ours", "failed_run_id").info.status == "FAILED"
+    assert seen["own_batch_ends"] == 2 * 10  # a subclass's own batch hook: every batch of 2 epochs of 640 / 64
+    assert run("batch_hooks_skip_ours", "own_run_id").info.status == "FINISHED"
     threads_safe = backend != "tensorflow"  # Keras dispatches batch hooks asynchronously on torch and JAX only
     assert results["async_batch_hooks"] == {"without": [threads_safe] * 3, "with": [threads_safe] * 3}, results["async_batch_hooks"]
     inspected = results["inspect_pruned"]
