@@ -62,28 +62,30 @@ class EpochEnds(keras.callbacks.Callback):
 
 def batch_work(python_input: bool, *, training: bool = True) -> tuple[Callable[[], object], Callable[[], object]]:
     """What the callback adds per batch (``training``) or per validation batch, and a bare stand-in making the
-    framework's own calls: the guard's wrappers of the step function and of two CallbackList hooks — and the
-    callback's own two batch hooks where Keras still calls them (a subclass with batch hooks of its own; a plain
-    GreenCallback is left out of its fit's batch hooks, see ``_keras_batch_list``)."""
+    framework's own calls (the step function and the CallbackList's two batch hooks): the guard's wrapper of the
+    step function; of the list's ``on_train_batch_end`` only where a budget may stop training at a batch's end; and
+    the callback's own two batch hooks only where Keras still calls them (a subclass with batch hooks of its own: a
+    plain GreenCallback is left out of its fit's batch hooks, see ``_keras_batch_list``). The other callbacks' own
+    batch hooks are wrapped on them (``_keras_callback_hooks``): none here, as with the callbacks Keras adds."""
 
     class Model:
         stop_training = False
 
-    guard = CallGuard(Model(), lambda exc: None, python_input=python_input)
     callback = GreenCallback()
-    if callback.session.budget.active:  # as on_train_begin does: without a budget, nothing runs after a step
-        guard.on_step_end = callback._check_budget
+    # as on_train_begin does: without a budget, nothing runs after a step
+    guard = CallGuard(Model(), lambda exc: None, python_input=python_input,
+                      on_step_end=callback._check_budget if callback.session.budget.active else None)
 
     def bare(*args: object) -> None:
         return None
 
     step = guard._guarded_step(bare, training=training)
-    hook = guard._guarded_hook("on_train_batch_end" if training else "on_test_batch_end", bare)
+    end = guard._guarded_hook("on_train_batch_end", bare) if training and guard.on_step_end is not None else bare
     if does_nothing_per_batch(callback):
-        return (lambda: (step(None), hook(0), hook(0))), (lambda: (bare(None), bare(0), bare(0)))
+        return (lambda: (step(None), bare(0), end(0))), (lambda: (bare(None), bare(0), bare(0)))
     own_begin = callback.on_train_batch_begin if training else callback.on_test_batch_begin
     own_end = callback.on_train_batch_end if training else callback.on_test_batch_end
-    return (lambda: (step(None), hook(0), hook(0), own_begin(0, logs=None), own_end(0, logs=None)),
+    return (lambda: (step(None), bare(0), end(0), own_begin(0, logs=None), own_end(0, logs=None)),
             lambda: (bare(None), bare(0), bare(0)))
 
 

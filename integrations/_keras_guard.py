@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_green.integrations._keras_batch_list import BatchList, does_nothing_per_batch
+from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
 from mlflow_green.integrations._keras_fit_watch import FitLeft, FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import end_of_data, leading_dim, watched_source
@@ -39,11 +40,13 @@ logger = logging.getLogger(__name__)
 _CALLBACK_HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end", "on_test_begin",
                    "on_test_end", "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
                    "on_predict_batch_begin", "on_predict_batch_end", "on_train_end")
+_LIST_BATCH_HOOKS = {"on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end",
+                     "on_predict_batch_begin", "on_predict_batch_end"}  # seen on each callback that has its own
 _STEP_FUNCTIONS = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
 _START_HOOKS = {"fit": "on_train_begin", "evaluate": "on_test_begin", "predict": "on_predict_begin"}
 
 
-class CallGuard:
+class CallGuard(CallbackHooks):
     """Guards the ``fit`` / ``evaluate`` / ``predict`` calls of ``model`` that one measurement covers.
 
     Args:
@@ -64,7 +67,8 @@ class CallGuard:
         on_epoch_end_start: Called as the call's callback list begins its ``on_epoch_end`` (before any callback's).
     """
 
-    def __init__(self, model: Any, on_abort: Callable[[BaseException], None], *, python_input: bool) -> None:
+    def __init__(self, model: Any, on_abort: Callable[[BaseException], None], *, python_input: bool,
+                 on_step_end: Callable[[], None] | None = None) -> None:
         self.model = model
         self.counts_batches = False  # the training input is read through our iterator: counts are exact (0 is one)
         self.on_abort = on_abort
@@ -85,7 +89,7 @@ class CallGuard:
         self.predicted = 0  # samples the watched predict's finished steps returned outputs for
         self.epoch_first_step, self.step_failed = 0, False  # ``steps`` as the epoch began; a training step raised in it
         self.stop_requested = False
-        self.on_step_end: Callable[[], None] | None = None
+        self.on_step_end = on_step_end
         self.on_epoch_end_start: Callable[[], None] | None = None
         self._fit_watch: FitWatch | None = None
         self._batch_list: BatchList | None = None  # the fit's batch hooks skip ours
@@ -111,10 +115,13 @@ class CallGuard:
         if callbacks is not None:
             if method == "fit" and frame is not None and self._batch_list is None and does_nothing_per_batch(ours):
                 self._batch_list = BatchList(callbacks, ours)  # slim from the first epoch's begin on
-            for hook in _CALLBACK_HOOKS:
+            for hook in _CALLBACK_HOOKS:  # the batch hooks: only to stop at a batch's end (a budget)
+                if hook in _LIST_BATCH_HOOKS and not (hook == "on_train_batch_end" and self.on_step_end is not None):
+                    continue
                 original = getattr(callbacks, hook, None)
                 if original is not None and not self._ours(original):
                     self._set(callbacks, hook, self._guarded_hook(hook, original))
+            self.watch_batch_hooks(callbacks)
         step = getattr(self.model, _STEP_FUNCTIONS[method], None)
         if step is not None and not self._ours(step):
             self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(
@@ -134,27 +141,6 @@ class CallGuard:
 
     def _ours(self, fn: Any) -> bool:
         return getattr(fn, "_green_guard", None) is self
-
-    def watch_later_starts(self, ours: Any, hook: str = "on_train_begin") -> None:
-        """Watch, for this one call each, the start ``hook`` of the callbacks after ``ours`` in the call's list:
-        Keras calls them after ours returns, in the dispatch the list's wrapped hooks came too late for (a
-        ``CSVLogger`` that cannot open its file): an exception there ends the call at once, not a watch's look later."""
-        listed = list(getattr(self._callbacks, "callbacks", None) or [])
-        for callback in listed[next((i for i, c in enumerate(listed) if c is ours), len(listed)) + 1:]:
-            original = getattr(callback, hook, None)
-            if original is not None and not self._ours(original):
-                self._set(callback, hook, self._mark(passes_through(self._started_once(callback, hook, original)), original))
-
-    def _started_once(self, owner: Any, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        def started(*args: Any, **kwargs: Any) -> Any:
-            self._restore(owner, hook)  # its own again from now on (a later call, a probe's)
-            try:
-                return original(*args, **kwargs)
-            except BaseException as exc:
-                self.abort(exc)
-                raise
-
-        return started
 
     def remove(self) -> None:
         """Restore everything wrapped, and the previous SIGTERM handler."""
@@ -291,6 +277,16 @@ class CallGuard:
 
         return noted
 
+    def _step_raised(self, exc: BaseException, *, training: bool, only_validating: bool) -> BaseException | None:
+        """A step raised ``exc``: end the call (unless the data ran out: Keras ends the epoch and goes on); what to
+        raise instead (a Ctrl-C the framework raised as something else), or None."""
+        if not end_of_data(exc) and (self.validating or not only_validating):
+            self.step_failed = self.step_failed or training
+            self.abort(exc)
+        if self.interrupted and not isinstance(exc, KeyboardInterrupt):
+            return ctrl_c_from(exc)
+        return None
+
     def _guarded_step(self, original: Callable[..., Any], *, training: bool, only_validating: bool = False,
                       predicting: bool = False) -> Callable[..., Any]:
         """``only_validating``: the test step of a fit's validation, which the model's ``evaluate`` from a callback
@@ -303,12 +299,9 @@ class CallGuard:
             try:
                 outputs = original(*args, **kwargs)
             except BaseException as exc:
-                # Keras ends the epoch on the end of data and goes on (data ran out)
-                if not end_of_data(exc) and (guard.validating or not only_validating):
-                    guard.step_failed = guard.step_failed or training
-                    guard.abort(exc)
-                if guard.interrupted and not isinstance(exc, KeyboardInterrupt):
-                    raise ctrl_c_from(exc) from exc
+                instead = guard._step_raised(exc, training=training, only_validating=only_validating)
+                if instead is not None:
+                    raise instead from exc
                 raise
             if training:
                 guard.steps += 1
@@ -321,4 +314,17 @@ class CallGuard:
                     guard.predicted += leading_dim(outputs)
             return outputs
 
+        def train_step(*args: Any, **kwargs: Any) -> Any:  # the hot path: fit's step, nothing else per step
+            try:
+                outputs = original(*args, **kwargs)
+            except BaseException as exc:
+                instead = guard._step_raised(exc, training=True, only_validating=False)
+                if instead is not None:
+                    raise instead from exc
+                raise
+            guard.steps += 1
+            return outputs
+
+        if training and not self._python_input and self.on_step_end is None:  # no batch read in Python to count
+            return self._mark(passes_through(train_step), original)
         return self._mark(passes_through(step), original)

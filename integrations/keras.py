@@ -145,11 +145,10 @@ class GreenCallback(keras.callbacks.Callback):
         )
         self.live_metrics, self.samples_per_epoch, self.inspect_model = live_metrics, samples_per_epoch, inspect_model
         self._live = bool(live_metrics) if live_metrics is not None else True
-        self._in_fit = self._validation_watched = False
+        self._in_fit = self._validation_watched = self._epoch_open = False  # open: between on_epoch_begin and _end
         self._fit_guard: CallGuard | None = None
         self._eval_guard: CallGuard | None = None
         self._epoch_train_samples: int | None = None
-        self._epoch_open = False  # between on_epoch_begin and on_epoch_end
         self._adapter_counts = AdapterCounts()  # the data adapters' counts, per iterator of this fit
         self._last_budget_check_s, self._profile_pending = 0.0, False  # pending: the model not built at the fit's start
         self._at_exit_registered = False
@@ -159,7 +158,7 @@ class GreenCallback(keras.callbacks.Callback):
         if stands_aside(self, "fit", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard, self._eval_guard)):  # or one first
             return
         self._finish(open_fit_status(self._fit_guard) if self._in_fit else "FAILED")  # an open fit; or waits for one a watch ends
-        self._in_fit = True
+        self._in_fit, self._validation_watched = True, False
         self._adapter_counts.clear()
         self._live = live_figures_allowed(self.live_metrics, mlflow_autologging_on("keras", "tensorflow"))
         try:
@@ -170,9 +169,10 @@ class GreenCallback(keras.callbacks.Callback):
             logger.warning("mlflow-green: could not start measuring this fit (%r); it trains unmeasured", exc)
             self._finish("FAILED")
             return self.session.output.close("FAILED")  # the run bound before it failed (no fit began: nothing else ends it)
-        self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("fit", ours=self)
+        per_step = self._check_budget if self.session.budget.active else None  # nothing else runs after each step
+        self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python(), on_step_end=per_step)
+        self._fit_guard.watch("fit", ours=self)
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
-        self._validation_watched, self._fit_guard.on_step_end = False, self._check_budget if self.session.budget.active else None
         self._fit_guard.on_epoch_end_start = self.session.training_ended  # read before callbacks listed ahead of ours
         self.session.expects_validation = self._fit_guard.validates  # quality from val_ metrics (validation_freq)
         self._profile_pending = self.inspect_model and not log_built_profile(self.session, self._profile)  # built yet?

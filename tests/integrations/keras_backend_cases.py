@@ -442,6 +442,47 @@ def _(out: Path):
             "own_batch_ends": own.batch_ends, "own_run_id": own.session.run_id}
 
 
+def _wrapped_left(callback: keras.callbacks.Callback) -> list[str]:
+    """The hooks of ``callback`` still wrapped by a guard after its call ended (none may be)."""
+    return [name for name in dir(callback) if name.startswith("on_")
+            and getattr(getattr(callback, name, None), "_green_guard", None) is not None]
+
+
+class LegacyBatchEnd(keras.callbacks.Callback):
+    """Overrides the legacy ``on_batch_end`` (Keras's ``on_train_batch_end`` calls it): raises at the 3rd batch of epoch 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends = 0
+
+    def on_batch_end(self, batch, logs=None):
+        self.ends += 1
+        if self.ends == 13:
+            raise RuntimeError("a metrics push failed")
+
+
+class ValidationBatchFails(keras.callbacks.Callback):
+    def on_test_batch_end(self, batch, logs=None):
+        raise RuntimeError("a validation hook failed")
+
+
+@case("batch_hook_failures")
+def _(out: Path):
+    """Another callback's batch hook raising (its own hooks are wrapped, the list's are not): ended at that moment."""
+    def at_batch_3(batch, logs=None):
+        if batch == 3:
+            raise ValueError("a lambda's bug")
+
+    cases = {"lambda_at_batch_begin": (keras.callbacks.LambdaCallback(on_train_batch_begin=at_batch_3), {}),
+             "legacy_on_batch_end": (LegacyBatchEnd(), {}),
+             "validation_batch_end": (ValidationBatchFails(), {"validation_data": (X[:128], Y[:128])}),
+             "interrupt_at_batch_end": (RaiseAtBatchEnd(KeyboardInterrupt(), epoch=1, batch=4), {})}
+    results = {}
+    for name, (failing, kwargs) in cases.items():
+        results[name] = {**failing_fit(GreenCallback(), failing, **kwargs), "wrapped_left": _wrapped_left(failing)}
+    return results
+
+
 @case("inspect_pruned")
 def _(out: Path):
     """A conv net with a zeroed filter, a zeroed Dense unit and a bfloat16 layer, inspected (no fit): the

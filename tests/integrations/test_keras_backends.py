@@ -55,6 +55,17 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         # the meters stopped when the fit ended, not 0.5 s later nor at exit
         assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (name, failed.data.metrics, result)
         assert_green_invariants(failed.info.run_id, client)
+    # Another callback's batch hook raising — a LambdaCallback's, a legacy on_batch_end, in the validation, Ctrl-C —
+    # ends our run at that moment too; their hooks are their own again after it.
+    for name, raised, status in (("lambda_at_batch_begin", "ValueError", "FAILED"), ("legacy_on_batch_end", "RuntimeError", "FAILED"),
+                                 ("validation_batch_end", "RuntimeError", "FAILED"),
+                                 ("interrupt_at_batch_end", "KeyboardInterrupt", "KILLED")):
+        result = results["batch_hook_failures"][name]
+        failed = client.get_run(result["run_id"])
+        assert result["raised"] == raised and failed.info.status == status, (name, result, failed.info.status)
+        assert result["active_after"] is None and result["wrapped_left"] == [], (name, result)
+        assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (name, failed.data.metrics, result)
+        assert_green_invariants(failed.info.run_id, client)
     # A callback after ours failing in the same start dispatch (fit, evaluate, predict): ended at once, not later or never
     assert results["later_callback_fails_at_train_begin"] == {
         "interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
