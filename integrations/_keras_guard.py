@@ -277,15 +277,14 @@ class CallGuard(CallbackHooks):
 
         return noted
 
-    def _step_raised(self, exc: BaseException, *, training: bool, only_validating: bool) -> BaseException | None:
-        """A step raised ``exc``: end the call (unless the data ran out: Keras ends the epoch and goes on); what to
-        raise instead (a Ctrl-C the framework raised as something else), or None."""
+    def _step_raised(self, exc: BaseException, *, training: bool, only_validating: bool) -> None:
+        """A step raised ``exc``: end the call (unless the data ran out: Keras ends the epoch and goes on); a Ctrl-C
+        the framework raised as something else is raised as ``KeyboardInterrupt`` from it (else the caller re-raises)."""
         if not end_of_data(exc) and (self.validating or not only_validating):
             self.step_failed = self.step_failed or training
             self.abort(exc)
         if self.interrupted and not isinstance(exc, KeyboardInterrupt):
-            return ctrl_c_from(exc)
-        return None
+            raise ctrl_c_from(exc) from exc
 
     def _guarded_step(self, original: Callable[..., Any], *, training: bool, only_validating: bool = False,
                       predicting: bool = False) -> Callable[..., Any]:
@@ -299,9 +298,7 @@ class CallGuard(CallbackHooks):
             try:
                 outputs = original(*args, **kwargs)
             except BaseException as exc:
-                instead = guard._step_raised(exc, training=training, only_validating=only_validating)
-                if instead is not None:
-                    raise instead from exc
+                guard._step_raised(exc, training=training, only_validating=only_validating)
                 raise
             if training:
                 guard.steps += 1
@@ -318,9 +315,7 @@ class CallGuard(CallbackHooks):
             try:
                 outputs = original(*args, **kwargs)
             except BaseException as exc:
-                instead = guard._step_raised(exc, training=True, only_validating=False)
-                if instead is not None:
-                    raise instead from exc
+                guard._step_raised(exc, training=True, only_validating=False)
                 raise
             guard.steps += 1
             return outputs
