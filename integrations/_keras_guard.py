@@ -210,7 +210,11 @@ class CallGuard(CallbackHooks):
             raise_again_at_next_hook(self._callbacks)
 
     def _set(self, owner: Any, name: str, wrapper: Any) -> None:
-        setattr(owner, name, wrapper)
+        try:
+            setattr(owner, name, wrapper)
+        except Exception as exc:  # an object that takes no attributes: what it raises is seen by the fit's watch
+            logger.debug("mlflow-green: could not watch %s.%s: %r", type(owner).__name__, name, exc)
+            return
         self._wrapped.append((owner, name))
 
     def _mark(self, wrapper: Any, original: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 
 import mlflow
@@ -773,3 +774,35 @@ def test_a_fit_whose_samples_cannot_be_counted_says_so(mlflow_experiment: str, c
     assert schema.ENERGY_PER_SAMPLE_J not in MlflowClient().get_run(cb.session.run_id).data.metrics
     assert any("samples OwnTrackerModel trained in this fit are not known" in r.getMessage() and "samples_per_epoch"
                in r.getMessage() for r in caplog.records)
+
+
+def test_a_callback_that_takes_no_attributes_is_not_a_reason_to_fail_the_fit(mlflow_experiment: str, digits) -> None:
+    """The guard watches another callback's own batch hooks by wrapping them on it; one whose ``__setattr__``
+    refuses (frozen after construction) keeps its hooks, the fit trains, and its error still ends our run."""
+    x, y, _, _ = digits
+
+    class Frozen(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ends = 0
+            self._frozen = True
+
+        def __setattr__(self, name: str, value: object) -> None:
+            if getattr(self, "_frozen", False) and name.startswith("on_"):
+                raise AttributeError(f"{type(self).__name__} is frozen")
+            super().__setattr__(name, value)
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self.ends += 1
+            if self.ends == 15:
+                raise RuntimeError("a frozen callback failed")
+
+    cb, frozen = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})]), Frozen()
+    with pytest.raises(RuntimeError, match="frozen callback failed"):
+        _mlp().fit(x, y, epochs=3, batch_size=128, verbose=0, callbacks=[cb, frozen])
+    assert frozen.ends == 15  # trained into its second epoch: the wrap's refusal did not stop the fit
+    deadline = time.monotonic() + 5.0  # seen by the fit's watch within two looks
+    while MlflowClient().get_run(cb.session.run_id).info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert MlflowClient().get_run(cb.session.run_id).info.status == "FAILED"
+    assert mlflow.active_run() is None
