@@ -53,8 +53,13 @@ class BatchList:
             listed = self._whole
         if not isinstance(listed, list) or not any(c is self.ours for c in listed):
             return
-        self._whole, self._others = listed, [c for c in listed if c is not self.ours]
-        self.owner.callbacks = self._others
+        others = [c for c in listed if c is not self.ours]
+        try:
+            self.owner.callbacks = others
+        except Exception:  # a list whose callbacks cannot be set (a subclass's read-only property): left whole
+            self._active = False
+            return
+        self._whole, self._others = listed, others
 
     def restore(self) -> None:
         """The measurement ends: the whole list back for good."""
