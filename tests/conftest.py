@@ -20,9 +20,26 @@ def green_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("green-cache")
 
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _artifact_folders(root: Path) -> set[str]:
+    return {str(p) for p in (*root.glob("mlruns/*/*"), *root.glob("mlartifacts/*"))}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_written_into_the_checkout() -> Iterator[None]:
+    """The suite leaves the checkout as it found it: no run's artifacts in ./mlruns (MLflow's default) or ./mlartifacts."""
+    before = _artifact_folders(CHECKOUT)
+    yield
+    written = sorted(_artifact_folders(CHECKOUT) - before)
+    assert not written, f"tests wrote {len(written)} artifact folders into the checkout, e.g. {written[:3]}"
+
+
 @pytest.fixture(autouse=True)
 def _clean_green_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, green_cache_dir: Path) -> None:
-    """No MLFLOW_GREEN_* setting of the developer's shell leaks into a test; spools and caches stay in tmp."""
+    """No MLFLOW_GREEN_* setting of the developer's shell leaks into a test; spools, caches and MLflow's default
+    artifact folder (``./mlruns``) stay in tmp."""
     for key in list(os.environ):
         if key.startswith("MLFLOW_GREEN_"):
             monkeypatch.delenv(key)
@@ -33,6 +50,9 @@ def _clean_green_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, green_cach
     monkeypatch.setenv("MLFLOW_GREEN_SPOOL_DIR", str(tmp_path / "green-spool"))
     monkeypatch.setenv("MLFLOW_GREEN_CACHE_DIR", str(green_cache_dir))
     monkeypatch.setenv("MLFLOW_GREEN_SPOOL_FALLBACK_DIR", str(tmp_path / "green-spool-fallback"))
+    # MLflow puts a store's artifacts under ./mlruns of the working directory unless told otherwise (a sqlite store's
+    # Default experiment, an experiment set by name in a subprocess): every test works in its own folder
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(autouse=True)
