@@ -3,8 +3,8 @@
 Keras has no "on exception" hook: an exception raised by another callback, by the input pipeline or by a compiled step
 leaves ``fit`` without calling ``on_train_end``. While a call is measured, :class:`CallGuard` wraps, on the instances
 of that one call only:
-- the call's ``CallbackList`` hooks (an exception or ``KeyboardInterrupt`` in any callback; a fit's batch hooks skip
-  ours: :mod:`~mlflow_green.integrations._keras_batch_list`);
+- the call's ``CallbackList`` hooks but the batch ones, and each callback's own batch hooks (an exception or
+  ``KeyboardInterrupt`` in any callback: ``_keras_callback_hooks``; a fit's batch hooks skip ours: ``_keras_batch_list``);
 - the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``);
 - on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed (input wait) and
   counted (batches and samples seen), and its exceptions are seen;
@@ -14,8 +14,9 @@ of that one call only:
   callback of its own: ``SystemError``, ``UnknownError``) raises ``KeyboardInterrupt`` from it.
 
 On any of these the guard calls ``on_abort(exception)`` once, at that moment, then lets the exception go on;
-:meth:`CallGuard.remove` restores everything. Input wait: torch and JAX read each batch in Python (``next()`` on the data iterator): timed. TensorFlow reads its
-input inside the compiled step (``tf.data``, prefetched in parallel): not told apart, 0, counted in train.
+:meth:`CallGuard.remove` restores everything. Input wait: torch and JAX read each batch in Python (``next()`` on the
+data iterator): timed. TensorFlow reads its input inside the compiled step (``tf.data``, prefetched in parallel): not
+told apart, 0, counted in train.
 """
 
 from __future__ import annotations
