@@ -26,13 +26,17 @@ from mlflow_green.record import schema  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
 WATTS = 100.0  # a constant draw: joules = 100 x seconds, so each phase can be checked against known sleeps
+NOT_INPUT_WAIT = 0.25
+"""The most of a sleep outside the fetches that ``data`` may hold: the fetches themselves are real input wait (in-memory
+batches: ~2 J here on a quiet machine, 17-32 J seen under the full suite's load), the bug this guards against put the
+whole sleep there."""
 
 
 class SlowBatchEnd(lightning.Callback):
-    """Listed after ours: 20 ms of work at every batch's end (a metrics push, a checkpoint)."""
+    """Listed after ours: 40 ms of work at every batch's end (a metrics push, a checkpoint)."""
 
     def on_train_batch_end(self, *args: Any) -> None:
-        time.sleep(0.02)
+        time.sleep(0.04)
 
 
 class SlowDigits(Dataset):
@@ -60,8 +64,8 @@ def test_other_callbacks_work_between_batches_is_training_not_input_wait(mlflow_
     trainer = lightning.Trainer(max_epochs=2, callbacks=[cb, SlowBatchEnd()], **quiet_trainer_kwargs())
     trainer.fit(digits_classifier(), train)
     phases = _phases_j(cb.session.run_id)
-    slept_j = WATTS * 44 * 0.02  # 88 J
-    assert phases["data"] < 0.15 * slept_j, phases  # was 92 J
+    slept_j = WATTS * 44 * 0.04  # 176 J
+    assert phases["data"] < NOT_INPUT_WAIT * slept_j, phases  # was 92 J of 88 J slept (20 ms a batch)
     assert phases["train"] >= 0.95 * slept_j, phases
     assert_green_invariants(cb.session.run_id)
 
@@ -69,15 +73,15 @@ def test_other_callbacks_work_between_batches_is_training_not_input_wait(mlflow_
 def test_the_modules_epoch_start_is_training_not_input_wait(mlflow_experiment: str) -> None:
     class SlowEpochStart(type(digits_classifier())):  # type: ignore[misc]
         def on_train_epoch_start(self) -> None:
-            time.sleep(0.3)
+            time.sleep(1.0)
 
     train, _ = loaders()
     cb = GreenCallback(meters=[FakeMeter({"cpu:0": WATTS})])
     lightning.Trainer(max_epochs=2, callbacks=[cb], **quiet_trainer_kwargs()).fit(SlowEpochStart(), train)
     phases = _phases_j(cb.session.run_id)
     waits_s = [epoch["data_wait_s"] for epoch in cb.session.epochs]  # which epoch held it, if it fails
-    assert phases["data"] < 0.15 * WATTS * 0.6, (phases, waits_s)  # was 60 J
-    assert phases["train"] >= 0.95 * WATTS * 0.6, phases
+    assert phases["data"] < NOT_INPUT_WAIT * WATTS * 2.0, (phases, waits_s)  # was 60 J of 60 J slept (0.3 s an epoch)
+    assert phases["train"] >= 0.95 * WATTS * 2.0, phases
     assert_green_invariants(cb.session.run_id)
 
 
