@@ -26,7 +26,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from mlflow_green.integrations._keras_batch_list import BatchList, does_nothing_per_batch
+from mlflow_green.integrations._keras_batch_list import BATCH_HOOKS, BatchList, does_nothing_per_batch
 from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
 from mlflow_green.integrations._keras_fit_watch import FitLeft, FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
@@ -41,8 +41,6 @@ logger = logging.getLogger(__name__)
 _CALLBACK_HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end", "on_test_begin",
                    "on_test_end", "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
                    "on_predict_batch_begin", "on_predict_batch_end", "on_train_end")
-_LIST_BATCH_HOOKS = {"on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end",
-                     "on_predict_batch_begin", "on_predict_batch_end"}  # seen on each callback that has its own
 _STEP_FUNCTIONS = {"fit": "train_function", "evaluate": "test_function", "predict": "predict_function"}
 _START_HOOKS = {"fit": "on_train_begin", "evaluate": "on_test_begin", "predict": "on_predict_begin"}
 
@@ -117,7 +115,7 @@ class CallGuard(CallbackHooks):
             if method == "fit" and frame is not None and self._batch_list is None and does_nothing_per_batch(ours):
                 self._batch_list = BatchList(callbacks, ours)  # slim from the first epoch's begin on
             for hook in _CALLBACK_HOOKS:  # the batch hooks: only to stop at a batch's end (a budget)
-                if hook in _LIST_BATCH_HOOKS and not (hook == "on_train_batch_end" and self.on_step_end is not None):
+                if hook in BATCH_HOOKS and not (hook == "on_train_batch_end" and self.on_step_end is not None):
                     continue
                 original = getattr(callbacks, hook, None)
                 if original is not None and not self._ours(original):
