@@ -9,10 +9,12 @@ their own fit, with a warning that the process's energy is in both runs while th
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 keras = pytest.importorskip("keras")
 
@@ -120,3 +122,33 @@ def _report(cb: GreenCallback) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         return json.loads(Path(MlflowClient().download_artifacts(cb.session.run_id, "green/report.json", tmp)).read_text())
 
+
+
+class RaisesInMainThread(keras.callbacks.Callback):
+    """One callback object in both fits (a module-level metrics pusher): its batch hook fails in the main thread only."""
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if threading.current_thread() is threading.main_thread() and batch == 2:
+            raise RuntimeError("the push failed")
+
+
+def test_a_callback_shared_by_two_fits_failing_in_one_ends_that_fits_run_only(mlflow_experiment: str) -> None:
+    """Each fit's guard watches the shared callback's own batch hook; an exception in the main thread's fit ends that
+    fit's run, not the run of the fit in the other thread (whose guard wrapped the hook first)."""
+    first, second = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    shared = RaisesInMainThread()
+
+    def second_fit() -> None:
+        with pytest.raises(RuntimeError, match="the push failed"):
+            _model().fit(X, Y, epochs=2, batch_size=32, verbose=0, callbacks=[second, shared])
+
+    ended = fits_at_once(
+        lambda in_fit, go_on: _model().fit(X, Y, epochs=3, batch_size=32, verbose=0,
+                                           callbacks=[first, shared, PauseOnce(in_fit, go_on)]),
+        second_fit)
+    assert ended == {"first": "returned", "second": "returned"}, ended
+    client = MlflowClient()
+    assert client.get_run(first.session.run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(first.session.run_id, "green/energy_kwh")] == [0, 1, 2]
+    assert client.get_run(second.session.run_id).info.status == "FAILED"
+    assert not [name for name in dir(shared) if getattr(getattr(shared, name, None), "_green_guard", None) is not None]
