@@ -7,14 +7,15 @@ at every window boundary, so :class:`TreeScanner` remembers the tree and, at eac
 
 - the ``stat`` of the processes that were in the tree at the last read (their CPU time, memory
   and parent: one small read each), and
-- the ``stat`` of the processes created since the last read, if any (told by the order of PIDs, see
-  :mod:`~mlflow_green.measure.pid_order`) whose parent is in the tree (or among them): processes
-  started elsewhere on the machine cost the reads nothing.
+- the ``stat`` of the processes created since the last read (by the order of PIDs, see
+  :mod:`~mlflow_green.measure.pid_order`) whose parent is in the tree (or among them).
 
 New processes are looked for every :data:`DISCOVERY_INTERVAL_S` seconds by a small background
 thread (the *looker*, alive while reads keep coming), not by the reads: threads count as PIDs too,
 so on a busy machine ``ns_last_pid`` moves between almost any two reads, and a listing of ``/proc``
-costs more than everything else a read does. What it finds is read at the next read. A worker found
+costs more than everything else a read does. While the root is this process and has no child (one
+``waitid`` call, :mod:`~mlflow_green.measure.own_children`), the tree is itself alone: the look lists
+nothing. What it finds is read at the next read. A worker found
 up to that much later is billed all the same: its CPU time is cumulative since it started, so it
 lands in the window where it is found; one that starts and exits unseen is in its parent's
 reaped-children time. Members are read through descriptors kept open (one ``pread`` each, see
@@ -28,8 +29,8 @@ and its CPU time is in its parent's reaped-children time; a process re-parented 
 :data:`FULL_RESCAN_S` seconds, and at every read where ``ns_last_pid`` cannot be read: it catches
 what the PID order cannot show (a process adopted by a sub-reaper in the tree, or more than
 ``pid_max`` processes created between two reads). A full scan reads the kernel's children lists
-(``/proc/PID/task/TID/children``: the tree itself, a few reads) where it keeps them, else the
-``stat`` of every process.
+(``/proc/PID/task/TID/children``: the tree itself) where it keeps them, else every process's ``stat``
+— nothing where the root is this process with no child.
 
 Example:
     >>> scanner = TreeScanner()
@@ -47,15 +48,16 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from mlflow_green.measure import procfs
+from mlflow_green.measure import own_children, procfs
 from mlflow_green.measure.pid_order import created_since
 from mlflow_green.measure.stat_files import RSS_REFRESH_S, StatFiles
+from mlflow_green.measure.tree_members import tree_members
 
 FULL_RESCAN_S = 30.0
 """Seconds between two full scans of every process's parent."""
 
 DISCOVERY_INTERVAL_S = 2.0
-"""Seconds between two looks for new processes (each lists ``/proc`` on a busy host: 0.05 ms an epoch at 2 s, 0.11 at 1 s)."""
+"""Seconds between two looks for new processes (and refreshes of this process's resident memory)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class TreeScanner:
         descendants: A process's descendants now, for the full scans (raises ``OSError`` when it
             cannot tell); default: the kernel's children lists when ``listed_pids`` is the real
             listing, else None (every full scan reads every listed process).
+        has_children: Whether this process has a child now (None: cannot tell); default with the real listing:
+            one ``waitid`` call. A root that is this process and has none is its tree alone: no listing, no scan.
 
     Thread-safe. Pickled (and deep-copied) as a new scanner: a copy starts with a full scan.
     """
@@ -107,6 +111,7 @@ class TreeScanner:
         discovery_interval_s: float = DISCOVERY_INTERVAL_S,
         looker: bool = True,
         descendants: Callable[[int], Iterable[int]] | None = None,
+        has_children: Callable[[], bool | None] | None = None,
     ) -> None:
         self.root_pid = os.getpid() if root_pid is None else int(root_pid)
         self.exclude_pids = frozenset(exclude_pids)
@@ -116,9 +121,14 @@ class TreeScanner:
         if descendants is None and listed_pids is procfs.listed_pids:
             descendants = procfs.descendants
         self._descendants = descendants
+        if has_children is None and listed_pids is procfs.listed_pids:
+            has_children = own_children.has_children
+        self._has_children = has_children
         self._stat = stat if stat is not None else StatFiles()
         self._peek = stat if stat is not None else procfs.process_stat  # a look's reads keep no descriptor
         self._own_usage: Callable[..., tuple[float, int]] | None = getattr(self._stat, "own_usage", None)
+        self._refresh_rss: Callable[[], None] | None = getattr(self._stat, "refresh_rss", None)  # by the looker
+        self._rss_age_s = max(RSS_REFRESH_S, 2.5 * float(discovery_interval_s))  # a boundary reads it only if the looker lags
         self._discovery_interval_s = float(discovery_interval_s)
         self._use_looker = looker and self._discovery_interval_s > 0
         self._looker: threading.Thread | None = None
@@ -150,7 +160,7 @@ class TreeScanner:
             looking = full_due or self._discovery_interval_s <= 0
             last_pid = self._last_pid_of() if looking else self._last_pid
             if full_due or last_pid is None:  # ns_last_pid unreadable: every read scans
-                candidates: Iterable[int] = self._every_candidate()
+                candidates: Iterable[int] = () if self._childless() else self._every_candidate()
                 self._full_at_s, self.full_scans = now_s, self.full_scans + 1
             elif looking:  # look at every read
                 candidates = self._members.union(self._created(last_pid))
@@ -158,7 +168,7 @@ class TreeScanner:
                 candidates = self._members.union(self._found)
             self._found = set()
             stats = self._stats({self.root_pid, *candidates})
-            members = self._tree(stats)
+            members = tree_members({pid: stat.ppid for pid, stat in stats.items()}, self.root_pid, self.exclude_pids)
             self._members, self._last_pid = members, last_pid
             self._alone = members == {self.root_pid}
             retain = getattr(self._stat, "retain", None)
@@ -176,8 +186,8 @@ class TreeScanner:
             now_s = self._clock()
             monotonic = self._clock is time.monotonic
             if now_s < self._cheap_until_s and self.root_pid == procfs.OWN_PID[0]:  # nothing else to check
-                try:
-                    usage = self._own_usage(now_s) if monotonic else self._own_usage()  # type: ignore[misc]
+                try:  # the looker keeps the resident memory fresh: only the clocks are read here
+                    usage = self._own_usage(now_s if monotonic else None, self._rss_age_s)  # type: ignore[misc]
                 except OSError:
                     return None
             else:
@@ -229,12 +239,12 @@ class TreeScanner:
             self._last_pid, self._members, self._found = None, frozenset(), set()
             self._alone = False
             self._cheap_until_s = -math.inf
-            close = getattr(self._stat, "close", None)
-            if callable(close):
-                close()
+            getattr(self._stat, "close", lambda: None)()  # the kept descriptors
 
     def look(self) -> None:
         """Look for processes created since the last look; the next :meth:`read` reads them."""
+        if self._alone and not self._found and self._childless():  # the tree stays this process alone
+            return  # (the PIDs handed out meanwhile are looked at once it has a child, or by the next full scan)
         last_pid = self._last_pid_of()
         with self._lock:
             previous = self._last_pid
@@ -266,6 +276,10 @@ class TreeScanner:
                 ours.append(pid)
         return ours
 
+    def _childless(self) -> bool:
+        """True if the root is this process and it has no child now: its tree is itself alone (one system call)."""
+        return self._has_children is not None and self.root_pid == procfs.OWN_PID[0] and self._has_children() is False
+
     def _every_candidate(self) -> Iterable[int]:
         """A full scan's candidates: the root's descendants by the kernel's children lists where it
         keeps them (the tree exactly, whatever the PID order), else every listed process."""
@@ -293,6 +307,8 @@ class TreeScanner:
                     return
             try:
                 self.look()
+                if self._refresh_rss is not None and self.root_pid == procfs.OWN_PID[0]:
+                    self._refresh_rss()
             except Exception:  # /proc unreadable now: the next full scan catches up
                 continue
 
@@ -304,21 +320,6 @@ class TreeScanner:
             except (ProcessLookupError, OSError):  # exited meanwhile: its parent reaps it (and its time)
                 continue
         return found
-
-    def _tree(self, stats: dict[int, procfs.ProcessStat]) -> frozenset[int]:
-        """The root and its descendants among ``stats``, by the parents just read, minus excluded ones."""
-        if self.root_pid in self.exclude_pids:
-            return frozenset()
-        children: dict[int, list[int]] = {}
-        for pid, stat in stats.items():
-            children.setdefault(stat.ppid, []).append(pid)
-        found, stack = {self.root_pid}, [self.root_pid]
-        while stack:
-            for child in children.get(stack.pop(), ()):
-                if child not in found and child not in self.exclude_pids:
-                    found.add(child)
-                    stack.append(child)
-        return frozenset(found)
 
 
 def linux_scanner_available() -> bool:

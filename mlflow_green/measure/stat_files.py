@@ -17,7 +17,8 @@ from collections.abc import Collection
 from mlflow_green.measure import procfs
 
 RSS_REFRESH_S = 0.5
-"""Seconds for which this process's resident memory, once read, is reused."""
+"""Seconds for which this process's resident memory, once read, is reused (by default: see
+:meth:`StatFiles.own_usage`)."""
 
 
 class StatFiles:
@@ -83,21 +84,34 @@ class StatFiles:
         if own is not None:
             own[2].close()
 
-    def own_usage(self, now_s: float | None = None) -> tuple[float, int]:
+    def own_usage(self, now_s: float | None = None, rss_max_age_s: float = RSS_REFRESH_S) -> tuple[float, int]:
         """(CPU seconds with those of the reaped children, resident bytes) of the calling process, from
         its clocks: the cheapest read there is (a window boundary takes it on the training thread).
-        ``now_s``: ``time.monotonic()`` now, if the caller has it."""
+        ``now_s``: ``time.monotonic()`` now, if the caller has it; the resident memory is read again
+        if the last read (here or by :meth:`refresh_rss`) is older than ``rss_max_age_s``."""
         own = self._self
         if own is None or own[0] != procfs.OWN_PID[0]:  # first call, or a forked child using a copy
             own = self._open_own()
         if now_s is None:
             now_s = time.monotonic()
         read_s, rss_bytes = self._rss
-        if now_s - read_s >= RSS_REFRESH_S:
-            rss_bytes = int(own[2].read(256).split()[1]) * procfs.page_size()
-            self._rss = (now_s, rss_bytes)
+        if now_s - read_s >= rss_max_age_s:
+            rss_bytes = self._read_rss(own, now_s)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # unlike os.times(), no walk over our threads
         return time.process_time() + children.ru_utime + children.ru_stime, rss_bytes
+
+    def refresh_rss(self) -> None:
+        """Read this process's resident memory now (a background thread's, so that the reads at window
+        boundaries find it fresh and read only the clocks)."""
+        own = self._self
+        if own is None or own[0] != procfs.OWN_PID[0]:
+            own = self._open_own()
+        self._read_rss(own, time.monotonic())
+
+    def _read_rss(self, own: tuple[int, procfs.ProcessStat, procfs.KeptOpen], now_s: float) -> int:
+        rss_bytes = int(own[2].read(256).split()[1]) * procfs.page_size()
+        self._rss = (now_s, rss_bytes)
+        return rss_bytes
 
     def _own(self) -> procfs.ProcessStat:
         """This process, from its clocks and ``statm`` (``start_ticks`` from one read of its stat)."""

@@ -1,0 +1,100 @@
+"""A process with no child is its tree alone: looks and full scans read no ``/proc`` listing then.
+
+Each case runs in a fresh interpreter (a test worker may have children of its own: servers, fixtures)
+with the real system calls; only the listing and the children lists are wrapped, to count them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from mlflow_green.measure.stat_files import StatFiles
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "waitid"), reason="waitid is POSIX")
+
+
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_has_children_tells_without_reaping_a_child_that_exited() -> None:
+    out = _run("""
+        import subprocess, sys, time
+        from mlflow_green.measure.own_children import has_children
+        print(has_children())
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+        print(has_children())
+        time.sleep(1.0)  # exited, not reaped: still a child, and its status still there for Popen.wait
+        print(has_children(), child.wait(), has_children())
+    """)
+    assert out.split() == ["False", "True", "True", "3", "False"]
+
+
+def test_a_child_of_another_thread_counts() -> None:
+    out = _run("""
+        import subprocess, sys, threading
+        from mlflow_green.measure.own_children import has_children
+        box = []
+        thread = threading.Thread(target=lambda: box.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])))
+        thread.start(); thread.join()
+        print(has_children()); box[0].kill(); box[0].wait(); print(has_children())
+    """)
+    assert out.split() == ["True", "False"]
+
+
+def test_a_childless_process_is_looked_at_and_fully_scanned_without_listing_proc() -> None:
+    out = _run("""
+        import subprocess, sys, threading, time
+        from mlflow_green.measure import procfs, process_scan
+        from mlflow_green.measure.own_children import has_children
+        listings, walks, now = [0], [0], [0.0]
+        def listed():
+            listings[0] += 1
+            return procfs.listed_pids()
+        def descendants(pid):
+            walks[0] += 1
+            return procfs.descendants(pid)
+        scanner = process_scan.TreeScanner(clock=lambda: now[0], listed_pids=listed, descendants=descendants,
+                                           has_children=has_children, looker=False)
+        scanner.read()  # the first read: a full scan, with nothing to walk
+        for _ in range(3):
+            threads = [threading.Thread(target=time.sleep, args=(0,)) for _ in range(4)]
+            [t.start() for t in threads]; [t.join() for t in threads]  # the PID counter moves (threads)
+            scanner.look()
+        now[0] += process_scan.FULL_RESCAN_S  # a full scan is due
+        scanner.read()
+        print(listings[0], walks[0])
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        scanner.look()  # a child now: the PIDs handed out are listed, and the child is found
+        print(listings[0], child.pid in scanner.read().pids)
+        now[0] += process_scan.FULL_RESCAN_S
+        print(child.pid in scanner.read().pids, walks[0])  # and the full scan walks the tree
+        child.kill(); child.wait()
+        before = listings[0]
+        scanner.read(); scanner.look(); scanner.look()
+        print(listings[0] - before, sorted(scanner.read().pids) == [procfs.own_pid()])
+    """)
+    assert out.splitlines() == ["0 0", "1 True", "True 1", "0 True"]
+
+
+def test_the_resident_memory_is_read_again_only_when_older_than_asked() -> None:
+    files = StatFiles()
+    files.refresh_rss()
+    _, rss_before = files.own_usage(rss_max_age_s=600.0)
+    grown = bytearray(64 << 20)  # 64 MiB, touched
+    grown[:: 4096] = b"\x01" * len(grown[:: 4096])
+    _, kept = files.own_usage(rss_max_age_s=600.0)  # refreshed a moment ago: not read again
+    _, fresh = files.own_usage(rss_max_age_s=0.0)
+    assert kept == rss_before and fresh >= rss_before + (60 << 20)
+    files.refresh_rss()  # the looker's refresh: what the next boundary reads
+    assert files.own_usage(rss_max_age_s=600.0)[1] >= rss_before + (60 << 20)
+    del grown
+    files.close()
+
