@@ -23,7 +23,9 @@ from mlflow_green.integrations._stack_frames import frame_on_stack
 
 logger = logging.getLogger(__name__)
 
-LOOK_INTERVAL_S = 0.5
+LOOK_INTERVAL_S = 1.0
+"""Seconds between two looks (each wake-up of an idle thread costs more than the look: 0.5 s cost 0.7 ms of CPU a
+~0.7 s epoch of the digits zoo, ``benchmarks/callback_overhead_keras.py``)."""
 
 
 class FitLeft(RuntimeError):

@@ -24,6 +24,7 @@ import keras  # noqa: E402
 import mlflow  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
+from mlflow_green.integrations._keras_fit_watch import LOOK_INTERVAL_S  # noqa: E402
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter, PerReadMeter  # noqa: E402
 
@@ -146,7 +147,7 @@ def _(out: Path):
 def _(out: Path):
     # validation inputs and targets of different lengths: Keras raises building the validation's iterator,
     # after the first epoch trained, outside every hook and step
-    return failing_fit(GreenCallback(), validation_data=(X[:50], Y[:40]), sleep_s=2.5)
+    return failing_fit(GreenCallback(), validation_data=(X[:50], Y[:40]), sleep_s=2 * LOOK_INTERVAL_S + 1.5)
 
 
 class RaiseAtBegin(keras.callbacks.Callback):
@@ -193,7 +194,7 @@ def _(out: Path):
         raised = None
     except Exception as exc:  # noqa: BLE001
         raised = type(exc).__name__
-    time.sleep(1.5)  # the watch's looks
+    time.sleep(2 * LOOK_INTERVAL_S + 1.0)  # the watch's looks
     run = mlflow.MlflowClient().get_run(cb.session.run_id) if cb.session.run_id else None
     return {"raised": raised, "status": run.info.status if run else None,
             "energy_predict_kwh": run.data.metrics.get("green/energy_predict_kwh") if run else None}
@@ -219,7 +220,7 @@ def _(out: Path):
     begins = EvaluateBegins()
     model.evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=[begins, cb])
     model.predict(X[:192], batch_size=64, verbose=0, callbacks=[cb])
-    time.sleep(1.5)  # the watch's looks: nothing more is billed to the fit
+    time.sleep(2 * LOOK_INTERVAL_S + 0.5)  # the watch's looks: nothing more is billed to the fit
     return {"raised": raised, "elapsed_s": elapsed_s, "run_id": fit_run, "eval_run_id": cb.session.run_id,
             "until_evaluate_s": begins.at_s - clock.start_s,
             "active_after": mlflow.active_run().info.run_id if mlflow.active_run() else None}

@@ -77,11 +77,11 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     result = results["predict_alone_with_failing_input"]
     assert result["raised"] is not None and result["status"] == "FAILED" and result["energy_predict_kwh"] > 0, result
     # An exception in Keras's own code (no hook sees it): ended FAILED within a look of the fit's frame
-    # leaving the stack, not when the process exits (the 2 s after it are not billed)
+    # leaving the stack (two looks, a second apart), not when the process exits (the 3.5 s after it are not billed)
     result, failed = results["error_in_keras_own_code"], run("error_in_keras_own_code")
     assert result["raised"] == "ValueError" and failed.info.status == "FAILED", (result, failed.info.status)
     assert result["active_after"] is None, "the failed run is still the active run"
-    assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 1.5, (failed.data.metrics, result)
+    assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 2.7, (failed.data.metrics, result)
     assert_green_invariants(failed.info.run_id, client)
     # An evaluate and a predict right after it (before the watch looked): the fit ends FAILED as they start, and
     # they are billed as themselves, not as the fit's validation

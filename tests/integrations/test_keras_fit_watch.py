@@ -105,7 +105,7 @@ SLOW_END_SCRIPT = textwrap.dedent("""
         model.fit(x, y, validation_data=(x[:50], y[:40]), epochs=2, verbose=0, callbacks=[cb])
     except ValueError:
         SlowToStop.slow.set()
-    time.sleep(1.5)  # the watch looks every 0.5 s: it is inside the slow last read now
+    time.sleep(2.5)  # the watch looks every second: it is inside the slow last read now
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(10)
     print("survived SIGTERM", flush=True)
