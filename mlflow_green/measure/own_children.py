@@ -2,10 +2,10 @@
 
 A process tree rooted at this process has descendants only through a child of it: while it has none,
 the tree is this process alone, whatever ``ns_last_pid`` says (threads take PIDs too, and TensorFlow's
-input pipeline starts a few threads at every epoch's iterator). ``waitid(P_ALL, WNOHANG | WNOWAIT)``
-answers ``ECHILD`` when the calling process (any of its threads) has no child, and leaves every child's
-state where it was: nothing is reaped, a ``subprocess.Popen.wait`` or a ``SIGCHLD`` handler sees what it
-would have seen. On a virtual machine that has sat idle, the first ``/proc`` read of a wake-up costs
+input pipeline starts a few threads at every epoch's iterator). ``waitid(P_ALL, WEXITED | WNOHANG |
+WNOWAIT)`` (with Linux's ``__WALL``) answers ``ECHILD`` when the calling process (any of its threads) has no
+child, and leaves every child's state where it was: nothing is reaped, a ``subprocess.Popen.wait`` or a
+``SIGCHLD`` handler sees what it would have seen. On a virtual machine that has sat idle, the first ``/proc`` read of a wake-up costs
 1–5 ms of CPU; this call ~1 µs.
 
 Example:
@@ -20,8 +20,11 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 
-_FLAGS = getattr(os, "WEXITED", 0) | getattr(os, "WNOHANG", 0) | getattr(os, "WNOWAIT", 0)
+_ALL_CHILDREN = 0x40000000 if sys.platform.startswith("linux") else 0
+"""Linux's ``__WALL``: children whose exit signal is not ``SIGCHLD`` too (a raw ``clone``), not only the usual ones."""
+_FLAGS = getattr(os, "WEXITED", 0) | getattr(os, "WNOHANG", 0) | getattr(os, "WNOWAIT", 0) | _ALL_CHILDREN
 
 
 def has_children() -> bool | None:

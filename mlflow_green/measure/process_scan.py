@@ -41,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -128,7 +129,7 @@ class TreeScanner:
         self._peek = stat if stat is not None else procfs.process_stat  # a look's reads keep no descriptor
         self._own_usage: Callable[..., tuple[float, int]] | None = getattr(self._stat, "own_usage", None)
         self._refresh_rss: Callable[[], None] | None = getattr(self._stat, "refresh_rss", None)  # by the looker
-        self._rss_age_s = max(RSS_REFRESH_S, 2.5 * float(discovery_interval_s))  # a boundary reads it only if the looker lags
+        self._rss_age_s = min(max(RSS_REFRESH_S, 2.5 * float(discovery_interval_s)), 5.0)  # read if the looker lags
         self._discovery_interval_s = float(discovery_interval_s)
         self._use_looker = looker and self._discovery_interval_s > 0
         self._looker: threading.Thread | None = None
@@ -180,8 +181,7 @@ class TreeScanner:
         return TreeUsage(members, sum(s.cpu_s for s in alive), sum(s.rss_bytes for s in alive))
 
     def capture(self) -> tuple[float, int] | None:
-        """(CPU seconds, resident bytes) of the tree now if it is this process alone with nothing new to
-        look at (a cheap read, from this process's clocks), else None."""
+        """(CPU seconds, resident bytes) of the tree now from this process's clocks if it is the tree alone, else None."""
         with self._lock:
             now_s = self._clock()
             monotonic = self._clock is time.monotonic
@@ -305,12 +305,12 @@ class TreeScanner:
                     if self._looker is threading.current_thread():
                         self._looker, self._cheap_until_s = None, -math.inf
                     return
-            try:
+            with contextlib.suppress(Exception):  # /proc unreadable now: the next full scan catches up
                 self.look()
-                if self._refresh_rss is not None and self.root_pid == procfs.OWN_PID[0]:
-                    self._refresh_rss()
-            except Exception:  # /proc unreadable now: the next full scan catches up
-                continue
+            with self._lock:  # this process's resident memory, fresh for the boundaries' reads (never after release)
+                if self._refresh_rss is not None and self.root_pid == procfs.OWN_PID[0] and not stop.is_set():
+                    with contextlib.suppress(OSError):
+                        self._refresh_rss()
 
     def _stats(self, pids: Iterable[int]) -> dict[int, procfs.ProcessStat]:
         found = {}

@@ -85,6 +85,7 @@ SLOW_END_SCRIPT = textwrap.dedent("""
     import os, signal, sys, threading, time
     os.environ["KERAS_BACKEND"] = "torch"
     import keras, mlflow, numpy as np
+    from mlflow_green.integrations._keras_fit_watch import LOOK_INTERVAL_S
     from mlflow_green.integrations.keras import GreenCallback
     from mlflow_green.testing import FakeMeter
 
@@ -105,7 +106,7 @@ SLOW_END_SCRIPT = textwrap.dedent("""
         model.fit(x, y, validation_data=(x[:50], y[:40]), epochs=2, verbose=0, callbacks=[cb])
     except ValueError:
         SlowToStop.slow.set()
-    time.sleep(2.5)  # the watch looks every second: it is inside the slow last read now
+    time.sleep(2 * LOOK_INTERVAL_S + 1.0)  # the watch's looks: it is inside the slow last read now
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(10)
     print("survived SIGTERM", flush=True)
