@@ -67,12 +67,15 @@ def batch_work() -> tuple[Callable[[], object], Callable[[], object]]:
 
     callback, trainer, bare = GreenCallback(), Trainer(), EpochLoop()
     callback._fetch = FetchTimer.install(trainer)  # as on_fit_start does
+    callback._in_epoch = True  # as on_train_epoch_start does
     loop = trainer.fit_loop.epoch_loop
     batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
 
     def hooks() -> None:
         loop._on_before_fetch(), loop._on_after_fetch()
-        callback.on_train_batch_start(trainer, None, batch, 1)
+        start = callback.on_train_batch_start  # called as Lightning calls a hook: only if it is callable
+        if callable(start):
+            start(trainer, None, batch, 1)
         callback.on_train_batch_end(trainer, None, None, batch, 1)
 
     return hooks, lambda: (bare._on_before_fetch(), bare._on_after_fetch())  # without the callback: no calls of its hooks

@@ -108,6 +108,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
             self._early = started_tracker(self.session.template)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self.__dict__.pop("on_train_batch_start", None)  # called at the fit's first batch (a fit ended unseen left it out)
         self._setup_distributed(trainer)
         if self._pending_state is not None:
             self.session.load_state_dict(self._pending_state)
@@ -157,6 +158,8 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         if self._needs_profile and batch is not None:  # None: a training_step reading a dataloader_iter (at its end)
             self._profile_first_batch(trainer, pl_module, batch)
             self._last_batch_end_s = time.perf_counter()  # profiling is not data wait
+        if self._fetch is not None and self._in_epoch and not self._needs_profile and _OWN_BATCH_START is type(self).on_train_batch_start:
+            self.on_train_batch_start = None  # nothing left for a batch's start: Lightning calls no hook that is not callable
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._epoch_samples += self._sizes(batch)
@@ -258,7 +261,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
     def __getstate__(self) -> dict[str, Any]:
         """The callback's own state: not the model's ``log`` / ``log_dict`` that Lightning attaches at each fit."""
         self._session_for_work()  # one an earlier spawn handed back first (the copy's channel is armed by pickling)
-        state = {key: value for key, value in self.__dict__.items() if key not in ("log", "log_dict")}
+        state = {key: value for key, value in self.__dict__.items() if key not in ("log", "log_dict", "on_train_batch_start")}
         state["_flop_cache"] = {}  # a cache keyed by the model's classes
         state["_at_exit_registered"] = False  # a spawned rank registers its own
         state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
@@ -276,8 +279,10 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
                                                 is_logging_rank=bool(trainer.is_global_zero), tracker=self.session.template)
 
     def _let_go(self) -> None:
-        """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks."""
+        """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks
+        (and our own ``on_train_batch_start``, left out of the fit's later batches)."""
         self._guard.restore()
+        self.__dict__.pop("on_train_batch_start", None)
         if self._fetch is not None:
             if self._in_epoch:  # an epoch cut short: its input wait so far
                 self.session.add_data_wait(self._fetch.take_s())
@@ -293,6 +298,9 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         bind_trainer_run(self.session, trainer, keep=True)
         self._guard.guard(trainer, self)
         self.session.begin_eval(kind)
+
+
+_OWN_BATCH_START = GreenCallbackMixin.on_train_batch_start  # a subclass's own is called at every batch
 
 
 def make_callback_class(callback_base: type, module: str) -> type:

@@ -348,3 +348,37 @@ def test_post_training_quantization_is_logged_with_log_model(mlflow_experiment: 
     assert profile is not None and profile.quantization == "int8"
     assert run.data.tags[schema.TAG_COMPRESSION] == "int8"
     assert run.data.metrics[schema.MODEL_WEIGHT_BITS] < 9
+
+
+def test_a_batch_start_with_nothing_left_to_do_is_called_at_each_fits_first_batch_only(mlflow_experiment: str, tmp_path: Path) -> None:
+    """With the fit loop's fetches timed and the model profiled, a batch's start has nothing to do: Lightning calls
+    it at each fit's first batch only (it skips a hook that is not callable) — the next fit and a copy call it
+    again, a subclass's own is called at every batch, and the samples and phases stay whole."""
+    import copy
+    import pickle
+
+    key = "[Callback]GreenCallback.on_train_batch_start"
+    train, val = loaders()
+
+    class CountsStarts(GreenCallback):
+        starts = 0
+
+        def on_train_batch_start(self, *args: Any) -> None:
+            type(self).starts += 1
+            super().on_train_batch_start(*args)
+
+    cb = GreenCallback()
+    for fit in range(2):
+        profiler = lightning.pytorch.profilers.SimpleProfiler(dirpath=tmp_path, filename=f"fit{fit}")  # not printed
+        trainer = lightning.Trainer(max_epochs=2, callbacks=[cb], profiler=profiler, **quiet_trainer_kwargs())
+        trainer.fit(digits_classifier(), train, val)
+        assert len(trainer.profiler.recorded_durations[key]) == 1, fit  # 44 batches, one call
+        assert callable(cb.on_train_batch_start) and callable(pickle.loads(pickle.dumps(cb)).on_train_batch_start)
+    assert callable(copy.deepcopy(cb).on_train_batch_start)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text(
+    ))["samples"]["train"] == 2 * 1400  # the second fit's own run
+    assert_green_invariants(run.info.run_id, MlflowClient())
+    counting = CountsStarts()
+    lightning.Trainer(max_epochs=2, callbacks=[counting], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
+    assert CountsStarts.starts == 2 * len(train)
