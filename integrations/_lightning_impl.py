@@ -108,7 +108,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
             self._early = started_tracker(self.session.template)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        self.__dict__.pop("on_train_batch_start", None)  # called at the fit's first batch (a fit ended unseen left it out)
+        self._batch_start_back()  # called at the fit's first batch (a fit ended unseen left it out)
         self._setup_distributed(trainer)
         if self._pending_state is not None:
             self.session.load_state_dict(self._pending_state)
@@ -158,8 +158,9 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         if self._needs_profile and batch is not None:  # None: a training_step reading a dataloader_iter (at its end)
             self._profile_first_batch(trainer, pl_module, batch)
             self._last_batch_end_s = time.perf_counter()  # profiling is not data wait
-        if self._fetch is not None and self._in_epoch and not self._needs_profile and _OWN_BATCH_START is type(self).on_train_batch_start:
-            self.on_train_batch_start = None  # nothing left for a batch's start: Lightning calls no hook that is not callable
+        if (self._fetch is not None and self._in_epoch and not self._needs_profile and "on_train_batch_start" not in self.__dict__
+                and _OWN_BATCH_START is type(self).on_train_batch_start):  # ours, not a subclass's nor a wrapper set on us
+            self.on_train_batch_start = None  # nothing left for the epoch's later batches: Lightning skips a hook not callable
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._epoch_samples += self._sizes(batch)
@@ -196,6 +197,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
             self.session.end_eval("validate", samples=self._eval_samples)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._batch_start_back()
         if self._fetch is not None:  # fetched inside the last step (a training_step reading a dataloader_iter)
             self.session.add_data_wait(self._fetch.take_s())
         logs = floats(trainer.callback_metrics)
@@ -261,7 +263,8 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
     def __getstate__(self) -> dict[str, Any]:
         """The callback's own state: not the model's ``log`` / ``log_dict`` that Lightning attaches at each fit."""
         self._session_for_work()  # one an earlier spawn handed back first (the copy's channel is armed by pickling)
-        state = {key: value for key, value in self.__dict__.items() if key not in ("log", "log_dict", "on_train_batch_start")}
+        state = {key: value for key, value in self.__dict__.items() if key not in ("log", "log_dict")
+                 and not (key == "on_train_batch_start" and value is None)}  # a copy calls it at its first batch
         state["_flop_cache"] = {}  # a cache keyed by the model's classes
         state["_at_exit_registered"] = False  # a spawned rank registers its own
         state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
@@ -278,11 +281,16 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self.session.dist = distributed_context(world_size=int(getattr(trainer, "world_size", 1) or 1),
                                                 is_logging_rank=bool(trainer.is_global_zero), tracker=self.session.template)
 
+    def _batch_start_back(self) -> None:
+        """Our ``on_train_batch_start`` called again (at the next epoch's or fit's first batch)."""
+        if self.__dict__.get("on_train_batch_start", 0) is None:
+            del self.__dict__["on_train_batch_start"]
+
     def _let_go(self) -> None:
         """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks
         (and our own ``on_train_batch_start``, left out of the fit's later batches)."""
         self._guard.restore()
-        self.__dict__.pop("on_train_batch_start", None)
+        self._batch_start_back()
         if self._fetch is not None:
             if self._in_epoch:  # an epoch cut short: its input wait so far
                 self.session.add_data_wait(self._fetch.take_s())

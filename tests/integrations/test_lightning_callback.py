@@ -350,15 +350,47 @@ def test_post_training_quantization_is_logged_with_log_model(mlflow_experiment: 
     assert run.data.metrics[schema.MODEL_WEIGHT_BITS] < 9
 
 
-def test_a_batch_start_with_nothing_left_to_do_is_called_at_each_fits_first_batch_only(mlflow_experiment: str, tmp_path: Path) -> None:
+def test_a_batch_start_with_nothing_left_to_do_is_called_at_each_epochs_first_batch_only(mlflow_experiment: str, tmp_path: Path) -> None:
     """With the fit loop's fetches timed and the model profiled, a batch's start has nothing to do: Lightning calls
-    it at each fit's first batch only (it skips a hook that is not callable) — the next fit and a copy call it
-    again, a subclass's own is called at every batch, and the samples and phases stay whole."""
+    it at each epoch's first batch only (it skips a hook that is not callable) — a copy taken meanwhile, the next fit
+    and a fit after one that raised call it again, a subclass's own (or a wrapper set on the instance) is called at
+    every batch, and the samples and phases stay whole."""
     import copy
     import pickle
 
     key = "[Callback]GreenCallback.on_train_batch_start"
     train, val = loaders()
+    seen: dict[str, object] = {}
+
+    class Looks(lightning.Callback):  # listed after ours: the hook stepped out by the third batch
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if batch_idx == 2 and "attribute" not in seen:
+                seen["attribute"] = cb.__dict__.get("on_train_batch_start", "absent")
+                seen["copies_callable"] = (callable(pickle.loads(pickle.dumps(cb)).on_train_batch_start),
+                                           callable(copy.deepcopy(cb).on_train_batch_start))
+
+    def fit(model: Any, callbacks: list, name: str) -> Any:
+        profiler = lightning.pytorch.profilers.SimpleProfiler(dirpath=tmp_path, filename=name)  # not printed
+        trainer = lightning.Trainer(max_epochs=2, callbacks=callbacks, profiler=profiler, **quiet_trainer_kwargs())
+        trainer.fit(model, train, val)
+        return trainer
+
+    cb = GreenCallback()
+    unprofiled = digits_classifier()
+    unprofiled.example_input_array = None  # profiled on the first batch, then nothing left to do
+    for name, model in (("first", digits_classifier()), ("unprofiled", unprofiled)):
+        trainer = fit(model, [cb, Looks()], name)
+        assert len(trainer.profiler.recorded_durations[key]) == 2, name  # 44 batches, a call at each epoch's first
+        assert callable(cb.on_train_batch_start)
+    assert seen == {"attribute": None, "copies_callable": (True, True)}
+    run = MlflowClient().get_run(cb.session.run_id)
+    report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["samples"]["train"] == 2 * 1400 and run.data.metrics[schema.MODEL_FLOPS_PER_SAMPLE] > 0
+    assert_green_invariants(run.info.run_id, MlflowClient())
+    with pytest.raises(RuntimeError, match="loss exploded"):  # raised at the fourth batch of the second epoch
+        fit(digits_classifier(fail_at_epoch=1), [cb], "failed")
+    assert callable(cb.on_train_batch_start)
+    assert len(fit(digits_classifier(), [cb], "after").profiler.recorded_durations[key]) == 2
 
     class CountsStarts(GreenCallback):
         starts = 0
@@ -367,18 +399,10 @@ def test_a_batch_start_with_nothing_left_to_do_is_called_at_each_fits_first_batc
             type(self).starts += 1
             super().on_train_batch_start(*args)
 
-    cb = GreenCallback()
-    for fit in range(2):
-        profiler = lightning.pytorch.profilers.SimpleProfiler(dirpath=tmp_path, filename=f"fit{fit}")  # not printed
-        trainer = lightning.Trainer(max_epochs=2, callbacks=[cb], profiler=profiler, **quiet_trainer_kwargs())
-        trainer.fit(digits_classifier(), train, val)
-        assert len(trainer.profiler.recorded_durations[key]) == 1, fit  # 44 batches, one call
-        assert callable(cb.on_train_batch_start) and callable(pickle.loads(pickle.dumps(cb)).on_train_batch_start)
-    assert callable(copy.deepcopy(cb).on_train_batch_start)
-    run = MlflowClient().get_run(cb.session.run_id)
-    assert json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text(
-    ))["samples"]["train"] == 2 * 1400  # the second fit's own run
-    assert_green_invariants(run.info.run_id, MlflowClient())
-    counting = CountsStarts()
-    lightning.Trainer(max_epochs=2, callbacks=[counting], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
+    lightning.Trainer(max_epochs=2, callbacks=[CountsStarts()], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
     assert CountsStarts.starts == 2 * len(train)
+    wrapped, calls = GreenCallback(), []
+    own = wrapped.on_train_batch_start
+    wrapped.on_train_batch_start = lambda *args: (calls.append(1), own(*args))  # a spy set on the instance stays
+    lightning.Trainer(max_epochs=1, callbacks=[wrapped], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
+    assert len(calls) == len(train) and wrapped.__dict__.get("on_train_batch_start") is not None
