@@ -25,16 +25,16 @@ import sys
 _ALL_CHILDREN = 0x40000000 if sys.platform.startswith("linux") else 0
 """Linux's ``__WALL``: children whose exit signal is not ``SIGCHLD`` too (a raw ``clone``), not only the usual ones."""
 _FLAGS = getattr(os, "WEXITED", 0) | getattr(os, "WNOHANG", 0) | getattr(os, "WNOWAIT", 0) | _ALL_CHILDREN
+_WAITID = getattr(os, "waitid", None) if getattr(os, "WNOWAIT", 0) else None  # None: the system cannot tell
 
 
 def has_children() -> bool | None:
     """True if this process has a child now (running, stopped, or exited and not reaped yet), False if it
     has none, None where the system cannot tell (no ``waitid``)."""
-    waitid = getattr(os, "waitid", None)
-    if waitid is None or not getattr(os, "WNOWAIT", 0):
+    if _WAITID is None:
         return None
     try:
-        waitid(os.P_ALL, 0, _FLAGS)
+        _WAITID(os.P_ALL, 0, _FLAGS)
     except ChildProcessError:
         return False
     except OSError:  # EINTR and the like: cannot tell now

@@ -308,7 +308,7 @@ class TreeScanner:
             with contextlib.suppress(Exception):  # /proc unreadable now: the next full scan catches up
                 self.look()
             with self._lock:  # this process's resident memory, fresh for the boundaries' reads (never after release)
-                if self._refresh_rss is not None and self.root_pid == procfs.OWN_PID[0] and not stop.is_set():
+                if self._refresh_rss is not None and self._alone and self.root_pid == procfs.OWN_PID[0] and not stop.is_set():
                     with contextlib.suppress(OSError):
                         self._refresh_rss()
 

@@ -127,3 +127,30 @@ def test_the_resident_memory_is_read_again_only_when_older_than_asked() -> None:
     del grown
     files.close()
 
+
+
+def test_while_the_looker_runs_the_boundaries_read_no_memory_file_and_the_looker_keeps_it_fresh() -> None:
+    """A scanner of this process alone: its captures (a window boundary's read) take only the clocks; the
+    resident memory is read by the looker thread, every look."""
+    out = _run("""
+        import threading, time
+        from mlflow_green.measure import process_scan, stat_files
+
+        readers = []
+
+        class Files(stat_files.StatFiles):  # the real files, each resident-memory read noted with its thread
+            def _read_rss(self, own, now_s):
+                readers.append(threading.current_thread().name)
+                return super()._read_rss(own, now_s)
+
+        scanner = process_scan.TreeScanner(stat=Files(), discovery_interval_s=0.2)
+        scanner.read()  # the first read: reads it, starts the looker
+        readers.clear()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert scanner.capture() is not None
+            time.sleep(0.01)
+        scanner.release()
+        print(len(readers) >= 5, sorted(set(readers)))
+    """)
+    assert out == "True ['mlflow-green-process-looker']"
