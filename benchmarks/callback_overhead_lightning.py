@@ -45,62 +45,90 @@ TimedGreenCallback = timed_hooks(GreenCallback, EPOCH_HOOKS | FIT_HOOKS)
 EPOCH_HOOKS |= {TRAINING_ENDED}  # the reading as the fit loop ends an epoch: timed by TimedGreenCallback's session
 
 
-def batch_work() -> tuple[Callable[[], object], Callable[[], object]]:
-    """What GreenCallback adds per batch, and a bare stand-in: its on_train_batch_start + on_train_batch_end, and
-    the timing of the loop's fetch (the epoch loop's two fetch hooks, wrapped as on_fit_start wraps them) over
-    Lightning's own."""
+class StandInTrainer:
+    """The parts of a fitting Trainer the batch hooks read: a real Trainer's loops and profiler, the fit's loaders."""
 
-    class EpochLoop:  # Lightning's hooks around each fetch (its profiler's; no-ops without a profiler)
-        def _on_before_fetch(self) -> None:
-            return None
+    should_stop = sanity_checking = False
 
-        def _on_after_fetch(self) -> None:
-            return None
+    def __init__(self) -> None:
+        real = lightning.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
+        self.fit_loop, self.profiler = real.fit_loop, real.profiler
+        data = TensorDataset(torch.zeros(1400, 64), torch.zeros(1400))
+        self.train_dataloader = DataLoader(data, batch_size=BATCH_SIZE, shuffle=True)
+        self.val_dataloaders = DataLoader(TensorDataset(torch.zeros(397, 64), torch.zeros(397)), batch_size=BATCH_SIZE)
 
-        def on_run_start(self, data_fetcher: object) -> None:
-            return None
 
-    class Trainer:
-        should_stop = False
-        sanity_checking = False
-        fit_loop = type("FitLoop", (), {"epoch_loop": EpochLoop()})()
+class Fetcher:
+    """Lightning's data fetcher's two hooks around each fetch."""
 
-    callback, trainer, bare = GreenCallback(), Trainer(), EpochLoop()
-    callback._fetch = FetchTimer.install(trainer)  # as on_fit_start does
-    callback._in_epoch = True  # as on_train_epoch_start does
+    _start_profiler: Callable[[], object]
+    _stop_profiler: Callable[[], object]
+
+
+def batch_work(first: bool = False) -> tuple[Callable[[], object], Callable[[], object], GreenCallback]:
+    """What GreenCallback adds per batch (a fit's first batch with ``first``), a bare stand-in, and the callback:
+    the fetch timed by the fit's FetchTimer (the fetcher's hooks, set by the epoch loop's on_run_start as on_fit_start
+    wraps it) over Lightning's own (its epoch loop's hooks, calling the trainer's PassThroughProfiler), and the batch
+    hooks where Lightning calls them — only if callable: at the fit's first batch they step out of the later ones."""
+    trainer = StandInTrainer()
     loop = trainer.fit_loop.epoch_loop
+    callback = GreenCallback()
+    callback._fitting = callback._in_epoch = True  # as on_fit_start and on_train_epoch_start leave it
+    callback._fetch = timer = FetchTimer.install(trainer)
+    timer._loop_run_start = lambda fetcher: (setattr(fetcher, "_start_profiler", loop._on_before_fetch),
+                                             setattr(fetcher, "_stop_profiler", loop._on_after_fetch))  # Lightning's
+    fetcher, bare = Fetcher(), Fetcher()
+    loop.on_run_start(fetcher)  # the timer's: the fetcher's hooks are the timer's from now on
+    timer._loop_run_start(bare)
     batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
 
     def hooks() -> None:
-        loop._on_before_fetch(), loop._on_after_fetch()
+        fetcher._start_profiler(), fetcher._stop_profiler()
         start = callback.on_train_batch_start  # called as Lightning calls a hook: only if it is callable
         if callable(start):
-            start(trainer, None, batch, 1)
-        callback.on_train_batch_end(trainer, None, None, batch, 1)
+            start(trainer, None, batch, 0)
+        end = callback.on_train_batch_end
+        if callable(end):
+            end(trainer, None, None, batch, 0)
 
-    return hooks, lambda: (bare._on_before_fetch(), bare._on_after_fetch())  # without the callback: no calls of its hooks
+    hooks()
+    if first:
+        callback._batch_hooks_back()  # as at a fit's end: the next call is a fit's first batch again
+    return hooks, lambda: (bare._start_profiler(), bare._stop_profiler()), callback
 
 
 def validation_batch_work() -> tuple[Callable[[], object], Callable[[], object]]:
-    """GreenCallback's on_validation_batch_end (its cost per validation batch), and a bare stand-in."""
-
-    class Trainer:
-        sanity_checking = False
-
-    callback, trainer = GreenCallback(), Trainer()
+    """GreenCallback's on_validation_batch_end where Lightning calls it (its cost per validation batch), and a bare
+    stand-in."""
+    trainer, callback = StandInTrainer(), GreenCallback()
+    callback._fitting = True
+    callback._count_validation(trainer)  # as on_validation_start does
     batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
-    return lambda: callback.on_validation_batch_end(trainer, None, None, batch, 1), lambda: None
+
+    def hook() -> None:
+        end = callback.on_validation_batch_end
+        if callable(end):
+            end(trainer, None, None, batch, 1)
+
+    return hook, lambda: None
 
 
 class BatchProbe(lightning.Callback):
     """In the fits without GreenCallback: the per-batch work run once per batch, where it would run (see
-    ``_in_fit_probe``)."""
+    ``_in_fit_probe``) — a fit's first batch's apart (timed at each epoch's first batch, counted once per fit)."""
 
     def __init__(self) -> None:
-        self.train, self.validation = InFitProbe(*batch_work()), InFitProbe(*validation_batch_work())
+        self.train = InFitProbe(*batch_work()[:2])
+        first_work, first_bare, self._first_callback = batch_work(first=True)
+        self.first = InFitProbe(first_work, first_bare)
+        self.validation = InFitProbe(*validation_batch_work())
 
-    def on_train_batch_end(self, *args: object) -> None:
-        self.train()
+    def on_train_batch_end(self, trainer: object, module: object, outputs: object, batch: object, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self.first()
+            self._first_callback._batch_hooks_back()  # untimed: the fit end's (timed in the fits with the callback)
+        else:
+            self.train()
 
     def on_validation_batch_end(self, *args: object) -> None:
         self.validation()
@@ -158,9 +186,9 @@ def main() -> None:
             + (", callback's own run" if args.own_run else ", in an active run")
             + (", meter reads free (fake meter)" if args.fake_meter else ", meters selected on this machine"),
             timed_fit=timed_fit, repeats=args.repeats, epochs=args.epochs, steps=steps,
-            epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS, per_batch_us=per_call_us(*batch_work()),
+            epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS, per_batch_us=per_call_us(*batch_work()[:2]),
             validation_steps=len(val), per_validation_batch_us=per_call_us(*validation_batch_work()),
-            batch_probe=probe.train, validation_probe=probe.validation,
+            batch_probe=probe.train, validation_probe=probe.validation, first_batch_probe=probe.first,
         )
 
 

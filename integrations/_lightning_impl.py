@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlflow_green.integrations._lightning_batch_hooks import STEPPED_OUT, BatchHooksMixin
 from mlflow_green.integrations._lightning_epoch_end import EpochEndReading
 from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
 from mlflow_green.integrations._lightning_fetch import FetchTimer
@@ -38,11 +39,7 @@ from mlflow_green.training.termination import sigterm_held
 
 logger = logging.getLogger(__name__)
 
-BUDGET_CHECK_INTERVAL_S = 2.0
-"""How often, within an epoch, the energy used so far is compared with the budget (single process)."""
-
-
-class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
+class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, CarriesSession):
     """Logs energy, emissions and compression metadata of a Lightning training into MLflow.
 
     See :class:`mlflow_green.integrations.lightning.GreenCallback` for the behaviour and options.
@@ -108,7 +105,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
             self._early = started_tracker(self.session.template)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        self._batch_start_back()  # called at the fit's first batch (a fit ended unseen left it out)
+        self._batch_hooks_back()  # called at the fit's first batch (a fit ended unseen left it out)
         self._setup_distributed(trainer)
         if self._pending_state is not None:
             self.session.load_state_dict(self._pending_state)
@@ -142,7 +139,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.session.begin_epoch(trainer.current_epoch)
         self._in_epoch = True
-        self._epoch_samples = 0
+        self._epoch_samples, self._train_counting = 0, self._train_counted is not None
         self._last_batch_end_s = time.perf_counter()
 
     def _resumed_inside_an_epoch(self, trainer: Any) -> None:
@@ -150,46 +147,22 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         if self._fitting and not trainer.sanity_checking:
             self.on_train_epoch_start(trainer, None)
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if not self._in_epoch:
-            self._resumed_inside_an_epoch(trainer)
-        if self._fetch is None:  # no fetch timer (its time is taken at the epoch's end): the gap since the last batch
-            self.session.add_data_wait(time.perf_counter() - self._last_batch_end_s)
-        if self._needs_profile and batch is not None:  # None: a training_step reading a dataloader_iter (at its end)
-            self._profile_first_batch(trainer, pl_module, batch)
-            self._last_batch_end_s = time.perf_counter()  # profiling is not data wait
-        if (self._fetch is not None and self._in_epoch and not self._needs_profile and "on_train_batch_start" not in self.__dict__
-                and _OWN_BATCH_START is type(self).on_train_batch_start):  # ours, not a subclass's nor a wrapper set on us
-            self.on_train_batch_start = None  # nothing left for the epoch's later batches: Lightning skips a hook not callable
-
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._epoch_samples += self._sizes(batch)
-        if self._needs_profile:  # the batch start had none (a training_step reading a dataloader_iter)
-            self._profile_first_batch(trainer, pl_module, batch)
-        if self._fetch is None:
-            self._last_batch_end_s = time.perf_counter()
-        if self._budget_per_batch and (end_s := time.perf_counter()) - self._last_budget_check_s >= BUDGET_CHECK_INTERVAL_S:
-            self._last_budget_check_s = end_s
-            if self.session.check_budget():
-                trainer.should_stop = True
-
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         self._eval_samples = 0
         if trainer.sanity_checking:
             return
         if self._fitting and not self._in_epoch:  # resumed right before the epoch's validation
             self._resumed_inside_an_epoch(trainer)
+        self._count_validation(trainer)
         if self._fitting:
             self.session.begin_phase("validation")
         else:  # trainer.validate
             self._begin_eval(trainer, "validate")
 
-    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_samples += batch_size(batch)
-
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
             return
+        self._fold_validation()
         if self._fitting:  # after the epoch's last batch, no training follows it in this epoch
             self.session.end_phase("validation", samples=self._eval_samples, ends_epoch=ends_the_epoch(trainer))
             self._last_batch_end_s = time.perf_counter()  # validation within the epoch is not data wait
@@ -197,7 +170,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
             self.session.end_eval("validate", samples=self._eval_samples)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        self._batch_start_back()
+        self._fold_training(trainer)
         if self._fetch is not None:  # fetched inside the last step (a training_step reading a dataloader_iter)
             self.session.add_data_wait(self._fetch.take_s())
         logs = floats(trainer.callback_metrics)
@@ -226,6 +199,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
             self.session.end_eval(self.session.evals.kind or "test", samples=self._eval_samples, status=status)
 
     def _end_fit_early(self, status: str, logs: dict[str, float] | None = None) -> None:
+        self._batch_hooks_back()  # the samples counted from the loops' progress folded in
         self._fitting = self._in_epoch = False
         self.session.count("train", self._epoch_samples)  # an epoch cut short: the samples it trained
         tracker = self.session.tracker  # and those of the validation it was in (its energy is validation's too)
@@ -253,7 +227,7 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return self.session.state_dict(epoch_samples=self._epoch_samples if self._in_epoch else 0)
+        return self.session.state_dict(epoch_samples=self._train_samples() if self._in_epoch else 0)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning restores callbacks before on_fit_start: apply it there, with the run known.
@@ -264,11 +238,11 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         """The callback's own state: not the model's ``log`` / ``log_dict`` that Lightning attaches at each fit."""
         self._session_for_work()  # one an earlier spawn handed back first (the copy's channel is armed by pickling)
         state = {key: value for key, value in self.__dict__.items() if key not in ("log", "log_dict")
-                 and not (key == "on_train_batch_start" and value is None)}  # a copy calls it at its first batch
+                 and not (key in STEPPED_OUT and value is None)}  # a copy calls them at its first batch
         state["_flop_cache"] = {}  # a cache keyed by the model's classes
         state["_at_exit_registered"] = False  # a spawned rank registers its own
         state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
-        state["_early"] = state["_fetch"] = state["_epoch_end"] = None
+        state["_early"] = state["_fetch"] = state["_epoch_end"] = state["_train_counted"] = state["_eval_counted"] = None
         state["_thread"] = 0  # a copy (ddp_spawn, deepcopy) measures in threads of its own
         return state
 
@@ -281,16 +255,11 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         self.session.dist = distributed_context(world_size=int(getattr(trainer, "world_size", 1) or 1),
                                                 is_logging_rank=bool(trainer.is_global_zero), tracker=self.session.template)
 
-    def _batch_start_back(self) -> None:
-        """Our ``on_train_batch_start`` called again (at the next epoch's or fit's first batch)."""
-        if self.__dict__.get("on_train_batch_start", 0) is None:
-            del self.__dict__["on_train_batch_start"]
-
     def _let_go(self) -> None:
         """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks
-        (and our own ``on_train_batch_start``, left out of the fit's later batches)."""
+        (and our own batch hooks, left out of the fit's later batches)."""
         self._guard.restore()
-        self._batch_start_back()
+        self._batch_hooks_back()
         if self._fetch is not None:
             if self._in_epoch:  # an epoch cut short: its input wait so far
                 self.session.add_data_wait(self._fetch.take_s())
@@ -306,9 +275,6 @@ class GreenCallbackMixin(EvaluationHooksMixin, ProfileMixin, CarriesSession):
         bind_trainer_run(self.session, trainer, keep=True)
         self._guard.guard(trainer, self)
         self.session.begin_eval(kind)
-
-
-_OWN_BATCH_START = GreenCallbackMixin.on_train_batch_start  # a subclass's own is called at every batch
 
 
 def make_callback_class(callback_base: type, module: str) -> type:

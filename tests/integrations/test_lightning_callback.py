@@ -350,11 +350,11 @@ def test_post_training_quantization_is_logged_with_log_model(mlflow_experiment: 
     assert run.data.metrics[schema.MODEL_WEIGHT_BITS] < 9
 
 
-def test_a_batch_start_with_nothing_left_to_do_is_called_at_each_epochs_first_batch_only(mlflow_experiment: str, tmp_path: Path) -> None:
+def test_a_batch_start_with_nothing_left_to_do_is_called_at_a_fits_first_batch_only(mlflow_experiment: str, tmp_path: Path) -> None:
     """With the fit loop's fetches timed and the model profiled, a batch's start has nothing to do: Lightning calls
-    it at each epoch's first batch only (it skips a hook that is not callable) — a copy taken meanwhile, the next fit
-    and a fit after one that raised call it again, a subclass's own (or a wrapper set on the instance) is called at
-    every batch, and the samples and phases stay whole."""
+    it at the fit's first batch only (it skips a hook that is not callable; at each epoch's first where the loaders
+    are reloaded) — a copy taken meanwhile, the next fit and a fit after one that raised call it again, a subclass's
+    own (or a wrapper set on the instance) is called at every batch, and the samples and phases stay whole."""
     import copy
     import pickle
 
@@ -369,9 +369,9 @@ def test_a_batch_start_with_nothing_left_to_do_is_called_at_each_epochs_first_ba
                 seen["copies_callable"] = (callable(pickle.loads(pickle.dumps(cb)).on_train_batch_start),
                                            callable(copy.deepcopy(cb).on_train_batch_start))
 
-    def fit(model: Any, callbacks: list, name: str) -> Any:
+    def fit(model: Any, callbacks: list, name: str, **kwargs: Any) -> Any:
         profiler = lightning.pytorch.profilers.SimpleProfiler(dirpath=tmp_path, filename=name)  # not printed
-        trainer = lightning.Trainer(max_epochs=2, callbacks=callbacks, profiler=profiler, **quiet_trainer_kwargs())
+        trainer = lightning.Trainer(max_epochs=2, callbacks=callbacks, profiler=profiler, **quiet_trainer_kwargs(), **kwargs)
         trainer.fit(model, train, val)
         return trainer
 
@@ -380,7 +380,7 @@ def test_a_batch_start_with_nothing_left_to_do_is_called_at_each_epochs_first_ba
     unprofiled.example_input_array = None  # profiled on the first batch, then nothing left to do
     for name, model in (("first", digits_classifier()), ("unprofiled", unprofiled)):
         trainer = fit(model, [cb, Looks()], name)
-        assert len(trainer.profiler.recorded_durations[key]) == 2, name  # 44 batches, a call at each epoch's first
+        assert len(trainer.profiler.recorded_durations[key]) == 1, name  # 44 batches, a call at the first
         assert callable(cb.on_train_batch_start)
     assert seen == {"attribute": None, "copies_callable": (True, True)}
     run = MlflowClient().get_run(cb.session.run_id)
@@ -390,7 +390,9 @@ def test_a_batch_start_with_nothing_left_to_do_is_called_at_each_epochs_first_ba
     with pytest.raises(RuntimeError, match="loss exploded"):  # raised at the fourth batch of the second epoch
         fit(digits_classifier(fail_at_epoch=1), [cb], "failed")
     assert callable(cb.on_train_batch_start)
-    assert len(fit(digits_classifier(), [cb], "after").profiler.recorded_durations[key]) == 2
+    assert len(fit(digits_classifier(), [cb], "after").profiler.recorded_durations[key]) == 1
+    reloaded = fit(digits_classifier(), [cb], "reloaded", reload_dataloaders_every_n_epochs=1)
+    assert len(reloaded.profiler.recorded_durations[key]) == 2  # the loaders may change: decided again each epoch
 
     class CountsStarts(GreenCallback):
         starts = 0

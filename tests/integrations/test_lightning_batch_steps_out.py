@@ -1,0 +1,166 @@
+"""The Lightning callback's batch hooks step out of the batches that need nothing of them, and the counts stay exact.
+
+Where a plain DataLoader's batches follow from its sampler (``integrations/_lightning_batch_count.py``), the
+training and validation samples are read from Lightning's progress counters: our ``on_train_batch_end`` and
+``on_validation_batch_end`` are not called (Lightning's ``SimpleProfiler`` records every callback hook call). Any
+other input — a custom ``collate_fn``, an ``IterableDataset``, a budget checked after batches, a subclass's own
+hook — is counted at each batch, as before. Every case checks the samples the run's report holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+pytest.importorskip("lightning")
+
+import lightning  # noqa: E402
+import torch  # noqa: E402
+from green_invariants import assert_green_invariants  # noqa: E402
+from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
+from torch.utils.data import DataLoader, IterableDataset, default_collate  # noqa: E402
+
+from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
+from mlflow_green.record import schema  # noqa: E402
+
+BATCH_END = "[Callback]GreenCallback.on_train_batch_end"
+VALIDATION_BATCH_END = "[Callback]GreenCallback.on_validation_batch_end"
+TRAIN_SAMPLES, VAL_SAMPLES = 1400, 397  # loaders(): 22 batches of 64 (the last 56), validation 4 of 128 (the last 13)
+
+
+def _fit(tmp_path: Path, callback: Any, train: Any, val: Any, model: Any = None, **trainer_kwargs: Any) -> tuple[Any, dict]:
+    profiler = lightning.pytorch.profilers.SimpleProfiler(dirpath=tmp_path, filename="hooks")
+    kwargs = {"max_epochs": 2, "num_sanity_val_steps": 0, **quiet_trainer_kwargs(), **trainer_kwargs}
+    trainer = lightning.Trainer(callbacks=[callback], profiler=profiler, **kwargs)
+    try:
+        trainer.fit(model or digits_classifier(), train, val)
+    finally:
+        client = MlflowClient()
+        path = client.download_artifacts(callback.session.run_id, schema.REPORT_ARTIFACT, str(tmp_path))
+        report = json.loads(Path(path).read_text())
+    return trainer, report
+
+
+def _calls(trainer: Any, key: str) -> int:
+    return len(trainer.profiler.recorded_durations.get(key, []))
+
+
+def test_a_plain_dataloaders_batches_are_counted_from_the_loops_progress(mlflow_experiment: str, tmp_path: Path) -> None:
+    train, val = loaders()
+    cb = GreenCallback()
+    trainer, report = _fit(tmp_path, cb, train, val)
+    assert (_calls(trainer, BATCH_END), _calls(trainer, VALIDATION_BATCH_END)) == (0, 0)  # 44 and 8 calls before
+    assert report["samples"]["train"] == 2 * TRAIN_SAMPLES and report["samples"]["validation"] == 2 * VAL_SAMPLES
+    assert callable(cb.on_train_batch_end) and callable(cb.on_validation_batch_end)  # back after the fit
+    assert_green_invariants(cb.session.run_id)
+
+
+@pytest.mark.parametrize(
+    ("case", "trainer_kwargs", "train_samples", "val_samples"),
+    [
+        ("drop_last", {}, 2 * 21 * 64, 2 * VAL_SAMPLES),
+        ("limited", {"limit_train_batches": 5, "limit_val_batches": 2}, 2 * 5 * 64, 2 * 2 * 128),
+        ("mid-epoch validation", {"val_check_interval": 0.5}, 2 * TRAIN_SAMPLES, 4 * VAL_SAMPLES),
+        ("max_steps mid-epoch", {"max_epochs": -1, "max_steps": 30}, TRAIN_SAMPLES + 8 * 64, VAL_SAMPLES),
+        ("reloaded each epoch", {"reload_dataloaders_every_n_epochs": 1}, 2 * TRAIN_SAMPLES, 2 * VAL_SAMPLES),
+    ],
+)
+def test_counted_from_progress_in_every_loop_configuration(
+    mlflow_experiment: str, tmp_path: Path, case: str, trainer_kwargs: dict, train_samples: int, val_samples: int
+) -> None:
+    train, val = loaders()
+    if case == "drop_last":
+        train = DataLoader(train.dataset, batch_size=64, shuffle=True, drop_last=True)
+    cb = GreenCallback()
+    trainer, report = _fit(tmp_path, cb, train, val, **trainer_kwargs)
+    assert _calls(trainer, BATCH_END) == 0, case
+    assert (report["samples"]["train"], report["samples"]["validation"]) == (train_samples, val_samples), case
+    assert_green_invariants(cb.session.run_id)
+
+
+def _halves(items: list) -> Any:
+    """A collate_fn that drops every other sample (a filter of bad records, say)."""
+    return default_collate(items[::2])
+
+
+class Stream(IterableDataset):
+    """The digits as a stream: no length, no sampler."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __iter__(self) -> Any:
+        return iter(self.dataset)
+
+
+def test_inputs_whose_batches_do_not_follow_from_the_loader_are_counted_at_each_batch(mlflow_experiment: str, tmp_path: Path) -> None:
+    train, val = loaders()
+    filtered = DataLoader(train.dataset, batch_size=64, collate_fn=_halves)
+    cb = GreenCallback()
+    trainer, report = _fit(tmp_path, cb, filtered, DataLoader(val.dataset, batch_size=128, collate_fn=_halves))
+    assert (_calls(trainer, BATCH_END), _calls(trainer, VALIDATION_BATCH_END)) == (44, 8)
+    assert report["samples"]["train"] == 2 * sum((n + 1) // 2 for n in [64] * 21 + [56])  # 700 an epoch, not 1400
+    assert report["samples"]["validation"] == 2 * sum((n + 1) // 2 for n in (128, 128, 128, 13))
+
+    streamed = DataLoader(Stream(train.dataset), batch_size=64)
+    cb = GreenCallback()
+    trainer, report = _fit(tmp_path, cb, streamed, val)
+    assert _calls(trainer, BATCH_END) == 44 and _calls(trainer, VALIDATION_BATCH_END) == 0
+    assert report["samples"]["train"] == 2 * TRAIN_SAMPLES
+
+
+def test_a_budget_or_a_subclasss_hook_keeps_the_batch_end_called(mlflow_experiment: str, tmp_path: Path) -> None:
+    train, val = loaders()
+    cb = GreenCallback(max_energy_kwh=1.0)  # checked after batches (every 2 s)
+    trainer, report = _fit(tmp_path, cb, train, val)
+    assert _calls(trainer, BATCH_END) == 44 and report["samples"]["train"] == 2 * TRAIN_SAMPLES
+
+    class Counts(GreenCallback):
+        ends = 0
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            type(self).ends += 1
+            super().on_train_batch_end(*args)
+
+    cb = Counts()
+    _, report = _fit(tmp_path, cb, train, val)
+    assert Counts.ends == 44 and report["samples"]["train"] == 2 * TRAIN_SAMPLES
+
+
+def test_a_fit_failing_inside_an_epoch_counts_the_batches_it_trained(mlflow_experiment: str, tmp_path: Path) -> None:
+    train, val = loaders()
+    cb = GreenCallback()
+    with pytest.raises(RuntimeError, match="loss exploded"):  # at the 4th batch of the second epoch
+        _fit(tmp_path, cb, train, val, model=digits_classifier(fail_at_epoch=1))
+    run = MlflowClient().get_run(cb.session.run_id)
+    report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert run.info.status == "FAILED" and report["samples"]["train"] == TRAIN_SAMPLES + 3 * 64
+    assert callable(cb.on_train_batch_end)
+
+
+def test_a_checkpoint_saved_mid_epoch_holds_the_samples_of_the_batches_before_it(mlflow_experiment: str, tmp_path: Path) -> None:
+    """Lightning's ModelCheckpoint saves after every callback's batch end (ours stepped out): its batch counts."""
+    train, val = loaders()
+    cb = GreenCallback()
+    saved: list[int] = []
+
+    class Saves(lightning.Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if batch_idx == 4:
+                saved.append(cb.state_dict()["samples"].get("train", 0))
+
+    trainer = lightning.Trainer(max_epochs=1, callbacks=[cb, Saves()], **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier(), train, val)
+    assert saved == [5 * 64]
+
+
+def test_the_fetch_timer_keeps_a_profilers_fetch_records(mlflow_experiment: str, tmp_path: Path) -> None:
+    """With a profiler that records, the loop's fetch hooks are still called (one record per fetch)."""
+    train, val = loaders()
+    trainer, _ = _fit(tmp_path, GreenCallback(), train, val)
+    assert _calls(trainer, "[_TrainingEpochLoop].train_dataloader_next") == 2 * 22  # one record per fetch
+    assert torch.is_tensor(trainer.callback_metrics["val_acc"])
