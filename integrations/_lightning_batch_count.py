@@ -1,11 +1,11 @@
 """The samples of a Lightning loop's batches, counted without looking at a batch.
 
-A plain torch ``DataLoader`` over a map-style dataset, batched by torch's ``BatchSampler`` and collated by
-``default_collate``, gives ``batch_size`` samples in every batch of an epoch but the last (what is left of the
+A plain torch ``DataLoader`` over a map-style dataset, batched by torch's ``BatchSampler`` over one of torch's
+samplers (sequential, random, subset, weighted, distributed) and collated by ``default_collate``, gives ``batch_size`` samples in every batch of an epoch but the last (what is left of the
 sampler's length, unless ``drop_last``). The samples of the batches a loop has trained on then follow from how
 many it has processed — Lightning's own progress counter — and the callback needs no call at each batch to count
-them (:class:`CountedBatches`). Any other input (an ``IterableDataset``, a custom sampler or ``collate_fn``, a
-DataLoader subclass, several loaders combined) is counted batch by batch, from the tensors of each batch.
+them (:class:`CountedBatches`). Any other input (an ``IterableDataset``, a sampler, batch sampler or ``collate_fn``
+of your own, a DataLoader subclass, several loaders combined) is counted batch by batch, from the tensors of each batch.
 
 Example:
     >>> import torch
@@ -21,7 +21,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch.utils.data import BatchSampler, DataLoader, IterableDataset, default_collate
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+    default_collate,
+)
+
+KNOWN_SAMPLERS = (SequentialSampler, RandomSampler, SubsetRandomSampler, WeightedRandomSampler, DistributedSampler)
+"""torch's samplers, which yield exactly their length in indices an epoch (a sampler of your own is not relied on)."""
 
 
 class LoaderBatches:
@@ -40,6 +53,8 @@ class LoaderBatches:
             return None
         batches = loaders.batch_sampler
         if type(batches) is not BatchSampler or loaders.collate_fn is not default_collate:
+            return None
+        if type(batches.sampler) not in KNOWN_SAMPLERS:
             return None
         size = batches.batch_size
         try:

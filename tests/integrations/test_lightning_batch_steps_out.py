@@ -22,7 +22,7 @@ import lightning  # noqa: E402
 import torch  # noqa: E402
 from green_invariants import assert_green_invariants  # noqa: E402
 from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
-from torch.utils.data import DataLoader, IterableDataset, default_collate  # noqa: E402
+from torch.utils.data import DataLoader, IterableDataset, Sampler, default_collate  # noqa: E402
 
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
 from mlflow_green.record import schema  # noqa: E402
@@ -87,6 +87,16 @@ def _halves(items: list) -> Any:
     return default_collate(items[::2])
 
 
+class FirstThousand(Sampler):
+    """A sampler of your own: its length says 1 400, it yields the first 1 000 indices (a filter applied late)."""
+
+    def __len__(self) -> int:
+        return TRAIN_SAMPLES
+
+    def __iter__(self) -> Any:
+        return iter(range(1000))
+
+
 class Stream(IterableDataset):
     """The digits as a stream: no length, no sampler."""
 
@@ -105,6 +115,11 @@ def test_inputs_whose_batches_do_not_follow_from_the_loader_are_counted_at_each_
     assert (_calls(trainer, BATCH_END), _calls(trainer, VALIDATION_BATCH_END)) == (44, 8)
     assert report["samples"]["train"] == 2 * sum((n + 1) // 2 for n in [64] * 21 + [56])  # 700 an epoch, not 1400
     assert report["samples"]["validation"] == 2 * sum((n + 1) // 2 for n in (128, 128, 128, 13))
+
+    own_sampler = DataLoader(train.dataset, batch_size=64, sampler=FirstThousand())
+    cb = GreenCallback()
+    trainer, report = _fit(tmp_path, cb, own_sampler, val)
+    assert _calls(trainer, BATCH_END) == 2 * 16 and report["samples"]["train"] == 2 * 1000  # not its length's 1 400
 
     streamed = DataLoader(Stream(train.dataset), batch_size=64)
     cb = GreenCallback()
