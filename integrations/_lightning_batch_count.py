@@ -59,15 +59,15 @@ class LoaderBatches:
         size = batches.batch_size
         try:
             per_epoch = len(batches.sampler)
-        except TypeError:  # a sampler without a length
+        except (TypeError, NotImplementedError):  # a sampler without a length (as Lightning's has_len takes it)
             return None
         if type(size) is not int or size <= 0 or type(per_epoch) is not int or per_epoch < 0:
             return None
         return cls(size, batches.sampler, bool(batches.drop_last))
 
     def samples(self, batches: int) -> int:
-        """The samples in an epoch's first ``batches`` batches (the sampler's length read again where the last of
-        them may be short: a dataset's length may change between epochs)."""
+        """The samples in an epoch's first ``batches`` batches (the sampler's length read at each call where the last
+        of them may be short: a dataset's length may change between epochs)."""
         full = max(batches, 0) * self.batch_size
         return full if self.drop_last or full < self.batch_size else min(full, len(self.sampler))
 

@@ -104,26 +104,38 @@ class BatchHooksMixin:
 
     def _fold_training(self, trainer: Any = None) -> None:
         """An epoch's end: its counted samples into its count. Its batch hooks stay out of the fit's next epochs — back
-        where their loaders may change (``reload_dataloaders_every_n_epochs``) or were not counted from the progress."""
+        where they were counted batch by batch (decided again at the next epoch's first batch: this one may have been
+        resumed midway), and with the validation's where the loaders are reloaded (``reload_dataloaders_every_n_epochs``)."""
         self._epoch_samples, self._train_counting = self._train_samples(), False
-        if self._train_counted is None or getattr(trainer, "reload_dataloaders_every_n_epochs", 0):
-            self._batch_hooks_back()
+        reloaded = bool(getattr(trainer, "reload_dataloaders_every_n_epochs", 0))
+        if self._train_counted is None or reloaded:
+            self._train_counted = None
+            self._hooks_back("on_train_batch_start", "on_train_batch_end")
+        if reloaded:
+            self._eval_counted = None
+            self._hooks_back("on_validation_batch_end")
 
     def _fold_validation(self) -> None:
         """A validation's end: its counted samples into its count (its batch end stays out of the fit's next ones)."""
+        self._take_validation()
+        if not self._fitting:  # trainer.validate: one pass
+            self._eval_counted = None
+            self._hooks_back("on_validation_batch_end")
+
+    def _take_validation(self) -> None:
         if self._eval_counted is not None and self._eval_counting:
             self._eval_samples += self._eval_counted.samples()
         self._eval_counting = False
-        if not self._fitting:
-            self._batch_hooks_back()
 
     def _batch_hooks_back(self) -> None:
-        """Every batch hook called again (at the next epoch's or fit's first batch); the counted samples folded in."""
+        """Every batch hook called again (as a fit starts and however it ends); the counted samples folded in."""
         self._epoch_samples, self._train_counting, self._train_counted = self._train_samples(), False, None
-        if self._eval_counted is not None and self._eval_counting:
-            self._eval_samples += self._eval_counted.samples()
-        self._eval_counted, self._eval_counting = None, False
-        for name in STEPPED_OUT:
+        self._take_validation()
+        self._eval_counted = None
+        self._hooks_back(*STEPPED_OUT)
+
+    def _hooks_back(self, *names: str) -> None:
+        for name in names:
             if self.__dict__.get(name, 0) is None:
                 del self.__dict__[name]
 
