@@ -65,11 +65,26 @@ class Fetcher:
     _stop_profiler: Callable[[], object]
 
 
+BETWEEN_STEP_HOOKS = (("on_before_backward", (None,)), ("on_after_backward", ()), ("on_before_optimizer_step", (None,)),
+                      ("on_before_zero_grad", (None,)))
+"""The callback hooks Lightning calls inside each training batch (after ``on_train_batch_start``, before ``_end``)."""
+
+
+def dispatch(callback: lightning.Callback, trainer: StandInTrainer, name: str, *args: object) -> None:
+    """One callback's hook called as Lightning's ``_call_callback_hooks`` calls it: only if it is callable, inside
+    the profiler's ``profile`` context named after the callback's ``state_key``."""
+    fn = getattr(callback, name)
+    if callable(fn):
+        with trainer.profiler.profile(f"[Callback]{callback.state_key}.{name}"):
+            fn(trainer, None, *args)
+
+
 def batch_work(first: bool = False) -> tuple[Callable[[], object], Callable[[], object], GreenCallback]:
     """What GreenCallback adds per batch (a fit's first batch with ``first``), a bare stand-in, and the callback:
     the fetch timed by the fit's FetchTimer (the fetcher's hooks, set by the epoch loop's on_run_start as on_fit_start
-    wraps it) over Lightning's own (its epoch loop's hooks, calling the trainer's PassThroughProfiler), and the batch
-    hooks where Lightning calls them — only if callable: at the fit's first batch they step out of the later ones."""
+    wraps it) over Lightning's own (its epoch loop's hooks, calling the trainer's PassThroughProfiler), and every
+    callback hook Lightning calls in a training batch, as it calls them (:func:`dispatch`): our batch hooks step out
+    at the fit's first batch, the no-ops between them are not callable (``_lightning_idle_hooks``)."""
     trainer = StandInTrainer()
     loop = trainer.fit_loop.epoch_loop
     callback = GreenCallback()
@@ -84,12 +99,10 @@ def batch_work(first: bool = False) -> tuple[Callable[[], object], Callable[[], 
 
     def hooks() -> None:
         fetcher._start_profiler(), fetcher._stop_profiler()
-        start = callback.on_train_batch_start  # called as Lightning calls a hook: only if it is callable
-        if callable(start):
-            start(trainer, None, batch, 0)
-        end = callback.on_train_batch_end
-        if callable(end):
-            end(trainer, None, None, batch, 0)
+        dispatch(callback, trainer, "on_train_batch_start", batch, 0)
+        for name, args in BETWEEN_STEP_HOOKS:
+            dispatch(callback, trainer, name, *args)
+        dispatch(callback, trainer, "on_train_batch_end", None, batch, 0)
 
     hooks()
     if first:
@@ -98,7 +111,7 @@ def batch_work(first: bool = False) -> tuple[Callable[[], object], Callable[[], 
 
 
 def validation_batch_work() -> tuple[Callable[[], object], Callable[[], object]]:
-    """GreenCallback's on_validation_batch_end where Lightning calls it (its cost per validation batch), and a bare
+    """GreenCallback's validation batch hooks as Lightning calls them (its cost per validation batch), and a bare
     stand-in."""
     trainer, callback = StandInTrainer(), GreenCallback()
     callback._fitting = True
@@ -106,11 +119,37 @@ def validation_batch_work() -> tuple[Callable[[], object], Callable[[], object]]
     batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
 
     def hook() -> None:
-        end = callback.on_validation_batch_end
-        if callable(end):
-            end(trainer, None, None, batch, 1)
+        dispatch(callback, trainer, "on_validation_batch_start", batch, 1)
+        dispatch(callback, trainer, "on_validation_batch_end", None, batch, 1)
 
     return hook, lambda: None
+
+
+class NoBatchHooks(lightning.Callback):
+    """A callback with none of the hooks Lightning calls in a batch: what Lightning's dispatch costs for any callback."""
+
+
+for _name in ("on_train_batch_start", *(name for name, _ in BETWEEN_STEP_HOOKS), "on_train_batch_end",
+              "on_validation_batch_start", "on_validation_batch_end"):
+    setattr(NoBatchHooks, _name, None)
+
+
+def floor_work() -> tuple[Callable[[], object], Callable[[], object]]:
+    """Lightning's dispatch of a training and of a validation batch's hooks to :class:`NoBatchHooks` (the floor any
+    callback pays: a look-up of each hook, none called)."""
+    trainer, callback = StandInTrainer(), NoBatchHooks()
+
+    def train() -> None:
+        dispatch(callback, trainer, "on_train_batch_start", None, 0)
+        for name, args in BETWEEN_STEP_HOOKS:
+            dispatch(callback, trainer, name, *args)
+        dispatch(callback, trainer, "on_train_batch_end", None, None, 0)
+
+    def validation() -> None:
+        dispatch(callback, trainer, "on_validation_batch_start", None, 1)
+        dispatch(callback, trainer, "on_validation_batch_end", None, None, 1)
+
+    return train, validation
 
 
 class BatchProbe(lightning.Callback):
@@ -122,16 +161,21 @@ class BatchProbe(lightning.Callback):
         first_work, first_bare, self._first_callback = batch_work(first=True)
         self.first = InFitProbe(first_work, first_bare)
         self.validation = InFitProbe(*validation_batch_work())
+        train_floor, validation_floor = floor_work()
+        self.floor, self.validation_floor = InFitProbe(train_floor, lambda: None), InFitProbe(validation_floor, lambda: None)
 
     def on_train_batch_end(self, trainer: object, module: object, outputs: object, batch: object, batch_idx: int) -> None:
         if batch_idx == 0:
             self.first()
             self._first_callback._batch_hooks_back()  # untimed: the fit end's (timed in the fits with the callback)
-        else:
+        elif batch_idx % 2:
             self.train()
+        else:  # every other batch: the floor, as cold as the work
+            self.floor()
 
-    def on_validation_batch_end(self, *args: object) -> None:
-        self.validation()
+    def on_validation_batch_end(self, trainer: object, module: object, outputs: object, batch: object, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
+        (self.validation if batch_idx % 2 == 0 else self.validation_floor)()
 
 
 class EpochEnds(lightning.Callback):
@@ -190,6 +234,9 @@ def main() -> None:
             validation_steps=len(val), per_validation_batch_us=per_call_us(*validation_batch_work()),
             batch_probe=probe.train, validation_probe=probe.validation, first_batch_probe=probe.first,
         )
+    print(f"  of the per batch figures, Lightning's dispatch of any callback's batch hooks (a look-up each, none called:"
+          f" the floor every callback pays): {probe.floor.cost_us():.2f} µs per batch, {probe.validation_floor.cost_us():.2f} µs"
+          f" per validation batch ({probe.floor.samples} and {probe.validation_floor.samples} timed)")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from mlflow_green.integrations._lightning_epoch_end import EpochEndReading
 from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
 from mlflow_green.integrations._lightning_fetch import FetchTimer
 from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
+from mlflow_green.integrations._lightning_idle_hooks import leave_idle_hooks
 from mlflow_green.integrations._lightning_profile import ProfileMixin
 from mlflow_green.integrations._lightning_trainer import (
     RootDevice,
@@ -91,6 +92,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self._early: Any = None  # the fit's tracker, started at setup (see setup)
         self._thread = 0  # the thread of the call measured last (another's call at once: this one stands aside)
         self._sizes, self._profiled = batch_size, same_batch  # a training batch's samples, its part profiled
+        leave_idle_hooks(self, getattr(type(self), "_callback_base", None))  # Lightning skips them at every batch
 
     # -- fit ---------------------------------------------------------------------------------
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -173,9 +175,8 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self._fold_training(trainer)
         if self._fetch is not None:  # fetched inside the last step (a training_step reading a dataloader_iter)
             self.session.add_data_wait(self._fetch.take_s())
-        logs = floats(trainer.callback_metrics)
-        result = self.session.end_epoch(
-            trainer.current_epoch, logs=logs, train_samples=self._epoch_samples, steps_done=trainer.global_step
+        result = self.session.end_epoch(  # the metrics copied as they are: their tensors read by the epoch's accounting
+            trainer.current_epoch, logs=trainer.callback_metrics, train_samples=self._epoch_samples, steps_done=trainer.global_step
         )
         self._epoch_samples = 0
         self._in_epoch = False
@@ -279,6 +280,6 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
 
 def make_callback_class(callback_base: type, module: str) -> type:
     """The GreenCallback class for one Lightning package (its ``Callback`` as base)."""
-    cls = type("GreenCallback", (GreenCallbackMixin, callback_base), {"__module__": module})
+    cls = type("GreenCallback", (GreenCallbackMixin, callback_base), {"__module__": module, "_callback_base": callback_base})
     cls.__doc__ = GreenCallbackMixin.__doc__
     return cls

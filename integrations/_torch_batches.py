@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+
+from mlflow_green.training.quality import finite_numbers as floats  # noqa: F401 - the integrations' name
 
 
 def inputs_of(batch: Any) -> Any:
@@ -143,24 +144,6 @@ def example_of(forward: Callable[..., Any], batch: Any) -> Any:
     else:
         example = inputs_of(batch)
     return _one_sample(example, batch_size(batch))
-
-
-def floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The finite numbers among ``metrics`` (tensors and numpy scalars read with ``.item()``).
-
-    Example:
-        >>> floats({"eval_loss": 0.5, "epoch": 1, "note": "x", "bad": float("nan")})
-        {'eval_loss': 0.5, 'epoch': 1.0}
-    """
-    out: dict[str, float] = {}
-    for key, value in dict(metrics).items():
-        try:
-            number = float(value.item() if hasattr(value, "item") else value)
-        except (TypeError, ValueError, RuntimeError):
-            continue
-        if math.isfinite(number):
-            out[str(key)] = number
-    return out
 
 
 def _keywords_for(forward: Callable[..., Any], batch: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -17,6 +17,24 @@ TRAINING_FLOPS_PER_FORWARD = 3.0
 """Training FLOPs ≈ 3 × forward FLOPs per sample (forward + backward, the usual estimate)."""
 
 
+def finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers among ``metrics`` (tensors and numpy scalars read with ``.item()``).
+
+    Example:
+        >>> finite_numbers({"eval_loss": 0.5, "epoch": 1, "note": "x", "bad": float("nan")})
+        {'eval_loss': 0.5, 'epoch': 1.0}
+    """
+    out: dict[str, float] = {}
+    for key, value in dict(metrics).items():
+        try:
+            number = float(value.item() if hasattr(value, "item") else value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        if math.isfinite(number):
+            out[str(key)] = number
+    return out
+
+
 def resolve_quality_metric(requested: str | None, logs: Mapping[str, Any], *, validated: bool = False) -> str | None:
     """The quality metric to use from epoch ``logs``.
 

@@ -21,6 +21,7 @@ from mlflow_green.measure.readings import Measurement, Snapshot, energy_between
 from mlflow_green.record import schema
 from mlflow_green.training.figures import budget_reason, projection_metrics, running_metrics
 from mlflow_green.training.phases import EMPTY, validation_of
+from mlflow_green.training.quality import finite_numbers
 from mlflow_green.units import joules_to_kwh
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class EpochWindow:
     gap_s: float
     carried: Measurement
     train_samples: int | None
-    logs: Mapping[str, Any] | None  # the epoch's metrics (a copy), for the quality
+    logs: Mapping[str, Any] | None  # the epoch's metrics (a copy; tensors read by the accounting), for the quality
     steps: int | None
     steps_done: int | None
     measured: Mapping[str, Measurement] | None = None  # all ranks, when distributed (combined at once)
@@ -155,8 +156,8 @@ class EpochEndMixin:
         """The epoch's accounting: phases, running totals, projection, metrics (held at its step)."""
         measured = window.measurements()
         epoch_m = measured["epoch"]
-        if window.logs:
-            self._update_quality(window.logs)
+        if window.logs:  # tensors read here, off the training thread
+            self._update_quality(finite_numbers(window.logs))
         quality = self._quality
         try:
             tracker.check_granularity(epoch_m, f"epoch {window.epoch}")  # too short for the counters?
