@@ -18,7 +18,7 @@ from mlflow_green.integrations._lightning_epoch_end import EpochEndReading
 from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
 from mlflow_green.integrations._lightning_fetch import FetchTimer
 from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
-from mlflow_green.integrations._lightning_idle_hooks import leave_idle_hooks
+from mlflow_green.integrations._lightning_idle_hooks import IDLE_HOOKS, leave_idle_hooks
 from mlflow_green.integrations._lightning_profile import ProfileMixin
 from mlflow_green.integrations._lightning_trainer import (
     RootDevice,
@@ -281,5 +281,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
 def make_callback_class(callback_base: type, module: str) -> type:
     """The GreenCallback class for one Lightning package (its ``Callback`` as base)."""
     cls = type("GreenCallback", (GreenCallbackMixin, callback_base), {"__module__": module, "_callback_base": callback_base})
+    for name in (*IDLE_HOOKS, *STEPPED_OUT):  # found at the class's own dict: Lightning looks them up at every batch
+        setattr(cls, name, getattr(cls, name))  # the same function (a subclass's super() reaches it)
     cls.__doc__ = GreenCallbackMixin.__doc__
     return cls
