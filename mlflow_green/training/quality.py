@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from mlflow_green.record import schema
@@ -17,8 +17,22 @@ TRAINING_FLOPS_PER_FORWARD = 3.0
 """Training FLOPs ≈ 3 × forward FLOPs per sample (forward + backward, the usual estimate)."""
 
 
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float if it is a finite number (a tensor or numpy scalar read with ``.item()``), else None.
+
+    Example:
+        >>> finite_number(1), finite_number(float("nan")), finite_number("x")
+        (1.0, None, None)
+    """
+    try:
+        number = float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The finite numbers among ``metrics`` (tensors and numpy scalars read with ``.item()``).
+    """The finite numbers among ``metrics`` (see :func:`finite_number`).
 
     Example:
         >>> finite_numbers({"eval_loss": 0.5, "epoch": 1, "note": "x", "bad": float("nan")})
@@ -26,13 +40,28 @@ def finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     for key, value in dict(metrics).items():
-        try:
-            number = float(value.item() if hasattr(value, "item") else value)
-        except (TypeError, ValueError, RuntimeError):
-            continue
-        if math.isfinite(number):
+        number = finite_number(value)
+        if number is not None:
             out[str(key)] = number
     return out
+
+
+def quality_candidates(requested: str | None, names: Iterable[str], *, validated: bool = False) -> Iterator[str]:
+    """The names that may be the quality metric, best first (see :func:`resolve_quality_metric`).
+
+    Example:
+        >>> list(quality_candidates(None, ["loss", "acc", "val_acc"]))
+        ['val_acc', 'acc']
+    """
+    if requested:
+        if requested in names:
+            yield requested
+        return
+    names = [name for name in names if not name.startswith(schema.METRIC_PREFIX)]
+    ordered = [*(["val_accuracy"] if "val_accuracy" in names else []), *(n for n in names if n.startswith("val") and "acc" in n)]
+    if not validated:
+        ordered += [*(["accuracy"] if "accuracy" in names else []), *(n for n in names if "acc" in n)]
+    yield from dict.fromkeys(ordered)  # each once, best first
 
 
 def resolve_quality_metric(requested: str | None, logs: Mapping[str, Any], *, validated: bool = False) -> str | None:
@@ -51,38 +80,23 @@ def resolve_quality_metric(requested: str | None, logs: Mapping[str, Any], *, va
         >>> resolve_quality_metric(None, {"loss": 0.3, "accuracy": 0.8}, validated=True) is None
         True
     """
-    if requested:
-        return requested if requested in logs else None
-    names = [str(k) for k in logs if not str(k).startswith(schema.METRIC_PREFIX)]
-    for candidate in ("val_accuracy",):
-        if candidate in names:
-            return candidate
-    for name in names:
-        if name.startswith("val") and "acc" in name:
-            return name
-    if validated:
-        return None
-    if "accuracy" in names:
-        return "accuracy"
-    return next((name for name in names if "acc" in name), None)
+    return next(quality_candidates(requested, [str(k) for k in logs], validated=validated), None)
 
 
 def quality_from_logs(requested: str | None, logs: Mapping[str, Any], *, validated: bool = False) -> tuple[str, float] | None:
-    """``(name, value)`` of the quality metric in ``logs``, None if absent or not a finite number
-    (``validated``: see :func:`resolve_quality_metric`).
+    """``(name, value)`` of the quality metric among the finite numbers of ``logs`` (tensors read with ``.item()``,
+    only the candidates' — best first, as :func:`resolve_quality_metric` orders them), None if there is none.
 
     Example:
-        >>> quality_from_logs(None, {"val_accuracy": 0.91})
-        ('val_accuracy', 0.91)
+        >>> quality_from_logs(None, {"val_accuracy": float("nan"), "val_acc": 0.91, "accuracy": 0.8})
+        ('val_acc', 0.91)
     """
-    name = resolve_quality_metric(requested, logs, validated=validated)
-    if name is None:
-        return None
-    try:
-        value = float(logs[name])
-    except (TypeError, ValueError):
-        return None
-    return (name, value) if math.isfinite(value) else None
+    values = {str(k): v for k, v in logs.items()}
+    for name in quality_candidates(requested, list(values), validated=validated):
+        value = finite_number(values[name])
+        if value is not None:
+            return name, value
+    return None
 
 
 def training_flops(forward_flops_per_sample: float, samples: Mapping[str, int]) -> float:

@@ -21,7 +21,6 @@ from mlflow_green.measure.readings import Measurement, Snapshot, energy_between
 from mlflow_green.record import schema
 from mlflow_green.training.figures import budget_reason, projection_metrics, running_metrics
 from mlflow_green.training.phases import EMPTY, validation_of
-from mlflow_green.training.quality import finite_numbers
 from mlflow_green.units import joules_to_kwh
 
 if TYPE_CHECKING:
@@ -156,8 +155,8 @@ class EpochEndMixin:
         """The epoch's accounting: phases, running totals, projection, metrics (held at its step)."""
         measured = window.measurements()
         epoch_m = measured["epoch"]
-        if window.logs:  # tensors read here, off the training thread
-            self._update_quality(finite_numbers(window.logs))
+        if window.logs:  # tensors read here, off the training thread (only the quality metric's)
+            self._update_quality(window.logs)
         quality = self._quality
         try:
             tracker.check_granularity(epoch_m, f"epoch {window.epoch}")  # too short for the counters?
