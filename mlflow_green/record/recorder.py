@@ -80,14 +80,15 @@ class RunRecorder(BackgroundWriter):
     # -- writes (never block, never raise) ---------------------------------------------------
     # -- writes (never block, never raise) ---------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, float], step: int, timestamp_ms: int | None = None, *, wait: bool = False,
-                    background: bool = False) -> bool:
+                    background: bool = False, gather: bool = False) -> bool:
         """Queue metrics at ``step``; non-finite values are dropped with a warning.
 
         Timestamps strictly increase from one call to the next, so a later value logged at the
         same step (the final totals at the last epoch's step) is always the latest one. They are
         in the spool when this returns; with ``background=True`` (the callbacks, at every epoch) the
         caller only hands them over and the writer thread keeps them in the spool within
-        milliseconds (see :meth:`~mlflow_green.record.writer.BackgroundWriter._later`).
+        milliseconds (see :meth:`~mlflow_green.record.writer.BackgroundWriter._later`). ``gather=True`` (the epochs'
+        thread): kept with the rows of the steps after it until the next write (:meth:`gather`).
         """
         now_ms = int(time.time() * 1000)
         if timestamp_ms is None:
@@ -100,11 +101,24 @@ class RunRecorder(BackgroundWriter):
             if rows:
                 self._submit({"op": "metrics", "metrics": rows}, now_ms)
 
-        if background and not wait:
+        if gather and not (background or wait):
+            self.gather(_rows(values, step, at_ms, warn=True))
+        elif background and not wait:
             self._later(submit)
         else:
             submit()
         return self.flush() if wait else True
+
+    def gather(self, rows: list[list[Any]]) -> None:
+        """Keep metrics rows until the next write, flush or :meth:`send_gathered`, which spools them all as one entry
+        (the epochs' thread gathers the steps it accounted on one wake-up: one spool line instead of one a step)."""
+        with self._cond:
+            self._outbox.extend(rows)
+
+    def send_gathered(self) -> None:
+        """Spool and queue the gathered rows now."""
+        with self._cond:
+            self._take_intake()
 
     def log_tags(self, tags: Mapping[str, str], *, background: bool = False) -> bool:
         """Queue run tags (``background=True``: handed to the spool thread, see :meth:`log_metrics`)."""

@@ -92,6 +92,7 @@ class BackgroundWriter(SendLoop):
         self._flushers = 0
         self._held: dict[str, Any] | None = None
         self._intake: deque[Callable[[], None]] = deque()
+        self._outbox: list[list[Any]] = []  # metrics rows gathered (RunRecorder.gather): one entry, before the next write
         self._taking = False
         self._spool_thread: threading.Thread | None = None
         self._thread: threading.Thread | None = None
@@ -228,7 +229,8 @@ class BackgroundWriter(SendLoop):
         self._handed_over.notify_all()
 
     def _take_intake(self) -> None:
-        """Do the handed-over work, in order (under the lock; re-entered calls leave it to the outer one)."""
+        """Do the handed-over work, in order, then queue the gathered rows (under the lock; re-entered calls leave it to
+        the outer one)."""
         if self._taking:
             return
         self._taking = True
@@ -239,6 +241,9 @@ class BackgroundWriter(SendLoop):
                     work()
                 except Exception as exc:  # a write must never break the writer
                     logger.warning("mlflow-green: could not queue a write for %s: %r", self.label(), exc)
+            if self._outbox:
+                rows, self._outbox = self._outbox, []
+                self._submit({"op": "metrics", "metrics": rows})
         finally:
             self._taking = False
 
@@ -257,7 +262,7 @@ class BackgroundWriter(SendLoop):
             self._seq += 1
             entry = {"seq": self._seq, "t_ms": int(time.time() * 1000) if t_ms is None else t_ms, **entry}
             held = self._held
-            if held is not None and entry["op"] == "metrics" and entry["metrics"][0][3] == held["metrics"][0][3]:
+            if held is not None and entry["op"] == "metrics" and any(row[3] == held["metrics"][0][3] for row in entry["metrics"]):
                 entry["releases"] = held["seq"]  # the held values of that step are sent now
                 self._held = None
             self._stopped = False

@@ -68,6 +68,7 @@ class DeferredWork:
 
     def __init__(self, name: str = "mlflow-green-epochs") -> None:
         self.name = name
+        self.after: Callable[[], object] | None = None  # called as each run of jobs ends (on the thread that did them)
         self._reset()
 
     def _reset(self) -> None:
@@ -149,20 +150,26 @@ class DeferredWork:
             self._thread.start()
 
     def _drain(self) -> None:
-        """Do the queued jobs in order (under ``_running``)."""
+        """Do the queued jobs in order, then :attr:`after` (under ``_running``)."""
         self._draining = threading.get_ident()
         try:
             while True:
                 try:
                     job = self._jobs.popleft()
                 except IndexError:
-                    return
+                    break
                 try:
                     job()
                 except Exception as exc:  # measurement never crashes training
                     logger.warning("mlflow-green: could not account for an epoch: %r", exc)
         finally:
-            self._draining = None
+            try:
+                if self.after is not None:
+                    self.after()
+            except Exception as exc:
+                logger.warning("mlflow-green: could not spool the epochs' metrics: %r", exc)
+            finally:
+                self._draining = None
 
     def _loop(self, tokens: queue.SimpleQueue[bool]) -> None:
         last_work_s = -COALESCE_S

@@ -208,6 +208,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if not self.tracker.running:
             self.tracker.start()
         self._deferred.start()  # its thread now, not at the first epoch's end
+        self._deferred.after = self.output.send_gathered  # the steps sent on one wake-up: one spool line
         self.output.in_call, self.dist.gathered_at_end = True, True  # a call inside it gets a child run (until close)
         if self.dist.distributed:
             self._agree_with_rank_zero()
@@ -232,7 +233,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         tracker = self.tracker
         if tracker is None:
             return
-        self._deferred.submit(lambda: self.output.send_pending(background=False))  # after the previous epoch's accounting
+        self._deferred.submit(lambda: self.output.send_pending(background=False, gather=True))  # after the previous epoch's accounting
         self._epochs_begun += 1  # after the hand-over: an accounting that sees it has the send queued behind it
         if self._first_epoch is None:
             self.output.activate()  # the run it started, bound with activate=False (see SessionRun.bind)

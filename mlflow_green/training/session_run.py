@@ -209,17 +209,19 @@ class SessionRun:
         used = [self._key_steps[k] for k in keys if k in self._key_steps]
         return max([base, *(s + 1 for s in used)])
 
-    def send_pending(self, *, background: bool = True) -> None:
-        """Hand the held step's metrics to the writer (the training thread never waits for MLflow).
-
-        ``background=False``: spooled by the calling thread (not the training thread), see :meth:`log`.
-        """
+    def send_pending(self, *, background: bool = True, gather: bool = False) -> None:
+        """Hand the held step's metrics to the writer (the training thread never waits for MLflow); ``background=False``:
+        spooled by the calling thread (see :meth:`log`), with ``gather`` in one line with the next steps' (send_gathered)."""
         metrics, step = self._pending, self._pending_step
         self._pending, self._pending_step = {}, None
         handle = self._handle() if metrics and step is not None else None
         if handle is not None:
             # handed to the writer's spool thread: until it has kept them, the held copy stands for them
-            handle.recorder.log_metrics(metrics, step=step, background=background)
+            handle.recorder.log_metrics(metrics, step=step, background=background, gather=gather and not background)
+
+    def send_gathered(self) -> None:  # the steps gathered by send_pending: spooled and queued now
+        if self.run is not None:
+            self.run.recorder.send_gathered()
 
     def log_tags(self, tags: Mapping[str, str], *, background: bool = False) -> None:
         """Queue run tags (``background=True``: handed to the writer's spool thread)."""

@@ -75,11 +75,11 @@ def test_handed_over_metrics_reach_the_store_and_close_waits_for_them(tracking_u
     assert sorted((m.step, m.value) for m in history) == [(s, float(s)) for s in range(5)]
 
 
-def _metric_lines(spool_dir: Path) -> list[tuple[int, bool]]:
-    """(step, held) of each spooled metrics entry carrying the energy total, in order."""
+def _metric_lines(spool_dir: Path) -> list[tuple[tuple[int, ...], bool]]:
+    """(the steps of its energy totals, held) of each spooled metrics entry carrying the energy total, in order."""
     [path] = spool_paths(spool_dir)
     entries = [json.loads(line) for line in path.read_text().splitlines()[1:]]
-    return [(e["metrics"][0][3], bool(e.get("held"))) for e in entries
+    return [(tuple(row[3] for row in e["metrics"] if row[0] == schema.ENERGY_KWH), bool(e.get("held"))) for e in entries
             if e["op"] == "metrics" and any(row[0] == schema.ENERGY_KWH for row in e["metrics"])]
 
 
@@ -89,7 +89,8 @@ def test_an_epoch_is_held_until_the_next_begins_and_spooled_once_when_the_next_b
     """An epoch's values are held in the spool at its end (a training killed then keeps the step) and
     spooled to be sent when the next epoch begins. Usually the next epoch has begun by the time the
     epoch is accounted for (in the background, after the boundary): then they are spooled once, to be
-    sent, without a hold written only to be released at once."""
+    sent, without a hold written only to be released at once — the steps sent on one wake-up of the
+    epochs' thread in one spool line."""
     import threading
 
     from mlflow_green.measure.tracker import EnergyTracker
@@ -104,7 +105,7 @@ def test_an_epoch_is_held_until_the_next_begins_and_spooled_once_when_the_next_b
         session.begin_epoch(0)
         session.end_epoch(0, logs={"accuracy": 0.5}, train_samples=10)
         session.settle()  # accounted for before the next epoch begins: held
-        assert _metric_lines(spool_dir) == [(0, True)]
+        assert _metric_lines(spool_dir) == [((0,), True)]
         busy = threading.Event()
         session._deferred.submit(busy.wait)  # the epochs' thread is busy: epoch 1 is accounted for after epoch 2 began
         session.begin_epoch(1)
@@ -112,9 +113,12 @@ def test_an_epoch_is_held_until_the_next_begins_and_spooled_once_when_the_next_b
         session.begin_epoch(2)
         busy.set()
         session.settle()
-        assert _metric_lines(spool_dir) == [(0, True), (0, False), (1, False)]  # step 1 once, to be sent
+        assert _metric_lines(spool_dir) == [((0,), True), ((0, 1), False)]  # step 1 once, to be sent, with step 0's
+        [path] = spool_paths(spool_dir)
+        held, sent = [json.loads(line) for line in path.read_text().splitlines()[1:] if '"green/energy_kwh"' in line]
+        assert sent["releases"] == held["seq"]  # the hold of step 0 is superseded by the line sending it
         session.end_epoch(2, logs={"accuracy": 0.7}, train_samples=10)
         session.settle()
-        assert _metric_lines(spool_dir)[-1] == (2, True)  # the last epoch is held until the fit's end
+        assert _metric_lines(spool_dir)[-1] == ((2,), True)  # the last epoch is held until the fit's end
     finally:
         session.end_fit("FINISHED")
