@@ -7,7 +7,10 @@ unless the hook is not callable. It calls four hooks at every training batch (``
 and predict batch (``*_batch_start``) that are ``Callback``'s own no-ops on GreenCallback: each callback sets
 them, and the few per-epoch and per-fit no-ops of :data:`IDLE_HOOKS`, to ``None`` on itself, so that a batch
 runs nothing of ours there. A subclass that defines one of them keeps it (it is called as before, and may call
-``super()``'s no-op).
+``super()``'s no-op), so does a class combining GreenCallback with another callback that defines it, and a hook set
+on the instance before. Calling one of them directly on a GreenCallback (``callback.on_fit_end(...)``) raises a
+``TypeError``: Lightning never does (code forwarding hooks to other callbacks should skip those not callable, as
+Lightning does).
 
 Example:
     >>> class Callback:
@@ -41,11 +44,11 @@ def leave_idle_hooks(callback: Any, base: type | None) -> None:
     a no-op) to ``None`` on the instance: Lightning then skips it."""
     if base is None:
         return
-    owner = type(callback)
+    owner, own = type(callback), callback.__dict__
     for name in IDLE_HOOKS:
         inherited = getattr(base, name, None)
-        if inherited is not None and getattr(owner, name, None) is inherited:
-            callback.__dict__[name] = None
+        if inherited is not None and name not in own and getattr(owner, name, None) is inherited:
+            own[name] = None
 
 
 __all__ = ["IDLE_HOOKS", "leave_idle_hooks"]

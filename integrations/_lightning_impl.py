@@ -18,7 +18,7 @@ from mlflow_green.integrations._lightning_epoch_end import EpochEndReading
 from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
 from mlflow_green.integrations._lightning_fetch import FetchTimer
 from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
-from mlflow_green.integrations._lightning_idle_hooks import IDLE_HOOKS, leave_idle_hooks
+from mlflow_green.integrations._lightning_idle_hooks import leave_idle_hooks
 from mlflow_green.integrations._lightning_profile import ProfileMixin
 from mlflow_green.integrations._lightning_trainer import (
     RootDevice,
@@ -31,7 +31,7 @@ from mlflow_green.integrations._lightning_trainer import (
     stop_unused,
 )
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
-from mlflow_green.integrations._torch_batches import batch_size, floats, same_batch, training_batches
+from mlflow_green.integrations._torch_batches import batch_size, epoch_metrics, floats, same_batch, training_batches
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.session import TrainingSession
@@ -175,8 +175,9 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self._fold_training(trainer)
         if self._fetch is not None:  # fetched inside the last step (a training_step reading a dataloader_iter)
             self.session.add_data_wait(self._fetch.take_s())
-        result = self.session.end_epoch(  # the metrics copied as they are: their tensors read by the epoch's accounting
-            trainer.current_epoch, logs=trainer.callback_metrics, train_samples=self._epoch_samples, steps_done=trainer.global_step
+        result = self.session.end_epoch(  # CPU tensors read by the epoch's accounting (only the quality metric's)
+            trainer.current_epoch, logs=epoch_metrics(trainer.callback_metrics), train_samples=self._epoch_samples,
+            steps_done=trainer.global_step,
         )
         self._epoch_samples = 0
         self._in_epoch = False
@@ -281,7 +282,8 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
 def make_callback_class(callback_base: type, module: str) -> type:
     """The GreenCallback class for one Lightning package (its ``Callback`` as base)."""
     cls = type("GreenCallback", (GreenCallbackMixin, callback_base), {"__module__": module, "_callback_base": callback_base})
-    for name in (*IDLE_HOOKS, *STEPPED_OUT):  # found at the class's own dict: Lightning looks them up at every batch
-        setattr(cls, name, getattr(cls, name))  # the same function (a subclass's super() reaches it)
+    for name in STEPPED_OUT:  # found at the class's own dict: Lightning looks them up at every batch
+        setattr(cls, name, getattr(cls, name))  # the same function (not the idle hooks: a class combining ours with
+        # another callback must reach that one's, e.g. its on_train_end)
     cls.__doc__ = GreenCallbackMixin.__doc__
     return cls

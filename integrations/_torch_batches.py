@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from mlflow_green.training.quality import finite_number
 from mlflow_green.training.quality import finite_numbers as floats  # noqa: F401 - the integrations' name
 
 
@@ -144,6 +145,22 @@ def example_of(forward: Callable[..., Any], batch: Any) -> Any:
     else:
         example = inputs_of(batch)
     return _one_sample(example, batch_size(batch))
+
+
+def epoch_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of an epoch's metrics for its accounting: CPU tensors and numbers as they are (read later, off the
+    training thread), a tensor on any other device read now (an accelerator's tensor is read on the thread that ran
+    its work: MPS does not take reads from two threads, nor a CUDA graph capture a sync from another).
+
+    Example:
+        >>> epoch_metrics({"val_acc": torch.tensor(0.5), "note": "x"})
+        {'val_acc': tensor(0.5000), 'note': 'x'}
+    """
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        device = getattr(value, "device", None)
+        out[key] = value if device is None or getattr(device, "type", "cpu") == "cpu" else finite_number(value)
+    return out
 
 
 def _keywords_for(forward: Callable[..., Any], batch: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -153,9 +153,10 @@ class BackgroundWriter(SendLoop):
         return True
 
     def sending(self) -> bool:
-        """True while writes are queued and this writer's thread runs to send them (not stopped)."""
+        """True while writes are gathered, or queued and this writer's thread runs to send them (not stopped)."""
         with self._cond:
-            return bool(self._queue) and not self._stopped and self._thread is not None and self._thread.is_alive()
+            running = self._thread is not None and self._thread.is_alive()
+            return not self._stopped and (bool(self._outbox) or bool(self._queue) and running)
 
     def stop(self) -> None:
         """Stop the background writer now, as if this process ended: what is not sent stays spooled (unlocked).

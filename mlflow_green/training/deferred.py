@@ -53,6 +53,9 @@ the processor's caches): on the digits zoo's ~300 ms TensorFlow epochs the threa
 accounted and spooled :data:`BOUNDARY_DELAY_S` after its end; a shorter one at most this long after:
 what a training killed with SIGKILL can lose is its last two seconds, however short its epochs."""
 
+AFTER_EVERY_JOBS = 32
+"""Within one run of jobs, :attr:`DeferredWork.after` is called at least this often (and as the run ends)."""
+
 
 class DeferredWork:
     """Jobs done in order by one background thread, or by whoever calls :meth:`settle` first.
@@ -150,8 +153,10 @@ class DeferredWork:
             self._thread.start()
 
     def _drain(self) -> None:
-        """Do the queued jobs in order, then :attr:`after` (under ``_running``)."""
+        """Do the queued jobs in order, then :attr:`after` (also every :data:`AFTER_EVERY_JOBS` jobs: a long run of short
+        epochs' jobs does not hold back what it gathered) (under ``_running``)."""
         self._draining = threading.get_ident()
+        done = 0
         try:
             while True:
                 try:
@@ -162,14 +167,21 @@ class DeferredWork:
                     job()
                 except Exception as exc:  # measurement never crashes training
                     logger.warning("mlflow-green: could not account for an epoch: %r", exc)
+                done += 1
+                if done % AFTER_EVERY_JOBS == 0:
+                    self._after()
         finally:
             try:
-                if self.after is not None:
-                    self.after()
-            except Exception as exc:
-                logger.warning("mlflow-green: could not spool the epochs' metrics: %r", exc)
+                self._after()
             finally:
                 self._draining = None
+
+    def _after(self) -> None:
+        try:
+            if self.after is not None:
+                self.after()
+        except Exception as exc:
+            logger.warning("mlflow-green: could not spool the epochs' metrics: %r", exc)
 
     def _loop(self, tokens: queue.SimpleQueue[bool]) -> None:
         last_work_s = -COALESCE_S
@@ -196,4 +208,4 @@ class DeferredWork:
         return (DeferredWork, (self.name,))
 
 
-__all__ = ["BOUNDARY_DELAY_S", "COALESCE_S", "IDLE_EXIT_S", "DeferredWork"]
+__all__ = ["AFTER_EVERY_JOBS", "BOUNDARY_DELAY_S", "COALESCE_S", "IDLE_EXIT_S", "DeferredWork"]

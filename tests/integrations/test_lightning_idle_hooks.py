@@ -100,3 +100,65 @@ def test_a_copy_leaves_the_same_hooks_out() -> None:
     for other in (copy.deepcopy(cb), pickle.loads(pickle.dumps(cb))):
         assert all(getattr(other, name) is None for name in IDLE_HOOKS)
         assert callable(other.on_train_epoch_end) and callable(other.on_train_batch_end)
+
+
+def test_a_class_combining_ours_with_another_callback_keeps_that_ones_hooks(mlflow_experiment: str) -> None:
+    """``class Combined(GreenCallback, Notifier)``: Notifier's own ``on_train_end`` and ``on_validation_epoch_end``
+    come after ours in the method resolution order, and are still called (none of ours stands for them)."""
+
+    class Notifier(lightning.Callback):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            self.seen.append("on_train_end")
+
+        def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            self.seen.append("on_validation_epoch_end")
+
+    class Combined(GreenCallback, Notifier):
+        def __init__(self) -> None:
+            GreenCallback.__init__(self)
+            Notifier.__init__(self)
+
+    cb = Combined()
+    train, val = loaders()
+    trainer = lightning.Trainer(max_epochs=2, num_sanity_val_steps=0, callbacks=[cb], **quiet_trainer_kwargs())
+    trainer.fit(digits_classifier(), train, val)
+    assert cb.seen == ["on_validation_epoch_end", "on_validation_epoch_end", "on_train_end"]
+    assert cb.on_after_backward is None  # the no-ops neither defines are still left out
+    assert MlflowClient().get_run(cb.session.run_id).info.status == "FINISHED"
+
+
+def test_a_hook_set_on_the_instance_before_is_kept() -> None:
+    class Early(GreenCallback):
+        def __init__(self) -> None:
+            self.on_fit_end = lambda trainer, pl_module: None  # a wrapper set before the callback's own init
+            super().__init__()
+
+    assert callable(Early().on_fit_end) and Early().on_train_end is None
+
+
+def test_a_metric_on_an_accelerator_is_read_on_the_training_thread() -> None:
+    """The epoch's metrics go to the accounting (another thread) as they are only on the CPU: a tensor on another
+    device (MPS takes no reads from two threads) is read at the epoch's end, on the thread that calls it."""
+    import threading
+    from types import SimpleNamespace
+
+    import torch
+
+    from mlflow_green.integrations._torch_batches import epoch_metrics
+
+    class OnDevice:
+        device = SimpleNamespace(type="mps")
+        read_on: list[int] = []
+
+        def item(self) -> float:
+            OnDevice.read_on.append(threading.get_ident())
+            return 0.75
+
+    cpu = torch.tensor(0.5)
+    copied = epoch_metrics({"val_acc": OnDevice(), "loss": cpu, "note": "x", "nan_on_device": torch.tensor(float("nan"), device="meta")})
+    assert copied["val_acc"] == 0.75 and OnDevice.read_on == [threading.get_ident()]
+    assert copied["loss"] is cpu and copied["note"] == "x"  # the CPU's left for the accounting, read only if needed
+    assert copied["nan_on_device"] is None  # unreadable here: not a number

@@ -122,3 +122,26 @@ def test_an_epoch_is_held_until_the_next_begins_and_spooled_once_when_the_next_b
         assert _metric_lines(spool_dir)[-1] == ((2,), True)  # the last epoch is held until the fit's end
     finally:
         session.end_fit("FINISHED")
+
+
+def test_gathered_steps_wait_for_the_next_write_and_are_spooled_by_the_exit_hook(spool_dir: Path, dead_uri: str) -> None:
+    """Rows gathered by the epochs' thread are one line, before the next write of the run; if the interpreter exits
+    first, its exit hook spools them (a writer with nothing queued yet but rows gathered is still sending)."""
+    from mlflow_green.record import writer
+
+    recorder = RunRecorder(None, "d" * 32, tracking_uri=dead_uri, timeouts=QUICK)
+    try:
+        recorder.log_metrics({schema.ENERGY_KWH: 1.0}, step=0, gather=True)
+        recorder.log_metrics({schema.ENERGY_KWH: 2.0}, step=1, gather=True)
+        assert not any(op == "metrics" for op, _ in _spooled_ops(spool_dir)) and recorder.sending()
+        recorder.log_tags({schema.TAG_METERS: "cpu:estimate"})
+        [path] = spool_paths(spool_dir)
+        entries = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+        assert [(e["op"], [row[3] for row in e.get("metrics", [])]) for e in entries] == [("metrics", [0, 1]), ("tags", [])]
+        recorder.log_metrics({schema.ENERGY_KWH: 3.0}, step=2, gather=True)
+        writer._send_gathered_at_exit()
+        entries = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+        assert [row[3] for row in entries[-1]["metrics"]] == [2]
+    finally:
+        recorder.close()
+        recorder.stop()

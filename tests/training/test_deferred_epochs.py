@@ -267,3 +267,23 @@ def test_a_checkpoint_and_a_copy_taken_right_after_an_epoch_hold_that_epoch(mlfl
     after = copy.deepcopy(session)  # after the fit: the run's state (as Lightning copies a trainer's callbacks)
     assert [e["epoch"] for e in after.epochs] == [0] and after.ledger.totals()["train"].energy_j == pytest.approx(24.0)
     assert after.run_id == run.info.run_id and after.carried.energy_j == session.carried.energy_j
+
+
+def test_what_the_jobs_gathered_is_handed_on_as_their_run_ends_and_every_so_many_jobs(caplog: pytest.LogCaptureFixture) -> None:
+    """``after`` (the session's: spool the steps gathered) runs after each run of jobs, also one that a settle does,
+    and at least every AFTER_EVERY_JOBS jobs within a long run; a failing ``after`` is logged, the jobs stand."""
+    from mlflow_green.training.deferred import AFTER_EVERY_JOBS
+
+    work, seen = DeferredWork(name="test-after"), []
+    work.after = lambda: seen.append(len(done))
+    done: list[int] = []
+    for i in range(2 * AFTER_EVERY_JOBS + 5):
+        work.submit(lambda i=i: done.append(i))
+    work.settle()
+    assert seen == [AFTER_EVERY_JOBS, 2 * AFTER_EVERY_JOBS, 2 * AFTER_EVERY_JOBS + 5]
+    work.after = lambda: 1 / 0
+    work.submit(lambda: done.append(-1))
+    with caplog.at_level(logging.WARNING, logger="mlflow_green.training.deferred"):
+        work.settle()
+    assert done[-1] == -1 and "could not spool the epochs' metrics" in caplog.text
+    work.close()
