@@ -156,11 +156,7 @@ def epoch_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
         >>> epoch_metrics({"val_acc": torch.tensor(0.5), "note": "x"})
         {'val_acc': tensor(0.5000), 'note': 'x'}
     """
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        device = getattr(value, "device", None)
-        out[key] = value if device is None or getattr(device, "type", "cpu") == "cpu" else finite_number(value)
-    return out
+    return {key: value if getattr(value, "is_cpu", True) else finite_number(value) for key, value in metrics.items()}
 
 
 def _keywords_for(forward: Callable[..., Any], batch: Mapping[str, Any]) -> dict[str, Any] | None:

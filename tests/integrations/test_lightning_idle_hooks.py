@@ -149,8 +149,8 @@ def test_a_metric_on_an_accelerator_is_read_on_the_training_thread() -> None:
 
     from mlflow_green.integrations._torch_batches import epoch_metrics
 
-    class OnDevice:
-        device = SimpleNamespace(type="mps")
+    class OnDevice:  # as a torch tensor on MPS
+        device, is_cpu = SimpleNamespace(type="mps"), False
         read_on: list[int] = []
 
         def item(self) -> float:
