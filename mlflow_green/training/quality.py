@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from mlflow_green.record import schema
@@ -46,7 +46,7 @@ def finite_numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def quality_candidates(requested: str | None, names: Iterable[str], *, validated: bool = False) -> Iterator[str]:
+def quality_candidates(requested: str | None, names: Collection[str], *, validated: bool = False) -> Iterator[str]:
     """The names that may be the quality metric, best first (see :func:`resolve_quality_metric`).
 
     Example:

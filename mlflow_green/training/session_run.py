@@ -217,7 +217,7 @@ class SessionRun:
         handle = self._handle() if metrics and step is not None else None
         if handle is not None:
             # handed to the writer's spool thread: until it has kept them, the held copy stands for them
-            handle.recorder.log_metrics(metrics, step=step, background=background, gather=gather and not background)
+            handle.recorder.log_metrics(metrics, step=step, background=background, gather=gather)
 
     def send_gathered(self) -> None:  # the steps gathered by send_pending: spooled and queued now
         if self.run is not None:
