@@ -39,7 +39,8 @@ from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
 BATCH_SIZE = 32
-FIT_HOOKS = {"on_fit_start", "teardown"}  # the fit ends (its run too) at our teardown, after every on_fit_end
+FIT_HOOKS = {"setup", "on_fit_start", "on_train_start", "teardown"}  # setup starts the meters; the fit ends (its run
+# too) at our teardown, after every on_fit_end
 EPOCH_HOOKS = {"on_train_epoch_start", "on_train_epoch_end", "on_validation_start", "on_validation_end"}
 TimedGreenCallback = timed_hooks(GreenCallback, EPOCH_HOOKS | FIT_HOOKS)
 EPOCH_HOOKS |= {TRAINING_ENDED}  # the reading as the fit loop ends an epoch: timed by TimedGreenCallback's session

@@ -24,6 +24,7 @@ from typing import Any
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.record import schema
 from mlflow_green.record.creation import find_runs
+from mlflow_green.record.latest_steps import latest_steps
 from mlflow_green.training.state import SessionState
 
 logger = logging.getLogger(__name__)
@@ -48,13 +49,14 @@ class EarlierFits:
 def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
     """What earlier fits and evaluations logged into ``run_id`` (None: nothing ``green/`` of theirs).
 
-    One run read when the run holds none (the usual case: a new run of the user's), then its report; never
+    One read of the keys' latest steps when the run holds none (the usual case: a new run of the user's; see
+    :func:`~mlflow_green.record.latest_steps.latest_steps`), then its report; never
     raises (an unreachable server: None, as for a new run).
     """
     evaluation_keys = [key for kind in EVALUATION_KINDS
                        for key in (schema.phase_energy_key(kind), schema.phase_energy_per_sample_key(kind))]
     try:
-        key_steps = _last_steps(client, run_id, (schema.ENERGY_KWH, *evaluation_keys))
+        key_steps = latest_steps(client, run_id, (schema.ENERGY_KWH, *evaluation_keys))
     except Exception as exc:  # the server went away: as for a new run
         logger.debug("mlflow-green: could not read run %s's earlier fits: %r", run_id, exc)
         return None
@@ -78,16 +80,6 @@ def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
     if state is not None and last_step is not None:
         last_step = max(last_step, state.last_step or 0)
     return EarlierFits(state, last_step, evaluations, key_steps)
-
-
-def _last_steps(client: Any, run_id: str, keys: tuple[str, ...]) -> dict[str, int]:
-    """The last step of each of ``keys`` the run holds: from the run's latest metrics (MLflow keeps each key's
-    point of highest step there) in one call, else (another MLflow) one history read per key held."""
-    data = client.get_run(run_id).data
-    latest = getattr(data, "_metric_objs", None)
-    if isinstance(latest, list) and all(hasattr(m, "step") for m in latest):
-        return {m.key: int(m.step) for m in latest if m.key in keys}
-    return {key: max(int(m.step) for m in client.get_metric_history(run_id, key)) for key in keys if key in data.metrics}
 
 
 def created_run_id(client: Callable[[], Any], pending_run: dict[str, str | None]) -> str | None:

@@ -24,6 +24,7 @@ from mlflow_green.measure.readings import Measurement, Snapshot
 from mlflow_green.measure.tracker import EnergyTracker, MeterSpec
 from mlflow_green.record import schema
 from mlflow_green.record.bounded_read import read_within
+from mlflow_green.record.latest_steps import latest_steps
 from mlflow_green.record.metrics import energy_metrics, measured_gpus, run_tags
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.report import build_report
@@ -247,7 +248,7 @@ def _active_run_measured(timeout_s: float) -> bool:
     run_id = users_run_id()  # the active run, or MLFLOW_RUN_ID's
     if run_id is None:
         return False
-    held = read_within(lambda: schema.ENERGY_KWH in mlflow.MlflowClient().get_run(run_id).data.metrics,
+    held = read_within(lambda: schema.ENERGY_KWH in latest_steps(mlflow.MlflowClient(), run_id, (schema.ENERGY_KWH,)),
                        timeout_s, what="the active run's earlier figures", consequence="the block logs into it")
     if held:
         logger.warning("mlflow-green: the active run %s already holds green/ figures (an earlier measurement); this "

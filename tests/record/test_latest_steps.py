@@ -1,0 +1,99 @@
+"""The latest step of chosen metrics of a run: read from a SQL store's table, the same as ``get_run`` tells."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+from mlflow_green.record import schema
+from mlflow_green.record.latest_steps import latest_steps
+
+KEYS = (schema.ENERGY_KWH, "green/energy_test_kwh", "green/energy_per_sample_test_j")
+
+
+class ThroughGetRun:
+    """A client of the same store seen only through its public calls (as a REST or file store is read)."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def get_run(self, run_id: str) -> Any:
+        return self._client.get_run(run_id)
+
+    def get_metric_history(self, run_id: str, key: str) -> Any:
+        return self._client.get_metric_history(run_id, key)
+
+
+class BrokenTable:
+    """A SQL store whose session fails (a locked or broken database) while its run API answers."""
+
+    engine = None
+
+    @contextlib.contextmanager
+    def ManagedSessionMaker(self) -> Iterator[Any]:  # noqa: N802 - MLflow's name
+        raise RuntimeError("database is locked")
+        yield
+
+
+class TableFails(ThroughGetRun):
+    def __init__(self, client: MlflowClient) -> None:
+        super().__init__(client)
+        self._tracking_client = type("Tracking", (), {"store": BrokenTable()})()
+
+
+def _run_with_points(client: MlflowClient, experiment_id: str) -> str:
+    run_id = client.create_run(experiment_id).info.run_id
+    points = [(schema.ENERGY_KWH, 0.3, 4), (schema.ENERGY_KWH, 0.1, 0), (schema.ENERGY_KWH, 0.2, 2),  # steps out of order
+              ("green/energy_test_kwh", 0.05, 7), ("accuracy", 0.9, 11)]
+    client.log_batch(run_id, metrics=[Metric(key, value, 1_000 + i, step) for i, (key, value, step) in enumerate(points)])
+    return run_id
+
+
+def test_a_sql_store_gives_each_held_keys_highest_step_and_leaves_the_others_out(store: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = store
+    run_id = _run_with_points(client, experiment_id)
+    other = _run_with_points(client, experiment_id)  # another run's rows are not mixed in
+    client.log_metric(other, schema.ENERGY_KWH, 0.9, step=40)
+    assert latest_steps(client, run_id, KEYS) == {schema.ENERGY_KWH: 4, "green/energy_test_kwh": 7}
+    assert latest_steps(client, other, KEYS) == {schema.ENERGY_KWH: 40, "green/energy_test_kwh": 7}
+
+
+def test_the_table_read_tells_what_get_run_tells(store: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = store
+    run_id = _run_with_points(client, experiment_id)
+    empty = client.create_run(experiment_id).info.run_id
+    for run in (run_id, empty):
+        assert latest_steps(client, run, KEYS) == latest_steps(ThroughGetRun(client), run, KEYS)
+    assert latest_steps(client, empty, KEYS) == {}
+
+
+def test_a_failing_table_read_is_asked_through_get_run(store: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = store
+    run_id = _run_with_points(client, experiment_id)
+    assert latest_steps(TableFails(client), run_id, KEYS) == {schema.ENERGY_KWH: 4, "green/energy_test_kwh": 7}
+
+
+def test_an_unknown_run_holds_nothing_in_the_table_and_get_run_raises(store: tuple[MlflowClient, str]) -> None:
+    client, _ = store
+    assert latest_steps(client, "0" * 32, KEYS) == {}  # the callers take both as a run holding no figures
+    with pytest.raises(Exception, match="(?i)not found|does not exist"):
+        latest_steps(ThroughGetRun(client), "0" * 32, KEYS)
+
+
+def test_a_sql_store_is_read_from_its_table_without_get_run(store: tuple[MlflowClient, str]) -> None:
+    """The read that costs 5-12 ms on sqlite is not made: a client whose run API fails still gets the steps."""
+    client, experiment_id = store
+    run_id = _run_with_points(client, experiment_id)
+
+    class TableOnly:
+        _tracking_client = client._tracking_client
+
+        def get_run(self, run_id: str) -> Any:
+            raise AssertionError("get_run called")
+
+    assert latest_steps(TableOnly(), run_id, KEYS) == {schema.ENERGY_KWH: 4, "green/energy_test_kwh": 7}
