@@ -332,6 +332,9 @@ def report(
           + (" + its first batch's hooks" if first_us else "")
           + f" {own_ms:.1f} + {bind_ms:.1f} + {background_fit_ms:.1f}"
           + (f" + {first_us / 1000:.1f}" if first_us else "") + f" = {fixed_ms:.1f} ms)")
+    by_fit_hook = ", ".join(f"{name} {1000 * HOOKS.wall_s.get(name, 0.0) / repeats:.1f} (CPU {1000 * HOOKS.cpu_s.get(name, 0.0) / repeats:.1f})"
+                            for name in sorted(fit_hooks))
+    print(f"  per fit by hook (ms, wall; the final writes' wait included): {by_fit_hook}")
     gc_epoch_ms = 1000 * HOOKS.gc_total(epoch_hooks) / n_epochs
     gc_fit_ms = 1000 * HOOKS.gc_total(fit_hooks) / repeats
     print(f"  garbage collections that fell inside the hooks (the framework's heap; not counted above):"
