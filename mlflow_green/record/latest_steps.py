@@ -9,11 +9,13 @@ callback logging into the user's run asks at every fit whether earlier fits left
 read that fails is asked again that way.
 
 Example:
-    >>> import mlflow, tempfile
-    >>> mlflow.set_tracking_uri(f"sqlite:///{tempfile.mkdtemp()}/mlflow.db")
-    >>> with mlflow.start_run() as run:
-    ...     mlflow.log_metric("green/energy_kwh", 0.1, step=3)
-    >>> latest_steps(mlflow.MlflowClient(), run.info.run_id, ("green/energy_kwh", "green/energy_test_kwh"))
+    >>> import pathlib, tempfile
+    >>> from mlflow import MlflowClient
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    >>> run = client.create_run(client.create_experiment("demo", artifact_location=(folder / "artifacts").as_uri()))
+    >>> _ = client.log_metric(run.info.run_id, "green/energy_kwh", 0.1, step=3)
+    >>> latest_steps(client, run.info.run_id, ("green/energy_kwh", "green/energy_test_kwh"))
     {'green/energy_kwh': 3}
 """
 
