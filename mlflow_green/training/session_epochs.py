@@ -43,7 +43,7 @@ class EpochWindow:
     end: Snapshot
     fit_start: Snapshot
     validation: tuple[tuple[Snapshot, Snapshot], ...]  # the (begin, end) readings of its validation windows
-    after_validation: Measurement
+    after_validation: Snapshot | None  # where the stretch after its last validation begins (to ``end``), if any
     data_wait_s: float
     gap_s: float
     carried: Measurement
@@ -57,7 +57,8 @@ class EpochWindow:
     def local(self) -> dict[str, Measurement]:
         """This rank's windows: the epoch, its validation, the stretch after it, the fit so far."""
         return {"epoch": self.end - self.start, "validation": validation_of(self.validation),
-                "after_validation": self.after_validation, "total": self.end - self.fit_start}
+                "after_validation": EMPTY if self.after_validation is None else self.end - self.after_validation,
+                "total": self.end - self.fit_start}
 
     def measurements(self) -> Mapping[str, Measurement]:
         """All ranks' windows when distributed (combined at the epoch's end), else this rank's."""

@@ -98,8 +98,9 @@ class WindowsMixin:
         except Exception as exc:  # measurement never crashes training: the epoch's end reads the meters itself
             logger.debug("mlflow-green: no reading as the epoch's training ended: %r", exc)
 
-    def _end_epoch_window(self: TrainingSession) -> tuple[Snapshot, Measurement]:
-        """The epoch's end reading, and the stretch after its last validation (``other``), EMPTY if none.
+    def _end_epoch_window(self: TrainingSession) -> tuple[Snapshot, Snapshot | None]:
+        """The epoch's end reading, and where the stretch after its last validation (``other``) begins (its end
+        reading), None if there is none — worked out by the epoch's accounting, off the training thread.
 
         Also notes when the epoch's end was settled (:attr:`_last_epoch_end_s`): the next epoch's
         start is judged from there, the stretch since the reading going to ``other`` by time.
@@ -108,10 +109,10 @@ class WindowsMixin:
         after, self._work_end = self._work_end, None
         self._last_epoch_end_s = self.tracker.clock_s()
         if after is not None and 0 <= self._last_epoch_end_s - after.timestamp_s <= EPOCH_GAP_S:
-            return after, EMPTY  # only bookkeeping since the validation ended: no meter read
+            return after, None  # only bookkeeping since the validation ended: no meter read
         now = self.tracker.mark()
         self._last_epoch_end_s = now.timestamp_s
-        return now, (now - after if after is not None else EMPTY)
+        return now, after
 
     def count(self: TrainingSession, phase: str, samples: int | None) -> None:
         """This rank saw ``samples`` more samples in ``phase`` (summed over ranks at the next epoch end)."""
