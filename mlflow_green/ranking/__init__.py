@@ -45,7 +45,7 @@ Layout (everything public is importable from ``mlflow_green.ranking``):
   scoring by inference, and joining runs to their evaluations (no MLflow);
 - :mod:`~mlflow_green.ranking.sql`: the fast path reading SQL tracking stores directly;
 - :mod:`~mlflow_green.ranking.stores`: ranking on store objects, reading their runs
-  (:mod:`~mlflow_green.ranking.store_runs`, :mod:`~mlflow_green.ranking.store_access`) and registered
+  (:mod:`~mlflow_green.ranking.store_runs`, :mod:`~mlflow_green.record.store_access`) and registered
   versions (:mod:`~mlflow_green.ranking.model_versions`); the view's look-ups
   (:mod:`~mlflow_green.ranking.lookups`);
 - :mod:`~mlflow_green.ranking.client`: the ``MlflowClient`` fallback and the remote ``/green/api``;

@@ -17,12 +17,11 @@ from mlflow_green.ranking.client import (
     _ClientTracking,
     _rank_via_api,
     _registry_store,
-    _tracking_store,
 )
 from mlflow_green.ranking.core import Ranking, check_by, gc_paused
 from mlflow_green.ranking.filter_checks import check_filter
-from mlflow_green.ranking.store_access import is_rest_store
 from mlflow_green.ranking.stores import rank_stores
+from mlflow_green.record.store_access import is_rest_store, tracking_store
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -83,7 +82,7 @@ def rank(
     refs = _check_request(experiments, model, filter_string)
     check_by(by)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
-    tracking = _tracking_store(client)
+    tracking = tracking_store(client)
     if is_rest_store(tracking):
         with gc_paused():
             remote = _rank_via_api(tracking, refs, model, metric, filter_string, measured_only, by)

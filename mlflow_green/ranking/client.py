@@ -1,6 +1,7 @@
 """Going through an ``MlflowClient``: its stores, its public API, and a green server's ``/green/api``.
 
-:func:`_tracking_store` and :func:`_registry_store` reach the client's store objects;
+:func:`_registry_store` reaches the client's registry store (its tracking store:
+:func:`mlflow_green.record.store_access.tracking_store`);
 :class:`_ClientTracking` and :class:`_ClientRegistry` offer the store methods ranking uses over
 the client's public API (for file stores and servers whose stores cannot be reached); and
 :func:`_rank_via_api` asks a remote ``mlflow server --app-name green`` to rank server-side.
@@ -25,13 +26,6 @@ API_PATH = "/green/api"
 
 
 # --- store access ----------------------------------------------------------------------------
-
-
-def _tracking_store(client: MlflowClient) -> Any:
-    try:
-        return client._tracking_client.store
-    except Exception:  # private API: fall back to the client's public methods
-        return None
 
 
 def _registry_store(client: MlflowClient) -> Any:

@@ -19,9 +19,9 @@ from typing import Any
 
 from mlflow_green.errors import NotFoundError
 from mlflow_green.ranking.sql import _sql_metric_keys
-from mlflow_green.ranking.store_access import is_sql_store, pages
 from mlflow_green.ranking.store_runs import search_records
 from mlflow_green.record import schema
+from mlflow_green.record.store_access import is_sql_store, pages
 
 
 def resolve_experiments(tracking: Any, refs: Sequence[str]) -> list[tuple[str, str]]:

@@ -16,8 +16,8 @@ from typing import Any
 from mlflow_green.errors import NotFoundError, RankRequestError
 from mlflow_green.ranking.lookups import close_names, list_models, not_found_message
 from mlflow_green.ranking.run_record import RunRecord
-from mlflow_green.ranking.store_access import pages
 from mlflow_green.ranking.store_runs import records_by_run_id
+from mlflow_green.record.store_access import pages
 
 logger = logging.getLogger("mlflow_green.ranking")
 

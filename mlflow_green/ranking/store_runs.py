@@ -13,7 +13,7 @@ from typing import Any
 
 from mlflow_green.ranking.run_record import RunRecord
 from mlflow_green.ranking.sql import _request_error, _sql_records, _SqlPathUnavailable
-from mlflow_green.ranking.store_access import is_sql_store, pages
+from mlflow_green.record.store_access import is_sql_store, pages
 
 logger = logging.getLogger("mlflow_green.ranking")
 

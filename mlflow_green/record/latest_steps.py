@@ -25,6 +25,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from mlflow_green.record.store_access import is_sql_store, tracking_store
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,8 +35,8 @@ def latest_steps(client: Any, run_id: str, keys: Sequence[str]) -> dict[str, int
 
     Raises what MLflow raises where it is asked through ``get_run`` (an unknown run, a server that is gone).
     """
-    store = _sql_store(client)
-    if store is not None:
+    store = tracking_store(client)
+    if is_sql_store(store):
         try:
             return _sql_latest_steps(store, run_id, keys)
         except Exception as exc:  # another MLflow's internals, a locked database: asked the usual way
@@ -44,15 +46,6 @@ def latest_steps(client: Any, run_id: str, keys: Sequence[str]) -> dict[str, int
     if isinstance(latest, list) and all(hasattr(m, "step") for m in latest):
         return {m.key: int(m.step) for m in latest if m.key in keys}
     return {key: max(int(m.step) for m in client.get_metric_history(run_id, key)) for key in keys if key in data.metrics}
-
-
-def _sql_store(client: Any) -> Any:
-    """The client's tracking store if it is an MLflow ``SqlAlchemyStore`` (its sessions and tables), else None."""
-    try:
-        store = client._tracking_client.store
-    except Exception:
-        return None
-    return store if hasattr(store, "ManagedSessionMaker") and hasattr(store, "engine") else None
 
 
 def _sql_latest_steps(store: Any, run_id: str, keys: Sequence[str]) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,21 +30,20 @@ class ThroughGetRun:
         return self._client.get_metric_history(run_id, key)
 
 
-class BrokenTable:
-    """A SQL store whose session fails (a locked or broken database) while its run API answers."""
-
-    engine = None
-
-    @contextlib.contextmanager
-    def ManagedSessionMaker(self) -> Iterator[Any]:  # noqa: N802 - MLflow's name
-        raise RuntimeError("database is locked")
-        yield
+@contextlib.contextmanager
+def _locked() -> Iterator[Any]:
+    raise RuntimeError("database is locked")
+    yield
 
 
 class TableFails(ThroughGetRun):
+    """A client of the same SQL store whose sessions fail (a locked or broken database) while its run API answers."""
+
     def __init__(self, client: MlflowClient) -> None:
         super().__init__(client)
-        self._tracking_client = type("Tracking", (), {"store": BrokenTable()})()
+        store = copy.copy(client._tracking_client.store)  # a real SqlAlchemyStore, its sessions failing
+        store.ManagedSessionMaker = _locked
+        self._tracking_client = type("Tracking", (), {"store": store})()
 
 
 def _run_with_points(client: MlflowClient, experiment_id: str) -> str:

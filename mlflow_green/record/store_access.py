@@ -1,6 +1,7 @@
-"""Talking to MLflow store objects generically: which kind a store is, and paging through searches.
+"""Talking to MLflow store objects generically: a client's store, which kind a store is, and paging through searches.
 
-A store's class is imported already when an instance exists, so :func:`is_sql_store` and
+Used by ranking (its SQL fast path, the server's API) and by the read of a run's earlier figures
+(:mod:`mlflow_green.record.latest_steps`). A store's class is imported already when an instance exists, so :func:`is_sql_store` and
 :func:`is_rest_store` look it up in ``sys.modules``: they never import SQLAlchemy or the REST
 client for a store of another kind. :func:`pages` walks any paged MLflow search (runs,
 experiments, registered models, model versions), for stores and ``MlflowClient`` alike.
@@ -21,6 +22,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
+
+
+def tracking_store(client: Any) -> Any:
+    """The tracking store behind an ``MlflowClient`` (a private attribute of MLflow's: None where it is not there)."""
+    try:
+        return client._tracking_client.store
+    except Exception:
+        return None
 
 
 def is_sql_store(tracking: Any) -> bool:
