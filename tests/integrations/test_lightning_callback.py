@@ -64,7 +64,7 @@ def test_fit_and_test_log_the_schema_into_a_new_run(mlflow_experiment: str, tmp_
     assert report["model"]["precision"] == "32-true"
 
 
-def test_logs_into_the_mlflow_loggers_run_and_tracking_uri(mlflow_experiment: str, tmp_path: Path) -> None:
+def test_logs_into_the_mlflow_loggers_run_and_tracking_uri(mlflow_experiment: str, tracking_uri: str, tmp_path: Path) -> None:
     from lightning.pytorch.loggers import MLFlowLogger
 
     other_uri = f"sqlite:///{tmp_path / 'logger.db'}"
@@ -79,7 +79,8 @@ def test_logs_into_the_mlflow_loggers_run_and_tracking_uri(mlflow_experiment: st
     run = client.get_run(mlf_logger.run_id)
     assert schema.ENERGY_KWH in run.data.metrics and "val_acc" in run.data.metrics
     assert {m.step for m in _history(run.info.run_id, schema.EPOCH_ENERGY_KWH, client)} == {0, 1}
-    assert not MlflowClient().search_runs([mlflow_experiment]), "nothing went to the default store"
+    # the default store named (the logger sets MLflow's tracking URI to its own as it starts its run)
+    assert not MlflowClient(tracking_uri).search_runs([mlflow_experiment]), "nothing went to the default store"
 
 
 def test_pytorch_autolog_in_the_same_fit_gives_one_run(mlflow_experiment: str) -> None:
