@@ -35,17 +35,27 @@ def latest_steps(client: Any, run_id: str, keys: Sequence[str]) -> dict[str, int
 
     Raises what MLflow raises where it is asked through ``get_run`` (an unknown run, a server that is gone).
     """
-    store = tracking_store(client)
-    if is_sql_store(store):
-        try:
-            return _sql_latest_steps(store, run_id, keys)
-        except Exception as exc:  # another MLflow's internals, a locked database: asked the usual way
-            logger.debug("mlflow-green: latest steps of run %s not read from the store's table (%r)", run_id, exc)
+    from_table = table_latest_steps(client, run_id, keys)
+    if from_table is not None:
+        return from_table
     data = client.get_run(run_id).data
     latest = getattr(data, "_metric_objs", None)
     if isinstance(latest, list) and all(hasattr(m, "step") for m in latest):
         return {m.key: int(m.step) for m in latest if m.key in keys}
     return {key: max(int(m.step) for m in client.get_metric_history(run_id, key)) for key in keys if key in data.metrics}
+
+
+def table_latest_steps(client: Any, run_id: str, keys: Sequence[str]) -> dict[str, int] | None:
+    """As :func:`latest_steps`, read from a SQL store's ``latest_metrics`` table only: None where the client's store is
+    not an MLflow ``SqlAlchemyStore`` or the read fails (a locked database, another MLflow's internals)."""
+    store = tracking_store(client)
+    if not is_sql_store(store):
+        return None
+    try:
+        return _sql_latest_steps(store, run_id, keys)
+    except Exception as exc:  # another MLflow's internals, a locked database: asked the usual way
+        logger.debug("mlflow-green: latest steps of run %s not read from the store's table (%r)", run_id, exc)
+        return None
 
 
 def _sql_latest_steps(store: Any, run_id: str, keys: Sequence[str]) -> dict[str, int]:
@@ -59,4 +69,4 @@ def _sql_latest_steps(store: Any, run_id: str, keys: Sequence[str]) -> dict[str,
     return {str(key): int(step) for key, step in rows}
 
 
-__all__ = ["latest_steps"]
+__all__ = ["latest_steps", "table_latest_steps"]

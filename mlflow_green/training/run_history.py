@@ -24,7 +24,8 @@ from typing import Any
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.record import schema
 from mlflow_green.record.creation import find_runs
-from mlflow_green.record.latest_steps import latest_steps
+from mlflow_green.record.latest_steps import latest_steps, table_latest_steps
+from mlflow_green.record.timeouts import is_local_store
 from mlflow_green.training.state import SessionState
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,23 @@ class EarlierFits:
     block: bool = False  # the figures are a ``track()`` block's (no fit state to continue)
 
 
+def _figure_keys() -> tuple[str, ...]:
+    """The metrics whose latest steps tell what earlier fits and evaluations logged."""
+    evaluation_keys = [key for kind in EVALUATION_KINDS
+                       for key in (schema.phase_energy_key(kind), schema.phase_energy_per_sample_key(kind))]
+    return (schema.ENERGY_KWH, *evaluation_keys)
+
+
+def holds_no_earlier_figures(client: Any, run_id: str, tracking_uri: str | None) -> bool:
+    """True where ``run_id``'s store is a sqlite file on this machine and its table shows no ``green/`` figures there
+    (the usual case: a new run of the user's). Read on the calling thread (~1 ms): a file on this machine's disk is
+    not a server that can be down or slow, and a worker thread's start and hand-back cost as much again. False
+    where it is not known so: another store, a failed read, figures found (:func:`earlier_fits` reads them)."""
+    if not (is_local_store(tracking_uri) and str(tracking_uri).lower().startswith("sqlite:")):
+        return False
+    return table_latest_steps(client, run_id, _figure_keys()) == {}
+
+
 def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
     """What earlier fits and evaluations logged into ``run_id`` (None: nothing ``green/`` of theirs).
 
@@ -53,10 +71,8 @@ def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
     :func:`~mlflow_green.record.latest_steps.latest_steps`), then its report; never
     raises (an unreachable server: None, as for a new run).
     """
-    evaluation_keys = [key for kind in EVALUATION_KINDS
-                       for key in (schema.phase_energy_key(kind), schema.phase_energy_per_sample_key(kind))]
     try:
-        key_steps = latest_steps(client, run_id, (schema.ENERGY_KWH, *evaluation_keys))
+        key_steps = latest_steps(client, run_id, _figure_keys())
     except Exception as exc:  # the server went away: as for a new run
         logger.debug("mlflow-green: could not read run %s's earlier fits: %r", run_id, exc)
         return None
@@ -97,4 +113,4 @@ def created_run_id(client: Callable[[], Any], pending_run: dict[str, str | None]
     return runs[0].info.run_id if runs else None
 
 
-__all__ = ["EVALUATION_KINDS", "EarlierFits", "created_run_id", "earlier_fits"]
+__all__ = ["EVALUATION_KINDS", "EarlierFits", "created_run_id", "earlier_fits", "holds_no_earlier_figures"]

@@ -18,7 +18,7 @@ from mlflow_green.record.runs import RunHandle, resolve_run
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.phases import EMPTY
 from mlflow_green.training.run_flops import RunFlops
-from mlflow_green.training.run_history import EarlierFits, earlier_fits
+from mlflow_green.training.run_history import EarlierFits, earlier_fits, holds_no_earlier_figures
 from mlflow_green.training.state import SessionState
 from mlflow_green.training.steps import StepCounter
 
@@ -71,8 +71,11 @@ class StateMixin:
         """A run of the user's holding earlier fits' figures (another callback's): continue its totals and steps.
         ``after_step``: a checkpoint of this run resumed — only if the run went on past its last step (the fit
         that wrote it logged later epochs before it failed: their energy was spent, their steps are taken).
-        Read in a worker thread, waited for at most the start timeout; not read in time: as holding none. A
+        Read in a worker thread, waited for at most the start timeout; not read in time: as holding none (a sqlite
+        file on this machine showing none is asked on this thread: ``run_history.holds_no_earlier_figures``). A
         ``track()`` block's figures (no fit state): a child run of it, as a block after a fit's figures gets."""
+        if holds_no_earlier_figures(run.client, run_id, run.tracking_uri):  # a local sqlite store's answer, at once
+            return
         timeout_s = (run.timeouts or RunTimeouts.resolve()).start_for(run.tracking_uri)
         earlier = read_within(lambda: earlier_fits(run.client, run_id), timeout_s)
         if earlier is not None and earlier.block and after_step is None:

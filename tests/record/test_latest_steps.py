@@ -97,3 +97,24 @@ def test_a_sql_store_is_read_from_its_table_without_get_run(store: tuple[MlflowC
             raise AssertionError("get_run called")
 
     assert latest_steps(TableOnly(), run_id, KEYS) == {schema.ENERGY_KWH: 4, "green/energy_test_kwh": 7}
+
+
+def test_a_local_sqlite_store_tells_at_once_that_a_run_holds_no_earlier_figures(store: tuple[MlflowClient, str],
+                                                                                   tracking_uri: str) -> None:
+    from mlflow_green.training.run_history import holds_no_earlier_figures
+
+    client, experiment_id = store
+    new_run = client.create_run(experiment_id).info.run_id
+    client.log_metric(new_run, "accuracy", 0.9, step=3)  # the user's own metrics are not earlier fits' figures
+    with_fit = _run_with_points(client, experiment_id)
+    with_evaluation = client.create_run(experiment_id).info.run_id
+    client.log_metric(with_evaluation, "green/energy_per_sample_test_j", 0.01, step=0)  # an evaluation's figures only
+    assert tracking_uri.startswith("sqlite:///")
+    assert holds_no_earlier_figures(client, new_run, tracking_uri)
+    assert not holds_no_earlier_figures(client, with_fit, tracking_uri)  # read in full (run_history.earlier_fits)
+    assert not holds_no_earlier_figures(client, with_evaluation, tracking_uri)
+    assert not holds_no_earlier_figures(TableFails(client), new_run, tracking_uri)  # not known so: read the usual way
+    assert not holds_no_earlier_figures(ThroughGetRun(client), new_run, tracking_uri)  # not a SQL store's client
+    # a server's URI (a store that can be down or slow) is never asked on the training thread
+    assert not holds_no_earlier_figures(client, new_run, "postgresql://db.example/mlflow")
+    assert not holds_no_earlier_figures(client, new_run, "http://127.0.0.1:5000")
