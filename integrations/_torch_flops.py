@@ -1,10 +1,10 @@
 """Forward FLOPs per sample of a torch model, and how often each module is called, from one pass.
 
-One ``torch.no_grad()`` forward pass on the example input, its operators counted by ``FlopCounterMode``'s rules
-(``_torch_flop_mode``: the total without its per-module table; ``FlopCounterMode`` itself where the pass reaches a
-higher-order operator), plus by hand the bias adds and quantized Linear/Conv modules it does not see; the model's
-train/eval flags, pruned weight attributes and the fused-attention switch are restored. Memoised per model structure
-and example shapes when the caller keeps a cache. The rules are in :mod:`mlflow_green.integrations.torch_inspector`.
+One ``torch.no_grad()`` forward pass on the example input under ``FlopCounterMode``, plus by hand
+the bias adds and quantized Linear/Conv modules it does not see; the model's train/eval flags,
+pruned weight attributes and the fused-attention switch are restored. Memoised per model
+structure and example shapes when the caller keeps a cache. The rules are in
+:mod:`mlflow_green.integrations.torch_inspector`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from mlflow_green.integrations._torch_flop_mode import NeedsFullCounter, TotalFlopMode
 from mlflow_green.integrations._torch_tensors import Q_CONV, Q_CONV_T, Q_LINEAR, pruned_names
 
 
@@ -171,16 +170,9 @@ def _count_flops(model: nn.Module, example_input: Any, notes: list[str]) -> tupl
         if _MHA is not None:
             _MHA.set_fastpath_enabled(False)  # the fused fast paths hide their FLOPs
         args, kwargs = _call_arguments(model, example_input)
-        try:
-            with torch.no_grad(), TotalFlopMode(_FLOP_FORMULAS) as counter:
-                counters.append(counter)
-                model(*args, **kwargs)
-        except NeedsFullCounter:  # a higher-order operator: the pass again, under FlopCounterMode's own rules for it
-            calls.clear(), counters.clear(), before.clear()
-            extra[0] = 0.0
-            with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS) as counter:
-                counters.append(counter)
-                model(*args, **kwargs)
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS) as counter:
+            counters.append(counter)
+            model(*args, **kwargs)
         total = counter.get_total_flops() + extra[0]
     except Exception as exc:
         notes.append(f"forward pass on example_input failed ({type(exc).__name__}: {exc}): FLOPs unknown")
