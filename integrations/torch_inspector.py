@@ -31,8 +31,8 @@ What is counted (see :class:`mlflow_green.training.inspection.ModelProfile` for 
   ``compressed_size_bytes``: the same, but a tensor with zeros costs ``ceil(nonzero * bits / 8
   + numel / 8)`` (values plus a one-bit-per-value bitmap), capped at its dense size.
 * ``flops_per_sample``: one ``torch.no_grad()`` forward pass on ``example_input`` (else the
-  LightningModule's ``example_input_array``), its operators counted by ``FlopCounterMode``'s rules (matmul,
-  conv, attention; 1 multiply-add = 2 FLOPs; its total without its per-module table) divided by the first dimension of the first input tensor, plus by hand
+  LightningModule's ``example_input_array``) under ``FlopCounterMode`` (matmul, conv, attention;
+  1 multiply-add = 2 FLOPs) divided by the first dimension of the first input tensor, plus by hand
   bias adds of Linear/Conv (1 FLOP per output value, as the Keras inspector) and quantized
   Linear/Conv/ConvTranspose modules, which ``FlopCounterMode`` does not see, and ``nn.RNN`` / ``nn.LSTM`` /
   ``nn.GRU`` counted by hand (every time step, layer and direction: the gates' input and recurrent
