@@ -45,27 +45,40 @@ def latest_steps(client: Any, run_id: str, keys: Sequence[str]) -> dict[str, int
     return {key: max(int(m.step) for m in client.get_metric_history(run_id, key)) for key in keys if key in data.metrics}
 
 
-def table_latest_steps(client: Any, run_id: str, keys: Sequence[str]) -> dict[str, int] | None:
+def table_latest_steps(client: Any, run_id: str, keys: Sequence[str], *, sqlite_wait_ms: int | None = None
+                       ) -> dict[str, int] | None:
     """As :func:`latest_steps`, read from a SQL store's ``latest_metrics`` table only: None where the client's store is
-    not an MLflow ``SqlAlchemyStore`` or the read fails (a locked database, another MLflow's internals)."""
+    not an MLflow ``SqlAlchemyStore`` or the read fails (a locked database, another MLflow's internals).
+
+    ``sqlite_wait_ms``: on a sqlite store, how long the read waits for a lock another connection holds (MLflow's own
+    sessions wait 20 s) before it fails."""
     store = tracking_store(client)
     if not is_sql_store(store):
         return None
     try:
-        return _sql_latest_steps(store, run_id, keys)
+        return _sql_latest_steps(store, run_id, keys, sqlite_wait_ms)
     except Exception as exc:  # another MLflow's internals, a locked database: asked the usual way
         logger.debug("mlflow-green: latest steps of run %s not read from the store's table (%r)", run_id, exc)
         return None
 
 
-def _sql_latest_steps(store: Any, run_id: str, keys: Sequence[str]) -> dict[str, int]:
+def _sql_latest_steps(store: Any, run_id: str, keys: Sequence[str], sqlite_wait_ms: int | None = None) -> dict[str, int]:
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric
-    from sqlalchemy import select
+    from sqlalchemy import select, text
 
     table = SqlLatestMetric.__table__
     query = select(table.c.key, table.c.step).where(table.c.run_uuid == run_id, table.c.key.in_(list(keys)))
     with store.ManagedSessionMaker() as session:
-        rows = session.connection().execute(query).all()
+        connection = session.connection()
+        if sqlite_wait_ms is None or getattr(store, "db_type", None) != "sqlite":
+            rows = connection.execute(query).all()
+        else:  # the pooled connection's own wait given back after the read
+            waited_ms = connection.execute(text("PRAGMA busy_timeout")).scalar()
+            connection.execute(text(f"PRAGMA busy_timeout = {int(sqlite_wait_ms)}"))
+            try:
+                rows = connection.execute(query).all()
+            finally:
+                connection.execute(text(f"PRAGMA busy_timeout = {int(waited_ms or 0)}"))
     return {str(key): int(step) for key, step in rows}
 
 

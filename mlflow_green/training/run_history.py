@@ -54,14 +54,20 @@ def _figure_keys() -> tuple[str, ...]:
     return (schema.ENERGY_KWH, *evaluation_keys)
 
 
+LOCAL_READ_WAIT_MS = 100
+"""How long the training thread's read of a local sqlite store waits for a lock another connection holds (a long write
+of another process) before it gives the question to the bounded worker-thread read."""
+
+
 def holds_no_earlier_figures(client: Any, run_id: str, tracking_uri: str | None) -> bool:
     """True where ``run_id``'s store is a sqlite file on this machine and its table shows no ``green/`` figures there
     (the usual case: a new run of the user's). Read on the calling thread (~1 ms): a file on this machine's disk is
-    not a server that can be down or slow, and a worker thread's start and hand-back cost as much again. False
-    where it is not known so: another store, a failed read, figures found (:func:`earlier_fits` reads them)."""
+    not a server that can be down, and a worker thread's start and hand-back cost as much again; a database another
+    process holds locked is waited for :data:`LOCAL_READ_WAIT_MS` at most. False where it is not known so: another
+    store, a failed or locked read, figures found (:func:`earlier_fits` reads them)."""
     if not (is_local_store(tracking_uri) and str(tracking_uri).lower().startswith("sqlite:")):
         return False
-    return table_latest_steps(client, run_id, _figure_keys()) == {}
+    return table_latest_steps(client, run_id, _figure_keys(), sqlite_wait_ms=LOCAL_READ_WAIT_MS) == {}
 
 
 def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
@@ -113,4 +119,4 @@ def created_run_id(client: Callable[[], Any], pending_run: dict[str, str | None]
     return runs[0].info.run_id if runs else None
 
 
-__all__ = ["EVALUATION_KINDS", "EarlierFits", "created_run_id", "earlier_fits", "holds_no_earlier_figures"]
+__all__ = ["EVALUATION_KINDS", "EarlierFits", "created_run_id", "LOCAL_READ_WAIT_MS", "earlier_fits", "holds_no_earlier_figures"]

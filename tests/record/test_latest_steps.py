@@ -118,3 +118,32 @@ def test_a_local_sqlite_store_tells_at_once_that_a_run_holds_no_earlier_figures(
     # a server's URI (a store that can be down or slow) is never asked on the training thread
     assert not holds_no_earlier_figures(client, new_run, "postgresql://db.example/mlflow")
     assert not holds_no_earlier_figures(client, new_run, "http://127.0.0.1:5000")
+
+
+def test_a_local_sqlite_store_locked_by_another_writer_is_not_waited_for_on_the_training_thread(
+        store: tuple[MlflowClient, str], tracking_uri: str) -> None:
+    """Another process's long write holds the database: the training thread's read gives up within a fraction of a
+    second (MLflow's own sessions wait 20 s) and leaves the question to the bounded read; the store's later sessions
+    wait as MLflow set them to."""
+    import sqlite3
+    import threading
+    import time
+
+    from mlflow_green.training.run_history import holds_no_earlier_figures
+
+    client, experiment_id = store
+    run_id = client.create_run(experiment_id).info.run_id
+    locker = sqlite3.connect(tracking_uri.removeprefix("sqlite:///"), timeout=0, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")  # a writer of another connection (as another process) holding the file
+    try:
+        started_s = time.monotonic()
+        assert not holds_no_earlier_figures(client, run_id, tracking_uri)
+        assert time.monotonic() - started_s < 2.0
+        # the pooled connection's wait is MLflow's again: a read started now waits for the lock, and gets its answer
+        # once the writer is done
+        threading.Timer(0.5, locker.execute, ("COMMIT",)).start()
+        assert latest_steps(client, run_id, KEYS) == {}
+    finally:
+        time.sleep(0.6)
+        locker.close()
+    assert holds_no_earlier_figures(client, run_id, tracking_uri)
