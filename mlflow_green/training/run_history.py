@@ -47,11 +47,9 @@ class EarlierFits:
     block: bool = False  # the figures are a ``track()`` block's (no fit state to continue)
 
 
-def _figure_keys() -> tuple[str, ...]:
-    """The metrics whose latest steps tell what earlier fits and evaluations logged."""
-    evaluation_keys = [key for kind in EVALUATION_KINDS
-                       for key in (schema.phase_energy_key(kind), schema.phase_energy_per_sample_key(kind))]
-    return (schema.ENERGY_KWH, *evaluation_keys)
+FIGURE_KEYS = (schema.ENERGY_KWH, *(key for kind in EVALUATION_KINDS
+                                    for key in (schema.phase_energy_key(kind), schema.phase_energy_per_sample_key(kind))))
+"""The metrics whose latest steps tell what earlier fits and evaluations logged."""
 
 
 LOCAL_READ_WAIT_MS = 100
@@ -67,7 +65,7 @@ def holds_no_earlier_figures(client: Any, run_id: str, tracking_uri: str | None)
     store, a failed or locked read, figures found (:func:`earlier_fits` reads them)."""
     if not (is_local_store(tracking_uri) and str(tracking_uri).lower().startswith("sqlite:")):
         return False
-    return table_latest_steps(client, run_id, _figure_keys(), sqlite_wait_ms=LOCAL_READ_WAIT_MS) == {}
+    return table_latest_steps(client, run_id, FIGURE_KEYS, sqlite_wait_ms=LOCAL_READ_WAIT_MS) == {}
 
 
 def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
@@ -78,7 +76,7 @@ def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
     raises (an unreachable server: None, as for a new run).
     """
     try:
-        key_steps = latest_steps(client, run_id, _figure_keys())
+        key_steps = latest_steps(client, run_id, FIGURE_KEYS)
     except Exception as exc:  # the server went away: as for a new run
         logger.debug("mlflow-green: could not read run %s's earlier fits: %r", run_id, exc)
         return None
