@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from mlflow_green.integrations._lightning_fetch import FetchTimer
 from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
 from mlflow_green.integrations._lightning_idle_hooks import leave_idle_hooks
 from mlflow_green.integrations._lightning_profile import ProfileMixin
+from mlflow_green.integrations._lightning_sigterm import SigtermBesideLightning
 from mlflow_green.integrations._lightning_trainer import (
     RootDevice,
     bind_trainer_run,
@@ -91,6 +93,8 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self._guard = EarlierCallbacksGuard()  # our on_exception runs even if an earlier callback's raises
         self._early: Any = None  # the fit's tracker, started at setup (see setup)
         self._thread = 0  # the thread of the call measured last (another's call at once: this one stands aside)
+        self._sigterm: SigtermBesideLightning | None = None  # SIGTERM outside Lightning's own stretch of a fit
+        self._term_call: tuple[Any, Any] | None = None  # the fit's (trainer, module), for it
         self._sizes, self._profiled = batch_size, same_batch  # a training batch's samples, its part profiled
         leave_idle_hooks(self, getattr(type(self), "_callback_base", None))  # Lightning skips them at every batch
 
@@ -105,6 +109,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         if stage == "fit":
             self._setup_distributed(trainer)
             self._early = started_tracker(self.session.template)
+            self._take_sigterm(trainer, pl_module)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._batch_hooks_back()  # called at the fit's first batch (a fit ended unseen left it out)
@@ -246,6 +251,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
         state["_early"] = state["_fetch"] = state["_epoch_end"] = state["_train_counted"] = state["_eval_counted"] = None
         state["_thread"] = 0  # a copy (ddp_spawn, deepcopy) measures in threads of its own
+        state["_sigterm"] = state["_term_call"] = None  # SIGTERM is the process's: a copy takes it at its own setup
         return state
 
     # -- internals ---------------------------------------------------------------------------
@@ -261,6 +267,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks
         (and our own batch hooks, left out of the fit's later batches)."""
         self._guard.restore()
+        self._release_sigterm()
         self._batch_hooks_back()
         if self._fetch is not None:
             if self._in_epoch:  # an epoch cut short: its input wait so far
@@ -270,6 +277,23 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         if self._epoch_end is not None:
             self._epoch_end.remove()
             self._epoch_end = None
+
+    def _take_sigterm(self, trainer: Any, pl_module: Any) -> None:
+        """SIGTERM ours from the fit's setup to its teardown, where Lightning's handler is not in place (``_lightning_sigterm``)."""
+        self._release_sigterm()
+        self._term_call = (trainer, pl_module)
+        self._sigterm = SigtermBesideLightning(self._terminated)
+        self._sigterm.take()
+
+    def _terminated(self) -> None:
+        """SIGTERM outside Lightning's stretch of the fit: the fit ends ``KILLED`` now (the process terminates next)."""
+        trainer, pl_module = self._term_call or (None, None)
+        self.on_exception(trainer, pl_module, SystemExit(128 + signal.SIGTERM))
+
+    def _release_sigterm(self) -> None:
+        watch, self._sigterm, self._term_call = self._sigterm, None, None
+        if watch is not None:
+            watch.restore()
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         self._setup_distributed(trainer)

@@ -91,3 +91,69 @@ def test_sigterm_inside_a_meter_read_ends_the_run_killed_instead_of_hanging(tmp_
     assert run.info.status == "KILLED", output[-3000:]
     assert run.data.tags[schema.TAG_METERS] == "cpu:fake,ram:fake"  # the signal was not taken for a meter failure
     assert run.data.metrics[schema.ENERGY_KWH] > 0
+
+
+CHILD = Path(__file__).with_name("lightning_sigterm_child.py")
+
+
+def _lightning_terminated_in(where: str, tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """Run ``lightning_sigterm_child.py WHERE``; SIGTERM it once it waits inside WHERE."""
+    child = subprocess.Popen([sys.executable, str(CHILD), where, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "waiting").exists():
+            assert child.poll() is None, child.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, f"{where}: never got there"
+            time.sleep(0.1)
+        time.sleep(0.3)
+        child.send_signal(signal.SIGTERM)
+        output = child.communicate(timeout=120)[0]
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return child, output
+
+
+def _the_run(tmp_path: Path) -> tuple[MlflowClient, object]:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])
+    assert len(runs) == 1, [(r.info.run_id, r.info.status) for r in runs]
+    return client, runs[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["setup", "configure_optimizers", "on_fit_start", "on_fit_end"])
+def test_sigterm_where_lightning_has_no_handler_ends_the_fits_run_killed_then_the_process(where: str, tmp_path: Path) -> None:
+    """Lightning takes SIGTERM only between its callbacks' on_fit_start and on_fit_end; the fit is measured from the
+    callback's setup to its teardown. A SIGTERM outside Lightning's stretch killed the process with no run at all
+    (the module's setup, configure_optimizers) or one left RUNNING without its figures (another callback's
+    on_fit_start or on_fit_end): now the run ends KILLED with the energy until the signal, its report written, and the
+    process terminates by the signal as it would have."""
+    pytest.importorskip("lightning")
+    child, output = _lightning_terminated_in(where, tmp_path)
+    assert child.returncode == -signal.SIGTERM, output[-3000:]
+    client, run = _the_run(tmp_path)
+    assert run.info.status == "KILLED", output[-3000:]
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+    assert run.data.metrics[schema.DURATION_S] >= 0.3  # the wait inside WHERE until the signal is in the fit
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["status"] == "KILLED"
+    if where == "on_fit_end":  # the three epochs were logged before
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, schema.EPOCH_ENERGY_KWH)) == [0, 1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("users_handler", [False, True])
+def test_sigterm_in_lightnings_own_stretch_stays_lightnings(users_handler: bool, tmp_path: Path) -> None:
+    """In the middle of the fit Lightning's handler is in force (over the callback's, which it calls after its own):
+    Lightning ends the fit at the batch's end with its SIGTERMException and exits (``sys.exit``, not by the signal),
+    as without the callback; a handler of the user's set before the fit is called once."""
+    pytest.importorskip("lightning")
+    child, output = _lightning_terminated_in("epoch-user-handler" if users_handler else "epoch", tmp_path)
+    assert child.returncode != -signal.SIGTERM and "FIT RETURNED" not in output, output[-3000:]
+    _, run = _the_run(tmp_path)
+    assert run.info.status == "KILLED", output[-3000:]
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+    calls = (tmp_path / "handler_calls").read_text().splitlines() if users_handler else []
+    assert calls == (["called"] if users_handler else [])

@@ -1,0 +1,60 @@
+"""SIGTERM during a Lightning fit where Lightning's own handler is not in place: the fit ends ``KILLED``.
+
+Lightning takes SIGTERM only for the middle of a call: its handler (``trainer.received_sigterm``, then its
+``SIGTERMException`` at the end of the batch, which the callback's ``on_exception`` sees) is registered after the
+callbacks' and the module's ``on_fit_start`` and the checkpoint's restore, and given back before the ``on_fit_end``
+hooks. A fit is measured from the callback's ``setup`` to its ``teardown``: a SIGTERM before Lightning's handler (in
+the module's ``setup`` or ``configure_optimizers``, another callback's ``on_fit_start``) or after it (another
+callback's ``on_fit_end``) met Python's default, and the process died leaving no run, or its run ``RUNNING`` without
+its figures. :class:`SigtermBesideLightning` takes SIGTERM from the callback's ``setup`` until its ``teardown``: where
+it is the process's handler, the fit ends ``KILLED`` with what was measured until then and the process terminates
+as it would have (:class:`~mlflow_green.training.termination.SigtermWatch`). Lightning's handler, registered over it,
+calls it after its own (it keeps the handler it found); called that way it only passes the signal on as the handler
+it replaced would have been passed it — so inside Lightning's stretch SIGTERM is Lightning's, as without the
+callback — and Lightning puts it back as the process's handler when it gives SIGTERM back.
+
+Example:
+    >>> import signal
+    >>> watch = SigtermBesideLightning(lambda: None)
+    >>> watch.take()
+    >>> signal.getsignal(signal.SIGTERM) == watch._handle
+    True
+    >>> watch.restore()
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+from mlflow_green.measure.signal_safety import note_handler
+from mlflow_green.training.termination import SigtermWatch
+
+
+class SigtermBesideLightning(SigtermWatch):
+    """A :class:`~mlflow_green.training.termination.SigtermWatch` that steps aside while a handler registered over
+    it (Lightning's) calls it (see the module docstring)."""
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signal.getsignal(self.signum) != self._handle:  # called by the handler set over ours: passed on, as the
+            previous = self._previous  # one it replaced would have been (Lightning's chains only a callable one)
+            if callable(previous):
+                previous(signum, frame)
+            return
+        super()._handle(signum, frame)
+
+    def restore(self) -> None:
+        """As :meth:`SigtermWatch.restore`; while a handler set over this one is in force (Lightning's, in the middle
+        of a call that failed), this one is disarmed instead: that handler, or Lightning's putting it back as the
+        process's handler, passes SIGTERM on to the handler it replaced."""
+        if (self._previous is not None and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(self.signum) != self._handle):
+            self._disarmed = True
+            return
+        super().restore()
+
+
+note_handler(SigtermBesideLightning._handle)
+
+__all__ = ["SigtermBesideLightning"]
