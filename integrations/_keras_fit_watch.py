@@ -20,12 +20,16 @@ from types import FrameType
 from typing import Any
 
 from mlflow_green.integrations._stack_frames import frame_on_stack
+from mlflow_green.training import outer_calls
 
 logger = logging.getLogger(__name__)
 
 LOOK_INTERVAL_S = 1.0
 """Seconds between two looks (each wake-up of an idle thread costs more than the look: 0.5 s cost 0.7 ms of CPU a
 ~0.7 s epoch of the digits zoo, ``benchmarks/callback_overhead_keras.py``)."""
+
+
+LEFT_MESSAGE = "Keras fit ended by an exception raised outside the callbacks and steps"
 
 
 class FitLeft(RuntimeError):
@@ -44,11 +48,20 @@ class FitWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="mlflow-green-fit-watch", daemon=True)
         self._thread.start()
+        outer_calls.may_end_unseen(self)  # a fit, evaluation or track() block beginning meanwhile ends it if it left
 
     def stop(self) -> None:
         """The fit ended through a hook: stop watching (the frame is no longer held)."""
         self._stop.set()
         self._frame = None
+        outer_calls.seen_to_end(self)
+
+    def end_if_left(self) -> None:
+        """As another measurement begins (before this watch's next look): if the fit has left, it ends now."""
+        if self._frame is None or self._stop.is_set() or not self.left():
+            return
+        self.stop()
+        self._on_left(FitLeft(LEFT_MESSAGE))
 
     def left(self) -> bool:
         """True if ``fit`` is no longer running (asked from any thread; False once stopped): a hook of another
@@ -81,8 +94,9 @@ class FitWatch:
             if self._stop.is_set():
                 return
             self._frame = None
+            outer_calls.seen_to_end(self)
             try:
-                self._on_left(FitLeft("Keras fit ended by an exception raised outside the callbacks and steps"))
+                self._on_left(FitLeft(LEFT_MESSAGE))
             except Exception as exc:  # measurement never breaks training
                 logger.warning("mlflow-green: could not end the measurement of a failed fit: %s", exc)
             return
@@ -99,4 +113,4 @@ def open_fit_status(guard: Any) -> str:
     return "FAILED"
 
 
-__all__ = ["LOOK_INTERVAL_S", "FitLeft", "FitWatch", "open_fit_status"]
+__all__ = ["LEFT_MESSAGE", "LOOK_INTERVAL_S", "FitLeft", "FitWatch", "open_fit_status"]

@@ -28,7 +28,7 @@ from typing import Any
 
 from mlflow_green.integrations._keras_batch_list import BATCH_HOOKS, BatchList, does_nothing_per_batch
 from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
-from mlflow_green.integrations._keras_fit_watch import FitLeft, FitWatch
+from mlflow_green.integrations._keras_fit_watch import LEFT_MESSAGE, FitLeft, FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import end_of_data, leading_dim, watched_source
 from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_at_next_hook
@@ -172,7 +172,7 @@ class CallGuard(CallbackHooks):
             return
         if self._fit_watch is not None and not self._aborted and self._fit_watch.left():
             self._fit_watch.stop()
-            self.abort(FitLeft("Keras fit ended by an exception raised outside the callbacks and steps"))
+            self.abort(FitLeft(LEFT_MESSAGE))
 
     def fit_running(self) -> bool:
         """False once the watched ``fit`` left (an exception in Keras's own code its watch has not seen yet)."""

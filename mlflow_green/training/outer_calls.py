@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 _CALLS: weakref.WeakSet[Any] = weakref.WeakSet()
 """The measured calls (sessions bound for a fit or an evaluation, ``track()`` blocks), until they end."""
+_UNSEEN: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Calls that can end without any hook seeing it, each with an ``end_if_left()`` (see :func:`may_end_unseen`)."""
 _COUNT = 0  # the order calls were entered in (the innermost of nested calls is the last)
 _LOCK = threading.Lock()  # enters and leaves on several threads (a fit's watch ends it on its own)
 
@@ -52,8 +54,36 @@ def leave(call: Any) -> None:
         _CALLS.discard(call)
 
 
+def may_end_unseen(call: Any) -> None:
+    """``call`` can end without any hook seeing it — a Keras ``fit`` left by an exception raised in Keras's own code,
+    which a thread sees within two looks — until :func:`seen_to_end`. Meanwhile its run is still MLflow's active run:
+    a fit, evaluation or ``track()`` block beginning then would take it for the user's run and log into the failed
+    one. So each, as it picks its run (:func:`outer_calls`), first has every such call ``end_if_left()``: one that has
+    left ends then (its status and totals, its run no longer active)."""
+    with _LOCK:
+        _UNSEEN.add(call)
+
+
+def seen_to_end(call: Any) -> None:
+    """``call`` ended (or will end) where a hook sees it."""
+    with _LOCK:
+        _UNSEEN.discard(call)
+
+
+def _end_calls_left() -> None:
+    with _LOCK:
+        unseen = list(_UNSEEN)
+    for call in unseen:
+        try:
+            call.end_if_left()
+        except Exception as exc:  # never a reason to stop the measurement beginning
+            logger.warning("mlflow-green: could not end the measurement of a call that has ended: %r", exc)
+
+
 def outer_calls(exclude: Any) -> list[Any]:
-    """The calls other than ``exclude`` measured on this thread now, with a run, outermost first."""
+    """The calls other than ``exclude`` measured on this thread now, with a run, outermost first (after ending every
+    call that has left unseen, see :func:`may_end_unseen`)."""
+    _end_calls_left()
     me = threading.get_ident()
     with _LOCK:
         calls = list(_CALLS)
@@ -73,4 +103,4 @@ class MeasuredBlock:
         return True
 
 
-__all__ = ["MeasuredBlock", "enter", "leave", "outer_calls"]
+__all__ = ["MeasuredBlock", "enter", "leave", "may_end_unseen", "outer_calls", "seen_to_end"]

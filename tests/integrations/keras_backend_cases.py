@@ -226,6 +226,45 @@ def _(out: Path):
             "active_after": mlflow.active_run().info.run_id if mlflow.active_run() else None}
 
 
+def _fit_left_in_keras_own_code() -> tuple[str | None, float]:
+    """A fit whose validation inputs and targets differ in length (Keras raises outside every hook and step), measured
+    by a GreenCallback of its own; its run id and when it began."""
+    cb, start_s = GreenCallback(), time.monotonic()
+    try:
+        mlp().fit(X, Y, epochs=3, batch_size=64, verbose=0, validation_data=(X[:50], Y[:40]), callbacks=[cb])
+    except ValueError:
+        pass
+    return cb.session.run_id, start_s
+
+
+@case("new_callbacks_right_after_an_error_in_keras_own_code")
+def _(out: Path):
+    """The same failure, then at once (before its watch looks) a fit, an evaluate, a track() block measured anew (a
+    GreenCallback() of their own): each ends the failed fit as it begins, and logs into a run of its own — not into
+    the failed run, which was still MLflow's active run — or, in a run of the user's, after the failed fit's steps."""
+    import mlflow_green
+
+    seen: dict[str, object] = {}
+    failed, start_s = _fit_left_in_keras_own_code()
+    nxt, clock = GreenCallback(), Clock()  # the clock's on_train_begin, right before ours: when the next fit begins
+    mlp().fit(X, Y, epochs=2, batch_size=128, verbose=0, callbacks=[clock, nxt])
+    seen["fit"] = {"failed": failed, "next": nxt.session.run_id, "until_next_s": clock.start_s - start_s}
+    failed, _ = _fit_left_in_keras_own_code()
+    evaluation = GreenCallback()
+    mlp().evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=[evaluation])
+    seen["evaluate"] = {"failed": failed, "next": evaluation.session.run_id}
+    failed, _ = _fit_left_in_keras_own_code()
+    with mlflow_green.track() as block:
+        mlp().predict(X[:64], verbose=0)
+    seen["track"] = {"failed": failed, "next": block.run_id}
+    with mlflow.start_run() as users:
+        _fit_left_in_keras_own_code()
+        mlp().fit(X, Y, epochs=2, batch_size=128, verbose=0, callbacks=[GreenCallback()])
+        seen["users_run"] = {"run_id": users.info.run_id, "active": mlflow.active_run().info.run_id}
+    seen["active_after"] = mlflow.active_run().info.run_id if mlflow.active_run() else None
+    return seen
+
+
 class FailsAtIndex(keras.utils.PyDataset):
     """``n`` batches of 64; reading batch ``index`` raises (a corrupt shard)."""
 

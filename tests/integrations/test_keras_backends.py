@@ -103,6 +103,23 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         assert energy_kwh > 0 and metrics[f"green/energy_per_sample_{kind}_j"] == pytest.approx(
             energy_kwh * 3.6e6 / samples, rel=1e-6), (kind, metrics)
     assert_green_invariants(failed.info.run_id, client)
+    # A fit, an evaluate, a track() block measured anew right after it: each ends the failed fit as it begins, then
+    # logs into a run of its own (not the failed one, still MLflow's active run until then); in the user's run, after
+    # the failed fit's steps
+    result = results["new_callbacks_right_after_an_error_in_keras_own_code"]
+    for name in ("fit", "evaluate", "track"):
+        failed, nxt = client.get_run(result[name]["failed"]), client.get_run(result[name]["next"])
+        assert failed.info.status == "FAILED" and nxt.info.run_id != failed.info.run_id, (name, result)
+        assert nxt.info.status == "FINISHED", (name, nxt.info.status)
+        assert not any(key in failed.data.metrics for key in ("green/energy_test_kwh", "green/energy_predict_kwh")), name
+        assert_green_invariants(failed.info.run_id, client)
+    # the failed fit ended as the next one began (its duration from its start until then), not at its watch's look
+    assert client.get_run(result["fit"]["failed"]).data.metrics[schema.DURATION_S] <= result["fit"]["until_next_s"] + 0.2
+    assert_green_invariants(result["fit"]["next"], client)
+    users = result["users_run"]
+    assert users["active"] == users["run_id"] and result["active_after"] is None, result
+    assert sorted(m.step for m in client.get_metric_history(users["run_id"], schema.ENERGY_KWH)) == [0, 1, 2]
+    assert_green_invariants(users["run_id"], client)
     # A fit that ends inside an epoch bills the samples that epoch trained (and no more).
     for name, batches in (("exception_in_the_first_epoch", 3), ("exception_in_a_later_epoch", 10 + 3),
                           ("a_batch_the_step_cannot_train", 3)):
