@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning
 import mlflow
@@ -27,16 +28,6 @@ from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  #
 KEYS = (schema.ENERGY_KWH, "green/energy_test_kwh", "green/energy_per_sample_test_j")
 
 
-class ThroughGetRun:
-    """The same store seen only through ``get_run`` (as a REST store is read)."""
-
-    def __init__(self, client: MlflowClient) -> None:
-        self._client = client
-
-    def get_run(self, run_id: str) -> object:
-        return self._client.get_run(run_id)
-
-
 def test_the_table_read_on_postgresql_tells_what_get_run_tells(postgres_uri: str, tmp_path: Path) -> None:
     client = MlflowClient(postgres_uri)
     experiment_id = client.create_experiment(f"latest-{time.time_ns()}", artifact_location=(tmp_path / "a").as_uri())
@@ -51,8 +42,9 @@ def test_the_table_read_on_postgresql_tells_what_get_run_tells(postgres_uri: str
 
     assert latest_steps(client, run_id, KEYS) == {schema.ENERGY_KWH: 4, "green/energy_test_kwh": 7}
     assert latest_steps(client, other, KEYS) == {schema.ENERGY_KWH: 40, "green/energy_test_kwh": 7}
+    through_get_run = SimpleNamespace(get_run=client.get_run)  # the same store seen as a REST store is read
     for run in (run_id, other, empty):
-        assert latest_steps(client, run, KEYS) == latest_steps(ThroughGetRun(client), run, KEYS)
+        assert latest_steps(client, run, KEYS) == latest_steps(through_get_run, run, KEYS)
     # a database server is never asked on the training thread (it can be down or slow): the bounded read asks it
     assert not holds_no_earlier_figures(client, empty, postgres_uri)
 

@@ -22,14 +22,19 @@ def _terminated_once_started(case: str, tmp_path: Path, *, after_s: float) -> tu
 
     Returns the finished child, its output and when the signal was sent.
     """
-    child = subprocess.Popen([sys.executable, str(SCRIPT), case, str(tmp_path)],
+    return _terminated_once(SCRIPT, case, tmp_path, marker="started", after_s=after_s)
+
+
+def _terminated_once(script: Path, case: str, tmp_path: Path, *, marker: str, after_s: float) -> tuple[subprocess.Popen, str, float]:
+    """Run ``script CASE tmp_path``; once it wrote ``tmp_path / marker`` (and ``after_s`` later), SIGTERM it."""
+    child = subprocess.Popen([sys.executable, str(script), case, str(tmp_path)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 240
-        while not (tmp_path / "started").exists():
+        while not (tmp_path / marker).exists():
             assert child.poll() is None, child.stdout.read()[-3000:]
             assert time.monotonic() < deadline, f"{case}: the training never got going"
-            time.sleep(0.2)
+            time.sleep(0.1)
         time.sleep(after_s)
         killed_at = time.time()
         child.send_signal(signal.SIGTERM)
@@ -98,20 +103,7 @@ CHILD = Path(__file__).with_name("lightning_sigterm_child.py")
 
 def _lightning_terminated_in(where: str, tmp_path: Path) -> tuple[subprocess.Popen, str]:
     """Run ``lightning_sigterm_child.py WHERE``; SIGTERM it once it waits inside WHERE."""
-    child = subprocess.Popen([sys.executable, str(CHILD), where, str(tmp_path)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not (tmp_path / "waiting").exists():
-            assert child.poll() is None, child.stdout.read()[-3000:]
-            assert time.monotonic() < deadline, f"{where}: never got there"
-            time.sleep(0.1)
-        time.sleep(0.3)
-        child.send_signal(signal.SIGTERM)
-        output = child.communicate(timeout=120)[0]
-    finally:
-        if child.poll() is None:
-            child.kill()
+    child, output, _ = _terminated_once(CHILD, where, tmp_path, marker="waiting", after_s=0.3)
     return child, output
 
 
