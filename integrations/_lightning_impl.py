@@ -291,8 +291,9 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self.on_exception(trainer, pl_module, SystemExit(128 + signal.SIGTERM))
 
     def _release_sigterm(self) -> None:
-        watch, self._sigterm, self._term_call = self._sigterm, None, None
+        watch, call, self._sigterm, self._term_call = self._sigterm, self._term_call, None, None
         if watch is not None:
+            watch.hand_back_through(getattr(call[0] if call else None, "_signal_connector", None))
             watch.restore()
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:

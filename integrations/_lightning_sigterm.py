@@ -11,7 +11,10 @@ it is the process's handler, the fit ends ``KILLED`` with what was measured unti
 as it would have (:class:`~mlflow_green.training.termination.SigtermWatch`). Lightning's handler, registered over it,
 calls it after its own (it keeps the handler it found); called that way it only passes the signal on as the handler
 it replaced would have been passed it — so inside Lightning's stretch SIGTERM is Lightning's, as without the
-callback — and Lightning puts it back as the process's handler when it gives SIGTERM back.
+callback — and Lightning puts it back as the process's handler when it gives SIGTERM back (after a fit that failed
+in Lightning's stretch, the handler before the fit instead). It takes SIGTERM only where SIGTERM would terminate the
+process: a handler of the user's that notes the signal and returns (a graceful stop) is left alone, and the fit
+goes on measured, as it would go on.
 
 Example:
     >>> import signal
@@ -34,7 +37,15 @@ from mlflow_green.training.termination import SigtermWatch
 
 class SigtermBesideLightning(SigtermWatch):
     """A :class:`~mlflow_green.training.termination.SigtermWatch` that steps aside while a handler registered over
-    it (Lightning's) calls it (see the module docstring)."""
+    it (Lightning's) calls it (see the module docstring), and takes SIGTERM only where it would terminate the process."""
+
+    def take(self) -> None:
+        """As :meth:`SigtermWatch.take`, where SIGTERM would terminate the process now: by default, or through
+        mlflow-green's own watches (a ``track()`` block's) handing it on to the default. A handler of the user's (a
+        graceful stop that notes the signal and returns) is left alone: the fit goes on, measured, as it would."""
+        if threading.current_thread() is threading.main_thread() and not _terminates(signal.getsignal(self.signum)):
+            return
+        super().take()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if signal.getsignal(self.signum) != self._handle:  # called by the handler set over ours: passed on, as the
@@ -53,6 +64,24 @@ class SigtermBesideLightning(SigtermWatch):
             self._disarmed = True
             return
         super().restore()
+
+    def hand_back_through(self, connector: object) -> None:
+        """Where Lightning's signal connector (``trainer._signal_connector``) will put this watch back as the process's
+        handler when it gives SIGTERM back (it holds SIGTERM now: a fit failing in its stretch), it puts back the
+        handler this one replaced instead: after the fit, SIGTERM is as it was before it."""
+        originals = getattr(connector, "_original_handlers", None)
+        if self._previous is not None and isinstance(originals, dict) and originals.get(self.signum) == self._handle:
+            originals[self.signum] = self._previous
+
+
+def _terminates(handler: object) -> bool:
+    """True when SIGTERM under ``handler`` terminates the process: the default, or watches handing it on to it."""
+    for _ in range(16):  # watches over watches (a track() block's, a fit's inside it)
+        watch = getattr(handler, "__self__", None)
+        if not isinstance(watch, SigtermWatch):
+            break
+        handler = watch._previous
+    return handler == signal.SIG_DFL
 
 
 note_handler(SigtermBesideLightning._handle)

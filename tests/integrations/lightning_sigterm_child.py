@@ -3,8 +3,8 @@
 A Lightning fit with GreenCallback into OUT_DIR/mlflow.db that writes OUT_DIR/waiting once it is inside WHERE and
 then waits there for the test's SIGTERM: ``setup`` (the module's), ``configure_optimizers``, ``on_fit_start`` /
 ``on_fit_end`` (another callback's, listed after ours), or ``epoch`` (a training batch: Lightning's own stretch).
-``epoch-user-handler``: the same with a SIGTERM handler of the user's set before the fit, which counts its calls
-into OUT_DIR/handler_calls and returns.
+``WHERE-user-handler``: the same with a SIGTERM handler of the user's set before the fit, which counts its calls into
+OUT_DIR/handler_calls and returns (a graceful stop that only notes the signal: the process goes on).
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ mlflow.set_experiment(experiment_id=mlflow.create_experiment("sigterm", artifact
 
 
 def wait_for_the_signal(where: str, trainer: lightning.Trainer | None = None) -> None:
-    """Wait in ``where`` for the signal (at most 30 s); with ``trainer``, only until Lightning has seen it."""
+    """Wait in ``where`` for the signal (at most 30 s): until the process dies of it, the user's handler has been
+    called, or (with ``trainer``) Lightning has seen it."""
     if where == WHERE.removesuffix("-user-handler"):
         (OUT / "waiting").write_text(where)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (trainer is not None and trainer.received_sigterm):
+        while time.monotonic() < deadline and not (trainer is not None and trainer.received_sigterm) \
+                and not (OUT / "handler_calls").exists():
             time.sleep(0.05)
 
 

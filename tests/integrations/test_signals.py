@@ -136,6 +136,37 @@ def test_sigterm_where_lightning_has_no_handler_ends_the_fits_run_killed_then_th
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("where", ["setup", "on_fit_end"])
+def test_sigterm_where_lightning_has_no_handler_is_left_to_a_handler_of_the_users(where: str, tmp_path: Path) -> None:
+    """A handler of the user's that notes SIGTERM and returns (a graceful stop) keeps the process going: the callback
+    does not take SIGTERM over it, so the fit goes on and ends as it would — one run, FINISHED, every epoch in it —
+    rather than a KILLED run and the rest of the fit in another (found by adversarial testing)."""
+    pytest.importorskip("lightning")
+    child, output = _lightning_terminated_in(f"{where}-user-handler", tmp_path)
+    assert child.returncode == 0 and "FIT RETURNED" in output, output[-3000:]
+    assert (tmp_path / "handler_calls").read_text().splitlines() == ["called"]
+    client, run = _the_run(tmp_path)
+    assert run.info.status == "FINISHED", output[-3000:]
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, schema.EPOCH_ENERGY_KWH)) == [0, 1, 2]
+
+
+def test_sigterm_is_as_before_the_fit_after_a_fit_that_failed_in_lightnings_stretch(mlflow_experiment: str) -> None:
+    """The callback's watch, taken at setup, was inside Lightning's handler when the fit failed mid-epoch: Lightning
+    gives SIGTERM back to the handler it found, and that is the one before the fit, not the callback's."""
+    lightning = pytest.importorskip("lightning")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs
+
+    from mlflow_green.integrations.lightning import GreenCallback
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RuntimeError, match="loss exploded"):
+        lightning.Trainer(max_epochs=2, callbacks=[GreenCallback()], **quiet_trainer_kwargs()).fit(
+            digits_classifier(fail_at_epoch=0), *loaders())
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("users_handler", [False, True])
 def test_sigterm_in_lightnings_own_stretch_stays_lightnings(users_handler: bool, tmp_path: Path) -> None:
     """In the middle of the fit Lightning's handler is in force (over the callback's, which it calls after its own):
