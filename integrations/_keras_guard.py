@@ -28,7 +28,7 @@ from typing import Any
 
 from mlflow_green.integrations._keras_batch_list import BATCH_HOOKS, BatchList, does_nothing_per_batch
 from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
-from mlflow_green.integrations._keras_fit_watch import LEFT_MESSAGE, FitLeft, FitWatch
+from mlflow_green.integrations._keras_fit_watch import FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import end_of_data, leading_dim, watched_source
 from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_at_next_hook
@@ -170,9 +170,8 @@ class CallGuard(CallbackHooks):
         the fit ends now (``FAILED``), so that the call is not taken for the fit's validation."""
         if self.in_own_hook:  # fit's own validation (or predict from one of its hooks): fit runs
             return
-        if self._fit_watch is not None and not self._aborted and self._fit_watch.left():
-            self._fit_watch.stop()
-            self.abort(FitLeft(LEFT_MESSAGE))
+        if self._fit_watch is not None and not self._aborted:
+            self._fit_watch.end_if_left()  # ends it through abort, as its thread would
 
     def fit_running(self) -> bool:
         """False once the watched ``fit`` left (an exception in Keras's own code its watch has not seen yet)."""

@@ -43,7 +43,7 @@ class SigtermBesideLightning(SigtermWatch):
         """As :meth:`SigtermWatch.take`, where SIGTERM would terminate the process now: by default, or through
         mlflow-green's own watches (a ``track()`` block's) handing it on to the default. A handler of the user's (a
         graceful stop that notes the signal and returns) is left alone: the fit goes on, measured, as it would."""
-        if threading.current_thread() is threading.main_thread() and not _terminates(signal.getsignal(self.signum)):
+        if not _terminates(signal.getsignal(self.signum)):
             return
         super().take()
 

@@ -154,7 +154,6 @@ def test_sigterm_is_as_before_the_fit_after_a_fit_that_failed_in_lightnings_stre
     """The callback's watch, taken at setup, was inside Lightning's handler when the fit failed mid-epoch: Lightning
     gives SIGTERM back to the handler it found, and that is the one before the fit, not the callback's."""
     lightning = pytest.importorskip("lightning")
-    sys.path.insert(0, str(Path(__file__).parent))
     from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs
 
     from mlflow_green.integrations.lightning import GreenCallback
