@@ -37,7 +37,13 @@ class InFitProbe:
 
     def __call__(self) -> None:
         self._calls += 1
-        run, times = (self.work, self.work_ns) if self._calls % 2 else (self.bare, self.bare_ns)
+        self.run(work=bool(self._calls % 2))
+
+    def run(self, *, work: bool) -> None:
+        """Run and time the work (``work=True``) or the bare stand-in: for a caller that chooses which, e.g. the
+        work in the epochs where the fit itself runs the same code (as warm as in a fit with the callback) and the
+        bare stand-in in the others."""
+        run, times = (self.work, self.work_ns) if work else (self.bare, self.bare_ns)
         start_ns = time.perf_counter_ns()
         run()
         times.append(time.perf_counter_ns() - start_ns)

@@ -30,6 +30,7 @@ import mlflow  # noqa: E402
 import torch  # noqa: E402
 from _in_fit_probe import InFitProbe  # noqa: E402
 from _overhead import TRAINING_ENDED, per_call_us, report, timed_hooks  # noqa: E402
+from lightning.pytorch.trainer.call import _call_callback_hooks  # noqa: E402
 from lightning_digits import Classifier, baseline  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -47,16 +48,19 @@ EPOCH_HOOKS |= {TRAINING_ENDED}  # the reading as the fit loop ends an epoch: ti
 
 
 class StandInTrainer:
-    """The parts of a fitting Trainer the batch hooks read: a real Trainer's loops and profiler, the fit's loaders."""
+    """The parts of a fitting Trainer the batch hooks and Lightning's dispatch read: a real Trainer's loops and
+    profiler, the fit's loaders, and its callback list."""
 
     should_stop = sanity_checking = False
+    lightning_module = None
 
-    def __init__(self) -> None:
+    def __init__(self, callbacks: list[lightning.Callback] | None = None) -> None:
         real = lightning.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
         self.fit_loop, self.profiler = real.fit_loop, real.profiler
         data = TensorDataset(torch.zeros(1400, 64), torch.zeros(1400))
         self.train_dataloader = DataLoader(data, batch_size=BATCH_SIZE, shuffle=True)
         self.val_dataloaders = DataLoader(TensorDataset(torch.zeros(397, 64), torch.zeros(397)), batch_size=BATCH_SIZE)
+        self.callbacks = list(callbacks or [])
 
 
 class Fetcher:
@@ -71,24 +75,41 @@ BETWEEN_STEP_HOOKS = (("on_before_backward", (None,)), ("on_after_backward", ())
 """The callback hooks Lightning calls inside each training batch (after ``on_train_batch_start``, before ``_end``)."""
 
 
-def dispatch(callback: lightning.Callback, trainer: StandInTrainer, name: str, *args: object) -> None:
-    """One callback's hook called as Lightning's ``_call_callback_hooks`` calls it: only if it is callable, inside
-    the profiler's ``profile`` context named after the callback's ``state_key``."""
-    fn = getattr(callback, name)
-    if callable(fn):
-        with trainer.profiler.profile(f"[Callback]{callback.state_key}.{name}"):
-            fn(trainer, None, *args)
+def training_batch_dispatch(trainer: StandInTrainer, batch: object) -> Callable[[], object]:
+    """Every callback hook Lightning calls in a training batch, called as Lightning calls them: by its own
+    ``_call_callback_hooks`` (a look-up of the hook on each callback in ``trainer.callbacks``; called if callable,
+    inside the profiler's ``profile`` context). With and without a callback in the list, the difference is what that
+    callback adds to the batch: the loop's iteration over it and whatever of its hooks are called."""
+
+    def run() -> None:
+        _call_callback_hooks(trainer, "on_train_batch_start", batch, 0)
+        for name, args in BETWEEN_STEP_HOOKS:
+            _call_callback_hooks(trainer, name, *args)
+        _call_callback_hooks(trainer, "on_train_batch_end", None, batch, 0)
+
+    return run
+
+
+def validation_batch_dispatch(trainer: StandInTrainer, batch: object) -> Callable[[], object]:
+    """The callback hooks Lightning calls in a validation batch, called as :func:`training_batch_dispatch` calls them."""
+
+    def run() -> None:
+        _call_callback_hooks(trainer, "on_validation_batch_start", batch, 1, 0)
+        _call_callback_hooks(trainer, "on_validation_batch_end", None, batch, 1, 0)
+
+    return run
 
 
 def batch_work(first: bool = False) -> tuple[Callable[[], object], Callable[[], object], GreenCallback]:
     """What GreenCallback adds per batch (a fit's first batch with ``first``), a bare stand-in, and the callback:
     the fetch timed by the fit's FetchTimer (the fetcher's hooks, set by the epoch loop's on_run_start as on_fit_start
-    wraps it) over Lightning's own (its epoch loop's hooks, calling the trainer's PassThroughProfiler), and every
-    callback hook Lightning calls in a training batch, as it calls them (:func:`dispatch`): our batch hooks step out
-    at the fit's first batch, the no-ops between them are not callable (``_lightning_idle_hooks``)."""
-    trainer = StandInTrainer()
-    loop = trainer.fit_loop.epoch_loop
+    wraps it) over Lightning's own (its epoch loop's hooks, calling the trainer's PassThroughProfiler), and Lightning's
+    dispatch of a training batch's callback hooks with the callback in the trainer's list over the same dispatch
+    without it (:func:`training_batch_dispatch`): our batch hooks step out at the fit's first batch, the no-ops
+    between them are not callable (``_lightning_idle_hooks``)."""
     callback = GreenCallback()
+    trainer, without = StandInTrainer([callback]), StandInTrainer()
+    loop = trainer.fit_loop.epoch_loop
     callback._fitting = callback._in_epoch = True  # as on_fit_start and on_train_epoch_start leave it
     callback._fetch = timer = FetchTimer.install(trainer)
     timer._loop_run_start = lambda fetcher: (setattr(fetcher, "_start_profiler", loop._on_before_fetch),
@@ -97,33 +118,32 @@ def batch_work(first: bool = False) -> tuple[Callable[[], object], Callable[[], 
     loop.on_run_start(fetcher)  # the timer's: the fetcher's hooks are the timer's from now on
     timer._loop_run_start(bare)
     batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
+    with_callback, without_callback = training_batch_dispatch(trainer, batch), training_batch_dispatch(without, batch)
 
     def hooks() -> None:
         fetcher._start_profiler(), fetcher._stop_profiler()
-        dispatch(callback, trainer, "on_train_batch_start", batch, 0)
-        for name, args in BETWEEN_STEP_HOOKS:
-            dispatch(callback, trainer, name, *args)
-        dispatch(callback, trainer, "on_train_batch_end", None, batch, 0)
+        with_callback()
+
+    def bare_hooks() -> None:
+        bare._start_profiler(), bare._stop_profiler()
+        without_callback()
 
     hooks()
     if first:
         callback._batch_hooks_back()  # as at a fit's end: the next call is a fit's first batch again
-    return hooks, lambda: (bare._start_profiler(), bare._stop_profiler()), callback
+    return hooks, bare_hooks, callback
 
 
 def validation_batch_work() -> tuple[Callable[[], object], Callable[[], object]]:
-    """GreenCallback's validation batch hooks as Lightning calls them (its cost per validation batch), and a bare
-    stand-in."""
-    trainer, callback = StandInTrainer(), GreenCallback()
+    """Lightning's dispatch of a validation batch's hooks with GreenCallback in the list (its cost per validation
+    batch), and the same dispatch without it."""
+    callback = GreenCallback()
+    trainer = StandInTrainer([callback])
     callback._fitting = True
-    callback._count_validation(trainer)  # as on_validation_start does
+    callback._count_validation(trainer)  # as on_validation_start does (a DataLoader: counted from the loop's progress)
+    assert not callable(callback.on_validation_batch_end), "the validation batch hook stays in"
     batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
-
-    def hook() -> None:
-        dispatch(callback, trainer, "on_validation_batch_start", batch, 1)
-        dispatch(callback, trainer, "on_validation_batch_end", None, batch, 1)
-
-    return hook, lambda: None
+    return validation_batch_dispatch(trainer, batch), validation_batch_dispatch(StandInTrainer(), batch)
 
 
 class NoBatchHooks(lightning.Callback):
@@ -135,42 +155,50 @@ for _name in ("on_train_batch_start", *(name for name, _ in BETWEEN_STEP_HOOKS),
     setattr(NoBatchHooks, _name, None)
 
 
-def floor_work() -> tuple[Callable[[], object], Callable[[], object]]:
-    """Lightning's dispatch of a training and of a validation batch's hooks to :class:`NoBatchHooks` (the floor any
-    callback pays: a look-up of each hook, none called)."""
-    trainer, callback = StandInTrainer(), NoBatchHooks()
-
-    def train() -> None:
-        dispatch(callback, trainer, "on_train_batch_start", None, 0)
-        for name, args in BETWEEN_STEP_HOOKS:
-            dispatch(callback, trainer, name, *args)
-        dispatch(callback, trainer, "on_train_batch_end", None, None, 0)
-
-    def validation() -> None:
-        dispatch(callback, trainer, "on_validation_batch_start", None, 1)
-        dispatch(callback, trainer, "on_validation_batch_end", None, None, 1)
-
-    return train, validation
+def floor_work() -> tuple[Callable[[], object], Callable[[], object], Callable[[], object], Callable[[], object]]:
+    """Lightning's dispatch of a training and of a validation batch's hooks with :class:`NoBatchHooks` in the list,
+    and without it (the floor any callback pays: the loop's iteration over it, a look-up of each hook, none called)."""
+    batch = (torch.zeros(BATCH_SIZE, 64), torch.zeros(BATCH_SIZE))
+    trainer, without = StandInTrainer([NoBatchHooks()]), StandInTrainer()
+    return (training_batch_dispatch(trainer, batch), training_batch_dispatch(without, batch),
+            validation_batch_dispatch(trainer, batch), validation_batch_dispatch(without, batch))
 
 
 class BatchProbe(lightning.Callback):
     """In the fits without GreenCallback: the per-batch work run once per batch, where it would run (see
-    ``_in_fit_probe``) — a fit's first batch's apart (timed at each epoch's first batch, counted once per fit)."""
+    ``_in_fit_probe``) — a fit's first batch's apart (timed at each epoch's first batch, counted once per fit).
+
+    The fetch hooks are timed as warm as they are in a fit: in a fit with the callback its FetchTimer's hooks run at
+    every fetch and Lightning's own do not; without it, the reverse. So in odd epochs the fit's own fetches run
+    through a FetchTimer (installed as the callback installs it) and the probe times the work (the timer's hooks and
+    the dispatch with GreenCallback listed); in even epochs the fetches run through Lightning's hooks and the probe
+    times the bare stand-in (Lightning's hooks and the dispatch without it)."""
 
     def __init__(self) -> None:
         self.train = InFitProbe(*batch_work()[:2])
         first_work, first_bare, self._first_callback = batch_work(first=True)
         self.first = InFitProbe(first_work, first_bare)
         self.validation = InFitProbe(*validation_batch_work())
-        train_floor, validation_floor = floor_work()
-        self.floor, self.validation_floor = InFitProbe(train_floor, lambda: None), InFitProbe(validation_floor, lambda: None)
+        train_floor, train_without, validation_floor, validation_without = floor_work()
+        self.floor = InFitProbe(train_floor, train_without)
+        self.validation_floor = InFitProbe(validation_floor, validation_without)
+        self._fetch: FetchTimer | None = None
+
+    def on_train_epoch_start(self, trainer: lightning.Trainer, module: object) -> None:
+        if trainer.current_epoch % 2:
+            self._fetch = FetchTimer.install(trainer)  # wraps the epoch loop's on_run_start, which runs next
+
+    def on_train_epoch_end(self, trainer: lightning.Trainer, module: object) -> None:
+        if self._fetch is not None:
+            self._fetch.remove()
+            self._fetch = None
 
     def on_train_batch_end(self, trainer: object, module: object, outputs: object, batch: object, batch_idx: int) -> None:
         if batch_idx == 0:
             self.first()
             self._first_callback._batch_hooks_back()  # untimed: the fit end's (timed in the fits with the callback)
         elif batch_idx % 2:
-            self.train()
+            self.train.run(work=self._fetch is not None)
         else:  # every other batch: the floor, as cold as the work
             self.floor()
 

@@ -28,6 +28,7 @@ from mlflow_green.integrations._lightning_trainer import (
     busy_in_another_thread,
     end_unbegun_fit,
     ends_the_epoch,
+    sanity_checking,
     show_in_progress_bar,
     started_tracker,
     stop_unused,
@@ -151,12 +152,12 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
 
     def _resumed_inside_an_epoch(self, trainer: Any) -> None:
         """A resumed mid-epoch checkpoint gets no ``on_train_epoch_start``: its epoch begins at its first batch (or validation)."""
-        if self._fitting and not trainer.sanity_checking:
+        if self._fitting and not sanity_checking(trainer):
             self.on_train_epoch_start(trainer, None)
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         self._eval_samples = 0
-        if trainer.sanity_checking:
+        if sanity_checking(trainer):
             return
         if self._fitting and not self._in_epoch:  # resumed right before the epoch's validation
             self._resumed_inside_an_epoch(trainer)
@@ -167,7 +168,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
             self._begin_eval(trainer, "validate")
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking:
+        if sanity_checking(trainer):
             return
         self._fold_validation()
         if self._fitting:  # after the epoch's last batch, no training follows it in this epoch
@@ -178,9 +179,10 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._fold_training(trainer)
+        session = self.session
         if self._fetch is not None:  # fetched inside the last step (a training_step reading a dataloader_iter)
-            self.session.add_data_wait(self._fetch.take_s())
-        result = self.session.end_epoch(  # CPU tensors read by the epoch's accounting (only the quality metric's)
+            session.add_data_wait(self._fetch.take_s())
+        result = session.end_epoch(  # CPU tensors read by the epoch's accounting (only the quality metric's)
             trainer.current_epoch, logs=epoch_metrics(trainer.callback_metrics), train_samples=self._epoch_samples,
             steps_done=trainer.global_step,
         )

@@ -32,6 +32,31 @@ class RootDevice:
         return self.trainer.strategy.root_device
 
 
+def sanity_checking(trainer: Any) -> bool:
+    """``trainer.sanity_checking``, asked as one identity test: the trainer's stage is Lightning's
+    ``RunningStage.SANITY_CHECKING`` member itself (the property compares string enums: eight Python calls, at each
+    validation's start and end). A trainer without a Lightning stage is asked its property.
+
+    Example:
+        >>> import enum
+        >>> class RunningStage(str, enum.Enum):
+        ...     TRAINING = "train"
+        ...     SANITY_CHECKING = "sanity_check"
+        >>> trainer = type("Trainer", (), {})()
+        >>> trainer.state = type("State", (), {"stage": RunningStage.SANITY_CHECKING})()
+        >>> sanity_checking(trainer)
+        True
+        >>> trainer.state.stage = RunningStage.TRAINING
+        >>> sanity_checking(trainer)
+        False
+    """
+    stage = getattr(getattr(trainer, "state", None), "stage", None)
+    sanity = getattr(type(stage), "SANITY_CHECKING", None)
+    if sanity is None:  # no stage set, or not Lightning's: the trainer's own answer
+        return bool(getattr(trainer, "sanity_checking", False))
+    return stage is sanity
+
+
 def ends_the_epoch(trainer: Any) -> bool:
     """True when this validation ran after the epoch's last batch (no training follows it before
     ``on_train_epoch_end``); False mid-epoch or if unknown."""
