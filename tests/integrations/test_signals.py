@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -179,3 +180,60 @@ def test_sigterm_in_lightnings_own_stretch_stays_lightnings(users_handler: bool,
     assert run.data.metrics[schema.ENERGY_KWH] > 0
     calls = (tmp_path / "handler_calls").read_text().splitlines() if users_handler else []
     assert calls == (["called"] if users_handler else [])
+
+
+SPAWN_CHILD = Path(__file__).with_name("ddp_spawn_sigterm_child.py")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["launcher", "process group"])
+def test_sigterm_to_a_ddp_spawn_fit_ends_its_run_killed_and_every_process(to: str, tmp_path: Path) -> None:
+    """ddp_spawn: the callback's hooks run in the spawned ranks, the launching process waits for them. SIGTERM to the
+    whole process group (a scheduler stopping the job) reaches the ranks, where Lightning's handler raises its
+    SIGTERMException at the batch's end; to the launcher alone, it dies of it and torch's spawn sends its ranks SIGINT
+    (their parent-death signal), a ``KeyboardInterrupt`` in the fit. Either way the exception leaves the rank's fit
+    without ``on_exception`` (Lightning calls it in the launching process), and the rank's exit ends the fit's run
+    ``KILLED`` at once, with the energy until then and its report; no rank is left running."""
+    pytest.importorskip("lightning")
+    child = subprocess.Popen([sys.executable, str(SPAWN_CHILD), str(tmp_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "started").exists():
+            assert child.poll() is None, child.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the ddp_spawn fit never got to its second epoch"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        killed_at = time.time()
+        if to == "launcher":
+            child.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(child.pid, signal.SIGTERM)
+        output = child.communicate(timeout=120)[0]
+        assert child.returncode == -signal.SIGTERM and "FIT RETURNED" not in output, output[-3000:]
+        deadline = time.monotonic() + 30
+        while _group_alive(child.pid):
+            assert time.monotonic() < deadline, "a rank is still running after its launcher ended"
+            time.sleep(0.2)
+    finally:
+        if _group_alive(child.pid):
+            os.killpg(child.pid, signal.SIGKILL)
+    started = json.loads((tmp_path / "started").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])
+    assert [r.info.run_id for r in runs] == [started["run_id"]]
+    run = runs[0]
+    assert run.info.status == "KILLED", output[-3000:]
+    assert run.info.end_time / 1000 <= killed_at + 5.0
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+    assert run.data.metrics[schema.DURATION_S] <= killed_at - run.info.start_time / 1000 + 1.0
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["status"] == "KILLED"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
