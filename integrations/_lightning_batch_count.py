@@ -73,31 +73,44 @@ class LoaderBatches:
 
 
 class CountedBatches:
-    """The samples of the batches a loop has processed in its current pass over ``batches``'s loader.
+    """The samples of the batches a loop has trained on in its current pass over ``batches``'s loader.
 
-    ``progress`` is the loop's ``batch_progress`` (Lightning's counters: ``current.processed`` is incremented
-    as each batch's step returns, before the callbacks' ``on_*_batch_end``; ``current`` is reset as each pass — an
-    epoch, a validation — begins, but for the first after a checkpoint's restore midway).
+    ``progress`` is the loop's ``batch_progress``: Lightning's counters, whose ``total`` only grows through a fit. A
+    batch's step has run when both ``started`` (incremented as the step begins) and ``processed`` (as it returns, before
+    the callbacks' ``on_*_batch_end``) count it: a batch the module's ``on_train_batch_start`` skips (``-1``, which ends
+    the epoch) is ``processed`` without being ``started``, one whose step raises is ``started`` only. The pass's
+    batches are counted from the totals at :meth:`begin` — not from the ``current`` counters, which the training loop
+    resets only after the callbacks' ``on_train_epoch_start`` (until then they hold the previous epoch's).
     """
 
     def __init__(self, batches: LoaderBatches, progress: Any) -> None:  # noqa: D107 - see the class
         self.batches, self.progress = batches, progress
+        self._started = self._processed = 0
+        self.begin()
 
     @classmethod
     def start(cls, loaders: Any, loop: Any) -> CountedBatches | None:
         """Counted from ``loop``'s progress as a pass over ``loaders`` begins (None: counted batch by batch — another
         input, a Lightning without the counters, or a pass resumed midway). Valid for the loop's later passes over the
-        same loaders."""
+        same loaders, each begun with :meth:`begin`."""
         batches = LoaderBatches.of(loaders)
         progress = getattr(loop, "batch_progress", None)
-        current = getattr(progress, "current", None)
+        current, total = getattr(progress, "current", None), getattr(progress, "total", None)
         if batches is None or getattr(current, "processed", None) != 0:
+            return None
+        if not all(type(getattr(total, name, None)) is int for name in ("started", "processed")):
             return None
         return cls(batches, progress)
 
+    def begin(self) -> None:
+        """A pass begins (an epoch, a validation): its batches are those whose steps run from now on."""
+        total = self.progress.total
+        self._started, self._processed = total.started, total.processed
+
     def samples(self) -> int:
-        """The samples processed so far in the loop's current pass."""
-        return self.batches.samples(self.progress.current.processed)
+        """The samples of the batches whose steps have run since :meth:`begin`."""
+        total = self.progress.total
+        return self.batches.samples(min(total.started - self._started, total.processed - self._processed))
 
 
 __all__ = ["CountedBatches", "LoaderBatches"]

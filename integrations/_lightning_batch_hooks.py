@@ -96,6 +96,8 @@ class BatchHooksMixin:
             if self._eval_counted is not None:
                 self.on_validation_batch_end = None  # type: ignore[assignment]
         self._eval_counting = self._eval_counted is not None
+        if self._eval_counted is not None:
+            self._eval_counted.begin()
 
     def _train_samples(self) -> int:
         """The epoch's training samples so far."""

@@ -148,6 +148,8 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self.session.begin_epoch(trainer.current_epoch)
         self._in_epoch = True
         self._epoch_samples, self._train_counting = 0, self._train_counted is not None
+        if self._train_counted is not None:  # from the totals now: the loop's own epoch counters are not reset yet
+            self._train_counted.begin()
         self._last_batch_end_s = time.perf_counter()
 
     def _resumed_inside_an_epoch(self, trainer: Any) -> None:

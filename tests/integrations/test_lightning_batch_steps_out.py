@@ -179,3 +179,54 @@ def test_the_fetch_timer_keeps_a_profilers_fetch_records(mlflow_experiment: str,
     trainer, _ = _fit(tmp_path, GreenCallback(), train, val)
     assert _calls(trainer, "[_TrainingEpochLoop].train_dataloader_next") == 2 * 22  # one record per fetch
     assert torch.is_tensor(trainer.callback_metrics["val_acc"])
+
+
+@pytest.mark.parametrize(("skip_at", "per_batch"), [(10, False), (0, False), (10, True)])
+def test_a_batch_the_module_skips_is_not_counted(mlflow_experiment: str, tmp_path: Path, skip_at: int, per_batch: bool) -> None:
+    """The module's ``on_train_batch_start`` returning -1 ends the epoch without training that batch: Lightning counts
+    it ``processed`` but never ``started``. It was counted as trained (1 056 samples for 960 trained; 96 for none)."""
+    class SkipsTheRest(type(digits_classifier())):
+        def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+            return -1 if batch_idx == skip_at else None
+
+    train, val = loaders(32)
+    if per_batch:  # counted at each batch end instead
+        train = DataLoader(train.dataset, batch_size=32, shuffle=True, collate_fn=lambda b: default_collate(b))
+    cb = GreenCallback()
+    trainer, report = _fit(tmp_path, cb, train, val, model=SkipsTheRest(), max_epochs=3)
+    assert trainer.global_step == 3 * skip_at
+    assert report["samples"].get("train", 0) == 3 * skip_at * 32
+    assert_green_invariants(cb.session.run_id)
+
+
+@pytest.mark.parametrize("where", ["callback", "module"])
+def test_a_fit_failing_as_an_epoch_starts_does_not_count_the_previous_epoch_again(
+    mlflow_experiment: str, tmp_path: Path, where: str
+) -> None:
+    """A callback listed after ours (or the module, whose hook Lightning calls after the callbacks') raising in epoch
+    1's ``on_train_epoch_start``: the loop's own epoch counters still held epoch 0's 22 batches, which were counted a
+    second time (2 800 samples for 1 400 trained). So did a checkpoint saved there."""
+    saved: list[int] = []
+    cb = GreenCallback()
+
+    class FailsAtEpochOne(lightning.Callback):
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.current_epoch == 1:
+                saved.append(cb.state_dict()["samples"].get("train", 0))
+                if where == "callback":
+                    raise RuntimeError("cannot start the epoch")
+
+    class ModuleFails(type(digits_classifier())):
+        def on_train_epoch_start(self) -> None:
+            if self.current_epoch == 1:
+                raise RuntimeError("cannot start the epoch")
+
+    train, val = loaders()
+    trainer = lightning.Trainer(max_epochs=2, callbacks=[cb, FailsAtEpochOne()], **quiet_trainer_kwargs())
+    with pytest.raises(RuntimeError, match="cannot start the epoch"):
+        trainer.fit(ModuleFails() if where == "module" else digits_classifier(), train, val)
+    run = MlflowClient().get_run(cb.session.run_id)
+    report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert run.info.status == "FAILED" and trainer.global_step == 22
+    assert report["samples"]["train"] == TRAIN_SAMPLES and saved == [TRAIN_SAMPLES]
+    assert_green_invariants(cb.session.run_id)
