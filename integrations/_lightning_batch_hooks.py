@@ -20,6 +20,7 @@ from typing import Any
 
 from mlflow_green.integrations._lightning_batch_count import CountedBatches
 from mlflow_green.integrations._lightning_fetch import FetchTimer
+from mlflow_green.integrations._lightning_pulled import PulledBatches
 from mlflow_green.integrations._torch_batches import batch_size
 from mlflow_green.training.session import TrainingSession
 
@@ -47,6 +48,8 @@ class BatchHooksMixin:
     _train_counting = False  # the epoch's counted samples not folded in yet
     _eval_counted: CountedBatches | None = None  # the fit's validation samples
     _eval_counting = False
+    _train_pulled = False  # the epoch's training_step reads a dataloader_iter: its batches counted as it pulls them
+    _eval_pulled = False  # the evaluation's step likewise
 
     _resumed_inside_an_epoch: Callable[[Any], None]  # the callback's (its epoch begun at a resumed first batch)
     _profile_first_batch: Callable[[Any, Any, Any], None]  # ProfileMixin's
@@ -63,7 +66,8 @@ class BatchHooksMixin:
             self._step_out(trainer)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._epoch_samples += self._sizes(batch)
+        if not self._train_pulled:
+            self._epoch_samples += self._sizes(batch)
         if self._needs_profile:  # the batch start had none (a training_step reading a dataloader_iter)
             self._profile_first_batch(trainer, pl_module, batch)
         if self._fetch is None:
@@ -74,11 +78,27 @@ class BatchHooksMixin:
                 trainer.should_stop = True
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if not self._eval_pulled:
+            self._eval_samples += batch_size(batch)
+
+    def _count_pulled_training(self, data_fetcher: Any) -> None:
+        """An epoch's pass begins (``FetchTimer.on_pass``): a training_step reading a dataloader_iter has each batch
+        it pulls counted (``_lightning_pulled``); Lightning's progress and the batch ends count one batch a step."""
+        self._train_pulled = PulledBatches.install(data_fetcher, self._count_training_batch) is not None
+
+    def _count_training_batch(self, batch: Any) -> None:
+        self._epoch_samples += self._sizes(batch)
+
+    def _count_pulled_evaluation(self, loop: Any) -> None:
+        """An evaluation's pass begins (its loop's iterator made): a step reading a dataloader_iter, likewise."""
+        self._eval_pulled = PulledBatches.install(getattr(loop, "_data_fetcher", None), self._count_evaluation_batch) is not None
+
+    def _count_evaluation_batch(self, batch: Any) -> None:
         self._eval_samples += batch_size(batch)
 
     def _step_out(self, trainer: Any) -> None:
         """Nothing left for the fit's later batch starts; nor for their ends where the loop's progress counts the samples."""
-        if self._train_counted is None and not self._budget_per_batch and _own(self, "on_train_batch_end"):
+        if self._train_counted is None and not self._train_pulled and not self._budget_per_batch and _own(self, "on_train_batch_end"):
             loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
             self._train_counted = CountedBatches.start(getattr(trainer, "train_dataloader", None), loop)
             if self._train_counted is not None:
@@ -89,12 +109,15 @@ class BatchHooksMixin:
 
     def _count_validation(self, trainer: Any) -> None:
         """A validation beginning: its samples from its loop's progress where its loader allows (no batch end called)."""
-        if self._eval_counted is None and _own(self, "on_validation_batch_end"):
+        self._eval_pulled = False
+        if self._eval_counted is None:  # counted batch by batch so far, or the fit's first validation
             fit_loop = getattr(trainer, "fit_loop", None)
             loop = getattr(getattr(fit_loop, "epoch_loop", None), "val_loop", None) if self._fitting else getattr(trainer, "validate_loop", None)
-            self._eval_counted = CountedBatches.start(getattr(trainer, "val_dataloaders", None), loop)
-            if self._eval_counted is not None:
-                self.on_validation_batch_end = None  # type: ignore[assignment]
+            self._count_pulled_evaluation(loop)
+            if not self._eval_pulled and _own(self, "on_validation_batch_end"):
+                self._eval_counted = CountedBatches.start(getattr(trainer, "val_dataloaders", None), loop)
+                if self._eval_counted is not None:
+                    self.on_validation_batch_end = None  # type: ignore[assignment]
         self._eval_counting = self._eval_counted is not None
         if self._eval_counted is not None:
             self._eval_counted.begin()

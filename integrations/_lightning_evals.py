@@ -17,6 +17,7 @@ class EvaluationHooksMixin:
 
     session: TrainingSession
     _eval_samples: int
+    _eval_pulled: bool
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         raise NotImplementedError
@@ -25,7 +26,8 @@ class EvaluationHooksMixin:
         self._begin_eval(trainer, "test")
 
     def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_samples += batch_size(batch)
+        if not self._eval_pulled:  # a step reading a dataloader_iter: each batch counted as it pulls it
+            self._eval_samples += batch_size(batch)
 
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.end_eval("test", samples=self._eval_samples)

@@ -10,6 +10,9 @@ them; Lightning's default ``PassThroughProfiler`` records nothing, and is not ca
 a checkpoint saved every step, a logger's writes or the module's ``on_train_epoch_start`` between two batches are the
 training's work, not input wait.
 
+:attr:`FetchTimer.on_pass`, where set, is called with the data fetcher as each epoch's pass begins (its iterator made):
+the callback counts the batches a ``training_step`` reading a ``dataloader_iter`` pulls (``_lightning_pulled``).
+
 Where the loop does not have these (another Lightning version), :meth:`FetchTimer.install` returns None and
 the callback falls back to the time between a batch's end and the next batch's start.
 
@@ -33,8 +36,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 WRAPPED = ("_on_before_fetch", "_on_after_fetch", "on_run_start")
 
@@ -50,6 +57,7 @@ class FetchTimer:
         self._loop_run_start = epoch_loop.on_run_start
         self._fetcher: Any = None
         self._loop_hooks: tuple[Any, Any] = (None, None)  # the fetcher's hooks as the loop set them
+        self.on_pass: Callable[[Any], None] | None = None  # called with the data fetcher as each epoch's pass begins
 
     @classmethod
     def install(cls, trainer: Any) -> FetchTimer | None:
@@ -93,6 +101,11 @@ class FetchTimer:
                     data_fetcher._start_profiler, data_fetcher._stop_profiler = self._before_profiled, self._after_profiled
                 else:
                     data_fetcher._start_profiler, data_fetcher._stop_profiler = self._before, self._after
+            if self.on_pass is not None:
+                try:
+                    self.on_pass(data_fetcher)
+                except Exception as exc:  # measurement never breaks training
+                    logger.debug("mlflow-green: a pass's start not seen: %r", exc)
 
     def _before(self) -> None:
         self._started_s = perf_counter()

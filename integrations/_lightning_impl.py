@@ -121,6 +121,8 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         bind_trainer_run(self.session, trainer)
         self._guard.guard(trainer, self)
         self._fetch = FetchTimer.install(trainer)  # None on a Lightning without its hooks: the gaps between batches
+        if self._fetch is not None:  # a training_step reading a dataloader_iter: the batches it pulls counted
+            self._fetch.on_pass = self._count_pulled_training
         self._epoch_end = EpochEndReading.install(trainer, self)  # a reading before the callbacks' epoch ends
         self.session.expects_validation = bool(getattr(trainer, "enable_validation", False))  # quality: val metrics
         self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("pytorch")
@@ -303,6 +305,8 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         self._setup_distributed(trainer)
         self._eval_samples = 0
+        if kind in ("test", "predict"):  # a step reading a dataloader_iter: the batches it pulls counted
+            self._count_pulled_evaluation(getattr(trainer, f"{kind}_loop", None))
         bind_trainer_run(self.session, trainer, keep=True)
         self._guard.guard(trainer, self)
         self.session.begin_eval(kind)

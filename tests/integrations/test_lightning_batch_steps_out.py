@@ -230,3 +230,62 @@ def test_a_fit_failing_as_an_epoch_starts_does_not_count_the_previous_epoch_agai
     assert run.info.status == "FAILED" and trainer.global_step == 22
     assert report["samples"]["train"] == TRAIN_SAMPLES and saved == [TRAIN_SAMPLES]
     assert_green_invariants(cb.session.run_id)
+
+
+def _pulling_model(per_call: int) -> Any:
+    """Every step reads a ``dataloader_iter`` and pulls up to ``per_call`` batches from it."""
+
+    def pull(dataloader_iter: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for _ in range(per_call):
+            try:
+                (x, y), _, _ = next(dataloader_iter)
+            except StopIteration:
+                break
+            xs.append(x)
+            ys.append(y)
+        return torch.cat(xs), torch.cat(ys)
+
+    class PullsBatches(type(digits_classifier())):  # Lightning looks for the parameter on the class's hooks
+        def training_step(self, dataloader_iter: Any) -> torch.Tensor:
+            x, y = pull(dataloader_iter)
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+        def validation_step(self, dataloader_iter: Any) -> None:
+            x, y = pull(dataloader_iter)
+            self.log("val_acc", (self(x).argmax(1) == y).float().mean())
+
+        def test_step(self, dataloader_iter: Any) -> None:
+            self.validation_step(dataloader_iter)
+
+        def predict_step(self, dataloader_iter: Any) -> torch.Tensor:
+            return self(pull(dataloader_iter)[0]).argmax(1)
+
+    return PullsBatches()
+
+
+@pytest.mark.parametrize("per_call", [2, 1])
+@pytest.mark.parametrize("loader", ["plain", "custom collate"])
+def test_steps_reading_a_dataloader_iter_count_every_batch_they_pull(
+    mlflow_experiment: str, tmp_path: Path, per_call: int, loader: str
+) -> None:
+    """``training_step(self, dataloader_iter)`` pulling two batches a call: Lightning counts a step per call and hands
+    the batch end the last batch pulled, so 1 408 samples were counted for 2 800 trained (1 392 batch by batch);
+    a ``validation_step`` likewise (448 for 794). Each batch is counted as the step pulls it, in a fit and in
+    ``trainer.test`` / ``trainer.predict`` alone."""
+    train, val = loaders(32)
+    if loader == "custom collate":  # counted batch by batch otherwise
+        train = DataLoader(train.dataset, batch_size=32, shuffle=True, collate_fn=lambda b: default_collate(b))
+        val = DataLoader(val.dataset, batch_size=32, collate_fn=lambda b: default_collate(b))
+    cb = GreenCallback()
+    trainer, report = _fit(tmp_path, cb, train, val, model=_pulling_model(per_call))
+    assert report["samples"]["train"] == 2 * TRAIN_SAMPLES and report["samples"]["validation"] == 2 * VAL_SAMPLES
+    assert_green_invariants(cb.session.run_id)
+
+    evaluations = GreenCallback()
+    tester = lightning.Trainer(callbacks=[evaluations], **quiet_trainer_kwargs())
+    tester.test(_pulling_model(per_call), val)
+    tester.predict(_pulling_model(per_call), val)
+    path = MlflowClient().download_artifacts(evaluations.session.run_id, schema.REPORT_ARTIFACT, str(tmp_path / "evaluations"))
+    samples = json.loads(Path(path).read_text())["samples"]
+    assert samples["test"] == VAL_SAMPLES and samples["predict"] == VAL_SAMPLES
