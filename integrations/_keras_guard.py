@@ -5,18 +5,18 @@ leaves ``fit`` without calling ``on_train_end``. While a call is measured, :clas
 of that one call only:
 - the call's ``CallbackList`` hooks but the batch ones, and each callback's own batch hooks (an exception or
   ``KeyboardInterrupt`` in any callback: ``_keras_callback_hooks``; a fit's batch hooks skip ours: ``_keras_batch_list``);
-- the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``);
-- on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed (input wait) and
-  counted (batches and samples seen), and its exceptions are seen;
-- ``SIGTERM`` and ``SIGINT`` (Ctrl-C; main thread only): the measurement ends ``KILLED`` at that moment, then
-  the previous handler runs (the process terminates, ``KeyboardInterrupt`` is raised, as they would have); a
-  step that raised something else for the Ctrl-C (TensorFlow's C code, given the interrupt inside a Python
-  callback of its own: ``SystemError``, ``UnknownError``) raises ``KeyboardInterrupt`` from it.
+- the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``), and a fit's
+  model's ``evaluate`` (a callback's evaluation inside an epoch: ``_keras_evaluations``);
+- on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed (input wait) and counted
+  (batches and samples seen), and its exceptions are seen;
+- ``SIGTERM`` and ``SIGINT`` (Ctrl-C; main thread only): the measurement ends ``KILLED`` at that moment, then the
+  previous handler runs (the process terminates, ``KeyboardInterrupt`` is raised, as they would have); a step that
+  raised something else for the Ctrl-C (TensorFlow's C code, given the interrupt inside a Python callback of its own:
+  ``SystemError``, ``UnknownError``) raises ``KeyboardInterrupt`` from it.
 
 On any of these the guard calls ``on_abort(exception)`` once, at that moment, then lets the exception go on;
 :meth:`CallGuard.remove` restores everything. Input wait: torch and JAX read each batch in Python (``next()`` on the
-data iterator): timed. TensorFlow reads its input inside the compiled step (``tf.data``, prefetched in parallel): not
-told apart, 0, counted in train.
+data iterator): timed. TensorFlow reads its input inside the compiled step (``tf.data``, prefetched): 0, in train.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from typing import Any
 
 from mlflow_green.integrations._keras_batch_list import BATCH_HOOKS, BatchList, does_nothing_per_batch
 from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
+from mlflow_green.integrations._keras_evaluations import EpochEvaluations
 from mlflow_green.integrations._keras_fit_watch import FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import end_of_data, leading_dim, watched_source
 from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_at_next_hook
+from mlflow_green.integrations._keras_samples import samples_seen
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.interrupts import SigintWatch
 from mlflow_green.training.termination import SigtermWatch
@@ -58,19 +60,17 @@ class CallGuard(CallbackHooks):
         data_wait_s: Seconds spent reading training batches since :meth:`reset_counts`.
         batches: Training batches read since :meth:`reset_counts`.
         samples: Samples in those batches.
-        trained_samples: Of those, the samples of batches a step finished with (the count at the
-            last training step's end): a batch read and never trained (its step raised) is not in it.
-        stop_requested: Set to stop training at the end of the current batch (the flag is
-            never set inside the compiled step: on JAX that deletes the model's state).
+        trained_samples: Of those, the samples of batches a training step finished with (not one whose step raised).
+        stop_requested: Set to stop training at the current batch's end (never inside the step: on JAX that deletes state).
+        evaluations: A fit's ``evaluate`` calls inside its epochs (``_keras_evaluations``; its model's ``evaluate`` wrapped).
         on_step_end: Called after each training step of ``fit`` (hot path).
         on_epoch_end_start: Called as the call's callback list begins its ``on_epoch_end`` (before any callback's).
     """
 
     def __init__(self, model: Any, on_abort: Callable[[BaseException], None], *, python_input: bool,
                  on_step_end: Callable[[], None] | None = None) -> None:
-        self.model = model
+        self.model, self.on_abort = model, on_abort
         self.counts_batches = False  # the training input is read through our iterator: counts are exact (0 is one)
-        self.on_abort = on_abort
         self.epoch_iterator: Any = None
         self._python_input = python_input
         self._wrapped: list[tuple[Any, str]] = []
@@ -79,21 +79,16 @@ class CallGuard(CallbackHooks):
         self._aborted = self.interrupted = False  # interrupted: a Ctrl-C was handled during the call
         self._sigterm = SigtermWatch(lambda: self.abort(SystemExit(128 + signal.SIGTERM)))  # ends KILLED, now
         self._sigint = SigintWatch(self._ctrl_c)  # Ctrl-C wherever it lands: KILLED, now
-        self.data_wait_s = 0.0
-        self.batches = 0
-        self.samples = 0
-        self.trained_samples = 0
+        self.data_wait_s, self.batches, self.samples, self.trained_samples = 0.0, 0, 0, 0
+        self.evaluations: EpochEvaluations | None = None
         self.steps = 0  # training steps finished in this fit (never reset: the fit's watch reads it)
-        self.test_steps = 0  # test (predict) steps finished in the current validation, or in the watched call
-        self.predicted = 0  # samples the watched predict's finished steps returned outputs for
+        self.test_steps = self.predicted = 0  # steps finished in the current validation (or call); samples predicted
         self.epoch_first_step, self.step_failed = 0, False  # ``steps`` as the epoch began; a training step raised in it
-        self.stop_requested = False
-        self.on_step_end = on_step_end
+        self.stop_requested, self.on_step_end = False, on_step_end
         self.on_epoch_end_start: Callable[[], None] | None = None
         self._fit_watch: FitWatch | None = None
         self._batch_list: BatchList | None = None  # the fit's batch hooks skip ours
-        self.in_own_hook = False  # inside the watched call's own on_test_begin / on_predict_begin
-        self.validating = False  # between the watched call's own on_test_begin and on_test_end
+        self.in_own_hook = self.validating = False  # in the call's own start hook; between its on_test_begin and _end
 
     # -- install / remove ----------------------------------------------------------------------
     def watch(self, method: str, *, timed: bool = True, ours: Any = None) -> CallGuard:
@@ -125,6 +120,10 @@ class CallGuard(CallbackHooks):
         if step is not None and not self._ours(step):
             self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(
                 step, training=method == "fit", only_validating=method == "evaluate" and not timed, predicting=method == "predict"))
+        evaluate = getattr(self.model, "evaluate", None) if method == "fit" and self.evaluations is None else None
+        if evaluate is not None and not self._ours(evaluate):  # a callback's evaluate inside an epoch
+            self.evaluations = EpochEvaluations(lambda: samples_seen(self.model), reads=not self._python_input)
+            self._set(self.model, "evaluate", self._mark(self.evaluations.wrap(evaluate), evaluate))
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._mark(passes_through(watched_source(source, self, timed)), source))
@@ -181,6 +180,8 @@ class CallGuard(CallbackHooks):
         """A new epoch: input wait and counts start at zero."""
         self.data_wait_s, self.batches, self.samples, self.trained_samples = 0.0, 0, 0, 0
         self.epoch_first_step, self.step_failed = self.steps, False
+        if self.evaluations is not None:
+            self.evaluations.epoch_begins()
 
     # -- wrappers ------------------------------------------------------------------------------
     @property
@@ -244,6 +245,8 @@ class CallGuard(CallbackHooks):
             if batches is not None:
                 batches.whole()
             try:
+                if epoch_end and guard.evaluations is not None:
+                    guard.evaluations.training_over()
                 if epoch_end and guard.on_epoch_end_start is not None:
                     guard.on_epoch_end_start()
                 return original(*args, **kwargs)

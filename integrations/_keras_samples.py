@@ -41,6 +41,19 @@ def samples_seen(model: Any) -> int | None:
     return int(round(value)) if value > 0 else None
 
 
+def train_samples_seen(model: Any, guard: Any) -> int | None:
+    """The epoch's training samples the train step counted, across the evaluations run in the epoch (each resets the
+    count: ``_keras_evaluations``; ``guard``: the fit's)."""
+    evaluations = getattr(guard, "evaluations", None)
+    seen = samples_seen(model)
+    return evaluations.train_seen(seen) if evaluations is not None else seen
+
+
+def validation_mid_training(guard: Any) -> bool:
+    """An evaluation with the fit's callback inside the epoch's training (training follows it in the epoch)."""
+    return bool(getattr(getattr(guard, "evaluations", None), "mid_training", False))
+
+
 def adapter_samples(epoch_iterator: Any) -> int | None:
     """Samples per pass as the epoch iterator's data adapter knows them (None when it does not)."""
     try:
@@ -110,7 +123,7 @@ def samples_cut_short(validation_counted: int | None, guard: Any, model: Callabl
     if guard is not None and guard.counts_batches:  # torch, JAX: the batches read, less one its step never trained
         return guard.trained_samples
     keras_model = model()
-    seen = samples_seen(keras_model)
+    seen = train_samples_seen(keras_model, guard)
     if seen is not None and seen == _batches_this_epoch(guard, keras_model) and _own_train_step(keras_model):
         return None  # batches, not samples (see epoch_train_samples)
     if seen and guard is not None and guard.step_failed:  # TensorFlow counts the failing batch before its step raises
@@ -179,7 +192,7 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
         known = adapter_counts(guard.epoch_iterator)  # an epoch stopped at its end (EarlyStopping) is whole
         if known:
             return known
-    seen = samples_seen(keras_model)
+    seen = train_samples_seen(keras_model, guard)
     if seen is not None and seen == batches and _own_train_step(keras_model):
         _warn_counts_batches(keras_model)
         return adapter_samples(guard.epoch_iterator if guard is not None else None)

@@ -42,6 +42,7 @@ from mlflow_green.integrations._keras_samples import (
     iterator_of_caller,
     samples_seen,
     test_cut_short,
+    validation_mid_training,
 )
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
@@ -182,8 +183,7 @@ class GreenCallback(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.session.begin_epoch(epoch)
-        self._epoch_train_samples = None
-        self._epoch_open = True
+        self._epoch_train_samples, self._epoch_open = None, True
         if self._fit_guard is not None:
             self._fit_guard.reset_counts()
 
@@ -209,7 +209,7 @@ class GreenCallback(keras.callbacks.Callback):
     # -- validation inside fit, evaluate and predict outside it --------------------------------
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._still_in_fit():
-            if self._epoch_train_samples is None:  # before evaluate resets the metrics
+            if self._epoch_train_samples is None and not validation_mid_training(self._fit_guard):  # before the reset
                 self._epoch_train_samples = self._train_samples_seen()
             if self._fit_guard is not None and not self._validation_watched:
                 self._fit_guard.watch("evaluate", timed=False)  # Keras reuses the validation's iterator and callbacks
@@ -224,8 +224,8 @@ class GreenCallback(keras.callbacks.Callback):
         cached = getattr(self._model, "_eval_epoch_iterator", None) if self._in_fit else None  # not .model: JAX syncs
         counted = self._adapter_counts(cached) if cached is not None else adapter_samples(iterator_of_caller("evaluate"))
         samples = counted or samples_seen(self.model)
-        if self._in_fit:  # no training follows it in this epoch
-            self.session.end_phase("validation", samples=samples, ends_epoch=True)
+        if self._in_fit:  # no training follows it in this epoch, unless a callback ran it inside the epoch's training
+            self.session.end_phase("validation", samples=samples, ends_epoch=not validation_mid_training(self._fit_guard))
         else:
             self._end_eval("test", samples)
 

@@ -375,6 +375,57 @@ def _(out: Path):
     return {"run_id": cb.session.run_id, "train": cb.session.samples.get("train")}
 
 
+def endless():
+    """64-sample batches without end (a Python generator: no size known, the epochs set by ``steps_per_epoch``)."""
+    i = 0
+    while True:
+        j = (i * 64) % 576
+        i += 1
+        yield X[j : j + 64], Y[j : j + 64]
+
+
+class EvaluatesInside(keras.callbacks.Callback):
+    """Runs ``model.evaluate`` on 128 samples after training ``batch`` of each epoch (with ``callbacks``), or at its
+    ``on_epoch_end`` (``batch=None``; listed before GreenCallback); trains 50 ms at each later batch end; stops the fit
+    after batch ``stop_at`` of epoch 1."""
+
+    def __init__(self, batch: int | None, callbacks=(), stop_at: int | None = None) -> None:
+        super().__init__()
+        self.batch, self.callbacks, self.stop_at, self.epoch, self.after = batch, list(callbacks), stop_at, 0, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.after = epoch, False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.after:
+            time.sleep(0.05)  # the epoch's training after the evaluation (not "other")
+        if batch == self.batch:
+            self.model.evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=self.callbacks)
+            self.after = True
+        if self.stop_at is not None and self.epoch == 1 and batch == self.stop_at:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.batch is None:
+            self.model.evaluate(X[:128], Y[:128], batch_size=64, verbose=0)
+
+
+@case("evaluations_inside_epochs")
+def _(out: Path):
+    """An evaluate inside an epoch resets Keras's loss tracker (the train step's sample count) on TensorFlow, and one
+    with the fit's callback was taken as the epoch's end: the epoch's samples were read at it (the batches after it
+    lost) and the training after it billed to ``other``."""
+    results = {}
+    for name, kwargs in (("with_ours_mid_epoch", {"batch": 3, "with_ours": True}), ("plain_mid_epoch", {"batch": 3}),
+                         ("plain_at_epoch_end", {"batch": None}), ("plain_then_stopped", {"batch": 3, "stop_at": 6})):
+        cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+        inside = EvaluatesInside(kwargs["batch"], [cb] if kwargs.get("with_ours") else [], kwargs.get("stop_at"))
+        callbacks = [inside, cb] if kwargs["batch"] is None else [cb, inside]
+        mlp().fit(endless(), steps_per_epoch=10, epochs=2, verbose=0, callbacks=callbacks)
+        results[name] = {"run_id": cb.session.run_id, "samples": dict(cb.session.samples)}
+    return results
+
+
 @case("torch_iterable_validation")
 def _(out: Path):
     # torch: DataLoaders over an IterableDataset (no length; its last batch partial): the rows, not batches x size

@@ -1,0 +1,112 @@
+"""The evaluations run inside a Keras ``fit``'s epoch, and the training samples counted across them.
+
+Keras's ``fit`` runs its own validation through ``model.evaluate(..., _use_cached_eval_dataset=True)`` once the
+epoch's training is done. A callback may run ``model.evaluate`` too — in the middle of an epoch (at a batch's end)
+or at its end — with or without the fit's GreenCallback. Two things follow:
+
+- on TensorFlow an epoch's training samples may come from the train step's own count, Keras's loss tracker
+  (generators, ``tf.data`` of unknown size, an epoch cut short); every ``evaluate`` resets that tracker as it begins
+  and counts its own batches into it. :class:`EpochEvaluations` banks the training samples counted so far as such an
+  evaluation begins, and notes the count it leaves, from which training goes on: :meth:`EpochEvaluations.train_seen`
+  is the epoch's training samples however many evaluations ran in it;
+- an evaluation with the fit's callback in the middle of the epoch's training is the fit's ``validation`` (its energy
+  and samples), but training follows it in the epoch: :attr:`EpochEvaluations.mid_training` tells the callback so
+  (the epoch's samples are not read as it begins, nor does its end end the epoch's training).
+
+The fit's :class:`~mlflow_green.integrations._keras_guard.CallGuard` wraps the model's ``evaluate`` with
+:meth:`EpochEvaluations.wrap` for the length of the fit.
+
+Example:
+    >>> count = {"seen": 0}
+    >>> evaluations = EpochEvaluations(lambda: count["seen"], reads=True)
+    >>> def evaluate():
+    ...     count["seen"] = 90  # reset, then 90 samples evaluated
+    >>> evaluate = evaluations.wrap(evaluate)
+    >>> evaluations.epoch_begins()
+    >>> count["seen"] = 320  # 10 batches of 32 trained
+    >>> evaluate()
+    >>> count["seen"] += 288  # 9 more batches
+    >>> evaluations.train_seen(count["seen"])
+    608
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class EpochEvaluations:
+    """The ``evaluate`` calls inside a fit's epochs (see the module docstring).
+
+    Args:
+        seen: The loss tracker's count now (None or 0 when it has none).
+        reads: Whether the count is read at all (TensorFlow; on torch and JAX the batches read are counted instead).
+    """
+
+    def __init__(self, seen: Callable[[], int | None], *, reads: bool) -> None:
+        self._seen, self._reads = seen, reads
+        self.training = False  # from our on_epoch_begin until the callback list's on_epoch_end begins
+        self._banked = self._offset = self._evaluating = 0
+        self._evaluated = False
+
+    @property
+    def mid_training(self) -> bool:
+        """An evaluation of a callback's, inside the epoch's training (training follows it in this epoch)."""
+        return self.training and self._evaluating > 0
+
+    def epoch_begins(self) -> None:
+        """An epoch begins (our ``on_epoch_begin``): its training starts, nothing banked."""
+        self.training = True
+        self._banked = self._offset = 0
+        self._evaluated = False
+
+    def training_over(self) -> None:
+        """The epoch's callback list begins its ``on_epoch_end``: no more training in this epoch."""
+        self.training = False
+
+    def train_seen(self, seen: int | None) -> int | None:
+        """The epoch's training samples counted, given the loss tracker's count ``seen`` now."""
+        if not self._evaluated:
+            return seen
+        if self._evaluating:  # inside an evaluation: its own batches are in the tracker
+            return self._banked or None
+        return (self._banked + max((seen or 0) - self._offset, 0)) or None
+
+    def wrap(self, evaluate: Callable[..., Any]) -> Callable[..., Any]:
+        """``evaluate``, counted: a callback's evaluation during the fit (not the fit's own validation; one between two
+        epochs is banked into the epoch before, which the next one's start forgets)."""
+
+        @functools.wraps(evaluate)
+        def evaluate_in_fit(*args: Any, **kwargs: Any) -> Any:
+            if self._evaluating or kwargs.get("_use_cached_eval_dataset"):
+                return evaluate(*args, **kwargs)  # nested, or the fit's own validation (its samples read as it begins)
+            self._bank()
+            self._evaluating += 1
+            try:
+                return evaluate(*args, **kwargs)
+            finally:
+                self._evaluating -= 1
+                self._offset = self._read()
+
+        return evaluate_in_fit
+
+    def _bank(self) -> None:
+        self._banked += max(self._read() - self._offset, 0)
+        self._evaluated = True
+
+    def _read(self) -> int:
+        if not self._reads:
+            return 0
+        try:
+            return self._seen() or 0
+        except Exception as exc:  # counting never breaks training
+            logger.debug("mlflow-green: the loss tracker's count not read: %r", exc)
+            return 0
+
+
+__all__ = ["EpochEvaluations"]
