@@ -55,15 +55,22 @@ class EpochEvaluations:
         self._evaluated = False
 
     @property
+    def in_callback_evaluate(self) -> bool:
+        """Inside an evaluation a callback runs (not the fit's own validation: its samples are its own input's)."""
+        return self._evaluating > 0
+
+    @property
     def mid_training(self) -> bool:
         """An evaluation of a callback's, inside the epoch's training (training follows it in this epoch)."""
         return self.training and self._evaluating > 0
 
     def epoch_begins(self) -> None:
-        """An epoch begins (our ``on_epoch_begin``): its training starts, nothing banked."""
+        """An epoch begins (our ``on_epoch_begin``): its training starts, nothing banked. Keras reset the count just
+        before its callbacks' ``on_epoch_begin``: what it holds now, an evaluation of a callback listed before ours
+        added (read only where one ran since the last epoch began)."""
         self.training = True
-        self._banked = self._offset = 0
-        self._evaluated = False
+        offset = self._read() if self._evaluated else 0
+        self._banked, self._offset, self._evaluated = 0, offset, offset > 0
 
     def training_over(self) -> None:
         """The epoch's callback list begins its ``on_epoch_end``: no more training in this epoch."""
@@ -109,4 +116,14 @@ class EpochEvaluations:
             return 0
 
 
-__all__ = ["EpochEvaluations"]
+NO_EVALUATIONS = EpochEvaluations(lambda: None, reads=False)
+"""Stands in where a call has none (no fit, or a guard without them): never evaluating."""
+
+
+def evaluations_in(guard: Any) -> EpochEvaluations:
+    """The fit's evaluations as its ``guard`` (a :class:`~mlflow_green.integrations._keras_guard.CallGuard`, or None)
+    watches them."""
+    return getattr(guard, "evaluations", None) or NO_EVALUATIONS
+
+
+__all__ = ["NO_EVALUATIONS", "EpochEvaluations", "evaluations_in"]

@@ -49,11 +49,6 @@ def train_samples_seen(model: Any, guard: Any) -> int | None:
     return evaluations.train_seen(seen) if evaluations is not None else seen
 
 
-def validation_mid_training(guard: Any) -> bool:
-    """An evaluation with the fit's callback inside the epoch's training (training follows it in the epoch)."""
-    return bool(getattr(getattr(guard, "evaluations", None), "mid_training", False))
-
-
 def adapter_samples(epoch_iterator: Any) -> int | None:
     """Samples per pass as the epoch iterator's data adapter knows them (None when it does not)."""
     try:

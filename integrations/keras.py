@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations._keras_backup import bind_resumable
 from mlflow_green.integrations._keras_batch_list import no_batch_work
+from mlflow_green.integrations._keras_evaluations import evaluations_in
 from mlflow_green.integrations._keras_fit_watch import open_fit_status
 from mlflow_green.integrations._keras_frames import busy_elsewhere, fit_epochs, live_figures_allowed, stands_aside
 from mlflow_green.integrations._keras_guard import CallGuard
@@ -42,7 +43,6 @@ from mlflow_green.integrations._keras_samples import (
     iterator_of_caller,
     samples_seen,
     test_cut_short,
-    validation_mid_training,
 )
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
@@ -209,9 +209,9 @@ class GreenCallback(keras.callbacks.Callback):
     # -- validation inside fit, evaluate and predict outside it --------------------------------
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._still_in_fit():
-            if self._epoch_train_samples is None and not validation_mid_training(self._fit_guard):  # before the reset
+            if self._epoch_train_samples is None and not evaluations_in(self._fit_guard).mid_training:  # before the reset
                 self._epoch_train_samples = self._train_samples_seen()
-            if self._fit_guard is not None and not self._validation_watched:
+            if self._fit_guard is not None and not self._validation_watched and not evaluations_in(self._fit_guard).in_callback_evaluate:
                 self._fit_guard.watch("evaluate", timed=False)  # Keras reuses the validation's iterator and callbacks
                 self._validation_watched = True
             self.session.begin_phase("validation")
@@ -220,12 +220,12 @@ class GreenCallback(keras.callbacks.Callback):
             self.session.begin_eval("test")
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
-        # fit's validation reads the iterator Keras keeps on the model (no walk up the stack)
-        cached = getattr(self._model, "_eval_epoch_iterator", None) if self._in_fit else None  # not .model: JAX syncs
+        own = self._in_fit and not evaluations_in(self._fit_guard).in_callback_evaluate  # fit's own validation: the
+        cached = getattr(self._model, "_eval_epoch_iterator", None) if own else None  # iterator Keras keeps (not .model)
         counted = self._adapter_counts(cached) if cached is not None else adapter_samples(iterator_of_caller("evaluate"))
         samples = counted or samples_seen(self.model)
         if self._in_fit:  # no training follows it in this epoch, unless a callback ran it inside the epoch's training
-            self.session.end_phase("validation", samples=samples, ends_epoch=not validation_mid_training(self._fit_guard))
+            self.session.end_phase("validation", samples=samples, ends_epoch=not evaluations_in(self._fit_guard).mid_training)
         else:
             self._end_eval("test", samples)
 

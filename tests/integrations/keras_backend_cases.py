@@ -385,43 +385,51 @@ def endless():
 
 
 class EvaluatesInside(keras.callbacks.Callback):
-    """Runs ``model.evaluate`` on 128 samples after training ``batch`` of each epoch (with ``callbacks``), or at its
-    ``on_epoch_end`` (``batch=None``; listed before GreenCallback); trains 50 ms at each later batch end; stops the fit
-    after batch ``stop_at`` of epoch 1."""
+    """Runs ``model.evaluate`` on 128 samples (with ``callbacks``) after training ``batch`` of each epoch, or at its
+    ``on_epoch_end`` / ``on_epoch_begin`` (``batch`` "end" / "begin": listed before GreenCallback); trains 50 ms at
+    each batch end after a mid-epoch one; stops the fit after batch ``stop_at`` of epoch 1."""
 
-    def __init__(self, batch: int | None, callbacks=(), stop_at: int | None = None) -> None:
+    def __init__(self, batch: int | str, callbacks=(), stop_at: int | None = None) -> None:
         super().__init__()
         self.batch, self.callbacks, self.stop_at, self.epoch, self.after = batch, list(callbacks), stop_at, 0, False
 
+    def evaluate(self):
+        self.model.evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=self.callbacks)
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.after = epoch, False
+        if self.batch == "begin":
+            self.evaluate()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.after:
             time.sleep(0.05)  # the epoch's training after the evaluation (not "other")
         if batch == self.batch:
-            self.model.evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=self.callbacks)
+            self.evaluate()
             self.after = True
         if self.stop_at is not None and self.epoch == 1 and batch == self.stop_at:
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.batch is None:
-            self.model.evaluate(X[:128], Y[:128], batch_size=64, verbose=0)
+        if self.batch == "end":
+            self.evaluate()
 
 
 @case("evaluations_inside_epochs")
 def _(out: Path):
     """An evaluate inside an epoch resets Keras's loss tracker (the train step's sample count) on TensorFlow, and one
     with the fit's callback was taken as the epoch's end: the epoch's samples were read at it (the batches after it
-    lost) and the training after it billed to ``other``."""
+    lost), the training after it billed to ``other``, and its samples read from the fit's own validation input."""
     results = {}
     for name, kwargs in (("with_ours_mid_epoch", {"batch": 3, "with_ours": True}), ("plain_mid_epoch", {"batch": 3}),
-                         ("plain_at_epoch_end", {"batch": None}), ("plain_then_stopped", {"batch": 3, "stop_at": 6})):
+                         ("plain_at_epoch_end", {"batch": "end"}), ("plain_at_epoch_begin", {"batch": "begin"}),
+                         ("plain_then_stopped", {"batch": 3, "stop_at": 6}),
+                         ("with_ours_beside_validation", {"batch": 3, "with_ours": True, "validation": True})):
         cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
         inside = EvaluatesInside(kwargs["batch"], [cb] if kwargs.get("with_ours") else [], kwargs.get("stop_at"))
-        callbacks = [inside, cb] if kwargs["batch"] is None else [cb, inside]
-        mlp().fit(endless(), steps_per_epoch=10, epochs=2, verbose=0, callbacks=callbacks)
+        callbacks = [inside, cb] if isinstance(kwargs["batch"], str) else [cb, inside]
+        validation = {"validation_data": (X[:64], Y[:64])} if kwargs.get("validation") else {}
+        mlp().fit(endless(), steps_per_epoch=10, epochs=2, verbose=0, callbacks=callbacks, **validation)
         results[name] = {"run_id": cb.session.run_id, "samples": dict(cb.session.samples)}
     return results
 

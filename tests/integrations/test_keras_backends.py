@@ -106,11 +106,13 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     # Evaluations inside an epoch — with the fit's callback (its validation) or without, in the middle of the epoch's
     # training or at its end, the epoch then cut short: every batch trained counted, the training after one is train
     for name, train, validation in (("with_ours_mid_epoch", 1280, 256), ("plain_mid_epoch", 1280, None),
-                                    ("plain_at_epoch_end", 1280, None), ("plain_then_stopped", 640 + 7 * 64, None)):
+                                    ("plain_at_epoch_end", 1280, None), ("plain_at_epoch_begin", 1280, None),
+                                    ("plain_then_stopped", 640 + 7 * 64, None),
+                                    ("with_ours_beside_validation", 1280, 2 * (128 + 64))):
         result = results["evaluations_inside_epochs"][name]
         assert result["samples"] == {"train": train, **({"validation": validation} if validation else {})}, (name, result)
         metrics = client.get_run(result["run_id"]).data.metrics
-        if name == "with_ours_mid_epoch":  # 6 batch ends x 50 ms after it, each epoch: at 50 W, 15 J of training
+        if name.startswith("with_ours"):  # 6 batch ends x 50 ms after it, each epoch: at 50 W, 15 J of training
             assert metrics[schema.ENERGY_TRAIN_KWH] * 3.6e6 >= 2 * 15.0 * 0.9, (metrics, result)
             assert metrics[schema.ENERGY_OTHER_KWH] < metrics[schema.ENERGY_TRAIN_KWH] / 2, (metrics, result)
         assert_green_invariants(result["run_id"], client)
