@@ -434,6 +434,22 @@ def _(out: Path):
     return results
 
 
+@case("validation_input_fails_after_an_evaluate_inside_the_epoch")
+def _(out: Path):
+    """A mid-epoch evaluate with the fit's callback took the watch meant for the fit's validation input: a validation
+    input failing afterwards ended the run only at the fit watch's next look (RUNNING when fit raised, on torch)."""
+    cb, model = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), mlp()
+    try:
+        model.fit(Batches(10), validation_data=Batches(4, fail_at=2), epochs=2, verbose=0,
+                  callbacks=[cb, EvaluatesInside(3, [cb])])
+        raised = None
+    except BaseException as exc:  # noqa: BLE001
+        raised = type(exc).__name__
+    run = mlflow.MlflowClient().get_run(cb.session.run_id)
+    return {"run_id": cb.session.run_id, "raised": raised, "status": run.info.status,
+            "evaluate_wrapped": "evaluate" in model.__dict__}
+
+
 @case("torch_iterable_validation")
 def _(out: Path):
     # torch: DataLoaders over an IterableDataset (no length; its last batch partial): the rows, not batches x size

@@ -116,6 +116,10 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
             assert metrics[schema.ENERGY_TRAIN_KWH] * 3.6e6 >= 2 * 15.0 * 0.9, (metrics, result)
             assert metrics[schema.ENERGY_OTHER_KWH] < metrics[schema.ENERGY_TRAIN_KWH] / 2, (metrics, result)
         assert_green_invariants(result["run_id"], client)
+    result = results["validation_input_fails_after_an_evaluate_inside_the_epoch"]
+    assert result["raised"] is not None and result["status"] == "FAILED", result  # at once, not at the watch's look
+    assert result["evaluate_wrapped"] is False, result
+    assert_green_invariants(result["run_id"], client)
     # A fit, an evaluate, a track() block measured anew right after it: each ends the failed fit as it begins, then
     # logs into a run of its own (not the failed one, still MLflow's active run until then); in the user's run, after
     # the failed fit's steps
