@@ -50,6 +50,8 @@ class BatchHooksMixin:
     _eval_counting = False
     _train_pulled = False  # the epoch's training_step reads a dataloader_iter: its batches counted as it pulls them
     _eval_pulled = False  # the evaluation's step likewise
+    _train_pulls: PulledBatches | None = None
+    _eval_pulls: PulledBatches | None = None
 
     _resumed_inside_an_epoch: Callable[[Any], None]  # the callback's (its epoch begun at a resumed first batch)
     _profile_first_batch: Callable[[Any, Any, Any], None]  # ProfileMixin's
@@ -84,17 +86,27 @@ class BatchHooksMixin:
     def _count_pulled_training(self, data_fetcher: Any) -> None:
         """An epoch's pass begins (``FetchTimer.on_pass``): a training_step reading a dataloader_iter has each batch
         it pulls counted (``_lightning_pulled``); Lightning's progress and the batch ends count one batch a step."""
-        self._train_pulled = PulledBatches.install(data_fetcher, self._count_training_batch) is not None
+        loop = self._fetch.epoch_loop if self._fetch is not None else None
+        self._train_pulls = PulledBatches.install(data_fetcher, self._sizes, self._add_training, getattr(loop, "batch_progress", None))
+        self._train_pulled = self._train_pulls is not None
 
-    def _count_training_batch(self, batch: Any) -> None:
-        self._epoch_samples += self._sizes(batch)
+    def _add_training(self, samples: int) -> None:
+        self._epoch_samples += samples
 
     def _count_pulled_evaluation(self, loop: Any) -> None:
         """An evaluation's pass begins (its loop's iterator made): a step reading a dataloader_iter, likewise."""
-        self._eval_pulled = PulledBatches.install(getattr(loop, "_data_fetcher", None), self._count_evaluation_batch) is not None
+        self._eval_pulls = PulledBatches.install(getattr(loop, "_data_fetcher", None), batch_size, self._add_evaluation,
+                                                 getattr(loop, "batch_progress", None))
+        self._eval_pulled = self._eval_pulls is not None
 
-    def _count_evaluation_batch(self, batch: Any) -> None:
-        self._eval_samples += batch_size(batch)
+    def _add_evaluation(self, samples: int) -> None:
+        self._eval_samples += samples
+
+    def _settled_evaluation(self) -> int:
+        """The evaluation's samples so far (a dataloader_iter step's pulls counted where the step finished)."""
+        if self._eval_pulls is not None:
+            self._eval_pulls.settle()
+        return self._eval_samples
 
     def _step_out(self, trainer: Any) -> None:
         """Nothing left for the fit's later batch starts; nor for their ends where the loop's progress counts the samples."""
@@ -109,7 +121,7 @@ class BatchHooksMixin:
 
     def _count_validation(self, trainer: Any) -> None:
         """A validation beginning: its samples from its loop's progress where its loader allows (no batch end called)."""
-        self._eval_pulled = False
+        self._eval_pulled, self._eval_pulls = False, None
         if self._eval_counted is None:  # counted batch by batch so far, or the fit's first validation
             fit_loop = getattr(trainer, "fit_loop", None)
             loop = getattr(getattr(fit_loop, "epoch_loop", None), "val_loop", None) if self._fitting else getattr(trainer, "validate_loop", None)
@@ -124,6 +136,8 @@ class BatchHooksMixin:
 
     def _train_samples(self) -> int:
         """The epoch's training samples so far."""
+        if self._train_pulls is not None:  # a dataloader_iter step's pulls, where the step finished
+            self._train_pulls.settle()
         counted = self._train_counted
         return self._epoch_samples + (counted.samples() if counted is not None and self._train_counting else 0)
 
@@ -148,6 +162,7 @@ class BatchHooksMixin:
             self._hooks_back("on_validation_batch_end")
 
     def _take_validation(self) -> None:
+        self._settled_evaluation()
         if self._eval_counted is not None and self._eval_counting:
             self._eval_samples += self._eval_counted.samples()
         self._eval_counting = False

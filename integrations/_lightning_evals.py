@@ -6,6 +6,7 @@ the fit before it, or a run of its own; its samples are the batches its steps fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mlflow_green.integrations._torch_batches import batch_size
@@ -18,6 +19,7 @@ class EvaluationHooksMixin:
     session: TrainingSession
     _eval_samples: int
     _eval_pulled: bool
+    _settled_evaluation: Callable[[], int]  # BatchHooksMixin's
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         raise NotImplementedError
@@ -30,7 +32,7 @@ class EvaluationHooksMixin:
             self._eval_samples += batch_size(batch)
 
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:
-        self.session.end_eval("test", samples=self._eval_samples)
+        self.session.end_eval("test", samples=self._settled_evaluation())
 
     on_predict_batch_end = on_test_batch_end  # the samples of each batch its steps finished
 
@@ -38,7 +40,7 @@ class EvaluationHooksMixin:
         self._begin_eval(trainer, "predict")
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
-        self.session.end_eval("predict", samples=self._eval_samples)
+        self.session.end_eval("predict", samples=self._settled_evaluation())
 
 
 __all__ = ["EvaluationHooksMixin"]

@@ -209,7 +209,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
             self._profile_if_never(trainer, pl_module)
             self._end_fit_early(status, floats(trainer.callback_metrics))
         elif self.session.eval_in_progress:
-            self.session.end_eval(self.session.evals.kind or "test", samples=self._eval_samples, status=status)
+            self.session.end_eval(self.session.evals.kind or "test", samples=self._settled_evaluation(), status=status)
 
     def _end_fit_early(self, status: str, logs: dict[str, float] | None = None) -> None:
         self._batch_hooks_back()  # the samples counted from the loops' progress folded in

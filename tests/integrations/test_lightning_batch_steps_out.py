@@ -289,3 +289,47 @@ def test_steps_reading_a_dataloader_iter_count_every_batch_they_pull(
     path = MlflowClient().download_artifacts(evaluations.session.run_id, schema.REPORT_ARTIFACT, str(tmp_path / "evaluations"))
     samples = json.loads(Path(path).read_text())["samples"]
     assert samples["test"] == VAL_SAMPLES and samples["predict"] == VAL_SAMPLES
+
+
+@pytest.mark.parametrize("reads_iterator", [True, False])
+def test_a_step_that_raises_after_taking_its_batches_is_not_counted_either_way(
+    mlflow_experiment: str, tmp_path: Path, reads_iterator: bool
+) -> None:
+    """A batch-taking step that raises is not counted (its batch is never processed); a ``dataloader_iter`` step's
+    pulls were counted as pulled, so a failed run's samples depended on the step's signature (352 against 320)."""
+    class RaisesAtTen(type(digits_classifier())):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if batch_idx == 10:
+                raise RuntimeError("step failed")
+            return super().training_step(batch, batch_idx)
+
+    class PullsThenRaisesAtTen(type(digits_classifier())):
+        def training_step(self, dataloader_iter: Any) -> torch.Tensor:
+            (x, y), batch_idx, _ = next(dataloader_iter)
+            if batch_idx == 10:
+                raise RuntimeError("step failed")
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+    cb = GreenCallback()
+    with pytest.raises(RuntimeError, match="step failed"):
+        _fit(tmp_path, cb, *loaders(32), model=PullsThenRaisesAtTen() if reads_iterator else RaisesAtTen())
+    report = json.loads(Path(MlflowClient().download_artifacts(cb.session.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["samples"]["train"] == 10 * 32 and cb.state_dict()["samples"]["train"] == 10 * 32
+
+
+def test_a_dataloader_iter_steps_last_call_ended_by_the_data_is_not_counted(mlflow_experiment: str, tmp_path: Path) -> None:
+    """Three batches a call with a bare ``next()``: each epoch's last call pulls two (32 + 24), then ``next()`` ends the
+    epoch inside the step, which never trains them — they were counted (2 800 for 2 688 trained)."""
+    trained = {"samples": 0}
+
+    class PullsThree(type(digits_classifier())):
+        def training_step(self, dataloader_iter: Any) -> torch.Tensor:
+            batches = [next(dataloader_iter)[0] for _ in range(3)]
+            x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+            trained["samples"] += len(x)
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+    cb = GreenCallback()
+    _, report = _fit(tmp_path, cb, *loaders(32), model=PullsThree())
+    assert trained["samples"] == 2 * 14 * 96 and report["samples"]["train"] == trained["samples"]
+    assert_green_invariants(cb.session.run_id)
