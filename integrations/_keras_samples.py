@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from mlflow_green.integrations._keras_evaluations import evaluations_in
 from mlflow_green.integrations._keras_frames import caller_frame
 
 logger = logging.getLogger(__name__)
@@ -44,9 +45,7 @@ def samples_seen(model: Any) -> int | None:
 def train_samples_seen(model: Any, guard: Any) -> int | None:
     """The epoch's training samples the train step counted, across the evaluations run in the epoch (each resets the
     count: ``_keras_evaluations``; ``guard``: the fit's)."""
-    evaluations = getattr(guard, "evaluations", None)
-    seen = samples_seen(model)
-    return evaluations.train_seen(seen) if evaluations is not None else seen
+    return evaluations_in(guard).train_seen(samples_seen(model))
 
 
 def adapter_samples(epoch_iterator: Any) -> int | None:

@@ -48,10 +48,8 @@ class BatchHooksMixin:
     _train_counting = False  # the epoch's counted samples not folded in yet
     _eval_counted: CountedBatches | None = None  # the fit's validation samples
     _eval_counting = False
-    _train_pulled = False  # the epoch's training_step reads a dataloader_iter: its batches counted as it pulls them
-    _eval_pulled = False  # the evaluation's step likewise
-    _train_pulls: PulledBatches | None = None
-    _eval_pulls: PulledBatches | None = None
+    _train_pulls: PulledBatches | None = None  # the epoch's training_step reads a dataloader_iter: the batches it pulls
+    _eval_pulls: PulledBatches | None = None  # the evaluation's step likewise
 
     _resumed_inside_an_epoch: Callable[[Any], None]  # the callback's (its epoch begun at a resumed first batch)
     _profile_first_batch: Callable[[Any, Any, Any], None]  # ProfileMixin's
@@ -68,7 +66,7 @@ class BatchHooksMixin:
             self._step_out(trainer)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self._train_pulled:
+        if self._train_pulls is None:
             self._epoch_samples += self._sizes(batch)
         if self._needs_profile:  # the batch start had none (a training_step reading a dataloader_iter)
             self._profile_first_batch(trainer, pl_module, batch)
@@ -80,7 +78,7 @@ class BatchHooksMixin:
                 trainer.should_stop = True
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not self._eval_pulled:
+        if self._eval_pulls is None:
             self._eval_samples += batch_size(batch)
 
     def _count_pulled_training(self, data_fetcher: Any) -> None:
@@ -88,7 +86,6 @@ class BatchHooksMixin:
         it pulls counted (``_lightning_pulled``); Lightning's progress and the batch ends count one batch a step."""
         loop = self._fetch.epoch_loop if self._fetch is not None else None
         self._train_pulls = PulledBatches.install(data_fetcher, self._sizes, self._add_training, getattr(loop, "batch_progress", None))
-        self._train_pulled = self._train_pulls is not None
 
     def _add_training(self, samples: int) -> None:
         self._epoch_samples += samples
@@ -97,7 +94,6 @@ class BatchHooksMixin:
         """An evaluation's pass begins (its loop's iterator made): a step reading a dataloader_iter, likewise."""
         self._eval_pulls = PulledBatches.install(getattr(loop, "_data_fetcher", None), batch_size, self._add_evaluation,
                                                  getattr(loop, "batch_progress", None))
-        self._eval_pulled = self._eval_pulls is not None
 
     def _add_evaluation(self, samples: int) -> None:
         self._eval_samples += samples
@@ -110,7 +106,7 @@ class BatchHooksMixin:
 
     def _step_out(self, trainer: Any) -> None:
         """Nothing left for the fit's later batch starts; nor for their ends where the loop's progress counts the samples."""
-        if self._train_counted is None and not self._train_pulled and not self._budget_per_batch and _own(self, "on_train_batch_end"):
+        if self._train_counted is None and self._train_pulls is None and not self._budget_per_batch and _own(self, "on_train_batch_end"):
             loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
             self._train_counted = CountedBatches.start(getattr(trainer, "train_dataloader", None), loop)
             if self._train_counted is not None:
@@ -121,12 +117,12 @@ class BatchHooksMixin:
 
     def _count_validation(self, trainer: Any) -> None:
         """A validation beginning: its samples from its loop's progress where its loader allows (no batch end called)."""
-        self._eval_pulled, self._eval_pulls = False, None
+        self._eval_pulls = None
         if self._eval_counted is None:  # counted batch by batch so far, or the fit's first validation
             fit_loop = getattr(trainer, "fit_loop", None)
             loop = getattr(getattr(fit_loop, "epoch_loop", None), "val_loop", None) if self._fitting else getattr(trainer, "validate_loop", None)
             self._count_pulled_evaluation(loop)
-            if not self._eval_pulled and _own(self, "on_validation_batch_end"):
+            if self._eval_pulls is None and _own(self, "on_validation_batch_end"):
                 self._eval_counted = CountedBatches.start(getattr(trainer, "val_dataloaders", None), loop)
                 if self._eval_counted is not None:
                     self.on_validation_batch_end = None  # type: ignore[assignment]

@@ -18,7 +18,7 @@ class EvaluationHooksMixin:
 
     session: TrainingSession
     _eval_samples: int
-    _eval_pulled: bool
+    _eval_pulls: Any  # BatchHooksMixin's: a step reading a dataloader_iter has its pulled batches counted
     _settled_evaluation: Callable[[], int]  # BatchHooksMixin's
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:
@@ -28,7 +28,7 @@ class EvaluationHooksMixin:
         self._begin_eval(trainer, "test")
 
     def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not self._eval_pulled:  # a step reading a dataloader_iter: each batch counted as it pulls it
+        if self._eval_pulls is None:  # else a step reading a dataloader_iter: its pulled batches counted
             self._eval_samples += batch_size(batch)
 
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:

@@ -23,6 +23,7 @@ Example:
     >>> PulledBatches.install(object(), len, print, None) is None
     True
 """
+
 from __future__ import annotations
 
 import logging
