@@ -131,7 +131,11 @@ def samples_cut_short(validation_counted: int | None, guard: Any, model: Callabl
 def evaluation_cut_short(guard: Any, model: Callable[[], Any], iterator: Any) -> int | None:
     """Samples a validation (or an ``evaluate``) that ended early evaluated: its finished test steps' batches
     (``iterator``: its epoch iterator), at most the metrics' count since it began (TensorFlow counts a failing
-    batch before its step raises); the metrics' count alone when the batch size is unknown."""
+    batch before its step raises); the metrics' count alone when the batch size is unknown. None of its steps
+    finished (the guard's wrapper of the test step counted none): nothing evaluated — the count is not read then (on
+    JAX it is the fit's training count, synced back into the model: the evaluation's own state never began)."""
+    if guard is not None and guard.test_steps == 0 and getattr(getattr(guard.model, "test_function", None), "_green_guard", None) is guard:
+        return 0
     keras_model = model()
     seen = samples_seen(keras_model)
     batch = getattr(getattr(iterator, "data_adapter", None), "batch_size", None)

@@ -450,6 +450,24 @@ def _(out: Path):
             "evaluate_wrapped": "evaluate" in model.__dict__}
 
 
+@case("validation_input_fails_at_the_next_epochs_first_batch")
+def _(out: Path):
+    """No step of the failed validation finished: it evaluated nothing (on JAX the synced loss tracker held the
+    epoch's training count, which was counted as validation: 896 for 256)."""
+    cb, validation = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), Batches(4)
+
+    class FailsFromEpochOne(keras.callbacks.Callback):  # (a count of reads would not do: TensorFlow peeks at one)
+        def on_epoch_begin(self, epoch, logs=None):
+            validation.fail_at = 0 if epoch >= 1 else None
+
+    try:
+        mlp().fit(Batches(10), validation_data=validation, epochs=2, verbose=0, callbacks=[cb, FailsFromEpochOne()])
+    except Exception:  # noqa: BLE001 (OSError; TensorFlow: UnknownError, raised from its input graph)
+        pass
+    return {"run_id": cb.session.run_id, "samples": dict(cb.session.samples),
+            "status": mlflow.MlflowClient().get_run(cb.session.run_id).info.status}
+
+
 @case("torch_iterable_validation")
 def _(out: Path):
     # torch: DataLoaders over an IterableDataset (no length; its last batch partial): the rows, not batches x size

@@ -120,6 +120,9 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     assert result["raised"] is not None and result["status"] == "FAILED", result  # at once, not at the watch's look
     assert result["evaluate_wrapped"] is False, result
     assert_green_invariants(result["run_id"], client)
+    result = results["validation_input_fails_at_the_next_epochs_first_batch"]
+    assert result["status"] == "FAILED" and result["samples"] == {"train": 1280, "validation": 256}, result
+    assert_green_invariants(result["run_id"], client)
     # A fit, an evaluate, a track() block measured anew right after it: each ends the failed fit as it begins, then
     # logs into a run of its own (not the failed one, still MLflow's active run until then); in the user's run, after
     # the failed fit's steps
