@@ -128,7 +128,7 @@ class TreeScanner:
         self._stat = stat if stat is not None else StatFiles()
         self._peek = stat if stat is not None else procfs.process_stat  # a look's reads keep no descriptor
         self._own_usage: Callable[..., tuple[float, int]] | None = getattr(self._stat, "own_usage", None)
-        self._refresh_rss: Callable[[], None] | None = getattr(self._stat, "refresh_rss", None)  # by the looker
+        self._refresh: Callable[[], None] | None = getattr(self._stat, "refresh", None)  # by the looker
         self._rss_age_s = min(max(RSS_REFRESH_S, 2.5 * float(discovery_interval_s)), 5.0)  # read if the looker lags
         self._discovery_interval_s = float(discovery_interval_s)
         self._use_looker = looker and self._discovery_interval_s > 0
@@ -186,8 +186,8 @@ class TreeScanner:
             now_s = self._clock()
             monotonic = self._clock is time.monotonic
             if now_s < self._cheap_until_s and self.root_pid == procfs.OWN_PID[0]:  # nothing else to check
-                try:  # the looker keeps the resident memory fresh: only the clocks are read here
-                    usage = self._own_usage(now_s if monotonic else None, self._rss_age_s)  # type: ignore[misc]
+                try:  # the looker keeps memory and children fresh: only the CPU clock is read here
+                    usage = self._own_usage(now_s if monotonic else None, self._rss_age_s, self._rss_age_s)  # type: ignore[misc]
                 except OSError:
                     return None
             else:
@@ -307,10 +307,10 @@ class TreeScanner:
                     return
             with contextlib.suppress(Exception):  # /proc unreadable now: the next full scan catches up
                 self.look()
-            with self._lock:  # this process's resident memory, fresh for the boundaries' reads (never after release)
-                if self._refresh_rss is not None and self._alone and self.root_pid == procfs.OWN_PID[0] and not stop.is_set():
+            with self._lock:  # this process's memory and children's time, fresh for the boundaries (never after release)
+                if self._refresh is not None and self._alone and self.root_pid == procfs.OWN_PID[0] and not stop.is_set():
                     with contextlib.suppress(OSError):
-                        self._refresh_rss()
+                        self._refresh()
 
     def _stats(self, pids: Iterable[int]) -> dict[int, procfs.ProcessStat]:
         found = {}

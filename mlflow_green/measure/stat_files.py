@@ -33,7 +33,8 @@ class StatFiles:
     time (``getrusage(RUSAGE_CHILDREN)``), its memory from ``/proc/self/statm`` — the same figures, to the
     nanosecond rather than the clock tick. Its memory is read again at most every
     :data:`RSS_REFRESH_S` seconds (``statm`` takes the process's memory-map lock, which a training's
-    allocator threads contend for; resident memory moves slowly and bills only the RAM estimate).
+    allocator threads contend for; resident memory moves slowly and bills only the RAM estimate), and a
+    window boundary may reuse the children's time the background looker read (:meth:`refresh`).
 
     Example:
         >>> files = StatFiles()
@@ -47,6 +48,7 @@ class StatFiles:
         self._files: dict[int, procfs.KeptOpen] = {}
         self._self: tuple[int, procfs.ProcessStat, procfs.KeptOpen] | None = None
         self._rss: tuple[float, int] = (-math.inf, 0)
+        self._children: tuple[float, float] = (-math.inf, 0.0)  # (read at, reaped children's CPU seconds)
 
     def __len__(self) -> int:
         return len(self._files)
@@ -84,11 +86,14 @@ class StatFiles:
         if own is not None:
             own[2].close()
 
-    def own_usage(self, now_s: float | None = None, rss_max_age_s: float = RSS_REFRESH_S) -> tuple[float, int]:
+    def own_usage(self, now_s: float | None = None, rss_max_age_s: float = RSS_REFRESH_S,
+                  children_max_age_s: float = 0.0) -> tuple[float, int]:
         """(CPU seconds with those of the reaped children, resident bytes) of the calling process, from
         its clocks: the cheapest read there is (a window boundary takes it on the training thread).
         ``now_s``: ``time.monotonic()`` now, if the caller has it; the resident memory is read again
-        if the last read (here or by :meth:`refresh_rss`) is older than ``rss_max_age_s``."""
+        if the last read (here or by :meth:`refresh`) is older than ``rss_max_age_s``, the reaped children's
+        time if older than ``children_max_age_s`` (by default always: a window boundary on a tree without
+        children passes the looker's interval — a child reaped meanwhile is billed to a window a look later)."""
         own = self._self
         if own is None or own[0] != procfs.OWN_PID[0]:  # first call, or a forked child using a copy
             own = self._open_own()
@@ -97,16 +102,27 @@ class StatFiles:
         read_s, rss_bytes = self._rss
         if now_s - read_s >= rss_max_age_s:
             rss_bytes = self._read_rss(own, now_s)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # unlike os.times(), no walk over our threads
-        return time.process_time() + children.ru_utime + children.ru_stime, rss_bytes
+        read_s, children_s = self._children
+        if now_s - read_s >= children_max_age_s:
+            children_s = self._read_children(now_s)
+        return time.process_time() + children_s, rss_bytes
 
-    def refresh_rss(self) -> None:
-        """Read this process's resident memory now (a background thread's, so that the reads at window
-        boundaries find it fresh and read only the clocks)."""
+    def refresh(self) -> None:
+        """Read this process's resident memory and its reaped children's CPU time now (a background thread's,
+        so that the reads at window boundaries find them fresh and read only the process's CPU clock)."""
         own = self._self
         if own is None or own[0] != procfs.OWN_PID[0]:
             own = self._open_own()
-        self._read_rss(own, time.monotonic())
+        now_s = time.monotonic()
+        self._read_rss(own, now_s)
+        self._read_children(now_s)
+
+    def _read_children(self, now_s: float) -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # unlike os.times(), no walk over our threads
+        # never less than a read another thread made (each is a lower bound of a time that only grows)
+        children_s = max(children.ru_utime + children.ru_stime, self._children[1])
+        self._children = (now_s, children_s)
+        return children_s
 
     def _read_rss(self, own: tuple[int, procfs.ProcessStat, procfs.KeptOpen], now_s: float) -> int:
         rss_bytes = int(own[2].read(256).split()[1]) * procfs.page_size()
@@ -123,7 +139,7 @@ class StatFiles:
     def _open_own(self) -> tuple[int, procfs.ProcessStat, procfs.KeptOpen]:
         pid = os.getpid()
         own = self._self = (pid, procfs.process_stat(pid), procfs.KeptOpen("/proc/self/statm"))
-        self._rss = (-math.inf, 0)
+        self._rss, self._children = (-math.inf, 0), (-math.inf, 0.0)
         return own
 
     def __reduce__(self) -> tuple[object, ...]:

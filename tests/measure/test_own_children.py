@@ -115,14 +115,14 @@ def test_a_childless_process_is_looked_at_and_fully_scanned_without_listing_proc
 
 def test_the_resident_memory_is_read_again_only_when_older_than_asked() -> None:
     files = StatFiles()
-    files.refresh_rss()
+    files.refresh()
     _, rss_before = files.own_usage(rss_max_age_s=600.0)
     grown = bytearray(64 << 20)  # 64 MiB, touched
     grown[:: 4096] = b"\x01" * len(grown[:: 4096])
     _, kept = files.own_usage(rss_max_age_s=600.0)  # refreshed a moment ago: not read again
     _, fresh = files.own_usage(rss_max_age_s=0.0)
     assert kept == rss_before and fresh >= rss_before + (60 << 20)
-    files.refresh_rss()  # the looker's refresh: what the next boundary reads
+    files.refresh()  # the looker's refresh: what the next boundary reads
     assert files.own_usage(rss_max_age_s=600.0)[1] >= rss_before + (60 << 20)
     del grown
     files.close()
@@ -130,18 +130,22 @@ def test_the_resident_memory_is_read_again_only_when_older_than_asked() -> None:
 
 
 def test_while_the_looker_runs_the_boundaries_read_no_memory_file_and_the_looker_keeps_it_fresh() -> None:
-    """A scanner of this process alone: its captures (a window boundary's read) take only the clocks; the
-    resident memory is read by the looker thread, every look."""
+    """A scanner of this process alone: its captures (a window boundary's read) take only the process's CPU clock;
+    the resident memory and the reaped children's time are read by the looker thread, every look."""
     out = _run("""
         import threading, time
         from mlflow_green.measure import process_scan, stat_files
 
         readers = []
 
-        class Files(stat_files.StatFiles):  # the real files, each resident-memory read noted with its thread
+        class Files(stat_files.StatFiles):  # the real files, each memory and children's time read noted with its thread
             def _read_rss(self, own, now_s):
                 readers.append(threading.current_thread().name)
                 return super()._read_rss(own, now_s)
+
+            def _read_children(self, now_s):
+                readers.append(threading.current_thread().name)
+                return super()._read_children(now_s)
 
         scanner = process_scan.TreeScanner(stat=Files(), discovery_interval_s=0.2)
         scanner.read()  # the first read: reads it, starts the looker
@@ -151,6 +155,30 @@ def test_while_the_looker_runs_the_boundaries_read_no_memory_file_and_the_looker
             assert scanner.capture() is not None
             time.sleep(0.01)
         scanner.release()
-        print(len(readers) >= 5, sorted(set(readers)))
+        print(len(readers) >= 10, sorted(set(readers)))
     """)
     assert out == "True ['mlflow-green-process-looker']"
+
+
+def test_a_reaped_childs_time_reaches_the_boundaries_within_a_look_and_a_full_read_at_once() -> None:
+    """A child run and reaped between two looks (``subprocess.run``): its CPU time is in the boundaries' reads once
+    the looker looked again, in a full read (a run's end) at once; the reads never go back."""
+    out = _run("""
+        import subprocess, sys, time
+        from mlflow_green.measure import process_scan
+
+        scanner = process_scan.TreeScanner(discovery_interval_s=1.0)
+        scanner.read()
+        start = scanner.capture()[0]
+        subprocess.run([sys.executable, "-c", "import time; t = time.process_time(); exec('while time.process_time() - t < 0.4: pass')"], check=True)
+        captured = []  # (None where the tree is not known alone: the boundary reads in full)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            captured.append(scanner.capture())
+            time.sleep(0.05)
+        full = scanner.read().cpu_s
+        scanner.release()
+        cpu = [usage[0] for usage in captured if usage is not None]
+        print(full - start >= 0.4, cpu[-1] - start >= 0.4, all(b >= a for a, b in zip(cpu, cpu[1:])), len(cpu) > 30)
+    """)
+    assert out == "True True True True"
