@@ -14,7 +14,10 @@ or at its end — with or without the fit's GreenCallback. Two things follow:
   (the epoch's samples are not read as it begins, nor does its end end the epoch's training).
 
 The fit's :class:`~mlflow_green.integrations._keras_guard.CallGuard` wraps the model's ``evaluate`` with
-:meth:`EpochEvaluations.wrap` for the length of the fit.
+:meth:`EpochEvaluations.wrap` for the length of the fit. An ``evaluate`` bound before the fit (a callback's
+``set_model`` keeping ``model.evaluate``) bypasses the wrapper: with the fit's callback it is still told from the
+fit's validation (the guard notes when the fit's own list calls the test hooks), so its phase and the samples are
+right; on TensorFlow its reset of the loss tracker is not seen (an input of unknown size: the epoch's count is off).
 
 Example:
     >>> count = {"seen": 0}
@@ -46,23 +49,27 @@ class EpochEvaluations:
     Args:
         seen: The loss tracker's count now (None or 0 when it has none).
         reads: Whether the count is read at all (TensorFlow; on torch and JAX the batches read are counted instead).
+        noted_by: The fit's guard, whose ``in_own_hook`` is true while the fit's own list calls its test hooks (None
+            where it does not wrap them: a ``CallbackList`` driven by a loop of the user's own).
     """
 
-    def __init__(self, seen: Callable[[], int | None], *, reads: bool) -> None:
-        self._seen, self._reads = seen, reads
+    def __init__(self, seen: Callable[[], int | None], *, reads: bool, noted_by: Any = None) -> None:
+        self._seen, self._reads, self._noted_by = seen, reads, noted_by
         self.training = False  # from our on_epoch_begin until the callback list's on_epoch_end begins
         self._banked = self._offset = self._evaluating = 0
         self._evaluated = False
 
     @property
     def in_callback_evaluate(self) -> bool:
-        """Inside an evaluation a callback runs (not the fit's own validation: its samples are its own input's)."""
-        return self._evaluating > 0
+        """Inside an evaluation a callback runs (not the fit's own validation: its samples are its own input's) —
+        through the wrapper, or one it bypassed (an ``evaluate`` bound before the fit) whose hooks run while the fit's
+        own hooks do not (the fit's validation calls its callbacks through the fit's list, whose hooks note it)."""
+        return self._evaluating > 0 or (self._noted_by is not None and not self._noted_by.in_own_hook)
 
     @property
     def mid_training(self) -> bool:
         """An evaluation of a callback's, inside the epoch's training (training follows it in this epoch)."""
-        return self.training and self._evaluating > 0
+        return self.training and self.in_callback_evaluate
 
     def epoch_begins(self) -> None:
         """An epoch begins (our ``on_epoch_begin``): its training starts, nothing banked. Keras reset the count just

@@ -122,7 +122,7 @@ class CallGuard(CallbackHooks):
                 step, training=method == "fit", only_validating=method == "evaluate" and not timed, predicting=method == "predict"))
         evaluate = getattr(self.model, "evaluate", None) if method == "fit" and self.evaluations is None else None
         if evaluate is not None and not self._ours(evaluate):  # a callback's evaluate inside an epoch
-            self.evaluations = EpochEvaluations(lambda: samples_seen(self.model), reads=not self._python_input)
+            self.evaluations = EpochEvaluations(lambda: samples_seen(self.model), reads=not self._python_input, noted_by=self if callbacks is not None else None)
             self._set(self.model, "evaluate", self._mark(self.evaluations.wrap(evaluate), evaluate))
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):

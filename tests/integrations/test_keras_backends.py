@@ -108,7 +108,8 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     for name, train, validation in (("with_ours_mid_epoch", 1280, 256), ("plain_mid_epoch", 1280, None),
                                     ("plain_at_epoch_end", 1280, None), ("plain_at_epoch_begin", 1280, None),
                                     ("plain_then_stopped", 640 + 7 * 64, None),
-                                    ("with_ours_beside_validation", 1280, 2 * (128 + 64))):
+                                    ("with_ours_beside_validation", 1280, 2 * (128 + 64)),
+                                    ("with_ours_bound_before_the_fit", 1280, 256)):
         result = results["evaluations_inside_epochs"][name]
         assert result["samples"] == {"train": train, **({"validation": validation} if validation else {})}, (name, result)
         metrics = client.get_run(result["run_id"]).data.metrics
