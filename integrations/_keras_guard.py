@@ -6,7 +6,7 @@ of that one call only:
 - the call's ``CallbackList`` hooks but the batch ones, and each callback's own batch hooks (an exception or
   ``KeyboardInterrupt`` in any callback: ``_keras_callback_hooks``; a fit's batch hooks skip ours: ``_keras_batch_list``);
 - the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``), and a fit's
-  model's ``evaluate`` (a callback's evaluation inside an epoch: ``_keras_evaluations``);
+  model's ``evaluate`` and ``test_on_batch`` (a callback's evaluation inside an epoch: ``_keras_evaluations``);
 - on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed (input wait) and counted
   (batches and samples seen), and its exceptions are seen;
 - ``SIGTERM`` and ``SIGINT`` (Ctrl-C; main thread only): the measurement ends ``KILLED`` at that moment, then the
@@ -94,10 +94,9 @@ class CallGuard(CallbackHooks):
     def watch(self, method: str, *, timed: bool = True, ours: Any = None) -> CallGuard:
         """Watch the running ``method`` call: its callbacks, step function and input; take SIGTERM.
 
-        ``timed``: its batches count as input wait and samples (the training input), else its
-        input is only watched for errors (validation inside a fit). ``ours``: the callback whose
-        ``on_train_begin`` calls this (see :meth:`watch_later_starts`).
-        """
+        ``timed``: its batches count as input wait and samples (the training input), else its input is only watched
+        for errors (validation inside a fit). ``ours``: the callback whose ``on_train_begin`` calls this (see
+        :meth:`watch_later_starts`)."""
         frame = caller_frame(method)
         local = frame.f_locals if frame is not None else {}
         callbacks, iterator = local.get("callbacks"), local.get("epoch_iterator")
@@ -120,10 +119,11 @@ class CallGuard(CallbackHooks):
         if step is not None and not self._ours(step):
             self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(
                 step, training=method == "fit", only_validating=method == "evaluate" and not timed, predicting=method == "predict"))
-        evaluate = getattr(self.model, "evaluate", None) if method == "fit" and self.evaluations is None else None
-        if evaluate is not None and not self._ours(evaluate):  # a callback's evaluate inside an epoch
+        if method == "fit" and self.evaluations is None:  # a callback's evaluate (test_on_batch) inside an epoch
             self.evaluations = EpochEvaluations(lambda: samples_seen(self.model), reads=not self._python_input, noted_by=self if callbacks is not None else None)
-            self._set(self.model, "evaluate", self._mark(self.evaluations.wrap(evaluate), evaluate))
+            for name, evaluate in ((name, getattr(self.model, name, None)) for name in ("evaluate", "test_on_batch")):
+                if evaluate is not None and not self._ours(evaluate):
+                    self._set(self.model, name, self._mark(self.evaluations.wrap(evaluate), evaluate))
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._mark(passes_through(watched_source(source, self, timed)), source))

@@ -389,10 +389,11 @@ class EvaluatesInside(keras.callbacks.Callback):
     ``on_epoch_end`` / ``on_epoch_begin`` (``batch`` "end" / "begin": listed before GreenCallback); trains 50 ms at
     each batch end after a mid-epoch one; stops the fit after batch ``stop_at`` of epoch 1."""
 
-    def __init__(self, batch: int | str, callbacks=(), stop_at: int | None = None, *, bound: bool = False) -> None:
+    def __init__(self, batch: int | str, callbacks=(), stop_at: int | None = None, *, bound: bool = False,
+                 on_batch: bool = False) -> None:
         super().__init__()
         self.batch, self.callbacks, self.stop_at, self.epoch, self.after = batch, list(callbacks), stop_at, 0, False
-        self.bound, self.bound_evaluate = bound, None
+        self.bound, self.bound_evaluate, self.on_batch = bound, None, on_batch  # on_batch: test_on_batch, not evaluate
 
     def set_model(self, model):  # (before the fit's on_train_begin) ``bound``: its evaluate taken now, as a user's
         super().set_model(model)  # callback may, so that the fit's wrapper of ``evaluate`` is never called
@@ -400,6 +401,8 @@ class EvaluatesInside(keras.callbacks.Callback):
 
     def evaluate(self):
         model = self.model  # (on JAX, the model's state synced back: an evaluate before then fails, with or without us)
+        if self.on_batch:  # (Keras resets the metrics here too, the loss tracker's count with them)
+            return model.test_on_batch(X[:64], Y[:64])
         evaluate = self.bound_evaluate or model.evaluate
         evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=self.callbacks)
 
@@ -431,9 +434,11 @@ def _(out: Path):
     for name, kwargs in (("with_ours_mid_epoch", {"batch": 3, "with_ours": True}), ("plain_mid_epoch", {"batch": 3}),
                          ("plain_at_epoch_end", {"batch": "end"}), ("plain_at_epoch_begin", {"batch": "begin"}),
                          ("plain_then_stopped", {"batch": 3, "stop_at": 6}),
-                         ("with_ours_beside_validation", {"batch": 3, "with_ours": True, "validation": True})):
+                         ("with_ours_beside_validation", {"batch": 3, "with_ours": True, "validation": True}),
+                         ("test_on_batch_mid_epoch", {"batch": 3, "on_batch": True})):
         cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
-        inside = EvaluatesInside(kwargs["batch"], [cb] if kwargs.get("with_ours") else [], kwargs.get("stop_at"))
+        inside = EvaluatesInside(kwargs["batch"], [cb] if kwargs.get("with_ours") else [], kwargs.get("stop_at"),
+                                 on_batch=kwargs.get("on_batch", False))
         callbacks = [inside, cb] if isinstance(kwargs["batch"], str) else [cb, inside]
         validation = {"validation_data": (X[:64], Y[:64])} if kwargs.get("validation") else {}
         mlp().fit(endless(), steps_per_epoch=10, epochs=2, verbose=0, callbacks=callbacks, **validation)

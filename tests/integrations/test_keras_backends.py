@@ -109,7 +109,7 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
                                     ("plain_at_epoch_end", 1280, None), ("plain_at_epoch_begin", 1280, None),
                                     ("plain_then_stopped", 640 + 7 * 64, None),
                                     ("with_ours_beside_validation", 1280, 2 * (128 + 64)),
-                                    ("with_ours_bound_before_the_fit", 1280, 256)):
+                                    ("with_ours_bound_before_the_fit", 1280, 256), ("test_on_batch_mid_epoch", 1280, None)):
         result = results["evaluations_inside_epochs"][name]
         assert result["samples"] == {"train": train, **({"validation": validation} if validation else {})}, (name, result)
         metrics = client.get_run(result["run_id"]).data.metrics
