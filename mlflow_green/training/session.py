@@ -46,7 +46,7 @@ from mlflow_green.training.run_flops import RunFlops
 from mlflow_green.training.run_history import created_run_id
 from mlflow_green.training.session_end import FitEndMixin
 from mlflow_green.training.session_epochs import EpochEndMixin, EpochResult
-from mlflow_green.training.session_eval import EvaluationMixin
+from mlflow_green.training.session_eval import EvaluationMixin, active_run_id
 from mlflow_green.training.session_profile import ProfileMixin
 from mlflow_green.training.session_run import SessionRun
 from mlflow_green.training.session_state import StateMixin
@@ -94,6 +94,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self.log_report, self.dist = log_report, DistributedContext()  # dist: the adapter fills it in distributed training
         self.output = SessionRun(run_name, timeouts)
         self._deferred = DeferredWork()  # epochs accounted for off the training thread (session_epochs)
+        self.active_at_bind: str | None = None  # MLflow's active run as the run was last bound (see session_eval)
         self.resumed_run_id: str | None = None  # from a checkpoint, until a run is bound
         self.resumed_pending_run: dict[str, str | None] | None = None  # a checkpoint's run not created when written
         self.resumed_from: str | None = None  # the earlier run, when this run starts over
@@ -154,6 +155,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if not self.dist.is_logging_rank:
             return
         self._deferred.settle()
+        self.active_at_bind = active_run_id()  # the user's run (or a block's) beside which this one may be bound
         fresh = self.steps.last_step is None and self.resumed_run_id is None and self.resumed_pending_run is None  # nothing logged, nothing loaded
         previous = self.output.run_id  # a run this session logged into (an evaluation) holds nothing new for it
         if self.output.bind(run, activate=activate, **resolve):

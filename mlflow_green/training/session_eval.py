@@ -77,16 +77,13 @@ class EvaluationMixin:
 
     def _active_run_elsewhere(self: TrainingSession) -> bool:
         """After a fit that logged into a run no longer active (its own, ended), the user started another: an
-        evaluation now logs into the active run (as one before any fit would), not into the fit's."""
+        evaluation now logs into the active run (as one before any fit would), not into the fit's. A run that was
+        active already as the fit's run was bound is not another (the fit logged beside it — into a logger's run, a
+        child run of a ``track()`` block's —, and so does the evaluation after it)."""
         if self.output.run is not None or not self.output.bound:
             return False
-        try:
-            import mlflow
-
-            active = mlflow.active_run()
-        except Exception:
-            return False
-        return active is not None and active.info.run_id != self.output.run_id
+        active = active_run_id()
+        return active is not None and active not in (self.output.run_id, self.active_at_bind)
 
     def _log_eval_summary(self: TrainingSession, tracker: EnergyTracker, status: str) -> None:
         """Tags and report after an evaluation: a run holding only evaluations gets them all."""
@@ -105,3 +102,14 @@ class EvaluationMixin:
             self.report["state"] = self.run_state().to_dict()  # the evaluation's samples too
         if self.log_report:
             self.output.log_report(self.report)
+
+
+def active_run_id() -> str | None:
+    """The id of MLflow's active run in this thread (None: none, or it cannot be told)."""
+    try:
+        import mlflow
+
+        active = mlflow.active_run()
+    except Exception:
+        return None
+    return active.info.run_id if active is not None else None

@@ -84,3 +84,44 @@ def test_evaluations_after_a_fit_whose_server_is_down_go_into_its_spooled_run(ml
     assert [e["op"] for e in entries].count("create") == 1
     keys = {row[0] for e in entries if e["op"] == "metrics" for row in e["metrics"]}
     assert {schema.ENERGY_KWH, schema.ENERGY_TEST_KWH, schema.ENERGY_PREDICT_KWH} <= keys
+
+
+def test_evaluations_after_a_fit_logged_beside_an_active_run_go_into_the_fits_run(mlflow_experiment: str) -> None:
+    """The user's run active through a fit that logged beside it — into the ``MLFlowLogger``'s run, or into a child run
+    of a ``track()`` block's — then ``test`` / ``predict``: into the fit's run (they went into the user's run, or a
+    third run). A run the user starts after the fit does get the evaluation."""
+    import mlflow
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    import mlflow_green
+
+    client, (train, val), model = MlflowClient(), loaders(), digits_classifier()
+    kwargs = {**quiet_trainer_kwargs(), "max_epochs": 1, "limit_train_batches": 3}
+    with mlflow.start_run() as users:
+        green = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+        logger = MLFlowLogger(experiment_name=client.get_experiment(mlflow_experiment).name, tracking_uri=mlflow.get_tracking_uri())
+        trainer = lightning.Trainer(callbacks=[green], **{**kwargs, "logger": logger})
+        trainer.fit(model, train, val)
+        assert green.session.run_id == logger.run_id != users.info.run_id
+        trainer.test(model, val)
+        trainer.predict(model, val)
+        assert green.session.run_id == logger.run_id
+    metrics = client.get_run(logger.run_id).data.metrics
+    assert {schema.ENERGY_TRAIN_KWH, schema.ENERGY_TEST_KWH, schema.ENERGY_PREDICT_KWH} <= set(metrics), metrics
+    assert not [key for key in client.get_run(users.info.run_id).data.metrics if key.startswith("green/")]
+    with mlflow.start_run() as later:  # started after the fit: the evaluation goes into it
+        trainer.test(model, val)
+    assert schema.ENERGY_TEST_KWH in client.get_run(later.info.run_id).data.metrics
+
+    with mlflow_green.track(meters=[FakeMeter({"cpu:0": 50.0})]) as block:
+        green = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+        trainer = lightning.Trainer(callbacks=[green], **kwargs)
+        trainer.fit(model, train, val)
+        fit_run = green.session.run_id
+        trainer.test(model, val)
+        assert green.session.run_id == fit_run
+    child = client.get_run(fit_run)
+    assert child.data.tags.get("mlflow.parentRunId") == block.run_id, child.data.tags
+    assert {schema.ENERGY_TRAIN_KWH, schema.ENERGY_TEST_KWH} <= set(child.data.metrics)
+    runs = client.search_runs([mlflow_experiment], filter_string=f"tags.mlflow.parentRunId = '{block.run_id}'")
+    assert [run.info.run_id for run in runs] == [fit_run]  # no third run for the test
