@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch.utils.data import (
@@ -33,28 +34,41 @@ from torch.utils.data import (
     default_collate,
 )
 
+logger = logging.getLogger(__name__)
+
 KNOWN_SAMPLERS = (SequentialSampler, RandomSampler, SubsetRandomSampler, WeightedRandomSampler, DistributedSampler)
 """torch's samplers, which yield exactly their length in indices an epoch (a sampler of your own is not relied on)."""
 
 
 class LoaderBatches:
-    """How one DataLoader batches an epoch: the samples in its first ``n`` batches (:meth:`samples`)."""
+    """How one DataLoader batches a pass over it, as read when the pass began: the samples in its first ``n`` batches
+    (:meth:`samples`). A pass's sampler takes its length as the pass's iteration begins, so a dataset resized later in
+    the epoch (a callback pruning it at the epoch's end, before ours counts) does not change the pass's batches."""
 
-    def __init__(self, batch_size: int, sampler: Any, drop_last: bool) -> None:  # noqa: D107 - see of
-        self.batch_size, self.sampler, self.drop_last = batch_size, sampler, drop_last
+    def __init__(self, batch_size: int, samples_per_epoch: int, drop_last: bool, batch_sampler: Any = None) -> None:  # noqa: D107
+        self.batch_size, self.samples_per_epoch, self.drop_last = batch_size, samples_per_epoch, drop_last
+        self._batch_sampler = batch_sampler
 
     def __repr__(self) -> str:
-        return f"LoaderBatches(batch_size={self.batch_size}, samples_per_epoch={len(self.sampler)}, drop_last={self.drop_last})"
+        return f"LoaderBatches(batch_size={self.batch_size}, samples_per_epoch={self.samples_per_epoch}, drop_last={self.drop_last})"
 
     @classmethod
     def of(cls, loaders: Any) -> LoaderBatches | None:
         """``loaders``'s batching where it follows from the loader alone (see the module docstring), else None."""
         if type(loaders) is not DataLoader or isinstance(loaders.dataset, IterableDataset):
             return None
-        batches = loaders.batch_sampler
-        if type(batches) is not BatchSampler or loaders.collate_fn is not default_collate:
+        if loaders.collate_fn is not default_collate:
             return None
-        if type(batches.sampler) not in KNOWN_SAMPLERS:
+        return cls._read(loaders.batch_sampler)
+
+    def again(self) -> LoaderBatches | None:
+        """The same loader's batching read now, as a later pass over it begins (its dataset's length, or its batch
+        size, may have changed since the last; None: it no longer follows from the loader)."""
+        return self._read(self._batch_sampler)
+
+    @classmethod
+    def _read(cls, batches: Any) -> LoaderBatches | None:
+        if type(batches) is not BatchSampler or type(batches.sampler) not in KNOWN_SAMPLERS:
             return None
         size = batches.batch_size
         try:
@@ -63,13 +77,12 @@ class LoaderBatches:
             return None
         if type(size) is not int or size <= 0 or type(per_epoch) is not int or per_epoch < 0:
             return None
-        return cls(size, batches.sampler, bool(batches.drop_last))
+        return cls(size, per_epoch, bool(batches.drop_last), batches)
 
     def samples(self, batches: int) -> int:
-        """The samples in an epoch's first ``batches`` batches (the sampler's length read at each call where the last
-        of them may be short: a dataset's length may change between epochs)."""
+        """The samples in the pass's first ``batches`` batches."""
         full = max(batches, 0) * self.batch_size
-        return full if self.drop_last or full < self.batch_size else min(full, len(self.sampler))
+        return full if self.drop_last or full < self.batch_size else min(full, self.samples_per_epoch)
 
 
 class CountedBatches:
@@ -84,7 +97,7 @@ class CountedBatches:
     """
 
     def __init__(self, batches: LoaderBatches, progress: Any) -> None:  # noqa: D107 - see the class
-        self.batches, self.progress = batches, progress
+        self.batches, self.progress, self.pass_batches = batches, progress, batches
         self._started = self._processed = 0
         self.begin()
 
@@ -103,14 +116,20 @@ class CountedBatches:
         return cls(batches, progress)
 
     def begin(self) -> None:
-        """A pass begins (an epoch, a validation): its batches are those whose steps run from now on."""
+        """A pass begins (an epoch, a validation): its batches are those whose steps run from now on, batched as the
+        loader batches now (its batch size and its sampler's length read again)."""
         total = self.progress.total
         self._started, self._processed = total.started, total.processed
+        now = self.batches.again()
+        if now is None:  # a sampler of the user's own set on the loader's batch sampler since the fit began
+            logger.warning("mlflow-green: a DataLoader's batching no longer follows from it (its sampler or batch size "
+                           "was replaced during the fit): its samples are counted as batched before")
+        self.pass_batches = now or self.pass_batches
 
     def samples(self) -> int:
         """The samples of the batches whose steps have run since :meth:`begin`."""
         total = self.progress.total
-        return self.batches.samples(min(total.started - self._started, total.processed - self._processed))
+        return self.pass_batches.samples(min(total.started - self._started, total.processed - self._processed))
 
 
 __all__ = ["CountedBatches", "LoaderBatches"]

@@ -333,3 +333,64 @@ def test_a_dataloader_iter_steps_last_call_ended_by_the_data_is_not_counted(mlfl
     _, report = _fit(tmp_path, cb, *loaders(32), model=PullsThree())
     assert trained["samples"] == 2 * 14 * 96 and report["samples"]["train"] == trained["samples"]
     assert_green_invariants(cb.session.run_id)
+
+
+class _Pool(torch.utils.data.Dataset):
+    """Digits rows ``[0, size)``, the size changed during the fit (a curriculum, hard examples pruned)."""
+
+    def __init__(self, size: int, offset: int = 0) -> None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        self.x = torch.tensor(digits.data / 16.0, dtype=torch.float32)[offset:]
+        self.y = torch.tensor(digits.target)[offset:]
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+class _Reshapes(lightning.Callback):
+    """Listed before GreenCallback: resizes the pools at each epoch's (validation's) end, sets the training batch size at
+    epoch 1's start; counts the samples each batch really had."""
+
+    def __init__(self, train: Any, val: Any, *, train_step: int = 0, val_step: int = 0, batch_size: int | None = None) -> None:
+        self.train, self.val, self.train_step, self.val_step, self.batch_size = train, val, train_step, val_step, batch_size
+        self.trained = self.validated = 0
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.batch_size and trainer.current_epoch == 1:
+            trainer.train_dataloader.batch_sampler.batch_size = self.batch_size
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.trained += len(batch[0])
+
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.validated += 0 if trainer.sanity_checking else len(batch[0])
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        self.val.dataset.size += self.val_step
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self.train.dataset.size += self.train_step
+
+
+@pytest.mark.parametrize("change", [{"train_step": -300, "val_step": -100}, {"train_step": 100}, {"batch_size": 128}])
+def test_a_dataset_resized_or_rebatched_during_the_fit_counts_the_batches_each_epoch_had(
+        mlflow_experiment: str, tmp_path: Path, change: dict[str, int]) -> None:
+    """The loader's length (and batch size) as each pass begins, not as its samples are counted: a callback listed
+    before ours resizing the pool at the epoch's end made the epoch's last batch the next epoch's (700 / 1100 counted
+    for 1000 / 1700 trained); a batch size set at an epoch's start was not seen (1 512 for 2 000)."""
+    train = DataLoader(_Pool(1000), batch_size=64, shuffle=True)
+    val = DataLoader(_Pool(390, offset=1400), batch_size=64)
+    reshapes = _Reshapes(train, val, **change)
+    cb = GreenCallback()
+    profiler = lightning.pytorch.profilers.SimpleProfiler(dirpath=tmp_path, filename="hooks")
+    trainer = lightning.Trainer(callbacks=[reshapes, cb], profiler=profiler, **{**quiet_trainer_kwargs(), "max_epochs": 3})
+    trainer.fit(digits_classifier(), train, val)
+    assert _calls(trainer, BATCH_END) == 0  # counted from the loop's progress
+    assert dict(cb.session.samples) == {"train": reshapes.trained, "validation": reshapes.validated}, change
+    assert_green_invariants(cb.session.run_id)
