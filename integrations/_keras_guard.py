@@ -82,7 +82,7 @@ class CallGuard(CallbackHooks):
         self.data_wait_s, self.batches, self.samples, self.trained_samples = 0.0, 0, 0, 0
         self.evaluations: EpochEvaluations | None = None
         self.steps = 0  # training steps finished in this fit (never reset: the fit's watch reads it)
-        self.test_steps = self.predicted = 0  # steps finished in the current validation (or call); samples predicted
+        self.test_steps = self.test_samples = self.predicted = 0  # this validation's (call's) steps, samples read, predicted
         self.epoch_first_step, self.step_failed = 0, False  # ``steps`` as the epoch began; a training step raised in it
         self.stop_requested, self.on_step_end = False, on_step_end
         self.on_epoch_end_start: Callable[[], None] | None = None
@@ -126,7 +126,7 @@ class CallGuard(CallbackHooks):
                     self._set(self.model, name, self._mark(self.evaluations.wrap(evaluate), evaluate))
         source = getattr(iterator, "_get_iterator", None)
         if self._python_input and source is not None and not self._ours(source):
-            self._set(iterator, "_get_iterator", self._mark(passes_through(watched_source(source, self, timed)), source))
+            self._set(iterator, "_get_iterator", self._mark(passes_through(watched_source(source, self, timed, iterator)), source))
             self.counts_batches = self.counts_batches or timed
         if (method == "fit" or ours is not None) and frame is not None and self._fit_watch is None:  # an exception in Keras's
             # own code (fit's; evaluate's or predict's alone: TensorFlow reads predict's input in Python, outside the step)
@@ -267,7 +267,7 @@ class CallGuard(CallbackHooks):
         def noted(*args: Any, **kwargs: Any) -> Any:
             guard.in_own_hook, guard.validating = True, validating
             if validating:
-                guard.test_steps = 0
+                guard.test_steps = guard.test_samples = 0
             if guard._batch_list is not None:
                 guard._batch_list.whole()
             try:

@@ -7,8 +7,8 @@ its batch's samples counted on the guard; an exception other than the input's en
 Example:
     >>> class Array:
     ...     shape = (32, 64)
-    >>> leading_dim((Array(), Array())), leading_dim(({"image": Array()}, None))
-    (32, 32)
+    >>> leading_dim((Array(), Array())), leading_dim(({"image": Array()}, None)), leading_dim(({"pair": (Array(), 1)},))
+    (32, 32, 32)
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ from mlflow_green.measure.signal_safety import passes_through
 
 
 class WatchedIterator:
-    """A data iterator watched for errors; when ``timed``, each ``next()`` is timed (input wait) and counted."""
+    """A data iterator watched for errors; when ``timed``, each ``next()`` is timed (input wait) and counted (the
+    guard's ``batches`` and ``samples``); when ``counted`` alone (a fit's validation input of unknown size), its batches'
+    samples are added to the guard's ``test_samples``."""
 
-    __slots__ = ("_inner", "_guard", "_timed")
+    __slots__ = ("_inner", "_guard", "_timed", "_counted")
 
-    def __init__(self, inner: Any, guard: Any, timed: bool) -> None:
+    def __init__(self, inner: Any, guard: Any, timed: bool, counted: bool = False) -> None:
         self._inner = inner
         self._guard = guard
         self._timed = timed
+        self._counted = counted and not timed
 
     def __iter__(self) -> WatchedIterator:
         return self
@@ -48,17 +51,23 @@ class WatchedIterator:
             guard.data_wait_s += time.perf_counter() - start_s
             guard.batches += 1
             guard.samples += leading_dim(batch)
+        elif self._counted:
+            self._guard.test_samples += leading_dim(batch)
         return batch
 
     def __getattr__(self, name: str) -> Any:  # e.g. a DataLoader iterator's attributes
         return getattr(self._inner, name)
 
 
-def watched_source(original: Callable[[], Any], guard: Any, timed: bool) -> Callable[[], Any]:
-    """The epoch iterator's ``_get_iterator`` whose iterators are :class:`WatchedIterator` (``guard``: the ``CallGuard``)."""
+def watched_source(original: Callable[[], Any], guard: Any, timed: bool, epoch_iterator: Any = None) -> Callable[[], Any]:
+    """The epoch iterator's ``_get_iterator`` whose iterators are :class:`WatchedIterator` (``guard``: the ``CallGuard``);
+    a fit's validation input (not ``timed``) is counted where its data adapter does not know its size."""
+    from mlflow_green.integrations._keras_samples import adapter_samples
+
+    counted = not timed and epoch_iterator is not None and adapter_samples(epoch_iterator) is None
 
     def source() -> Any:
-        return WatchedIterator(iter(original()), guard, timed)
+        return WatchedIterator(iter(original()), guard, timed, counted)
 
     return source
 
@@ -70,12 +79,15 @@ def end_of_data(exc: BaseException) -> bool:
 
 
 def leading_dim(batch: Any) -> int:
-    """Samples in a batch ``(x, y[, w])``: the first dimension of its first array."""
+    """Samples in a batch ``(x, y[, w])``: the first dimension of its first array, however nested (``{"pair": (a, b)}``)."""
     first = batch
-    while isinstance(first, (tuple, list)) and first:
-        first = first[0]
-    if isinstance(first, dict) and first:
-        first = next(iter(first.values()))
+    for _ in range(32):  # a structure nested deeper holds no array Keras would batch
+        if isinstance(first, (tuple, list)) and first:
+            first = first[0]
+        elif isinstance(first, dict) and first:
+            first = next(iter(first.values()))
+        else:
+            break
     shape = getattr(first, "shape", None)
     try:
         return int(shape[0]) if shape else 0

@@ -118,8 +118,8 @@ def samples_cut_short(validation_counted: int | None, guard: Any, model: Callabl
         return guard.trained_samples
     keras_model = model()
     seen = train_samples_seen(keras_model, guard)
-    if seen is not None and seen == _batches_this_epoch(guard, keras_model) and _own_train_step(keras_model):
-        return None  # batches, not samples (see epoch_train_samples)
+    if _own_train_step(keras_model) and (not seen or seen == _batches_this_epoch(guard, keras_model)):
+        return finished_batches_samples(guard, keras_model)  # a step that counts no samples (or batches)
     if seen and guard is not None and guard.step_failed:  # TensorFlow counts the failing batch before its step raises
         batch = getattr(getattr(guard.epoch_iterator, "data_adapter", None), "batch_size", None)
         per_call = getattr(keras_model, "steps_per_execution", 1) or 1  # a failing call's earlier steps: not counted
@@ -191,10 +191,12 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
         if known:
             return known
     seen = train_samples_seen(keras_model, guard)
-    if seen is not None and seen == batches and _own_train_step(keras_model):
-        _warn_counts_batches(keras_model)
-        return adapter_samples(guard.epoch_iterator if guard is not None else None)
-    counted = seen or adapter_samples(guard.epoch_iterator if guard is not None else None)
+    if seen is not None and seen == batches and _own_train_step(keras_model):  # batches, not samples
+        counted = finished_batches_samples(guard, keras_model)
+        if counted is None:
+            _warn_counts_batches(keras_model)
+        return counted
+    counted = seen or finished_batches_samples(guard, keras_model)
     if not counted and batches:  # trained, and no count: say so rather than leave the figures out silently
         _warn_once(type(keras_model).__name__ + " unknown", UNKNOWN.format(name=type(keras_model).__name__))
     return counted
@@ -212,6 +214,18 @@ def _option_for_epoch(option: int, guard: Any, model: Callable[[], Any]) -> int:
     return option if batches is None or batches >= total else round(option * batches / total)
 
 
+def finished_batches_samples(guard: Any, model: Any) -> int | None:
+    """Samples of the epoch's finished training batches where the input's batching is known — a whole pass over an
+    input of known size (arrays, a ``PyDataset`` of known batch size), every batch full but the pass's last — for a
+    train step that does not count samples (a ``train_step`` of your own), whole epoch or cut short; else None."""
+    iterator = getattr(guard, "epoch_iterator", None)
+    batch = getattr(getattr(iterator, "data_adapter", None), "batch_size", None)
+    whole, batches = adapter_samples(iterator), _batches_this_epoch(guard, model)
+    if not whole or type(batch) is not int or batch <= 0 or batches is None:
+        return None
+    return min(batches * batch, whole)
+
+
 def _batches_this_epoch(guard: Any, model: Any) -> int | None:
     """Training batches the epoch's finished step calls covered (None without a guard)."""
     if guard is None:
@@ -220,9 +234,30 @@ def _batches_this_epoch(guard: Any, model: Any) -> int | None:
     return (guard.steps - guard.epoch_first_step) * (per_call if isinstance(per_call, int) and per_call > 0 else 1)
 
 
-def _own_train_step(model: Any) -> bool:
-    """The model's class (or one of its bases outside Keras) defines ``train_step``: the user's own step."""
-    return any("train_step" in vars(cls) and not cls.__module__.startswith("keras.") for cls in type(model).__mro__)
+def _own_train_step(model: Any, step: str = "train_step") -> bool:
+    """The model's class (or one of its bases outside Keras) defines ``step``: the user's own step."""
+    return any(step in vars(cls) and not cls.__module__.startswith("keras.") for cls in type(model).__mro__)
+
+
+def evaluation_samples(counted: int | None, guard: Any, model: Callable[[], Any], *, validation: bool) -> int | None:
+    """The samples of a fit's ``validation`` or an ``evaluate`` that ended: ``counted`` (its data adapter's count), else
+    the samples read from its input (torch, JAX; ``guard``: the fit's, or the evaluate's own), else the test step's
+    count in the loss tracker — None (said once) where a ``test_step`` of the user's own counts batches there, or
+    nothing."""
+    if counted:
+        return counted
+    if guard is not None and (guard.test_samples if validation else guard.counts_batches and guard.samples):
+        return guard.test_samples if validation else guard.samples
+    keras_model = model()
+    seen = samples_seen(keras_model)
+    if _own_train_step(keras_model, "test_step"):
+        per_call = getattr(keras_model, "steps_per_execution", 1)
+        steps = getattr(guard, "test_steps", None)
+        per_call = per_call if isinstance(per_call, int) and per_call > 0 else 1  # batches, not samples: as many (on
+        if not seen or (steps is not None and seen <= (steps + 1) * per_call):  # TensorFlow, one more at the input's end)
+            _warn_once(type(keras_model).__name__ + " test", OWN_TEST_STEP.format(name=type(keras_model).__name__))
+            return None
+    return seen
 
 
 _WARNED: set[str] = set()
@@ -231,6 +266,10 @@ UNKNOWN = ("mlflow-green: the samples {name} trained in this fit are not known (
            "green/energy_per_sample_j and green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...).")
 NO_BATCH = ("mlflow-green: an epoch of this fit trained no batch (its input is empty): it counts no sample, and a fit "
             "that trained none has no green/energy_per_sample_j or green/flop_per_j")
+OWN_TEST_STEP = ("mlflow-green: {name}'s own test_step counts no samples in the loss tracker (update_state(loss) without "
+                 "a sample_weight adds 1 per batch), and its input's size is not known: the samples it evaluates are "
+                 "left out (no green/energy_per_sample_test_j, nor the fit's green/flop_per_j). Update the tracker with "
+                 "sample_weight=batch size as Keras's own test_step does, or pass arrays.")
 OWN_LOOP = ("mlflow-green: GreenCallback is driven by a training loop of your own (a CallbackList called by hand, not "
             "model.fit): the samples it trains are not known (train_on_batch resets the metrics' counts at every call), "
             "so green/energy_per_sample_j and green/flop_per_j are left out. Pass GreenCallback(samples_per_epoch=...).")

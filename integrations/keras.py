@@ -40,8 +40,8 @@ from mlflow_green.integrations._keras_samples import (
     adapter_samples,
     count_cut_short,
     epoch_train_samples,
+    evaluation_samples,
     iterator_of_caller,
-    samples_seen,
     test_cut_short,
 )
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
@@ -223,7 +223,7 @@ class GreenCallback(keras.callbacks.Callback):
         own = self._in_fit and not evaluations_in(self._fit_guard).in_callback_evaluate  # fit's own validation: the
         cached = getattr(self._model, "_eval_epoch_iterator", None) if own else None  # iterator Keras keeps (not .model)
         counted = self._adapter_counts(cached) if cached is not None else adapter_samples(iterator_of_caller("evaluate"))
-        samples = counted or samples_seen(self.model)
+        samples = evaluation_samples(counted, self._fit_guard if own else self._eval_guard, self._synced_model, validation=own)
         if self._in_fit:  # no training follows it in this epoch, unless a callback ran it inside the epoch's training
             self.session.end_phase("validation", samples=samples, ends_epoch=not evaluations_in(self._fit_guard).mid_training)
         else:

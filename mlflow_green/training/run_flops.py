@@ -34,6 +34,7 @@ class RunFlops:
     def __init__(self, earlier: float | None = 0.0) -> None:
         self.earlier = earlier
         self._before: dict[str, int] = {}
+        self.samples_unknown = False  # a phase of the current fit ran with its samples unknown: its FLOPs are too
 
     @classmethod
     def from_state(cls, flops: float | None, samples: Mapping[str, int]) -> RunFlops:
@@ -45,10 +46,13 @@ class RunFlops:
     def begin_fit(self, samples: Mapping[str, int]) -> None:
         """A fit begins with the run's samples so far."""
         self._before = dict(samples)
+        self.samples_unknown = False
 
     def total(self, flops_per_sample: float | None, samples: Mapping[str, int]) -> float | None:
         """The run's FLOPs with the current fit's samples (``samples`` less those at its start) at
-        ``flops_per_sample``; None when that is unknown."""
+        ``flops_per_sample``; None when that is unknown, or the samples of a phase of the fit are."""
+        if self.samples_unknown:
+            return None
         if not flops_per_sample:
             return None if self.earlier is None or self._trained_since(samples) else self.earlier
         if self.earlier is None:

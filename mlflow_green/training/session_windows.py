@@ -69,6 +69,8 @@ class WindowsMixin:
         """
         if self.tracker is None or not self.tracker.running:
             return EMPTY
+        if samples is None and phase == "validation":  # evaluated samples not known: nor are the fit's FLOPs
+            self.flops.samples_unknown = True
         if phase == "validation" and self._epoch_start is not None:
             begin, end = self.tracker.close(phase)
             self._ledger.add_validation(begin, end)

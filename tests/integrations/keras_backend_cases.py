@@ -485,6 +485,64 @@ def _(out: Path):
             "status": mlflow.MlflowClient().get_run(cb.session.run_id).info.status}
 
 
+class CutsEpochOne(keras.callbacks.Callback):
+    """Sets ``stop_training`` (``how`` "stop") or raises after batch 4 of epoch 1: 5 of its 10 batches trained."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how, self.epoch = how, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 4:
+            if self.how == "raise":
+                raise RuntimeError("cut")
+            self.model.stop_training = True
+
+
+def first_rows(n: int, *, pair: bool = False):
+    """The first ``n`` rows in 64-row batches (a generator: no size known); ``pair``: inputs alone, as predict's."""
+    for i in range(0, n, 64):
+        yield (X[i : min(i + 64, n)],) if pair else (X[i : min(i + 64, n)], Y[i : min(i + 64, n)])
+
+
+@case("steps_that_count_no_samples")
+def _(out: Path):
+    """A ``train_step`` / ``test_step`` of the user's own whose loss tracker counts no samples: an epoch cut short
+    counted the whole epoch (stop) or none of it (raise) on TensorFlow; validation and evaluate samples were the
+    batches' count (4 for 200) everywhere. A batch holding a tuple inside a dict counted 0 rows (torch, JAX: the
+    samples of a cut epoch; TensorFlow: predict's rows)."""
+    from keras_own_steps import PairOut, own_steps_model
+
+    def green():
+        return GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+
+    def ended(cb, **more):
+        return {"run_id": cb.session.run_id, "samples": dict(cb.session.samples),
+                "status": mlflow.MlflowClient().get_run(cb.session.run_id).info.status, **more}
+
+    results = {}
+    for how in ("stop", "raise"):
+        for pair in (False, True):
+            cb = green()
+            x = {"pair": (X[:, :32], X[:, 32:])} if pair else X
+            try:
+                own_steps_model(pair_input=pair).fit(x, Y, batch_size=64, epochs=3, verbose=0, callbacks=[CutsEpochOne(how), cb])
+            except RuntimeError:
+                pass
+            results[f"{how}_pair" if pair else how] = ended(cb)
+    model, cb, evaluated = own_steps_model(), green(), green()
+    model.fit(X, Y, batch_size=64, epochs=1, verbose=0, validation_data=first_rows(200), validation_steps=4, callbacks=[cb])
+    model.evaluate(first_rows(200), verbose=0, callbacks=[evaluated])
+    results["own_test_step"] = ended(cb, test=ended(evaluated))
+    predicted = green()
+    PairOut().predict(first_rows(200, pair=True), verbose=0, callbacks=[predicted])
+    results["pair_output"] = ended(predicted)
+    return results
+
+
 @case("torch_iterable_validation")
 def _(out: Path):
     # torch: DataLoaders over an IterableDataset (no length; its last batch partial): the rows, not batches x size

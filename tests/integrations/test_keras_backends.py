@@ -121,6 +121,24 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     assert result["raised"] is not None and result["status"] == "FAILED", result  # at once, not at the watch's look
     assert result["evaluate_wrapped"] is False, result
     assert_green_invariants(result["run_id"], client)
+    # Steps of the user's own that count no samples: a cut epoch's finished batches x the batch size; evaluated samples
+    # from the batches read (torch, JAX), else none (TensorFlow: said, and no figure per sample or FLOP/J computed
+    # without them); a tuple inside a dict counted
+    cases = results["steps_that_count_no_samples"]
+    for name in ("stop", "raise", "stop_pair", "raise_pair"):
+        status = "FAILED" if name.startswith("raise") else "FINISHED"
+        assert cases[name]["samples"] == {"train": 640 + 5 * 64} and cases[name]["status"] == status, (name, cases[name])
+        assert_green_invariants(cases[name]["run_id"], client)
+    own = cases["own_test_step"]
+    fit_metrics, test_metrics = client.get_run(own["run_id"]).data.metrics, client.get_run(own["test"]["run_id"]).data.metrics
+    if backend == "tensorflow":  # its input read inside the step: nothing counts the rows
+        assert own["samples"] == {"train": 640} and own["test"]["samples"] == {}, own
+        assert schema.FLOP_PER_J not in fit_metrics and "green/energy_per_sample_test_j" not in test_metrics
+    else:
+        assert own["samples"] == {"train": 640, "validation": 200} and own["test"]["samples"] == {"test": 200}, own
+        assert schema.FLOP_PER_J in fit_metrics
+        assert test_metrics["green/energy_per_sample_test_j"] == pytest.approx(test_metrics["green/energy_test_kwh"] * 3.6e6 / 200)
+    assert cases["pair_output"]["samples"] == {"predict": 200}, cases["pair_output"]
     result = results["validation_input_fails_at_the_next_epochs_first_batch"]
     assert result["status"] == "FAILED" and result["samples"] == {"train": 1280, "validation": 256}, result
     assert_green_invariants(result["run_id"], client)
