@@ -120,6 +120,11 @@ class CountedBatches:
         loader batches now (its batch size and its sampler's length read again)."""
         total = self.progress.total
         self._started, self._processed = total.started, total.processed
+        self.read_batching()
+
+    def read_batching(self) -> None:
+        """The loader's batching read again: at :meth:`begin`, and as the pass's iterator is made (after the epoch-start
+        hooks of the module and of the callbacks listed after ours, which may resize or rebatch it — a curriculum)."""
         now = self.batches.again()
         if now is None:  # a sampler of the user's own set on the loader's batch sampler since the fit began
             logger.warning("mlflow-green: a DataLoader's batching no longer follows from it (its sampler or batch size "

@@ -82,8 +82,11 @@ class BatchHooksMixin:
             self._eval_samples += batch_size(batch)
 
     def _count_pulled_training(self, data_fetcher: Any) -> None:
-        """An epoch's pass begins (``FetchTimer.on_pass``): a training_step reading a dataloader_iter has each batch
-        it pulls counted (``_lightning_pulled``); Lightning's progress and the batch ends count one batch a step."""
+        """An epoch's pass begins (``FetchTimer.on_pass``: its iterator made, every epoch-start hook run): the loader's
+        batching is read again where it is counted from the loop's progress; a training_step reading a dataloader_iter
+        has each batch it pulls counted (``_lightning_pulled``); Lightning's progress and the batch ends count one batch a step."""
+        if self._train_counted is not None:
+            self._train_counted.read_batching()
         loop = self._fetch.epoch_loop if self._fetch is not None else None
         self._train_pulls = PulledBatches.install(data_fetcher, self._sizes, self._add_training, getattr(loop, "batch_progress", None))
 

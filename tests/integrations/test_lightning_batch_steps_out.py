@@ -378,18 +378,22 @@ class _Reshapes(lightning.Callback):
         self.train.dataset.size += self.train_step
 
 
-@pytest.mark.parametrize("change", [{"train_step": -300, "val_step": -100}, {"train_step": 100}, {"batch_size": 128}])
+@pytest.mark.parametrize("change", [{"train_step": -300, "val_step": -100}, {"train_step": 100}, {"batch_size": 128},
+                                    {"batch_size": 128, "after_ours": True}])
 def test_a_dataset_resized_or_rebatched_during_the_fit_counts_the_batches_each_epoch_had(
-        mlflow_experiment: str, tmp_path: Path, change: dict[str, int]) -> None:
-    """The loader's length (and batch size) as each pass begins, not as its samples are counted: a callback listed
-    before ours resizing the pool at the epoch's end made the epoch's last batch the next epoch's (700 / 1100 counted
-    for 1000 / 1700 trained); a batch size set at an epoch's start was not seen (1 512 for 2 000)."""
+        mlflow_experiment: str, tmp_path: Path, change: dict[str, Any]) -> None:
+    """The loader's length (and batch size) as each pass's iterator is made, not as its samples are counted: a callback
+    listed before ours resizing the pool at the epoch's end made the epoch's last batch the next epoch's (700 / 1100
+    counted for 1000 / 1700 trained); a batch size set at an epoch's start was not seen (1 512 for 2 000), nor, read at
+    our epoch start, one set by a callback listed after ours (or the module's own ``on_train_epoch_start``)."""
     train = DataLoader(_Pool(1000), batch_size=64, shuffle=True)
     val = DataLoader(_Pool(390, offset=1400), batch_size=64)
+    after_ours = change.pop("after_ours", False)
     reshapes = _Reshapes(train, val, **change)
     cb = GreenCallback()
     profiler = lightning.pytorch.profilers.SimpleProfiler(dirpath=tmp_path, filename="hooks")
-    trainer = lightning.Trainer(callbacks=[reshapes, cb], profiler=profiler, **{**quiet_trainer_kwargs(), "max_epochs": 3})
+    callbacks = [cb, reshapes] if after_ours else [reshapes, cb]
+    trainer = lightning.Trainer(callbacks=callbacks, profiler=profiler, **{**quiet_trainer_kwargs(), "max_epochs": 3})
     trainer.fit(digits_classifier(), train, val)
     assert _calls(trainer, BATCH_END) == 0  # counted from the loop's progress
     assert dict(cb.session.samples) == {"train": reshapes.trained, "validation": reshapes.validated}, change
