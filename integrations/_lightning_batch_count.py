@@ -98,6 +98,7 @@ class CountedBatches:
 
     def __init__(self, batches: LoaderBatches, progress: Any) -> None:  # noqa: D107 - see the class
         self.batches, self.progress, self.pass_batches = batches, progress, batches
+        self._said = False
         self._started = self._processed = 0
         self.begin()
 
@@ -126,7 +127,8 @@ class CountedBatches:
         """The loader's batching read again: at :meth:`begin`, and as the pass's iterator is made (after the epoch-start
         hooks of the module and of the callbacks listed after ours, which may resize or rebatch it — a curriculum)."""
         now = self.batches.again()
-        if now is None:  # a sampler of the user's own set on the loader's batch sampler since the fit began
+        if now is None and not self._said:  # a sampler of the user's own set on the loader's batch sampler since the
+            self._said = True  # fit began (said once)
             logger.warning("mlflow-green: a DataLoader's batching no longer follows from it (its sampler or batch size "
                            "was replaced during the fit): its samples are counted as batched before")
         self.pass_batches = now or self.pass_batches
