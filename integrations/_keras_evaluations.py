@@ -14,10 +14,11 @@ or at its end — with or without the fit's GreenCallback. Two things follow:
   (the epoch's samples are not read as it begins, nor does its end end the epoch's training).
 
 The fit's :class:`~mlflow_green.integrations._keras_guard.CallGuard` wraps the model's ``evaluate`` and
-``test_on_batch`` (which resets the metrics too) with :meth:`EpochEvaluations.wrap` for the length of the fit. An ``evaluate`` bound before the fit (a callback's
-``set_model`` keeping ``model.evaluate``) bypasses the wrapper: with the fit's callback it is still told from the
-fit's validation (the guard notes when the fit's own list calls the test hooks), so its phase and the samples are
-right; on TensorFlow its reset of the loss tracker is not seen (an input of unknown size: the epoch's count is off).
+``test_on_batch`` (which resets the metrics too) with :meth:`EpochEvaluations.wrap` for the length of the fit. An
+``evaluate`` bound before the fit (a callback's ``set_model`` keeping ``model.evaluate``) bypasses the wrapper: with
+the fit's callback it is still told from the fit's validation (the guard notes when the fit's own list calls the test
+hooks), so its phase and the samples are right; on TensorFlow its reset of the loss tracker is not seen (an input of
+unknown size: the epoch's count is off).
 
 Example:
     >>> count = {"seen": 0}

@@ -118,7 +118,7 @@ def samples_cut_short(validation_counted: int | None, guard: Any, model: Callabl
         return guard.trained_samples
     keras_model = model()
     seen = train_samples_seen(keras_model, guard)
-    if _own_train_step(keras_model) and (not seen or seen == _batches_this_epoch(guard, keras_model)):
+    if _own_step(keras_model) and (not seen or seen == _batches_this_epoch(guard, keras_model)):
         return finished_batches_samples(guard, keras_model)  # a step that counts no samples (or batches)
     if seen and guard is not None and guard.step_failed:  # TensorFlow counts the failing batch before its step raises
         batch = getattr(getattr(guard.epoch_iterator, "data_adapter", None), "batch_size", None)
@@ -191,7 +191,7 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
         if known:
             return known
     seen = train_samples_seen(keras_model, guard)
-    if seen is not None and seen == batches and _own_train_step(keras_model):  # batches, not samples
+    if seen is not None and seen == batches and _own_step(keras_model):  # batches, not samples
         counted = finished_batches_samples(guard, keras_model)
         if counted is None:
             _warn_counts_batches(keras_model)
@@ -234,8 +234,9 @@ def _batches_this_epoch(guard: Any, model: Any) -> int | None:
     return (guard.steps - guard.epoch_first_step) * (per_call if isinstance(per_call, int) and per_call > 0 else 1)
 
 
-def _own_train_step(model: Any, step: str = "train_step") -> bool:
-    """The model's class (or one of its bases outside Keras) defines ``step``: the user's own step."""
+def _own_step(model: Any, step: str = "train_step") -> bool:
+    """The model's class (or one of its bases outside Keras) defines ``step`` (``train_step``, ``test_step``): the
+    user's own."""
     return any(step in vars(cls) and not cls.__module__.startswith("keras.") for cls in type(model).__mro__)
 
 
@@ -246,15 +247,17 @@ def evaluation_samples(counted: int | None, guard: Any, model: Callable[[], Any]
     nothing."""
     if counted:
         return counted
-    if guard is not None and (guard.test_samples if validation else guard.counts_batches and guard.samples):
-        return guard.test_samples if validation else guard.samples
+    read = 0 if guard is None else guard.test_samples if validation else guard.samples if guard.counts_batches else 0
+    if read:
+        return read
     keras_model = model()
     seen = samples_seen(keras_model)
-    if _own_train_step(keras_model, "test_step"):
+    if _own_step(keras_model, "test_step"):
         per_call = getattr(keras_model, "steps_per_execution", 1)
+        per_call = per_call if isinstance(per_call, int) and per_call > 0 else 1
         steps = getattr(guard, "test_steps", None)
-        per_call = per_call if isinstance(per_call, int) and per_call > 0 else 1  # batches, not samples: as many (on
-        if not seen or (steps is not None and seen <= (steps + 1) * per_call):  # TensorFlow, one more at the input's end)
+        # batches, not samples: as many as the steps (on TensorFlow, one more as the input ends), or none at all
+        if not seen or (steps is not None and seen <= (steps + 1) * per_call):
             _warn_once(type(keras_model).__name__ + " test", OWN_TEST_STEP.format(name=type(keras_model).__name__))
             return None
     return seen
