@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mlflow_green.integrations._keras_samples import adapter_samples
 from mlflow_green.measure.signal_safety import passes_through
 
 
@@ -62,8 +63,6 @@ class WatchedIterator:
 def watched_source(original: Callable[[], Any], guard: Any, timed: bool, epoch_iterator: Any = None) -> Callable[[], Any]:
     """The epoch iterator's ``_get_iterator`` whose iterators are :class:`WatchedIterator` (``guard``: the ``CallGuard``);
     a fit's validation input (not ``timed``) is counted where its data adapter does not know its size."""
-    from mlflow_green.integrations._keras_samples import adapter_samples
-
     counted = not timed and epoch_iterator is not None and adapter_samples(epoch_iterator) is None
 
     def source() -> Any:

@@ -134,7 +134,7 @@ def evaluation_cut_short(guard: Any, model: Callable[[], Any], iterator: Any) ->
     batch before its step raises); the metrics' count alone when the batch size is unknown. None of its steps
     finished (the guard's wrapper of the test step counted none): nothing evaluated — the count is not read then (on
     JAX it is the fit's training count, synced back into the model: the evaluation's own state never began)."""
-    if guard is not None and guard.test_steps == 0 and getattr(getattr(guard.model, "test_function", None), "_green_guard", None) is guard:
+    if guard is not None and guard.test_steps == 0 and guard._ours(getattr(guard.model, "test_function", None)):
         return 0
     keras_model = model()
     seen = samples_seen(keras_model)
