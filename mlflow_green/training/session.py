@@ -38,6 +38,7 @@ from mlflow_green.training.distributed import DistributedContext
 from mlflow_green.training.evaluation import Evaluations
 from mlflow_green.training.figures import budget_reason, running_metrics
 from mlflow_green.training.fit_summary import session_tags
+from mlflow_green.training.home_run import HomeRun
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.phases import EMPTY, PhaseLedger
 from mlflow_green.training.projection import EnergyProjection
@@ -98,6 +99,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self.resumed_run_id: str | None = None  # from a checkpoint, until a run is bound
         self.resumed_pending_run: dict[str, str | None] | None = None  # a checkpoint's run not created when written
         self.resumed_from: str | None = None  # the earlier run, when this run starts over
+        self._home: HomeRun | None = None  # the fit's run while evaluations log into a later run (session_eval)
         self._start_run_totals()
         # this fit
         self.tracker: EnergyTracker | None = None
@@ -155,6 +157,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         if not self.dist.is_logging_rank:
             return
         self._deferred.settle()
+        self._home = None  # the run bound now is the one to come back to
         self.active_at_bind = active_run_id()  # the user's run (or a block's) beside which this one may be bound
         fresh = self.steps.last_step is None and self.resumed_run_id is None and self.resumed_pending_run is None  # nothing logged, nothing loaded
         previous = self.output.run_id  # a run this session logged into (an evaluation) holds nothing new for it

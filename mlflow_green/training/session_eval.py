@@ -15,6 +15,7 @@ from mlflow_green.measure.readings import Measurement
 from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
 from mlflow_green.training.fit_summary import session_report
+from mlflow_green.training.home_run import HomeRun
 from mlflow_green.training.phases import EMPTY
 from mlflow_green.units import joules_to_kwh
 
@@ -54,10 +55,8 @@ class EvaluationMixin:
         else:  # no collective at a failure (see end_fit): this rank's energy only
             measured, counts = {"m": local}, {"n": samples or 0}
             self.dist.gathered_at_end = not self.dist.distributed
-        if self.dist.is_logging_rank and self._active_run_elsewhere():  # the user's run now: its totals, not the fit's
-            ended = self.evals.ended_kind
-            self.bind_run()
-            self.evals.ended_kind = ended
+        if self.dist.is_logging_rank:
+            self._route_evaluation()
         measurement = self.evals.add(kind, measured["m"])
         try:
             if not self.output.bound:
@@ -74,6 +73,20 @@ class EvaluationMixin:
         finally:
             self.output.close(status)
         return measurement
+
+    def _route_evaluation(self: TrainingSession) -> None:
+        """Into the user's run started after the fit (its totals, not the fit's; the fit's kept aside), or back
+        into the fit's run once that run has ended (see :mod:`~mlflow_green.training.home_run`)."""
+        home = self._home
+        if home is not None and self.output.run is None and home.is_home(active_run_id()):
+            home.restore(self)
+            self._home = None
+        elif self._active_run_elsewhere():
+            home = home or HomeRun.leave(self)
+            ended = self.evals.ended_kind
+            self.bind_run()
+            self.evals.ended_kind = ended
+            self._home = home  # after the bind (a run bound otherwise, a fit's, is the home from then on)
 
     def _active_run_elsewhere(self: TrainingSession) -> bool:
         """After a fit that logged into a run no longer active (its own, ended), the user started another: an

@@ -112,7 +112,7 @@ class StateMixin:
             return self._unbound_copy().__getstate__()
         self._deferred.settle()  # the copy holds every epoch ended so far
         state = dict(self.__dict__)
-        state.update(tracker=None, _epoch_start=None, _epoch=None, _work_end=None, _last_epoch_end=None)
+        state.update(tracker=None, _epoch_start=None, _epoch=None, _work_end=None, _last_epoch_end=None, _home=None)
         return state
 
 

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import mlflow
 import pytest
 from green_invariants import assert_green_invariants
@@ -53,6 +56,44 @@ def test_an_evaluate_after_the_fit_inside_a_run_started_since_logs_into_that_run
     client = MlflowClient()
     assert schema.phase_energy_key("test") in client.get_run(mine.info.run_id).data.metrics
     assert schema.phase_energy_key("test") not in client.get_run(fit_run).data.metrics
+
+
+def test_evaluations_after_the_users_later_run_ended_go_back_into_the_fits_run(mlflow_experiment: str, digits,
+                                                                               tmp_path: Path) -> None:
+    """fit (its own run) -> evaluate in the user's run A -> A ends -> evaluate, no run active: into the fit's run,
+    its running total and steps going on; -> run B -> evaluate -> B ends -> evaluate: the fit's again (both stayed in
+    the user's last run, which had ended). Samples per run are those evaluated there."""
+    x, y, xv, yv = digits
+    green, model = _green(), _mlp()
+    model.fit(x, y, epochs=2, batch_size=200, verbose=0, callbacks=[green])
+    fit_run, client, test_key = green.session.run_id, MlflowClient(), schema.phase_energy_key("test")
+    model.evaluate(xv[:100], yv[:100], verbose=0, callbacks=[green])  # the fit's run (none active)
+    with mlflow.start_run() as first:
+        model.evaluate(xv[:60], yv[:60], verbose=0, callbacks=[green])
+    model.evaluate(xv[:70], yv[:70], verbose=0, callbacks=[green])
+    with mlflow.start_run() as second:
+        model.evaluate(xv[:80], yv[:80], verbose=0, callbacks=[green])
+        model.evaluate(xv[:90], yv[:90], verbose=0, callbacks=[green])
+    model.evaluate(xv[:110], yv[:110], verbose=0, callbacks=[green])
+    assert green.session.run_id == fit_run
+    points = client.get_metric_history(fit_run, test_key)
+    assert [p.step for p in sorted(points, key=lambda p: p.step)] == [1, 2, 3]  # from the fit's last step (epochs 0, 1)
+    values = [p.value for p in sorted(points, key=lambda p: p.step)]
+    assert values == sorted(values) and values[0] > 0  # one running total, going on
+    report = _report(client, fit_run, tmp_path)
+    assert report["samples"] == {"train": 2 * len(x), "test": 100 + 70 + 110}
+    assert report["phases"]["test"]["energy_j"] == pytest.approx(values[-1] * J_PER_KWH, rel=1e-6)
+    assert_green_invariants(fit_run)
+    for run, evaluated in ((first, [60]), (second, [80, 90])):
+        history = client.get_metric_history(run.info.run_id, test_key)
+        assert len(history) == len(evaluated), history
+        report = _report(client, run.info.run_id, tmp_path)
+        assert report["samples"] == {"test": sum(evaluated)}
+        assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def _report(client: MlflowClient, run_id: str, tmp_path: Path) -> dict:
+    return json.loads(Path(client.download_artifacts(run_id, "green/report.json", str(tmp_path))).read_text())
 
 
 def test_an_evaluate_with_the_fits_callback_between_epochs_is_validation(mlflow_experiment: str, digits) -> None:

@@ -125,3 +125,44 @@ def test_evaluations_after_a_fit_logged_beside_an_active_run_go_into_the_fits_ru
     assert {schema.ENERGY_TRAIN_KWH, schema.ENERGY_TEST_KWH} <= set(child.data.metrics)
     runs = client.search_runs([mlflow_experiment], filter_string=f"tags.mlflow.parentRunId = '{block.run_id}'")
     assert [run.info.run_id for run in runs] == [fit_run]  # no third run for the test
+
+
+def test_evaluations_go_back_into_the_fits_run_once_the_users_later_run_has_ended(mlflow_experiment: str, tmp_path: Path) -> None:
+    """fit (its own run) -> ``test`` in a run the user starts after it -> that run ends -> ``test`` with no run active,
+    and ``predict`` with the fit's run made active again: into the fit's run, its totals going on (they stayed in the
+    user's ended run). A fit inside the user's run, then a nested run of the user's: back into the fit's once it ends."""
+    import mlflow
+
+    client, (train, val), model = MlflowClient(), loaders(), digits_classifier()
+    kwargs = {**quiet_trainer_kwargs(), "max_epochs": 1, "limit_train_batches": 3}
+    green = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    trainer = lightning.Trainer(callbacks=[green], **kwargs)
+    trainer.fit(model, train, val)
+    fit_run = green.session.run_id
+    with mlflow.start_run() as later:
+        trainer.test(model, val)
+    trainer.test(model, val)
+    assert green.session.run_id == fit_run
+    with mlflow.start_run(run_id=fit_run):  # the fit's run active again
+        trainer.predict(model, val)
+    assert green.session.run_id == fit_run
+    tests = sorted(client.get_metric_history(fit_run, schema.ENERGY_TEST_KWH), key=lambda m: m.step)
+    assert len(tests) == 1 and tests[0].value > 0
+    assert schema.ENERGY_PREDICT_KWH in client.get_run(fit_run).data.metrics
+    samples = _report(fit_run, tmp_path)["samples"]
+    assert samples["test"] == samples["predict"] == len(val.dataset), samples
+    assert _report(later.info.run_id, tmp_path)["samples"] == {"test": len(val.dataset)}
+    assert len(client.get_metric_history(later.info.run_id, schema.ENERGY_TEST_KWH)) == 1
+
+    with mlflow.start_run() as users:
+        green = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+        trainer = lightning.Trainer(callbacks=[green], **kwargs)
+        trainer.fit(model, train, val)
+        assert green.session.run_id == users.info.run_id
+        with mlflow.start_run(nested=True) as child:
+            trainer.test(model, val)
+        trainer.test(model, val)
+        assert green.session.run_id == users.info.run_id
+    assert len(client.get_metric_history(users.info.run_id, schema.ENERGY_TEST_KWH)) == 1
+    assert len(client.get_metric_history(child.info.run_id, schema.ENERGY_TEST_KWH)) == 1
+    assert client.get_run(users.info.run_id).info.status == "FINISHED"
