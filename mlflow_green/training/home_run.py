@@ -25,8 +25,10 @@ class HomeRun:
     """The fit's run and its running totals, while evaluations log elsewhere.
 
     Example:
+        >>> from mlflow_green import EnergyTracker
+        >>> from mlflow_green.testing import FakeMeter
         >>> from mlflow_green.training.session import TrainingSession
-        >>> session = TrainingSession.for_callback("keras")
+        >>> session = TrainingSession(framework="keras", tracker=EnergyTracker(meters=[FakeMeter({"cpu:0": 10.0})]))
         >>> home = HomeRun.leave(session)
         >>> home.run_id is None, home.is_home(None)
         (True, True)
