@@ -77,16 +77,24 @@ class EvaluationMixin:
     def _route_evaluation(self: TrainingSession) -> None:
         """Into the user's run started after the fit (its totals, not the fit's; the fit's kept aside), or back
         into the fit's run once that run has ended (see :mod:`~mlflow_green.training.home_run`)."""
-        home = self._home
-        if home is not None and self.output.run is None and home.is_home(active_run_id()):
-            home.restore(self)
-            self._home = None
-        elif self._active_run_elsewhere():
-            home = home or HomeRun.leave(self)
+        if self.back_home():
+            return
+        if self._active_run_elsewhere():
+            home = self._home or HomeRun.leave(self)
             ended = self.evals.ended_kind
             self.bind_run()
             self.evals.ended_kind = ended
             self._home = home  # after the bind (a run bound otherwise, a fit's, is the home from then on)
+
+    def back_home(self: TrainingSession) -> bool:
+        """Back into the fit's run if evaluations went into a later run of the user's that has ended since (none
+        active, or the fit's run); True if so."""
+        home = self._home
+        if home is None or self.output.run is not None or not home.is_home(active_run_id()):
+            return False
+        home.restore(self)
+        self._home = None
+        return True
 
     def _active_run_elsewhere(self: TrainingSession) -> bool:
         """After a fit that logged into a run no longer active (its own, ended), the user started another: an

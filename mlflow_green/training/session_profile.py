@@ -31,6 +31,8 @@ class ProfileMixin:
         if self.tracker is not None:
             self._log_model(profile, self.steps.peek(self._epoch) if self._epoch is not None else self.steps.current)
             return
+        if self.dist.is_logging_rank:
+            self.back_home()  # the trained model's run, once a later run of the user's an evaluation went into has ended
         bound_now = not self.output.bound and self.dist.is_logging_rank
         if bound_now:  # before any fit or evaluation (a baseline's profile): the run they will log into
             self.bind_run()

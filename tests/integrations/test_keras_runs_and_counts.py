@@ -74,6 +74,8 @@ def test_evaluations_after_the_users_later_run_ended_go_back_into_the_fits_run(m
     with mlflow.start_run() as second:
         model.evaluate(xv[:80], yv[:80], verbose=0, callbacks=[green])
         model.evaluate(xv[:90], yv[:90], verbose=0, callbacks=[green])
+    green.log_model()  # the trained model's profile: the fit's run too
+    assert green.session.run_id == fit_run
     model.evaluate(xv[:110], yv[:110], verbose=0, callbacks=[green])
     assert green.session.run_id == fit_run
     points = client.get_metric_history(fit_run, test_key)
