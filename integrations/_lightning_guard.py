@@ -86,4 +86,66 @@ class EarlierCallbacksGuard:
         return (EarlierCallbacksGuard, ())  # a copy guards nothing until its own next call
 
 
-__all__ = ["EarlierCallbacksGuard"]
+class _StrategyHook:
+    """``trainer.strategy.on_exception`` as Lightning finds it, then our ``on_exception`` if Lightning's call of the
+    callbacks' did not reach ours: a tuner's trial (``LearningRateFinder``) replaces ``trainer.callbacks`` with its own
+    and leaves them so when the trial raises — the fit then failed with no hook of ours called, measuring on."""
+
+    def __init__(self, ours: Any, original: Any) -> None:
+        self.ours, self.original = ours, original
+
+    def __call__(self, exception: BaseException) -> Any:
+        try:
+            return self.original(exception)
+        finally:
+            ours = self.ours
+            if getattr(ours, "_exception_seen", None) != id(exception):
+                trainer, pl_module = getattr(ours, "_term_call", None) or (None, None)
+                ours.on_exception(trainer, pl_module, exception)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_unwrapped, (self.original,))  # a strategy pickled meanwhile (ddp_spawn) gets its own hook
+
+
+def _unwrapped(original: Any) -> Any:
+    return original
+
+
+class StrategyGuard:
+    """Wraps, for the length of a fit, ``trainer.strategy.on_exception`` (which Lightning calls however the fit
+    fails, after the callbacks' ``on_exception``) so that ours runs even when the callbacks' call did not reach it.
+
+    Example:
+        >>> guard = StrategyGuard()
+        >>> guard.guard(object(), ours=object())  # no strategy: nothing wrapped
+        >>> guard.restore()
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: tuple[Any, _StrategyHook] | None = None
+
+    def guard(self, trainer: Any, ours: Any) -> None:
+        """Wrap ``trainer.strategy.on_exception`` (an instance attribute, removed by :meth:`restore`)."""
+        self.restore()
+        strategy = getattr(trainer, "strategy", None)
+        original = getattr(strategy, "on_exception", None)
+        if strategy is None or not callable(original) or "on_exception" in vars(strategy):
+            return  # none, or someone's own there: left alone
+        try:
+            hook = _StrategyHook(ours, original)
+            strategy.on_exception = hook
+            self._wrapped = (strategy, hook)
+        except Exception as exc:
+            logger.debug("mlflow-green: could not guard the strategy's on_exception: %r", exc)
+
+    def restore(self) -> None:
+        """The strategy's own ``on_exception`` back (unless replaced since)."""
+        wrapped, self._wrapped = self._wrapped, None
+        if wrapped is not None and vars(wrapped[0]).get("on_exception") is wrapped[1]:
+            del wrapped[0].on_exception
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (StrategyGuard, ())
+
+
+__all__ = ["EarlierCallbacksGuard", "StrategyGuard"]

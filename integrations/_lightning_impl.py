@@ -18,7 +18,7 @@ from mlflow_green.integrations._lightning_batch_hooks import STEPPED_OUT, BatchH
 from mlflow_green.integrations._lightning_epoch_end import EpochEndReading
 from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
 from mlflow_green.integrations._lightning_fetch import FetchTimer
-from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard
+from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard, StrategyGuard
 from mlflow_green.integrations._lightning_idle_hooks import leave_idle_hooks
 from mlflow_green.integrations._lightning_profile import ProfileMixin
 from mlflow_green.integrations._lightning_sigterm import SigtermBesideLightning
@@ -92,6 +92,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self._in_epoch = False  # between our on_train_epoch_start and on_train_epoch_end
         self._at_exit_registered = False
         self._guard = EarlierCallbacksGuard()  # our on_exception runs even if an earlier callback's raises
+        self._strategy_guard, self._exception_seen = StrategyGuard(), 0  # or if a tuner's trial took our place
         self._early: Any = None  # the fit's tracker, started at setup (see setup)
         self._thread = 0  # the thread of the call measured last (another's call at once: this one stands aside)
         self._sigterm: SigtermBesideLightning | None = None  # SIGTERM outside Lightning's own stretch of a fit
@@ -111,6 +112,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
             self._setup_distributed(trainer)
             self._early = started_tracker(self.session.template)
             self._take_sigterm(trainer, pl_module)
+            self._strategy_guard.guard(trainer, self)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._batch_hooks_back()  # called at the fit's first batch (a fit ended unseen left it out)
@@ -201,6 +203,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
             trainer.should_stop = True
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._exception_seen = id(exception)  # (the strategy's hook then knows it reached us)
         self._let_go()  # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
         status = "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"
         if not self._fitting:  # ended after our setup, before on_fit_start: a run for what was measured since
@@ -229,6 +232,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """The call's end (after every ``on_fit_end``: an exception in one of them fails the fit's run)."""
         self._let_go()
+        self._pending_state = self._pending_state if stage == "fit" else None  # an evaluation's ckpt_path resumes nothing
         self._early = stop_unused(self._early, unlogged=stage == "fit" and not self._fitting)
         if self._fitting:
             self._fitting = False
@@ -273,6 +277,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks
         (and our own batch hooks, left out of the fit's later batches)."""
         self._guard.restore()
+        self._strategy_guard.restore()
         self._release_sigterm()
         self._batch_hooks_back()
         if self._fetch is not None:

@@ -278,6 +278,54 @@ def test_lr_find_then_fit_on_the_same_trainer(mlflow_experiment: str, tmp_path: 
     _check_fit_run(cb.session.run_id, tmp_path, counter)
 
 
+@pytest.mark.parametrize("green_first", [False, True], ids=["finder_first", "green_first"])
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt], ids=["error", "ctrl_c"])
+def test_a_learning_rate_finders_trial_that_fails_ends_the_fits_run(error: type[BaseException], green_first: bool,
+                                                                     mlflow_experiment: str, tmp_path: Path) -> None:
+    """``LearningRateFinder`` in the Trainer, its trial failing (an exception, Ctrl-C): Lightning leaves
+    ``trainer.callbacks`` as the trial's, so no hook of ours is called. The fit's run still ends ``FAILED`` /
+    ``KILLED`` with the energy until then, the meters closed; inside a run of the user's, into it, left active (there
+    was no run, the meter measured on until the next fit)."""
+    from lightning.pytorch.callbacks import LearningRateFinder
+
+    train, val = loaders()
+    base = type(digits_classifier())
+
+    class FailsInTheTrial(base):  # type: ignore[misc, valid-type]
+        lr = 0.01
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if self.trainer.global_step >= 2:
+                raise error("bad batch")
+            return super().training_step(batch, batch_idx)
+
+    for users_run in (False, True):
+        meter = FakeMeter(CONSTANT_100_W)
+        cb, finder = GreenCallback(meters=[meter]), LearningRateFinder(num_training_steps=10)
+        trainer = lightning.Trainer(max_epochs=1, default_root_dir=tmp_path, callbacks=[cb, finder] if green_first else [finder, cb],
+                                    **quiet_trainer_kwargs())
+        run = mlflow.start_run() if users_run else None
+        started_s = time.monotonic()
+        with pytest.raises(SystemExit if error is KeyboardInterrupt else error):  # Lightning exits on Ctrl-C
+            trainer.fit(FailsInTheTrial(), train, val)
+        wall_s = time.monotonic() - started_s
+        assert meter.closed, "the meter measures on after the fit failed"
+        if users_run:
+            assert mlflow.active_run() is not None and mlflow.active_run().info.run_id == run.info.run_id
+            mlflow.end_run()
+            assert cb.session.run_id == run.info.run_id
+        else:
+            assert mlflow.active_run() is None
+        result = MlflowClient().get_run(cb.session.run_id)
+        assert result.info.status == ("FINISHED" if users_run else "KILLED" if error is KeyboardInterrupt else "FAILED")
+        assert 0 < result.data.metrics[schema.DURATION_S] <= wall_s
+        assert result.data.metrics[schema.ENERGY_KWH] * J_PER_KWH == pytest.approx(100.0 * result.data.metrics[schema.DURATION_S], rel=0.05)
+        report = json.loads(Path(MlflowClient().download_artifacts(cb.session.run_id, schema.REPORT_ARTIFACT,
+                                                                   str(tmp_path / f"r{users_run}"))).read_text())
+        assert report["status"] == ("KILLED" if error is KeyboardInterrupt else "FAILED")
+    assert len(_runs(mlflow_experiment)) == 2
+
+
 # -- 9. dataloaders reloaded every epoch, of changing length -------------------------------------------------
 def test_reloaded_dataloaders_of_changing_length(mlflow_experiment: str, tmp_path: Path) -> None:
     base = type(digits_classifier())
@@ -339,6 +387,25 @@ def test_resume_from_a_mid_epoch_checkpoint_into_a_new_run(which: str, mlflow_ex
     _, report = _check_fit_run(run_id, tmp_path, counter)
     assert [e["steps"] for e in report["epochs"]] == [44 - 30, 22]  # optimizer steps of each epoch, from step 30
     assert [r.info.status for r in _runs(mlflow_experiment)] == ["FAILED", "FINISHED"]
+
+
+@pytest.mark.parametrize("stage", ["validate", "test", "predict"])
+def test_an_evaluation_of_a_checkpoint_resumes_nothing_for_the_next_fit(stage: str, mlflow_experiment: str, tmp_path: Path) -> None:
+    """``trainer.test(..., ckpt_path=...)`` restores the callbacks' state from the checkpoint (Lightning does in every
+    stage): the next fit with that callback, from scratch, is not tagged ``green.resumed_from`` the checkpoint's run."""
+    train, val = loaders()
+    kwargs = {**quiet_trainer_kwargs(), "enable_checkpointing": True, "default_root_dir": tmp_path}
+    first = _green()
+    lightning.Trainer(max_epochs=1, callbacks=[first, ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)],
+                      **kwargs).fit(digits_classifier(), train, val)
+    cb, counter = _green(), Counter()
+    getattr(lightning.Trainer(callbacks=[cb], **quiet_trainer_kwargs()), stage)(
+        digits_classifier(), val, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    lightning.Trainer(max_epochs=2, callbacks=[cb, counter], **quiet_trainer_kwargs()).fit(digits_classifier(), train, val)
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.run_id != first.session.run_id
+    assert schema.TAG_RESUMED_FROM not in run.data.tags, run.data.tags
+    _check_fit_run(run.info.run_id, tmp_path, counter)
 
 
 def test_resume_with_max_steps_projects_from_the_restored_global_step(mlflow_experiment: str, tmp_path: Path) -> None:
