@@ -162,6 +162,9 @@ class GreenCallback(keras.callbacks.Callback):
         self._in_fit, self._validation_watched = True, False
         self._adapter_counts.clear()
         self._live = live_figures_allowed(self.live_metrics, mlflow_autologging_on("keras", "tensorflow"))
+        per_step = self._check_budget if self.session.budget.active else None  # nothing else runs after each step
+        self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python(), on_step_end=per_step)
+        self._fit_guard.watch("fit", ours=self)  # before the run is bound: a Ctrl-C meanwhile is the training's (KILLED)
         try:
             bind_resumable(self.session)  # a fit Keras restores from a backup resumes the run that wrote it
             self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
@@ -170,9 +173,6 @@ class GreenCallback(keras.callbacks.Callback):
             logger.warning("mlflow-green: could not start measuring this fit (%r); it trains unmeasured", exc)
             self._finish("FAILED")
             return self.session.output.close("FAILED")  # the run bound before it failed (no fit began: nothing else ends it)
-        per_step = self._check_budget if self.session.budget.active else None  # nothing else runs after each step
-        self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python(), on_step_end=per_step)
-        self._fit_guard.watch("fit", ours=self)
         self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
         self._fit_guard.on_epoch_end_start = self.session.training_ended  # read before callbacks listed ahead of ours
         self.session.expects_validation = self._fit_guard.validates  # quality from val_ metrics (validation_freq)

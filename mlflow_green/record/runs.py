@@ -188,7 +188,12 @@ def resolve_run(
     recorder = RunRecorder.open(None, spec=spec, tracking_uri=mlflow.get_tracking_uri(), owned=True, timeouts=timeouts)
     handle = RunHandle(None, None, owned=True, recorder=recorder, timeouts=timeouts)
     start_s = timeouts.start_for(recorder.tracking_uri)
-    if recorder.wait_created(start_s) is not None:
+    try:
+        created = recorder.wait_created(start_s)
+    except BaseException:  # interrupted while it waits (Ctrl-C): the run ends KILLED once created, not left RUNNING
+        handle.finish("KILLED", timeout_s=min(start_s, 5.0))
+        raise
+    if created is not None:
         if activate:
             _activate(handle)
     elif recorder.creation_error is not None:  # refused for good (a deleted experiment): said once, by the writer

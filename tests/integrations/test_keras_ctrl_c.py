@@ -66,6 +66,50 @@ def test_ctrl_c_anywhere_in_a_fit_ends_its_run_killed_before_the_users_except_bl
         assert interrupt == {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None, "handler_back": True}
 
 
+AT_BIND = textwrap.dedent("""
+    import json, os, signal, sys, threading
+    os.environ["KERAS_BACKEND"] = sys.argv[2]
+    import keras, mlflow, numpy as np
+    from mlflow_green.integrations.keras import GreenCallback
+    from mlflow_green.testing import FakeMeter
+    mlflow.set_tracking_uri(sys.argv[1])  # a fresh store: the first run takes a second or two to be created
+    x, y = np.random.rand(256, 64).astype("float32"), np.random.randint(0, 10, 256)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+
+    class CtrlC(keras.callbacks.Callback):  # listed first: the Ctrl-C comes while ours binds its run
+        def on_train_begin(self, logs=None):
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    raised = None
+    try:
+        model.fit(x, y, epochs=200, batch_size=32, verbose=0, callbacks=[CtrlC(), cb])
+    except KeyboardInterrupt:
+        raised = "KeyboardInterrupt"
+    runs = mlflow.MlflowClient().search_runs([e.experiment_id for e in mlflow.search_experiments()])
+    json.dump({"raised": raised, "active": mlflow.active_run() is not None,
+               "runs": [[r.info.status, sorted(k for k in r.data.metrics if k.startswith("green/energy"))] for r in runs]},
+              open("result.json", "w"))
+""")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
+def test_ctrl_c_while_the_callback_binds_its_run_ends_it_killed(backend: str, tmp_path: Path) -> None:
+    """Ctrl-C as the fit starts, while the callback waits for MLflow to create its run: the run ends ``KILLED`` with
+    its figures (TensorFlow, JAX: the interrupt came out of the wait, the run was left ``RUNNING`` for good, with
+    none; torch: it was lost in a garbage-collector callback and the fit ran to its end)."""
+    pytest.importorskip(backend)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-c", AT_BIND, uri, backend], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    seen = json.loads((tmp_path / "result.json").read_text())
+    assert seen["raised"] == "KeyboardInterrupt" and not seen["active"], seen
+    [(status, energies)] = seen["runs"]
+    assert status == "KILLED" and "green/energy_kwh" in energies, seen
+
+
 def test_a_sigint_handler_of_the_users_own_is_left_alone(tmp_path: Path) -> None:
     from mlflow_green.training.interrupts import SigintWatch
 

@@ -82,3 +82,22 @@ def test_a_nested_run_keeps_its_parent_when_neither_could_be_created_yet(
     runs = {r.info.run_name: r for r in client.search_runs([experiment_id])}
     assert runs["child"].data.tags["mlflow.parentRunId"] == runs["parent"].info.run_id
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
+
+
+def test_a_run_whose_creation_wait_is_interrupted_ends_killed_not_running(down: str, spool_dir: Path) -> None:
+    """Ctrl-C while binding waits for the server to create the run: the run is queued to end ``KILLED`` before the
+    ``KeyboardInterrupt`` goes on (it was left to be created ``RUNNING``, never ended)."""
+    import signal
+    import threading
+
+    slow = RunTimeouts(start_s=30.0, end_s=0.5, retry_max_s=0.2)
+    threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        resolve_run(run_name="interrupted", timeouts=slow)
+    assert time.monotonic() - started < 10.0  # not the whole start timeout
+    assert mlflow.active_run() is None
+    [path] = spool_paths(spool_dir)
+    lines = path.read_text().splitlines()[1:]
+    assert [line.split('"op":"')[1].split('"')[0] for line in lines] == ["create", "terminate"]
+    assert '"KILLED"' in lines[-1]
