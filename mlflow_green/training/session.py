@@ -52,6 +52,7 @@ from mlflow_green.training.session_profile import ProfileMixin
 from mlflow_green.training.session_run import SessionRun
 from mlflow_green.training.session_state import StateMixin
 from mlflow_green.training.session_windows import EPOCH_GAP_S, WindowsMixin
+from mlflow_green.training.shared_evaluations import new_writer
 from mlflow_green.training.state import STATE_VERSION
 from mlflow_green.training.steps import StepCounter
 
@@ -100,6 +101,7 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
         self.resumed_pending_run: dict[str, str | None] | None = None  # a checkpoint's run not created when written
         self.resumed_from: str | None = None  # the earlier run, when this run starts over
         self._home: HomeRun | None = None  # the fit's run while evaluations log into a later run (session_eval)
+        self._writer = new_writer()  # tells its evaluation totals from other sessions' in a shared run (session_eval)
         self._start_run_totals()
         # this fit
         self.tracker: EnergyTracker | None = None

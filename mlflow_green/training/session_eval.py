@@ -17,6 +17,7 @@ from mlflow_green.record import schema
 from mlflow_green.training.fit_summary import session_report
 from mlflow_green.training.home_run import HomeRun
 from mlflow_green.training.phases import EMPTY
+from mlflow_green.training.shared_evaluations import LoggedEvaluation, logged_by_others, note
 from mlflow_green.units import joules_to_kwh
 
 if TYPE_CHECKING:
@@ -61,11 +62,15 @@ class EvaluationMixin:
         try:
             if not self.output.bound:
                 self.bind_run()
+            self._go_on_from_others(kind, measurement)
             metrics = {schema.phase_energy_key(kind): joules_to_kwh(self.evals.totals[kind].energy_j)}
             if counts.get("n"):
                 metrics[schema.phase_energy_per_sample_key(kind)] = measurement.energy_j / counts["n"]
                 self.samples[kind] = self.samples.get(kind, 0) + counts["n"]
-            self._log(metrics, self.output.next_free_step(metrics, base=self.steps.current))
+            step = self.output.next_free_step(metrics, base=self.steps.current)
+            self._log(metrics, step)
+            if self.output.run_id:  # the run's latest total of this kind: another callback's next evaluation goes on from it
+                note(self.output.run_id, kind, LoggedEvaluation(self.evals.totals[kind], self.samples.get(kind, 0), step, self._writer))
             if self.dist.is_logging_rank:
                 self._log_eval_summary(tracker, status)
         except Exception as exc:  # measurement never crashes evaluation
@@ -73,6 +78,18 @@ class EvaluationMixin:
         finally:
             self.output.close(status)
         return measurement
+
+    def _go_on_from_others(self: TrainingSession, kind: str, measurement: Measurement) -> None:
+        """The run's evaluation totals and samples that another callback of this process logged since this one last
+        did (see :mod:`~mlflow_green.training.shared_evaluations`), ``measurement`` (this ``kind``'s) on top."""
+        run_id = self.output.run_id
+        if not run_id:
+            return
+        for other_kind, logged in logged_by_others(run_id, self._writer).items():
+            self.evals.totals[other_kind] = logged.total + measurement if other_kind == kind else logged.total
+            self.samples[other_kind] = logged.samples
+            self.output.key_steps_logged({schema.phase_energy_key(other_kind): logged.step,
+                                          schema.phase_energy_per_sample_key(other_kind): logged.step})
 
     def _route_evaluation(self: TrainingSession) -> None:
         """Into the user's run started after the fit (its totals, not the fit's; the fit's kept aside), or back

@@ -209,3 +209,31 @@ def test_the_fits_own_callback_given_to_a_fit_inside_it_says_what_that_does(mlfl
     _mlp().fit(x, y, epochs=2, batch_size=200, verbose=0, callbacks=[green, Probe()])
     warnings = [r.getMessage() for r in caplog.records if "given to a fit started inside the fit" in r.getMessage()]
     assert len(warnings) == 1, warnings  # it was silent: the outer run ended FAILED although its training succeeded
+
+
+def test_two_callbacks_evaluating_in_one_run_keep_its_running_totals(mlflow_experiment: str, digits, tmp_path: Path) -> None:
+    """Two callbacks in a run of the user's (two models, a GAN's halves): both fit, then each evaluates. Each evaluation
+    goes on from the run's latest total, whichever callback logged it (the second went back to its own: 52.7 J, then
+    29.0 J), and the report counts every evaluation's samples and energy (it held the last callback's alone)."""
+    x, y, xv, yv = digits
+    first, second, model, client = _green(), _green(), _mlp(), MlflowClient()
+    with mlflow.start_run() as run:
+        model.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[first])
+        model.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[second])
+        model.evaluate(xv[:100], yv[:100], verbose=0, callbacks=[first])
+        model.evaluate(xv[:150], yv[:150], verbose=0, callbacks=[second])
+        model.evaluate(xv[:50], yv[:50], verbose=0, callbacks=[first])
+        model.predict(xv[:70], verbose=0, callbacks=[second])
+    test_key = schema.phase_energy_key("test")
+    points = sorted(client.get_metric_history(run.info.run_id, test_key), key=lambda p: p.step)
+    values = [p.value * J_PER_KWH for p in points]
+    per_sample = {p.step: p.value for p in client.get_metric_history(run.info.run_id, schema.phase_energy_per_sample_key("test"))}
+    assert len(points) == 3 and values == sorted(values), values  # one running total, never going back
+    evaluated = [100, 150, 50]
+    for i, (point, samples) in enumerate(zip(points, evaluated)):  # each point: the one before plus this evaluation
+        assert point.value * J_PER_KWH == pytest.approx((values[i - 1] if i else 0.0) + per_sample[point.step] * samples, rel=1e-6)
+    report = _report(client, run.info.run_id, tmp_path)
+    assert report["samples"] == {"train": 2 * len(x), "test": 300, "predict": 70}
+    assert report["phases"]["test"]["energy_j"] == pytest.approx(values[-1], rel=1e-6)
+    assert "predict" in report["phases"]
+    assert_green_invariants(run.info.run_id)
