@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -37,6 +38,68 @@ def busy_elsewhere(*guards: Any) -> bool:
         if watch is not None and watch.thread_id != threading.get_ident() and not guard.aborted and guard.fit_running():
             return True
     return False
+
+
+class CallClaim:
+    """Which thread's call one callback measures: claimed at the call's first hook, before anything of the call is
+    set up, so that two threads starting a call with the same callback at once cannot both measure it (each saw
+    the other's watch not yet installed: both measured, trampling one run — duplicate steps, wrong counts, a JAX
+    fit's state deleted).
+
+    Example:
+        >>> claim = CallClaim()
+        >>> claim.take(busy=lambda: True), claim.take(busy=lambda: True)  # claimed; this thread holds it already
+        (True, None)
+        >>> claim.release()
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: int | None = None
+        self._settled = False
+
+    def take(self, busy: Callable[[], bool]) -> bool | None:
+        """Claim it for this thread. True: claimed now; None: this thread holds it (a call inside its own); False:
+        another thread's call holds it — being set up, or ``busy()`` (its watch says it runs) — this one stands aside."""
+        me = threading.get_ident()
+        with self._lock:
+            owner = self._thread
+            if owner == me:
+                return None
+            if owner is not None and _alive(owner) and (not self._settled or busy()):
+                return False
+            self._thread, self._settled = me, False
+            return True
+
+    def settle(self) -> None:
+        """The call's watch is installed: from now on ``busy()`` tells whether it still runs."""
+        self._settled = True
+
+    def release(self) -> None:
+        """The call ended (in the thread that claimed it)."""
+        with self._lock:
+            if self._thread == threading.get_ident():
+                self._thread = None
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (CallClaim, ())  # a copy claims nothing
+
+
+def claims_call(callback: Any, method: str, kind: type) -> bool:
+    """``callback``'s call of ``method`` is the one it measures: no other thread's call holds it (its ``_claim``, a
+    :class:`CallClaim`), no other ``kind`` (GreenCallback) comes first in it; else it stands aside
+    (:func:`stands_aside`: out of the call's list, with a warning)."""
+    claim = callback._claim
+    claimed = claim.take(lambda: busy_elsewhere(callback._fit_guard, callback._eval_guard))
+    if stands_aside(callback, method, kind, elsewhere=claimed is False):
+        if claimed:
+            claim.release()
+        return False
+    return True
+
+
+def _alive(thread_id: int) -> bool:
+    return any(thread.ident == thread_id for thread in threading.enumerate())
 
 
 def stands_aside(callback: Any, method: str, kind: type, *, elsewhere: bool = False) -> bool:

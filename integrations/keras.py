@@ -27,23 +27,15 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise MissingExtraError("keras", "keras", "mlflow_green.integrations.keras") from exc
 
 from mlflow_green.formatting import readable_figures
+from mlflow_green.integrations import _keras_frames as frames
+from mlflow_green.integrations import _keras_samples as samples_of
 from mlflow_green.integrations._keras_backup import bind_resumable
 from mlflow_green.integrations._keras_batch_list import no_batch_work
 from mlflow_green.integrations._keras_evaluations import evaluations_in
 from mlflow_green.integrations._keras_fit_watch import open_fit_status
-from mlflow_green.integrations._keras_frames import busy_elsewhere, fit_epochs, live_figures_allowed, stands_aside
 from mlflow_green.integrations._keras_guard import CallGuard
 from mlflow_green.integrations._keras_input import reads_input_in_python
 from mlflow_green.integrations._keras_profile import log_built_profile
-from mlflow_green.integrations._keras_samples import (
-    AdapterCounts,
-    adapter_samples,
-    count_cut_short,
-    epoch_train_samples,
-    evaluation_samples,
-    iterator_of_caller,
-    test_cut_short,
-)
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
@@ -150,25 +142,27 @@ class GreenCallback(keras.callbacks.Callback):
         self._fit_guard: CallGuard | None = None
         self._eval_guard: CallGuard | None = None
         self._epoch_train_samples: int | None = None
-        self._adapter_counts = AdapterCounts()  # the data adapters' counts, per iterator of this fit
+        self._adapter_counts = samples_of.AdapterCounts()  # the data adapters' counts, per iterator of this fit
         self._last_budget_check_s, self._profile_pending = 0.0, False  # pending: the model not built at the fit's start
         self._at_exit_registered = False
+        self._claim = frames.CallClaim()  # the thread whose call it measures (one at a time)
 
     # -- fit ---------------------------------------------------------------------------------
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if stands_aside(self, "fit", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard, self._eval_guard)):  # or one first
+        if not frames.claims_call(self, "fit", GreenCallback):  # another thread's call, or another GreenCallback first
             return
         self._finish(open_fit_status(self._fit_guard) if self._in_fit else "FAILED")  # an open fit; or waits for one a watch ends
         self._in_fit, self._validation_watched = True, False
         self._adapter_counts.clear()
-        self._live = live_figures_allowed(self.live_metrics, mlflow_autologging_on("keras", "tensorflow"))
+        self._live = frames.live_figures_allowed(self.live_metrics, mlflow_autologging_on("keras", "tensorflow"))
         per_step = self._check_budget if self.session.budget.active else None  # nothing else runs after each step
         self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python(), on_step_end=per_step)
         self._fit_guard.watch("fit", ours=self)  # before the run is bound: a Ctrl-C meanwhile is the training's (KILLED)
+        self._claim.settle()
         try:
             bind_resumable(self.session)  # a fit Keras restores from a backup resumes the run that wrote it
             self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
-            self.session.begin_fit(planned_epochs=fit_epochs(self.params))
+            self.session.begin_fit(planned_epochs=frames.fit_epochs(self.params))
         except Exception as exc:  # measurement never crashes training: this fit goes unmeasured, its run ended
             logger.warning("mlflow-green: could not start measuring this fit (%r); it trains unmeasured", exc)
             self._finish("FAILED")
@@ -215,30 +209,32 @@ class GreenCallback(keras.callbacks.Callback):
                 self._fit_guard.watch("evaluate", timed=False)  # Keras reuses the validation's iterator and callbacks
                 self._validation_watched = True
             self.session.begin_phase("validation")
-        elif not stands_aside(self, "evaluate", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard, self._eval_guard)):
+        elif frames.claims_call(self, "evaluate", GreenCallback):
             self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("evaluate", ours=self)
+            self._claim.settle()
             self.session.begin_eval("test")
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         own = self._in_fit and not evaluations_in(self._fit_guard).in_callback_evaluate  # fit's own validation: the
         cached = getattr(self._model, "_eval_epoch_iterator", None) if own else None  # iterator Keras keeps (not .model)
-        counted = self._adapter_counts(cached) if cached is not None else adapter_samples(iterator_of_caller("evaluate"))
-        samples = evaluation_samples(counted, self._fit_guard if own else self._eval_guard, self._synced_model, validation=own)
+        counted = self._adapter_counts(cached) if cached is not None else samples_of.adapter_samples(samples_of.iterator_of_caller("evaluate"))
+        samples = samples_of.evaluation_samples(counted, self._fit_guard if own else self._eval_guard, self._synced_model, validation=own)
         if self._in_fit:  # no training follows it in this epoch, unless a callback ran it inside the epoch's training
             self.session.end_phase("validation", samples=samples, ends_epoch=not evaluations_in(self._fit_guard).mid_training)
         else:
             self._end_eval("test", samples)
 
     def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if not self._still_in_fit() and stands_aside(self, "predict", GreenCallback, elsewhere=busy_elsewhere(self._fit_guard, self._eval_guard)):
+        if not self._still_in_fit() and not frames.claims_call(self, "predict", GreenCallback):
             return
         if not self._in_fit:
             self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("predict", ours=self)
+            self._claim.settle()
         self.session.begin_eval("predict")
 
     def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
         guard = self._eval_guard
-        samples = (guard and (guard.predicted or guard.samples)) or adapter_samples(iterator_of_caller("predict"))
+        samples = (guard and (guard.predicted or guard.samples)) or samples_of.adapter_samples(samples_of.iterator_of_caller("predict"))
         if self._in_fit:
             self.session.end_eval("predict", samples=samples)
         else:
@@ -271,7 +267,7 @@ class GreenCallback(keras.callbacks.Callback):
             return None
 
     def _train_samples_seen(self) -> int | None:
-        return epoch_train_samples(self.samples_per_epoch, self._fit_guard, self._synced_model, self._adapter_counts)
+        return samples_of.epoch_train_samples(self.samples_per_epoch, self._fit_guard, self._synced_model, self._adapter_counts)
 
     def _synced_model(self) -> keras.Model:
         return self.model  # on JAX, with the state synced (not ``_model``)
@@ -280,7 +276,7 @@ class GreenCallback(keras.callbacks.Callback):
         """In a fit (its validation, a callback's predict), not right after one that Keras's own code ended."""
         if self._in_fit and self._fit_guard is not None:
             self._fit_guard.end_if_fit_left()  # ended FAILED now, before its watch's next look
-        return self._in_fit and not busy_elsewhere(self._fit_guard, self._eval_guard)  # not another thread's call
+        return self._in_fit and not frames.busy_elsewhere(self._fit_guard, self._eval_guard)  # not another thread's call
 
     def _check_budget(self) -> None:
         """After a train step (hot path): compare the energy so far with the budget every few seconds."""
@@ -304,8 +300,9 @@ class GreenCallback(keras.callbacks.Callback):
         guard, self._eval_guard = self._eval_guard, None
         if guard is not None:
             guard.remove()
-        samples = samples if samples is not None or status == "FINISHED" else test_cut_short(kind, guard, self._synced_model)
+        samples = samples if samples is not None or status == "FINISHED" else samples_of.test_cut_short(kind, guard, self._synced_model)
         self.session.end_eval(kind, samples=samples, status=status)
+        self._claim.release()
 
     def _finish(self, status: str, logs: dict[str, Any] | None = None) -> None:
         with _ENDING:  # a thread watching the fit may end it while the training thread starts the next
@@ -317,7 +314,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._in_fit = False
         if self._epoch_open:  # the fit ended inside an epoch: the samples it trained are billed too
             self._epoch_open = False
-            count_cut_short(self.session, self._epoch_train_samples, self._fit_guard, self._synced_model)  # and its validation's
+            samples_of.count_cut_short(self.session, self._epoch_train_samples, self._fit_guard, self._synced_model)  # and its validation's
             if self._fit_guard is not None:  # its input wait so far: the cut-short epoch is split as a whole one's
                 self.session.add_data_wait(self._fit_guard.data_wait_s)
         guard, self._fit_guard = self._fit_guard, None
@@ -327,4 +324,5 @@ class GreenCallback(keras.callbacks.Callback):
         with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
             profile = self._profile() if (status == "FINISHED" or self._profile_pending) and self.inspect_model else None
             self.session.end_fit(status, logs=logs, profile=profile)
+        self._claim.release()
 

@@ -66,6 +66,55 @@ def test_one_callback_given_to_two_fits_at_once_measures_the_first_and_the_secon
     assert_the_first_measured_alone(cb, mlflow_experiment)
 
 
+class StartTogether(keras.callbacks.Callback):
+    """Listed before the GreenCallback in both fits: their ``on_train_begin`` hooks reach it at the same moment."""
+
+    def __init__(self, barrier: threading.Barrier) -> None:
+        super().__init__()
+        self.barrier = barrier
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.barrier.wait(60)
+
+
+@pytest.mark.parametrize("python_input", [False, True], ids=["arrays", "pydataset"])
+def test_one_callback_given_to_two_fits_starting_at_the_same_moment_measures_one(
+        python_input: bool, mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Both fits start together (each saw the other's watch not yet installed): both were measured into one session —
+    two points per step, a second empty run, wrong counts, the first fit's run ended as if nested, on JAX a fit's state
+    deleted. Now one is measured whole and the other stands aside with the warning."""
+    cb, barrier, ended = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), threading.Barrier(2), {}
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            return X[i * 32:(i + 1) * 32], Y[i * 32:(i + 1) * 32]
+
+    def fit(name: str) -> None:
+        data = {"x": Batches()} if python_input else {"x": X, "y": Y, "batch_size": 32}
+        try:
+            _model().fit(**data, epochs=3, verbose=0, callbacks=[StartTogether(barrier), cb])
+            ended[name] = "returned"
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            ended[name] = repr(exc)
+
+    def both() -> dict[str, str]:
+        threads = [threading.Thread(target=fit, args=(name,), name=name) for name in ("first", "second")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        return ended
+
+    warnings = warnings_while(caplog, both)
+    assert len([w for w in warnings if "measuring a call in another thread" in w]) == 1, warnings
+    assert not any("inside the fit it measures" in w for w in warnings), warnings
+    assert_the_first_measured_alone(cb, mlflow_experiment)
+    assert _report(cb)["samples"] == {"train": 3 * len(X)}
+
+
 def test_two_callbacks_in_two_fits_at_once_each_measure_their_own_and_say_the_energies_overlap(
         mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
     first, second = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
