@@ -147,6 +147,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self._sizes, self._profiled = training_batches(trainer)  # a CombinedLoader's batches: several loaders' in one
         if self._fitting:  # a checkpoint's global_step is restored after on_fit_start, before this
             self.session.restore_steps(trainer.global_step)
+            self.session.replan(trainer.max_epochs)  # as every on_fit_start left it (SWA adds an epoch)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.session.begin_epoch(trainer.current_epoch)

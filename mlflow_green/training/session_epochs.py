@@ -111,6 +111,12 @@ def live_figures(total_j: float, epoch_j: float, epoch_s: float, config: GreenCo
 class EpochEndMixin:
     """The epoch-end methods of a training session."""
 
+    def replan(self: TrainingSession, planned_epochs: int | None) -> None:
+        """The fit's planned end moved after it began (``StochasticWeightAveraging``'s ``on_fit_start``, after ours,
+        adds an epoch): the projection forecasts to the new end."""
+        if planned_epochs is not None and planned_epochs > 0:
+            self._projection.planned_epochs = int(planned_epochs)
+
     def end_epoch(self: TrainingSession, epoch: int, *, logs: Mapping[str, Any] | None = None, train_samples: int | None = None,
                   steps_done: int | None = None) -> EpochResult:
         """An epoch ends: split it into phases, log running totals at step = epoch, check budgets.

@@ -326,6 +326,32 @@ def test_a_learning_rate_finders_trial_that_fails_ends_the_fits_run(error: type[
     assert len(_runs(mlflow_experiment)) == 2
 
 
+def test_stochastic_weight_averaging_adding_an_epoch_is_projected(mlflow_experiment: str, tmp_path: Path) -> None:
+    """``StochasticWeightAveraging`` adds an epoch (its BatchNorm update) in its ``on_fit_start``, after ours: the
+    projection forecasts that epoch too (at the planned last epoch it equalled the energy so far, one epoch short)."""
+    from lightning.pytorch.callbacks import StochasticWeightAveraging
+
+    train, val = loaders()
+    base = type(digits_classifier())
+
+    class WithBatchNorm(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+    cb = _green()
+    trainer = lightning.Trainer(max_epochs=3, callbacks=[cb, StochasticWeightAveraging(swa_lrs=1e-2, swa_epoch_start=1)],
+                                **quiet_trainer_kwargs())
+    trainer.fit(WithBatchNorm(), train, val)
+    run_id = cb.session.run_id
+    hist = assert_green_invariants(run_id)
+    assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1, 2, 3]  # the added epoch
+    energy = {m.step: m.value for m in hist[schema.ENERGY_KWH]}
+    projected = {m.step: m.value for m in hist[schema.PROJECTED_ENERGY_KWH]}
+    assert projected[2] > energy[2] + 0.5 * (energy[2] - energy[1]), (projected, energy)  # one more epoch to come
+    assert projected[3] == pytest.approx(energy[3])
+
+
 # -- 9. dataloaders reloaded every epoch, of changing length -------------------------------------------------
 def test_reloaded_dataloaders_of_changing_length(mlflow_experiment: str, tmp_path: Path) -> None:
     base = type(digits_classifier())
