@@ -125,12 +125,26 @@ def stop_unused(tracker: Any, *, unlogged: bool = False) -> None:
     says what was measured and is not logged, and how to have it billed."""
     if tracker is not None and tracker.running:
         measured = tracker.stop()
-        if unlogged:
+        if unlogged and _inside_a_block():
+            logger.warning("mlflow-green: a Trainer.fit ended before it began training (Lightning's Tuner: lr_find or "
+                           "scale_batch_size): its %.1f J are in the enclosing mlflow_green.track() block's total, in no "
+                           "fit's run of this callback.", measured.energy_j)
+        elif unlogged:
             logger.warning(
                 "mlflow-green: a Trainer.fit ended before it began training (Lightning's Tuner: lr_find or "
                 "scale_batch_size): its %.1f J are not logged. Put LearningRateFinder / BatchSizeFinder in the "
                 "Trainer's callbacks instead (their trials are billed to the fit's run, as other), or run the "
                 "tuner inside mlflow_green.track().", measured.energy_j)
+
+
+def _inside_a_block() -> bool:
+    """True inside a ``mlflow_green.track()`` block on this thread (it measures whatever runs in it)."""
+    from mlflow_green.training.outer_calls import MeasuredBlock, outer_calls
+
+    try:
+        return any(isinstance(call, MeasuredBlock) for call in outer_calls(exclude=None))
+    except Exception:
+        return False
 
 
 def end_unbegun_fit(session: Any, trainer: Any, tracker: Any, status: str) -> None:

@@ -278,6 +278,23 @@ def test_lr_find_then_fit_on_the_same_trainer(mlflow_experiment: str, tmp_path: 
     _check_fit_run(cb.session.run_id, tmp_path, counter)
 
 
+def test_lr_find_inside_a_track_block_says_its_trials_are_in_the_blocks_total(
+        mlflow_experiment: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Inside ``mlflow_green.track()`` the Tuner's trials are measured by the block: the warning says so (it said
+    they were not logged, and to run the tuner inside a block)."""
+    from lightning.pytorch.tuner import Tuner
+
+    import mlflow_green
+
+    train, val = loaders()
+    with mlflow_green.track(meters=[FakeMeter(CONSTANT_100_W)]), caplog.at_level("WARNING", logger="mlflow_green"):
+        trainer = lightning.Trainer(max_epochs=1, default_root_dir=tmp_path, callbacks=[_green()], **quiet_trainer_kwargs())
+        Tuner(trainer).lr_find(digits_classifier(), train_dataloaders=train, val_dataloaders=val, num_training=10,
+                               update_attr=False)
+    messages = [r.getMessage() for r in caplog.records if "Lightning's Tuner" in r.getMessage()]
+    assert len(messages) == 1 and "track() block's total" in messages[0] and "not logged" not in messages[0], messages
+
+
 @pytest.mark.parametrize("green_first", [False, True], ids=["finder_first", "green_first"])
 @pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt], ids=["error", "ctrl_c"])
 def test_a_learning_rate_finders_trial_that_fails_ends_the_fits_run(error: type[BaseException], green_first: bool,
