@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -53,10 +54,13 @@ class CallClaim:
         >>> claim.release()
     """
 
+    SETUP_S = 5.0
+    """A claim not settled within this long is stale (its call failed while being set up, which takes milliseconds)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._thread: int | None = None
-        self._settled = False
+        self._settled, self._claimed_s = False, 0.0
 
     def take(self, busy: Callable[[], bool]) -> bool | None:
         """Claim it for this thread. True: claimed now; None: this thread holds it (a call inside its own); False:
@@ -66,9 +70,11 @@ class CallClaim:
             owner = self._thread
             if owner == me:
                 return None
-            if owner is not None and _alive(owner) and (not self._settled or busy()):
-                return False
-            self._thread, self._settled = me, False
+            if owner is not None and _alive(owner):
+                setting_up = not self._settled and time.monotonic() - self._claimed_s < self.SETUP_S
+                if setting_up or (self._settled and busy()):
+                    return False
+            self._thread, self._settled, self._claimed_s = me, False, time.monotonic()
             return True
 
     def settle(self) -> None:

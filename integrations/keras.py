@@ -152,6 +152,7 @@ class GreenCallback(keras.callbacks.Callback):
         if not frames.claims_call(self, "fit", GreenCallback):  # another thread's call, or another GreenCallback first
             return
         self._finish(open_fit_status(self._fit_guard) if self._in_fit else "FAILED")  # an open fit; or waits for one a watch ends
+        self._claim.take(lambda: False)  # this fit's (ending an open one gave it back)
         self._in_fit, self._validation_watched = True, False
         self._adapter_counts.clear()
         self._live = frames.live_figures_allowed(self.live_metrics, mlflow_autologging_on("keras", "tensorflow"))
