@@ -77,6 +77,11 @@ class CallClaim:
             self._thread, self._settled, self._claimed_s = me, False, time.monotonic()
             return True
 
+    def held_elsewhere(self) -> bool:
+        """True while another thread's call holds it (a hook of this thread's call is not that call's)."""
+        owner = self._thread
+        return owner is not None and owner != threading.get_ident() and _alive(owner)
+
     def settle(self) -> None:
         """The call's watch is installed: from now on ``busy()`` tells whether it still runs."""
         self._settled = True

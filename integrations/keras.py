@@ -277,7 +277,7 @@ class GreenCallback(keras.callbacks.Callback):
         """In a fit (its validation, a callback's predict), not right after one that Keras's own code ended."""
         if self._in_fit and self._fit_guard is not None:
             self._fit_guard.end_if_fit_left()  # ended FAILED now, before its watch's next look
-        return self._in_fit and not frames.busy_elsewhere(self._fit_guard, self._eval_guard)  # not another thread's call
+        return self._in_fit and not self._claim.held_elsewhere() and not frames.busy_elsewhere(self._fit_guard, self._eval_guard)
 
     def _check_budget(self) -> None:
         """After a train step (hot path): compare the energy so far with the budget every few seconds."""

@@ -19,6 +19,7 @@ from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.phases import EMPTY
 from mlflow_green.training.run_flops import RunFlops
 from mlflow_green.training.run_history import EarlierFits, earlier_fits, holds_no_earlier_figures
+from mlflow_green.training.shared_evaluations import new_writer
 from mlflow_green.training.state import SessionState
 from mlflow_green.training.steps import StepCounter
 
@@ -112,7 +113,8 @@ class StateMixin:
             return self._unbound_copy().__getstate__()
         self._deferred.settle()  # the copy holds every epoch ended so far
         state = dict(self.__dict__)
-        state.update(tracker=None, _epoch_start=None, _epoch=None, _work_end=None, _last_epoch_end=None, _home=None)
+        state.update(tracker=None, _epoch_start=None, _epoch=None, _work_end=None, _last_epoch_end=None, _home=None,
+                     _writer=new_writer())  # a copy is another session: its evaluations go on from the original's
         return state
 
 

@@ -237,3 +237,23 @@ def test_two_callbacks_evaluating_in_one_run_keep_its_running_totals(mlflow_expe
     assert report["phases"]["test"]["energy_j"] == pytest.approx(values[-1], rel=1e-6)
     assert "predict" in report["phases"]
     assert_green_invariants(run.info.run_id)
+
+
+def test_a_copy_of_the_callback_evaluating_beside_it_keeps_the_runs_running_total(mlflow_experiment: str, digits) -> None:
+    """``copy.deepcopy(cb)`` (a clone, a snapshot) evaluating in the same run as the original: the copy is another
+    callback — each goes on from the other's total (the copy took the original's identity: the total went back, and two
+    points fell at one step)."""
+    import copy
+
+    x, y, xv, yv = digits
+    green, model, client = _green(), _mlp(), MlflowClient()
+    with mlflow.start_run() as run:
+        model.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[green])
+        twin = copy.deepcopy(green)
+        model.evaluate(xv[:100], yv[:100], verbose=0, callbacks=[green])
+        model.evaluate(xv[:200], yv[:200], verbose=0, callbacks=[twin])
+        model.evaluate(xv[:50], yv[:50], verbose=0, callbacks=[green])
+    points = sorted(client.get_metric_history(run.info.run_id, schema.phase_energy_key("test")), key=lambda p: p.step)
+    assert len({p.step for p in points}) == len(points) == 3
+    assert [p.value for p in points] == sorted(p.value for p in points), points
+    assert_green_invariants(run.info.run_id)

@@ -115,6 +115,51 @@ def test_one_callback_given_to_two_fits_starting_at_the_same_moment_measures_one
     assert _report(cb)["samples"] == {"train": 3 * len(X)}
 
 
+@pytest.mark.parametrize("second", ["evaluate", "predict"])
+def test_a_fit_and_an_evaluation_starting_at_the_same_moment_with_one_callback(
+        second: str, mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The evaluation's start hook, while the fit in the other thread was still being set up, took it for the fit's
+    validation: ``TrackerStateError`` raised into the user's ``evaluate`` at its end. Whichever starts first is
+    measured, the other stands aside; nothing is raised into either."""
+    cb, barrier, ended = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), threading.Barrier(2), {}
+    calls = {"first": lambda: _model().fit(X, Y, epochs=2, batch_size=32, verbose=0, callbacks=[StartTogether(barrier), cb]),
+             "second": {"evaluate": lambda: _model().evaluate(X, Y, batch_size=32, verbose=0, callbacks=[Together(barrier), cb]),
+                        "predict": lambda: _model().predict(X, batch_size=32, verbose=0, callbacks=[Together(barrier), cb])}[second]}
+
+    def call(name: str) -> None:
+        try:
+            calls[name]()
+            ended[name] = "returned"
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            ended[name] = repr(exc)
+
+    def both() -> dict[str, str]:
+        threads = [threading.Thread(target=call, args=(name,), name=name) for name in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        return ended
+
+    warnings = warnings_while(caplog, both)
+    assert len([w for w in warnings if "measuring a call in another thread" in w]) == 1, warnings
+    [run] = MlflowClient().search_runs([mlflow_experiment])
+    assert run.info.status == "FINISHED" and run.info.run_id == cb.session.run_id
+
+
+class Together(keras.callbacks.Callback):
+    """``StartTogether`` for an evaluation or a prediction."""
+
+    def __init__(self, barrier: threading.Barrier) -> None:
+        super().__init__()
+        self.barrier = barrier
+
+    def on_test_begin(self, logs: Any = None) -> None:
+        self.barrier.wait(60)
+
+    on_predict_begin = on_test_begin
+
+
 def test_two_callbacks_in_two_fits_at_once_each_measure_their_own_and_say_the_energies_overlap(
         mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
     first, second = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
