@@ -10,11 +10,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -107,6 +109,22 @@ def claims_call(callback: Any, method: str, kind: type) -> bool:
             claim.release()
         return False
     return True
+
+
+@contextlib.contextmanager
+def evaluation_ending(guard: Any, claim: CallClaim) -> Iterator[None]:
+    """An evaluation's end: its watch removed (``guard``, a ``CallGuard``, or None); SIGTERM and Ctrl-C held while
+    the block logs its figures (binding its run can take seconds on a fresh store: a ``KeyboardInterrupt`` there left
+    the run ``KILLED`` without them), delivered as it ends — inside the evaluation's call; then the claim given back."""
+    from mlflow_green.training.termination import sigterm_held
+
+    if guard is not None:
+        guard.remove()
+    try:
+        with sigterm_held(), sigterm_held(signum=signal.SIGINT):
+            yield
+    finally:
+        claim.release()
 
 
 def _alive(thread_id: int) -> bool:

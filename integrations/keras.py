@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -299,11 +300,9 @@ class GreenCallback(keras.callbacks.Callback):
 
     def _end_eval(self, kind: str, samples: int | None, status: str = "FINISHED") -> None:
         guard, self._eval_guard = self._eval_guard, None
-        if guard is not None:
-            guard.remove()
         samples = samples if samples is not None or status == "FINISHED" else samples_of.test_cut_short(kind, guard, self._synced_model)
-        self.session.end_eval(kind, samples=samples, status=status)
-        self._claim.release()
+        with frames.evaluation_ending(guard, self._claim):  # a Ctrl-C meanwhile waits for the figures
+            self.session.end_eval(kind, samples=samples, status=status)
 
     def _finish(self, status: str, logs: dict[str, Any] | None = None) -> None:
         with _ENDING:  # a thread watching the fit may end it while the training thread starts the next
@@ -322,7 +321,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._adapter_counts.clear()
         if guard is not None:
             guard.remove()
-        with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
+        with sigterm_held(enabled=not self.session.dist.distributed), sigterm_held(signum=signal.SIGINT):  # the profile too
             profile = self._profile() if (status == "FINISHED" or self._profile_pending) and self.inspect_model else None
             self.session.end_fit(status, logs=logs, profile=profile)
         self._claim.release()

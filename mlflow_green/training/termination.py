@@ -245,7 +245,7 @@ inside_own_code(None)  # where our code lives, found now rather than inside a si
 
 
 @contextlib.contextmanager
-def sigterm_held(enabled: bool = True) -> Iterator[None]:
+def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM) -> Iterator[None]:
     """Hold a SIGTERM that arrives inside the block until the block ends, then deliver it as it would
     have been: to the handler in force before (which may raise, e.g. Lightning's, whose broadcast
     fails when another rank is gone), else by default (the process terminates). A second SIGTERM
@@ -255,7 +255,8 @@ def sigterm_held(enabled: bool = True) -> Iterator[None]:
     handler that raises there would cut them short, leaving a run without its report. Main thread
     only (a no-op elsewhere, and where SIGTERM is ignored or set outside Python). ``enabled=False``:
     a no-op — for a block that may wait in a collective for a rank that is gone, which SIGTERM must
-    still be able to end.
+    still be able to end. ``signum=signal.SIGINT`` holds a Ctrl-C the same way (Python's handler then
+    raises the ``KeyboardInterrupt`` as the block ends).
 
     Example:
         >>> with sigterm_held():
@@ -273,9 +274,9 @@ def sigterm_held(enabled: bool = True) -> Iterator[None]:
     previous: Any = None
     if enabled and threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
-            current = signal.getsignal(signal.SIGTERM)
+            current = signal.getsignal(signum)
             if current is not signal.SIG_IGN and current is not None:
-                signal.signal(signal.SIGTERM, hold)
+                signal.signal(signum, hold)
                 previous = current
                 _HELD.append((hold, previous))
     try:
@@ -285,8 +286,8 @@ def sigterm_held(enabled: bool = True) -> Iterator[None]:
             with contextlib.suppress(ValueError):  # not there in a forked child
                 _HELD.remove((hold, previous))
             with contextlib.suppress(ValueError, OSError):
-                if signal.getsignal(signal.SIGTERM) == hold:
-                    signal.signal(signal.SIGTERM, previous)
+                if signal.getsignal(signum) == hold:
+                    signal.signal(signum, previous)
             if len(received) == 1:
                 _deliver(previous, *received[0])
 

@@ -82,9 +82,14 @@ AT_BIND = textwrap.dedent("""
         def on_train_begin(self, logs=None):
             threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
 
+        on_test_end = on_train_begin  # an evaluate alone binds its run as it ends
+
     raised = None
     try:
-        model.fit(x, y, epochs=200, batch_size=32, verbose=0, callbacks=[CtrlC(), cb])
+        if sys.argv[3] == "fit":
+            model.fit(x, y, epochs=200, batch_size=32, verbose=0, callbacks=[CtrlC(), cb])
+        else:
+            model.evaluate(x, y, batch_size=32, verbose=0, callbacks=[CtrlC(), cb])
     except KeyboardInterrupt:
         raised = "KeyboardInterrupt"
     runs = mlflow.MlflowClient().search_runs([e.experiment_id for e in mlflow.search_experiments()])
@@ -101,13 +106,27 @@ def test_ctrl_c_while_the_callback_binds_its_run_ends_it_killed(backend: str, tm
     none; torch: it was lost in a garbage-collector callback and the fit ran to its end)."""
     pytest.importorskip(backend)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    done = subprocess.run([sys.executable, "-c", AT_BIND, uri, backend], capture_output=True, text=True, timeout=600,
-                          cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-c", AT_BIND, uri, backend, "fit"], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     seen = json.loads((tmp_path / "result.json").read_text())
     assert seen["raised"] == "KeyboardInterrupt" and not seen["active"], seen
     [(status, energies)] = seen["runs"]
     assert status == "KILLED" and "green/energy_kwh" in energies, seen
+
+
+def test_ctrl_c_while_an_evaluate_logs_its_figures_reaches_the_user_after_them(tmp_path: Path) -> None:
+    """An ``evaluate`` alone binds its run as it ends (a fresh store: a second or two): a Ctrl-C then came out of the
+    wait — the run ``KILLED`` with no figures (``RUNNING`` before that, for good). The evaluation was over: its run is
+    complete (``FINISHED``, its figures), and the ``KeyboardInterrupt`` is raised as the call ends, inside it."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-c", AT_BIND, uri, "tensorflow", "evaluate"], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    seen = json.loads((tmp_path / "result.json").read_text())
+    assert seen["raised"] == "KeyboardInterrupt" and not seen["active"], seen
+    [(status, energies)] = seen["runs"]
+    assert status == "FINISHED" and "green/energy_test_kwh" in energies, seen
 
 
 def test_a_sigint_handler_of_the_users_own_is_left_alone(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -95,6 +96,21 @@ def test_a_handler_that_raises_raises_after_the_held_block_not_inside_it() -> No
         assert signal.getsignal(signal.SIGTERM) is broadcast_fails
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_ctrl_c_inside_a_block_holding_sigint_is_raised_as_the_block_ends() -> None:
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    done: list[str] = []
+    try:
+        with pytest.raises(KeyboardInterrupt), sigterm_held(signum=signal.SIGINT):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # Python runs handlers between bytecodes: it would have been raised here
+            done.append("figures logged")
+        assert done == ["figures logged"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is not None  # SIGTERM's handler untouched
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_with_the_default_disposition_the_process_terminates_after_the_held_block() -> None:
