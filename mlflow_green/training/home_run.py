@@ -8,7 +8,7 @@ steps where they were left: :class:`HomeRun` holds them meanwhile.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,6 +37,9 @@ class HomeRun:
     run_id: str | None
     totals: dict[str, Any]
     binding: dict[str, Any]
+    left_since: dict[str, HomeRun] = field(default_factory=dict)
+    """The user's runs evaluations went into since and left again (a nested run of one): back into one, its totals
+    go on from where they were left, as the fit's do."""
 
     @classmethod
     def leave(cls, session: TrainingSession) -> HomeRun:

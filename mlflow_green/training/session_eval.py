@@ -97,9 +97,14 @@ class EvaluationMixin:
         if self.back_home():
             return
         if self._active_run_elsewhere():
-            home = self._home or HomeRun.leave(self)
-            ended = self.evals.ended_kind
-            self.bind_run()
+            home, ended = self._home or HomeRun.leave(self), self.evals.ended_kind
+            if self._home is not None and self.output.run_id:  # a run of the user's left in turn
+                home.left_since[self.output.run_id] = HomeRun.leave(self)
+            again = home.left_since.pop(active_run_id() or "", None)
+            if again is not None:  # one left before (its nested run has ended): its totals as they were
+                again.restore(self)
+            else:
+                self.bind_run()
             self.evals.ended_kind = ended
             self._home = home  # after the bind (a run bound otherwise, a fit's, is the home from then on)
 

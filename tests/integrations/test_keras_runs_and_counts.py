@@ -257,3 +257,21 @@ def test_a_copy_of_the_callback_evaluating_beside_it_keeps_the_runs_running_tota
     assert len({p.step for p in points}) == len(points) == 3
     assert [p.value for p in points] == sorted(p.value for p in points), points
     assert_green_invariants(run.info.run_id)
+
+
+def test_evaluations_back_in_the_users_run_after_a_nested_run_go_on_from_its_totals(mlflow_experiment: str, digits,
+                                                                                      tmp_path: Path) -> None:
+    """fit -> evaluate in the user's run U -> evaluate in a nested run of U -> evaluate in U again: U's report counts
+    both of its evaluations (it held the last one's samples alone), its total going on."""
+    x, y, xv, yv = digits
+    green, model, client = _green(), _mlp(), MlflowClient()
+    model.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[green])
+    with mlflow.start_run() as users:
+        model.evaluate(xv[:100], yv[:100], verbose=0, callbacks=[green])
+        with mlflow.start_run(nested=True) as child:
+            model.evaluate(xv[:60], yv[:60], verbose=0, callbacks=[green])
+        model.evaluate(xv[:150], yv[:150], verbose=0, callbacks=[green])
+    assert _report(client, users.info.run_id, tmp_path / "u")["samples"] == {"test": 250}
+    assert _report(client, child.info.run_id, tmp_path / "c")["samples"] == {"test": 60}
+    points = sorted(client.get_metric_history(users.info.run_id, schema.phase_energy_key("test")), key=lambda p: p.step)
+    assert len(points) == 2 and points[0].value < points[1].value
