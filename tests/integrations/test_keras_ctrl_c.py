@@ -105,28 +105,28 @@ def test_ctrl_c_while_the_callback_binds_its_run_ends_it_killed(backend: str, tm
     its figures (TensorFlow, JAX: the interrupt came out of the wait, the run was left ``RUNNING`` for good, with
     none; torch: it was lost in a garbage-collector callback and the fit ran to its end)."""
     pytest.importorskip(backend)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    done = subprocess.run([sys.executable, "-c", AT_BIND, uri, backend, "fit"], capture_output=True, text=True,
-                          timeout=600, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    seen = json.loads((tmp_path / "result.json").read_text())
-    assert seen["raised"] == "KeyboardInterrupt" and not seen["active"], seen
-    [(status, energies)] = seen["runs"]
-    assert status == "KILLED" and "green/energy_kwh" in energies, seen
+    status, energies = _interrupted_at_bind(tmp_path, backend, "fit")
+    assert status == "KILLED" and "green/energy_kwh" in energies
 
 
 def test_ctrl_c_while_an_evaluate_logs_its_figures_reaches_the_user_after_them(tmp_path: Path) -> None:
     """An ``evaluate`` alone binds its run as it ends (a fresh store: a second or two): a Ctrl-C then came out of the
     wait — the run ``KILLED`` with no figures (``RUNNING`` before that, for good). The evaluation was over: its run is
     complete (``FINISHED``, its figures), and the ``KeyboardInterrupt`` is raised as the call ends, inside it."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    done = subprocess.run([sys.executable, "-c", AT_BIND, uri, "tensorflow", "evaluate"], capture_output=True, text=True,
-                          timeout=600, cwd=tmp_path)
+    status, energies = _interrupted_at_bind(tmp_path, "tensorflow", "evaluate")
+    assert status == "FINISHED" and "green/energy_test_kwh" in energies
+
+
+def _interrupted_at_bind(tmp_path: Path, backend: str, call: str) -> tuple[str, list[str]]:
+    """:data:`AT_BIND` run for ``call`` on a fresh store: the ``KeyboardInterrupt`` reached the user, no run left active;
+    the one run's status and its ``green/energy*`` metrics."""
+    done = subprocess.run([sys.executable, "-c", AT_BIND, f"sqlite:///{tmp_path / 'mlflow.db'}", backend, call],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     seen = json.loads((tmp_path / "result.json").read_text())
     assert seen["raised"] == "KeyboardInterrupt" and not seen["active"], seen
     [(status, energies)] = seen["runs"]
-    assert status == "FINISHED" and "green/energy_test_kwh" in energies, seen
+    return status, energies
 
 
 def test_a_sigint_handler_of_the_users_own_is_left_alone(tmp_path: Path) -> None:

@@ -76,6 +76,27 @@ class StartTogether(keras.callbacks.Callback):
     def on_train_begin(self, logs: Any = None) -> None:
         self.barrier.wait(60)
 
+    on_test_begin = on_predict_begin = on_train_begin
+
+
+def _at_once(calls: dict[str, Any]) -> dict[str, str]:
+    """Each of ``calls`` (named "first" and "second") in a thread of its own, at once; how each ended."""
+    ended: dict[str, str] = {}
+
+    def call(name: str) -> None:
+        try:
+            calls[name]()
+            ended[name] = "returned"
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            ended[name] = repr(exc)
+
+    threads = [threading.Thread(target=call, args=(name,), name=name) for name in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return ended
+
 
 @pytest.mark.parametrize("python_input", [False, True], ids=["arrays", "pydataset"])
 def test_one_callback_given_to_two_fits_starting_at_the_same_moment_measures_one(
@@ -83,7 +104,7 @@ def test_one_callback_given_to_two_fits_starting_at_the_same_moment_measures_one
     """Both fits start together (each saw the other's watch not yet installed): both were measured into one session —
     two points per step, a second empty run, wrong counts, the first fit's run ended as if nested, on JAX a fit's state
     deleted. Now one is measured whole and the other stands aside with the warning."""
-    cb, barrier, ended = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), threading.Barrier(2), {}
+    cb, barrier = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), threading.Barrier(2)
 
     class Batches(keras.utils.PyDataset):
         def __len__(self) -> int:
@@ -92,23 +113,9 @@ def test_one_callback_given_to_two_fits_starting_at_the_same_moment_measures_one
         def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
             return X[i * 32:(i + 1) * 32], Y[i * 32:(i + 1) * 32]
 
-    def fit(name: str) -> None:
-        data = {"x": Batches()} if python_input else {"x": X, "y": Y, "batch_size": 32}
-        try:
-            _model().fit(**data, epochs=3, verbose=0, callbacks=[StartTogether(barrier), cb])
-            ended[name] = "returned"
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            ended[name] = repr(exc)
-
-    def both() -> dict[str, str]:
-        threads = [threading.Thread(target=fit, args=(name,), name=name) for name in ("first", "second")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-        return ended
-
-    warnings = warnings_while(caplog, both)
+    data = {"x": Batches()} if python_input else {"x": X, "y": Y, "batch_size": 32}
+    fit = lambda: _model().fit(**data, epochs=3, verbose=0, callbacks=[StartTogether(barrier), cb])  # noqa: E731
+    warnings = warnings_while(caplog, lambda: _at_once({"first": fit, "second": fit}))
     assert len([w for w in warnings if "measuring a call in another thread" in w]) == 1, warnings
     assert not any("inside the fit it measures" in w for w in warnings), warnings
     assert_the_first_measured_alone(cb, mlflow_experiment)
@@ -121,43 +128,14 @@ def test_a_fit_and_an_evaluation_starting_at_the_same_moment_with_one_callback(
     """The evaluation's start hook, while the fit in the other thread was still being set up, took it for the fit's
     validation: ``TrackerStateError`` raised into the user's ``evaluate`` at its end. Whichever starts first is
     measured, the other stands aside; nothing is raised into either."""
-    cb, barrier, ended = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), threading.Barrier(2), {}
+    cb, barrier = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), threading.Barrier(2)
     calls = {"first": lambda: _model().fit(X, Y, epochs=2, batch_size=32, verbose=0, callbacks=[StartTogether(barrier), cb]),
-             "second": {"evaluate": lambda: _model().evaluate(X, Y, batch_size=32, verbose=0, callbacks=[Together(barrier), cb]),
-                        "predict": lambda: _model().predict(X, batch_size=32, verbose=0, callbacks=[Together(barrier), cb])}[second]}
-
-    def call(name: str) -> None:
-        try:
-            calls[name]()
-            ended[name] = "returned"
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            ended[name] = repr(exc)
-
-    def both() -> dict[str, str]:
-        threads = [threading.Thread(target=call, args=(name,), name=name) for name in calls]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-        return ended
-
-    warnings = warnings_while(caplog, both)
+             "second": {"evaluate": lambda: _model().evaluate(X, Y, batch_size=32, verbose=0, callbacks=[StartTogether(barrier), cb]),
+                        "predict": lambda: _model().predict(X, batch_size=32, verbose=0, callbacks=[StartTogether(barrier), cb])}[second]}
+    warnings = warnings_while(caplog, lambda: _at_once(calls))
     assert len([w for w in warnings if "measuring a call in another thread" in w]) == 1, warnings
     [run] = MlflowClient().search_runs([mlflow_experiment])
     assert run.info.status == "FINISHED" and run.info.run_id == cb.session.run_id
-
-
-class Together(keras.callbacks.Callback):
-    """``StartTogether`` for an evaluation or a prediction."""
-
-    def __init__(self, barrier: threading.Barrier) -> None:
-        super().__init__()
-        self.barrier = barrier
-
-    def on_test_begin(self, logs: Any = None) -> None:
-        self.barrier.wait(60)
-
-    on_predict_begin = on_test_begin
 
 
 def test_two_callbacks_in_two_fits_at_once_each_measure_their_own_and_say_the_energies_overlap(
