@@ -191,7 +191,7 @@ def resolve_run(
     try:
         created = recorder.wait_created(start_s)
     except BaseException:  # interrupted while it waits (Ctrl-C): the run ends KILLED once created, not left RUNNING
-        handle.finish("KILLED", timeout_s=min(start_s, 5.0))
+        handle.finish("KILLED", timeout_s=min(timeouts.end_s, 5.0))  # an interrupt: at most a few seconds more
         raise
     if created is not None:
         if activate:
