@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
+from mlflow_green.training.termination import sigterm_held
+
 logger = logging.getLogger(__name__)
 
 
@@ -116,8 +118,6 @@ def evaluation_ending(guard: Any, claim: CallClaim) -> Iterator[None]:
     """An evaluation's end: its watch removed (``guard``, a ``CallGuard``, or None); SIGTERM and Ctrl-C held while
     the block logs its figures (binding its run can take seconds on a fresh store: a ``KeyboardInterrupt`` there left
     the run ``KILLED`` without them), delivered as it ends — inside the evaluation's call; then the claim given back."""
-    from mlflow_green.training.termination import sigterm_held
-
     if guard is not None:
         guard.remove()
     try:

@@ -321,7 +321,8 @@ class GreenCallback(keras.callbacks.Callback):
         self._adapter_counts.clear()
         if guard is not None:
             guard.remove()
-        with sigterm_held(enabled=not self.session.dist.distributed), sigterm_held(signum=signal.SIGINT):  # the profile too
+        held = not self.session.dist.distributed  # else a signal must still end a collective waiting for a rank gone
+        with sigterm_held(enabled=held), sigterm_held(enabled=held, signum=signal.SIGINT):  # the profile too
             profile = self._profile() if (status == "FINISHED" or self._profile_pending) and self.inspect_model else None
             self.session.end_fit(status, logs=logs, profile=profile)
         self._claim.release()
