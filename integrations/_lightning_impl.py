@@ -237,7 +237,8 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self._early = stop_unused(self._early, unlogged=stage == "fit" and not self._fitting)
         if self._fitting:
             self._fitting = False
-            with sigterm_held(enabled=not self.session.dist.distributed):  # the profile too: until the run is complete
+            held = not self.session.dist.distributed  # the profile too: until the run is complete (as the end's own)
+            with sigterm_held(enabled=held), sigterm_held(enabled=held, signum=signal.SIGINT):
                 profile = self._inspect(trainer, pl_module) if self.inspect_model else None
                 self.session.end_fit("FINISHED", logs=floats(trainer.callback_metrics), profile=profile)
         if trainer.is_global_zero:  # a ddp_spawn rank zero: its run and totals go back to the launching process

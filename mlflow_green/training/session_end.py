@@ -11,6 +11,7 @@ figures are final: the seam for signing them.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +39,15 @@ class FitEndMixin:
 
         The final totals go at the last step once (replacing its epoch-end values), with the
         projection equal to the actual total. This is where a fit's figures are final (the seam
-        for signing them) and where the run is flushed and, if we started it, ended.
+        for signing them) and where the run is flushed and, if we started it, ended. A SIGTERM or
+        SIGINT meanwhile is delivered once the run is complete (a second one at once), except in a
+        distributed fit that finished, whose end may wait in a collective for a rank that is gone.
         """
-        # a SIGTERM now (another rank failed, a scheduler) waits for the totals and report — except around a
-        # collective (a distributed fit that finished), which SIGTERM must be able to end if a rank is gone
-        with sigterm_held(enabled=not (self.dist.distributed and status == "FINISHED")):
+        # a SIGTERM or SIGINT now (another rank failed, a scheduler, a ddp_spawn launcher's death, Ctrl-C) waits
+        # for the totals and report — except around a collective (a distributed fit that finished), which a signal
+        # must be able to end if a rank is gone
+        held = not (self.dist.distributed and status == "FINISHED")
+        with sigterm_held(enabled=held), sigterm_held(enabled=held, signum=signal.SIGINT):
             return self._end_fit(status, logs=logs, profile=profile)
 
     def _end_fit(self: TrainingSession, status: str, *, logs: Mapping[str, Any] | None, profile: ModelProfile | None) -> Measurement:
