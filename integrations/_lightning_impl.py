@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from mlflow_green.integrations._lightning_fetch import FetchTimer
 from mlflow_green.integrations._lightning_guard import EarlierCallbacksGuard, StrategyGuard
 from mlflow_green.integrations._lightning_idle_hooks import leave_idle_hooks
 from mlflow_green.integrations._lightning_profile import ProfileMixin
-from mlflow_green.integrations._lightning_sigterm import SigtermBesideLightning
+from mlflow_green.integrations._lightning_sigterm import SigtermBesideLightning, SigtermHooksMixin
 from mlflow_green.integrations._lightning_trainer import (
     RootDevice,
     bind_trainer_run,
@@ -43,7 +44,7 @@ from mlflow_green.training.termination import sigterm_held
 
 logger = logging.getLogger(__name__)
 
-class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, CarriesSession):
+class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, SigtermHooksMixin, CarriesSession):
     """Logs energy, emissions and compression metadata of a Lightning training into MLflow.
 
     See :class:`mlflow_green.integrations.lightning.GreenCallback` for the behaviour and options.
@@ -81,6 +82,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self._live = True
         self._fitting = False
         self._pending_state: Mapping[str, Any] | None = None
+        self._call: str | None = None  # the fit in progress, from its setup (a tuner's checkpoint inside it)
         self._needs_profile = False
         self._example: Any = None
         self._flop_cache: dict[str, Any] = {}
@@ -109,6 +111,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         self._thread = threading.get_ident()
         self._early = stop_unused(self._early)
         if stage == "fit":
+            self._call = uuid.uuid4().hex  # this fit's, in the states saved before its on_fit_start
             self._setup_distributed(trainer)
             self._early = started_tracker(self.session.template)
             self._take_sigterm(trainer, pl_module)
@@ -234,6 +237,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         """The call's end (after every ``on_fit_end``: an exception in one of them fails the fit's run)."""
         self._let_go()
         self._pending_state = self._pending_state if stage == "fit" else None  # an evaluation's ckpt_path resumes nothing
+        self._call = None
         self._early = stop_unused(self._early, unlogged=stage == "fit" and not self._fitting)
         if self._fitting:
             self._fitting = False
@@ -246,11 +250,17 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return self.session.state_dict(epoch_samples=self._train_samples() if self._in_epoch else 0)
+        if self._pending_state is not None:  # a checkpoint's, applied at on_fit_start: a tuner's save and restore
+            return dict(self._pending_state)  # before then (BatchSizeFinder, LearningRateFinder) keeps it
+        state = self.session.state_dict(epoch_samples=self._train_samples() if self._in_epoch else 0)
+        if self._call is not None and not self._fitting:  # saved in this fit before our on_fit_start: a tuner's, whose
+            state["saved_in_call"] = self._call  # restore in this same call resumes nothing
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning restores callbacks before on_fit_start: apply it there, with the run known.
-        self._pending_state = dict(state_dict)
+        if self._call is None or state_dict.get("saved_in_call") != self._call:
+            self._pending_state = dict(state_dict)
 
     # -- pickling (ddp_spawn, copy.deepcopy(trainer)) -----------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -290,24 +300,6 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Ca
         if self._epoch_end is not None:
             self._epoch_end.remove()
             self._epoch_end = None
-
-    def _take_sigterm(self, trainer: Any, pl_module: Any) -> None:
-        """SIGTERM ours from the fit's setup to its teardown, where Lightning's handler is not in place (``_lightning_sigterm``)."""
-        self._release_sigterm()
-        self._term_call = (trainer, pl_module)
-        self._sigterm = SigtermBesideLightning(self._terminated)
-        self._sigterm.take()
-
-    def _terminated(self) -> None:
-        """SIGTERM outside Lightning's stretch of the fit: the fit ends ``KILLED`` now (the process terminates next)."""
-        trainer, pl_module = self._term_call or (None, None)
-        self.on_exception(trainer, pl_module, SystemExit(128 + signal.SIGTERM))
-
-    def _release_sigterm(self) -> None:
-        watch, call, self._sigterm, self._term_call = self._sigterm, self._term_call, None, None
-        if watch is not None:
-            watch.hand_back_through(getattr(call[0] if call else None, "_signal_connector", None))
-            watch.restore()
 
     def _begin_eval(self, trainer: Any, kind: str) -> None:
         self._setup_distributed(trainer)

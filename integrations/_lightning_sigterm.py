@@ -30,6 +30,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 from mlflow_green.measure.signal_safety import note_handler
 from mlflow_green.training.termination import SigtermWatch
@@ -84,6 +85,31 @@ def _terminates(handler: object) -> bool:
     return handler == signal.SIG_DFL
 
 
+class SigtermHooksMixin:
+    """The Lightning callback's SIGTERM watch: taken at a fit's ``setup``, given back at its end."""
+
+    _sigterm: SigtermBesideLightning | None
+    _term_call: tuple[Any, Any] | None
+
+    def _take_sigterm(self, trainer: Any, pl_module: Any) -> None:
+        """SIGTERM ours from the fit's setup to its teardown, where Lightning's handler is not in place (``_lightning_sigterm``)."""
+        self._release_sigterm()
+        self._term_call = (trainer, pl_module)
+        self._sigterm = SigtermBesideLightning(self._terminated)
+        self._sigterm.take()
+
+    def _terminated(self) -> None:
+        """SIGTERM outside Lightning's stretch of the fit: the fit ends ``KILLED`` now (the process terminates next)."""
+        trainer, pl_module = self._term_call or (None, None)
+        self.on_exception(trainer, pl_module, SystemExit(128 + signal.SIGTERM))
+
+    def _release_sigterm(self) -> None:
+        watch, call, self._sigterm, self._term_call = self._sigterm, self._term_call, None, None
+        if watch is not None:
+            watch.hand_back_through(getattr(call[0] if call else None, "_signal_connector", None))
+            watch.restore()
+
+
 note_handler(SigtermBesideLightning._handle)
 
-__all__ = ["SigtermBesideLightning"]
+__all__ = ["SigtermBesideLightning", "SigtermHooksMixin"]

@@ -1,0 +1,117 @@
+"""A tuner callback's own checkpoint inside a fit is not a resume.
+
+``BatchSizeFinder`` (and ``LearningRateFinder``) save a checkpoint in their ``on_fit_start``, run their trials, and
+restore it — callbacks' states included — before GreenCallback's ``on_fit_start``. The callback took that restore
+for a resume: a second fit on the same Trainer got ``green.resumed_from`` the first fit's run, and a fit resumed
+from a user's checkpoint (``ckpt_path``) lost what it resumed, the tuner's restore putting the state before it back.
+Real Trainers on the digits, a constant 100 W fake meter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+pytest.importorskip("lightning")
+
+import lightning  # noqa: E402
+import torch  # noqa: E402
+from green_invariants import assert_green_invariants  # noqa: E402
+from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder, ModelCheckpoint  # noqa: E402
+from lightning_models import loaders, quiet_trainer_kwargs  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
+from mlflow_green.record import schema  # noqa: E402
+from mlflow_green.testing import FakeMeter  # noqa: E402
+
+TRAIN, VAL = loaders()
+
+
+class SizedDigits(lightning.LightningModule):
+    """The digits classifier with its own loaders at ``self.batch_size`` (what BatchSizeFinder scales)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        self.batch_size, self.lr = 64, 0.1
+        self.example_input_array = torch.zeros(1, 64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("val_loss", nn.functional.cross_entropy(self(batch[0]), batch[1]))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TRAIN.dataset, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return VAL
+
+
+def _finder(kind: str = "batch size") -> lightning.Callback:
+    if kind == "learning rate":
+        return LearningRateFinder(num_training_steps=5)
+    return BatchSizeFinder(steps_per_trial=1, max_trials=2, init_val=32)
+
+
+class Epochs(lightning.Callback):
+    """The epochs Lightning trained (not the finder's trials, which end inside their epoch)."""
+
+    def __init__(self) -> None:
+        self.trained: list[int] = []
+
+    def on_train_epoch_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
+        self.trained.append(trainer.current_epoch)
+
+
+@pytest.mark.parametrize("finder", ["batch size", "learning rate"])
+def test_a_second_fit_on_the_same_trainer_with_a_finder_starts_a_run_of_its_own(finder: str, mlflow_experiment: str, tmp_path: Path) -> None:
+    green = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])
+    trainer = lightning.Trainer(max_epochs=1, callbacks=[_finder(finder), green], default_root_dir=tmp_path, **quiet_trainer_kwargs())
+    model = SizedDigits()
+    trainer.fit(model)
+    first = green.session.run_id
+    trainer.fit_loop.max_epochs = 2  # one more epoch, in a fit of its own
+    trainer.fit(model)
+    second = green.session.run_id
+    assert second != first
+    client = MlflowClient()
+    run = client.get_run(second)
+    assert schema.TAG_RESUMED_FROM not in run.data.tags, "the tuner's restore taken for a resume of the first fit"
+    assert_green_invariants(second)
+    assert [m.step for m in client.get_metric_history(second, schema.ENERGY_KWH)] == [1]
+    first_kwh = client.get_run(first).data.metrics[schema.ENERGY_KWH]
+    second_kwh = run.data.metrics[schema.ENERGY_KWH]
+    assert second_kwh * 3.6e6 == pytest.approx(100.0 * run.data.metrics[schema.DURATION_S], rel=0.05), "started at zero"
+    assert second_kwh < 2 * first_kwh
+    assert run.data.metrics[schema.ENERGY_PER_SAMPLE_J] * 1400 / 3.6e6 == pytest.approx(second_kwh, rel=1e-6)
+
+
+def test_a_fit_resumed_from_a_checkpoint_with_a_batch_size_finder_says_what_it_resumed(mlflow_experiment: str, tmp_path: Path) -> None:
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    first = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])
+    trainer = lightning.Trainer(max_epochs=1, callbacks=[first, checkpoint], **{**quiet_trainer_kwargs(), "enable_checkpointing": True})
+    trainer.fit(SizedDigits())
+    green = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])  # a new process, resuming into a new run
+    epochs = Epochs()
+    resumed = lightning.Trainer(max_epochs=2, callbacks=[_finder(), green, epochs], default_root_dir=tmp_path, **quiet_trainer_kwargs())
+    resumed.fit(SizedDigits(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    run = MlflowClient().get_run(green.session.run_id)
+    assert run.info.run_id != first.session.run_id and mlflow.active_run() is None
+    assert run.data.tags.get(schema.TAG_RESUMED_FROM) == first.session.run_id
+    # (the finder's restore with a ckpt_path makes Lightning train from epoch 0 again: its run says what was trained)
+    assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, schema.ENERGY_KWH)] == epochs.trained
+    assert_green_invariants(run.info.run_id)
