@@ -38,10 +38,24 @@ def enter(call: Any) -> None:
     me = threading.get_ident()
     with _LOCK:
         _COUNT += 1
-        call._thread, call._bound_seq = me, _COUNT
-        elsewhere = [other for other in _CALLS if other is not call and other._thread != me]
+        call._thread, call._bound_seq, call._overlap_warned = me, _COUNT, False
         _CALLS.add(call)
+    warn_if_concurrent(call)
+
+
+def warn_if_concurrent(call: Any) -> None:
+    """Warn (once for ``call``'s binding) when a call measured on another thread is in progress now.
+
+    Checked as ``call`` binds its run (:func:`enter`) and again as its fit's first epoch begins, when it is in its call:
+    two fits starting together in two threads were both bound before either had begun, and neither warned. Each is
+    in its call before it looks again, so the later of the two sees the other."""
+    if getattr(call, "_overlap_warned", False):
+        return
+    me = threading.get_ident()
+    with _LOCK:
+        elsewhere = [other for other in _CALLS if other is not call and other._thread != me]
     if any(other._in_call() for other in elsewhere):
+        call._overlap_warned = True
         logger.warning(
             "mlflow-green: another training or evaluation is measured in another thread of this process; the meters "
             "measure the process, not a thread, so while both run each run holds both's energy (do not add their "
@@ -103,4 +117,4 @@ class MeasuredBlock:
         return True
 
 
-__all__ = ["MeasuredBlock", "enter", "leave", "may_end_unseen", "outer_calls", "seen_to_end"]
+__all__ = ["MeasuredBlock", "enter", "leave", "may_end_unseen", "outer_calls", "seen_to_end", "warn_if_concurrent"]

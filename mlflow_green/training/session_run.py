@@ -122,7 +122,8 @@ class SessionRun:
         return changed
 
     def activate(self) -> None:
-        """A fit's first epoch begins: its run, if we started it, becomes MLflow's active run unless one is."""
+        """A fit's first epoch begins: its run, if ours, becomes MLflow's active run unless one is (fits in two threads: warned)."""
+        outer_calls.warn_if_concurrent(self)
         if self.run is not None:
             activate_if_none_active(self.run)
 

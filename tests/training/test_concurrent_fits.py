@@ -1,0 +1,72 @@
+"""Two fits measured at once in two threads of one process: each run holds both's energy, and a warning says so.
+
+Two fits starting together (a ``threading.Barrier`` before two ``model.fit`` calls) both bound their runs before
+either had begun its fit: each looked for a call in progress in the other thread as it bound its run, found none,
+and neither warned. Here the two sessions' steps are ordered so, in two real threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from mlflow_green import EnergyTracker
+from mlflow_green.testing import FakeMeter
+from mlflow_green.training.session import TrainingSession
+
+OVERLAP = "another training or evaluation is measured in another thread"
+
+
+def _session() -> TrainingSession:
+    return TrainingSession(framework="test", tracker=EnergyTracker(meters=[FakeMeter({"cpu:0": 10.0})]))
+
+
+def _in_two_threads(steps: list[tuple[int, Callable[[], None]]]) -> None:
+    """Run each step in its thread (0 or 1), one after the other in the order given."""
+    queues: list[list[Callable[[], None]]] = [[], []]
+    turn = threading.Condition()
+    order = [thread for thread, _ in steps]
+    done: list[int] = []
+    for thread, step in steps:
+        queues[thread].append(step)
+
+    def worker(me: int) -> None:
+        for step in queues[me]:
+            with turn:
+                assert turn.wait_for(lambda: order[len(done)] == me, timeout=60)
+            step()
+            with turn:
+                done.append(me)
+                turn.notify_all()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(done) == len(steps)
+
+
+@pytest.mark.parametrize("order", ["bound together", "one after the other", "one alone"])
+def test_two_fits_overlapping_in_two_threads_are_warned_about_however_they_start(
+        mlflow_experiment: str, order: str, caplog: pytest.LogCaptureFixture) -> None:
+    first, second = _session(), _session()
+
+    def fit_begins(session: TrainingSession) -> Callable[[], None]:
+        return lambda: (session.begin_fit(planned_epochs=2), session.begin_epoch(0), session.end_epoch(0, train_samples=10))
+
+    bind = [(0, first.bind_run), (1, second.bind_run)]
+    begin = [(0, fit_begins(first)), (1, fit_begins(second))]
+    end = [(0, lambda: first.end_fit("FINISHED")), (1, lambda: second.end_fit("FINISHED"))]
+    steps = {"bound together": bind + begin + end,  # neither in its fit as the other bound its run
+             "one after the other": [bind[0], begin[0], bind[1], begin[1]] + end,
+             "one alone": [bind[0], begin[0], end[0], bind[1], begin[1], end[1]]}[order]
+    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+        _in_two_threads(steps)
+    warned = [r.getMessage() for r in caplog.records if OVERLAP in r.getMessage()]
+    assert bool(warned) == (order != "one alone"), warned
+    assert len(warned) <= 2  # at most once for each fit
+    assert first.run_id != second.run_id
