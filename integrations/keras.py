@@ -37,6 +37,7 @@ from mlflow_green.integrations._keras_fit_watch import open_fit_status
 from mlflow_green.integrations._keras_guard import CallGuard
 from mlflow_green.integrations._keras_input import reads_input_in_python
 from mlflow_green.integrations._keras_profile import log_built_profile
+from mlflow_green.integrations._keras_thread_model import ThreadModel, without_thread_models
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
@@ -108,6 +109,8 @@ class GreenCallback(keras.callbacks.Callback):
         >>> cb.session.budget.max_energy_kwh, cb.session.config.carbon.region
         (0.5, 'FRA')
     """
+
+    _model = ThreadModel()  # the model of the call in this thread (one callback given to calls in two threads)
 
     def __init__(
         self,
@@ -242,8 +245,7 @@ class GreenCallback(keras.callbacks.Callback):
         else:
             self._end_eval("predict", samples)
 
-    on_train_batch_begin = on_train_batch_end = on_test_batch_begin = on_test_batch_end = staticmethod(no_batch_work)
-    on_predict_batch_begin = on_predict_batch_end = staticmethod(no_batch_work)
+    on_train_batch_begin = on_train_batch_end = on_test_batch_begin = on_test_batch_end = on_predict_batch_begin = on_predict_batch_end = staticmethod(no_batch_work)
 
     def log_model(self, model: keras.Model | None = None) -> ModelProfile | None:
         """Inspect ``model`` (default: the last trained one) again and log what changed (after ``quantize("int8")``,
@@ -257,8 +259,7 @@ class GreenCallback(keras.callbacks.Callback):
 
     # -- pickling (copy.deepcopy, scikit-learn clones) ------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_model": None, "_fit_guard": None, "_eval_guard": None, "_in_fit": False,
-                "_at_exit_registered": False}
+        return {**without_thread_models(self.__dict__), "_fit_guard": None, "_eval_guard": None, "_in_fit": False, "_at_exit_registered": False}
 
     # -- internals ---------------------------------------------------------------------------
     def _profile(self) -> ModelProfile | None:

@@ -66,6 +66,26 @@ def test_one_callback_given_to_two_fits_at_once_measures_the_first_and_the_secon
     assert_the_first_measured_alone(cb, mlflow_experiment)
 
 
+def test_the_measured_fit_keeps_its_model_when_the_fit_standing_aside_gives_the_callback_its_own(
+        mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Keras's ``CallbackList`` of the fit that stands aside gives the shared callback that fit's model
+    (``set_model``): the measured fit's later hooks then read the other model — its figures (parameters at the fit's
+    end, samples from its counters) and, on JAX, its state synced mid-step from the wrong thread (the other fit
+    failed: "Buffer has been deleted or donated"). Each thread's hooks see the model of the call in that thread."""
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    small, large = _model(), keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])
+    large.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    warnings = warnings_while(caplog, lambda: fits_at_once(
+        lambda in_fit, go_on: small.fit(X, Y, epochs=3, batch_size=32, verbose=0, callbacks=[cb, PauseOnce(in_fit, go_on)]),
+        lambda: large.fit(X, Y, epochs=2, batch_size=32, verbose=0, callbacks=[cb])))
+    assert any("measuring a call in another thread; this fit (thread MainThread) goes unmeasured" in w for w in warnings)
+    assert_the_first_measured_alone(cb, mlflow_experiment)
+    params = [m.value for m in MlflowClient().get_metric_history(cb.session.run_id, "green/model_params")]
+    assert params and set(params) == {small.count_params()}, (params, small.count_params(), large.count_params())
+    assert _report(cb)["samples"] == {"train": 3 * len(X)}
+    assert cb.model is large  # after both: the last model given, as Keras leaves it
+
+
 class StartTogether(keras.callbacks.Callback):
     """Listed before the GreenCallback in both fits: their ``on_train_begin`` hooks reach it at the same moment."""
 
