@@ -32,12 +32,12 @@ from mlflow_green.integrations import _keras_frames as frames
 from mlflow_green.integrations import _keras_samples as samples_of
 from mlflow_green.integrations._keras_backup import bind_resumable
 from mlflow_green.integrations._keras_batch_list import no_batch_work
+from mlflow_green.integrations._keras_call_model import CallModelMixin
 from mlflow_green.integrations._keras_evaluations import evaluations_in
 from mlflow_green.integrations._keras_fit_watch import open_fit_status
 from mlflow_green.integrations._keras_guard import CallGuard
 from mlflow_green.integrations._keras_input import reads_input_in_python
 from mlflow_green.integrations._keras_profile import log_built_profile
-from mlflow_green.integrations._keras_thread_model import ThreadModel, without_thread_models
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
@@ -55,7 +55,7 @@ BUDGET_CHECK_INTERVAL_S = 2.0
 __all__ = ["GreenCallback"]
 
 
-class GreenCallback(keras.callbacks.Callback):
+class GreenCallback(CallModelMixin, keras.callbacks.Callback):
     """Logs energy, emissions and compression metadata of a Keras training into MLflow.
 
     Per epoch (``step`` = epoch, one point per step): running totals ``green/energy_kwh`` (and per
@@ -110,8 +110,6 @@ class GreenCallback(keras.callbacks.Callback):
         (0.5, 'FRA')
     """
 
-    _model = ThreadModel()  # the model of the call in this thread (one callback given to calls in two threads)
-
     def __init__(
         self,
         *,
@@ -161,7 +159,7 @@ class GreenCallback(keras.callbacks.Callback):
         self._adapter_counts.clear()
         self._live = frames.live_figures_allowed(self.live_metrics, mlflow_autologging_on("keras", "tensorflow"))
         per_step = self._check_budget if self.session.budget.active else None  # nothing else runs after each step
-        self._fit_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python(), on_step_end=per_step)
+        self._fit_guard = CallGuard(self._take_call_model("fit"), self._abort, python_input=reads_input_in_python(), on_step_end=per_step)
         self._fit_guard.watch("fit", ours=self)  # before the run is bound: a Ctrl-C meanwhile is the training's (KILLED)
         self._claim.settle()
         try:
@@ -200,7 +198,7 @@ class GreenCallback(keras.callbacks.Callback):
             logs.update(readable_figures(result.live))
         if result.stop_reason or (guard is not None and guard.stop_requested):
             logger.warning("mlflow-green: stopping training: %s", result.stop_reason or self.session.stop_reason)
-            self.model.stop_training = True
+            self._synced_model().stop_training = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._finish("FINISHED", logs=logs)
@@ -215,13 +213,13 @@ class GreenCallback(keras.callbacks.Callback):
                 self._validation_watched = True
             self.session.begin_phase("validation")
         elif frames.claims_call(self, "evaluate", GreenCallback):
-            self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("evaluate", ours=self)
+            self._eval_guard = CallGuard(self._take_call_model("evaluate"), self._abort, python_input=reads_input_in_python()).watch("evaluate", ours=self)
             self._claim.settle()
             self.session.begin_eval("test")
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         own = self._in_fit and not evaluations_in(self._fit_guard).in_callback_evaluate  # fit's own validation: the
-        cached = getattr(self._model, "_eval_epoch_iterator", None) if own else None  # iterator Keras keeps (not .model)
+        cached = getattr(self._call_model, "_eval_epoch_iterator", None) if own else None  # the iterator Keras keeps
         counted = self._adapter_counts(cached) if cached is not None else samples_of.adapter_samples(samples_of.iterator_of_caller("evaluate"))
         samples = samples_of.evaluation_samples(counted, self._fit_guard if own else self._eval_guard, self._synced_model, validation=own)
         if self._in_fit:  # no training follows it in this epoch, unless a callback ran it inside the epoch's training
@@ -233,7 +231,7 @@ class GreenCallback(keras.callbacks.Callback):
         if not self._still_in_fit() and not frames.claims_call(self, "predict", GreenCallback):
             return
         if not self._in_fit:
-            self._eval_guard = CallGuard(self.model, self._abort, python_input=reads_input_in_python()).watch("predict", ours=self)
+            self._eval_guard = CallGuard(self._take_call_model("predict"), self._abort, python_input=reads_input_in_python()).watch("predict", ours=self)
             self._claim.settle()
         self.session.begin_eval("predict")
 
@@ -250,7 +248,7 @@ class GreenCallback(keras.callbacks.Callback):
     def log_model(self, model: keras.Model | None = None) -> ModelProfile | None:
         """Inspect ``model`` (default: the last trained one) again and log what changed (after ``quantize("int8")``,
         pruning): ``green/model_*`` at the step after the last, ``green.compression``, ``green/report.json``."""
-        model = model if model is not None else self.model
+        model = model if model is not None else self._synced_model()
         require_inspectable(model, "a keras.Model (or none after a fit: the last trained one)")
         profile = inspect_model(model)
         if profile is not None:
@@ -259,21 +257,12 @@ class GreenCallback(keras.callbacks.Callback):
 
     # -- pickling (copy.deepcopy, scikit-learn clones) ------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {**without_thread_models(self.__dict__), "_fit_guard": None, "_eval_guard": None, "_in_fit": False, "_at_exit_registered": False}
+        return {**self.__dict__, "_model": None, "_measured": None, "_fit_guard": None, "_eval_guard": None, "_in_fit": False,
+                "_at_exit_registered": False}
 
     # -- internals ---------------------------------------------------------------------------
-    def _profile(self) -> ModelProfile | None:
-        try:
-            return inspect_model(self.model)
-        except Exception as exc:  # measurement never crashes training
-            logger.warning("mlflow-green: could not inspect the model: %s", exc)
-            return None
-
     def _train_samples_seen(self) -> int | None:
         return samples_of.epoch_train_samples(self.samples_per_epoch, self._fit_guard, self._synced_model, self._adapter_counts)
-
-    def _synced_model(self) -> keras.Model:
-        return self.model  # on JAX, with the state synced (not ``_model``)
 
     def _still_in_fit(self) -> bool:
         """In a fit (its validation, a callback's predict), not right after one that Keras's own code ended."""

@@ -71,7 +71,7 @@ def test_the_measured_fit_keeps_its_model_when_the_fit_standing_aside_gives_the_
     """Keras's ``CallbackList`` of the fit that stands aside gives the shared callback that fit's model
     (``set_model``): the measured fit's later hooks then read the other model — its figures (parameters at the fit's
     end, samples from its counters) and, on JAX, its state synced mid-step from the wrong thread (the other fit
-    failed: "Buffer has been deleted or donated"). Each thread's hooks see the model of the call in that thread."""
+    failed: "Buffer has been deleted or donated"). The measured call's hooks use the model whose ``fit`` runs them."""
     cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
     small, large = _model(), keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])
     large.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -84,6 +84,40 @@ def test_the_measured_fit_keeps_its_model_when_the_fit_standing_aside_gives_the_
     assert params and set(params) == {small.count_params()}, (params, small.count_params(), large.count_params())
     assert _report(cb)["samples"] == {"train": 3 * len(X)}
     assert cb.model is large  # after both: the last model given, as Keras leaves it
+
+
+def test_a_callback_list_built_by_the_user_measures_the_model_whose_fit_runs_it(
+        mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A ``CallbackList`` the user built (``model=`` the small model) and passed to its ``fit`` in a thread: Keras gives
+    the callback no model for that call. An ``evaluate`` of another model with the same callback meanwhile (standing
+    aside) gave it its own, and the fit's run logged that model's parameters."""
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    small, large = _model(), keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])
+    large.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    warnings_while(caplog, lambda: fits_at_once(
+        lambda in_fit, go_on: small.fit(X, Y, epochs=3, batch_size=32, verbose=0, callbacks=keras.callbacks.CallbackList(
+            [cb, PauseOnce(in_fit, go_on)], add_history=True, model=small)),
+        lambda: large.evaluate(X, Y, batch_size=32, verbose=0, callbacks=[cb])))
+    assert_the_first_measured_alone(cb, mlflow_experiment)
+    params = [m.value for m in MlflowClient().get_metric_history(cb.session.run_id, "green/model_params")]
+    assert params and set(params) == {small.count_params()}, (params, small.count_params(), large.count_params())
+
+
+def test_log_model_after_fits_in_threads_inspects_the_last_measured_fits_model(mlflow_experiment: str) -> None:
+    """``cb.log_model()`` with no model: the last measured fit's, from any thread (in the thread that made the callback
+    it was None — Keras's ``__init__`` had set it there — when the fits ran in worker threads)."""
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    models = [_model(), keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])]
+    models[1].compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    for model, where in ((models[0], "thread"), (models[1], "main"), (models[0], "thread")):
+        fit = lambda model=model: model.fit(X, Y, epochs=1, batch_size=64, verbose=0, callbacks=[cb])  # noqa: E731
+        if where == "thread":
+            thread = threading.Thread(target=fit)
+            thread.start()
+            thread.join(120)
+        else:
+            fit()
+        assert cb.log_model().params == model.count_params()
 
 
 class StartTogether(keras.callbacks.Callback):
