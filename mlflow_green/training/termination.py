@@ -268,7 +268,7 @@ def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM) -> Iterator
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append((signum, frame))
         if len(received) > 1 or os.getpid() != pid:  # insisted, or a forked child (nothing to finish): as if not held
-            _give_back(previous, signum, frame)
+            _give_back(_beyond_holds(previous), signum, frame)  # by the blocks around this one too
 
     note_handler(hold)
     previous: Any = None
@@ -290,6 +290,14 @@ def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM) -> Iterator
                     signal.signal(signum, previous)
             if len(received) == 1:
                 _deliver(previous, *received[0])
+
+
+def _beyond_holds(handler: Any) -> Any:
+    """What ``handler`` replaced, through the holds of blocks around this one: an insisted signal goes past them all."""
+    for held, before in reversed(list(_HELD)):  # entered outermost first: the walk goes outwards
+        if held is handler:
+            handler = before
+    return handler
 
 
 def _give_back(handler: Any, signum: int, frame: FrameType | None) -> None:
