@@ -38,24 +38,30 @@ def enter(call: Any) -> None:
     me = threading.get_ident()
     with _LOCK:
         _COUNT += 1
-        call._thread, call._bound_seq, call._overlap_warned = me, _COUNT, False
+        call._thread, call._bound_seq, call._overlap_warned, call._overlapped = me, _COUNT, False, False
         _CALLS.add(call)
     warn_if_concurrent(call)
 
 
 def warn_if_concurrent(call: Any) -> None:
-    """Warn (once for ``call``'s binding) when a call measured on another thread is in progress now.
+    """Warn (once for ``call``'s binding) when a call measured on another thread than ``call``'s is in progress now,
+    or began while ``call`` was (it marked ``call`` then).
 
-    Checked as ``call`` binds its run (:func:`enter`) and again as its fit's first epoch begins, when it is in its call:
-    two fits starting together in two threads were both bound before either had begun, and neither warned. Each is
-    in its call before it looks again, so the later of the two sees the other."""
+    Looked for as ``call`` binds its run (:func:`enter`), as its fit's first epoch begins, as each of its epochs is
+    accounted for (in the background) and as it ends: two fits starting together in two threads were both bound
+    before either had begun, and neither warned; a fit measured while a shorter call came and went in another thread
+    between two of its looks was never told. A call that finds another in progress warns for itself and marks the
+    other, which warns at its next look."""
     if getattr(call, "_overlap_warned", False):
         return
-    me = threading.get_ident()
+    mine = call._thread
     with _LOCK:
-        elsewhere = [other for other in _CALLS if other is not call and other._thread != me]
-    if any(other._in_call() for other in elsewhere):
+        elsewhere = [other for other in _CALLS if other is not call and other._thread != mine]
+    busy = [other for other in elsewhere if other._in_call()]
+    if busy or getattr(call, "_overlapped", False):
         call._overlap_warned = True
+        for other in busy:
+            other._overlapped = True
         logger.warning(
             "mlflow-green: another training or evaluation is measured in another thread of this process; the meters "
             "measure the process, not a thread, so while both run each run holds both's energy (do not add their "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.record import schema
+from mlflow_green.training import outer_calls
 from mlflow_green.training.distributed import merge_parts
 from mlflow_green.training.figures import efficiency_metrics, projection_metrics
 from mlflow_green.training.fit_summary import session_report
@@ -86,6 +87,7 @@ class FitEndMixin:
             elif self._first_epoch is None and self.profile is not None:  # ended before its first epoch (a failed
                 self._log_model(self.profile, step)  # sanity check): the model's figures are logged as an epoch begins
             self.output.send_pending()  # the last step is complete: its totals go first, with the tags in one batch
+            outer_calls.warn_if_concurrent(self.output)  # a call in another thread since its last look
             self._log_tags(tracker, total)
             if self.dist.is_logging_rank:
                 self.report = session_report(self, tracker, total, status, run_total=total)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_green.config import GreenConfig
 from mlflow_green.measure.readings import Measurement, Snapshot, energy_between
 from mlflow_green.record import schema
+from mlflow_green.training import outer_calls
 from mlflow_green.training.figures import budget_reason, projection_metrics, running_metrics
 from mlflow_green.training.phases import EMPTY, validation_of
 from mlflow_green.units import joules_to_kwh
@@ -181,6 +182,7 @@ class EpochEndMixin:
         # its step; if the next epoch has begun already, its start's send is queued right behind this
         # job and spools the same values: a hold would be written only to be released at once.
         self._log(metrics, window.step, hold=self._epochs_begun == window.begun)
+        outer_calls.warn_if_concurrent(self.output)  # a fit begun in another thread since this one's began: each warned
         self._epochs.append({
             "epoch": window.epoch, "step": window.step, "duration_s": epoch_m.duration_s, "energy_j": epoch_m.energy_j,
             "phases_j": split, "data_wait_s": window.data_wait_s,
