@@ -211,7 +211,8 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         self._let_go()  # KeyboardInterrupt, and Lightning's SIGTERMException (a SystemExit): the run was killed
         status = "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"
         if not self._fitting:  # ended after our setup, before on_fit_start: a run for what was measured since
-            self._early = end_unbegun_fit(self.session, trainer, self._early, status)
+            resumed, self._pending_state, self._call = self._pending_state, None, None  # no teardown follows: the next
+            self._early = end_unbegun_fit(self.session, trainer, self._early, status, resumed)  # fit resumes none of it
         if self._fitting:
             self._profile_if_never(trainer, pl_module)
             self._end_fit_early(status, floats(trainer.callback_metrics))

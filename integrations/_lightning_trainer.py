@@ -147,14 +147,18 @@ def _inside_a_block() -> bool:
         return False
 
 
-def end_unbegun_fit(session: Any, trainer: Any, tracker: Any, status: str) -> None:
+def end_unbegun_fit(session: Any, trainer: Any, tracker: Any, status: str, resumed: Any = None) -> None:
     """A fit that ended between the callback's ``setup`` and its ``on_fit_start`` (``configure_optimizers``
-    raising, a checkpoint that cannot be restored, another callback's ``setup``, Ctrl-C meanwhile): its run ends
-    ``status`` with what ``tracker`` measured since ``setup``. Single process only (binding a DDP fit's run is a
-    collective, which a rank that failed alone must not enter); else the tracker is stopped. Returns None."""
+    raising, a checkpoint that cannot be restored, another callback's ``setup``, a tuner's trial failing, Ctrl-C
+    meanwhile): its run ends ``status`` with what ``tracker`` measured since ``setup`` — resuming the checkpoint
+    state ``resumed`` (``ckpt_path``'s, restored before the failure) as ``on_fit_start`` would have. Single process
+    only (binding a DDP fit's run is a collective, which a rank that failed alone must not enter); else the tracker
+    is stopped. Returns None."""
     if tracker is None or not tracker.running or session.dist.distributed:
         return stop_unused(tracker)
     try:
+        if resumed is not None:
+            session.load_state_dict(resumed)
         bind_trainer_run(session, trainer)
         session.begin_fit(planned_epochs=0, steps_done=getattr(trainer, "global_step", 0) or 0, tracker=tracker)
         session.end_fit(status)

@@ -115,3 +115,36 @@ def test_a_fit_resumed_from_a_checkpoint_with_a_batch_size_finder_says_what_it_r
     # (the finder's restore with a ckpt_path makes Lightning train from epoch 0 again: its run says what was trained)
     assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, schema.ENERGY_KWH)] == epochs.trained
     assert_green_invariants(run.info.run_id)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt], ids=["error", "ctrl_c"])
+def test_a_resumed_fit_whose_finder_trial_fails_is_a_resume_and_the_next_fit_is_not(
+        error: type[BaseException], mlflow_experiment: str, tmp_path: Path) -> None:
+    """``fit(ckpt_path=…)`` with a ``BatchSizeFinder`` whose trial fails: Lightning calls no ``teardown``, and the
+    checkpoint's state stayed with the callback — the next plain fit on the same Trainer (a fresh model) was tagged
+    ``green.resumed_from`` the checkpoint's run, while the failed fit's run, the one that did resume it, was not."""
+    first = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])
+    lightning.Trainer(max_epochs=1, callbacks=[first, ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)],
+                      default_root_dir=tmp_path, **{**quiet_trainer_kwargs(), "enable_checkpointing": True}).fit(SizedDigits())
+    armed = [True]
+
+    class FailsInTheTrial(SizedDigits):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if armed[0] and green not in self.trainer.callbacks:  # in the finder's trial (the trial's own callbacks)
+                raise error("bad batch")
+            return super().training_step(batch, batch_idx)
+
+    green, epochs = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})]), Epochs()
+    trainer = lightning.Trainer(max_epochs=2, callbacks=[_finder(), green, epochs], default_root_dir=tmp_path, **quiet_trainer_kwargs())
+    with pytest.raises(SystemExit if error is KeyboardInterrupt else error):  # Lightning exits on Ctrl-C
+        trainer.fit(FailsInTheTrial(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    failed = MlflowClient().get_run(green.session.run_id)
+    assert failed.info.status == ("KILLED" if error is KeyboardInterrupt else "FAILED")
+    assert failed.data.tags.get(schema.TAG_RESUMED_FROM) == first.session.run_id
+    armed[0] = False
+    trainer.fit(SizedDigits())  # a fresh model, no checkpoint
+    run = MlflowClient().get_run(green.session.run_id)
+    assert run.info.run_id not in (failed.info.run_id, first.session.run_id) and run.info.status == "FINISHED"
+    assert schema.TAG_RESUMED_FROM not in run.data.tags, "the failed fit's checkpoint taken for this fit's"
+    assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, schema.ENERGY_KWH)] == epochs.trained
+    assert_green_invariants(run.info.run_id)
