@@ -34,6 +34,7 @@ class CallModelMixin:
     _measured: Any = None  # the measured call's model (the last measured call's after it); None: none taken yet
     model: Any  # Keras's, from the callback's base class (``_model`` as Keras gave it, no sync)
     _model: Any
+    _claim: Any  # the thread whose call the callback measures (``_keras_frames.CallClaim``)
 
     def _take_call_model(self, method: str) -> Any:
         """As a call is claimed (its first hook, in its thread): the model whose ``method`` runs it, synced."""
@@ -56,6 +57,11 @@ class CallModelMixin:
         if keras.backend.backend() == "jax" and hasattr(model, "jax_state_sync"):
             model.jax_state_sync()
         return model
+
+    def _last_model(self) -> Any:
+        """``log_model()``'s default: the last measured call's model — synced unless a call this callback measures runs
+        in another thread now (on JAX a sync from here would take that call's state from under its step)."""
+        return self._call_model if self._claim.held_elsewhere() else self._synced_model()
 
     def _profile(self) -> ModelProfile | None:
         try:

@@ -248,11 +248,12 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
     def log_model(self, model: keras.Model | None = None) -> ModelProfile | None:
         """Inspect ``model`` (default: the last trained one) again and log what changed (after ``quantize("int8")``,
         pruning): ``green/model_*`` at the step after the last, ``green.compression``, ``green/report.json``."""
-        model = model if model is not None else self._synced_model()
+        model = model if model is not None else self._last_model()
         require_inspectable(model, "a keras.Model (or none after a fit: the last trained one)")
         profile = inspect_model(model)
         if profile is not None:
-            self.session.log_profile(profile)
+            with _ENDING:  # not while a fit in another thread ends (its last step's values would be sent twice)
+                self.session.log_profile(profile)
         return profile
 
     # -- pickling (copy.deepcopy, scikit-learn clones) ------------------------------------------

@@ -725,6 +725,35 @@ def _(out: Path):
     return {"params": profile.params, "flops_per_sample": profile.flops_per_sample}
 
 
+@case("log_model_from_another_thread_during_a_fit")
+def _(out: Path):
+    # cb.log_model() (the last measured model) called again and again from this thread while a fit with the same
+    # callback trains in another: on JAX its state synced from here was taken from under the fit's step (the fit
+    # failed: "Buffer has been deleted or donated"); on TensorFlow a call as the fit ended sent its last step twice
+    import threading
+
+    cb, model = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), mlp()
+    model.fit(X, Y, epochs=1, batch_size=64, verbose=0, callbacks=[cb])  # the callback has measured this model
+    ended: dict[str, str | None] = {}
+
+    def fit() -> None:
+        try:
+            model.fit(X, Y, epochs=6, batch_size=16, verbose=0, callbacks=[cb])
+            ended["raised"] = None
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            ended["raised"] = f"{type(exc).__name__}: {exc}"[:300]
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    logged = 0
+    while thread.is_alive():
+        cb.log_model()
+        logged += 1
+        time.sleep(0.02)
+    thread.join()
+    return {"raised": ended.get("raised", "no result"), "logged": logged, "run_id": cb.session.run_id}
+
+
 if __name__ == "__main__":
     backend, out = sys.argv[1], Path(sys.argv[2])
     assert keras.backend.backend() == backend
@@ -740,3 +769,4 @@ if __name__ == "__main__":
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
