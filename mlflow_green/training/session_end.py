@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+FIT_ENDING = threading.RLock()
+"""Held while a fit's end logs its figures (any session of the process): a model profile logged from another thread
+meanwhile (``log_model()``) waits for it — in between, it took the fit for ended and sent the last step's held values
+before the final totals replaced them (two points at that step)."""
+
 
 class FitEndMixin:
     """The end-of-fit methods of a training session."""
@@ -48,7 +54,7 @@ class FitEndMixin:
         # for the totals and report — except around a collective (a distributed fit that finished), which a signal
         # must be able to end if a rank is gone
         held = not (self.dist.distributed and status == "FINISHED")
-        with sigterm_held(enabled=held), sigterm_held(enabled=held, signum=signal.SIGINT):
+        with FIT_ENDING, sigterm_held(enabled=held), sigterm_held(enabled=held, signum=signal.SIGINT):
             return self._end_fit(status, logs=logs, profile=profile)
 
     def _end_fit(self: TrainingSession, status: str, *, logs: Mapping[str, Any] | None, profile: ModelProfile | None) -> Measurement:

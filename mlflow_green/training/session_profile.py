@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from mlflow_green._version import __version__
 from mlflow_green.record import schema
 from mlflow_green.training.inspection import ModelProfile
+from mlflow_green.training.session_end import FIT_ENDING
 
 if TYPE_CHECKING:
     from mlflow_green.training.session import TrainingSession
@@ -24,6 +25,10 @@ class ProfileMixin:
         After a fit (post-training quantization or pruning) the changed ``green/model_*`` values
         go at the step after the last one and ``green/report.json`` is updated.
         """
+        with FIT_ENDING:  # not while a fit's end (another thread's) logs its figures
+            self._log_profile(profile)
+
+    def _log_profile(self: TrainingSession, profile: ModelProfile) -> None:
         self._deferred.settle()  # after the values of the epochs ended so far
         if self.tracker is not None and self._first_epoch is None:
             self.profile = profile  # logged when the first epoch begins

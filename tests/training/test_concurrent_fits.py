@@ -75,3 +75,49 @@ def test_two_fits_overlapping_in_two_threads_are_warned_about_however_they_start
     warned = [r.getMessage() for r in caplog.records if OVERLAP in r.getMessage()]
     assert len(warned) == (0 if order == "one alone" else 2), warned  # each fit's, once
     assert first.run_id != second.run_id
+
+
+class LetsAnotherThreadInAsItStops(FakeMeter):
+    """A meter whose close — the fit's end stopping the meters, its figures not logged yet — lets another thread act,
+    waiting for it at most 2 s (it may be made to wait for the end instead)."""
+
+    def __init__(self) -> None:
+        super().__init__({"cpu:0": 10.0})
+        self.closing, self.acted = threading.Event(), threading.Event()
+
+    def close(self) -> None:
+        super().close()
+        self.closing.set()
+        self.acted.wait(2.0)
+
+
+def test_a_profile_logged_from_another_thread_as_a_fit_ends_leaves_one_point_per_step(mlflow_experiment: str) -> None:
+    """``log_model()`` from another thread while a fit's end logs its figures took the fit for ended and flushed: the
+    last epoch's held values went out before the final totals replaced them — two points at the last step."""
+    from mlflow import MlflowClient
+
+    from mlflow_green.training.inspection import ModelProfile
+
+    meter = LetsAnotherThreadInAsItStops()
+    session = TrainingSession(framework="test", tracker=EnergyTracker(meters=[meter]))
+    session.bind_run()
+    session.begin_fit(planned_epochs=2)
+    for epoch in (0, 1):
+        session.begin_epoch(epoch)
+        session.end_epoch(epoch, train_samples=10)
+    profile = ModelProfile(framework="keras", params=10, params_unique=10, params_trainable=10, params_nonzero=10, sparsity=0.0,
+                           structured_sparsity=0.0, weight_bits=32.0, size_bytes=40, compressed_size_bytes=40)
+
+    def log_model() -> None:
+        assert meter.closing.wait(60)
+        session.log_profile(profile)
+        meter.acted.set()
+
+    other = threading.Thread(target=log_model)
+    other.start()
+    session.end_fit("FINISHED")
+    other.join(60)
+    client = MlflowClient()
+    for key in client.get_run(session.run_id).data.metrics:
+        steps = [m.step for m in client.get_metric_history(session.run_id, key)]
+        assert len(steps) == len(set(steps)), (key, steps)
