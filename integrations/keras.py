@@ -198,7 +198,7 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
             logs.update(readable_figures(result.live))
         if result.stop_reason or (guard is not None and guard.stop_requested):
             logger.warning("mlflow-green: stopping training: %s", result.stop_reason or self.session.stop_reason)
-            self._synced_model().stop_training = True
+            self._call_model.stop_training = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._finish("FINISHED", logs=logs)
@@ -252,8 +252,7 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
         require_inspectable(model, "a keras.Model (or none after a fit: the last trained one)")
         profile = inspect_model(model)
         if profile is not None:
-            with _ENDING:  # not while a fit in another thread ends (its last step's values would be sent twice)
-                self.session.log_profile(profile)
+            self.session.log_profile(profile)  # (waits for a fit's end in another thread: session_end.FIT_ENDING)
         return profile
 
     # -- pickling (copy.deepcopy, scikit-learn clones) ------------------------------------------
