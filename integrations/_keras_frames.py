@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import sys
 import threading
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from mlflow_green.training.termination import sigterm_held
+from mlflow_green.training.signal_holds import signals_held
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ def evaluation_ending(guard: Any, claim: CallClaim) -> Iterator[None]:
     if guard is not None:
         guard.remove()
     try:
-        with sigterm_held(), sigterm_held(signum=signal.SIGINT):
+        with signals_held():
             yield
     finally:
         claim.release()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import signal
 import threading
 import time
 import uuid
@@ -39,8 +38,8 @@ from mlflow_green.integrations._torch_batches import batch_size, epoch_metrics, 
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.session import TrainingSession
+from mlflow_green.training.signal_holds import signals_held
 from mlflow_green.training.spawn_return import CarriesSession
-from mlflow_green.training.termination import sigterm_held
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +242,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         if self._fitting:
             self._fitting = False
             held = not self.session.dist.distributed  # the profile too: until the run is complete (as the end's own)
-            with sigterm_held(enabled=held), sigterm_held(enabled=held, signum=signal.SIGINT):
+            with signals_held(enabled=held):
                 profile = self._inspect(trainer, pl_module) if self.inspect_model else None
                 self.session.end_fit("FINISHED", logs=floats(trainer.callback_metrics), profile=profile)
         if trainer.is_global_zero:  # a ddp_spawn rank zero: its run and totals go back to the launching process

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -43,7 +42,7 @@ from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model, require_inspectable
 from mlflow_green.training.session import TrainingSession
-from mlflow_green.training.termination import sigterm_held
+from mlflow_green.training.signal_holds import signals_held
 from mlflow_green.validation import check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -312,7 +311,7 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
         if guard is not None:
             guard.remove()
         held = not self.session.dist.distributed  # else a signal must still end a collective waiting for a rank gone
-        with sigterm_held(enabled=held), sigterm_held(enabled=held, signum=signal.SIGINT):  # the profile too
+        with signals_held(enabled=held):  # the profile too
             profile = self._profile() if (status == "FINISHED" or self._profile_pending) and self.inspect_model else None
             self.session.end_fit(status, logs=logs, profile=profile)
         self._claim.release()

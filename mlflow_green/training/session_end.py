@@ -11,7 +11,6 @@ figures are final: the seam for signing them.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from mlflow_green.training.figures import efficiency_metrics, projection_metrics
 from mlflow_green.training.fit_summary import session_report
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.phases import EMPTY
-from mlflow_green.training.termination import sigterm_held
+from mlflow_green.training.signal_holds import signals_held
 
 if TYPE_CHECKING:
     from mlflow_green.measure.tracker import EnergyTracker
@@ -54,7 +53,7 @@ class FitEndMixin:
         # for the totals and report — except around a collective (a distributed fit that finished), which a signal
         # must be able to end if a rank is gone
         held = not (self.dist.distributed and status == "FINISHED")
-        with FIT_ENDING, sigterm_held(enabled=held), sigterm_held(enabled=held, signum=signal.SIGINT):
+        with FIT_ENDING, signals_held(enabled=held):
             return self._end_fit(status, logs=logs, profile=profile)
 
     def _end_fit(self: TrainingSession, status: str, *, logs: Mapping[str, Any] | None, profile: ModelProfile | None) -> Measurement:

@@ -29,12 +29,10 @@ from types import FrameType
 from typing import Any
 
 from mlflow_green.measure.signal_safety import inside_own_code, note_handler
+from mlflow_green.training.signal_holds import _HELD, DEFER_S, _deliver_later, _give_back, signals_held, sigterm_held
 
 logger = logging.getLogger(__name__)
 
-DEFER_S = 0.01
-"""A SIGTERM that arrives inside mlflow-green's own code (a meter read, a spool write) is delivered
-again this much later, until it arrives outside (see :func:`~mlflow_green.measure.signal_safety.inside_own_code`)."""
 MAX_DEFER_S = 3.0
 """For at most this long in all: then it is handled wherever it arrives."""
 ENDING_WAIT_S = 10.0
@@ -174,10 +172,6 @@ _TAKEN: list[SigtermWatch] = []
 """The watches holding SIGTERM in this process, in the order they took it."""
 
 
-_HELD: list[tuple[Callable[[int, FrameType | None], None], Any]] = []
-"""The holds of :func:`sigterm_held` in force in this process, with the handler each replaced."""
-
-
 _UNBLOCK_AFTER_FORK: set[int] = set()
 """The threads forking now in which :func:`_forking` blocked SIGTERM (two threads may fork at once: each
 gives back its own)."""
@@ -244,87 +238,4 @@ note_handler(SigtermWatch._handle)  # it gives SIGTERM back before it calls on: 
 inside_own_code(None)  # where our code lives, found now rather than inside a signal handler
 
 
-@contextlib.contextmanager
-def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM) -> Iterator[None]:
-    """Hold a SIGTERM that arrives inside the block until the block ends, then deliver it as it would
-    have been: to the handler in force before (which may raise, e.g. Lightning's, whose broadcast
-    fails when another rank is gone), else by default (the process terminates). A second SIGTERM
-    inside the block is delivered at once (whoever sends it insists).
-
-    For the end of a measurement (the final read, the totals, ``green/report.json``, the run's end): a
-    handler that raises there would cut them short, leaving a run without its report. Main thread
-    only (a no-op elsewhere, and where SIGTERM is ignored or set outside Python). ``enabled=False``:
-    a no-op — for a block that may wait in a collective for a rank that is gone, which SIGTERM must
-    still be able to end. ``signum=signal.SIGINT`` holds a Ctrl-C the same way (Python's handler then
-    raises the ``KeyboardInterrupt`` as the block ends).
-
-    Example:
-        >>> with sigterm_held():
-        ...     pass  # a SIGTERM here would be delivered on leaving the block
-    """
-    received: list[tuple[int, FrameType | None]] = []
-    pid = os.getpid()
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        received.append((signum, frame))
-        if len(received) > 1 or os.getpid() != pid:  # insisted, or a forked child (nothing to finish): as if not held
-            _give_back(_beyond_holds(previous), signum, frame)  # by the blocks around this one too
-
-    note_handler(hold)
-    previous: Any = None
-    if enabled and threading.current_thread() is threading.main_thread():
-        with contextlib.suppress(ValueError, OSError):
-            current = signal.getsignal(signum)
-            if current is not signal.SIG_IGN and current is not None:
-                signal.signal(signum, hold)
-                previous = current
-                _HELD.append((hold, previous))
-    try:
-        yield
-    finally:
-        if previous is not None:
-            with contextlib.suppress(ValueError):  # not there in a forked child
-                _HELD.remove((hold, previous))
-            with contextlib.suppress(ValueError, OSError):
-                if signal.getsignal(signum) == hold:
-                    signal.signal(signum, previous)
-            if len(received) == 1:
-                _deliver(previous, *received[0])
-
-
-def _beyond_holds(handler: Any) -> Any:
-    """What ``handler`` replaced, through the holds of blocks around this one: an insisted signal goes past them all."""
-    for held, before in reversed(list(_HELD)):  # entered outermost first: the walk goes outwards
-        if held is handler:
-            handler = before
-    return handler
-
-
-def _give_back(handler: Any, signum: int, frame: FrameType | None) -> None:
-    """The signal back to ``handler``, then delivered as it would have been under it."""
-    with contextlib.suppress(ValueError, OSError, TypeError):
-        signal.signal(signum, handler)
-    _deliver(handler, signum, frame)
-
-
-def _deliver_later(signum: int) -> bool:
-    """Send ``signum`` to the main thread again :data:`DEFER_S` from now (it interrupts a blocking call there,
-    as the first did); False when no thread can start (the interpreter is shutting down)."""
-    again = threading.Timer(DEFER_S, signal.pthread_kill, (threading.main_thread().ident, signum))
-    again.daemon = True
-    try:
-        again.start()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _deliver(handler: Any, signum: int, frame: FrameType | None) -> None:
-    """Do what SIGTERM would have done under ``handler``: call it, or terminate by default."""
-    if callable(handler):
-        handler(signum, frame)
-    elif handler == signal.SIG_DFL:
-        signal.raise_signal(signum)
-
-
-__all__ = ["DEFER_S", "ENDING_WAIT_S", "MAX_DEFER_S", "SigtermWatch", "sigterm_held"]
+__all__ = ["DEFER_S", "ENDING_WAIT_S", "MAX_DEFER_S", "SigtermWatch", "signals_held", "sigterm_held"]
