@@ -29,7 +29,8 @@ _LOCK = threading.Lock()  # enters and leaves on several threads (a fit's watch 
 
 
 def enter(call: Any) -> None:
-    """``call`` (with a ``run`` and an ``_in_call()``) is measured on this thread from now on.
+    """``call`` (with a ``run`` and an ``_in_call()``) is measured on this thread from now on (entered again on the same
+    thread before it left — an evaluation's run bound as it ends — it is the same call: warned about once).
 
     Another call measured on another thread meanwhile (two trainings in two threads of one process) is warned
     about: the meters measure the process (or the machine), not a thread, so each run holds both trainings'
@@ -37,9 +38,10 @@ def enter(call: Any) -> None:
     global _COUNT
     me = threading.get_ident()
     with _LOCK:
-        _COUNT += 1
-        call._thread, call._bound_seq, call._overlap_warned, call._overlapped = me, _COUNT, False, False
-        _CALLS.add(call)
+        if call not in _CALLS or call._thread != me:  # else entered as its evaluation began, its run bound as it ends
+            _COUNT += 1
+            call._thread, call._bound_seq, call._overlap_warned, call._overlapped = me, _COUNT, False, False
+            _CALLS.add(call)
     warn_if_concurrent(call)
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from mlflow_green.measure.readings import Measurement
 from mlflow_green.measure.tracker import EnergyTracker
 from mlflow_green.record import schema
+from mlflow_green.training import outer_calls
 from mlflow_green.training.fit_summary import session_report
 from mlflow_green.training.home_run import HomeRun
 from mlflow_green.training.phases import EMPTY
@@ -41,6 +42,8 @@ class EvaluationMixin:
             self.begin_phase(kind)
             return
         self.evals.begin(kind, self.template)
+        self.output.in_call = True  # its run is bound as it ends: a fit in another thread meanwhile is warned about
+        outer_calls.enter(self.output)  # (and it warns itself), until the run's close
 
     def end_eval(self: TrainingSession, kind: str, *, samples: int | None = None, status: str = "FINISHED") -> Measurement:
         """It ends: ``green/energy_{kind}_kwh`` (running total), joules per sample, tags and the report."""

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 
 keras = pytest.importorskip("keras")
 
+from green_invariants import assert_green_invariants  # noqa: E402
 from threaded_fits import (  # noqa: E402
     PausesOnce,
     assert_each_measured_its_own,
@@ -27,6 +28,7 @@ from threaded_fits import (  # noqa: E402
 )
 
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
+from mlflow_green.record import schema  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
 X = np.random.default_rng(0).random((256, 16)).astype("float32")
@@ -196,6 +198,19 @@ def test_two_callbacks_in_two_fits_at_once_each_measure_their_own_and_say_the_en
         mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
     first, second = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
     assert_each_measured_its_own(first, second, warnings_while(caplog, lambda: _fits_at_once(first, second)))
+
+
+def test_a_fit_while_another_callback_measures_an_evaluate_in_another_thread_says_the_energies_overlap(
+        mlflow_experiment: str, caplog: pytest.LogCaptureFixture) -> None:
+    """An evaluate binds its run only as it ends: a fit started meanwhile in another thread found no call in progress,
+    and neither said that each run holds both's energy."""
+    evaluating, fitting = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    fit = lambda: _model().fit(X, Y, epochs=2, batch_size=32, verbose=0, callbacks=[fitting])  # noqa: E731
+    warnings = warnings_while(caplog, lambda: fits_at_once(_evaluate_held(evaluating), fit))
+    assert len([w for w in warnings if "another training or evaluation is measured in another thread" in w]) == 2, warnings
+    assert evaluating.session.run_id != fitting.session.run_id
+    assert MlflowClient().get_run(evaluating.session.run_id).data.metrics[schema.ENERGY_TEST_KWH] > 0
+    assert [m.step for m in assert_green_invariants(fitting.session.run_id)[schema.ENERGY_KWH]] == [0, 1]
 
 
 def _evaluate_held(cb: GreenCallback) -> Any:

@@ -77,6 +77,26 @@ def test_two_fits_overlapping_in_two_threads_are_warned_about_however_they_start
     assert first.run_id != second.run_id
 
 
+@pytest.mark.parametrize("order", ["evaluation first", "evaluation came and went", "fit came and went", "one after the other"])
+def test_an_evaluation_and_a_fit_overlapping_in_two_threads_are_warned_about(
+        mlflow_experiment: str, order: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A standalone evaluation (``model.evaluate``, ``trainer.validate``) binds its run only as it ends: a fit in another
+    thread meanwhile saw no call in progress, and neither warned."""
+    fit, evaluation = _session(), _session()
+    fit_steps = [(0, fit.bind_run), (0, lambda: (fit.begin_fit(planned_epochs=2), fit.begin_epoch(0))),
+                 (0, lambda: (fit.end_epoch(0, train_samples=10), fit.settle())), (0, lambda: fit.end_fit("FINISHED"))]
+    begin_eval, end_eval = (1, lambda: evaluation.begin_eval("test")), (1, lambda: evaluation.end_eval("test", samples=5))
+    steps = {"evaluation first": [begin_eval, *fit_steps[:3], end_eval, fit_steps[3]],
+             "evaluation came and went": [*fit_steps[:2], begin_eval, end_eval, *fit_steps[2:]],
+             "fit came and went": [begin_eval, *fit_steps, end_eval],
+             "one after the other": [begin_eval, end_eval, *fit_steps]}[order]
+    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+        _in_two_threads(steps)
+    warned = [r.getMessage() for r in caplog.records if OVERLAP in r.getMessage()]
+    assert len(warned) == (0 if order == "one after the other" else 2), warned  # the fit's and the evaluation's, once
+    assert fit.run_id != evaluation.run_id
+
+
 class LetsAnotherThreadInAsItStops(FakeMeter):
     """A meter whose close — the fit's end stopping the meters, its figures not logged yet — lets another thread act,
     waiting for it at most 2 s (it may be made to wait for the end instead)."""
