@@ -173,13 +173,18 @@ def live_figures_allowed(requested: bool | None, autologging: bool) -> bool:
         return False
     frame = caller_frame("fit")
     listed = getattr(frame.f_locals.get("callbacks") if frame is not None else None, "callbacks", None)
-    beside = any(type(cb).__module__.startswith("mlflow.") for cb in listed) if isinstance(listed, list) else False
+    beside = any(_mlflows(cb) for cb in listed) if isinstance(listed, list) else False
     if not (beside or autologging):
         return True
     if requested:
         logger.warning("mlflow-green: live_metrics=True, but MLflow's own callback logs Keras's logs in this fit: the "
                        "live figures are not added to them (each would be logged twice at every step)")
     return False
+
+
+def _mlflows(callback: Any) -> bool:
+    """MLflow's own callback, or a subclass of it (a user's ``class MyCallback(mlflow.keras.MlflowCallback)``)."""
+    return any(getattr(klass, "__module__", "").startswith("mlflow.") for klass in type(callback).__mro__)
 
 
 def fit_epochs(params: dict[str, Any] | None) -> int:

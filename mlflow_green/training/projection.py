@@ -5,7 +5,9 @@ the work between it and the one before (another callback's checkpoint or evaluat
 epoch's end recurs, and a forecast without it falls short). The fit's first epoch has no earlier
 end in the fit (what ran before it, the fit's setup, does not recur): its window is the rate only
 until a later epoch is done, then it is left out — it lacks the work after it that recurs, and often
-carries one-off work (graph compilation, cuDNN autotuning, warm caches). Without the running totals
+carries one-off work (graph compilation, cuDNN autotuning, warm caches). Each remaining epoch's cost
+holds the work before it, so the work after the current one is in the forecast, but not the work
+after the last: one mean stretch between epochs (an epoch's cost less its window) is added for it. Without the running totals
 (``record_epoch`` given windows only), the first epoch is left out when it costs more than
 :data:`OUTLIER_FACTOR` times the median of the later ones. With a step limit (``max_steps``) the rate
 is per optimizer step; with both limits the nearer end wins. Once the fit has ended, the projection
@@ -18,8 +20,8 @@ Example:
     1510.0
     >>> p.record_epoch(90.0, total_j=410.0)    # 90 J in the epoch, 10 J of checkpoint before it
     >>> p.record_epoch(90.0, total_j=510.0)
-    >>> p.projected_j(total_j=510.0)            # two epochs left at 100 J each
-    710.0
+    >>> p.projected_j(total_j=510.0)            # two epochs left at 100 J each, and the last one's checkpoint
+    720.0
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class EnergyProjection:
         self._first_left_out = False  # an outlier, or the later epochs' costs are the total's growth
         self._last_total_j: float | None = None  # the running total at the last epoch's end
         self._grown = False  # a later epoch's cost is the total's growth
+        self._between_j, self._betweens = 0.0, 0  # the work between epochs: each grown epoch's cost less its window
 
     @property
     def epochs_done(self) -> int:
@@ -73,7 +76,9 @@ class EnergyProjection:
         if total_j is not None:
             last_j, self._last_total_j = self._last_total_j, float(total_j)
             if last_j is not None and self.epoch_energies_j and total_j >= last_j:  # (a reading reused: equal, to rounding)
-                energy_j, self._grown = max(float(total_j) - last_j, energy_j), True
+                window_j, self._grown = energy_j, True
+                energy_j = max(float(total_j) - last_j, window_j)
+                self._between_j, self._betweens = self._between_j + energy_j - window_j, self._betweens + 1
         if self.epoch_energies_j:
             bisect.insort(self._later_sorted_j, energy_j)
         self.epoch_energies_j.append(energy_j)
@@ -111,7 +116,8 @@ class EnergyProjection:
         return energy_j / steps if steps else None
 
     def projected_j(self, total_j: float) -> float | None:
-        """The energy at the planned end: ``total_j`` so far plus the remaining work at the steady rate."""
+        """The energy at the planned end: ``total_j`` so far plus the remaining work at the steady rate, and the
+        work that follows the last epoch as it follows each (see the module's docstring)."""
         remaining: list[float] = []
         mean_j = self.mean_epoch_j()
         if mean_j is not None and self.planned_epochs > 0:
@@ -122,7 +128,8 @@ class EnergyProjection:
             remaining.append(step_j * max(self.planned_steps - self.steps_done, 0))
         if not remaining:
             return None
-        return total_j + min(remaining)
+        after_last_j = self._between_j / self._betweens if self._betweens else 0.0  # (a checkpoint at the last epoch's end)
+        return total_j + min(remaining) + after_last_j
 
 
 def _median(sorted_values: list[float]) -> float | None:

@@ -39,15 +39,16 @@ def test_projection_leaves_out_a_first_epoch_that_is_an_outlier_only() -> None:
 
 
 def test_projection_rate_is_the_totals_growth_between_epoch_ends_once_a_later_epoch_is_done() -> None:
-    """A checkpoint of 30 J after each epoch's 100 J window: each remaining epoch costs 130 J, and the
-    first epoch's window (no checkpoint before it, setup of 40 J before it) leaves the rate after epoch 1."""
+    """A checkpoint of 30 J after each epoch's 100 J window: each remaining epoch costs 130 J, the checkpoint after
+    the last one 30 J more, and the first epoch's window (no checkpoint before it, setup of 40 J before it) leaves
+    the rate after epoch 1. The final total: 40 + 5 × 100 + 5 × 30 = 690 J."""
     projection = EnergyProjection(planned_epochs=5)
     projection.record_epoch(100.0, total_j=140.0)
     assert projection.projected_j(140.0) == pytest.approx(140.0 + 4 * 100.0)  # all there is so far
     projection.record_epoch(100.0, total_j=270.0)
-    assert projection.projected_j(270.0) == pytest.approx(270.0 + 3 * 130.0)
+    assert projection.projected_j(270.0) == pytest.approx(270.0 + 3 * 130.0 + 30.0)
     projection.record_epoch(100.0, total_j=400.0, steps=10, steps_done=30)
-    assert projection.projected_j(400.0) == pytest.approx(400.0 + 2 * 130.0)  # = the final total, 660 J
+    assert projection.projected_j(400.0) == pytest.approx(400.0 + 2 * 130.0 + 30.0)  # = the final total, 690 J
     assert projection.mean_epoch_j() == pytest.approx(130.0)  # what a budget forecasts the next epoch at
     odd = EnergyProjection(planned_epochs=3)  # a total that went back (a meter reset): the window is kept
     odd.record_epoch(100.0, total_j=100.0)
