@@ -36,11 +36,16 @@ def _mlp() -> keras.Model:
     return model
 
 
-def test_beside_mlflows_keras_callback_each_green_metric_has_one_point_per_step(mlflow_experiment: str, digits) -> None:
+class _UsersMlflowCallback(mlflow.keras.MlflowCallback):
+    """A user's subclass of MLflow's callback (defined outside ``mlflow``: its module is this test's)."""
+
+
+@pytest.mark.parametrize("mlflows", [mlflow.keras.MlflowCallback, _UsersMlflowCallback])
+def test_beside_mlflows_keras_callback_each_green_metric_has_one_point_per_step(mlflow_experiment: str, digits,
+                                                                                mlflows: type) -> None:
     x, y, _, _ = digits
     with mlflow.start_run() as run:
-        history = _mlp().fit(x, y, epochs=2, batch_size=200, verbose=0,
-                             callbacks=[_green(), mlflow.keras.MlflowCallback()])
+        history = _mlp().fit(x, y, epochs=2, batch_size=200, verbose=0, callbacks=[_green(), mlflows()])
     hist = assert_green_invariants(run.info.run_id)
     assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1]
     assert not [key for key in history.history if key.startswith("green/")]
