@@ -68,21 +68,38 @@ def ends_the_epoch(trainer: Any) -> bool:
 
 def bind_trainer_run(session: Any, trainer: Any, *, keep: bool = False) -> None:
     """Bind ``session`` to Lightning's MLFlowLogger's run, else the active run, else a new one (rank zero only).
-    ``keep``: an evaluation keeps the run already bound."""
+    ``keep``: an evaluation keeps the run already bound (the last fit's), unless its Trainer's MLFlowLogger logs into
+    another (one callback given to two Trainers in turn: Trainer A's ``test`` after B's fit goes into A's logger's run,
+    beside Lightning's ``test_*`` metrics, not into B's)."""
     if not trainer.is_global_zero:
         return
-    if keep and session.output.bound:  # the fit's run, created or still waiting for its server (spooled)
-        return
-    for candidate in getattr(trainer, "loggers", None) or []:
-        if type(candidate).__name__ == "MLFlowLogger":
-            try:
-                run = RunHandle(candidate.experiment, candidate.run_id)
-            except Exception as exc:
-                logger.warning("mlflow-green: MLFlowLogger has no usable run (%s)", exc)
-                break
+    mlflow_loggers = [candidate for candidate in getattr(trainer, "loggers", None) or []
+                      if type(candidate).__name__ == "MLFlowLogger"]
+    if keep and session.output.bound and not _logs_elsewhere(mlflow_loggers, session):
+        return  # the fit's run, created or still waiting for its server (spooled)
+    if mlflow_loggers:
+        if len(mlflow_loggers) > 1:
+            logger.warning("mlflow-green: the Trainer has %d MLFlowLoggers; the callback logs into the first's run only",
+                           len(mlflow_loggers))
+        try:
+            run = RunHandle(mlflow_loggers[0].experiment, mlflow_loggers[0].run_id)
+        except Exception as exc:
+            logger.warning("mlflow-green: MLFlowLogger has no usable run (%s)", exc)
+        else:
             session.bind_run(run)
             return
     session.bind_run(activate=keep)  # a fit's run active from its first epoch: callbacks starting their own come first
+
+
+def _logs_elsewhere(mlflow_loggers: list[Any], session: Any) -> bool:
+    """True when the Trainer's (first) MLFlowLogger has a run other than the one ``session`` is bound to."""
+    if not mlflow_loggers:
+        return False
+    try:
+        run_id = mlflow_loggers[0].run_id
+    except Exception:  # its server unreachable: the bound run stays
+        return False
+    return run_id is not None and run_id != session.output.run_id
 
 
 def started_tracker(template: Any) -> Any:

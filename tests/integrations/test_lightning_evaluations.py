@@ -166,3 +166,37 @@ def test_evaluations_go_back_into_the_fits_run_once_the_users_later_run_has_ende
     assert len(client.get_metric_history(users.info.run_id, schema.ENERGY_TEST_KWH)) == 1
     assert len(client.get_metric_history(child.info.run_id, schema.ENERGY_TEST_KWH)) == 1
     assert client.get_run(users.info.run_id).info.status == "FINISHED"
+
+
+def test_one_callback_given_to_two_trainers_in_turn_logs_each_test_into_its_trainers_logger_run(
+        mlflow_experiment: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Trainer A's ``test`` after Trainer B's fit, one callback: the evaluation kept the run bound last (B's) and its
+    energy went there, while Lightning's ``test_*`` metrics went into A's MLFlowLogger's run."""
+    import logging
+
+    import mlflow
+    from green_invariants import assert_green_invariants
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    uri, (train, val) = mlflow.get_tracking_uri(), loaders()
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    loggers = {name: MLFlowLogger(experiment_name="in-turn", tracking_uri=uri, run_name=name,
+                                  artifact_location=(tmp_path / name).as_uri()) for name in ("A", "B")}
+    trainers = {name: lightning.Trainer(max_epochs=1, callbacks=[cb], **{**quiet_trainer_kwargs(), "logger": loggers[name]})
+                for name in ("A", "B")}
+    model_a = digits_classifier()
+    trainers["A"].fit(model_a, train, val)
+    trainers["B"].fit(digits_classifier(), train, val)
+    trainers["A"].test(model_a, val)
+    client, test_key = MlflowClient(), schema.phase_energy_key("test")
+    metrics = {name: client.get_run(loggers[name].run_id).data.metrics for name in ("A", "B")}
+    assert "test_acc" in metrics["A"] and test_key in metrics["A"]
+    assert test_key not in metrics["B"]
+    trainers["B"].test(digits_classifier(), val)  # and back to B's
+    assert test_key in client.get_run(loggers["B"].run_id).data.metrics
+    for name in ("A", "B"):
+        assert_green_invariants(loggers[name].run_id, finished=False)  # the loggers' runs: Lightning ends them
+    two = lightning.Trainer(callbacks=[cb], **{**quiet_trainer_kwargs(), "logger": [loggers["A"], loggers["B"]]})
+    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+        two.test(model_a, val)
+    assert any("2 MLFlowLoggers" in r.getMessage() for r in caplog.records)
