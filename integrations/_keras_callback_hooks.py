@@ -1,7 +1,8 @@
-"""The hooks of single callbacks in a watched Keras call's list (a mixin of
+"""The hooks of a watched Keras call's ``CallbackList`` and of the single callbacks in it (a mixin of
 :class:`~mlflow_green.integrations._keras_guard.CallGuard`).
 
-Two kinds, each restored with everything else the guard wrapped:
+The list's hooks but the batch ones see an exception in any callback (:meth:`CallbackHooks._guarded_hook`). Of
+single callbacks, two kinds, each restored with everything else the guard wrapped:
 
 - the start hook of the callbacks after ours (``on_train_begin`` …), for that one call: Keras calls them
   after ours returns, in the dispatch the list's wrapped hooks came too late for;
@@ -23,10 +24,15 @@ from mlflow_green.measure.signal_safety import passes_through
 
 
 class CallbackHooks:
-    """Wraps hooks of single callbacks (needs the guard's ``_callbacks``, ``_set``, ``_mark``, ``_ours``,
-    ``_restore`` and ``abort``)."""
+    """Wraps hooks of the call's list and of single callbacks (needs the guard's ``_callbacks``, ``_set``, ``_mark``,
+    ``_ours``, ``_restore``, ``abort`` and its counts)."""
 
     _callbacks: Any  # the call's CallbackList
+    in_list_train_end = False
+    """True while the fit's list runs its ``on_train_end``: ours defers the fit's end to :attr:`after_list_train_end`."""
+    after_list_train_end: Callable[[], None] | None = None
+    """Called once every callback's ``on_train_end`` has returned (the fit's end, after the callbacks listed after
+    ours: their ``mlflow.log_*`` calls there go into the fit's run, still active, not into a run MLflow starts)."""
 
     def watch_later_starts(self, ours: Any, hook: str = "on_train_begin") -> None:
         """Watch, for this one call each, the start ``hook`` of the callbacks after ``ours`` in the call's list:
@@ -72,6 +78,73 @@ class CallbackHooks:
                 raise
 
         return seen
+
+    def _guarded_hook(self, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        guard = self
+        apply_stop, epoch_end, train_end = hook == "on_train_batch_end", hook == "on_epoch_end", hook == "on_train_end"
+        if hook in ("on_test_begin", "on_predict_begin", "on_test_end"):  # called through the watched call's own hooks
+            return self._mark(passes_through(self._noted_hook(original, validating=hook == "on_test_begin")), original)
+        if "_batch_" in hook:  # the hot path: once per step
+
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    result = original(*args, **kwargs)
+                except BaseException as exc:
+                    guard.abort(exc)
+                    raise
+                if apply_stop and guard.stop_requested:
+                    guard.model.stop_training = True
+                return result
+
+            return self._mark(passes_through(guarded), original)
+
+        def guarded_whole(*args: Any, **kwargs: Any) -> Any:  # with every callback of the list (see BatchList)
+            batches = guard._batch_list
+            if batches is not None:
+                batches.whole()
+            try:
+                if epoch_end and guard.evaluations is not None:
+                    guard.evaluations.training_over()
+                if epoch_end and guard.on_epoch_end_start is not None:
+                    guard.on_epoch_end_start()
+                guard.in_list_train_end = train_end
+                result = original(*args, **kwargs)
+            except BaseException as exc:
+                guard.abort(exc)
+                raise
+            finally:
+                guard.in_list_train_end = False
+                if guard._batch_list is not None:
+                    guard._batch_list.slim()
+            if train_end and guard.after_list_train_end is not None:  # every callback's on_train_end done: the fit ends
+                after, guard.after_list_train_end = guard.after_list_train_end, None
+                after()
+            return result
+
+        return self._mark(passes_through(guarded_whole), original)
+
+    def _noted_hook(self, original: Callable[..., Any], *, validating: bool) -> Callable[..., Any]:
+        """A call's start (end) hook that notes, while it runs, that the watched call itself calls it (fit's
+        validation), and whether its own validation runs from there on."""
+        guard = self
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            guard.in_own_hook, guard.validating = True, validating
+            if validating:
+                guard.test_steps = guard.test_samples = 0
+            if guard._batch_list is not None:
+                guard._batch_list.whole()
+            try:
+                return original(*args, **kwargs)
+            except BaseException as exc:
+                guard.abort(exc)
+                raise
+            finally:
+                guard.in_own_hook = False
+                if guard._batch_list is not None:
+                    guard._batch_list.slim()
+
+        return noted
 
 
 __all__ = ["CallbackHooks"]

@@ -221,67 +221,6 @@ class CallGuard(CallbackHooks):
         wrapper._green_original = original
         return wrapper
 
-    def _guarded_hook(self, hook: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        guard = self
-        apply_stop, epoch_end = hook == "on_train_batch_end", hook == "on_epoch_end"
-        if hook in ("on_test_begin", "on_predict_begin", "on_test_end"):  # called through the watched call's own hooks
-            return self._mark(passes_through(self._noted_hook(original, validating=hook == "on_test_begin")), original)
-        if "_batch_" in hook:  # the hot path: once per step
-
-            def guarded(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    result = original(*args, **kwargs)
-                except BaseException as exc:
-                    guard.abort(exc)
-                    raise
-                if apply_stop and guard.stop_requested:
-                    guard.model.stop_training = True
-                return result
-
-            return self._mark(passes_through(guarded), original)
-
-        def guarded_whole(*args: Any, **kwargs: Any) -> Any:  # with every callback of the list (see BatchList)
-            batches = guard._batch_list
-            if batches is not None:
-                batches.whole()
-            try:
-                if epoch_end and guard.evaluations is not None:
-                    guard.evaluations.training_over()
-                if epoch_end and guard.on_epoch_end_start is not None:
-                    guard.on_epoch_end_start()
-                return original(*args, **kwargs)
-            except BaseException as exc:
-                guard.abort(exc)
-                raise
-            finally:
-                if guard._batch_list is not None:
-                    guard._batch_list.slim()
-
-        return self._mark(passes_through(guarded_whole), original)
-
-    def _noted_hook(self, original: Callable[..., Any], *, validating: bool) -> Callable[..., Any]:
-        """A call's start (end) hook that notes, while it runs, that the watched call itself calls it (fit's
-        validation), and whether its own validation runs from there on."""
-        guard = self
-
-        def noted(*args: Any, **kwargs: Any) -> Any:
-            guard.in_own_hook, guard.validating = True, validating
-            if validating:
-                guard.test_steps = guard.test_samples = 0
-            if guard._batch_list is not None:
-                guard._batch_list.whole()
-            try:
-                return original(*args, **kwargs)
-            except BaseException as exc:
-                guard.abort(exc)
-                raise
-            finally:
-                guard.in_own_hook = False
-                if guard._batch_list is not None:
-                    guard._batch_list.slim()
-
-        return noted
-
     def _step_raised(self, exc: BaseException, *, training: bool, only_validating: bool) -> None:
         """A step raised ``exc``: end the call (unless the data ran out: Keras ends the epoch and goes on); a Ctrl-C
         the framework raised as something else is raised as ``KeyboardInterrupt`` from it (else the caller re-raises)."""

@@ -200,6 +200,10 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
             self._call_model.stop_training = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        guard = self._fit_guard
+        if guard is not None and guard.in_list_train_end:  # the callbacks listed after ours first: the run stays
+            guard.after_list_train_end = lambda: self._finish("FINISHED", logs=logs)  # active for their mlflow.log_*
+            return
         self._finish("FINISHED", logs=logs)
 
     # -- validation inside fit, evaluate and predict outside it --------------------------------

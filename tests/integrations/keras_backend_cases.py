@@ -185,6 +185,42 @@ def _(out: Path):
     return seen
 
 
+class AtTrainEnd(keras.callbacks.Callback):
+    """Listed after ours: logs with MLflow's fluent API in its ``on_train_end`` (no run of the user's active), or
+    raises there."""
+
+    def __init__(self, exc: BaseException | None = None) -> None:
+        super().__init__()
+        self.exc, self.active = exc, None
+
+    def on_train_end(self, logs=None):
+        active = mlflow.active_run()
+        self.active = active.info.run_id if active else None
+        if self.exc is not None:
+            raise self.exc
+        mlflow.log_metric("final_accuracy", float(logs["accuracy"]))
+
+
+@case("later_callback_at_train_end")
+def _(out: Path):
+    # ours ended its run in its own on_train_end, before the later callback's: MLflow started a run for its
+    # log_metric, left active after the fit (the next fit took it for the user's); one raising left ours FINISHED
+    seen = {}
+    for name, exc in (("logs", None), ("raises", OSError("cannot write the final model")), ("interrupt", KeyboardInterrupt())):
+        cb, later = GreenCallback(), AtTrainEnd(exc)
+        try:
+            mlp().fit(X, Y, epochs=2, batch_size=64, verbose=0, callbacks=[cb, later])
+            raised = None
+        except BaseException as exc:  # noqa: BLE001
+            raised = type(exc).__name__
+        active = mlflow.active_run()
+        run = mlflow.MlflowClient().get_run(cb.session.run_id)
+        seen[name] = {"raised": raised, "status": run.info.status, "active_after": active.info.run_id if active else None,
+                      "ours_active_then": later.active == cb.session.run_id, "logged": "final_accuracy" in run.data.metrics,
+                      "run_id": cb.session.run_id}
+    return seen
+
+
 @case("predict_alone_with_failing_input")
 def _(out: Path):
     # TensorFlow reads predict's input in Python, outside the step: the error leaves predict where no hook sees it

@@ -79,6 +79,15 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         "evaluate_interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
         "predict_interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
     }
+    # A callback after ours at the fit's end: our run still active for its mlflow.log_* (not a run MLflow starts, left
+    # active); one raising there makes the fit raise: FAILED, or KILLED for a KeyboardInterrupt — no longer FINISHED
+    at_end = results["later_callback_at_train_end"]
+    for name, raised, status, logged in (("logs", None, "FINISHED", True), ("raises", "OSError", "FAILED", False),
+                                         ("interrupt", "KeyboardInterrupt", "KILLED", False)):
+        result = at_end[name]
+        assert (result["raised"], result["status"], result["logged"]) == (raised, status, logged), (name, result)
+        assert result["ours_active_then"] and result["active_after"] is None, (name, result)
+        assert_green_invariants(result["run_id"], client)
     # A predict alone whose input fails (outside the step on TensorFlow): a FAILED run with its energy, not none
     result = results["predict_alone_with_failing_input"]
     assert result["raised"] is not None and result["status"] == "FAILED" and result["energy_predict_kwh"] > 0, result
