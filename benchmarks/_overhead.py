@@ -165,7 +165,7 @@ class BackgroundCpu:
 
 EPOCH_END_HOOKS = {"on_epoch_end", "on_train_epoch_end"}  # Keras, Lightning
 FIT_START_HOOKS = {"on_train_begin", "on_fit_start"}
-CPU_SAMPLED_HOOKS = FIT_START_HOOKS | {"on_train_end", "setup", "on_train_start", "teardown"}  # a fit's (Keras, Lightning):
+CPU_SAMPLED_HOOKS = FIT_START_HOOKS | {"on_train_end", "_finish", "setup", "on_train_start", "teardown"}  # a fit's (Keras, Lightning):
 # thread CPU sampled too
 
 BACKGROUND = BackgroundCpu()

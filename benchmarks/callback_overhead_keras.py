@@ -44,7 +44,7 @@ from mlflow_green.testing import FakeMeter  # noqa: E402
 
 BATCH_SIZE = 32
 EPOCH_HOOKS = {"on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end"}
-FIT_HOOKS = {"on_train_begin", "on_train_end"}
+FIT_HOOKS = {"on_train_begin", "on_train_end", "_finish"}  # the fit's end: once every callback's on_train_end returned
 TimedGreenCallback = timed_hooks(GreenCallback, EPOCH_HOOKS | FIT_HOOKS)
 EPOCH_HOOKS |= {TRAINING_ENDED}  # timed by TimedGreenCallback's session
 
