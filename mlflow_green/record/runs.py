@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_green.record.ops import RunSpec
 from mlflow_green.record.recorder import RunRecorder
+from mlflow_green.record.system_metrics import start_monitor, stop_monitor
 from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.record.users_run import named_run_usable, users_run_id
 
@@ -77,6 +78,7 @@ class RunHandle:
         self.timeouts = timeouts
         self._recorder = recorder
         self._finished = False
+        self._system_metrics: Any = None  # MLflow's monitor, for a run we start while system metrics logging is on
 
     @property
     def client(self) -> MlflowClient:
@@ -116,6 +118,7 @@ class RunHandle:
             recorder = self.recorder
             if self.owned:
                 self.owned = False
+                stop_monitor(self._system_metrics, self.timeouts.end_s if self.timeouts else 5.0)  # its last samples first
                 recorder.terminate(status)
                 _deactivate(self)
             return recorder.close(timeout_s)
@@ -194,6 +197,7 @@ def resolve_run(
         handle.finish("KILLED", timeout_s=min(timeouts.end_s, 5.0))  # an interrupt: at most a few seconds more
         raise
     if created is not None:
+        handle._system_metrics = start_monitor(created, recorder.tracking_uri)  # as mlflow.start_run's would
         if activate:
             _activate(handle)
     elif recorder.creation_error is not None:  # refused for good (a deleted experiment): said once, by the writer
