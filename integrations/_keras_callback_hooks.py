@@ -21,6 +21,7 @@ from typing import Any
 
 from mlflow_green.integrations._keras_batch_list import BATCH_HOOKS, does_nothing_per_batch
 from mlflow_green.measure.signal_safety import passes_through
+from mlflow_green.record.active_hold import kept_active
 
 
 class CallbackHooks:
@@ -107,21 +108,31 @@ class CallbackHooks:
                     guard.evaluations.training_over()
                 if epoch_end and guard.on_epoch_end_start is not None:
                     guard.on_epoch_end_start()
-                guard.in_list_train_end = train_end
-                result = original(*args, **kwargs)
+                return original(*args, **kwargs)
             except BaseException as exc:
                 guard.abort(exc)
                 raise
             finally:
-                guard.in_list_train_end = False
                 if guard._batch_list is not None:
                     guard._batch_list.slim()
-            if train_end and guard.after_list_train_end is not None:  # every callback's on_train_end done: the fit ends
-                after, guard.after_list_train_end = guard.after_list_train_end, None
-                after()
-            return result
 
-        return self._mark(passes_through(guarded_whole), original)
+        if not train_end:
+            return self._mark(passes_through(guarded_whole), original)
+
+        def guarded_train_end(*args: Any, **kwargs: Any) -> Any:
+            with kept_active():  # a run ended inside (an evaluate's, given ours) stays active to the end: see active_hold
+                guard.in_list_train_end = True
+                try:
+                    result = guarded_whole(*args, **kwargs)
+                finally:
+                    guard.in_list_train_end = False
+                if guard.after_list_train_end is not None:  # every callback's on_train_end done: the fit ends
+                    after, guard.after_list_train_end = guard.after_list_train_end, None
+                    after()
+                return result
+
+        passes_through(guarded_whole)
+        return self._mark(passes_through(guarded_train_end), original)
 
     def _noted_hook(self, original: Callable[..., Any], *, validating: bool) -> Callable[..., Any]:
         """A call's start (end) hook that notes, while it runs, that the watched call itself calls it (fit's

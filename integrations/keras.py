@@ -269,8 +269,12 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
 
     def _still_in_fit(self) -> bool:
         """In a fit (its validation, a callback's predict), not right after one that Keras's own code ended."""
-        if self._in_fit and self._fit_guard is not None:
-            self._fit_guard.end_if_fit_left()  # ended FAILED now, before its watch's next look
+        guard = self._fit_guard
+        if self._in_fit and guard is not None:
+            guard.end_if_fit_left()  # ended FAILED now, before its watch's next look
+            if guard.after_list_train_end is not None:  # from a later callback's on_train_end: the fit is over
+                after, guard.after_list_train_end = guard.after_list_train_end, None
+                after()
         return self._in_fit and not self._claim.held_elsewhere() and not frames.busy_elsewhere(self._fit_guard, self._eval_guard)
 
     def _check_budget(self) -> None:

@@ -26,6 +26,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from mlflow_green.record.active_hold import deferred
 from mlflow_green.record.ops import RunSpec
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.system_metrics import start_monitor, stop_monitor
@@ -289,7 +290,13 @@ def activate_if_none_active(handle: RunHandle) -> None:
 
 
 def _deactivate(handle: RunHandle) -> None:
-    """Pop our run from MLflow's active runs (its end is sent by the writer, within the end timeout)."""
+    """Pop our run from MLflow's active runs (its end is sent by the writer, within the end timeout) — at the end of
+    a :func:`~mlflow_green.record.active_hold.kept_active` block, inside one."""
+    if not deferred(lambda: _deactivate_now(handle)):
+        _deactivate_now(handle)
+
+
+def _deactivate_now(handle: RunHandle) -> None:
     stack = _pending_stack()
     if handle in stack:
         stack.remove(handle)

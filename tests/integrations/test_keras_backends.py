@@ -80,13 +80,17 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         "predict_interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
     }
     # A callback after ours at the fit's end: our run still active for its mlflow.log_* (not a run MLflow starts, left
-    # active); one raising there makes the fit raise: FAILED, or KILLED for a KeyboardInterrupt — no longer FINISHED
+    # active); one raising there makes the fit raise: FAILED, or KILLED for a KeyboardInterrupt — no longer FINISHED.
+    # One evaluating the model with our callback there ends the fit first (the evaluate was billed as the fit's
+    # validation): its test energy in the fit's run, which stays active for the logging after it
     at_end = results["later_callback_at_train_end"]
     for name, raised, status, logged in (("logs", None, "FINISHED", True), ("raises", "OSError", "FAILED", False),
-                                         ("interrupt", "KeyboardInterrupt", "KILLED", False)):
+                                         ("interrupt", "KeyboardInterrupt", "KILLED", False), ("evaluates", None, "FINISHED", True)):
         result = at_end[name]
         assert (result["raised"], result["status"], result["logged"]) == (raised, status, logged), (name, result)
         assert result["ours_active_then"] and result["active_after"] is None, (name, result)
+        assert result["tested"] == (name == "evaluates"), (name, result)
+        assert result["new_runs"] == 1, (name, result)  # the fit's: none that MLflow started for a log_metric
         assert_green_invariants(result["run_id"], client)
     # A predict alone whose input fails (outside the step on TensorFlow): a FAILED run with its energy, not none
     result = results["predict_alone_with_failing_input"]
