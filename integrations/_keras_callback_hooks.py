@@ -15,13 +15,15 @@ single callbacks, two kinds, each restored with everything else the guard wrappe
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from mlflow_green.integrations._keras_batch_list import BATCH_HOOKS, does_nothing_per_batch
 from mlflow_green.measure.signal_safety import passes_through
-from mlflow_green.record.active_hold import kept_active
+
+logger = logging.getLogger(__name__)
 
 
 class CallbackHooks:
@@ -32,8 +34,8 @@ class CallbackHooks:
     in_list_train_end = False
     """True while the fit's list runs its ``on_train_end``: ours defers the fit's end to :attr:`after_list_train_end`."""
     after_list_train_end: Callable[[], None] | None = None
-    """Called once every callback's ``on_train_end`` has returned (the fit's end, after the callbacks listed after
-    ours: their ``mlflow.log_*`` calls there go into the fit's run, still active, not into a run MLflow starts)."""
+    """Called once every callback's ``on_train_end`` has returned: the fit's end, after the callbacks listed after ours
+    (their work there is measured, and one raising ends the run ``FAILED``)."""
 
     def watch_later_starts(self, ours: Any, hook: str = "on_train_begin") -> None:
         """Watch, for this one call each, the start ``hook`` of the callbacks after ``ours`` in the call's list:
@@ -120,16 +122,17 @@ class CallbackHooks:
             return self._mark(passes_through(guarded_whole), original)
 
         def guarded_train_end(*args: Any, **kwargs: Any) -> Any:
-            with kept_active():  # a run ended inside (an evaluate's, given ours) stays active to the end: see active_hold
-                guard.in_list_train_end = True
-                try:
-                    result = guarded_whole(*args, **kwargs)
-                finally:
-                    guard.in_list_train_end = False
-                if guard.after_list_train_end is not None:  # every callback's on_train_end done: the fit ends
-                    after, guard.after_list_train_end = guard.after_list_train_end, None
-                    after()
-                return result
+            before = _active_run_id()
+            guard.in_list_train_end = True
+            try:
+                result = guarded_whole(*args, **kwargs)
+            finally:
+                guard.in_list_train_end = False
+            if guard.after_list_train_end is not None:  # every callback's on_train_end done: the fit ends
+                after, guard.after_list_train_end = guard.after_list_train_end, None
+                after()
+            _warn_if_started_meanwhile(before)
+            return result
 
         passes_through(guarded_whole)
         return self._mark(passes_through(guarded_train_end), original)
@@ -156,6 +159,25 @@ class CallbackHooks:
                     guard._batch_list.slim()
 
         return noted
+
+
+def _active_run_id() -> str | None:
+    import mlflow
+
+    active = mlflow.active_run()
+    return active.info.run_id if active is not None else None
+
+
+def _warn_if_started_meanwhile(before: str | None) -> None:
+    """A run became MLflow's active run during the callbacks' ``on_train_end`` and is still active: a ``mlflow.log_*``
+    call there, with the fit's run no longer active, had MLflow start it (or a ``mlflow.start_run()`` not ended)."""
+    started = _active_run_id()
+    if started is not None and started != before:
+        logger.warning(
+            "mlflow-green: MLflow run %s was started in a callback's on_train_end (a mlflow.log_* call there, after "
+            "GreenCallback's on_train_end, finds no run active) and is still active: the next fit logs into it as into "
+            "yours. Log in on_epoch_end, or into the fit's run by id (MlflowClient().log_metric(run_id, ...)), or end "
+            "it with mlflow.end_run().", started)
 
 
 __all__ = ["CallbackHooks"]

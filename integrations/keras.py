@@ -39,6 +39,7 @@ from mlflow_green.integrations._keras_input import reads_input_in_python
 from mlflow_green.integrations._keras_profile import log_built_profile
 from mlflow_green.integrations._mlflow_autolog import mlflow_autologging_on
 from mlflow_green.measure.tracker import MeterSpec
+from mlflow_green.record.runs import leave_active
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.inspectors import inspect_model, require_inspectable
 from mlflow_green.training.session import TrainingSession
@@ -201,8 +202,9 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         guard = self._fit_guard
-        if guard is not None and guard.in_list_train_end:  # the callbacks listed after ours first: the run stays
-            guard.after_list_train_end = lambda: self._finish("FINISHED", logs=logs)  # active for their mlflow.log_*
+        if guard is not None and guard.in_list_train_end:  # the callbacks listed after ours first (measured), our run
+            guard.after_list_train_end = lambda: self._finish("FINISHED", logs=logs)  # no longer active: theirs may
+            leave_active(self.session.output.run)  # start a run of their own there, as before a GreenCallback
             return
         self._finish("FINISHED", logs=logs)
 

@@ -26,7 +26,6 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from mlflow_green.record.active_hold import deferred
 from mlflow_green.record.ops import RunSpec
 from mlflow_green.record.recorder import RunRecorder
 from mlflow_green.record.system_metrics import start_monitor, stop_monitor
@@ -289,14 +288,15 @@ def activate_if_none_active(handle: RunHandle) -> None:
         _activate(handle)
 
 
+def leave_active(handle: RunHandle | None) -> None:
+    """Our run (if ``handle`` is one) is no longer MLflow's active run, though it has not ended yet: a Keras fit's
+    end waits for the callbacks listed after ours, whose ``on_train_end`` may start a run of their own."""
+    if handle is not None and handle.owned:
+        _deactivate(handle)
+
+
 def _deactivate(handle: RunHandle) -> None:
-    """Pop our run from MLflow's active runs (its end is sent by the writer, within the end timeout) — at the end of
-    a :func:`~mlflow_green.record.active_hold.kept_active` block, inside one."""
-    if not deferred(lambda: _deactivate_now(handle)):
-        _deactivate_now(handle)
-
-
-def _deactivate_now(handle: RunHandle) -> None:
+    """Pop our run from MLflow's active runs (its end is sent by the writer, within the end timeout); once only."""
     stack = _pending_stack()
     if handle in stack:
         stack.remove(handle)
@@ -317,4 +317,4 @@ def _deactivate_now(handle: RunHandle) -> None:
         logger.debug("mlflow-green: could not pop run %s from the active runs: %s", handle.run_id, exc)
 
 
-__all__ = ["RunHandle", "resolve_run"]
+__all__ = ["RunHandle", "leave_active", "resolve_run"]
