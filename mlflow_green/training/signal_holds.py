@@ -126,4 +126,8 @@ def _deliver(handler: Any, signum: int, frame: FrameType | None) -> None:
         signal.raise_signal(signum)
 
 
+# A process forked inside a hold (a data loader's worker) gets SIGTERM back as it was, and SIGTERM is blocked across
+# the fork: the at-fork handlers live with the watches' registry, in termination (which imports this module first).
+from mlflow_green.training import termination as _termination  # noqa: E402,F401
+
 __all__ = ["DEFER_S", "signals_held", "sigterm_held"]

@@ -41,3 +41,24 @@ def test_disabled_it_holds_neither(framework_handlers: list[str]) -> None:
             os.kill(os.getpid(), signal.SIGINT)
             framework_handlers.append("not reached")
     assert framework_handlers == ["SIGTERM handled", "after SIGTERM"]
+
+
+def test_a_process_forked_inside_the_block_gets_sigterm_as_it_was(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Imported alone (a session ends its fit through it), the holds had no at-fork handlers: a data loader's worker
+    forked at a fit's end kept the parent's hold, and a pool stopping it with SIGTERM waited for ever."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "from mlflow_green.training.signal_holds import signals_held\n"
+        "with signals_held():\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        f"        open({str(tmp_path / 'child')!r}, 'w').write(repr(signal.getsignal(signal.SIGTERM)))\n"
+        "        os._exit(0)\n"
+        "    os.waitpid(pid, 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "child").read_text() == repr(signal.SIG_DFL)
