@@ -118,7 +118,8 @@ class RunHandle:
             recorder = self.recorder
             if self.owned:
                 self.owned = False
-                stop_monitor(self._system_metrics, self.timeouts.end_s if self.timeouts else 5.0)  # its last samples first
+                monitor, self._system_metrics = self._system_metrics, None  # its last samples first, in the end budget
+                timeout_s = stop_monitor(monitor, timeout_s, recorder.timeouts.end_s, failing=bool(recorder.failures))
                 recorder.terminate(status)
                 _deactivate(self)
             return recorder.close(timeout_s)

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+MONITOR_WAIT_S = 2.0
+"""A run's end waits at most this long (of its end timeout) for the monitor's last samples to be written."""
 
 
 def system_metrics_enabled() -> bool:
@@ -46,19 +50,24 @@ def start_monitor(run_id: str, tracking_uri: str | None) -> Any | None:
         monitor.start()
         return monitor
     except Exception as exc:  # the measurement goes on without them
+        hint = "; install psutil to have them" if isinstance(exc, ImportError) else ""
         logger.warning("mlflow-green: system metrics logging is on, but MLflow's monitor could not start for run %s "
-                       "(%s); install psutil to have them", run_id, exc)
+                       "(%s)%s", run_id, exc, hint)
         return None
 
 
-def stop_monitor(monitor: Any | None, timeout_s: float) -> None:
-    """Stop ``monitor`` and write its last samples, waiting at most ``timeout_s`` (a server that is down: MLflow
-    retries for minutes; the rest is left to its daemon thread)."""
+def stop_monitor(monitor: Any | None, timeout_s: float | None, end_s: float, *, failing: bool = False) -> float | None:
+    """Stop ``monitor`` and write its last samples, waiting at most :data:`MONITOR_WAIT_S` of the run's end budget
+    (``timeout_s``, else ``end_s``) — not at all when writes to the server are ``failing`` (MLflow retries for
+    minutes: the rest is left to its daemon thread). Returns what is left of the budget for the run's own last writes
+    (``timeout_s`` as given when there is no monitor)."""
     if monitor is None:
-        return
+        return timeout_s
+    budget_s, began_s = (end_s if timeout_s is None else timeout_s), time.monotonic()
     stopping = threading.Thread(target=_finish, args=(monitor,), name="mlflow-green-system-metrics", daemon=True)
     stopping.start()
-    stopping.join(timeout_s)
+    stopping.join(0.0 if failing else min(MONITOR_WAIT_S, budget_s))
+    return max(budget_s - (time.monotonic() - began_s), 0.0)
 
 
 def _finish(monitor: Any) -> None:
