@@ -52,10 +52,15 @@ class EvaluationMixin:
             return self.end_phase(kind, samples=samples) or EMPTY
         tracker = self.evals.tracker
         if tracker is None:
+            self._not_in_call()
             return EMPTY
         local = self.evals.end()
         if status == "FINISHED":
-            measured, counts = self.dist.combine({"m": local}, {"n": samples or 0})
+            try:
+                measured, counts = self.dist.combine({"m": local}, {"n": samples or 0})
+            except BaseException:  # a rank gone: nothing logged, and no call in progress left behind (see begin_eval)
+                self._not_in_call()
+                raise
         else:  # no collective at a failure (see end_fit): this rank's energy only
             measured, counts = {"m": local}, {"n": samples or 0}
             self.dist.gathered_at_end = not self.dist.distributed
@@ -81,6 +86,11 @@ class EvaluationMixin:
         finally:
             self.output.close(status)
         return measurement
+
+    def _not_in_call(self: TrainingSession) -> None:
+        """No evaluation is in progress any more, though the run was not closed: not a measured call either."""
+        self.output.in_call = False
+        outer_calls.leave(self.output)
 
     def _go_on_from_others(self: TrainingSession, kind: str, measurement: Measurement) -> None:
         """The run's evaluation totals and samples that another callback of this process logged since this one last

@@ -97,6 +97,28 @@ def test_an_evaluation_and_a_fit_overlapping_in_two_threads_are_warned_about(
     assert fit.run_id != evaluation.run_id
 
 
+def test_an_evaluation_whose_collective_failed_is_no_longer_in_progress(mlflow_experiment: str,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A distributed evaluation whose end's collective raised (a rank gone) stayed a call in progress: every later fit
+    in another thread was warned about an overlap with it."""
+    from mlflow_green.training.distributed import DistributedContext
+
+    def gone(payload: object) -> list[object]:
+        raise RuntimeError("a rank is gone")
+
+    evaluation, fit = _session(), _session()
+    evaluation.dist = DistributedContext(world_size=2, all_gather=gone)
+    evaluation.begin_eval("test")
+    with pytest.raises(RuntimeError, match="a rank is gone"):
+        evaluation.end_eval("test", samples=5)
+    worker = threading.Thread(target=lambda: (fit.bind_run(), fit.begin_fit(planned_epochs=1), fit.begin_epoch(0),
+                                              fit.end_epoch(0, train_samples=10), fit.settle(), fit.end_fit("FINISHED")))
+    with caplog.at_level(logging.WARNING, logger="mlflow_green"):
+        worker.start()
+        worker.join(120)
+    assert not [r for r in caplog.records if OVERLAP in r.getMessage()]
+
+
 class LetsAnotherThreadInAsItStops(FakeMeter):
     """A meter whose close — the fit's end stopping the meters, its figures not logged yet — lets another thread act,
     waiting for it at most 2 s (it may be made to wait for the end instead)."""
