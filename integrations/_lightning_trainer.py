@@ -78,7 +78,8 @@ def bind_trainer_run(session: Any, trainer: Any, *, keep: bool = False) -> None:
     if keep and session.output.bound and not _logs_elsewhere(mlflow_loggers, session):
         return  # the fit's run, created or still waiting for its server (spooled)
     if mlflow_loggers:
-        if len(mlflow_loggers) > 1:
+        if len(mlflow_loggers) > 1 and not getattr(trainer, "_green_loggers_warned", False):
+            trainer._green_loggers_warned = True  # once per Trainer
             logger.warning("mlflow-green: the Trainer has %d MLFlowLoggers; the callback logs into the first's run only",
                            len(mlflow_loggers))
         try:
