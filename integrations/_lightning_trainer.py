@@ -93,14 +93,15 @@ def bind_trainer_run(session: Any, trainer: Any, *, keep: bool = False) -> None:
 
 
 def _logs_elsewhere(mlflow_loggers: list[Any], session: Any) -> bool:
-    """True when the Trainer's (first) MLFlowLogger has a run other than the one ``session`` is bound to."""
+    """True when the Trainer's (first) MLFlowLogger has a run other than the one ``session`` is bound to (or than the
+    run whose child it is: the logger's run held a ``track()`` block's figures, and its fit logged into a child)."""
     if not mlflow_loggers:
         return False
     try:
         run_id = mlflow_loggers[0].run_id
     except Exception:  # its server unreachable: the bound run stays
         return False
-    return run_id is not None and run_id != session.output.run_id
+    return run_id is not None and run_id not in (session.output.run_id, getattr(session, "child_of", None))
 
 
 def started_tracker(template: Any) -> Any:

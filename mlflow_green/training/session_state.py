@@ -82,8 +82,10 @@ class StateMixin:
         if earlier is not None and earlier.block and after_step is None:
             logger.warning("mlflow-green: run %s already holds a track() block's green/ figures; this callback logs "
                            "into a child run of it (its totals and steps from zero would clash with them)", run_id)
-            child = resolve_run(run_name=self.output.run_name, timeouts=self.output.timeouts, nested=True, activate=False)
+            child = resolve_run(run_name=self.output.run_name, timeouts=self.output.timeouts, nested=True, parent=run,
+                                activate=False)  # of that run, active or not (an MLFlowLogger's is not)
             self.output.bind(child)  # the totals are at zero still (nothing was taken from the user's run)
+            self.child_of = run_id  # an evaluation of the same Trainer logs into the child, not into another
         elif earlier is not None and (after_step is None or (earlier.last_step is not None and earlier.last_step > after_step)):
             self.take_earlier(earlier)
 

@@ -202,3 +202,28 @@ def test_one_callback_given_to_two_trainers_in_turn_logs_each_test_into_its_trai
         two.validate(model_a, val)
     assert len([r for r in caplog.records if "2 MLFlowLoggers" in r.getMessage()]) == 1  # once per Trainer
 
+
+
+def test_a_fit_in_a_child_of_the_loggers_run_and_the_evaluation_after_it_share_that_child(mlflow_experiment: str) -> None:
+    """The MLFlowLogger's run held a ``track()`` block's figures, so the fit got a child run of it — not marked as one
+    (the logger's run is not MLflow's active run, whose child it was made); and the ``test`` after the fit took the
+    logger's run for another than the fit's and made a second run."""
+    import mlflow
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    import mlflow_green
+
+    with mlflow_green.track(meters=[FakeMeter({"cpu:0": 50.0})]) as block:
+        pass
+    cb, (train, val) = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})]), loaders()
+    mlf_logger = MLFlowLogger(tracking_uri=mlflow.get_tracking_uri(), run_id=block.run_id)
+    trainer = lightning.Trainer(max_epochs=1, callbacks=[cb], **{**quiet_trainer_kwargs(), "logger": mlf_logger})
+    model = digits_classifier()
+    trainer.fit(model, train, val)
+    fit_run = cb.session.run_id
+    trainer.test(model, val)
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    children = client.search_runs(experiments, f"tags.mlflow.parentRunId = '{block.run_id}'")
+    assert [run.info.run_id for run in children] == [fit_run] and cb.session.run_id == fit_run
+    assert schema.phase_energy_key("test") in client.get_run(fit_run).data.metrics
