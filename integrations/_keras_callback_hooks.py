@@ -33,9 +33,20 @@ class CallbackHooks:
     _callbacks: Any  # the call's CallbackList
     in_list_train_end = False
     """True while the fit's list runs its ``on_train_end``: ours defers the fit's end to :attr:`after_list_train_end`."""
+    train_end_logs: Any = None
+    """The ``logs`` the list's ``on_train_end`` was given (the fit's last figures)."""
     after_list_train_end: Callable[[], None] | None = None
     """Called once every callback's ``on_train_end`` has returned: the fit's end, after the callbacks listed after ours
     (their work there is measured, and one raising ends the run ``FAILED``)."""
+
+    def training_over(self) -> bool:
+        """True while the fit's list runs its ``on_train_end`` (every epoch done): a call begun there — an ``evaluate``,
+        a ``fit`` given the fit's callback, from a callback listed before or after ours — finds the fit over, and the
+        caller ends it now (its end after the list is dropped)."""
+        if not self.in_list_train_end:
+            return False
+        self.after_list_train_end = None
+        return True
 
     def watch_later_starts(self, ours: Any, hook: str = "on_train_begin") -> None:
         """Watch, for this one call each, the start ``hook`` of the callbacks after ``ours`` in the call's list:
@@ -123,7 +134,7 @@ class CallbackHooks:
 
         def guarded_train_end(*args: Any, **kwargs: Any) -> Any:
             before = _active_run_id()
-            guard.in_list_train_end = True
+            guard.in_list_train_end, guard.train_end_logs = True, kwargs.get("logs", args[0] if args else None)
             try:
                 result = guarded_whole(*args, **kwargs)
             finally:

@@ -153,6 +153,8 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not frames.claims_call(self, "fit", GreenCallback):  # another thread's call, or another GreenCallback first
             return
+        if self._in_fit and self._fit_guard is not None and self._fit_guard.training_over():  # from an on_train_end
+            self._finish("FINISHED", logs=self._fit_guard.train_end_logs)  # the fit it is in: over (its epochs all done)
         self._finish(open_fit_status(self._fit_guard) if self._in_fit else "FAILED")  # an open fit; or waits for one a watch ends
         self._claim.take(lambda: False)  # this fit's (ending an open one gave it back)
         self._in_fit, self._validation_watched = True, False
@@ -274,9 +276,8 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
         guard = self._fit_guard
         if self._in_fit and guard is not None:
             guard.end_if_fit_left()  # ended FAILED now, before its watch's next look
-            if guard.after_list_train_end is not None:  # from a later callback's on_train_end: the fit is over
-                after, guard.after_list_train_end = guard.after_list_train_end, None
-                after()
+            if guard.training_over():  # from a callback's on_train_end (before or after ours): the fit is over
+                self._finish("FINISHED", logs=guard.train_end_logs)
         return self._in_fit and not self._claim.held_elsewhere() and not frames.busy_elsewhere(self._fit_guard, self._eval_guard)
 
     def _check_budget(self) -> None:

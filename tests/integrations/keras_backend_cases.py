@@ -200,8 +200,11 @@ class AtTrainEnd(keras.callbacks.Callback):
         if self.mode in ("raises", "interrupt"):
             raise OSError("cannot write the final model") if self.mode == "raises" else KeyboardInterrupt()
         accuracy = logs["accuracy"]
-        if self.mode == "evaluates":  # the final model evaluated with the fit's callback: the fit ends first
+        if self.mode.startswith("evaluates"):  # the final model evaluated with the fit's callback: the fit ends first
             accuracy = self.model.evaluate(X, Y, batch_size=64, verbose=0, callbacks=[self.cb])[1]
+        if self.mode == "refits":  # trained on with the fit's callback: the fit ends first (it ended FAILED, nested)
+            self.model.fit(X, Y, epochs=1, batch_size=64, verbose=0, callbacks=[self.cb])
+            return
         if self.mode == "starts_run":  # a run of its own, as without a GreenCallback (none active here)
             with mlflow.start_run(run_name="register"):
                 mlflow.log_metric("final_accuracy", float(accuracy))
@@ -224,12 +227,15 @@ def _(out: Path):
     # the run FAILED / KILLED, it stayed FINISHED); our run is no longer MLflow's active run in theirs (one that starts
     # a run of its own there can, as without us); a log_metric there has MLflow start a run: a warning says so
     seen = {}
-    for mode in ("logs", "raises", "interrupt", "evaluates", "starts_run"):
+    for mode in ("logs", "raises", "interrupt", "evaluates", "evaluates_listed_first", "starts_run", "refits"):
         cb = GreenCallback()
         later, messages = AtTrainEnd(mode, cb), Messages()
+        fit_run = []
         logging.getLogger("mlflow_green").addHandler(messages)
         try:
-            mlp().fit(X, Y, epochs=2, batch_size=64, verbose=0, callbacks=[cb, later])
+            watch = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: fit_run.append(cb.session.run_id))
+            listed = [later, cb, watch] if mode == "evaluates_listed_first" else [cb, watch, later]
+            mlp().fit(X, Y, epochs=2, batch_size=64, verbose=0, callbacks=listed)
             raised = None
         except BaseException as exc:  # noqa: BLE001
             raised = type(exc).__name__
@@ -237,10 +243,12 @@ def _(out: Path):
             logging.getLogger("mlflow_green").removeHandler(messages)
         active = mlflow.active_run()
         stray = active.info.run_id if active is not None and active.info.run_id != cb.session.run_id else None
-        run = mlflow.MlflowClient().get_run(cb.session.run_id)
-        seen[mode] = {"raised": raised, "status": run.info.status, "ours_active_then": later.active == cb.session.run_id,
+        run = mlflow.MlflowClient().get_run(fit_run[-1])  # the fit's (a fit after it has a run of its own)
+        seen[mode] = {"raised": raised, "status": run.info.status, "ours_active_then": later.active == fit_run[-1],
                       "stray": stray is not None, "warned": any("was started in a callback's on_train_end" in m for m in messages.seen),
-                      "tested": "green/energy_test_kwh" in run.data.metrics, "run_id": cb.session.run_id}
+                      "tested": "green/energy_test_kwh" in run.data.metrics, "run_id": fit_run[-1],
+                      "nested_warning": any("given to a fit started inside the fit" in m for m in messages.seen),
+                      "later_run": cb.session.run_id if cb.session.run_id != fit_run[-1] else None}
         while mlflow.active_run() is not None:  # the stray run: ended, so that the next cases start with none active
             mlflow.end_run()
     return seen

@@ -84,12 +84,17 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     # of its own can (as without us), and a log_metric has MLflow start one — said by a warning; an evaluate given
     # our callback ends the fit first and is measured as a test evaluation in the fit's run (it was its validation)
     at_end = results["later_callback_at_train_end"]
+    # — listed before ours too (it was then the fit's validation); one training on with our callback there ends the fit
+    # FINISHED first (it ended FAILED, as a fit inside the fit), the new fit getting a run of its own
     for mode, raised, status, stray in (("logs", None, "FINISHED", True), ("raises", "OSError", "FAILED", False),
                                         ("interrupt", "KeyboardInterrupt", "KILLED", False), ("evaluates", None, "FINISHED", True),
-                                        ("starts_run", None, "FINISHED", False)):
+                                        ("evaluates_listed_first", None, "FINISHED", True), ("starts_run", None, "FINISHED", False),
+                                        ("refits", None, "FINISHED", False)):
         result = at_end[mode]
         assert (result["raised"], result["status"], result["stray"], result["warned"]) == (raised, status, stray, stray), (mode, result)
-        assert not result["ours_active_then"] and result["tested"] == (mode == "evaluates"), (mode, result)
+        assert result["ours_active_then"] == (mode == "evaluates_listed_first"), (mode, result)
+        assert result["tested"] == mode.startswith("evaluates") and not result["nested_warning"], (mode, result)
+        assert (result["later_run"] is not None) == (mode == "refits"), (mode, result)
         assert_green_invariants(result["run_id"], client)
     # A predict alone whose input fails (outside the step on TensorFlow): a FAILED run with its energy, not none
     result = results["predict_alone_with_failing_input"]
