@@ -10,7 +10,8 @@ holds the work before it, so the work after the current one is in the forecast, 
 after the last: one mean stretch between epochs (an epoch's cost less its window) is added for it. Without the running totals
 (``record_epoch`` given windows only), the first epoch is left out when it costs more than
 :data:`OUTLIER_FACTOR` times the median of the later ones. With a step limit (``max_steps``) the rate
-is per optimizer step; with both limits the nearer end wins. Once the fit has ended, the projection
+is per optimizer step inside the epochs' windows, and the work between epochs is added once per epoch to come
+(the last one, cut short by the limit, too); with both limits the nearer end wins. Once the fit has ended, the projection
 is the actual total.
 
 Example:
@@ -27,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import bisect
+import math
 
 OUTLIER_FACTOR = 1.5
 """A first epoch costing more than this times the median of the later ones is not steady state."""
@@ -51,11 +53,13 @@ class EnergyProjection:
         # running figures, so that an epoch costs O(log n) however long the fit (eval windows can be many)
         self._later_sorted_j: list[float] = []  # the energies of every epoch but the first, sorted
         self._sum_j = 0.0
-        self._stepped_j = 0.0  # energy of the epochs that counted steps
+        self._stepped_j = 0.0  # energy of the epochs that counted steps (their windows: see step_j)
         self._stepped = 0  # their steps
+        self._stepped_epochs = 0
         self._first_left_out = False  # an outlier, or the later epochs' costs are the total's growth
         self._last_total_j: float | None = None  # the running total at the last epoch's end
         self._grown = False  # a later epoch's cost is the total's growth
+        self._first_window_j = 0.0
         self._between_j, self._betweens = 0.0, 0  # the work between epochs: each grown epoch's cost less its window
 
     @property
@@ -73,20 +77,23 @@ class EnergyProjection:
         first epoch then leaves the rate (see the module's docstring).
         """
         energy_j, steps = float(energy_j), max(int(steps or 0), 0)
+        window_j = energy_j
         if total_j is not None:
             last_j, self._last_total_j = self._last_total_j, float(total_j)
             if last_j is not None and self.epoch_energies_j and total_j >= last_j:  # (a reading reused: equal, to rounding)
-                window_j, self._grown = energy_j, True
+                self._grown = True
                 energy_j = max(float(total_j) - last_j, window_j)
                 self._between_j, self._betweens = self._between_j + energy_j - window_j, self._betweens + 1
         if self.epoch_energies_j:
             bisect.insort(self._later_sorted_j, energy_j)
+        if not self.epoch_energies_j:
+            self._first_window_j = window_j
         self.epoch_energies_j.append(energy_j)
         self.epoch_steps.append(steps)
         self._sum_j += energy_j
         if steps > 0:
-            self._stepped_j += energy_j
-            self._stepped += steps
+            self._stepped_j += window_j
+            self._stepped, self._stepped_epochs = self._stepped + steps, self._stepped_epochs + 1
         later = _median(self._later_sorted_j)
         self._first_left_out = self._grown or (later is not None and later > 0
                                                  and self.epoch_energies_j[0] > OUTLIER_FACTOR * later)
@@ -109,10 +116,11 @@ class EnergyProjection:
         return not (self.planned_steps is not None and self.steps_done is not None and self.steps_done >= self.planned_steps)
 
     def step_j(self) -> float | None:
-        """Energy of a steady-state optimizer step (None when steps are not counted)."""
+        """Energy of a steady-state optimizer step inside an epoch's window (None when steps are not counted): the work
+        between epochs is counted per epoch boundary (see :meth:`projected_j`), not spread over the steps."""
         energy_j, steps = self._stepped_j, self._stepped
-        if self._first_left_out and self.epoch_steps[0] > 0:
-            energy_j, steps = energy_j - self.epoch_energies_j[0], steps - self.epoch_steps[0]
+        if self._first_left_out and self.epoch_steps[0] > 0:  # (the first epoch's own window: nothing between before it)
+            energy_j, steps = energy_j - self._first_window_j, steps - self.epoch_steps[0]
         return energy_j / steps if steps else None
 
     def projected_j(self, total_j: float) -> float | None:
@@ -124,12 +132,14 @@ class EnergyProjection:
             epochs_left = max(self.planned_epochs - self.first_epoch - self.epochs_done, 0)
             remaining.append(mean_j * epochs_left)
         step_j = self.step_j()
+        between_j = self._between_j / self._betweens if self._betweens else 0.0  # the mean work between two epochs
         if step_j is not None and self.planned_steps is not None and self.steps_done is not None:
-            remaining.append(step_j * max(self.planned_steps - self.steps_done, 0))
+            steps_left = max(self.planned_steps - self.steps_done, 0)
+            per_epoch = self._stepped / self._stepped_epochs  # epochs to come, the last one cut short: each after a stretch
+            remaining.append(step_j * steps_left + math.ceil(steps_left / per_epoch) * between_j)
         if not remaining:
             return None
-        after_last_j = self._between_j / self._betweens if self._betweens else 0.0  # (a checkpoint at the last epoch's end)
-        return total_j + min(remaining) + after_last_j
+        return total_j + min(remaining) + between_j  # and the stretch after the last epoch (its checkpoint)
 
 
 def _median(sorted_values: list[float]) -> float | None:

@@ -66,6 +66,17 @@ def test_projection_by_steps_and_the_nearer_end_of_two_limits() -> None:
     assert EnergyProjection().projected_j(1.0) is None  # nothing planned: no projection
 
 
+def test_projection_by_steps_counts_the_work_between_epochs_per_epoch_not_per_step() -> None:
+    """20 steps of 2 J an epoch, a 10 J checkpoint after each, ``max_steps`` ending inside an epoch: each epoch to come,
+    the cut one too, comes after a checkpoint, and one follows the last (spread over the steps, the forecast fell
+    short by most of a checkpoint when the fit ended a few steps into an epoch)."""
+    for planned_steps, final_j in ((100, 260.0), (90, 240.0)):  # 3 more whole epochs; 2 and 10 steps of a third
+        projection = EnergyProjection(planned_epochs=10, planned_steps=planned_steps)
+        projection.record_epoch(40.0, total_j=50.0, steps=20, steps_done=20)  # 10 J of setup before it
+        projection.record_epoch(40.0, total_j=100.0, steps=20, steps_done=40)  # the checkpoint after epoch 0 before it
+        assert projection.projected_j(100.0) == pytest.approx(final_j)
+
+
 # -- phases ----------------------------------------------------------------------------------------
 def test_other_is_what_the_fit_phases_leave_of_the_total_device_by_device() -> None:
     ledger = PhaseLedger()
