@@ -3,7 +3,9 @@
 The end of a measurement (the final read, the totals, ``green/report.json``, the run's end) must not
 be cut short by a handler that raises there — Lightning's SIGTERM handler, Python's Ctrl-C — which
 would leave a run without its report. :func:`sigterm_held` holds one signal for the length of a
-block; :func:`signals_held` holds SIGTERM and SIGINT together, as a fit's end does.
+block; :func:`signals_held` holds SIGTERM and SIGINT together, as a fit's end does. A process forked meanwhile
+(or while a :class:`~mlflow_green.training.termination.SigtermWatch` holds SIGTERM) gets SIGTERM back as it was
+(the at-fork handlers here, with the registries of holds and watches they read).
 
 Example:
     >>> with signals_held():
@@ -126,8 +128,74 @@ def _deliver(handler: Any, signum: int, frame: FrameType | None) -> None:
         signal.raise_signal(signum)
 
 
-# A process forked inside a hold (a data loader's worker) gets SIGTERM back as it was, and SIGTERM is blocked across
-# the fork: the at-fork handlers live with the watches' registry, in termination (which imports this module first).
-from mlflow_green.training import termination as _termination  # noqa: E402,F401
+# -- forks: a process forked from a measured training gets SIGTERM back as it was -------------------------------------
+_TAKEN: list[Any] = []
+"""The watches (:class:`~mlflow_green.training.termination.SigtermWatch`) holding SIGTERM in this process, in the
+order they took it."""
+
+
+_UNBLOCK_AFTER_FORK: set[int] = set()
+"""The threads forking now in which :func:`_forking` blocked SIGTERM (two threads may fork at once: each
+gives back its own)."""
+
+
+def _forking() -> None:
+    """Before a fork while SIGTERM is ours: block it in the forking thread, until the child has SIGTERM back
+    as it was. A pool stops a worker it has just forked with SIGTERM (Keras's PyDataset with
+    ``use_multiprocessing``); reaching the child while it still has our Python handler, the signal was lost
+    (Python clears the signals caught before a child's at-fork handlers) or handled as if in the training,
+    and the worker lived on (its pool, joining it, waited forever)."""
+    if _TAKEN or _HELD:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            if signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}):
+                _UNBLOCK_AFTER_FORK.add(threading.get_ident())
+
+
+def _unblock(child: bool = False) -> None:
+    """Unblock SIGTERM in the forking thread if :func:`_forking` blocked it (one kept pending is delivered
+    now). A handler that raises for it here — inside the fork, where the error would be printed and dropped —
+    gets it again a moment later, as the main thread's signal."""
+    ident = threading.get_ident()  # the forking thread's, in the child too
+    blocked = ident in _UNBLOCK_AFTER_FORK
+    _UNBLOCK_AFTER_FORK.discard(ident)
+    if child:
+        _UNBLOCK_AFTER_FORK.clear()  # the other threads forking are not in the child
+    if not blocked:
+        return
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    except (ValueError, OSError):
+        pass
+    except BaseException:  # noqa: BLE001 - raised by a handler of the SIGTERM kept pending: delivered again
+        _deliver_later(signal.SIGTERM)
+
+
+def _forked() -> None:
+    """In a process forked from a measured training (a data loader's worker), SIGTERM goes back to what it
+    was before any watch took it or any hold held it: the child has no measurement to end, and a Python
+    handler there can miss a SIGTERM that arrives just before a blocking call (a pool stopping its workers
+    would wait forever); a hold would keep the child alive. Then SIGTERM is unblocked (see :func:`_forking`)."""
+    try:
+        _give_sigterm_back()
+    finally:
+        _unblock(child=True)
+
+
+def _give_sigterm_back() -> None:
+    ours = [(watch._handle, watch._previous) for watch in _TAKEN] + list(_HELD)
+    with contextlib.suppress(ValueError, OSError, TypeError):
+        for _ in range(len(ours)):  # each of ours in force gives way to the handler it replaced
+            current = signal.getsignal(signal.SIGTERM)
+            previous = next((before for handler, before in ours if handler == current), None)
+            if previous is None:
+                break
+            signal.signal(signal.SIGTERM, previous)
+    _TAKEN.clear()  # their _previous kept: a handler installed over ours may still call ours
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_forking, after_in_parent=_unblock, after_in_child=_forked)
+
 
 __all__ = ["DEFER_S", "signals_held", "sigterm_held"]

@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any
 
 from mlflow_green.measure.signal_safety import inside_own_code, note_handler
-from mlflow_green.training.signal_holds import _HELD, DEFER_S, _deliver_later, _give_back, signals_held, sigterm_held
+from mlflow_green.training.signal_holds import _TAKEN, DEFER_S, _deliver_later, _give_back, signals_held, sigterm_held
 
 logger = logging.getLogger(__name__)
 
@@ -168,72 +168,6 @@ class SigtermWatch:
             signal.raise_signal(signum)  # terminate as the process would have without us
 
 
-_TAKEN: list[SigtermWatch] = []
-"""The watches holding SIGTERM in this process, in the order they took it."""
-
-
-_UNBLOCK_AFTER_FORK: set[int] = set()
-"""The threads forking now in which :func:`_forking` blocked SIGTERM (two threads may fork at once: each
-gives back its own)."""
-
-
-def _forking() -> None:
-    """Before a fork while SIGTERM is ours: block it in the forking thread, until the child has SIGTERM back
-    as it was. A pool stops a worker it has just forked with SIGTERM (Keras's PyDataset with
-    ``use_multiprocessing``); reaching the child while it still has our Python handler, the signal was lost
-    (Python clears the signals caught before a child's at-fork handlers) or handled as if in the training,
-    and the worker lived on (its pool, joining it, waited forever)."""
-    if _TAKEN or _HELD:
-        with contextlib.suppress(ValueError, OSError, AttributeError):
-            if signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}):
-                _UNBLOCK_AFTER_FORK.add(threading.get_ident())
-
-
-def _unblock(child: bool = False) -> None:
-    """Unblock SIGTERM in the forking thread if :func:`_forking` blocked it (one kept pending is delivered
-    now). A handler that raises for it here — inside the fork, where the error would be printed and dropped —
-    gets it again a moment later, as the main thread's signal."""
-    ident = threading.get_ident()  # the forking thread's, in the child too
-    blocked = ident in _UNBLOCK_AFTER_FORK
-    _UNBLOCK_AFTER_FORK.discard(ident)
-    if child:
-        _UNBLOCK_AFTER_FORK.clear()  # the other threads forking are not in the child
-    if not blocked:
-        return
-    try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    except (ValueError, OSError):
-        pass
-    except BaseException:  # noqa: BLE001 - raised by a handler of the SIGTERM kept pending: delivered again
-        _deliver_later(signal.SIGTERM)
-
-
-def _forked() -> None:
-    """In a process forked from a measured training (a data loader's worker), SIGTERM goes back to what it
-    was before any watch took it or any hold held it: the child has no measurement to end, and a Python
-    handler there can miss a SIGTERM that arrives just before a blocking call (a pool stopping its workers
-    would wait forever); a hold would keep the child alive. Then SIGTERM is unblocked (see :func:`_forking`)."""
-    try:
-        _give_sigterm_back()
-    finally:
-        _unblock(child=True)
-
-
-def _give_sigterm_back() -> None:
-    ours = [(watch._handle, watch._previous) for watch in _TAKEN] + list(_HELD)
-    with contextlib.suppress(ValueError, OSError, TypeError):
-        for _ in range(len(ours)):  # each of ours in force gives way to the handler it replaced
-            current = signal.getsignal(signal.SIGTERM)
-            previous = next((before for handler, before in ours if handler == current), None)
-            if previous is None:
-                break
-            signal.signal(signal.SIGTERM, previous)
-    _TAKEN.clear()  # their _previous kept: a handler installed over ours may still call ours
-    _HELD.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_forking, after_in_parent=_unblock, after_in_child=_forked)
 note_handler(SigtermWatch._handle)  # it gives SIGTERM back before it calls on: an error through it is the signal's
 inside_own_code(None)  # where our code lives, found now rather than inside a signal handler
 
