@@ -22,6 +22,7 @@ from typing import Any
 
 from mlflow_green.integrations._keras_batch_list import BATCH_HOOKS, does_nothing_per_batch
 from mlflow_green.measure.signal_safety import passes_through
+from mlflow_green.training.session_eval import active_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class CallbackHooks:
             return self._mark(passes_through(guarded_whole), original)
 
         def guarded_train_end(*args: Any, **kwargs: Any) -> Any:
-            before = _active_run_id()
+            before = active_run_id()
             guard.in_list_train_end, guard.train_end_logs = True, kwargs.get("logs", args[0] if args else None)
             try:
                 result = guarded_whole(*args, **kwargs)
@@ -172,17 +173,10 @@ class CallbackHooks:
         return noted
 
 
-def _active_run_id() -> str | None:
-    import mlflow
-
-    active = mlflow.active_run()
-    return active.info.run_id if active is not None else None
-
-
 def _warn_if_started_meanwhile(before: str | None) -> None:
     """A run became MLflow's active run during the callbacks' ``on_train_end`` and is still active: a ``mlflow.log_*``
     call there, with the fit's run no longer active, had MLflow start it (or a ``mlflow.start_run()`` not ended)."""
-    started = _active_run_id()
+    started = active_run_id()
     if started is not None and started != before:
         logger.warning(
             "mlflow-green: MLflow run %s was started in a callback's on_train_end (a mlflow.log_* call there, after "

@@ -86,7 +86,7 @@ class EnergyProjection:
                 self._between_j, self._betweens = self._between_j + energy_j - window_j, self._betweens + 1
         if self.epoch_energies_j:
             bisect.insort(self._later_sorted_j, energy_j)
-        if not self.epoch_energies_j:
+        else:
             self._first_window_j = window_j
         self.epoch_energies_j.append(energy_j)
         self.epoch_steps.append(steps)
