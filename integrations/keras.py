@@ -164,10 +164,11 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
         self._fit_guard = CallGuard(self._take_call_model("fit"), self._abort, python_input=reads_input_in_python(), on_step_end=per_step)
         self._fit_guard.watch("fit", ours=self)  # before the run is bound: a Ctrl-C meanwhile is the training's (KILLED)
         self._claim.settle()
-        try:
-            bind_resumable(self.session)  # a fit Keras restores from a backup resumes the run that wrote it
-            self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
-            self.session.begin_fit(planned_epochs=frames.fit_epochs(self.params))
+        try:  # a Ctrl-C while MLflow creates the run (a fresh store: seconds) is raised once measuring began (KILLED,
+            with signals_held():  # with its figures; a second one at once)
+                bind_resumable(self.session)  # a fit Keras restores from a backup resumes the run that wrote it
+                self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
+                self.session.begin_fit(planned_epochs=frames.fit_epochs(self.params))
         except Exception as exc:  # measurement never crashes training: this fit goes unmeasured, its run ended
             logger.warning("mlflow-green: could not start measuring this fit (%r); it trains unmeasured", exc)
             self._finish("FAILED")
