@@ -122,19 +122,21 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         if self._pending_state is not None:
             self.session.load_state_dict(self._pending_state)
             self._pending_state = None
-        bind_trainer_run(self.session, trainer)
-        self._guard.guard(trainer, self)
-        self._fetch = FetchTimer.install(trainer)  # None on a Lightning without its hooks: the gaps between batches
-        if self._fetch is not None:  # a training_step reading a dataloader_iter: the batches it pulls counted
-            self._fetch.on_pass = self._count_pulled_training
-        self._epoch_end = EpochEndReading.install(trainer, self)  # a reading before the callbacks' epoch ends
-        self.session.expects_validation = bool(getattr(trainer, "enable_validation", False))  # quality: val metrics
-        self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("pytorch")
-        max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
-        max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
-        early, self._early = self._early, None
-        self.session.begin_fit(planned_epochs=max_epochs, planned_steps=max_steps, steps_done=trainer.global_step, tracker=early)
-        self._fitting, self._in_epoch = True, False
+        with signals_held(enabled=not self.session.dist.distributed):  # a Ctrl-C while MLflow creates the run: raised
+            # once measuring began (KILLED with its figures, in one run; a second one at once)
+            bind_trainer_run(self.session, trainer)
+            self._guard.guard(trainer, self)
+            self._fetch = FetchTimer.install(trainer)  # None on a Lightning without its hooks: the gaps between batches
+            if self._fetch is not None:  # a training_step reading a dataloader_iter: the batches it pulls counted
+                self._fetch.on_pass = self._count_pulled_training
+            self._epoch_end = EpochEndReading.install(trainer, self)  # a reading before the callbacks' epoch ends
+            self.session.expects_validation = bool(getattr(trainer, "enable_validation", False))  # quality: val metrics
+            self._live = self.live_metrics if self.live_metrics is not None else not mlflow_autologging_on("pytorch")
+            max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else 0
+            max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
+            early, self._early = self._early, None
+            self.session.begin_fit(planned_epochs=max_epochs, planned_steps=max_steps, steps_done=trainer.global_step, tracker=early)
+            self._fitting, self._in_epoch = True, False
         self._example = getattr(pl_module, "example_input_array", None)
         self._needs_profile = self.inspect_model and self._example is None  # inspected on the first batch
         if self.inspect_model and self._example is not None:
@@ -306,9 +308,10 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         self._eval_samples = 0
         if kind in ("test", "predict"):  # a step reading a dataloader_iter: the batches it pulls counted
             self._count_pulled_evaluation(getattr(trainer, f"{kind}_loop", None))
-        bind_trainer_run(self.session, trainer, keep=True)
-        self._guard.guard(trainer, self)
-        self.session.begin_eval(kind)
+        with signals_held(enabled=not self.session.dist.distributed):  # as at on_fit_start
+            bind_trainer_run(self.session, trainer, keep=True)
+            self._guard.guard(trainer, self)
+            self.session.begin_eval(kind)
 
 
 def make_callback_class(callback_base: type, module: str) -> type:

@@ -1,7 +1,9 @@
 """A real training process for the fault suite: ``python fault_training.py '<json config>'``.
 
 Config: ``kind`` (``track``, ``keras`` or ``lightning``), ``epochs``, ``pause_at`` (epochs after which
-it waits for a line on stdin, so that the test can break something), ``run_name``.
+it waits for a line on stdin, so that the test can break something), ``run_name``, ``ctrl_c_at_bind`` (a SIGINT
+50 ms after the callback before mlflow-green's began the fit, while mlflow-green binds its run; then
+``{"event": "ctrl_c_sent"}``, and a result with ``interrupted``: what the fit raised).
 
 Prints one JSON object per line on stdout: ``{"event": "paused", "epoch": k, "spooled_s": s}`` when it
 waits — once epoch k's point is in the spool (an epoch's accounting and its spool write are done by
@@ -20,7 +22,10 @@ a constant draw (no RAPL here); everything else is real.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +50,16 @@ class Clock:
             emit(event="paused", epoch=epoch, spooled_s=spooled_after_s(epoch))
             sys.stdin.readline()
         self.released = time.monotonic()
+
+
+def ctrl_c_soon(config: dict[str, Any]) -> None:
+    """With ``ctrl_c_at_bind``: a SIGINT to this process in 50 ms (as mlflow-green's fit-start hook binds its run)."""
+    if config.get("ctrl_c_at_bind"):
+        def send() -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            emit(event="ctrl_c_sent")
+
+        threading.Timer(0.05, send).start()
 
 
 def spooled_after_s(epoch: int, timeout_s: float = 5.0) -> float | None:
@@ -98,6 +113,7 @@ def run_keras(config: dict[str, Any], clock: Clock) -> dict[str, Any]:
     class Before(keras.callbacks.Callback):
         def on_train_begin(self, logs: Any = None) -> None:
             clock.before_bind = time.monotonic()
+            ctrl_c_soon(config)
 
         def on_train_end(self, logs: Any = None) -> None:
             clock.end_began = time.monotonic()
@@ -134,6 +150,7 @@ def run_lightning(config: dict[str, Any], clock: Clock) -> dict[str, Any]:
     class Before(lightning.Callback):
         def on_fit_start(self, trainer: Any, module: Any) -> None:
             clock.before_bind = time.monotonic()
+            ctrl_c_soon(config)
 
         def teardown(self, trainer: Any, module: Any, stage: str) -> None:
             clock.end_began = time.monotonic()
@@ -176,7 +193,11 @@ def main() -> None:
     clock = Clock(config.get("pause_at", []))
     runner = {"track": run_track, "keras": run_keras, "lightning": run_lightning}[config["kind"]]
     started = time.monotonic()
-    result = runner(config, clock)
+    try:
+        result = runner(config, clock)
+    except (KeyboardInterrupt, SystemExit) as exc:  # ctrl_c_at_bind (Lightning exits after its own handling)
+        emit(event="result", interrupted=type(exc).__name__)
+        return
     returned = time.monotonic()
     end_wait_s = clock.end_done - clock.end_began if clock.end_done else returned - clock.released
     emit(event="result", bind_wait_s=clock.after_bind - clock.before_bind, end_wait_s=end_wait_s,

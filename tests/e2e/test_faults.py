@@ -28,6 +28,7 @@ from mlflow_green.record.spool import to_send
 from mlflow_green.testing import OutageRelay
 from mlflow_green.testing.server import GreenServer
 from mlflow_green.training.deferred import COALESCE_S
+from mlflow_green.training.termination import MAX_DEFER_S
 
 pytestmark = pytest.mark.slow
 
@@ -199,6 +200,31 @@ def test_killed_while_the_server_is_down_is_ended_killed_by_sync(kind: str, up: 
     run = _the_run(client, experiment, name)
     assert (run.info.status, run.info.end_time) == ("KILLED", last_t_ms)
     _steps_once(client, run.info.run_id, 2)
+
+
+@pytest.mark.parametrize("kind", ["keras", "lightning"])
+def test_ctrl_c_while_the_run_waits_for_a_server_down_ends_one_run_killed_with_its_figures(
+    kind: str, up: OutageRelay, tmp_path: Path
+) -> None:
+    """A Ctrl-C as the fit starts, while the callback waits for a server that is down to create its run (a start
+    timeout of a minute), longer than mlflow-green defers a signal inside its own code: the interrupt waits for the
+    run and is raised once measuring began — one run, ``KILLED``, with its figures. Before, it came out of the wait
+    after 3 s: Keras's run ended ``KILLED`` with none (and, on a fresh sqlite store of a loaded machine, Lightning's
+    run too, a second run holding the figures)."""
+    server, experiment, name = up, f"faults-ctrl-c-{kind}", f"ctrl-c-{kind}"
+    env = {**_env(server, tmp_path, experiment, mlflow_retries="0"), "MLFLOW_GREEN_START_TIMEOUT_S": "60"}
+    server.down()
+    child = Child({"kind": kind, "epochs": 50, "run_name": name, "ctrl_c_at_bind": True}, env)
+    assert child.next_event()["event"] == "ctrl_c_sent"
+    time.sleep(MAX_DEFER_S + 1.0)
+    server.up()
+    assert child.result()["interrupted"] in ("KeyboardInterrupt", "SystemExit")  # Lightning exits after its handling
+    client = MlflowClient(server.url)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None
+    runs = client.search_runs([found.experiment_id], run_view_type=ViewType.ALL)
+    assert [(r.info.run_name, r.info.status, schema.ENERGY_KWH in r.data.metrics, schema.TAG_METERS in r.data.tags)
+            for r in runs] == [(name, "KILLED", True, True)]
 
 
 def test_a_full_spool_disk_never_stops_track_or_sync(up: OutageRelay, tmp_path: Path, faults: FolderFaults) -> None:
