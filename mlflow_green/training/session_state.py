@@ -88,6 +88,8 @@ class StateMixin:
             self.child_of = run_id  # an evaluation of the same Trainer logs into the child, not into another
         elif earlier is not None and (after_step is None or (earlier.last_step is not None and earlier.last_step > after_step)):
             self.take_earlier(earlier)
+        elif earlier is not None:  # the checkpoint's fit figures are the run's: the evaluations logged since go on
+            self.take_evaluations(earlier)
 
     def take_earlier(self: TrainingSession, earlier: EarlierFits) -> None:
         """Go on from what other callbacks logged into the run: the fits' totals and steps, the evaluations'
@@ -97,8 +99,15 @@ class StateMixin:
             self.take_state(earlier.state)
         if earlier.last_step is not None or earlier.state is not None:
             self.steps = StepCounter(earlier.last_step)
+        self.take_evaluations(earlier)
+
+    def take_evaluations(self: TrainingSession, earlier: EarlierFits) -> None:
+        """Go on from the evaluations logged into the run (``trainer.validate`` / ``test``, ``model.evaluate``): their
+        running totals (an evaluation measured before the run was bound adds to them), samples and last steps."""
         for kind, measurement in earlier.evaluations.items():
             self.evals.totals[kind] = measurement + self.evals.totals.get(kind, EMPTY)
+            if earlier.state is not None and kind in earlier.state.samples:
+                self.samples[kind] = earlier.state.samples[kind]
         self.output.key_steps_logged(earlier.key_steps)
 
     def take_state(self: TrainingSession, state: SessionState) -> None:

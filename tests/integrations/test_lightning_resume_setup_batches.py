@@ -9,7 +9,9 @@ not measured; ``(dict_of_inputs, y)`` counted the dict's keys as the batch size.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -99,6 +101,31 @@ def test_resume_into_the_same_run_from_its_last_epoch_keeps_the_epoch_steps(mlfl
                                                                          ckpt_path=str(folder / "last.ckpt"))
     hist = assert_green_invariants(run.info.run_id)
     assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("evaluation", ["validate", "test"])
+def test_resume_into_the_same_run_keeps_the_evaluations_logged_after_the_checkpoint(
+        evaluation: str, mlflow_experiment: str, tmp_path: Any) -> None:
+    """A ``trainer.validate`` / ``test`` went into the fit's run after its last checkpoint; a fit resumed from that
+    checkpoint into the same run keeps them in its report — their energy and samples (the checkpoint, written before,
+    holds none; the report dropped them while the run's metric still showed them: adversarial round, stop 52)."""
+    train, val = loaders()
+    folder = tmp_path / "ckpt"
+    first, model = _green(), digits_classifier()
+    trainer = lightning.Trainer(callbacks=[first, ModelCheckpoint(dirpath=folder, save_last=True)],
+                                **{**_kwargs(tmp_path), "max_epochs": 1})
+    trainer.fit(model, train, val)
+    getattr(trainer, evaluation)(model, val, verbose=False)
+    run_id = first.session.run_id
+    with mlflow.start_run(run_id=run_id):
+        lightning.Trainer(callbacks=[_green()], **{**_kwargs(tmp_path), "max_epochs": 2}).fit(
+            digits_classifier(), train, val, ckpt_path=str(folder / "last.ckpt"))
+    assert_green_invariants(run_id)
+    report = json.loads((Path(MlflowClient().download_artifacts(run_id, schema.REPORT_ARTIFACT, str(tmp_path)))).read_text())
+    logged_kwh = MlflowClient().get_run(run_id).data.metrics[schema.phase_energy_key(evaluation)]
+    assert report["samples"][evaluation] == len(val.dataset)
+    assert report["phases"][evaluation]["energy_j"] == pytest.approx(logged_kwh * J_PER_KWH)
+    assert report["samples"]["train"] == 2 * len(train.dataset)  # the checkpoint's epoch and the resumed one
 
 
 def test_a_checkpoint_inside_an_epoch_holds_the_samples_its_energy_trained(mlflow_experiment: str, tmp_path: Any) -> None:
