@@ -43,6 +43,7 @@ class EarlierFits:
     state: SessionState | None
     last_step: int | None
     evaluations: dict[str, Measurement] = field(default_factory=dict)
+    evaluation_samples: dict[str, int] = field(default_factory=dict)  # the report's, also of a run holding no fit
     key_steps: dict[str, int] = field(default_factory=dict)
     block: bool = False  # the figures are a ``track()`` block's (no fit state to continue)
 
@@ -92,6 +93,7 @@ def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
         state = SessionState.from_dict(report["state"]) if last_step is not None else None
         evaluations = {kind: Measurement.from_dict(report["phases"][kind]) for kind in EVALUATION_KINDS
                        if kind in report.get("phases", {})}
+        evaluated = {kind: int(n) for kind, n in (report.get("samples") or {}).items() if kind in evaluations}
     except Exception as exc:  # no report (a killed fit), or one written before reports held the state
         logger.warning("mlflow-green: run %s holds green/ figures of an earlier fit but no state in its %s (%s): its "
                        "steps are continued, its totals start again from zero", run_id, schema.REPORT_ARTIFACT,
@@ -99,7 +101,7 @@ def earlier_fits(client: Any, run_id: str) -> EarlierFits | None:
         return EarlierFits(None, last_step, key_steps=key_steps)
     if state is not None and last_step is not None:
         last_step = max(last_step, state.last_step or 0)
-    return EarlierFits(state, last_step, evaluations, key_steps)
+    return EarlierFits(state, last_step, evaluations, evaluated, key_steps)
 
 
 def created_run_id(client: Callable[[], Any], pending_run: dict[str, str | None]) -> str | None:

@@ -3,9 +3,8 @@
 Keras, Lightning and Hugging Face callbacks are thin adapters that call a :class:`TrainingSession`
 at their hooks. Its seams: :meth:`~TrainingSession.bind_run` (where the run is bound) and
 :meth:`~TrainingSession.end_fit` (where a fit's figures are final and everything is flushed). Its
-parts: ``session_run`` (the run, its writes), ``session_profile`` (model profile), ``phases``, ``projection``, ``steps``,
-``figures``, ``quality``, ``run_flops``, ``fit_summary`` (tags, report), ``session_windows`` (epoch windows, phases),
-``session_eval`` (evaluations), ``session_state`` (checkpoints, copies), ``distributed`` (ranks).
+parts: ``session_run`` (the run, its writes), ``session_profile``, ``phases``, ``projection``, ``steps``, ``figures``, ``quality``,
+``run_flops``, ``fit_summary`` (tags, report), ``session_windows``, ``session_eval``, ``session_state``, ``distributed``.
 
 Example::
 
@@ -179,11 +178,12 @@ class TrainingSession(WindowsMixin, EpochEndMixin, FitEndMixin, EvaluationMixin,
             self.resumed_from = resumed
             self.output.log_tags({schema.TAG_RESUMED_FROM: resumed})
         elif resumed and self.output.run is not None and resumed == self.output.run_id:  # its own run: did it go on?
-            self._continue_earlier_fits(self.output.run, resumed, after_step=-1 if self.last_step is None else self.last_step)
+            self._continue_earlier_fits(self.output.run, resumed, after_step=-1 if self.last_step is None else self.last_step,
+                                        own=previous == resumed)
         if fresh and self.output.run is not None and not self.output.owned and self.output.run_id not in (None, previous):
             self._continue_earlier_fits(self.output.run, self.output.run_id)
         elif not fresh and self.output.run is not None and not self.output.owned and self.output.run_id == previous:
-            self._continue_earlier_fits(self.output.run, previous, after_step=self.last_step)  # another callback's fits since?
+            self._continue_earlier_fits(self.output.run, previous, after_step=self.last_step, own=True)  # others' fits since?
 
     def _created_run_id(self: TrainingSession, pending_run: dict[str, str | None]) -> str | None:
         """The run a checkpoint written before its run's creation belongs to, found by its creation token

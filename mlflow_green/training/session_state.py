@@ -68,13 +68,15 @@ class StateMixin:
         return SessionState(run_id, self.carried if total is None else total, self.ledger.totals(), samples, self.last_step,
                             pending_run=self.output.pending_creation() if run_id is None else None, flops=flops)
 
-    def _continue_earlier_fits(self: TrainingSession, run: RunHandle, run_id: str, after_step: int | None = None) -> None:
+    def _continue_earlier_fits(self: TrainingSession, run: RunHandle, run_id: str, after_step: int | None = None, *,
+                               own: bool = False) -> None:
         """A run of the user's holding earlier fits' figures (another callback's): continue its totals and steps.
         ``after_step``: a checkpoint of this run resumed — only if the run went on past its last step (the fit
         that wrote it logged later epochs before it failed: their energy was spent, their steps are taken).
         Read in a worker thread, waited for at most the start timeout; not read in time: as holding none (a sqlite
         file on this machine showing none is asked on this thread: ``run_history.holds_no_earlier_figures``). A
-        ``track()`` block's figures (no fit state): a child run of it, as a block after a fit's figures gets."""
+        ``track()`` block's figures (no fit state): a child run of it, as a block after a fit's figures gets. ``own``:
+        this session logged into the run before (its evaluations are among the run's)."""
         if holds_no_earlier_figures(run.client, run_id, run.tracking_uri):  # a local sqlite store's answer, at once
             return
         timeout_s = (run.timeouts or RunTimeouts.resolve()).start_for(run.tracking_uri)
@@ -87,11 +89,11 @@ class StateMixin:
             self.output.bind(child)  # the totals are at zero still (nothing was taken from the user's run)
             self.child_of = run_id  # an evaluation of the same Trainer logs into the child, not into another
         elif earlier is not None and (after_step is None or (earlier.last_step is not None and earlier.last_step > after_step)):
-            self.take_earlier(earlier)
+            self.take_earlier(earlier, own=own)
         elif earlier is not None:  # the checkpoint's fit figures are the run's: the evaluations logged since go on
-            self.take_evaluations(earlier)
+            self.take_evaluations(earlier, own=own)
 
-    def take_earlier(self: TrainingSession, earlier: EarlierFits) -> None:
+    def take_earlier(self: TrainingSession, earlier: EarlierFits, *, own: bool = False) -> None:
         """Go on from what other callbacks logged into the run: the fits' totals and steps, the evaluations'
         running totals (an evaluation measured before the run was bound adds to them), and past the last step
         of each evaluation metric (one point per step)."""
@@ -99,15 +101,22 @@ class StateMixin:
             self.take_state(earlier.state)
         if earlier.last_step is not None or earlier.state is not None:
             self.steps = StepCounter(earlier.last_step)
-        self.take_evaluations(earlier)
+        self.take_evaluations(earlier, own=own)
 
-    def take_evaluations(self: TrainingSession, earlier: EarlierFits) -> None:
+    def take_evaluations(self: TrainingSession, earlier: EarlierFits, *, own: bool = False) -> None:
         """Go on from the evaluations logged into the run (``trainer.validate`` / ``test``, ``model.evaluate``): their
-        running totals (an evaluation measured before the run was bound adds to them), samples and last steps."""
+        running totals, samples and last steps. An evaluation this session measured before it bound the run adds to
+        them; ``own`` (it logged into the run before: its evaluations are among the run's) keeps the larger of its
+        own running total and the run's — never both added."""
         for kind, measurement in earlier.evaluations.items():
-            self.evals.totals[kind] = measurement + self.evals.totals.get(kind, EMPTY)
-            if earlier.state is not None and kind in earlier.state.samples:
-                self.samples[kind] = earlier.state.samples[kind]
+            mine, samples = self.evals.totals.get(kind, EMPTY), earlier.evaluation_samples.get(kind, 0)
+            if own:
+                measurement = max(mine, measurement, key=lambda m: m.energy_j)
+                samples = max(samples, self.samples.get(kind, 0))
+            else:
+                measurement = measurement + mine
+            self.evals.totals[kind] = measurement
+            self.samples[kind] = samples
         self.output.key_steps_logged(earlier.key_steps)
 
     def take_state(self: TrainingSession, state: SessionState) -> None:

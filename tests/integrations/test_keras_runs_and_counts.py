@@ -280,3 +280,40 @@ def test_evaluations_back_in_the_users_run_after_a_nested_run_go_on_from_its_tot
     assert _report(client, child.info.run_id, tmp_path / "c")["samples"] == {"test": 60}
     points = sorted(client.get_metric_history(users.info.run_id, schema.phase_energy_key("test")), key=lambda p: p.step)
     assert len(points) == 2 and points[0].value < points[1].value
+
+
+def test_a_second_fit_in_the_run_keeps_the_evaluations_running_totals_once(mlflow_experiment: str, digits,
+                                                                           tmp_path: Path) -> None:
+    """fit → evaluate → predict → fit with one callback in one run of the user's: the second fit's report holds each
+    evaluation's running total once, as its metric shows (adversarial round, stop 52: a change of that stop added the
+    run's totals to the callback's own — 2× after the second fit, 4× after a third)."""
+    x, y, xv, yv = digits
+    green, model = _green(), _mlp()
+    with mlflow.start_run() as run:
+        model.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[green])
+        model.evaluate(xv, yv, verbose=0, callbacks=[green])
+        model.predict(xv, verbose=0, callbacks=[green])
+        for _ in range(2):
+            model.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[green])
+    client = MlflowClient()
+    metrics, report = client.get_run(run.info.run_id).data.metrics, _report(client, run.info.run_id, tmp_path)
+    for kind in ("test", "predict"):
+        assert report["phases"][kind]["energy_j"] == pytest.approx(metrics[schema.phase_energy_key(kind)] * J_PER_KWH)
+        assert report["samples"][kind] == len(xv)
+    assert report["samples"]["train"] == 3 * len(x)
+    assert_green_invariants(run.info.run_id)
+
+
+def test_a_fit_of_another_callback_in_a_run_holding_only_evaluations_keeps_their_samples(
+        mlflow_experiment: str, digits, tmp_path: Path) -> None:
+    """An ``evaluate`` by one callback, then another callback's fit in the same run: the fit's report keeps the
+    evaluation's samples beside its energy (adversarial round, stop 52: they were dropped — a run holding no fit has no
+    state in its report to take them from)."""
+    x, y, xv, yv = digits
+    model = _mlp()
+    with mlflow.start_run() as run:
+        model.evaluate(xv, yv, verbose=0, callbacks=[_green()])
+        model.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[_green()])
+    report = _report(MlflowClient(), run.info.run_id, tmp_path)
+    assert report["samples"] == {"test": len(xv), "train": len(x)}
+    assert report["phases"]["test"]["energy_j"] > 0

@@ -103,12 +103,13 @@ def test_resume_into_the_same_run_from_its_last_epoch_keeps_the_epoch_steps(mlfl
     assert [m.step for m in hist[schema.ENERGY_KWH]] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("evaluation", ["validate", "test"])
+@pytest.mark.parametrize(("evaluation", "callback"), [("validate", "new"), ("test", "new"), ("test", "same")])
 def test_resume_into_the_same_run_keeps_the_evaluations_logged_after_the_checkpoint(
-        evaluation: str, mlflow_experiment: str, tmp_path: Any) -> None:
+        evaluation: str, callback: str, mlflow_experiment: str, tmp_path: Any) -> None:
     """A ``trainer.validate`` / ``test`` went into the fit's run after its last checkpoint; a fit resumed from that
-    checkpoint into the same run keeps them in its report — their energy and samples (the checkpoint, written before,
-    holds none; the report dropped them while the run's metric still showed them: adversarial round, stop 52)."""
+    checkpoint into the same run keeps them in its report once — their energy and samples (the checkpoint, written
+    before, holds none; the report dropped them while the run's metric still showed them: adversarial round, stop 52;
+    the first fix counted them three times when the same callback resumed)."""
     train, val = loaders()
     folder = tmp_path / "ckpt"
     first, model = _green(), digits_classifier()
@@ -118,7 +119,7 @@ def test_resume_into_the_same_run_keeps_the_evaluations_logged_after_the_checkpo
     getattr(trainer, evaluation)(model, val, verbose=False)
     run_id = first.session.run_id
     with mlflow.start_run(run_id=run_id):
-        lightning.Trainer(callbacks=[_green()], **{**_kwargs(tmp_path), "max_epochs": 2}).fit(
+        lightning.Trainer(callbacks=[first if callback == "same" else _green()], **{**_kwargs(tmp_path), "max_epochs": 2}).fit(
             digits_classifier(), train, val, ckpt_path=str(folder / "last.ckpt"))
     assert_green_invariants(run_id)
     report = json.loads((Path(MlflowClient().download_artifacts(run_id, schema.REPORT_ARTIFACT, str(tmp_path)))).read_text())
