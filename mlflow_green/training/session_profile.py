@@ -11,6 +11,7 @@ from mlflow_green._version import __version__
 from mlflow_green.record import schema
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.session_end import FIT_ENDING
+from mlflow_green.training.shared_evaluations import note_report
 
 if TYPE_CHECKING:
     from mlflow_green.training.session import TrainingSession
@@ -42,10 +43,13 @@ class ProfileMixin:
         if bound_now:  # before any fit or evaluation (a baseline's profile): the run they will log into
             self.bind_run()
             self.output.log_tags({schema.TAG_VERSION: __version__})  # what made the run (no measurement: no meters)
+        elif self.dist.is_logging_rank:  # another callback's fit since: after the run's last step, and its report left
+            self.catch_up()  # as that fit wrote it (this one's would be out of date: catch_up drops it)
         self._log_model(profile, self.steps.step_for(self.steps.next_step))
         if self.report is not None and self.log_report:
             self.report["model"] = profile.to_dict()
             self.output.log_report(self.report)
+            note_report(self.output.run_id, self._writer)
         self.output.flush()  # outside a fit: the caller expects it in MLflow on return
         if bound_now:  # a run of its own ended (FINISHED), never left running or active; a later call logs into it
             self.output.close("FINISHED")

@@ -19,7 +19,7 @@ from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.phases import EMPTY
 from mlflow_green.training.run_flops import RunFlops
 from mlflow_green.training.run_history import EarlierFits, earlier_fits, holds_no_earlier_figures
-from mlflow_green.training.shared_evaluations import new_writer
+from mlflow_green.training.shared_evaluations import new_writer, reported_by_other
 from mlflow_green.training.state import SessionState
 from mlflow_green.training.steps import StepCounter
 
@@ -92,6 +92,17 @@ class StateMixin:
             self.take_earlier(earlier, own=own)
         elif earlier is not None:  # the checkpoint's fit figures are the run's: the evaluations logged since go on
             self.take_evaluations(earlier, own=own)
+
+    def catch_up(self: TrainingSession) -> bool:
+        """Another session of this process wrote the run's report since this one last did (two models trained in turn,
+        GAN-style): go on from the run's latest figures — totals, samples, steps, evaluations — as a fit binding it does,
+        and build this session's next report afresh; True if so (else nothing is read)."""
+        run, run_id = self.output.run or self.output._last, self.output.run_id  # bound, or the last fit's (closed)
+        if run is None or not reported_by_other(run_id, self._writer):
+            return False
+        self._continue_earlier_fits(run, run_id, after_step=self.last_step, own=True)  # type: ignore[arg-type]
+        self.report = None
+        return True
 
     def take_earlier(self: TrainingSession, earlier: EarlierFits, *, own: bool = False) -> None:
         """Go on from what other callbacks logged into the run: the fits' totals and steps, the evaluations'

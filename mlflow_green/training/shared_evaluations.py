@@ -37,6 +37,7 @@ class LoggedEvaluation:
 
 _LOCK = threading.Lock()
 _LATEST: dict[str, dict[str, LoggedEvaluation]] = {}
+_REPORTED: dict[str, int] = {}  # run id -> the session (writer) that last wrote its report
 _WRITERS = itertools.count(1)
 
 
@@ -51,10 +52,23 @@ def note(run_id: str, kind: str, logged: LoggedEvaluation) -> None:
         _LATEST.setdefault(run_id, {})[kind] = logged
 
 
+def note_report(run_id: str | None, writer: int) -> None:
+    """The session ``writer`` wrote ``run_id``'s ``green/report.json`` (a fit's end, an evaluation's, a profile's)."""
+    if run_id:
+        with _LOCK:
+            _REPORTED[run_id] = writer
+
+
+def reported_by_other(run_id: str | None, writer: int) -> bool:
+    """True when another session of this process wrote ``run_id``'s report last (two models trained in turn)."""
+    with _LOCK:
+        return bool(run_id) and _REPORTED.get(run_id or "", writer) != writer
+
+
 def logged_by_others(run_id: str, writer: int) -> dict[str, LoggedEvaluation]:
     """The kinds whose latest total in ``run_id`` another session than ``writer`` logged, and those totals."""
     with _LOCK:
         return {kind: logged for kind, logged in _LATEST.get(run_id, {}).items() if logged.writer != writer}
 
 
-__all__ = ["LoggedEvaluation", "logged_by_others", "new_writer", "note"]
+__all__ = ["LoggedEvaluation", "logged_by_others", "new_writer", "note", "note_report", "reported_by_other"]

@@ -317,3 +317,27 @@ def test_a_fit_of_another_callback_in_a_run_holding_only_evaluations_keeps_their
     report = _report(MlflowClient(), run.info.run_id, tmp_path)
     assert report["samples"] == {"test": len(xv), "train": len(x)}
     assert report["phases"]["test"]["energy_j"] > 0
+
+
+def test_two_callbacks_in_turn_an_evaluation_or_profile_of_the_first_goes_on_from_the_seconds_fit(
+        mlflow_experiment: str, digits, tmp_path: Path) -> None:
+    """Two models trained in turn in one run (a GAN's halves): a.fit, b.fit, a.evaluate, a.log_model after pruning,
+    a.fit. The evaluation's report and the profile's step go on from b's fit, so a's next fit does too — totals never
+    go back, one point per step (adversarial round, stop 52: a's report rolled back to its own first fit, its next fit
+    went on from there — green/energy_kwh fell — and the profile logged a second point at b's step)."""
+    x, y, xv, yv = digits
+    first, second, a, b = _mlp(), _mlp(), _green(), _green()
+    with mlflow.start_run() as run:
+        first.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[a])
+        second.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[b])
+        first.evaluate(xv, yv, verbose=0, callbacks=[a])
+        report = _report(MlflowClient(), run.info.run_id, tmp_path)
+        assert report["samples"] == {"train": 2 * len(x), "test": len(xv)}
+        kernel = first.layers[0].kernel
+        kernel.assign(keras.ops.zeros_like(kernel))  # pruned: its non-zero parameters change
+        a.log_model()
+        first.fit(x, y, epochs=1, batch_size=200, verbose=0, callbacks=[a])
+    hist = assert_green_invariants(run.info.run_id)  # one point per step; energy never decreasing
+    assert len(hist[schema.ENERGY_KWH]) == 3
+    assert [m.value for m in hist[schema.MODEL_PARAMS_NONZERO]][-2] < hist[schema.MODEL_PARAMS_NONZERO][0].value  # pruned
+    assert _report(MlflowClient(), run.info.run_id, tmp_path)["samples"]["train"] == 3 * len(x)
