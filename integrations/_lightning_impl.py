@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -38,7 +39,7 @@ from mlflow_green.integrations._torch_batches import batch_size, epoch_metrics, 
 from mlflow_green.integrations._torch_distributed import bind_device, distributed_context
 from mlflow_green.measure.tracker import MeterSpec
 from mlflow_green.training.session import TrainingSession
-from mlflow_green.training.signal_holds import signals_held
+from mlflow_green.training.signal_holds import signals_held, sigterm_held
 from mlflow_green.training.spawn_return import CarriesSession
 
 logger = logging.getLogger(__name__)
@@ -122,8 +123,9 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         if self._pending_state is not None:
             self.session.load_state_dict(self._pending_state)
             self._pending_state = None
-        with signals_held(enabled=not self.session.dist.distributed):  # a Ctrl-C while MLflow creates the run: raised
-            # once measuring began (KILLED with its figures, in one run; a second one at once)
+        with sigterm_held(not self.session.dist.distributed, signal.SIGINT):  # a Ctrl-C while MLflow creates the run:
+            # raised once measuring began (KILLED with its figures, in one run; a second one at once). Not SIGTERM: the
+            # watch taken at setup ends the run, then the process, before Lightning's handler comes at on_fit_start's end
             bind_trainer_run(self.session, trainer)
             self._guard.guard(trainer, self)
             self._fetch = FetchTimer.install(trainer)  # None on a Lightning without its hooks: the gaps between batches
@@ -308,7 +310,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         self._eval_samples = 0
         if kind in ("test", "predict"):  # a step reading a dataloader_iter: the batches it pulls counted
             self._count_pulled_evaluation(getattr(trainer, f"{kind}_loop", None))
-        with signals_held(enabled=not self.session.dist.distributed):  # as at on_fit_start
+        with sigterm_held(not self.session.dist.distributed, signal.SIGINT):  # as at on_fit_start
             bind_trainer_run(self.session, trainer, keep=True)
             self._guard.guard(trainer, self)
             self.session.begin_eval(kind)
