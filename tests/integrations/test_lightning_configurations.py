@@ -272,7 +272,9 @@ def test_an_epoch_cut_short_counts_the_samples_it_trained(mlflow_experiment: str
     train, other = ([m.value for m in client.get_metric_history(run.info.run_id, key)]
                     for key in (schema.ENERGY_TRAIN_KWH, schema.ENERGY_OTHER_KWH))
     assert len(train) == len(other) == 2 and train[1] > train[0]
-    assert other[1] - other[0] < train[1] - train[0], (train, other)
+    # its 3 batches: about 3/22 of epoch 0's training (not compared with `other`, which holds the failure's handling and
+    # the fit's end — on a loaded machine more than 3 short batches: stop 52's run had 0.042 J against 0.033 J)
+    assert train[1] - train[0] > 0.3 * 3 / 22 * train[0], (train, other)
     assert_green_invariants(run.info.run_id)
 
 
