@@ -23,7 +23,6 @@ from mlflow_green.training.figures import efficiency_metrics, projection_metrics
 from mlflow_green.training.fit_summary import session_report
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.phases import EMPTY
-from mlflow_green.training.shared_evaluations import note_report
 from mlflow_green.training.signal_holds import signals_held
 
 if TYPE_CHECKING:
@@ -98,8 +97,7 @@ class FitEndMixin:
             if self.dist.is_logging_rank:
                 self.report = session_report(self, tracker, total, status, run_total=total)
                 if self.log_report:
-                    self.output.log_report(self.report)
-                    note_report(self.output.run_id, self._writer)
+                    self.write_report()
             self.carried = total
             self.ledger.close_fit()
             return total

@@ -18,7 +18,7 @@ from mlflow_green.training import outer_calls
 from mlflow_green.training.fit_summary import session_report
 from mlflow_green.training.home_run import HomeRun
 from mlflow_green.training.phases import EMPTY
-from mlflow_green.training.shared_evaluations import LoggedEvaluation, logged_by_others, note, note_report
+from mlflow_green.training.shared_evaluations import LoggedEvaluation, logged_by_others, note
 from mlflow_green.units import joules_to_kwh
 
 if TYPE_CHECKING:
@@ -158,8 +158,7 @@ class EvaluationMixin:
             self.report["samples"] = dict(self.samples)
             self.report["state"] = self.run_state().to_dict()  # the evaluation's samples too
         if self.log_report:
-            self.output.log_report(self.report)
-            note_report(self.output.run_id, self._writer)
+            self.write_report()
 
 
 def active_run_id() -> str | None:

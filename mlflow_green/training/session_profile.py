@@ -11,7 +11,6 @@ from mlflow_green._version import __version__
 from mlflow_green.record import schema
 from mlflow_green.training.inspection import ModelProfile
 from mlflow_green.training.session_end import FIT_ENDING
-from mlflow_green.training.shared_evaluations import note_report
 
 if TYPE_CHECKING:
     from mlflow_green.training.session import TrainingSession
@@ -48,8 +47,7 @@ class ProfileMixin:
         self._log_model(profile, self.steps.step_for(self.steps.next_step))
         if self.report is not None and self.log_report:
             self.report["model"] = profile.to_dict()
-            self.output.log_report(self.report)
-            note_report(self.output.run_id, self._writer)
+            self.write_report()
         self.output.flush()  # outside a fit: the caller expects it in MLflow on return
         if bound_now:  # a run of its own ended (FINISHED), never left running or active; a later call logs into it
             self.output.close("FINISHED")

@@ -19,7 +19,7 @@ from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.phases import EMPTY
 from mlflow_green.training.run_flops import RunFlops
 from mlflow_green.training.run_history import EarlierFits, earlier_fits, holds_no_earlier_figures
-from mlflow_green.training.shared_evaluations import new_writer, reported_by_other
+from mlflow_green.training.shared_evaluations import new_writer, note_report, reported_by_other
 from mlflow_green.training.state import SessionState
 from mlflow_green.training.steps import StepCounter
 
@@ -103,6 +103,11 @@ class StateMixin:
         self._continue_earlier_fits(run, run_id, after_step=self.last_step, own=True)  # type: ignore[arg-type]
         self.report = None
         return True
+
+    def write_report(self: TrainingSession) -> None:
+        """``green/report.json`` (:attr:`report`) to the run, noted as this session's (see :meth:`catch_up`)."""
+        self.output.log_report(self.report)  # type: ignore[arg-type]
+        note_report(self.output.run_id, self._writer)
 
     def take_earlier(self: TrainingSession, earlier: EarlierFits, *, own: bool = False) -> None:
         """Go on from what other callbacks logged into the run: the fits' totals and steps, the evaluations'

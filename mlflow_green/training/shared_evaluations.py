@@ -62,7 +62,7 @@ def note_report(run_id: str | None, writer: int) -> None:
 def reported_by_other(run_id: str | None, writer: int) -> bool:
     """True when another session of this process wrote ``run_id``'s report last (two models trained in turn)."""
     with _LOCK:
-        return bool(run_id) and _REPORTED.get(run_id or "", writer) != writer
+        return bool(run_id) and _REPORTED.get(run_id, writer) != writer  # type: ignore[arg-type]
 
 
 def logged_by_others(run_id: str, writer: int) -> dict[str, LoggedEvaluation]:
