@@ -123,9 +123,9 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         if self._pending_state is not None:
             self.session.load_state_dict(self._pending_state)
             self._pending_state = None
-        with sigterm_held(not self.session.dist.distributed, signal.SIGINT):  # a Ctrl-C while MLflow creates the run:
-            # raised once measuring began (KILLED with its figures, in one run; a second one at once). Not SIGTERM: the
-            # watch taken at setup ends the run, then the process, before Lightning's handler comes at on_fit_start's end
+        with signals_held(not self.session.dist.distributed, at_once=True):  # a Ctrl-C or SIGTERM while MLflow creates
+            # the run: once measuring began (KILLED with its figures, in one run; a second one at once), SIGTERM by the watch
+            # taken at setup, here — delivered again later, it met Lightning's handler, registered after on_fit_start
             bind_trainer_run(self.session, trainer)
             self._guard.guard(trainer, self)
             self._fetch = FetchTimer.install(trainer)  # None on a Lightning without its hooks: the gaps between batches
@@ -310,7 +310,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         self._eval_samples = 0
         if kind in ("test", "predict"):  # a step reading a dataloader_iter: the batches it pulls counted
             self._count_pulled_evaluation(getattr(trainer, f"{kind}_loop", None))
-        with sigterm_held(not self.session.dist.distributed, signal.SIGINT):  # as at on_fit_start
+        with sigterm_held(not self.session.dist.distributed, signal.SIGINT):  # a Ctrl-C as at on_fit_start (SIGTERM: Lightning's handler is in place)
             bind_trainer_run(self.session, trainer, keep=True)
             self._guard.guard(trainer, self)
             self.session.begin_eval(kind)

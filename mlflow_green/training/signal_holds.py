@@ -33,7 +33,7 @@ _HELD: list[tuple[Callable[[int, FrameType | None], None], Any]] = []
 
 
 @contextlib.contextmanager
-def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM) -> Iterator[None]:
+def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM, *, at_once: bool = False) -> Iterator[None]:
     """Hold a SIGTERM that arrives inside the block until the block ends, then deliver it as it would
     have been: to the handler in force before (which may raise, e.g. Lightning's, whose broadcast
     fails when another rank is gone), else by default (the process terminates). A second SIGTERM
@@ -44,7 +44,10 @@ def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM) -> Iterator
     only (a no-op elsewhere, and where SIGTERM is ignored or set outside Python). ``enabled=False``:
     a no-op — for a block that may wait in a collective for a rank that is gone, which SIGTERM must
     still be able to end. ``signum=signal.SIGINT`` holds a Ctrl-C the same way (Python's handler then
-    raises the ``KeyboardInterrupt`` as the block ends).
+    raises the ``KeyboardInterrupt`` as the block ends). ``at_once=True``: the held signal is handed over as if it
+    arrived where the block ends, outside mlflow-green's code — for a block at a hook's top level, holding no lock of
+    ours: a :class:`~mlflow_green.training.termination.SigtermWatch` then handles it there instead of delivering it
+    again a moment later, when a framework's handler may have taken the signal (Lightning's, after ``on_fit_start``).
 
     Example:
         >>> with sigterm_held():
@@ -77,19 +80,20 @@ def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM) -> Iterator
                 if signal.getsignal(signum) == hold:
                     signal.signal(signum, previous)
             if len(received) == 1:
-                _deliver(previous, *received[0])
+                signum, frame = received[0]
+                _deliver(previous, signum, None if at_once else frame)
 
 
 @contextlib.contextmanager
-def signals_held(enabled: bool = True) -> Iterator[None]:
+def signals_held(enabled: bool = True, *, at_once: bool = False) -> Iterator[None]:
     """:func:`sigterm_held` for SIGTERM and SIGINT together: a scheduler's stop and a Ctrl-C that arrive
-    inside the block are both delivered as it ends (``enabled=False``: a no-op, see :func:`sigterm_held`).
+    inside the block are both delivered as it ends (``enabled=False``: a no-op; ``at_once``: see :func:`sigterm_held`).
 
     Example:
         >>> with signals_held():
         ...     pass
     """
-    with sigterm_held(enabled=enabled), sigterm_held(enabled=enabled, signum=signal.SIGINT):
+    with sigterm_held(enabled=enabled, at_once=at_once), sigterm_held(enabled=enabled, signum=signal.SIGINT, at_once=at_once):
         yield
 
 

@@ -2,7 +2,8 @@
 
 A Lightning fit with GreenCallback into OUT_DIR/mlflow.db that writes OUT_DIR/waiting once it is inside WHERE and
 then waits there for the test's SIGTERM: ``setup`` (the module's), ``configure_optimizers``, ``on_fit_start`` /
-``on_fit_end`` (another callback's, listed after ours), or ``epoch`` (a training batch: Lightning's own stretch).
+``on_fit_end`` (another callback's, listed after ours), ``bind`` (MLflow creating the callback's run in its
+``on_fit_start``: ``MlflowClient.create_run`` waits 2 s after it), or ``epoch`` (a training batch: Lightning's own stretch).
 ``WHERE-user-handler``: the same with a SIGTERM handler of the user's set before the fit, which counts its calls into
 OUT_DIR/handler_calls and returns (a graceful stop that only notes the signal: the process goes on).
 """
@@ -39,6 +40,18 @@ def wait_for_the_signal(where: str, trainer: lightning.Trainer | None = None) ->
                 and not (OUT / "handler_calls").exists():
             time.sleep(0.05)
 
+
+if WHERE.startswith("bind"):  # the signal comes while the callback waits for MLflow to create its run
+    create_run = mlflow.MlflowClient.create_run
+
+    def slow_create_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        run = create_run(self, *args, **kwargs)
+        if not (OUT / "waiting").exists():
+            (OUT / "waiting").write_text("bind")
+            time.sleep(2.0)
+        return run
+
+    mlflow.MlflowClient.create_run = slow_create_run
 
 if WHERE.endswith("-user-handler"):
     def users_handler(signum: int, frame: object) -> None:
