@@ -3,7 +3,8 @@
 A SIGINT's ``KeyboardInterrupt`` is raised wherever the main thread is when Python runs the handler —
 now and then inside a garbage collection's callback (a weakref's, SQLAlchemy's), where Python prints
 "Exception ignored" and goes on: the training would go on after Ctrl-C ended its measurement ``KILLED``.
-The fit's own ``CallbackList`` (one per ``fit`` call) then raises it at its next batch or epoch hook.
+The fit's own ``CallbackList`` (one per ``fit`` call) then raises it at its next batch or epoch hook — after the last
+epoch's, at its ``on_train_end`` (as Keras would have, no callback's ``on_train_end`` runs).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 RAISE_AT = ("on_train_batch_begin", "on_test_batch_begin", "on_predict_batch_begin", "on_epoch_begin", "on_epoch_end",
-            "on_test_begin", "on_predict_begin")
+            "on_test_begin", "on_predict_begin", "on_train_end")
 """The hooks of the fit's ``CallbackList`` that raise a lost Ctrl-C (once)."""
 
 

@@ -181,3 +181,44 @@ def test_a_ctrl_c_the_framework_raises_as_another_error_reaches_the_user_as_keyb
     assert isinstance(raised.value.__cause__, SystemError)
     assert mlflow.MlflowClient().get_run(cb.session.run_id).info.status == "KILLED"
     assert mlflow.active_run() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("at_epoch", [1, 2], ids=["middle-epoch", "last-epoch"])
+def test_a_ctrl_c_python_loses_in_a_garbage_collection_still_stops_the_fit(at_epoch: int, mlflow_experiment: str) -> None:
+    """Python runs a SIGINT's handler wherever the main thread is — now and then inside a garbage collection's
+    callback, where it prints "Exception ignored" and drops the ``KeyboardInterrupt`` after the handler ended the run
+    ``KILLED``. Inside the epochs the next hook raises it again; in the last epoch's end no epoch hook followed and
+    ``fit`` returned as if it had finished (seen on TensorFlow about 1 ms after the last epoch's hooks)."""
+    import weakref
+
+    import keras
+    import mlflow
+    import numpy as np
+
+    from mlflow_green.integrations.keras import GreenCallback
+    from mlflow_green.testing import FakeMeter
+
+    begun: list[int] = []
+
+    class LosesCtrlC(keras.callbacks.Callback):  # listed after ours: the epoch's hooks of ours are done
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            begun.append(epoch)
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == at_epoch:
+                class Collected:
+                    pass
+
+                doomed = Collected()
+                self.ref = weakref.ref(doomed, lambda ref: signal.raise_signal(signal.SIGINT))
+                del doomed  # its weakref's callback runs as it is freed: the KeyboardInterrupt there is dropped
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    x, y = np.random.default_rng(0).random((64, 4)).astype("float32"), np.zeros(64, dtype="int64")
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, validation_data=(x[:16], y[:16]), epochs=3, batch_size=16, verbose=0, callbacks=[cb, LosesCtrlC()])
+    assert begun == list(range(at_epoch + 1))  # no epoch after the Ctrl-C
+    assert mlflow.MlflowClient().get_run(cb.session.run_id).info.status == "KILLED"
+    assert mlflow.active_run() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
