@@ -1,19 +1,18 @@
 """The MLflow run a training session logs into, and every write into it.
 
-This is the session's one seam with MLflow: where the run is chosen (:meth:`SessionRun.bind`),
-where metrics, tags and the report are queued (:meth:`~SessionRun.log`, :meth:`~SessionRun.log_tags`,
-:meth:`~SessionRun.log_report`) and where everything is flushed and a run we started is ended
-(:meth:`~SessionRun.close`). Writes go through a :class:`~mlflow_green.record.recorder.RunRecorder`:
-queued, sent by a background thread, spooled when the server is unreachable. Binding waits at
-most ``timeouts.start_s`` for MLflow and closing at most ``timeouts.end_s`` (see
-:mod:`mlflow_green.record.timeouts`); the session starts its meters after binding and stops
-them before closing, so that this waiting is never billed as training.
+This is the session's one seam with MLflow: where the run is chosen (:meth:`SessionRun.bind`), where metrics, tags and
+the report are queued (:meth:`~SessionRun.log`, :meth:`~SessionRun.log_tags`, :meth:`~SessionRun.log_report`) and
+where everything is flushed and a run we started is ended (:meth:`~SessionRun.close`). Writes go through a
+:class:`~mlflow_green.record.recorder.RunRecorder`: queued, sent by a background thread, spooled when the server is
+unreachable. Binding waits at most ``timeouts.start_s`` for MLflow and closing at most ``timeouts.end_s`` (see
+:mod:`mlflow_green.record.timeouts`); the session starts its meters after binding and stops them before closing, so
+that this waiting is never billed as training.
 
 One point per step: the metrics of a step are held until the session moves to another step
-(:meth:`~SessionRun.send_pending`), so the end-of-fit totals replace the last epoch's values
-at its step instead of adding a second point there. Held values are spooled (not sent) as they
-are logged — by the writer's spool thread, within milliseconds, so that the training thread does no
-file work at an epoch's end — and a training killed before its next step keeps them (a replay sends them).
+(:meth:`~SessionRun.send_pending`), so the end-of-fit totals replace the last epoch's values at its step instead of
+adding a second point there. Held values are spooled (not sent) as they are logged — by the writer's spool thread,
+within milliseconds, so that the training thread does no file work at an epoch's end — and a training killed before
+its next step keeps them (a replay sends them).
 
 Example::
 
@@ -71,16 +70,19 @@ class SessionRun:
     @property
     def run_id(self) -> str | None:
         """Id of the last run bound (None while a run we started waits for MLflow to create it)."""
-        for handle in (self.run, self._last):
-            if handle is not None and handle.run_id is not None:
-                self._run_id = handle.run_id
-                break
+        handle = next((h for h in (self.run, self._last) if h is not None and h.run_id is not None), None)
+        self._run_id = handle.run_id if handle is not None else self._run_id
         return self._run_id
+
+    @property
+    def current(self) -> RunHandle | None:
+        """The run bound, else the last fit's (closed: an evaluation after it writes there), else None."""
+        return self.run or self._last
 
     @property
     def bound(self) -> bool:
         """True if writes go somewhere."""
-        return self.run is not None or self._last is not None
+        return self.current is not None
 
     @property
     def owned(self) -> bool:
@@ -156,13 +158,10 @@ class SessionRun:
     def pending_creation(self) -> dict[str, str | None] | None:
         """While the bound run waits for MLflow to create it: its creation token and experiment, which
         find it once created (a checkpoint written meanwhile holds them instead of its id); else None."""
-        handle = self.run or self._last
-        if handle is None or handle.run_id is not None:
-            return None
-        spec = getattr(handle.recorder, "spec", None)
-        if spec is None:
-            return None
-        return {"token": spec.token, "experiment_id": spec.experiment_id, "experiment_name": spec.experiment_name}
+        handle = self.current
+        spec = getattr(handle.recorder, "spec", None) if handle is not None and handle.run_id is None else None
+        return None if spec is None else {"token": spec.token, "experiment_id": spec.experiment_id,
+                                          "experiment_name": spec.experiment_name}
 
     # -- writes (queued, never raise) -----------------------------------------------------------
     def _handle(self) -> RunHandle | None:
@@ -271,7 +270,7 @@ class SessionRun:
     def __getstate__(self) -> dict[str, Any]:
         """The run's identity, not its connections; plus the MLflow context of the pickling process."""
         state = dict(self.__dict__)
-        handle, uri = self.run or self._last, None
+        handle, uri = self.current, None
         if handle is not None:  # its server (read from its writer if it has one; none is opened for it)
             uri = handle.tracking_uri or getattr(handle._recorder, "tracking_uri", None)
         state.update(run=None, _last=None, _reopened=False, _pending_step=None, _pending={}, _run_id=self.run_id,

@@ -97,7 +97,7 @@ class StateMixin:
         """Another session of this process wrote the run's report since this one last did (two models trained in turn,
         GAN-style): go on from the run's latest figures — totals, samples, steps, evaluations — as a fit binding it does,
         and build this session's next report afresh; True if so (else nothing is read)."""
-        run, run_id = self.output.run or self.output._last, self.output.run_id  # bound, or the last fit's (closed)
+        run, run_id = self.output.current, self.output.run_id  # bound, or the last fit's (closed)
         if run is None or not reported_by_other(run_id, self._writer):
             return False
         self._continue_earlier_fits(run, run_id, after_step=self.last_step, own=True)  # type: ignore[arg-type]
