@@ -41,6 +41,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from mlflow_green.measure.signal_safety import passes_through
+
 logger = logging.getLogger(__name__)
 
 
@@ -96,6 +98,7 @@ class EpochEvaluations:
         """``evaluate``, counted: a callback's evaluation during the fit (not the fit's own validation; one between two
         epochs is banked into the epoch before, which the next one's start forgets)."""
 
+        @passes_through  # a Ctrl-C inside the evaluate is the training's, not ours: handled at once
         @functools.wraps(evaluate)
         def evaluate_in_fit(*args: Any, **kwargs: Any) -> Any:
             if self._evaluating or kwargs.get("_use_cached_eval_dataset"):

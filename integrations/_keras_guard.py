@@ -189,6 +189,11 @@ class CallGuard(CallbackHooks):
         """True once the call was seen ending with an exception."""
         return self._aborted
 
+    def signal_pending(self) -> bool:
+        """True when a Ctrl-C or SIGTERM came during the call and was put off (it arrived in our code): the call is
+        being interrupted, whatever ends it first."""
+        return self._sigint.pending or self._sigterm.pending
+
     def abort(self, exc: BaseException) -> None:
         """The call ends with ``exc``: tell the callback once."""
         if self._aborted:

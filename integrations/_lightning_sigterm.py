@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from types import FrameType
@@ -34,6 +35,8 @@ from typing import Any
 
 from mlflow_green.measure.signal_safety import note_handler
 from mlflow_green.training.termination import SigtermWatch
+
+logger = logging.getLogger(__name__)
 
 
 class SigtermBesideLightning(SigtermWatch):
@@ -99,9 +102,16 @@ class SigtermHooksMixin:
         self._sigterm.take()
 
     def _terminated(self) -> None:
-        """SIGTERM outside Lightning's stretch of the fit: the fit ends ``KILLED`` now (the process terminates next)."""
+        """SIGTERM outside Lightning's stretch of the fit: the fit ends ``KILLED`` now (the process terminates next),
+        and the Trainer's loggers are finalized ``"failed"``, as Lightning does for a SIGTERM in its stretch (an
+        ``MLFlowLogger``'s run was left ``RUNNING``: nothing else ends it once the process is gone)."""
         trainer, pl_module = self._term_call or (None, None)
         self.on_exception(trainer, pl_module, SystemExit(128 + signal.SIGTERM))
+        for each in getattr(trainer, "loggers", None) or ():
+            try:
+                each.finalize("failed")
+            except Exception as exc:  # the process terminates anyway
+                logger.warning("mlflow-green: could not finalize %s at SIGTERM: %r", type(each).__name__, exc)
 
     def _release_sigterm(self) -> None:
         watch, call, self._sigterm, self._term_call = self._sigterm, self._term_call, None, None

@@ -58,13 +58,12 @@ __all__ = ["GreenCallback"]
 class GreenCallback(CallModelMixin, keras.callbacks.Callback):
     """Logs energy, emissions and compression metadata of a Keras training into MLflow.
 
-    Per epoch (``step`` = epoch, one point per step): running totals ``green/energy_kwh`` (and per
-    component), ``green/power_w``, ``green/emissions_kg``, ``green/duration_s``,
-    ``green/energy_per_sample_j``, the phases ``green/energy_{train,validation,data,other}_kwh``
-    (they add up to the total), ``green/projected_energy_kwh`` / ``green/projected_emissions_kg``
-    and ``green/accuracy_per_kwh``. At the end the final totals replace the last epoch's at its
-    step, with ``green/flop_per_j``, the ``green/model_*`` values that changed, the ``green.*``
-    tags and ``green/report.json``. ``model.evaluate`` / ``model.predict`` with the callback log
+    Per epoch (``step`` = epoch, one point per step): running totals ``green/energy_kwh`` (and per component),
+    ``green/power_w``, ``green/emissions_kg``, ``green/duration_s``, ``green/energy_per_sample_j``, the phases
+    ``green/energy_{train,validation,data,other}_kwh`` (they add up to the total), ``green/projected_energy_kwh`` /
+    ``green/projected_emissions_kg`` and ``green/accuracy_per_kwh``. At the end the final totals replace the last
+    epoch's at its step, with ``green/flop_per_j``, the ``green/model_*`` values that changed, the ``green.*`` tags
+    and ``green/report.json``. ``model.evaluate`` / ``model.predict`` with the callback log
     ``green/energy_test_kwh`` / ``green/energy_predict_kwh`` and joules per sample.
 
     Runs: logs into the active MLflow run (yours, or the one ``mlflow.autolog()`` started; never
@@ -320,7 +319,8 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
                 self.session.add_data_wait(self._fit_guard.data_wait_s)
         guard, self._fit_guard = self._fit_guard, None
         self._adapter_counts.clear()
-        if guard is not None:
+        if guard is not None:  # a Ctrl-C or SIGTERM put off in our code (last epoch's end): delivered after, KILLED
+            status = "KILLED" if guard.signal_pending() else status
             guard.remove()
         held = not self.session.dist.distributed  # else a signal must still end a collective waiting for a rank gone
         with signals_held(enabled=held):  # the profile too

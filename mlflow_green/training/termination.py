@@ -56,6 +56,7 @@ class SigtermWatch:
         self.on_term = on_term
         self._previous: Any = None
         self._deferred_s = 0.0
+        self.pending = False  # a signal put off (it arrived in our code), to be delivered again a moment later
         self._pid = 0  # the process that took SIGTERM (a forked child inherits the handler, not the watch)
         self._disarmed = False  # restored off the main thread: the handler stays and passes SIGTERM on
         self._settled = threading.Event()  # cleared while another thread ends the measurement
@@ -154,7 +155,9 @@ class SigtermWatch:
         if self._deferred_s < MAX_DEFER_S and inside_own_code(frame):  # it may hold a lock that ending takes
             self._deferred_s += DEFER_S
             if _deliver_later(signum):
+                self.pending = True
                 return  # else no thread can start (the interpreter is shutting down): handled now
+        self.pending = False
         previous = self._previous
         self.restore()
         try:

@@ -5,7 +5,8 @@ then waits there for the test's SIGTERM: ``setup`` (the module's), ``configure_o
 ``on_fit_end`` (another callback's, listed after ours), ``bind`` (MLflow creating the callback's run in its
 ``on_fit_start``: ``MlflowClient.create_run`` waits 2 s after it), or ``epoch`` (a training batch: Lightning's own stretch).
 ``WHERE-user-handler``: the same with a SIGTERM handler of the user's set before the fit, which counts its calls into
-OUT_DIR/handler_calls and returns (a graceful stop that only notes the signal: the process goes on).
+OUT_DIR/handler_calls and returns (a graceful stop that only notes the signal: the process goes on). ``WHERE-logger``:
+the Trainer logs through an ``MLFlowLogger`` into the same experiment (its run is the fit's).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ mlflow.set_experiment(experiment_id=mlflow.create_experiment("sigterm", artifact
 def wait_for_the_signal(where: str, trainer: lightning.Trainer | None = None) -> None:
     """Wait in ``where`` for the signal (at most 30 s): until the process dies of it, the user's handler has been
     called, or (with ``trainer``) Lightning has seen it."""
-    if where == WHERE.removesuffix("-user-handler"):
+    if where == WHERE.removesuffix("-user-handler").removesuffix("-logger"):
         (OUT / "waiting").write_text(where)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (trainer is not None and trainer.received_sigterm) \
@@ -85,6 +86,11 @@ class Slow(lightning.Callback):
         wait_for_the_signal("on_fit_end")
 
 
-trainer = lightning.Trainer(max_epochs=3, callbacks=[GreenCallback(), Slow()], **quiet_trainer_kwargs())
+kwargs = quiet_trainer_kwargs()
+if WHERE.endswith("-logger"):
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    kwargs["logger"] = MLFlowLogger(experiment_name="sigterm", tracking_uri=mlflow.get_tracking_uri())
+trainer = lightning.Trainer(max_epochs=3, callbacks=[GreenCallback(), Slow()], **kwargs)
 trainer.fit(Module(), *loaders())
 print("FIT RETURNED")

@@ -222,3 +222,37 @@ def test_a_ctrl_c_python_loses_in_a_garbage_collection_still_stops_the_fit(at_ep
     assert begun == list(range(at_epoch + 1))  # no epoch after the Ctrl-C
     assert mlflow.MlflowClient().get_run(cb.session.run_id).info.status == "KILLED"
     assert mlflow.active_run() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("hook", ["on_test_batch_end", "on_test_end"])
+def test_a_ctrl_c_in_the_last_epochs_validation_ends_the_run_killed(hook: str, mlflow_experiment: str) -> None:
+    """A Ctrl-C from a callback listed before ours in the last epoch's validation: the watch put it off (it arrived
+    under the wrapper counting evaluations in the fit, taken for our code), it came again in our fit's end, which
+    held it — the run ended ``FINISHED`` and ``fit`` raised after it (3 of 3 on TensorFlow, torch and JAX)."""
+    import keras
+    import mlflow
+    import numpy as np
+
+    from mlflow_green.integrations.keras import GreenCallback
+    from mlflow_green.testing import FakeMeter
+
+    class CtrlC(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+
+        def fire(self, *args: object, **kwargs: object) -> None:
+            if self.epoch == 2:
+                signal.raise_signal(signal.SIGINT)
+
+    setattr(CtrlC, hook, CtrlC.fire)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    x, y = np.random.default_rng(0).random((64, 4)).astype("float32"), np.zeros(64, dtype="int64")
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, validation_data=(x[:32], y[:32]), epochs=3, batch_size=16, verbose=0, callbacks=[CtrlC(), cb])
+    assert mlflow.MlflowClient().get_run(cb.session.run_id).info.status == "KILLED"
+    assert mlflow.active_run() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+

@@ -139,6 +139,23 @@ def test_sigterm_where_lightning_has_no_handler_ends_the_fits_run_killed_then_th
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("where", ["on_fit_start", "on_fit_end"])
+def test_sigterm_where_lightning_has_no_handler_ends_an_mlflow_loggers_run_as_lightning_would(where: str, tmp_path: Path) -> None:
+    """With an ``MLFlowLogger`` the fit's run is the logger's. A SIGTERM outside Lightning's stretch ended the
+    measurement (report ``KILLED``) and then the process, leaving the logger's run ``RUNNING`` for good (as without
+    the callback: Lightning finalizes its loggers only for a SIGTERM in its stretch). The loggers are now finalized
+    as Lightning does there (``"failed"``): the run ends ``FAILED``, with its figures, before the process terminates."""
+    pytest.importorskip("lightning")
+    child, output = _lightning_terminated_in(f"{where}-logger", tmp_path)
+    assert child.returncode == -signal.SIGTERM, output[-3000:]
+    client, run = _the_run(tmp_path)
+    assert run.info.status == "FAILED", output[-3000:]
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["status"] == "KILLED"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["setup", "on_fit_end"])
 def test_sigterm_where_lightning_has_no_handler_is_left_to_a_handler_of_the_users(where: str, tmp_path: Path) -> None:
     """A handler of the user's that notes SIGTERM and returns (a graceful stop) keeps the process going: the callback

@@ -301,3 +301,31 @@ def test_sigterm_is_blocked_in_a_forked_child_until_it_has_sigterm_back_and_nowh
     assert [fork["where"] for fork in forks] == ["main", "thread"]
     for fork in forks:
         assert fork == {"where": fork["where"], "child_at_fork": watch == "watch", "child_after": False, "parent_after": False}
+
+
+def test_a_sigterm_inside_our_own_code_is_put_off_and_pending_until_it_comes_again(own_handler: list[str]) -> None:
+    """A SIGTERM that arrives while mlflow-green's own code runs (here a meter's read, calling the power function
+    given to it) is delivered again a moment later; meanwhile the watch says so (``pending``): a fit ending in between
+    ends ``KILLED``, not ``FINISHED`` (the Keras callback's end reads it)."""
+    from mlflow_green.testing import FakeMeter
+
+    ended: list[bool] = []
+    watch = SigtermWatch(lambda: ended.append(watch.pending))
+
+    def power_w(elapsed_s: float) -> float:
+        if not ended and not watch.pending:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled here, inside the meter's read: ours
+        return 10.0
+
+    meter = FakeMeter({"cpu:0": power_w})
+    meter.open(0.0)
+    watch.take()
+    try:
+        meter.read(0.001)
+        assert watch.pending and not ended and own_handler == []
+        deadline = time.monotonic() + 5
+        while not ended and time.monotonic() < deadline:
+            time.sleep(0.005)  # the signal comes again here, outside our code
+        assert ended == [False] and own_handler == ["framework"] and not watch.pending
+    finally:
+        watch.restore()
