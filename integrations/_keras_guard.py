@@ -32,7 +32,7 @@ from mlflow_green.integrations._keras_evaluations import EpochEvaluations
 from mlflow_green.integrations._keras_fit_watch import FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import end_of_data, leading_dim, watched_source
-from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_at_next_hook
+from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_if_lost
 from mlflow_green.integrations._keras_samples import samples_seen
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.interrupts import SigintWatch
@@ -207,11 +207,11 @@ class CallGuard(CallbackHooks):
                 logger.warning("mlflow-green: could not end the measurement: %s", err)
 
     def _ctrl_c(self) -> None:
-        """SIGINT: end the measurement ``KILLED`` (a lost ``KeyboardInterrupt`` is raised again at the next hook)."""
+        """SIGINT: end the measurement ``KILLED`` (a ``KeyboardInterrupt`` Python drops is raised again at the next hook)."""
         self.interrupted = True
         self.abort(KeyboardInterrupt())
         if self._callbacks is not None:
-            raise_again_at_next_hook(self._callbacks)
+            raise_again_if_lost(self._callbacks)
 
     def _set(self, owner: Any, name: str, wrapper: Any) -> None:
         try:

@@ -2,13 +2,15 @@
 
 A SIGINT's ``KeyboardInterrupt`` is raised wherever the main thread is when Python runs the handler —
 now and then inside a garbage collection's callback (a weakref's, SQLAlchemy's), where Python prints
-"Exception ignored" and goes on: the training would go on after Ctrl-C ended its measurement ``KILLED``.
-The fit's own ``CallbackList`` (one per ``fit`` call) then raises it at its next batch or epoch hook — after the last
-epoch's, at its ``on_train_end`` (as Keras would have, no callback's ``on_train_end`` runs).
+"Exception ignored" (through ``sys.unraisablehook``) and goes on: the training would go on after Ctrl-C ended its
+measurement ``KILLED``. Seen dropped there, it is raised by the fit's own ``CallbackList`` (one per ``fit`` call) at
+its next batch or epoch hook — after the last epoch's, at its ``on_train_end`` (as Keras would have, no callback's
+``on_train_end`` runs). One that a callback catches (a graceful stop setting ``stop_training``) is left caught.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 RAISE_AT = ("on_train_batch_begin", "on_test_batch_begin", "on_predict_batch_begin", "on_epoch_begin", "on_epoch_end",
@@ -30,10 +32,28 @@ def raise_again_at_next_hook(callbacks: Any) -> None:
             setattr(callbacks, name, raise_interrupt)
 
 
+def raise_again_if_lost(callbacks: Any) -> None:
+    """From now on, until it happens once: a ``KeyboardInterrupt`` that Python drops as unraisable makes the next call
+    of one of :data:`RAISE_AT` on ``callbacks`` raise it (called as a Ctrl-C is handled, just before it is raised)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_green_lost_interrupt", False):  # an earlier Ctrl-C's, never dropped: this one's instead
+        previous = previous._green_previous  # type: ignore[attr-defined]
+
+    def dropped(unraisable: Any) -> None:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            if sys.unraisablehook is dropped:
+                sys.unraisablehook = previous
+            raise_again_at_next_hook(callbacks)
+        previous(unraisable)
+
+    dropped._green_lost_interrupt, dropped._green_previous = True, previous  # type: ignore[attr-defined]
+    sys.unraisablehook = dropped
+
+
 def ctrl_c_from(exc: BaseException) -> KeyboardInterrupt:
     """The ``KeyboardInterrupt`` for a Ctrl-C the framework raised as ``exc`` (TensorFlow's C code, given it inside a
     Python callback of its own, raises ``SystemError: bad argument to internal function`` or ``UnknownError``)."""
     return KeyboardInterrupt(f"Ctrl-C (the framework raised it as {type(exc).__name__}: {exc})")
 
 
-__all__ = ["RAISE_AT", "ctrl_c_from", "raise_again_at_next_hook"]
+__all__ = ["RAISE_AT", "ctrl_c_from", "raise_again_at_next_hook", "raise_again_if_lost"]

@@ -34,6 +34,7 @@ from types import FrameType
 from typing import Any
 
 from mlflow_green.measure.signal_safety import note_handler
+from mlflow_green.record.timeouts import RunTimeouts
 from mlflow_green.training.termination import SigtermWatch
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,14 @@ class SigtermBesideLightning(SigtermWatch):
             originals[self.signum] = self._previous
 
 
+def _finalize(loggers: list[Any]) -> None:
+    for each in loggers:
+        try:
+            each.finalize("failed")
+        except Exception as exc:  # the process terminates anyway
+            logger.warning("mlflow-green: could not finalize %s at SIGTERM: %r", type(each).__name__, exc)
+
+
 def _terminates(handler: object) -> bool:
     """True when SIGTERM under ``handler`` terminates the process: the default, or watches handing it on to it."""
     for _ in range(16):  # watches over watches (a track() block's, a fit's inside it)
@@ -93,6 +102,7 @@ class SigtermHooksMixin:
 
     _sigterm: SigtermBesideLightning | None
     _term_call: tuple[Any, Any] | None
+    session: Any  # the callback's TrainingSession
 
     def _take_sigterm(self, trainer: Any, pl_module: Any) -> None:
         """SIGTERM ours from the fit's setup to its teardown, where Lightning's handler is not in place (``_lightning_sigterm``)."""
@@ -106,12 +116,14 @@ class SigtermHooksMixin:
         and the Trainer's loggers are finalized ``"failed"``, as Lightning does for a SIGTERM in its stretch (an
         ``MLFlowLogger``'s run was left ``RUNNING``: nothing else ends it once the process is gone)."""
         trainer, pl_module = self._term_call or (None, None)
-        self.on_exception(trainer, pl_module, SystemExit(128 + signal.SIGTERM))
-        for each in getattr(trainer, "loggers", None) or ():
-            try:
-                each.finalize("failed")
-            except Exception as exc:  # the process terminates anyway
-                logger.warning("mlflow-green: could not finalize %s at SIGTERM: %r", type(each).__name__, exc)
+        try:
+            self.on_exception(trainer, pl_module, SystemExit(128 + signal.SIGTERM))
+        finally:  # within the run's end timeout (a server gone, checkpoints to upload): the process terminates next
+            loggers = list(getattr(trainer, "loggers", None) or ())
+            if loggers:
+                finalizing = threading.Thread(target=_finalize, args=(loggers,), name="mlflow-green-finalize", daemon=True)
+                finalizing.start()
+                finalizing.join((self.session.output.timeouts or RunTimeouts.resolve()).end_s)
 
     def _release_sigterm(self) -> None:
         watch, call, self._sigterm, self._term_call = self._sigterm, self._term_call, None, None

@@ -54,6 +54,12 @@ def note_handler(handler: Any) -> None:
         _NOTED.add(code)
 
 
+def own_handler(handler: Any) -> bool:
+    """True when ``handler`` is mlflow-green's own (a watch's, a hold's), not the user's or a framework's."""
+    code = _code_of(handler)
+    return code is not None and code.co_filename.startswith(_own_dirs())
+
+
 def raised_by_signal_handler(exc: BaseException) -> bool:
     """True when ``exc`` came out of a Python signal handler (see the module docstring). Only called when
     something failed: it reads the handlers in force and walks the traceback."""

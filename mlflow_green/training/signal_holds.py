@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from mlflow_green.measure.signal_safety import note_handler
+from mlflow_green.measure.signal_safety import note_handler, own_handler
 
 DEFER_S = 0.01
 """A SIGTERM that arrives inside mlflow-green's own code (a meter read, a spool write) is delivered
@@ -44,10 +44,11 @@ def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM, *, at_once:
     only (a no-op elsewhere, and where SIGTERM is ignored or set outside Python). ``enabled=False``:
     a no-op — for a block that may wait in a collective for a rank that is gone, which SIGTERM must
     still be able to end. ``signum=signal.SIGINT`` holds a Ctrl-C the same way (Python's handler then
-    raises the ``KeyboardInterrupt`` as the block ends). ``at_once=True``: the held signal is handed over as if it
-    arrived where the block ends, outside mlflow-green's code — for a block at a hook's top level, holding no lock of
-    ours: a :class:`~mlflow_green.training.termination.SigtermWatch` then handles it there instead of delivering it
-    again a moment later, when a framework's handler may have taken the signal (Lightning's, after ``on_fit_start``).
+    raises the ``KeyboardInterrupt`` as the block ends). ``at_once=True``: the held signal is handed to a handler of
+    ours as if it arrived where the block ends, outside mlflow-green's code — for a block at a hook's top level,
+    holding no lock of ours: a :class:`~mlflow_green.training.termination.SigtermWatch` then handles it there instead
+    of delivering it again a moment later, when a framework's handler may have taken the signal (Lightning's, after
+    ``on_fit_start``).
 
     Example:
         >>> with sigterm_held():
@@ -80,8 +81,8 @@ def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM, *, at_once:
                 if signal.getsignal(signum) == hold:
                     signal.signal(signum, previous)
             if len(received) == 1:
-                signum, frame = received[0]
-                _deliver(previous, signum, None if at_once else frame)
+                signum, frame = received[0]  # at_once: to our watch as outside our code (a handler of yours: as it came)
+                _deliver(previous, signum, None if at_once and own_handler(previous) else frame)
 
 
 @contextlib.contextmanager

@@ -91,7 +91,7 @@ class SigtermWatch:
             signal.signal(self.signum, self._handle)
             self._disarmed = False
             self._previous = previous
-            self._deferred_s = 0.0
+            self._deferred_s, self.pending = 0.0, False
             self._pid = os.getpid()
             if self.signum == signal.SIGTERM:  # a forked child gets SIGTERM back from these (SIGINT: from the handler)
                 _TAKEN.append(self)

@@ -256,3 +256,40 @@ def test_a_ctrl_c_in_the_last_epochs_validation_ends_the_run_killed(hook: str, m
     assert mlflow.MlflowClient().get_run(cb.session.run_id).info.status == "KILLED"
     assert mlflow.active_run() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
+
+
+def test_a_ctrl_c_a_callback_catches_for_a_graceful_stop_is_left_caught(mlflow_experiment: str) -> None:
+    """A callback that catches the ``KeyboardInterrupt`` and stops the training (``stop_training``): Keras ends the fit
+    as for ``EarlyStopping``, every callback's ``on_train_end`` runs (a best-weights restore, a last checkpoint) and
+    ``fit`` returns. The re-raise meant for an interrupt Python drops raised it at ``on_train_end`` instead."""
+    import keras
+    import mlflow
+    import numpy as np
+
+    from mlflow_green.integrations.keras import GreenCallback
+    from mlflow_green.testing import FakeMeter
+
+    ended: list[str] = []
+
+    class GracefulStop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == 1:
+                try:
+                    signal.raise_signal(signal.SIGINT)
+                except KeyboardInterrupt:
+                    self.model.stop_training = True
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            ended.append("on_train_end")
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    x, y = np.random.default_rng(0).random((64, 4)).astype("float32"), np.zeros(64, dtype="int64")
+    try:
+        history = model.fit(x, y, epochs=5, batch_size=16, verbose=0, callbacks=[cb, GracefulStop()])
+    except KeyboardInterrupt:
+        pytest.fail("fit raised the Ctrl-C that a callback caught")
+    assert len(history.epoch) == 2 and ended == ["on_train_end"]
+    assert mlflow.MlflowClient().get_run(cb.session.run_id).info.status == "KILLED"  # ended at the Ctrl-C
+    assert mlflow.active_run() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -329,3 +329,39 @@ def test_a_sigterm_inside_our_own_code_is_put_off_and_pending_until_it_comes_aga
         assert ended == [False] and own_handler == ["framework"] and not watch.pending
     finally:
         watch.restore()
+
+
+def test_a_sigterm_held_at_once_goes_to_the_watch_as_the_block_ends_even_if_it_came_in_our_code(own_handler: list[str]) -> None:
+    """``sigterm_held(at_once=True)`` (Lightning's ``on_fit_start``, while MLflow creates the run): a SIGTERM that came
+    inside our code is handled by the watch as the block ends — not put off again, by when Lightning's handler had
+    taken SIGTERM. A handler of the user's is handed the frame the signal came in."""
+    from mlflow_green.testing import FakeMeter
+
+    ended: list[str] = []
+    watch = SigtermWatch(lambda: ended.append("KILLED"))
+    sent: list[float] = []
+
+    def power_w(elapsed_s: float) -> float:  # called many times a read
+        if len(sent) < len(ended) + len(frames) + 1:
+            sent.append(elapsed_s)
+            os.kill(os.getpid(), signal.SIGTERM)  # inside the meter's read: ours
+        return 10.0
+
+    frames: list[object] = []
+    meter = FakeMeter({"cpu:0": power_w})
+    meter.open(0.0)
+    watch.take()
+    try:
+        with sigterm_held(at_once=True):
+            meter.read(0.001)
+            assert ended == [] and own_handler == []  # held
+        assert ended == ["KILLED"] and own_handler == ["framework"] and not watch.pending
+    finally:
+        watch.restore()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: frames.append(frame))
+    try:
+        with sigterm_held(at_once=True):
+            meter.read(0.002)
+        assert len(frames) == 1 and frames[0] is not None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
