@@ -310,7 +310,8 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         self._eval_samples = 0
         if kind in ("test", "predict"):  # a step reading a dataloader_iter: the batches it pulls counted
             self._count_pulled_evaluation(getattr(trainer, f"{kind}_loop", None))
-        with sigterm_held(not self.session.dist.distributed, signal.SIGINT):  # a Ctrl-C as at on_fit_start (SIGTERM: Lightning's handler is in place)
+        # a Ctrl-C as at on_fit_start (not SIGTERM: Lightning's handler is in place during an evaluation's start)
+        with sigterm_held(not self.session.dist.distributed, signal.SIGINT):
             bind_trainer_run(self.session, trainer, keep=True)
             self._guard.guard(trainer, self)
             self.session.begin_eval(kind)

@@ -81,8 +81,8 @@ def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM, *, at_once:
                 if signal.getsignal(signum) == hold:
                     signal.signal(signum, previous)
             if len(received) == 1:
-                signum, frame = received[0]  # at_once: to our watch as outside our code (a handler of yours: as it came)
-                _deliver(previous, signum, None if at_once and own_handler(previous) else frame)
+                got, frame = received[0]  # at_once: to our watch as outside our code (a handler of yours: as it came)
+                _deliver(previous, got, None if at_once and own_handler(previous) else frame)
 
 
 @contextlib.contextmanager
