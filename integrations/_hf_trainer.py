@@ -8,7 +8,9 @@ of a training step. So the callback finds its Trainer on the call stack (at ``on
 - ``evaluate`` / ``predict``: the start and the end of an evaluation outside ``train()``, and an
   evaluation that raises. Nested calls (``evaluate`` of a dict of datasets calls itself) and calls
   inside ``train()`` pass straight through;
-- ``train``: only while the callback measures a call in another thread, to stand aside for it
+- ``train``: an exception out of it that no callback event saw (raised outside a training step: data
+  loading, an evaluation, another callback) ends the training's measurement at once; while the callback
+  measures a call in another thread, it stands aside for it
   (:mod:`~mlflow_green.integrations._hf_threads`), back in place however it ends.
 
 Example::
@@ -23,6 +25,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mlflow_green.integrations._fit_watch import FitWatch
 from mlflow_green.integrations._hf_threads import put_back, stood_aside
 from mlflow_green.measure.signal_safety import passes_through
 
@@ -103,6 +106,9 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
             trainings[0] += 1
             try:
                 return original(*args, **kwargs)
+            except BaseException as exc:  # outside a step (data loading, an evaluation, a callback): no hook saw it
+                _train_raised(trainer, exc)
+                raise
             finally:
                 trainings[0] -= 1
         if depth[0] or busy_here() or trainings[0]:
@@ -126,6 +132,26 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
     setattr(measured, _WATCHED, owner)
     measured.__wrapped__ = original  # type: ignore[attr-defined]
     return measured
+
+
+def _train_raised(trainer: Any, exc: BaseException) -> None:
+    """``train()`` raised: each of the Trainer's callbacks that can tell (``_train_raised``) ends the training it
+    measures now. All of them, not only the callback that wrapped ``train``: one restored from a checkpoint replaces
+    its original, and two GreenCallbacks may share a Trainer."""
+    for callback in list(getattr(getattr(trainer, "callback_handler", None), "callbacks", None) or ()):
+        ended = getattr(callback, "_train_raised", None)
+        if callable(ended):
+            _safely(ended, exc)
+
+
+def watch_unwrapped_train(trainer: Any, frame: Any, on_left: Callable[[BaseException], None],
+                          activity: Callable[[], int]) -> FitWatch | None:
+    """A watch of the ``train()`` running in ``frame`` if it did not go through the wrapper (the callback was added
+    after the Trainer was made): ``on_left`` is called within two looks of its raising. None where the wrapper
+    sees it (or there is no frame)."""
+    if frame is None or (trainer is not None and vars(trainer).get("_mlflow_green_trainings", [0])[0]):
+        return None
+    return FitWatch(frame, on_left, activity)
 
 
 def watch_training_step(trainer: Any, *, on_batch: Callable[[Any, Any], None], on_trained: Callable[[Any], None],
@@ -169,4 +195,4 @@ def _safely(function: Callable[..., None], *args: Any) -> None:
     try:
         function(*args)
     except Exception as exc:
-        logger.warning("mlflow-green: could not measure the evaluation: %s", exc)
+        logger.warning("mlflow-green: could not measure the evaluation or end the training's measurement: %s", exc)

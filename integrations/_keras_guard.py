@@ -26,10 +26,10 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from mlflow_green.integrations._fit_watch import FitWatch
 from mlflow_green.integrations._keras_batch_list import BATCH_HOOKS, BatchList, does_nothing_per_batch
 from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
 from mlflow_green.integrations._keras_evaluations import EpochEvaluations
-from mlflow_green.integrations._keras_fit_watch import FitWatch
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import end_of_data, leading_dim, watched_source
 from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_if_lost

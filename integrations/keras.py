@@ -29,11 +29,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from mlflow_green.formatting import readable_figures
 from mlflow_green.integrations import _keras_frames as frames
 from mlflow_green.integrations import _keras_samples as samples_of
+from mlflow_green.integrations._fit_watch import open_fit_status
 from mlflow_green.integrations._keras_backup import bind_resumable
 from mlflow_green.integrations._keras_batch_list import no_batch_work
 from mlflow_green.integrations._keras_call_model import CallModelMixin
 from mlflow_green.integrations._keras_evaluations import evaluations_in
-from mlflow_green.integrations._keras_fit_watch import open_fit_status
 from mlflow_green.integrations._keras_guard import CallGuard
 from mlflow_green.integrations._keras_input import reads_input_in_python
 from mlflow_green.integrations._keras_profile import log_built_profile

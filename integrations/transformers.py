@@ -8,7 +8,7 @@ quality ``eval_accuracy``). At the end: totals, ``green/flop_per_j``, the model'
 (torch inspector on the first training batch), the ``green.*`` tags and ``green/report.json``.
 
 Runs: transformers' own ``MLflowCallback`` run (``report_to="mlflow"``) or any active run, else a
-new run ended with the training (``FAILED`` / ``KILLED`` if a step raised). Under torchrun /
+new run ended with the training (``FAILED`` / ``KILLED`` if ``train()`` raised). Under torchrun /
 accelerate each rank measures its own devices, samples are summed, the world's process zero logs.
 ``trainer.evaluate()`` / ``trainer.predict()`` outside ``train()`` are measured as Lightning's
 ``validate`` (``test`` with ``metric_key_prefix="test"``) / ``predict`` (``_hf_evaluations``).
@@ -47,7 +47,12 @@ from mlflow_green.integrations import _hf_state
 from mlflow_green.integrations._hf_evaluations import EvaluationsMixin, rank_zero_count
 from mlflow_green.integrations._hf_state import CheckpointMixin
 from mlflow_green.integrations._hf_threads import CallOwner, frame_of, stand_in
-from mlflow_green.integrations._hf_trainer import trainer_of, unwatch_training_step, watch_training_step
+from mlflow_green.integrations._hf_trainer import (
+    trainer_of,
+    unwatch_training_step,
+    watch_training_step,
+    watch_unwrapped_train,
+)
 from mlflow_green.integrations._hf_windows import WindowsMixin
 from mlflow_green.integrations._torch_batches import batch_size, floats
 from mlflow_green.measure.tracker import MeterSpec
@@ -122,6 +127,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         self._training = self._by_steps = self._closing = self._in_validation = self._needs_profile = False
         self._at_exit_registered = False
         self._owner: CallOwner | None = None
+        self._train_watch: Any = None  # a train() not wrapped (added after Trainer(...)): watched for an exception
         self._sigterm = SigtermWatch(self._on_sigterm)
         self._samples = self._steps = self._eval_steps = 0
         self._last_step_end_s = self._last_budget_check_s = 0.0
@@ -149,7 +155,9 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         first = self._first_window(state)
         self.session.begin_fit(planned_epochs=self._planned_windows(args, state, first),  # the nearer end of the two
                                planned_steps=int(state.max_steps or 0) or None, steps_done=int(state.global_step or 0))
-        self._training, self._owner = True, CallOwner.here(frame_of("train", trainer))
+        frame = frame_of("train", trainer)
+        self._training, self._owner = True, CallOwner.here(frame)
+        self._train_watch = watch_unwrapped_train(trainer, frame, self._train_raised, lambda: self._steps)  # added later
         self._logs = {}
         self._last_budget_check_s = time.perf_counter()
         if self._by_steps:
@@ -270,6 +278,11 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
     def _on_step_failure(self, exc: BaseException) -> None:
         self._finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
 
+    def _train_raised(self, exc: BaseException) -> None:
+        """``train()`` raised outside a step (data loading, an evaluation, another callback): the run ends now."""
+        if self._training and not self._elsewhere():
+            self._finish("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
+
     def _detach(self) -> None:
         trainer, self._trainer = self._trainer, None
         unwatch_training_step(trainer)
@@ -289,12 +302,18 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         if not self._training:
             return
         self._training, self._owner = False, None
+        watch, self._train_watch = self._train_watch, None
+        if watch is not None:
+            watch.stop()
         if self._window is not None:  # the training ended inside a window: the samples it trained count
             self.session.count("train", self._samples or self._steps_samples())
         self._window, self._closing, self._in_validation = None, False, False
         self._sigterm.restore()
         self._detach()
         self.session.end_fit(status, logs=self._logs, profile=profile)
+
+    def __getstate__(self) -> dict[str, Any]:  # a copy (pickle, deepcopy) does not take the watch's thread
+        return {**self.__dict__, "_train_watch": None}
 
     def _on_sigterm(self) -> None:
         self._finish("KILLED")

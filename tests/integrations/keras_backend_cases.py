@@ -25,7 +25,7 @@ import keras  # noqa: E402
 import mlflow  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-from mlflow_green.integrations._keras_fit_watch import LOOK_INTERVAL_S  # noqa: E402
+from mlflow_green.integrations._fit_watch import LOOK_INTERVAL_S  # noqa: E402
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter, PerReadMeter  # noqa: E402
 

@@ -56,7 +56,7 @@ def test_whether_the_fit_left_is_told_from_its_own_thread_and_from_another() -> 
     import sys as _sys
     import threading
 
-    from mlflow_green.integrations._keras_fit_watch import FitWatch
+    from mlflow_green.integrations._fit_watch import FitWatch
 
     ended: list[BaseException] = []
     seen: dict[str, bool] = {}
@@ -85,7 +85,7 @@ SLOW_END_SCRIPT = textwrap.dedent("""
     import os, signal, sys, threading, time
     os.environ["KERAS_BACKEND"] = "torch"
     import keras, mlflow, numpy as np
-    from mlflow_green.integrations._keras_fit_watch import LOOK_INTERVAL_S
+    from mlflow_green.integrations._fit_watch import LOOK_INTERVAL_S
     from mlflow_green.integrations.keras import GreenCallback
     from mlflow_green.testing import FakeMeter
 

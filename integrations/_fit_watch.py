@@ -1,6 +1,6 @@
-"""Sees a Keras ``fit`` end by an exception raised in Keras's own code, which no callback hook sees.
+"""Sees a training call end by an exception that no callback hook sees.
 
-``fit`` builds the validation's data iterator, syncs state and gathers logs between the hooks: an
+Keras: ``fit`` builds the validation's data iterator, syncs state and gathers logs between the hooks: an
 error there (``validation_data`` whose inputs and targets differ in length, a validation generator
 that fails as Keras peeks at it) leaves ``fit`` without ``on_train_end`` and outside every function
 :class:`~mlflow_green.integrations._keras_guard.CallGuard` wraps. A thread looks, every
@@ -8,6 +8,11 @@ that fails as Keras peeks at it) leaves ``fit`` without ``on_train_end`` and out
 read); if none did, whether ``fit``'s frame is still on its thread's stack (``sys._current_frames`` and a
 walk up the stack: tens of microseconds, off the training thread). Once it is not, the measurement ends
 ``FAILED`` then — at most two intervals after ``fit`` raised, not when the process exits.
+
+Hugging Face: a callback added to its ``Trainer`` after the Trainer was made finds ``train()`` already
+running unwrapped (see :mod:`~mlflow_green.integrations._hf_trainer`); an exception raised in it outside a
+training step (data loading, an evaluation, another callback) is seen by this watch (``activity``: the
+optimizer steps done).
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ LOOK_INTERVAL_S = 1.0
 ~0.7 s epoch of the digits zoo, ``benchmarks/callback_overhead_keras.py``)."""
 
 
-LEFT_MESSAGE = "Keras fit ended by an exception raised outside the callbacks and steps"
+LEFT_MESSAGE = "the training call ended by an exception raised outside the callbacks and steps"
 
 
 class FitLeft(RuntimeError):
-    """``fit`` ended without calling ``on_train_end`` (an exception raised in Keras's own code)."""
+    """The call (Keras's ``fit``, Hugging Face's ``train``) ended without ``on_train_end`` (an exception raised in
+    the framework's own code)."""
 
 
 class FitWatch:
