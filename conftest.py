@@ -29,6 +29,11 @@ collect_ignore_glob = [".venv*/*"]
 
 _left_out: list[str] = []
 _bad_skips: list[str] = []
+_slow_logs: list[str] = []
+
+SLOW_CALL_S = 20.0
+"""A test call taking longer is listed at the end with the mlflow-green warnings it logged (an end that waited for
+its end timeout, a store that did not answer): a hint where the suite's time went, never a failure."""
 
 
 @functools.cache
@@ -102,6 +107,9 @@ def pytest_collectreport(report: Any) -> None:
 
 
 def pytest_runtest_logreport(report: Any) -> None:
+    if getattr(report, "when", None) == "call" and report.duration > SLOW_CALL_S:
+        logged = [line for _, text in report.sections if "log" in _ for line in text.splitlines() if "mlflow_green" in line]
+        _slow_logs.append(f"{report.nodeid} ({report.duration:.1f} s): " + (" | ".join(logged[:8]) or "no warning logged"))
     if not report.skipped:
         return
     reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -116,6 +124,10 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _slow_logs:
+        terminalreporter.write_line(f"Test calls over {SLOW_CALL_S:.0f} s and the mlflow-green warnings they logged:")
+        for line in _slow_logs:
+            terminalreporter.write_line(f"  {line[:1500]}")
     if _left_out:
         terminalreporter.write_line(f"Left out here, their framework is not installed: {', '.join(sorted(set(_left_out)))}")
 
