@@ -29,6 +29,9 @@ class WindowsMixin:
     _trainer: Any
     _by_steps: bool
     _window: int | None          # the open window's number (epoch, or global step at its start)
+    _next_window: int | None     # eval_strategy="steps": the window that opens at the next step (see _open_later)
+    _last_window: int | None     # the last window opened in this training
+    _after_point: bool           # the open window's number holds the previous window's point (steps: its evaluation)
     _closing: bool               # an epoch ended; its evaluation is still to come
     _in_validation: bool
     _logs: dict[str, float]
@@ -48,8 +51,40 @@ class WindowsMixin:
         # window numbers are global steps: the projection counts windows after the first one
         return first + int(math.ceil(remaining / eval_steps))
 
-    def _open(self, window: int) -> None:
-        self._window = window
+    def _open_epoch(self, state: Any) -> None:
+        """An epoch's window: ``state.epoch`` floored, after the last one opened (an ``IterableDataset`` with
+        ``max_steps``: the Trainer counts ``state.epoch`` against ``max_steps``, so a second pass over the data
+        began at 0.57, and was numbered 0 again)."""
+        epoch = int(math.floor(float(state.epoch or 0) + 1e-6))
+        self._open(epoch if self._last_window is None else max(epoch, self._last_window + 1))
+
+    def _open_later(self, step: int) -> None:
+        """``eval_strategy="steps"``: the window after an evaluation at ``step`` opens as the next step begins, not
+        now — a stop asked for at that evaluation (``EarlyStoppingCallback`` listed after this callback) ends the
+        training with no window open, and its totals go to the evaluation's point instead of a second point there."""
+        self._next_window = step
+
+    def _open_if_due(self) -> bool:
+        """Open the window :meth:`_open_later` put off (as a step begins); True if it did."""
+        if self._next_window is None:
+            return False
+        window, self._next_window = self._next_window, None
+        self._open(window, after_point=True)
+        return True
+
+    def _close_cut_short(self) -> bool:
+        """The training ended inside a window (a step raised, SIGTERM, Ctrl-C). With ``eval_strategy="steps"`` the
+        window is closed at the global step reached — after its number where that holds the previous window's
+        point — so that the end's totals are one point there. False otherwise (the end counts the samples)."""
+        if self._window is None or not self._by_steps:
+            return False
+        reached = int(getattr(getattr(self._trainer, "state", None), "global_step", 0) or 0)
+        self._close(_Reached(max(reached, self._window + int(self._after_point))), _NoControl())
+        return True
+
+    def _open(self, window: int, *, after_point: bool = False) -> None:
+        self._window = self._last_window = window
+        self._after_point = after_point
         self._closing = False
         self._samples = self._steps = 0
         self._last_step_end_s = time.perf_counter()
@@ -90,6 +125,13 @@ class WindowsMixin:
 
 class _NoControl:
     should_training_stop = False
+
+
+class _Reached:
+    """The Trainer's state as far as closing a window cut short needs it."""
+
+    def __init__(self, global_step: int) -> None:
+        self.global_step = global_step
 
 
 def show(step: int, by_steps: bool, live: Mapping[str, float]) -> None:

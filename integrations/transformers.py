@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -121,7 +120,8 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         self.inspect_model = inspect_model
         self._trainer: Any = None  # the Trainer of the training in progress (see the mixins for the rest)
         self._trainer_for_eval: Any = None
-        self._window: int | None = None
+        self._window = self._next_window = self._last_window = None
+        self._after_point = False
         self._eval_samples: int | None = None
         self._logs: dict[str, float] = {}
         self._training = self._by_steps = self._closing = self._in_validation = self._needs_profile = False
@@ -152,7 +152,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         trainer = trainer_of(self)
         self._watch(trainer)
         self._attach(trainer)
-        first = self._first_window(state)
+        first, self._next_window, self._last_window = self._first_window(state), None, None
         self.session.begin_fit(planned_epochs=self._planned_windows(args, state, first),  # the nearer end of the two
                                planned_steps=int(state.max_steps or 0) or None, steps_done=int(state.global_step or 0))
         frame = frame_of("train", trainer)
@@ -171,10 +171,10 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         if not self._training or self._by_steps:
             return
         self._close_pending(state)
-        self._open(int(math.floor(float(state.epoch or 0) + 1e-6)))
+        self._open_epoch(state)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._window is not None:
+        if not self._open_if_due() and self._window is not None:
             self.session.add_data_wait(time.perf_counter() - self._last_step_end_s)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -222,7 +222,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         if self._by_steps:
             self._close(state, control)
             if not control.should_training_stop:
-                self._open(int(state.global_step))
+                self._open_later(int(state.global_step))
         elif self._closing:
             self._close(state, control)
 
@@ -305,9 +305,10 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         watch, self._train_watch = self._train_watch, None
         if watch is not None:
             watch.stop()
-        if self._window is not None:  # the training ended inside a window: the samples it trained count
+        if self._window is not None and not self._close_cut_short():  # ended inside a window: its samples count
             self.session.count("train", self._samples or self._steps_samples())
-        self._window, self._closing, self._in_validation = None, False, False
+        self._window = self._next_window = None
+        self._closing = self._in_validation = False
         self._sigterm.restore()
         self._detach()
         self.session.end_fit(status, logs=self._logs, profile=profile)
