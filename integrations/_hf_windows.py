@@ -72,16 +72,6 @@ class WindowsMixin:
         self._open(window, after_point=True)
         return True
 
-    def _close_cut_short(self) -> bool:
-        """The training ended inside a window (a step raised, SIGTERM, Ctrl-C). With ``eval_strategy="steps"`` the
-        window is closed at the global step reached — after its number where that holds the previous window's
-        point — so that the end's totals are one point there. False otherwise (the end counts the samples)."""
-        if self._window is None or not self._by_steps:
-            return False
-        reached = int(getattr(getattr(self._trainer, "state", None), "global_step", 0) or 0)
-        self._close(_Reached(max(reached, self._window + int(self._after_point))), _NoControl())
-        return True
-
     def _open(self, window: int, *, after_point: bool = False) -> None:
         self._window = self._last_window = window
         self._after_point = after_point
@@ -126,12 +116,6 @@ class WindowsMixin:
 class _NoControl:
     should_training_stop = False
 
-
-class _Reached:
-    """The Trainer's state as far as closing a window cut short needs it."""
-
-    def __init__(self, global_step: int) -> None:
-        self.global_step = global_step
 
 
 def show(step: int, by_steps: bool, live: Mapping[str, float]) -> None:

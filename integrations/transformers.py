@@ -43,12 +43,12 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise MissingExtraError("transformers", "transformers", "mlflow_green.integrations.transformers") from exc
 
 from mlflow_green.integrations import _hf_state
+from mlflow_green.integrations._hf_ending import EndingMixin
 from mlflow_green.integrations._hf_evaluations import EvaluationsMixin, rank_zero_count
 from mlflow_green.integrations._hf_state import CheckpointMixin
 from mlflow_green.integrations._hf_threads import CallOwner, frame_of, stand_in
 from mlflow_green.integrations._hf_trainer import (
     trainer_of,
-    unwatch_training_step,
     watch_training_step,
     watch_unwrapped_train,
 )
@@ -70,7 +70,7 @@ __all__ = ["GreenCallback"]
 _ExportableState: type = getattr(_trainer_callback, "ExportableState", object)  # transformers >= 4.41
 
 
-class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCallback, _ExportableState):
+class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, EndingMixin, TrainerCallback, _ExportableState):
     """Logs energy, emissions and compression metadata of a Hugging Face ``Trainer`` training into MLflow.
 
     Args: those of every callback (``training.callback_options.CALLBACK_OPTIONS``) — ``quality_metric``
@@ -121,7 +121,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         self._trainer: Any = None  # the Trainer of the training in progress (see the mixins for the rest)
         self._trainer_for_eval: Any = None
         self._window = self._next_window = self._last_window = None
-        self._after_point = False
+        self._after_point, self._reached_step = False, 0
         self._eval_samples: int | None = None
         self._logs: dict[str, float] = {}
         self._training = self._by_steps = self._closing = self._in_validation = self._needs_profile = False
@@ -140,8 +140,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if self._elsewhere():  # another Trainer's training or evaluation, in another thread: this one goes unmeasured
             return stand_in(trainer_of(self), self)
-        if self._training:  # the previous train() raised outside a step and was never closed
-            self._finish("FAILED")
+        self._end_previous()  # a previous train() that raised where nothing saw it, or one ending in another thread
         self._setup_ranks(args, state)
         resumed = _hf_state.resumed_state(state, type(self).__name__)
         if resumed is not None:  # trainer.train(resume_from_checkpoint=...): continue the checkpoint's totals
@@ -153,6 +152,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         self._watch(trainer)
         self._attach(trainer)
         first, self._next_window, self._last_window = self._first_window(state), None, None
+        self._reached_step = int(state.global_step or 0)
         self.session.begin_fit(planned_epochs=self._planned_windows(args, state, first),  # the nearer end of the two
                                planned_steps=int(state.max_steps or 0) or None, steps_done=int(state.global_step or 0))
         frame = frame_of("train", trainer)
@@ -180,7 +180,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._window is None:
             return
-        self._steps += 1
+        self._steps, self._reached_step = self._steps + 1, int(state.global_step)
         now_s = time.perf_counter()
         self._last_step_end_s = now_s
         if self._by_steps and control.should_evaluate:
@@ -275,18 +275,6 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
     def _on_trained(self, inputs: Any) -> None:
         self._samples += batch_size(inputs)
 
-    def _on_step_failure(self, exc: BaseException) -> None:
-        self._finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-
-    def _train_raised(self, exc: BaseException) -> None:
-        """``train()`` raised outside a step (data loading, an evaluation, another callback): the run ends now."""
-        if self._training and not self._elsewhere():
-            self._finish("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
-
-    def _detach(self) -> None:
-        trainer, self._trainer = self._trainer, None
-        unwatch_training_step(trainer)
-
     def _inspect(self, model: Any, example: Any, precision: str | None = None) -> ModelProfile | None:
         if model is None:
             return None
@@ -297,32 +285,3 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, TrainerCall
         if example is not None:
             context["example_input"] = {k: v for k, v in example.items() if k != "labels"} if isinstance(example, Mapping) else example
         return inspect_model(model, **context)
-
-    def _finish(self, status: str, profile: ModelProfile | None = None) -> None:
-        if not self._training:
-            return
-        self._training, self._owner = False, None
-        watch, self._train_watch = self._train_watch, None
-        if watch is not None:
-            watch.stop()
-        if self._window is not None and not self._close_cut_short():  # ended inside a window: its samples count
-            self.session.count("train", self._samples or self._steps_samples())
-        self._window = self._next_window = None
-        self._closing = self._in_validation = False
-        self._sigterm.restore()
-        self._detach()
-        self.session.end_fit(status, logs=self._logs, profile=profile)
-
-    def __getstate__(self) -> dict[str, Any]:  # a copy (pickle, deepcopy) does not take the watch's thread
-        return {**self.__dict__, "_train_watch": None}
-
-    def _on_sigterm(self) -> None:
-        self._finish("KILLED")
-        self._finish_eval("KILLED")
-
-    def _finish_at_exit(self) -> None:
-        """A training or evaluation that never ended (an exception outside a step) ends FAILED."""
-        if self._training:
-            self._finish("FAILED")
-        self._finish_eval("FAILED")
-

@@ -86,6 +86,13 @@ class WindowsMixin:
         self.count(phase, samples)
         return measurement
 
+    def renumber_epoch(self: TrainingSession, epoch: int) -> None:
+        """The epoch in progress is logged as ``epoch`` if the fit ends inside it (Hugging Face's evaluation windows: a
+        training cut short between two evaluations ends at the global step reached, not at its window's first step,
+        which holds the previous window's point). Nothing when no epoch is in progress."""
+        if self._epoch is not None:
+            self._epoch = int(epoch)
+
     def training_ended(self: TrainingSession) -> None:
         """The epoch's training is over and its end hooks begin (Keras: as its callback list's ``on_epoch_end``
         starts; Lightning: as its fit loop's ``on_advance_end`` does). With no validation ending the epoch, a

@@ -4,6 +4,8 @@ the samples of both ranks and world size 2; evaluate() and predict() after train
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +15,8 @@ import pytest
 from mlflow import MlflowClient
 
 pytest.importorskip("transformers")
+
+from green_invariants import assert_green_invariants  # noqa: E402
 
 from mlflow_green.record import schema  # noqa: E402
 
@@ -65,3 +69,26 @@ def test_torchrun_two_ranks_log_one_run_with_global_samples(tmp_path: Path) -> N
     metrics = run.data.metrics
     assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / (2 * 96), rel=1e-6)
     assert schema.FLOP_PER_J in metrics
+
+
+def test_a_rank_whose_step_raises_between_two_evaluations_ends_the_run_failed_at_the_step_reached(tmp_path: Path) -> None:
+    """eval_strategy="steps": rank zero's step raises after step 5 (the evaluation at 4 logged); its end makes no
+    collective (the other rank waits in the step's all-reduce): the run ends FAILED, one point at 5, nothing hangs."""
+    job = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         str(Path(__file__).with_name("hf_ddp_train.py")), str(tmp_path), "fail"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True,
+    )
+    try:
+        output, _ = job.communicate(timeout=240)
+    except subprocess.TimeoutExpired:  # a rank hung in a collective: no process of the job is left behind
+        os.killpg(job.pid, signal.SIGKILL)
+        job.communicate()
+        pytest.fail("the job hung after rank zero's step raised")
+    assert job.returncode != 0 and "out of memory (simulated)" in output
+    run_id = json.loads((tmp_path / "rank0.json").read_text())["run_id"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'ddp.db'}")
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert sorted(m.step for m in client.get_metric_history(run_id, schema.ENERGY_KWH)) == [4, 5]
+    assert_green_invariants(run_id, client)

@@ -135,3 +135,41 @@ def test_a_users_run_is_left_running_and_the_next_train_gets_a_run_of_its_own(ml
     assert second.info.run_id != first.info.run_id and second.info.status == "FINISHED"
     assert MlflowClient().get_run(first.info.run_id).data.metrics[schema.ENERGY_KWH] == first_kwh
     assert_green_invariants(second.info.run_id)
+
+
+class ExitsInAStep(Trainer):
+    """A SIGTERM handler of the user's raising ``SystemExit`` inside a training step."""
+
+    def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        if model.training and self.state.global_step == 2:
+            raise SystemExit(143)
+        return super().compute_loss(model, inputs, *args, **kwargs)
+
+
+def test_an_exit_inside_a_step_ends_the_run_killed_as_one_outside_it(mlflow_experiment: str, tmp_path: Path) -> None:
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    trainer = ExitsInAStep(model=bert_classifier(), args=training_args(tmp_path / "out", per_device_train_batch_size=BATCH),
+                           train_dataset=TokenDataset(TRAIN, seed=1), eval_dataset=TokenDataset(EVAL, seed=2),
+                           compute_metrics=accuracy, callbacks=[cb])
+    with pytest.raises(SystemExit):
+        trainer.train()
+    assert _ended(cb.session.run_id, 0.0).info.status == "KILLED" and mlflow.active_run() is None
+
+
+def test_the_next_train_right_after_an_unseen_failure_ends_it_before_its_watch_looks(mlflow_experiment: str,
+                                                                                   tmp_path: Path) -> None:
+    """A callback added with add_callback: its first train() is watched; a train() again at once (a retry loop) ends
+    the failed one FAILED itself, and the watch never touches the new training."""
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    trainer = _trainer(tmp_path, "a callback after ours", cb, added_later=True)
+    with pytest.raises(OSError):
+        trainer.train()
+    failed = cb.session.run_id
+    trainer.callback_handler.callbacks = [c for c in trainer.callback_handler.callbacks if not isinstance(c, RaisesAtFirstEpochEnd)]
+    trainer.train()  # wrapped since the first: the retry is seen whole
+    time.sleep(2 * LOOK_INTERVAL_S + 0.5)  # the first train()'s watch would have looked by now
+    client = MlflowClient()
+    assert client.get_run(failed).info.status == "FAILED"
+    retried = client.get_run(cb.session.run_id)
+    assert retried.info.run_id != failed and retried.info.status == "FINISHED"
+    assert_green_invariants(retried.info.run_id)

@@ -4,6 +4,7 @@ under ``max_steps``. Tiny BERT built from a config, real sqlite stores."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,11 @@ def test_a_training_cut_short_between_two_evaluations_ends_with_one_point_at_the
     # the evaluation's point at 4; the end's totals once after it: at the step reached (5), or the step in progress
     assert _steps(run.info.run_id) == [4, 5]
     assert_green_invariants(run.info.run_id)
+    trained = fail_at * BATCH  # every step that trained, not the failing one's batch
+    report = json.loads(Path(MlflowClient().download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["samples"]["train"] == trained
+    metrics = run.data.metrics
+    assert metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(metrics[schema.ENERGY_KWH] * 3.6e6 / trained, rel=1e-6)
 
 
 class StopsAtEvaluation(TrainerCallback):
