@@ -189,6 +189,8 @@ class RunRecorder(BackgroundWriter):
 
         Unsent writes stay spooled; this process keeps sending them while it runs.
         """
+        if self._forked:  # a forked child: the parent's writer, which the parent closes
+            return True
         started = time.monotonic()
         budget_s = self.timeouts.end_s if timeout_s is None else timeout_s
         with self._cond:

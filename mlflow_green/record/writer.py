@@ -17,20 +17,17 @@ loop (send, retry, set aside) is :class:`~mlflow_green.record.send_loop.SendLoop
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlflow_green.record.keeper import SpoolKeeper
-from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, forget_writer, tracking_uri_of
+from mlflow_green.record.live_writers import LIVE, LIVE_LOCK, WRITERS, forget_writer, tracking_uri_of
 from mlflow_green.record.messages import WriteCounts
 from mlflow_green.record.ops import BATCHABLE, LeadingBatch, RunSpec
 from mlflow_green.record.send_loop import SendLoop
@@ -43,16 +40,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EXIT_SEND_S = 1.0
-"""At the interpreter's exit, writes still waiting to be gathered into a request are sent, waiting at
-most this long for all writers together; what is not sent by then stays spooled (``mlflow-green
-sync``, or the next training against the same server, sends it)."""
-
-_WRITERS: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
-
-
 class BackgroundWriter(SendLoop):
     """The queue and thread of one run's writes (see the module docstring). Use ``RunRecorder``."""
+
+    _forked = False  # True in a forked child: the parent's writer, inert there (see live_writers)
 
     def __init__(
         self,
@@ -102,7 +93,7 @@ class BackgroundWriter(SendLoop):
                             "token": self.spec.token if self.spec else None},
             label=self.label,
         )
-        _WRITERS.add(self)
+        WRITERS.add(self)
         if spec is not None and run_id is None:
             self._submit({"op": "create", "run": spec.to_dict()})
 
@@ -137,6 +128,8 @@ class BackgroundWriter(SendLoop):
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every queued write was handled (sent or set aside); False if some are still pending."""
+        if self._forked:
+            return True
         deadline = time.monotonic() + (self.timeouts.end_s if timeout_s is None else timeout_s)
         with self._cond:
             self._take_intake()
@@ -196,6 +189,8 @@ class BackgroundWriter(SendLoop):
         write, ``flush``, ``pending``, ``backlog`` and ``stop`` first does what was handed over, so
         writes keep their order.
         """
+        if self._forked:
+            return
         with self._cond:
             self._intake.append(work)
             self._start_spool_thread()
@@ -258,6 +253,8 @@ class BackgroundWriter(SendLoop):
             self._cond.notify_all()
 
     def _submit(self, entry: dict[str, Any], t_ms: int | None = None) -> None:
+        if self._forked:
+            return
         with self._cond:
             self._take_intake()
             self._seq += 1
@@ -278,6 +275,8 @@ class BackgroundWriter(SendLoop):
 
         Each hold replaces the previous one; the next metrics entry at the same step releases it.
         """
+        if self._forked:
+            return
         with self._cond:
             self._take_intake()
             self._seq += 1
@@ -308,19 +307,5 @@ class BackgroundWriter(SendLoop):
         """The run as users know it: ``run <id>``, or the new run (not created yet)."""
         return self._label()
 
-
-def _send_gathered_at_exit() -> None:
-    """The interpreter exits: send what the writers were gathering, within :data:`EXIT_SEND_S`."""
-    deadline = time.monotonic() + EXIT_SEND_S
-    for writer in list(_WRITERS):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        with contextlib.suppress(Exception):
-            if writer.sending():
-                writer.flush(remaining)
-
-
-atexit.register(_send_gathered_at_exit)
 
 __all__ = ["LIVE", "LIVE_LOCK", "BackgroundWriter", "tracking_uri_of"]

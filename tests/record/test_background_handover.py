@@ -127,7 +127,7 @@ def test_an_epoch_is_held_until_the_next_begins_and_spooled_once_when_the_next_b
 def test_gathered_steps_wait_for_the_next_write_and_are_spooled_by_the_exit_hook(spool_dir: Path, dead_uri: str) -> None:
     """Rows gathered by the epochs' thread are one line, before the next write of the run; if the interpreter exits
     first, its exit hook spools them (a writer with nothing queued yet but rows gathered is still sending)."""
-    from mlflow_green.record import writer
+    from mlflow_green.record import live_writers
 
     recorder = RunRecorder(None, "d" * 32, tracking_uri=dead_uri, timeouts=QUICK)
     try:
@@ -139,7 +139,7 @@ def test_gathered_steps_wait_for_the_next_write_and_are_spooled_by_the_exit_hook
         entries = [json.loads(line) for line in path.read_text().splitlines()[1:]]
         assert [(e["op"], [row[3] for row in e.get("metrics", [])]) for e in entries] == [("metrics", [0, 1]), ("tags", [])]
         recorder.log_metrics({schema.ENERGY_KWH: 3.0}, step=2, gather=True)
-        writer._send_gathered_at_exit()
+        live_writers._send_gathered_at_exit()
         entries = [json.loads(line) for line in path.read_text().splitlines()[1:]]
         assert [row[3] for row in entries[-1]["metrics"]] == [2]
     finally:
