@@ -13,6 +13,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -135,6 +137,23 @@ class TrackedRun(contextlib.ContextDecorator):
     def run_id(self) -> str | None:
         """The MLflow run (None if it could not be created yet: its creation is spooled)."""
         return self._run.run_id if self._run is not None else None
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorate ``func``: each call measured in a run of its own. A coroutine function's calls are measured
+        until they return (awaited); a generator function cannot be decorated (ConfigError): its body runs while
+        it is iterated, outside the call — a decorated generator measured nothing but its creation."""
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise ConfigError(f"track() cannot decorate the generator function {getattr(func, '__qualname__', func)!r}: "
+                              "its body runs as it is iterated, after the call returned. Use `with track():` around "
+                              "the loop that consumes it, or inside the generator.")
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def measured(*args: Any, **kwargs: Any) -> Any:
+                with self._recreate_cm():
+                    return await func(*args, **kwargs)
+
+            return measured
+        return super().__call__(func)
 
     def _recreate_cm(self) -> TrackedRun:  # each decorated call measures afresh, in its own run
         fresh = TrackedRun.__new__(TrackedRun)
