@@ -16,6 +16,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -130,6 +131,8 @@ class TrackedRun(contextlib.ContextDecorator):
         self._last_snapshot: Snapshot | None = None
         self._samples = 0
         self._closed = False
+        self._entering = threading.Lock()
+        self._inner: dict[int, list[TrackedRun]] = {}  # entries while it ran, by thread (see __enter__)
         self._sigterm = SigtermWatch(lambda: self._close("KILLED"))
         self._signing_key = SigningKey.from_env()  # MLFLOW_GREEN_SIGNING_KEY; a bad key fails here
 
@@ -164,6 +167,15 @@ class TrackedRun(contextlib.ContextDecorator):
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> TrackedRun:
+        with self._entering:  # two threads entering one object at once: one measures it, the other a copy
+            if self.tracker.running and not self._closed:  # entered again while it runs (nested, another thread)
+                inner = self._recreate_cm()  # measured afresh, in a child run; ``with t as inner:`` names it
+                self._inner.setdefault(threading.get_ident(), []).append(inner)
+            else:
+                return self._enter()
+        return inner.__enter__()
+
+    def _enter(self) -> TrackedRun:
         if self.tracker.started_at_unix_s is not None:  # the same track() object entered again: a fresh measurement
             self.tracker, self.measurement, self._held, self._last_step = self.tracker.fresh(), None, None, None
             self._last_snapshot, self._samples = None, 0
@@ -182,6 +194,9 @@ class TrackedRun(contextlib.ContextDecorator):
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        inner = self._inner.get(threading.get_ident())
+        if inner:  # this thread's innermost entry of the object while it ran
+            return inner.pop().__exit__(exc_type, exc, tb)
         status = "FINISHED"
         if exc_type is not None:
             status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
