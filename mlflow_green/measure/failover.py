@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from mlflow_green.measure import shared_meters
 from mlflow_green.measure.attribution import Attribution
 from mlflow_green.measure.meters.base import Availability, Meter
 from mlflow_green.measure.readings import (
@@ -126,8 +127,10 @@ class MeterRoster:
                 configure(sample_interval_s=self.sample_interval_s)
         self.attribute(meter)
         try:
-            meter.open(now_s)
+            if id(meter) in self.opened or shared_meters.first_user(meter):  # else open already, for a measurement
+                meter.open(now_s)  # running meanwhile (opening again rebased its counters)
         except Exception as exc:  # measurement never crashes training
+            shared_meters.last_user(meter)
             self._fault(meter, f"open() failed: {exc}")
             return False
         self.opened[id(meter)] = meter

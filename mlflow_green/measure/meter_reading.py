@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from typing import Any
 
+from mlflow_green.measure import shared_meters
 from mlflow_green.measure.attribution import Attribution
 from mlflow_green.measure.device_guard import DeviceGuard
 from mlflow_green.measure.failover import MeterRoster, safe
@@ -103,7 +104,8 @@ def close_meters(meters: Iterable[Meter]) -> dict[str, Any]:
         except Exception as exc:
             logger.debug("meter %s could not report: %s", meter.name, exc)
         try:
-            meter.close()
+            if shared_meters.last_user(meter):  # else a measurement running meanwhile still reads it
+                meter.close()
         except Exception as exc:
             logger.debug("closing meter %s failed: %s", meter.name, exc)
     return reports
