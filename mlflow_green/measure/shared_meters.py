@@ -20,24 +20,25 @@ from __future__ import annotations
 import threading
 
 _LOCK = threading.Lock()
-_USERS: dict[int, int] = {}
-"""id(meter) -> how many measurements use it now."""
+_USERS: dict[int, tuple[object, int]] = {}
+"""id(meter) -> (the meter, how many measurements use it now): the meter is held, so that its id is not taken by
+another object while it counts (a measurement never closed would otherwise leave a count a new meter inherits)."""
 
 
 def first_user(meter: object) -> bool:
     """A measurement takes ``meter``: True if no other uses it now (open it)."""
     with _LOCK:
-        users = _USERS.get(id(meter), 0)
-        _USERS[id(meter)] = users + 1
+        users = _USERS.get(id(meter), (meter, 0))[1]
+        _USERS[id(meter)] = (meter, users + 1)
         return users == 0
 
 
 def last_user(meter: object) -> bool:
     """A measurement lets go of ``meter``: True if no other uses it any more (close it)."""
     with _LOCK:
-        users = _USERS.get(id(meter), 0) - 1
+        users = _USERS.get(id(meter), (meter, 0))[1] - 1
         if users > 0:
-            _USERS[id(meter)] = users
+            _USERS[id(meter)] = (meter, users)
             return False
         _USERS.pop(id(meter), None)
         return True
