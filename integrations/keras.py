@@ -163,19 +163,19 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
         self._fit_guard = CallGuard(self._take_call_model("fit"), self._abort, python_input=reads_input_in_python(), on_step_end=per_step)
         self._fit_guard.watch("fit", ours=self)  # before the run is bound: a Ctrl-C meanwhile is the training's (KILLED)
         self._claim.settle()
-        try:  # a Ctrl-C while MLflow creates the run (a fresh store: seconds) is raised once measuring began (KILLED,
-            with signals_held():  # with its figures; a second one at once)
+        with signals_held(at_once=True):  # Ctrl-C/SIGTERM in the bind (seconds) or profile: raised at its end (KILLED), see docs
+            try:
                 bind_resumable(self.session)  # a fit Keras restores from a backup resumes the run that wrote it
                 self.session.template.synchronize = keras_synchronizer()  # GPU work billed to its window
                 self.session.begin_fit(planned_epochs=frames.fit_epochs(self.params))
-        except Exception as exc:  # measurement never crashes training: this fit goes unmeasured, its run ended
-            logger.warning("mlflow-green: could not start measuring this fit (%r); it trains unmeasured", exc)
-            self._finish("FAILED")
-            return self.session.output.close("FAILED")  # the run bound before it failed (no fit began: nothing else ends it)
-        self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
-        self._fit_guard.on_epoch_end_start = self.session.training_ended  # read before callbacks listed ahead of ours
-        self.session.expects_validation = self._fit_guard.validates  # quality from val_ metrics (validation_freq)
-        self._profile_pending = self.inspect_model and not log_built_profile(self.session, self._profile)  # built yet?
+            except Exception as exc:  # measurement never crashes training: this fit goes unmeasured, its run ended
+                logger.warning("mlflow-green: could not start measuring this fit (%r); it trains unmeasured", exc)
+                self._finish("FAILED")
+                return self.session.output.close("FAILED")  # the run bound before it failed (no fit began: nothing ends it)
+            self.session.output.still_in_call = self._fit_guard.fit_running  # a call inside it gets a child run
+            self._fit_guard.on_epoch_end_start = self.session.training_ended  # read before callbacks listed ahead of ours
+            self.session.expects_validation = self._fit_guard.validates  # quality from val_ metrics (validation_freq)
+            self._profile_pending = self.inspect_model and not log_built_profile(self.session, self._profile)  # built?
         self._last_budget_check_s = time.perf_counter()
         if not self._at_exit_registered:  # a fit still open at exit (ended in a way no hook saw)
             self._at_exit_registered = bool(atexit.register(self._finish, "FAILED"))
