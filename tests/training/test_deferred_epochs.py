@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import faulthandler
 import logging
 import multiprocessing
 import pickle
@@ -159,6 +160,7 @@ def test_a_copy_is_a_new_empty_queue() -> None:
 
 
 def _settle_in_child(work: DeferredWork, answer: multiprocessing.Queue) -> None:
+    faulthandler.dump_traceback_later(20, exit=True)  # stuck (once, in a full suite's worker): where, in the test's stderr
     done: list[str] = []
     work.submit(lambda: done.append("child"))
     work.settle()
@@ -233,6 +235,7 @@ def test_epochs_accounted_in_the_background_log_what_an_epoch_accounted_at_once_
 
 def test_an_epochs_figures_reach_mlflow_with_no_further_call_from_the_training_thread(mlflow_experiment: str) -> None:
     now = [0.0]
+    earlier = set(_threads("mlflow-green-epochs"))  # other sessions' of this process, idle until they end on their own
     session = _session(now)
     with mlflow.start_run() as run:
         session.bind_run()
@@ -247,7 +250,7 @@ def test_an_epochs_figures_reach_mlflow_with_no_further_call_from_the_training_t
         points = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, schema.ENERGY_KWH)]
         assert points == [(0, pytest.approx(12.0 * 2.0 / 3.6e6))]
         session.end_fit("FINISHED")
-    assert not _threads("mlflow-green-epochs") or all(not t.is_alive() for t in _threads("mlflow-green-epochs"))
+    assert set(_threads("mlflow-green-epochs")) <= earlier  # this session's ended with its fit
 
 
 def test_a_checkpoint_and_a_copy_taken_right_after_an_epoch_hold_that_epoch(mlflow_experiment: str) -> None:
