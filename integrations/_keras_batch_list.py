@@ -87,4 +87,29 @@ def does_nothing_per_batch(callback: Any) -> bool:
     return all(getattr(getattr(callback, hook, None), "_is_default", False) for hook in BATCH_HOOKS)
 
 
-__all__ = ["BATCH_HOOKS", "BatchList", "does_nothing_per_batch", "no_batch_work"]
+_ASYNC_ENDS = {"on_train_batch_end": ("_async_train", ("on_batch_end", "on_train_batch_end")),
+               "on_test_batch_end": ("_async_test", ("on_test_batch_end",)),
+               "on_predict_batch_end": ("_async_predict", ("on_predict_batch_end",))}
+
+
+def raising_async_batch_ends(callbacks: Any) -> set[str]:
+    """The batch-end hooks of ``callbacks`` (a Keras ``CallbackList``) that Keras runs in a thread pool (torch, JAX:
+    every callback with such a hook of its own says ``async_safe``) and that some callback has of its own: what one
+    raises there comes out of the list's hook at a later batch (or the epoch's end) in the caller's thread.
+
+    Example:
+        >>> class Listed:
+        ...     _async_train, _async_test, callbacks = True, True, []
+        >>> raising_async_batch_ends(Listed())
+        set()
+    """
+    listed = list(getattr(callbacks, "callbacks", None) or [])
+    return {hook for hook, (flag, own) in _ASYNC_ENDS.items() if getattr(callbacks, flag, False)
+            and any(_own(getattr(c, name, None)) for c in listed for name in own)}
+
+
+def _own(hook: Any) -> bool:
+    return callable(hook) and not getattr(hook, "_is_default", False)
+
+
+__all__ = ["BATCH_HOOKS", "BatchList", "does_nothing_per_batch", "no_batch_work", "raising_async_batch_ends"]

@@ -23,11 +23,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from mlflow_green.integrations._fit_watch import FitWatch
-from mlflow_green.integrations._keras_batch_list import BATCH_HOOKS, BatchList, does_nothing_per_batch
+from mlflow_green.integrations._keras_batch_list import (
+    BATCH_HOOKS,
+    BatchList,
+    does_nothing_per_batch,
+    raising_async_batch_ends,
+)
 from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
 from mlflow_green.integrations._keras_evaluations import EpochEvaluations
 from mlflow_green.integrations._keras_frames import caller_frame
@@ -108,8 +114,9 @@ class CallGuard(CallbackHooks):
         if callbacks is not None:
             if method == "fit" and frame is not None and self._batch_list is None and does_nothing_per_batch(ours):
                 self._batch_list = BatchList(callbacks, ours)  # slim from the first epoch's begin on
-            for hook in _CALLBACK_HOOKS:  # the batch hooks: only to stop at a batch's end (a budget)
-                if hook in BATCH_HOOKS and not (hook == "on_train_batch_end" and self.on_step_end is not None):
+            dispatched = raising_async_batch_ends(callbacks)  # an error in the pool comes out of the list's hook
+            for hook in _CALLBACK_HOOKS:  # the batch hooks: only to stop at a batch's end (a budget), and those
+                if hook in BATCH_HOOKS and not (hook == "on_train_batch_end" and self.on_step_end is not None) and hook not in dispatched:
                     continue
                 original = getattr(callbacks, hook, None)
                 if original is not None and not self._ours(original):
@@ -128,6 +135,11 @@ class CallGuard(CallbackHooks):
         if self._python_input and source is not None and not self._ours(source):
             self._set(iterator, "_get_iterator", self._mark(passes_through(watched_source(source, self, timed, iterator)), source))
             self.counts_batches = self.counts_batches or timed
+        adapter = getattr(iterator, "data_adapter", None)  # a PyDataset's workers: an error there comes out of the
+        for name in ("on_epoch_begin", "on_epoch_end") if self._python_input and adapter is not None else ():  # pool as
+            hook = getattr(adapter, name, None)  # the adapter's epoch ends (stops its enqueuer), outside the iterator
+            if callable(hook) and not self._ours(hook):
+                self._set(adapter, name, self._mark(passes_through(self._raising_seen(hook, threading.get_ident())), hook))
         if (method == "fit" or ours is not None) and frame is not None and self._fit_watch is None:  # an exception in Keras's
             # own code (fit's; evaluate's or predict's alone: TensorFlow reads predict's input in Python, outside the step)
             self._fit_watch = FitWatch(frame, self.abort, lambda: self.steps)
