@@ -121,7 +121,7 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
             result = original(*args, **kwargs)
             status = "FINISHED"
             return result
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, a SIGTERM handler's or a callback's sys.exit
             status = "KILLED"
             raise
         finally:

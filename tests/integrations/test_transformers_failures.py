@@ -161,6 +161,25 @@ def test_an_exit_inside_a_step_ends_the_run_killed_as_one_outside_it(mlflow_expe
     assert _ended(cb.session.run_id, 0.0).info.status == "KILLED" and mlflow.active_run() is None
 
 
+class ExitsInAPredictionStep(TrainerCallback):
+    """A callback calling ``sys.exit`` (or a SIGTERM handler of the user's raising ``SystemExit``) during an evaluation."""
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        raise SystemExit(143)
+
+
+@pytest.mark.parametrize("method", ["evaluate", "predict"])
+def test_an_exit_inside_an_evaluation_alone_ends_its_run_killed(mlflow_experiment: str, tmp_path: Path, method: str) -> None:
+    """As inside ``train()`` (it ended ``FAILED``: only ``KeyboardInterrupt`` was taken for an interruption)."""
+    cb = GreenCallback(meters=[FakeMeter(FIFTY_W)])
+    trainer = Trainer(model=bert_classifier(), args=training_args(tmp_path / "out"), eval_dataset=TokenDataset(EVAL, seed=2),
+                      compute_metrics=accuracy, callbacks=[ExitsInAPredictionStep(), cb])
+    with pytest.raises(SystemExit):
+        trainer.evaluate() if method == "evaluate" else trainer.predict(TokenDataset(EVAL, seed=3))
+    [run] = MlflowClient().search_runs([mlflow_experiment])
+    assert run.info.status == "KILLED" and mlflow.active_run() is None
+
+
 def test_the_next_train_right_after_an_unseen_failure_ends_it_before_its_watch_looks(mlflow_experiment: str,
                                                                                    tmp_path: Path) -> None:
     """A callback added with add_callback: its first train() is watched; a train() again at once (a retry loop) ends
