@@ -47,6 +47,7 @@ class EndingMixin:
     _owner: Any
     _train_watch: Any
     _trainer: Any
+    _end_pending: tuple[ModelProfile | None] | None  # on_train_end's profile while the run waits for train()'s return
     _window: int | None
     _next_window: int | None
     _after_point: bool
@@ -77,8 +78,16 @@ class EndingMixin:
             if self._training and not self._elsewhere():
                 self._finish(status_of(exc))
 
+    def _train_returned(self) -> None:
+        """``train()`` returned, every callback's ``on_train_end`` done: the run that waited for it ends now."""
+        with self._sigterm.ending_elsewhere(), _ENDING:
+            if self._end_pending is not None and not self._elsewhere():
+                self._finish("FINISHED")
+
     def _finish(self, status: str, profile: ModelProfile | None = None) -> None:
         with _ENDING:
+            pending, self._end_pending = self._end_pending, None  # the profile on_train_end took, if it waited
+            profile = pending[0] if profile is None and pending is not None else profile
             if not self._training:
                 return
             self._training, self._owner = False, None

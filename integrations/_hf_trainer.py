@@ -105,12 +105,14 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
         if method == "train":
             trainings[0] += 1
             try:
-                return original(*args, **kwargs)
+                result = original(*args, **kwargs)
             except BaseException as exc:  # outside a step (data loading, an evaluation, a callback): no hook saw it
-                _train_raised(trainer, exc)
+                _tell_callbacks(trainer, "_train_raised", exc)
                 raise
             finally:
                 trainings[0] -= 1
+            _tell_callbacks(trainer, "_train_returned")  # every callback's on_train_end done: their runs end now
+            return result
         if depth[0] or busy_here() or trainings[0]:
             return original(*args, **kwargs)
         kind = evaluation_kind(method, args, kwargs)
@@ -134,14 +136,19 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
     return measured
 
 
-def _train_raised(trainer: Any, exc: BaseException) -> None:
-    """``train()`` raised: each of the Trainer's callbacks that can tell (``_train_raised``) ends the training it
-    measures now. All of them, not only the callback that wrapped ``train``: one restored from a checkpoint replaces
-    its original, and two GreenCallbacks may share a Trainer."""
+def _tell_callbacks(trainer: Any, name: str, *args: Any) -> None:
+    """``train()`` raised (``_train_raised``) or returned (``_train_returned``): each of the Trainer's callbacks that can
+    tell ends the training it measures now. All of them, not only the callback that wrapped ``train``: one restored
+    from a checkpoint replaces its original, and two GreenCallbacks may share a Trainer."""
     for callback in list(getattr(getattr(trainer, "callback_handler", None), "callbacks", None) or ()):
-        ended = getattr(callback, "_train_raised", None)
-        if callable(ended):
-            _safely(ended, exc)
+        told = getattr(callback, name, None)
+        if callable(told):
+            _safely(told, *args)
+
+
+def train_wrapped(trainer: Any) -> bool:
+    """True while a ``train()`` of ``trainer`` runs through the wrapper (its return and its exception are seen)."""
+    return trainer is not None and getattr(trainer, "__dict__", {}).get("_mlflow_green_trainings", [0])[0] > 0
 
 
 def watch_unwrapped_train(trainer: Any, frame: Any, on_left: Callable[[BaseException], None],

@@ -48,6 +48,7 @@ from mlflow_green.integrations._hf_evaluations import EvaluationsMixin, rank_zer
 from mlflow_green.integrations._hf_state import CheckpointMixin
 from mlflow_green.integrations._hf_threads import CallOwner, frame_of, stand_in
 from mlflow_green.integrations._hf_trainer import (
+    train_wrapped,
     trainer_of,
     watch_training_step,
     watch_unwrapped_train,
@@ -128,6 +129,7 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, EndingMixin
         self._at_exit_registered = False
         self._owner: CallOwner | None = None
         self._train_watch: Any = None  # a train() not wrapped (added after Trainer(...)): watched for an exception
+        self._end_pending: tuple[ModelProfile | None] | None = None  # on_train_end done, the run ends as train() returns
         self._sigterm = SigtermWatch(self._on_sigterm)
         self._samples = self._steps = self._eval_steps = 0
         self._last_step_end_s = self._last_budget_check_s = 0.0
@@ -241,6 +243,9 @@ class GreenCallback(WindowsMixin, EvaluationsMixin, CheckpointMixin, EndingMixin
             self._close(state, control)
         self._window = None
         profile = self._inspect(model, None) if self.inspect_model and self._trainer is None else None
+        if train_wrapped(self._trainer) and not self.session.dist.distributed:  # it ends as train() returns: the
+            self._end_pending = (profile,)  # callbacks after ours end measured, one raising there ends it FAILED
+            return
         self._finish("FINISHED", profile=profile)
 
     def log_model(self, model: Any, *, example_input: Any = None, precision: str | None = None) -> ModelProfile | None:

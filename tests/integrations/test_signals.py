@@ -228,7 +228,13 @@ def test_sigterm_to_a_ddp_spawn_fit_ends_its_run_killed_and_every_process(to: st
             child.send_signal(signal.SIGTERM)
         else:
             os.killpg(child.pid, signal.SIGTERM)
-        output = child.communicate(timeout=120)[0]
+        try:
+            output = child.communicate(timeout=120)[0]
+        except subprocess.TimeoutExpired:  # where each process of the group is, for the report
+            os.killpg(child.pid, signal.SIGUSR1)
+            time.sleep(3)
+            os.killpg(child.pid, signal.SIGKILL)
+            pytest.fail("the ddp_spawn fit did not end after SIGTERM; its processes' stacks:\n" + child.communicate()[0][-12000:])
         assert child.returncode == -signal.SIGTERM and "FIT RETURNED" not in output, output[-3000:]
         deadline = time.monotonic() + 30
         while _group_alive(child.pid):

@@ -197,3 +197,38 @@ def test_the_next_train_right_after_an_unseen_failure_ends_it_before_its_watch_l
     retried = client.get_run(cb.session.run_id)
     assert retried.info.run_id != failed and retried.info.status == "FINISHED"
     assert_green_invariants(retried.info.run_id)
+
+
+class ExportsAtTrainEnd(TrainerCallback):
+    """A callback listed after ours whose ``on_train_end`` exports the model (a while), or fails to."""
+
+    def __init__(self, fails: bool) -> None:
+        self.fails, self.done_ms = fails, 0
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        time.sleep(0.3)
+        self.done_ms = int(time.time() * 1000)
+        if self.fails:
+            raise RuntimeError("export failed (simulated)")
+
+
+@pytest.mark.parametrize("fails", [True, False], ids=["raises", "returns"])
+def test_a_callback_after_ours_ends_the_training_inside_its_run(mlflow_experiment: str, tmp_path: Path, fails: bool) -> None:
+    """The run ends as ``train()`` returns or raises, the callbacks listed after ours done: one raising in its
+    ``on_train_end`` ends it ``FAILED`` (it was ``FINISHED``: ours had ended it in its own ``on_train_end``), and the
+    time their end takes is measured in it."""
+    cb = GreenCallback(meters=[FakeMeter(FIFTY_W)])
+    trainer = Trainer(model=bert_classifier(), args=training_args(tmp_path / "out", per_device_train_batch_size=BATCH),
+                      train_dataset=TokenDataset(TRAIN, seed=1), eval_dataset=TokenDataset(EVAL, seed=2),
+                      compute_metrics=accuracy, callbacks=[cb, export := ExportsAtTrainEnd(fails)])
+    start_s = time.monotonic()
+    if fails:
+        with pytest.raises(RuntimeError, match="export failed"):
+            trainer.train()
+    else:
+        trainer.train()
+    wall_s = time.monotonic() - start_s
+    run = MlflowClient().get_run(cb.session.run_id)
+    assert run.info.status == ("FAILED" if fails else "FINISHED") and mlflow.active_run() is None
+    assert run.info.end_time >= export.done_ms and run.data.metrics[schema.DURATION_S] <= wall_s  # the export inside
+    assert_green_invariants(run.info.run_id)
