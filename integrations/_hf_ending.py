@@ -47,7 +47,8 @@ class EndingMixin:
     _owner: Any
     _train_watch: Any
     _trainer: Any
-    _end_pending: tuple[ModelProfile | None] | None  # on_train_end's profile while the run waits for train()'s return
+    _end_pending: tuple[ModelProfile | None] | None = None  # on_train_end's profile, the run waiting for train()'s return
+    # (a default here: a copy pickled before the attribute existed has none)
     _window: int | None
     _next_window: int | None
     _after_point: bool
