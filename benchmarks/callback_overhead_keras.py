@@ -16,6 +16,7 @@ from the meters' (reading counters, and under ``scope=process`` this process tre
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 
 from mlflow_green.integrations._keras_batch_list import does_nothing_per_batch  # noqa: E402
 from mlflow_green.integrations._keras_guard import CallGuard  # noqa: E402
+from mlflow_green.integrations._keras_input import watched_source  # noqa: E402
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
@@ -60,13 +62,16 @@ class EpochEnds(keras.callbacks.Callback):
         self.ends_s.append(time.perf_counter())
 
 
-def batch_work(python_input: bool, *, training: bool = True) -> tuple[Callable[[], object], Callable[[], object]]:
+def batch_work(python_input: bool, *, training: bool = True, batch: object = None) -> tuple[Callable[[], object], Callable[[], object]]:
     """What the callback adds per batch (``training``) or per validation batch, and a bare stand-in making the
-    framework's own calls (the step function and the CallbackList's two batch hooks): the guard's wrapper of the
-    step function; of the list's ``on_train_batch_end`` only where a budget may stop training at a batch's end; and
-    the callback's own two batch hooks only where Keras still calls them (a subclass with batch hooks of its own: a
-    plain GreenCallback is left out of its fit's batch hooks, see ``_keras_batch_list``). The other callbacks' own
-    batch hooks are wrapped on them (``_keras_callback_hooks``): none here, as with the callbacks Keras adds."""
+    framework's own calls (the step function, the CallbackList's two batch hooks and, with ``batch`` given, the
+    data iterator's ``next()``): the guard's wrapper of the step function; of the list's ``on_train_batch_end``
+    only where a budget may stop training at a batch's end; the callback's own two batch hooks only where Keras
+    still calls them (a subclass with batch hooks of its own: a plain GreenCallback is left out of its fit's batch
+    hooks, see ``_keras_batch_list``); and on torch and JAX (``batch``: one the backend's epoch iterator yields)
+    the watched iterator's ``next()`` — timed and counted for training, watched for validation — against a plain
+    ``next()``. The other callbacks' own batch hooks are wrapped on them (``_keras_callback_hooks``): none here, as
+    with the callbacks Keras adds."""
 
     class Model:
         stop_training = False
@@ -81,12 +86,29 @@ def batch_work(python_input: bool, *, training: bool = True) -> tuple[Callable[[
 
     step = guard._guarded_step(bare, training=training)
     end = guard._guarded_hook("on_train_batch_end", bare) if training and guard.on_step_end is not None else bare
+    read = plain_read = bare
+    if batch is not None:  # the watched iterator, as the guard installs it (a fit's validation input: of known size)
+        watched = watched_source(lambda: itertools.repeat(batch), guard, training)()
+        plain = itertools.repeat(batch)
+        read, plain_read = (lambda _: next(watched)), (lambda _: next(plain))
     if does_nothing_per_batch(callback):
-        return (lambda: (step(None), bare(0), end(0))), (lambda: (bare(None), bare(0), bare(0)))
+        return (lambda: (read(0), step(None), bare(0), end(0))), (lambda: (plain_read(0), bare(None), bare(0), bare(0)))
     own_begin = callback.on_train_batch_begin if training else callback.on_test_batch_begin
     own_end = callback.on_train_batch_end if training else callback.on_test_batch_end
-    return (lambda: (step(None), bare(0), end(0), own_begin(0, logs=None), own_end(0, logs=None)),
-            lambda: (bare(None), bare(0), bare(0)))
+    return (lambda: (read(0), step(None), bare(0), end(0), own_begin(0, logs=None), own_end(0, logs=None)),
+            lambda: (plain_read(0), bare(None), bare(0), bare(0)))
+
+
+def backend_batch(x: object, y: object) -> object:
+    """A batch as the backend's epoch iterator yields it to the (watched) data iterator (torch, JAX), else None."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        from keras.src.backend.jax.trainer import JAXEpochIterator as EpochIterator
+    elif backend == "torch":
+        from keras.src.backend.torch.trainer import TorchEpochIterator as EpochIterator
+    else:
+        return None
+    return next(iter(EpochIterator(x=x, y=y, batch_size=BATCH_SIZE)._get_iterator()))
 
 
 def per_batch_us(python_input: bool, *, training: bool = True) -> float:
@@ -100,8 +122,6 @@ def watched_iterator_us(python_input: bool) -> float:
     """Microseconds the watched iterator adds to each batch read in Python (torch, JAX), timed in a loop."""
     if not python_input:
         return 0.0
-    from mlflow_green.integrations._keras_input import WatchedIterator
-
     class Model:
         stop_training = False
 
@@ -113,7 +133,7 @@ def watched_iterator_us(python_input: bool) -> float:
         pass
     bare_s = time.perf_counter() - start_s
     start_s = time.perf_counter()
-    for _ in WatchedIterator(iter(items), guard, True):
+    for _ in watched_source(lambda: iter(items), guard, True)():
         pass
     return max(time.perf_counter() - start_s - bare_s, 0.0) / len(items) * 1e6
 
@@ -124,9 +144,9 @@ class BatchProbe(keras.callbacks.Callback):
     its batches), and the bare stand-in at every batch of the even ones (not the two alternately at each batch,
     which ran each every other batch only: colder than in a fit)."""
 
-    def __init__(self, python_input: bool) -> None:
+    def __init__(self, python_input: bool, batch: object = None) -> None:
         super().__init__()
-        self.train, self.validation = (InFitProbe(*batch_work(python_input, training=t)) for t in (True, False))
+        self.train, self.validation = (InFitProbe(*batch_work(python_input, training=t, batch=batch)) for t in (True, False))
         self.odd = False
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -168,8 +188,8 @@ def main() -> None:
         return total_s, [b - a for a, b in zip(ends.ends_s, ends.ends_s[1:])]
 
     python_input = keras.backend.backend() in ("torch", "jax")
-    probe = BatchProbe(python_input)
-    iterator_us = watched_iterator_us(python_input)  # left out of the probe: timed in a loop, added to both
+    probe = BatchProbe(python_input, backend_batch(*train))  # the watched iterator's next() timed in place too
+    iterator_us = watched_iterator_us(python_input)  # in a warm loop: printed for information
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_GREEN_SPOOL_DIR"] = str(Path(tmp) / "spool")
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/bench.db")
@@ -180,9 +200,9 @@ def main() -> None:
             + (", meter reads free (fake meter)" if args.fake_meter else ", meters selected on this machine"),
             timed_fit=timed_fit, repeats=args.repeats, epochs=args.epochs, steps=steps,
             epoch_hooks=EPOCH_HOOKS, fit_hooks=FIT_HOOKS,
-            per_batch_us=per_batch_us(python_input) + iterator_us,
+            per_batch_us=per_batch_us(python_input) + iterator_us, per_batch_extra_us=0.0,
             validation_steps=-(-len(val[0]) // BATCH_SIZE), per_validation_batch_us=per_batch_us(python_input, training=False),
-            batch_probe=probe.train, validation_probe=probe.validation, per_batch_extra_us=iterator_us,
+            batch_probe=probe.train, validation_probe=probe.validation,
         )
 
 

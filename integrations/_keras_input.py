@@ -1,8 +1,12 @@
 """The input of a watched Keras call, read in Python (torch, JAX): each batch timed, counted, and its errors seen.
 
-:class:`WatchedIterator` stands for the data iterator of the call's epoch iterator (see
+:func:`watched_source` stands for the data iterator of the call's epoch iterator (see
 :class:`~mlflow_green.integrations._keras_guard.CallGuard`): each ``next()`` is timed as input wait and
 its batch's samples counted on the guard; an exception other than the input's end ends the measurement.
+
+The iterators are generators, each batch's work written out in one frame: that work runs once per batch,
+right after the framework's step has filled the processor's caches with its own, where each further
+Python call of ours costs microseconds (``benchmarks/callback_overhead_keras.py`` times it in place).
 
 Example:
     >>> class Array:
@@ -14,61 +18,73 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mlflow_green.integrations._keras_samples import adapter_samples
 from mlflow_green.measure.signal_safety import passes_through
 
 
-class WatchedIterator:
-    """A data iterator watched for errors; when ``timed``, each ``next()`` is timed (input wait) and counted (the
-    guard's ``batches`` and ``samples``); when ``counted`` alone (a fit's validation input of unknown size), its batches'
-    samples are added to the guard's ``test_samples``."""
-
-    __slots__ = ("_inner", "_guard", "_timed", "_counted")
-
-    def __init__(self, inner: Any, guard: Any, timed: bool, counted: bool = False) -> None:
-        self._inner = inner
-        self._guard = guard
-        self._timed = timed
-        self._counted = counted and not timed
-
-    def __iter__(self) -> WatchedIterator:
-        return self
-
-    @passes_through
-    def __next__(self) -> Any:
-        start_s = time.perf_counter()
+@passes_through
+def timed_batches(inner: Iterator[Any], guard: Any, perf_s: Callable[[], float] = time.perf_counter) -> Iterator[Any]:
+    """``inner``'s batches, each ``next()`` timed as input wait and counted (the guard's ``batches`` and
+    ``samples``); an exception other than the input's end tells the guard (``abort``) and goes on."""
+    while True:
+        start_s = perf_s()
         try:
-            batch = next(self._inner)
+            batch = next(inner)
         except StopIteration:
-            raise
+            return
         except BaseException as exc:
-            self._guard.abort(exc)
+            guard.abort(exc)
             raise
-        if self._timed:
-            guard = self._guard
-            guard.data_wait_s += time.perf_counter() - start_s
-            guard.batches += 1
-            guard.samples += leading_dim(batch)
-        elif self._counted:
-            self._guard.test_samples += leading_dim(batch)
-        return batch
-
-    def __getattr__(self, name: str) -> Any:  # e.g. a DataLoader iterator's attributes
-        return getattr(self._inner, name)
+        guard.data_wait_s += perf_s() - start_s
+        guard.batches += 1
+        shape = getattr(batch[0] if type(batch) is tuple and batch else batch, "shape", None)  # (x, y[, w]) of arrays
+        samples = shape[0] if isinstance(shape, tuple) and shape else None
+        guard.samples += samples if type(samples) is int else leading_dim(batch)
+        yield batch
 
 
-def watched_source(original: Callable[[], Any], guard: Any, timed: bool, epoch_iterator: Any = None) -> Callable[[], Any]:
-    """The epoch iterator's ``_get_iterator`` whose iterators are :class:`WatchedIterator` (``guard``: the ``CallGuard``);
-    a fit's validation input (not ``timed``) is counted where its data adapter does not know its size."""
-    counted = not timed and epoch_iterator is not None and adapter_samples(epoch_iterator) is None
+@passes_through
+def counted_batches(inner: Iterator[Any], guard: Any) -> Iterator[Any]:
+    """``inner``'s batches, their samples added to the guard's ``test_samples`` (a fit's validation input of unknown
+    size); an exception other than the input's end tells the guard."""
+    while True:
+        try:
+            batch = next(inner)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            guard.abort(exc)
+            raise
+        guard.test_samples += leading_dim(batch)
+        yield batch
 
-    def source() -> Any:
-        return WatchedIterator(iter(original()), guard, timed, counted)
 
-    return source
+@passes_through
+def watched_batches(inner: Iterator[Any], guard: Any) -> Iterator[Any]:
+    """``inner``'s batches; an exception other than the input's end tells the guard."""
+    while True:
+        try:
+            batch = next(inner)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            guard.abort(exc)
+            raise
+        yield batch
+
+
+def watched_source(original: Callable[[], Any], guard: Any, timed: bool, epoch_iterator: Any = None) -> Callable[[], Iterator[Any]]:
+    """The epoch iterator's ``_get_iterator`` whose iterators are watched (``guard``: the ``CallGuard``): timed and
+    counted (``timed``: the training input, :func:`timed_batches`); a fit's validation input counted where its data
+    adapter does not know its size (:func:`counted_batches`), else only watched for errors."""
+    if timed:
+        return lambda: timed_batches(iter(original()), guard)
+    if epoch_iterator is not None and adapter_samples(epoch_iterator) is None:
+        return lambda: counted_batches(iter(original()), guard)
+    return lambda: watched_batches(iter(original()), guard)
 
 
 def end_of_data(exc: BaseException) -> bool:
@@ -101,4 +117,4 @@ def reads_input_in_python() -> bool:
     return keras.backend.backend() in ("torch", "jax")
 
 
-__all__ = ["WatchedIterator", "end_of_data", "watched_source", "leading_dim", "reads_input_in_python"]
+__all__ = ["counted_batches", "end_of_data", "leading_dim", "reads_input_in_python", "timed_batches", "watched_batches", "watched_source"]
