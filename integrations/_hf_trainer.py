@@ -95,7 +95,7 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
     depth = [0]
     busy_here, busy_elsewhere = busy
     # train() calls of this Trainer in progress (not its is_in_train: a train() that raised leaves that set)
-    trainings = vars(trainer).setdefault("_mlflow_green_trainings", [0])
+    trainings = vars(trainer).setdefault("_mlflow_green_trainings", [0])  # counted by watched_train
 
     def measured(*args: Any, **kwargs: Any) -> Any:
         if busy_elsewhere():
@@ -103,16 +103,7 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
                 return original(*args, **kwargs)
         put_back(trainer, owner)  # a training that stood aside in the other thread and raised left a stand-in
         if method == "train":
-            trainings[0] += 1
-            try:
-                result = original(*args, **kwargs)
-            except BaseException as exc:  # outside a step (data loading, an evaluation, a callback): no hook saw it
-                _tell_callbacks(trainer, "_train_raised", exc)
-                raise
-            finally:
-                trainings[0] -= 1
-            _tell_callbacks(trainer, "_train_returned")  # every callback's on_train_end done: their runs end now
-            return result
+            return watched_train(trainer, original, *args, **kwargs)
         if depth[0] or busy_here() or trainings[0]:
             return original(*args, **kwargs)
         kind = evaluation_kind(method, args, kwargs)
@@ -134,6 +125,25 @@ def _measured(method: str, original: Callable[..., Any], trainer: Any, owner: An
     setattr(measured, _WATCHED, owner)
     measured.__wrapped__ = original  # type: ignore[attr-defined]
     return measured
+
+
+@passes_through
+def watched_train(trainer: Any, train: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``train(*args, **kwargs)`` (``trainer``'s ``train()``) with its end told to the Trainer's callbacks: the
+    exception it raises (outside a step: data loading, an evaluation, a callback — no hook saw it) or its return
+    (every callback's ``on_train_end`` done). :func:`train_wrapped` is True meanwhile. Run by the instance's wrapper
+    of ``train`` and, for a Trainer made before ``mlflow_green.autolog()``, by its wrapper of the training loop."""
+    trainings = vars(trainer).setdefault("_mlflow_green_trainings", [0])
+    trainings[0] += 1
+    try:
+        result = train(*args, **kwargs)
+    except BaseException as exc:
+        _tell_callbacks(trainer, "_train_raised", exc)
+        raise
+    finally:
+        trainings[0] -= 1
+    _tell_callbacks(trainer, "_train_returned")  # every callback's on_train_end done: their runs end now
+    return result
 
 
 def _tell_callbacks(trainer: Any, name: str, *args: Any) -> None:

@@ -141,6 +141,26 @@ def transformers_hook(module: ModuleType) -> None:
     patch(module.CallbackHandler, "on_train_begin", make_event)
 
 
+def transformers_trainer_hook(module: ModuleType) -> None:
+    """Patch ``Trainer._inner_training_loop`` (``module`` is ``transformers.trainer``). A Trainer made before
+    ``autolog()`` gets its callback only as its ``train()`` runs, too late for the wrapper of ``train`` the callback
+    puts on its instance; through this one the run still ends as the training returns or raises, not up to two
+    seconds later (the watch of its frame). The loop, not ``train`` itself: MLflow's own autologging patches
+    ``Trainer.train``, and restores what it found there when it is turned off."""
+
+    def make_loop(original: Callable[..., Any]) -> Callable[..., Any]:
+        def inner_training_loop(self: Any, *args: Any, **kwargs: Any) -> Any:
+            from mlflow_green.integrations._hf_trainer import train_wrapped, watched_train
+
+            if not state.is_enabled() or train_wrapped(self):  # the instance's wrapper of train() sees its end
+                return original(self, *args, **kwargs)
+            return watched_train(self, original, self, *args, **kwargs)
+
+        return passes_through(inner_training_loop)
+
+    patch(module.Trainer, "_inner_training_loop", make_loop)
+
+
 def _attach_transformers(handler: Any) -> None:
     from mlflow_green.integrations.transformers import GreenCallback
 
@@ -156,6 +176,7 @@ HOOKS: dict[str, tuple[str, Callable[[ModuleType], None]]] = {
     "lightning": ("lightning.pytorch", lightning_hook),
     "pytorch_lightning": ("pytorch_lightning", lightning_hook),
     "transformers": ("transformers.trainer_callback", transformers_hook),
+    "transformers (its training loop)": ("transformers.trainer", transformers_trainer_hook),
 }
 """Framework → (module whose import triggers the hook, hook)."""
 

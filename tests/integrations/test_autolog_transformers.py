@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import mlflow
 import pytest
+from mlflow import MlflowClient
 
 pytest.importorskip("transformers")
 
 from autolog_fixtures import autolog_off, runs_of, steps  # noqa: E402
 from hf_models import TokenDataset, accuracy, bert_classifier, training_args  # noqa: E402
-from transformers import Trainer  # noqa: E402
+from transformers import Trainer, TrainerCallback  # noqa: E402
 
 import mlflow_green  # noqa: E402
 from mlflow_green.integrations.transformers import GreenCallback  # noqa: E402
@@ -67,3 +70,49 @@ def test_disable(mlflow_experiment: str, tmp_path: Path) -> None:
     trainer = _trainer(tmp_path)
     trainer.train()
     assert _greens(trainer) == [] and runs_of(mlflow_experiment) == []
+
+
+class _Raises(TrainerCallback):
+    """A callback of the user's that raises at the first epoch's end, or in ``on_train_end``."""
+
+    def __init__(self, where: str, exception: type[BaseException]) -> None:
+        self.where, self.exception = where, exception
+
+    def on_epoch_end(self, args: object, state: object, control: object, **kwargs: object) -> None:
+        if self.where == "on_epoch_end":
+            raise self.exception("a callback of the user's (simulated)")
+
+    def on_train_end(self, args: object, state: object, control: object, **kwargs: object) -> None:
+        if self.where == "on_train_end":
+            raise self.exception("a callback of the user's (simulated)")
+
+
+@pytest.mark.parametrize("where, exception, status", [
+    ("on_epoch_end", OSError, "FAILED"),
+    ("on_epoch_end", KeyboardInterrupt, "KILLED"),
+    ("on_train_end", OSError, "FAILED"),
+])
+@pytest.mark.parametrize("made", ["before autolog", "after, train() through the class"])
+def test_a_trainer_made_before_autolog_has_its_run_ended_as_train_raises(
+        mlflow_experiment: str, tmp_path: Path, where: str, exception: type[BaseException], status: str, made: str) -> None:
+    """Its callback joins only as train() runs (or its train() goes around the instance's wrapper); autolog's wrapper
+    of the training loop still sees the exception as it leaves train(): the run is over in the user's ``except``
+    block, not up to two seconds later (and a Ctrl-C is KILLED, not FAILED), and a new run may start there."""
+    if made != "before autolog":
+        mlflow_green.autolog()
+    trainer = _trainer(tmp_path, callbacks=[_Raises(where, exception)])
+    mlflow_green.autolog()
+    start_s = time.monotonic()
+    try:
+        Trainer.train(trainer) if made != "before autolog" else trainer.train()
+    except exception:
+        wall_s = time.monotonic() - start_s
+        [green] = _greens(trainer)
+        run = MlflowClient().get_run(green.session.run_id)
+        assert run.info.status == status
+        assert mlflow.active_run() is None
+        with mlflow.start_run(run_name="the user's next"):
+            pass
+    else:
+        pytest.fail("train() did not raise")
+    assert 0 < run.data.metrics[schema.DURATION_S] <= wall_s

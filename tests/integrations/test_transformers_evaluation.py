@@ -4,6 +4,7 @@ Lightning's ``validate`` / ``test`` / ``predict`` — tiny BERT built from a con
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import mlflow
@@ -14,7 +15,7 @@ pytest.importorskip("transformers")
 
 from green_invariants import assert_green_invariants  # noqa: E402
 from hf_models import TokenDataset, accuracy, bert_classifier, training_args  # noqa: E402
-from transformers import Trainer  # noqa: E402
+from transformers import Trainer, TrainerCallback  # noqa: E402
 
 import mlflow_green  # noqa: E402
 from mlflow_green.integrations.transformers import GreenCallback  # noqa: E402
@@ -120,3 +121,37 @@ def test_autolog_measures_an_evaluation_of_a_trainer_built_after_it(mlflow_exper
         mlflow_green.autolog(disable=True)
     [run] = MlflowClient().search_runs([mlflow_experiment])
     assert run.info.status == "FINISHED" and run.data.metrics[schema.phase_energy_key("predict")] > 0
+
+
+class EvaluatesAtTrainEnd(TrainerCallback):
+    """A callback listed after ours that evaluates the trained model once more (on a held-out set) as training ends."""
+
+    def __init__(self) -> None:
+        self.trainer: Trainer | None = None
+        self.seconds = 0.0
+
+    def on_train_end(self, args: object, state: object, control: object, **kwargs: object) -> None:
+        start_s = time.perf_counter()
+        self.trainer.evaluate(TokenDataset(TEST, seed=3), metric_key_prefix="final")
+        time.sleep(0.3)  # and writes a summary
+        self.seconds = time.perf_counter() - start_s
+
+
+def test_an_evaluation_in_the_on_train_end_of_a_callback_after_ours_is_billed_to_the_training(
+        mlflow_experiment: str, tmp_path: Path) -> None:
+    """Inside train(), before its run ends: no run of its own, not the training's validation (nor its quality), and
+    its time in the training's run (its phases still adding up)."""
+    cb, after = GreenCallback(live_metrics=False), EvaluatesAtTrainEnd()
+    trainer = Trainer(model=bert_classifier(), args=training_args(tmp_path / "out", num_train_epochs=1),
+                      compute_metrics=accuracy, train_dataset=TokenDataset(64, seed=1),
+                      eval_dataset=TokenDataset(EVAL, seed=2), callbacks=[cb, after])
+    after.trainer = trainer
+    trainer.train()
+    [run] = MlflowClient().search_runs([mlflow_experiment])
+    assert run.info.run_id == cb.session.run_id and run.info.status == "FINISHED"
+    in_training = [log["eval_accuracy"] for log in trainer.state.log_history if "eval_accuracy" in log]
+    assert run.data.metrics[schema.QUALITY] == pytest.approx(in_training[-1])
+    assert run.data.metrics[schema.DURATION_S] >= after.seconds >= 0.3
+    report = _report(run.info.run_id, tmp_path)
+    assert report["samples"] == {"train": 64, "validation": EVAL}
+    assert_green_invariants(run.info.run_id)
