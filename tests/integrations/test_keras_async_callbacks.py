@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     from mlflow_green.testing import FakeMeter
     mlflow.set_tracking_uri(sys.argv[2])
     x, y = np.random.rand(128, 8).astype("float32"), np.random.randint(0, 3, 128)
-    ERRORS = {"ValueError": ValueError("boom"), "KeyboardInterrupt": KeyboardInterrupt()}
+    ERRORS = {"ValueError": ValueError("boom"), "KeyboardInterrupt": KeyboardInterrupt(), "SystemExit": SystemExit(3)}
 
     class Raiser(keras.callbacks.Callback):
         async_safe = True  # its batch-end hooks dispatched to Keras's thread pool (torch, JAX)
@@ -48,6 +48,10 @@ SCRIPT = textwrap.dedent("""
             if (self.hook == "test" and self.epoch == 1 or self.hook == "evaluate") and batch == 1:
                 raise ERRORS[self.kind]
 
+        def on_predict_batch_end(self, batch, logs=None):
+            if self.hook == "predict" and batch == 1:
+                raise ERRORS[self.kind]
+
     class Shards(keras.utils.PyDataset):  # read by two worker threads; the 12th read fails (the second epoch)
         def __init__(self):
             super().__init__(workers=2)
@@ -63,8 +67,9 @@ SCRIPT = textwrap.dedent("""
             return x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16]
 
     seen = {}
-    for hook, kind in (("train", "ValueError"), ("train", "KeyboardInterrupt"), ("test", "ValueError"),
-                       ("evaluate", "ValueError"), ("workers", "ValueError")):
+    for hook, kind in (("train", "ValueError"), ("train", "KeyboardInterrupt"), ("train", "SystemExit"),
+                       ("test", "ValueError"), ("evaluate", "ValueError"), ("predict", "KeyboardInterrupt"),
+                       ("workers", "ValueError")):
         model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu"),
                                   keras.layers.Dense(3, activation="softmax")])
         model.compile("adam", "sparse_categorical_crossentropy")
@@ -73,6 +78,8 @@ SCRIPT = textwrap.dedent("""
         try:
             if hook == "evaluate":
                 model.evaluate(x, y, batch_size=16, verbose=0, callbacks=[cb, Raiser(hook, kind)])
+            elif hook == "predict":
+                model.predict(x, batch_size=16, verbose=0, callbacks=[cb, Raiser(hook, kind)])
             elif hook == "workers":
                 model.fit(Shards(), epochs=3, verbose=0, callbacks=[cb])
             else:
@@ -104,15 +111,15 @@ def test_an_async_safe_callback_raising_in_a_batch_end_ends_the_run_before_the_u
                           timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     seen = json.loads(out.read_text())
-    assert set(seen) == {"train-ValueError", "train-KeyboardInterrupt", "test-ValueError", "evaluate-ValueError",
-                         "workers-ValueError"}, seen
+    assert set(seen) == {"train-ValueError", "train-KeyboardInterrupt", "train-SystemExit", "test-ValueError",
+                         "evaluate-ValueError", "predict-KeyboardInterrupt", "workers-ValueError"}, seen
     for case, result in seen.items():
         kind = case.split("-")[1]
         assert result["raised"] == kind, (case, result)
-        assert result["status"] == ("KILLED" if kind == "KeyboardInterrupt" else "FAILED"), (case, result)
+        assert result["status"] == ("FAILED" if kind == "ValueError" else "KILLED"), (case, result)
         assert not result["active_after"] and result["sigint_back"] and result["sigterm_back"], (case, result)
-        if case.startswith("evaluate"):  # an evaluation alone: its figures as it ended
-            assert "green/energy_test_kwh" in result["metrics"], (case, result)
+        if case.startswith(("evaluate", "predict")):  # an evaluation alone: its figures as it ended
+            assert f"green/energy_{'test' if case.startswith('evaluate') else 'predict'}_kwh" in result["metrics"], (case, result)
         else:
             assert 0 < result["duration_s"] <= result["wall_s"], (case, result)
 
@@ -120,6 +127,6 @@ def test_an_async_safe_callback_raising_in_a_batch_end_ends_the_run_before_the_u
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    for result in seen.values():
-        if not result["run_id"] == seen["evaluate-ValueError"]["run_id"]:  # an evaluation's run: no epochs
+    for case, result in seen.items():
+        if not case.startswith(("evaluate", "predict")):  # an evaluation's run: no epochs
             assert_green_invariants(result["run_id"], client, finished=False)
