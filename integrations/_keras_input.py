@@ -33,12 +33,12 @@ def timed_batches(inner: Iterator[Any], guard: Any, perf_s: Callable[[], float] 
         start_s = perf_s()
         try:
             batch = next(inner)
+            guard.data_wait_s += perf_s() - start_s
         except StopIteration:
             return
-        except BaseException as exc:
+        except BaseException as exc:  # a Ctrl-C landing after the read too: the guard ends the call KILLED
             guard.abort(exc)
             raise
-        guard.data_wait_s += perf_s() - start_s
         guard.batches += 1
         shape = getattr(batch[0] if type(batch) is tuple and batch else batch, "shape", None)  # (x, y[, w]) of arrays
         samples = shape[0] if isinstance(shape, tuple) and shape else None
@@ -47,9 +47,9 @@ def timed_batches(inner: Iterator[Any], guard: Any, perf_s: Callable[[], float] 
 
 
 @passes_through
-def counted_batches(inner: Iterator[Any], guard: Any) -> Iterator[Any]:
-    """``inner``'s batches, their samples added to the guard's ``test_samples`` (a fit's validation input of unknown
-    size); an exception other than the input's end tells the guard."""
+def watched_batches(inner: Iterator[Any], guard: Any, counted: bool = False) -> Iterator[Any]:
+    """``inner``'s batches; an exception other than the input's end tells the guard. ``counted``: their samples are
+    added to the guard's ``test_samples`` (a fit's validation input of unknown size)."""
     while True:
         try:
             batch = next(inner)
@@ -58,33 +58,19 @@ def counted_batches(inner: Iterator[Any], guard: Any) -> Iterator[Any]:
         except BaseException as exc:
             guard.abort(exc)
             raise
-        guard.test_samples += leading_dim(batch)
-        yield batch
-
-
-@passes_through
-def watched_batches(inner: Iterator[Any], guard: Any) -> Iterator[Any]:
-    """``inner``'s batches; an exception other than the input's end tells the guard."""
-    while True:
-        try:
-            batch = next(inner)
-        except StopIteration:
-            return
-        except BaseException as exc:
-            guard.abort(exc)
-            raise
+        if counted:
+            guard.test_samples += leading_dim(batch)
         yield batch
 
 
 def watched_source(original: Callable[[], Any], guard: Any, timed: bool, epoch_iterator: Any = None) -> Callable[[], Iterator[Any]]:
     """The epoch iterator's ``_get_iterator`` whose iterators are watched (``guard``: the ``CallGuard``): timed and
-    counted (``timed``: the training input, :func:`timed_batches`); a fit's validation input counted where its data
-    adapter does not know its size (:func:`counted_batches`), else only watched for errors."""
+    counted (``timed``: the training input, :func:`timed_batches`); else watched for errors, and counted where the
+    input is a fit's validation whose data adapter does not know its size (:func:`watched_batches`)."""
     if timed:
         return lambda: timed_batches(iter(original()), guard)
-    if epoch_iterator is not None and adapter_samples(epoch_iterator) is None:
-        return lambda: counted_batches(iter(original()), guard)
-    return lambda: watched_batches(iter(original()), guard)
+    counted = epoch_iterator is not None and adapter_samples(epoch_iterator) is None
+    return lambda: watched_batches(iter(original()), guard, counted)
 
 
 def end_of_data(exc: BaseException) -> bool:
@@ -117,4 +103,4 @@ def reads_input_in_python() -> bool:
     return keras.backend.backend() in ("torch", "jax")
 
 
-__all__ = ["counted_batches", "end_of_data", "leading_dim", "reads_input_in_python", "timed_batches", "watched_batches", "watched_source"]
+__all__ = ["end_of_data", "leading_dim", "reads_input_in_python", "timed_batches", "watched_batches", "watched_source"]
