@@ -64,11 +64,13 @@ class EndingMixin:
     _finish_eval: Callable[[str], None]
 
     def _end_previous(self) -> None:
-        """As a ``train()`` begins: a previous one still measured (it raised where nothing saw it) ends ``FAILED``;
-        one the watching thread is ending is waited for."""
+        """As a ``train()`` begins: a previous one still measured ends — ``FINISHED`` where its ``on_train_end`` came
+        and its run waits for the ``train()`` around it to return (a subclass's ``train()`` training twice through
+        ``super().train()``), else ``FAILED`` (it raised where nothing saw it); one the watching thread is ending is
+        waited for."""
         with _ENDING:
             if self._training:
-                self._finish("FAILED")
+                self._finish("FINISHED" if self._end_pending is not None else "FAILED")
 
     def _on_step_failure(self, exc: BaseException) -> None:
         self._finish(status_of(exc))

@@ -232,3 +232,27 @@ def test_a_callback_after_ours_ends_the_training_inside_its_run(mlflow_experimen
     assert run.info.status == ("FAILED" if fails else "FINISHED") and mlflow.active_run() is None
     assert run.info.end_time >= export.done_ms and run.data.metrics[schema.DURATION_S] <= wall_s  # the export inside
     assert_green_invariants(run.info.run_id)
+
+
+class TwoStages(Trainer):
+    """A subclass whose ``train()`` trains twice through ``super().train()`` (a warm-up stage, then the rest)."""
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        super().train(*args, **kwargs)
+        return super().train(*args, **kwargs)
+
+
+def test_a_subclass_training_twice_in_one_train_call_ends_each_training_finished(mlflow_experiment: str,
+                                                                                  tmp_path: Path) -> None:
+    """The first training's run waits for the ``train()`` around it, which goes on to a second training: that
+    training's start ends the first ``FINISHED`` (its ``on_train_end`` came), not ``FAILED`` as a training that
+    raised unseen."""
+    cb = GreenCallback(meters=[FakeMeter(FIFTY_W)])
+    trainer = TwoStages(model=bert_classifier(), args=training_args(tmp_path / "out", per_device_train_batch_size=BATCH),
+                        train_dataset=TokenDataset(TRAIN, seed=1), eval_dataset=TokenDataset(EVAL, seed=2),
+                        compute_metrics=accuracy, callbacks=[cb])
+    trainer.train()
+    runs = MlflowClient().search_runs([mlflow_experiment], order_by=["attributes.start_time ASC"])
+    assert [run.info.status for run in runs] == ["FINISHED", "FINISHED"] and mlflow.active_run() is None
+    for run in runs:
+        assert_green_invariants(run.info.run_id)
