@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -31,7 +32,7 @@ class RunSpec:
         token: Unique; tagged ``green.run_token`` on the run, so that a retried creation finds it.
         experiment_id: The experiment, when known locally.
         experiment_name: Else its name (``MLFLOW_EXPERIMENT_NAME``): looked up, created if missing.
-        run_name: The run's name (None: MLflow picks one).
+        run_name: The run's name (None: one like MLflow's own, see :func:`new_run_name`).
         tags: The run's tags (MLflow's context tags: user, source, git commit...).
         start_time_ms: When training started.
         parent_run_id: The parent run of a nested run.
@@ -116,12 +117,44 @@ def create_run(client: MlflowClient, spec: RunSpec, *, look_first: bool = True) 
         parent = parent_run.info.run_id
     if parent:
         tags["mlflow.parentRunId"] = parent
-    run = client.create_run(experiment_id, start_time=spec.start_time_ms or None, tags=tags, run_name=spec.run_name)
+    run_name = spec.run_name or (None if tags.get("mlflow.runName") else new_run_name())
+    run = client.create_run(experiment_id, start_time=spec.start_time_ms or None, tags=tags, run_name=run_name)
     try:
         _delete_duplicates(client, find_runs(client, experiment_id, spec.token), keep=run.info.run_id)
     except Exception:  # the run exists and is ours: a duplicate left is found (and deleted) by the next look-up
         pass
     return Sent(run.info.run_id, True, run)
+
+
+_NAME_DRAWS = random.Random()
+"""The draws of :func:`new_run_name`: a generator of our own, never Python's global one."""
+
+
+def new_run_name() -> str:
+    """A run name of MLflow's kind (``bustling-fox-123``, at most 20 characters), drawn from a generator of our own.
+
+    Given no name, MLflow's tracking store draws one from Python's global ``random`` — in this process, for a local
+    store — as mlflow-green creates the run inside a fit, after the user's seed: a seeded training's shuffles (Keras
+    shuffles a ``PyDataset``'s batches with that generator) would differ with the callback and without it.
+
+    Example:
+        >>> state = random.getstate()
+        >>> name = new_run_name()
+        >>> random.getstate() == state, len(name.split("-")), len(name) <= 20
+        (True, 3, True)
+    """
+    try:
+        from mlflow.utils import name_utils
+
+        predicates, nouns = list(name_utils._GENERATOR_PREDICATES), list(name_utils._GENERATOR_NOUNS)
+    except (ImportError, AttributeError, TypeError):  # private to MLflow: words of our own if they move
+        predicates, nouns = ["calm", "bright", "swift", "quiet", "bold"], ["fox", "owl", "oak", "reef", "lark"]
+    name = ""
+    for _ in range(10):
+        name = f"{_NAME_DRAWS.choice(predicates).lower()}-{_NAME_DRAWS.choice(nouns).lower()}-{_NAME_DRAWS.randint(0, 1000)}"
+        if len(name) <= 20:
+            return name
+    return name[:20]
 
 
 def _delete_duplicates(client: MlflowClient, runs: list[Run], *, keep: str) -> None:

@@ -101,3 +101,20 @@ def test_a_run_whose_creation_wait_is_interrupted_ends_killed_not_running(down: 
     lines = path.read_text().splitlines()[1:]
     assert [line.split('"op":"')[1].split('"')[0] for line in lines] == ["create", "terminate"]
     assert '"KILLED"' in lines[-1]
+
+
+def test_a_run_created_without_a_name_gets_one_of_mlflows_kind_drawn_without_pythons_global_random(
+        mlflow_experiment: str) -> None:
+    import random
+
+    from mlflow_green.record.creation import RunSpec, create_run
+
+    client = MlflowClient()
+    random.seed(7)
+    state = random.getstate()
+    names = {create_run(client, RunSpec(token=f"t{i}", experiment_id=mlflow_experiment)).run.info.run_name for i in range(5)}
+    assert random.getstate() == state  # a seeded training's later draws unchanged
+    assert len(names) > 1 and all(len(name) <= 20 and len(name.split("-")) == 3 for name in names), names
+    tagged = create_run(client, RunSpec(token="t9", experiment_id=mlflow_experiment, tags={"mlflow.runName": "mine"}))
+    named = create_run(client, RunSpec(token="t10", experiment_id=mlflow_experiment, run_name="baseline"))
+    assert (tagged.run.info.run_name, named.run.info.run_name) == ("mine", "baseline")
