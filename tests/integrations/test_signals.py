@@ -203,6 +203,12 @@ def test_sigterm_in_lightnings_own_stretch_stays_lightnings(users_handler: bool,
 
 SPAWN_CHILD = Path(__file__).with_name("ddp_spawn_sigterm_child.py")
 
+LIGHTNING_SIGTERM_DEADLOCK = ("in _sigterm_notifier_fn", "in broadcast")
+"""Where Lightning's own SIGTERM handler leaves rank 0 when it deadlocks: it broadcasts the stop to the other ranks
+from inside the handler (Lightning-AI/pytorch-lightning#20825); run while another rank waits in the step's gradient
+all-reduce, each waits for the other for good — with the callback or without it (its handler is Lightning's, not
+ours, in the ranks). Seen in about one full suite in three; the scenario is run again then, at another moment."""
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("to", ["launcher", "process group"])
@@ -214,11 +220,37 @@ def test_sigterm_to_a_ddp_spawn_fit_ends_its_run_killed_and_every_process(to: st
     without ``on_exception`` (Lightning calls it in the launching process), and the rank's exit ends the fit's run
     ``KILLED`` at once, with the energy until then and its report; no rank is left running."""
     pytest.importorskip("lightning")
-    child = subprocess.Popen([sys.executable, str(SPAWN_CHILD), str(tmp_path)], stdout=subprocess.PIPE,
+    for attempt in range(2):
+        folder = tmp_path / f"attempt-{attempt}"
+        folder.mkdir()
+        ended = _spawn_fit_terminated(to, folder)
+        if ended is not None:
+            break
+    else:
+        pytest.fail("Lightning's SIGTERM handler deadlocked the ranks in both attempts (see LIGHTNING_SIGTERM_DEADLOCK)")
+    output, killed_at = ended
+    started = json.loads((folder / "started").read_text())
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])
+    assert [r.info.run_id for r in runs] == [started["run_id"]]
+    run = runs[0]
+    assert run.info.status == "KILLED", output[-3000:]
+    assert run.info.end_time / 1000 <= killed_at + 5.0
+    assert run.data.metrics[schema.ENERGY_KWH] > 0
+    assert run.data.metrics[schema.DURATION_S] <= killed_at - run.info.start_time / 1000 + 1.0
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(folder))).read_text())
+    assert report["status"] == "KILLED"
+
+
+def _spawn_fit_terminated(to: str, folder: Path) -> tuple[str, float] | None:
+    """Start the ddp_spawn fit, SIGTERM it in its second epoch (``to`` the launcher or its process group), and wait for
+    every process to end: its output and when the signal was sent; None where Lightning's own handler deadlocked the
+    ranks (:data:`LIGHTNING_SIGTERM_DEADLOCK`, every process killed then). Fails on any other hang."""
+    child = subprocess.Popen([sys.executable, str(SPAWN_CHILD), str(folder)], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
-        while not (tmp_path / "started").exists():
+        while not (folder / "started").exists():
             assert child.poll() is None, child.stdout.read()[-3000:]
             assert time.monotonic() < deadline, "the ddp_spawn fit never got to its second epoch"
             time.sleep(0.1)
@@ -234,7 +266,10 @@ def test_sigterm_to_a_ddp_spawn_fit_ends_its_run_killed_and_every_process(to: st
             os.killpg(child.pid, signal.SIGUSR1)
             time.sleep(3)
             os.killpg(child.pid, signal.SIGKILL)
-            pytest.fail("the ddp_spawn fit did not end after SIGTERM; its processes' stacks:\n" + child.communicate()[0][-12000:])
+            stacks = child.communicate()[0]
+            if all(marker in stacks for marker in LIGHTNING_SIGTERM_DEADLOCK):
+                return None
+            pytest.fail("the ddp_spawn fit did not end after SIGTERM; its processes' stacks:\n" + stacks[-12000:])
         assert child.returncode == -signal.SIGTERM and "FIT RETURNED" not in output, output[-3000:]
         deadline = time.monotonic() + 30
         while _group_alive(child.pid):
@@ -243,17 +278,7 @@ def test_sigterm_to_a_ddp_spawn_fit_ends_its_run_killed_and_every_process(to: st
     finally:
         if _group_alive(child.pid):
             os.killpg(child.pid, signal.SIGKILL)
-    started = json.loads((tmp_path / "started").read_text())
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])
-    assert [r.info.run_id for r in runs] == [started["run_id"]]
-    run = runs[0]
-    assert run.info.status == "KILLED", output[-3000:]
-    assert run.info.end_time / 1000 <= killed_at + 5.0
-    assert run.data.metrics[schema.ENERGY_KWH] > 0
-    assert run.data.metrics[schema.DURATION_S] <= killed_at - run.info.start_time / 1000 + 1.0
-    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
-    assert report["status"] == "KILLED"
+    return output, killed_at
 
 
 def _group_alive(pgid: int) -> bool:
