@@ -7,9 +7,11 @@ import faulthandler
 import logging
 import multiprocessing
 import pickle
+import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -159,25 +161,32 @@ def test_a_copy_is_a_new_empty_queue() -> None:
     work.close()
 
 
-def _settle_in_child(work: DeferredWork, answer: multiprocessing.Queue) -> None:
-    faulthandler.dump_traceback_later(20, exit=True)  # stuck (once, in a full suite's worker): where, in the test's stderr
+def _settle_in_child(work: DeferredWork, answer: multiprocessing.Queue, stacks: str) -> None:
+    # stuck (twice, in a full suite's worker, where torch, TensorFlow and JAX run threads): where, for the failure
+    faulthandler.dump_traceback_later(20, exit=True, file=open(stacks, "w"))  # noqa: SIM115 (the child's life long)
     done: list[str] = []
     work.submit(lambda: done.append("child"))
     work.settle()
     answer.put(done)
 
 
-def test_a_forked_child_settles_with_its_own_locks() -> None:
+def test_a_forked_child_settles_with_its_own_locks(tmp_path: Path) -> None:
     work = DeferredWork(name="test-fork")
     release = threading.Event()
     work.submit(release.wait)  # the parent's thread holds the running lock across the fork
     time.sleep(0.05)
     context = multiprocessing.get_context("fork")
-    answer = context.Queue()
-    child = context.Process(target=_settle_in_child, args=(work, answer))
+    answer, stacks = context.Queue(), tmp_path / "child_stacks.txt"
+    child = context.Process(target=_settle_in_child, args=(work, answer, str(stacks)))
     child.start()
     try:
-        assert answer.get(timeout=30) == ["child"]
+        try:
+            settled = answer.get(timeout=30)
+        except queue.Empty:
+            child.join(5)
+            pytest.fail("the forked child did not settle; its threads after 20 s:\n"
+                        + (stacks.read_text() if stacks.exists() else "(no dump)"))
+        assert settled == ["child"]
     finally:
         release.set()
         child.join(30)
