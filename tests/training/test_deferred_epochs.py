@@ -6,6 +6,7 @@ import copy
 import faulthandler
 import logging
 import multiprocessing
+import os
 import pickle
 import queue
 import threading
@@ -162,8 +163,17 @@ def test_a_copy_is_a_new_empty_queue() -> None:
 
 
 def _settle_in_child(work: DeferredWork, answer: multiprocessing.Queue, stacks: str) -> None:
-    # stuck (twice, in a full suite's worker, where torch, TensorFlow and JAX run threads): where, for the failure
-    faulthandler.dump_traceback_later(20, exit=True, file=open(stacks, "w"))  # noqa: SIM115 (the child's life long)
+    # stuck (twice, in a full suite's worker, where torch, TensorFlow and JAX run threads): where, for the failure.
+    # Not faulthandler.dump_traceback_later: it first cancels the parent's watchdog, whose thread is not in a forked
+    # child, and waits for it forever (pytest's faulthandler_timeout arms one in every test)
+    def dump_and_exit() -> None:
+        with open(stacks, "w") as out:
+            faulthandler.dump_traceback(out, all_threads=True)
+        os._exit(3)
+
+    watchdog = threading.Timer(20, dump_and_exit)
+    watchdog.daemon = True
+    watchdog.start()
     done: list[str] = []
     work.submit(lambda: done.append("child"))
     work.settle()
