@@ -2,7 +2,8 @@
 
 One ``torch.no_grad()`` forward pass on the example input under ``FlopCounterMode``, plus by hand
 the bias adds and quantized Linear/Conv modules it does not see; the model's train/eval flags,
-pruned weight attributes and the fused-attention switch are restored. Memoised per model
+pruned weight attributes and the fused-attention switch are restored, and the random generators
+and buffers the pass may change (:mod:`~mlflow_green.integrations._torch_state`). Memoised per model
 structure and example shapes when the caller keeps a cache. The rules are in
 :mod:`mlflow_green.integrations.torch_inspector`.
 """
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from mlflow_green.integrations._torch_state import state_kept
 from mlflow_green.integrations._torch_tensors import Q_CONV, Q_CONV_T, Q_LINEAR, pruned_names
 
 
@@ -170,7 +172,7 @@ def _count_flops(model: nn.Module, example_input: Any, notes: list[str]) -> tupl
         if _MHA is not None:
             _MHA.set_fastpath_enabled(False)  # the fused fast paths hide their FLOPs
         args, kwargs = _call_arguments(model, example_input)
-        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS) as counter:
+        with state_kept(model, notes), torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_FLOP_FORMULAS) as counter:
             counters.append(counter)
             model(*args, **kwargs)
         total = counter.get_total_flops() + extra[0]

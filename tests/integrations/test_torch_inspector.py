@@ -243,6 +243,48 @@ def test_inspect_leaves_modes_grads_and_statistics_unchanged() -> None:
     assert p.params_trainable == CNN_PARAMS - 16 * 8 * 9
 
 
+class _Stateful(nn.Module):
+    """A forward that draws from torch's and NumPy's generators, and changes buffers in place, by replacement and
+    in an inference tensor (which keeps no version count: left as the pass leaves it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+        self.register_buffer("calls", torch.zeros(()))
+        self.register_buffer("last", torch.zeros(4))
+        with torch.inference_mode():
+            self.register_buffer("frozen", torch.ones(1))
+
+    def forward(self, x: torch.Tensor, fail: bool = False) -> torch.Tensor:
+        import numpy as np
+
+        self.calls += 1
+        self.last = x[0].detach().clone()
+        noise = torch.randn_like(x) + float(np.random.rand())
+        if fail:
+            raise ValueError("no")
+        return self.linear(x + noise)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["returns", "raises"])
+def test_inspect_gives_back_the_generators_and_buffers_the_forward_changes(fail: bool) -> None:
+    np = pytest.importorskip("numpy")
+    model, example = _Stateful(), torch.ones(3, 4)
+    buffers = {name: (b, b.clone()) for name, b in model.named_buffers()}
+    torch.manual_seed(7)
+    np.random.seed(7)
+    p = inspect(model, example_input=(example, fail) if fail else example)
+    assert (p.flops_per_sample is None) == fail
+    assert torch.equal(torch.rand(3), _seeded_rand(7))
+    assert np.random.rand() == np.random.RandomState(7).rand()
+    for name, (tensor, value) in buffers.items():
+        assert model.get_buffer(name) is tensor and torch.equal(tensor, value), name
+
+
+def _seeded_rand(seed: int) -> torch.Tensor:
+    return torch.rand(3, generator=torch.Generator().manual_seed(seed))
+
+
 def test_failing_forward_leaves_flops_unknown_with_a_note() -> None:
     p = inspect(mlp(), example_input=torch.randn(2, 7))
     assert p.flops_per_sample is None and any("failed" in n for n in p.notes)

@@ -1,0 +1,76 @@
+"""A seeded Lightning fit trains the same with the callback as without it, whatever its ``forward`` draws or counts.
+
+The callback profiles the model with one forward pass (FLOPs) as the fit starts and again as it ends. A ``forward``
+that draws noise from torch's or NumPy's generator (a VAE's reparameterisation, noise injection) took draws there,
+so the fit with the callback trained on other noise and other batches; a buffer ``forward`` updates counted the pass.
+Real fits of a digits classifier, with and without ``example_input_array`` (else the profile runs on one sample of
+the first batch), compared weight for weight.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lightning")
+
+import lightning  # noqa: E402
+import torch  # noqa: E402
+from lightning_models import loaders, quiet_trainer_kwargs  # noqa: E402
+from torch import nn  # noqa: E402
+
+from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
+from mlflow_green.testing import FakeMeter  # noqa: E402
+
+
+class NoisyDigits(lightning.LightningModule):
+    """Noise from torch and NumPy added to each input; a buffer counting the forward calls."""
+
+    def __init__(self, example: bool) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        if example:
+            self.example_input_array = torch.zeros(2, 64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        shift = float(np.random.normal(scale=0.01))
+        return self.net(x + 0.1 * torch.randn_like(x) + shift)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_acc", (self(x).argmax(1) == y).float().mean())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+def _fit(example: bool, callbacks: list[Any], tmp_path: Path) -> NoisyDigits:
+    lightning.seed_everything(0, verbose=False)  # torch, NumPy and Python's generators
+    model = NoisyDigits(example)
+    trainer = lightning.Trainer(max_epochs=2, limit_train_batches=6, limit_val_batches=2, default_root_dir=tmp_path,
+                                callbacks=callbacks, **quiet_trainer_kwargs())
+    trainer.fit(model, *loaders())
+    return model
+
+
+@pytest.mark.parametrize("example", [True, False], ids=["example_input_array", "first batch"])
+def test_a_seeded_fit_whose_forward_draws_noise_trains_the_same_with_the_callback(example: bool, mlflow_experiment: str,
+                                                                                 tmp_path: Path) -> None:
+    without = _fit(example, [], tmp_path / "without")
+    green = GreenCallback(meters=[FakeMeter({"cpu:0": 45.0, "ram:0": 5.0})])
+    with_green = _fit(example, [green], tmp_path / "with")
+    assert green.session.profile is not None and green.session.profile.flops_per_sample  # the pass ran
+    assert int(with_green.calls) == int(without.calls)  # the profile's passes not counted by the model
+    for (name, mine), (_, theirs) in zip(without.state_dict().items(), with_green.state_dict().items()):
+        assert torch.equal(mine, theirs), f"{name} differs with the callback"
