@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlflow_green.integrations._lightning_batch_hooks import STEPPED_OUT, BatchHooksMixin
+from mlflow_green.integrations._lightning_call_watch import CallWatch
 from mlflow_green.integrations._lightning_epoch_end import EpochEndReading
 from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
 from mlflow_green.integrations._lightning_fetch import FetchTimer
@@ -77,8 +78,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
             sample_interval_s=sample_interval_s, intensity_provider=intensity_provider, scope=scope,
             start_timeout_s=start_timeout_s, end_timeout_s=end_timeout_s,
         )
-        self.live_metrics = live_metrics
-        self.inspect_model = inspect_model
+        self.live_metrics, self.inspect_model = live_metrics, inspect_model
         self._live = True
         self._fitting = False
         self._pending_state: Mapping[str, Any] | None = None
@@ -97,6 +97,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         self._strategy_guard, self._exception_seen = StrategyGuard(), 0  # or if a tuner's trial took our place
         self._early: Any = None  # the fit's tracker, started at setup (see setup)
         self._thread = 0  # the thread of the call measured last (another's call at once: this one stands aside)
+        self._watch: CallWatch | None = None  # a call outside the main thread: it can end with no hook (_lightning_call_watch)
         self._sigterm: SigtermBesideLightning | None = None  # SIGTERM outside Lightning's own stretch of a fit
         self._term_call: tuple[Any, Any] | None = None  # the fit's (trainer, module), for it
         self._sizes, self._profiled = batch_size, same_batch  # a training batch's samples, its part profiled
@@ -108,6 +109,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         restore are its ``other`` (``prepare_data``, the DataModule's ``setup`` and DDP's start come before: docs/lightning.md)."""
         if busy_in_another_thread(self, trainer):
             return
+        self._watch = CallWatch.start(self, trainer, pl_module, stage, previous=self._watch)  # the last call's end first
         self._thread = threading.get_ident()
         self._early = stop_unused(self._early)
         if stage == "fit":
@@ -277,7 +279,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
         state["_fitting"] = state["_in_epoch"] = False  # a copy taken while it measures starts afresh (the session's)
         state["_early"] = state["_fetch"] = state["_epoch_end"] = state["_train_counted"] = state["_eval_counted"] = None
         state["_thread"] = 0  # a copy (ddp_spawn, deepcopy) measures in threads of its own
-        state["_sigterm"] = state["_term_call"] = None  # SIGTERM is the process's: a copy takes it at its own setup
+        state["_sigterm"] = state["_term_call"] = state["_watch"] = None  # SIGTERM is the process's: a copy takes it at its own setup
         return state
 
     # -- internals ---------------------------------------------------------------------------
@@ -292,6 +294,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
     def _let_go(self) -> None:
         """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks
         (and our own batch hooks, left out of the fit's later batches)."""
+        self._watch = self._watch and self._watch.stop()  # ended through a hook
         self._guard.restore()
         self._strategy_guard.restore()
         self._release_sigterm()

@@ -122,6 +122,8 @@ def busy_in_another_thread(callback: Any, trainer: Any) -> bool:
     (Lightning's, which runs when the call raises too): this call goes unmeasured, the Trainer's later ones not."""
     if callback._thread in (0, threading.get_ident()):
         return False
+    if callback._watch is not None:  # that call may have left without a hook (_lightning_call_watch): ended now if so
+        callback._watch.settle()
     if callback._early is None and not callback._fitting and not callback.session.eval_in_progress:
         return False
     base = next(c for c in type(callback).__mro__[1:] if c.__name__ == "Callback")
