@@ -69,6 +69,16 @@ class FitWatch:
         self.stop()
         self._on_left(FitLeft(LEFT_MESSAGE))
 
+    def left_by(self, frame: FrameType, exc: BaseException) -> bool:
+        """``frame`` is leaving by ``exc`` (seen in the framework's own exception handler, on the call's thread): if it
+        is the watched one, the measurement ends now, with ``exc`` (see :mod:`~mlflow_green.integrations._keras_raised`).
+        True if it was."""
+        if frame is not self._frame or self._stop.is_set():
+            return False
+        self.stop()
+        self._on_left(exc)
+        return True
+
     def left(self) -> bool:
         """True if ``fit`` is no longer running (asked from any thread; False once stopped): a hook of another
         call (``evaluate`` right after ``fit`` raised in Keras's own code) can tell before the thread looks."""

@@ -39,6 +39,7 @@ from mlflow_green.integrations._keras_evaluations import EpochEvaluations
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import end_of_data, leading_dim, watched_source
 from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_if_lost
+from mlflow_green.integrations._keras_raised import see_exit
 from mlflow_green.integrations._keras_samples import samples_seen
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.interrupts import SigintWatch
@@ -143,6 +144,7 @@ class CallGuard(CallbackHooks):
         if (method == "fit" or ours is not None) and frame is not None and self._fit_watch is None:  # an exception in Keras's
             # own code (fit's; evaluate's or predict's alone: TensorFlow reads predict's input in Python, outside the step)
             self._fit_watch = FitWatch(frame, self.abort, lambda: self.steps)
+            see_exit(self._fit_watch)  # as the exception leaves the call, through Keras's handler
         self._sigterm.take()
         self._sigint.take()
         if ours is not None:

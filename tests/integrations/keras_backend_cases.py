@@ -311,6 +311,15 @@ def _(out: Path):
     """The same failure, then at once (before its watch looks) a fit, an evaluate, a track() block measured anew (a
     GreenCallback() of their own): each ends the failed fit as it begins, and logs into a run of its own — not into
     the failed run, which was still MLflow's active run — or, in a run of the user's, after the failed fit's steps."""
+
+    keras.config.disable_traceback_filtering()  # else the fit ends as it raises (the next case), not as the next begins
+    try:
+        return _next_calls_after_errors_in_keras_own_code()
+    finally:
+        keras.config.enable_traceback_filtering()
+
+
+def _next_calls_after_errors_in_keras_own_code() -> dict[str, object]:
     import mlflow_green
 
     seen: dict[str, object] = {}
@@ -332,6 +341,23 @@ def _(out: Path):
         seen["users_run"] = {"run_id": users.info.run_id, "active": mlflow.active_run().info.run_id}
     seen["active_after"] = mlflow.active_run().info.run_id if mlflow.active_run() else None
     return seen
+
+
+@case("an_error_in_keras_own_code_leaves_no_run_active_in_the_except_block")
+def _(out: Path):
+    """The same failure: as the exception reaches the user's ``except``, the fit's run has ended (FAILED) and is no
+    longer active, so a run of the user's starts there and holds what they log (it raised "already active", and
+    their logs went into the failed run, until the fit's watch looked up to two seconds later)."""
+    cb = GreenCallback()
+    try:
+        mlp().fit(X, Y, epochs=3, batch_size=64, verbose=0, validation_data=(X[:50], Y[:40]), callbacks=[cb])
+    except ValueError:
+        active = mlflow.active_run()
+        status = mlflow.MlflowClient().get_run(cb.session.run_id).info.status
+        with mlflow.start_run() as mine:
+            mlflow.log_param("trial", "1")
+    return {"run_id": cb.session.run_id, "active_in_except": active.info.run_id if active else None,
+            "status_in_except": status, "mine": mine.info.run_id}
 
 
 class FailsAtIndex(keras.utils.PyDataset):

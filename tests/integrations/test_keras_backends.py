@@ -162,7 +162,11 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     # A fit, an evaluate, a track() block measured anew right after it: each ends the failed fit as it begins, then
     # logs into a run of its own (not the failed one, still MLflow's active run until then); in the user's run, after
     # the failed fit's steps
-    result = results["new_callbacks_right_after_an_error_in_keras_own_code"]
+    result = results["an_error_in_keras_own_code_leaves_no_run_active_in_the_except_block"]
+    assert (result["active_in_except"], result["status_in_except"]) == (None, "FAILED"), result
+    assert client.get_run(result["mine"]).data.params == {"trial": "1"} and not run("an_error_in_keras_own_code_leaves"
+                                                                                    "_no_run_active_in_the_except_block").data.params
+    result = results["new_callbacks_right_after_an_error_in_keras_own_code"]  # traceback filtering off: no handler
     for name in ("fit", "evaluate", "track"):
         failed, nxt = client.get_run(result[name]["failed"]), client.get_run(result[name]["next"])
         assert failed.info.status == "FAILED" and nxt.info.run_id != failed.info.run_id, (name, result)
