@@ -19,40 +19,25 @@ pytest.importorskip("lightning")
 
 import lightning  # noqa: E402
 import torch  # noqa: E402
-from lightning_models import loaders, quiet_trainer_kwargs  # noqa: E402
-from torch import nn  # noqa: E402
+from lightning_models import digits_classifier, loaders, quiet_trainer_kwargs  # noqa: E402
 
 from mlflow_green.integrations.lightning import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
 
-class NoisyDigits(lightning.LightningModule):
-    """Noise from torch and NumPy added to each input; a buffer counting the forward calls."""
+class NoisyDigits(type(digits_classifier())):  # type: ignore[misc]
+    """The digits classifier with noise from torch and NumPy added to each input and a buffer counting its forward
+    calls; its ``example_input_array`` left out (``example=False``): the profile then runs on the first batch."""
 
     def __init__(self, example: bool) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
-        if example:
-            self.example_input_array = torch.zeros(2, 64)
+        self.example_input_array = torch.zeros(2, 64) if example else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         shift = float(np.random.normal(scale=0.01))
         return self.net(x + 0.1 * torch.randn_like(x) + shift)
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = nn.functional.cross_entropy(self(x), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
-        self.log("val_acc", (self(x).argmax(1) == y).float().mean())
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
 def _fit(example: bool, callbacks: list[Any], tmp_path: Path) -> NoisyDigits:
