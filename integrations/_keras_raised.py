@@ -7,8 +7,9 @@ within two looks; meanwhile the run was still MLflow's active run in the user's 
 ``mlflow.start_run()`` raised "Run ... is already active" and ``mlflow.log_param`` wrote into the failed run.
 
 Keras's public calls (``fit``, ``evaluate``, ``predict``) are wrapped by ``traceback_utils.filter_traceback``,
-whose handler passes every ``Exception`` leaving the call to ``_process_traceback_frames``. While a call is
-watched, that function is wrapped: when the frame right under the handler's is a watched call's, the call
+whose handler passes every ``Exception`` leaving the call to ``_process_traceback_frames``. The first watched
+call wraps that function for the process's life (it runs only as an exception leaves a call): when the frame
+right under the handler's is a watched call's, the call
 is leaving with that exception, and its watch ends the measurement then (``FAILED``, the run no longer
 active), before the exception reaches the user. Where Keras has no such function, or traceback filtering is
 off (``keras.config.disable_traceback_filtering()``), the watching thread still ends it within two looks.
