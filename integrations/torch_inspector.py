@@ -51,7 +51,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from mlflow_green.errors import MissingExtraError
+from mlflow_green.errors import MissingExtraError, ModelNotReadyError
 from mlflow_green.training.inspection import (
     PRUNED_SPARSITY_THRESHOLD,
     ModelInspector,
@@ -65,6 +65,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingExtraError("torch", "lightning", "The PyTorch integration") from exc
 
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 from torch.nn.utils import prune
 
 from mlflow_green.integrations._torch_flops import counted_flops
@@ -113,6 +114,10 @@ class TorchInspector(ModelInspector):
         notes: list[str] = []
         if isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile wrapper
             model = model._orig_mod
+        if any(isinstance(t, UninitializedTensorMixin) for t in (*model.parameters(), *model.buffers())):
+            # the example's pass would initialise them, drawing their weights elsewhere than the training would
+            raise ModelNotReadyError(f"{type(model).__name__} has lazy modules not initialised yet (e.g. nn.LazyLinear): "
+                                     "profiled once they are (a fit's end), not now")
         if example_input is None:
             example_input = getattr(model, "example_input_array", None)  # LightningModule
         calls, flops = counted_flops(model, example_input, notes, context.get("flop_cache"))

@@ -57,6 +57,11 @@ class TrackerStateError(GreenError, RuntimeError):
     """A tracker method was called in the wrong order (e.g. ``stop()`` before ``start()``)."""
 
 
+class ModelNotReadyError(GreenError, RuntimeError):
+    """A model cannot be profiled yet (a torch model whose lazy modules are not initialised): inspectors raise it
+    rather than initialise it themselves, and the callbacks profile it later (at the fit's end)."""
+
+
 class MissingExtraError(GreenError, ImportError):
     """An optional dependency is missing; the message names the ``pip install`` to run."""
 

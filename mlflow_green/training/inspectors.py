@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mlflow_green.errors import ArgumentTypeError
+from mlflow_green.errors import ArgumentTypeError, ModelNotReadyError
 from mlflow_green.plugins.manager import inspector_factories
 from mlflow_green.training.inspection import ModelInspector, ModelProfile
 
@@ -37,6 +37,9 @@ def inspect_model(model: Any, **context: Any) -> ModelProfile | None:
             inspector = factory()
             if inspector.supports(model):
                 return inspector.inspect(model, **context)
+        except ModelNotReadyError as exc:  # not a failure: profiled once it is ready
+            logger.info("mlflow-green: %s", exc)
+            return None
         except Exception as exc:
             logger.warning("mlflow-green: model inspector %r failed: %s", name, exc)
             return None

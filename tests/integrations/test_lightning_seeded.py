@@ -59,3 +59,34 @@ def test_a_seeded_fit_whose_forward_draws_noise_trains_the_same_with_the_callbac
     assert int(with_green.calls) == int(without.calls)  # the profile's passes not counted by the model
     for (name, mine), (_, theirs) in zip(without.state_dict().items(), with_green.state_dict().items()):
         assert torch.equal(mine, theirs), f"{name} differs with the callback"
+
+
+class LazyDigits(type(digits_classifier())):  # type: ignore[misc]
+    """The digits classifier built of ``nn.LazyLinear``: its weights exist once its first forward ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.LazyLinear(32), torch.nn.ReLU(), torch.nn.LazyLinear(10))
+
+
+def test_lazy_modules_are_profiled_at_the_fits_end_and_train_the_same(mlflow_experiment: str, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The profile at fit start would initialise them (from other draws than the training's): it waits, saying so
+    at INFO (it warned "model inspector 'torch' failed: Can't access the shape of an uninitialized parameter")."""
+    def fit(callbacks: list[Any], root: Path) -> LazyDigits:
+        lightning.seed_everything(0, verbose=False)
+        model = LazyDigits()
+        lightning.Trainer(max_epochs=1, limit_train_batches=6, limit_val_batches=2, default_root_dir=root,
+                          callbacks=callbacks, **quiet_trainer_kwargs()).fit(model, *loaders())
+        return model
+
+    without = fit([], tmp_path / "without")
+    green = GreenCallback(meters=[FakeMeter({"cpu:0": 45.0, "ram:0": 5.0})])
+    with caplog.at_level("INFO", logger="mlflow_green"):
+        with_green = fit([green], tmp_path / "with")
+    assert not [r for r in caplog.records if r.name.startswith("mlflow_green") and r.levelname == "WARNING"], caplog.text
+    assert "lazy modules not initialised yet" in caplog.text
+    assert green.session.profile is not None and green.session.profile.params == 64 * 32 + 32 + 32 * 10 + 10
+    assert green.session.profile.flops_per_sample
+    for (name, mine), (_, theirs) in zip(without.state_dict().items(), with_green.state_dict().items()):
+        assert torch.equal(mine, theirs), f"{name} differs with the callback"

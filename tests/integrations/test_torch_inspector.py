@@ -334,3 +334,17 @@ def test_recurrent_layers_count_every_time_steps_gate_products(kind: type, gates
     expected += 2 * directions * hidden * 4 + 4
     assert profile.flops_per_sample == expected
     assert not any("not counted" in note and "RNN" in note for note in profile.notes)
+
+
+def test_lazy_modules_not_initialised_yet_are_not_profiled_nor_initialised(caplog: pytest.LogCaptureFixture) -> None:
+    from mlflow_green.errors import ModelNotReadyError
+
+    model = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ModelNotReadyError, match="lazy modules"):
+        TorchInspector().inspect(model, example_input=torch.ones(2, 3))
+    with caplog.at_level("INFO", logger="mlflow_green"):
+        assert inspect_model(model, example_input=torch.ones(2, 3)) is None
+    assert "lazy modules not initialised yet" in caplog.text and "WARNING" not in caplog.text
+    assert isinstance(model[0].weight, nn.parameter.UninitializedParameter)  # left for the training to initialise
+    model(torch.ones(2, 3))
+    assert inspect(model, example_input=torch.ones(2, 3)).params == 3 * 4 + 4 + 4 * 2 + 2
