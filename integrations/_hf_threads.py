@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from mlflow_green.integrations._stack_frames import frame_on_stack
+from mlflow_green.integrations._stack_frames import frame_on_stack, nearest_frame
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +52,7 @@ class CallOwner:
 
 def frame_of(name: str, instance: Any = None) -> FrameType | None:
     """The nearest caller frame of the function ``name`` (a method of ``instance``, if given)."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == name and (instance is None or frame.f_locals.get("self") is instance):
-            return frame
-        frame = frame.f_back
-    return None
+    return nearest_frame(lambda frame: frame.f_code.co_name == name and (instance is None or frame.f_locals.get("self") is instance))
 
 
 def _warn(method: str) -> None:

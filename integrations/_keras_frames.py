@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
+from mlflow_green.integrations._stack_frames import nearest_frame
 from mlflow_green.training.signal_holds import signals_held
 
 logger = logging.getLogger(__name__)
@@ -26,12 +26,7 @@ logger = logging.getLogger(__name__)
 
 def caller_frame(method: str) -> FrameType | None:
     """The innermost frame of a Keras ``fit`` / ``evaluate`` / ``predict`` running this code."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == method and "epoch_iterator" in frame.f_locals:
-            return frame
-        frame = frame.f_back
-    return None
+    return nearest_frame(lambda frame: frame.f_code.co_name == method and "epoch_iterator" in frame.f_locals)
 
 
 def busy_elsewhere(*guards: Any) -> bool:

@@ -14,24 +14,24 @@ with the energy until then; the callback free again), or sooner, as the next cal
 
 from __future__ import annotations
 
-import sys
 import threading
 from types import FrameType
 from typing import Any
 
 from mlflow_green.integrations._fit_watch import FitWatch
+from mlflow_green.integrations._stack_frames import nearest_frame
 
 
 def call_frame() -> FrameType | None:
     """The frame of Lightning's ``_call_and_handle_interrupt`` nearest up this thread's stack, None if none."""
-    frame: FrameType | None = sys._getframe(1)
-    for _ in range(256):
-        if frame is None:
-            return None
-        if frame.f_code.co_name == "_call_and_handle_interrupt" and str(frame.f_globals.get("__name__", "")).endswith("trainer.call"):
-            return frame
-        frame = frame.f_back
-    return None
+    return nearest_frame(lambda frame: frame.f_code.co_name == "_call_and_handle_interrupt"
+                         and str(frame.f_globals.get("__name__", "")).endswith("trainer.call"))
+
+
+def stopped(watch: CallWatch | None) -> None:
+    """Stop ``watch`` (if any): its call ends through a hook; returns None (the callback holds no watch then)."""
+    if watch is not None:
+        watch.stop()
 
 
 class CallWatch:
@@ -80,4 +80,4 @@ class CallWatch:
             self._callback.teardown(self._trainer, self._module, self._stage)
 
 
-__all__ = ["CallWatch", "call_frame"]
+__all__ = ["CallWatch", "call_frame", "stopped"]

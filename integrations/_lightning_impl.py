@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlflow_green.integrations._lightning_batch_hooks import STEPPED_OUT, BatchHooksMixin
-from mlflow_green.integrations._lightning_call_watch import CallWatch
+from mlflow_green.integrations._lightning_call_watch import CallWatch, stopped
 from mlflow_green.integrations._lightning_epoch_end import EpochEndReading
 from mlflow_green.integrations._lightning_evals import EvaluationHooksMixin
 from mlflow_green.integrations._lightning_fetch import FetchTimer
@@ -294,7 +294,7 @@ class GreenCallbackMixin(BatchHooksMixin, EvaluationHooksMixin, ProfileMixin, Si
     def _let_go(self) -> None:
         """The trainer's hooks as they were: the earlier callbacks' ``on_exception``, the loops' fetch and epoch-end hooks
         (and our own batch hooks, left out of the fit's later batches)."""
-        self._watch = self._watch and self._watch.stop()  # ended through a hook
+        self._watch = stopped(self._watch)  # the call ends through a hook
         self._guard.restore()
         self._strategy_guard.restore()
         self._release_sigterm()
