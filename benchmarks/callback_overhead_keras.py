@@ -41,6 +41,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 from mlflow_green.integrations._keras_batch_list import does_nothing_per_batch  # noqa: E402
 from mlflow_green.integrations._keras_guard import CallGuard  # noqa: E402
 from mlflow_green.integrations._keras_input import watched_source  # noqa: E402
+from mlflow_green.integrations._keras_samples import pass_batching  # noqa: E402
 from mlflow_green.integrations.keras import GreenCallback  # noqa: E402
 from mlflow_green.testing import FakeMeter  # noqa: E402
 
@@ -62,16 +63,17 @@ class EpochEnds(keras.callbacks.Callback):
         self.ends_s.append(time.perf_counter())
 
 
-def batch_work(python_input: bool, *, training: bool = True, batch: object = None) -> tuple[Callable[[], object], Callable[[], object]]:
+def batch_work(python_input: bool, *, training: bool = True, epoch_iterator: object = None) -> tuple[Callable[[], object], Callable[[], object]]:
     """What the callback adds per batch (``training``) or per validation batch, and a bare stand-in making the
-    framework's own calls (the step function, the CallbackList's two batch hooks and, with ``batch`` given, the
-    data iterator's ``next()``): the guard's wrapper of the step function; of the list's ``on_train_batch_end``
-    only where a budget may stop training at a batch's end; the callback's own two batch hooks only where Keras
-    still calls them (a subclass with batch hooks of its own: a plain GreenCallback is left out of its fit's batch
-    hooks, see ``_keras_batch_list``); and on torch and JAX (``batch``: one the backend's epoch iterator yields)
-    the watched iterator's ``next()`` — timed and counted for training, watched for validation — against a plain
-    ``next()``. The other callbacks' own batch hooks are wrapped on them (``_keras_callback_hooks``): none here, as
-    with the callbacks Keras adds."""
+    framework's own calls (the step function, the CallbackList's two batch hooks and, with ``epoch_iterator``
+    given, the data iterator's ``next()``): the guard's wrapper of the step function; of the list's
+    ``on_train_batch_end`` only where a budget may stop training at a batch's end; the callback's own two batch
+    hooks only where Keras still calls them (a subclass with batch hooks of its own: a plain GreenCallback is left
+    out of its fit's batch hooks, see ``_keras_batch_list``); and on torch and JAX (``epoch_iterator``: the
+    backend's, over the fit's training or validation arrays) the watched iterator's ``next()`` — timed and counted
+    for training, watched for validation, as the guard installs them — against a plain ``next()``. The other
+    callbacks' own batch hooks are wrapped on them (``_keras_callback_hooks``): none here, as with the callbacks
+    Keras adds."""
 
     class Model:
         stop_training = False
@@ -80,6 +82,8 @@ def batch_work(python_input: bool, *, training: bool = True, batch: object = Non
     # as on_train_begin does: without a budget, nothing runs after a step
     guard = CallGuard(Model(), lambda exc: None, python_input=python_input,
                       on_step_end=callback._check_budget if callback.session.budget.active else None)
+    if training and python_input and epoch_iterator is not None:  # as the guard's watch of the fit finds it
+        guard.batching = pass_batching(epoch_iterator)
 
     def bare(*args: object) -> None:
         return None
@@ -87,20 +91,21 @@ def batch_work(python_input: bool, *, training: bool = True, batch: object = Non
     step = guard._guarded_step(bare, training=training)
     end = guard._guarded_hook("on_train_batch_end", bare) if training and guard.on_step_end is not None else bare
     read = plain_read = bare
-    if batch is not None:  # the watched iterator, as the guard installs it (a fit's validation input: of known size)
-        watched = watched_source(lambda: itertools.repeat(batch), guard, training)()
-        plain = itertools.repeat(batch)
+    if epoch_iterator is not None:  # the watched iterator, as the guard installs it (JAX: none on a validation input
+        batch = next(iter(epoch_iterator._get_iterator()))  # of known size, the wrapped step sees its errors)
+        source = watched_source(lambda: itertools.repeat(batch), guard, training, epoch_iterator, guard._reads_in_step)
+        watched, plain = (source or (lambda: itertools.repeat(batch)))(), itertools.repeat(batch)
         read, plain_read = (lambda _: next(watched)), (lambda _: next(plain))
     if does_nothing_per_batch(callback):
-        return (lambda: (read(0), step(None), bare(0), end(0))), (lambda: (plain_read(0), bare(None), bare(0), bare(0)))
+        return (lambda: (read(0), step(None, None), bare(0), end(0))), (lambda: (plain_read(0), bare(None, None), bare(0), bare(0)))
     own_begin = callback.on_train_batch_begin if training else callback.on_test_batch_begin
     own_end = callback.on_train_batch_end if training else callback.on_test_batch_end
-    return (lambda: (read(0), step(None), bare(0), end(0), own_begin(0, logs=None), own_end(0, logs=None)),
-            lambda: (plain_read(0), bare(None), bare(0), bare(0)))
+    return (lambda: (read(0), step(None, None), bare(0), end(0), own_begin(0, logs=None), own_end(0, logs=None)),
+            lambda: (plain_read(0), bare(None, None), bare(0), bare(0)))
 
 
-def backend_batch(x: object, y: object) -> object:
-    """A batch as the backend's epoch iterator yields it to the (watched) data iterator (torch, JAX), else None."""
+def backend_iterator(x: object, y: object) -> object:
+    """The backend's epoch iterator over arrays, whose batches its (watched) data iterator yields (torch, JAX), else None."""
     backend = keras.backend.backend()
     if backend == "jax":
         from keras.src.backend.jax.trainer import JAXEpochIterator as EpochIterator
@@ -108,7 +113,7 @@ def backend_batch(x: object, y: object) -> object:
         from keras.src.backend.torch.trainer import TorchEpochIterator as EpochIterator
     else:
         return None
-    return next(iter(EpochIterator(x=x, y=y, batch_size=BATCH_SIZE)._get_iterator()))
+    return EpochIterator(x=x, y=y, batch_size=BATCH_SIZE)
 
 
 def per_batch_us(python_input: bool, *, training: bool = True) -> float:
@@ -118,14 +123,16 @@ def per_batch_us(python_input: bool, *, training: bool = True) -> float:
     return per_call_us(*batch_work(python_input, training=training))
 
 
-def watched_iterator_us(python_input: bool) -> float:
-    """Microseconds the watched iterator adds to each batch read in Python (torch, JAX), timed in a loop."""
+def watched_iterator_us(python_input: bool, epoch_iterator: object = None) -> float:
+    """Microseconds the watched iterator adds to each batch read in Python (torch, JAX), timed in a loop (over
+    ``epoch_iterator``'s batching, as the guard's watch of the fit finds it)."""
     if not python_input:
         return 0.0
     class Model:
         stop_training = False
 
     guard = CallGuard(Model(), lambda exc: None, python_input=python_input)
+    guard.batching = pass_batching(epoch_iterator)
     batch = ([0.0] * 32, [0] * 32)
     items = [batch] * 100_000
     start_s = time.perf_counter()
@@ -144,9 +151,10 @@ class BatchProbe(keras.callbacks.Callback):
     its batches), and the bare stand-in at every batch of the even ones (not the two alternately at each batch,
     which ran each every other batch only: colder than in a fit)."""
 
-    def __init__(self, python_input: bool, batch: object = None) -> None:
+    def __init__(self, python_input: bool, train: object = None, validation: object = None) -> None:
         super().__init__()
-        self.train, self.validation = (InFitProbe(*batch_work(python_input, training=t, batch=batch)) for t in (True, False))
+        self.train, self.validation = (InFitProbe(*batch_work(python_input, training=t, epoch_iterator=e))
+                                       for t, e in ((True, train), (False, validation)))
         self.odd = False
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -188,8 +196,8 @@ def main() -> None:
         return total_s, [b - a for a, b in zip(ends.ends_s, ends.ends_s[1:])]
 
     python_input = keras.backend.backend() in ("torch", "jax")
-    probe = BatchProbe(python_input, backend_batch(*train))  # the watched iterator's next() timed in place too
-    iterator_us = watched_iterator_us(python_input)  # in a warm loop: printed for information
+    probe = BatchProbe(python_input, backend_iterator(*train), backend_iterator(*val))  # the watched next() in place too
+    iterator_us = watched_iterator_us(python_input, backend_iterator(*train))  # in a warm loop: printed for information
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLFLOW_GREEN_SPOOL_DIR"] = str(Path(tmp) / "spool")
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/bench.db")

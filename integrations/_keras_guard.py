@@ -8,7 +8,9 @@ of that one call only:
 - the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``), and a fit's
   model's ``evaluate`` and ``test_on_batch`` (a callback's evaluation inside an epoch: ``_keras_evaluations``);
 - on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed (input wait) and counted
-  (batches and samples seen), and its exceptions are seen;
+  (batches; their samples follow from the batching over arrays, else each batch's are counted), and its exceptions are
+  seen (JAX reads each batch inside the step function: the step's wrapper sees them, a validation input of known size
+  is left as it is);
 - ``SIGTERM`` and ``SIGINT`` (Ctrl-C; main thread only): the measurement ends ``KILLED`` at that moment, then the
   previous handler runs (the process terminates, ``KeyboardInterrupt`` is raised, as they would have); a step that
   raised something else for the Ctrl-C (TensorFlow's C code, given the interrupt inside a Python callback of its own:
@@ -37,10 +39,10 @@ from mlflow_green.integrations._keras_batch_list import (
 from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
 from mlflow_green.integrations._keras_evaluations import EpochEvaluations
 from mlflow_green.integrations._keras_frames import caller_frame
-from mlflow_green.integrations._keras_input import end_of_data, leading_dim, watched_source
+from mlflow_green.integrations._keras_input import end_of_data, leading_dim, reads_input_in_step, watched_source
 from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_if_lost
 from mlflow_green.integrations._keras_raised import see_exit
-from mlflow_green.integrations._keras_samples import samples_seen
+from mlflow_green.integrations._keras_samples import PassBatching, pass_batching, samples_seen
 from mlflow_green.measure.signal_safety import passes_through
 from mlflow_green.training.interrupts import SigintWatch
 from mlflow_green.training.termination import SigtermWatch
@@ -66,8 +68,7 @@ class CallGuard(CallbackHooks):
         epoch_iterator: The first watched call's Keras epoch iterator, or None if not found.
         data_wait_s: Seconds spent reading training batches since :meth:`reset_counts`.
         batches: Training batches read since :meth:`reset_counts`.
-        samples: Samples in those batches.
-        trained_samples: Of those, the samples of batches a training step finished with (not one whose step raised).
+        batching: The training input's batching where it is arrays (``PassBatching``): samples follow from ``batches``.
         stop_requested: Set to stop training at the current batch's end (never inside the step: on JAX that deletes state).
         evaluations: A fit's ``evaluate`` calls inside its epochs (``_keras_evaluations``; its model's ``evaluate`` wrapped).
         on_step_end: Called after each training step of ``fit`` (hot path).
@@ -86,7 +87,9 @@ class CallGuard(CallbackHooks):
         self._aborted = self.interrupted = False  # interrupted: a Ctrl-C was handled during the call
         self._sigterm = SigtermWatch(lambda: self.abort(SystemExit(128 + signal.SIGTERM)))  # ends KILLED, now
         self._sigint = SigintWatch(self._ctrl_c)  # Ctrl-C wherever it lands: KILLED, now
-        self.data_wait_s, self.batches, self.samples, self.trained_samples = 0.0, 0, 0, 0
+        self.data_wait_s, self.batches, self.read_samples, self.read_trained_samples = 0.0, 0, 0, 0
+        self.batching: PassBatching | None = None
+        self._reads_in_step = python_input and reads_input_in_step()  # JAX: next() inside the step function
         self.evaluations: EpochEvaluations | None = None
         self.steps = 0  # training steps finished in this fit (never reset: the fit's watch reads it)
         self.test_steps = self.test_samples = self.predicted = 0  # this validation's (call's) steps, samples read, predicted
@@ -123,6 +126,8 @@ class CallGuard(CallbackHooks):
                 if original is not None and not self._ours(original):
                     self._set(callbacks, hook, self._guarded_hook(hook, original))
             self.watch_batch_hooks(callbacks)
+        if method == "fit" and timed and self._python_input and self.batching is None and self.steps == 0:
+            self.batching = pass_batching(iterator)
         step = getattr(self.model, _STEP_FUNCTIONS[method], None)
         if step is not None and not self._ours(step):
             self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(
@@ -133,8 +138,9 @@ class CallGuard(CallbackHooks):
                 if evaluate is not None and not self._ours(evaluate):
                     self._set(self.model, name, self._mark(self.evaluations.wrap(evaluate), evaluate))
         source = getattr(iterator, "_get_iterator", None)
-        if self._python_input and source is not None and not self._ours(source):
-            self._set(iterator, "_get_iterator", self._mark(passes_through(watched_source(source, self, timed, iterator)), source))
+        watched = watched_source(source, self, timed, iterator, self._reads_in_step) if self._python_input and source is not None else None
+        if watched is not None and not self._ours(source):
+            self._set(iterator, "_get_iterator", self._mark(passes_through(watched), source))
             self.counts_batches = self.counts_batches or timed
         adapter = getattr(iterator, "data_adapter", None)  # a PyDataset's workers: an error there comes out of the
         for name in ("on_epoch_begin", "on_epoch_end") if self._python_input and adapter is not None else ():  # pool as
@@ -190,9 +196,23 @@ class CallGuard(CallbackHooks):
         """False once the watched ``fit`` left (an exception in Keras's own code its watch has not seen yet)."""
         return self._fit_watch is None or not self._fit_watch.left()
 
+    @property
+    def samples(self) -> int:
+        """Samples in the training batches read since :meth:`reset_counts`."""
+        return self.read_samples if self.batching is None else self.batching.samples(self.batches)
+
+    @property
+    def trained_samples(self) -> int:
+        """Of those, the samples of batches a training step finished with (not those of a step that raised)."""
+        if self.batching is None:
+            return self.read_trained_samples
+        per_call = getattr(self.model, "steps_per_execution", 1)
+        finished = (self.steps - self.epoch_first_step) * (per_call if type(per_call) is int and per_call > 0 else 1)
+        return self.batching.samples(min(self.batches, finished))
+
     def reset_counts(self) -> None:
         """A new epoch: input wait and counts start at zero."""
-        self.data_wait_s, self.batches, self.samples, self.trained_samples = 0.0, 0, 0, 0
+        self.data_wait_s, self.batches, self.read_samples, self.read_trained_samples = 0.0, 0, 0, 0
         self.epoch_first_step, self.step_failed = self.steps, False
         if self.evaluations is not None:
             self.evaluations.epoch_begins()
@@ -265,7 +285,7 @@ class CallGuard(CallbackHooks):
                 raise
             if training:
                 guard.steps += 1
-                guard.trained_samples = guard.samples
+                guard.read_trained_samples = guard.read_samples
                 if guard.on_step_end is not None:
                     guard.on_step_end()
             else:
@@ -283,6 +303,16 @@ class CallGuard(CallbackHooks):
             guard.steps += 1
             return outputs
 
-        if training and not self._python_input and self.on_step_end is None:  # no batch read in Python to count
-            return self._mark(passes_through(train_step), original)
+        def jax_train_step(state: Any, data: Any) -> Any:  # as JAX's fit calls it: a call with *args costs more
+            try:
+                outputs = original(state, data)
+            except BaseException as exc:
+                guard._step_raised(exc, training=True, only_validating=False)
+                raise
+            guard.steps += 1
+            return outputs
+
+        if training and self.on_step_end is None and (not self._python_input or self.batching is not None):
+            # nothing to count per step: no batch read in Python (TensorFlow), or their samples follow from the batching
+            return self._mark(passes_through(jax_train_step if self._reads_in_step else train_step), original)
         return self._mark(passes_through(step), original)

@@ -2,7 +2,8 @@
 
 :func:`watched_source` stands for the data iterator of the call's epoch iterator (see
 :class:`~mlflow_green.integrations._keras_guard.CallGuard`): each ``next()`` is timed as input wait and
-its batch's samples counted on the guard; an exception other than the input's end ends the measurement.
+counted on the guard (over arrays, whose batching is known, the batches; else each batch's samples too); an
+exception other than the input's end ends the measurement.
 
 The iterators are generators, each batch's work written out in one frame: that work runs once per batch,
 right after the framework's step has filled the processor's caches with its own, where each further
@@ -42,7 +43,25 @@ def timed_batches(inner: Iterator[Any], guard: Any, perf_s: Callable[[], float] 
         guard.batches += 1
         shape = getattr(batch[0] if type(batch) is tuple and batch else batch, "shape", None)  # (x, y[, w]) of arrays
         samples = shape[0] if isinstance(shape, tuple) and shape else None
-        guard.samples += samples if type(samples) is int else leading_dim(batch)
+        guard.read_samples += samples if type(samples) is int else leading_dim(batch)
+        yield batch
+
+
+@passes_through
+def timed_reads(inner: Iterator[Any], guard: Any, perf_s: Callable[[], float] = time.perf_counter) -> Iterator[Any]:
+    """:func:`timed_batches` over an input whose batching is known (the guard's ``batching``): only the batches are
+    counted, their samples follow (half the work a batch: ``benchmarks/callback_overhead_keras.py``)."""
+    while True:
+        start_s = perf_s()
+        try:
+            batch = next(inner)
+            guard.data_wait_s += perf_s() - start_s
+        except StopIteration:
+            return
+        except BaseException as exc:
+            guard.abort(exc)
+            raise
+        guard.batches += 1
         yield batch
 
 
@@ -63,13 +82,19 @@ def watched_batches(inner: Iterator[Any], guard: Any, counted: bool = False) -> 
         yield batch
 
 
-def watched_source(original: Callable[[], Any], guard: Any, timed: bool, epoch_iterator: Any = None) -> Callable[[], Iterator[Any]]:
+def watched_source(original: Callable[[], Any], guard: Any, timed: bool, epoch_iterator: Any = None,
+                   reads_in_step: bool = False) -> Callable[[], Iterator[Any]] | None:
     """The epoch iterator's ``_get_iterator`` whose iterators are watched (``guard``: the ``CallGuard``): timed and
-    counted (``timed``: the training input, :func:`timed_batches`); else watched for errors, and counted where the
-    input is a fit's validation whose data adapter does not know its size (:func:`watched_batches`)."""
+    counted (``timed``: the training input, :func:`timed_reads` where the guard knows its ``batching``, else
+    :func:`timed_batches`); else watched for errors, and counted where the input is a fit's validation whose data
+    adapter does not know its size (:func:`watched_batches`). None where nothing is left to do: an input of known size
+    that the backend reads inside the guarded step function (``reads_in_step``, JAX), which sees its errors."""
     if timed:
-        return lambda: timed_batches(iter(original()), guard)
+        timed_iterator = timed_batches if getattr(guard, "batching", None) is None else timed_reads
+        return lambda: timed_iterator(iter(original()), guard)
     counted = epoch_iterator is not None and adapter_samples(epoch_iterator) is None
+    if reads_in_step and not counted:
+        return None
     return lambda: watched_batches(iter(original()), guard, counted)
 
 
@@ -103,4 +128,13 @@ def reads_input_in_python() -> bool:
     return keras.backend.backend() in ("torch", "jax")
 
 
-__all__ = ["end_of_data", "leading_dim", "reads_input_in_python", "timed_batches", "watched_batches", "watched_source"]
+def reads_input_in_step() -> bool:
+    """True on JAX, whose step functions take the data iterator and call ``next()`` on it themselves (torch's fit
+    reads each batch before calling its step)."""
+    import keras
+
+    return keras.backend.backend() == "jax"
+
+
+__all__ = ["end_of_data", "leading_dim", "reads_input_in_python", "reads_input_in_step", "timed_batches", "timed_reads",
+           "watched_batches", "watched_source"]

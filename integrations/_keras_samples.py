@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlflow_green.integrations._keras_evaluations import evaluations_in
 from mlflow_green.integrations._keras_frames import caller_frame
@@ -64,6 +64,41 @@ def adapter_samples(epoch_iterator: Any) -> int | None:
         if steps == adapter.num_batches and adapter.has_partial_batch is None:
             return None  # a last batch of unknown size (tf.data without drop_remainder)
         return int(steps * batch_size)
+    except Exception:
+        return None
+
+
+class PassBatching(NamedTuple):
+    """How a pass over arrays splits into batches: ``batches`` of ``batch_size`` samples, the last of ``last_size``.
+
+    Example:
+        >>> PassBatching(batch_size=32, batches=44, last_size=24).samples(44), PassBatching(32, 44, 24).samples(3)
+        (1400, 96)
+    """
+
+    batch_size: int
+    batches: int
+    last_size: int
+
+    def samples(self, read: int) -> int:
+        """Samples in the first ``read`` batches (from a pass's start)."""
+        passes, rest = divmod(read, self.batches)
+        return passes * ((self.batches - 1) * self.batch_size + self.last_size) + rest * self.batch_size
+
+
+def pass_batching(epoch_iterator: Any) -> PassBatching | None:
+    """The batching of an epoch iterator over arrays (Keras's ``ArrayDataAdapter``: it slices them itself, every batch
+    full but the pass's last) whose epochs are whole passes; None for any other input, whose batches are counted one by
+    one (a generator or ``PyDataset`` yields what it likes; a ``DataLoader``'s sampler may draw other than its dataset)."""
+    adapter = getattr(epoch_iterator, "data_adapter", None)
+    if type(adapter).__name__ != "ArrayDataAdapter" or not adapter_samples(epoch_iterator):
+        return None
+    try:
+        size, batches = adapter.batch_size, adapter.num_batches
+        last = adapter.partial_batch_size if adapter.has_partial_batch else size
+        if not all(type(n) is int and n > 0 for n in (size, batches, last)):
+            return None
+        return PassBatching(size, batches, last)
     except Exception:
         return None
 

@@ -437,6 +437,35 @@ def _(out: Path):
     return failing_fit(GreenCallback(), x=Batches(10, untrainable=3), shuffle=False)
 
 
+class StepFails(keras.Sequential):
+    """Its train step raises on the ``fail_at``-th batch (run eagerly: the step runs in Python each batch)."""
+
+    def __init__(self, layers, fail_at: int) -> None:
+        super().__init__(layers)
+        self.fail_at, self.calls = fail_at, 0
+
+    def train_step(self, *args):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ValueError("this batch cannot be trained")
+        return super().train_step(*args)
+
+
+@case("a_step_that_raises_over_arrays")
+def _(out: Path):
+    # arrays (whose batching is known: torch and JAX count the batches read, not each one's samples): batches 0-2
+    # trained, then the step raises on batch 3 (read, never trained): 192 samples
+    model = StepFails([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")], 4)
+    model.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)
+    cb, clock = GreenCallback(), Clock()
+    try:
+        model.fit(X, Y, epochs=3, batch_size=64, verbose=0, callbacks=[clock, cb])
+        raised = None
+    except ValueError as exc:
+        raised = type(exc).__name__
+    return {"raised": raised, "run_id": cb.session.run_id, "batch_ends": clock.batch_ends}
+
+
 @case("exception_in_a_later_epoch")
 def _(out: Path):
     # a whole epoch (640) and 3 batches of the second (192): 832 samples, not the first epoch's 640

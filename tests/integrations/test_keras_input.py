@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("keras")
 
 from mlflow_green.integrations._keras_guard import CallGuard  # noqa: E402
 from mlflow_green.integrations._keras_input import watched_source  # noqa: E402
+from mlflow_green.integrations._keras_samples import PassBatching  # noqa: E402
 
 
 class Array:
@@ -121,3 +123,36 @@ def test_a_validation_input_is_watched_and_counted_only_where_its_size_is_unknow
         with pytest.raises(OSError):
             list(watched_source(failing, guard, False, epoch_iterator=epoch_iterator)())
         assert [type(e) for e in aborts] == [OSError]
+
+
+def test_over_arrays_the_batches_are_counted_and_their_samples_follow_from_the_batching() -> None:
+    guard, aborts = guard_and_aborts()
+    guard.batching = PassBatching(batch_size=4, batches=3, last_size=2)  # as the fit's watch finds arrays of 10 rows
+    batches = [(Array(4, 2), Array(4)), (Array(4, 2), Array(4)), (Array(2, 2), Array(2))]
+    assert list(watched_source(lambda: slow(batches, 0.01), guard, True)()) == batches
+    assert (guard.batches, guard.samples, aborts) == (3, 10, [])
+    assert 0.03 <= guard.data_wait_s < 0.2
+    guard.steps = 2  # the step of the last batch raised: its 2 samples were read, never trained
+    assert guard.trained_samples == 8
+    guard.reset_counts()
+    assert (guard.batches, guard.samples, guard.trained_samples, guard.data_wait_s) == (0, 0, 0, 0.0)
+
+    def failing():
+        yield batches[0]
+        raise OSError("disk")
+
+    with pytest.raises(OSError):
+        list(watched_source(failing, guard, True)())
+    assert [type(e) for e in aborts] == [OSError] and (guard.batches, guard.samples) == (1, 4)
+
+
+def test_a_validation_input_read_inside_the_step_is_left_alone_unless_it_must_be_counted() -> None:
+    from keras.src.trainers.epoch_iterator import EpochIterator
+
+    guard, _ = guard_and_aborts()  # JAX reads each batch inside the (guarded) step function, which sees its errors
+    arrays = EpochIterator(x=np.zeros((10, 2), "float32"), y=np.zeros(10, "int64"), batch_size=4)
+    unknown_size = type("EpochIterator", (), {"data_adapter": None})()
+    assert watched_source(lambda: iter([]), guard, False, arrays, reads_in_step=True) is None
+    assert watched_source(lambda: iter([]), guard, False, arrays, reads_in_step=False) is not None  # torch: read outside
+    assert watched_source(lambda: iter([]), guard, False, unknown_size, reads_in_step=True) is not None  # counted
+    assert watched_source(lambda: iter([]), guard, True, arrays, reads_in_step=True) is not None  # the training input

@@ -12,7 +12,7 @@ keras = pytest.importorskip("keras")
 
 from keras.src.trainers.epoch_iterator import EpochIterator  # noqa: E402
 
-from mlflow_green.integrations._keras_samples import AdapterCounts  # noqa: E402
+from mlflow_green.integrations._keras_samples import AdapterCounts, PassBatching, pass_batching  # noqa: E402
 
 
 def _iterator(n: int = 1400, batch_size: int = 32) -> EpochIterator:
@@ -75,3 +75,27 @@ def test_the_counts_never_keep_an_iterator_alive() -> None:
     gc.collect()
     assert ref() is None
     counts.clear()
+
+
+def test_arrays_have_a_known_batching_other_inputs_are_counted_batch_by_batch() -> None:
+    batching = pass_batching(_iterator())
+    assert batching == PassBatching(batch_size=32, batches=44, last_size=24)
+    assert [batching.samples(n) for n in (0, 1, 43, 44, 45, 88)] == [0, 32, 1376, 1400, 1432, 2800]
+    assert pass_batching(_iterator(96, 32)) == PassBatching(32, 3, 32)  # no partial batch
+    stepped = EpochIterator(x=np.zeros((100, 4), "float32"), y=np.zeros(100, "int64"), batch_size=10, steps_per_epoch=4)
+    assert pass_batching(stepped) is None  # epochs that are not whole passes: the batches read tell
+
+    def generator():
+        while True:
+            yield np.zeros((8, 4), "float32"), np.zeros(8, "int64")
+
+    class Rows(keras.utils.PyDataset):
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, i: int):
+            return np.zeros((5 + i, 4), "float32"), np.zeros(5 + i, "int64")  # a batch size of its own each
+
+    assert pass_batching(EpochIterator(x=generator(), steps_per_epoch=3)) is None
+    assert pass_batching(EpochIterator(x=Rows())) is None
+    assert pass_batching(None) is None and pass_batching(_Iterator(_Adapter(44))) is None  # not Keras's arrays
