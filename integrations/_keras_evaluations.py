@@ -13,8 +13,9 @@ or at its end — with or without the fit's GreenCallback. Two things follow:
   and samples), but training follows it in the epoch: :attr:`EpochEvaluations.mid_training` tells the callback so
   (the epoch's samples are not read as it begins, nor does its end end the epoch's training).
 
-The fit's :class:`~mlflow_green.integrations._keras_guard.CallGuard` wraps the model's ``evaluate`` and
-``test_on_batch`` (which resets the metrics too) with :meth:`EpochEvaluations.wrap` for the length of the fit. An
+The fit's :class:`~mlflow_green.integrations._keras_guard.CallGuard` wraps the model's ``evaluate``,
+``test_on_batch`` and ``train_on_batch`` (which reset the metrics too; the last trains a batch of the callback's, not
+the fit's: :func:`steps_kept`) with :meth:`EpochEvaluations.wrap` for the length of the fit. An
 ``evaluate`` bound before the fit (a callback's ``set_model`` keeping ``model.evaluate``) bypasses the wrapper: with
 the fit's callback it is still told from the fit's validation (the guard notes when the fit's own list calls the test
 hooks), so its phase and the samples are right; on TensorFlow its reset of the loss tracker is not seen (an input of
@@ -127,6 +128,22 @@ class EpochEvaluations:
             return 0
 
 
+def steps_kept(train_on_batch: Callable[..., Any], guard: Any) -> Callable[..., Any]:
+    """``train_on_batch`` called from a callback during a fit (``guard``: the fit's ``CallGuard``): its step, through
+    the guarded step function, is not counted among the fit's ``steps``, which tell the epoch's batches."""
+
+    @passes_through
+    @functools.wraps(train_on_batch)
+    def outside_the_fits_steps(*args: Any, **kwargs: Any) -> Any:
+        steps = guard.steps
+        try:
+            return train_on_batch(*args, **kwargs)
+        finally:
+            guard.steps = steps
+
+    return outside_the_fits_steps
+
+
 NO_EVALUATIONS = EpochEvaluations(lambda: None, reads=False)
 """Stands in where a call has none (no fit, or a guard without them): never evaluating."""
 
@@ -137,4 +154,4 @@ def evaluations_in(guard: Any) -> EpochEvaluations:
     return getattr(guard, "evaluations", None) or NO_EVALUATIONS
 
 
-__all__ = ["NO_EVALUATIONS", "EpochEvaluations", "evaluations_in"]
+__all__ = ["NO_EVALUATIONS", "EpochEvaluations", "evaluations_in", "steps_kept"]

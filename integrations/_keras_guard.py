@@ -37,7 +37,7 @@ from mlflow_green.integrations._keras_batch_list import (
     raising_async_batch_ends,
 )
 from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
-from mlflow_green.integrations._keras_evaluations import EpochEvaluations
+from mlflow_green.integrations._keras_evaluations import EpochEvaluations, steps_kept
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import end_of_data, leading_dim, reads_input_in_step, watched_source
 from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_if_lost
@@ -88,6 +88,7 @@ class CallGuard(CallbackHooks):
         self._sigterm = SigtermWatch(lambda: self.abort(SystemExit(128 + signal.SIGTERM)))  # ends KILLED, now
         self._sigint = SigintWatch(self._ctrl_c)  # Ctrl-C wherever it lands: KILLED, now
         self.data_wait_s, self.batches, self.read_samples, self.read_trained_samples = 0.0, 0, 0, 0
+        self.trained_batches = 0  # ``batches`` as the fit's last training step finished (not a callback's train_on_batch)
         self.batching: PassBatching | None = None
         self._reads_in_step = python_input and reads_input_in_step()  # JAX: next() inside the step function
         self.evaluations: EpochEvaluations | None = None
@@ -132,11 +133,13 @@ class CallGuard(CallbackHooks):
         if step is not None and not self._ours(step):
             self._set(self.model, _STEP_FUNCTIONS[method], self._guarded_step(
                 step, training=method == "fit", only_validating=method == "evaluate" and not timed, predicting=method == "predict"))
-        if method == "fit" and self.evaluations is None:  # a callback's evaluate (test_on_batch) inside an epoch
+        if method == "fit" and self.evaluations is None:  # a callback's evaluate (test_on_batch, and train_on_batch: it
+            # resets the loss tracker too, and its step is not one of the fit's) inside an epoch
             self.evaluations = EpochEvaluations(lambda: samples_seen(self.model), reads=not self._python_input, noted_by=self if callbacks is not None else None)
-            for name, evaluate in ((name, getattr(self.model, name, None)) for name in ("evaluate", "test_on_batch")):
+            for name, evaluate in ((name, getattr(self.model, name, None)) for name in ("evaluate", "test_on_batch", "train_on_batch")):
                 if evaluate is not None and not self._ours(evaluate):
-                    self._set(self.model, name, self._mark(self.evaluations.wrap(evaluate), evaluate))
+                    own = steps_kept(evaluate, self) if name == "train_on_batch" else evaluate
+                    self._set(self.model, name, self._mark(self.evaluations.wrap(own), evaluate))
         source = getattr(iterator, "_get_iterator", None)
         watched = watched_source(source, self, timed, iterator, self._reads_in_step) if self._python_input and source is not None else None
         if watched is not None and not self._ours(source):
@@ -204,15 +207,12 @@ class CallGuard(CallbackHooks):
     @property
     def trained_samples(self) -> int:
         """Of those, the samples of batches a training step finished with (not those of a step that raised)."""
-        if self.batching is None:
-            return self.read_trained_samples
-        per_call = getattr(self.model, "steps_per_execution", 1)
-        finished = (self.steps - self.epoch_first_step) * (per_call if type(per_call) is int and per_call > 0 else 1)
-        return self.batching.samples(min(self.batches, finished))
+        return self.read_trained_samples if self.batching is None else self.batching.samples(self.trained_batches)
 
     def reset_counts(self) -> None:
         """A new epoch: input wait and counts start at zero."""
         self.data_wait_s, self.batches, self.read_samples, self.read_trained_samples = 0.0, 0, 0, 0
+        self.trained_batches = 0
         self.epoch_first_step, self.step_failed = self.steps, False
         if self.evaluations is not None:
             self.evaluations.epoch_begins()
@@ -285,7 +285,7 @@ class CallGuard(CallbackHooks):
                 raise
             if training:
                 guard.steps += 1
-                guard.read_trained_samples = guard.read_samples
+                guard.read_trained_samples, guard.trained_batches = guard.read_samples, guard.batches
                 if guard.on_step_end is not None:
                     guard.on_step_end()
             else:
@@ -303,16 +303,18 @@ class CallGuard(CallbackHooks):
             guard.steps += 1
             return outputs
 
-        def jax_train_step(state: Any, data: Any) -> Any:  # as JAX's fit calls it: a call with *args costs more
-            try:
+        def jax_train_step(state: Any, data: Any) -> Any:  # as JAX's fit calls it (a call with *args costs more), over
+            try:  # arrays: the batches it read (inside it) trained — a callback's train_on_batch reads none
                 outputs = original(state, data)
             except BaseException as exc:
                 guard._step_raised(exc, training=True, only_validating=False)
                 raise
             guard.steps += 1
+            guard.trained_batches = guard.batches
             return outputs
 
-        if training and self.on_step_end is None and (not self._python_input or self.batching is not None):
-            # nothing to count per step: no batch read in Python (TensorFlow), or their samples follow from the batching
-            return self._mark(passes_through(jax_train_step if self._reads_in_step else train_step), original)
+        if training and self.on_step_end is None and not self._python_input:  # no batch read in Python (TensorFlow)
+            return self._mark(passes_through(train_step), original)
+        if training and self.on_step_end is None and self._reads_in_step and self.batching is not None:
+            return self._mark(passes_through(jax_train_step), original)
         return self._mark(passes_through(step), original)

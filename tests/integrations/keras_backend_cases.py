@@ -451,19 +451,38 @@ class StepFails(keras.Sequential):
         return super().train_step(*args)
 
 
-@case("a_step_that_raises_over_arrays")
-def _(out: Path):
-    # arrays (whose batching is known: torch and JAX count the batches read, not each one's samples): batches 0-2
-    # trained, then the step raises on batch 3 (read, never trained): 192 samples
-    model = StepFails([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")], 4)
+class TrainOnBatch(keras.callbacks.Callback):
+    """Trains the model on one more batch of its own (``train_on_batch``) at the end of the fit's second batch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            self.model.train_on_batch(X[:64], Y[:64])
+
+
+def _step_fails_over_arrays(fail_at: int, *callbacks) -> dict:
+    model = StepFails([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")], fail_at)
     model.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)
     cb, clock = GreenCallback(), Clock()
     try:
-        model.fit(X, Y, epochs=3, batch_size=64, verbose=0, callbacks=[clock, cb])
+        model.fit(X, Y, epochs=3, batch_size=64, verbose=0, callbacks=[clock, cb, *callbacks])
         raised = None
     except ValueError as exc:
         raised = type(exc).__name__
     return {"raised": raised, "run_id": cb.session.run_id, "batch_ends": clock.batch_ends}
+
+
+@case("a_step_that_raises_over_arrays")
+def _(out: Path):
+    # arrays (whose batching is known: torch and JAX count the batches read, not each one's samples): batches 0-2
+    # trained, then the step raises on batch 3 (read, never trained): 192 samples
+    return _step_fails_over_arrays(4)
+
+
+@case("a_step_that_raises_over_arrays_after_a_train_on_batch")
+def _(out: Path):
+    # the same, a callback's train_on_batch (the step's third call) after batch 1: its rows are not the fit's, and the
+    # batch whose step raised (the fifth call) is still not counted: 192 samples
+    return _step_fails_over_arrays(5, TrainOnBatch())
 
 
 @case("exception_in_a_later_epoch")

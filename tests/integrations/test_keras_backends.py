@@ -182,7 +182,8 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     assert_green_invariants(users["run_id"], client)
     # A fit that ends inside an epoch bills the samples that epoch trained (and no more).
     for name, batches in (("exception_in_the_first_epoch", 3), ("exception_in_a_later_epoch", 10 + 3),
-                          ("a_batch_the_step_cannot_train", 3), ("a_step_that_raises_over_arrays", 3)):
+                          ("a_batch_the_step_cannot_train", 3), ("a_step_that_raises_over_arrays", 3),
+                          ("a_step_that_raises_over_arrays_after_a_train_on_batch", 3)):
         failed, samples = run(name), 64 * results[name]["batch_ends"]
         assert results[name]["raised"] is not None and failed.info.status == "FAILED", name
         assert samples == 64 * batches, (name, results[name])

@@ -132,8 +132,6 @@ def test_over_arrays_the_batches_are_counted_and_their_samples_follow_from_the_b
     assert list(watched_source(lambda: slow(batches, 0.01), guard, True)()) == batches
     assert (guard.batches, guard.samples, aborts) == (3, 10, [])
     assert 0.03 <= guard.data_wait_s < 0.2
-    guard.steps = 2  # the step of the last batch raised: its 2 samples were read, never trained
-    assert guard.trained_samples == 8
     guard.reset_counts()
     assert (guard.batches, guard.samples, guard.trained_samples, guard.data_wait_s) == (0, 0, 0, 0.0)
 
@@ -144,6 +142,23 @@ def test_over_arrays_the_batches_are_counted_and_their_samples_follow_from_the_b
     with pytest.raises(OSError):
         list(watched_source(failing, guard, True)())
     assert [type(e) for e in aborts] == [OSError] and (guard.batches, guard.samples) == (1, 4)
+
+
+def test_over_arrays_the_trained_samples_are_those_of_the_batches_read_when_the_fits_last_step_finished() -> None:
+    guard, aborts = guard_and_aborts()
+    guard.batching = PassBatching(batch_size=4, batches=3, last_size=2)
+    reads = watched_source(lambda: iter([(Array(4, 2),), (Array(4, 2),), (Array(2, 2),)]), guard, True)()
+    trains = guard._guarded_step(lambda state, data: next(data), training=True)  # the fit's step (JAX: reads inside)
+    fails = guard._guarded_step(lambda state, data: (next(data), 1 / 0), training=True)
+    trains(None, reads)
+    assert guard.trained_samples == 4
+    guard._guarded_step(lambda state, data: None, training=True)(None, None)  # a callback's train_on_batch: reads none
+    trains(None, reads)
+    assert (guard.batches, guard.trained_samples) == (2, 8)
+    with pytest.raises(ZeroDivisionError):
+        fails(None, reads)  # read, never trained
+    assert (guard.batches, guard.samples, guard.trained_samples) == (3, 10, 8)
+    assert [type(e) for e in aborts] == [ZeroDivisionError]
 
 
 def test_a_validation_input_read_inside_the_step_is_left_alone_unless_it_must_be_counted() -> None:
