@@ -27,9 +27,12 @@ from mlflow_green.measure.signal_safety import passes_through
 
 
 @passes_through
-def timed_batches(inner: Iterator[Any], guard: Any, perf_s: Callable[[], float] = time.perf_counter) -> Iterator[Any]:
-    """``inner``'s batches, each ``next()`` timed as input wait and counted (the guard's ``batches`` and
-    ``samples``); an exception other than the input's end tells the guard (``abort``) and goes on."""
+def timed_batches(inner: Iterator[Any], guard: Any, rows: bool = True,
+                  perf_s: Callable[[], float] = time.perf_counter) -> Iterator[Any]:
+    """``inner``'s batches, each ``next()`` timed as input wait and counted (the guard's ``batches``, and with ``rows``
+    each batch's samples in ``read_samples``: not over arrays, whose samples follow from the guard's ``batching`` —
+    half the work a batch, ``benchmarks/callback_overhead_keras.py``); an exception other than the input's end tells
+    the guard (``abort``) and goes on."""
     while True:
         start_s = perf_s()
         try:
@@ -41,27 +44,10 @@ def timed_batches(inner: Iterator[Any], guard: Any, perf_s: Callable[[], float] 
             guard.abort(exc)
             raise
         guard.batches += 1
-        shape = getattr(batch[0] if type(batch) is tuple and batch else batch, "shape", None)  # (x, y[, w]) of arrays
-        samples = shape[0] if isinstance(shape, tuple) and shape else None
-        guard.read_samples += samples if type(samples) is int else leading_dim(batch)
-        yield batch
-
-
-@passes_through
-def timed_reads(inner: Iterator[Any], guard: Any, perf_s: Callable[[], float] = time.perf_counter) -> Iterator[Any]:
-    """:func:`timed_batches` over an input whose batching is known (the guard's ``batching``): only the batches are
-    counted, their samples follow (half the work a batch: ``benchmarks/callback_overhead_keras.py``)."""
-    while True:
-        start_s = perf_s()
-        try:
-            batch = next(inner)
-            guard.data_wait_s += perf_s() - start_s
-        except StopIteration:
-            return
-        except BaseException as exc:
-            guard.abort(exc)
-            raise
-        guard.batches += 1
+        if rows:
+            shape = getattr(batch[0] if type(batch) is tuple and batch else batch, "shape", None)  # (x, y[, w]) of arrays
+            samples = shape[0] if isinstance(shape, tuple) and shape else None
+            guard.read_samples += samples if type(samples) is int else leading_dim(batch)
         yield batch
 
 
@@ -85,13 +71,13 @@ def watched_batches(inner: Iterator[Any], guard: Any, counted: bool = False) -> 
 def watched_source(original: Callable[[], Any], guard: Any, timed: bool, epoch_iterator: Any = None,
                    reads_in_step: bool = False) -> Callable[[], Iterator[Any]] | None:
     """The epoch iterator's ``_get_iterator`` whose iterators are watched (``guard``: the ``CallGuard``): timed and
-    counted (``timed``: the training input, :func:`timed_reads` where the guard knows its ``batching``, else
-    :func:`timed_batches`); else watched for errors, and counted where the input is a fit's validation whose data
+    counted (``timed``: the training input, :func:`timed_batches`, each batch's rows only where the guard does not know
+    the input's ``batching``); else watched for errors, and counted where the input is a fit's validation whose data
     adapter does not know its size (:func:`watched_batches`). None where nothing is left to do: an input of known size
     that the backend reads inside the guarded step function (``reads_in_step``, JAX), which sees its errors."""
     if timed:
-        timed_iterator = timed_batches if getattr(guard, "batching", None) is None else timed_reads
-        return lambda: timed_iterator(iter(original()), guard)
+        rows = getattr(guard, "batching", None) is None
+        return lambda: timed_batches(iter(original()), guard, rows)
     counted = epoch_iterator is not None and adapter_samples(epoch_iterator) is None
     if reads_in_step and not counted:
         return None
@@ -136,5 +122,5 @@ def reads_input_in_step() -> bool:
     return keras.backend.backend() == "jax"
 
 
-__all__ = ["end_of_data", "leading_dim", "reads_input_in_python", "reads_input_in_step", "timed_batches", "timed_reads",
-           "watched_batches", "watched_source"]
+__all__ = ["end_of_data", "leading_dim", "reads_input_in_python", "reads_input_in_step", "timed_batches", "watched_batches",
+           "watched_source"]
