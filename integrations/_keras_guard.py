@@ -6,7 +6,7 @@ of that one call only:
 - the call's ``CallbackList`` hooks but the batch ones, and each callback's own batch hooks (an exception or
   ``KeyboardInterrupt`` in any callback: ``_keras_callback_hooks``; a fit's batch hooks skip ours: ``_keras_batch_list``);
 - the model's compiled step function (``train_function`` / ``test_function`` / ``predict_function``), and a fit's
-  model's ``evaluate`` and ``test_on_batch`` (a callback's evaluation inside an epoch: ``_keras_evaluations``);
+  model's ``evaluate``, ``test_on_batch`` and ``train_on_batch`` (a callback's, inside an epoch: ``_keras_evaluations``);
 - on the torch and JAX backends, the epoch iterator's data iterator: each ``next()`` is timed (input wait) and counted
   (batches; their samples follow from the batching over arrays, else each batch's are counted), and its exceptions are
   seen (JAX reads each batch inside the step function: the step's wrapper sees them, a validation input of known size
