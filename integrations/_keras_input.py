@@ -76,7 +76,7 @@ def watched_source(original: Callable[[], Any], guard: Any, timed: bool, epoch_i
     adapter does not know its size (:func:`watched_batches`). None where nothing is left to do: an input of known size
     that the backend reads inside the guarded step function (``reads_in_step``, JAX), which sees its errors."""
     if timed:
-        rows = getattr(guard, "batching", None) is None
+        rows = guard.batching is None
         return lambda: timed_batches(iter(original()), guard, rows)
     counted = epoch_iterator is not None and adapter_samples(epoch_iterator) is None
     if reads_in_step and not counted:
