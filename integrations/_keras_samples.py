@@ -191,10 +191,12 @@ def test_cut_short(kind: str, guard: Any, model: Callable[[], Any]) -> int | Non
     return evaluation_cut_short(guard, model, guard.epoch_iterator) if kind == "test" else guard.predicted or None
 
 
-def count_cut_short(session: Any, validation_counted: int | None, guard: Any, model: Callable[[], Any]) -> None:
-    """Count what an epoch ended early (see :func:`samples_cut_short`) trained, and what the validation it was in
-    evaluated (its energy is billed to validation up to the end: so are its finished batches' samples)."""
-    session.count("train", samples_cut_short(validation_counted, guard, model))
+def count_cut_short(session: Any, validation_counted: int | None, guard: Any, model: Callable[[], Any],
+                    option: int | None = None) -> None:
+    """Count what an epoch ended early trained (:func:`samples_cut_short`; ``option``, ``samples_per_epoch``: its share)
+    and what the validation it was in evaluated (its energy is billed to validation up to the end: so are its samples)."""
+    cut_short = option and validation_counted is None
+    session.count("train", _option_for_epoch(option, guard, model) if cut_short else samples_cut_short(validation_counted, guard, model))
     tracker = session.tracker
     if tracker is not None and tracker.running and tracker.opened("validation") is not None:
         keras_model = model()  # once: on JAX each read syncs the model's state
@@ -238,7 +240,7 @@ def epoch_train_samples(option: int | None, guard: Any, model: Callable[[], Any]
 
 
 def _option_for_epoch(option: int, guard: Any, model: Callable[[], Any]) -> int:
-    """``samples_per_epoch`` for a whole epoch; for one cut short (a budget or ``stop_training`` mid-epoch) the share
+    """``samples_per_epoch`` for a whole epoch; for one cut short (a budget, ``stop_training``, an exception) the share
     its finished steps trained — when the epoch's batches are known, else the whole option."""
     total = getattr(getattr(guard, "epoch_iterator", None), "num_batches", None)
     if guard is not None and not guard.outside_fit and guard.steps == guard.epoch_first_step:

@@ -314,7 +314,7 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
         self._in_fit = False
         if self._epoch_open:  # the fit ended inside an epoch: the samples it trained are billed too
             self._epoch_open = False
-            samples_of.count_cut_short(self.session, self._epoch_train_samples, self._fit_guard, self._synced_model)  # and its validation's
+            samples_of.count_cut_short(self.session, self._epoch_train_samples, self._fit_guard, self._synced_model, self.samples_per_epoch)
             if self._fit_guard is not None:  # its input wait so far: the cut-short epoch is split as a whole one's
                 self.session.add_data_wait(self._fit_guard.data_wait_s)
         guard, self._fit_guard = self._fit_guard, None

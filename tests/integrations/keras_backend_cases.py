@@ -518,6 +518,19 @@ def _(out: Path):
     return {"run_id": cb.session.run_id, "train": cb.session.samples.get("train")}
 
 
+@case("samples_per_epoch_failed_mid_epoch")
+def _(out: Path):
+    # samples_per_epoch=320 (the user's count: not the 640 rows of 10 batches); a callback raises after 3 batches of
+    # the second epoch: 320 + 96 trained, the option's share as for a clean stop there — not 320 + the 192 rows read
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})], samples_per_epoch=320)
+    try:
+        mlp().fit(Batches(10), epochs=3, verbose=0, callbacks=[cb, RaiseAtBatchEnd(RuntimeError("callback bug"), epoch=1, batch=2)])
+        raised = None
+    except RuntimeError as exc:
+        raised = type(exc).__name__
+    return {"run_id": cb.session.run_id, "train": cb.session.samples.get("train"), "raised": raised}
+
+
 def endless():
     """64-sample batches without end (a Python generator: no size known, the epochs set by ``steps_per_epoch``)."""
     i = 0

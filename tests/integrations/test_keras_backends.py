@@ -231,6 +231,10 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     # samples_per_epoch counts a whole epoch; an epoch stopped cleanly mid-way (stop_training, a budget) its share
     assert results["samples_per_epoch_cut_short"]["train"] == 640 + 3 * 64
     assert_green_invariants(run("samples_per_epoch_cut_short").info.run_id, client)
+    failed = results["samples_per_epoch_failed_mid_epoch"]  # an epoch ended by an exception: the same share
+    assert (failed["raised"], failed["train"]) == ("RuntimeError", 320 + 96), failed
+    assert run("samples_per_epoch_failed_mid_epoch").info.status == "FAILED"
+    assert_green_invariants(run("samples_per_epoch_failed_mid_epoch").info.run_id, client)
 
     if backend == "torch":  # 300 training and 100 validation rows in 64-row batches, the last partial: rows counted
         iterable = results["torch_iterable_validation"]
