@@ -721,6 +721,39 @@ def _(out: Path):
     return {"run_id": cb.session.run_id, "samples": cb.session.samples, "test": evaluated.session.samples}
 
 
+@case("validation_loader_of_known_size_fails")
+def _(out: Path):
+    # a DataLoader of known size (2 batches of 64) as validation data fails at the second batch of epoch 1's validation:
+    # JAX reads it inside the guarded test step (nothing wraps it), torch and TensorFlow through the watched iterator
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Rows(Dataset):
+        epoch = -1  # as the fit's last epoch began (TensorFlow reads a batch ahead, and one before the fit)
+
+        def __len__(self) -> int:
+            return 128
+
+        def __getitem__(self, i: int):
+            if Rows.epoch == 1 and i >= 64:
+                raise OSError("corrupt validation shard")
+            return torch.from_numpy(X[i]), torch.tensor(Y[i])
+
+    class Epochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            Rows.epoch = epoch
+
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
+    try:
+        mlp().fit(X[:256], Y[:256], batch_size=64, epochs=3, validation_data=DataLoader(Rows(), batch_size=64), verbose=0,
+                  callbacks=[Epochs(), cb])
+        raised = None
+    except Exception as exc:  # TensorFlow reads it in tf.data: an UnknownError carrying the OSError
+        raised = type(exc).__name__ + ("(OSError)" if "corrupt validation shard" in str(exc) else "")
+    return {"run_id": cb.session.run_id, "samples": cb.session.samples, "raised": raised,
+            "active_after": mlflow.active_run().info.run_id if mlflow.active_run() else None}
+
+
 @case("input_wait")
 def _(out: Path):
     cb = GreenCallback(meters=[FakeMeter({"cpu:0": 100.0})])

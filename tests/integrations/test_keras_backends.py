@@ -231,6 +231,13 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     # samples_per_epoch counts a whole epoch; an epoch stopped cleanly mid-way (stop_training, a budget) its share
     assert results["samples_per_epoch_cut_short"]["train"] == 640 + 3 * 64
     assert_green_invariants(run("samples_per_epoch_cut_short").info.run_id, client)
+    # A validation DataLoader of known size failing at epoch 1's second batch (JAX reads it in the guarded test step,
+    # nothing wrapping it; TensorFlow in tf.data): FAILED there, with the two epochs trained and 1.5 passes evaluated.
+    failed = results["validation_loader_of_known_size_fails"]
+    assert failed["raised"] in ("OSError(OSError)", "UnknownError(OSError)") and failed["active_after"] is None, failed
+    assert failed["samples"] == {"train": 512, "validation": 192}, failed
+    assert run("validation_loader_of_known_size_fails").info.status == "FAILED"
+    assert_green_invariants(run("validation_loader_of_known_size_fails").info.run_id, client)
     failed = results["samples_per_epoch_failed_mid_epoch"]  # an epoch ended by an exception: the same share
     assert (failed["raised"], failed["train"]) == ("RuntimeError", 320 + 96), failed
     assert run("samples_per_epoch_failed_mid_epoch").info.status == "FAILED"
