@@ -183,7 +183,7 @@ def evaluation_cut_short(guard: Any, model: Callable[[], Any], iterator: Any) ->
     return finished if seen is None else min(seen, finished)
 
 
-def test_cut_short(kind: str, guard: Any, model: Callable[[], Any]) -> int | None:
+def call_cut_short(kind: str, guard: Any, model: Callable[[], Any]) -> int | None:
     """Samples an ``evaluate`` alone (``kind`` "test") that ended early evaluated (see :func:`evaluation_cut_short`;
     ``guard``: the call's); for ``predict``, those its finished steps returned outputs for."""
     if guard is None:

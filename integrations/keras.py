@@ -300,7 +300,7 @@ class GreenCallback(CallModelMixin, keras.callbacks.Callback):
 
     def _end_eval(self, kind: str, samples: int | None, status: str = "FINISHED") -> None:
         guard, self._eval_guard = self._eval_guard, None
-        samples = samples if samples is not None or status == "FINISHED" else samples_of.test_cut_short(kind, guard, self._synced_model)
+        samples = samples if samples is not None or status == "FINISHED" else samples_of.call_cut_short(kind, guard, self._synced_model)
         with frames.evaluation_ending(guard, self._claim):  # a Ctrl-C meanwhile waits for the figures
             self.session.end_eval(kind, samples=samples, status=status)
 
