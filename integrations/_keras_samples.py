@@ -195,8 +195,8 @@ def count_cut_short(session: Any, validation_counted: int | None, guard: Any, mo
                     option: int | None = None) -> None:
     """Count what an epoch ended early trained (:func:`samples_cut_short`; ``option``, ``samples_per_epoch``: its share)
     and what the validation it was in evaluated (its energy is billed to validation up to the end: so are its samples)."""
-    cut_short = option and validation_counted is None
-    session.count("train", _option_for_epoch(option, guard, model) if cut_short else samples_cut_short(validation_counted, guard, model))
+    by_option = option and validation_counted is None  # (a count taken as the validation began is the whole epoch's)
+    session.count("train", _option_for_epoch(option, guard, model) if by_option else samples_cut_short(validation_counted, guard, model))
     tracker = session.tracker
     if tracker is not None and tracker.running and tracker.opened("validation") is not None:
         keras_model = model()  # once: on JAX each read syncs the model's state

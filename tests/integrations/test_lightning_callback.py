@@ -321,13 +321,16 @@ def test_a_rank_that_raises_ends_the_run_with_the_energy_so_far_and_nothing_hang
     assert json.loads((tmp_path / "result.json").read_text())["raised"], "the fit raised in the launching process"
     client = MlflowClient(f"sqlite:///{tmp_path / 'ddp.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("ddp-failure").experiment_id])
-    report_file = Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path)))
+    try:
+        report_text = Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text()
+    except Exception as exc:  # noqa: BLE001 - no report: said in the message below, and asserted after
+        report_text = f"no report.json: {exc!r}"
     # once (a full run of stop 59) the run was FINISHED and nothing else was kept: what ended it, if it happens again
-    assert run.info.status == status, (run.info.status, run.data.tags, report_file.read_text()[:2000], out.stderr[-4000:])
+    assert run.info.status == status, (run.info.status, run.data.tags, report_text[:2000], out.stderr[-4000:])
     history = assert_green_invariants(run.info.run_id, client)
     energy = [m.value for m in history[schema.ENERGY_KWH]]
     assert len(energy) == 2 and energy[1] > energy[0], "the final totals, at the step after the epoch that ended"
-    report = json.loads(report_file.read_text())
+    report = json.loads(report_text)
     assert report["status"] == status and report["distributed"]["gathered_at_end"] is False
     # both ranks' first epoch (gathered at its end), then rank 0's batches of the second
     assert 1400 < report["samples"]["train"] < 2800
