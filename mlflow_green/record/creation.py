@@ -100,8 +100,9 @@ def find_run(client: MlflowClient, experiment_id: str, token: str) -> Run | None
 def create_run(client: MlflowClient, spec: RunSpec, *, look_first: bool = True) -> Sent:
     """Create the run of ``spec``, or find it if an earlier try did (its answer was lost).
 
-    MLflow's HTTP client itself resends a request whose answer was lost, which can make the
-    server create the run twice: every run carrying the token but the one returned is deleted.
+    A client that resends a request whose answer was lost (MLflow's own HTTP client before 3.18, a
+    gateway on the way) can make the server create the run twice: every run carrying the token
+    but the one returned is deleted.
     """
     experiment_id = _experiment_id(client, spec)
     if look_first:

@@ -2,14 +2,17 @@
 
 It forwards every request to the real server, except those a rule catches: answer a status
 (503, 429, 400... with an MLflow-style JSON error), or forward the request and then drop the
-connection without answering (the server did the work; the client never hears of it), or hold
-the request without ever answering (a black hole, until the client times out).
+connection without answering (the server did the work; the client never hears of it), or
+forward it twice and answer the second (a client or gateway that resent a request whose answer
+was lost: MLflow's HTTP client did so for every ``POST`` before MLflow 3.18), or hold the request
+without ever answering (a black hole, until the client times out).
 
 Example::
 
     with GreenServer(tmp_path) as server, FaultyProxy(server.url) as proxy:
         proxy.fail("runs/log-batch", status=503, times=2)     # the next two writes get a 503
         proxy.drop_answer("runs/create")                       # the next run is created, the answer lost
+        proxy.resend("runs/create")                            # the next run is created twice
         client = MlflowClient(proxy.url)
         ...
         proxy.count("runs/create")                             # requests seen
@@ -32,7 +35,7 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 @dataclass
 class _Rule:
     path_contains: str
-    action: str  # "status" | "drop" | "hold"
+    action: str  # "status" | "drop" | "resend" | "hold"
     times: int
     status: int = 0
     body: bytes = b""
@@ -71,6 +74,14 @@ class FaultyProxy:
     def drop_answer(self, path_contains: str, *, times: int = 1) -> None:
         """Forward the next ``times`` matching requests, then close the connection without answering."""
         self._add(_Rule(path_contains, "drop", times))
+
+    def resend(self, path_contains: str, *, times: int = 1) -> None:
+        """Forward the next ``times`` matching requests twice and answer with the second answer.
+
+        The server does the work twice, as when a client or a gateway resends a request whose answer
+        was lost.
+        """
+        self._add(_Rule(path_contains, "resend", times))
 
     def hold(self, path_contains: str = "", *, times: int = 1_000_000) -> None:
         """Never answer matching requests (until :meth:`clear`): the client waits for its own timeout."""
@@ -151,6 +162,9 @@ class FaultyProxy:
                     self._answer(rule.status, {"Content-Type": "application/json"}, rule.body)
                     return
                 status, headers, answer = self._forward(body)
+                if rule is not None and rule.action == "resend":
+                    proxy._log(self.command, self.path, f"forwarded {status}, answer lost")
+                    status, headers, answer = self._forward(body)
                 if rule is not None and rule.action == "drop":
                     proxy._log(self.command, self.path, "dropped")
                     self._drop()
