@@ -520,15 +520,36 @@ def _(out: Path):
 
 @case("samples_per_epoch_failed_mid_epoch")
 def _(out: Path):
-    # samples_per_epoch=320 (the user's count: not the 640 rows of 10 batches); a callback raises after 3 batches of
-    # the second epoch: 320 + 96 trained, the option's share as for a clean stop there — not 320 + the 192 rows read
-    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})], samples_per_epoch=320)
-    try:
-        mlp().fit(Batches(10), epochs=3, verbose=0, callbacks=[cb, RaiseAtBatchEnd(RuntimeError("callback bug"), epoch=1, batch=2)])
-        raised = None
-    except RuntimeError as exc:
-        raised = type(exc).__name__
-    return {"run_id": cb.session.run_id, "train": cb.session.samples.get("train"), "raised": raised}
+    # samples_per_epoch=320 (the user's count: not the 640 rows of 10 batches); the second epoch ends part-way — a
+    # callback raises after 3 trained batches, a Ctrl-C there, the step fails on the 14th batch read, the input fails
+    # reading it (the backends read ahead: 1 or 2 batches trained): 320 + the option's share of the batches trained,
+    # as for a clean stop there (320 + 96 after 3 of 10) — not 320 + the rows read
+    class Trained(keras.callbacks.Callback):  # listed first: the batches whose step ended, in the epoch that failed
+        def on_epoch_begin(self, epoch, logs=None):
+            self.batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+    class UntrainableFourteenth(Batches):  # the 14th read (the second epoch's 4th batch) no step can train
+        def __getitem__(self, i: int):
+            x, y = super().__getitem__(i)
+            return (x[:, :60], y) if self.reads == 14 else (x, y)
+
+    ways = {"callback": (Batches(10), [RaiseAtBatchEnd(RuntimeError("callback bug"), epoch=1, batch=2)]),
+            "ctrl_c": (Batches(10), [RaiseAtBatchEnd(KeyboardInterrupt(), epoch=1, batch=2)]),
+            "step": (UntrainableFourteenth(10), []), "input": (Batches(10, fail_at=13), [])}
+    results = {}
+    for way, (data, others) in ways.items():
+        cb, trained = GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})], samples_per_epoch=320), Trained()
+        try:
+            mlp().fit(data, epochs=3, verbose=0, shuffle=False, callbacks=[trained, cb, *others])
+            raised = None
+        except BaseException as exc:  # noqa: BLE001 - reported
+            raised = type(exc).__name__
+        results[way] = {"run_id": cb.session.run_id, "train": cb.session.samples.get("train"), "raised": raised,
+                        "trained_batches": trained.batches}
+    return results
 
 
 def endless():

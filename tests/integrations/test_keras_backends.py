@@ -238,10 +238,16 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
     assert failed["samples"] == {"train": 512, "validation": 192}, failed
     assert run("validation_loader_of_known_size_fails").info.status == "FAILED"
     assert_green_invariants(run("validation_loader_of_known_size_fails").info.run_id, client)
-    failed = results["samples_per_epoch_failed_mid_epoch"]  # an epoch ended by an exception: the same share
-    assert (failed["raised"], failed["train"]) == ("RuntimeError", 320 + 96), failed
-    assert run("samples_per_epoch_failed_mid_epoch").info.status == "FAILED"
-    assert_green_invariants(run("samples_per_epoch_failed_mid_epoch").info.run_id, client)
+    ended = results["samples_per_epoch_failed_mid_epoch"]  # an epoch ended by an exception: the same share
+    for way, raised, status in (("callback", "RuntimeError", "FAILED"), ("ctrl_c", "KeyboardInterrupt", "KILLED"),
+                                ("step", None, "FAILED"), ("input", None, "FAILED")):
+        result = ended[way]  # the step's and the input's errors: the backend's own types (None: any)
+        assert result["raised"] is not None and raised in (None, result["raised"]), (way, result)
+        trained = result["trained_batches"]  # a callback: after 3; the 14th read: as far as the backend read ahead
+        assert (trained == 3) if way in ("callback", "ctrl_c") else (1 <= trained <= 3), (way, result)
+        assert result["train"] == 320 + 32 * result["trained_batches"], (way, result)
+        assert client.get_run(ended[way]["run_id"]).info.status == status, way
+        assert_green_invariants(ended[way]["run_id"], client)
 
     if backend == "torch":  # 300 training and 100 validation rows in 64-row batches, the last partial: rows counted
         iterable = results["torch_iterable_validation"]
