@@ -15,7 +15,7 @@ Example::
         proxy.resend("runs/create")                            # the next run is created twice
         client = MlflowClient(proxy.url)
         ...
-        proxy.count("runs/create")                             # requests seen
+        proxy.count("runs/create")                             # requests answered or forwarded
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class FaultyProxy:
         self._release.set()
 
     def count(self, path_contains: str, outcome: str | None = None) -> int:
-        """Requests seen whose path contains ``path_contains`` (and that ended with ``outcome``)."""
+        """Requests answered or forwarded whose path contains ``path_contains`` (and that ended with ``outcome``); a
+        request :meth:`resend` forwarded twice counts twice."""
         with self._lock:
             return sum(1 for _, path, how in self.seen if path_contains in path and (outcome is None or how == outcome))
 

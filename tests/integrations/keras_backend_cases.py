@@ -521,9 +521,11 @@ def _(out: Path):
 @case("samples_per_epoch_failed_mid_epoch")
 def _(out: Path):
     # samples_per_epoch=320 (the user's count: not the 640 rows of 10 batches); the second epoch ends part-way — a
-    # callback raises after 3 trained batches, a Ctrl-C there, the step fails on the 14th batch read, the input fails
-    # reading it (the backends read ahead: 1 or 2 batches trained): 320 + the option's share of the batches trained,
-    # as for a clean stop there (320 + 96 after 3 of 10) — not 320 + the rows read
+    # callback raises after 3 trained batches, a KeyboardInterrupt from a callback there, the step fails on the 14th
+    # batch read, the input fails reading it: 320 + the option's share of the batches trained, as for a clean stop there
+    # (320 + 96 after 3 of 10) — not 320 + the rows read. Keras reads before the first epoch (TensorFlow 2 batches for
+    # its data spec, torch and JAX 1 to build the metrics): the 14th read is the second epoch's 2nd batch on TensorFlow,
+    # its 3rd on torch and JAX. TensorFlow reads the input inside its step: the "step" way fails there as an input error
     class Trained(keras.callbacks.Callback):  # listed first: the batches whose step ended, in the epoch that failed
         def on_epoch_begin(self, epoch, logs=None):
             self.batches = 0

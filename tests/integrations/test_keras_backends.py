@@ -243,8 +243,8 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
                                 ("step", None, "FAILED"), ("input", None, "FAILED")):
         result = ended[way]  # the step's and the input's errors: the backend's own types (None: any)
         assert result["raised"] is not None and raised in (None, result["raised"]), (way, result)
-        trained = result["trained_batches"]  # a callback: after 3; the 14th read: as far as the backend read ahead
-        assert (trained == 3) if way in ("callback", "ctrl_c") else (1 <= trained <= 3), (way, result)
+        trained = result["trained_batches"]  # a callback: after 3; the 14th read: after 1 or 2 (Keras's reads before the fit)
+        assert (trained == 3) if way in ("callback", "ctrl_c") else (1 <= trained <= 2), (way, result)
         assert result["train"] == 320 + 32 * result["trained_batches"], (way, result)
         assert client.get_run(ended[way]["run_id"]).info.status == status, way
         assert_green_invariants(ended[way]["run_id"], client)

@@ -197,7 +197,8 @@ def test_a_file_locked_by_a_live_writer_is_skipped(dead_uri: str, store: tuple[M
 def test_a_run_created_twice_by_mlflows_own_resend_is_kept_once(
     dead_uri: str, store: tuple[MlflowClient, str], spool_dir: Path
 ) -> None:
-    """MLflow's HTTP client resends a request whose answer was lost: the server may have made the run twice."""
+    """A request whose answer was lost is resent on the way (MLflow's HTTP client did so before 3.18; a gateway may):
+    the server may have made the run twice."""
     client, experiment_id = store
     spec = _offline_run(dead_uri, experiment_id)
     first, second = (client.create_run(experiment_id, start_time=spec.start_time_ms + i, tags={schema.TAG_RUN_TOKEN: spec.token})
