@@ -14,10 +14,11 @@ STAMP2 := $(VENV2)/.mlflow-green-installed
 CORE_TEST_DEPS := "pytest>=8" "pytest-xdist>=3.6" "hypothesis>=6" "psycopg[binary]>=3.1" "psycopg2-binary>=2.9" "playwright>=1.45" \
 	"trove-classifiers>=2024.1"
 export TF_CPP_MIN_LOG_LEVEL ?= 3
-# Test processes (pytest-xdist; 0: one process). Most of the suite's time is in subprocesses and
-# servers that wait on each other: two workers finish the suite on 2 cores in about 70 % of the time.
+# Test processes (pytest-xdist; 0: one process). Much of the suite's time is in subprocesses and
+# servers that wait on each other: with two workers it keeps about 1.5 of 2 cores busy, a third fills
+# part of the rest (17:58 and 16:52 in all against 20:02 and 19:01 with two; docs/performance.md).
 # Each test file runs whole in one worker (--dist loadfile), in its order.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: demo test test-core-mlflow2 system-deps
