@@ -526,14 +526,14 @@ def _(out: Path):
     # (320 + 96 after 3 of 10) — not 320 + the rows read. Keras reads before the first epoch (TensorFlow 2 batches for
     # its data spec, torch and JAX 1 to build the metrics): the 14th read is the second epoch's 2nd batch on TensorFlow,
     # its 3rd on torch and JAX. TensorFlow reads the input inside its step: the "step" way fails there as an input error
-    class Trained(keras.callbacks.Callback):  # listed first: the batches whose step ended, in the epoch that failed
+    class Trained(keras.callbacks.Callback):  # listed first: the batches whose step completed, in the epoch that failed
         def on_epoch_begin(self, epoch, logs=None):
             self.batches = 0
 
         def on_train_batch_end(self, batch, logs=None):
             self.batches += 1
 
-    class UntrainableFourteenth(Batches):  # the 14th read (the second epoch's 4th batch) no step can train
+    class UntrainableFourteenth(Batches):  # the 14th read (see above: the second epoch's 2nd or 3rd batch) no step can train
         def __getitem__(self, i: int):
             x, y = super().__getitem__(i)
             return (x[:, :60], y) if self.reads == 14 else (x, y)

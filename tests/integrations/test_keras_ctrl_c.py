@@ -50,9 +50,9 @@ SCRIPT = textwrap.dedent("""
             status = mlflow.MlflowClient().get_run(cb.session.run_id).info.status
             seen.append({"raised": raised, "status": status, "active": active.info.run_id if active else None,
                          "handler_back": signal.getsignal(signal.SIGINT) is signal.default_int_handler})
-            if sys.argv[2] == "torch":  # a KeyboardInterrupt raised inside torch.no_grad's own enter or exit (Keras runs
-                import torch  # one per variable assign) leaves torch's grad mode off, with or without GreenCallback: the
-                torch.set_grad_enabled(True)  # next fit's backward then fails (seen once in hundreds of runs)
+            if sys.argv[2] == "torch":  # a KeyboardInterrupt raised inside torch.no_grad's own enter or exit (Keras
+                import torch  # enters one at each optimizer update, test step, variable assign) can leave grad mode off,
+                torch.set_grad_enabled(True)  # with or without GreenCallback: the next fit's backward fails (docs/keras.md)
     json.dump(seen, open("result.json", "w"))
 """)
 
