@@ -19,6 +19,8 @@ import linecache
 import os
 import re
 import sys
+import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,24 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         _left_out.append(f"{path.relative_to(ROOT)} (needs {', '.join(missing)})")
         return True
     return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test call gets the stacks of this process's other threads as they were when it failed (a writer
+    waiting on a store, a lock, a disk): a failure seen once in a CI run says where a background thread was."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        report.sections.append(("Threads when it failed", _thread_stacks()))
+
+
+def _thread_stacks(limit: int = 14) -> str:
+    """The innermost ``limit`` frames of every thread but the caller's, mlflow-green's own first."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    frames = [(names.get(ident, "?"), frame) for ident, frame in sys._current_frames().items() if ident != threading.get_ident()]
+    frames.sort(key=lambda pair: not pair[0].startswith("mlflow-green"))
+    return "\n".join(f"--- {name}\n" + "".join(traceback.format_stack(frame, limit=limit)) for name, frame in frames)
 
 
 def pytest_collectreport(report: Any) -> None:

@@ -43,6 +43,7 @@ class SpoolKeeper:
         self.problem: str | None = None
         self.progress_problem: str | None = None
         self.unspooled: set[int] = set()
+        self.released_path: Path | None = None  # the spool file left for a sync by release()
         self._header = header
         self._label = label
         self._reported = False
@@ -112,6 +113,7 @@ class SpoolKeeper:
         """Unlock the spool file, leaving it for a sync (as when the process ends)."""
         spool, self.spool = self.spool, None
         if spool is not None:
+            self.released_path = spool.path
             spool.release()
 
     # -- internals ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +54,17 @@ def _writes(count: int) -> str:
     return plural(count, "write")
 
 
+def _not_answered(recorder: RunRecorder) -> str:
+    """Why writes that never failed are not sent: a request the server has not answered (for how long), or a writer
+    that sends nothing (its thread not running)."""
+    since_s = recorder.sending_since_s
+    if not recorder.thread_running:
+        return "the writer's thread is not running"
+    if since_s is None:
+        return "the tracking server has not answered yet"
+    return f"the tracking server has not answered a request sent {time.monotonic() - since_s:.1f} s ago"
+
+
 def close_message(recorder: RunRecorder) -> str | None:
     """What the end of a fit says when not everything reached the server (None when it all did)."""
     queue, unspooled = recorder.backlog()
@@ -65,17 +77,17 @@ def close_message(recorder: RunRecorder) -> str | None:
     parts: list[str] = []
     head = f"mlflow-green: {recorder.label()} on {uri}: {counts.sent} of {_writes(counts.submitted)} sent"
     if queue:
-        why = recorder.failures[-1] if recorder.failures else "the tracking server has not answered yet"
+        why = recorder.failures[-1] if recorder.failures else _not_answered(recorder)
         parts.append(f"{_writes(len(waiting))} not sent yet ({why})")
         if creation_pending:
             parts.append("the run itself is not created yet (it will be, first)")
         kept = [entry for entry in queue if entry["seq"] not in unspooled]
         lost = [entry for entry in waiting if entry["seq"] in unspooled]
-        path = recorder.keeper.path
+        path = recorder.keeper.path or recorder.keeper.released_path
         if kept and path is not None:
             which = f"{len(waiting) - len(lost)} of them " if lost else ""
-            parts.append(f"{which}kept in {path}: this process keeps sending them while it runs; to send them "
-                         f"later run `{recovery_command(uri, path.parent)}`")
+            sending = "this process keeps sending them while it runs; " if recorder.thread_running else ""
+            parts.append(f"{which}kept in {path}: {sending}to send them later run `{recovery_command(uri, path.parent)}`")
         if lost:
             parts.append(f"{_writes(len(lost))} could not be spooled ({recorder.keeper.problem or 'no spool'}) and are "
                          "only in memory: they are lost if this process ends before the server takes them")

@@ -64,6 +64,7 @@ class SendLoop:
     _flushers: int  # callers waiting for the queue to empty: nothing gathers then
     _sent_at_s: float = -math.inf  # time.monotonic() of the last send
     _gathering: bool = False  # the thread waits in _gather
+    sending_since_s: float | None = None  # time.monotonic() when the request in flight was sent (None: none is)
 
     def _label(self) -> str:
         raise NotImplementedError
@@ -94,6 +95,7 @@ class SendLoop:
             self.keeper.sync_to_disk()
             error = self._creation_failed_reason(entry)
             if error is None:
+                self.sending_since_s = time.monotonic()
                 try:
                     if len(entries) > 1:
                         apply_batch(self.client, self.run_id or "", entries)
@@ -101,6 +103,7 @@ class SendLoop:
                     else:
                         sent = send(self.client, entry, self.run_id, first_try=first_try and entry["op"] == "create")
                 except Exception as exc:
+                    self.sending_since_s = None
                     if entry["op"] == "create":
                         first_try = False
                     if is_transient(exc):
@@ -114,6 +117,7 @@ class SendLoop:
                         continue
                     error = describe(exc)
                 else:
+                    self.sending_since_s = None
                     backoff_s = self.timeouts.retry_start_s
                     self._sent_at_s = time.monotonic()
                     self.created_run = sent.run if sent.run is not None else self.created_run

@@ -151,6 +151,12 @@ class BackgroundWriter(SendLoop):
             running = self._thread is not None and self._thread.is_alive()
             return not self._stopped and (bool(self._outbox) or bool(self._queue) and running)
 
+    @property
+    def thread_running(self) -> bool:
+        """True while this writer's sending thread runs."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> None:
         """Stop the background writer now, as if this process ended: what is not sent stays spooled (unlocked).
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -114,6 +115,13 @@ def run_cases(out: Path) -> dict[str, dict]:
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             results[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     return results
+
+
+def writer_stacks() -> dict[str, str]:
+    """Where each of mlflow-green's background threads is now (shown by a test that finds a run not ended)."""
+    names = {thread.ident: thread.name for thread in threading.enumerate() if thread.name.startswith("mlflow-green")}
+    return {f"{names[ident]}-{ident}": "".join(traceback.format_stack(frame, limit=10))
+            for ident, frame in sys._current_frames().items() if ident in names}
 
 
 def failing_fit(cb: GreenCallback, *callbacks, x=None, sleep_s: float = 0.5, **kwargs) -> dict:
@@ -699,8 +707,9 @@ def _(out: Path):
         return GreenCallback(meters=[FakeMeter({"cpu:0": 50.0})])
 
     def ended(cb, **more):
-        return {"run_id": cb.session.run_id, "samples": dict(cb.session.samples),
-                "status": mlflow.MlflowClient().get_run(cb.session.run_id).info.status, **more}
+        status = mlflow.MlflowClient().get_run(cb.session.run_id).info.status
+        stacks = {"writer_stacks": writer_stacks()} if status == "RUNNING" else {}  # a fit's end that did not get through
+        return {"run_id": cb.session.run_id, "samples": dict(cb.session.samples), "status": status, **more, **stacks}
 
     results = {}
     for how in ("stop", "raise"):

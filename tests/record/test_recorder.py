@@ -189,3 +189,52 @@ def test_a_run_the_server_refuses_to_create_sets_its_writes_aside_with_the_reaso
     assert reasons[1].startswith("the run could not be created: ")
     [message] = [m for m in _warnings(caplog) if "refused to create the run" in m]
     assert "2 writes refused by the server" in message and str(rejected) in message
+
+
+def test_a_local_store_held_by_another_writer_past_the_end_timeout_is_said_to_be_waited_on_then_gets_everything(
+    tmp_path: Path, spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another connection (another process's long write) holds a sqlite store: the end of the fit gives up after the
+    end timeout and says that a request is waiting for the store, and for how long (not just 'no answer'); once the
+    other writer is done, this process sends everything and the spool file is gone."""
+    import re
+    import sqlite3
+
+    uri = f"sqlite:///{tmp_path / 'held.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("held", artifact_location=(tmp_path / "a").as_uri())).info.run_id
+    recorder = RunRecorder(client, run_id, timeouts=QUICK)
+    holder = sqlite3.connect(tmp_path / "held.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for step in range(3):
+            recorder.log_metrics({schema.ENERGY_KWH: float(step)}, step=step)
+        recorder.terminate("FINISHED")
+        assert recorder.close() is False
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    [message] = [m for m in _warnings(caplog) if "not sent yet" in m]
+    waited = re.search(r"4 writes not sent yet \(the tracking server has not answered a request sent ([\d.]+) s ago\)", message)
+    assert waited is not None and QUICK.end_s * 0.9 <= float(waited.group(1)) < 15, message
+    deadline = time.monotonic() + 60
+    while spool_paths(spool_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not spool_paths(spool_dir), "sent once the store was free, then the spool file deleted"
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and [m.value for m in client.get_metric_history(run_id, schema.ENERGY_KWH)] == [0, 1, 2]
+
+
+def test_writes_left_by_a_stopped_writer_are_said_to_wait_for_no_request(
+    spool_dir: Path, dead_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer stopped (as at a process's end) before its writes went: closing it says its thread is not running,
+    not that the server has not answered, and where the writes are kept."""
+    recorder = RunRecorder(None, "d" * 32, tracking_uri=dead_uri, timeouts=QUICK)
+    recorder.log_metrics({schema.ENERGY_KWH: 1.0}, step=0)
+    recorder.stop()
+    assert recorder.close() is False
+    [message] = [m for m in _warnings(caplog) if "not sent yet" in m]
+    [path] = spool_paths(spool_dir)
+    assert "1 write not sent yet (the writer's thread is not running)" in message, message
+    assert f"kept in {path}: to send them later run `mlflow-green sync --tracking-uri {dead_uri}`" in message, message
