@@ -54,15 +54,17 @@ def _writes(count: int) -> str:
     return plural(count, "write")
 
 
-def _not_answered(recorder: RunRecorder) -> str:
-    """Why writes that never failed are not sent: a request the server has not answered (for how long), or a writer
-    that sends nothing (its thread not running)."""
+def _why_not_sent(recorder: RunRecorder) -> list[str]:
+    """Why writes are not sent: the last error, a writer whose thread is not running, or a request the server has not
+    answered (for how long)."""
+    reasons = recorder.failures[-1:]
     since_s = recorder.sending_since_s
     if not recorder.thread_running:
-        return "the writer's thread is not running"
-    if since_s is None:
-        return "the tracking server has not answered yet"
-    return f"the tracking server has not answered a request sent {time.monotonic() - since_s:.1f} s ago"
+        reasons.append("the writer's thread is not running")
+    elif not reasons:
+        reasons.append("the tracking server has not answered yet" if since_s is None
+                       else f"the tracking server has not answered a request sent {time.monotonic() - since_s:.1f} s ago")
+    return reasons
 
 
 def close_message(recorder: RunRecorder) -> str | None:
@@ -77,7 +79,7 @@ def close_message(recorder: RunRecorder) -> str | None:
     parts: list[str] = []
     head = f"mlflow-green: {recorder.label()} on {uri}: {counts.sent} of {_writes(counts.submitted)} sent"
     if queue:
-        why = recorder.failures[-1] if recorder.failures else _not_answered(recorder)
+        why = "; ".join(_why_not_sent(recorder))
         parts.append(f"{_writes(len(waiting))} not sent yet ({why})")
         if creation_pending:
             parts.append("the run itself is not created yet (it will be, first)")
