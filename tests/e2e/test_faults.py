@@ -305,13 +305,25 @@ def test_a_lost_answer_and_refusals_through_a_faulty_proxy(up: OutageRelay, tmp_
             proxy.fail("runs/log-batch", status=400, message="refused on purpose")
             recorder.log_metrics({schema.ENERGY_KWH: 2.0}, step=1)
             recorder.flush()  # sent alone (writes queued together go in one batch: tests/record/test_batching.py)
+            # writes the server took twice (resent on the way) or whose answer was lost: each kept once
+            proxy.resend("runs/log-batch")
             recorder.log_metrics({schema.ENERGY_KWH: 3.0}, step=2)
+            recorder.log_tags({schema.TAG_METERS: "cpu:estimate"})
+            recorder.flush()
+            proxy.drop_answer("runs/log-batch")
+            proxy.resend("runs/update")
+            recorder.log_metrics({schema.ENERGY_KWH: 4.0}, step=3)
+            recorder.terminate("FINISHED")
             assert recorder.close() is True
+            done_twice = [proxy.count(path, "forwarded 200, answer lost") for path in ("runs/log-batch", "runs/update")]
+            assert done_twice == [1, 1] and proxy.count("runs/log-batch", "dropped") == 1, proxy.seen[-8:]
         finally:
             mlflow.set_tracking_uri(previous)
-    assert len(recorder.failures) == 3, recorder.failures
+    assert len(recorder.failures) == 4 and "RemoteDisconnected" in recorder.failures[-1], recorder.failures  # the lost answer: retried
     steps = [(m.step, m.value) for m in MlflowClient(up.url).get_metric_history(run_id, schema.ENERGY_KWH)]
-    assert sorted(steps) == [(0, 1.0), (2, 3.0)], "the refused write is set aside; the next one arrives"
+    assert sorted(steps) == [(0, 1.0), (2, 3.0), (3, 4.0)], "the refused write set aside; the next ones arrive, once each"
+    run = MlflowClient(up.url).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[schema.TAG_METERS] == "cpu:estimate"
     [rejected_file] = (tmp_path / "green-spool" / "rejected").glob("*.jsonl")
     [rejected] = [json.loads(line) for line in rejected_file.read_text().splitlines()]
     assert "refused on purpose" in rejected["reason"] and rejected["entry"]["metrics"][0][3] == 1
