@@ -77,6 +77,35 @@ elif FRAMEWORK == "keras-in-read":  # the SIGTERM arrives inside a meter read, w
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, validation_data=(x, y), batch_size=16, epochs=200, verbose=0, callbacks=[cb])
+elif FRAMEWORK == "keras-samples-per-epoch":  # SIGTERM, sent by the process itself, after the second epoch's 4th batch
+    import signal
+
+    import keras
+    import numpy as np
+
+    from mlflow_green.integrations.keras import GreenCallback
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self) -> int:
+            return 10
+
+        def __getitem__(self, i: int):
+            return np.random.rand(16, 8).astype("float32"), np.random.randint(0, 2, 16)
+
+    cb = GreenCallback(samples_per_epoch=80)  # the user's count: half the 160 rows of the 10 batches
+
+    class TermAfterBatch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 3 and self.epoch == 1:
+                started(cb.session.run_id)
+                os.kill(os.getpid(), signal.SIGTERM)  # a real signal, handled at the next bytecode
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(Batches(), epochs=5, verbose=0, callbacks=[cb, TermAfterBatch()])
 elif FRAMEWORK == "transformers":
     from hf_models import TokenDataset, bert_classifier, training_args
     from transformers import Trainer, TrainerCallback

@@ -70,6 +70,22 @@ def test_sigterm_ends_the_run_killed_with_the_energy_until_then(framework: str, 
 
 
 @pytest.mark.slow
+def test_sigterm_mid_epoch_counts_the_samples_per_epoch_share_of_the_batches_trained(tmp_path: Path) -> None:
+    """``samples_per_epoch=80`` over 10 batches of 16 rows; a real SIGTERM after the second epoch's 4th batch: 80 for the
+    first epoch and 4/10 of 80 for the second — the share of the user's count, not the 64 rows read."""
+    pytest.importorskip("keras")
+    child = subprocess.run([sys.executable, str(SCRIPT), "keras-samples-per-epoch", str(tmp_path)], capture_output=True,
+                           text=True, timeout=240)
+    assert child.returncode == -signal.SIGTERM, (child.stdout + child.stderr)[-3000:]
+    started = json.loads((tmp_path / "started").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(started["run_id"])
+    assert run.info.status == "KILLED"
+    report = json.loads(Path(client.download_artifacts(run.info.run_id, schema.REPORT_ARTIFACT, str(tmp_path))).read_text())
+    assert report["samples"] == {"train": 80 + 4 * 8}, report["samples"]
+    assert run.data.metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(run.data.metrics[schema.ENERGY_KWH] * 3.6e6 / 112, rel=1e-6)
+
+
 def test_sigterm_during_a_trainer_evaluate_alone_ends_its_run_killed(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     child, output, _ = _terminated_once_started("transformers-evaluate", tmp_path, after_s=0.0)
