@@ -142,7 +142,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        report.sections.append(("Threads when it failed", _thread_stacks()))
+        report.sections.append(("Threads when it failed", _thread_stacks() + _sql_pools()))
+
+
+def _sql_pools() -> str:
+    """The connection pools of this process's MLflow SQL stores (a store whose pool has no connection left makes every
+    session wait 30 s): one line each."""
+    if "mlflow" not in sys.modules:
+        return ""
+    import gc
+
+    stores = [o for o in gc.get_objects() if type(o).__name__ == "SqlAlchemyStore" and hasattr(o, "engine")]
+    return "".join(f"\n--- pool of {store.db_uri}: {store.engine.pool.status()}" for store in stores)
 
 
 def _thread_stacks(limit: int = 14) -> str:

@@ -120,8 +120,15 @@ def run_cases(out: Path) -> dict[str, dict]:
 def writer_stacks() -> dict[str, str]:
     """Where each of mlflow-green's background threads is now (shown by a test that finds a run not ended)."""
     names = {thread.ident: thread.name for thread in threading.enumerate() if thread.name.startswith("mlflow-green")}
-    return {f"{names[ident]}-{ident}": "".join(traceback.format_stack(frame, limit=10))
-            for ident, frame in sys._current_frames().items() if ident in names}
+    stacks = {f"{names[ident]}-{ident}": "".join(traceback.format_stack(frame, limit=10))
+              for ident, frame in sys._current_frames().items() if ident in names}
+    try:  # the store's connection pool: none left makes every session wait 30 s
+        from mlflow.tracking._tracking_service.utils import _get_store
+
+        stacks["pool"] = _get_store().engine.pool.status()
+    except Exception as exc:  # noqa: BLE001 - not a SQL store, another MLflow's internals
+        stacks["pool"] = repr(exc)
+    return stacks
 
 
 def failing_fit(cb: GreenCallback, *callbacks, x=None, sleep_s: float = 0.5, **kwargs) -> dict:
