@@ -191,8 +191,17 @@ def test_a_run_the_server_refuses_to_create_sets_its_writes_aside_with_the_reaso
     assert "2 writes refused by the server" in message and str(rejected) in message
 
 
+@pytest.fixture()
+def private_store(tmp_path: Path) -> tuple[MlflowClient, str]:
+    """A sqlite store of the test's own, its tables made before the test runs (MLflow 2 configures logging from
+    alembic's file as it makes them, which drops the handlers ``caplog`` installed for a test already running), and a
+    run in it: (client, run id)."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'held.db'}")
+    return client, client.create_run(client.create_experiment("held", artifact_location=(tmp_path / "a").as_uri())).info.run_id
+
+
 def test_a_local_store_held_by_another_writer_past_the_end_timeout_is_said_to_be_waited_on_then_gets_everything(
-    tmp_path: Path, spool_dir: Path, caplog: pytest.LogCaptureFixture
+    private_store: tuple[MlflowClient, str], tmp_path: Path, spool_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Another connection (another process's long write) holds a sqlite store: the end of the fit gives up after the
     end timeout and says that a request is waiting for the store, and for how long (not just 'no answer'); once the
@@ -200,9 +209,7 @@ def test_a_local_store_held_by_another_writer_past_the_end_timeout_is_said_to_be
     import re
     import sqlite3
 
-    uri = f"sqlite:///{tmp_path / 'held.db'}"
-    client = MlflowClient(uri)
-    run_id = client.create_run(client.create_experiment("held", artifact_location=(tmp_path / "a").as_uri())).info.run_id
+    client, run_id = private_store
     recorder = RunRecorder(client, run_id, timeouts=QUICK)
     holder = sqlite3.connect(tmp_path / "held.db", isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN EXCLUSIVE")
