@@ -142,7 +142,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        report.sections.append(("Threads when it failed", _thread_stacks() + _sql_pools()))
+        report.sections.append(("Threads when it failed", _thread_stacks() + _sql_pools() + _native_stacks()))
+
+
+def _native_stacks() -> str:
+    """Where in C code each thread is, where ``py-spy`` is installed (not a dependency: a developer's diagnosis of a
+    thread blocked below Python, e.g. in a garbage collection's finalizer)."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        return ""
+    try:
+        done = subprocess.run([spy, "dump", "--native", "--pid", str(os.getpid())], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"\n--- py-spy: {exc!r}"
+    return f"\n--- py-spy dump --native\n{done.stdout[-20000:]}{done.stderr[-2000:]}"
 
 
 def _sql_pools() -> str:
