@@ -137,12 +137,19 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A failed test call gets the stacks of this process's other threads as they were when it failed (a writer
-    waiting on a store, a lock, a disk): a failure seen once in a CI run says where a background thread was."""
+    """A failed test call gets, as they were when it failed, this process's other threads' stacks, the MLflow SQL
+    stores' connection pools in use and (where ``py-spy`` is installed) each thread's native stack: a failure seen once
+    in a CI run says where a background thread was (a writer waiting on a store, a lock, a disk)."""
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        report.sections.append(("Threads when it failed", _thread_stacks() + _sql_pools() + _native_stacks()))
+        parts = []
+        for helper in (_thread_stacks, _sql_pools, _native_stacks):
+            try:
+                parts.append(helper())
+            except Exception as exc:  # a diagnosis never breaks the run
+                parts.append(f"\n--- {helper.__name__}: {exc!r}")
+        report.sections.append(("Threads when it failed", "".join(parts)))
 
 
 def _native_stacks() -> str:
@@ -155,21 +162,27 @@ def _native_stacks() -> str:
     if spy is None:
         return ""
     try:
-        done = subprocess.run([spy, "dump", "--native", "--pid", str(os.getpid())], capture_output=True, text=True, timeout=60)
+        done = subprocess.run([spy, "dump", "--native", "--pid", str(os.getpid())], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"\n--- py-spy: {exc!r}"
-    return f"\n--- py-spy dump --native\n{done.stdout[-20000:]}{done.stderr[-2000:]}"
+    return f"\n--- py-spy dump --native\n{done.stdout[:40000]}{done.stderr[-2000:]}"
 
 
 def _sql_pools() -> str:
-    """The connection pools of this process's MLflow SQL stores (a store whose pool has no connection left makes every
-    session wait 30 s): one line each."""
+    """The connection pools of this process's MLflow SQL stores (tracking and registry) with connections checked out:
+    one ``log_batch`` in progress holds two (its session and the one MLflow opens for the metrics); the pool (5 + 10
+    overflow) exhausted would make every session wait 30 s. Passwords hidden."""
     if "mlflow" not in sys.modules:
         return ""
-    import gc
+    from mlflow.store.model_registry import sqlalchemy_store as registry
+    from mlflow.store.tracking import sqlalchemy_store as tracking
 
-    stores = [o for o in gc.get_objects() if type(o).__name__ == "SqlAlchemyStore" and hasattr(o, "engine")]
-    return "".join(f"\n--- pool of {store.db_uri}: {store.engine.pool.status()}" for store in stores)
+    engines: dict[int, Any] = {}
+    for store in (tracking.SqlAlchemyStore, registry.SqlAlchemyStore):
+        mapped = getattr(store, "_engine_map", None) or getattr(store, "_db_uri_sql_alchemy_engine_map", None) or {}
+        engines.update((id(engine), engine) for engine in list(mapped.values()))
+    return "".join(f"\n--- pool of {engine.url.render_as_string(hide_password=True)}: {engine.pool.status()}"
+                   for engine in engines.values() if getattr(engine.pool, "checkedout", lambda: 0)() > 0)
 
 
 def _thread_stacks(limit: int = 14) -> str:

@@ -130,7 +130,7 @@ class SpoolKeeper:
         except (OSError, ValueError) as exc:
             self._last_error = (folder, exc)
             return False
-        self.spool = spool
+        self.spool, self.released_path = spool, None
         self.unspooled.difference_update(entry["seq"] for entry in backlog)
         return True
 

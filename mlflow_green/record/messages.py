@@ -54,17 +54,18 @@ def _writes(count: int) -> str:
     return plural(count, "write")
 
 
-def _why_not_sent(recorder: RunRecorder) -> list[str]:
-    """Why writes are not sent: the last error, a writer whose thread is not running, or a request the server has not
-    answered (for how long)."""
-    reasons = recorder.failures[-1:]
+def _why_not_sent(recorder: RunRecorder, running: bool) -> list[str]:
+    """Why writes are not sent (``running``: the writer's thread runs, read once by the caller): a writer stopped, or
+    whose thread is not running; a request with no answer yet (for how long: MLflow's client may be retrying it
+    inside); else the last error, whose retry waits."""
+    last = recorder.failures[-1:]
+    if not running:
+        return [*last, "the writer was stopped" if recorder.stopped else "the writer's thread is not running"]
     since_s = recorder.sending_since_s
-    if not recorder.thread_running:
-        reasons.append("the writer's thread is not running")
-    elif not reasons:
-        reasons.append("the tracking server has not answered yet" if since_s is None
-                       else f"the tracking server has not answered a request sent {time.monotonic() - since_s:.1f} s ago")
-    return reasons
+    if since_s is not None:
+        waiting = f"no answer yet to a request sent {time.monotonic() - since_s:.1f} s ago (MLflow's client may be retrying it)"
+        return [waiting, *(f"last error: {error}" for error in last)]
+    return last or ["the writer has not sent them yet"]
 
 
 def close_message(recorder: RunRecorder) -> str | None:
@@ -79,7 +80,8 @@ def close_message(recorder: RunRecorder) -> str | None:
     parts: list[str] = []
     head = f"mlflow-green: {recorder.label()} on {uri}: {counts.sent} of {_writes(counts.submitted)} sent"
     if queue:
-        why = "; ".join(_why_not_sent(recorder))
+        running = recorder.thread_running  # read once: the thread may end meanwhile
+        why = "; ".join(_why_not_sent(recorder, running))
         parts.append(f"{_writes(len(waiting))} not sent yet ({why})")
         if creation_pending:
             parts.append("the run itself is not created yet (it will be, first)")
@@ -88,7 +90,7 @@ def close_message(recorder: RunRecorder) -> str | None:
         path = recorder.keeper.path or recorder.keeper.released_path
         if kept and path is not None:
             which = f"{len(waiting) - len(lost)} of them " if lost else ""
-            sending = "this process keeps sending them while it runs; " if recorder.thread_running else ""
+            sending = "this process keeps sending them while it runs; " if running else ""
             parts.append(f"{which}kept in {path}: {sending}to send them later run `{recovery_command(uri, path.parent)}`")
         if lost:
             parts.append(f"{_writes(len(lost))} could not be spooled ({recorder.keeper.problem or 'no spool'}) and are "

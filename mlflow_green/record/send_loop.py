@@ -64,7 +64,8 @@ class SendLoop:
     _flushers: int  # callers waiting for the queue to empty: nothing gathers then
     _sent_at_s: float = -math.inf  # time.monotonic() of the last send
     _gathering: bool = False  # the thread waits in _gather
-    sending_since_s: float | None = None  # time.monotonic() when the request in flight was sent (None: none is)
+    sending_since_s: float | None = None  # time.monotonic() when the request in flight was sent (None: none is);
+    # written by the writer thread only, read by others as a snapshot (the closing message)
 
     def _label(self) -> str:
         raise NotImplementedError

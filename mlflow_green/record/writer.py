@@ -153,9 +153,15 @@ class BackgroundWriter(SendLoop):
 
     @property
     def thread_running(self) -> bool:
-        """True while this writer's sending thread runs."""
+        """True while this writer's sending thread runs and was not stopped (a stopped thread inside a request exits
+        when it returns, sending nothing more)."""
         thread = self._thread
-        return thread is not None and thread.is_alive()
+        return not self._stopped and thread is not None and thread.is_alive()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` ran (until the next write starts the writer again)."""
+        return self._stopped
 
     def stop(self) -> None:
         """Stop the background writer now, as if this process ended: what is not sent stays spooled (unlocked).

@@ -1,7 +1,9 @@
-"""Run by the SIGTERM test: ``python sigterm_train.py keras|lightning|transformers|track OUT_DIR``.
+"""Run by the SIGTERM tests: ``python sigterm_train.py CASE OUT_DIR`` (``keras``, ``lightning``, ``transformers``,
+``track`` and the other cases below).
 
 Trains slowly with GreenCallback into OUT_DIR/mlflow.db and writes OUT_DIR/started (the run id
-and the time) once an epoch is done; the test then sends SIGTERM.
+and the time) once an epoch is done; the test then sends SIGTERM — except ``keras-samples-per-epoch``, which
+sends it to itself at a set batch.
 """
 
 from __future__ import annotations

@@ -86,6 +86,7 @@ def test_sigterm_mid_epoch_counts_the_samples_per_epoch_share_of_the_batches_tra
     assert run.data.metrics[schema.ENERGY_PER_SAMPLE_J] == pytest.approx(run.data.metrics[schema.ENERGY_KWH] * 3.6e6 / 112, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_trainer_evaluate_alone_ends_its_run_killed(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     child, output, _ = _terminated_once_started("transformers-evaluate", tmp_path, after_s=0.0)
