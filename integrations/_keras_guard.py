@@ -40,7 +40,7 @@ from mlflow_green.integrations._keras_callback_hooks import CallbackHooks
 from mlflow_green.integrations._keras_evaluations import EpochEvaluations, steps_kept
 from mlflow_green.integrations._keras_frames import caller_frame
 from mlflow_green.integrations._keras_input import end_of_data, leading_dim, reads_input_in_step, watched_source
-from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_if_lost
+from mlflow_green.integrations._keras_interrupt import ctrl_c_from, raise_again_if_lost, raise_again_if_swallowed
 from mlflow_green.integrations._keras_raised import see_exit
 from mlflow_green.integrations._keras_samples import PassBatching, pass_batching, samples_seen
 from mlflow_green.measure.signal_safety import passes_through
@@ -98,6 +98,7 @@ class CallGuard(CallbackHooks):
         self.stop_requested, self.on_step_end = False, on_step_end
         self.on_epoch_end_start: Callable[[], None] | None = None
         self._fit_watch: FitWatch | None = None
+        self._call_frame: Any = None  # the fit's frame, while it is watched
         self._batch_list: BatchList | None = None  # the fit's batch hooks skip ours
         self.in_own_hook = self.validating = False  # in the call's own start hook; between its on_test_begin and _end
 
@@ -114,6 +115,8 @@ class CallGuard(CallbackHooks):
         self.validates = self.validates or (method == "fit" and local.get("validation_data") is not None)
         self.outside_fit = method == "fit" and frame is None  # a CallbackList driven by the user's own loop
         self._callbacks = callbacks if callbacks is not None else self._callbacks
+        if method == "fit" and frame is not None and self._call_frame is None:
+            self._call_frame = frame  # a Ctrl-C caught inside it is raised again (see _ctrl_c)
         if self.epoch_iterator is None:
             self.epoch_iterator = iterator
         if callbacks is not None:
@@ -174,6 +177,7 @@ class CallGuard(CallbackHooks):
             self._fit_watch.stop()
         self._sigterm.restore()
         self._sigint.restore()
+        self._call_frame = None  # the fit's locals (its data) are not kept past it
 
     def _restore(self, owner: Any, name: str) -> None:
         try:
@@ -241,11 +245,14 @@ class CallGuard(CallbackHooks):
                 logger.warning("mlflow-green: could not end the measurement: %s", err)
 
     def _ctrl_c(self) -> None:
-        """SIGINT: end the measurement ``KILLED`` (a ``KeyboardInterrupt`` Python drops is raised again at the next hook)."""
+        """SIGINT: end the measurement ``KILLED`` (a ``KeyboardInterrupt`` Python drops, or that code inside the fit catches
+        and drops, is raised again at the next hook)."""
+        call_frame = self._call_frame  # taken before the run ends (which removes the guard)
         self.interrupted = True
         self.abort(KeyboardInterrupt())
         if self._callbacks is not None:
             raise_again_if_lost(self._callbacks)
+            raise_again_if_swallowed(self._callbacks, self.model, call_frame)
 
     def _set(self, owner: Any, name: str, wrapper: Any) -> None:
         try:

@@ -314,3 +314,67 @@ def test_a_ctrl_c_a_callback_catches_for_a_graceful_stop_is_left_caught(mlflow_e
     assert len(history.epoch) == 2 and ended == ["on_train_end"]
     assert mlflow.MlflowClient().get_run(cb.session.run_id).info.status == "KILLED"  # ended at the Ctrl-C
     assert mlflow.active_run() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_that_code_inside_the_fit_catches_and_drops_is_raised_at_the_next_hook(mlflow_experiment: str) -> None:
+    """A Ctrl-C caught by a bare ``except:`` inside the fit (Keras's own code has some, around the loss's structure
+    checks it runs as it traces a step — on TensorFlow the validation's first: a suite run saw the fit go on to its end
+    with its run ``KILLED``): raised again at the fit's next hook, no batch begun after it, ``fit`` raises it. A
+    ``CallbackList`` of the user's that a Ctrl-C left armed is given back untouched to the next fit."""
+    import keras
+    import mlflow
+    import numpy as np
+
+    from mlflow_green.integrations.keras import GreenCallback
+    from mlflow_green.testing import FakeMeter
+
+    batches: list[tuple[int, int]] = []
+
+    class Swallows(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            batches.append((self.epoch, batch))
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if (self.epoch, batch) == (1, 1):
+                try:
+                    signal.raise_signal(signal.SIGINT)
+                except:  # noqa: E722 - as Keras's own code does
+                    pass
+
+    class Interrupts(keras.callbacks.Callback):
+        epochs_ended = 0
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.epochs_ended += 1
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if batch == 1 and not getattr(self, "done", False):
+                self.done = True
+                signal.raise_signal(signal.SIGINT)
+
+    x, y = np.random.default_rng(0).random((64, 4)).astype("float32"), np.zeros(64, dtype="int64")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    with pytest.raises(KeyboardInterrupt, match="raised again"):
+        model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[cb, Swallows()])
+    assert batches[-1] == (1, 1), batches  # the second epoch's third batch never began
+    assert mlflow.MlflowClient().get_run(cb.session.run_id).info.status == "KILLED"
+    assert mlflow.active_run() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    # a CallbackList of the user's: the Ctrl-C raised as usual; the same list in the next fit runs it to its end
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    interrupts = Interrupts()
+    callbacks = keras.callbacks.CallbackList([cb, interrupts], model=model)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=callbacks)
+    interrupted, interrupts.epochs_ended = cb.session.run_id, 0
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=callbacks)
+    assert interrupts.epochs_ended == 2
+    client = mlflow.MlflowClient()
+    assert client.get_run(interrupted).info.status == "KILLED" and client.get_run(cb.session.run_id).info.status == "FINISHED"
