@@ -148,8 +148,7 @@ class BackgroundWriter(SendLoop):
     def sending(self) -> bool:
         """True while writes are gathered, or queued and this writer's thread runs to send them (not stopped)."""
         with self._cond:
-            running = self._thread is not None and self._thread.is_alive()
-            return not self._stopped and (bool(self._outbox) or bool(self._queue) and running)
+            return not self._stopped and bool(self._outbox) or bool(self._queue) and self.thread_running
 
     @property
     def thread_running(self) -> bool:
