@@ -327,3 +327,49 @@ def test_a_lost_answer_and_refusals_through_a_faulty_proxy(up: OutageRelay, tmp_
     [rejected_file] = (tmp_path / "green-spool" / "rejected").glob("*.jsonl")
     [rejected] = [json.loads(line) for line in rejected_file.read_text().splitlines()]
     assert "refused on purpose" in rejected["reason"] and rejected["entry"]["metrics"][0][3] == 1
+
+
+@pytest.mark.parametrize("then", ["retry_waits", "retry_unanswered"])
+def test_the_end_of_a_fit_says_the_last_error_while_its_retry_waits_and_that_error_after_a_retry_left_unanswered(
+    then: str, up: OutageRelay, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write the server answers with a 503 (MLflow's own retries off), the end of the fit giving up before our retry
+    went (``retry_waits``: the retry comes 1 s later) or while the retry goes unanswered (``retry_unanswered``): the
+    closing warning gives the error the write got — after how long the unanswered retry has waited, in the second
+    case —, never the bare "has not sent them yet"; the write arrives once the server answers again."""
+    from mlflow_green.record.recorder import RunRecorder
+    from mlflow_green.record.timeouts import RunTimeouts
+    from mlflow_green.testing.proxy import FaultyProxy
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with FaultyProxy(up.url) as proxy:
+        client = MlflowClient(proxy.url)
+        run_id = client.create_run(client.create_experiment(f"closing-message-{then}")).info.run_id
+        proxy.fail("runs/log-batch", status=503, message="busy on purpose")
+        if then == "retry_unanswered":
+            proxy.hold("runs/log-batch")
+        recorder = RunRecorder(client, run_id, timeouts=RunTimeouts(start_s=0, end_s=0.2, retry_max_s=60))
+        try:
+            recorder.log_metrics({schema.ENERGY_KWH: 1.0}, step=0)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (
+                    recorder.failures and (then == "retry_waits" or recorder.sending_since_s is not None)):
+                time.sleep(0.01)
+            assert recorder.close() is False
+            [message] = [r.getMessage() for r in caplog.records if "not sent yet (" in r.getMessage()]
+            reason = re.search(r"1 write not sent yet \((.*)\); kept in ", message)
+            assert reason is not None, message
+            if then == "retry_waits":
+                assert reason.group(1).startswith("TEMPORARILY_UNAVAILABLE") and "busy on purpose" in reason.group(1), message
+            else:
+                waited = re.fullmatch(r"no answer yet to a request sent ([\d.]+) s ago \(MLflow's client may be retrying it\); "
+                                      r"last error: TEMPORARILY_UNAVAILABLE.*busy on purpose.*", reason.group(1))
+                assert waited is not None and float(waited.group(1)) < 10, message
+            assert "this process keeps sending them while it runs" in message, message
+            proxy.clear()  # the server answers again (a held request is let go unanswered: retried)
+            deadline = time.monotonic() + 30
+            while recorder.pending and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            recorder.stop()
+    assert [m.value for m in MlflowClient(up.url).get_metric_history(run_id, schema.ENERGY_KWH)] == [1.0]
