@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -951,6 +952,38 @@ def _(out: Path):
 
     profile = inspect_model(keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3)))
     return {"params": profile.params, "flops_per_sample": profile.flops_per_sample}
+
+
+@case("ctrl_c_dropped_inside_the_fit")
+def _(out: Path):
+    """A real Ctrl-C that code inside the fit catches and drops (Keras's own code has bare ``except:`` blocks): raised
+    again at the fit's next hook; no batch begins after it."""
+    batches: list[tuple[int, int]] = []
+
+    class Swallows(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            batches.append((self.epoch, batch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (self.epoch, batch) == (1, 1):
+                try:
+                    signal.raise_signal(signal.SIGINT)
+                except:  # noqa: E722 - as Keras's own code does
+                    pass
+
+    cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    try:
+        mlp().fit(X, Y, epochs=3, batch_size=64, verbose=0, callbacks=[cb, Swallows()])
+        raised = None
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        raised = f"{type(exc).__name__}: {exc}"[:200]
+    return {"raised": raised, "last_batch": list(batches[-1]), "status": mlflow.MlflowClient().get_run(cb.session.run_id).info.status,
+            "active_after": mlflow.active_run() is not None, "handler_back": signal.getsignal(signal.SIGINT) is signal.default_int_handler}
 
 
 @case("log_model_from_another_thread_during_a_fit")

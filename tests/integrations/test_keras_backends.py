@@ -72,6 +72,11 @@ def _check(backend: str, results: dict, client: MlflowClient, tmp_path: Path) ->
         assert result["active_after"] is None and result["wrapped_left"] == [], (name, result)
         assert failed.data.metrics[schema.DURATION_S] <= result["elapsed_s"] + 0.2, (name, failed.data.metrics, result)
         assert_green_invariants(failed.info.run_id, client)
+    # A Ctrl-C that code inside the fit caught and dropped: raised again at the next hook, no batch after it
+    dropped = results["ctrl_c_dropped_inside_the_fit"]
+    assert dropped["raised"].startswith("KeyboardInterrupt") and "raised again" in dropped["raised"], dropped
+    assert dropped["last_batch"] == [1, 1] and dropped["status"] == "KILLED", dropped
+    assert not dropped["active_after"] and dropped["handler_back"], dropped
     # A callback after ours failing in the same start dispatch (fit, evaluate, predict): ended at once, not later or never
     assert results["later_callback_fails_at_train_begin"] == {
         "interrupt": {"raised": "KeyboardInterrupt", "status": "KILLED", "active": None},
