@@ -153,8 +153,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _native_stacks() -> str:
-    """Where in C code each thread is, where ``py-spy`` is installed (not a dependency: a developer's diagnosis of a
-    thread blocked below Python, e.g. in a garbage collection's finalizer)."""
+    """Where in C code each thread is (``py-spy``, in the test extra; absent from the core suite's environment): a
+    thread blocked below Python, e.g. in a garbage collection's finalizer or inside SQLite."""
     import shutil
     import subprocess
 
