@@ -64,19 +64,13 @@ demo: $(STAMP)
 	@echo "\nOpen the view:  $(VENV)/bin/mlflow server --app-name green --backend-store-uri sqlite:///mlflow.db"
 	@echo "               then http://127.0.0.1:5000/green/  (the MLflow UI is at http://127.0.0.1:5000/)"
 
-# The core suite on MLflow 2 runs beside the main suite, in one worker (about 2 of its 3 minutes of CPU fit in the
-# main suite's waits: 15:50 in all one after the other; docs/performance.md); its output follows the main suite's.
-test: $(STAMP) $(STAMP2) system-deps
-	@core_log=$$(mktemp); \
-	$(MAKE) --no-print-directory test-core-mlflow2 TEST_WORKERS=1 > "$$core_log" 2>&1 & core=$$!; \
-	$(PY) -m pytest $(PYTEST_PARALLEL); main=$$?; \
-	wait $$core; core=$$?; cat "$$core_log"; rm -f "$$core_log"; \
-	echo "main suite: exit $$main; core suite on MLflow 2: exit $$core"; \
-	[ $$main -eq 0 ] && [ $$core -eq 0 ]
+test: $(STAMP) system-deps
+	$(PY) -m pytest $(PYTEST_PARALLEL)
+	$(MAKE) --no-print-directory test-core-mlflow2
 
 # The core suite on the last MLflow 2.x: framework tests are left out (their extras are not
 # installed there); any other skip fails the run (conftest.py). The slow end-to-end tests (real
 # servers, browsers, PostgreSQL) run on the latest MLflow only: `make test-core-mlflow2 SLOW=1` adds them.
 test-core-mlflow2: $(STAMP2) system-deps
 	@echo "Core suite (no framework extra) on $$($(VENV2)/bin/python -c 'import mlflow; print("MLflow", mlflow.__version__)'):"
-	$(VENV2)/bin/python -m pytest $(PYTEST_PARALLEL) -p no:cacheprovider $(if $(SLOW),,-m "not slow")
+	$(VENV2)/bin/python -m pytest $(PYTEST_PARALLEL) $(if $(SLOW),,-m "not slow")
