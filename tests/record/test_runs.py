@@ -93,8 +93,13 @@ def test_a_run_whose_creation_wait_is_interrupted_ends_killed_not_running(down: 
     slow = RunTimeouts(start_s=30.0, end_s=0.5, retry_max_s=0.2)
     threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        resolve_run(run_name="interrupted", timeouts=slow)
+    handle = None
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            handle = resolve_run(run_name="interrupted", timeouts=slow)
+    finally:  # not interrupted (a failure): its run, still to be created, is not left pending for the tests after it
+        if handle is not None:  # (on this thread's stack, every later block would measure into it)
+            handle.finish("FAILED", timeout_s=0)
     assert time.monotonic() - started < 10.0  # not the whole start timeout
     assert mlflow.active_run() is None
     [path] = spool_paths(spool_dir)
