@@ -18,7 +18,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -28,8 +28,9 @@ DEFER_S = 0.01
 """A SIGTERM that arrives inside mlflow-green's own code (a meter read, a spool write) is delivered
 again this much later, until it arrives outside (see :func:`~mlflow_green.measure.signal_safety.inside_own_code`)."""
 
-_HELD: list[tuple[Callable[[int, FrameType | None], None], Any]] = []
-"""The holds of :func:`sigterm_held` in force in this process, with the handler each replaced."""
+_HELD: list[list[Any]] = []
+"""The holds of :func:`sigterm_held` in force in this process, each ``[hold, the handler it replaced]`` (which a watch
+given back meanwhile changes to the handler it had: :func:`give_back_under_holds`)."""
 
 
 @contextlib.contextmanager
@@ -60,23 +61,23 @@ def sigterm_held(enabled: bool = True, signum: int = signal.SIGTERM, *, at_once:
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append((signum, frame))
         if len(received) > 1 or os.getpid() != pid:  # insisted, or a forked child (nothing to finish): as if not held
-            _give_back(_beyond_holds(previous), signum, frame)  # by the blocks around this one too
+            _give_back(_beyond_holds(entry[1]), signum, frame)  # by the blocks around this one too
 
     note_handler(hold)
-    previous: Any = None
+    entry: list[Any] = [hold, None]  # the handler it replaced: put back as it ends (a watch given back meanwhile: its own)
     if enabled and threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
             current = signal.getsignal(signum)
             if current is not signal.SIG_IGN and current is not None:
                 signal.signal(signum, hold)
-                previous = current
-                _HELD.append((hold, previous))
+                entry[1] = current
+                _HELD.append(entry)
     try:
         yield
     finally:
-        if previous is not None:
-            with contextlib.suppress(ValueError):  # not there in a forked child
-                _HELD.remove((hold, previous))
+        if entry[1] is not None:
+            _HELD[:] = [held for held in _HELD if held is not entry]  # (not there in a forked child)
+            previous = entry[1]
             with contextlib.suppress(ValueError, OSError):
                 if signal.getsignal(signum) == hold:
                     signal.signal(signum, previous)
@@ -104,6 +105,22 @@ def _beyond_holds(handler: Any) -> Any:
         if held is handler:
             handler = before
     return handler
+
+
+def give_back_under_holds(signum: int, handler: Any, replacement: Any) -> bool:
+    """``handler`` (a watch's) gives ``signum`` back to ``replacement`` while blocks hold it (a fit ended inside another
+    call's held block): the block that replaced ``handler`` puts ``replacement`` back as it ends, not ``handler``.
+    False where ``handler`` is under no hold in force (main thread only)."""
+    current = signal.getsignal(signum)
+    for _ in range(len(_HELD)):
+        entry = next((held for held in _HELD if held[0] is current), None)
+        if entry is None:
+            return False
+        if entry[1] == handler:
+            entry[1] = replacement
+            return True
+        current = entry[1]
+    return False
 
 
 def _give_back(handler: Any, signum: int, frame: FrameType | None) -> None:
@@ -203,4 +220,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_forking, after_in_parent=_unblock, after_in_child=_forked)
 
 
-__all__ = ["DEFER_S", "signals_held", "sigterm_held"]
+__all__ = ["DEFER_S", "give_back_under_holds", "signals_held", "sigterm_held"]

@@ -29,7 +29,15 @@ from types import FrameType
 from typing import Any
 
 from mlflow_green.measure.signal_safety import inside_own_code, note_handler
-from mlflow_green.training.signal_holds import _TAKEN, DEFER_S, _deliver_later, _give_back, signals_held, sigterm_held
+from mlflow_green.training.signal_holds import (
+    _TAKEN,
+    DEFER_S,
+    _deliver_later,
+    _give_back,
+    give_back_under_holds,
+    signals_held,
+    sigterm_held,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,23 +109,30 @@ class SigtermWatch:
     def restore(self) -> None:
         """Give SIGTERM back to the handler it had before :meth:`take` (if it is still ours).
 
-        Off the main thread (a measurement ended by a watching thread), where handlers cannot be set:
-        the watch is disarmed instead — a SIGTERM goes straight on to that handler, and the next
-        :meth:`take` puts it back.
+        Inside blocks holding the signal (:func:`signals_held`: a fit ended as the next call begins), the block
+        that replaced this watch's handler puts that handler back as it ends. Off the main thread (a
+        measurement ended by a watching thread), where handlers cannot be set, and under a handler set over
+        this one (which may put it back): the watch is disarmed instead — a SIGTERM that reaches it goes
+        straight on to that handler, and the next :meth:`take` puts it back.
         """
         if self._previous is not None and threading.current_thread() is not threading.main_thread():
             self._disarmed = True  # still among the taken watches: a fork gives SIGTERM back as from any
             return
+        if self._previous is None:
+            return
+        try:
+            ours = signal.getsignal(self.signum) == self._handle
+        except (ValueError, OSError):
+            ours = True  # no signals here: nothing to give back
+        if not ours and not give_back_under_holds(self.signum, self._handle, self._previous):  # a handler set over
+            self._disarmed = True  # ours, which may put ours back as it ends: disarmed as off the main thread
+            return
         if self in _TAKEN:
             _TAKEN.remove(self)
         previous, self._previous = self._previous, None
-        if previous is None:
-            return
-        try:
-            if signal.getsignal(self.signum) == self._handle:
+        if ours:  # (else the hold over ours puts ``previous`` back as its block ends)
+            with contextlib.suppress(ValueError, OSError):
                 signal.signal(self.signum, previous)
-        except (ValueError, OSError):
-            pass
 
     @contextlib.contextmanager
     def ending_elsewhere(self) -> Iterator[None]:

@@ -343,14 +343,17 @@ def _next_calls_after_errors_in_keras_own_code() -> dict[str, object]:
     nxt, clock = GreenCallback(), Clock()  # the clock's on_train_begin, right before ours: when the next fit begins
     mlp().fit(X, Y, epochs=2, batch_size=128, verbose=0, callbacks=[clock, nxt])
     seen["fit"] = {"failed": failed, "next": nxt.session.run_id, "until_next_s": clock.start_s - start_s}
+    seen["sigint_after"] = [repr(signal.getsignal(signal.SIGINT))]  # Python's again (it stayed a dead fit's watch's)
     failed, _ = _fit_left_in_keras_own_code()
     evaluation = GreenCallback()
     mlp().evaluate(X[:128], Y[:128], batch_size=64, verbose=0, callbacks=[evaluation])
     seen["evaluate"] = {"failed": failed, "next": evaluation.session.run_id}
+    seen["sigint_after"].append(repr(signal.getsignal(signal.SIGINT)))
     failed, _ = _fit_left_in_keras_own_code()
     with mlflow_green.track() as block:
         mlp().predict(X[:64], verbose=0)
     seen["track"] = {"failed": failed, "next": block.run_id}
+    seen["sigint_after"].append(repr(signal.getsignal(signal.SIGINT)))
     with mlflow.start_run() as users:
         _fit_left_in_keras_own_code()
         mlp().fit(X, Y, epochs=2, batch_size=128, verbose=0, callbacks=[GreenCallback()])
@@ -977,13 +980,15 @@ def _(out: Path):
                     pass
 
     cb = GreenCallback(meters=[FakeMeter({"cpu:0": 10.0})])
+    handler_before = repr(signal.getsignal(signal.SIGINT))
     try:
         mlp().fit(X, Y, epochs=3, batch_size=64, verbose=0, callbacks=[cb, Swallows()])
         raised = None
     except BaseException as exc:  # noqa: BLE001 - reported to the test
         raised = f"{type(exc).__name__}: {exc}"[:200]
     return {"raised": raised, "last_batch": list(batches[-1]), "status": mlflow.MlflowClient().get_run(cb.session.run_id).info.status,
-            "active_after": mlflow.active_run() is not None, "handler_back": signal.getsignal(signal.SIGINT) is signal.default_int_handler}
+            "active_after": mlflow.active_run() is not None, "handler_back": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+            "handler_before": handler_before}
 
 
 @case("log_model_from_another_thread_during_a_fit")

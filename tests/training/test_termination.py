@@ -113,6 +113,46 @@ def test_a_ctrl_c_inside_a_block_holding_sigint_is_raised_as_the_block_ends() ->
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.parametrize("given_back_in", ["a held block", "a later watch's fit"])
+def test_a_watch_given_back_while_another_handler_is_in_force_never_swallows_a_later_ctrl_c(given_back_in: str) -> None:
+    """A fit that failed in Keras's own code is ended by the next call as it begins, inside a block holding signals (or
+    a later watch has SIGINT): its watch gave SIGINT back while that block's handler was in force, the block put the
+    watch's handler back as it ended — and every later Ctrl-C of the process went to a watch with nothing to hand it
+    to: no ``KeyboardInterrupt``, and no later fit's watch took SIGINT (it saw a handler that was not Python's)."""
+    from mlflow_green.training.interrupts import SigintWatch
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    ended: list[str] = []
+    try:
+        first = SigintWatch(lambda: ended.append("first"))
+        first.take()
+        if given_back_in == "a held block":
+            with sigterm_held(signum=signal.SIGINT):
+                first.restore()
+        else:  # a handler set over the watch (a later watch, a framework's), which gives the watch's back as it ends
+            over = signal.signal(signal.SIGINT, lambda signum, frame: None)
+            first.restore()
+            signal.signal(signal.SIGINT, over)
+        later = SigintWatch(lambda: ended.append("later"))
+        later.take()  # the next fit's watch takes SIGINT back
+        assert later.watching
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert ended == ["later"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        # a Ctrl-C with no watch taking it in between: Python's own, once the given-back watch's handler is in force
+        first = SigintWatch(lambda: ended.append("first again"))
+        first.take()
+        with sigterm_held(signum=signal.SIGINT):
+            first.restore()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert ended == ["later"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_second_signal_goes_through_nested_held_blocks_at_once(signum: int) -> None:
     """A fit's end holds the signal inside the callback's own hold (around the profile too): the second one went to
