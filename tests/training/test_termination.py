@@ -113,6 +113,19 @@ def test_a_ctrl_c_inside_a_block_holding_sigint_is_raised_as_the_block_ends() ->
         signal.signal(signal.SIGINT, previous)
 
 
+def test_a_sigterm_watch_given_back_inside_a_held_block_leaves_the_handler_it_had(own_handler: list[str]) -> None:
+    """The same for SIGTERM: the handler it had is in force after the block (the watch's, put back over it, passed
+    nothing on — a scheduler's SIGTERM then did not stop the process)."""
+    before = signal.getsignal(signal.SIGTERM)
+    watch = SigtermWatch(lambda: own_handler.append("ended"))
+    watch.take()
+    with sigterm_held():
+        watch.restore()
+    assert signal.getsignal(signal.SIGTERM) == before and not watch.watching
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert own_handler == ["framework"]
+
+
 @pytest.mark.parametrize("given_back_in", ["a held block", "a later watch's fit"])
 def test_a_watch_given_back_while_another_handler_is_in_force_never_swallows_a_later_ctrl_c(given_back_in: str) -> None:
     """A fit that failed in Keras's own code is ended by the next call as it begins, inside a block holding signals (or
