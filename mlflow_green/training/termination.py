@@ -32,6 +32,7 @@ from mlflow_green.measure.signal_safety import inside_own_code, note_handler
 from mlflow_green.training.signal_holds import (
     _TAKEN,
     DEFER_S,
+    _deliver,
     _deliver_later,
     _give_back,
     give_back_under_holds,
@@ -85,7 +86,17 @@ class SigtermWatch:
 
     def take(self) -> None:
         """Take SIGTERM (main thread only; a no-op elsewhere, when SIGTERM is ignored, or if taken already)."""
-        if self._previous is not None or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if self._previous is not None and self._disarmed:  # this watch, given back under another handler: again
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(self.signum) == self._handle:  # its handler in force again: re-armed
+                    self._disarmed, self._pid, self._deferred_s, self.pending = False, os.getpid(), 0.0, False
+                    return
+            self._previous, self._disarmed = None, False  # else taken afresh, over what is in force now
+            if self in _TAKEN:
+                _TAKEN.remove(self)
+        if self._previous is not None:
             return
         try:
             previous = signal.getsignal(self.signum)
@@ -158,6 +169,9 @@ class SigtermWatch:
         # A process forked from the training (a data loader's worker, which its pool stops with SIGTERM): as
         # without us, it has no measurement to end. os.getpid(), not the PID kept up to date at fork: a SIGTERM
         # can arrive while the child runs the at-fork handlers registered before that one (logging's).
+        if os.getpid() == self._pid and self._disarmed and signal.getsignal(signum) != self._handle:
+            _deliver(self._previous if self._previous is not None else signal.SIG_DFL, signum, frame)  # reached
+            return  # through a handler set over ours, which calls it: passed on, that handler kept
         if os.getpid() != self._pid or self._disarmed:  # a forked child; or this watch was given back
             previous, self._disarmed = self._previous, False
             if os.getpid() == self._pid:

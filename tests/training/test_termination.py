@@ -126,6 +126,42 @@ def test_a_sigterm_watch_given_back_inside_a_held_block_leaves_the_handler_it_ha
     assert own_handler == ["framework"]
 
 
+def test_a_watch_given_back_under_a_users_handler_is_taken_again_by_its_next_call(own_handler: list[str]) -> None:
+    """One watch for several calls (the Hugging Face callback's): given back while a handler of the user's was in force
+    (disarmed, that handler kept), the next call's ``take()`` took nothing and a SIGTERM during it did not end its
+    measurement."""
+    watch = SigtermWatch(lambda: own_handler.append("ended KILLED"))
+    watch.take()
+    users = signal.signal(signal.SIGTERM, lambda signum, frame: own_handler.append("user"))
+    watch.restore()
+    assert signal.getsignal(signal.SIGTERM) is not users  # the user's, still in force
+    watch.take()  # the next call
+    assert watch.watching
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert own_handler == ["ended KILLED", "user"]
+
+
+def test_a_disarmed_watch_reached_through_a_handler_that_calls_it_passes_the_signal_on_and_keeps_that_handler(
+        own_handler: list[str]) -> None:
+    """A handler of the user's set over the watch that calls the one it replaced (as many libraries' do), in force after
+    the call: each SIGTERM goes through it to the handler the watch had, and it stays the process's handler (the
+    disarmed watch put its own previous handler back at the first SIGTERM: the user's was gone for every later one)."""
+    watch = SigtermWatch(lambda: own_handler.append("ended KILLED"))
+    watch.take()
+    replaced = signal.getsignal(signal.SIGTERM)
+
+    def users(signum: int, frame: object) -> None:
+        own_handler.append("user")
+        replaced(signum, frame)
+
+    signal.signal(signal.SIGTERM, users)
+    watch.restore()
+    for _ in range(2):
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert own_handler == ["user", "framework", "user", "framework"]
+    assert signal.getsignal(signal.SIGTERM) is users
+
+
 @pytest.mark.parametrize("given_back_in", ["a held block", "a later watch's fit"])
 def test_a_watch_given_back_while_another_handler_is_in_force_never_swallows_a_later_ctrl_c(given_back_in: str) -> None:
     """A fit that failed in Keras's own code is ended by the next call as it begins, inside a block holding signals (or
