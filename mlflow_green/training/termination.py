@@ -99,12 +99,7 @@ class SigtermWatch:
         if self._previous is not None:
             return
         try:
-            previous = signal.getsignal(self.signum)
-            earlier = getattr(previous, "__self__", None)
-            if isinstance(earlier, SigtermWatch) and earlier._disarmed:  # a watch given back off the main thread
-                previous, earlier._previous, earlier._disarmed = earlier._previous, None, False
-                if earlier in _TAKEN:
-                    _TAKEN.remove(earlier)
+            previous = _unwrapped(signal.getsignal(self.signum))
             if previous is signal.SIG_IGN or previous is None:  # ignored, or set outside Python: left alone
                 return
             signal.signal(self.signum, self._handle)
@@ -143,7 +138,7 @@ class SigtermWatch:
         previous, self._previous = self._previous, None
         if ours:  # (else the hold over ours puts ``previous`` back as its block ends)
             with contextlib.suppress(ValueError, OSError):
-                signal.signal(self.signum, previous)
+                signal.signal(self.signum, _unwrapped(previous))
 
     @contextlib.contextmanager
     def ending_elsewhere(self) -> Iterator[None]:
@@ -187,7 +182,7 @@ class SigtermWatch:
                 self.pending = True
                 return  # else no thread can start (the interpreter is shutting down): handled now
         self.pending = False
-        previous = self._previous
+        previous = self._previous = _unwrapped(self._previous)  # a watch under ours given back meanwhile: what it had
         self.restore()
         try:
             self.on_term()
@@ -198,6 +193,16 @@ class SigtermWatch:
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
             signal.raise_signal(signum)  # terminate as the process would have without us
+
+
+def _unwrapped(handler: Any) -> Any:
+    """``handler``, or — the handler of a watch given back (disarmed) — the one that watch had, the watch done with."""
+    earlier = getattr(handler, "__self__", None)
+    if isinstance(earlier, SigtermWatch) and earlier._disarmed and earlier._previous is not None:
+        handler, earlier._previous, earlier._disarmed = earlier._previous, None, False
+        if earlier in _TAKEN:
+            _TAKEN.remove(earlier)
+    return handler
 
 
 note_handler(SigtermWatch._handle)  # it gives SIGTERM back before it calls on: an error through it is the signal's
