@@ -5,8 +5,9 @@ a callback, or the framework's own code between them (TensorFlow's input pipelin
 while it builds an epoch's iterator). Raised there, it leaves the fit where no hook of the callback
 sees it: the run would stay ``RUNNING`` (and the active run) until a watch noticed the fit had left,
 and end ``FAILED``. While a fit is measured, :class:`SigintWatch` takes SIGINT if its handler is
-Python's own (``signal.default_int_handler``): it ends the measurement ``KILLED`` first, then raises
-the ``KeyboardInterrupt`` as Python would have. A handler the user set (a graceful stop that only sets
+Python's own (``signal.default_int_handler``) or another watch's (a call measured inside another, or right after a
+fit that failed where no hook saw it): it ends the measurement ``KILLED`` first, then hands the signal on — Python's
+handler raises the ``KeyboardInterrupt`` as it would have. A handler the user set (a graceful stop that only sets
 a flag) is left alone, and so is a SIGINT the process ignores.
 
 Example:
